@@ -1,0 +1,104 @@
+package vmre
+
+import (
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+)
+
+// Sentinel errors. Every error returned by vmre's packages wraps at least
+// one of them; test with [errors.Is].
+var (
+	// ErrHandshakeFailed: the plugin did not complete a valid handshake.
+	ErrHandshakeFailed = errors.New("handshake failed")
+	// ErrProtocolVersionMismatch: the plugin speaks a protocol version the
+	// engine does not accept.
+	ErrProtocolVersionMismatch = errors.New("protocol version mismatch")
+	// ErrHandshakeTimeout: no handshake arrived within the timeout.
+	ErrHandshakeTimeout = errors.New("timeout")
+	// ErrProcessNotFound: the engine could not reach the plugin, or the
+	// plugin never reached the engine.
+	ErrProcessNotFound = errors.New("vm process not found")
+	// ErrProcessExited: the plugin's process exited before it handshook.
+	ErrProcessExited = errors.New("process exited")
+	// ErrInvalidConfig: a configuration value is out of range or missing.
+	ErrInvalidConfig = errors.New("invalid config")
+	// ErrInvalidRequest: a handshake request is malformed (bad address,
+	// zero protocol version, ...).
+	ErrInvalidRequest = errors.New("invalid request")
+	// ErrAlreadyInitialized: the handshake has already completed; a second
+	// Initialize is refused.
+	ErrAlreadyInitialized = errors.New("already initialized")
+	// ErrUnauthenticated: the handshake carried no valid credentials.
+	ErrUnauthenticated = errors.New("unauthenticated")
+	// ErrPermissionDenied: the caller is not the launched plugin.
+	ErrPermissionDenied = errors.New("permission denied")
+	// ErrEngineAddressNotSet: a plugin found none of the engine-address
+	// environment variables.
+	ErrEngineAddressNotSet = errors.New("engine address not set")
+)
+
+// VersionMismatchError reports a plugin whose protocol version is not in the
+// engine's accepted set. It unwraps to [ErrProtocolVersionMismatch].
+type VersionMismatchError struct {
+	// Accepted lists the versions the engine accepts.
+	Accepted []uint32
+	// Got is the version the plugin announced.
+	Got uint32
+}
+
+// Error names both sides, in the form users of avalanchego search for:
+// "protocol version mismatch engine: 42 vm: 41".
+func (e *VersionMismatchError) Error() string {
+	return fmt.Sprintf("%s engine: %s vm: %d", ErrProtocolVersionMismatch.Error(), FormatVersions(e.Accepted), e.Got)
+}
+
+// Unwrap returns [ErrProtocolVersionMismatch].
+func (e *VersionMismatchError) Unwrap() error { return ErrProtocolVersionMismatch }
+
+// FormatVersions renders a version set as "42" or "42,43".
+func FormatVersions(versions []uint32) string {
+	parts := make([]string, len(versions))
+	for i, v := range versions {
+		parts[i] = strconv.FormatUint(uint64(v), 10)
+	}
+	return strings.Join(parts, ",")
+}
+
+// ExitError reports a plugin process that exited before completing its
+// handshake, with the evidence needed to see why. It unwraps to
+// [ErrProcessExited].
+type ExitError struct {
+	Pid int
+	// ExitCode is the process's exit status, or -1 if a signal ended it.
+	ExitCode int
+	// Signal names the signal that ended the process ("killed"), or is
+	// empty.
+	Signal string
+	// StderrTail holds the last lines the process wrote to stderr, oldest
+	// first.
+	StderrTail []string
+}
+
+// Error reads "process exited: exit status 3; stderr: ...".
+func (e *ExitError) Error() string {
+	var b strings.Builder
+	b.WriteString(ErrProcessExited.Error())
+	b.WriteString(": ")
+	if e.Signal != "" {
+		b.WriteString("signal: ")
+		b.WriteString(e.Signal)
+	} else {
+		b.WriteString("exit status ")
+		b.WriteString(strconv.Itoa(e.ExitCode))
+	}
+	if len(e.StderrTail) > 0 {
+		b.WriteString("; stderr: ")
+		b.WriteString(strings.Join(e.StderrTail, " | "))
+	}
+	return b.String()
+}
+
+// Unwrap returns [ErrProcessExited].
+func (e *ExitError) Unwrap() error { return ErrProcessExited }

@@ -1,0 +1,188 @@
+// Package server serves the vm.runtime.Runtime handshake service, the one a
+// plugin calls to announce its protocol version and address, backed by any
+// [vmre.Initializer].
+//
+// The handler is built with connect-go, so one port answers gRPC, gRPC-Web
+// and Connect (binary and JSON) callers alike; [NewHTTPServer] returns an
+// [http.Server] that speaks both HTTP/1.1 and cleartext HTTP/2 (h2c, prior
+// knowledge), which plain grpc-go plugins need. Requests are validated before
+// the Initializer sees them, and errors are mapped to status codes in one
+// place (see [CodeOf]). A bad request never stops the server.
+package server
+
+import (
+	"context"
+	"net"
+	"net/http"
+	"strconv"
+	"time"
+
+	"connectrpc.com/connect"
+	"github.com/vmre/vmre"
+	runtimepb "github.com/vmre/vmre/gen/vm/runtime"
+	"github.com/vmre/vmre/gen/vm/runtime/runtimepbconnect"
+	"google.golang.org/protobuf/types/known/emptypb"
+)
+
+// DefaultMaxRequestBytes caps the size of an Initialize request body. A
+// valid request is a few dozen bytes.
+const DefaultMaxRequestBytes = 4 << 10
+
+// Call describes the transport side of one Initialize request, for an
+// [Authorizer].
+type Call struct {
+	// PeerAddr is the caller's address as the server saw it ("ip:port").
+	PeerAddr string
+	// Header holds the request headers.
+	Header http.Header
+}
+
+// Authorizer decides whether a caller may handshake at all, before its
+// request reaches the Initializer. It returns nil to let the call through
+// or an error wrapping [vmre.ErrUnauthenticated] or
+// [vmre.ErrPermissionDenied].
+type Authorizer func(ctx context.Context, call Call) error
+
+// Option configures [NewHandler].
+type Option interface {
+	apply(*config)
+}
+
+type optionFunc func(*config)
+
+func (f optionFunc) apply(c *config) { f(c) }
+
+type config struct {
+	maxRequestBytes int
+	authorize       Authorizer
+	handlerOptions  []connect.HandlerOption
+}
+
+// WithMaxRequestBytes caps the request body size (default
+// [DefaultMaxRequestBytes]); larger requests fail with resource_exhausted.
+func WithMaxRequestBytes(n int) Option {
+	return optionFunc(func(c *config) { c.maxRequestBytes = n })
+}
+
+// WithAuthorizer runs authorize on every call before it is validated and
+// passed to the Initializer. By default every caller is let through.
+func WithAuthorizer(authorize Authorizer) Option {
+	return optionFunc(func(c *config) { c.authorize = authorize })
+}
+
+// WithHandlerOptions passes extra options (interceptors, say) to connect-go.
+func WithHandlerOptions(opts ...connect.HandlerOption) Option {
+	return optionFunc(func(c *config) { c.handlerOptions = append(c.handlerOptions, opts...) })
+}
+
+// NewHandler returns the path under which to mount the Runtime service and
+// its handler, which passes each valid Initialize request to initializer.
+// The handler is safe for concurrent use.
+func NewHandler(initializer vmre.Initializer, opts ...Option) (string, http.Handler) {
+	cfg := config{maxRequestBytes: DefaultMaxRequestBytes}
+	for _, o := range opts {
+		o.apply(&cfg)
+	}
+	if cfg.maxRequestBytes <= 0 {
+		cfg.maxRequestBytes = DefaultMaxRequestBytes
+	}
+	svc := &runtimeService{initializer: initializer, authorize: cfg.authorize}
+	handlerOpts := append([]connect.HandlerOption{connect.WithReadMaxBytes(cfg.maxRequestBytes)}, cfg.handlerOptions...)
+	return runtimepbconnect.NewRuntimeHandler(svc, handlerOpts...)
+}
+
+type runtimeService struct {
+	initializer vmre.Initializer
+	authorize   Authorizer
+}
+
+var _ runtimepbconnect.RuntimeHandler = (*runtimeService)(nil)
+
+func (s *runtimeService) Initialize(ctx context.Context, req *runtimepb.InitializeRequest) (*emptypb.Empty, error) {
+	if s.authorize != nil {
+		var call Call
+		if info, ok := connect.CallInfoForHandlerContext(ctx); ok {
+			call = Call{PeerAddr: info.Peer().Addr, Header: info.RequestHeader()}
+		}
+		if err := s.authorize(ctx, call); err != nil {
+			return nil, toConnectError(err)
+		}
+	}
+	if err := ValidateRequest(req.GetProtocolVersion(), req.GetAddr()); err != nil {
+		return nil, toConnectError(err)
+	}
+	if err := s.initializer.Initialize(ctx, req.GetProtocolVersion(), req.GetAddr()); err != nil {
+		return nil, toConnectError(err)
+	}
+	return &emptypb.Empty{}, nil
+}
+
+// ValidateRequest checks an Initialize request's fields: addr must be a
+// "host:port" with a non-empty host and a port in 1..65535. Errors wrap
+// [vmre.ErrInvalidRequest].
+func ValidateRequest(protocolVersion uint32, addr string) error {
+	_ = protocolVersion // every version is well-formed; the Initializer judges it.
+	return ValidateAddr(addr)
+}
+
+// maxAddrLen bounds an address: the longest DNS name plus a port.
+const maxAddrLen = 253 + 1 + 5
+
+// ValidateAddr reports whether addr is a dialable "host:port". Errors wrap
+// [vmre.ErrInvalidRequest].
+func ValidateAddr(addr string) error {
+	if addr == "" {
+		return invalidf("addr is empty, want host:port")
+	}
+	if len(addr) > maxAddrLen {
+		return invalidf("addr is %d bytes long, want at most %d", len(addr), maxAddrLen)
+	}
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return invalidf("addr %q is not host:port", addr)
+	}
+	if host == "" {
+		return invalidf("addr %q has no host", addr)
+	}
+	for _, r := range host {
+		if r <= ' ' || r == 0x7f || r == '/' || r == '@' {
+			return invalidf("addr %q has a bad character in its host", addr)
+		}
+	}
+	n, err := strconv.ParseUint(port, 10, 16)
+	if err != nil || n == 0 {
+		return invalidf("addr %q has no valid port (1-65535)", addr)
+	}
+	return nil
+}
+
+// Timeouts and limits applied by [NewHTTPServer].
+const (
+	ReadHeaderTimeout = 5 * time.Second
+	IdleTimeout       = 2 * time.Minute
+	MaxHeaderBytes    = 16 << 10
+	// MaxConcurrentStreams caps the HTTP/2 streams one connection may have
+	// open at once.
+	MaxConcurrentStreams = 250
+)
+
+// NewHTTPServer returns an [http.Server] for handler that speaks HTTP/1.1
+// and cleartext HTTP/2 with prior knowledge on the same port, with header
+// and idle timeouts and header and stream limits set. The caller calls Serve
+// and Shutdown.
+func NewHTTPServer(handler http.Handler) *http.Server {
+	var protocols http.Protocols
+	protocols.SetHTTP1(true)
+	protocols.SetUnencryptedHTTP2(true)
+	return &http.Server{
+		Handler:           handler,
+		Protocols:         &protocols,
+		ReadHeaderTimeout: ReadHeaderTimeout,
+		IdleTimeout:       IdleTimeout,
+		MaxHeaderBytes:    MaxHeaderBytes,
+		HTTP2: &http.HTTP2Config{
+			MaxConcurrentStreams: MaxConcurrentStreams,
+			MaxReadFrameSize:     1 << 16,
+		},
+	}
+}

@@ -1,0 +1,97 @@
+package vmre
+
+import (
+	"context"
+	"time"
+)
+
+// ProtocolVersion is the VM protocol version that vmre's own tools accept by
+// default and that its example VM announces. Hosts of another ecosystem set
+// the versions they accept explicitly (avalanchego v1.15 plugins speak 46).
+const ProtocolVersion uint32 = 42
+
+// Names of the environment variables through which the engine hands a
+// plugin the address of its handshake endpoint. A plugin reads them in the
+// order of [EngineAddressKeys]; the engine sets all of them by default, so
+// plugins written for avalanchego or luxd find the address unchanged.
+const (
+	// EngineAddressKey is vmre's own variable.
+	EngineAddressKey = "VMRE_ENGINE_ADDR"
+	// AvalancheEngineAddressKey is the variable avalanchego plugins read.
+	AvalancheEngineAddressKey = "AVALANCHE_VM_RUNTIME_ENGINE_ADDR"
+	// LuxEngineAddressKey is the variable luxd plugins read.
+	LuxEngineAddressKey = "LUX_VM_RUNTIME_ENGINE_ADDR"
+)
+
+// Handshake authentication: the engine gives each launched plugin a fresh
+// secret in HandshakeTokenKey, and vmre's client sends it back in the
+// HandshakeTokenHeader request header of its Initialize call.
+const (
+	HandshakeTokenKey    = "VMRE_HANDSHAKE_TOKEN"
+	HandshakeTokenHeader = "Vmre-Handshake-Token"
+)
+
+// EngineAddressKeys returns the engine-address variable names in the order a
+// plugin consults them: vmre's own first, then the avalanchego and luxd
+// aliases. It returns a new slice on every call.
+func EngineAddressKeys() []string {
+	return []string{EngineAddressKey, AvalancheEngineAddressKey, LuxEngineAddressKey}
+}
+
+const (
+	// DefaultHandshakeTimeout bounds the time from starting a plugin to its
+	// Initialize call.
+	DefaultHandshakeTimeout = 5 * time.Second
+	// DefaultGracefulTimeout is how long a plugin has to exit after the
+	// graceful stop signal before it is killed.
+	DefaultGracefulTimeout = 5 * time.Second
+)
+
+// Initializer receives a plugin's handshake. The handshake server calls it
+// once per Initialize request with the version the plugin announced and the
+// address of the plugin's own gRPC server.
+//
+// An implementation returns nil to accept the plugin. To refuse it, it
+// returns an error wrapping one of this package's sentinels (for example
+// [ErrProtocolVersionMismatch]); the server maps the sentinel to a status
+// code. Implementations must be safe for concurrent use.
+type Initializer interface {
+	Initialize(ctx context.Context, protocolVersion uint32, vmAddr string) error
+}
+
+// Stopper stops one running plugin.
+//
+// Stop asks the plugin to exit and, if it has not exited when its grace
+// period ends, kills it. Stop blocks until the process has been reaped or ctx
+// is done, whichever is first; when ctx ends first the stop still completes
+// in the background. Stop is idempotent and safe for concurrent use: every
+// call waits for the same outcome.
+type Stopper interface {
+	Stop(ctx context.Context)
+}
+
+// Runtime is a [Stopper] that also reports when its process has exited on
+// its own. [Manager] uses it to forget runtimes that are gone.
+type Runtime interface {
+	Stopper
+	// Done is closed once the process has exited and been reaped.
+	Done() <-chan struct{}
+}
+
+// Tracker records running plugins.
+type Tracker interface {
+	// TrackRuntime adds a plugin to the set. If it implements [Runtime], it
+	// is removed again as soon as its process exits.
+	TrackRuntime(runtime Stopper)
+}
+
+// Manager tracks running plugins and stops them all.
+type Manager interface {
+	Tracker
+	// Len reports how many tracked runtimes have not exited.
+	Len() int
+	// Stop stops every tracked runtime concurrently and blocks until all of
+	// them have stopped or ctx is done. Runtimes tracked after Stop has
+	// begun are stopped at once.
+	Stop(ctx context.Context)
+}
