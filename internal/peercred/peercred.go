@@ -1,0 +1,88 @@
+// Package peercred finds the process at the other end of a loopback TCP
+// connection and decides whether it belongs to a given process tree.
+//
+// The handshake server uses it to recognise the plugin it launched without a
+// shared secret: a plugin built against avalanchego or luxd connects with a
+// plain grpc-go client and cannot present vmre's token, but the socket it
+// connects from is owned by its own process. On Linux the owner is found
+// through /proc: /proc/net/tcp and /proc/net/tcp6 map the connection's
+// addresses to a socket inode, and /proc/PID/fd links name the processes that
+// hold that inode. Other operating systems return [ErrNotSupported].
+//
+// The answer is a snapshot: processes come and go while /proc is read, and a
+// pid can be reused once its process has been reaped. Every function
+// tolerates processes vanishing mid-scan (they are skipped), and callers
+// should treat "not found" as "not allowed".
+package peercred
+
+import (
+	"errors"
+	"net/netip"
+)
+
+var (
+	// ErrNotSupported is returned on operating systems where socket owners
+	// cannot be looked up.
+	ErrNotSupported = errors.New("peer credentials not supported on this OS")
+	// ErrNotFound is returned when no socket with the given addresses
+	// exists, or no visible process holds it (it closed, or belongs to a
+	// process this one may not inspect).
+	ErrNotFound = errors.New("peer socket not found")
+)
+
+// Owner is the outcome of [Lookup].
+type Owner struct {
+	// Pid is a process holding the peer's socket.
+	Pid int
+	// InTree reports whether Pid is the root process of the lookup or one of
+	// its descendants.
+	InTree bool
+}
+
+// Lookup finds the process that holds the client side of a TCP connection
+// and whether it is root or a descendant of root.
+//
+// local and peer are the connection's addresses as the server sees them:
+// local is the server's own address (the listener's), peer the client's
+// ([net.Conn.RemoteAddr]). IPv4, IPv6 and IPv4-mapped IPv6 addresses are
+// accepted; zones are ignored.
+//
+// The launched tree is searched first (root, then its descendants), so the
+// common case reads only a handful of /proc entries; only if none of them
+// holds the socket are all processes scanned. When several processes share
+// the socket, one in the tree wins. Lookup returns an error wrapping
+// [ErrNotFound] when nobody visible holds the socket, and
+// [ErrNotSupported] off Linux. It is safe for concurrent use and does not
+// block beyond reading /proc.
+func Lookup(local, peer netip.AddrPort, root int) (Owner, error) {
+	return lookup(local, peer, root)
+}
+
+// SocketInode returns the inode of the TCP socket whose own address is peer
+// and whose remote address is local: the client side of a connection that a
+// server listening on local accepted from peer. It returns an error wrapping
+// [ErrNotFound] if there is none (or only a closed one).
+func SocketInode(local, peer netip.AddrPort) (uint64, error) {
+	return socketInode(local, peer)
+}
+
+// Holds reports whether process pid has a file descriptor open on the socket
+// with the given inode. A process that does not exist, or whose descriptors
+// may not be read, holds nothing.
+func Holds(pid int, inode uint64) bool {
+	return holds(pid, inode)
+}
+
+// Descendants returns the pids of root's children, their children and so
+// on, in breadth-first order, not including root itself. Processes that exit
+// during the walk are left out.
+func Descendants(root int) ([]int, error) {
+	return descendants(root)
+}
+
+// InTree reports whether pid is root or one of its descendants, by
+// following parent pids upwards. A process that exits during the walk ends
+// it with false.
+func InTree(pid, root int) (bool, error) {
+	return inTree(pid, root)
+}

@@ -1,0 +1,368 @@
+package peercred
+
+import (
+	"bufio"
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"net/netip"
+	"os"
+	"strconv"
+	"strings"
+	"syscall"
+)
+
+// maxTreeDepth bounds parent walks and descendant searches; real process
+// trees are far shallower, and a bound keeps a pathological /proc from
+// looping.
+const maxTreeDepth = 1 << 12
+
+// maxTreeSize bounds how many descendants one lookup collects.
+const maxTreeSize = 1 << 14
+
+func lookup(local, peer netip.AddrPort, root int) (Owner, error) {
+	inode, err := socketInode(local, peer)
+	if err != nil {
+		return Owner{}, err
+	}
+	seen := make(map[int]bool)
+	if root > 0 {
+		// Fast path: the launched process itself, then its descendants. A
+		// failed descendant walk only costs speed: the full scan below still
+		// finds every holder.
+		seen[root] = true
+		if holds(root, inode) {
+			return Owner{Pid: root, InTree: true}, nil
+		}
+		kids, _ := descendants(root)
+		for _, pid := range kids {
+			seen[pid] = true
+			if holds(pid, inode) {
+				return Owner{Pid: pid, InTree: true}, nil
+			}
+		}
+	}
+	// Slow path: every process. A holder found here may still be in the
+	// tree (forked after the walk above), so ask.
+	pids, err := allPids()
+	if err != nil {
+		return Owner{}, err
+	}
+	foreign := 0
+	for _, pid := range pids {
+		if seen[pid] || !holds(pid, inode) {
+			continue
+		}
+		if ok, _ := inTree(pid, root); ok {
+			return Owner{Pid: pid, InTree: true}, nil
+		}
+		if foreign == 0 {
+			foreign = pid
+		}
+	}
+	if foreign != 0 {
+		return Owner{Pid: foreign}, nil
+	}
+	return Owner{}, fmt.Errorf("%w: no visible process holds socket inode %d (%s -> %s)", ErrNotFound, inode, peer, local)
+}
+
+func socketInode(local, peer netip.AddrPort) (uint64, error) {
+	la, pa := local.Addr().Unmap().WithZone(""), peer.Addr().Unmap().WithZone("")
+	if !la.IsValid() || !pa.IsValid() || local.Port() == 0 || peer.Port() == 0 {
+		return 0, fmt.Errorf("%w: invalid addresses %s -> %s", ErrNotFound, peer, local)
+	}
+	if la.Is4() != pa.Is4() {
+		return 0, fmt.Errorf("%w: mixed address families %s -> %s", ErrNotFound, peer, local)
+	}
+	want := conn{
+		own:    netip.AddrPortFrom(pa, peer.Port()),
+		remote: netip.AddrPortFrom(la, local.Port()),
+	}
+	switch inode, err := diagInode(want); {
+	case err == nil:
+		return inode, nil
+	case errors.Is(err, ErrNotFound):
+		return 0, fmt.Errorf("%w: no tcp socket %s -> %s", ErrNotFound, peer, local)
+	}
+	// An IPv4 client socket sits in the tcp table; one opened as IPv6 and
+	// connected to an IPv4-mapped address sits in tcp6 with mapped
+	// addresses. Pure IPv6 is only in tcp6.
+	tables := []string{"/proc/net/tcp6"}
+	if la.Is4() && pa.Is4() {
+		tables = []string{"/proc/net/tcp", "/proc/net/tcp6"}
+	}
+	for _, table := range tables {
+		inode, err := findInTable(table, want)
+		if err == nil {
+			return inode, nil
+		}
+		if !errors.Is(err, ErrNotFound) && !errors.Is(err, fs.ErrNotExist) {
+			return 0, err
+		}
+	}
+	return 0, fmt.Errorf("%w: no tcp socket %s -> %s", ErrNotFound, peer, local)
+}
+
+type conn struct {
+	own, remote netip.AddrPort
+}
+
+// findInTable scans one /proc/net/tcp{,6} table for the socket whose local
+// address is want.own and remote address want.remote. Sockets in TIME_WAIT
+// and orphans have inode 0 and are skipped: nobody holds them.
+func findInTable(path string, want conn) (uint64, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return 0, fmt.Errorf("read socket table: %w", err)
+	}
+	defer f.Close()
+	// The ports are printed as ":%04X"; checking them first skips nearly
+	// every line without decoding it.
+	ownPort := fmt.Sprintf(":%04X", want.own.Port())
+	remotePort := fmt.Sprintf(":%04X", want.remote.Port())
+	r := bufio.NewReaderSize(f, 32<<10)
+	first := true
+	for {
+		line, err := r.ReadString('\n')
+		if first {
+			first = false // the header
+		} else if strings.Contains(line, ownPort) {
+			if inode, ok := matchLine(line, want, ownPort, remotePort); ok {
+				return inode, nil
+			}
+		}
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return 0, fmt.Errorf("read socket table: %w", err)
+		}
+	}
+	return 0, ErrNotFound
+}
+
+func matchLine(line string, want conn, ownPort, remotePort string) (uint64, bool) {
+	// "sl local_address rem_address st tx:rx tr:when retrnsmt uid timeout inode ..."
+	fields := strings.Fields(line)
+	if len(fields) < 10 || !strings.HasSuffix(fields[1], ownPort) || !strings.HasSuffix(fields[2], remotePort) {
+		return 0, false
+	}
+	own, ok1 := decodeAddr(fields[1][:len(fields[1])-len(ownPort)])
+	remote, ok2 := decodeAddr(fields[2][:len(fields[2])-len(remotePort)])
+	if !ok1 || !ok2 || own.Unmap() != want.own.Addr() || remote.Unmap() != want.remote.Addr() {
+		return 0, false
+	}
+	inode, err := strconv.ParseUint(fields[9], 10, 64)
+	if err != nil || inode == 0 {
+		return 0, false
+	}
+	return inode, true
+}
+
+// decodeAddr decodes the kernel's rendering of an address: each 32-bit word
+// of the network-order address printed as a native-endian number in hex.
+func decodeAddr(s string) (netip.Addr, bool) {
+	if len(s) != 8 && len(s) != 32 {
+		return netip.Addr{}, false
+	}
+	raw, err := hex.DecodeString(s)
+	if err != nil {
+		return netip.Addr{}, false
+	}
+	b := make([]byte, len(raw))
+	for i := 0; i < len(raw); i += 4 {
+		binary.NativeEndian.PutUint32(b[i:], binary.BigEndian.Uint32(raw[i:]))
+	}
+	addr, ok := netip.AddrFromSlice(b)
+	return addr, ok
+}
+
+func holds(pid int, inode uint64) bool {
+	if pid <= 0 {
+		return false
+	}
+	dir := "/proc/" + strconv.Itoa(pid) + "/fd"
+	d, err := os.Open(dir)
+	if err != nil {
+		return false // gone, or not ours to inspect
+	}
+	defer d.Close()
+	target := "socket:[" + strconv.FormatUint(inode, 10) + "]"
+	for {
+		names, err := d.Readdirnames(256)
+		for _, name := range names {
+			if link, err := os.Readlink(dir + "/" + name); err == nil && link == target {
+				return true
+			}
+		}
+		if err != nil {
+			return false
+		}
+	}
+}
+
+func descendants(root int) ([]int, error) {
+	if root <= 0 {
+		return nil, nil
+	}
+	var out []int
+	seen := map[int]bool{root: true}
+	queue := []int{root}
+	for depth := 0; len(queue) > 0 && depth < maxTreeDepth && len(out) < maxTreeSize; depth++ {
+		var next []int
+		for _, pid := range queue {
+			kids, err := children(pid)
+			if errors.Is(err, errNoChildrenFile) {
+				return descendantsByScan(root)
+			}
+			for _, k := range kids {
+				if !seen[k] {
+					seen[k] = true
+					out = append(out, k)
+					next = append(next, k)
+				}
+			}
+		}
+		queue = next
+	}
+	return out, nil
+}
+
+var errNoChildrenFile = errors.New("/proc/PID/task/TID/children not available")
+
+// children lists pid's children through /proc/PID/task/TID/children
+// (CONFIG_PROC_CHILDREN), one file per thread since a child's parent is the
+// thread that forked it.
+func children(pid int) ([]int, error) {
+	taskDir := "/proc/" + strconv.Itoa(pid) + "/task"
+	d, err := os.Open(taskDir)
+	if err != nil {
+		return nil, nil // gone
+	}
+	tids, err := d.Readdirnames(-1)
+	d.Close()
+	if err != nil {
+		return nil, nil
+	}
+	var out []int
+	for _, tid := range tids {
+		data, err := os.ReadFile(taskDir + "/" + tid + "/children")
+		if err != nil {
+			if errors.Is(err, fs.ErrNotExist) {
+				if _, statErr := os.Stat(taskDir + "/" + tid); statErr == nil {
+					return nil, errNoChildrenFile
+				}
+			}
+			continue // thread exited
+		}
+		for _, f := range strings.Fields(string(data)) {
+			if k, err := strconv.Atoi(f); err == nil {
+				out = append(out, k)
+			}
+		}
+	}
+	return out, nil
+}
+
+// descendantsByScan is the fallback for kernels without the children file:
+// one pass over every process's parent pid.
+func descendantsByScan(root int) ([]int, error) {
+	pids, err := allPids()
+	if err != nil {
+		return nil, err
+	}
+	kids := make(map[int][]int)
+	for _, pid := range pids {
+		if pp, err := ppid(pid); err == nil {
+			kids[pp] = append(kids[pp], pid)
+		}
+	}
+	var out []int
+	queue := []int{root}
+	seen := map[int]bool{root: true}
+	for len(queue) > 0 && len(out) < maxTreeSize {
+		p := queue[0]
+		queue = queue[1:]
+		for _, k := range kids[p] {
+			if !seen[k] {
+				seen[k] = true
+				out = append(out, k)
+				queue = append(queue, k)
+			}
+		}
+	}
+	return out, nil
+}
+
+func inTree(pid, root int) (bool, error) {
+	if pid <= 0 || root <= 0 {
+		return false, nil
+	}
+	p := pid
+	for range maxTreeDepth {
+		if p == root {
+			return true, nil
+		}
+		if p <= 1 {
+			return false, nil
+		}
+		next, err := ppid(p)
+		if err != nil {
+			if errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ESRCH) {
+				return false, nil // exited mid-walk
+			}
+			return false, err
+		}
+		p = next
+	}
+	return false, nil
+}
+
+// ppid reads a process's parent pid from /proc/PID/stat. The command name
+// (field 2) may contain spaces and parentheses, so fields are counted from
+// the last ')'.
+func ppid(pid int) (int, error) {
+	data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return 0, fmt.Errorf("read process status: %w", err)
+	}
+	s := string(data)
+	i := strings.LastIndexByte(s, ')')
+	if i < 0 {
+		return 0, fmt.Errorf("parse /proc/%d/stat: no command name", pid)
+	}
+	fields := strings.Fields(s[i+1:])
+	if len(fields) < 2 {
+		return 0, fmt.Errorf("parse /proc/%d/stat: too few fields", pid)
+	}
+	pp, err := strconv.Atoi(fields[1])
+	if err != nil {
+		return 0, fmt.Errorf("parse /proc/%d/stat: %w", pid, err)
+	}
+	return pp, nil
+}
+
+func allPids() ([]int, error) {
+	d, err := os.Open("/proc")
+	if err != nil {
+		return nil, fmt.Errorf("list processes: %w", err)
+	}
+	defer d.Close()
+	names, err := d.Readdirnames(-1)
+	if err != nil {
+		return nil, fmt.Errorf("list processes: %w", err)
+	}
+	pids := make([]int, 0, len(names))
+	for _, n := range names {
+		if pid, err := strconv.Atoi(n); err == nil && pid > 0 {
+			pids = append(pids, pid)
+		}
+	}
+	return pids, nil
+}
+
+// Supported reports whether this OS can look up socket owners.
+const Supported = true

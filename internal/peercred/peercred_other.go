@@ -1,0 +1,18 @@
+//go:build !linux
+
+package peercred
+
+import "net/netip"
+
+func lookup(netip.AddrPort, netip.AddrPort, int) (Owner, error) { return Owner{}, ErrNotSupported }
+
+func socketInode(netip.AddrPort, netip.AddrPort) (uint64, error) { return 0, ErrNotSupported }
+
+func holds(int, uint64) bool { return false }
+
+func descendants(int) ([]int, error) { return nil, ErrNotSupported }
+
+func inTree(int, int) (bool, error) { return false, ErrNotSupported }
+
+// Supported reports whether this OS can look up socket owners.
+const Supported = false
