@@ -88,7 +88,8 @@ func NewHandler(initializer vmre.Initializer, opts ...Option) (string, http.Hand
 	}
 	svc := &runtimeService{initializer: initializer, authorize: cfg.authorize}
 	handlerOpts := append([]connect.HandlerOption{connect.WithReadMaxBytes(cfg.maxRequestBytes)}, cfg.handlerOptions...)
-	return runtimepbconnect.NewRuntimeHandler(svc, handlerOpts...)
+	path, handler := runtimepbconnect.NewRuntimeHandler(svc, handlerOpts...)
+	return path, newContentTypeGuard(handler)
 }
 
 type runtimeService struct {
@@ -117,11 +118,15 @@ func (s *runtimeService) Initialize(ctx context.Context, req *runtimepb.Initiali
 	return &emptypb.Empty{}, nil
 }
 
-// ValidateRequest checks an Initialize request's fields: addr must be a
-// "host:port" with a non-empty host and a port in 1..65535. Errors wrap
-// [vmre.ErrInvalidRequest].
+// ValidateRequest checks an Initialize request's fields: protocolVersion
+// must be set (non-zero: proto3 sends an unset field as 0, so a zero is a
+// caller that forgot it, not a version) and addr must be a "host:port" with
+// a non-empty host and a port in 1..65535. Whether the version is accepted
+// is the Initializer's decision. Errors wrap [vmre.ErrInvalidRequest].
 func ValidateRequest(protocolVersion uint32, addr string) error {
-	_ = protocolVersion // every version is well-formed; the Initializer judges it.
+	if protocolVersion == 0 {
+		return invalidf("protocol_version is 0 (unset), want the plugin's protocol version")
+	}
 	return ValidateAddr(addr)
 }
 

@@ -1,0 +1,243 @@
+// Package client calls the vm.runtime.Runtime handshake service of a VM
+// runtime engine: it is what a VM plugin uses to tell the engine which
+// protocol version it speaks and where its own gRPC server listens.
+//
+// A [Client] implements [vmre.Initializer] over the network. By default it
+// speaks the gRPC protocol over cleartext HTTP/2 with prior knowledge (h2c),
+// the only form a plain grpc-go server understands, so it handshakes with
+// vmre's own engine ([github.com/vmre/vmre/server]) and with avalanchego's
+// and luxd's engines alike. [WithProtocol] switches to gRPC-Web or to the
+// Connect protocol with JSON (exactly what curl sends), both over HTTP/1.1.
+//
+// A plugin normally needs a single call: [Handshake] reads the engine's
+// address (and the optional handshake token) from the environment the engine
+// launched it with and performs the handshake.
+//
+// Every error returned by this package wraps [vmre.ErrHandshakeFailed] and,
+// where the failure has one, the sentinel that classifies it
+// ([vmre.ErrProtocolVersionMismatch], [vmre.ErrProcessNotFound], ...); test
+// with [errors.Is]. Errors that came from the wire also wrap the
+// *[connect.Error], so [connect.CodeOf] reports the status code.
+package client
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"strings"
+	"time"
+
+	"connectrpc.com/connect"
+	"github.com/vmre/vmre"
+	runtimepb "github.com/vmre/vmre/gen/vm/runtime"
+	"github.com/vmre/vmre/gen/vm/runtime/runtimepbconnect"
+)
+
+// Protocol selects the RPC protocol a [Client] speaks.
+type Protocol int
+
+const (
+	// ProtocolGRPC is the gRPC protocol over cleartext HTTP/2 with prior
+	// knowledge (h2c). It is the default and the one grpc-go servers, such
+	// as avalanchego's engine, require.
+	ProtocolGRPC Protocol = iota
+	// ProtocolGRPCWeb is the gRPC-Web protocol over HTTP/1.1, with binary
+	// protobuf messages.
+	ProtocolGRPCWeb
+	// ProtocolConnect is the Connect protocol over HTTP/1.1 with JSON
+	// messages: a POST of {"protocolVersion":42,"addr":"..."} with
+	// Content-Type application/json, the same request curl sends.
+	ProtocolConnect
+)
+
+// String returns "grpc", "grpcweb" or "connect".
+func (p Protocol) String() string {
+	switch p {
+	case ProtocolGRPC:
+		return "grpc"
+	case ProtocolGRPCWeb:
+		return "grpcweb"
+	case ProtocolConnect:
+		return "connect"
+	default:
+		return fmt.Sprintf("Protocol(%d)", int(p))
+	}
+}
+
+// Option configures a [Client].
+type Option interface {
+	apply(*config)
+}
+
+type optionFunc func(*config)
+
+func (f optionFunc) apply(c *config) { f(c) }
+
+type config struct {
+	protocol   Protocol
+	httpClient *http.Client
+	token      string
+}
+
+// WithProtocol selects the protocol (default [ProtocolGRPC]). An unknown
+// value makes every Initialize call fail with [vmre.ErrInvalidConfig].
+func WithProtocol(p Protocol) Option {
+	return optionFunc(func(c *config) { c.protocol = p })
+}
+
+// WithHTTPClient makes the Client send its requests through httpClient
+// instead of a transport of its own. The caller then owns the connections:
+// [Client.Close] leaves them alone. The client must be able to speak the
+// chosen protocol to the engine; for [ProtocolGRPC] against a grpc-go
+// server that means HTTP/2 (h2c for an http:// engine). A nil httpClient is
+// ignored.
+func WithHTTPClient(httpClient *http.Client) Option {
+	return optionFunc(func(c *config) {
+		if httpClient != nil {
+			c.httpClient = httpClient
+		}
+	})
+}
+
+// WithToken sends token in the [vmre.HandshakeTokenHeader] request header
+// of every Initialize call, proving to an engine that authenticates its
+// handshakes that the caller is the plugin it launched. An empty token
+// sends no header (the default).
+func WithToken(token string) Option {
+	return optionFunc(func(c *config) { c.token = token })
+}
+
+// Client calls an engine's Initialize RPC. It is safe for concurrent use by
+// multiple goroutines and holds no state between calls other than pooled
+// connections.
+type Client struct {
+	rpc   runtimepbconnect.RuntimeClient
+	token string
+	// ownTransport is the transport New built, nil under WithHTTPClient.
+	ownTransport *http.Transport
+	// err is a configuration error reported by every Initialize call.
+	err error
+}
+
+var _ vmre.Initializer = (*Client)(nil)
+
+// Dial and idle limits of the transport New builds. The engine normally
+// listens on the loopback interface, so a connection that takes longer than
+// a few seconds to establish is not coming.
+const (
+	dialTimeout     = 5 * time.Second
+	idleConnTimeout = 90 * time.Second
+)
+
+// New returns a Client for the engine at engineAddr, which is a "host:port"
+// as an engine hands it to its plugins in the environment, or a base URL
+// such as "http://127.0.0.1:9660" (an https URL needs a TLS-capable client
+// given with [WithHTTPClient]). New never blocks and opens no connection; a
+// bad address or option is reported, wrapping [vmre.ErrInvalidConfig], by
+// each Initialize call.
+//
+// Unless [WithHTTPClient] is given, the Client gets a transport of its own:
+// h2c with prior knowledge for [ProtocolGRPC], HTTP/1.1 otherwise; it uses
+// no proxy. Call [Client.Close] to release its idle connections.
+func New(engineAddr string, opts ...Option) *Client {
+	var cfg config
+	for _, o := range opts {
+		o.apply(&cfg)
+	}
+	c := &Client{token: cfg.token}
+
+	baseURL, err := baseURL(engineAddr)
+	if err != nil {
+		c.err = err
+		return c
+	}
+	var (
+		connectOpts []connect.ClientOption
+		protocols   http.Protocols
+	)
+	switch cfg.protocol {
+	case ProtocolGRPC:
+		connectOpts = append(connectOpts, connect.WithGRPC())
+		// Prior knowledge only: grpc-go servers speak nothing but HTTP/2,
+		// and a Transport that also allows HTTP/1 would use it for http://.
+		protocols.SetUnencryptedHTTP2(true)
+	case ProtocolGRPCWeb:
+		connectOpts = append(connectOpts, connect.WithGRPCWeb())
+		protocols.SetHTTP1(true)
+	case ProtocolConnect:
+		connectOpts = append(connectOpts, connect.WithProtoJSON())
+		protocols.SetHTTP1(true)
+	default:
+		c.err = fmt.Errorf("%w: unknown protocol %d", vmre.ErrInvalidConfig, int(cfg.protocol))
+		return c
+	}
+
+	httpClient := cfg.httpClient
+	if httpClient == nil {
+		c.ownTransport = &http.Transport{
+			Protocols:           &protocols,
+			DialContext:         (&net.Dialer{Timeout: dialTimeout, KeepAlive: 30 * time.Second}).DialContext,
+			IdleConnTimeout:     idleConnTimeout,
+			MaxIdleConnsPerHost: 8,
+		}
+		httpClient = &http.Client{Transport: c.ownTransport}
+	}
+	c.rpc = runtimepbconnect.NewRuntimeClient(httpClient, baseURL, connectOpts...)
+	return c
+}
+
+// baseURL turns an engine address into the base URL of its services.
+func baseURL(engineAddr string) (string, error) {
+	if engineAddr == "" {
+		return "", fmt.Errorf("%w: engine address is empty, want host:port", vmre.ErrInvalidConfig)
+	}
+	if strings.HasPrefix(engineAddr, "http://") || strings.HasPrefix(engineAddr, "https://") {
+		return engineAddr, nil
+	}
+	if _, _, err := net.SplitHostPort(engineAddr); err != nil {
+		return "", fmt.Errorf("%w: engine address %q is not host:port: %w", vmre.ErrInvalidConfig, engineAddr, err)
+	}
+	return "http://" + engineAddr, nil
+}
+
+// Initialize performs the handshake: it sends protocolVersion and vmAddr,
+// the address of the plugin's own gRPC server, to the engine and blocks
+// until the engine answers or ctx is done. It returns nil when the engine
+// accepted the plugin. It makes exactly one attempt; whether a second call
+// succeeds is the engine's decision (vmre's engine refuses it with
+// [vmre.ErrAlreadyInitialized]).
+//
+// On failure the error wraps [vmre.ErrHandshakeFailed] and the sentinel of
+// its status code, and reads like "handshake failed: protocol version
+// mismatch engine: 42 vm: 41"; see the package documentation.
+func (c *Client) Initialize(ctx context.Context, protocolVersion uint32, vmAddr string) error {
+	if c.err != nil {
+		return fmt.Errorf("%w: %w", vmre.ErrHandshakeFailed, c.err)
+	}
+	if c.token != "" {
+		var info connect.CallInfo
+		ctx, info = connect.NewClientContext(ctx)
+		info.RequestHeader().Set(vmre.HandshakeTokenHeader, c.token)
+	}
+	_, err := c.rpc.Initialize(ctx, &runtimepb.InitializeRequest{
+		ProtocolVersion: protocolVersion,
+		Addr:            vmAddr,
+	})
+	if err != nil {
+		return fromWire(err)
+	}
+	return nil
+}
+
+// Close closes the idle connections of the transport New built; a plugin
+// calls it once its handshake is done, as it will not talk to the engine's
+// handshake port again. It does not touch a client given with
+// [WithHTTPClient]. Close never blocks, is idempotent and safe for
+// concurrent use, and the Client remains usable: a later Initialize opens a
+// new connection.
+func (c *Client) Close() {
+	if c.ownTransport != nil {
+		c.ownTransport.CloseIdleConnections()
+	}
+}

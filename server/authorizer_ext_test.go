@@ -1,0 +1,154 @@
+package server_test
+
+import (
+	"context"
+	"crypto/subtle"
+	"errors"
+	"fmt"
+	"net"
+	"strings"
+	"sync"
+	"testing"
+
+	"connectrpc.com/connect"
+	"github.com/vmre/vmre"
+	"github.com/vmre/vmre/client"
+	"github.com/vmre/vmre/server"
+)
+
+// TestAuthorizerRefuses proves that a refusing Authorizer's error reaches
+// the caller with the code of its sentinel, on every protocol, and that
+// the Initializer is never called.
+func TestAuthorizerRefuses(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name     string
+		refusal  error
+		wantCode connect.Code
+		wantErr  error
+	}{
+		{
+			name:     "unauthenticated",
+			refusal:  fmt.Errorf("%w: no handshake token", vmre.ErrUnauthenticated),
+			wantCode: connect.CodeUnauthenticated,
+			wantErr:  vmre.ErrUnauthenticated,
+		},
+		{
+			name:     "permission denied",
+			refusal:  fmt.Errorf("%w: caller is not the launched plugin", vmre.ErrPermissionDenied),
+			wantCode: connect.CodePermissionDenied,
+			wantErr:  vmre.ErrPermissionDenied,
+		},
+		{
+			name:     "unclassified",
+			refusal:  errors.New("authorizer broke"),
+			wantCode: connect.CodeInternal,
+			wantErr:  vmre.ErrHandshakeFailed,
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			engine := &testEngine{}
+			engineAddr := startServer(t, engine, nil, server.WithAuthorizer(
+				func(context.Context, server.Call) error { return tt.refusal }))
+			for _, c := range callers {
+				err := c.call(t.Context(), t, engineAddr, engineVersion, nextVMAddr())
+				if got := c.code(err); got != tt.wantCode {
+					t.Errorf("%s: code = %v, want %v (error: %v)", c.name, got, tt.wantCode, err)
+				}
+				if err != nil && !strings.Contains(err.Error(), tt.refusal.Error()) {
+					t.Errorf("%s: error %q does not carry the authorizer's message %q", c.name, err, tt.refusal)
+				}
+				if c.isVMRE && !errors.Is(err, tt.wantErr) {
+					t.Errorf("%s: errors.Is(%v, %v) = false", c.name, err, tt.wantErr)
+				}
+			}
+			if n := engine.calls.Load(); n != 0 {
+				t.Errorf("Initializer called %d times, want 0", n)
+			}
+		})
+	}
+}
+
+// tokenAuthorizer admits callers presenting token in
+// vmre.HandshakeTokenHeader, as vmre's engine does for the plugin it
+// launched, and records the peers it saw.
+func tokenAuthorizer(token string, peers *[]string, mu *sync.Mutex) server.Authorizer {
+	return func(_ context.Context, call server.Call) error {
+		mu.Lock()
+		*peers = append(*peers, call.PeerAddr)
+		mu.Unlock()
+		got := call.Header.Get(vmre.HandshakeTokenHeader)
+		if got == "" {
+			return fmt.Errorf("%w: no %s header", vmre.ErrUnauthenticated, vmre.HandshakeTokenHeader)
+		}
+		if subtle.ConstantTimeCompare([]byte(got), []byte(token)) != 1 {
+			return fmt.Errorf("%w: wrong handshake token", vmre.ErrPermissionDenied)
+		}
+		return nil
+	}
+}
+
+// TestTokenAuthorizer proves that client.WithToken sends the token where an
+// Authorizer finds it, on every protocol of vmre's client, and that the
+// Authorizer sees the caller's loopback address.
+func TestTokenAuthorizer(t *testing.T) {
+	t.Parallel()
+	const token = "s3cret-token"
+	var (
+		mu    sync.Mutex
+		peers []string
+	)
+	engine := &testEngine{}
+	engineAddr := startServer(t, engine, nil, server.WithAuthorizer(tokenAuthorizer(token, &peers, &mu)))
+
+	tests := []struct {
+		name    string
+		opts    []client.Option
+		wantErr error
+	}{
+		{name: "right token", opts: []client.Option{client.WithToken(token)}},
+		{name: "no token", wantErr: vmre.ErrUnauthenticated},
+		{name: "wrong token", opts: []client.Option{client.WithToken("guess")}, wantErr: vmre.ErrPermissionDenied},
+	}
+	protocols := []client.Protocol{client.ProtocolGRPC, client.ProtocolGRPCWeb, client.ProtocolConnect}
+	for _, p := range protocols {
+		for _, tt := range tests {
+			t.Run(p.String()+"/"+tt.name, func(t *testing.T) {
+				t.Parallel()
+				c := client.New(engineAddr, append([]client.Option{client.WithProtocol(p)}, tt.opts...)...)
+				t.Cleanup(c.Close)
+				vmAddr := nextVMAddr()
+				err := c.Initialize(t.Context(), engineVersion, vmAddr)
+				if tt.wantErr == nil {
+					if err != nil {
+						t.Fatalf("Initialize: %v", err)
+					}
+					if !engine.wasAccepted(vmAddr) {
+						t.Error("Initializer did not accept the handshake")
+					}
+					return
+				}
+				if !errors.Is(err, tt.wantErr) {
+					t.Errorf("Initialize error = %v, want %v", err, tt.wantErr)
+				}
+				if engine.wasAccepted(vmAddr) {
+					t.Error("a refused caller reached the Initializer")
+				}
+			})
+		}
+	}
+	t.Cleanup(func() {
+		mu.Lock()
+		defer mu.Unlock()
+		if len(peers) != len(protocols)*len(tests) {
+			t.Errorf("authorizer saw %d calls, want %d", len(peers), len(protocols)*len(tests))
+		}
+		for _, p := range peers {
+			if host, _, err := net.SplitHostPort(p); err != nil || host != "127.0.0.1" {
+				t.Errorf("Call.PeerAddr = %q, want 127.0.0.1:port", p)
+			}
+		}
+	})
+}

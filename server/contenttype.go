@@ -1,0 +1,123 @@
+package server
+
+import (
+	"encoding/json"
+	"net/http"
+	"strconv"
+	"strings"
+
+	"connectrpc.com/connect"
+	"github.com/vmre/vmre/gen/vm/runtime/runtimepbconnect"
+)
+
+// contentTypeGuard answers a POST whose content type no protocol handles
+// with a readable error. connect-go answers such requests with a bare HTTP
+// 415 and an empty body, which leaves a person using curl without
+// "-H 'Content-Type: application/json'" (curl then sends
+// application/x-www-form-urlencoded) with nothing to go on. The guard keeps
+// the status and connect-go's Accept-Post header, and adds a Connect error
+// body with code invalid_argument and a message saying what to send.
+//
+// It only intercepts requests whose media type connect-go would refuse
+// anyway, so it never changes the outcome of a request connect-go accepts.
+type contentTypeGuard struct {
+	next       http.Handler
+	acceptPost string
+	// mediaTypes holds the media types of acceptPost (lowercase, without
+	// parameters).
+	mediaTypes map[string]struct{}
+}
+
+// newContentTypeGuard wraps h. It learns the content types h serves from
+// the Accept-Post header of h's own 415 answer to a probe, so that the list
+// follows whatever codecs the handler options configured.
+func newContentTypeGuard(h http.Handler) http.Handler {
+	probe, err := http.NewRequest(http.MethodPost, runtimepbconnect.RuntimeInitializeProcedure, http.NoBody)
+	if err != nil {
+		return h
+	}
+	probe.Header.Set("Content-Type", "vmre/probe")
+	rec := &headerRecorder{header: make(http.Header)}
+	h.ServeHTTP(rec, probe)
+	acceptPost := rec.header.Get("Accept-Post")
+	if rec.code != http.StatusUnsupportedMediaType || acceptPost == "" {
+		// connect-go changed how it refuses content types: step aside.
+		return h
+	}
+	g := &contentTypeGuard{next: h, acceptPost: acceptPost, mediaTypes: make(map[string]struct{})}
+	for _, ct := range strings.Split(acceptPost, ",") {
+		g.mediaTypes[mediaType(ct)] = struct{}{}
+	}
+	return g
+}
+
+func (g *contentTypeGuard) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.Method == http.MethodPost && r.URL.Path == runtimepbconnect.RuntimeInitializeProcedure {
+		ct := r.Header.Get("Content-Type")
+		if _, ok := g.mediaTypes[mediaType(ct)]; !ok {
+			g.refuse(w, ct)
+			return
+		}
+	}
+	g.next.ServeHTTP(w, r)
+}
+
+func (g *contentTypeGuard) refuse(w http.ResponseWriter, contentType string) {
+	var msg string
+	if contentType == "" {
+		msg = "request has no Content-Type"
+	} else {
+		msg = "unsupported Content-Type " + quoteBounded(contentType)
+	}
+	msg += ": send application/json (Connect with JSON, as curl -H 'Content-Type: application/json') " +
+		"or application/proto, or call with a gRPC or gRPC-Web client"
+	body, err := json.Marshal(struct {
+		Code    string `json:"code"`
+		Message string `json:"message"`
+	}{connect.CodeInvalidArgument.String(), msg})
+	if err != nil {
+		w.WriteHeader(http.StatusUnsupportedMediaType)
+		return
+	}
+	h := w.Header()
+	h.Set("Accept-Post", g.acceptPost)
+	h.Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusUnsupportedMediaType)
+	_, _ = w.Write(body) // The client has gone if this fails; nothing to do.
+}
+
+// mediaType returns the lowercase media type of a Content-Type value,
+// without parameters: "application/json" for "Application/JSON; charset=utf-8".
+func mediaType(contentType string) string {
+	mt, _, _ := strings.Cut(contentType, ";")
+	return strings.ToLower(strings.TrimSpace(mt))
+}
+
+// quoteBounded quotes s for a message, bounding its length: the value comes
+// from the caller and goes back into an error message.
+func quoteBounded(s string) string {
+	const maxLen = 64
+	if len(s) > maxLen {
+		return strconv.Quote(s[:maxLen]) + "..."
+	}
+	return strconv.Quote(s)
+}
+
+// headerRecorder is the minimal http.ResponseWriter the probe needs.
+type headerRecorder struct {
+	header http.Header
+	code   int
+}
+
+func (r *headerRecorder) Header() http.Header { return r.header }
+
+func (r *headerRecorder) WriteHeader(code int) {
+	if r.code == 0 {
+		r.code = code
+	}
+}
+
+func (r *headerRecorder) Write(b []byte) (int, error) {
+	r.WriteHeader(http.StatusOK)
+	return len(b), nil
+}

@@ -1,0 +1,144 @@
+package server_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"testing"
+
+	"github.com/vmre/vmre"
+	"github.com/vmre/vmre/server"
+)
+
+// engineVersion is the only protocol version the test engines accept.
+const engineVersion = 42
+
+// startServer serves the Runtime handler for init on a real listener on
+// 127.0.0.1:0 with server.NewHTTPServer and returns its "host:port". Every
+// request's protocol and content type are reported to seen, if not nil. The
+// server is closed when the test ends, and must not have failed.
+func startServer(tb testing.TB, init vmre.Initializer, seen *wireLog, opts ...server.Option) string {
+	tb.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatalf("listen: %v", err)
+	}
+	path, handler := server.NewHandler(init, opts...)
+	mux := http.NewServeMux()
+	mux.Handle(path, handler)
+	var h http.Handler = mux
+	if seen != nil {
+		h = seen.wrap(mux)
+	}
+	srv := server.NewHTTPServer(h)
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
+	tb.Cleanup(func() {
+		if err := srv.Close(); err != nil {
+			tb.Errorf("close server: %v", err)
+		}
+		if err := <-served; !errors.Is(err, http.ErrServerClosed) {
+			tb.Errorf("serve: %v", err)
+		}
+	})
+	return ln.Addr().String()
+}
+
+// wire is what reached the server's port for one request.
+type wire struct {
+	Proto       string // "HTTP/1.1" or "HTTP/2.0"
+	ContentType string
+}
+
+// wireLog records the transport side of requests, so that a test can prove
+// a client really spoke the protocol it claims to.
+type wireLog struct {
+	mu    sync.Mutex
+	wires []wire
+}
+
+func (l *wireLog) wrap(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		l.mu.Lock()
+		l.wires = append(l.wires, wire{Proto: r.Proto, ContentType: r.Header.Get("Content-Type")})
+		l.mu.Unlock()
+		next.ServeHTTP(w, r)
+	})
+}
+
+func (l *wireLog) last(tb testing.TB) wire {
+	tb.Helper()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if len(l.wires) == 0 {
+		tb.Fatal("no request reached the server")
+	}
+	return l.wires[len(l.wires)-1]
+}
+
+// call is one Initialize the test engine received.
+type call struct {
+	Version uint32
+	Addr    string
+}
+
+// testEngine is an Initializer that behaves like vmre's engine: it accepts
+// engineVersion only, and each VM address only once (a second Initialize
+// for it is refused with vmre.ErrAlreadyInitialized).
+type testEngine struct {
+	calls atomic.Int64 // every call, accepted or not
+
+	mu       sync.Mutex
+	accepted []call
+	seen     map[string]bool
+}
+
+var _ vmre.Initializer = (*testEngine)(nil)
+
+func (e *testEngine) Initialize(_ context.Context, protocolVersion uint32, vmAddr string) error {
+	e.calls.Add(1)
+	if protocolVersion != engineVersion {
+		return &vmre.VersionMismatchError{Accepted: []uint32{engineVersion}, Got: protocolVersion}
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.seen[vmAddr] {
+		return fmt.Errorf("%w: vm at %s has already handshaken", vmre.ErrAlreadyInitialized, vmAddr)
+	}
+	if e.seen == nil {
+		e.seen = make(map[string]bool)
+	}
+	e.seen[vmAddr] = true
+	e.accepted = append(e.accepted, call{Version: protocolVersion, Addr: vmAddr})
+	return nil
+}
+
+// wasAccepted reports whether vmAddr's handshake was accepted.
+func (e *testEngine) wasAccepted(vmAddr string) bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for _, c := range e.accepted {
+		if c.Addr == vmAddr {
+			return true
+		}
+	}
+	return false
+}
+
+// vmAddrs hands out distinct, valid VM addresses, so that tests sharing a
+// testEngine never collide on "already initialized".
+var vmAddrs atomic.Int64
+
+func nextVMAddr() string {
+	return net.JoinHostPort("127.0.0.1", strconv.FormatInt(20000+vmAddrs.Add(1)%40000, 10))
+}
+
+// nopInitializer accepts every handshake.
+type nopInitializer struct{}
+
+func (nopInitializer) Initialize(context.Context, uint32, string) error { return nil }
