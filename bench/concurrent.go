@@ -1,0 +1,135 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"runtime"
+	"runtime/debug"
+	"sync"
+	"time"
+
+	"github.com/ava-labs/avalanchego/utils/logging"
+	avaruntime "github.com/ava-labs/avalanchego/vms/rpcchainvm/runtime"
+	"github.com/vmre/vmre"
+)
+
+// memPoint is the engine process's own memory: live heap plus goroutine
+// stacks after a full GC, and resident set size. Children are other
+// processes and never counted.
+type memPoint struct {
+	heapStack int64
+	rss       int64
+}
+
+func measureMem() memPoint {
+	runtime.GC()
+	debug.FreeOSMemory()
+	var m runtime.MemStats
+	runtime.ReadMemStats(&m)
+	return memPoint{heapStack: int64(m.HeapAlloc + m.StackInuse), rss: rssBytes()}
+}
+
+// benchConcurrent launches N plugins at once and times until all have
+// handshaken; with all N alive it measures the engine's memory per
+// runtime; then it stops them all through each engine's Manager.
+func benchConcurrent(ctx context.Context, e *env) error {
+	const timeout = 60 * time.Second
+	vm := newVmreEngine(e.ava, io.Discard, timeout, 5*time.Second)
+	av := newAvaEngine(e.ava, logging.Discard, timeout)
+
+	for _, n := range e.o.concs {
+		all := newRow(fmt.Sprintf("%d concurrent launches -> all handshaken", n), "ms")
+		heap := newRow(fmt.Sprintf("  engine heap+stacks per live runtime (N=%d)", n), "KiB")
+		rss := newRow(fmt.Sprintf("  engine RSS per live runtime (N=%d)", n), "KiB")
+		stopAll := newRow(fmt.Sprintf("  Manager.Stop of all %d (cooperative)", n), "ms")
+
+		runVmre := func() error {
+			m0 := measureMem()
+			mgr := vmre.NewManager()
+			t0 := time.Now()
+			errs := launchN(n, func() error {
+				p, _, err := vm.launch(ctx, "serve")
+				if err == nil {
+					mgr.TrackRuntime(p)
+				}
+				return err
+			})
+			d := time.Since(t0)
+			m1 := measureMem()
+			t1 := time.Now()
+			mgr.Stop(ctx)
+			ds := time.Since(t1)
+			if errs != nil {
+				return fmt.Errorf("vmre: %w", errs)
+			}
+			all.add(colVmre, ms(d))
+			heap.add(colVmre, float64(m1.heapStack-m0.heapStack)/float64(n)/1024)
+			rss.add(colVmre, float64(m1.rss-m0.rss)/float64(n)/1024)
+			stopAll.add(colVmre, ms(ds))
+			return nil
+		}
+		runAva := func() error {
+			m0 := measureMem()
+			mgr := avaruntime.NewManager()
+			t0 := time.Now()
+			errs := launchN(n, func() error {
+				s, _, err := av.launch(ctx, "serve")
+				if err == nil {
+					mgr.TrackRuntime(s)
+				}
+				return err
+			})
+			d := time.Since(t0)
+			m1 := measureMem()
+			t1 := time.Now()
+			mgr.Stop(ctx)
+			ds := time.Since(t1)
+			if errs != nil {
+				return fmt.Errorf("avalanchego: %w", errs)
+			}
+			all.add(colAva, ms(d))
+			heap.add(colAva, float64(m1.heapStack-m0.heapStack)/float64(n)/1024)
+			rss.add(colAva, float64(m1.rss-m0.rss)/float64(n)/1024)
+			stopAll.add(colAva, ms(ds))
+			return nil
+		}
+		for i := range e.o.concRounds {
+			if err := rotate(i, runVmre, runAva); err != nil {
+				return err
+			}
+			e.progress("conc %d: round %d/%d", n, i+1, e.o.concRounds)
+			// Let the stopped plugins' exits settle before the next round.
+			time.Sleep(200 * time.Millisecond)
+		}
+		all.check("vmre/ava <= 0.8", all.ratio(colAva) <= 0.8)
+		heap.check("<= 64 KiB", heap.p50(colVmre) <= 64)
+		e.rows = append(e.rows, all, heap, rss, stopAll)
+	}
+	return nil
+}
+
+// launchN runs f n times concurrently and returns the first error.
+func launchN(n int, f func() error) error {
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var first error
+	failed := 0
+	for range n {
+		wg.Go(func() {
+			if err := f(); err != nil {
+				mu.Lock()
+				failed++
+				if first == nil {
+					first = err
+				}
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	if first != nil {
+		return fmt.Errorf("%d of %d launches failed, first: %w", failed, n, first)
+	}
+	return nil
+}

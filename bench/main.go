@@ -1,0 +1,181 @@
+// Command bench compares vmre against avalanchego v1.15.0's
+// vms/rpcchainvm/runtime/subprocess and hashicorp/go-plugin v1.7.0 on the
+// same machine in the same run, and against the operating system's floor.
+// It prints one Markdown table. See BENCHMARKS.md at the repository root.
+//
+//	cd bench && go run . -runs 200
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"time"
+)
+
+type options struct {
+	runs        int
+	exitRuns    int
+	avaExitRuns int
+	termRuns    int
+	grace       time.Duration
+	concs       []int
+	concRounds  int
+	floodBytes  int64
+	floodLines  []int
+	floodRuns   int
+	tputDur     time.Duration
+	tputRounds  int
+	tputConc    int
+	watchers    int
+	watchEvents int
+	only        string
+	pluginDir   string
+	cpuprofile  string
+	keep        bool
+}
+
+func main() {
+	var o options
+	var concs, lines string
+	flag.IntVar(&o.runs, "runs", 200, "launch->handshake and cooperative-stop runs per engine")
+	flag.IntVar(&o.exitRuns, "exit-runs", 50, "exit-before-handshake runs for vmre and the floor")
+	flag.IntVar(&o.avaExitRuns, "ava-exit-runs", 3, "exit-before-handshake runs for avalanchego (each waits its 5 s timeout)")
+	flag.IntVar(&o.termRuns, "term-runs", 20, "SIGTERM-ignoring stop runs per engine")
+	flag.DurationVar(&o.grace, "grace", 200*time.Millisecond, "graceful-stop period for the SIGTERM-ignoring stop, both engines")
+	flag.StringVar(&concs, "conc", "100,500", "concurrent launch counts")
+	flag.IntVar(&o.concRounds, "conc-rounds", 3, "rounds per concurrent launch count and engine")
+	flag.Int64Var(&o.floodBytes, "flood-bytes", 200<<20, "bytes of output lines the flood plugin writes")
+	flag.StringVar(&lines, "flood-lines", "128,1024", "flood line lengths in bytes, newline included")
+	flag.IntVar(&o.floodRuns, "flood-runs", 3, "flood runs per engine and line length")
+	flag.DurationVar(&o.tputDur, "tput-dur", time.Second, "duration of one Initialize throughput round")
+	flag.IntVar(&o.tputRounds, "tput-rounds", 5, "Initialize throughput rounds per server/protocol")
+	flag.IntVar(&o.tputConc, "tput-conc", 32, "concurrent Initialize callers")
+	flag.IntVar(&o.watchers, "watchers", 1000, "watch-stream subscribers")
+	flag.IntVar(&o.watchEvents, "watch-events", 20, "state changes delivered to the watchers")
+	flag.StringVar(&o.only, "only", "", "comma-separated metric groups to run: launch,exit,term,conc,flood,tput,watch (default all)")
+	flag.StringVar(&o.pluginDir, "plugin-dir", "", "use prebuilt avaplugin and gpplugin from this directory")
+	flag.StringVar(&o.cpuprofile, "cpuprofile", "", "write a CPU profile of the whole run to this file")
+	flag.BoolVar(&o.keep, "keep", false, "keep the temporary directory (plugins, flood logs)")
+	flag.Parse()
+	o.concs = parseInts(concs)
+	o.floodLines = parseInts(lines)
+
+	if err := run(context.Background(), o); err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+}
+
+func parseInts(s string) []int {
+	var out []int
+	for _, f := range strings.Split(s, ",") {
+		var n int
+		if _, err := fmt.Sscan(strings.TrimSpace(f), &n); err == nil && n > 0 {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+func (o options) want(group string) bool {
+	if o.only == "" {
+		return true
+	}
+	for _, g := range strings.Split(o.only, ",") {
+		if strings.TrimSpace(g) == group {
+			return true
+		}
+	}
+	return false
+}
+
+// env is what every metric needs.
+type env struct {
+	o       options
+	tmp     string
+	ava     string // avaplugin path
+	gp      string // gpplugin path
+	rows    []*row
+	notes   []string
+	started time.Time
+}
+
+func run(ctx context.Context, o options) error {
+	tmp, err := os.MkdirTemp("", "vmre-bench-")
+	if err != nil {
+		return err
+	}
+	if !o.keep {
+		defer os.RemoveAll(tmp)
+	}
+	e := &env{o: o, tmp: tmp, started: time.Now()}
+	dir := o.pluginDir
+	if dir == "" {
+		dir = tmp
+		fmt.Fprintln(os.Stderr, "building plugins ...")
+		build := exec.Command("go", "build", "-trimpath", "-o", dir+string(os.PathSeparator), "./plugins/avaplugin", "./plugins/gpplugin")
+		build.Stdout, build.Stderr = os.Stderr, os.Stderr
+		if err := build.Run(); err != nil {
+			return fmt.Errorf("build plugins: %w", err)
+		}
+	}
+	e.ava = filepath.Join(dir, "avaplugin")
+	e.gp = filepath.Join(dir, "gpplugin")
+
+	if o.cpuprofile != "" {
+		stop, err := startCPUProfile(o.cpuprofile)
+		if err != nil {
+			return err
+		}
+		defer stop()
+	}
+
+	loadStart := loadAvg()
+	steps := []struct {
+		group string
+		f     func(context.Context, *env) error
+	}{
+		{"launch", benchLaunch},
+		{"exit", benchExitEarly},
+		{"term", benchIgnoreTerm},
+		{"conc", benchConcurrent},
+		{"flood", benchFlood},
+		{"tput", benchThroughput},
+		{"watch", benchWatch},
+	}
+	for _, s := range steps {
+		if !o.want(s.group) {
+			continue
+		}
+		fmt.Fprintf(os.Stderr, "%s: %s ...\n", time.Since(e.started).Round(time.Second), s.group)
+		if err := s.f(ctx, e); err != nil {
+			return fmt.Errorf("%s: %w", s.group, err)
+		}
+	}
+
+	fmt.Println(machineLine())
+	fmt.Printf("load average (1/5/15 min): at start %s, at end %s; wall time %s\n",
+		loadStart, loadAvg(), time.Since(e.started).Round(time.Second))
+	fmt.Printf("command: cd bench && go run . %s\n\n", strings.Join(os.Args[1:], " "))
+	printTable(os.Stdout, e.rows)
+	if len(e.notes) > 0 {
+		fmt.Println()
+		for _, n := range e.notes {
+			fmt.Println("- " + n)
+		}
+	}
+	return nil
+}
+
+func (e *env) note(format string, args ...any) {
+	e.notes = append(e.notes, fmt.Sprintf(format, args...))
+}
+
+func (e *env) progress(format string, args ...any) {
+	fmt.Fprintf(os.Stderr, "  "+format+"\n", args...)
+}

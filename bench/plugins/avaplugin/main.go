@@ -1,0 +1,149 @@
+// Command avaplugin is the benchmark's avalanchego-style VM plugin: a plain
+// grpc-go client that reads the engine address from
+// AVALANCHE_VM_RUNTIME_ENGINE_ADDR and calls /vm.runtime.Runtime/Initialize
+// with protocol version 46, exactly as avalanchego's rpcchainvm.Serve does.
+// Both vmre and avalanchego launch this same binary.
+//
+// Usage: avaplugin MODE [ARGS]
+//
+//	exit                   exit 0 at once (the fork/exec/wait floor)
+//	ready                  print "ready" on stdout, exit 0 on SIGTERM (stop floor)
+//	serve                  handshake, serve, exit 0 on SIGTERM
+//	exit-early             print "exit-at <unix-nanos>" on stderr, exit 3 (no handshake)
+//	ignore-term            handshake, ignore SIGTERM, run until killed
+//	flood BYTES LINELEN    handshake (unless "flood-raw"), write BYTES of numbered lines on stdout, exit 0
+//	flood-raw BYTES LINELEN  the same without a handshake (pipe floor)
+package main
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/signal"
+	"strconv"
+	"syscall"
+	"time"
+
+	runtimepb "github.com/ava-labs/avalanchego/proto/pb/vm/runtime"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+)
+
+// protocolVersion is avalanchego v1.15.0's version.RPCChainVMProtocol.
+const protocolVersion = 46
+
+const engineAddrKey = "AVALANCHE_VM_RUNTIME_ENGINE_ADDR"
+
+func main() {
+	if len(os.Args) < 2 {
+		fail("usage: avaplugin MODE")
+	}
+	switch mode := os.Args[1]; mode {
+	case "exit":
+		os.Exit(0)
+	case "ready":
+		term := notifyTerm()
+		os.Stdout.WriteString("ready\n")
+		<-term
+		os.Exit(0)
+	case "exit-early":
+		fmt.Fprintf(os.Stderr, "exit-at %d\n", time.Now().UnixNano())
+		os.Exit(3)
+	case "serve":
+		term := notifyTerm()
+		handshake()
+		<-term
+		os.Exit(0)
+	case "ignore-term":
+		signal.Ignore(syscall.SIGTERM)
+		handshake()
+		select {}
+	case "flood", "flood-raw":
+		if len(os.Args) != 4 {
+			fail("usage: avaplugin flood BYTES LINELEN")
+		}
+		total, err1 := strconv.ParseInt(os.Args[2], 10, 64)
+		lineLen, err2 := strconv.Atoi(os.Args[3])
+		if err1 != nil || err2 != nil || lineLen < 20 {
+			fail("flood: bad BYTES or LINELEN")
+		}
+		if mode == "flood" {
+			handshake()
+		}
+		flood(total, lineLen)
+		os.Exit(0)
+	default:
+		fail("unknown mode " + mode)
+	}
+}
+
+func notifyTerm() <-chan os.Signal {
+	ch := make(chan os.Signal, 1)
+	signal.Notify(ch, syscall.SIGTERM)
+	return ch
+}
+
+// handshake does what avalanchego's rpcchainvm.Serve does: dial the engine,
+// open the VM listener, call Initialize with its address, then serve the VM
+// (here an empty gRPC server) on it. Like Serve, it keeps the engine
+// connection open.
+func handshake() {
+	addr := os.Getenv(engineAddrKey)
+	if addr == "" {
+		fail("required env var missing: " + engineAddrKey)
+	}
+	conn, err := grpc.NewClient("passthrough:///"+addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		fail("dial engine: " + err.Error())
+	}
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		fail("listen: " + err.Error())
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_, err = runtimepb.NewRuntimeClient(conn).Initialize(ctx, &runtimepb.InitializeRequest{
+		ProtocolVersion: protocolVersion,
+		Addr:            lis.Addr().String(),
+	})
+	if err != nil {
+		fail("initialize: " + err.Error())
+	}
+	srv := grpc.NewServer()
+	go func() { _ = srv.Serve(lis) }()
+}
+
+// flood writes total bytes of lines of lineLen bytes (newline included):
+// "~flood~ 000000042 xxxx...\n". The sequence number lets the benchmark
+// check that no line was lost or reordered.
+func flood(total int64, lineLen int) {
+	w := bufio.NewWriterSize(os.Stdout, 64<<10)
+	line := make([]byte, lineLen)
+	copy(line, "~flood~ ")
+	for i := 8; i < lineLen-1; i++ {
+		line[i] = 'x'
+	}
+	line[17] = ' '
+	line[lineLen-1] = '\n'
+	n := total / int64(lineLen)
+	for seq := int64(0); seq < n; seq++ {
+		v := seq
+		for i := 16; i >= 8; i-- {
+			line[i] = byte('0' + v%10)
+			v /= 10
+		}
+		if _, err := w.Write(line); err != nil {
+			fail("write: " + err.Error())
+		}
+	}
+	if err := w.Flush(); err != nil {
+		fail("flush: " + err.Error())
+	}
+}
+
+func fail(msg string) {
+	fmt.Fprintln(os.Stderr, "avaplugin: "+msg)
+	os.Exit(2)
+}
