@@ -1,0 +1,190 @@
+package engine
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/subtle"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"slices"
+	"strconv"
+	"time"
+
+	"connectrpc.com/connect"
+	"github.com/vmre/vmre"
+	"github.com/vmre/vmre/server"
+)
+
+// NewToken returns a fresh random secret: 32 bytes from crypto/rand,
+// base64url without padding (43 characters, safe in headers, environment
+// variables and shell commands).
+func NewToken() (string, error) {
+	var b [32]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return "", fmt.Errorf("read random token: %w", err)
+	}
+	return base64.RawURLEncoding.EncodeToString(b[:]), nil
+}
+
+// TokenEqual compares a presented secret with the expected one in constant
+// time. An empty expected token matches nothing.
+func TokenEqual(presented, expected string) bool {
+	if expected == "" {
+		return false
+	}
+	return subtle.ConstantTimeCompare([]byte(presented), []byte(expected)) == 1
+}
+
+// Attach registers a plugin that completed a handshake on the attach
+// endpoint as an attached runtime and returns it. The plugin's process is
+// not the engine's: it is never stopped or restarted, and the engine does
+// not see it exit. A second handshake announcing the VM address of a live
+// attached runtime refreshes that runtime instead of adding one. A version
+// outside [Config.AcceptedVersions] fails with a [*vmre.VersionMismatchError].
+func (e *Engine) Attach(protocolVersion uint32, vmAddr, peerAddr string) (Runtime, error) {
+	if !slices.Contains(e.cfg.AcceptedVersions, protocolVersion) {
+		return Runtime{}, &vmre.VersionMismatchError{Accepted: slices.Clone(e.cfg.AcceptedVersions), Got: protocolVersion}
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.closed {
+		return Runtime{}, ErrClosed
+	}
+	attached := 0
+	for _, id := range e.order {
+		r := e.runtimes[id]
+		if !r.info.Attached {
+			continue
+		}
+		attached++
+		if r.info.VMAddr == vmAddr {
+			r.info.ProtocolVersion = protocolVersion
+			r.info.PeerAddr = peerAddr
+			r.info.StartedAt = time.Now()
+			e.transitionLocked(r, StateAttached, "handshake repeated from "+peerAddr)
+			return r.info.clone(), nil
+		}
+	}
+	if attached >= e.cfg.MaxAttached {
+		return Runtime{}, fmt.Errorf("%w: %d", ErrTooManyRuntimes, attached)
+	}
+	r := e.addLocked(Runtime{
+		Name:            "attached " + vmAddr,
+		Attached:        true,
+		VMAddr:          vmAddr,
+		ProtocolVersion: protocolVersion,
+		StartedAt:       time.Now(),
+		PeerAddr:        peerAddr,
+	})
+	r.exited = make(chan struct{})
+	e.transitionLocked(r, StateAttached, "attached: handshake from "+peerAddr+"; not ours to stop")
+	e.log.Info().Str("id", r.info.ID).Str("addr", vmAddr).Uint32("protocol_version", protocolVersion).
+		Str("peer", peerAddr).Msg("runtime attached")
+	return r.info.clone(), nil
+}
+
+// attachInitializer adapts [Engine.Attach] to vmre.Initializer.
+type attachInitializer struct{ e *Engine }
+
+var _ vmre.Initializer = attachInitializer{}
+
+func (a attachInitializer) Initialize(ctx context.Context, protocolVersion uint32, vmAddr string) error {
+	var peer string
+	if info, ok := connect.CallInfoForHandlerContext(ctx); ok {
+		peer = info.Peer().Addr
+	}
+	_, err := a.e.Attach(protocolVersion, vmAddr, peer)
+	switch {
+	case errors.Is(err, ErrTooManyRuntimes):
+		return connect.NewError(connect.CodeResourceExhausted, err)
+	case errors.Is(err, ErrClosed):
+		return connect.NewError(connect.CodeUnavailable, err)
+	}
+	return err
+}
+
+// AttachEndpoint is a handshake endpoint that registers every plugin that
+// handshakes with the right token as an attached runtime. Create it with
+// [Engine.ServeAttach].
+type AttachEndpoint struct {
+	srv   *http.Server
+	lis   net.Listener
+	token   string
+	version uint32 // the version CurlCommand announces
+	done    chan struct{}
+}
+
+// ServeAttach opens a handshake endpoint on addr (default "127.0.0.1:0")
+// and serves it in the background until [AttachEndpoint.Close]. Every
+// Initialize call must carry token in the [vmre.HandshakeTokenHeader]
+// header, else it fails with unauthenticated; token must not be empty.
+// Valid handshakes become attached runtimes (see [Engine.Attach]).
+func (e *Engine) ServeAttach(addr, token string) (*AttachEndpoint, error) {
+	if token == "" {
+		return nil, fmt.Errorf("%w: attach endpoint needs a token", vmre.ErrInvalidConfig)
+	}
+	if addr == "" {
+		addr = "127.0.0.1:0"
+	}
+	authorize := func(_ context.Context, call server.Call) error {
+		presented := call.Header.Get(vmre.HandshakeTokenHeader)
+		if presented == "" {
+			return fmt.Errorf("%w: missing %s header", vmre.ErrUnauthenticated, vmre.HandshakeTokenHeader)
+		}
+		if !TokenEqual(presented, token) {
+			return fmt.Errorf("%w: wrong %s", vmre.ErrUnauthenticated, vmre.HandshakeTokenHeader)
+		}
+		return nil
+	}
+	path, h := server.NewHandler(attachInitializer{e}, server.WithAuthorizer(authorize))
+	mux := http.NewServeMux()
+	mux.Handle(path, h)
+	lis, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("listen for attach handshakes: %w", err)
+	}
+	a := &AttachEndpoint{srv: server.NewHTTPServer(mux), lis: lis, token: token, version: e.cfg.AcceptedVersions[0], done: make(chan struct{})}
+	go func() {
+		defer close(a.done)
+		if err := a.srv.Serve(lis); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			e.log.Error().Err(err).Msg("attach endpoint stopped")
+		}
+	}()
+	e.log.Info().Str("addr", lis.Addr().String()).Msg("attach endpoint listening")
+	return a, nil
+}
+
+// Addr returns the endpoint's "host:port".
+func (a *AttachEndpoint) Addr() string { return a.lis.Addr().String() }
+
+// EnvLine returns the shell line that gives a plugin what it needs to
+// attach: "export VMRE_ENGINE_ADDR=... VMRE_HANDSHAKE_TOKEN=...".
+func (a *AttachEndpoint) EnvLine() string {
+	return "export " + vmre.EngineAddressKey + "=" + a.Addr() + " " + vmre.HandshakeTokenKey + "=" + a.token
+}
+
+// CurlCommand returns a ready-to-paste curl command that performs a
+// handshake (Connect protocol, JSON) announcing vmAddr and the first
+// accepted protocol version.
+func (a *AttachEndpoint) CurlCommand(vmAddr string) string {
+	return "curl -sS -H 'Content-Type: application/json' -H '" + vmre.HandshakeTokenHeader + ": " + a.token +
+		"' -d '{\"protocolVersion\":" + strconv.FormatUint(uint64(a.version), 10) + ",\"addr\":\"" + vmAddr +
+		"\"}' http://" + a.Addr() + "/vm.runtime.Runtime/Initialize"
+}
+
+// Close stops the endpoint: it stops accepting handshakes and waits for
+// calls in flight until ctx is done. Attached runtimes stay registered.
+func (a *AttachEndpoint) Close(ctx context.Context) error {
+	err := a.srv.Shutdown(ctx)
+	if err != nil {
+		_ = a.srv.Close()
+	}
+	<-a.done
+	if err != nil {
+		return fmt.Errorf("close attach endpoint: %w", err)
+	}
+	return nil
+}

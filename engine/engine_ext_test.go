@@ -1,0 +1,333 @@
+package engine_test
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/vmre/vmre"
+	"github.com/vmre/vmre/engine"
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m)
+}
+
+var spec = engine.Spec{Path: "/opt/vms/examplevm", Args: []string{"--flag"}}
+
+func states(evs []engine.Event) []engine.State {
+	out := make([]engine.State, len(evs))
+	for i, ev := range evs {
+		out[i] = ev.State
+	}
+	return out
+}
+
+func TestLaunchStop(t *testing.T) {
+	t.Parallel()
+	l := &fakeLauncher{}
+	manager := vmre.NewManager()
+	e := newEngine(t, l, func(c *engine.Config) { c.Manager = manager })
+
+	rt, err := e.Launch(t.Context(), spec)
+	if err != nil {
+		t.Fatalf("Launch: %v", err)
+	}
+	if rt.ID != "r1" || rt.Name != "examplevm" || rt.State != engine.StateRunning || rt.Pid == 0 ||
+		rt.VMAddr == "" || rt.ProtocolVersion != 42 || rt.HandshakeDuration != time.Millisecond ||
+		!slices.Equal(rt.Command, []string{"/opt/vms/examplevm", "--flag"}) || rt.Exit != nil {
+		t.Fatalf("launched runtime = %+v", rt)
+	}
+	if n := manager.Len(); n != 1 {
+		t.Fatalf("manager.Len() = %d, want 1", n)
+	}
+	if n := e.LiveCount(); n != 1 {
+		t.Fatalf("LiveCount() = %d, want 1", n)
+	}
+
+	rt, err = e.Stop(t.Context(), rt.ID)
+	if err != nil {
+		t.Fatalf("Stop: %v", err)
+	}
+	if rt.State != engine.StateExited || rt.Exit == nil || rt.Exit.Signal != "terminated" || rt.ExitedAt.IsZero() || rt.LastError != "" {
+		t.Fatalf("stopped runtime = %+v", rt)
+	}
+	// Exited runtimes leave the live set and the Manager but stay listed.
+	if n := e.LiveCount(); n != 0 {
+		t.Fatalf("LiveCount() after stop = %d, want 0", n)
+	}
+	waitFor(t, func() bool { return manager.Len() == 0 })
+	if list := e.List(); len(list) != 1 || list[0].State != engine.StateExited {
+		t.Fatalf("List() = %+v", list)
+	}
+	_, evs, err := e.Get(rt.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []engine.State{engine.StateStarting, engine.StateRunning, engine.StateStopping, engine.StateExited}
+	if got := states(evs); !slices.Equal(got, want) {
+		t.Fatalf("event states = %v, want %v", got, want)
+	}
+
+	// Stop is idempotent on an ended runtime.
+	again, err := e.Stop(t.Context(), rt.ID)
+	if err != nil || again.State != engine.StateExited {
+		t.Fatalf("second Stop = %+v, %v", again, err)
+	}
+	if n := l.proc(0).stops.Load(); n != 1 {
+		t.Fatalf("process stopped %d times, want 1", n)
+	}
+}
+
+func TestLaunchFailureKeepsEvidence(t *testing.T) {
+	t.Parallel()
+	exitErr := &vmre.ExitError{Pid: 77, ExitCode: 3, StderrTail: []string{"boom"}}
+	l := &fakeLauncher{steps: []fakeStep{{err: errors.Join(vmre.ErrHandshakeFailed, exitErr)}}}
+	e := newEngine(t, l, nil)
+
+	rt, err := e.Launch(t.Context(), spec)
+	var got *vmre.ExitError
+	if !errors.As(err, &got) || !errors.Is(err, vmre.ErrHandshakeFailed) {
+		t.Fatalf("Launch error = %v, want the launcher's ExitError", err)
+	}
+	if rt.State != engine.StateFailed || rt.Exit == nil || rt.Exit.Code != 3 || rt.Pid != 77 || rt.LastError == "" {
+		t.Fatalf("failed runtime = %+v", rt)
+	}
+	if e.LiveCount() != 0 {
+		t.Fatal("a failed launch counts as live")
+	}
+}
+
+func TestExitOnItsOwn(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name      string
+		exit      engine.ExitStatus
+		wantState engine.State
+	}{
+		{name: "clean exit", exit: engine.ExitStatus{Code: 0}, wantState: engine.StateExited},
+		{name: "non-zero", exit: engine.ExitStatus{Code: 2}, wantState: engine.StateFailed},
+		{name: "signal", exit: engine.ExitStatus{Code: -1, Signal: "killed"}, wantState: engine.StateFailed},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			l := &fakeLauncher{}
+			e := newEngine(t, l, nil)
+			rt, err := e.Launch(t.Context(), spec)
+			if err != nil {
+				t.Fatal(err)
+			}
+			w := e.Watch()
+			defer w.Close()
+			next(t, w) // snapshot
+			l.proc(0).end(tt.exit)
+			c := next(t, w)
+			if c.Kind != engine.ChangeUpdated || c.Runtime.ID != rt.ID || c.Runtime.State != tt.wantState ||
+				c.Runtime.Exit == nil || *c.Runtime.Exit != tt.exit {
+				t.Fatalf("change = %+v", c)
+			}
+			if (tt.wantState == engine.StateFailed) != (c.Runtime.LastError != "") {
+				t.Fatalf("last error = %q for state %v", c.Runtime.LastError, tt.wantState)
+			}
+		})
+	}
+}
+
+func TestRestartKeepsIDNewPid(t *testing.T) {
+	t.Parallel()
+	l := &fakeLauncher{}
+	e := newEngine(t, l, nil)
+	first, err := e.Launch(t.Context(), spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	second, err := e.Restart(t.Context(), first.ID)
+	if err != nil {
+		t.Fatalf("Restart: %v", err)
+	}
+	if second.ID != first.ID || second.Pid == first.Pid || second.State != engine.StateRunning || second.Restarts != 1 || second.Exit != nil {
+		t.Fatalf("restarted = %+v (first %+v)", second, first)
+	}
+	if n := l.proc(0).stops.Load(); n != 1 {
+		t.Fatalf("old process stopped %d times, want 1", n)
+	}
+	if e.LiveCount() != 1 || len(e.List()) != 1 {
+		t.Fatalf("live %d, listed %d; want 1, 1", e.LiveCount(), len(e.List()))
+	}
+
+	// A runtime that ended on its own can be restarted from the history.
+	l.proc(1).end(engine.ExitStatus{Code: 1})
+	waitFor(t, func() bool { return e.LiveCount() == 0 })
+	third, err := e.Restart(t.Context(), first.ID)
+	if err != nil || third.State != engine.StateRunning || third.Restarts != 2 || third.LastError != "" {
+		t.Fatalf("restart from history = %+v, %v", third, err)
+	}
+	if e.LiveCount() != 1 {
+		t.Fatalf("LiveCount() = %d after restart from history", e.LiveCount())
+	}
+}
+
+func TestStopWhileStarting(t *testing.T) {
+	t.Parallel()
+	l := &fakeLauncher{steps: []fakeStep{{hold: make(chan struct{})}}}
+	e := newEngine(t, l, nil)
+	launched := make(chan error, 1)
+	go func() {
+		_, err := e.Launch(context.Background(), spec)
+		launched <- err
+	}()
+	waitFor(t, func() bool { return len(e.List()) == 1 && e.List()[0].State == engine.StateStarting })
+
+	rt, err := e.Stop(t.Context(), "r1")
+	if err != nil || rt.State != engine.StateExited {
+		t.Fatalf("Stop while starting = %+v, %v", rt, err)
+	}
+	if err := <-launched; !errors.Is(err, engine.ErrStopped) {
+		t.Fatalf("Launch error = %v, want ErrStopped", err)
+	}
+}
+
+func TestUnknownRuntime(t *testing.T) {
+	t.Parallel()
+	e := newEngine(t, &fakeLauncher{}, nil)
+	if _, err := e.Stop(t.Context(), "r9"); !errors.Is(err, engine.ErrUnknownRuntime) {
+		t.Fatalf("Stop: %v", err)
+	}
+	if _, err := e.Restart(t.Context(), "r9"); !errors.Is(err, engine.ErrUnknownRuntime) {
+		t.Fatalf("Restart: %v", err)
+	}
+	if _, _, err := e.Get("r9"); !errors.Is(err, engine.ErrUnknownRuntime) {
+		t.Fatalf("Get: %v", err)
+	}
+	if _, _, err := e.TailOutput("r9", 10, true); !errors.Is(err, engine.ErrUnknownRuntime) {
+		t.Fatalf("TailOutput: %v", err)
+	}
+}
+
+func TestHistoryIsBounded(t *testing.T) {
+	t.Parallel()
+	e := newEngine(t, &fakeLauncher{}, func(c *engine.Config) { c.History = 2 })
+	w := e.Watch()
+	defer w.Close()
+	next(t, w)
+	for range 3 {
+		rt, err := e.Launch(t.Context(), spec)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := e.Stop(t.Context(), rt.ID); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var ids []string
+	for _, rt := range e.List() {
+		ids = append(ids, rt.ID)
+	}
+	if !slices.Equal(ids, []string{"r2", "r3"}) {
+		t.Fatalf("listed ids = %v, want [r2 r3]", ids)
+	}
+	for {
+		c := next(t, w)
+		if c.Kind == engine.ChangeRemoved {
+			if c.RemovedID != "r1" {
+				t.Fatalf("removed %q, want r1", c.RemovedID)
+			}
+			break
+		}
+	}
+}
+
+func TestAttach(t *testing.T) {
+	t.Parallel()
+	e := newEngine(t, nil, func(c *engine.Config) { c.MaxAttached = 2 })
+
+	rt, err := e.Attach(42, "127.0.0.1:50001", "127.0.0.1:40000")
+	if err != nil {
+		t.Fatalf("Attach: %v", err)
+	}
+	if rt.State != engine.StateAttached || !rt.Attached || rt.VMAddr != "127.0.0.1:50001" || rt.PeerAddr != "127.0.0.1:40000" {
+		t.Fatalf("attached = %+v", rt)
+	}
+	if _, err := e.Stop(t.Context(), rt.ID); !errors.Is(err, engine.ErrAttached) {
+		t.Fatalf("Stop of attached runtime: %v, want ErrAttached", err)
+	}
+	if _, err := e.Restart(t.Context(), rt.ID); !errors.Is(err, engine.ErrAttached) {
+		t.Fatalf("Restart of attached runtime: %v, want ErrAttached", err)
+	}
+	// The same VM address again refreshes the runtime.
+	again, err := e.Attach(42, "127.0.0.1:50001", "127.0.0.1:40001")
+	if err != nil || again.ID != rt.ID || again.PeerAddr != "127.0.0.1:40001" {
+		t.Fatalf("repeated Attach = %+v, %v", again, err)
+	}
+	var mismatch *vmre.VersionMismatchError
+	if _, err := e.Attach(41, "127.0.0.1:50002", ""); !errors.As(err, &mismatch) || mismatch.Got != 41 {
+		t.Fatalf("Attach with version 41: %v", err)
+	}
+	if _, err := e.Attach(42, "127.0.0.1:50002", ""); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.Attach(42, "127.0.0.1:50003", ""); !errors.Is(err, engine.ErrTooManyRuntimes) {
+		t.Fatalf("third Attach: %v, want ErrTooManyRuntimes", err)
+	}
+	if e.LiveCount() != 2 {
+		t.Fatalf("LiveCount() = %d", e.LiveCount())
+	}
+}
+
+func TestCloseStopsEverything(t *testing.T) {
+	t.Parallel()
+	l := &fakeLauncher{}
+	e := newEngine(t, l, nil)
+	for range 3 {
+		if _, err := e.Launch(t.Context(), spec); err != nil {
+			t.Fatal(err)
+		}
+	}
+	w := e.Watch()
+	e.Close(t.Context())
+	for i := range 3 {
+		select {
+		case <-l.proc(i).Done():
+		default:
+			t.Fatalf("process %d still runs after Close", i)
+		}
+	}
+	for _, rt := range e.List() {
+		if rt.State != engine.StateExited {
+			t.Fatalf("after Close: %+v", rt)
+		}
+	}
+	if _, err := w.Next(t.Context()); !errors.Is(err, engine.ErrClosed) {
+		// The snapshot may come first; then the watcher must end.
+		if _, err := w.Next(t.Context()); !errors.Is(err, engine.ErrClosed) {
+			t.Fatalf("watcher after Close: %v", err)
+		}
+	}
+	if _, err := e.Launch(t.Context(), spec); !errors.Is(err, engine.ErrClosed) {
+		t.Fatalf("Launch after Close: %v", err)
+	}
+}
+
+func TestNewRejectsNegativeBounds(t *testing.T) {
+	t.Parallel()
+	if _, err := engine.New(engine.Config{History: -1}); !errors.Is(err, vmre.ErrInvalidConfig) {
+		t.Fatalf("New: %v", err)
+	}
+}
+
+// waitFor polls cond for up to 2 s; the engine updates state on its own
+// goroutines, and these conditions have no channel to wait on.
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(2 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal("condition not met within 2s")
+		}
+		time.Sleep(time.Millisecond)
+	}
+}

@@ -1,0 +1,145 @@
+package engine_test
+
+import (
+	"context"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+	"github.com/vmre/vmre/engine"
+)
+
+// fakeLauncher launches fake processes. Each launch takes the next step from
+// its script (repeating the last one): hold blocks the handshake until the
+// channel closes or ctx ends, err fails the launch.
+type fakeLauncher struct {
+	nextPid atomic.Int64
+	mu      sync.Mutex
+	steps   []fakeStep
+	procs   []*fakeProc
+	outputs []func(engine.OutputLine)
+	calls   int
+}
+
+type fakeStep struct {
+	hold  chan struct{}
+	err   error
+	lines []string // written before the handshake
+}
+
+func (f *fakeLauncher) Launch(ctx context.Context, _ engine.Spec, output func(engine.OutputLine)) (engine.Status, engine.Process, error) {
+	f.mu.Lock()
+	step := fakeStep{}
+	if len(f.steps) > 0 {
+		i := min(f.calls, len(f.steps)-1)
+		step = f.steps[i]
+	}
+	f.calls++
+	f.outputs = append(f.outputs, output)
+	f.mu.Unlock()
+	for _, l := range step.lines {
+		output(engine.OutputLine{Time: time.Now(), Stream: "stdout", Text: l})
+	}
+	if step.hold != nil {
+		select {
+		case <-step.hold:
+		case <-ctx.Done():
+			return engine.Status{}, nil, ctx.Err()
+		}
+	}
+	if step.err != nil {
+		return engine.Status{}, nil, step.err
+	}
+	p := &fakeProc{done: make(chan struct{})}
+	f.mu.Lock()
+	f.procs = append(f.procs, p)
+	f.mu.Unlock()
+	pid := int(1000 + f.nextPid.Add(1))
+	return engine.Status{
+		Pid:               pid,
+		Addr:              "127.0.0.1:" + strconv.Itoa(20000+pid),
+		ProtocolVersion:   42,
+		StartedAt:         time.Now().Add(-time.Millisecond),
+		HandshakeDuration: time.Millisecond,
+	}, p, nil
+}
+
+func (f *fakeLauncher) proc(i int) *fakeProc {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.procs[i]
+}
+
+func (f *fakeLauncher) output(i int) func(engine.OutputLine) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.outputs[i]
+}
+
+// fakeProc exits when stopped (SIGTERM-style) or when exit is called.
+type fakeProc struct {
+	once  sync.Once
+	done  chan struct{}
+	mu    sync.Mutex
+	exit  engine.ExitStatus
+	stops atomic.Int32
+}
+
+func (p *fakeProc) end(s engine.ExitStatus) {
+	p.once.Do(func() {
+		p.mu.Lock()
+		p.exit = s
+		p.mu.Unlock()
+		close(p.done)
+	})
+}
+
+func (p *fakeProc) Stop(ctx context.Context) {
+	p.stops.Add(1)
+	p.end(engine.ExitStatus{Code: -1, Signal: "terminated"})
+	select {
+	case <-p.done:
+	case <-ctx.Done():
+	}
+}
+
+func (p *fakeProc) Done() <-chan struct{} { return p.done }
+
+func (p *fakeProc) ExitStatus() engine.ExitStatus {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.exit
+}
+
+func newEngine(t *testing.T, l engine.Launcher, mod func(*engine.Config)) *engine.Engine {
+	t.Helper()
+	cfg := engine.Config{Launcher: l, Log: zerolog.New(zerolog.NewTestWriter(t))}
+	if mod != nil {
+		mod(&cfg)
+	}
+	e, err := engine.New(cfg)
+	if err != nil {
+		t.Fatalf("engine.New: %v", err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		e.Close(ctx)
+	})
+	return e
+}
+
+// next reads the watcher's next message within a second.
+func next(t *testing.T, w *engine.Watcher) engine.Change {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Second)
+	defer cancel()
+	c, err := w.Next(ctx)
+	if err != nil {
+		t.Fatalf("watcher.Next: %v", err)
+	}
+	return c
+}

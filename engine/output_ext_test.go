@@ -1,0 +1,155 @@
+package engine_test
+
+import (
+	"context"
+	"errors"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/vmre/vmre/engine"
+)
+
+func TestOutputTailThenFollow(t *testing.T) {
+	t.Parallel()
+	l := &fakeLauncher{steps: []fakeStep{{lines: []string{"booting", "listening"}}}}
+	e := newEngine(t, l, nil)
+	rt, err := e.Launch(t.Context(), spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := l.output(0)
+	out(engine.OutputLine{Stream: "stderr", Level: "warn", Text: "running"})
+
+	lines, f, err := e.TailOutput(rt.ID, 2, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if len(lines) != 2 || lines[0].Text != "listening" || lines[1].Text != "running" || lines[1].Seq != 3 ||
+		lines[1].Stream != "stderr" || lines[1].Level != "warn" {
+		t.Fatalf("tail = %+v", lines)
+	}
+	// Lines before the handshake carry no pid; later ones carry the pid.
+	if lines[0].Pid != 0 || lines[1].Pid != rt.Pid {
+		t.Fatalf("pids = %d, %d; want 0, %d", lines[0].Pid, lines[1].Pid, rt.Pid)
+	}
+
+	for i := range 5 {
+		out(engine.OutputLine{Stream: "stdout", Text: "live " + strconv.Itoa(i)})
+	}
+	var got []string
+	for len(got) < 5 {
+		ctx, cancel := context.WithTimeout(t.Context(), 2*time.Second)
+		batch, dropped, err := f.Next(ctx)
+		cancel()
+		if err != nil || dropped != 0 {
+			t.Fatalf("Next = %v, dropped %d", err, dropped)
+		}
+		for _, l := range batch {
+			got = append(got, l.Text)
+		}
+	}
+	if strings.Join(got, ",") != "live 0,live 1,live 2,live 3,live 4" {
+		t.Fatalf("followed %v", got)
+	}
+}
+
+func TestOutputRingIsBounded(t *testing.T) {
+	t.Parallel()
+	l := &fakeLauncher{}
+	e := newEngine(t, l, func(c *engine.Config) { c.OutputLines = 10; c.OutputBytes = 4096 })
+	rt, err := e.Launch(t.Context(), spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := l.output(0)
+	for i := range 100 {
+		out(engine.OutputLine{Stream: "stdout", Text: "line " + strconv.Itoa(i)})
+	}
+	lines, _, err := e.TailOutput(rt.ID, 0, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(lines) != 10 || lines[0].Text != "line 90" || lines[9].Seq != 100 {
+		t.Fatalf("ring holds %d lines from %q", len(lines), lines[0].Text)
+	}
+	big := strings.Repeat("x", 3000)
+	for range 5 {
+		out(engine.OutputLine{Stream: "stdout", Text: big})
+	}
+	lines, _, _ = e.TailOutput(rt.ID, 0, false)
+	total := 0
+	for _, l := range lines {
+		total += len(l.Text)
+	}
+	if total > 4096 {
+		t.Fatalf("ring holds %d bytes of text, cap 4096", total)
+	}
+}
+
+func TestSlowFollowerIsToldWhatItMissed(t *testing.T) {
+	t.Parallel()
+	l := &fakeLauncher{}
+	e := newEngine(t, l, func(c *engine.Config) { c.WatchBuffer = 2 }) // follower buffer: 8 lines
+	rt, err := e.Launch(t.Context(), spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, f, err := e.TailOutput(rt.ID, 0, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	out := l.output(0)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := range 10000 {
+			out(engine.OutputLine{Stream: "stdout", Text: strconv.Itoa(i)})
+		}
+	}()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("output blocked by a follower that does not read")
+	}
+	lines, dropped, err := f.Next(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(lines) != 8 || dropped != 10000-8 {
+		t.Fatalf("got %d lines, %d dropped; want 8 and %d", len(lines), dropped, 10000-8)
+	}
+}
+
+func TestFollowerEndsWhenRuntimeLeavesHistory(t *testing.T) {
+	t.Parallel()
+	e := newEngine(t, &fakeLauncher{}, func(c *engine.Config) { c.History = 1 })
+	rt, err := e.Launch(t.Context(), spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, f, err := e.TailOutput(rt.ID, 0, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := e.Stop(t.Context(), rt.ID); err != nil {
+		t.Fatal(err)
+	}
+	// The next ended runtime pushes r1 out of a history of one.
+	r, err := e.Launch(t.Context(), spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.Stop(t.Context(), r.ID); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Second)
+	defer cancel()
+	if _, _, err := f.Next(ctx); !errors.Is(err, engine.ErrClosed) {
+		t.Fatalf("Next = %v, want ErrClosed", err)
+	}
+}

@@ -1,0 +1,211 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"strconv"
+	"time"
+)
+
+// Errors returned by the engine. They are classified with [errors.Is]; the
+// api package maps them to status codes.
+var (
+	// ErrUnknownRuntime: no runtime with that id is live or in the history.
+	ErrUnknownRuntime = errors.New("unknown runtime")
+	// ErrAttached: the runtime was attached, its process is not the
+	// engine's to stop or restart.
+	ErrAttached = errors.New("runtime is attached: its process is not ours to stop or restart")
+	// ErrClosed: the engine is shutting down.
+	ErrClosed = errors.New("engine closed")
+	// ErrTooManyRuntimes: the attach endpoint already holds its maximum of
+	// attached runtimes.
+	ErrTooManyRuntimes = errors.New("too many attached runtimes")
+	// ErrStopped: a launch or restart was cut short by a stop.
+	ErrStopped = errors.New("stopped before the handshake completed")
+)
+
+// State is where a runtime is in its life.
+type State int
+
+// States of a runtime. Launched runtimes go Starting -> Running ->
+// Stopping -> Exited, or end in Failed when the launch or handshake fails or
+// the process exits on its own with a non-zero status or a signal. A
+// restart takes an ended runtime back to Starting under the same id.
+// Attached runtimes stay Attached: the engine does not own their process.
+const (
+	StateStarting State = iota + 1
+	StateRunning
+	StateStopping
+	StateExited
+	StateFailed
+	StateAttached
+)
+
+// String returns the lowercase state name ("running").
+func (s State) String() string {
+	switch s {
+	case StateStarting:
+		return "starting"
+	case StateRunning:
+		return "running"
+	case StateStopping:
+		return "stopping"
+	case StateExited:
+		return "exited"
+	case StateFailed:
+		return "failed"
+	case StateAttached:
+		return "attached"
+	default:
+		return "unknown"
+	}
+}
+
+// Ended reports whether the state is final for the current process.
+func (s State) Ended() bool { return s == StateExited || s == StateFailed }
+
+// ExitStatus says how a process ended.
+type ExitStatus struct {
+	// Code is the exit status, or -1 if a signal ended the process.
+	Code int
+	// Signal names the signal that ended the process, or is empty.
+	Signal string
+}
+
+// Success reports a clean exit (status 0, no signal).
+func (s ExitStatus) Success() bool { return s.Code == 0 && s.Signal == "" }
+
+// String reads "exit status 3" or "signal: killed".
+func (s ExitStatus) String() string {
+	if s.Signal != "" {
+		return "signal: " + s.Signal
+	}
+	return "exit status " + strconv.Itoa(s.Code)
+}
+
+// Runtime is a snapshot of one runtime. It is a value: the engine never
+// changes a Runtime it has handed out.
+type Runtime struct {
+	ID      string
+	Name    string
+	Command []string // path and arguments; nil for attached runtimes
+	State   State
+	// Attached is true when the plugin was started by someone else and
+	// handshook with the attach endpoint.
+	Attached          bool
+	Pid               int // 0 when unknown
+	VMAddr            string
+	ProtocolVersion   uint32
+	StartedAt         time.Time
+	HandshakeDuration time.Duration
+	ExitedAt          time.Time   // zero while the process runs
+	Exit              *ExitStatus // nil while the process runs
+	LastError         string
+	Restarts          int
+	PeerAddr          string // attached runtimes: where the handshake came from
+}
+
+func (r Runtime) clone() Runtime {
+	r.Command = slices.Clone(r.Command)
+	if r.Exit != nil {
+		exit := *r.Exit
+		r.Exit = &exit
+	}
+	return r
+}
+
+// Event is one entry of a runtime's history.
+type Event struct {
+	Time    time.Time
+	State   State // the state the runtime entered
+	Message string
+}
+
+// Line is one line of a runtime's output.
+type Line struct {
+	// Seq numbers the runtime's lines from 1, across restarts. A gap seen
+	// by a follower means lines were dropped for it.
+	Seq     uint64
+	Time    time.Time
+	Stream  string // "stdout" or "stderr"
+	Level   string // level of a JSON log line ("info"), or empty
+	Text    string
+	Partial bool // a piece of a line longer than the line cap
+	Panic   bool // looks like the start of a Go panic
+	Pid     int  // 0 if the line came before the handshake
+}
+
+// ChangeKind tells what a [Change] carries.
+type ChangeKind int
+
+// Kinds of [Change].
+const (
+	// ChangeSnapshot carries every runtime; the watcher replaces what it
+	// knew.
+	ChangeSnapshot ChangeKind = iota + 1
+	// ChangeUpdated carries one added or changed runtime and the event
+	// that changed it.
+	ChangeUpdated
+	// ChangeRemoved carries the id of a runtime that left the history.
+	ChangeRemoved
+)
+
+// Change is one message of a watch.
+type Change struct {
+	Kind      ChangeKind
+	Snapshot  []Runtime // ChangeSnapshot
+	Runtime   Runtime   // ChangeUpdated
+	Event     Event     // ChangeUpdated
+	RemovedID string    // ChangeRemoved
+	Time      time.Time // engine clock when the change was made
+}
+
+// Spec is what to launch.
+type Spec struct {
+	// Name shown for the runtime; default: the base name of Path.
+	Name string
+	Path string
+	Args []string
+}
+
+// Status is what a successful launch reports.
+type Status struct {
+	Pid               int
+	Addr              string
+	ProtocolVersion   uint32
+	StartedAt         time.Time
+	HandshakeDuration time.Duration
+}
+
+// Process is a launched plugin process.
+type Process interface {
+	// Stop stops the process (graceful, then forced) and blocks until it
+	// has been reaped or ctx is done. Idempotent.
+	Stop(ctx context.Context)
+	// Done is closed once the process has exited and been reaped.
+	Done() <-chan struct{}
+	// ExitStatus reports how the process ended; valid after Done.
+	ExitStatus() ExitStatus
+}
+
+// OutputLine is a line as a [Launcher] reports it; the engine numbers it
+// and adds the pid.
+type OutputLine struct {
+	Time    time.Time
+	Stream  string
+	Level   string
+	Text    string
+	Partial bool
+	Panic   bool
+}
+
+// Launcher starts a plugin and runs its handshake. Launch blocks until the
+// handshake has completed or failed, or ctx is done; a failed launch leaves
+// no process behind. output is called for every line the process writes, in
+// order per stream, also after Launch returns; it never blocks. When the
+// launch fails because the process exited, the error wraps a
+// [*vmre.ExitError] carrying its status.
+type Launcher interface {
+	Launch(ctx context.Context, spec Spec, output func(OutputLine)) (Status, Process, error)
+}

@@ -1,0 +1,115 @@
+package engine
+
+import (
+	"context"
+	"time"
+)
+
+// Watcher receives a snapshot of every runtime, then each change, in the
+// order the engine made them. Obtain one from [Engine.Watch]; call Close
+// when done.
+//
+// The engine never waits for a watcher. Each has a buffer of
+// [Config.WatchBuffer] changes; a watcher that falls further behind loses
+// its pending changes and gets a fresh snapshot as its next message (a
+// resync), which is always a correct picture of the engine at that moment.
+type Watcher struct {
+	e       *Engine
+	wake    chan struct{}
+	pending []Change // guarded by e.mu
+	resync  bool     // guarded by e.mu
+	closed  bool     // guarded by e.mu
+	resyncs int      // guarded by e.mu
+}
+
+// Watch returns a new watcher whose first message is a snapshot.
+func (e *Engine) Watch() *Watcher {
+	w := &Watcher{e: e, wake: make(chan struct{}, 1), resync: true}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.closed {
+		w.closed = true
+		return w
+	}
+	e.watchers[w] = struct{}{}
+	return w
+}
+
+func (e *Engine) publishLocked(c Change) {
+	for w := range e.watchers {
+		w.pushLocked(c)
+	}
+}
+
+func (w *Watcher) pushLocked(c Change) {
+	if w.resync {
+		return // the coming snapshot includes this change
+	}
+	if len(w.pending) >= w.e.cfg.WatchBuffer {
+		w.pending = nil
+		w.resync = true
+		w.resyncs++
+	} else {
+		w.pending = append(w.pending, c)
+	}
+	w.wakeLocked()
+}
+
+func (w *Watcher) wakeLocked() {
+	select {
+	case w.wake <- struct{}{}:
+	default:
+	}
+}
+
+func (w *Watcher) closeLocked() {
+	w.closed = true
+	delete(w.e.watchers, w)
+	w.wakeLocked()
+}
+
+// Next blocks until the next message: a snapshot (first, and after falling
+// behind) or a change. It returns [ErrClosed] after Close or when the
+// engine closes, and ctx's error when ctx ends.
+func (w *Watcher) Next(ctx context.Context) (Change, error) {
+	for {
+		w.e.mu.Lock()
+		if w.closed {
+			w.e.mu.Unlock()
+			return Change{}, ErrClosed
+		}
+		if w.resync {
+			w.resync = false
+			c := Change{Kind: ChangeSnapshot, Snapshot: w.e.snapshotLocked(), Time: time.Now()}
+			w.e.mu.Unlock()
+			return c, nil
+		}
+		if len(w.pending) > 0 {
+			c := w.pending[0]
+			w.pending[0] = Change{}
+			w.pending = w.pending[1:]
+			w.e.mu.Unlock()
+			return c, nil
+		}
+		w.e.mu.Unlock()
+		select {
+		case <-w.wake:
+		case <-ctx.Done():
+			return Change{}, ctx.Err()
+		}
+	}
+}
+
+// Resyncs reports how many times this watcher fell behind and was resynced.
+func (w *Watcher) Resyncs() int {
+	w.e.mu.Lock()
+	defer w.e.mu.Unlock()
+	return w.resyncs
+}
+
+// Close ends the watcher. Idempotent.
+func (w *Watcher) Close() {
+	w.e.mu.Lock()
+	defer w.e.mu.Unlock()
+	w.closeLocked()
+}

@@ -1,0 +1,116 @@
+package engine_test
+
+import (
+	"context"
+	"errors"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/vmre/vmre/engine"
+)
+
+func TestWatchSnapshotThenChanges(t *testing.T) {
+	t.Parallel()
+	l := &fakeLauncher{}
+	e := newEngine(t, l, nil)
+	first, err := e.Launch(t.Context(), spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := e.Watch()
+	defer w.Close()
+
+	snap := next(t, w)
+	if snap.Kind != engine.ChangeSnapshot || len(snap.Snapshot) != 1 || snap.Snapshot[0].ID != first.ID ||
+		snap.Snapshot[0].State != engine.StateRunning {
+		t.Fatalf("first message = %+v, want a snapshot with r1 running", snap)
+	}
+
+	if _, err := e.Stop(t.Context(), first.ID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.Launch(t.Context(), spec); err != nil {
+		t.Fatal(err)
+	}
+	want := []struct {
+		id    string
+		state engine.State
+	}{
+		{"r1", engine.StateStopping}, {"r1", engine.StateExited},
+		{"r2", engine.StateStarting}, {"r2", engine.StateRunning},
+	}
+	for _, w2 := range want {
+		c := next(t, w)
+		if c.Kind != engine.ChangeUpdated || c.Runtime.ID != w2.id || c.Runtime.State != w2.state || c.Event.State != w2.state {
+			t.Fatalf("change = %+v, want %s %v", c, w2.id, w2.state)
+		}
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Millisecond)
+	defer cancel()
+	if c, err := w.Next(ctx); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("unexpected extra message %+v (%v)", c, err)
+	}
+}
+
+// A watcher that never reads must not slow the engine down; when it reads
+// again it gets a fresh, correct snapshot instead of a stale backlog.
+func TestSlowWatcherDoesNotBlockEngine(t *testing.T) {
+	t.Parallel()
+	e := newEngine(t, nil, func(c *engine.Config) { c.WatchBuffer = 4 })
+	slow := e.Watch()
+	defer slow.Close()
+	next(t, slow) // the initial snapshot; then it stops reading
+
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := range 1000 {
+			if _, err := e.Attach(42, "127.0.0.1:"+strconv.Itoa(10000+i%200), "peer"); err != nil {
+				t.Errorf("Attach %d: %v", i, err)
+				return
+			}
+		}
+	}()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("engine blocked by a watcher that does not read")
+	}
+
+	c := next(t, slow)
+	if c.Kind != engine.ChangeSnapshot || len(c.Snapshot) != 200 {
+		t.Fatalf("after falling behind: kind %v with %d runtimes, want a snapshot of 200", c.Kind, len(c.Snapshot))
+	}
+	if slow.Resyncs() == 0 {
+		t.Fatal("Resyncs() = 0")
+	}
+	// After the resync the watcher follows changes again.
+	if _, err := e.Attach(42, "127.0.0.1:9", "peer"); err != nil {
+		t.Fatal(err)
+	}
+	if c := next(t, slow); c.Kind != engine.ChangeUpdated || c.Runtime.VMAddr != "127.0.0.1:9" {
+		t.Fatalf("change after resync = %+v", c)
+	}
+}
+
+func TestWatcherClose(t *testing.T) {
+	t.Parallel()
+	e := newEngine(t, nil, nil)
+	w := e.Watch()
+	errc := make(chan error, 1)
+	next(t, w)
+	go func() {
+		_, err := w.Next(context.Background())
+		errc <- err
+	}()
+	w.Close()
+	select {
+	case err := <-errc:
+		if !errors.Is(err, engine.ErrClosed) {
+			t.Fatalf("Next after Close: %v", err)
+		}
+	case <-time.After(2 * time.Second):
+		t.Fatal("Next did not return after Close")
+	}
+}
