@@ -102,7 +102,7 @@ type runtime struct {
 	cancelLaunch  context.CancelFunc
 	launchDone    chan struct{} // closed when the current launch has an outcome
 	exited        chan struct{} // closed when the current process has ended and been recorded
-	launchErr     error // why the last launch failed
+	launchErr     error         // why the last launch failed
 	stopRequested bool
 	inHistory     bool
 }
