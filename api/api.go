@@ -1,0 +1,164 @@
+// Package api serves a vmre engine's API port: one [http.Handler] that
+// answers the vmre.v1.RuntimeService (list, get, watch, tail output, stop,
+// restart), grpc.health.v1, gRPC server reflection (v1 and v1alpha, so
+// grpcurl and buf curl work without proto files) and the embedded browser
+// dashboard at "/".
+//
+// Every RPC speaks gRPC, gRPC-Web and Connect (JSON or binary) over HTTP/1.1
+// and, with a server from server.NewHTTPServer, cleartext HTTP/2.
+//
+// Security model: reads need no credentials, since the port binds loopback
+// by default. StopRuntime and RestartRuntime need the engine's API token as
+// "Authorization: Bearer <token>" and fail with unauthenticated without it.
+// Browsers may call the API only from the dashboard's own origin unless
+// [Config.CORSOrigins] names more; a foreign origin gets no CORS headers at
+// all. The dashboard is served with a strict Content-Security-Policy (it
+// talks to nothing but its own origin) and may not be framed.
+package api
+
+import (
+	"fmt"
+	"io/fs"
+	"net/http"
+	"net/url"
+
+	"connectrpc.com/connect"
+	connectcors "connectrpc.com/cors"
+	"connectrpc.com/grpchealth"
+	"connectrpc.com/grpcreflect"
+	"github.com/rs/cors"
+	"github.com/rs/zerolog"
+	"github.com/vmre/vmre"
+	"github.com/vmre/vmre/engine"
+	"github.com/vmre/vmre/gen/vmre/v1/vmrev1connect"
+	"github.com/vmre/vmre/web"
+)
+
+// MaxRequestBytes caps a request message; every request of the service is
+// a few dozen bytes.
+const MaxRequestBytes = 64 << 10
+
+// Config configures [New].
+type Config struct {
+	// Token is the bearer token StopRuntime and RestartRuntime require.
+	// Required; see [NewTokenFile] and [ReadTokenFile].
+	Token string
+	// CORSOrigins lists the browser origins besides the dashboard's own
+	// that may call the API ("http://localhost:3000"). Each must be a bare
+	// scheme://host[:port]; "*" is refused. Empty means same origin only.
+	CORSOrigins []string
+	// Dashboard is the file tree served at "/"; default web.Dist().
+	Dashboard fs.FS
+	// Log receives request-independent events. Default: nothing.
+	Log zerolog.Logger
+}
+
+// Handler is the API port's handler. It is safe for concurrent use.
+type Handler struct {
+	handler http.Handler
+	health  *grpchealth.StaticChecker
+}
+
+// New returns the API port's handler for eng.
+func New(eng *engine.Engine, cfg Config) (*Handler, error) {
+	if cfg.Token == "" {
+		return nil, fmt.Errorf("%w: api token is empty", vmre.ErrInvalidConfig)
+	}
+	origins, err := validateOrigins(cfg.CORSOrigins)
+	if err != nil {
+		return nil, err
+	}
+	dashboard := cfg.Dashboard
+	if dashboard == nil {
+		dashboard = web.Dist()
+	}
+
+	mux := http.NewServeMux()
+	mux.Handle(vmrev1connect.NewRuntimeServiceHandler(
+		&service{engine: eng},
+		connect.WithInterceptors(newAuthInterceptor(cfg.Token)),
+		connect.WithReadMaxBytes(MaxRequestBytes),
+	))
+	health := grpchealth.NewStaticChecker(vmrev1connect.RuntimeServiceName)
+	mux.Handle(grpchealth.NewHandler(health))
+	reflector := grpcreflect.NewStaticReflector(
+		vmrev1connect.RuntimeServiceName,
+		grpchealth.HealthV1ServiceName,
+		grpcreflect.ReflectV1ServiceName,
+		grpcreflect.ReflectV1AlphaServiceName,
+	)
+	mux.Handle(grpcreflect.NewHandlerV1(reflector))
+	mux.Handle(grpcreflect.NewHandlerV1Alpha(reflector))
+	mux.Handle("GET /", dashboardHandler(dashboard))
+
+	return &Handler{handler: withCORS(mux, origins), health: health}, nil
+}
+
+// ServeHTTP implements [http.Handler].
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	h.handler.ServeHTTP(w, r)
+}
+
+// SetServing sets what grpc.health.v1 reports for the whole server and for
+// vmre.v1.RuntimeService. A server about to shut down reports NOT_SERVING so
+// that load balancers and probes stop sending work.
+func (h *Handler) SetServing(serving bool) {
+	status := grpchealth.StatusServing
+	if !serving {
+		status = grpchealth.StatusNotServing
+	}
+	h.health.SetStatus("", status)
+	h.health.SetStatus(vmrev1connect.RuntimeServiceName, status)
+}
+
+func validateOrigins(origins []string) ([]string, error) {
+	out := make([]string, 0, len(origins))
+	for _, o := range origins {
+		if o == "*" {
+			return nil, fmt.Errorf("%w: cors origin \"*\" would let any web page drive the engine; list origins explicitly", vmre.ErrInvalidConfig)
+		}
+		u, err := url.Parse(o)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" ||
+			(u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.Fragment != "" || u.User != nil {
+			return nil, fmt.Errorf("%w: cors origin %q, want scheme://host[:port]", vmre.ErrInvalidConfig, o)
+		}
+		out = append(out, u.Scheme+"://"+u.Host)
+	}
+	return out, nil
+}
+
+// withCORS answers cross-origin requests from the allowed origins only. With
+// none allowed it adds nothing: the dashboard is same-origin and needs no
+// CORS, and a foreign page gets no CORS headers, so the browser refuses to
+// let it read answers or send non-simple requests (every RPC is one).
+func withCORS(h http.Handler, origins []string) http.Handler {
+	if len(origins) == 0 {
+		return h
+	}
+	return cors.New(cors.Options{
+		AllowedOrigins: origins,
+		AllowedMethods: connectcors.AllowedMethods(),
+		AllowedHeaders: append(connectcors.AllowedHeaders(), "Authorization"),
+		ExposedHeaders: connectcors.ExposedHeaders(),
+		MaxAge:         7200,
+	}).Handler(h)
+}
+
+// contentSecurityPolicy keeps the dashboard to its own origin: no CDN, no
+// third-party requests, no framing.
+const contentSecurityPolicy = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; " +
+	"connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+
+func dashboardHandler(files fs.FS) http.Handler {
+	fileServer := http.FileServerFS(files)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h := w.Header()
+		h.Set("Content-Security-Policy", contentSecurityPolicy)
+		h.Set("X-Content-Type-Options", "nosniff")
+		h.Set("X-Frame-Options", "DENY")
+		h.Set("Referrer-Policy", "no-referrer")
+		// The bundle changes with the binary; let browsers revalidate.
+		h.Set("Cache-Control", "no-cache")
+		fileServer.ServeHTTP(w, r)
+	})
+}

@@ -1,0 +1,115 @@
+package api
+
+import (
+	"time"
+
+	"github.com/vmre/vmre/engine"
+	vmrev1 "github.com/vmre/vmre/gen/vmre/v1"
+	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/timestamppb"
+)
+
+func stateToProto(s engine.State) vmrev1.RuntimeState {
+	switch s {
+	case engine.StateStarting:
+		return vmrev1.RuntimeState_RUNTIME_STATE_STARTING
+	case engine.StateRunning:
+		return vmrev1.RuntimeState_RUNTIME_STATE_RUNNING
+	case engine.StateStopping:
+		return vmrev1.RuntimeState_RUNTIME_STATE_STOPPING
+	case engine.StateExited:
+		return vmrev1.RuntimeState_RUNTIME_STATE_EXITED
+	case engine.StateFailed:
+		return vmrev1.RuntimeState_RUNTIME_STATE_FAILED
+	case engine.StateAttached:
+		return vmrev1.RuntimeState_RUNTIME_STATE_ATTACHED
+	default:
+		return vmrev1.RuntimeState_RUNTIME_STATE_UNSPECIFIED
+	}
+}
+
+func timestamp(t time.Time) *timestamppb.Timestamp {
+	if t.IsZero() {
+		return nil
+	}
+	return timestamppb.New(t)
+}
+
+func runtimeToProto(rt engine.Runtime) *vmrev1.Runtime {
+	out := &vmrev1.Runtime{
+		Id:              rt.ID,
+		Name:            rt.Name,
+		Command:         rt.Command,
+		State:           stateToProto(rt.State),
+		Attached:        rt.Attached,
+		Pid:             int64(rt.Pid),
+		VmAddr:          rt.VMAddr,
+		ProtocolVersion: rt.ProtocolVersion,
+		StartedAt:       timestamp(rt.StartedAt),
+		ExitedAt:        timestamp(rt.ExitedAt),
+		LastError:       rt.LastError,
+		Restarts:        uint32(max(rt.Restarts, 0)), //nolint:gosec // bounded by the number of restarts
+		PeerAddr:        rt.PeerAddr,
+	}
+	if rt.HandshakeDuration > 0 {
+		out.HandshakeDuration = durationpb.New(rt.HandshakeDuration)
+	}
+	if rt.Exit != nil {
+		out.ExitStatus = &vmrev1.ExitStatus{Code: int32(rt.Exit.Code), Signal: rt.Exit.Signal} //nolint:gosec // exit codes fit
+	}
+	return out
+}
+
+func runtimesToProto(rts []engine.Runtime) []*vmrev1.Runtime {
+	out := make([]*vmrev1.Runtime, len(rts))
+	for i, rt := range rts {
+		out[i] = runtimeToProto(rt)
+	}
+	return out
+}
+
+func eventToProto(ev engine.Event) *vmrev1.RuntimeEvent {
+	return &vmrev1.RuntimeEvent{Time: timestamp(ev.Time), State: stateToProto(ev.State), Message: ev.Message}
+}
+
+func changeToProto(c engine.Change) *vmrev1.WatchRuntimesResponse {
+	resp := &vmrev1.WatchRuntimesResponse{ServerTime: timestamp(c.Time)}
+	switch c.Kind {
+	case engine.ChangeSnapshot:
+		resp.Kind = &vmrev1.WatchRuntimesResponse_Snapshot_{Snapshot: &vmrev1.WatchRuntimesResponse_Snapshot{Runtimes: runtimesToProto(c.Snapshot)}}
+	case engine.ChangeUpdated:
+		resp.Kind = &vmrev1.WatchRuntimesResponse_Runtime{Runtime: runtimeToProto(c.Runtime)}
+		resp.Event = eventToProto(c.Event)
+	case engine.ChangeRemoved:
+		resp.Kind = &vmrev1.WatchRuntimesResponse_RemovedId{RemovedId: c.RemovedID}
+	}
+	return resp
+}
+
+func streamToProto(s string) vmrev1.OutputStream {
+	switch s {
+	case "stdout":
+		return vmrev1.OutputStream_OUTPUT_STREAM_STDOUT
+	case "stderr":
+		return vmrev1.OutputStream_OUTPUT_STREAM_STDERR
+	default:
+		return vmrev1.OutputStream_OUTPUT_STREAM_UNSPECIFIED
+	}
+}
+
+func linesToProto(lines []engine.Line) []*vmrev1.OutputLine {
+	out := make([]*vmrev1.OutputLine, len(lines))
+	for i, l := range lines {
+		out[i] = &vmrev1.OutputLine{
+			Seq:     l.Seq,
+			Time:    timestamp(l.Time),
+			Stream:  streamToProto(l.Stream),
+			Level:   l.Level,
+			Text:    l.Text,
+			Partial: l.Partial,
+			Panic:   l.Panic,
+			Pid:     int64(l.Pid),
+		}
+	}
+	return out
+}

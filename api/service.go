@@ -1,0 +1,145 @@
+package api
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"connectrpc.com/connect"
+	"github.com/vmre/vmre/engine"
+	vmrev1 "github.com/vmre/vmre/gen/vmre/v1"
+	"github.com/vmre/vmre/gen/vmre/v1/vmrev1connect"
+	"github.com/vmre/vmre/server"
+)
+
+// DefaultTailLines is how many lines TailOutput sends first when the
+// request does not say.
+const DefaultTailLines = 100
+
+type service struct {
+	engine *engine.Engine
+}
+
+var _ vmrev1connect.RuntimeServiceHandler = (*service)(nil)
+
+func (s *service) ListRuntimes(context.Context, *vmrev1.ListRuntimesRequest) (*vmrev1.ListRuntimesResponse, error) {
+	return &vmrev1.ListRuntimesResponse{Runtimes: runtimesToProto(s.engine.List())}, nil
+}
+
+func (s *service) GetRuntime(_ context.Context, req *vmrev1.GetRuntimeRequest) (*vmrev1.GetRuntimeResponse, error) {
+	if err := requireID(req.GetId()); err != nil {
+		return nil, err
+	}
+	rt, events, err := s.engine.Get(req.GetId())
+	if err != nil {
+		return nil, toConnectError(err)
+	}
+	resp := &vmrev1.GetRuntimeResponse{Runtime: runtimeToProto(rt)}
+	for _, ev := range events {
+		resp.Events = append(resp.Events, eventToProto(ev))
+	}
+	return resp, nil
+}
+
+func (s *service) WatchRuntimes(ctx context.Context, _ *vmrev1.WatchRuntimesRequest, stream *connect.ServerStream[vmrev1.WatchRuntimesResponse]) error {
+	w := s.engine.Watch()
+	defer w.Close()
+	for {
+		c, err := w.Next(ctx)
+		if err != nil {
+			return toConnectError(err)
+		}
+		if err := stream.Send(changeToProto(c)); err != nil {
+			return fmt.Errorf("send change: %w", err)
+		}
+	}
+}
+
+func (s *service) TailOutput(ctx context.Context, req *vmrev1.TailOutputRequest, stream *connect.ServerStream[vmrev1.TailOutputResponse]) error {
+	if err := requireID(req.GetId()); err != nil {
+		return err
+	}
+	n := int(req.GetLines())
+	if n == 0 {
+		n = DefaultTailLines
+	}
+	lines, follower, err := s.engine.TailOutput(req.GetId(), n, req.GetFollow())
+	if err != nil {
+		return toConnectError(err)
+	}
+	if follower != nil {
+		defer follower.Close()
+	}
+	// The first message is sent even when empty, so a client knows the
+	// stream is established.
+	if err := stream.Send(&vmrev1.TailOutputResponse{Lines: linesToProto(lines)}); err != nil {
+		return fmt.Errorf("send output: %w", err)
+	}
+	if follower == nil {
+		return nil
+	}
+	for {
+		lines, dropped, err := follower.Next(ctx)
+		if errors.Is(err, engine.ErrClosed) {
+			return nil // the runtime left the engine: the output has ended
+		}
+		if err != nil {
+			return toConnectError(err)
+		}
+		if err := stream.Send(&vmrev1.TailOutputResponse{Lines: linesToProto(lines), DroppedLines: dropped}); err != nil {
+			return fmt.Errorf("send output: %w", err)
+		}
+	}
+}
+
+func (s *service) StopRuntime(ctx context.Context, req *vmrev1.StopRuntimeRequest) (*vmrev1.StopRuntimeResponse, error) {
+	if err := requireID(req.GetId()); err != nil {
+		return nil, err
+	}
+	rt, err := s.engine.Stop(ctx, req.GetId())
+	if err != nil {
+		return nil, toConnectError(err)
+	}
+	return &vmrev1.StopRuntimeResponse{Runtime: runtimeToProto(rt)}, nil
+}
+
+func (s *service) RestartRuntime(ctx context.Context, req *vmrev1.RestartRuntimeRequest) (*vmrev1.RestartRuntimeResponse, error) {
+	if err := requireID(req.GetId()); err != nil {
+		return nil, err
+	}
+	rt, err := s.engine.Restart(ctx, req.GetId())
+	if err != nil {
+		return nil, toConnectError(err)
+	}
+	return &vmrev1.RestartRuntimeResponse{Runtime: runtimeToProto(rt)}, nil
+}
+
+func requireID(id string) error {
+	if id == "" {
+		return connect.NewError(connect.CodeInvalidArgument, errors.New("id is empty"))
+	}
+	return nil
+}
+
+// toConnectError is the one place engine errors become status codes.
+func toConnectError(err error) error {
+	var connectErr *connect.Error
+	switch {
+	case errors.As(err, &connectErr):
+		return connectErr
+	case errors.Is(err, engine.ErrUnknownRuntime):
+		return connect.NewError(connect.CodeNotFound, err)
+	case errors.Is(err, engine.ErrAttached):
+		return connect.NewError(connect.CodeFailedPrecondition, err)
+	case errors.Is(err, engine.ErrClosed):
+		return connect.NewError(connect.CodeUnavailable, err)
+	case errors.Is(err, engine.ErrStopped):
+		return connect.NewError(connect.CodeAborted, err)
+	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		return connect.NewError(server.CodeOf(err), err)
+	default:
+		// A relaunch that did not come up (handshake failed, process
+		// exited): the runtime is unavailable; the message says why.
+		return connect.NewError(connect.CodeUnavailable, err)
+	}
+}

@@ -1,0 +1,73 @@
+package api
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+
+	"github.com/vmre/vmre"
+	"github.com/vmre/vmre/engine"
+)
+
+// TokenFileName is the name of the file [NewTokenFile] writes.
+const TokenFileName = "api-token"
+
+// NewTokenFile creates a fresh random API token and writes it, followed by a
+// newline, to a file readable only by the current user (0600) in a new
+// private directory (0700) under dir; an empty dir means $XDG_RUNTIME_DIR
+// if set, else the system temporary directory. It returns the token, the
+// file's path and a function that removes the directory.
+func NewTokenFile(dir string) (token, path string, remove func(), err error) {
+	token, err = engine.NewToken()
+	if err != nil {
+		return "", "", nil, err
+	}
+	if dir == "" {
+		dir = os.Getenv("XDG_RUNTIME_DIR")
+	}
+	private, err := os.MkdirTemp(dir, "vmre-")
+	if err != nil {
+		return "", "", nil, fmt.Errorf("create token directory: %w", err)
+	}
+	remove = func() { _ = os.RemoveAll(private) }
+	path = filepath.Join(private, TokenFileName)
+	if err := os.WriteFile(path, []byte(token+"\n"), 0o600); err != nil {
+		remove()
+		return "", "", nil, fmt.Errorf("write token file: %w", err)
+	}
+	return token, path, remove, nil
+}
+
+// MinTokenLen is the shortest token [ReadTokenFile] accepts.
+const MinTokenLen = 16
+
+// ReadTokenFile reads an API token from path: the file's content without
+// surrounding white space. It refuses a token shorter than [MinTokenLen]
+// and, on Unix, a file that others than its owner may read or write.
+func ReadTokenFile(path string) (string, error) {
+	info, err := os.Stat(path)
+	if err != nil {
+		return "", fmt.Errorf("read token file: %w", err)
+	}
+	if !info.Mode().IsRegular() {
+		return "", fmt.Errorf("%w: token file %s is not a regular file", vmre.ErrInvalidConfig, path)
+	}
+	if runtime.GOOS != "windows" && info.Mode().Perm()&0o077 != 0 {
+		return "", fmt.Errorf("%w: token file %s has mode %v; make it readable by its owner only (chmod 600)",
+			vmre.ErrInvalidConfig, path, info.Mode().Perm())
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", fmt.Errorf("read token file: %w", err)
+	}
+	token := strings.TrimSpace(string(b))
+	if len(token) < MinTokenLen {
+		return "", fmt.Errorf("%w: token in %s is %d characters, want at least %d", vmre.ErrInvalidConfig, path, len(token), MinTokenLen)
+	}
+	if strings.ContainsAny(token, " \t\r\n") {
+		return "", fmt.Errorf("%w: token in %s contains white space", vmre.ErrInvalidConfig, path)
+	}
+	return token, nil
+}
