@@ -89,7 +89,7 @@ func New(eng *engine.Engine, cfg Config) (*Handler, error) {
 	)
 	mux.Handle(grpcreflect.NewHandlerV1(reflector))
 	mux.Handle(grpcreflect.NewHandlerV1Alpha(reflector))
-	mux.Handle("GET /", dashboardHandler(dashboard))
+	mux.Handle("/", dashboardHandler(dashboard))
 
 	return &Handler{handler: withCORS(mux, origins), health: health}, nil
 }
@@ -152,6 +152,11 @@ const contentSecurityPolicy = "default-src 'none'; script-src 'self'; style-src 
 func dashboardHandler(files fs.FS) http.Handler {
 	fileServer := http.FileServerFS(files)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodGet && r.Method != http.MethodHead {
+			w.Header().Set("Allow", "GET, HEAD")
+			http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
+			return
+		}
 		h := w.Header()
 		h.Set("Content-Security-Policy", contentSecurityPolicy)
 		h.Set("X-Content-Type-Options", "nosniff")

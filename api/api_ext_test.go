@@ -1,0 +1,519 @@
+package api_test
+
+import (
+	"context"
+	"errors"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"testing/fstest"
+	"time"
+
+	"connectrpc.com/connect"
+	"github.com/rs/zerolog"
+	"github.com/vmre/vmre"
+	"github.com/vmre/vmre/api"
+	"github.com/vmre/vmre/engine"
+	vmrev1 "github.com/vmre/vmre/gen/vmre/v1"
+	"github.com/vmre/vmre/gen/vmre/v1/vmrev1connect"
+	"github.com/vmre/vmre/server"
+	"go.uber.org/goleak"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	reflectionv1 "google.golang.org/grpc/reflection/grpc_reflection_v1"
+	reflectionv1alpha "google.golang.org/grpc/reflection/grpc_reflection_v1alpha"
+	"google.golang.org/grpc/status"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m)
+}
+
+const testToken = "test-token-0123456789abcdef"
+
+// fakeLauncher starts fake processes that exit when stopped.
+type fakeLauncher struct {
+	pid   atomic.Int64
+	mu    sync.Mutex
+	outFn []func(engine.OutputLine)
+}
+
+func (f *fakeLauncher) Launch(_ context.Context, _ engine.Spec, output func(engine.OutputLine)) (engine.Status, engine.Process, error) {
+	f.mu.Lock()
+	f.outFn = append(f.outFn, output)
+	f.mu.Unlock()
+	return engine.Status{Pid: int(4000 + f.pid.Add(1)), Addr: "127.0.0.1:40001", ProtocolVersion: 42,
+		StartedAt: time.Now(), HandshakeDuration: 3 * time.Millisecond}, &fakeProc{done: make(chan struct{})}, nil
+}
+
+func (f *fakeLauncher) output(i int) func(engine.OutputLine) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.outFn[i]
+}
+
+type fakeProc struct {
+	once sync.Once
+	done chan struct{}
+}
+
+func (p *fakeProc) Stop(context.Context)  { p.once.Do(func() { close(p.done) }) }
+func (p *fakeProc) Done() <-chan struct{} { return p.done }
+func (p *fakeProc) ExitStatus() engine.ExitStatus {
+	return engine.ExitStatus{Code: -1, Signal: "terminated"}
+}
+
+type harness struct {
+	engine   *engine.Engine
+	launcher *fakeLauncher
+	handler  *api.Handler
+	url      string // http://127.0.0.1:PORT
+	addr     string
+}
+
+// start serves an API handler over a real listener (HTTP/1.1 + h2c).
+func start(t *testing.T, mod func(*api.Config)) *harness {
+	t.Helper()
+	l := &fakeLauncher{}
+	eng, err := engine.New(engine.Config{Launcher: l, Log: zerolog.New(zerolog.NewTestWriter(t))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := api.Config{Token: testToken, Dashboard: fstest.MapFS{"index.html": {Data: []byte("<!doctype html><title>vmre</title>")}}}
+	if mod != nil {
+		mod(&cfg)
+	}
+	h, err := api.New(eng, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := server.NewHTTPServer(h)
+	served := make(chan struct{})
+	go func() {
+		defer close(served)
+		_ = srv.Serve(lis)
+	}()
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		eng.Close(ctx) // ends the streams, so Shutdown does not wait for them
+		_ = srv.Shutdown(ctx)
+		<-served
+	})
+	return &harness{engine: eng, launcher: l, handler: h, url: "http://" + lis.Addr().String(), addr: lis.Addr().String()}
+}
+
+func h2cClient() *http.Client {
+	var p http.Protocols
+	p.SetUnencryptedHTTP2(true)
+	return &http.Client{Transport: &http.Transport{Protocols: &p}}
+}
+
+func (h *harness) client(opts ...connect.ClientOption) vmrev1connect.RuntimeServiceClient {
+	return vmrev1connect.NewRuntimeServiceClient(http.DefaultClient, h.url, opts...)
+}
+
+func (h *harness) grpcConn(t *testing.T) *grpc.ClientConn {
+	t.Helper()
+	conn, err := grpc.NewClient(h.addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = conn.Close() })
+	return conn
+}
+
+func withBearer(token string) connect.ClientOption {
+	return connect.WithInterceptors(connect.UnaryInterceptorFunc(func(next connect.UnaryFunc) connect.UnaryFunc {
+		return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
+			req.Header().Set("Authorization", "Bearer "+token)
+			return next(ctx, req)
+		}
+	}))
+}
+
+func TestStopNeedsToken(t *testing.T) {
+	t.Parallel()
+	h := start(t, nil)
+	rt, err := h.engine.Launch(t.Context(), engine.Spec{Path: "/bin/vm"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name     string
+		opts     []connect.ClientOption
+		id       string
+		wantCode connect.Code // 0: success
+	}{
+		{name: "no token", id: rt.ID, wantCode: connect.CodeUnauthenticated},
+		{name: "wrong token", opts: []connect.ClientOption{withBearer("nope-nope-nope-nope")}, id: rt.ID, wantCode: connect.CodeUnauthenticated},
+		{name: "no token, unknown id", id: "r99", wantCode: connect.CodeUnauthenticated},
+		{name: "grpc-web, no token", opts: []connect.ClientOption{connect.WithGRPCWeb()}, id: rt.ID, wantCode: connect.CodeUnauthenticated},
+		{name: "token, unknown id", opts: []connect.ClientOption{withBearer(testToken)}, id: "r99", wantCode: connect.CodeNotFound},
+		{name: "token, empty id", opts: []connect.ClientOption{withBearer(testToken)}, id: "", wantCode: connect.CodeInvalidArgument},
+		{name: "token", opts: []connect.ClientOption{withBearer(testToken), connect.WithGRPCWeb()}, id: rt.ID},
+	}
+	for _, tt := range tests { // sequential: the last case stops the runtime
+		resp, err := h.client(tt.opts...).StopRuntime(t.Context(), &vmrev1.StopRuntimeRequest{Id: tt.id})
+		if tt.wantCode == 0 {
+			if err != nil {
+				t.Fatalf("%s: %v", tt.name, err)
+			}
+			if s := resp.GetRuntime().GetState(); s != vmrev1.RuntimeState_RUNTIME_STATE_EXITED {
+				t.Fatalf("%s: state %v, want exited", tt.name, s)
+			}
+			continue
+		}
+		if code := connect.CodeOf(err); code != tt.wantCode {
+			t.Fatalf("%s: %v (code %v), want %v", tt.name, err, code, tt.wantCode)
+		}
+		if got, _, _ := h.engine.Get(rt.ID); got.State != engine.StateRunning {
+			t.Fatalf("%s: runtime state %v after a refused stop", tt.name, got.State)
+		}
+	}
+	// Restart is guarded the same way, and reads are not.
+	if _, err := h.client().RestartRuntime(t.Context(), &vmrev1.RestartRuntimeRequest{Id: rt.ID}); connect.CodeOf(err) != connect.CodeUnauthenticated {
+		t.Fatalf("restart without token: %v", err)
+	}
+	restarted, err := h.client(withBearer(testToken)).RestartRuntime(t.Context(), &vmrev1.RestartRuntimeRequest{Id: rt.ID})
+	if err != nil || restarted.GetRuntime().GetState() != vmrev1.RuntimeState_RUNTIME_STATE_RUNNING || restarted.GetRuntime().GetRestarts() != 1 {
+		t.Fatalf("restart with token: %v, %v", restarted, err)
+	}
+	if _, err := h.client().ListRuntimes(t.Context(), &vmrev1.ListRuntimesRequest{}); err != nil {
+		t.Fatalf("list without token: %v", err)
+	}
+}
+
+func TestAttachedRuntimeCannotBeStopped(t *testing.T) {
+	t.Parallel()
+	h := start(t, nil)
+	rt, err := h.engine.Attach(42, "127.0.0.1:50001", "127.0.0.1:1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = h.client(withBearer(testToken)).StopRuntime(t.Context(), &vmrev1.StopRuntimeRequest{Id: rt.ID})
+	if connect.CodeOf(err) != connect.CodeFailedPrecondition || !strings.Contains(err.Error(), "not ours to stop") {
+		t.Fatalf("stop attached: %v", err)
+	}
+}
+
+func TestListAndGet(t *testing.T) {
+	t.Parallel()
+	h := start(t, nil)
+	if _, err := h.engine.Launch(t.Context(), engine.Spec{Path: "/opt/examplevm", Args: []string{"-x"}}); err != nil {
+		t.Fatal(err)
+	}
+	list, err := h.client(connect.WithGRPC(), connect.WithHTTPGet()).ListRuntimes(t.Context(), &vmrev1.ListRuntimesRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(list.GetRuntimes()) != 1 {
+		t.Fatalf("ListRuntimes = %v", list)
+	}
+	rt := list.GetRuntimes()[0]
+	if rt.GetId() != "r1" || rt.GetName() != "examplevm" || rt.GetPid() == 0 || rt.GetVmAddr() != "127.0.0.1:40001" ||
+		rt.GetProtocolVersion() != 42 || rt.GetHandshakeDuration().AsDuration() != 3*time.Millisecond ||
+		!slices.Equal(rt.GetCommand(), []string{"/opt/examplevm", "-x"}) || rt.GetStartedAt() == nil ||
+		rt.GetState() != vmrev1.RuntimeState_RUNTIME_STATE_RUNNING {
+		t.Fatalf("runtime = %v", rt)
+	}
+	got, err := h.client().GetRuntime(t.Context(), &vmrev1.GetRuntimeRequest{Id: "r1"})
+	if err != nil || len(got.GetEvents()) != 2 {
+		t.Fatalf("GetRuntime = %v, %v", got, err)
+	}
+	if _, err := h.client().GetRuntime(t.Context(), &vmrev1.GetRuntimeRequest{Id: "r2"}); connect.CodeOf(err) != connect.CodeNotFound {
+		t.Fatalf("GetRuntime unknown: %v", err)
+	}
+}
+
+// Watch over gRPC-Web (what the dashboard speaks): a snapshot, then the
+// changes as they happen.
+func TestWatchStream(t *testing.T) {
+	t.Parallel()
+	h := start(t, nil)
+	if _, err := h.engine.Attach(42, "127.0.0.1:50001", "p"); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+	defer cancel()
+	stream, err := h.client(connect.WithGRPCWeb()).WatchRuntimes(ctx, &vmrev1.WatchRuntimesRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stream.Close()
+	if !stream.Receive() {
+		t.Fatalf("no snapshot: %v", stream.Err())
+	}
+	snap := stream.Msg().GetSnapshot()
+	if snap == nil || len(snap.GetRuntimes()) != 1 || stream.Msg().GetServerTime() == nil {
+		t.Fatalf("first message = %v", stream.Msg())
+	}
+	if _, err := h.engine.Attach(42, "127.0.0.1:50002", "p"); err != nil {
+		t.Fatal(err)
+	}
+	if !stream.Receive() {
+		t.Fatalf("no change: %v", stream.Err())
+	}
+	msg := stream.Msg()
+	if msg.GetRuntime().GetVmAddr() != "127.0.0.1:50002" || msg.GetRuntime().GetState() != vmrev1.RuntimeState_RUNTIME_STATE_ATTACHED ||
+		msg.GetEvent().GetMessage() == "" {
+		t.Fatalf("change = %v", msg)
+	}
+}
+
+// TailOutput over gRPC (h2c): the recent lines, then live ones.
+func TestTailOutputStream(t *testing.T) {
+	t.Parallel()
+	h := start(t, nil)
+	rt, err := h.engine.Launch(t.Context(), engine.Spec{Path: "/bin/vm"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := h.launcher.output(0)
+	out(engine.OutputLine{Stream: "stdout", Level: "info", Text: "first"})
+	out(engine.OutputLine{Stream: "stderr", Level: "error", Text: "second"})
+
+	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+	defer cancel()
+	client := vmrev1connect.NewRuntimeServiceClient(h2cClient(), h.url, connect.WithGRPC())
+	stream, err := client.TailOutput(ctx, &vmrev1.TailOutputRequest{Id: rt.ID, Lines: 1, Follow: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stream.Close()
+	if !stream.Receive() {
+		t.Fatal(stream.Err())
+	}
+	lines := stream.Msg().GetLines()
+	if len(lines) != 1 || lines[0].GetText() != "second" || lines[0].GetStream() != vmrev1.OutputStream_OUTPUT_STREAM_STDERR ||
+		lines[0].GetLevel() != "error" || lines[0].GetPid() != int64(rt.Pid) || lines[0].GetSeq() != 2 {
+		t.Fatalf("tail = %v", lines)
+	}
+	out(engine.OutputLine{Stream: "stdout", Text: "third"})
+	if !stream.Receive() {
+		t.Fatal(stream.Err())
+	}
+	if lines := stream.Msg().GetLines(); len(lines) != 1 || lines[0].GetText() != "third" || lines[0].GetSeq() != 3 {
+		t.Fatalf("followed = %v", lines)
+	}
+}
+
+// Health and reflection, called by grpc-go as grpcurl and probes do.
+func TestHealthAndReflection(t *testing.T) {
+	t.Parallel()
+	h := start(t, nil)
+	conn := h.grpcConn(t)
+	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+	defer cancel()
+
+	health := healthpb.NewHealthClient(conn)
+	for _, svc := range []string{"", vmrev1connect.RuntimeServiceName} {
+		resp, err := health.Check(ctx, &healthpb.HealthCheckRequest{Service: svc})
+		if err != nil || resp.GetStatus() != healthpb.HealthCheckResponse_SERVING {
+			t.Fatalf("Check(%q) = %v, %v", svc, resp, err)
+		}
+	}
+	if _, err := health.Check(ctx, &healthpb.HealthCheckRequest{Service: "no.Such"}); status.Code(err).String() != "NotFound" {
+		t.Fatalf("Check(no.Such): %v", err)
+	}
+	h.handler.SetServing(false)
+	if resp, err := health.Check(ctx, &healthpb.HealthCheckRequest{}); err != nil || resp.GetStatus() != healthpb.HealthCheckResponse_NOT_SERVING {
+		t.Fatalf("Check after SetServing(false) = %v, %v", resp, err)
+	}
+
+	want := []string{"grpc.health.v1.Health", "grpc.reflection.v1.ServerReflection", "grpc.reflection.v1alpha.ServerReflection", "vmre.v1.RuntimeService"}
+	v1, err := reflectionv1.NewServerReflectionClient(conn).ServerReflectionInfo(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := v1.Send(&reflectionv1.ServerReflectionRequest{MessageRequest: &reflectionv1.ServerReflectionRequest_ListServices{}}); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := v1.Recv()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, s := range resp.GetListServicesResponse().GetService() {
+		names = append(names, s.GetName())
+	}
+	slices.Sort(names)
+	if !slices.Equal(names, want) {
+		t.Fatalf("v1 ListServices = %v, want %v", names, want)
+	}
+	// The service's file resolves, as grpcurl describe needs.
+	if err := v1.Send(&reflectionv1.ServerReflectionRequest{MessageRequest: &reflectionv1.ServerReflectionRequest_FileContainingSymbol{FileContainingSymbol: "vmre.v1.RuntimeService"}}); err != nil {
+		t.Fatal(err)
+	}
+	if resp, err := v1.Recv(); err != nil || len(resp.GetFileDescriptorResponse().GetFileDescriptorProto()) == 0 {
+		t.Fatalf("FileContainingSymbol = %v, %v", resp, err)
+	}
+	_ = v1.CloseSend()
+
+	alpha, err := reflectionv1alpha.NewServerReflectionClient(conn).ServerReflectionInfo(ctx) //nolint:staticcheck // v1alpha is what older grpcurl builds call
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := alpha.Send(&reflectionv1alpha.ServerReflectionRequest{MessageRequest: &reflectionv1alpha.ServerReflectionRequest_ListServices{}}); err != nil {
+		t.Fatal(err)
+	}
+	aresp, err := alpha.Recv()
+	if err != nil || len(aresp.GetListServicesResponse().GetService()) != len(want) {
+		t.Fatalf("v1alpha ListServices = %v, %v", aresp, err)
+	}
+	_ = alpha.CloseSend()
+}
+
+func TestCORS(t *testing.T) {
+	t.Parallel()
+	const allowed = "http://localhost:3000"
+	const foreign = "https://evil.example"
+	sameOrigin := start(t, nil)
+	withOrigin := start(t, func(c *api.Config) { c.CORSOrigins = []string{allowed} })
+	list := vmrev1connect.RuntimeServiceListRuntimesProcedure
+
+	preflight := func(h *harness, origin string) *http.Response {
+		t.Helper()
+		req, _ := http.NewRequestWithContext(t.Context(), http.MethodOptions, h.url+list, nil)
+		req.Header.Set("Origin", origin)
+		req.Header.Set("Access-Control-Request-Method", "POST")
+		// Lowercase and sorted, as browsers send it.
+		req.Header.Set("Access-Control-Request-Headers", "authorization,connect-protocol-version,content-type")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = resp.Body.Close()
+		return resp
+	}
+	call := func(h *harness, origin string) *http.Response {
+		t.Helper()
+		req, _ := http.NewRequestWithContext(t.Context(), http.MethodPost, h.url+list, strings.NewReader("{}"))
+		req.Header.Set("Origin", origin)
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = resp.Body.Close()
+		return resp
+	}
+	noCORS := func(name string, resp *http.Response) {
+		t.Helper()
+		for k := range resp.Header {
+			if strings.HasPrefix(strings.ToLower(k), "access-control-") {
+				t.Fatalf("%s: got CORS header %s: %s", name, k, resp.Header.Get(k))
+			}
+		}
+	}
+
+	noCORS("same-origin only, foreign preflight", preflight(sameOrigin, foreign))
+	noCORS("same-origin only, foreign call", call(sameOrigin, foreign))
+	noCORS("same-origin only, would-be allowed origin", preflight(sameOrigin, allowed))
+	noCORS("configured, foreign preflight", preflight(withOrigin, foreign))
+	noCORS("configured, foreign call", call(withOrigin, foreign))
+
+	resp := preflight(withOrigin, allowed)
+	if resp.StatusCode != http.StatusNoContent || resp.Header.Get("Access-Control-Allow-Origin") != allowed ||
+		!strings.Contains(strings.ToLower(resp.Header.Get("Access-Control-Allow-Headers")), "authorization") {
+		t.Fatalf("allowed preflight: %d %v", resp.StatusCode, resp.Header)
+	}
+	resp = call(withOrigin, allowed)
+	if resp.StatusCode != http.StatusOK || resp.Header.Get("Access-Control-Allow-Origin") != allowed ||
+		!strings.Contains(resp.Header.Get("Access-Control-Expose-Headers"), "Grpc-Status") {
+		t.Fatalf("allowed call: %d %v", resp.StatusCode, resp.Header)
+	}
+}
+
+func TestConfigValidation(t *testing.T) {
+	t.Parallel()
+	eng, err := engine.New(engine.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer eng.Close(t.Context())
+	tests := []struct {
+		name string
+		cfg  api.Config
+	}{
+		{name: "no token", cfg: api.Config{}},
+		{name: "wildcard origin", cfg: api.Config{Token: testToken, CORSOrigins: []string{"*"}}},
+		{name: "origin with path", cfg: api.Config{Token: testToken, CORSOrigins: []string{"http://a.example/x"}}},
+		{name: "origin without scheme", cfg: api.Config{Token: testToken, CORSOrigins: []string{"localhost:3000"}}},
+	}
+	for _, tt := range tests {
+		if _, err := api.New(eng, tt.cfg); !errors.Is(err, vmre.ErrInvalidConfig) {
+			t.Errorf("%s: %v, want ErrInvalidConfig", tt.name, err)
+		}
+	}
+}
+
+func TestDashboardHeaders(t *testing.T) {
+	t.Parallel()
+	h := start(t, nil)
+	resp, err := http.Get(h.url + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/html") ||
+		!strings.Contains(resp.Header.Get("Content-Security-Policy"), "connect-src 'self'") ||
+		resp.Header.Get("X-Frame-Options") != "DENY" {
+		t.Fatalf("GET / = %d %v", resp.StatusCode, resp.Header)
+	}
+	resp, err = http.Get(h.url + "/nope.js")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = resp.Body.Close()
+	if resp.StatusCode != http.StatusNotFound {
+		t.Fatalf("GET /nope.js = %d", resp.StatusCode)
+	}
+}
+
+func TestTokenFile(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	token, path, remove, err := api.NewTokenFile(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := os.Stat(path)
+	if err != nil || info.Mode().Perm() != 0o600 {
+		t.Fatalf("token file mode = %v, %v", info.Mode(), err)
+	}
+	got, err := api.ReadTokenFile(path)
+	if err != nil || got != token || len(token) < 40 {
+		t.Fatalf("ReadTokenFile = %q, %v (wrote %q)", got, err, token)
+	}
+	remove()
+	if _, err := os.Stat(filepath.Dir(path)); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("token directory left behind: %v", err)
+	}
+
+	loose := filepath.Join(dir, "loose")
+	if err := os.WriteFile(loose, []byte(token), 0o644); err != nil { //nolint:gosec // the point of the test
+		t.Fatal(err)
+	}
+	if _, err := api.ReadTokenFile(loose); !errors.Is(err, vmre.ErrInvalidConfig) {
+		t.Fatalf("world-readable token file: %v", err)
+	}
+	short := filepath.Join(dir, "short")
+	if err := os.WriteFile(short, []byte("abc\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := api.ReadTokenFile(short); !errors.Is(err, vmre.ErrInvalidConfig) {
+		t.Fatalf("short token: %v", err)
+	}
+}
