@@ -18,7 +18,7 @@ var guarded = map[string]bool{
 }
 
 var (
-	errNoToken = errors.New(`missing "Authorization: Bearer <token>": stop and restart need the engine's api token (vmre run prints the path of its token file)`)
+	errNoToken  = errors.New(`missing "Authorization: Bearer <token>": stop and restart need the engine's api token (vmre run prints the path of its token file)`)
 	errBadToken = errors.New("wrong api token")
 )
 
