@@ -1,0 +1,315 @@
+// Package handshakeauth decides who may complete a plugin's handshake.
+//
+// avalanchego's handshake is "first caller wins": any local process that
+// finds the engine's loopback port can call Initialize first and point the
+// engine at its own server. A [Policy] closes that. The engine gives each
+// launched plugin a fresh secret ([NewToken]) in the plugin's environment,
+// under [vmre.HandshakeTokenKey]; vmre's client sends it back in the
+// [vmre.HandshakeTokenHeader] request header. Plugins that predate vmre
+// (grpc-go clients built for avalanchego or luxd) cannot send it, so on
+// Linux the Policy can instead check that the caller's TCP socket is held by
+// the launched process or one of its descendants (see
+// [github.com/vmre/vmre/internal/peercred]).
+//
+// Modes, chosen with [ParseMode] from the --handshake-auth flag:
+//
+//	token          a valid token is required (every OS; the only mode that
+//	               works without a launched pid, e.g. when attaching)
+//	peer           the caller's socket must belong to the launched process
+//	               tree; tokens are ignored (Linux only)
+//	token-or-peer  either one suffices (Linux only; the default there)
+//	none           everyone is let through, as in avalanchego
+//
+// The default is token-or-peer on Linux and token elsewhere. A caller with
+// no or a wrong token fails with an error wrapping [vmre.ErrUnauthenticated]
+// (code unauthenticated); one that is not the launched process tree fails
+// with [vmre.ErrPermissionDenied] (code permission_denied). The token itself
+// never appears in an error or a log line.
+package handshakeauth
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/base64"
+	"fmt"
+	"net"
+	"net/http"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+
+	"github.com/rs/zerolog"
+	"github.com/vmre/vmre"
+	"github.com/vmre/vmre/internal/peercred"
+	"github.com/vmre/vmre/server"
+)
+
+// Mode selects what a caller must prove. The zero value means
+// [DefaultMode].
+type Mode int
+
+// The modes; see the package documentation.
+const (
+	ModeToken Mode = iota + 1
+	ModePeer
+	ModeTokenOrPeer
+	ModeNone
+)
+
+var modeNames = map[Mode]string{
+	ModeToken:       "token",
+	ModePeer:        "peer",
+	ModeTokenOrPeer: "token-or-peer",
+	ModeNone:        "none",
+}
+
+// String returns the flag spelling of m ("token-or-peer").
+func (m Mode) String() string {
+	if m == 0 {
+		m = DefaultMode()
+	}
+	if s, ok := modeNames[m]; ok {
+		return s
+	}
+	return fmt.Sprintf("Mode(%d)", int(m))
+}
+
+// DefaultMode is token-or-peer where peer checks are supported (Linux) and
+// token elsewhere.
+func DefaultMode() Mode {
+	if peercred.Supported {
+		return ModeTokenOrPeer
+	}
+	return ModeToken
+}
+
+// ParseMode parses a --handshake-auth value. The empty string means
+// [DefaultMode]. Unknown names, and peer modes on an OS that cannot check
+// peers, fail with an error wrapping [vmre.ErrInvalidConfig].
+func ParseMode(s string) (Mode, error) {
+	if s == "" {
+		return DefaultMode(), nil
+	}
+	for m, name := range modeNames {
+		if name == s {
+			if m.usesPeer() && !peercred.Supported {
+				return 0, fmt.Errorf("%w: handshake auth %q: %w", vmre.ErrInvalidConfig, s, peercred.ErrNotSupported)
+			}
+			return m, nil
+		}
+	}
+	return 0, fmt.Errorf("%w: handshake auth %q, want token, peer, token-or-peer or none", vmre.ErrInvalidConfig, s)
+}
+
+// MarshalText implements [encoding.TextMarshaler], so a Mode works with
+// [flag.TextVar].
+func (m Mode) MarshalText() ([]byte, error) { return []byte(m.String()), nil }
+
+// UnmarshalText implements [encoding.TextUnmarshaler] with [ParseMode].
+func (m *Mode) UnmarshalText(b []byte) error {
+	parsed, err := ParseMode(string(b))
+	if err != nil {
+		return err
+	}
+	*m = parsed
+	return nil
+}
+
+func (m Mode) usesPeer() bool  { return m == ModePeer || m == ModeTokenOrPeer }
+func (m Mode) usesToken() bool { return m == ModeToken || m == ModeTokenOrPeer }
+
+// MinTokenLen is the shortest token [New] accepts.
+const MinTokenLen = 16
+
+// NewToken returns a fresh random token: 32 bytes from crypto/rand,
+// base64url-encoded without padding (43 characters, safe in headers and
+// environment variables).
+func NewToken() (string, error) {
+	b := make([]byte, 32)
+	if _, err := rand.Read(b); err != nil {
+		return "", fmt.Errorf("generate handshake token: %w", err)
+	}
+	return base64.RawURLEncoding.EncodeToString(b), nil
+}
+
+// Config configures [New]. Zero values mean the documented defaults.
+type Config struct {
+	// Mode is the policy; default [DefaultMode].
+	Mode Mode
+	// Token is the secret the launched plugin presents. Required (at least
+	// [MinTokenLen] bytes) in the token and token-or-peer modes; never
+	// logged.
+	Token string
+	// Log receives one warning per refused call (peer address, peer pid,
+	// reason). The zero value logs nothing.
+	Log zerolog.Logger
+	// MaxConcurrentPeerChecks bounds how many /proc lookups run at once,
+	// so a flood of foreign calls costs at most this many cores; default 2.
+	MaxConcurrentPeerChecks int
+}
+
+// Policy authorizes handshake calls for one launched plugin. Its Authorize
+// method is a [server.Authorizer]. It is safe for concurrent use.
+type Policy struct {
+	mode      Mode
+	tokenHash [sha256.Size]byte
+	log       zerolog.Logger
+	pid       atomic.Int64
+	pidSet    chan struct{} // closed by the first SetPid
+	pidOnce   sync.Once
+	peerSlots chan struct{}
+}
+
+// New validates cfg and returns a Policy. Peer checks wait for
+// [Policy.SetPid]. Errors wrap [vmre.ErrInvalidConfig].
+func New(cfg Config) (*Policy, error) {
+	mode := cfg.Mode
+	if mode == 0 {
+		mode = DefaultMode()
+	}
+	if _, ok := modeNames[mode]; !ok {
+		return nil, fmt.Errorf("%w: unknown handshake auth mode %d", vmre.ErrInvalidConfig, int(mode))
+	}
+	if mode.usesPeer() && !peercred.Supported {
+		return nil, fmt.Errorf("%w: handshake auth %s: %w", vmre.ErrInvalidConfig, mode, peercred.ErrNotSupported)
+	}
+	if mode.usesToken() && len(cfg.Token) < MinTokenLen {
+		return nil, fmt.Errorf("%w: handshake auth %s needs a token of at least %d bytes", vmre.ErrInvalidConfig, mode, MinTokenLen)
+	}
+	slots := cfg.MaxConcurrentPeerChecks
+	if slots <= 0 {
+		slots = 2
+	}
+	p := &Policy{mode: mode, log: cfg.Log, pidSet: make(chan struct{}), peerSlots: make(chan struct{}, slots)}
+	if mode.usesToken() {
+		// Comparing fixed-size digests keeps the comparison constant-time
+		// in the token's length as well as its content.
+		p.tokenHash = sha256.Sum256([]byte(cfg.Token))
+	}
+	return p, nil
+}
+
+// Mode returns the policy's mode.
+func (p *Policy) Mode() Mode { return p.mode }
+
+// SetPid names the launched process whose tree passes peer checks. Call it
+// as soon as the process has started: a plugin can call Initialize before
+// exec.Cmd.Start has returned, so peer checks that arrive earlier wait for
+// SetPid (or for their context to end). Call SetPid(0) if the process could
+// not be started: waiting checks then fail at once. Safe for concurrent use.
+func (p *Policy) SetPid(pid int) {
+	p.pid.Store(int64(max(pid, 0)))
+	p.pidOnce.Do(func() { close(p.pidSet) })
+}
+
+// Authorize implements [server.Authorizer]: it returns nil for a caller the
+// mode admits, or an error wrapping [vmre.ErrUnauthenticated] or
+// [vmre.ErrPermissionDenied]. It blocks only for a peer check (reading
+// /proc, at most MaxConcurrentPeerChecks at once) and returns early when ctx
+// is done.
+func (p *Policy) Authorize(ctx context.Context, call server.Call) error {
+	if p.mode == ModeNone {
+		return nil
+	}
+	var tokenErr error
+	if p.mode.usesToken() {
+		if tokenErr = p.checkToken(call.Header); tokenErr == nil {
+			return nil
+		}
+	}
+	if p.mode == ModeToken {
+		p.refused(call, 0, tokenErr)
+		return tokenErr
+	}
+	peerPid, peerErr := p.checkPeer(ctx, call)
+	if peerErr == nil {
+		return nil
+	}
+	// A wrong token is the more telling failure; a missing one is expected
+	// from plugins that predate vmre, so the peer verdict stands.
+	err := peerErr
+	if tokenErr != nil && len(call.Header.Values(vmre.HandshakeTokenHeader)) > 0 {
+		err = tokenErr
+	}
+	p.refused(call, peerPid, err)
+	return err
+}
+
+var _ server.Authorizer = (*Policy)(nil).Authorize
+
+func (p *Policy) checkToken(h http.Header) error {
+	values := h.Values(vmre.HandshakeTokenHeader)
+	switch {
+	case len(values) == 0:
+		return fmt.Errorf("%w: no handshake token (header %s)", vmre.ErrUnauthenticated, vmre.HandshakeTokenHeader)
+	case len(values) > 1:
+		return fmt.Errorf("%w: %d handshake tokens, want one", vmre.ErrUnauthenticated, len(values))
+	}
+	got := sha256.Sum256([]byte(values[0]))
+	if subtle.ConstantTimeCompare(got[:], p.tokenHash[:]) != 1 {
+		return fmt.Errorf("%w: invalid handshake token", vmre.ErrUnauthenticated)
+	}
+	return nil
+}
+
+// checkPeer admits a caller whose socket belongs to the launched process
+// tree. It returns the pid it found (0 if none) for the log.
+func (p *Policy) checkPeer(ctx context.Context, call server.Call) (int, error) {
+	select {
+	case <-p.pidSet:
+	case <-ctx.Done():
+		return 0, fmt.Errorf("%w: no launched process to check the caller against: %w", vmre.ErrPermissionDenied, ctx.Err())
+	}
+	root := int(p.pid.Load())
+	if root <= 0 {
+		return 0, fmt.Errorf("%w: no launched process to check the caller against", vmre.ErrPermissionDenied)
+	}
+	peer, err := netip.ParseAddrPort(call.PeerAddr)
+	if err != nil {
+		return 0, fmt.Errorf("%w: caller address %q: %w", vmre.ErrPermissionDenied, call.PeerAddr, err)
+	}
+	local, ok := localAddr(ctx)
+	if !ok {
+		return 0, fmt.Errorf("%w: server address unknown, cannot check the caller", vmre.ErrPermissionDenied)
+	}
+	select {
+	case p.peerSlots <- struct{}{}:
+		defer func() { <-p.peerSlots }()
+	case <-ctx.Done():
+		return 0, fmt.Errorf("%w: check caller: %w", vmre.ErrPermissionDenied, ctx.Err())
+	}
+	owner, err := peercred.Lookup(local, peer, root)
+	if err != nil {
+		return 0, fmt.Errorf("%w: find the caller's process: %w", vmre.ErrPermissionDenied, err)
+	}
+	if !owner.InTree {
+		return owner.Pid, fmt.Errorf("%w: caller pid %d is not the launched plugin (pid %d) or its descendant", vmre.ErrPermissionDenied, owner.Pid, root)
+	}
+	p.log.Debug().Str("peer_addr", call.PeerAddr).Int("peer_pid", owner.Pid).Int("pid", root).Msg("handshake caller verified by peer")
+	return owner.Pid, nil
+}
+
+// localAddr is the server side of the caller's connection. net/http puts
+// it in every request's context, and connect-go hands that context to the
+// handler.
+func localAddr(ctx context.Context) (netip.AddrPort, bool) {
+	addr, ok := ctx.Value(http.LocalAddrContextKey).(net.Addr)
+	if !ok {
+		return netip.AddrPort{}, false
+	}
+	if tcp, ok := addr.(*net.TCPAddr); ok {
+		return tcp.AddrPort(), true
+	}
+	ap, err := netip.ParseAddrPort(addr.String())
+	return ap, err == nil
+}
+
+func (p *Policy) refused(call server.Call, peerPid int, err error) {
+	ev := p.log.Warn().Str("peer_addr", call.PeerAddr).Str("mode", p.mode.String()).Int("pid", int(p.pid.Load()))
+	if peerPid != 0 {
+		ev = ev.Int("peer_pid", peerPid)
+	}
+	ev.Err(err).Msg("handshake refused")
+}
