@@ -1,0 +1,198 @@
+package client_test
+
+import (
+	"context"
+	"errors"
+	"net"
+	"net/http"
+	"sync"
+	"testing"
+
+	"github.com/vmre/vmre"
+	runtimepb "github.com/vmre/vmre/gen/vm/runtime"
+	"github.com/vmre/vmre/server"
+	"google.golang.org/grpc"
+	"google.golang.org/protobuf/types/known/emptypb"
+)
+
+// engineVersion is the only protocol version the test engines accept.
+const engineVersion = 42
+
+// startVMREServer serves vmre's Runtime handler for init on a real
+// listener on 127.0.0.1:0 and returns its "host:port". Each request's HTTP
+// version, content type and token header are recorded in seen, if not nil.
+func startVMREServer(tb testing.TB, init vmre.Initializer, seen *requestLog, opts ...server.Option) string {
+	tb.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatalf("listen: %v", err)
+	}
+	path, handler := server.NewHandler(init, opts...)
+	mux := http.NewServeMux()
+	mux.Handle(path, handler)
+	var h http.Handler = mux
+	if seen != nil {
+		h = seen.wrap(mux)
+	}
+	srv := server.NewHTTPServer(h)
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
+	tb.Cleanup(func() {
+		if err := srv.Close(); err != nil {
+			tb.Errorf("close server: %v", err)
+		}
+		if err := <-served; !errors.Is(err, http.ErrServerClosed) {
+			tb.Errorf("serve: %v", err)
+		}
+	})
+	return ln.Addr().String()
+}
+
+// request is what reached a server's port for one call.
+type request struct {
+	Proto       string // "HTTP/1.1" or "HTTP/2.0"
+	ContentType string
+	Token       string
+}
+
+type requestLog struct {
+	mu       sync.Mutex
+	requests []request
+}
+
+func (l *requestLog) wrap(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		l.mu.Lock()
+		l.requests = append(l.requests, request{
+			Proto:       r.Proto,
+			ContentType: r.Header.Get("Content-Type"),
+			Token:       r.Header.Get(vmre.HandshakeTokenHeader),
+		})
+		l.mu.Unlock()
+		next.ServeHTTP(w, r)
+	})
+}
+
+func (l *requestLog) all() []request {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return append([]request(nil), l.requests...)
+}
+
+// versionEngine accepts engineVersion and records what it accepted.
+type versionEngine struct {
+	mu       sync.Mutex
+	accepted []string // vm addresses
+}
+
+func (e *versionEngine) Initialize(_ context.Context, protocolVersion uint32, vmAddr string) error {
+	if protocolVersion != engineVersion {
+		return &vmre.VersionMismatchError{Accepted: []uint32{engineVersion}, Got: protocolVersion}
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.accepted = append(e.accepted, vmAddr)
+	return nil
+}
+
+func (e *versionEngine) acceptedAddrs() []string {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return append([]string(nil), e.accepted...)
+}
+
+// runtimeServer is the server side of vm.runtime.Runtime as grpc-go sees
+// it. No generated grpc code exists in vmre (it uses connect-go), so the
+// tests register the service with a hand-written ServiceDesc, which is all
+// protoc-gen-go-grpc would generate for avalanchego's engine.
+type runtimeServer interface {
+	Initialize(context.Context, *runtimepb.InitializeRequest) (*emptypb.Empty, error)
+}
+
+// grpcInitialize adapts a function to runtimeServer.
+type grpcInitialize func(context.Context, *runtimepb.InitializeRequest) (*emptypb.Empty, error)
+
+func (f grpcInitialize) Initialize(ctx context.Context, req *runtimepb.InitializeRequest) (*emptypb.Empty, error) {
+	return f(ctx, req)
+}
+
+var runtimeServiceDesc = grpc.ServiceDesc{
+	ServiceName: "vm.runtime.Runtime",
+	HandlerType: (*runtimeServer)(nil),
+	Methods: []grpc.MethodDesc{{
+		MethodName: "Initialize",
+		Handler: func(srv any, ctx context.Context, dec func(any) error, interceptor grpc.UnaryServerInterceptor) (any, error) {
+			in := new(runtimepb.InitializeRequest)
+			if err := dec(in); err != nil {
+				return nil, err
+			}
+			if interceptor == nil {
+				return srv.(runtimeServer).Initialize(ctx, in)
+			}
+			info := &grpc.UnaryServerInfo{Server: srv, FullMethod: "/vm.runtime.Runtime/Initialize"}
+			return interceptor(ctx, in, info, func(ctx context.Context, req any) (any, error) {
+				return srv.(runtimeServer).Initialize(ctx, req.(*runtimepb.InitializeRequest))
+			})
+		},
+	}},
+	Metadata: "vm/runtime/runtime.proto",
+}
+
+// startGRPCGoServer serves impl with a plain grpc-go server on 127.0.0.1:0,
+// the way avalanchego's and luxd's engines do, and returns its address.
+func startGRPCGoServer(tb testing.TB, impl runtimeServer) string {
+	tb.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatalf("listen: %v", err)
+	}
+	s := grpc.NewServer()
+	s.RegisterService(&runtimeServiceDesc, impl)
+	served := make(chan error, 1)
+	go func() { served <- s.Serve(ln) }()
+	tb.Cleanup(func() {
+		s.Stop()
+		if err := <-served; err != nil {
+			tb.Errorf("grpc serve: %v", err)
+		}
+	})
+	return ln.Addr().String()
+}
+
+// closedAddr returns a loopback address nothing listens on.
+func closedAddr(tb testing.TB) string {
+	tb.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatalf("listen: %v", err)
+	}
+	addr := ln.Addr().String()
+	if err := ln.Close(); err != nil {
+		tb.Fatalf("close listener: %v", err)
+	}
+	return addr
+}
+
+// allSentinels are the root sentinels a handshake error may wrap.
+var allSentinels = []error{
+	vmre.ErrHandshakeFailed, vmre.ErrProtocolVersionMismatch, vmre.ErrHandshakeTimeout,
+	vmre.ErrProcessNotFound, vmre.ErrProcessExited, vmre.ErrInvalidConfig,
+	vmre.ErrInvalidRequest, vmre.ErrAlreadyInitialized, vmre.ErrUnauthenticated,
+	vmre.ErrPermissionDenied, vmre.ErrEngineAddressNotSet,
+}
+
+// checkSentinels fails unless err wraps exactly the sentinels in want.
+func checkSentinels(tb testing.TB, err error, want ...error) {
+	tb.Helper()
+	for _, s := range allSentinels {
+		wanted := false
+		for _, w := range want {
+			if errors.Is(s, w) {
+				wanted = true
+			}
+		}
+		if got := errors.Is(err, s); got != wanted {
+			tb.Errorf("errors.Is(%q, %q) = %v, want %v", err, s, got, wanted)
+		}
+	}
+}
