@@ -37,6 +37,12 @@ var (
 	// ErrEngineAddressNotSet: a plugin found none of the engine-address
 	// environment variables.
 	ErrEngineAddressNotSet = errors.New("engine address not set")
+	// ErrNotExecutable: the plugin's path is missing, is not a regular
+	// file, is not executable, or holds a binary for another OS or
+	// architecture.
+	ErrNotExecutable = errors.New("not executable")
+	// ErrChecksumMismatch: the plugin's SHA-256 differs from the pinned one.
+	ErrChecksumMismatch = errors.New("checksum mismatch")
 )
 
 // VersionMismatchError reports a plugin whose protocol version is not in the
