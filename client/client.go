@@ -13,11 +13,31 @@
 // address (and the optional handshake token) from the environment the engine
 // launched it with and performs the handshake.
 //
-// Every error returned by this package wraps [vmre.ErrHandshakeFailed] and,
-// where the failure has one, the sentinel that classifies it
-// ([vmre.ErrProtocolVersionMismatch], [vmre.ErrProcessNotFound], ...); test
-// with [errors.Is]. Errors that came from the wire also wrap the
-// *[connect.Error], so [connect.CodeOf] reports the status code.
+// Every error returned by [Client.Initialize] and [Handshake] wraps
+// [vmre.ErrHandshakeFailed] and, where the failure has one, the sentinel
+// that classifies it; test with [errors.Is]. The status code decides the
+// sentinel:
+//
+//	invalid_argument     vmre.ErrInvalidRequest
+//	failed_precondition  vmre.ErrProtocolVersionMismatch
+//	already_exists       vmre.ErrAlreadyInitialized
+//	unauthenticated      vmre.ErrUnauthenticated
+//	permission_denied    vmre.ErrPermissionDenied
+//	deadline_exceeded    vmre.ErrHandshakeTimeout
+//	unavailable          vmre.ErrProcessNotFound (the engine cannot be reached)
+//	not_found            vmre.ErrProcessNotFound
+//	unknown              vmre.ErrProtocolVersionMismatch if the message says
+//	                     "protocol version mismatch" (avalanchego's and luxd's
+//	                     grpc-go engines send their mismatch this way)
+//
+// Other codes wrap no further sentinel. A bad address or option wraps
+// [vmre.ErrInvalidConfig]. Errors that came from the wire also wrap the
+// *[connect.Error], so [connect.CodeOf] reports the status code, and the
+// caller's context error ([context.DeadlineExceeded], [context.Canceled])
+// stays reachable. Error texts keep the engine's words:
+//
+//	handshake failed: protocol version mismatch engine: 42 vm: 41
+//	handshake failed: vm process not found: dial tcp 127.0.0.1:9660: connect: connection refused
 package client
 
 import (
@@ -108,9 +128,10 @@ func WithToken(token string) Option {
 	return optionFunc(func(c *config) { c.token = token })
 }
 
-// Client calls an engine's Initialize RPC. It is safe for concurrent use by
-// multiple goroutines and holds no state between calls other than pooled
-// connections.
+// Client calls an engine's Initialize RPC. Create it with [New]; the zero
+// value is not usable (its Initialize fails with [vmre.ErrInvalidConfig]).
+// A Client is safe for concurrent use by multiple goroutines and holds no
+// state between calls other than pooled connections.
 type Client struct {
 	rpc   runtimepbconnect.RuntimeClient
 	token string
@@ -133,7 +154,7 @@ const (
 // New returns a Client for the engine at engineAddr, which is a "host:port"
 // as an engine hands it to its plugins in the environment, or a base URL
 // such as "http://127.0.0.1:9660" (an https URL needs a TLS-capable client
-// given with [WithHTTPClient]). New never blocks and opens no connection; a
+// given with [WithHTTPClient] for [ProtocolGRPC]). New never blocks and opens no connection; a
 // bad address or option is reported, wrapping [vmre.ErrInvalidConfig], by
 // each Initialize call.
 //
@@ -147,7 +168,7 @@ func New(engineAddr string, opts ...Option) *Client {
 	}
 	c := &Client{token: cfg.token}
 
-	baseURL, err := baseURL(engineAddr)
+	base, err := engineURL(engineAddr)
 	if err != nil {
 		c.err = err
 		return c
@@ -174,6 +195,13 @@ func New(engineAddr string, opts ...Option) *Client {
 	}
 
 	httpClient := cfg.httpClient
+	if httpClient == nil && cfg.protocol == ProtocolGRPC && strings.HasPrefix(base, "https://") {
+		// The default gRPC transport speaks h2c only; failing here says
+		// why instead of a transport error at the first call.
+		c.err = fmt.Errorf("%w: engine address %q is https: the default gRPC transport is cleartext only, "+
+			"give a TLS-capable client with WithHTTPClient", vmre.ErrInvalidConfig, engineAddr)
+		return c
+	}
 	if httpClient == nil {
 		c.ownTransport = &http.Transport{
 			Protocols:           &protocols,
@@ -183,12 +211,12 @@ func New(engineAddr string, opts ...Option) *Client {
 		}
 		httpClient = &http.Client{Transport: c.ownTransport}
 	}
-	c.rpc = runtimepbconnect.NewRuntimeClient(httpClient, baseURL, connectOpts...)
+	c.rpc = runtimepbconnect.NewRuntimeClient(httpClient, base, connectOpts...)
 	return c
 }
 
-// baseURL turns an engine address into the base URL of its services.
-func baseURL(engineAddr string) (string, error) {
+// engineURL turns an engine address into the base URL of its services.
+func engineURL(engineAddr string) (string, error) {
 	if engineAddr == "" {
 		return "", fmt.Errorf("%w: engine address is empty, want host:port", vmre.ErrInvalidConfig)
 	}
@@ -214,6 +242,9 @@ func baseURL(engineAddr string) (string, error) {
 func (c *Client) Initialize(ctx context.Context, protocolVersion uint32, vmAddr string) error {
 	if c.err != nil {
 		return fmt.Errorf("%w: %w", vmre.ErrHandshakeFailed, c.err)
+	}
+	if c.rpc == nil {
+		return fmt.Errorf("%w: %w: client not created with client.New", vmre.ErrHandshakeFailed, vmre.ErrInvalidConfig)
 	}
 	if c.token != "" {
 		var info connect.CallInfo

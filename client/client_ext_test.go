@@ -352,6 +352,12 @@ func TestInitializeLocalFailures(t *testing.T) {
 			wantCode:   connect.CodeUnknown,
 		},
 		{
+			name:       "https with the default gRPC transport",
+			engineAddr: "https://127.0.0.1:1",
+			wantErr:    []error{vmre.ErrInvalidConfig},
+			wantCode:   connect.CodeUnknown,
+		},
+		{
 			name:       "unknown protocol",
 			engineAddr: "127.0.0.1:1",
 			opts:       []client.Option{client.WithProtocol(client.Protocol(99))},
@@ -378,6 +384,15 @@ func TestInitializeLocalFailures(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestZeroClient proves that a Client not made by New fails cleanly.
+func TestZeroClient(t *testing.T) {
+	t.Parallel()
+	var c client.Client
+	err := c.Initialize(t.Context(), engineVersion, "127.0.0.1:50001")
+	checkSentinels(t, err, vmre.ErrHandshakeFailed, vmre.ErrInvalidConfig)
+	c.Close()
 }
 
 // TestErrorTextForUnreachableEngine pins the text a plugin author sees

@@ -78,6 +78,13 @@ func WithHandlerOptions(opts ...connect.HandlerOption) Option {
 // NewHandler returns the path under which to mount the Runtime service and
 // its handler, which passes each valid Initialize request to initializer.
 // The handler is safe for concurrent use.
+//
+// A request is refused before it reaches the Initializer when the
+// Authorizer refuses it, when its body exceeds the size cap
+// (resource_exhausted), when it does not decode or [ValidateRequest] fails
+// (invalid_argument), and when it is a POST whose Content-Type no protocol
+// uses: that gets HTTP 415 with the Accept-Post header and, unlike plain
+// connect-go, a Connect error body (invalid_argument) saying what to send.
 func NewHandler(initializer vmre.Initializer, opts ...Option) (string, http.Handler) {
 	cfg := config{maxRequestBytes: DefaultMaxRequestBytes}
 	for _, o := range opts {
