@@ -83,9 +83,26 @@ func TestInitializeProtocols(t *testing.T) {
 				t.Errorf("connect.CodeOf = %v, want failed_precondition", code)
 			}
 
-			for i, got := range seen.all() {
+			requests := seen.all()
+			if len(requests) != 2 {
+				t.Fatalf("%d requests reached the server, want 2", len(requests))
+			}
+			for i, got := range requests {
+				body := got.JSON
+				got.JSON = ""
 				if got != tt.wantWire {
 					t.Errorf("request %d on the wire = %+v, want %+v", i, got, tt.wantWire)
+				}
+				if tt.wantWire.ContentType != "application/json" {
+					continue
+				}
+				// The Connect protocol must send what curl sends.
+				want := []string{
+					`{"addr":"127.0.0.1:50001","protocolVersion":42}`,
+					`{"addr":"127.0.0.1:50001","protocolVersion":41}`,
+				}[i]
+				if body != want {
+					t.Errorf("request %d JSON body = %s, want %s", i, body, want)
 				}
 			}
 		})

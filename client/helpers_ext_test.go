@@ -1,7 +1,10 @@
 package client_test
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
+	"io"
 	"errors"
 	"net"
 	"net/http"
@@ -53,6 +56,9 @@ type request struct {
 	Proto       string // "HTTP/1.1" or "HTTP/2.0"
 	ContentType string
 	Token       string
+	// JSON is the body of a Connect JSON request, re-encoded with sorted
+	// keys and no spaces (protojson varies its spacing on purpose).
+	JSON string
 }
 
 type requestLog struct {
@@ -62,15 +68,39 @@ type requestLog struct {
 
 func (l *requestLog) wrap(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		l.mu.Lock()
-		l.requests = append(l.requests, request{
+		req := request{
 			Proto:       r.Proto,
 			ContentType: r.Header.Get("Content-Type"),
 			Token:       r.Header.Get(vmre.HandshakeTokenHeader),
-		})
+		}
+		if req.ContentType == "application/json" {
+			body, err := io.ReadAll(r.Body)
+			if err != nil {
+				http.Error(w, err.Error(), http.StatusBadRequest)
+				return
+			}
+			req.JSON = canonicalJSON(body)
+			r.Body = io.NopCloser(bytes.NewReader(body))
+		}
+		l.mu.Lock()
+		l.requests = append(l.requests, req)
 		l.mu.Unlock()
 		next.ServeHTTP(w, r)
 	})
+}
+
+// canonicalJSON re-encodes a JSON object with sorted keys, or returns it
+// unchanged if it does not parse.
+func canonicalJSON(body []byte) string {
+	var v map[string]any
+	if err := json.Unmarshal(body, &v); err != nil {
+		return string(body)
+	}
+	b, err := json.Marshal(v)
+	if err != nil {
+		return string(body)
+	}
+	return string(b)
 }
 
 func (l *requestLog) all() []request {
