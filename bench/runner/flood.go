@@ -14,8 +14,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-
-	"github.com/ava-labs/avalanchego/utils/logging"
 )
 
 var floodMarker = []byte("~flood~ ")

@@ -1,9 +1,9 @@
-// Command bench compares vmre against avalanchego v1.15.0's
-// vms/rpcchainvm/runtime/subprocess and hashicorp/go-plugin v1.7.0 on the
-// same machine in the same run, and against the operating system's floor.
-// It prints one Markdown table. See BENCHMARKS.md at the repository root.
-//
-//	cd bench && go run . -runs 200
+// Command runner is the benchmark proper; bench's main package builds it,
+// with the plugins, and runs it. It compares vmre against avalanchego
+// v1.15.0's vms/rpcchainvm/runtime/subprocess and hashicorp/go-plugin v1.7.0
+// on the same machine in the same run, and against the operating system's
+// floor, and prints one Markdown table. See BENCHMARKS.md at the repository
+// root.
 package main
 
 import (
@@ -11,7 +11,6 @@ import (
 	"flag"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"time"
@@ -58,7 +57,7 @@ func main() {
 	flag.IntVar(&o.watchers, "watchers", 1000, "watch-stream subscribers")
 	flag.IntVar(&o.watchEvents, "watch-events", 20, "state changes delivered to the watchers")
 	flag.StringVar(&o.only, "only", "", "comma-separated metric groups to run: launch,exit,term,conc,flood,tput,watch (default all)")
-	flag.StringVar(&o.pluginDir, "plugin-dir", "", "use prebuilt avaplugin and gpplugin from this directory")
+	flag.StringVar(&o.pluginDir, "plugin-dir", "", "directory holding the avaplugin and gpplugin binaries (required)")
 	flag.StringVar(&o.cpuprofile, "cpuprofile", "", "write a CPU profile of the whole run to this file")
 	flag.BoolVar(&o.keep, "keep", false, "keep the temporary directory (plugins, flood logs)")
 	flag.Parse()
@@ -114,18 +113,11 @@ func run(ctx context.Context, o options) error {
 		defer os.RemoveAll(tmp)
 	}
 	e := &env{o: o, tmp: tmp, started: time.Now()}
-	dir := o.pluginDir
-	if dir == "" {
-		dir = tmp
-		fmt.Fprintln(os.Stderr, "building plugins ...")
-		build := exec.Command("go", "build", "-trimpath", "-o", dir+string(os.PathSeparator), "./plugins/avaplugin", "./plugins/gpplugin")
-		build.Stdout, build.Stderr = os.Stderr, os.Stderr
-		if err := build.Run(); err != nil {
-			return fmt.Errorf("build plugins: %w", err)
-		}
+	if o.pluginDir == "" {
+		return fmt.Errorf("-plugin-dir is required (run the benchmark with `cd bench && go run .`)")
 	}
-	e.ava = filepath.Join(dir, "avaplugin")
-	e.gp = filepath.Join(dir, "gpplugin")
+	e.ava = filepath.Join(o.pluginDir, "avaplugin")
+	e.gp = filepath.Join(o.pluginDir, "gpplugin")
 
 	if o.cpuprofile != "" {
 		stop, err := startCPUProfile(o.cpuprofile)
@@ -161,7 +153,10 @@ func run(ctx context.Context, o options) error {
 	fmt.Println(machineLine())
 	fmt.Printf("load average (1/5/15 min): at start %s, at end %s; wall time %s\n",
 		loadStart, loadAvg(), time.Since(e.started).Round(time.Second))
-	fmt.Printf("command: cd bench && go run . %s\n\n", strings.Join(os.Args[1:], " "))
+	if cmdline := os.Getenv("VMRE_BENCH_CMDLINE"); cmdline != "" {
+		fmt.Printf("command: %s\n", cmdline)
+	}
+	fmt.Println()
 	printTable(os.Stdout, e.rows)
 	if len(e.notes) > 0 {
 		fmt.Println()
