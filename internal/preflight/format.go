@@ -1,0 +1,230 @@
+package preflight
+
+import (
+	"bufio"
+	"bytes"
+	"debug/elf"
+	"debug/macho"
+	"debug/pe"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+)
+
+// checkFormat identifies the file by its first bytes and checks that it is
+// an executable for goos/goarch. It returns "elf", "macho", "pe" or
+// "script".
+func checkFormat(f *os.File, goos, goarch string) (string, error) {
+	var magic [4]byte
+	n, err := f.ReadAt(magic[:], 0)
+	if err != nil && !errors.Is(err, io.EOF) {
+		return "", fmt.Errorf("read header: %w", err)
+	}
+	head := magic[:n]
+	switch {
+	case n == 0:
+		return "", errors.New("file is empty")
+	case bytes.HasPrefix(head, []byte(elf.ELFMAG)):
+		return "elf", checkELF(f, goos, goarch)
+	case isMachO(head):
+		return "macho", checkMachO(f, goos, goarch)
+	case bytes.HasPrefix(head, []byte("MZ")):
+		return "pe", checkPE(f, goos, goarch)
+	case bytes.HasPrefix(head, []byte("#!")):
+		return "script", checkScript(f, goos)
+	default:
+		return "", fmt.Errorf("unknown executable format (starts with %q), want ELF, Mach-O, PE or a #! script", head)
+	}
+}
+
+type elfArch struct {
+	machine elf.Machine
+	class   elf.Class
+	order   binary.ByteOrder
+}
+
+var elfArches = map[string]elfArch{
+	"386":      {elf.EM_386, elf.ELFCLASS32, binary.LittleEndian},
+	"amd64":    {elf.EM_X86_64, elf.ELFCLASS64, binary.LittleEndian},
+	"arm":      {elf.EM_ARM, elf.ELFCLASS32, binary.LittleEndian},
+	"arm64":    {elf.EM_AARCH64, elf.ELFCLASS64, binary.LittleEndian},
+	"loong64":  {elf.EM_LOONGARCH, elf.ELFCLASS64, binary.LittleEndian},
+	"mips":     {elf.EM_MIPS, elf.ELFCLASS32, binary.BigEndian},
+	"mipsle":   {elf.EM_MIPS, elf.ELFCLASS32, binary.LittleEndian},
+	"mips64":   {elf.EM_MIPS, elf.ELFCLASS64, binary.BigEndian},
+	"mips64le": {elf.EM_MIPS, elf.ELFCLASS64, binary.LittleEndian},
+	"ppc64":    {elf.EM_PPC64, elf.ELFCLASS64, binary.BigEndian},
+	"ppc64le":  {elf.EM_PPC64, elf.ELFCLASS64, binary.LittleEndian},
+	"riscv64":  {elf.EM_RISCV, elf.ELFCLASS64, binary.LittleEndian},
+	"s390x":    {elf.EM_S390, elf.ELFCLASS64, binary.BigEndian},
+}
+
+// elfOSABI is the ELF OS/ABI byte each Unix writes; ELFOSABI_NONE (System
+// V) is accepted everywhere, since most toolchains write it.
+var elfOSABI = map[string]elf.OSABI{
+	"linux":     elf.ELFOSABI_LINUX,
+	"android":   elf.ELFOSABI_LINUX,
+	"freebsd":   elf.ELFOSABI_FREEBSD,
+	"netbsd":    elf.ELFOSABI_NETBSD,
+	"openbsd":   elf.ELFOSABI_OPENBSD,
+	"solaris":   elf.ELFOSABI_SOLARIS,
+	"illumos":   elf.ELFOSABI_SOLARIS,
+	"dragonfly": elf.ELFOSABI_NONE,
+}
+
+func checkELF(f *os.File, goos, goarch string) error {
+	ef, err := elf.NewFile(f)
+	if err != nil {
+		return fmt.Errorf("malformed ELF: %w", err)
+	}
+	defer ef.Close()
+	what := fmt.Sprintf("ELF %s %s %s", elfClassName(ef.Class), orderName(ef.ByteOrder), ef.Machine)
+	if goos == "darwin" || goos == "ios" || goos == "windows" {
+		return fmt.Errorf("%s is not for %s/%s", what, goos, goarch)
+	}
+	if ef.Type != elf.ET_EXEC && ef.Type != elf.ET_DYN {
+		return fmt.Errorf("%s is not an executable (type %s)", what, ef.Type)
+	}
+	if abi, ok := elfOSABI[goos]; ok && ef.OSABI != elf.ELFOSABI_NONE && ef.OSABI != abi {
+		return fmt.Errorf("%s is for OS/ABI %s, not %s/%s", what, ef.OSABI, goos, goarch)
+	}
+	want, ok := elfArches[goarch]
+	if !ok {
+		return nil // an architecture vmre does not know: exec will tell
+	}
+	if ef.Machine != want.machine || ef.Class != want.class || ef.ByteOrder != want.order {
+		return fmt.Errorf("%s is not for %s/%s (want %s %s %s)", what, goos, goarch,
+			elfClassName(want.class), orderName(want.order), want.machine)
+	}
+	return nil
+}
+
+func elfClassName(c elf.Class) string {
+	switch c {
+	case elf.ELFCLASS32:
+		return "32-bit"
+	case elf.ELFCLASS64:
+		return "64-bit"
+	default:
+		return c.String()
+	}
+}
+
+func orderName(o binary.ByteOrder) string {
+	if o == binary.BigEndian {
+		return "big-endian"
+	}
+	return "little-endian"
+}
+
+func isMachO(head []byte) bool {
+	if len(head) < 4 {
+		return false
+	}
+	le, be := binary.LittleEndian.Uint32(head), binary.BigEndian.Uint32(head)
+	for _, m := range []uint32{macho.Magic32, macho.Magic64} {
+		if le == m || be == m {
+			return true
+		}
+	}
+	return be == macho.MagicFat
+}
+
+var machoCPUs = map[string]macho.Cpu{
+	"386":   macho.Cpu386,
+	"amd64": macho.CpuAmd64,
+	"arm":   macho.CpuArm,
+	"arm64": macho.CpuArm64,
+}
+
+func checkMachO(f *os.File, goos, goarch string) error {
+	var cpus []macho.Cpu
+	var types []macho.Type
+	if fat, err := macho.NewFatFile(f); err == nil {
+		defer fat.Close()
+		for _, a := range fat.Arches {
+			cpus = append(cpus, a.Cpu)
+			types = append(types, a.Type)
+		}
+	} else {
+		mf, err := macho.NewFile(f)
+		if err != nil {
+			return fmt.Errorf("malformed Mach-O: %w", err)
+		}
+		defer mf.Close()
+		cpus, types = []macho.Cpu{mf.Cpu}, []macho.Type{mf.Type}
+	}
+	what := fmt.Sprintf("Mach-O %v", cpus)
+	if goos != "darwin" && goos != "ios" {
+		return fmt.Errorf("%s is not for %s/%s", what, goos, goarch)
+	}
+	want, known := machoCPUs[goarch]
+	for i, c := range cpus {
+		if types[i] == macho.TypeExec && (!known || c == want) {
+			return nil
+		}
+	}
+	return fmt.Errorf("%s (type %v) has no executable for %s/%s", what, types, goos, goarch)
+}
+
+var peMachines = map[string]uint16{
+	"386":   pe.IMAGE_FILE_MACHINE_I386,
+	"amd64": pe.IMAGE_FILE_MACHINE_AMD64,
+	"arm":   pe.IMAGE_FILE_MACHINE_ARMNT,
+	"arm64": pe.IMAGE_FILE_MACHINE_ARM64,
+}
+
+func checkPE(f *os.File, goos, goarch string) error {
+	pf, err := pe.NewFile(f)
+	if err != nil {
+		return fmt.Errorf("malformed PE: %w", err)
+	}
+	defer pf.Close()
+	what := fmt.Sprintf("PE machine %#x", pf.Machine)
+	if goos != "windows" {
+		return fmt.Errorf("%s is not for %s/%s", what, goos, goarch)
+	}
+	if pf.Characteristics&pe.IMAGE_FILE_EXECUTABLE_IMAGE == 0 || pf.Characteristics&pe.IMAGE_FILE_DLL != 0 {
+		return fmt.Errorf("%s is not an executable image (characteristics %#x)", what, pf.Characteristics)
+	}
+	if want, ok := peMachines[goarch]; ok && pf.Machine != want {
+		return fmt.Errorf("%s is not for %s/%s (want %#x)", what, goos, goarch, want)
+	}
+	return nil
+}
+
+// maxShebang bounds the "#!" line the kernel reads (BINPRM_BUF_SIZE is 256
+// on Linux).
+const maxShebang = 256
+
+// checkScript accepts a "#!" script on Unix if its interpreter, when given
+// as an absolute path, exists and is executable: a script whose interpreter
+// is missing fails at exec with a confusing "no such file or directory".
+func checkScript(f *os.File, goos string) error {
+	if goos == "windows" {
+		return errors.New("#! scripts do not run on windows")
+	}
+	line, err := bufio.NewReaderSize(io.NewSectionReader(f, 0, maxShebang), maxShebang).ReadString('\n')
+	if err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, bufio.ErrBufferFull) {
+		return fmt.Errorf("read #! line: %w", err)
+	}
+	fields := strings.Fields(strings.TrimPrefix(line, "#!"))
+	if len(fields) == 0 {
+		return errors.New("#! line names no interpreter")
+	}
+	interp := fields[0]
+	if !strings.HasPrefix(interp, "/") {
+		return nil // relative interpreters are resolved by the kernel against the working directory
+	}
+	info, err := os.Stat(interp)
+	if err != nil {
+		return fmt.Errorf("#! interpreter: %w", err)
+	}
+	if !info.Mode().IsRegular() || info.Mode().Perm()&0o111 == 0 {
+		return fmt.Errorf("#! interpreter %s is not an executable file", interp)
+	}
+	return nil
+}

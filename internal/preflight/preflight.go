@@ -1,0 +1,202 @@
+// Package preflight checks a plugin binary before it is started, and hands
+// back the open file so that exactly the checked file is executed.
+//
+// [Open] verifies that the path names a regular, executable file whose
+// header (ELF, Mach-O or PE; a "#!" script is accepted on Unix) is for the
+// target OS and architecture, and, when a SHA-256 pin is given, that the
+// file's contents hash to it. Every check reads the same open file.
+// [Executable.Prepare] then points an [exec.Cmd] at that file:
+//
+//   - On Linux the command executes /proc/self/fd/N, a descriptor of the
+//     checked file, so renaming, deleting or symlink-swapping the path after
+//     the checks has no effect: the checked inode is what runs. The plugin
+//     inherits that one read-only descriptor (scripts need it: the kernel
+//     hands the interpreter the /proc/self/fd path). If /proc is not
+//     mounted, the path is executed by name.
+//   - On Windows the path is executed by name; the open handle (opened
+//     without FILE_SHARE_DELETE) keeps the file from being renamed or
+//     deleted until [Executable.Close].
+//   - On macOS and other systems the path is executed by name after the
+//     checks, so a window remains in which the path could be swapped.
+//
+// Neither protects against someone who can write to the file itself in
+// place between the check and exec: keep plugin binaries writable only by
+// their owner.
+//
+// Errors wrap [vmre.ErrNotExecutable] (missing, not a regular file, not
+// executable, unknown format, wrong OS or architecture),
+// [vmre.ErrChecksumMismatch] (the pin does not match) or
+// [vmre.ErrInvalidConfig] (a malformed pin); a missing file also matches
+// [fs.ErrNotExist].
+package preflight
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+
+	"github.com/vmre/vmre"
+)
+
+// Options configures [Open]. The zero value checks the file for this
+// process's OS and architecture, without a pin.
+type Options struct {
+	// SHA256 pins the file's contents: 64 hex digits, optionally prefixed
+	// "sha256:". Empty means no pin.
+	SHA256 string
+	// GOOS and GOARCH name the platform the binary must be built for;
+	// defaults runtime.GOOS and runtime.GOARCH. Architectures vmre does not
+	// know are not checked.
+	GOOS, GOARCH string
+}
+
+// Executable is a checked plugin file, held open until [Executable.Close].
+// It is not safe for concurrent use.
+type Executable struct {
+	// Path is the absolute path that was checked.
+	Path string
+	// Format is "elf", "macho", "pe" or "script".
+	Format string
+	// SHA256 is the contents' hex digest, set only when a pin was checked.
+	SHA256 string
+
+	file *os.File
+}
+
+// Open checks path (resolved through $PATH if it has no separator, as
+// [exec.Command] does; relative paths are relative to the working
+// directory) and returns it open. The caller must Close it once the process
+// has started, or on any failure. Open blocks while it reads the file:
+// hashing a large binary for a pin takes time proportional to its size.
+func Open(path string, opts Options) (*Executable, error) {
+	want, err := ParseSHA256(opts.SHA256)
+	if err != nil {
+		return nil, err
+	}
+	if opts.GOOS == "" {
+		opts.GOOS = runtime.GOOS
+	}
+	if opts.GOARCH == "" {
+		opts.GOARCH = runtime.GOARCH
+	}
+	if path == "" {
+		return nil, fmt.Errorf("%w: empty path", vmre.ErrNotExecutable)
+	}
+	if !strings.ContainsRune(path, filepath.Separator) && !strings.ContainsRune(path, '/') {
+		lp, err := exec.LookPath(path)
+		if err != nil {
+			return nil, fmt.Errorf("%w: %w", vmre.ErrNotExecutable, err)
+		}
+		path = lp
+	}
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", vmre.ErrNotExecutable, err)
+	}
+	f, err := openNoBlock(abs)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", vmre.ErrNotExecutable, err)
+	}
+	e := &Executable{Path: abs, file: f}
+	if err := e.check(opts, want); err != nil {
+		_ = f.Close()
+		return nil, err
+	}
+	return e, nil
+}
+
+func (e *Executable) check(opts Options, want []byte) error {
+	info, err := e.file.Stat()
+	if err != nil {
+		return fmt.Errorf("%w: %w", vmre.ErrNotExecutable, err)
+	}
+	switch {
+	case info.IsDir():
+		return fmt.Errorf("%w: %s is a directory", vmre.ErrNotExecutable, e.Path)
+	case !info.Mode().IsRegular():
+		return fmt.Errorf("%w: %s is not a regular file (%s)", vmre.ErrNotExecutable, e.Path, fileType(info.Mode()))
+	}
+	if opts.GOOS != "windows" && info.Mode().Perm()&0o111 == 0 {
+		return fmt.Errorf("%w: %s has mode %s, no execute permission", vmre.ErrNotExecutable, e.Path, info.Mode().Perm())
+	}
+	if err := checkAccess(e.file); err != nil {
+		return fmt.Errorf("%w: %s: %w", vmre.ErrNotExecutable, e.Path, err)
+	}
+	format, err := checkFormat(e.file, opts.GOOS, opts.GOARCH)
+	if err != nil {
+		return fmt.Errorf("%w: %s: %w", vmre.ErrNotExecutable, e.Path, err)
+	}
+	e.Format = format
+	if want != nil {
+		h := sha256.New()
+		// A section reader reads by offset, leaving the file's position
+		// alone, and reads to the real end even if the file grew.
+		if _, err := io.Copy(h, io.NewSectionReader(e.file, 0, 1<<62)); err != nil {
+			return fmt.Errorf("%w: hash %s: %w", vmre.ErrNotExecutable, e.Path, err)
+		}
+		got := h.Sum(nil)
+		e.SHA256 = hex.EncodeToString(got)
+		if !bytes.Equal(got, want) {
+			return fmt.Errorf("%w: sha256 of %s is %s, want %s", vmre.ErrChecksumMismatch, e.Path, e.SHA256, hex.EncodeToString(want))
+		}
+	}
+	return nil
+}
+
+// File returns the open file. It stays owned by the Executable.
+func (e *Executable) File() *os.File { return e.file }
+
+// Close closes the file. Call it after [exec.Cmd.Start] has returned: the
+// child holds its own descriptor by then. Close is idempotent.
+func (e *Executable) Close() error {
+	if e == nil || e.file == nil {
+		return nil
+	}
+	err := e.file.Close()
+	e.file = nil
+	if errors.Is(err, os.ErrClosed) {
+		return nil
+	}
+	return err
+}
+
+// ParseSHA256 validates a pin: empty (no pin, nil result) or 64 hex digits,
+// optionally prefixed "sha256:", in either case. Errors wrap
+// [vmre.ErrInvalidConfig].
+func ParseSHA256(s string) ([]byte, error) {
+	if s == "" {
+		return nil, nil
+	}
+	hexDigits := strings.TrimPrefix(strings.ToLower(strings.TrimSpace(s)), "sha256:")
+	b, err := hex.DecodeString(hexDigits)
+	if err != nil || len(b) != sha256.Size {
+		return nil, fmt.Errorf("%w: sha256 pin %q, want 64 hex digits", vmre.ErrInvalidConfig, s)
+	}
+	return b, nil
+}
+
+func fileType(m fs.FileMode) string {
+	switch {
+	case m&fs.ModeNamedPipe != 0:
+		return "named pipe"
+	case m&fs.ModeSocket != 0:
+		return "socket"
+	case m&fs.ModeCharDevice != 0:
+		return "character device"
+	case m&fs.ModeDevice != 0:
+		return "device"
+	case m&fs.ModeSymlink != 0:
+		return "symlink"
+	default:
+		return m.Type().String()
+	}
+}

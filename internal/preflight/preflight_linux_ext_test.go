@@ -1,0 +1,112 @@
+package preflight_test
+
+import (
+	"bytes"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/vmre/vmre/internal/preflight"
+)
+
+// swap atomically replaces path with a file holding data, as an attacker
+// racing the launch would.
+func swap(t *testing.T, path string, data []byte) {
+	t.Helper()
+	tmp := path + ".new"
+	if err := os.WriteFile(tmp, data, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func run(t *testing.T, cmd *exec.Cmd, e *preflight.Executable) string {
+	t.Helper()
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Close(); err != nil { // the child has its own descriptor now
+		t.Fatal(err)
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("%v: %s", err, out.String())
+	}
+	return strings.TrimSpace(out.String())
+}
+
+// TestPrepareRunsCheckedScript: the path is swapped after the check; the
+// checked script is what runs. Without Prepare the swapped one would.
+func TestPrepareRunsCheckedScript(t *testing.T) {
+	t.Parallel()
+	path := write(t, "plugin.sh", []byte("#!/bin/sh\necho checked\n"), 0o755)
+	e, err := preflight.Open(path, preflight.Options{SHA256: sum([]byte("#!/bin/sh\necho checked\n"))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	swap(t, path, []byte("#!/bin/sh\necho swapped\n"))
+
+	cmd := exec.Command(path)
+	e.Prepare(cmd)
+	if got := run(t, cmd, e); got != "checked" {
+		t.Fatalf("ran %q, want the checked script", got)
+	}
+	if got, _ := exec.Command(path).Output(); strings.TrimSpace(string(got)) != "swapped" {
+		t.Fatalf("control: running the path by name gave %q, want the swapped script", got)
+	}
+}
+
+// TestPrepareRunsCheckedBinary: the same for a real binary, with argv[0]
+// kept as the path the user gave, and with an ExtraFiles entry already in
+// place (so the descriptor number is not 3).
+func TestPrepareRunsCheckedBinary(t *testing.T) {
+	t.Parallel()
+	exe := self(t)
+	path := write(t, "plugin", exe, 0o755)
+	e, err := preflight.Open(path, preflight.Options{SHA256: sum(exe)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	swap(t, path, []byte("#!/bin/sh\necho swapped\n"))
+	if err := os.Remove(path); err != nil { // even a deleted path runs
+		t.Fatal(err)
+	}
+
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	defer w.Close()
+	cmd := exec.Command(path)
+	cmd.Env = append(os.Environ(), childKey+"=hello")
+	cmd.ExtraFiles = []*os.File{w}
+	e.Prepare(cmd)
+	if cmd.Path != "/proc/self/fd/4" || len(cmd.ExtraFiles) != 2 {
+		t.Fatalf("Path = %q, ExtraFiles = %d; want /proc/self/fd/4 after one existing extra file", cmd.Path, len(cmd.ExtraFiles))
+	}
+	if got, want := run(t, cmd, e), "checked binary ran as "+path; got != want {
+		t.Fatalf("ran %q, want %q", got, want)
+	}
+}
+
+// TestPrepareAfterClose falls back to the path.
+func TestPrepareAfterClose(t *testing.T) {
+	t.Parallel()
+	path := write(t, "plugin.sh", []byte("#!/bin/sh\necho hi\n"), 0o755)
+	e, err := preflight.Open(path, preflight.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = e.Close()
+	cmd := exec.Command(filepath.Base(path))
+	e.Prepare(cmd)
+	if cmd.Path != path || len(cmd.ExtraFiles) != 0 {
+		t.Fatalf("Path = %q, ExtraFiles = %d", cmd.Path, len(cmd.ExtraFiles))
+	}
+}
