@@ -323,7 +323,10 @@ async function watch() {
               renderRow(rt);
               renderSummary();
             }
-            if (rt.id === selected) renderLogTitle();
+            if (rt.id === selected) {
+              renderLogTitle();
+              if (msg.event && !rt.attached) note(`${stateOf(rt).label}: ${msg.event.message}`, "event");
+            }
             break;
           }
           case "removedId":
@@ -402,9 +405,9 @@ async function tail(id: string) {
   }
 }
 
-function note(text: string) {
+function note(text: string, kind: "note" | "event" = "note") {
   const div = document.createElement("div");
-  div.className = "line note";
+  div.className = `line note ${kind}`;
   div.textContent = text;
   pushLogNodes([div]);
 }

@@ -1,0 +1,151 @@
+// Drives the dashboard in Debian's chromium with playwright-core against a
+// live `vmre run` (the example VM), and fails unless a person would see it
+// work: the runtime shown running with its pid, log lines in the tail, a
+// stop refused without the token, a stop with the token turning it exited,
+// a restart bringing it back with a new pid. Screenshots go to --out.
+//
+//   node test/dashboard.e2e.mjs --url http://127.0.0.1:9660/ --token TOKEN --out DIR [--chromium /usr/bin/chromium]
+//
+// It never downloads a browser: --chromium (default /usr/bin/chromium) must
+// exist. Exit status 0 on success, 1 with the reason otherwise.
+import { chromium } from "playwright-core";
+import { existsSync, mkdirSync, mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { parseArgs } from "node:util";
+
+const { values: opts } = parseArgs({
+  options: {
+    url: { type: "string" },
+    token: { type: "string" },
+    out: { type: "string", default: "." },
+    chromium: { type: "string", default: "/usr/bin/chromium" },
+  },
+});
+if (!opts.url || !opts.token) {
+  console.error("usage: dashboard.e2e.mjs --url URL --token TOKEN [--out DIR] [--chromium PATH]");
+  process.exit(2);
+}
+if (!existsSync(opts.chromium)) {
+  console.error(`FAIL: no browser at ${opts.chromium} (apt-get install -y chromium); this test never downloads one`);
+  process.exit(1);
+}
+mkdirSync(opts.out, { recursive: true });
+
+const T = 20_000; // generous: two shared cores, a race-enabled engine
+const step = (msg) => console.log(`- ${msg}`);
+const profile = mkdtempSync(join(tmpdir(), "vmre-chromium-"));
+const context = await chromium.launchPersistentContext(profile, {
+  executablePath: opts.chromium,
+  headless: true,
+  viewport: { width: 1280, height: 800 },
+  args: [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+  ],
+});
+const pageErrors = [];
+const offOrigin = [];
+let failed = false;
+try {
+  const page = context.pages()[0] ?? (await context.newPage());
+  const origin = new URL(opts.url).origin;
+  page.on("pageerror", (e) => pageErrors.push(e.message));
+  page.on("request", (r) => {
+    if (!r.url().startsWith(origin) && !r.url().startsWith("data:")) offOrigin.push(r.url());
+  });
+
+  await page.goto(opts.url);
+  await page.waitForSelector('html[data-ready="true"]', { timeout: T });
+  step("dashboard loaded and received its snapshot");
+
+  const row = page.locator('#rows tr[data-state="running"]').first();
+  await row.waitFor({ timeout: T });
+  const id = await row.getAttribute("data-id");
+  const pid = Number((await row.locator("td.pid").textContent()).trim());
+  if (!(pid > 0)) throw new Error(`runtime ${id} shows pid ${pid}`);
+  const addr = (await row.locator("td.addr").textContent()).trim();
+  if (!/^127\.0\.0\.1:\d+$/.test(addr)) throw new Error(`runtime ${id} shows VM address ${addr}`);
+  step(`runtime ${id} is running with pid ${pid} at ${addr}`);
+
+  await row.click();
+  await page.waitForFunction(() => Number(document.getElementById("log").dataset.lines) >= 2, null, { timeout: T });
+  const logText = await page.locator("#log").textContent();
+  if (!logText.includes("handshake complete")) throw new Error(`log tail lacks the VM's lines: ${logText.slice(0, 300)}`);
+  step(`log tail shows ${await page.locator("#log").getAttribute("data-lines")} lines`);
+  // Let the uptime tick at least once.
+  const up1 = await row.locator("td.uptime").textContent();
+  await page.waitForFunction(
+    ([rid, before]) => document.querySelector(`#rows tr[data-id="${rid}"] td.uptime`).textContent !== before,
+    [id, up1],
+    { timeout: 5000 },
+  );
+  await page.screenshot({ path: join(opts.out, "dashboard-running.png") });
+
+  // Without the token the API refuses to stop, whatever the page does.
+  const raw = await page.evaluate(async (rid) => {
+    const r = await fetch("/vmre.v1.RuntimeService/StopRuntime", {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ id: rid }),
+    });
+    return { status: r.status, body: await r.json() };
+  }, id);
+  if (raw.status !== 401 || raw.body.code !== "unauthenticated") throw new Error(`stop without token answered ${JSON.stringify(raw)}`);
+  // Through the UI with a wrong token: refused, shown, runtime untouched.
+  await row.locator("button.stop").click();
+  await page.locator("#token-dialog[open]").waitFor({ timeout: T });
+  await page.fill("#token-input", "not-the-token-not-the-token");
+  await page.click("#token-ok");
+  await page.locator("#error:not([hidden])").waitFor({ timeout: T });
+  const errText = await page.locator("#error-text").textContent();
+  if (!errText.includes("unauthenticated")) throw new Error(`error banner says: ${errText}`);
+  if ((await row.getAttribute("data-state")) !== "running") throw new Error("runtime changed after a refused stop");
+  step(`stop without a valid token refused: "${errText}"`);
+  await page.screenshot({ path: join(opts.out, "dashboard-refused.png") });
+
+  // With the token: stopping, then exited, with an exit status.
+  await row.locator("button.stop").click();
+  await page.locator("#token-dialog[open]").waitFor({ timeout: T });
+  await page.fill("#token-input", opts.token);
+  await page.click("#token-ok");
+  const stopped = page.locator(`#rows tr[data-id="${id}"][data-state="exited"]`);
+  await stopped.waitFor({ timeout: T });
+  const exit = (await stopped.locator("td.exit").textContent()).trim();
+  if (exit === "—" || exit === "") throw new Error("exited runtime shows no exit status");
+  if (await page.locator("#error").isVisible()) throw new Error(`error shown after a good stop: ${await page.locator("#error-text").textContent()}`);
+  step(`stopped with the token: ${id} exited (${exit})`);
+  await page.screenshot({ path: join(opts.out, "dashboard-stopped.png") });
+
+  // Restart: the token is remembered for the tab; same id, new pid.
+  await stopped.locator("button.restart").click();
+  const again = page.locator(`#rows tr[data-id="${id}"][data-state="running"]`);
+  await again.waitFor({ timeout: T });
+  const pid2 = Number((await again.locator("td.pid").textContent()).trim());
+  if (!(pid2 > 0) || pid2 === pid) throw new Error(`restart shows pid ${pid2} (was ${pid})`);
+  step(`restarted: ${id} running again with pid ${pid2}`);
+
+  await page.setViewportSize({ width: 400, height: 860 });
+  await page.waitForTimeout(300);
+  const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+  if (overflow > 0) throw new Error(`narrow window scrolls sideways by ${overflow}px`);
+  await page.screenshot({ path: join(opts.out, "dashboard-narrow.png"), fullPage: true });
+  step("narrow window: no horizontal scrolling");
+
+  if (pageErrors.length > 0) throw new Error(`page errors: ${pageErrors.join("; ")}`);
+  if (offOrigin.length > 0) throw new Error(`requests left the origin: ${offOrigin.join(", ")}`);
+  console.log(`dashboard ok; screenshots in ${opts.out}`);
+} catch (err) {
+  failed = true;
+  console.error(`FAIL: ${err instanceof Error ? err.message : err}`);
+  try {
+    const page = context.pages()[0];
+    if (page) await page.screenshot({ path: join(opts.out, "dashboard-failure.png") });
+  } catch {
+    // the browser is gone; nothing more to show
+  }
+} finally {
+  await context.close();
+  rmSync(profile, { recursive: true, force: true });
+}
+process.exit(failed ? 1 : 0);
