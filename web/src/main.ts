@@ -209,7 +209,7 @@ function renderRow(rt: Runtime) {
     meta.textContent = `${rt.id} · from ${rt.peerAddr || "?"} · not ours to stop`;
     meta.classList.remove("err");
   } else {
-    meta.textContent = `${rt.id}${restarts}`;
+    meta.textContent = `${rt.id}${restarts}${rt.command.length > 0 ? ` · ${rt.command.join(" ")}` : ""}`;
     meta.classList.remove("err");
   }
   meta.title = rt.command.length > 0 ? rt.command.join(" ") : meta.textContent;
