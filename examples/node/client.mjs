@@ -66,7 +66,8 @@ const STATE_PREFIX = "RUNTIME_STATE_";
 
 function formatRuntime(rt) {
   const state = String(rt.state).replace(STATE_PREFIX, "").toLowerCase();
-  const parts = [`${rt.id} ${rt.name}`, state];
+  const name = /\s/.test(rt.name) ? JSON.stringify(rt.name) : rt.name;
+  const parts = [`${rt.id} ${name}`, `state=${state}`];
   if (rt.pid && rt.pid !== "0") parts.push(`pid=${rt.pid}`);
   if (rt.vmAddr) parts.push(`vm=${rt.vmAddr}`);
   if (rt.protocolVersion) parts.push(`proto=${rt.protocolVersion}`);
