@@ -19,8 +19,10 @@ package api
 import (
 	"fmt"
 	"io/fs"
+	"net"
 	"net/http"
 	"net/url"
+	"strings"
 
 	"connectrpc.com/connect"
 	connectcors "connectrpc.com/cors"
@@ -49,9 +51,20 @@ type Config struct {
 	CORSOrigins []string
 	// Dashboard is the file tree served at "/"; default web.Dist().
 	Dashboard fs.FS
+	// AllowedHosts, if not empty, lists the host names (without port)
+	// requests must address in their Host header (:authority in HTTP/2);
+	// others get 403. An API bound to loopback should allow only loopback
+	// names (see [LoopbackHosts]): a web page that rebinds its own DNS name
+	// to 127.0.0.1 is then still refused, though the browser thinks it is
+	// same-origin.
+	AllowedHosts []string
 	// Log receives request-independent events. Default: nothing.
 	Log zerolog.Logger
 }
+
+// LoopbackHosts returns the host names that address the loopback interface:
+// "localhost", "127.0.0.1" and "::1".
+func LoopbackHosts() []string { return []string{"localhost", "127.0.0.1", "::1"} }
 
 // Handler is the API port's handler. It is safe for concurrent use.
 type Handler struct {
@@ -91,7 +104,7 @@ func New(eng *engine.Engine, cfg Config) (*Handler, error) {
 	mux.Handle(grpcreflect.NewHandlerV1Alpha(reflector))
 	mux.Handle("/", dashboardHandler(dashboard))
 
-	return &Handler{handler: withCORS(mux, origins), health: health}, nil
+	return &Handler{handler: withHostCheck(withCORS(mux, origins), cfg.AllowedHosts), health: health}, nil
 }
 
 // ServeHTTP implements [http.Handler].
@@ -142,6 +155,29 @@ func withCORS(h http.Handler, origins []string) http.Handler {
 		ExposedHeaders: connectcors.ExposedHeaders(),
 		MaxAge:         7200,
 	}).Handler(h)
+}
+
+// withHostCheck refuses requests whose Host is not in hosts (all pass if
+// hosts is empty): the defence against DNS rebinding for a loopback API.
+func withHostCheck(h http.Handler, hosts []string) http.Handler {
+	if len(hosts) == 0 {
+		return h
+	}
+	allowed := make(map[string]bool, len(hosts))
+	for _, name := range hosts {
+		allowed[strings.ToLower(strings.Trim(name, "[]"))] = true
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		host := r.Host
+		if name, _, err := net.SplitHostPort(host); err == nil {
+			host = name
+		}
+		if !allowed[strings.ToLower(strings.Trim(host, "[]"))] {
+			http.Error(w, "host not allowed: this engine's API answers only to "+strings.Join(hosts, ", "), http.StatusForbidden)
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
 }
 
 // contentSecurityPolicy keeps the dashboard to its own origin: no CDN, no

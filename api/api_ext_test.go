@@ -482,6 +482,42 @@ func TestDashboardHeaders(t *testing.T) {
 	}
 }
 
+// A page that rebinds its DNS name to 127.0.0.1 sends its own name as Host:
+// with loopback hosts only, it is refused; loopback names pass.
+func TestHostCheck(t *testing.T) {
+	t.Parallel()
+	h := start(t, func(c *api.Config) { c.AllowedHosts = api.LoopbackHosts() })
+	list := h.url + vmrev1connect.RuntimeServiceListRuntimesProcedure
+	for _, tt := range []struct {
+		host string
+		want int
+	}{
+		{"", http.StatusOK}, // the listener's own 127.0.0.1:PORT
+		{"localhost:9660", http.StatusOK},
+		{"[::1]:9660", http.StatusOK},
+		{"evil.example:9660", http.StatusForbidden},
+		{"evil.example", http.StatusForbidden},
+	} {
+		req, _ := http.NewRequestWithContext(t.Context(), http.MethodPost, list, strings.NewReader("{}"))
+		req.Header.Set("Content-Type", "application/json")
+		if tt.host != "" {
+			req.Host = tt.host
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = resp.Body.Close()
+		if resp.StatusCode != tt.want {
+			t.Errorf("Host %q: status %d, want %d", tt.host, resp.StatusCode, tt.want)
+		}
+	}
+	// gRPC clients send :authority = the dialed address; they pass.
+	if _, err := healthpb.NewHealthClient(h.grpcConn(t)).Check(t.Context(), &healthpb.HealthCheckRequest{}); err != nil {
+		t.Fatalf("grpc health through the host check: %v", err)
+	}
+}
+
 func TestTokenFile(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()

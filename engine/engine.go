@@ -218,10 +218,17 @@ func (e *Engine) start(ctx context.Context, r *runtime, why string) (Runtime, er
 	r.info.Pid, r.info.VMAddr, r.info.ProtocolVersion = 0, "", 0
 	r.info.StartedAt, r.info.HandshakeDuration = time.Now(), 0
 	r.info.ExitedAt, r.info.Exit, r.info.LastError = time.Time{}, nil, ""
+	r.out.setPid(0) // lines before the new handshake come from an unknown pid
 	e.transitionLocked(r, StateStarting, why)
+	// Add under the lock: Close sets closed under it before it waits, so
+	// no Add can race with that Wait.
+	e.wg.Add(1)
 	e.mu.Unlock()
 
-	e.wg.Go(func() { e.launch(launchCtx, cancel, r, done) })
+	go func() {
+		defer e.wg.Done()
+		e.launch(launchCtx, cancel, r, done)
+	}()
 	select {
 	case <-done:
 	case <-ctx.Done():
