@@ -1,0 +1,140 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+	"text/tabwriter"
+	"time"
+
+	"github.com/vmre/vmre"
+	"github.com/vmre/vmre/subprocess"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/status"
+)
+
+// healthTimeout bounds the doctor's grpc.health.v1 probe of the VM.
+const healthTimeout = 2 * time.Second
+
+func doctorCommand(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("vmre doctor", flag.ContinueOnError)
+	fs.Usage = func() {
+		fmt.Fprintln(fs.Output(), "usage: vmre doctor [flags] -- PATH [ARGS...]\n\nLaunches PATH once, runs its handshake, probes its grpc.health.v1 service,\nstops it and prints a report. Exits 1 with the reason if the handshake fails.\n\nflags:")
+		fs.PrintDefaults()
+	}
+	var ef engineFlags
+	ef.register(fs)
+	if code, ok := parseFlags(fs, args, stderr); !ok {
+		return code
+	}
+	if fs.NArg() == 0 {
+		fmt.Fprintln(stderr, "vmre doctor: no plugin given: vmre doctor [flags] -- PATH [ARGS...]")
+		return exitUsage
+	}
+	if ef.logFormat == "" {
+		ef.logFormat = "console" // plugin output is context for a person here
+	}
+	log, err := ef.logger(stderr)
+	if err != nil {
+		fmt.Fprintf(stderr, "vmre doctor: %v\n", err)
+		return exitUsage
+	}
+	ctx, stopSignals := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	defer stopSignals()
+
+	path, pluginArgs := fs.Arg(0), fs.Args()[1:]
+	cfg := ef.subprocessConfig(path, log)
+	report := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
+	fmt.Fprintf(report, "plugin\t%s\n", path)
+	fmt.Fprintf(report, "accepted versions\t%s\n", vmre.FormatVersions(cfg.AcceptedVersions))
+
+	status, stopper, err := subprocess.Bootstrap(ctx, subprocess.NewCmd(path, pluginArgs...), cfg)
+	if err != nil {
+		fmt.Fprintf(report, "result\tFAIL\n")
+		_ = report.Flush()
+		printFailure(stderr, err)
+		return exitFailure
+	}
+	fmt.Fprintf(report, "pid\t%d\n", status.Pid)
+	fmt.Fprintf(report, "vm address\t%s\n", status.Addr)
+	fmt.Fprintf(report, "protocol version\t%d\n", status.ProtocolVersion)
+	fmt.Fprintf(report, "time to handshake\t%s\n", status.HandshakeDuration.Round(time.Microsecond))
+	fmt.Fprintf(report, "grpc.health.v1\t%s\n", probeHealth(ctx, status.Addr))
+
+	stopStart := time.Now()
+	stopCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.GracefulTimeout+2*time.Second)
+	defer cancel()
+	stopper.Stop(stopCtx)
+	fmt.Fprintf(report, "stop\t%s%s\n", time.Since(stopStart).Round(time.Microsecond), describeExit(stopper))
+	fmt.Fprintf(report, "result\tOK\n")
+	_ = report.Flush()
+	return exitOK
+}
+
+// printFailure explains a failed launch: the reason, then the process's
+// exit status and stderr tail when it died.
+func printFailure(w io.Writer, err error) {
+	fmt.Fprintf(w, "vmre doctor: %v\n", err)
+	var exitErr *vmre.ExitError
+	if errors.As(err, &exitErr) {
+		if exitErr.Signal != "" {
+			fmt.Fprintf(w, "  killed by signal: %s\n", exitErr.Signal)
+		} else {
+			fmt.Fprintf(w, "  exit status: %d\n", exitErr.ExitCode)
+		}
+		if len(exitErr.StderrTail) > 0 {
+			fmt.Fprintln(w, "  last stderr lines:")
+			for _, line := range exitErr.StderrTail {
+				fmt.Fprintf(w, "    %s\n", line)
+			}
+		}
+	}
+	switch {
+	case errors.Is(err, vmre.ErrProtocolVersionMismatch):
+		fmt.Fprintln(w, "  hint: the plugin speaks another protocol version; rebuild it against a matching engine or pass --protocol-version")
+	case errors.Is(err, vmre.ErrHandshakeTimeout):
+		fmt.Fprintln(w, "  hint: the plugin never called Initialize; does it read one of "+fmt.Sprint(vmre.EngineAddressKeys())+"?")
+	}
+}
+
+// describeExit renders how a stopped runtime exited, when it reports it.
+func describeExit(s vmre.Stopper) string {
+	p, ok := s.(*subprocess.Process)
+	if !ok {
+		return ""
+	}
+	st := p.ExitStatus()
+	if st.Signal != "" {
+		return " (signal: " + st.Signal + ")"
+	}
+	return fmt.Sprintf(" (exit status %d)", st.Code)
+}
+
+// probeHealth asks the VM's grpc.health.v1 service for the overall status.
+// A VM without the service is reported, not failed.
+func probeHealth(ctx context.Context, addr string) string {
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		return "error: " + err.Error()
+	}
+	defer conn.Close()
+	ctx, cancel := context.WithTimeout(ctx, healthTimeout)
+	defer cancel()
+	resp, err := healthpb.NewHealthClient(conn).Check(ctx, &healthpb.HealthCheckRequest{})
+	switch {
+	case status.Code(err) == codes.Unimplemented:
+		return "not served (optional)"
+	case err != nil:
+		return "error: " + status.Convert(err).Message()
+	default:
+		return resp.GetStatus().String()
+	}
+}
