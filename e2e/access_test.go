@@ -1,0 +1,117 @@
+package e2e
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// The README's curl walkthrough: `vmre run --attach`, then the printed curl
+// handshake pasted as is, then every curl block of the docs marked
+// "<!-- e2e: curl -->" (docs/ACCESS.md, README.md), run in order by sh with
+// the printed export line, and its answer compared with the JSON block that
+// follows it. Only the port, the token file's path and volatile fields
+// (times, pids, peer addresses) may differ.
+func TestCurl(t *testing.T) {
+	t.Parallel()
+	requireTool(t, "curl")
+	blocks := docBlocks(t)
+	e := startVMRE(t, "--attach")
+	apiAddr := e.apiAddr()
+	_, tokenPath := e.token()
+	attach, _, _ := strings.Cut(e.line("attach:"), " ")
+	env := "export " + e.line("export ")
+	if !strings.Contains(env, "VMRE_ENGINE_ADDR="+attach+" ") || !strings.Contains(env, "VMRE_HANDSHAKE_TOKEN=") {
+		t.Fatalf("env line = %q", env)
+	}
+	sh := func(cmdline string) string {
+		t.Helper()
+		out, err := runCmd(t, 20*time.Second, t.TempDir(), "sh", "-c", cmdline)
+		if err != nil {
+			t.Fatalf("%s: %v\n%s", cmdline, err, out)
+		}
+		return strings.TrimSpace(out)
+	}
+
+	// The printed command, pasted as is, registers 127.0.0.1:50001 ...
+	if out := sh("curl " + e.line("curl ")); out != "{}" {
+		t.Fatalf("printed curl answered %q, want {}", out)
+	}
+	// ... and the documented handshake of the same address refreshes it.
+	for _, b := range blocks {
+		cmd := strings.ReplaceAll(b.command, "127.0.0.1:9660", apiAddr)
+		cmd = tokenPathRE.ReplaceAllString(cmd, tokenPath)
+		got := sh(env + "\n" + cmd)
+		if err := sameJSON(b.want, got); err != nil {
+			t.Errorf("%s:%d: %s\ngot  %s\nwant %s\n%v", b.file, b.line, b.command, got, b.want, err)
+		}
+	}
+}
+
+// Node interop: `vmre run --attach`; the Node client (grpc-js, proto files
+// loaded at run time) watches the API port, handshakes on the attach
+// endpoint and sees its runtime appear in the watch stream; list shows it.
+func TestNodeAttach(t *testing.T) {
+	t.Parallel()
+	node := requireTool(t, "node")
+	requireNodeModules(t, "examples/node", "@grpc/grpc-js")
+	requireNodeModules(t, "examples/node", "@grpc/proto-loader")
+	e := startVMRE(t, "--attach")
+	api := e.apiAddr()
+	env := "export " + e.line("export ")
+	dir := filepath.Join(repoRoot, "examples", "node")
+
+	// The env line, sourced by a shell as a person would paste it.
+	script := fmt.Sprintf("%s && exec %s client.mjs attach --api %s --timeout 30", env, node, api)
+	out, err := runCmd(t, 60*time.Second, dir, "sh", "-c", script)
+	if err != nil {
+		t.Fatalf("node client attach: %v\n%s", err, out)
+	}
+	if !strings.Contains(out, "snapshot: 0 runtime(s)") || !strings.Contains(out, "handshake ok:") || !strings.Contains(out, "attached: r1 ") {
+		t.Fatalf("node client output:\n%s", out)
+	}
+	out, err = runCmd(t, 30*time.Second, dir, node, "client.mjs", "list", "--api", api)
+	if err != nil || !strings.Contains(out, "1 runtime(s)") || !strings.Contains(out, `r1 "attached 127.0.0.1:`) || !strings.Contains(out, "state=attached") {
+		t.Fatalf("node client list: %v\n%s", err, out)
+	}
+	// A handshake without the token is refused, and the client says so.
+	engineAddr := strings.TrimPrefix(strings.Fields(env)[1], "VMRE_ENGINE_ADDR=")
+	out, err = runCmd(t, 30*time.Second, dir, node, "client.mjs", "handshake", "--engine", engineAddr, "--vm-addr", "127.0.0.1:50009")
+	if err == nil || !strings.Contains(out, "unauthenticated") {
+		t.Fatalf("handshake without token: %v\n%s", err, out)
+	}
+}
+
+// The dashboard in chromium against `vmre run` with the built-in example
+// VM (see web/test/dashboard.e2e.mjs for what it checks).
+func TestBrowserDashboard(t *testing.T) {
+	t.Parallel()
+	node := requireTool(t, "node")
+	requireNodeModules(t, "web", "playwright-core")
+	chromium := os.Getenv("VMRE_CHROMIUM")
+	if chromium == "" {
+		chromium = "/usr/bin/chromium"
+	}
+	requireFile(t, "chromium (apt-get install -y chromium)", chromium)
+	e := startVMRE(t)
+	api := e.apiURL()
+	token, _ := e.token()
+	shots := filepath.Join(t.TempDir(), "screenshots")
+	if dir := os.Getenv("VMRE_SCREENSHOT_DIR"); dir != "" {
+		shots = dir
+	}
+	out, err := runCmd(t, 150*time.Second, filepath.Join(repoRoot, "web"), node, "test/dashboard.e2e.mjs",
+		"--url", api+"/", "--token", token, "--out", shots, "--chromium", chromium)
+	if err != nil || !strings.Contains(out, "dashboard ok") {
+		t.Fatalf("dashboard test: %v\n%s", err, out)
+	}
+	for _, name := range []string{"dashboard-running.png", "dashboard-stopped.png", "dashboard-narrow.png"} {
+		if info, err := os.Stat(filepath.Join(shots, name)); err != nil || info.Size() < 10_000 {
+			t.Fatalf("screenshot %s: %v", name, err)
+		}
+	}
+	t.Logf("screenshots in %s", shots)
+}

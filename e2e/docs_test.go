@@ -1,0 +1,138 @@
+package e2e
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"reflect"
+	"regexp"
+	"strings"
+	"testing"
+)
+
+// tokenPathRE matches the example token file path in the docs.
+var tokenPathRE = regexp.MustCompile(`/tmp/vmre-[0-9]+/api-token`)
+
+// volatile names JSON fields whose values differ from run to run; the docs'
+// answers must have them where the engine's do, with any value.
+var volatile = map[string]bool{"startedAt": true, "exitedAt": true, "peerAddr": true, "pid": true, "handshakeDuration": true, "serverTime": true}
+
+type docBlock struct {
+	file    string
+	line    int
+	command string
+	want    string
+}
+
+// docBlocks returns the curl examples marked "<!-- e2e: curl -->" in
+// docs/ACCESS.md and README.md: the ```sh block after each marker and the
+// ```json block after that.
+func docBlocks(t *testing.T) []docBlock {
+	t.Helper()
+	var blocks []docBlock
+	for _, name := range []string{"docs/ACCESS.md", "README.md"} {
+		f, err := os.Open(filepath.Join(repoRoot, name))
+		if err != nil {
+			continue
+		}
+		sc := bufio.NewScanner(f)
+		n := 0
+		var cur *docBlock
+		fence := "" // language of the open fence, "" when outside
+		var body []string
+		for sc.Scan() {
+			n++
+			line := sc.Text()
+			switch {
+			case fence == "" && strings.TrimSpace(line) == "<!-- e2e: curl -->":
+				cur = &docBlock{file: name, line: n}
+			case fence == "" && strings.HasPrefix(line, "```") && cur != nil:
+				fence = strings.TrimPrefix(line, "```")
+				body = nil
+			case fence != "" && strings.HasPrefix(line, "```"):
+				text := strings.Join(body, "\n")
+				switch {
+				case fence == "sh" && cur != nil && cur.command == "":
+					cur.command = text
+				case fence == "json" && cur != nil && cur.command != "":
+					cur.want = text
+					blocks = append(blocks, *cur)
+					cur = nil
+				}
+				fence = ""
+			case fence != "":
+				body = append(body, line)
+			}
+		}
+		_ = f.Close()
+		if err := sc.Err(); err != nil {
+			t.Fatal(err)
+		}
+		if cur != nil {
+			t.Fatalf("%s:%d: e2e marker without a sh block and a json block", name, cur.line)
+		}
+	}
+	if len(blocks) < 5 {
+		t.Fatalf("found %d curl examples marked <!-- e2e: curl --> in docs/ACCESS.md and README.md, want at least 5", len(blocks))
+	}
+	return blocks
+}
+
+// sameJSON reports how got differs from want, ignoring the values (not the
+// presence) of volatile fields and protojson's white space.
+func sameJSON(want, got string) error {
+	var w, g any
+	if err := json.Unmarshal([]byte(want), &w); err != nil {
+		return fmt.Errorf("docs answer is not JSON: %w", err)
+	}
+	if err := json.Unmarshal([]byte(got), &g); err != nil {
+		return fmt.Errorf("answer is not JSON: %w", err)
+	}
+	return diffJSON("$", w, g)
+}
+
+func diffJSON(path string, want, got any) error {
+	switch w := want.(type) {
+	case map[string]any:
+		g, ok := got.(map[string]any)
+		if !ok {
+			return fmt.Errorf("%s: got %T, want an object", path, got)
+		}
+		for k := range g {
+			if _, ok := w[k]; !ok {
+				return fmt.Errorf("%s.%s: unexpected field", path, k)
+			}
+		}
+		for k, wv := range w {
+			gv, ok := g[k]
+			if !ok {
+				return fmt.Errorf("%s.%s: missing", path, k)
+			}
+			if volatile[k] {
+				continue
+			}
+			if err := diffJSON(path+"."+k, wv, gv); err != nil {
+				return err
+			}
+		}
+		return nil
+	case []any:
+		g, ok := got.([]any)
+		if !ok || len(g) != len(w) {
+			return fmt.Errorf("%s: got %v, want %d elements", path, got, len(w))
+		}
+		for i := range w {
+			if err := diffJSON(fmt.Sprintf("%s[%d]", path, i), w[i], g[i]); err != nil {
+				return err
+			}
+		}
+		return nil
+	default:
+		if !reflect.DeepEqual(want, got) {
+			return fmt.Errorf("%s: got %v, want %v", path, got, want)
+		}
+		return nil
+	}
+}

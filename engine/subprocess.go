@@ -1,0 +1,71 @@
+package engine
+
+import (
+	"context"
+	"fmt"
+	"os/exec"
+
+	"github.com/vmre/vmre/subprocess"
+)
+
+// NewSubprocessLauncher returns the [Launcher] that starts plugins with
+// subprocess.Bootstrap. Every launch uses a copy of cfg with Name set to the
+// runtime's name and OnOutput feeding the engine (after cfg.OnOutput, if
+// set); cfg itself is never modified. newCmd, if not nil, builds the command
+// of each launch (restarts included) instead of subprocess.NewCmd(spec.Path,
+// spec.Args...), for callers that set an environment policy or check the
+// binary first.
+func NewSubprocessLauncher(cfg subprocess.Config, newCmd func(Spec) (*exec.Cmd, error)) Launcher {
+	return &subprocessLauncher{cfg: cfg, newCmd: newCmd}
+}
+
+type subprocessLauncher struct {
+	cfg    subprocess.Config
+	newCmd func(Spec) (*exec.Cmd, error)
+}
+
+func (s *subprocessLauncher) Launch(ctx context.Context, spec Spec, output func(OutputLine)) (Status, Process, error) {
+	var cmd *exec.Cmd
+	if s.newCmd != nil {
+		c, err := s.newCmd(spec)
+		if err != nil {
+			return Status{}, nil, fmt.Errorf("build command: %w", err)
+		}
+		cmd = c
+	} else {
+		cmd = subprocess.NewCmd(spec.Path, spec.Args...)
+	}
+	cfg := s.cfg
+	cfg.Name = spec.Name
+	next := s.cfg.OnOutput
+	cfg.OnOutput = func(l subprocess.Line) {
+		if next != nil {
+			next(l)
+		}
+		output(OutputLine{Time: l.Time, Stream: l.Stream, Level: l.Level.String(), Text: l.Text, Partial: l.Partial, Panic: l.Panic})
+	}
+	st, stopper, err := subprocess.Bootstrap(ctx, cmd, &cfg)
+	if err != nil {
+		return Status{}, nil, err
+	}
+	p, ok := stopper.(*subprocess.Process)
+	if !ok {
+		// Bootstrap documents a *Process; anything else is a bug there.
+		stopper.Stop(context.WithoutCancel(ctx))
+		return Status{}, nil, fmt.Errorf("bootstrap returned %T, want *subprocess.Process", stopper)
+	}
+	return Status{
+		Pid:               st.Pid,
+		Addr:              st.Addr,
+		ProtocolVersion:   st.ProtocolVersion,
+		StartedAt:         st.StartedAt,
+		HandshakeDuration: st.HandshakeDuration,
+	}, subprocessProcess{p}, nil
+}
+
+type subprocessProcess struct{ *subprocess.Process }
+
+func (p subprocessProcess) ExitStatus() ExitStatus {
+	es := p.Process.ExitStatus()
+	return ExitStatus{Code: es.Code, Signal: es.Signal}
+}
