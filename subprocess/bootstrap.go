@@ -1,0 +1,319 @@
+package subprocess
+
+import (
+	"context"
+	"crypto/rand"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"slices"
+	"sync/atomic"
+	"time"
+
+	"github.com/vmre/vmre"
+	"github.com/vmre/vmre/server"
+)
+
+// serverShutdownTimeout bounds how long the handshake server may take to
+// deliver its last answer after Bootstrap has decided.
+const serverShutdownTimeout = time.Second
+
+// NewCmd returns an [exec.Cmd] for the plugin at path, prepared for
+// supervision: on Linux it starts in a process group of its own and gets
+// SIGKILL as its parent-death signal. Bootstrap applies the same settings
+// to any Cmd, so NewCmd is a convenience, not a requirement.
+func NewCmd(path string, args ...string) *exec.Cmd {
+	cmd := exec.Command(path, args...)
+	prepareSysProcAttr(cmd)
+	return cmd
+}
+
+// Status describes a plugin that completed its handshake.
+type Status struct {
+	// Pid is the plugin's process ID.
+	Pid int
+	// Addr is the address of the plugin's own VM server, as it announced
+	// it in Initialize.
+	Addr string
+	// ProtocolVersion is the version the plugin announced (one of the
+	// accepted ones).
+	ProtocolVersion uint32
+	// StartedAt is when the process was started.
+	StartedAt time.Time
+	// HandshakeDuration is the time from StartedAt to the Initialize call.
+	HandshakeDuration time.Duration
+}
+
+// Bootstrap starts cmd as a plugin and runs the handshake with it. It
+// blocks until the outcome is known and returns it at once:
+//
+//   - the plugin called Initialize with an accepted version: its [Status]
+//     and the running plugin, a *[Process] (a [vmre.Runtime]);
+//   - it announced another version: the plugin is answered
+//     failed_precondition and the error reads "handshake failed: protocol
+//     version mismatch engine: 42 vm: 41", matching
+//     vmre.ErrHandshakeFailed and vmre.ErrProtocolVersionMismatch (and
+//     errors.As a *vmre.VersionMismatchError);
+//   - no Initialize within HandshakeTimeout: "handshake failed: timeout",
+//     matching vmre.ErrHandshakeFailed, vmre.ErrHandshakeTimeout and
+//     vmre.ErrProcessNotFound;
+//   - the process exited first: reported as soon as it exits (not after the
+//     timeout), matching vmre.ErrHandshakeFailed and vmre.ErrProcessExited,
+//     with a *vmre.ExitError carrying the exit code or signal and the last
+//     Config.StderrTailLines lines of stderr;
+//   - ctx ended first: ctx's error (and cause), wrapped with
+//     vmre.ErrHandshakeFailed.
+//
+// How: Bootstrap opens its own listener on 127.0.0.1:0 and serves the
+// vm.runtime.Runtime handshake there (gRPC, gRPC-Web and Connect over
+// HTTP/1.1 and h2c, see package server), sets the listener's address under
+// every name in Config.EnvVars and a fresh random secret under
+// vmre.HandshakeTokenKey in the plugin's environment (appended to cmd.Env,
+// or to os.Environ() if cmd.Env is nil), and starts the process with its
+// stdout and stderr bridged into Config.Log. Only the first Initialize that
+// passes validation decides the handshake; later ones are refused with
+// vmre.ErrAlreadyInitialized. The listener is closed before Bootstrap
+// returns, and the server shuts down right after delivering its answer.
+//
+// cmd must not have been started and its Stdout and Stderr must be nil.
+// Bootstrap sets cmd.Env, cmd.Stdout, cmd.Stderr, and, on Linux, a process
+// group of the plugin's own and SIGKILL as the parent-death signal in
+// cmd.SysProcAttr (overriding any other Pdeathsig, such as avalanchego's
+// SIGTERM, which a plugin ignoring SIGTERM survives). config may be nil for
+// all defaults; it is not modified. Invalid configuration errors match
+// vmre.ErrInvalidConfig, and a process that cannot be started gives an
+// error matching vmre.ErrHandshakeFailed that wraps exec's error.
+//
+// On every failure the process group is SIGKILLed at once (the plugin never
+// became a runtime, so it gets no grace period) and reaped, and its output
+// drained, before Bootstrap returns; no goroutine is left behind. The
+// secret is never logged.
+func Bootstrap(ctx context.Context, cmd *exec.Cmd, config *Config) (*Status, vmre.Stopper, error) {
+	if cmd == nil {
+		return nil, nil, fmt.Errorf("%w: cmd is nil", vmre.ErrInvalidConfig)
+	}
+	cfg, err := config.withDefaults(cmd.Path)
+	if err != nil {
+		return nil, nil, err
+	}
+	switch {
+	case cmd.Process != nil:
+		return nil, nil, fmt.Errorf("%w: cmd has already been started", vmre.ErrInvalidConfig)
+	case cmd.Stdout != nil || cmd.Stderr != nil:
+		return nil, nil, fmt.Errorf("%w: cmd.Stdout and cmd.Stderr must be nil: Bootstrap bridges them into the log", vmre.ErrInvalidConfig)
+	}
+	if err := context.Cause(ctx); err != nil {
+		return nil, nil, fmt.Errorf("%w: %w", vmre.ErrHandshakeFailed, err)
+	}
+
+	l, err := launch(cmd, &cfg)
+	if err != nil {
+		return nil, nil, err
+	}
+	p := l.p
+
+	timer := time.NewTimer(cfg.HandshakeTimeout)
+	defer timer.Stop()
+	var (
+		res      handshakeResult
+		failure  error
+		finished bool // the handshake was answered
+		exited   bool
+	)
+	select {
+	case res = <-l.hs.result:
+		finished = true
+	case <-p.exited:
+		exited = true
+	case <-timer.C:
+		failure = errHandshakeTimeout
+	case <-ctx.Done():
+		failure = fmt.Errorf("%w: %w", vmre.ErrHandshakeFailed, context.Cause(ctx))
+	}
+	// No new handshake connections, whatever the outcome; the server
+	// shuts down as soon as its last answer is out.
+	l.ln.Close()
+
+	switch {
+	case finished && res.err == nil:
+		// The first launch of the program overlaps the watchdog's start
+		// with the plugin's; every later one finds it ready.
+		<-l.watchdogReady
+		st := &Status{
+			Pid:               p.pid,
+			Addr:              res.addr,
+			ProtocolVersion:   res.version,
+			StartedAt:         l.startedAt,
+			HandshakeDuration: res.at.Sub(l.startedAt),
+		}
+		p.log.Info().Str("addr", st.Addr).Uint32("protocol_version", st.ProtocolVersion).
+			Dur("handshake_duration", st.HandshakeDuration).Msg("vm handshake complete")
+		return st, p, nil
+	case finished:
+		failure = fmt.Errorf("%w: %w", vmre.ErrHandshakeFailed, res.err)
+		// Let the server deliver failed_precondition before the plugin is
+		// killed.
+		<-p.serverDone
+	case exited:
+		<-p.done
+		failure = fmt.Errorf("%w: %w", vmre.ErrHandshakeFailed, p.exitError())
+	}
+	p.startStop(0)
+	<-p.done
+	p.log.Debug().Err(failure).Msg("vm handshake failed")
+	return nil, nil, failure
+}
+
+// errHandshakeTimeout reads "handshake failed: timeout", the text users
+// of avalanchego search for, and matches ErrHandshakeFailed,
+// ErrHandshakeTimeout and, as in avalanchego, ErrProcessNotFound.
+var errHandshakeTimeout error = handshakeTimeoutError{}
+
+type handshakeTimeoutError struct{}
+
+func (handshakeTimeoutError) Error() string {
+	return vmre.ErrHandshakeFailed.Error() + ": " + vmre.ErrHandshakeTimeout.Error()
+}
+
+func (handshakeTimeoutError) Unwrap() []error {
+	return []error{vmre.ErrHandshakeFailed, vmre.ErrHandshakeTimeout, vmre.ErrProcessNotFound}
+}
+
+// launched is a started plugin whose handshake is pending.
+type launched struct {
+	p             *Process
+	hs            *handshake
+	ln            net.Listener
+	startedAt     time.Time
+	watchdogReady <-chan struct{}
+}
+
+// launch serves the handshake, starts the process and its supervisor,
+// readers and server goroutines. On error nothing is left running.
+func launch(cmd *exec.Cmd, cfg *Config) (*launched, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, fmt.Errorf("%w: listen: %w", vmre.ErrHandshakeFailed, err)
+	}
+	addr := ln.Addr().String()
+	outR, outW, err := os.Pipe()
+	if err != nil {
+		ln.Close()
+		return nil, fmt.Errorf("%w: create stdout pipe: %w", vmre.ErrHandshakeFailed, err)
+	}
+	errR, errW, err := os.Pipe()
+	if err != nil {
+		ln.Close()
+		outR.Close()
+		outW.Close()
+		return nil, fmt.Errorf("%w: create stderr pipe: %w", vmre.ErrHandshakeFailed, err)
+	}
+
+	base := cmd.Env
+	if base == nil {
+		base = os.Environ()
+	}
+	env := make([]string, 0, len(base)+len(cfg.EnvVars)+1)
+	env = append(env, base...)
+	for _, name := range cfg.EnvVars {
+		env = append(env, name+"="+addr)
+	}
+	env = append(env, vmre.HandshakeTokenKey+"="+rand.Text())
+	cmd.Env = env
+	cmd.Stdout, cmd.Stderr = outW, errW
+	prepareSysProcAttr(cmd)
+
+	hs := &handshake{accepted: slices.Clone(cfg.AcceptedVersions), result: make(chan handshakeResult, 1)}
+	path, handler := server.NewHandler(hs)
+	mux := http.NewServeMux()
+	mux.Handle(path, handler)
+	srv := server.NewHTTPServer(mux)
+
+	p := &Process{
+		cmd:        cmd,
+		graceful:   cfg.GracefulTimeout,
+		tail:       newTail(cfg.StderrTailLines),
+		stdoutDone: make(chan struct{}),
+		stderrDone: make(chan struct{}),
+		exited:     make(chan struct{}),
+		serverDone: make(chan struct{}),
+		done:       make(chan struct{}),
+	}
+	// The server goroutine is a helper of the process from the start, so
+	// it is counted before anything could wait for the helpers.
+	p.helpers.Add(1)
+	go serveHandshake(p, srv, ln)
+
+	startedAt := time.Now()
+	err = startCmd(cmd)
+	outW.Close()
+	errW.Close()
+	if err != nil {
+		ln.Close()
+		outR.Close()
+		errR.Close()
+		p.helpers.Wait()
+		return nil, fmt.Errorf("%w: start process: %w", vmre.ErrHandshakeFailed, err)
+	}
+	p.pid = cmd.Process.Pid
+	ready, wdErr := registerWatchdog(p.pid)
+
+	p.log = cfg.Log.With().Str(fieldVM, cfg.Name).Int(fieldPid, p.pid).Logger()
+	if wdErr != nil {
+		p.log.Warn().Err(wdErr).Msg("watchdog unavailable: children of plugins may outlive a killed engine")
+	}
+	pool := bufPoolFor(cfg.MaxLineBytes)
+	p.stdout = newStream(StreamStdout, outR, p.log, cfg, pool, nil)
+	p.stderr = newStream(StreamStderr, errR, p.log, cfg, pool, p.tail)
+	go p.stdout.run(p.stdoutDone)
+	go p.stderr.run(p.stderrDone)
+	go p.supervise()
+	p.log.Debug().Str("engine_addr", addr).Msg("vm process started")
+	return &launched{p: p, hs: hs, ln: ln, startedAt: startedAt, watchdogReady: ready}, nil
+}
+
+// serveHandshake serves the handshake until Bootstrap closes the listener,
+// then lets the last answer out and shuts the server down.
+func serveHandshake(p *Process, srv *http.Server, ln net.Listener) {
+	defer p.helpers.Done()
+	defer close(p.serverDone)
+	_ = srv.Serve(ln)
+	ctx, cancel := context.WithTimeout(context.Background(), serverShutdownTimeout)
+	defer cancel()
+	if err := srv.Shutdown(ctx); err != nil {
+		_ = srv.Close()
+	}
+}
+
+// handshake is the Initializer behind one launch's server.
+type handshake struct {
+	accepted []uint32
+	decided  atomic.Bool
+	result   chan handshakeResult // capacity 1: written once
+}
+
+type handshakeResult struct {
+	version uint32
+	addr    string
+	err     error
+	at      time.Time
+}
+
+var _ vmre.Initializer = (*handshake)(nil)
+
+// Initialize decides the handshake on the first call that reaches it; the
+// server has validated the request already.
+func (h *handshake) Initialize(_ context.Context, protocolVersion uint32, vmAddr string) error {
+	at := time.Now()
+	if !h.decided.CompareAndSwap(false, true) {
+		return fmt.Errorf("%w: the handshake is already complete", vmre.ErrAlreadyInitialized)
+	}
+	var err error
+	if !slices.Contains(h.accepted, protocolVersion) {
+		err = &vmre.VersionMismatchError{Accepted: slices.Clone(h.accepted), Got: protocolVersion}
+	}
+	h.result <- handshakeResult{version: protocolVersion, addr: vmAddr, err: err, at: at}
+	return err
+}

@@ -1,0 +1,524 @@
+//go:build linux
+
+package subprocess_test
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+	"github.com/vmre/vmre"
+	"github.com/vmre/vmre/subprocess"
+)
+
+func mustBootstrap(t *testing.T, mode string, cfg *subprocess.Config, env ...string) (*subprocess.Status, *subprocess.Process) {
+	t.Helper()
+	st, stopper, err := subprocess.Bootstrap(t.Context(), childCmd(t, mode, env...), cfg)
+	if err != nil {
+		t.Fatalf("Bootstrap(%s): %v", mode, err)
+	}
+	p := stopper.(*subprocess.Process)
+	t.Cleanup(func() { p.Stop(context.Background()) })
+	return st, p
+}
+
+func TestBootstrapSuccess(t *testing.T) {
+	t.Parallel()
+	out := newCollector()
+	var logs syncBuffer
+	cfg := &subprocess.Config{
+		Name:     "testvm",
+		Log:      zerolog.New(&logs).Level(zerolog.DebugLevel),
+		OnOutput: out.add,
+	}
+	cmd := childCmd(t, "serve")
+	before := time.Now()
+	st, stopper, err := subprocess.Bootstrap(t.Context(), cmd, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := stopper.(*subprocess.Process)
+	t.Cleanup(func() { p.Stop(context.Background()) })
+
+	if st.Pid != cmd.Process.Pid || p.Pid() != st.Pid {
+		t.Errorf("pid: status %d, process %d, cmd %d", st.Pid, p.Pid(), cmd.Process.Pid)
+	}
+	if st.ProtocolVersion != vmre.ProtocolVersion {
+		t.Errorf("ProtocolVersion = %d", st.ProtocolVersion)
+	}
+	if st.StartedAt.Before(before) || st.HandshakeDuration <= 0 || st.HandshakeDuration > time.Since(before) {
+		t.Errorf("StartedAt %v, HandshakeDuration %v", st.StartedAt, st.HandshakeDuration)
+	}
+	vmAddr := out.waitFor(t, func(l subprocess.Line) bool { return strings.HasPrefix(l.Text, "vm-addr ") })
+	if want := "vm-addr " + st.Addr; vmAddr.Text != want {
+		t.Errorf("plugin announced %q, status has %q", vmAddr.Text, st.Addr)
+	}
+
+	// Every configured variable carries the engine address.
+	var engineAddr string
+	for _, key := range vmre.EngineAddressKeys() {
+		l := out.waitFor(t, func(l subprocess.Line) bool { return strings.HasPrefix(l.Text, "env "+key+"=") })
+		addr := strings.TrimPrefix(l.Text, "env "+key+"=")
+		if engineAddr == "" {
+			engineAddr = addr
+		}
+		if addr == "" || addr != engineAddr {
+			t.Errorf("%s = %q, want the engine address %q", key, addr, engineAddr)
+		}
+	}
+	// The listener is closed once Bootstrap has returned.
+	if conn, err := net.Dial("tcp", engineAddr); err == nil {
+		conn.Close()
+		t.Errorf("handshake listener %s still accepts connections", engineAddr)
+	}
+	out.waitFor(t, textIs("token-len 26"))
+
+	p.Stop(t.Context())
+	out.waitFor(t, textIs("got sigterm"))
+	if es := p.ExitStatus(); es.Code != 0 || es.Signal != "" || es.Err != nil {
+		t.Errorf("ExitStatus = %+v, want a clean exit", es)
+	}
+
+	var token string
+	for _, kv := range cmd.Env {
+		if v, ok := strings.CutPrefix(kv, vmre.HandshakeTokenKey+"="); ok {
+			token = v
+		}
+	}
+	log := logs.String()
+	if token == "" || strings.Contains(log, token) {
+		t.Errorf("token %q missing from the environment or present in the log", token)
+	}
+	for _, want := range []string{`"vm":"testvm"`, `"pid":` + strconv.Itoa(st.Pid), `"stream":"stdout"`, `"message":"got sigterm"`, `"message":"vm handshake complete"`} {
+		if !strings.Contains(log, want) {
+			t.Errorf("log lacks %s:\n%s", want, log)
+		}
+	}
+}
+
+func TestBootstrapCrashBeforeHandshake(t *testing.T) {
+	t.Parallel()
+	cmd := childCmd(t, "crash")
+	start := time.Now()
+	_, stopper, err := subprocess.Bootstrap(t.Context(), cmd, &subprocess.Config{HandshakeTimeout: 30 * time.Second})
+	elapsed := time.Since(start)
+	if err == nil {
+		stopper.Stop(t.Context())
+		t.Fatal("Bootstrap succeeded")
+	}
+	if elapsed > time.Second {
+		t.Errorf("the crash was reported after %v, want under 1 s", elapsed)
+	}
+	if !errors.Is(err, vmre.ErrHandshakeFailed) || !errors.Is(err, vmre.ErrProcessExited) {
+		t.Errorf("err = %v, want ErrHandshakeFailed and ErrProcessExited", err)
+	}
+	var exitErr *vmre.ExitError
+	if !errors.As(err, &exitErr) {
+		t.Fatalf("err = %v, want a *vmre.ExitError", err)
+	}
+	if exitErr.ExitCode != 3 || exitErr.Signal != "" || exitErr.Pid != cmd.Process.Pid {
+		t.Errorf("ExitError = %+v", exitErr)
+	}
+	if n := len(exitErr.StderrTail); n != subprocess.DefaultStderrTailLines {
+		t.Errorf("stderr tail has %d lines, want %d", n, subprocess.DefaultStderrTailLines)
+	}
+	if last := exitErr.StderrTail[len(exitErr.StderrTail)-1]; last != "boom: out of cheese" {
+		t.Errorf("last stderr line %q", last)
+	}
+	for _, want := range []string{"handshake failed: process exited: exit status 3", "boom: out of cheese"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q lacks %q", err, want)
+		}
+	}
+	if !gone(cmd.Process.Pid) {
+		t.Errorf("process %d was not reaped", cmd.Process.Pid)
+	}
+}
+
+func TestBootstrapExitZeroBeforeHandshake(t *testing.T) {
+	t.Parallel()
+	_, _, err := subprocess.Bootstrap(t.Context(), childCmd(t, "exit0"), nil)
+	var exitErr *vmre.ExitError
+	if !errors.As(err, &exitErr) || exitErr.ExitCode != 0 || !errors.Is(err, vmre.ErrHandshakeFailed) {
+		t.Fatalf("err = %v, want a handshake failure with exit status 0", err)
+	}
+}
+
+func TestBootstrapTimeout(t *testing.T) {
+	t.Parallel()
+	cmd := childCmd(t, "hang")
+	const timeout = 300 * time.Millisecond
+	start := time.Now()
+	_, _, err := subprocess.Bootstrap(t.Context(), cmd, &subprocess.Config{HandshakeTimeout: timeout})
+	elapsed := time.Since(start)
+	if err == nil || err.Error() != "handshake failed: timeout" {
+		t.Fatalf("err = %v, want handshake failed: timeout", err)
+	}
+	for _, target := range []error{vmre.ErrHandshakeFailed, vmre.ErrHandshakeTimeout, vmre.ErrProcessNotFound} {
+		if !errors.Is(err, target) {
+			t.Errorf("err does not match %v", target)
+		}
+	}
+	if elapsed < timeout || elapsed > timeout+2*time.Second {
+		t.Errorf("Bootstrap returned after %v, timeout %v", elapsed, timeout)
+	}
+	if !gone(cmd.Process.Pid) {
+		t.Errorf("process %d was not reaped", cmd.Process.Pid)
+	}
+}
+
+func TestBootstrapVersionMismatch(t *testing.T) {
+	t.Parallel()
+	cmd := childCmd(t, "bad-version")
+	_, _, err := subprocess.Bootstrap(t.Context(), cmd, nil)
+	const want = "handshake failed: protocol version mismatch engine: 42 vm: 41"
+	if err == nil || err.Error() != want {
+		t.Fatalf("err = %v, want %q", err, want)
+	}
+	var mismatch *vmre.VersionMismatchError
+	if !errors.Is(err, vmre.ErrHandshakeFailed) || !errors.As(err, &mismatch) || mismatch.Got != 41 {
+		t.Errorf("err = %v does not classify as a version mismatch", err)
+	}
+	if !gone(cmd.Process.Pid) {
+		t.Errorf("process %d was not reaped", cmd.Process.Pid)
+	}
+}
+
+func TestBootstrapAcceptsAnyConfiguredVersion(t *testing.T) {
+	t.Parallel()
+	st, _ := mustBootstrap(t, "serve", &subprocess.Config{AcceptedVersions: []uint32{46, 42}}, versionEnv+"=46")
+	if st.ProtocolVersion != 46 {
+		t.Errorf("ProtocolVersion = %d, want 46", st.ProtocolVersion)
+	}
+}
+
+func TestBootstrapContextCanceled(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	cmd := childCmd(t, "hang")
+	cfg := &subprocess.Config{OnOutput: func(l subprocess.Line) {
+		if l.Text == "hanging" {
+			cancel()
+		}
+	}}
+	_, _, err := subprocess.Bootstrap(ctx, cmd, cfg)
+	if !errors.Is(err, context.Canceled) || !errors.Is(err, vmre.ErrHandshakeFailed) {
+		t.Fatalf("err = %v, want context.Canceled", err)
+	}
+	if !gone(cmd.Process.Pid) {
+		t.Errorf("process %d was not reaped", cmd.Process.Pid)
+	}
+}
+
+func TestBootstrapStartFails(t *testing.T) {
+	t.Parallel()
+	_, _, err := subprocess.Bootstrap(t.Context(), subprocess.NewCmd(t.TempDir()+"/no-such-plugin"), nil)
+	if !errors.Is(err, vmre.ErrHandshakeFailed) || !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("err = %v, want ErrHandshakeFailed wrapping a missing file", err)
+	}
+}
+
+func TestBootstrapInvalidConfig(t *testing.T) {
+	t.Parallel()
+	started := childCmd(t, "exit0")
+	if err := started.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = started.Wait() })
+	withStdout := childCmd(t, "exit0")
+	withStdout.Stdout = os.Stdout
+	tests := []struct {
+		name string
+		cmd  func() *exec.Cmd
+		cfg  *subprocess.Config
+	}{
+		{"nil cmd", func() *exec.Cmd { return nil }, nil},
+		{"started cmd", func() *exec.Cmd { return started }, nil},
+		{"stdout set", func() *exec.Cmd { return withStdout }, nil},
+		{"empty accepted versions", nil, &subprocess.Config{AcceptedVersions: []uint32{}}},
+		{"version 0", nil, &subprocess.Config{AcceptedVersions: []uint32{0}}},
+		{"negative handshake timeout", nil, &subprocess.Config{HandshakeTimeout: -time.Second}},
+		{"negative graceful timeout", nil, &subprocess.Config{GracefulTimeout: -time.Second}},
+		{"empty env vars", nil, &subprocess.Config{EnvVars: []string{}}},
+		{"bad env var", nil, &subprocess.Config{EnvVars: []string{"A=B"}}},
+		{"negative max line", nil, &subprocess.Config{MaxLineBytes: -1}},
+		{"negative tail", nil, &subprocess.Config{StderrTailLines: -1}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cmd := childCmd(t, "exit0")
+			if tt.cmd != nil {
+				cmd = tt.cmd()
+			}
+			_, stopper, err := subprocess.Bootstrap(t.Context(), cmd, tt.cfg)
+			if !errors.Is(err, vmre.ErrInvalidConfig) {
+				t.Errorf("err = %v, want ErrInvalidConfig", err)
+			}
+			if stopper != nil {
+				t.Error("a Stopper came with the error")
+			}
+		})
+	}
+}
+
+func TestBootstrapDoesNotModifyConfig(t *testing.T) {
+	t.Parallel()
+	versions := []uint32{42}
+	envVars := []string{vmre.EngineAddressKey}
+	cfg := &subprocess.Config{AcceptedVersions: versions, EnvVars: envVars}
+	want := *cfg
+	mustBootstrap(t, "serve", cfg)
+	if cfg.Name != want.Name || cfg.HandshakeTimeout != 0 || cfg.GracefulTimeout != 0 || cfg.MaxLineBytes != 0 ||
+		!slices.Equal(cfg.AcceptedVersions, versions) || !slices.Equal(cfg.EnvVars, envVars) {
+		t.Errorf("config modified: %+v", cfg)
+	}
+}
+
+func TestStopIgnoringSIGTERM(t *testing.T) {
+	t.Parallel()
+	const grace = 300 * time.Millisecond
+	_, p := mustBootstrap(t, "ignore-sigterm", &subprocess.Config{GracefulTimeout: grace})
+	start := time.Now()
+	p.Stop(t.Context())
+	elapsed := time.Since(start)
+	if elapsed < grace || elapsed > grace+100*time.Millisecond {
+		t.Errorf("Stop took %v, want between %v and %v", elapsed, grace, grace+100*time.Millisecond)
+	}
+	select {
+	case <-p.Done():
+	default:
+		t.Fatal("Stop returned before Done")
+	}
+	es := p.ExitStatus()
+	var exitErr *vmre.ExitError
+	if es.Signal != "killed" || es.Code != -1 || !errors.As(es.Err, &exitErr) {
+		t.Errorf("ExitStatus = %+v, want killed", es)
+	}
+	if !gone(p.Pid()) {
+		t.Errorf("process %d was not reaped", p.Pid())
+	}
+}
+
+func TestStopKillsGrandchild(t *testing.T) {
+	t.Parallel()
+	out := newCollector()
+	_, p := mustBootstrap(t, "fork-grandchild", &subprocess.Config{OnOutput: out.add, GracefulTimeout: 10 * time.Second})
+	l := out.waitFor(t, func(l subprocess.Line) bool { return strings.HasPrefix(l.Text, "grandchild=") })
+	gc, err := strconv.Atoi(strings.TrimPrefix(l.Text, "grandchild="))
+	if err != nil {
+		t.Fatal(err)
+	}
+	fds := openPidfds(t, gc)
+
+	start := time.Now()
+	p.Stop(t.Context())
+	// The plugin exits on SIGTERM at once; its grandchild ignores SIGTERM
+	// and holds stderr open, and must not hold up the stop.
+	if elapsed := time.Since(start); elapsed > 2*time.Second {
+		t.Errorf("Stop took %v", elapsed)
+	}
+	if es := p.ExitStatus(); es.Code != 0 {
+		t.Errorf("plugin ExitStatus = %+v, want exit 0 after SIGTERM", es)
+	}
+	if !gone(p.Pid()) {
+		t.Errorf("plugin %d still exists", p.Pid())
+	}
+	if alive := fds.waitExited(time.Second); len(alive) > 0 {
+		t.Errorf("grandchild %d survived Stop", gc)
+	}
+}
+
+func TestPluginExitingAfterHandshake(t *testing.T) {
+	t.Parallel()
+	_, p := mustBootstrap(t, "exit-after", nil)
+	<-p.Done()
+	es := p.ExitStatus()
+	var exitErr *vmre.ExitError
+	if es.Code != 5 || !errors.As(es.Err, &exitErr) || !slices.Contains(exitErr.StderrTail, "leaving after the handshake") {
+		t.Errorf("ExitStatus = %+v", es)
+	}
+	p.Stop(t.Context()) // a no-op now
+}
+
+func TestStopIsIdempotentAndConcurrent(t *testing.T) {
+	t.Parallel()
+	_, p := mustBootstrap(t, "serve", nil)
+	var wg sync.WaitGroup
+	for range 10 {
+		wg.Go(func() { p.Stop(t.Context()) })
+	}
+	wg.Wait()
+	p.Stop(t.Context())
+	if es := p.ExitStatus(); es.Code != 0 || es.Err != nil {
+		t.Errorf("ExitStatus = %+v", es)
+	}
+}
+
+func TestStopReturnsWhenContextEnds(t *testing.T) {
+	t.Parallel()
+	_, p := mustBootstrap(t, "ignore-sigterm", &subprocess.Config{GracefulTimeout: 2 * time.Second})
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	p.Stop(ctx)
+	select {
+	case <-p.Done():
+		t.Fatal("process exited before its grace period")
+	default:
+	}
+}
+
+func TestStdoutClosedEarlyDoesNotKill(t *testing.T) {
+	t.Parallel()
+	out := newCollector()
+	_, p := mustBootstrap(t, "close-stdout", &subprocess.Config{OnOutput: out.add})
+	out.waitFor(t, textIs("stdout closed, still here"))
+	select {
+	case <-p.Done():
+		t.Fatal("the plugin died after closing its stdout")
+	default:
+	}
+	p.Stop(t.Context())
+	out.waitFor(t, textIs("got sigterm"))
+	if es := p.ExitStatus(); es.Code != 0 || es.Signal != "" {
+		t.Errorf("ExitStatus = %+v, want a graceful exit", es)
+	}
+}
+
+func TestSecondInitializeRefused(t *testing.T) {
+	t.Parallel()
+	out := newCollector()
+	_, p := mustBootstrap(t, "double-init", &subprocess.Config{OnOutput: out.add})
+	l := out.waitFor(t, func(l subprocess.Line) bool { return strings.HasPrefix(l.Text, "second initialize: ") })
+	if l.Text == "second initialize: <nil>" {
+		t.Errorf("a second Initialize succeeded")
+	}
+	p.Stop(t.Context())
+}
+
+func TestStdoutFlood(t *testing.T) {
+	t.Parallel()
+	const (
+		lines = 200_000
+		size  = 1000 // bytes per line, newline included: 200 MB in all
+	)
+	var count, bad int
+	cfg := &subprocess.Config{
+		Log: zerolog.New(discard{}),
+		OnOutput: func(l subprocess.Line) {
+			if l.Stream != subprocess.StreamStdout {
+				return
+			}
+			count++
+			if len(l.Text) != size-1 || l.Partial {
+				bad++
+			}
+		},
+		HandshakeTimeout: 30 * time.Second,
+	}
+	_, p := mustBootstrap(t, "flood", cfg, fmt.Sprintf("%s=%d,%d", floodEnv, lines, size))
+	select {
+	case <-p.Done():
+	case <-time.After(90 * time.Second):
+		t.Fatal("flood did not finish: deadlock?")
+	}
+	if es := p.ExitStatus(); es.Code != 0 {
+		t.Fatalf("ExitStatus = %+v", es)
+	}
+	if count != lines || bad != 0 {
+		t.Errorf("got %d lines (%d malformed), want %d", count, bad, lines)
+	}
+}
+
+type discard struct{}
+
+func (discard) Write(p []byte) (int, error) { return len(p), nil }
+
+func TestLongLineIsChunked(t *testing.T) {
+	t.Parallel()
+	const maxLine = 64 << 10
+	var chunks, total, partial, oversize, emptyTail int
+	lastPartial := true
+	cfg := &subprocess.Config{
+		MaxLineBytes: maxLine,
+		OnOutput: func(l subprocess.Line) {
+			if l.Stream != subprocess.StreamStdout {
+				return
+			}
+			chunks++
+			total += len(l.Text)
+			if len(l.Text) > maxLine {
+				oversize++
+			}
+			if l.Partial {
+				partial++
+			}
+			if len(l.Text) == 0 {
+				emptyTail++
+			}
+			lastPartial = l.Partial
+		},
+	}
+	_, p := mustBootstrap(t, "long-line", cfg)
+	<-p.Done()
+	wantChunks := (longLineBytes + maxLine - 1) / maxLine
+	if total != longLineBytes || chunks != wantChunks || partial != wantChunks-1 || lastPartial || oversize > 0 || emptyTail > 0 {
+		t.Errorf("got %d bytes in %d chunks (%d partial, %d oversize, %d empty, last partial %v); want %d bytes in %d chunks",
+			total, chunks, partial, oversize, emptyTail, lastPartial, longLineBytes, wantChunks)
+	}
+}
+
+// TestEngineKilled SIGKILLs an engine (the test binary in "engine" mode)
+// running a plugin that ignores SIGTERM and a plugin with a grandchild
+// that ignores SIGTERM: all three must be gone within 1 s.
+func TestEngineKilled(t *testing.T) {
+	t.Parallel()
+	engine := childCmd(t, "engine")
+	engine.SysProcAttr = nil // the test stands in for whoever kills it
+	stdout, err := engine.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	engine.Stderr = os.Stderr
+	if err := engine.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = engine.Process.Kill(); _ = engine.Wait() })
+
+	var pids []int
+	sc := bufio.NewScanner(stdout)
+	for sc.Scan() && sc.Text() != "ready" {
+		pid, err := strconv.Atoi(strings.TrimPrefix(sc.Text(), "pid "))
+		if err != nil {
+			t.Fatalf("engine said %q", sc.Text())
+		}
+		pids = append(pids, pid)
+	}
+	if len(pids) != 3 {
+		t.Fatalf("engine reported pids %v, want 3", pids)
+	}
+	fds := openPidfds(t, pids...)
+
+	if err := engine.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	_ = engine.Wait()
+	if alive := fds.waitExited(time.Second); len(alive) > 0 {
+		t.Errorf("processes %v (of %v) survived the engine's SIGKILL by 1 s", alive, pids)
+		for _, pid := range alive {
+			_ = syscall.Kill(pid, syscall.SIGKILL)
+		}
+	}
+}

@@ -1,0 +1,382 @@
+package subprocess
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"os"
+	"strings"
+	"sync"
+	"time"
+	"unicode/utf8"
+
+	"github.com/rs/zerolog"
+)
+
+// Names of the two output streams, as in [Line.Stream] and the "stream" log
+// field.
+const (
+	StreamStdout = "stdout"
+	StreamStderr = "stderr"
+)
+
+// Line is one line of a plugin's output, or one chunk of a line longer than
+// Config.MaxLineBytes.
+type Line struct {
+	// Stream is StreamStdout or StreamStderr.
+	Stream string
+	// Text is the line without its "\n" or "\r\n", exactly as the plugin
+	// wrote it except that invalid UTF-8 is replaced with U+FFFD. A JSON log
+	// line is passed whole, not reduced to its message.
+	Text string
+	// Level is the level the line was logged at: the level of a JSON log
+	// line, error for a panic, otherwise info.
+	Level zerolog.Level
+	// Time is when the engine read the line from the pipe.
+	Time time.Time
+	// Partial is set on every chunk of an over-long line but the last.
+	Partial bool
+	// Panic is set on the line that starts a Go panic or fatal runtime
+	// error ("panic: ...", "fatal error: ..."), and on all its chunks.
+	Panic bool
+}
+
+// Log fields the bridge adds to each line, beside the message.
+const (
+	fieldVM      = "vm"
+	fieldPid     = "pid"
+	fieldStream  = "stream"
+	fieldPartial = "partial"
+	fieldPanic   = "panic"
+	// fieldJSON holds the whole original object of a JSON log line, so
+	// nothing but its level and message is lifted out of it.
+	fieldJSON = "fields"
+)
+
+// Reader buffer sizing: a buffer holds one line of MaxLineBytes plus at
+// least readRoom bytes of fresh input, so a read is never tiny. The default
+// pipe holds 64 KiB, which one read empties.
+const (
+	readRoom       = 64 << 10
+	compactBelow   = readRoom / 2
+	tailLineCap    = 1 << 10 // bytes kept per stderr tail line
+	drainTimeout   = 250 * time.Millisecond
+	finalDrainCap  = 4 << 20 // bytes read after the drain timeout, at most
+	defaultBufSize = DefaultMaxLineBytes + readRoom
+)
+
+// bufPool recycles reader buffers of one size. A stream takes a buffer only
+// while the pipe has data for it or a line is incomplete, so an idle
+// runtime holds none.
+type bufPool struct {
+	size int
+	pool sync.Pool
+}
+
+func newBufPool(size int) *bufPool {
+	p := &bufPool{size: size}
+	p.pool.New = func() any { b := make([]byte, size); return &b }
+	return p
+}
+
+func (p *bufPool) get() []byte  { return *(p.pool.Get().(*[]byte)) }
+func (p *bufPool) put(b []byte) { p.pool.Put(&b) }
+
+// defaultBufs serves every stream with the default MaxLineBytes.
+var defaultBufs = newBufPool(defaultBufSize)
+
+func bufPoolFor(maxLine int) *bufPool {
+	if maxLine == DefaultMaxLineBytes {
+		return defaultBufs
+	}
+	return newBufPool(maxLine + readRoom)
+}
+
+// stream bridges one output pipe into the log. It is driven by a single
+// goroutine (run); nothing in it is shared.
+type stream struct {
+	name     string
+	f        *os.File
+	rs       readState // per-OS read plumbing
+	log      zerolog.Logger
+	max      int
+	onOutput func(Line)
+	tail     *tail // stderr only
+	pool     *bufPool
+
+	buf        []byte // nil while idle
+	start, end int    // unconsumed window buf[start:end]
+	scanned    int    // bytes of the window known to hold no '\n'
+	inLine     bool   // the last chunk was Partial
+	linePanic  bool   // the line being continued is a panic
+	now        time.Time
+}
+
+func newStream(name string, f *os.File, log zerolog.Logger, cfg *Config, pool *bufPool, tail *tail) *stream {
+	return &stream{
+		name:     name,
+		f:        f,
+		log:      log.With().Str(fieldStream, name).Logger(),
+		max:      cfg.MaxLineBytes,
+		onOutput: cfg.OnOutput,
+		tail:     tail,
+		pool:     pool,
+	}
+}
+
+// run copies the pipe into the log until EOF, or until the supervisor
+// sets a read deadline because a process outside the plugin's group kept
+// the pipe open (see Process.supervise), then closes the pipe and done.
+func (s *stream) run(done chan<- struct{}) {
+	defer close(done)
+	defer s.f.Close()
+	if err := s.rs.init(s.f); err != nil {
+		return
+	}
+	for {
+		if s.buf != nil && s.start > 0 && len(s.buf)-s.end < compactBelow {
+			s.end = copy(s.buf, s.buf[s.start:s.end])
+			s.start = 0
+		}
+		n, err := s.fill()
+		if n > 0 {
+			s.end += n
+			s.now = time.Now()
+			s.process()
+		}
+		if err != nil {
+			if errors.Is(err, os.ErrDeadlineExceeded) {
+				s.drainRest()
+			}
+			break
+		}
+	}
+	s.flush()
+	if s.buf != nil {
+		s.pool.put(s.buf)
+		s.buf = nil
+	}
+}
+
+// drainRest reads, without waiting, whatever the pipe still holds.
+func (s *stream) drainRest() {
+	total := 0
+	for total < finalDrainCap {
+		if s.buf == nil {
+			s.buf = s.pool.get()
+		}
+		if s.start > 0 && len(s.buf)-s.end < compactBelow {
+			s.end = copy(s.buf, s.buf[s.start:s.end])
+			s.start = 0
+		}
+		n := s.rs.readNow(s.buf[s.end:])
+		if n <= 0 {
+			return
+		}
+		total += n
+		s.end += n
+		s.now = time.Now()
+		s.process()
+	}
+}
+
+// process emits every complete line in the window, and chunks of lines
+// longer than s.max, leaving at most s.max bytes of an incomplete line.
+func (s *stream) process() {
+	for {
+		w := s.buf[s.start:s.end]
+		i := -1
+		if s.scanned < len(w) {
+			if j := bytes.IndexByte(w[s.scanned:], '\n'); j >= 0 {
+				i = s.scanned + j
+			}
+		}
+		switch {
+		case i >= 0 && i <= s.max:
+			s.emit(w[:i], false)
+			s.start += i + 1
+			s.scanned = 0
+		case len(w) > s.max:
+			cut := chunkCut(w, s.max)
+			s.emit(w[:cut], true)
+			s.start += cut
+			if i < 0 {
+				s.scanned = len(w) - cut
+			} else {
+				s.scanned = i - cut
+			}
+		default:
+			s.scanned = len(w)
+			if s.start == s.end {
+				s.start, s.end, s.scanned = 0, 0, 0
+			}
+			return
+		}
+	}
+}
+
+// flush emits an unterminated last line at EOF.
+func (s *stream) flush() {
+	if s.buf != nil && s.end > s.start {
+		s.emit(s.buf[s.start:s.end], false)
+		s.start, s.end, s.scanned = 0, 0, 0
+	}
+}
+
+// chunkCut returns where to end a chunk of w that must hold at most max
+// bytes: at max, or up to three bytes earlier so as not to split a UTF-8
+// sequence.
+func chunkCut(w []byte, max int) int {
+	for cut := max; cut > 0 && cut > max-utf8.UTFMax; cut-- {
+		if !isContinuation(w[cut]) {
+			return cut
+		}
+	}
+	return max
+}
+
+func isContinuation(c byte) bool { return c&0xC0 == 0x80 }
+
+// emit logs one line or chunk and hands it to OnOutput and the tail.
+func (s *stream) emit(b []byte, partial bool) {
+	continuation := s.inLine
+	s.inLine = partial
+	if !partial && len(b) > 0 && b[len(b)-1] == '\r' {
+		b = b[:len(b)-1]
+	}
+	level := zerolog.InfoLevel
+	msg := b
+	var (
+		fields     []byte
+		msgEscaped bool
+		isPanic    bool
+	)
+	switch {
+	case continuation:
+		isPanic = s.linePanic
+	case !partial && len(b) > 0 && b[0] == '{':
+		if jl, ok := parseJSONLine(b); ok {
+			level, fields = jl.level, b
+			if jl.msg != nil {
+				msg, msgEscaped = jl.msg, jl.msgEscaped
+			} else {
+				msg = nil
+			}
+		}
+	default:
+		isPanic = bytes.HasPrefix(b, panicPrefix) || bytes.HasPrefix(b, fatalPrefix)
+	}
+	if !continuation {
+		s.linePanic = isPanic
+	}
+	if isPanic {
+		level = zerolog.ErrorLevel
+	}
+
+	if e := s.log.WithLevel(level); e != nil {
+		if partial {
+			e = e.Bool(fieldPartial, true)
+		}
+		if isPanic {
+			e = e.Bool(fieldPanic, true)
+		}
+		if fields != nil {
+			e = e.RawJSON(fieldJSON, fields)
+		}
+		switch {
+		case msgEscaped:
+			e = e.Str(zerolog.MessageFieldName, unquoteJSON(msg))
+		case msg != nil:
+			e = e.Bytes(zerolog.MessageFieldName, msg)
+		}
+		e.Send()
+	}
+	if s.tail != nil {
+		s.tail.add(b, isPanic && !continuation)
+	}
+	if s.onOutput != nil {
+		s.onOutput(Line{
+			Stream:  s.name,
+			Text:    validText(b),
+			Level:   level,
+			Time:    s.now,
+			Partial: partial,
+			Panic:   isPanic,
+		})
+	}
+}
+
+var (
+	panicPrefix = []byte("panic: ")
+	fatalPrefix = []byte("fatal error: ")
+)
+
+// validText returns b as a string of valid UTF-8.
+func validText(b []byte) string {
+	if utf8.Valid(b) {
+		return string(b)
+	}
+	return strings.ToValidUTF8(string(b), "\uFFFD")
+}
+
+// unquoteJSON decodes the body of a JSON string literal (without its
+// quotes) that contains escapes. parseJSONLine has validated it.
+func unquoteJSON(body []byte) string {
+	quoted := make([]byte, 0, len(body)+2)
+	quoted = append(quoted, '"')
+	quoted = append(quoted, body...)
+	quoted = append(quoted, '"')
+	var s string
+	if err := json.Unmarshal(quoted, &s); err != nil {
+		return validText(body)
+	}
+	return s
+}
+
+// tail keeps the last lines of stderr for an [vmre.ExitError], each cut to
+// tailLineCap bytes, and the first line of the last panic, which a long
+// goroutine dump would otherwise push out.
+type tail struct {
+	lines     [][]byte
+	next, n   int
+	panicLine []byte
+	panicSeq  uint64 // seq of panicLine
+	seq       uint64 // lines added so far
+}
+
+func newTail(n int) *tail {
+	return &tail{lines: make([][]byte, n)}
+}
+
+func (t *tail) add(b []byte, startsPanic bool) {
+	if len(b) > tailLineCap {
+		b = b[:chunkCut(b, tailLineCap)]
+	}
+	t.seq++
+	if startsPanic {
+		t.panicLine = append(t.panicLine[:0], b...)
+		t.panicSeq = t.seq
+	}
+	if len(t.lines) == 0 {
+		return
+	}
+	t.lines[t.next] = append(t.lines[t.next][:0], b...)
+	t.next = (t.next + 1) % len(t.lines)
+	if t.n < len(t.lines) {
+		t.n++
+	}
+}
+
+// snapshot returns the kept lines, oldest first, as valid UTF-8. When the
+// last panic line has scrolled out of the window it comes first.
+func (t *tail) snapshot() []string {
+	out := make([]string, 0, t.n+1)
+	if t.panicLine != nil && t.seq-t.panicSeq >= uint64(t.n) {
+		out = append(out, validText(t.panicLine))
+	}
+	first := (t.next - t.n + len(t.lines)) % max(len(t.lines), 1)
+	for i := range t.n {
+		out = append(out, validText(t.lines[(first+i)%len(t.lines)]))
+	}
+	return out
+}

@@ -1,0 +1,125 @@
+package subprocess
+
+import (
+	"fmt"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/rs/zerolog"
+	"github.com/vmre/vmre"
+)
+
+// Defaults applied by [Bootstrap] to zero fields of [Config].
+const (
+	// DefaultMaxLineBytes is the longest output line logged as one entry;
+	// longer lines are split into chunks of at most this size.
+	DefaultMaxLineBytes = 64 << 10
+	// DefaultStderrTailLines is how many of the last stderr lines an
+	// [vmre.ExitError] carries.
+	DefaultStderrTailLines = 20
+)
+
+// Config configures [Bootstrap]. The zero value of every field means its
+// documented default; Bootstrap applies the defaults to a copy, so a Config
+// may be shared between launches and is never modified.
+type Config struct {
+	// Name is the runtime's name, logged in the "vm" field of every line.
+	// Default: the base name of cmd.Path.
+	Name string
+	// Log receives the plugin's output, line by line, and the few events of
+	// the launch. The zero value logs nothing.
+	//
+	// The bridge writes one event (one Write call) per line. For plugins that
+	// write a lot, give Log a buffered or asynchronous writer (for example
+	// zerolog's diode writer) rather than a bare *os.File.
+	Log zerolog.Logger
+	// AcceptedVersions is the set of protocol versions the engine accepts.
+	// Default (nil): {vmre.ProtocolVersion}. A non-nil empty set, or one
+	// holding 0, is invalid.
+	AcceptedVersions []uint32
+	// HandshakeTimeout bounds the time from starting the process to its
+	// Initialize call. Default: vmre.DefaultHandshakeTimeout.
+	HandshakeTimeout time.Duration
+	// GracefulTimeout is how long Stop waits after SIGTERM before it
+	// SIGKILLs the process group. Default: vmre.DefaultGracefulTimeout.
+	GracefulTimeout time.Duration
+	// EnvVars are the names of the environment variables set to the
+	// handshake address. Default (nil): vmre.EngineAddressKeys(). A non-nil
+	// empty list is invalid.
+	EnvVars []string
+	// MaxLineBytes caps the size of one logged line; longer lines are split
+	// into chunks (Line.Partial), never dropped. Default: DefaultMaxLineBytes.
+	MaxLineBytes int
+	// StderrTailLines is how many of the last stderr lines are kept for the
+	// error reporting a process that exited. Default: DefaultStderrTailLines.
+	StderrTailLines int
+	// OnOutput, if set, is called for every output line after it has been
+	// logged, in order within each stream, from the goroutine reading that
+	// stream. It must not block: the plugin stalls when its pipe fills.
+	OnOutput func(Line)
+}
+
+// withDefaults returns a validated copy of c (nil means all defaults) with
+// every default applied. Errors wrap [vmre.ErrInvalidConfig].
+func (c *Config) withDefaults(path string) (Config, error) {
+	var out Config
+	if c != nil {
+		out = *c
+	}
+	if out.Name == "" {
+		out.Name = filepath.Base(path)
+	}
+	if out.AcceptedVersions == nil {
+		out.AcceptedVersions = []uint32{vmre.ProtocolVersion}
+	} else {
+		out.AcceptedVersions = slices.Clone(out.AcceptedVersions)
+	}
+	if out.HandshakeTimeout == 0 {
+		out.HandshakeTimeout = vmre.DefaultHandshakeTimeout
+	}
+	if out.GracefulTimeout == 0 {
+		out.GracefulTimeout = vmre.DefaultGracefulTimeout
+	}
+	if out.EnvVars == nil {
+		out.EnvVars = vmre.EngineAddressKeys()
+	} else {
+		out.EnvVars = slices.Clone(out.EnvVars)
+	}
+	if out.MaxLineBytes == 0 {
+		out.MaxLineBytes = DefaultMaxLineBytes
+	}
+	if out.StderrTailLines == 0 {
+		out.StderrTailLines = DefaultStderrTailLines
+	}
+	return out, out.validate()
+}
+
+// maxMaxLineBytes bounds MaxLineBytes: the reader's buffer is twice as big.
+const maxMaxLineBytes = 16 << 20
+
+func (c *Config) validate() error {
+	switch {
+	case len(c.AcceptedVersions) == 0:
+		return fmt.Errorf("%w: accepted versions is empty", vmre.ErrInvalidConfig)
+	case slices.Contains(c.AcceptedVersions, 0):
+		return fmt.Errorf("%w: protocol version 0 in accepted versions", vmre.ErrInvalidConfig)
+	case c.HandshakeTimeout < 0:
+		return fmt.Errorf("%w: handshake timeout %s is negative", vmre.ErrInvalidConfig, c.HandshakeTimeout)
+	case c.GracefulTimeout < 0:
+		return fmt.Errorf("%w: graceful timeout %s is negative", vmre.ErrInvalidConfig, c.GracefulTimeout)
+	case len(c.EnvVars) == 0:
+		return fmt.Errorf("%w: no environment variable to pass the engine address in", vmre.ErrInvalidConfig)
+	case c.MaxLineBytes < 0 || c.MaxLineBytes > maxMaxLineBytes:
+		return fmt.Errorf("%w: max line bytes %d is outside 1..%d", vmre.ErrInvalidConfig, c.MaxLineBytes, maxMaxLineBytes)
+	case c.StderrTailLines < 0:
+		return fmt.Errorf("%w: stderr tail lines %d is negative", vmre.ErrInvalidConfig, c.StderrTailLines)
+	}
+	for _, name := range c.EnvVars {
+		if name == "" || strings.ContainsAny(name, "=\x00") {
+			return fmt.Errorf("%w: bad environment variable name %q", vmre.ErrInvalidConfig, name)
+		}
+	}
+	return nil
+}

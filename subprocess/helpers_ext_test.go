@@ -1,0 +1,151 @@
+//go:build linux
+
+package subprocess_test
+
+import (
+	"bytes"
+	"errors"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/vmre/vmre/subprocess"
+	"golang.org/x/sys/unix"
+)
+
+// collector gathers output lines through Config.OnOutput and lets a test
+// wait for a given one.
+type collector struct {
+	mu      sync.Mutex
+	lines   []subprocess.Line
+	changed chan struct{}
+}
+
+func newCollector() *collector { return &collector{changed: make(chan struct{})} }
+
+func (c *collector) add(l subprocess.Line) {
+	c.mu.Lock()
+	c.lines = append(c.lines, l)
+	close(c.changed)
+	c.changed = make(chan struct{})
+	c.mu.Unlock()
+}
+
+// waitFor returns the first line satisfying match, failing the test if
+// none arrives within 10 s.
+func (c *collector) waitFor(t testing.TB, match func(subprocess.Line) bool) subprocess.Line {
+	t.Helper()
+	deadline := time.NewTimer(10 * time.Second)
+	defer deadline.Stop()
+	for i := 0; ; {
+		c.mu.Lock()
+		for ; i < len(c.lines); i++ {
+			if match(c.lines[i]) {
+				l := c.lines[i]
+				c.mu.Unlock()
+				return l
+			}
+		}
+		changed := c.changed
+		c.mu.Unlock()
+		select {
+		case <-changed:
+		case <-deadline.C:
+			t.Fatalf("no matching output line; got %d lines", i)
+		}
+	}
+}
+
+func (c *collector) snapshot() []subprocess.Line {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]subprocess.Line(nil), c.lines...)
+}
+
+func textIs(s string) func(subprocess.Line) bool {
+	return func(l subprocess.Line) bool { return l.Text == s }
+}
+
+// syncBuffer is a log destination safe for concurrent writes.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// gone reports whether no process has pid (for a reaped child).
+func gone(pid int) bool {
+	return errors.Is(unix.Kill(pid, 0), unix.ESRCH)
+}
+
+// pidfds holds pidfds opened while their processes were alive, so that a
+// test can wait for them to exit without racing PID reuse.
+type pidfds map[int]int
+
+func openPidfds(t testing.TB, pids ...int) pidfds {
+	t.Helper()
+	fds := pidfds{}
+	for _, pid := range pids {
+		fd, err := unix.PidfdOpen(pid, 0)
+		if err != nil {
+			t.Fatalf("pidfd_open(%d): %v (already gone?)", pid, err)
+		}
+		fds[pid] = fd
+	}
+	t.Cleanup(func() {
+		for _, fd := range fds {
+			unix.Close(fd)
+		}
+	})
+	return fds
+}
+
+// waitExited polls the pidfds until every process has exited and returns
+// the pids still alive after within.
+func (fds pidfds) waitExited(within time.Duration) []int {
+	deadline := time.Now().Add(within)
+	pending := map[int]int{}
+	for pid, fd := range fds {
+		pending[pid] = fd
+	}
+	for len(pending) > 0 {
+		left := time.Until(deadline)
+		if left <= 0 {
+			break
+		}
+		polls := make([]unix.PollFd, 0, len(pending))
+		pids := make([]int, 0, len(pending))
+		for pid, fd := range pending {
+			polls = append(polls, unix.PollFd{Fd: int32(fd), Events: unix.POLLIN})
+			pids = append(pids, pid)
+		}
+		n, err := unix.Poll(polls, int(left.Milliseconds())+1)
+		if err != nil && !errors.Is(err, unix.EINTR) {
+			break
+		}
+		if n <= 0 {
+			continue
+		}
+		for i, p := range polls {
+			if p.Revents&(unix.POLLIN|unix.POLLHUP) != 0 {
+				delete(pending, pids[i])
+			}
+		}
+	}
+	alive := make([]int, 0, len(pending))
+	for pid := range pending {
+		alive = append(alive, pid)
+	}
+	return alive
+}

@@ -1,0 +1,310 @@
+//go:build linux
+
+package subprocess_test
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"os/signal"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/vmre/vmre"
+	"github.com/vmre/vmre/client"
+	"github.com/vmre/vmre/subprocess"
+	"go.uber.org/goleak"
+)
+
+// The test binary doubles as every plugin (and as an engine) the tests
+// launch: TestMain runs the child mode named in childModeEnv and exits.
+const (
+	childModeEnv = "SUBPROCESS_TEST_CHILD"
+	versionEnv   = "SUBPROCESS_TEST_VERSION"
+	floodEnv     = "SUBPROCESS_TEST_FLOOD" // "LINES,BYTES_PER_LINE"
+)
+
+var childModes = map[string]func() int{
+	"serve":           childServe,
+	"crash":           childCrash,
+	"exit0":           childExit0,
+	"hang":            childHang,
+	"bad-version":     childBadVersion,
+	"ignore-sigterm":  childIgnoreSIGTERM,
+	"fork-grandchild": childForkGrandchild,
+	"grandchild":      childGrandchild,
+	"flood":           childFlood,
+	"long-line":       childLongLine,
+	"close-stdout":    childCloseStdout,
+	"exit-after":      childExitAfterHandshake,
+	"double-init":     childDoubleInit,
+	"engine":          childEngine,
+}
+
+func TestMain(m *testing.M) {
+	if mode := os.Getenv(childModeEnv); mode != "" {
+		run, ok := childModes[mode]
+		if !ok {
+			fmt.Fprintf(os.Stderr, "unknown child mode %q\n", mode)
+			os.Exit(100)
+		}
+		// Never return into testing: it would print PASS on stdout.
+		os.Exit(run())
+	}
+	goleak.VerifyTestMain(m, leakOptions()...)
+}
+
+// leakOptions ignores the package's two process-wide goroutines.
+func leakOptions() []goleak.Option {
+	return []goleak.Option{
+		goleak.IgnoreAnyFunction(subprocess.SpawnerFunc),
+		goleak.IgnoreAnyFunction(subprocess.WatchdogFunc),
+	}
+}
+
+// childCmd returns a command that runs the test binary in mode.
+func childCmd(t testing.TB, mode string, env ...string) *exec.Cmd {
+	t.Helper()
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := subprocess.NewCmd(exe)
+	cmd.Env = append(os.Environ(), childModeEnv+"="+mode)
+	cmd.Env = append(cmd.Env, env...)
+	return cmd
+}
+
+// --- child modes -----------------------------------------------------------
+
+func childVersion() uint32 {
+	if v, err := strconv.ParseUint(os.Getenv(versionEnv), 10, 32); err == nil {
+		return uint32(v)
+	}
+	return vmre.ProtocolVersion
+}
+
+// handshake listens for a (never served) VM address and handshakes with
+// the engine through the real client, as a plugin does.
+func handshake(version uint32) (net.Listener, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	return ln, client.Handshake(ctx, version, ln.Addr().String())
+}
+
+// waitSignal blocks until one of sigs arrives. A pending signal.Notify
+// keeps Go from declaring the process deadlocked.
+func waitSignal(sigs ...os.Signal) os.Signal {
+	c := make(chan os.Signal, 1)
+	signal.Notify(c, sigs...)
+	return <-c
+}
+
+func childServe() int {
+	signals := make(chan os.Signal, 1)
+	signal.Notify(signals, syscall.SIGTERM)
+	for _, key := range vmre.EngineAddressKeys() {
+		fmt.Printf("env %s=%s\n", key, os.Getenv(key))
+	}
+	fmt.Printf("token-len %d\n", len(os.Getenv(vmre.HandshakeTokenKey)))
+	ln, err := handshake(childVersion())
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "handshake:", err)
+		return 1
+	}
+	fmt.Printf("vm-addr %s\n", ln.Addr())
+	<-signals
+	fmt.Println("got sigterm")
+	return 0
+}
+
+func childCrash() int {
+	for i := 1; i <= 30; i++ {
+		fmt.Fprintf(os.Stderr, "starting step %d\n", i)
+	}
+	fmt.Fprintln(os.Stderr, "boom: out of cheese")
+	return 3
+}
+
+func childExit0() int { return 0 }
+
+func childHang() int {
+	fmt.Println("hanging")
+	waitSignal(syscall.SIGTERM)
+	return 0
+}
+
+func childBadVersion() int {
+	_, err := handshake(41)
+	fmt.Fprintln(os.Stderr, "handshake:", err)
+	waitSignal(syscall.SIGTERM)
+	return 0
+}
+
+func childIgnoreSIGTERM() int {
+	signal.Ignore(syscall.SIGTERM)
+	if _, err := handshake(childVersion()); err != nil {
+		return 1
+	}
+	fmt.Println("ignoring sigterm")
+	waitSignal(syscall.SIGUSR2)
+	return 0
+}
+
+// childForkGrandchild starts a grandchild that ignores SIGTERM and holds
+// the plugin's stderr, prints its pid, handshakes, and exits on SIGTERM,
+// leaving the grandchild behind unless the engine kills the group.
+func childForkGrandchild() int {
+	signals := make(chan os.Signal, 1)
+	signal.Notify(signals, syscall.SIGTERM)
+	exe, err := os.Executable()
+	if err != nil {
+		return 1
+	}
+	gc := exec.Command(exe)
+	gc.Env = append(os.Environ(), childModeEnv+"=grandchild")
+	gc.Stderr = os.Stderr
+	ready, err := gc.StdoutPipe()
+	if err != nil {
+		return 1
+	}
+	if err := gc.Start(); err != nil {
+		fmt.Fprintln(os.Stderr, "start grandchild:", err)
+		return 1
+	}
+	// Wait until the grandchild has set up its signal handling.
+	if _, err := bufio.NewReader(ready).ReadString('\n'); err != nil {
+		return 1
+	}
+	fmt.Printf("grandchild=%d\n", gc.Process.Pid)
+	if _, err := handshake(childVersion()); err != nil {
+		return 1
+	}
+	<-signals
+	return 0
+}
+
+func childGrandchild() int {
+	signal.Ignore(syscall.SIGTERM)
+	fmt.Println("ready")
+	waitSignal(syscall.SIGUSR2)
+	return 0
+}
+
+func childFlood() int {
+	var lines, size int
+	if _, err := fmt.Sscanf(os.Getenv(floodEnv), "%d,%d", &lines, &size); err != nil {
+		return 2
+	}
+	if _, err := handshake(childVersion()); err != nil {
+		return 1
+	}
+	line := []byte(strings.Repeat("f", size-1) + "\n")
+	w := bufio.NewWriterSize(os.Stdout, 1<<20)
+	for range lines {
+		if _, err := w.Write(line); err != nil {
+			return 1
+		}
+	}
+	if err := w.Flush(); err != nil {
+		return 1
+	}
+	return 0
+}
+
+// longLineBytes is the size of childLongLine's one line.
+const longLineBytes = 10 << 20
+
+func childLongLine() int {
+	if _, err := handshake(childVersion()); err != nil {
+		return 1
+	}
+	chunk := []byte(strings.Repeat("L", 1<<20))
+	for range longLineBytes / len(chunk) {
+		if _, err := os.Stdout.Write(chunk); err != nil {
+			return 1
+		}
+	}
+	if _, err := os.Stdout.Write([]byte("\n")); err != nil {
+		return 1
+	}
+	return 0
+}
+
+func childCloseStdout() int {
+	signals := make(chan os.Signal, 1)
+	signal.Notify(signals, syscall.SIGTERM)
+	fmt.Println("closing stdout")
+	os.Stdout.Close()
+	if _, err := handshake(childVersion()); err != nil {
+		return 1
+	}
+	fmt.Fprintln(os.Stderr, "stdout closed, still here")
+	<-signals
+	fmt.Fprintln(os.Stderr, "got sigterm")
+	return 0
+}
+
+func childExitAfterHandshake() int {
+	if _, err := handshake(childVersion()); err != nil {
+		return 1
+	}
+	fmt.Fprintln(os.Stderr, "leaving after the handshake")
+	return 5
+}
+
+func childDoubleInit() int {
+	ln, err := handshake(childVersion())
+	if err != nil {
+		return 1
+	}
+	_, err = handshake(childVersion())
+	fmt.Fprintf(os.Stderr, "second initialize: %v\n", err)
+	defer ln.Close()
+	waitSignal(syscall.SIGTERM)
+	return 0
+}
+
+// childEngine plays an engine that launches a plugin ignoring SIGTERM and
+// a plugin with a grandchild, prints "pid N" for each of the three
+// processes, then "ready", and waits to be killed.
+func childEngine() int {
+	exe, err := os.Executable()
+	if err != nil {
+		return 1
+	}
+	grandchild := make(chan string, 1)
+	ctx := context.Background()
+	for _, mode := range []string{"ignore-sigterm", "fork-grandchild"} {
+		cmd := subprocess.NewCmd(exe)
+		cmd.Env = append(os.Environ(), childModeEnv+"="+mode)
+		cfg := &subprocess.Config{HandshakeTimeout: 30 * time.Second}
+		if mode == "fork-grandchild" {
+			cfg.OnOutput = func(l subprocess.Line) {
+				if pid, ok := strings.CutPrefix(l.Text, "grandchild="); ok {
+					grandchild <- pid
+				}
+			}
+		}
+		st, _, err := subprocess.Bootstrap(ctx, cmd, cfg)
+		if err != nil {
+			fmt.Println("bootstrap:", err)
+			return 1
+		}
+		fmt.Printf("pid %d\n", st.Pid)
+	}
+	fmt.Printf("pid %s\n", <-grandchild)
+	fmt.Println("ready")
+	waitSignal(syscall.SIGUSR2)
+	return 0
+}

@@ -1,0 +1,217 @@
+package subprocess
+
+import (
+	"context"
+	"errors"
+	"os"
+	"os/exec"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/rs/zerolog"
+	"github.com/vmre/vmre"
+)
+
+// Process is a plugin started by [Bootstrap]. It implements [vmre.Runtime].
+// All its methods are safe for concurrent use.
+//
+// Exactly one goroutine waits for the process for its whole life; it reaps
+// it as soon as it exits, whether or not anyone called Stop, and, on
+// Linux, first SIGKILLs whatever is left in the plugin's process group, so
+// a plugin that exits never leaves its own children behind.
+type Process struct {
+	cmd      *exec.Cmd
+	pid      int
+	log      zerolog.Logger
+	graceful time.Duration
+	tail     *tail
+
+	stdout, stderr         *stream
+	stdoutDone, stderrDone chan struct{}
+
+	exited     chan struct{} // closed once reaped
+	serverDone chan struct{} // closed once the handshake server is shut down
+	done       chan struct{} // closed once reaped, drained and helpers ended
+
+	mu       sync.Mutex
+	reaped   bool
+	stopping bool
+	status   ExitStatus
+	// helpers counts the goroutines besides the readers that must end
+	// before done closes: the handshake server and a Stop in progress.
+	// Add is only called before the process is reaped (under mu, or
+	// before it starts), so never after Wait began.
+	helpers sync.WaitGroup
+}
+
+var _ vmre.Runtime = (*Process)(nil)
+
+// ExitStatus is how a plugin process ended.
+type ExitStatus struct {
+	// Code is the exit code, or -1 if a signal ended the process.
+	Code int
+	// Signal names the signal that ended the process ("killed",
+	// "terminated"), or is empty.
+	Signal string
+	// Err is nil when the process exited with status 0. Otherwise it is a
+	// *vmre.ExitError (matching vmre.ErrProcessExited) with the code or
+	// signal and the last lines of stderr, or, rarely, the error waiting for
+	// the process returned.
+	Err error
+}
+
+// Pid returns the process ID, which is also its process group ID on Linux.
+func (p *Process) Pid() int { return p.pid }
+
+// Done returns a channel that is closed once the process has exited and
+// been reaped, all its output has been read into the log (and OnOutput),
+// and every goroutine Bootstrap started for it has ended.
+func (p *Process) Done() <-chan struct{} { return p.done }
+
+// ExitStatus reports how the process ended. It is valid once Done is
+// closed; before that it returns the zero ExitStatus.
+func (p *Process) ExitStatus() ExitStatus {
+	select {
+	case <-p.done:
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		return p.status
+	default:
+		return ExitStatus{}
+	}
+}
+
+// Stop stops the plugin: SIGTERM to its process group, then, if the
+// process has not exited after Config.GracefulTimeout, SIGKILL to the
+// group. The process is always reaped.
+//
+// Stop blocks until Done is closed or ctx is done, whichever comes first;
+// if ctx ends first the stop still completes in the background. It is
+// idempotent and safe for concurrent use: every call waits for the same
+// stop, and a call after the process exited on its own just returns. No
+// goroutine outlives the process.
+//
+// On Windows there is no graceful signal: Stop kills the process at once.
+// On other systems than Linux only the process itself is signalled, not its
+// group (see the package documentation).
+func (p *Process) Stop(ctx context.Context) {
+	p.startStop(p.graceful)
+	select {
+	case <-p.done:
+	case <-ctx.Done():
+	}
+}
+
+// startStop starts the one stop sequence, with the given grace period (0:
+// kill at once), unless it already started or the process is gone.
+func (p *Process) startStop(grace time.Duration) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.stopping || p.reaped {
+		return
+	}
+	p.stopping = true
+	p.helpers.Add(1)
+	go p.terminate(grace)
+}
+
+// terminate runs the stop sequence. It ends once the process has exited or
+// has been sent SIGKILL, which it cannot survive.
+func (p *Process) terminate(grace time.Duration) {
+	defer p.helpers.Done()
+	if grace > 0 {
+		if err := p.signalTerm(); err == nil {
+			timer := time.NewTimer(grace)
+			defer timer.Stop()
+			select {
+			case <-p.exited:
+				return
+			case <-timer.C:
+				p.log.Warn().Dur("graceful_timeout", grace).Msg("vm process ignored sigterm; killing it")
+			}
+		}
+	}
+	_ = p.signalKill()
+}
+
+// supervise is the one goroutine that waits for the process. It reaps it,
+// waits until its output is drained and helpers have ended, and closes
+// done.
+func (p *Process) supervise() {
+	waitErr := p.reap() // sets p.reaped
+	state := p.cmd.ProcessState
+	close(p.exited)
+
+	// The plugin's group is dead, so the pipes reach EOF as soon as they
+	// are empty, unless a process that left the group holds them open.
+	// Give it drainTimeout, then stop waiting (what is buffered is still
+	// read).
+	timer := time.NewTimer(drainTimeout)
+	for _, streamDone := range []chan struct{}{p.stdoutDone, p.stderrDone} {
+		select {
+		case <-streamDone:
+		case <-timer.C:
+			_ = p.stdout.f.SetReadDeadline(time.Now())
+			_ = p.stderr.f.SetReadDeadline(time.Now())
+			<-streamDone
+		}
+	}
+	timer.Stop()
+
+	status := exitStatusOf(state, waitErr, p.pid, p.tail.snapshot())
+	p.mu.Lock()
+	p.status = status
+	stopping := p.stopping
+	p.mu.Unlock()
+
+	p.helpers.Wait()
+	switch {
+	case stopping:
+		p.log.Debug().Int("exit_code", status.Code).Str("signal", status.Signal).Msg("vm process stopped")
+	case status.Err != nil:
+		p.log.Warn().Int("exit_code", status.Code).Str("signal", status.Signal).Msg("vm process exited")
+	default:
+		p.log.Info().Msg("vm process exited")
+	}
+	close(p.done)
+}
+
+// exitStatusOf describes how the process ended. state is nil only if
+// waiting failed.
+func exitStatusOf(state *os.ProcessState, waitErr error, pid int, stderrTail []string) ExitStatus {
+	if state == nil {
+		if waitErr == nil {
+			waitErr = errors.New("no process state")
+		}
+		return ExitStatus{Code: -1, Err: waitErr}
+	}
+	st := ExitStatus{Code: state.ExitCode()}
+	if ws, ok := state.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+		st.Code = -1
+		st.Signal = ws.Signal().String()
+	}
+	if st.Code != 0 {
+		st.Err = &vmre.ExitError{Pid: pid, ExitCode: st.Code, Signal: st.Signal, StderrTail: stderrTail}
+	}
+	return st
+}
+
+// exitError returns the evidence for a process that ended before its
+// handshake, whatever its status (exit status 0 included). Call it after
+// done is closed.
+func (p *Process) exitError() *vmre.ExitError {
+	st := p.ExitStatus()
+	var exitErr *vmre.ExitError
+	if errors.As(st.Err, &exitErr) {
+		return exitErr
+	}
+	return &vmre.ExitError{Pid: p.pid, ExitCode: st.Code, Signal: st.Signal, StderrTail: p.tail.snapshot()}
+}
+
+// closedChan is a channel that is always closed.
+var closedChan = func() chan struct{} {
+	c := make(chan struct{})
+	close(c)
+	return c
+}()

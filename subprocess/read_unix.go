@@ -1,0 +1,82 @@
+//go:build unix
+
+package subprocess
+
+import (
+	"io"
+	"os"
+	"syscall"
+)
+
+// readState reads a pipe through the runtime's poller. The buffer is taken
+// from the pool only once the pipe is readable and given back when the pipe
+// runs dry with no incomplete line pending, so a quiet plugin costs no
+// buffer memory.
+type readState struct {
+	rc syscall.RawConn
+}
+
+func (r *readState) init(f *os.File) error {
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return err
+	}
+	r.rc = rc
+	return nil
+}
+
+// fill reads once into s.buf[s.end:], blocking until data, EOF (io.EOF) or
+// the read deadline (os.ErrDeadlineExceeded).
+func (s *stream) fill() (int, error) {
+	var (
+		n    int
+		rerr error
+	)
+	err := s.rs.rc.Read(func(fd uintptr) bool {
+		if s.buf == nil {
+			s.buf = s.pool.get()
+		}
+		for {
+			n, rerr = syscall.Read(int(fd), s.buf[s.end:])
+			if rerr != syscall.EINTR {
+				break
+			}
+		}
+		if rerr == syscall.EAGAIN {
+			if s.start == s.end {
+				s.pool.put(s.buf)
+				s.buf, s.start, s.end, s.scanned = nil, 0, 0, 0
+			}
+			return false
+		}
+		return true
+	})
+	switch {
+	case err != nil:
+		return 0, err
+	case rerr != nil:
+		return 0, rerr
+	case n == 0:
+		return 0, io.EOF
+	}
+	return n, nil
+}
+
+// readNow reads what the pipe holds without waiting; it returns 0 when the
+// pipe is empty, at EOF or on error.
+func (r *readState) readNow(p []byte) int {
+	n := 0
+	_ = r.rc.Control(func(fd uintptr) {
+		for {
+			m, err := syscall.Read(int(fd), p)
+			if err == syscall.EINTR {
+				continue
+			}
+			if err == nil && m > 0 {
+				n = m
+			}
+			return
+		}
+	})
+	return n
+}

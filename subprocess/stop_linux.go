@@ -1,0 +1,91 @@
+//go:build linux
+
+package subprocess
+
+import (
+	"os"
+	"os/exec"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+)
+
+// prepareSysProcAttr makes cmd start in a process group of its own (so
+// Stop can signal the plugin's children too) with SIGKILL as its
+// parent-death signal (so it dies with the engine, even if it ignores
+// SIGTERM). A caller's Setsid is kept: a session leader leads its own group
+// already.
+func prepareSysProcAttr(cmd *exec.Cmd) {
+	if cmd.SysProcAttr == nil {
+		cmd.SysProcAttr = &syscall.SysProcAttr{}
+	}
+	attr := cmd.SysProcAttr
+	if !attr.Setsid {
+		attr.Setpgid = true
+		attr.Pgid = 0
+	}
+	attr.Pdeathsig = syscall.SIGKILL
+}
+
+// signalTerm sends SIGTERM to the plugin's process group.
+func (p *Process) signalTerm() error { return p.signalGroup(unix.SIGTERM) }
+
+// signalKill sends SIGKILL to the plugin's process group.
+func (p *Process) signalKill() error { return p.signalGroup(unix.SIGKILL) }
+
+// signalGroup signals the group unless the leader has been reaped. Until it
+// is reaped the leader, even as a zombie, holds its PID, so the group ID
+// cannot have been reused by an unrelated process.
+func (p *Process) signalGroup(sig unix.Signal) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.reaped {
+		return os.ErrProcessDone
+	}
+	return unix.Kill(-p.pid, sig)
+}
+
+// reap waits until the leader has exited, SIGKILLs what is left of its
+// group while the zombie still pins the group ID, tells the watchdog to
+// forget the group, then reaps the leader. It returns cmd.Wait's error.
+func (p *Process) reap() error {
+	waitExited(p.pid)
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	_ = unix.Kill(-p.pid, unix.SIGKILL)
+	theWatchdog.remove(p.pid)
+	err := p.cmd.Wait()
+	p.reaped = true
+	return err
+}
+
+// waitExited blocks until the child pid has exited, without reaping it.
+// It waits through the runtime's poller on a pidfd, so a waiting plugin
+// does not hold an OS thread; without pidfds (Linux < 5.3) it falls back
+// to a blocking waitid.
+func waitExited(pid int) {
+	fd, err := unix.PidfdOpen(pid, unix.PIDFD_NONBLOCK)
+	if err == nil {
+		f := os.NewFile(uintptr(fd), "pidfd")
+		defer f.Close()
+		if rc, err := f.SyscallConn(); err == nil {
+			var exited bool
+			err = rc.Read(func(fd uintptr) bool {
+				fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
+				n, err := unix.Poll(fds, 0)
+				exited = err == nil && n > 0
+				return exited || (err != nil && err != unix.EINTR)
+			})
+			if err == nil && exited {
+				return
+			}
+		}
+	}
+	var info unix.Siginfo
+	for {
+		err := unix.Waitid(unix.P_PID, pid, &info, unix.WEXITED|unix.WNOWAIT, nil)
+		if err != unix.EINTR {
+			return
+		}
+	}
+}

@@ -1,0 +1,42 @@
+//go:build !linux
+
+package subprocess
+
+import (
+	"os/exec"
+	"syscall"
+)
+
+// On systems other than Linux the stop is weaker, and documented as such:
+// the plugin gets no process group of its own and no parent-death signal,
+// only the plugin itself (not its children) is signalled, and no watchdog
+// runs. On Windows there is no SIGTERM: the graceful stop is a kill.
+
+// WatchdogFunc names the watchdog goroutine, which runs on Linux only.
+const WatchdogFunc = "github.com/vmre/vmre/subprocess.runWatchdog"
+
+func prepareSysProcAttr(*exec.Cmd) {}
+
+// signalTerm asks the process to exit; where that is not possible
+// (Windows), it kills it.
+func (p *Process) signalTerm() error {
+	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		return p.cmd.Process.Kill()
+	}
+	return nil
+}
+
+func (p *Process) signalKill() error { return p.cmd.Process.Kill() }
+
+// reap waits for the process and reaps it. os.Process guards its own
+// signals against a reaped PID, so no lock is held while waiting.
+func (p *Process) reap() error {
+	err := p.cmd.Wait()
+	p.mu.Lock()
+	p.reaped = true
+	p.mu.Unlock()
+	return err
+}
+
+// registerWatchdog does nothing: there is no watchdog here.
+func registerWatchdog(int) (<-chan struct{}, error) { return closedChan, nil }
