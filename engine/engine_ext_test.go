@@ -3,17 +3,26 @@ package engine_test
 import (
 	"context"
 	"errors"
+	"os"
 	"slices"
 	"testing"
 	"time"
 
 	"github.com/vmre/vmre"
 	"github.com/vmre/vmre/engine"
+	"github.com/vmre/vmre/subprocess"
 	"go.uber.org/goleak"
 )
 
 func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m)
+	if mode := os.Getenv(childEnv); mode != "" {
+		os.Exit(child(mode))
+	}
+	// The launcher keeps two process-wide helpers (a spawner thread and the
+	// orphan watchdog) for the life of the program.
+	goleak.VerifyTestMain(m,
+		goleak.IgnoreAnyFunction(subprocess.SpawnerFunc),
+		goleak.IgnoreAnyFunction(subprocess.WatchdogFunc))
 }
 
 var spec = engine.Spec{Path: "/opt/vms/examplevm", Args: []string{"--flag"}}

@@ -1,0 +1,148 @@
+package engine_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"os/signal"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+	"github.com/vmre/vmre/engine"
+	"github.com/vmre/vmre/examples/examplevm"
+	"github.com/vmre/vmre/subprocess"
+)
+
+// childEnv selects what the re-executed test binary does as a plugin.
+const childEnv = "VMRE_ENGINE_TEST_CHILD"
+
+// child runs the test binary as a plugin: "serve" is the example VM (JSON
+// logs, handshake through the client package, clean exit on SIGTERM);
+// "crash" writes to stderr and exits 3 before any handshake.
+func child(mode string) int {
+	switch mode {
+	case "serve":
+		ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)
+		defer stop()
+		err := examplevm.Run(ctx, zerolog.New(os.Stdout).With().Timestamp().Logger(), examplevm.Config{Heartbeat: 20 * time.Millisecond})
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		return 0
+	case "crash":
+		fmt.Fprintln(os.Stderr, "boom: cannot open database")
+		return 3
+	default:
+		fmt.Fprintln(os.Stderr, "unknown child mode", mode)
+		return 2
+	}
+}
+
+func subprocessEngine(t *testing.T, mode string) *engine.Engine {
+	t.Helper()
+	log := zerolog.New(zerolog.NewTestWriter(t))
+	launcher := engine.NewSubprocessLauncher(subprocess.Config{Log: log, HandshakeTimeout: 10 * time.Second, GracefulTimeout: 5 * time.Second},
+		func(spec engine.Spec) (*exec.Cmd, error) {
+			cmd := subprocess.NewCmd(spec.Path, spec.Args...)
+			cmd.Env = append(os.Environ(), childEnv+"="+mode)
+			return cmd, nil
+		})
+	return newEngine(t, launcher, func(c *engine.Config) { c.Launcher = launcher })
+}
+
+// The real launcher with a real plugin: running with pid and address, its
+// JSON log lines in the ring with their level, a restart with a new pid,
+// a stop that ends in exited with status 0.
+func TestSubprocessLifecycle(t *testing.T) {
+	t.Parallel()
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := subprocessEngine(t, "serve")
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+
+	rt, err := e.Launch(ctx, engine.Spec{Name: "examplevm", Path: self})
+	if err != nil {
+		t.Fatalf("Launch: %v", err)
+	}
+	if rt.State != engine.StateRunning || rt.Pid == 0 || !strings.HasPrefix(rt.VMAddr, "127.0.0.1:") || rt.ProtocolVersion != 42 || rt.HandshakeDuration <= 0 {
+		t.Fatalf("launched = %+v", rt)
+	}
+	lines, f, err := e.TailOutput(rt.ID, 0, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	for !containsText(lines, "heartbeat") {
+		more, _, err := f.Next(ctx)
+		if err != nil {
+			t.Fatalf("no heartbeat in the output: %v (have %+v)", err, lines)
+		}
+		lines = append(lines, more...)
+	}
+	for _, l := range lines {
+		if strings.Contains(l.Text, "heartbeat") && (l.Level != "info" || l.Stream != "stdout" || l.Pid != rt.Pid) {
+			t.Fatalf("heartbeat line = %+v", l)
+		}
+	}
+
+	again, err := e.Restart(ctx, rt.ID)
+	if err != nil || again.State != engine.StateRunning || again.Pid == rt.Pid || again.ID != rt.ID {
+		t.Fatalf("Restart = %+v, %v", again, err)
+	}
+	// Stop only once the new process is past its own handshake call (the
+	// example VM reports a SIGTERM that lands inside it as an error).
+	for seen := false; !seen; {
+		more, _, err := f.Next(ctx)
+		if err != nil {
+			t.Fatalf("no heartbeat from the restarted process: %v", err)
+		}
+		for _, l := range more {
+			seen = seen || (l.Pid == again.Pid && strings.Contains(l.Text, "heartbeat"))
+		}
+	}
+	stopped, err := e.Stop(ctx, rt.ID)
+	if err != nil || stopped.State != engine.StateExited || stopped.Exit == nil || !stopped.Exit.Success() {
+		t.Fatalf("Stop = %+v (exit %+v), %v", stopped, stopped.Exit, err)
+	}
+}
+
+// A plugin that dies before its handshake leaves a failed runtime with its
+// exit status and stderr in the last error, at once.
+func TestSubprocessCrash(t *testing.T) {
+	t.Parallel()
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := subprocessEngine(t, "crash")
+	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+	defer cancel()
+	start := time.Now()
+	rt, err := e.Launch(ctx, engine.Spec{Name: "crashvm", Path: self})
+	if err == nil {
+		t.Fatalf("Launch of a crashing plugin succeeded: %+v", rt)
+	}
+	if time.Since(start) > 3*time.Second {
+		t.Fatalf("crash reported after %v", time.Since(start))
+	}
+	if rt.State != engine.StateFailed || rt.Exit == nil || rt.Exit.Code != 3 || !strings.Contains(rt.LastError, "boom: cannot open database") {
+		t.Fatalf("failed runtime = %+v (exit %+v)", rt, rt.Exit)
+	}
+}
+
+func containsText(lines []engine.Line, s string) bool {
+	for _, l := range lines {
+		if strings.Contains(l.Text, s) {
+			return true
+		}
+	}
+	return false
+}
