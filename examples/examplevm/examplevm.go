@@ -62,6 +62,12 @@ func Run(ctx context.Context, log zerolog.Logger, cfg Config) error {
 	addr := lis.Addr().String()
 	log.Info().Str("addr", addr).Msg("vm server listening")
 	if err := client.Handshake(ctx, cfg.ProtocolVersion, addr); err != nil {
+		if ctx.Err() != nil {
+			// Asked to stop while the handshake was in flight: that is a
+			// clean shutdown, not a failure.
+			log.Info().Msg("stopped during handshake")
+			return nil
+		}
 		return fmt.Errorf("handshake: %w", err)
 	}
 	log.Info().Uint32("protocol_version", cfg.ProtocolVersion).Msg("handshake complete")
