@@ -1,0 +1,297 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/vmre/vmre"
+	"github.com/vmre/vmre/server"
+)
+
+// asVMRE makes the test binary behave as the vmre command, so the tests can
+// launch it as a plugin ("example-vm") without building anything.
+const asVMRE = "VMRE_TEST_AS_VMRE"
+
+func TestMain(m *testing.M) {
+	if os.Getenv(asVMRE) == "1" {
+		os.Exit(run(context.Background(), os.Args[1:], os.Stdout, os.Stderr))
+	}
+	// Children launched by the tests inherit this and act as vmre.
+	if err := os.Setenv(asVMRE, "1"); err != nil {
+		panic(err)
+	}
+	os.Exit(m.Run())
+}
+
+// vmreCmd runs the command in-process and returns its exit code and output.
+func vmreCmd(t *testing.T, args ...string) (int, string, string) {
+	t.Helper()
+	var stdout, stderr bytes.Buffer
+	code := run(t.Context(), args, &stdout, &stderr)
+	t.Logf("vmre %s -> %d\nstdout:\n%s\nstderr:\n%s", strings.Join(args, " "), code, stdout.String(), stderr.String())
+	return code, stdout.String(), stderr.String()
+}
+
+func writeScript(t *testing.T, body string) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "plugin.sh")
+	if err := os.WriteFile(path, []byte("#!/bin/sh\n"+body), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+func TestVersion(t *testing.T) {
+	code, out, _ := vmreCmd(t, "version")
+	if code != exitOK || !strings.HasPrefix(out, "vmre ") || !strings.Contains(out, "protocol 42") {
+		t.Fatalf("version: code %d, output %q", code, out)
+	}
+}
+
+func TestUsageErrors(t *testing.T) {
+	tests := []struct {
+		name string
+		args []string
+	}{
+		{"no command", nil},
+		{"unknown command", []string{"launch"}},
+		{"doctor without plugin", []string{"doctor"}},
+		{"bad protocol version", []string{"doctor", "--protocol-version", "x", "--", "/bin/true"}},
+		{"bad log level", []string{"doctor", "--log-level", "loud", "--", "/bin/true"}},
+		{"handshake without vm-addr", []string{"handshake", "--engine", "127.0.0.1:1"}},
+		{"handshake bad protocol", []string{"handshake", "--engine", "127.0.0.1:1", "--vm-addr", "127.0.0.1:2", "--protocol", "soap"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if code, _, _ := vmreCmd(t, tt.args...); code != exitUsage {
+				t.Errorf("exit code %d, want %d", code, exitUsage)
+			}
+		})
+	}
+}
+
+func TestDoctorReportsHealthyPlugin(t *testing.T) {
+	code, out, _ := vmreCmd(t, "doctor", "--log-level", "warn", "--", os.Args[0], exampleVMCommand)
+	if code != exitOK {
+		t.Fatalf("doctor exit code %d, want 0", code)
+	}
+	for _, want := range []string{"pid", "vm address         127.0.0.1:", "protocol version   42", "time to handshake", "grpc.health.v1     SERVING", "(exit status 0)", "result             OK"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("report lacks %q", want)
+		}
+	}
+}
+
+func TestDoctorFailures(t *testing.T) {
+	crash := writeScript(t, "echo 'loading config' >&2\necho 'fatal: no genesis file' >&2\nexit 3\n")
+	tests := []struct {
+		name     string
+		args     []string
+		wantText []string
+	}{
+		{
+			name:     "crash before handshake",
+			args:     []string{"--", crash},
+			wantText: []string{"handshake failed: process exited: exit status 3", "exit status: 3", "    fatal: no genesis file"},
+		},
+		{
+			name:     "version mismatch",
+			args:     []string{"--protocol-version", "41,43", "--", os.Args[0], exampleVMCommand},
+			wantText: []string{"handshake failed: protocol version mismatch engine: 41,43 vm: 42", "hint:"},
+		},
+		{
+			name:     "no handshake",
+			args:     []string{"--handshake-timeout", "300ms", "--", "/bin/sleep", "10"},
+			wantText: []string{"handshake failed: timeout"},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			start := time.Now()
+			code, _, errOut := vmreCmd(t, append([]string{"doctor", "--log-level", "warn"}, tt.args...)...)
+			elapsed := time.Since(start)
+			if code != exitFailure {
+				t.Errorf("exit code %d, want %d", code, exitFailure)
+			}
+			for _, want := range tt.wantText {
+				if !strings.Contains(errOut, want) {
+					t.Errorf("stderr lacks %q", want)
+				}
+			}
+			// Every failure here is known well within a second (the
+			// timeout case waits 300 ms); a doctor that waited for the
+			// default 5 s handshake timeout would fail this.
+			if elapsed > 2*time.Second {
+				t.Errorf("doctor took %v to report the failure", elapsed)
+			}
+		})
+	}
+}
+
+// recordingInitializer accepts one protocol version and records calls.
+type recordingInitializer struct {
+	mu    sync.Mutex
+	calls []string
+}
+
+func (r *recordingInitializer) Initialize(_ context.Context, version uint32, addr string) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.calls = append(r.calls, addr)
+	if version != vmre.ProtocolVersion {
+		return &vmre.VersionMismatchError{Accepted: []uint32{vmre.ProtocolVersion}, Got: version}
+	}
+	return nil
+}
+
+func startEngine(t *testing.T, init vmre.Initializer) string {
+	t.Helper()
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle(server.NewHandler(init))
+	srv := server.NewHTTPServer(mux)
+	go func() { _ = srv.Serve(lis) }()
+	t.Cleanup(func() { _ = srv.Close() })
+	return lis.Addr().String()
+}
+
+func TestHandshakeCommand(t *testing.T) {
+	init := &recordingInitializer{}
+	engine := startEngine(t, init)
+	for _, protocol := range []string{"grpc", "grpcweb", "connect"} {
+		t.Run(protocol, func(t *testing.T) {
+			code, out, _ := vmreCmd(t, "handshake", "--engine", engine, "--protocol", protocol, "--vm-addr", "127.0.0.1:4000")
+			if code != exitOK || !strings.Contains(out, "handshake accepted") {
+				t.Fatalf("exit code %d, output %q", code, out)
+			}
+		})
+	}
+	t.Run("mismatch", func(t *testing.T) {
+		code, _, errOut := vmreCmd(t, "handshake", "--engine", engine, "--protocol-version", "7", "--vm-addr", "127.0.0.1:4000")
+		if code != exitFailure || !strings.Contains(errOut, "protocol version mismatch engine: 42 vm: 7") {
+			t.Fatalf("exit code %d, stderr %q", code, errOut)
+		}
+	})
+	t.Run("address from the environment", func(t *testing.T) {
+		t.Setenv(vmre.EngineAddressKey, "")
+		t.Setenv(vmre.AvalancheEngineAddressKey, engine)
+		if code, _, _ := vmreCmd(t, "handshake", "--vm-addr", "127.0.0.1:4001"); code != exitOK {
+			t.Fatalf("exit code %d", code)
+		}
+	})
+	t.Run("no address anywhere", func(t *testing.T) {
+		for _, key := range vmre.EngineAddressKeys() {
+			t.Setenv(key, "")
+		}
+		code, _, errOut := vmreCmd(t, "handshake", "--vm-addr", "127.0.0.1:4002")
+		if code != exitFailure || !strings.Contains(errOut, vmre.EngineAddressKey) {
+			t.Fatalf("exit code %d, stderr %q", code, errOut)
+		}
+	})
+	init.mu.Lock()
+	defer init.mu.Unlock()
+	if len(init.calls) != 5 {
+		t.Errorf("engine saw %d calls, want 5: %v", len(init.calls), init.calls)
+	}
+}
+
+// TestRunStopsCleanlyOnSIGTERM runs `vmre run` as a real process with the
+// built-in example VM and checks that SIGTERM stops both with exit 0.
+func TestRunStopsCleanlyOnSIGTERM(t *testing.T) {
+	cmd := exec.Command(os.Args[0], "run", "--listen", "127.0.0.1:0", "--log-format", "json")
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+
+	// Read the log until the runtime is up and remember the plugin's pid.
+	pidCh := make(chan int, 1)
+	var logs safeBuffer
+	go func() {
+		buf := make([]byte, 4096)
+		sent := false
+		for {
+			n, err := stderr.Read(buf)
+			logs.Write(buf[:n])
+			if !sent {
+				if pid := runningPid(logs.String()); pid > 0 {
+					pidCh <- pid
+					sent = true
+				}
+			}
+			if err != nil {
+				return
+			}
+		}
+	}()
+	var pluginPid int
+	select {
+	case pluginPid = <-pidCh:
+	case <-time.After(20 * time.Second):
+		t.Fatalf("runtime never came up; log:\n%s", logs.String())
+	}
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	err = cmd.Wait()
+	if err != nil {
+		t.Fatalf("vmre run exited with %v after SIGTERM; log:\n%s", err, logs.String())
+	}
+	// The plugin was our grandchild and has been reaped by vmre: signal 0
+	// must find no such process.
+	if err := syscall.Kill(pluginPid, 0); !errors.Is(err, syscall.ESRCH) {
+		t.Errorf("plugin pid %d still exists after vmre run exited (kill 0: %v)", pluginPid, err)
+	}
+}
+
+// runningPid returns the pid from the engine's "runtime running" log line,
+// or 0 if there is none yet.
+func runningPid(log string) int {
+	for line := range strings.SplitSeq(log, "\n") {
+		var entry struct {
+			Message string `json:"message"`
+			Pid     int    `json:"pid"`
+		}
+		if json.Unmarshal([]byte(line), &entry) == nil && entry.Message == "runtime running" {
+			return entry.Pid
+		}
+	}
+	return 0
+}
+
+// safeBuffer is a bytes.Buffer safe for one writer and concurrent readers.
+type safeBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *safeBuffer) Write(p []byte) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.buf.Write(p)
+}
+
+func (b *safeBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
