@@ -3,6 +3,7 @@
 package subprocess
 
 import (
+	"net"
 	"os"
 	"os/exec"
 	"syscall"
@@ -25,6 +26,23 @@ func prepareSysProcAttr(cmd *exec.Cmd) {
 		attr.Pgid = 0
 	}
 	attr.Pdeathsig = syscall.SIGKILL
+}
+
+// stopAccepting makes ln refuse connections at once. Closing it would
+// block until the goroutine in Accept has woken up and let go of it, which
+// costs a scheduling round trip on the handshake's critical path; shutting
+// the listening socket down resets pending and new connections and wakes
+// Accept with an error, after which Serve closes ln itself.
+func stopAccepting(ln net.Listener) {
+	if tl, ok := ln.(*net.TCPListener); ok {
+		if rc, err := tl.SyscallConn(); err == nil {
+			var serr error
+			if err := rc.Control(func(fd uintptr) { serr = unix.Shutdown(int(fd), unix.SHUT_RDWR) }); err == nil && serr == nil {
+				return
+			}
+		}
+	}
+	_ = ln.Close()
 }
 
 // signalTerm sends SIGTERM to the plugin's process group.

@@ -3,6 +3,7 @@
 package subprocess
 
 import (
+	"net"
 	"os/exec"
 	"syscall"
 )
@@ -16,6 +17,9 @@ import (
 const WatchdogFunc = "github.com/vmre/vmre/subprocess.runWatchdog"
 
 func prepareSysProcAttr(*exec.Cmd) {}
+
+// stopAccepting closes ln.
+func stopAccepting(ln net.Listener) { _ = ln.Close() }
 
 // signalTerm asks the process to exit; where that is not possible
 // (Windows), it kills it.
