@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"testing"
 	"time"
@@ -96,6 +97,34 @@ func BenchmarkFlood(b *testing.B) {
 					f.Close()
 				}
 			})
+		}
+	}
+}
+
+// BenchmarkMemoryPerRuntime reports the engine's own memory (Go heap and
+// goroutine stacks, children excluded) per live, handshaken runtime, with
+// 100 plugins running. Handshake servers still shutting down are counted,
+// so this is an upper bound.
+func BenchmarkMemoryPerRuntime(b *testing.B) {
+	const n = 100
+	for range b.N {
+		var before, after runtime.MemStats
+		runtime.GC()
+		runtime.ReadMemStats(&before)
+		procs := make([]*subprocess.Process, 0, n)
+		for range n {
+			_, stopper, err := subprocess.Bootstrap(context.Background(), childCmd(b, "serve"), &subprocess.Config{HandshakeTimeout: time.Minute})
+			if err != nil {
+				b.Fatal(err)
+			}
+			procs = append(procs, stopper.(*subprocess.Process))
+		}
+		runtime.GC()
+		runtime.ReadMemStats(&after)
+		perRuntime := (int64(after.HeapInuse+after.StackInuse) - int64(before.HeapInuse+before.StackInuse)) / n
+		b.ReportMetric(float64(perRuntime), "B/runtime")
+		for _, p := range procs {
+			p.Stop(context.Background())
 		}
 	}
 }

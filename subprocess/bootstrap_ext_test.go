@@ -341,6 +341,30 @@ func TestStopKillsGrandchild(t *testing.T) {
 	}
 }
 
+// TestEscapedGrandchildDoesNotHoldDone: a grandchild that left the
+// plugin's process group keeps its stdout open; Done must still close,
+// shortly after the plugin exits.
+func TestEscapedGrandchildDoesNotHoldDone(t *testing.T) {
+	t.Parallel()
+	out := newCollector()
+	_, p := mustBootstrap(t, "escape", &subprocess.Config{OnOutput: out.add})
+	l := out.waitFor(t, func(l subprocess.Line) bool { return strings.HasPrefix(l.Text, "escaped=") })
+	gc, err := strconv.Atoi(strings.TrimPrefix(l.Text, "escaped="))
+	if err != nil {
+		t.Fatal(err)
+	}
+	fds := openPidfds(t, gc)
+	t.Cleanup(func() { _ = syscall.Kill(gc, syscall.SIGKILL) })
+	select {
+	case <-p.Done():
+	case <-time.After(5 * time.Second):
+		t.Fatal("Done did not close while an escaped grandchild holds stdout")
+	}
+	if alive := fds.waitExited(time.Millisecond); len(alive) != 1 {
+		t.Error("the escaped grandchild was killed; this test no longer covers the drain timeout")
+	}
+}
+
 func TestPluginExitingAfterHandshake(t *testing.T) {
 	t.Parallel()
 	_, p := mustBootstrap(t, "exit-after", nil)

@@ -38,6 +38,7 @@ var childModes = map[string]func() int{
 	"bad-version":     childBadVersion,
 	"ignore-sigterm":  childIgnoreSIGTERM,
 	"fork-grandchild": childForkGrandchild,
+	"escape":          childEscape,
 	"grandchild":      childGrandchild,
 	"flood":           childFlood,
 	"long-line":       childLongLine,
@@ -191,6 +192,27 @@ func childForkGrandchild() int {
 		return 1
 	}
 	<-signals
+	return 0
+}
+
+// childEscape starts a grandchild in a session of its own that keeps the
+// plugin's stdout open, prints its pid, handshakes and exits.
+func childEscape() int {
+	exe, err := os.Executable()
+	if err != nil {
+		return 1
+	}
+	gc := exec.Command(exe)
+	gc.Env = append(os.Environ(), childModeEnv+"=grandchild")
+	gc.Stdout = os.Stdout
+	gc.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if err := gc.Start(); err != nil {
+		return 1
+	}
+	fmt.Printf("escaped=%d\n", gc.Process.Pid)
+	if _, err := handshake(childVersion()); err != nil {
+		return 1
+	}
 	return 0
 }
 

@@ -53,6 +53,7 @@ type watchdog struct {
 	live   map[int]struct{} // registered groups
 	failed error            // the shell cannot be started at all
 	warned bool
+	pid    int // the current shell's, once started
 }
 
 var theWatchdog = &watchdog{live: make(map[int]struct{})}
@@ -152,6 +153,11 @@ func runWatchdog(wd *watchdog, r, w *os.File, ready chan struct{}) {
 		close(ready)
 		return
 	}
+	wd.mu.Lock()
+	if wd.w == w {
+		wd.pid = cmd.Process.Pid
+	}
+	wd.mu.Unlock()
 	close(ready)
 	_ = cmd.Wait()
 

@@ -1,0 +1,93 @@
+//go:build linux
+
+package subprocess
+
+import (
+	"context"
+	"errors"
+	"net"
+	"testing"
+
+	"github.com/vmre/vmre"
+	"github.com/vmre/vmre/client"
+	"github.com/vmre/vmre/server"
+)
+
+// serveTestHandshake serves hs the way launch does, on a listener of its
+// own, and returns its address.
+func serveTestHandshake(t *testing.T, hs *handshake) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := server.NewHTTPServer(sharedHandler())
+	srv.BaseContext = func(net.Listener) context.Context {
+		return context.WithValue(context.Background(), handshakeKey{}, hs)
+	}
+	done := make(chan struct{})
+	go func() { defer close(done); _ = srv.Serve(ln) }()
+	t.Cleanup(func() { srv.Close(); <-done })
+	return ln.Addr().String()
+}
+
+// TestSecondInitializeGetsAlreadyInitialized drives the handshake server
+// over the wire with the real client: the first call decides, the second
+// is refused with already_exists, which the client maps back to
+// ErrAlreadyInitialized.
+func TestSecondInitializeGetsAlreadyInitialized(t *testing.T) {
+	t.Parallel()
+	hs := &handshake{accepted: []uint32{vmre.ProtocolVersion}, result: make(chan handshakeResult, 1)}
+	c := client.New(serveTestHandshake(t, hs))
+	defer c.Close()
+
+	if err := c.Initialize(t.Context(), vmre.ProtocolVersion, "127.0.0.1:9000"); err != nil {
+		t.Fatalf("first Initialize: %v", err)
+	}
+	if res := <-hs.result; res.err != nil || res.addr != "127.0.0.1:9000" || res.version != vmre.ProtocolVersion {
+		t.Errorf("result = %+v", res)
+	}
+	for _, v := range []uint32{vmre.ProtocolVersion, 41} {
+		err := c.Initialize(t.Context(), v, "127.0.0.1:9001")
+		if !errors.Is(err, vmre.ErrAlreadyInitialized) {
+			t.Errorf("Initialize(%d) after the handshake: %v, want ErrAlreadyInitialized", v, err)
+		}
+	}
+	select {
+	case res := <-hs.result:
+		t.Errorf("a second result was produced: %+v", res)
+	default:
+	}
+}
+
+// TestInvalidInitializeDoesNotDecide: a call the server rejects as
+// malformed never reaches the handshake, so the plugin can still complete
+// it.
+func TestInvalidInitializeDoesNotDecide(t *testing.T) {
+	t.Parallel()
+	hs := &handshake{accepted: []uint32{vmre.ProtocolVersion}, result: make(chan handshakeResult, 1)}
+	c := client.New(serveTestHandshake(t, hs))
+	defer c.Close()
+	if err := c.Initialize(t.Context(), vmre.ProtocolVersion, "not an address"); !errors.Is(err, vmre.ErrInvalidRequest) {
+		t.Fatalf("malformed Initialize: %v, want ErrInvalidRequest", err)
+	}
+	if err := c.Initialize(t.Context(), vmre.ProtocolVersion, "127.0.0.1:9000"); err != nil {
+		t.Fatalf("valid Initialize after a malformed one: %v", err)
+	}
+}
+
+func TestMismatchAnswersFailedPrecondition(t *testing.T) {
+	t.Parallel()
+	hs := &handshake{accepted: []uint32{42, 43}, result: make(chan handshakeResult, 1)}
+	c := client.New(serveTestHandshake(t, hs))
+	defer c.Close()
+	err := c.Initialize(t.Context(), 41, "127.0.0.1:9000")
+	if !errors.Is(err, vmre.ErrProtocolVersionMismatch) {
+		t.Fatalf("Initialize(41): %v, want ErrProtocolVersionMismatch", err)
+	}
+	res := <-hs.result
+	var mismatch *vmre.VersionMismatchError
+	if !errors.As(res.err, &mismatch) || mismatch.Got != 41 || res.err.Error() != "protocol version mismatch engine: 42,43 vm: 41" {
+		t.Errorf("result error = %v", res.err)
+	}
+}

@@ -1,0 +1,51 @@
+package subprocess_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/rs/zerolog"
+	"github.com/vmre/vmre"
+	"github.com/vmre/vmre/subprocess"
+)
+
+// ExampleBootstrap launches a plugin, reports how its handshake went and
+// stops it. It needs a plugin binary, so it is compiled but not run.
+func ExampleBootstrap() {
+	ctx := context.Background()
+	log := zerolog.New(os.Stderr).With().Timestamp().Logger()
+	manager := vmre.NewManager()
+	defer manager.Stop(ctx)
+
+	cmd := subprocess.NewCmd("./myvm", "--network", "local")
+	status, stopper, err := subprocess.Bootstrap(ctx, cmd, &subprocess.Config{
+		Name:             "myvm",
+		Log:              log,
+		AcceptedVersions: []uint32{vmre.ProtocolVersion},
+		HandshakeTimeout: 5 * time.Second,
+	})
+	var exitErr *vmre.ExitError
+	switch {
+	case errors.As(err, &exitErr):
+		fmt.Println("the plugin died:", exitErr.Signal, exitErr.ExitCode, exitErr.StderrTail)
+		return
+	case errors.Is(err, vmre.ErrProtocolVersionMismatch):
+		fmt.Println("rebuild the plugin:", err)
+		return
+	case err != nil:
+		fmt.Println(err) // e.g. "handshake failed: timeout"
+		return
+	}
+	manager.TrackRuntime(stopper) // forgotten again when the process exits
+	fmt.Printf("pid %d serves its VM on %s (protocol %d, handshake in %s)\n",
+		status.Pid, status.Addr, status.ProtocolVersion, status.HandshakeDuration)
+
+	p := stopper.(*subprocess.Process)
+	stopCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	p.Stop(stopCtx) // SIGTERM to its group, SIGKILL after the grace period
+	fmt.Println("exit status:", p.ExitStatus().Code)
+}

@@ -1,0 +1,147 @@
+//go:build linux
+
+package subprocess
+
+import (
+	"bufio"
+	"errors"
+	"os"
+	"os/exec"
+	"syscall"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// startGroupLeader starts the test binary as a process that ignores
+// SIGTERM, in a process group of its own, and returns it with a pidfd.
+func startGroupLeader(t *testing.T) (*exec.Cmd, int) {
+	t.Helper()
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(exe)
+	cmd.Env = append(os.Environ(), "SUBPROCESS_TEST_CHILD=grandchild")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	waited := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(waited) }()
+	t.Cleanup(func() { _ = cmd.Process.Kill(); <-waited })
+	if _, err := bufio.NewReader(out).ReadString('\n'); err != nil {
+		t.Fatal(err)
+	}
+	fd, err := unix.PidfdOpen(cmd.Process.Pid, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { unix.Close(fd) })
+	return cmd, fd
+}
+
+// exitsWithin reports whether the process behind pidfd exits within d.
+func exitsWithin(fd int, d time.Duration) bool {
+	deadline := time.Now().Add(d)
+	for {
+		fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
+		n, err := unix.Poll(fds, int(time.Until(deadline).Milliseconds()))
+		if n > 0 {
+			return true
+		}
+		if (err != nil && !errors.Is(err, unix.EINTR)) || time.Now().After(deadline) {
+			return false
+		}
+	}
+}
+
+// engineDies closes the write end of wd's current shell, as the kernel
+// does when the engine dies, and returns the shell's pid.
+func engineDies(wd *watchdog) int {
+	wd.mu.Lock()
+	w, pid := wd.w, wd.pid
+	wd.w = nil
+	wd.mu.Unlock()
+	w.Close()
+	return pid
+}
+
+func TestWatchdogKillsRegisteredGroupsOnEOF(t *testing.T) {
+	t.Parallel()
+	wd := &watchdog{live: make(map[int]struct{})}
+	a, aFD := startGroupLeader(t)
+	b, bFD := startGroupLeader(t)
+	ready, err := wd.add(a.Process.Pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	<-ready
+	if _, err := wd.add(b.Process.Pid); err != nil {
+		t.Fatal(err)
+	}
+	wd.remove(b.Process.Pid)
+
+	shell := engineDies(wd)
+	shellFD, err := unix.PidfdOpen(shell, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(shellFD)
+	if !exitsWithin(aFD, time.Second) {
+		t.Error("registered group survived the engine's death")
+	}
+	if !exitsWithin(shellFD, time.Second) {
+		t.Error("watchdog shell did not exit after EOF")
+	}
+	if exitsWithin(bFD, 200*time.Millisecond) {
+		t.Error("unregistered group was killed")
+	}
+}
+
+func TestWatchdogRestartsAfterShellDies(t *testing.T) {
+	t.Parallel()
+	wd := &watchdog{live: make(map[int]struct{})}
+	a, aFD := startGroupLeader(t)
+	c, cFD := startGroupLeader(t)
+	ready, err := wd.add(a.Process.Pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	<-ready
+	wd.mu.Lock()
+	first := wd.pid
+	wd.mu.Unlock()
+	firstFD, err := unix.PidfdOpen(first, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(firstFD)
+	if err := unix.Kill(first, unix.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	if !exitsWithin(firstFD, time.Second) {
+		t.Fatal("shell did not die")
+	}
+	if exitsWithin(aFD, 100*time.Millisecond) {
+		t.Fatal("the shell's death killed a registered group")
+	}
+	// Whether or not the waiter has restarted the shell yet, registering
+	// another group yields a running shell that knows both.
+	ready, err = wd.add(c.Process.Pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	<-ready
+	if second := engineDies(wd); second == first || second == 0 {
+		t.Fatalf("no new shell (pid %d, first %d)", second, first)
+	}
+	if !exitsWithin(aFD, time.Second) || !exitsWithin(cFD, time.Second) {
+		t.Error("a group survived the engine's death after the shell was replaced")
+	}
+}
