@@ -10,6 +10,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -21,6 +22,7 @@ import (
 	"github.com/rs/zerolog"
 	"github.com/vmre/vmre"
 	"github.com/vmre/vmre/subprocess"
+	"golang.org/x/sys/unix"
 )
 
 func mustBootstrap(t *testing.T, mode string, cfg *subprocess.Config, env ...string) (*subprocess.Status, *subprocess.Process) {
@@ -501,6 +503,64 @@ func TestLongLineIsChunked(t *testing.T) {
 	if total != longLineBytes || chunks != wantChunks || partial != wantChunks-1 || lastPartial || oversize > 0 || emptyTail > 0 {
 		t.Errorf("got %d bytes in %d chunks (%d partial, %d oversize, %d empty, last partial %v); want %d bytes in %d chunks",
 			total, chunks, partial, oversize, emptyTail, lastPartial, longLineBytes, wantChunks)
+	}
+}
+
+// TestPluginSurvivesLaunchingThreadExit launches a plugin from a goroutine
+// locked to its OS thread that then returns, which ends the thread. The
+// parent-death signal fires when the forking thread exits
+// (golang/go#27505); the plugin must survive because Bootstrap forks from
+// its own never-ending thread.
+func TestPluginSurvivesLaunchingThreadExit(t *testing.T) {
+	t.Parallel()
+	type result struct {
+		p   *subprocess.Process
+		tid int
+		err error
+	}
+	cmd := childCmd(t, "serve")
+	res := make(chan result, 1)
+	var launch func()
+	launch = func() {
+		runtime.LockOSThread() // never unlocked: the thread ends with this goroutine
+		if unix.Gettid() == os.Getpid() {
+			// The main thread never exits (Go parks it instead); try
+			// again from another thread.
+			runtime.UnlockOSThread()
+			go launch()
+			return
+		}
+		_, stopper, err := subprocess.Bootstrap(t.Context(), cmd, nil)
+		r := result{tid: unix.Gettid(), err: err}
+		if err == nil {
+			r.p = stopper.(*subprocess.Process)
+		}
+		res <- r
+	}
+	go launch()
+	r := <-res
+	if r.err != nil {
+		t.Fatal(r.err)
+	}
+	t.Cleanup(func() { r.p.Stop(context.Background()) })
+
+	const pidfdThread = unix.O_EXCL // PIDFD_THREAD, Linux 6.9
+	fd, err := unix.PidfdOpen(r.tid, pidfdThread)
+	switch {
+	case errors.Is(err, unix.EINVAL):
+		t.Skip("no PIDFD_THREAD: cannot tell when the launching thread has exited")
+	case err == nil:
+		defer unix.Close(fd)
+		if alive := (pidfds{r.tid: fd}).waitExited(5 * time.Second); len(alive) > 0 {
+			t.Fatal("the launching thread did not exit")
+		}
+	case !errors.Is(err, unix.ESRCH): // ESRCH: already gone
+		t.Fatal(err)
+	}
+	// The thread is gone, so any parent-death signal is already pending.
+	r.p.Stop(t.Context())
+	if es := r.p.ExitStatus(); es.Signal != "" || es.Code != 0 {
+		t.Errorf("plugin ExitStatus = %+v: it died with its launching thread", es)
 	}
 }
 
