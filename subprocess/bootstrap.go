@@ -81,14 +81,16 @@ type Status struct {
 // vmre.ErrAlreadyInitialized. The listener is closed before Bootstrap
 // returns, and the server shuts down right after delivering its answer.
 //
-// cmd must not have been started and its Stdout and Stderr must be nil.
-// Bootstrap sets cmd.Env, cmd.Stdout, cmd.Stderr, and, on Linux, a process
-// group of the plugin's own and SIGKILL as the parent-death signal in
-// cmd.SysProcAttr (overriding any other Pdeathsig, such as avalanchego's
-// SIGTERM, which a plugin ignoring SIGTERM survives). config may be nil for
-// all defaults; it is not modified. Invalid configuration errors match
-// vmre.ErrInvalidConfig, and a process that cannot be started gives an
-// error matching vmre.ErrHandshakeFailed that wraps exec's error.
+// cmd must not have been started, its Stdout and Stderr must be nil and its
+// Stdin nil or an *os.File (any other reader needs a copying goroutine that
+// cmd.Wait waits for, which could keep the plugin from ever being reaped).
+// Bootstrap sets cmd.Env, cmd.Stdout, cmd.Stderr and, on Linux, cmd.SysProcAttr's process group (one of the
+// plugin's own) and parent-death signal (SIGKILL, overriding any other,
+// such as avalanchego's SIGTERM, which a plugin ignoring SIGTERM survives).
+// config may be nil for all defaults; it is not modified. Invalid
+// configuration errors match vmre.ErrInvalidConfig, and a process that
+// cannot be started gives an error matching vmre.ErrHandshakeFailed that
+// wraps exec's error.
 //
 // On every failure the process group is SIGKILLed at once (the plugin never
 // became a runtime, so it gets no grace period) and reaped, and its output
@@ -107,6 +109,9 @@ func Bootstrap(ctx context.Context, cmd *exec.Cmd, config *Config) (*Status, vmr
 		return nil, nil, fmt.Errorf("%w: cmd has already been started", vmre.ErrInvalidConfig)
 	case cmd.Stdout != nil || cmd.Stderr != nil:
 		return nil, nil, fmt.Errorf("%w: cmd.Stdout and cmd.Stderr must be nil: Bootstrap bridges them into the log", vmre.ErrInvalidConfig)
+	}
+	if _, isFile := cmd.Stdin.(*os.File); cmd.Stdin != nil && !isFile {
+		return nil, nil, fmt.Errorf("%w: cmd.Stdin must be nil or an *os.File, not a %T", vmre.ErrInvalidConfig, cmd.Stdin)
 	}
 	if err := context.Cause(ctx); err != nil {
 		return nil, nil, fmt.Errorf("%w: %w", vmre.ErrHandshakeFailed, err)

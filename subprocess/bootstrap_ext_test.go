@@ -242,6 +242,8 @@ func TestBootstrapInvalidConfig(t *testing.T) {
 	t.Cleanup(func() { _ = started.Wait() })
 	withStdout := childCmd(t, "exit0")
 	withStdout.Stdout = os.Stdout
+	withReader := childCmd(t, "exit0")
+	withReader.Stdin = strings.NewReader("input")
 	tests := []struct {
 		name string
 		cmd  func() *exec.Cmd
@@ -250,6 +252,7 @@ func TestBootstrapInvalidConfig(t *testing.T) {
 		{"nil cmd", func() *exec.Cmd { return nil }, nil},
 		{"started cmd", func() *exec.Cmd { return started }, nil},
 		{"stdout set", func() *exec.Cmd { return withStdout }, nil},
+		{"stdin a reader", func() *exec.Cmd { return withReader }, nil},
 		{"empty accepted versions", nil, &subprocess.Config{AcceptedVersions: []uint32{}}},
 		{"version 0", nil, &subprocess.Config{AcceptedVersions: []uint32{0}}},
 		{"negative handshake timeout", nil, &subprocess.Config{HandshakeTimeout: -time.Second}},

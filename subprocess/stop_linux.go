@@ -65,16 +65,17 @@ func (p *Process) signalGroup(sig unix.Signal) error {
 
 // reap waits until the leader has exited, SIGKILLs what is left of its
 // group while the zombie still pins the group ID, tells the watchdog to
-// forget the group, then reaps the leader. It returns cmd.Wait's error.
+// forget the group, then reaps the leader. From the moment it takes the
+// lock no signal is sent to the group any more, so none can reach a
+// reused ID. It returns cmd.Wait's error.
 func (p *Process) reap() error {
 	waitExited(p.pid)
 	p.mu.Lock()
-	defer p.mu.Unlock()
 	_ = unix.Kill(-p.pid, unix.SIGKILL)
 	theWatchdog.remove(p.pid)
-	err := p.cmd.Wait()
 	p.reaped = true
-	return err
+	p.mu.Unlock()
+	return p.cmd.Wait()
 }
 
 // waitExited blocks until the child pid has exited, without reaping it.
