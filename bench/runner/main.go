@@ -36,12 +36,15 @@ type options struct {
 	pluginDir   string
 	cpuprofile  string
 	keep        bool
+	leaks       bool
+	stopPause   time.Duration
 }
 
 func main() {
 	var o options
 	var concs, lines string
 	flag.IntVar(&o.runs, "runs", 200, "launch->handshake and cooperative-stop runs per engine")
+	flag.DurationVar(&o.stopPause, "stop-pause", 20*time.Millisecond, "pause between a plugin's handshake and its timed stop (a node never stops a VM the instant it started)")
 	flag.IntVar(&o.exitRuns, "exit-runs", 50, "exit-before-handshake runs for vmre and the floor")
 	flag.IntVar(&o.avaExitRuns, "ava-exit-runs", 3, "exit-before-handshake runs for avalanchego (each waits its 5 s timeout)")
 	flag.IntVar(&o.termRuns, "term-runs", 20, "SIGTERM-ignoring stop runs per engine")
@@ -56,9 +59,10 @@ func main() {
 	flag.IntVar(&o.tputConc, "tput-conc", 32, "concurrent Initialize callers")
 	flag.IntVar(&o.watchers, "watchers", 1000, "watch-stream subscribers")
 	flag.IntVar(&o.watchEvents, "watch-events", 20, "state changes delivered to the watchers")
-	flag.StringVar(&o.only, "only", "", "comma-separated metric groups to run: launch,exit,term,conc,flood,tput,watch (default all)")
+	flag.StringVar(&o.only, "only", "", "comma-separated metric groups to run: launch,breakdown,exit,term,conc,flood,tput,watch (default all)")
 	flag.StringVar(&o.pluginDir, "plugin-dir", "", "directory holding the avaplugin and gpplugin binaries (required)")
 	flag.StringVar(&o.cpuprofile, "cpuprofile", "", "write a CPU profile of the whole run to this file")
+	flag.BoolVar(&o.leaks, "leaks", false, "print the stacks of engine goroutines left after the SIGTERM-ignoring stops")
 	flag.BoolVar(&o.keep, "keep", false, "keep the temporary directory (plugins, flood logs)")
 	flag.Parse()
 	o.concs = parseInts(concs)
@@ -133,6 +137,7 @@ func run(ctx context.Context, o options) error {
 		f     func(context.Context, *env) error
 	}{
 		{"launch", benchLaunch},
+		{"breakdown", benchBreakdown},
 		{"exit", benchExitEarly},
 		{"term", benchIgnoreTerm},
 		{"conc", benchConcurrent},

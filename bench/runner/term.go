@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"runtime/pprof"
 	"strings"
 	"syscall"
@@ -77,6 +78,11 @@ func benchIgnoreTerm(ctx context.Context, e *env) error {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+	if e.o.leaks {
+		vs, as := goroutineStacks()
+		fmt.Fprintf(os.Stderr, "vmre goroutines after the stops:\n%s\n\navalanchego goroutines:\n%s\n",
+			strings.Join(vs, "\n\n"), strings.Join(as, "\n\n"))
+	}
 	left.add(colVmre, float64(vmAfter-vmBefore))
 	left.add(colAva, float64(avaAfter-avaBefore))
 	alive := 0
@@ -98,15 +104,22 @@ func benchIgnoreTerm(ctx context.Context, e *env) error {
 // countGoroutines counts live goroutines whose stack runs code of vmre's
 // packages and of avalanchego's packages.
 func countGoroutines() (vmreN, avaN int) {
+	vm, ava := goroutineStacks()
+	return len(vm), len(ava)
+}
+
+// goroutineStacks returns the stacks of live goroutines running (or
+// created by) vmre's and avalanchego's code.
+func goroutineStacks() (vm, ava []string) {
 	var b strings.Builder
 	_ = pprof.Lookup("goroutine").WriteTo(&b, 2)
 	for _, g := range strings.Split(b.String(), "\n\n") {
 		switch {
 		case strings.Contains(g, "github.com/vmre/vmre/") && !strings.Contains(g, "github.com/vmre/vmre/bench"):
-			vmreN++
+			vm = append(vm, g)
 		case strings.Contains(g, "github.com/ava-labs/avalanchego/"):
-			avaN++
+			ava = append(ava, g)
 		}
 	}
-	return vmreN, avaN
+	return vm, ava
 }

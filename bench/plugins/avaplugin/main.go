@@ -9,6 +9,7 @@
 //	exit                   exit 0 at once (the fork/exec/wait floor)
 //	ready                  print "ready" on stdout, exit 0 on SIGTERM (stop floor)
 //	serve                  handshake, serve, exit 0 on SIGTERM
+//	serve-trace            serve, and print "trace main=T sent=T answered=T" (unix nanos) on stderr
 //	exit-early             print "exit-at <unix-nanos>" on stderr, exit 3 (no handshake)
 //	ignore-term            handshake, ignore SIGTERM, run until killed
 //	flood BYTES LINELEN    handshake (unless "flood-raw"), write BYTES of numbered lines on stdout, exit 0
@@ -36,7 +37,11 @@ const protocolVersion = 46
 
 const engineAddrKey = "AVALANCHE_VM_RUNTIME_ENGINE_ADDR"
 
+// mainAt is when main began: after the runtime and every package's init.
+var mainAt time.Time
+
 func main() {
+	mainAt = time.Now()
 	if len(os.Args) < 2 {
 		fail("usage: avaplugin MODE")
 	}
@@ -54,6 +59,12 @@ func main() {
 	case "serve":
 		term := notifyTerm()
 		handshake()
+		<-term
+		os.Exit(0)
+	case "serve-trace":
+		term := notifyTerm()
+		sent, answered := handshake()
+		fmt.Fprintf(os.Stderr, "trace main=%d sent=%d answered=%d\n", mainAt.UnixNano(), sent.UnixNano(), answered.UnixNano())
 		<-term
 		os.Exit(0)
 	case "ignore-term":
@@ -88,8 +99,9 @@ func notifyTerm() <-chan os.Signal {
 // handshake does what avalanchego's rpcchainvm.Serve does: dial the engine,
 // open the VM listener, call Initialize with its address, then serve the VM
 // (here an empty gRPC server) on it. Like Serve, it keeps the engine
-// connection open.
-func handshake() {
+// connection open. It returns when it sent Initialize and when the answer
+// arrived.
+func handshake() (sent, answered time.Time) {
 	addr := os.Getenv(engineAddrKey)
 	if addr == "" {
 		fail("required env var missing: " + engineAddrKey)
@@ -104,15 +116,18 @@ func handshake() {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
+	sent = time.Now()
 	_, err = runtimepb.NewRuntimeClient(conn).Initialize(ctx, &runtimepb.InitializeRequest{
 		ProtocolVersion: protocolVersion,
 		Addr:            lis.Addr().String(),
 	})
+	answered = time.Now()
 	if err != nil {
 		fail("initialize: " + err.Error())
 	}
 	srv := grpc.NewServer()
 	go func() { _ = srv.Serve(lis) }()
+	return sent, answered
 }
 
 // flood writes total bytes of lines of lineLen bytes (newline included):
