@@ -354,3 +354,14 @@ func benchBridge(b *testing.B, lineSize int, jsonLines bool, sink string) {
 		}
 	}
 }
+
+func BenchmarkParseJSONLine(b *testing.B) {
+	line := []byte(`{"level":"info","time":"2026-01-02T03:04:05Z","caller":"vm/vm.go:123","chain":"C","height":12345,"message":"accepted block","tags":["a","b"]}`)
+	b.SetBytes(int64(len(line)))
+	b.ReportAllocs()
+	for range b.N {
+		if _, ok := parseJSONLine(line); !ok {
+			b.Fatal("not parsed")
+		}
+	}
+}

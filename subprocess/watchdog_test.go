@@ -145,3 +145,35 @@ func TestWatchdogRestartsAfterShellDies(t *testing.T) {
 		t.Error("a group survived the engine's death after the shell was replaced")
 	}
 }
+
+// BenchmarkWatchdog measures what the watchdog costs a launch: starting
+// the shell (once per program, overlapped with the first plugin's start)
+// and registering plus unregistering a group (every launch).
+func BenchmarkWatchdog(b *testing.B) {
+	const noGroup = 1 << 30 // above any pid_max: no such group
+	b.Run("start", func(b *testing.B) {
+		for range b.N {
+			wd := &watchdog{live: make(map[int]struct{})}
+			ready, err := wd.add(noGroup)
+			if err != nil {
+				b.Fatal(err)
+			}
+			<-ready
+			wd.remove(noGroup)
+			engineDies(wd)
+		}
+	})
+	b.Run("register", func(b *testing.B) {
+		wd := &watchdog{live: make(map[int]struct{})}
+		ready, _ := wd.add(noGroup)
+		<-ready
+		wd.remove(noGroup)
+		b.ResetTimer()
+		for i := range b.N {
+			_, _ = wd.add(noGroup + 1 + i%1000)
+			wd.remove(noGroup + 1 + i%1000)
+		}
+		b.StopTimer()
+		engineDies(wd)
+	})
+}
