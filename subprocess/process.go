@@ -166,13 +166,26 @@ func (p *Process) supervise() {
 	p.mu.Unlock()
 
 	p.helpers.Wait()
+	var ev *zerolog.Event
 	switch {
 	case stopping:
-		p.log.Debug().Int("exit_code", status.Code).Str("signal", status.Signal).Msg("vm process stopped")
+		ev = p.log.Debug()
 	case status.Err != nil:
-		p.log.Warn().Int("exit_code", status.Code).Str("signal", status.Signal).Msg("vm process exited")
+		ev = p.log.Warn()
 	default:
-		p.log.Info().Msg("vm process exited")
+		ev = p.log.Info()
+	}
+	if ev != nil {
+		if status.Signal != "" {
+			ev = ev.Str("signal", status.Signal)
+		} else {
+			ev = ev.Int("exit_code", status.Code)
+		}
+		if stopping {
+			ev.Msg("vm process stopped")
+		} else {
+			ev.Msg("vm process exited")
+		}
 	}
 	close(p.done)
 }
