@@ -359,7 +359,6 @@ func TestEscapedGrandchildDoesNotHoldDone(t *testing.T) {
 		t.Fatal(err)
 	}
 	fds := openPidfds(t, gc)
-	t.Cleanup(func() { _ = syscall.Kill(gc, syscall.SIGKILL) })
 	select {
 	case <-p.Done():
 	case <-time.After(5 * time.Second):
@@ -604,8 +603,5 @@ func TestEngineKilled(t *testing.T) {
 	_ = engine.Wait()
 	if alive := fds.waitExited(time.Second); len(alive) > 0 {
 		t.Errorf("processes %v (of %v) survived the engine's SIGKILL by 1 s", alive, pids)
-		for _, pid := range alive {
-			_ = syscall.Kill(pid, syscall.SIGKILL)
-		}
 	}
 }

@@ -90,7 +90,9 @@ func gone(pid int) bool {
 }
 
 // pidfds holds pidfds opened while their processes were alive, so that a
-// test can wait for them to exit without racing PID reuse.
+// test can wait for them to exit without racing PID reuse. At cleanup every
+// process still alive is SIGKILLed through its pidfd, so a failing test
+// leaves nothing behind (and kills nothing else).
 type pidfds map[int]int
 
 func openPidfds(t testing.TB, pids ...int) pidfds {
@@ -105,6 +107,7 @@ func openPidfds(t testing.TB, pids ...int) pidfds {
 	}
 	t.Cleanup(func() {
 		for _, fd := range fds {
+			_ = unix.PidfdSendSignal(fd, unix.SIGKILL, nil, 0)
 			unix.Close(fd)
 		}
 	})
