@@ -17,27 +17,28 @@ import (
 )
 
 type options struct {
-	runs        int
-	exitRuns    int
-	avaExitRuns int
-	termRuns    int
-	grace       time.Duration
-	concs       []int
-	concRounds  int
-	floodBytes  int64
-	floodLines  []int
-	floodRuns   int
-	tputDur     time.Duration
-	tputRounds  int
-	tputConc    int
-	watchers    int
-	watchEvents int
-	only        string
-	pluginDir   string
-	cpuprofile  string
-	keep        bool
-	leaks       bool
-	stopPause   time.Duration
+	runs         int
+	exitRuns     int
+	avaExitRuns  int
+	termRuns     int
+	grace        time.Duration
+	concs        []int
+	concRounds   int
+	floodBytes   int64
+	floodLines   []int
+	floodRuns    int
+	tputDur      time.Duration
+	tputRounds   int
+	tputConc     int
+	watchers     int
+	watchEvents  int
+	only         string
+	pluginDir    string
+	cpuprofile   string
+	keep         bool
+	leaks        bool
+	stopPause    time.Duration
+	floodNoUnbuf bool
 }
 
 func main() {
@@ -53,6 +54,7 @@ func main() {
 	flag.IntVar(&o.concRounds, "conc-rounds", 3, "rounds per concurrent launch count and engine")
 	flag.Int64Var(&o.floodBytes, "flood-bytes", 200<<20, "bytes of output lines the flood plugin writes")
 	flag.StringVar(&lines, "flood-lines", "128,1024", "flood line lengths in bytes, newline included")
+	flag.BoolVar(&o.floodNoUnbuf, "flood-no-unbuffered", false, "skip the flood runs of vmre logging into an unbuffered *os.File")
 	flag.IntVar(&o.floodRuns, "flood-runs", 3, "flood runs per engine and line length")
 	flag.DurationVar(&o.tputDur, "tput-dur", time.Second, "duration of one Initialize throughput round")
 	flag.IntVar(&o.tputRounds, "tput-rounds", 5, "Initialize throughput rounds per server/protocol")
