@@ -11,7 +11,7 @@ import (
 
 // The README's curl walkthrough: `vmre run --attach`, then the printed curl
 // handshake pasted as is, then every curl block of the docs marked
-// "<!-- e2e: curl -->" (docs/ACCESS.md, README.md), run in order by sh with
+// "<!-- e2e: curl -->" (README.md), run in order by sh with
 // the printed export line, and its answer compared with the JSON block that
 // follows it. Only the port, the token file's path and volatile fields
 // (times, pids, peer addresses) may differ.

@@ -27,12 +27,12 @@ type docBlock struct {
 }
 
 // docBlocks returns the curl examples marked "<!-- e2e: curl -->" in
-// docs/ACCESS.md and README.md: the ```sh block after each marker and the
+// README.md: the ```sh block after each marker and the
 // ```json block after that.
 func docBlocks(t *testing.T) []docBlock {
 	t.Helper()
 	var blocks []docBlock
-	for _, name := range []string{"docs/ACCESS.md", "README.md"} {
+	for _, name := range []string{"README.md"} {
 		f, err := os.Open(filepath.Join(repoRoot, name))
 		if err != nil {
 			continue
@@ -75,7 +75,7 @@ func docBlocks(t *testing.T) []docBlock {
 		}
 	}
 	if len(blocks) < 5 {
-		t.Fatalf("found %d curl examples marked <!-- e2e: curl --> in docs/ACCESS.md and README.md, want at least 5", len(blocks))
+		t.Fatalf("found %d curl examples marked <!-- e2e: curl --> in README.md, want at least 5", len(blocks))
 	}
 	return blocks
 }
