@@ -39,6 +39,8 @@ type options struct {
 	leaks        bool
 	stopPause    time.Duration
 	floodNoUnbuf bool
+	watchProto   string
+	watchGzip    string
 }
 
 func main() {
@@ -60,7 +62,9 @@ func main() {
 	flag.IntVar(&o.tputRounds, "tput-rounds", 5, "Initialize throughput rounds per server/protocol")
 	flag.IntVar(&o.tputConc, "tput-conc", 32, "concurrent Initialize callers")
 	flag.IntVar(&o.watchers, "watchers", 1000, "watch-stream subscribers")
-	flag.IntVar(&o.watchEvents, "watch-events", 20, "state changes delivered to the watchers")
+	flag.IntVar(&o.watchEvents, "watch-events", 20, "state changes delivered to the watchers (rounded up to launch+stop cycles of 4)")
+	flag.StringVar(&o.watchGzip, "watch-gzip", "both", "watchers offer gzip (yes: connect-go's default, the server then compresses every message), do not (no), or run both")
+	flag.StringVar(&o.watchProto, "watch-proto", "grpcweb", "watch transport: grpcweb (HTTP/1.1, one connection per watcher, like the dashboard) or grpc (h2c)")
 	flag.StringVar(&o.only, "only", "", "comma-separated metric groups to run: launch,breakdown,exit,term,conc,flood,tput,watch (default all)")
 	flag.StringVar(&o.pluginDir, "plugin-dir", "", "directory holding the avaplugin and gpplugin binaries (required)")
 	flag.StringVar(&o.cpuprofile, "cpuprofile", "", "write a CPU profile of the whole run to this file")

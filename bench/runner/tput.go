@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"math"
 	"net"
 	"net/http"
 	"sync"
@@ -50,17 +51,30 @@ func benchThroughput(ctx context.Context, e *env) error {
 	go func() { _ = gs.Serve(gl) }()
 	defer gs.Stop()
 
-	// vmre server.
-	vl, err := net.Listen("tcp", "127.0.0.1:0")
+	// vmre servers: server.NewHandler with its defaults, and with
+	// compression off (what subprocess.Bootstrap's handshake server uses).
+	serveVmre := func(opts ...server.Option) (net.Listener, error) {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return nil, err
+		}
+		path, h := server.NewHandler(acceptAll{}, opts...)
+		mux := http.NewServeMux()
+		mux.Handle(path, h)
+		s := server.NewHTTPServer(mux)
+		go func() { _ = s.Serve(l) }()
+		return l, nil
+	}
+	vl, err := serveVmre()
 	if err != nil {
 		return err
 	}
-	path, h := server.NewHandler(acceptAll{})
-	mux := http.NewServeMux()
-	mux.Handle(path, h)
-	vs := server.NewHTTPServer(mux)
-	go func() { _ = vs.Serve(vl) }()
-	defer vs.Close()
+	defer vl.Close()
+	vlNoGzip, err := serveVmre(server.WithHandlerOptions(connect.WithCompressMinBytes(math.MaxInt32)))
+	if err != nil {
+		return err
+	}
+	defer vlNoGzip.Close()
 
 	dial := func(addr string) (*grpc.ClientConn, error) {
 		return grpc.NewClient("passthrough:///"+addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
@@ -88,8 +102,8 @@ func benchThroughput(ctx context.Context, e *env) error {
 		MaxIdleConnsPerHost: e.o.tputConc * 2,
 		IdleConnTimeout:     time.Minute,
 	}}
-	connectCaller := func(opts ...connect.ClientOption) caller {
-		c := runtimepbconnect.NewRuntimeClient(h1, "http://"+vl.Addr().String(), opts...)
+	connectCaller := func(l net.Listener, opts ...connect.ClientOption) caller {
+		c := runtimepbconnect.NewRuntimeClient(h1, "http://"+l.Addr().String(), opts...)
 		req := &runtimepb.InitializeRequest{ProtocolVersion: avaProtocolVersion, Addr: "127.0.0.1:9651"}
 		return func(ctx context.Context) error {
 			_, err := c.Initialize(ctx, req)
@@ -98,29 +112,43 @@ func benchThroughput(ctx context.Context, e *env) error {
 	}
 
 	type target struct {
-		row *row
-		col string
-		c   caller
-		lat *row
+		row  *row
+		col  string
+		c    caller
+		lat  *row
+		conc int
 	}
-	grpcRow := newRow(fmt.Sprintf("Initialize throughput, gRPC h2c, grpc-go client, %d callers (ava column: plain grpc-go server)", e.o.tputConc), "calls/s")
-	grpcRow.higherBetter = true
-	grpcLat := newRow("  per-call latency, gRPC", "µs")
-	jsonRow := newRow("Initialize throughput, Connect JSON over HTTP/1.1, connect-go client", "calls/s")
-	jsonRow.higherBetter = true
-	jsonLat := newRow("  per-call latency, Connect JSON", "µs")
-	webRow := newRow("Initialize throughput, gRPC-Web over HTTP/1.1, connect-go client", "calls/s")
-	webRow.higherBetter = true
-	webLat := newRow("  per-call latency, gRPC-Web", "µs")
+	conc := e.o.tputConc
+	tputRow := func(metric string) *row {
+		r := newRow(metric, "calls/s")
+		r.higherBetter = true
+		return r
+	}
+	grpcRow := tputRow(fmt.Sprintf("Initialize throughput, gRPC h2c, grpc-go client, %d callers on 1 connection (ava column: plain grpc-go server)", conc))
+	grpcLat := newRow("  per-call latency, gRPC, same run", "µs")
+	grpc1Lat := newRow("Initialize latency, gRPC h2c, 1 caller (ava column: plain grpc-go server)", "µs")
+	jsonRow := tputRow(fmt.Sprintf("Initialize throughput, Connect JSON over HTTP/1.1, connect-go client, %d callers", conc))
+	jsonLat := newRow("  per-call latency, Connect JSON, same run", "µs")
+	jsonRowNZ := tputRow("  the same, vmre server with response compression off")
+	jsonLatNZ := newRow("  per-call latency, Connect JSON, compression off", "µs")
+	webRow := tputRow(fmt.Sprintf("Initialize throughput, gRPC-Web over HTTP/1.1, connect-go client, %d callers", conc))
+	webLat := newRow("  per-call latency, gRPC-Web, same run", "µs")
+	webRowNZ := tputRow("  the same, vmre server with response compression off")
+	webLatNZ := newRow("  per-call latency, gRPC-Web, compression off", "µs")
+	one := newRow("", "") // discarded throughput of the 1-caller runs
 	targets := []target{
-		{grpcRow, colAva, grpcCaller(gconnG), grpcLat},
-		{grpcRow, colVmre, grpcCaller(gconnV), grpcLat},
-		{jsonRow, colVmre, connectCaller(connect.WithProtoJSON()), jsonLat},
-		{webRow, colVmre, connectCaller(connect.WithGRPCWeb()), webLat},
+		{grpcRow, colAva, grpcCaller(gconnG), grpcLat, conc},
+		{grpcRow, colVmre, grpcCaller(gconnV), grpcLat, conc},
+		{one, colAva, grpcCaller(gconnG), grpc1Lat, 1},
+		{one, colVmre, grpcCaller(gconnV), grpc1Lat, 1},
+		{jsonRow, colVmre, connectCaller(vl, connect.WithProtoJSON()), jsonLat, conc},
+		{jsonRowNZ, colVmre, connectCaller(vlNoGzip, connect.WithProtoJSON()), jsonLatNZ, conc},
+		{webRow, colVmre, connectCaller(vl, connect.WithGRPCWeb()), webLat, conc},
+		{webRowNZ, colVmre, connectCaller(vlNoGzip, connect.WithGRPCWeb()), webLatNZ, conc},
 	}
 	// Warm up every path (connections, pools).
 	for _, t := range targets {
-		if _, _, err := hammer(ctx, t.c, e.o.tputConc, 200*time.Millisecond); err != nil {
+		if _, _, err := hammer(ctx, t.c, t.conc, 200*time.Millisecond); err != nil {
 			return fmt.Errorf("%s %s: %w", t.row.metric, t.col, err)
 		}
 	}
@@ -128,7 +156,7 @@ func benchThroughput(ctx context.Context, e *env) error {
 		fs := make([]func() error, len(targets))
 		for k, t := range targets {
 			fs[k] = func() error {
-				n, lat, err := hammer(ctx, t.c, e.o.tputConc, e.o.tputDur)
+				n, lat, err := hammer(ctx, t.c, t.conc, e.o.tputDur)
 				if err != nil {
 					return fmt.Errorf("%s %s: %w", t.row.metric, t.col, err)
 				}
@@ -143,7 +171,8 @@ func benchThroughput(ctx context.Context, e *env) error {
 		e.progress("tput: round %d/%d", i+1, e.o.tputRounds)
 	}
 	grpcRow.check("vmre/grpc-go >= 1.0", grpcRow.ratio(colAva) >= 1.0)
-	e.rows = append(e.rows, grpcRow, grpcLat, jsonRow, jsonLat, webRow, webLat)
+	grpc1Lat.check("(informational) vmre p50 <= grpc-go p50", grpc1Lat.p50(colVmre) <= grpc1Lat.p50(colAva))
+	e.rows = append(e.rows, grpcRow, grpcLat, grpc1Lat, jsonRow, jsonLat, jsonRowNZ, jsonLatNZ, webRow, webLat, webRowNZ, webLatNZ)
 	return nil
 }
 

@@ -1,73 +1,80 @@
 package main
 
 import (
+	"bufio"
+	"context"
 	"fmt"
+	"math"
+	"net"
+	"net/http"
 	"os"
-	"os/exec"
-	"runtime"
-	"sort"
-	"sync"
-	"syscall"
+	"strconv"
 	"time"
+
+	"connectrpc.com/connect"
+	avapb "github.com/ava-labs/avalanchego/proto/pb/vm/runtime"
+	"github.com/ava-labs/avalanchego/vms/rpcchainvm/grpcutils"
+	"github.com/ava-labs/avalanchego/vms/rpcchainvm/gruntime"
+	"github.com/vmre/vmre/server"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
 )
 
-type req struct {
-	cmd  *exec.Cmd
-	errc chan error
-}
+type acceptAll struct{}
 
-var reqs = make(chan req)
+func (acceptAll) Initialize(context.Context, uint32, string) error { return nil }
 
-func spawnLoop() {
-	runtime.LockOSThread()
-	for r := range reqs {
-		r.errc <- r.cmd.Start()
-	}
-}
+type acceptAllAva struct{}
+
+func (acceptAllAva) Initialize(context.Context, uint, string) error { return nil }
 
 func main() {
-	path := os.Args[1]
-	n := 100
-	go spawnLoop()
-	for round := 0; round < 3; round++ {
-		for _, mode := range []string{"direct", "spawner"} {
-			var wg sync.WaitGroup
-			var mu sync.Mutex
-			var cmds []*exec.Cmd
-			var lat []time.Duration
-			t0 := time.Now()
-			for range n {
-				wg.Go(func() {
-					cmd := exec.Command(path, "ready")
-					cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-					s := time.Now()
-					var err error
-					if mode == "direct" {
-						err = cmd.Start()
-					} else {
-						errc := make(chan error, 1)
-						reqs <- req{cmd, errc}
-						err = <-errc
-					}
-					d := time.Since(s)
-					if err != nil {
-						panic(err)
-					}
-					mu.Lock()
-					cmds = append(cmds, cmd)
-					lat = append(lat, d)
-					mu.Unlock()
-				})
+	switch os.Args[1] {
+	case "srv":
+		l, _ := net.Listen("tcp", "127.0.0.1:0")
+		fmt.Println(l.Addr().String())
+		if os.Args[2] == "grpc" {
+			gs := grpcutils.NewServer()
+			avapb.RegisterRuntimeServer(gs, gruntime.NewServer(acceptAllAva{}))
+			gs.Serve(l)
+		} else {
+			path, h := server.NewHandler(acceptAll{}, server.WithHandlerOptions(connect.WithCompressMinBytes(math.MaxInt32)))
+			mux := http.NewServeMux()
+			mux.Handle(path, h)
+			if os.Args[2] == "vmre-bufread" {
+				l = bufListener{l}
 			}
-			wg.Wait()
-			all := time.Since(t0)
-			sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
-			fmt.Printf("%-8s all started %v; Start p50 %v p99 %v\n", mode, all.Round(time.Microsecond), lat[n/2].Round(time.Microsecond), lat[n*99/100].Round(time.Microsecond))
-			for _, c := range cmds {
-				c.Process.Signal(syscall.SIGKILL)
-				c.Wait()
-			}
-			time.Sleep(300 * time.Millisecond)
+			server.NewHTTPServer(mux).Serve(l)
 		}
+	case "cli":
+		n, _ := strconv.Atoi(os.Args[3])
+		conn, _ := grpc.NewClient("passthrough:///"+os.Args[2], grpc.WithTransportCredentials(insecure.NewCredentials()))
+		c := avapb.NewRuntimeClient(conn)
+		req := &avapb.InitializeRequest{ProtocolVersion: 46, Addr: "127.0.0.1:9651"}
+		c.Initialize(context.Background(), req)
+		t0 := time.Now()
+		for range n {
+			if _, err := c.Initialize(context.Background(), req); err != nil {
+				panic(err)
+			}
+		}
+		fmt.Println("per call", time.Since(t0)/time.Duration(n))
 	}
 }
+
+type bufListener struct{ net.Listener }
+
+func (l bufListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return &bufConn{Conn: c, r: bufio.NewReaderSize(c, 32<<10)}, nil
+}
+
+type bufConn struct {
+	net.Conn
+	r *bufio.Reader
+}
+
+func (c *bufConn) Read(p []byte) (int, error) { return c.r.Read(p) }
