@@ -17,6 +17,8 @@ import (
 
 	"connectrpc.com/connect"
 	"github.com/vmre/vmre"
+	"github.com/vmre/vmre/internal/handshakeauth"
+	"github.com/vmre/vmre/internal/preflight"
 	"github.com/vmre/vmre/server"
 )
 
@@ -70,23 +72,36 @@ type Status struct {
 //   - ctx ended first: ctx's error (and cause), wrapped with
 //     vmre.ErrHandshakeFailed.
 //
-// How: Bootstrap opens its own listener on 127.0.0.1:0 and serves the
-// vm.runtime.Runtime handshake there (gRPC, gRPC-Web and Connect over
-// HTTP/1.1 and h2c, see package server), sets the listener's address under
-// every name in Config.EnvVars and a fresh random secret under
-// vmre.HandshakeTokenKey in the plugin's environment (appended to cmd.Env,
-// or to os.Environ() if cmd.Env is nil), and starts the process with its
-// stdout and stderr bridged into Config.Log. Only the first Initialize that
-// passes validation decides the handshake; later ones are refused with
+// How: Bootstrap first checks the file cmd would execute (see "Pre-flight
+// checks" in the package documentation): a plugin that is missing, not a
+// regular executable file, built for another OS or architecture, or that
+// does not match Config.SHA256, fails with an error matching
+// vmre.ErrHandshakeFailed and vmre.ErrNotExecutable or
+// vmre.ErrChecksumMismatch before anything is started or opened. It then
+// opens its own listener on 127.0.0.1:0 and serves the vm.runtime.Runtime
+// handshake there (gRPC, gRPC-Web and Connect over HTTP/1.1 and h2c, see
+// package server), builds the plugin's environment from cmd.Env (or
+// os.Environ() if cmd.Env is nil) under Config.EnvPolicy, sets the
+// listener's address under every name in Config.EnvVars and a fresh random
+// secret under vmre.HandshakeTokenKey, and starts the process with its
+// stdout and stderr bridged into Config.Log. Callers that Config.HandshakeAuth
+// does not admit (see "Who may handshake" in the package documentation)
+// are refused with unauthenticated or permission_denied and decide
+// nothing. Only the first admitted Initialize that passes validation
+// decides the handshake; later ones are refused with
 // vmre.ErrAlreadyInitialized. The listener is closed before Bootstrap
 // returns, and the server shuts down right after delivering its answer.
 //
 // cmd must not have been started, its Stdout and Stderr must be nil and its
 // Stdin nil or an *os.File (any other reader needs a copying goroutine that
 // cmd.Wait waits for, which could keep the plugin from ever being reaped).
-// Bootstrap sets cmd.Env, cmd.Stdout, cmd.Stderr and, on Linux, cmd.SysProcAttr's process group (one of the
-// plugin's own) and parent-death signal (SIGKILL, overriding any other,
-// such as avalanchego's SIGTERM, which a plugin ignoring SIGTERM survives).
+// Bootstrap sets cmd.Env, cmd.Stdout, cmd.Stderr and, on Linux,
+// cmd.SysProcAttr's process group (one of the plugin's own) and
+// parent-death signal (SIGKILL, overriding any other, such as avalanchego's
+// SIGTERM, which a plugin ignoring SIGTERM survives); on Linux it also
+// appends the checked file to cmd.ExtraFiles and points cmd.Path at it
+// (/proc/self/fd/N; cmd.Args, and so the plugin's argv[0], stay as they
+// were).
 // config may be nil for all defaults; it is not modified. Invalid
 // configuration errors match vmre.ErrInvalidConfig, and a process that
 // cannot be started gives an error matching vmre.ErrHandshakeFailed that
@@ -116,8 +131,12 @@ func Bootstrap(ctx context.Context, cmd *exec.Cmd, config *Config) (*Status, vmr
 	if err := context.Cause(ctx); err != nil {
 		return nil, nil, fmt.Errorf("%w: %w", vmre.ErrHandshakeFailed, err)
 	}
+	exe, err := checkPlugin(cmd, cfg.SHA256)
+	if err != nil {
+		return nil, nil, err
+	}
 
-	l, err := launch(cmd, &cfg)
+	l, err := launch(cmd, &cfg, exe)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -200,8 +219,16 @@ type launched struct {
 }
 
 // launch serves the handshake, starts the process and its supervisor,
-// readers and server goroutines. On error nothing is left running.
-func launch(cmd *exec.Cmd, cfg *Config) (*launched, error) {
+// readers and server goroutines. It closes exe once the process has
+// started. On error nothing is left running.
+func launch(cmd *exec.Cmd, cfg *settings, exe *preflight.Executable) (*launched, error) {
+	defer exe.Close() // on early returns; closed right after Start otherwise
+	token := rand.Text()
+	vmLog := cfg.Log.With().Str(fieldVM, cfg.Name).Logger()
+	auth, err := newAuthPolicy(cfg.auth, token, vmLog)
+	if err != nil {
+		return nil, err
+	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, fmt.Errorf("%w: listen: %w", vmre.ErrHandshakeFailed, err)
@@ -220,17 +247,7 @@ func launch(cmd *exec.Cmd, cfg *Config) (*launched, error) {
 		return nil, fmt.Errorf("%w: create stderr pipe: %w", vmre.ErrHandshakeFailed, err)
 	}
 
-	base := cmd.Env
-	if base == nil {
-		base = os.Environ()
-	}
-	env := make([]string, 0, len(base)+len(cfg.EnvVars)+1)
-	env = append(env, base...)
-	for _, name := range cfg.EnvVars {
-		env = append(env, name+"="+addr)
-	}
-	env = append(env, vmre.HandshakeTokenKey+"="+rand.Text())
-	cmd.Env = env
+	cmd.Env = pluginEnv(cmd.Env, cfg, addr, token)
 	cmd.Stdout, cmd.Stderr = outW, errW
 	prepareSysProcAttr(cmd)
 
@@ -247,20 +264,29 @@ func launch(cmd *exec.Cmd, cfg *Config) (*launched, error) {
 
 	startedAt := time.Now()
 	err = startCmd(cmd)
+	_ = exe.Close() // the child holds its own descriptor now
 	outW.Close()
 	errW.Close()
 	if err != nil {
+		if auth != nil {
+			auth.SetPid(0)
+		}
 		ln.Close()
 		outR.Close()
 		errR.Close()
 		return nil, fmt.Errorf("%w: start process: %w", vmre.ErrHandshakeFailed, err)
 	}
 	p.pid = cmd.Process.Pid
+	if auth != nil {
+		// Peer checks wait for this; the server only starts below, so
+		// none is waiting yet.
+		auth.SetPid(p.pid)
+	}
 	ready, wdErr := registerWatchdog(p.pid)
 
 	// The server is set up while the plugin starts: until Serve runs, its
 	// connection waits in the listen backlog.
-	hs := &handshake{accepted: slices.Clone(cfg.AcceptedVersions), result: make(chan handshakeResult, 1)}
+	hs := &handshake{accepted: slices.Clone(cfg.AcceptedVersions), auth: auth, result: make(chan handshakeResult, 1)}
 	srv := server.NewHTTPServer(sharedHandler())
 	srv.BaseContext = func(net.Listener) context.Context {
 		return context.WithValue(context.Background(), handshakeKey{}, hs)
@@ -270,13 +296,13 @@ func launch(cmd *exec.Cmd, cfg *Config) (*launched, error) {
 	p.helpers.Add(1)
 	go serveHandshake(p, srv, ln)
 
-	p.log = cfg.Log.With().Str(fieldVM, cfg.Name).Int(fieldPid, p.pid).Logger()
+	p.log = vmLog.With().Int(fieldPid, p.pid).Logger()
 	if wdErr != nil {
 		p.log.Warn().Err(wdErr).Msg("watchdog unavailable: children of plugins may outlive a killed engine")
 	}
 	pool := bufPoolFor(cfg.MaxLineBytes)
-	p.stdout = newStream(StreamStdout, outR, p.log, cfg, pool, nil)
-	p.stderr = newStream(StreamStderr, errR, p.log, cfg, pool, p.tail)
+	p.stdout = newStream(StreamStdout, outR, p.log, &cfg.Config, pool, nil)
+	p.stderr = newStream(StreamStderr, errR, p.log, &cfg.Config, pool, p.tail)
 	go p.stdout.run(p.stdoutDone)
 	go p.stderr.run(p.stderrDone)
 	go p.supervise()
@@ -312,6 +338,7 @@ func sharedHandler() http.Handler {
 		// (connect-go would gzip it for any client that accepts gzip,
 		// about 300 µs for a cold compressor on either side).
 		path, h := server.NewHandler(launchInitializer{},
+			server.WithAuthorizer(authorizeLaunch),
 			server.WithHandlerOptions(connect.WithCompressMinBytes(math.MaxInt32)))
 		mux := http.NewServeMux()
 		mux.Handle(path, h)
@@ -335,6 +362,7 @@ func (launchInitializer) Initialize(ctx context.Context, protocolVersion uint32,
 // handshake is the Initializer behind one launch's server.
 type handshake struct {
 	accepted []uint32
+	auth     *handshakeauth.Policy // nil: everyone may call (mode none)
 	decided  atomic.Bool
 	result   chan handshakeResult // capacity 1: written once
 }

@@ -9,6 +9,9 @@ import (
 
 	"github.com/rs/zerolog"
 	"github.com/vmre/vmre"
+	"github.com/vmre/vmre/internal/envpolicy"
+	"github.com/vmre/vmre/internal/handshakeauth"
+	"github.com/vmre/vmre/internal/preflight"
 )
 
 // Defaults applied by [Bootstrap] to zero fields of [Config].
@@ -59,11 +62,47 @@ type Config struct {
 	// logged, in order within each stream, from the goroutine reading that
 	// stream. It must not block: the plugin stalls when its pipe fills.
 	OnOutput func(Line)
+
+	// HandshakeAuth says who may complete the handshake (see "Who may
+	// handshake" in the package documentation): "token", "peer",
+	// "token-or-peer" or "none". Default (""): "token-or-peer" on Linux,
+	// "token" elsewhere; "peer" and "token-or-peer" are invalid outside
+	// Linux.
+	HandshakeAuth string
+	// SHA256 pins the plugin binary: 64 hex digits, optionally prefixed
+	// "sha256:". Bootstrap hashes the file it is about to execute and
+	// refuses to start it on a mismatch (vmre.ErrChecksumMismatch). Empty:
+	// no pin. The other pre-flight checks run either way.
+	SHA256 string
+	// EnvPolicy is "inherit" (default, also "") or "clean". inherit passes
+	// the base environment (cmd.Env, or os.Environ() if cmd.Env is nil) on;
+	// clean passes only the variables EnvKeep names.
+	EnvPolicy string
+	// EnvKeep names the variables the clean policy keeps; a trailing "*"
+	// matches a prefix ("LC_*"). Nil: PATH, HOME, USER, LOGNAME, TMPDIR,
+	// TZ, LANG, LC_* (on Windows, the system variables programs need).
+	// Setting it with the inherit policy is invalid.
+	EnvKeep []string
+	// Env holds KEY=VALUE entries added to the plugin's environment under
+	// either policy, overriding the base environment; the last entry for
+	// a key wins. The handshake variables (EnvVars, the engine-address
+	// names and vmre.HandshakeTokenKey) are the engine's and may not be
+	// set here.
+	Env []string
+}
+
+// settings is a Config with its defaults applied and its string-valued
+// policies parsed, as a launch uses it.
+type settings struct {
+	Config
+	auth handshakeauth.Mode
+	env  *envpolicy.Policy
 }
 
 // withDefaults returns a validated copy of c (nil means all defaults) with
-// every default applied. Errors wrap [vmre.ErrInvalidConfig].
-func (c *Config) withDefaults(path string) (Config, error) {
+// every default applied and its policies parsed. Errors wrap
+// [vmre.ErrInvalidConfig].
+func (c *Config) withDefaults(path string) (settings, error) {
 	var out Config
 	if c != nil {
 		out = *c
@@ -93,7 +132,36 @@ func (c *Config) withDefaults(path string) (Config, error) {
 	if out.StderrTailLines == 0 {
 		out.StderrTailLines = DefaultStderrTailLines
 	}
-	return out, out.validate()
+	out.EnvKeep = slices.Clone(out.EnvKeep)
+	out.Env = slices.Clone(out.Env)
+	if err := out.validate(); err != nil {
+		return settings{}, err
+	}
+	return out.parsePolicies()
+}
+
+// parsePolicies parses the handshake-auth, pin and environment settings.
+func (c *Config) parsePolicies() (settings, error) {
+	s := settings{Config: *c}
+	var err error
+	if s.auth, err = handshakeauth.ParseMode(c.HandshakeAuth); err != nil {
+		return settings{}, err
+	}
+	if _, err := preflight.ParseSHA256(c.SHA256); err != nil {
+		return settings{}, err
+	}
+	if s.env, err = newEnvPolicy(c); err != nil {
+		return settings{}, err
+	}
+	// A name in EnvVars is set by the engine after the policy ran, so an
+	// explicit entry for it would silently lose.
+	for _, kv := range c.Env {
+		key, _, _ := strings.Cut(kv, "=")
+		if slices.Contains(c.EnvVars, key) {
+			return settings{}, fmt.Errorf("%w: env %s carries the engine address and is set by the engine itself", vmre.ErrInvalidConfig, key)
+		}
+	}
+	return s, nil
 }
 
 // maxMaxLineBytes bounds MaxLineBytes: the reader's buffer is twice as big.

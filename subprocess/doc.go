@@ -7,6 +7,61 @@
 // [*Process], or an error that says why (version mismatch, timeout, or the
 // process exiting, with its exit status and last stderr lines).
 //
+// # Who may handshake
+//
+// avalanchego's handshake is "first caller wins": any local process that
+// finds the engine's loopback port can call Initialize first and point the
+// engine at a server of its own. Bootstrap closes that. Every launch gets a
+// fresh random secret in the plugin's environment (vmre.HandshakeTokenKey),
+// which vmre's client package sends back in the vmre.HandshakeTokenHeader
+// header. Config.HandshakeAuth chooses what a caller must show:
+//
+//	token          the launch's secret; callers without it get
+//	               unauthenticated
+//	peer           (Linux) the caller's TCP socket must be held by the
+//	               launched process or one of its descendants, found
+//	               through the kernel's socket table and /proc; others get
+//	               permission_denied
+//	token-or-peer  (Linux) either one: plugins using vmre's client pass by
+//	               token, plugins built against avalanchego or luxd (plain
+//	               grpc-go clients that cannot send the secret) pass by peer
+//	none           anyone, as in avalanchego: a local process that wins
+//	               the race becomes the runtime. Only for debugging.
+//
+// The default is token-or-peer on Linux and token on every other system
+// (macOS, Windows, the BSDs), where a socket's owner cannot be looked up;
+// there, plugins that predate vmre need HandshakeAuth "none" and run with
+// that risk. A refused call decides nothing, so the real plugin's
+// handshake still succeeds after a foreign process tried first; each
+// refusal is logged at warn with the caller's address (and pid, if found).
+// The secret never appears in a log line or an error. A call with a valid
+// token costs a hash and a comparison; the socket lookup runs only for
+// calls without one, at most two at a time per launch.
+//
+// # Pre-flight checks
+//
+// Before it opens a listener or starts anything, Bootstrap checks the file
+// cmd would execute: it must exist, be a regular file with execute
+// permission (and, on Linux, on a filesystem that allows exec), and be an
+// ELF, Mach-O or PE binary for this OS and architecture, or a "#!" script
+// on Unix. With Config.SHA256 set, its contents must hash to the pin. The
+// checks read one open file, and on Linux the plugin is executed through
+// that descriptor (/proc/self/fd/N), so a path renamed, replaced or
+// re-linked after the check cannot swap in another binary; elsewhere the
+// path is executed by name after the checks (Windows keeps the file from
+// being renamed or deleted in between; macOS and the BSDs leave a short
+// window). On Linux the plugin inherits that one read-only descriptor.
+//
+// # Environment
+//
+// Config.EnvPolicy "inherit" (the default) passes cmd.Env, or the
+// engine's environment if cmd.Env is nil, to the plugin; "clean" passes
+// only the variables named in Config.EnvKeep (default PATH, HOME, USER,
+// LOGNAME, TMPDIR, TZ, LANG and LC_*). Config.Env entries are added under
+// either policy. Whatever the policy, inherited engine-address variables
+// and handshake secrets are dropped (an engine running as another
+// engine's plugin must not pass its own on) and the launch's own are set.
+//
 // # Output
 //
 // The plugin's stdout and stderr are logged line by line into

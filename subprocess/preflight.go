@@ -1,0 +1,50 @@
+package subprocess
+
+import (
+	"fmt"
+	"os/exec"
+	"path/filepath"
+	"strings"
+
+	"github.com/vmre/vmre"
+	"github.com/vmre/vmre/internal/preflight"
+)
+
+// checkPlugin runs the pre-flight checks on the file cmd would execute
+// and, on Linux, points cmd at the open, checked file (exec through
+// /proc/self/fd), so that what was checked is what runs. The caller closes
+// the returned Executable once cmd.Start has returned. Errors wrap
+// vmre.ErrHandshakeFailed and vmre.ErrNotExecutable, vmre.ErrChecksumMismatch
+// or, for a path that does not exist, fs.ErrNotExist.
+func checkPlugin(cmd *exec.Cmd, pin string) (*preflight.Executable, error) {
+	if cmd.Err != nil {
+		// exec.Command could not resolve the name: Start would fail with
+		// this error anyway.
+		return nil, fmt.Errorf("%w: check plugin: %w: %w", vmre.ErrHandshakeFailed, vmre.ErrNotExecutable, cmd.Err)
+	}
+	exe, err := preflight.Open(execPath(cmd), preflight.Options{SHA256: pin})
+	if err != nil {
+		return nil, fmt.Errorf("%w: check plugin: %w", vmre.ErrHandshakeFailed, err)
+	}
+	exe.Prepare(cmd)
+	return exe, nil
+}
+
+// execPath is the file exec would run for cmd. exec.Command has resolved
+// a bare name through $PATH into cmd.Path already; what is left relative
+// is resolved by the child after it changed to cmd.Dir, so it is relative
+// to cmd.Dir (and never looked up in $PATH).
+func execPath(cmd *exec.Cmd) string {
+	path := cmd.Path
+	if path == "" || filepath.IsAbs(path) {
+		return path
+	}
+	if cmd.Dir != "" {
+		path = filepath.Join(cmd.Dir, path)
+	}
+	if !strings.ContainsRune(path, filepath.Separator) && !strings.ContainsRune(path, '/') {
+		// preflight.Open would search $PATH for a bare name.
+		path = "." + string(filepath.Separator) + path
+	}
+	return path
+}
