@@ -412,9 +412,9 @@ func TestEnvPolicy(t *testing.T) {
 		exact   bool     // nothing else may be present
 	}{
 		{
-			name: "clean with the default allowlist",
-			cfg:  subprocess.Config{EnvPolicy: "clean", Env: []string{childModeEnv + "=env-dump", "EXTRA=1", "HOME=/srv/vm"}},
-			want: []string{"PATH=/usr/bin:/bin", "HOME=/srv/vm", "LC_ALL=C.UTF-8", "LC_TIME=C", childModeEnv + "=env-dump", "EXTRA=1"},
+			name:    "clean with the default allowlist",
+			cfg:     subprocess.Config{EnvPolicy: "clean", Env: []string{childModeEnv + "=env-dump", "EXTRA=1", "HOME=/srv/vm"}},
+			want:    []string{"PATH=/usr/bin:/bin", "HOME=/srv/vm", "LC_ALL=C.UTF-8", "LC_TIME=C", childModeEnv + "=env-dump", "EXTRA=1"},
 			wantNot: []string{"CANARY_SECRET", "AWS_SECRET_ACCESS_KEY"},
 			exact:   true,
 		},
