@@ -7,6 +7,7 @@ import (
 	"runtime"
 	"runtime/debug"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/ava-labs/avalanchego/utils/logging"
@@ -43,10 +44,13 @@ func benchConcurrent(ctx context.Context, e *env) error {
 		heap := newRow(fmt.Sprintf("  engine heap+stacks per live runtime (N=%d)", n), "KiB")
 		rss := newRow(fmt.Sprintf("  engine RSS per live runtime (N=%d)", n), "KiB")
 		stopAll := newRow(fmt.Sprintf("  Manager.Stop of all %d (cooperative)", n), "ms")
+		engCPU := newRow(fmt.Sprintf("  engine CPU per launch, launch phase (user+sys of the engine process, N=%d)", n), "ms")
+		plugCPU := newRow(fmt.Sprintf("  plugin CPU per plugin, whole life (user+sys of the reaped children, N=%d)", n), "ms")
 
 		runVmre := func() error {
 			m0 := measureMem()
 			mgr := vmre.NewManager()
+			self0, kids0 := cpuTimes()
 			t0 := time.Now()
 			errs := launchN(n, func() error {
 				p, _, err := vm.launch(ctx, "serve")
@@ -56,13 +60,17 @@ func benchConcurrent(ctx context.Context, e *env) error {
 				return err
 			})
 			d := time.Since(t0)
+			self1, _ := cpuTimes()
 			m1 := measureMem()
 			t1 := time.Now()
 			mgr.Stop(ctx)
 			ds := time.Since(t1)
+			_, kids1 := cpuTimes()
 			if errs != nil {
 				return fmt.Errorf("vmre: %w", errs)
 			}
+			engCPU.add(colVmre, ms(self1-self0)/float64(n))
+			plugCPU.add(colVmre, ms(kids1-kids0)/float64(n))
 			all.add(colVmre, ms(d))
 			heap.add(colVmre, float64(m1.heapStack-m0.heapStack)/float64(n)/1024)
 			rss.add(colVmre, float64(m1.rss-m0.rss)/float64(n)/1024)
@@ -72,6 +80,7 @@ func benchConcurrent(ctx context.Context, e *env) error {
 		runAva := func() error {
 			m0 := measureMem()
 			mgr := avaruntime.NewManager()
+			self0, kids0 := cpuTimes()
 			t0 := time.Now()
 			errs := launchN(n, func() error {
 				s, _, err := av.launch(ctx, "serve")
@@ -81,13 +90,17 @@ func benchConcurrent(ctx context.Context, e *env) error {
 				return err
 			})
 			d := time.Since(t0)
+			self1, _ := cpuTimes()
 			m1 := measureMem()
 			t1 := time.Now()
 			mgr.Stop(ctx)
 			ds := time.Since(t1)
+			_, kids1 := cpuTimes()
 			if errs != nil {
 				return fmt.Errorf("avalanchego: %w", errs)
 			}
+			engCPU.add(colAva, ms(self1-self0)/float64(n))
+			plugCPU.add(colAva, ms(kids1-kids0)/float64(n))
 			all.add(colAva, ms(d))
 			heap.add(colAva, float64(m1.heapStack-m0.heapStack)/float64(n)/1024)
 			rss.add(colAva, float64(m1.rss-m0.rss)/float64(n)/1024)
@@ -104,7 +117,7 @@ func benchConcurrent(ctx context.Context, e *env) error {
 		}
 		all.check("vmre/ava <= 0.8", all.ratio(colAva) <= 0.8)
 		heap.check("<= 64 KiB", heap.p50(colVmre) <= 64)
-		e.rows = append(e.rows, all, heap, rss, stopAll)
+		e.rows = append(e.rows, all, engCPU, plugCPU, heap, rss, stopAll)
 	}
 	return nil
 }
@@ -132,4 +145,17 @@ func launchN(n int, f func() error) error {
 		return fmt.Errorf("%d of %d launches failed, first: %w", failed, n, first)
 	}
 	return nil
+}
+
+// cpuTimes returns the user+system CPU time of this process and of its
+// reaped children.
+func cpuTimes() (self, children time.Duration) {
+	var ru syscall.Rusage
+	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) == nil {
+		self = time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	}
+	if syscall.Getrusage(syscall.RUSAGE_CHILDREN, &ru) == nil {
+		children = time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	}
+	return self, children
 }
