@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"io"
 	"os/exec"
 	"time"
 
@@ -31,11 +32,18 @@ type gpEngine struct {
 	timeout time.Duration
 }
 
-func (e *gpEngine) launch(context.Context) (*plugin.Client, error) {
+func (e *gpEngine) launch(ctx context.Context, args ...string) (*plugin.Client, error) {
+	return e.launchWith(ctx, nil, args...)
+}
+
+// launchWith is launch with the plugin's stderr copied to stderr (nil:
+// go-plugin's default, its logger).
+func (e *gpEngine) launchWith(_ context.Context, stderr io.Writer, args ...string) (*plugin.Client, error) {
 	c := plugin.NewClient(&plugin.ClientConfig{
 		HandshakeConfig:  gpHandshake,
 		Plugins:          plugin.PluginSet{"vm": gpVM{}},
-		Cmd:              exec.Command(e.path),
+		Cmd:              exec.Command(e.path, args...),
+		Stderr:           stderr,
 		AllowedProtocols: []plugin.Protocol{plugin.ProtocolGRPC},
 		Logger:           hclog.NewNullLogger(),
 		StartTimeout:     e.timeout,

@@ -97,6 +97,26 @@ func benchExitEarly(ctx context.Context, e *env) error {
 		r.add(colAva, ms(t.Sub(stamp)))
 		return nil
 	}
+	gp := &gpEngine{path: e.gp, timeout: 5 * time.Second}
+	var gpErr error
+	gpRun := func(rec bool) error {
+		var stderr syncBuffer
+		c, err := gp.launchWith(ctx, &stderr, "exit-early")
+		t := time.Now()
+		if err == nil {
+			c.Kill()
+			return errors.New("go-plugin: exit-early plugin handshook")
+		}
+		stamp, ok := parseExitStamp(stderr.String())
+		if !ok {
+			return fmt.Errorf("go-plugin: no exit-at stamp on stderr: %w", err)
+		}
+		gpErr = err
+		if rec {
+			r.add(colGP, ms(t.Sub(stamp)))
+		}
+		return nil
+	}
 	floorRun := func(rec bool) error {
 		cmd := exec.Command(e.ava, "exit-early")
 		pipe, err := cmd.StderrPipe()
@@ -126,6 +146,7 @@ func benchExitEarly(ctx context.Context, e *env) error {
 		fs := []func() error{
 			func() error { return vmreRun(rec) },
 			func() error { return floorRun(rec) },
+			func() error { return gpRun(rec) },
 		}
 		if rec && (i-warmups)%every == 0 && avaDone < e.o.avaExitRuns {
 			avaDone++
@@ -139,6 +160,11 @@ func benchExitEarly(ctx context.Context, e *env) error {
 	e.rows = append(e.rows, r)
 	e.note("exit before handshake, vmre's error: %q", errText(vmErr))
 	e.note("exit before handshake, avalanchego's error: %q", errText(avaErr))
+	gpText, _, cut := strings.Cut(errText(gpErr), "\n")
+	if cut {
+		gpText += " ..."
+	}
+	e.note("exit before handshake, go-plugin's error (first line; go-plugin launches bench/plugins/gpplugin): %q", gpText)
 	return nil
 }
 

@@ -2,12 +2,18 @@
 // plugin served by plugin.Serve, with nothing registered but go-plugin's own
 // health, controller and broker services.
 //
-// Usage: gpplugin [exit]   ("exit": exit 0 at once, the floor for this binary)
+// Usage: gpplugin [MODE]
+//
+//	(none)       serve
+//	exit         exit 0 at once (the fork/exec/wait floor of this binary)
+//	exit-early   print "exit-at <unix-nanos>" on stderr and exit 3 before the handshake
 package main
 
 import (
 	"context"
+	"fmt"
 	"os"
+	"time"
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/go-plugin"
@@ -33,8 +39,14 @@ func (VM) GRPCClient(_ context.Context, _ *plugin.GRPCBroker, c *grpc.ClientConn
 }
 
 func main() {
-	if len(os.Args) > 1 && os.Args[1] == "exit" {
-		os.Exit(0)
+	if len(os.Args) > 1 {
+		switch os.Args[1] {
+		case "exit":
+			os.Exit(0)
+		case "exit-early":
+			fmt.Fprintf(os.Stderr, "exit-at %d\n", time.Now().UnixNano())
+			os.Exit(3)
+		}
 	}
 	plugin.Serve(&plugin.ServeConfig{
 		HandshakeConfig: Handshake,
