@@ -226,7 +226,7 @@ func race(t *testing.T, auth, plugin string, callers []foreignCaller) raceResult
 	t.Cleanup(closeGate)
 
 	res := raceResult{foreign: map[string]string{}, out: newCollector(), log: &syncBuffer{}}
-	cmd := childCmd(t, plugin)
+	cmd := childCmd(t, plugin, noRaceExitDelay)
 	cmd.ExtraFiles = []*os.File{gateR}
 	cfg := &subprocess.Config{
 		HandshakeAuth:    auth,
@@ -260,7 +260,7 @@ func race(t *testing.T, auth, plugin string, callers []foreignCaller) raceResult
 				return
 			}
 			fc := exec.Command(exe)
-			fc.Env = append(os.Environ(), childModeEnv+"="+c.mode, foreignAddrEnv+"="+engineAddr)
+			fc.Env = append(os.Environ(), childModeEnv+"="+c.mode, foreignAddrEnv+"="+engineAddr, noRaceExitDelay)
 			fc.Env = append(fc.Env, c.env...)
 			out, err := fc.Output()
 			if err != nil {

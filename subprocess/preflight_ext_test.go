@@ -1,0 +1,190 @@
+//go:build linux
+
+package subprocess_test
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"debug/elf"
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"io"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/vmre/vmre"
+	"github.com/vmre/vmre/subprocess"
+)
+
+// otherArchELF returns the header of an ELF executable for an architecture
+// other than this one.
+func otherArchELF(t *testing.T) []byte {
+	t.Helper()
+	machine := elf.EM_AARCH64
+	if runtime.GOARCH == "arm64" {
+		machine = elf.EM_X86_64
+	}
+	hdr := elf.Header64{
+		Ident:     [elf.EI_NIDENT]byte{0x7f, 'E', 'L', 'F', byte(elf.ELFCLASS64), byte(elf.ELFDATA2LSB), byte(elf.EV_CURRENT)},
+		Type:      uint16(elf.ET_EXEC),
+		Machine:   uint16(machine),
+		Version:   uint32(elf.EV_CURRENT),
+		Ehsize:    64,
+		Phentsize: 56,
+		Shentsize: 64,
+	}
+	var buf bytes.Buffer
+	if err := binary.Write(&buf, binary.LittleEndian, hdr); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
+}
+
+// countChildren returns how many child processes (zombies included) this
+// process has.
+func countChildren(t *testing.T) int {
+	t.Helper()
+	tasks, err := filepath.Glob("/proc/self/task/*/children")
+	if err != nil || len(tasks) == 0 {
+		t.Fatalf("list /proc/self/task/*/children: %v", err)
+	}
+	n := 0
+	for _, f := range tasks {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			continue // the thread exited
+		}
+		n += len(strings.Fields(string(b)))
+	}
+	return n
+}
+
+// countFds returns how many descriptors this process has open.
+func countFds(t *testing.T) int {
+	t.Helper()
+	entries, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(entries)
+}
+
+func sha256Of(t *testing.T, path string) string {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		t.Fatal(err)
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+// TestBootstrapPreflight: a plugin that is missing, a directory, not
+// executable, empty, for another architecture, a script with a missing
+// interpreter, or not matching its SHA-256 pin fails with a clear error
+// before anything is started: no process (a marker the plugin would write
+// stays absent, no child appears), no descriptor left open. It is not
+// parallel, so that the counts are this test's own.
+func TestBootstrapPreflight(t *testing.T) {
+	dir := t.TempDir()
+	marker := filepath.Join(dir, "ran")
+	script := "#!/bin/sh\ntouch " + marker + "\n"
+	write := func(name string, body []byte, mode os.FileMode) string {
+		path := filepath.Join(dir, name)
+		if err := os.WriteFile(path, body, mode); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chmod(path, mode); err != nil { // umask
+			t.Fatal(err)
+		}
+		return path
+	}
+	noExec := write("no-exec.sh", []byte(script), 0o644)
+	wrongArch := write("wrong-arch", otherArchELF(t), 0o755)
+	empty := write("empty", nil, 0o755)
+	badInterp := write("bad-interp.sh", []byte("#!/no/such/interpreter\n"), 0o755)
+	pinned := write("pinned.sh", []byte(script), 0o755)
+	otherSum := sha256.Sum256([]byte("another build"))
+
+	tests := []struct {
+		name     string
+		cmd      *exec.Cmd
+		sha      string
+		wantErr  []error
+		wantText string
+	}{
+		{"missing", subprocess.NewCmd(filepath.Join(dir, "no-such-plugin")), "", []error{vmre.ErrNotExecutable, fs.ErrNotExist}, "no such file or directory"},
+		{"not in PATH", subprocess.NewCmd("vmre-no-such-plugin-in-path"), "", []error{vmre.ErrNotExecutable, exec.ErrNotFound}, "executable file not found in $PATH"},
+		{"directory", subprocess.NewCmd(dir), "", []error{vmre.ErrNotExecutable}, "is a directory"},
+		{"not executable", subprocess.NewCmd(noExec), "", []error{vmre.ErrNotExecutable}, "no execute permission"},
+		{"empty file", subprocess.NewCmd(empty), "", []error{vmre.ErrNotExecutable}, "file is empty"},
+		{"another architecture", subprocess.NewCmd(wrongArch), "", []error{vmre.ErrNotExecutable}, "is not for " + runtime.GOOS + "/" + runtime.GOARCH},
+		{"missing interpreter", subprocess.NewCmd(badInterp), "", []error{vmre.ErrNotExecutable}, "#! interpreter"},
+		{"sha256 mismatch", subprocess.NewCmd(pinned), hex.EncodeToString(otherSum[:]), []error{vmre.ErrChecksumMismatch}, "sha256 of " + pinned + " is " + sha256Of(t, pinned) + ", want " + hex.EncodeToString(otherSum[:])},
+		{"relative to cmd.Dir", func() *exec.Cmd { c := subprocess.NewCmd("./no-exec.sh"); c.Dir = dir; return c }(), "", []error{vmre.ErrNotExecutable}, "no execute permission"},
+	}
+	// Warm up: the first launch of the program starts the spawner and the
+	// watchdog, which live on.
+	_, p := mustBootstrap(t, "tiny", nil, noRaceExitDelay)
+	p.Stop(t.Context())
+	fds, children := countFds(t), countChildren(t)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, stopper, err := subprocess.Bootstrap(t.Context(), tt.cmd, &subprocess.Config{SHA256: tt.sha})
+			t.Logf("error: %v", err)
+			if !errors.Is(err, vmre.ErrHandshakeFailed) {
+				t.Errorf("err = %v, want ErrHandshakeFailed", err)
+			}
+			for _, want := range tt.wantErr {
+				if !errors.Is(err, want) {
+					t.Errorf("err = %v, want %v", err, want)
+				}
+			}
+			if err != nil && !strings.Contains(err.Error(), tt.wantText) {
+				t.Errorf("err = %q, want it to say %q", err, tt.wantText)
+			}
+			if stopper != nil || tt.cmd.Process != nil {
+				t.Fatal("a process was started")
+			}
+			if got := countChildren(t); got != children {
+				t.Errorf("%d child processes, want %d", got, children)
+			}
+			if got := countFds(t); got != fds {
+				t.Errorf("%d descriptors open, want %d", got, fds)
+			}
+		})
+	}
+	if _, err := os.Stat(marker); err == nil {
+		t.Error("a refused plugin ran")
+	}
+
+	t.Run("sha256 match launches", func(t *testing.T) {
+		exe, err := os.Executable()
+		if err != nil {
+			t.Fatal(err)
+		}
+		sum := sha256Of(t, exe)
+		for _, pin := range []string{sum, "sha256:" + strings.ToUpper(sum)} {
+			st, p := mustBootstrap(t, "tiny", &subprocess.Config{SHA256: pin}, noRaceExitDelay)
+			// Executed through the checked descriptor, not by name.
+			if link, err := os.Readlink("/proc/" + strconv.Itoa(st.Pid) + "/exe"); err != nil || link != exe {
+				t.Errorf("plugin executes %q (%v), want %s", link, err, exe)
+			}
+			p.Stop(t.Context())
+		}
+		if _, err := os.Stat(marker); err == nil {
+			t.Error("a refused plugin ran")
+		}
+	})
+}
