@@ -91,6 +91,15 @@ type Config struct {
 	Env []string
 }
 
+// Validate checks c as [Bootstrap] does before it starts anything, so
+// that a command can reject bad settings up front. A nil Config is valid
+// (all defaults). Errors wrap [vmre.ErrInvalidConfig]. It does not look at
+// the plugin binary: the pre-flight checks run in Bootstrap.
+func (c *Config) Validate() error {
+	_, err := c.withDefaults("")
+	return err
+}
+
 // settings is a Config with its defaults applied and its string-valued
 // policies parsed, as a launch uses it.
 type settings struct {

@@ -47,6 +47,10 @@ func doctorCommand(ctx context.Context, args []string, stdout, stderr io.Writer)
 		fmt.Fprintf(stderr, "vmre doctor: %v\n", err)
 		return exitUsage
 	}
+	if err := ef.validate(); err != nil {
+		fmt.Fprintf(stderr, "vmre doctor: %v\n", err)
+		return exitUsage
+	}
 	ctx, stopSignals := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stopSignals()
 

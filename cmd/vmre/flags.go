@@ -22,6 +22,11 @@ type engineFlags struct {
 	handshakeTimeout time.Duration
 	gracefulTimeout  time.Duration
 	envVars          stringList
+	handshakeAuth    string
+	sha256           string
+	envPolicy        string
+	envKeep          keepList
+	env              stringList
 	logFlags
 }
 
@@ -31,7 +36,19 @@ func (f *engineFlags) register(fs *flag.FlagSet) {
 	fs.DurationVar(&f.handshakeTimeout, "handshake-timeout", vmre.DefaultHandshakeTimeout, "how long a plugin has to call Initialize")
 	fs.DurationVar(&f.gracefulTimeout, "graceful-timeout", vmre.DefaultGracefulTimeout, "how long a plugin has to exit after SIGTERM before it is killed")
 	fs.Var(&f.envVars, "env-var", "environment variable that carries the engine address (repeatable; default: "+strings.Join(vmre.EngineAddressKeys(), ", ")+")")
+	fs.StringVar(&f.handshakeAuth, "handshake-auth", "", "who may complete a plugin's handshake: token (the per-launch secret vmre's client sends), peer (Linux: a socket of the launched process tree), token-or-peer (Linux) or none (anyone: avalanchego's behaviour) (default: token-or-peer on Linux, token elsewhere)")
+	fs.StringVar(&f.sha256, "sha256", "", "refuse to start the plugin unless the SHA-256 of its binary is this (64 hex digits, optionally prefixed sha256:)")
+	fs.StringVar(&f.envPolicy, "env-policy", "inherit", "the plugin's environment: inherit (the engine's) or clean (only the --env-keep variables)")
+	fs.Var(&f.envKeep, "env-keep", "with --env-policy clean, the variables to keep, comma-separated; a trailing * matches a prefix (default: PATH,HOME,USER,LOGNAME,TMPDIR,TZ,LANG,LC_*)")
+	fs.Var(&f.env, "env", "KEY=VALUE to set in the plugin's environment under either policy (repeatable)")
 	f.logFlags.register(fs)
+}
+
+// validate checks the launch settings right after parsing, so a bad value
+// is a usage error before anything is started. The plugin binary itself is
+// checked at launch.
+func (f *engineFlags) validate() error {
+	return f.subprocessConfig("", zerolog.Nop()).Validate()
 }
 
 // subprocessConfig returns the launch configuration for the plugin at path.
@@ -47,6 +64,11 @@ func (f *engineFlags) subprocessConfig(path string, log zerolog.Logger) *subproc
 		HandshakeTimeout: f.handshakeTimeout,
 		GracefulTimeout:  f.gracefulTimeout,
 		EnvVars:          envVars,
+		HandshakeAuth:    f.handshakeAuth,
+		SHA256:           f.sha256,
+		EnvPolicy:        f.envPolicy,
+		EnvKeep:          f.envKeep.list(),
+		Env:              append([]string(nil), f.env...),
 	}
 }
 
@@ -122,6 +144,41 @@ func (s *stringList) Set(v string) error {
 	}
 	*s = append(*s, v)
 	return nil
+}
+
+// keepList is the comma-separated --env-keep list. Unset means the
+// default allowlist; set, even to "", it replaces it.
+type keepList struct {
+	names []string
+	set   bool
+}
+
+func (k *keepList) String() string { return strings.Join(k.names, ",") }
+
+func (k *keepList) Set(v string) error {
+	k.names = append(k.names, splitList(v)...)
+	k.set = true
+	return nil
+}
+
+// list returns the names, nil if the flag was not given.
+func (k *keepList) list() []string {
+	if !k.set {
+		return nil
+	}
+	return append([]string{}, k.names...)
+}
+
+// splitList splits a comma-separated list, trimming spaces and dropping
+// empty items.
+func splitList(s string) []string {
+	var out []string
+	for item := range strings.SplitSeq(s, ",") {
+		if item = strings.TrimSpace(item); item != "" {
+			out = append(out, item)
+		}
+	}
+	return out
 }
 
 // parseFlags parses args into fs, printing errors and help to stderr. It

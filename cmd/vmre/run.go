@@ -68,8 +68,19 @@ flags:`)
 		fmt.Fprintf(stderr, "vmre run: %v\n", err)
 		return exitUsage
 	}
+	if err := ef.validate(); err != nil {
+		fmt.Fprintf(stderr, "vmre run: %v\n", err)
+		return exitUsage
+	}
 	if rf.attach && len(fs.Args()) > 0 {
 		fmt.Fprintln(stderr, "vmre run: --attach launches nothing; drop the plugin command or --attach")
+		return exitUsage
+	}
+	if rf.attach && ef.handshakeAuth != "" && ef.handshakeAuth != "token" {
+		// Attached plugins are not the engine's children: there is no
+		// process tree to check a peer against, and "none" would register
+		// any local caller.
+		fmt.Fprintf(stderr, "vmre run: --attach always requires the token; --handshake-auth %s does not apply\n", ef.handshakeAuth)
 		return exitUsage
 	}
 
