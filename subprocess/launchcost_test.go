@@ -1,0 +1,73 @@
+//go:build linux
+
+package subprocess
+
+import (
+	"context"
+	"crypto/rand"
+	"net/http"
+	"os"
+	"os/exec"
+	"testing"
+
+	"github.com/rs/zerolog"
+	"github.com/vmre/vmre"
+	"github.com/vmre/vmre/internal/handshakeauth"
+	"github.com/vmre/vmre/server"
+)
+
+// BenchmarkLaunchChecks measures what the handshake-auth, pre-flight and
+// environment policies add to a launch, one by one, in the engine's
+// process (the plugin's own start is BenchmarkLaunch's): the pre-flight of
+// the test binary (open, stat, access, ELF header; no pin), the plugin's
+// environment, the per-launch auth policy, and Authorize for a call with
+// the right token (the handshake's hot path: no /proc lookup).
+func BenchmarkLaunchChecks(b *testing.B) {
+	exe, err := os.Executable()
+	if err != nil {
+		b.Fatal(err)
+	}
+	cfg, err := (&Config{}).withDefaults(exe)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Run("preflight", func(b *testing.B) {
+		for b.Loop() {
+			cmd := exec.Command(exe)
+			e, err := checkPlugin(cmd, "")
+			if err != nil {
+				b.Fatal(err)
+			}
+			e.Close()
+		}
+	})
+	b.Run("env", func(b *testing.B) {
+		for b.Loop() {
+			_ = pluginEnv(nil, &cfg, "127.0.0.1:12345", "token")
+		}
+	})
+	b.Run("policy", func(b *testing.B) {
+		for b.Loop() {
+			p, err := newAuthPolicy(cfg.auth, rand.Text(), zerolog.Nop())
+			if err != nil {
+				b.Fatal(err)
+			}
+			p.SetPid(1)
+		}
+	})
+	b.Run("authorize-token", func(b *testing.B) {
+		token := rand.Text()
+		p, err := newAuthPolicy(handshakeauth.ModeTokenOrPeer, token, zerolog.Nop())
+		if err != nil {
+			b.Fatal(err)
+		}
+		p.SetPid(1)
+		call := server.Call{PeerAddr: "127.0.0.1:40000", Header: http.Header{vmre.HandshakeTokenHeader: {token}}}
+		ctx := context.Background()
+		for b.Loop() {
+			if err := p.Authorize(ctx, call); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
