@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -17,6 +18,11 @@ import (
 func TestMain(m *testing.M) {
 	if mode := os.Getenv(childEnv); mode != "" {
 		os.Exit(child(mode))
+	}
+	// Children are this test binary; built with -race, each would sleep
+	// 1 s at exit (GORACE's atexit_sleep_ms) and slow every graceful stop.
+	if err := os.Setenv("GORACE", strings.TrimSpace(os.Getenv("GORACE")+" atexit_sleep_ms=0")); err != nil {
+		panic(err)
 	}
 	// The launcher keeps two process-wide helpers (a spawner thread and the
 	// orphan watchdog) for the life of the program.

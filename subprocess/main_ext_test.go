@@ -58,6 +58,11 @@ func TestMain(m *testing.M) {
 		// Never return into testing: it would print PASS on stdout.
 		os.Exit(run())
 	}
+	// Children are this test binary; built with -race, each would sleep
+	// 1 s at exit (GORACE's atexit_sleep_ms) and slow every graceful stop.
+	if err := os.Setenv("GORACE", strings.TrimSpace(os.Getenv("GORACE")+" atexit_sleep_ms=0")); err != nil {
+		panic(err)
+	}
 	goleak.VerifyTestMain(m, leakOptions()...)
 }
 

@@ -28,6 +28,11 @@ func TestMain(m *testing.M) {
 	if os.Getenv(asVMRE) == "1" {
 		os.Exit(run(context.Background(), os.Args[1:], os.Stdout, os.Stderr))
 	}
+	// Children are this test binary; built with -race, each would sleep
+	// 1 s at exit (GORACE's atexit_sleep_ms) and slow every graceful stop.
+	if err := os.Setenv("GORACE", strings.TrimSpace(os.Getenv("GORACE")+" atexit_sleep_ms=0")); err != nil {
+		panic(err)
+	}
 	// Children launched by the tests inherit this and act as vmre.
 	if err := os.Setenv(asVMRE, "1"); err != nil {
 		panic(err)
