@@ -40,6 +40,9 @@ import (
 // a few dozen bytes.
 const MaxRequestBytes = 64 << 10
 
+// compressMinBytes is the smallest response message the API compresses.
+const compressMinBytes = 4 << 10
+
 // Config configures [New].
 type Config struct {
 	// Token is the bearer token StopRuntime and RestartRuntime require.
@@ -91,6 +94,11 @@ func New(eng *engine.Engine, cfg Config) (*Handler, error) {
 		&service{engine: eng},
 		connect.WithInterceptors(newAuthInterceptor(cfg.Token)),
 		connect.WithReadMaxBytes(MaxRequestBytes),
+		// Most messages (a watch change, an output line) are a few hundred
+		// bytes: gzipping each one for each watcher cost more CPU than it
+		// saved on a loopback or LAN link, and delayed delivery to 1,000
+		// watchers (BENCHMARKS.md). Large snapshots are still compressed.
+		connect.WithCompressMinBytes(compressMinBytes),
 	))
 	health := grpchealth.NewStaticChecker(vmrev1connect.RuntimeServiceName)
 	mux.Handle(grpchealth.NewHandler(health))

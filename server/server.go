@@ -12,6 +12,7 @@ package server
 
 import (
 	"context"
+	"math"
 	"net"
 	"net/http"
 	"strconv"
@@ -94,7 +95,12 @@ func NewHandler(initializer vmre.Initializer, opts ...Option) (string, http.Hand
 		cfg.maxRequestBytes = DefaultMaxRequestBytes
 	}
 	svc := &runtimeService{initializer: initializer, authorize: cfg.authorize}
-	handlerOpts := append([]connect.HandlerOption{connect.WithReadMaxBytes(cfg.maxRequestBytes)}, cfg.handlerOptions...)
+	handlerOpts := append([]connect.HandlerOption{
+		connect.WithReadMaxBytes(cfg.maxRequestBytes),
+		// The answer is an empty message: compressing it only costs time
+		// (connect-go would gzip it for every client that offers gzip).
+		connect.WithCompressMinBytes(math.MaxInt32),
+	}, cfg.handlerOptions...)
 	path, handler := runtimepbconnect.NewRuntimeHandler(svc, handlerOpts...)
 	return path, newContentTypeGuard(handler)
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/rand"
 	"fmt"
-	"math"
 	"net"
 	"net/http"
 	"os"
@@ -15,7 +14,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"connectrpc.com/connect"
 	"github.com/vmre/vmre"
 	"github.com/vmre/vmre/internal/handshakeauth"
 	"github.com/vmre/vmre/internal/preflight"
@@ -334,12 +332,7 @@ type handshakeKey struct{}
 
 func sharedHandler() http.Handler {
 	handshakeHandler.once.Do(func() {
-		// The answer is an empty message: compressing it only costs time
-		// (connect-go would gzip it for any client that accepts gzip,
-		// about 300 µs for a cold compressor on either side).
-		path, h := server.NewHandler(launchInitializer{},
-			server.WithAuthorizer(authorizeLaunch),
-			server.WithHandlerOptions(connect.WithCompressMinBytes(math.MaxInt32)))
+		path, h := server.NewHandler(launchInitializer{}, server.WithAuthorizer(authorizeLaunch))
 		mux := http.NewServeMux()
 		mux.Handle(path, h)
 		handshakeHandler.h = mux
