@@ -54,13 +54,7 @@ func (s *subprocessLauncher) Launch(ctx context.Context, spec Spec, output func(
 		stopper.Stop(context.WithoutCancel(ctx))
 		return Status{}, nil, fmt.Errorf("bootstrap returned %T, want *subprocess.Process", stopper)
 	}
-	return Status{
-		Pid:               st.Pid,
-		Addr:              st.Addr,
-		ProtocolVersion:   st.ProtocolVersion,
-		StartedAt:         st.StartedAt,
-		HandshakeDuration: st.HandshakeDuration,
-	}, subprocessProcess{p}, nil
+	return *st, subprocessProcess{p}, nil
 }
 
 type subprocessProcess struct{ *subprocess.Process }

@@ -6,6 +6,8 @@ import (
 	"slices"
 	"strconv"
 	"time"
+
+	"github.com/vmre/vmre/subprocess"
 )
 
 // Errors returned by the engine. They are classified with [errors.Is]; the
@@ -169,14 +171,9 @@ type Spec struct {
 	Args []string
 }
 
-// Status is what a successful launch reports.
-type Status struct {
-	Pid               int
-	Addr              string
-	ProtocolVersion   uint32
-	StartedAt         time.Time
-	HandshakeDuration time.Duration
-}
+// Status is what a successful launch reports: the same facts Bootstrap
+// returns, whatever the [Launcher].
+type Status = subprocess.Status
 
 // Process is a launched plugin process.
 type Process interface {
