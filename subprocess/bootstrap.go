@@ -21,7 +21,8 @@ import (
 )
 
 // serverShutdownTimeout bounds how long the handshake server may take to
-// deliver its last answer after Bootstrap has decided.
+// deliver its last answer after Bootstrap has decided, while the plugin
+// lives; once it has been reaped the server is closed at once.
 const serverShutdownTimeout = time.Second
 
 // NewCmd returns an [exec.Cmd] for the plugin at path, prepared for
@@ -88,7 +89,9 @@ type Status struct {
 // nothing. Only the first admitted Initialize that passes validation
 // decides the handshake; later ones are refused with
 // vmre.ErrAlreadyInitialized. The listener is closed before Bootstrap
-// returns, and the server shuts down right after delivering its answer.
+// returns, and the server shuts down right after delivering its answer,
+// or at once, closing its connections, when the process has been reaped
+// (so it never delays Done or Stop).
 //
 // cmd must not have been started, its Stdout and Stderr must be nil and its
 // Stdin nil or an *os.File (any other reader needs a copying goroutine that
@@ -290,9 +293,12 @@ func launch(cmd *exec.Cmd, cfg *settings, exe *preflight.Executable) (*launched,
 		return context.WithValue(context.Background(), handshakeKey{}, hs)
 	}
 	// Counted before supervise starts, so before anything waits for the
-	// helpers.
+	// helpers; supervise cancels the server's shutdown once it has reaped
+	// the process.
 	p.helpers.Add(1)
-	go serveHandshake(p, srv, ln)
+	srvCtx, stopServer := context.WithCancel(context.Background())
+	p.stopServer = stopServer
+	go serveHandshake(srvCtx, p, srv, ln)
 
 	p.log = vmLog.With().Int(fieldPid, p.pid).Logger()
 	if wdErr != nil {
@@ -309,16 +315,39 @@ func launch(cmd *exec.Cmd, cfg *settings, exe *preflight.Executable) (*launched,
 }
 
 // serveHandshake serves the handshake until Bootstrap closes the listener,
-// then lets the last answer out and shuts the server down.
-func serveHandshake(p *Process, srv *http.Server, ln net.Listener) {
+// then lets the last answer out and shuts the server down, and returns
+// once every connection's goroutine has ended.
+//
+// The graceful shutdown lasts until the plugin's connections are idle or
+// closed (net/http polls for that on a timer starting at 1 ms and
+// doubling) or serverShutdownTimeout, unless ctx ends first: supervise
+// cancels ctx as soon as the process has been reaped, since nobody is left
+// to read an answer, and the connections are then closed hard. Done waits
+// for this goroutine, so without that a Stop right after the handshake
+// would wait for the next poll tick (up to serverShutdownTimeout with a
+// plugin that holds a connection open mid-request).
+func serveHandshake(ctx context.Context, p *Process, srv *http.Server, ln net.Listener) {
 	defer p.helpers.Done()
 	defer close(p.serverDone)
+	// StateNew is reported on Serve's goroutine (this one) before the
+	// connection's goroutine starts, and StateClosed or StateHijacked as
+	// that goroutine ends, so every Add happens before the Wait below.
+	var conns sync.WaitGroup
+	srv.ConnState = func(_ net.Conn, state http.ConnState) {
+		switch state {
+		case http.StateNew:
+			conns.Add(1)
+		case http.StateClosed, http.StateHijacked:
+			conns.Done()
+		}
+	}
 	_ = srv.Serve(ln)
-	ctx, cancel := context.WithTimeout(context.Background(), serverShutdownTimeout)
+	ctx, cancel := context.WithTimeout(ctx, serverShutdownTimeout)
 	defer cancel()
 	if err := srv.Shutdown(ctx); err != nil {
 		_ = srv.Close()
 	}
+	conns.Wait()
 }
 
 // The handshake handler is built once and shared by every launch's server,

@@ -395,6 +395,34 @@ func TestStopIsIdempotentAndConcurrent(t *testing.T) {
 	}
 }
 
+// TestStopIsNotDelayedByHandshakeServer: a connection to the handshake
+// server with a request half sent, held open by a process outside the
+// plugin's group, keeps the server's graceful shutdown going for its whole
+// second (serverShutdownTimeout). Stop must not wait for it: once the
+// plugin is reaped the server is closed hard, and its goroutines end
+// (TestMain checks for leaks).
+func TestStopIsNotDelayedByHandshakeServer(t *testing.T) {
+	t.Parallel()
+	out := newCollector()
+	_, p := mustBootstrap(t, "hold-conn", &subprocess.Config{OnOutput: out.add})
+	l := out.waitFor(t, func(l subprocess.Line) bool { return strings.HasPrefix(l.Text, "holder=") })
+	holder, err := strconv.Atoi(strings.TrimPrefix(l.Text, "holder="))
+	if err != nil {
+		t.Fatal(err)
+	}
+	openPidfds(t, holder) // killed at cleanup
+	start := time.Now()
+	p.Stop(t.Context())
+	// Half the server's shutdown timeout: far above a stop's few
+	// milliseconds, far below what waiting for the server costs.
+	if elapsed := time.Since(start); elapsed > 500*time.Millisecond {
+		t.Errorf("Stop took %v: it waited for the handshake server's shutdown", elapsed)
+	}
+	if es := p.ExitStatus(); es.Code != 0 || es.Err != nil {
+		t.Errorf("ExitStatus = %+v, want a graceful exit", es)
+	}
+}
+
 func TestStopReturnsWhenContextEnds(t *testing.T) {
 	t.Parallel()
 	_, p := mustBootstrap(t, "ignore-sigterm", &subprocess.Config{GracefulTimeout: 2 * time.Second})

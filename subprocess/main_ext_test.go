@@ -45,6 +45,7 @@ var childModes = map[string]func() int{
 	"close-stdout":    childCloseStdout,
 	"exit-after":      childExitAfterHandshake,
 	"double-init":     childDoubleInit,
+	"hold-conn":       childHoldConn,
 	"engine":          childEngine,
 }
 
@@ -299,6 +300,50 @@ func childDoubleInit() int {
 	fmt.Fprintf(os.Stderr, "second initialize: %v\n", err)
 	defer ln.Close()
 	waitSignal(syscall.SIGTERM)
+	return 0
+}
+
+// childHoldConn opens a second connection to the engine's handshake server,
+// leaves a request half sent on it and hands it to a grandchild in a
+// session of its own (which neither the plugin's exit nor the engine's
+// group kill ends), so the server cannot finish a graceful shutdown; it
+// prints "holder=PID", handshakes and exits on SIGTERM.
+func childHoldConn() int {
+	signals := make(chan os.Signal, 1)
+	signal.Notify(signals, syscall.SIGTERM)
+	conn, err := net.Dial("tcp", os.Getenv(vmre.EngineAddressKey))
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "dial:", err)
+		return 1
+	}
+	if _, err := conn.Write([]byte("POST /vm.runtime.Runtime/Initialize HTTP/1.1\r\n")); err != nil {
+		fmt.Fprintln(os.Stderr, "write:", err)
+		return 1
+	}
+	f, err := conn.(*net.TCPConn).File()
+	if err != nil {
+		return 1
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		return 1
+	}
+	gc := exec.Command(exe)
+	gc.Env = append(os.Environ(), childModeEnv+"=grandchild")
+	gc.ExtraFiles = []*os.File{f}
+	gc.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if err := gc.Start(); err != nil {
+		fmt.Fprintln(os.Stderr, "start holder:", err)
+		return 1
+	}
+	fmt.Printf("holder=%d\n", gc.Process.Pid)
+	// The server accepts connections in order, so the held one is being
+	// served before the handshake's is.
+	if _, err := handshake(childVersion()); err != nil {
+		fmt.Fprintln(os.Stderr, "handshake:", err)
+		return 1
+	}
+	<-signals
 	return 0
 }
 

@@ -33,6 +33,9 @@ type Process struct {
 	exited     chan struct{} // closed once reaped
 	serverDone chan struct{} // closed once the handshake server is shut down
 	done       chan struct{} // closed once reaped, drained and helpers ended
+	// stopServer ends the handshake server's graceful shutdown early; set
+	// before the server and supervise start.
+	stopServer context.CancelFunc
 
 	mu       sync.Mutex
 	reaped   bool
@@ -142,6 +145,9 @@ func (p *Process) supervise() {
 	waitErr := p.reap() // sets p.reaped
 	state := p.cmd.ProcessState
 	close(p.exited)
+	// Nobody is left to read a handshake answer: close the handshake
+	// server now rather than let Done wait for its graceful shutdown.
+	p.stopServer()
 
 	// The plugin's group is dead, so the pipes reach EOF as soon as they
 	// are empty, unless a process that left the group holds them open.
