@@ -5,6 +5,7 @@ package subprocess
 import (
 	"context"
 	"crypto/rand"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -20,8 +21,10 @@ import (
 // environment policies add to a launch, one by one, in the engine's
 // process (the plugin's own start is BenchmarkLaunch's): the pre-flight of
 // the test binary (open, stat, access, ELF header; no pin), the plugin's
-// environment, the per-launch auth policy, and Authorize for a call with
-// the right token (the handshake's hot path: no /proc lookup).
+// environment, the per-launch auth policy, Authorize for a call with the
+// right token (vmre's plugins: no /proc lookup), and Authorize for a call
+// without one, admitted by peer (every avalanchego-style plugin: the
+// socket looked up in /proc, here held by this process).
 func BenchmarkLaunchChecks(b *testing.B) {
 	exe, err := os.Executable()
 	if err != nil {
@@ -64,6 +67,36 @@ func BenchmarkLaunchChecks(b *testing.B) {
 		p.SetPid(1)
 		call := server.Call{PeerAddr: "127.0.0.1:40000", Header: http.Header{vmre.HandshakeTokenHeader: {token}}}
 		ctx := context.Background()
+		for b.Loop() {
+			if err := p.Authorize(ctx, call); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("authorize-peer", func(b *testing.B) {
+		p, err := newAuthPolicy(handshakeauth.ModeTokenOrPeer, rand.Text(), zerolog.Nop())
+		if err != nil {
+			b.Fatal(err)
+		}
+		p.SetPid(os.Getpid())
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer ln.Close()
+		c, err := net.Dial("tcp", ln.Addr().String())
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer c.Close()
+		s, err := ln.Accept()
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer s.Close()
+		call := server.Call{PeerAddr: s.RemoteAddr().String(), Header: http.Header{}}
+		// What net/http puts in every request's context.
+		ctx := context.WithValue(context.Background(), http.LocalAddrContextKey, s.LocalAddr())
 		for b.Loop() {
 			if err := p.Authorize(ctx, call); err != nil {
 				b.Fatal(err)

@@ -462,3 +462,54 @@ func BenchmarkLookupInTree(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkHolds measures the descriptor scan behind every peer check, in
+// this process with 16 more files open than usual (about what a grpc-go
+// plugin holds at its handshake): a connection opened after them, as a
+// plugin's handshake connection is (its descriptor is the first tried),
+// and one opened before them (found only after the others).
+func BenchmarkHolds(b *testing.B) {
+	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer ln.Close()
+	inodeOf := func() uint64 {
+		c, err := net.Dial("tcp", ln.Addr().String())
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { c.Close() })
+		s, err := ln.Accept()
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { s.Close() })
+		inode, err := peercred.SocketInode(netip.MustParseAddrPort(s.LocalAddr().String()), netip.MustParseAddrPort(s.RemoteAddr().String()))
+		if err != nil {
+			b.Fatal(err)
+		}
+		return inode
+	}
+	oldest := inodeOf()
+	for range 16 {
+		f, err := os.Open(os.DevNull)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { f.Close() })
+	}
+	newest := inodeOf()
+	for _, bc := range []struct {
+		name  string
+		inode uint64
+	}{{"newest descriptor", newest}, {"oldest descriptor", oldest}} {
+		b.Run(bc.name, func(b *testing.B) {
+			for b.Loop() {
+				if !peercred.Holds(os.Getpid(), bc.inode) {
+					b.Fatal("socket not found")
+				}
+			}
+		})
+	}
+}

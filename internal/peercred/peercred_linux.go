@@ -2,6 +2,7 @@ package peercred
 
 import (
 	"bufio"
+	"cmp"
 	"encoding/binary"
 	"encoding/hex"
 	"errors"
@@ -10,6 +11,7 @@ import (
 	"io/fs"
 	"net/netip"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -180,28 +182,42 @@ func decodeAddr(s string) (netip.Addr, bool) {
 	return addr, ok
 }
 
+// holds tries pid's descriptors from the highest number down and stops at
+// the first that is the socket. The kernel gives a new descriptor the
+// lowest free number, so the connection a plugin has just opened for its
+// handshake is nearly always its highest: one readlink instead of one per
+// descriptor in /proc's ascending order. Every descriptor is still tried,
+// so a socket with a low number is found too, only later.
 func holds(pid int, inode uint64) bool {
 	if pid <= 0 {
 		return false
 	}
-	dir := "/proc/" + strconv.Itoa(pid) + "/fd"
+	dir := "/proc/" + strconv.Itoa(pid) + "/fd/"
 	d, err := os.Open(dir)
 	if err != nil {
 		return false // gone, or not ours to inspect
 	}
-	defer d.Close()
-	target := "socket:[" + strconv.FormatUint(inode, 10) + "]"
-	for {
-		names, err := d.Readdirnames(256)
-		for _, name := range names {
-			if link, err := os.Readlink(dir + "/" + name); err == nil && link == target {
-				return true
-			}
-		}
-		if err != nil {
-			return false
+	// On an error the names read so far are still worth trying.
+	names, _ := d.Readdirnames(-1)
+	d.Close()
+	fds := make([]int, 0, len(names))
+	for _, name := range names {
+		if fd, err := strconv.Atoi(name); err == nil {
+			fds = append(fds, fd)
 		}
 	}
+	slices.SortFunc(fds, func(a, b int) int { return cmp.Compare(b, a) })
+	target := "socket:[" + strconv.FormatUint(inode, 10) + "]"
+	var link [64]byte // longer than any "socket:[N]"
+	path := make([]byte, 0, len(dir)+20)
+	for _, fd := range fds {
+		path = strconv.AppendInt(append(path[:0], dir...), int64(fd), 10)
+		n, err := syscall.Readlink(string(path), link[:])
+		if err == nil && n < len(link) && string(link[:n]) == target {
+			return true
+		}
+	}
+	return false
 }
 
 func descendants(root int) ([]int, error) {
