@@ -42,11 +42,14 @@ func doctorCommand(ctx context.Context, args []string, stdout, stderr io.Writer)
 	if ef.logFormat == "" {
 		ef.logFormat = "console" // plugin output is context for a person here
 	}
-	log, err := ef.logger(stderr)
+	log, logSink, err := ef.logger(stderr)
 	if err != nil {
 		fmt.Fprintf(stderr, "vmre doctor: %v\n", err)
 		return exitUsage
 	}
+	// Runs last: the log's last lines reach stderr before doctor returns.
+	defer logSink.Close()
+	stderr = logSink.direct()
 	if err := ef.validate(); err != nil {
 		fmt.Fprintf(stderr, "vmre doctor: %v\n", err)
 		return exitUsage

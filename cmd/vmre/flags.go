@@ -83,11 +83,15 @@ func (f *logFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.logLevel, "log-level", "info", "minimum log level: trace, debug, info, warn, error")
 }
 
-// logger builds the engine's logger writing to w (the process's stderr).
-func (f *logFlags) logger(w io.Writer) (zerolog.Logger, error) {
+// logger builds the engine's logger writing to w (the process's stderr)
+// through a batching logWriter, which it returns too: the caller must Close
+// it on every return path (Close flushes), and should print its own
+// messages for stderr through its direct writer so that they stay in order
+// with the log.
+func (f *logFlags) logger(w io.Writer) (zerolog.Logger, *logWriter, error) {
 	level, err := zerolog.ParseLevel(f.logLevel)
 	if err != nil || f.logLevel == "" {
-		return zerolog.Nop(), fmt.Errorf("%w: log level %q", vmre.ErrInvalidConfig, f.logLevel)
+		return zerolog.Nop(), nil, fmt.Errorf("%w: log level %q", vmre.ErrInvalidConfig, f.logLevel)
 	}
 	format := f.logFormat
 	if format == "" {
@@ -96,14 +100,17 @@ func (f *logFlags) logger(w io.Writer) (zerolog.Logger, error) {
 			format = "console"
 		}
 	}
+	sink := newLogWriter(w, logFlushBytes, logFlushInterval)
+	var out io.Writer
 	switch format {
 	case "json":
+		out = sink
 	case "console":
-		w = zerolog.ConsoleWriter{Out: w, TimeFormat: time.TimeOnly, NoColor: !isTerminal(w)}
+		out = levelFlusher{Writer: zerolog.ConsoleWriter{Out: sink, TimeFormat: time.TimeOnly, NoColor: !isTerminal(w)}, sink: sink}
 	default:
-		return zerolog.Nop(), fmt.Errorf("%w: log format %q, want console or json", vmre.ErrInvalidConfig, format)
+		return zerolog.Nop(), nil, fmt.Errorf("%w: log format %q, want console or json", vmre.ErrInvalidConfig, format)
 	}
-	return zerolog.New(w).Level(level).With().Timestamp().Logger(), nil
+	return zerolog.New(out).Level(level).With().Timestamp().Logger(), sink, nil
 }
 
 func isTerminal(w io.Writer) bool {

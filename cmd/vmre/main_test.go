@@ -227,6 +227,20 @@ func runningPid(log string) int {
 	return 0
 }
 
+// lastLogMessage returns the message of the last JSON log line in log.
+func lastLogMessage(log string) string {
+	var last string
+	for line := range strings.SplitSeq(log, "\n") {
+		var entry struct {
+			Message string `json:"message"`
+		}
+		if json.Unmarshal([]byte(line), &entry) == nil && entry.Message != "" {
+			last = entry.Message
+		}
+	}
+	return last
+}
+
 // safeBuffer is a bytes.Buffer safe for one writer and concurrent readers.
 type safeBuffer struct {
 	mu  sync.Mutex

@@ -63,11 +63,14 @@ flags:`)
 	if code, ok := parseFlags(fs, args, stderr); !ok {
 		return code
 	}
-	log, err := ef.logger(stderr)
+	log, logSink, err := ef.logger(stderr)
 	if err != nil {
 		fmt.Fprintf(stderr, "vmre run: %v\n", err)
 		return exitUsage
 	}
+	// Runs last: the log's last lines reach stderr before run returns.
+	defer logSink.Close()
+	stderr = logSink.direct()
 	if err := ef.validate(); err != nil {
 		fmt.Fprintf(stderr, "vmre run: %v\n", err)
 		return exitUsage

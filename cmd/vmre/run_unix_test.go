@@ -26,8 +26,10 @@ func TestRunStopsCleanlyOnSIGTERM(t *testing.T) {
 
 	// Read the log until the runtime is up and remember the plugin's pid.
 	pidCh := make(chan int, 1)
+	readDone := make(chan struct{})
 	var logs safeBuffer
 	go func() {
+		defer close(readDone)
 		buf := make([]byte, 4096)
 		sent := false
 		for {
@@ -53,9 +55,20 @@ func TestRunStopsCleanlyOnSIGTERM(t *testing.T) {
 	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
+	// Read to EOF before Wait, which closes the pipe.
+	select {
+	case <-readDone:
+	case <-time.After(20 * time.Second):
+		t.Fatalf("vmre run did not exit after SIGTERM; log:\n%s", logs.String())
+	}
 	err = cmd.Wait()
 	if err != nil {
 		t.Fatalf("vmre run exited with %v after SIGTERM; log:\n%s", err, logs.String())
+	}
+	// The engine's log is batched; its last line, logged just before run
+	// returns, is on stderr only if the return path flushed it.
+	if last := lastLogMessage(logs.String()); last != "stopped" {
+		t.Errorf("last log message %q, want %q (log not flushed at exit?); log:\n%s", last, "stopped", logs.String())
 	}
 	// The plugin was our grandchild and has been reaped by vmre: signal 0
 	// must find no such process.
