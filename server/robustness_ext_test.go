@@ -616,6 +616,187 @@ func TestAbuseSlowlorisHTTP1(t *testing.T) {
 	abuseCallOK(t, addr)
 }
 
+// TestAbuseSlowlorisHTTP2: 300 h2c connections stall or trickle at every
+// point of the protocol and are held while the probe runs: the client
+// preface trickled a byte at a time; the preface and SETTINGS, then
+// silence; 4 of a frame header's 9 bytes; a HEADERS frame without
+// END_HEADERS and no CONTINUATION; a HEADERS frame trickled a byte at a
+// time; and 4 streams per connection whose gRPC message declares 100 bytes
+// of which 10 arrive. No trickle ever sends its last byte. Nothing here
+// times out within the test (the preface is under ReadHeaderTimeout, the
+// rest under IdleTimeout or the stream cap), so every connection must
+// still be open when the probe finishes: the probe measured the whole
+// attack. The probe keeps its latency bound, the heap and goroutines stay
+// bounded, no stalled request reaches the engine, and once the attacker
+// lets go the server releases everything.
+func TestAbuseSlowlorisHTTP2(t *testing.T) {
+	engine := &abuseEngine{}
+	addr := abuseServe(t, engine)
+	probe := abuseStartProbe(t, addr)
+	// Counted with the probe's two loops running, which end in finish:
+	// what the server holds for the attack must come back below this.
+	base := runtime.NumGoroutine()
+
+	const (
+		perKind        = 50
+		streamsPerConn = 4
+		// slowlorisHold is how long the attack runs before the probe is
+		// finished (which probes on until it has its samples).
+		slowlorisHold = time.Second
+		trickleEvery  = 100 * time.Millisecond
+	)
+	block := abuseHeaderBlock(addr)
+	var frame bytes.Buffer
+	if err := http2.NewFramer(&frame, nil).WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: block, EndHeaders: true}); err != nil {
+		t.Fatal(err)
+	}
+	headersFrame := frame.Bytes()
+	// A gRPC message prefix declaring 100 bytes, then 10 of them.
+	partialBody := append([]byte{0, 0, 0, 0, 100}, make([]byte, 10)...)
+
+	type slowConn struct {
+		kind    string
+		h2      *abuseH2      // nil for a connection still in its preface
+		raw     net.Conn      // the preface trickled on it
+		rawEOF  chan struct{} // closed when the server closes raw
+		trickle []byte        // yet to send, a byte per tick; the last never is
+	}
+	// send writes b on the connection, serialized with the reader's writes
+	// for an HTTP/2 one; a failure means the server closed it, which the
+	// check after the hold reports.
+	send := func(s *slowConn, b []byte) {
+		if s.h2 != nil {
+			s.h2.write(func() error { _, err := s.h2.conn.Write(b); return err })
+			return
+		}
+		_, _ = s.raw.Write(b)
+	}
+	kinds := []struct {
+		name  string
+		stall func(s *slowConn)
+	}{
+		{"idle after SETTINGS", func(*slowConn) {}},
+		{"partial frame header", func(s *slowConn) { send(s, headersFrame[:4]) }},
+		{"HEADERS without END_HEADERS", func(s *slowConn) {
+			s.h2.write(func() error {
+				return s.h2.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: block, EndHeaders: false})
+			})
+		}},
+		{"HEADERS trickled", func(s *slowConn) { s.trickle = headersFrame }},
+		{"body never arrives", func(s *slowConn) {
+			for id := uint32(1); id < 2*streamsPerConn; id += 2 {
+				s.h2.write(func() error {
+					if err := s.h2.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: id, BlockFragment: block, EndHeaders: true}); err != nil {
+						return err
+					}
+					return s.h2.fr.WriteData(id, false, partialBody)
+				})
+			}
+		}},
+	}
+	var slow []*slowConn
+	for _, k := range kinds {
+		for range perKind {
+			s := &slowConn{kind: k.name, h2: abuseDialH2(t, addr)}
+			k.stall(s)
+			slow = append(slow, s)
+		}
+	}
+	// Dialled last: ReadHeaderTimeout (5 s) runs from here for these.
+	for range perKind {
+		conn, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s := &slowConn{kind: "preface trickled", raw: conn, rawEOF: make(chan struct{}), trickle: []byte(http2.ClientPreface)}
+		t.Cleanup(func() { _ = conn.Close(); <-s.rawEOF })
+		go func() {
+			_, _ = io.Copy(io.Discard, conn)
+			close(s.rawEOF)
+		}()
+		slow = append(slow, s)
+	}
+	// One goroutine trickles for every connection, the first byte at once.
+	stop := make(chan struct{})
+	var trickling sync.WaitGroup
+	stopTrickle := sync.OnceFunc(func() {
+		close(stop)
+		trickling.Wait()
+	})
+	t.Cleanup(stopTrickle) // should the probe fail the test first
+	trickling.Go(func() {
+		tick := time.NewTicker(trickleEvery)
+		defer tick.Stop()
+		for {
+			for _, s := range slow {
+				if len(s.trickle) > 1 {
+					send(s, s.trickle[:1])
+					s.trickle = s.trickle[1:]
+				}
+			}
+			select {
+			case <-stop:
+				return
+			case <-tick.C:
+			}
+		}
+	})
+
+	time.Sleep(slowlorisHold) // the attack's duration, the probe running
+	probe.finish(t)
+	stopTrickle()
+
+	closedEarly := map[string]int{}
+	for _, s := range slow {
+		if s.h2 != nil && s.h2.isClosed() {
+			closedEarly[s.kind]++
+		}
+		if s.raw != nil {
+			select {
+			case <-s.rawEOF:
+				closedEarly[s.kind]++
+			default:
+			}
+		}
+	}
+	for kind, n := range closedEarly {
+		t.Errorf("%s: the server closed %d of %d connections during the hold: the probe did not measure the whole attack", kind, n, perKind)
+	}
+	grew := probe.peakGor - base
+	t.Logf("slowloris: %d connections (%d stalled streams) held; goroutines +%d at peak", len(slow), perKind*streamsPerConn, grew)
+	// A handful per connection (the server's two, the attacker's reader)
+	// and one handler per stalled stream; a per-byte or per-frame cost
+	// would be far over.
+	if limit := 4*len(slow) + 2*perKind*streamsPerConn; grew > limit {
+		t.Errorf("goroutines grew by %d with %d connections, want at most %d", grew, len(slow), limit)
+	}
+	probe.mu.Lock()
+	valid := int64(len(probe.latencies) - len(probe.errs) + 1) // and the warm-up call
+	probe.mu.Unlock()
+	if n := engine.calls.Load(); n > valid {
+		t.Errorf("engine saw %d calls, but only the probe's %d were complete", n, valid)
+	}
+
+	for _, s := range slow {
+		if s.h2 != nil {
+			_ = s.h2.conn.Close()
+			<-s.h2.closed
+		} else {
+			_ = s.raw.Close()
+			<-s.rawEOF
+		}
+	}
+	// No event says the server has let go of a connection; poll, bounded.
+	deadline := time.Now().Add(5 * time.Second)
+	for runtime.NumGoroutine() > base && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if n := runtime.NumGoroutine(); n > base {
+		t.Errorf("%d goroutines 5 s after the attacker closed its connections, want at most %d as before the attack", n, base)
+	}
+	abuseCallOK(t, addr)
+}
+
 // TestAbuseBadInitializeFlood: 10,000 concurrent Initialize calls with bad
 // input — gRPC over h2c with bad addresses and a zero version, and
 // curl-style Connect JSON over HTTP/1.1 that is malformed or of the wrong
