@@ -2,6 +2,7 @@ package subprocess
 
 import (
 	"bytes"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"os"
@@ -237,6 +238,36 @@ func chunkCut(w []byte, max int) int {
 
 func isContinuation(c byte) bool { return c&0xC0 == 0x80 }
 
+// jsonSafe reports whether b can go between JSON quotes as it is: no byte
+// zerolog's JSON encoder would escape or replace (below 0x20, '"', '\\',
+// 0x7f and above, which covers all of UTF-8's multi-byte sequences). It
+// checks eight bytes at a time.
+func jsonSafe(b []byte) bool {
+	const (
+		ones  = 0x0101010101010101
+		highs = 0x8080808080808080
+	)
+	// hasZero reports whether a byte of v is zero (exact for the word as
+	// a whole: a borrow only ever runs past a byte that is zero).
+	hasZero := func(v uint64) bool { return (v-ones)&^v&highs != 0 }
+	for len(b) >= 8 {
+		x := binary.LittleEndian.Uint64(b)
+		if x&highs != 0 || // 0x80 and above
+			(x+ones)&highs != 0 || // 0x7f: with no byte above it, the only one that carries into bit 7
+			(x-0x20*ones)&^x&highs != 0 || // below 0x20
+			hasZero(x^('"'*ones)) || hasZero(x^('\\'*ones)) {
+			return false
+		}
+		b = b[8:]
+	}
+	for _, c := range b {
+		if c < 0x20 || c >= 0x7f || c == '"' || c == '\\' {
+			return false
+		}
+	}
+	return true
+}
+
 // emit logs one line or chunk and hands it to OnOutput and the tail.
 func (s *stream) emit(b []byte, partial bool) {
 	continuation := s.inLine
@@ -286,6 +317,17 @@ func (s *stream) emit(b []byte, partial bool) {
 		switch {
 		case msgEscaped:
 			e = e.Str(zerolog.MessageFieldName, unquoteJSON(msg))
+		case len(msg)+2 <= len(s.buf)-s.end && jsonSafe(msg):
+			// What Bytes would write, without zerolog's byte-by-byte
+			// escape check (jsonSafe checks eight bytes at a time): the
+			// message quoted in the read buffer's free space after the
+			// window, which the next read overwrites anyway. When that
+			// space is too small, Bytes below does it.
+			q := s.buf[s.end:]
+			q[0] = '"'
+			n := copy(q[1:], msg)
+			q[n+1] = '"'
+			e = e.RawJSON(zerolog.MessageFieldName, q[:n+2])
 		case msg != nil:
 			e = e.Bytes(zerolog.MessageFieldName, msg)
 		}

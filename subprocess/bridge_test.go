@@ -6,6 +6,7 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -355,6 +356,30 @@ func benchBridge(b *testing.B, lineSize int, jsonLines bool, sink string) {
 	}
 }
 
+// BenchmarkEmit measures the bridge's CPU per line without the pipe: one
+// line classified and logged by zerolog (JSON, with a timestamp) into
+// memory, on the calling goroutine.
+func BenchmarkEmit(b *testing.B) {
+	for _, size := range []int{128, 1024} {
+		b.Run(fmt.Sprintf("%dB", size), func(b *testing.B) {
+			line := bytes.Repeat([]byte("e"), size-1)
+			var out bytes.Buffer
+			log := zerolog.New(&out).Level(zerolog.InfoLevel).With().Timestamp().Str(fieldVM, "bench").Int(fieldPid, 1).Logger()
+			s := newStream(StreamStdout, nil, log, &Config{MaxLineBytes: DefaultMaxLineBytes}, defaultBufs, nil)
+			s.buf = s.pool.get() // as while the pipe has data
+			defer s.pool.put(s.buf)
+			b.SetBytes(int64(size))
+			b.ReportAllocs()
+			for b.Loop() {
+				s.emit(line, false)
+				if out.Len() > 1<<20 {
+					out.Reset()
+				}
+			}
+		})
+	}
+}
+
 func BenchmarkParseJSONLine(b *testing.B) {
 	line := []byte(`{"level":"info","time":"2026-01-02T03:04:05Z","caller":"vm/vm.go:123","chain":"C","height":12345,"message":"accepted block","tags":["a","b"]}`)
 	b.SetBytes(int64(len(line)))
@@ -362,6 +387,46 @@ func BenchmarkParseJSONLine(b *testing.B) {
 	for range b.N {
 		if _, ok := parseJSONLine(line); !ok {
 			b.Fatal("not parsed")
+		}
+	}
+}
+
+// TestJSONSafe: the word-at-a-time check agrees with zerolog's escape
+// table (bytes 0x20-0x7e except '"' and '\\' pass as they are) for every
+// byte value at every position of a word and of the tail, and emit writes
+// the same log entry through its fast path as through zerolog's Bytes.
+func TestJSONSafe(t *testing.T) {
+	t.Parallel()
+	plain := func(c byte) bool { return c >= 0x20 && c <= 0x7e && c != '"' && c != '\\' }
+	for n := range 20 {
+		for pos := range n {
+			for v := range 256 {
+				b := bytes.Repeat([]byte("a"), n)
+				b[pos] = byte(v)
+				if got, want := jsonSafe(b), plain(byte(v)); got != want {
+					t.Fatalf("jsonSafe(%q) = %v, want %v", b, got, want)
+				}
+			}
+		}
+	}
+	for _, line := range []string{"", "a", "plain line of text", strings.Repeat("0123456789", 102) + "ab", strings.Repeat("x", 70<<10), `with "quotes"`, "tab\there", "del\x7f", "é"} {
+		// With the read buffer's free space as scratch (the fast path),
+		// and with too little of it (zerolog's Bytes).
+		for _, room := range []bool{true, false} {
+			var got, want bytes.Buffer
+			var lines []Line
+			s := testStream(StreamStdout, DefaultMaxLineBytes, &got, &lines)
+			s.buf = s.pool.get()
+			if !room {
+				s.end = len(s.buf) - 1
+			}
+			s.emit([]byte(line), false)
+			s.pool.put(s.buf)
+			ref := zerolog.New(&want).With().Str(fieldVM, "vm").Int(fieldPid, 7).Str(fieldStream, StreamStdout).Logger()
+			ref.Info().Bytes(zerolog.MessageFieldName, []byte(line)).Send()
+			if got.String() != want.String() {
+				t.Errorf("emit(%.40q), room %v: logged\n%s want\n%s", line, room, got.String(), want.String())
+			}
 		}
 	}
 }
