@@ -12,8 +12,13 @@ import (
 type outputRing struct {
 	maxLines, maxBytes, followerBuffer int
 
-	mu        sync.Mutex
+	mu sync.Mutex
+	// lines is a circular buffer: count lines starting at head, wrapping.
+	// It grows up to maxLines and is then reused, so a flooding plugin
+	// costs no allocation here beyond its lines' text.
 	lines     []Line
+	head      int
+	count     int
 	bytes     int
 	seq       uint64
 	pid       int
@@ -38,29 +43,47 @@ func (o *outputRing) add(in OutputLine) {
 	defer o.mu.Unlock()
 	o.seq++
 	l := Line{Seq: o.seq, Time: in.Time, Stream: in.Stream, Level: in.Level, Text: in.Text, Partial: in.Partial, Panic: in.Panic, Pid: o.pid}
-	o.lines = append(o.lines, l)
-	o.bytes += lineBytes(&l)
-	drop := 0
-	for len(o.lines)-drop > o.maxLines || (o.bytes > o.maxBytes && len(o.lines)-drop > 1) {
-		o.bytes -= lineBytes(&o.lines[drop])
-		drop++
+	// Make room: at most maxLines lines, and at most maxBytes bytes unless
+	// the new line alone is larger.
+	for o.count > 0 && (o.count >= o.maxLines || o.bytes+lineBytes(&l) > o.maxBytes) {
+		o.dropOldestLocked()
 	}
-	if drop > 0 {
-		o.lines = o.lines[drop:]
-		if cap(o.lines) > 2*o.maxLines+16 {
-			o.lines = slices.Clone(o.lines)
+	if o.count < len(o.lines) {
+		o.lines[(o.head+o.count)%len(o.lines)] = l
+	} else {
+		// Full but below maxLines: grow. Unwrap first if byte-bound drops
+		// moved head, so that appending keeps the lines in order.
+		if o.head != 0 {
+			o.lines = slices.Concat(o.lines[o.head:], o.lines[:o.head])
+			o.head = 0
 		}
+		o.lines = append(o.lines, l)
 	}
+	o.count++
+	o.bytes += lineBytes(&l)
 	for f := range o.followers {
 		f.pushLocked(l)
 	}
 }
 
+func (o *outputRing) dropOldestLocked() {
+	oldest := &o.lines[o.head]
+	o.bytes -= lineBytes(oldest)
+	*oldest = Line{} // release its text
+	o.head = (o.head + 1) % len(o.lines)
+	o.count--
+}
+
+// tail returns the last n lines (all of them if n <= 0), oldest first.
 func (o *outputRing) tail(n int) []Line {
-	if n <= 0 || n > len(o.lines) {
-		n = len(o.lines)
+	if n <= 0 || n > o.count {
+		n = o.count
 	}
-	return slices.Clone(o.lines[len(o.lines)-n:])
+	out := make([]Line, n)
+	for i := range n {
+		out[i] = o.lines[(o.head+o.count-n+i)%len(o.lines)]
+	}
+	return out
 }
 
 // close ends every follower; the ring keeps its lines.
