@@ -47,15 +47,17 @@ func benchConcurrent(ctx context.Context, e *env) error {
 		engCPU := newRow(fmt.Sprintf("  engine CPU per launch, launch phase (user+sys of the engine process, N=%d)", n), "ms")
 		plugCPU := newRow(fmt.Sprintf("  plugin CPU per plugin, whole life (user+sys of the reaped children, N=%d)", n), "ms")
 
-		runVmre := func() error {
+		// round launches n plugins with launch, tracking each in a fresh
+		// Manager of the engine (newManager), and records column col.
+		round := func(col, name string, newManager func() manager, launch func() (tracked, error)) error {
 			m0 := measureMem()
-			mgr := vmre.NewManager()
+			mgr := newManager()
 			self0, kids0 := cpuTimes()
 			t0 := time.Now()
 			errs := launchN(n, func() error {
-				p, _, err := vm.launch(ctx, "serve")
+				p, err := launch()
 				if err == nil {
-					mgr.TrackRuntime(p)
+					mgr.track(p)
 				}
 				return err
 			})
@@ -63,49 +65,29 @@ func benchConcurrent(ctx context.Context, e *env) error {
 			self1, _ := cpuTimes()
 			m1 := measureMem()
 			t1 := time.Now()
-			mgr.Stop(ctx)
+			mgr.stop(ctx)
 			ds := time.Since(t1)
 			_, kids1 := cpuTimes()
 			if errs != nil {
-				return fmt.Errorf("vmre: %w", errs)
+				return fmt.Errorf("%s: %w", name, errs)
 			}
-			engCPU.add(colVmre, ms(self1-self0)/float64(n))
-			plugCPU.add(colVmre, ms(kids1-kids0)/float64(n))
-			all.add(colVmre, ms(d))
-			heap.add(colVmre, float64(m1.heapStack-m0.heapStack)/float64(n)/1024)
-			rss.add(colVmre, float64(m1.rss-m0.rss)/float64(n)/1024)
-			stopAll.add(colVmre, ms(ds))
+			engCPU.add(col, ms(self1-self0)/float64(n))
+			plugCPU.add(col, ms(kids1-kids0)/float64(n))
+			all.add(col, ms(d))
+			heap.add(col, float64(m1.heapStack-m0.heapStack)/float64(n)/1024)
+			rss.add(col, float64(m1.rss-m0.rss)/float64(n)/1024)
+			stopAll.add(col, ms(ds))
 			return nil
 		}
+		runVmre := func() error {
+			return round(colVmre, "vmre",
+				func() manager { return vmreManager{vmre.NewManager()} },
+				func() (tracked, error) { p, _, err := vm.launch(ctx, "serve"); return p, err })
+		}
 		runAva := func() error {
-			m0 := measureMem()
-			mgr := avaruntime.NewManager()
-			self0, kids0 := cpuTimes()
-			t0 := time.Now()
-			errs := launchN(n, func() error {
-				s, _, err := av.launch(ctx, "serve")
-				if err == nil {
-					mgr.TrackRuntime(s)
-				}
-				return err
-			})
-			d := time.Since(t0)
-			self1, _ := cpuTimes()
-			m1 := measureMem()
-			t1 := time.Now()
-			mgr.Stop(ctx)
-			ds := time.Since(t1)
-			_, kids1 := cpuTimes()
-			if errs != nil {
-				return fmt.Errorf("avalanchego: %w", errs)
-			}
-			engCPU.add(colAva, ms(self1-self0)/float64(n))
-			plugCPU.add(colAva, ms(kids1-kids0)/float64(n))
-			all.add(colAva, ms(d))
-			heap.add(colAva, float64(m1.heapStack-m0.heapStack)/float64(n)/1024)
-			rss.add(colAva, float64(m1.rss-m0.rss)/float64(n)/1024)
-			stopAll.add(colAva, ms(ds))
-			return nil
+			return round(colAva, "avalanchego",
+				func() manager { return avaManager{avaruntime.NewManager()} },
+				func() (tracked, error) { s, _, err := av.launch(ctx, "serve"); return s, err })
 		}
 		for i := range e.o.concRounds {
 			if err := rotate(i, runVmre, runAva); err != nil {
@@ -159,3 +141,22 @@ func cpuTimes() (self, children time.Duration) {
 	}
 	return self, children
 }
+
+// tracked is a launched plugin as either engine's Manager takes it.
+type tracked any
+
+// manager hides the two engines' Manager types behind one shape.
+type manager interface {
+	track(p tracked)
+	stop(ctx context.Context)
+}
+
+type vmreManager struct{ m vmre.Manager }
+
+func (v vmreManager) track(p tracked)          { v.m.TrackRuntime(p.(vmre.Stopper)) }
+func (v vmreManager) stop(ctx context.Context) { v.m.Stop(ctx) }
+
+type avaManager struct{ m avaruntime.Manager }
+
+func (a avaManager) track(p tracked)          { a.m.TrackRuntime(p.(avaruntime.Stopper)) }
+func (a avaManager) stop(ctx context.Context) { a.m.Stop(ctx) }
