@@ -13,6 +13,7 @@ import (
 
 	"github.com/vmre/vmre"
 	runtimepb "github.com/vmre/vmre/gen/vm/runtime"
+	"github.com/vmre/vmre/internal/handshaketest"
 	"github.com/vmre/vmre/server"
 	"google.golang.org/grpc"
 	"google.golang.org/protobuf/types/known/emptypb"
@@ -26,29 +27,11 @@ const engineVersion = 42
 // version, content type and token header are recorded in seen, if not nil.
 func startVMREServer(tb testing.TB, init vmre.Initializer, seen *requestLog, opts ...server.Option) string {
 	tb.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		tb.Fatalf("listen: %v", err)
-	}
-	path, handler := server.NewHandler(init, opts...)
-	mux := http.NewServeMux()
-	mux.Handle(path, handler)
-	var h http.Handler = mux
+	var wrap func(http.Handler) http.Handler
 	if seen != nil {
-		h = seen.wrap(mux)
+		wrap = seen.wrap
 	}
-	srv := server.NewHTTPServer(h)
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(ln) }()
-	tb.Cleanup(func() {
-		if err := srv.Close(); err != nil {
-			tb.Errorf("close server: %v", err)
-		}
-		if err := <-served; !errors.Is(err, http.ErrServerClosed) {
-			tb.Errorf("serve: %v", err)
-		}
-	})
-	return ln.Addr().String()
+	return handshaketest.Serve(tb, init, wrap, opts...)
 }
 
 // request is what reached a server's port for one call.

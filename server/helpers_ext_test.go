@@ -2,7 +2,6 @@ package server_test
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -12,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/vmre/vmre"
+	"github.com/vmre/vmre/internal/handshaketest"
 	"github.com/vmre/vmre/server"
 )
 
@@ -24,29 +24,11 @@ const engineVersion = 42
 // server is closed when the test ends, and must not have failed.
 func startServer(tb testing.TB, init vmre.Initializer, seen *wireLog, opts ...server.Option) string {
 	tb.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		tb.Fatalf("listen: %v", err)
-	}
-	path, handler := server.NewHandler(init, opts...)
-	mux := http.NewServeMux()
-	mux.Handle(path, handler)
-	var h http.Handler = mux
+	var wrap func(http.Handler) http.Handler
 	if seen != nil {
-		h = seen.wrap(mux)
+		wrap = seen.wrap
 	}
-	srv := server.NewHTTPServer(h)
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(ln) }()
-	tb.Cleanup(func() {
-		if err := srv.Close(); err != nil {
-			tb.Errorf("close server: %v", err)
-		}
-		if err := <-served; !errors.Is(err, http.ErrServerClosed) {
-			tb.Errorf("serve: %v", err)
-		}
-	})
-	return ln.Addr().String()
+	return handshaketest.Serve(tb, init, wrap, opts...)
 }
 
 // wire is what reached the server's port for one request.
