@@ -1,0 +1,293 @@
+package engine
+
+// The lifecycle of a runtime: launch, state transitions, stop and restart.
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"time"
+
+	"github.com/vmre/vmre"
+)
+
+// Launch registers a new runtime for spec and launches it. It blocks until
+// the handshake has completed or failed and returns the runtime either way;
+// on failure the runtime is in state Failed (and in the history) and the
+// error says why. The launch is not bound to ctx: ctx only bounds the wait,
+// and a caller that gives up leaves the launch to finish in the engine.
+func (e *Engine) Launch(ctx context.Context, spec Spec) (Runtime, error) {
+	if e.launcher == nil {
+		return Runtime{}, fmt.Errorf("%w: no launcher configured", vmre.ErrInvalidConfig)
+	}
+	if spec.Path == "" {
+		return Runtime{}, fmt.Errorf("%w: empty path", vmre.ErrInvalidConfig)
+	}
+	spec.Args = slices.Clone(spec.Args)
+	if spec.Name == "" {
+		spec.Name = filepath.Base(spec.Path)
+	}
+	e.mu.Lock()
+	if e.closed {
+		e.mu.Unlock()
+		return Runtime{}, ErrClosed
+	}
+	r := e.addLocked(Runtime{
+		Name:    spec.Name,
+		Command: append([]string{spec.Path}, spec.Args...),
+	})
+	r.spec = spec
+	e.mu.Unlock()
+	return e.start(ctx, r, "launching")
+}
+
+// addLocked registers a new runtime with the next id.
+func (e *Engine) addLocked(info Runtime) *runtime {
+	e.nextID++
+	info.ID = "r" + strconv.Itoa(e.nextID)
+	r := &runtime{info: info, out: newOutputRing(e.cfg.OutputLines, e.cfg.OutputBytes, 4*e.cfg.WatchBuffer)}
+	e.runtimes[info.ID] = r
+	e.order = append(e.order, info.ID)
+	return r
+}
+
+// start launches r's spec and records the outcome. The caller holds no
+// lock; r has no live process.
+func (e *Engine) start(ctx context.Context, r *runtime, why string) (Runtime, error) {
+	e.mu.Lock()
+	if e.closed {
+		e.mu.Unlock()
+		return Runtime{}, ErrClosed
+	}
+	launchCtx, cancel := context.WithCancel(e.baseCtx)
+	done := make(chan struct{})
+	r.cancelLaunch, r.launchDone, r.exited = cancel, done, make(chan struct{})
+	r.stopRequested = false
+	r.proc, r.launchErr = nil, nil
+	if r.inHistory {
+		r.inHistory = false
+		e.history = slices.DeleteFunc(e.history, func(id string) bool { return id == r.info.ID })
+	}
+	r.info.Pid, r.info.VMAddr, r.info.ProtocolVersion = 0, "", 0
+	r.info.StartedAt, r.info.HandshakeDuration = time.Now(), 0
+	r.info.ExitedAt, r.info.Exit, r.info.LastError = time.Time{}, nil, ""
+	r.out.setPid(0) // lines before the new handshake come from an unknown pid
+	e.transitionLocked(r, StateStarting, why)
+	// Add under the lock: Close sets closed under it before it waits, so
+	// no Add can race with that Wait.
+	e.wg.Add(1)
+	e.mu.Unlock()
+
+	go func() {
+		defer e.wg.Done()
+		e.launch(launchCtx, cancel, r, done)
+	}()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		return e.snapshotOf(r), fmt.Errorf("wait for launch of %s: %w", r.info.ID, ctx.Err())
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	info := r.info.clone()
+	if info.State == StateFailed || info.State == StateExited {
+		if r.stopRequested {
+			return info, fmt.Errorf("launch %s: %w", info.ID, ErrStopped)
+		}
+		return info, fmt.Errorf("launch %s: %w", info.ID, r.launchErr)
+	}
+	return info, nil
+}
+
+// launch runs one launch to its outcome, then, on success, waits for the
+// process to exit. It runs on its own goroutine, tracked by e.wg.
+func (e *Engine) launch(ctx context.Context, cancel context.CancelFunc, r *runtime, done chan struct{}) {
+	defer cancel()
+	status, proc, err := e.launcher.Launch(ctx, r.spec, func(l OutputLine) { r.out.add(l) })
+
+	e.mu.Lock()
+	if err != nil {
+		r.info.ExitedAt = time.Now()
+		var exitErr *vmre.ExitError
+		if errors.As(err, &exitErr) {
+			r.info.Exit = &ExitStatus{Code: exitErr.ExitCode, Signal: exitErr.Signal}
+			r.info.Pid = exitErr.Pid
+		}
+		if r.stopRequested {
+			e.transitionLocked(r, StateExited, ErrStopped.Error())
+		} else {
+			r.info.LastError = err.Error()
+			r.launchErr = err
+			e.transitionLocked(r, StateFailed, "launch failed: "+err.Error())
+		}
+		e.log.Warn().Str("id", r.info.ID).Str("vm", r.info.Name).Err(err).Msg("launch failed")
+		e.endLocked(r)
+		close(done)
+		close(r.exited)
+		e.mu.Unlock()
+		return
+	}
+	r.proc = proc
+	r.info.Pid = status.Pid
+	r.info.VMAddr = status.Addr
+	r.info.ProtocolVersion = status.ProtocolVersion
+	if !status.StartedAt.IsZero() {
+		r.info.StartedAt = status.StartedAt
+	}
+	r.info.HandshakeDuration = status.HandshakeDuration
+	r.out.setPid(status.Pid)
+	stopNow := r.stopRequested
+	if !stopNow {
+		e.transitionLocked(r, StateRunning, "handshake completed in "+status.HandshakeDuration.Round(time.Microsecond).String())
+	}
+	exited := r.exited
+	e.mu.Unlock()
+
+	e.log.Info().Str("id", r.info.ID).Str("vm", r.spec.Name).Int("pid", status.Pid).Str("addr", status.Addr).
+		Uint32("protocol_version", status.ProtocolVersion).Dur("handshake", status.HandshakeDuration).Msg("runtime running")
+	e.manager.TrackRuntime(trackedProcess{proc})
+	close(done)
+	if stopNow {
+		// Stop was asked for while the handshake ran; honour it now.
+		proc.Stop(context.WithoutCancel(ctx))
+	}
+
+	<-proc.Done()
+	exit := proc.ExitStatus()
+	e.mu.Lock()
+	r.info.ExitedAt = time.Now()
+	r.info.Exit = &exit
+	switch {
+	case r.stopRequested:
+		e.transitionLocked(r, StateExited, "stopped: "+exit.String())
+	case exit.Success():
+		e.transitionLocked(r, StateExited, "exited on its own: "+exit.String())
+	default:
+		r.info.LastError = "exited on its own: " + exit.String()
+		e.transitionLocked(r, StateFailed, r.info.LastError)
+	}
+	e.endLocked(r)
+	close(exited)
+	e.mu.Unlock()
+	e.log.Info().Str("id", r.info.ID).Str("vm", r.spec.Name).Int("pid", status.Pid).Str("exit", exit.String()).Msg("runtime ended")
+}
+
+// trackedProcess adapts a Process to vmre.Runtime for the Manager.
+type trackedProcess struct{ Process }
+
+var _ vmre.Runtime = trackedProcess{}
+
+// transitionLocked moves r to state, records the event and tells watchers.
+func (e *Engine) transitionLocked(r *runtime, state State, message string) {
+	r.info.State = state
+	ev := Event{Time: time.Now(), State: state, Message: message}
+	r.events = append(r.events, ev)
+	if over := len(r.events) - e.cfg.Events; over > 0 {
+		r.events = slices.Delete(r.events, 0, over)
+	}
+	e.publishLocked(Change{Kind: ChangeUpdated, Runtime: r.info.clone(), Event: ev, Time: ev.Time})
+}
+
+// endLocked moves an ended runtime into the history, evicting the oldest
+// ended runtimes beyond the bound.
+func (e *Engine) endLocked(r *runtime) {
+	if r.inHistory {
+		return
+	}
+	r.inHistory = true
+	e.history = append(e.history, r.info.ID)
+	for len(e.history) > e.cfg.History {
+		id := e.history[0]
+		e.history = e.history[1:]
+		old := e.runtimes[id]
+		delete(e.runtimes, id)
+		e.order = slices.DeleteFunc(e.order, func(o string) bool { return o == id })
+		old.out.close()
+		e.publishLocked(Change{Kind: ChangeRemoved, RemovedID: id, Time: time.Now()})
+	}
+}
+
+// Stop stops the runtime with the given id and returns it once its process
+// has exited, or when ctx is done (the stop then completes in the
+// background). Stopping an ended runtime returns it unchanged. A runtime
+// that is still starting has its launch aborted. Attached runtimes cannot be
+// stopped: [ErrAttached].
+func (e *Engine) Stop(ctx context.Context, id string) (Runtime, error) {
+	e.mu.Lock()
+	r, ok := e.runtimes[id]
+	if !ok {
+		e.mu.Unlock()
+		return Runtime{}, fmt.Errorf("stop %q: %w", id, ErrUnknownRuntime)
+	}
+	e.mu.Unlock()
+	return e.stop(ctx, r)
+}
+
+func (e *Engine) stop(ctx context.Context, r *runtime) (Runtime, error) {
+	e.mu.Lock()
+	if r.info.Attached {
+		info := r.info.clone()
+		e.mu.Unlock()
+		return info, fmt.Errorf("stop %s: %w", info.ID, ErrAttached)
+	}
+	exited := r.exited
+	var proc Process
+	switch r.info.State {
+	case StateStarting, StateRunning:
+		r.stopRequested = true
+		e.transitionLocked(r, StateStopping, "stop requested")
+		if r.proc == nil {
+			// Still in its handshake: abort the launch, which kills the
+			// process.
+			r.cancelLaunch()
+		}
+		proc = r.proc
+	case StateStopping:
+		proc = r.proc
+	default:
+		info := r.info.clone()
+		e.mu.Unlock()
+		return info, nil
+	}
+	e.mu.Unlock()
+
+	e.log.Info().Str("id", r.info.ID).Msg("stopping runtime")
+	if proc != nil {
+		proc.Stop(ctx)
+	}
+	select {
+	case <-exited:
+	case <-ctx.Done():
+		return e.snapshotOf(r), fmt.Errorf("stop %s: %w", r.info.ID, ctx.Err())
+	}
+	return e.snapshotOf(r), nil
+}
+
+// Restart stops the runtime if it runs, then launches its command again
+// under the same id, and returns it once the new process has handshaken or
+// failed to. Ended runtimes in the history can be restarted too. Attached
+// runtimes cannot: [ErrAttached].
+func (e *Engine) Restart(ctx context.Context, id string) (Runtime, error) {
+	e.mu.Lock()
+	r, ok := e.runtimes[id]
+	e.mu.Unlock()
+	if !ok {
+		return Runtime{}, fmt.Errorf("restart %q: %w", id, ErrUnknownRuntime)
+	}
+	r.op.Lock()
+	defer r.op.Unlock()
+	if _, err := e.stop(ctx, r); err != nil {
+		return e.snapshotOf(r), fmt.Errorf("restart: %w", err)
+	}
+	e.mu.Lock()
+	if _, still := e.runtimes[id]; !still {
+		e.mu.Unlock()
+		return Runtime{}, fmt.Errorf("restart %q: %w", id, ErrUnknownRuntime)
+	}
+	r.info.Restarts++
+	e.mu.Unlock()
+	return e.start(ctx, r, "restarting")
+}
