@@ -20,8 +20,8 @@ import (
 // launches; fork is serialized by syscall.ForkLock anyway) and never ends:
 // leak checkers ignore it by its name, [SpawnerFunc].
 //
-// This is the package's one piece of global state besides the watchdog and
-// the reader-buffer pool.
+// This is the package's one piece of global state besides the watchdog,
+// the reader-buffer pool and the bounded pre-flight header cache.
 type spawnRequest struct {
 	cmd  *exec.Cmd
 	errc chan error

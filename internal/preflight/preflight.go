@@ -57,6 +57,10 @@ type Options struct {
 	// defaults runtime.GOOS and runtime.GOARCH. Architectures vmre does not
 	// know are not checked.
 	GOOS, GOARCH string
+	// Cache, if not nil, remembers files that passed the header check and
+	// skips that check for an unchanged file (see [FormatCache]). The
+	// other checks, and the pin, are never skipped.
+	Cache *FormatCache
 }
 
 // Executable is a checked plugin file, held open until [Executable.Close].
@@ -131,9 +135,13 @@ func (e *Executable) check(opts Options, want []byte) error {
 	if err := checkAccess(e.file); err != nil {
 		return fmt.Errorf("%w: %s: %w", vmre.ErrNotExecutable, e.Path, err)
 	}
-	format, err := checkFormat(e.file, opts.GOOS, opts.GOARCH)
-	if err != nil {
-		return fmt.Errorf("%w: %s: %w", vmre.ErrNotExecutable, e.Path, err)
+	key, format, cached := opts.Cache.get(info, opts.GOOS, opts.GOARCH)
+	if !cached {
+		format, err = checkFormat(e.file, opts.GOOS, opts.GOARCH)
+		if err != nil {
+			return fmt.Errorf("%w: %s: %w", vmre.ErrNotExecutable, e.Path, err)
+		}
+		opts.Cache.put(key, format)
 	}
 	e.Format = format
 	if want != nil {
