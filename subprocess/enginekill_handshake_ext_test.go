@@ -7,7 +7,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"os/exec"
 	"strconv"
 	"strings"
 	"syscall"
@@ -83,22 +82,9 @@ func childEngineMidHandshake() int {
 // until it is set up, prints "mid-handshake pids PLUGIN GRANDCHILD" and
 // then blocks without ever calling Initialize.
 func childForkGrandchildHang() int {
-	exe, err := os.Executable()
+	gc, err := startGrandchild()
 	if err != nil {
-		return 1
-	}
-	gc := exec.Command(exe)
-	gc.Env = append(os.Environ(), childModeEnv+"=grandchild")
-	gc.Stderr = os.Stderr
-	ready, err := gc.StdoutPipe()
-	if err != nil {
-		return 1
-	}
-	if err := gc.Start(); err != nil {
-		fmt.Fprintln(os.Stderr, "start grandchild:", err)
-		return 1
-	}
-	if _, err := bufio.NewReader(ready).ReadString('\n'); err != nil {
+		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
 	fmt.Printf("%s%d %d\n", midHandshakePrefix, os.Getpid(), gc.Process.Pid)

@@ -174,23 +174,9 @@ func childIgnoreSIGTERM() int {
 func childForkGrandchild() int {
 	signals := make(chan os.Signal, 1)
 	signal.Notify(signals, syscall.SIGTERM)
-	exe, err := os.Executable()
+	gc, err := startGrandchild()
 	if err != nil {
-		return 1
-	}
-	gc := exec.Command(exe)
-	gc.Env = append(os.Environ(), childModeEnv+"=grandchild")
-	gc.Stderr = os.Stderr
-	ready, err := gc.StdoutPipe()
-	if err != nil {
-		return 1
-	}
-	if err := gc.Start(); err != nil {
-		fmt.Fprintln(os.Stderr, "start grandchild:", err)
-		return 1
-	}
-	// Wait until the grandchild has set up its signal handling.
-	if _, err := bufio.NewReader(ready).ReadString('\n'); err != nil {
+		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
 	fmt.Printf("grandchild=%d\n", gc.Process.Pid)
@@ -379,4 +365,28 @@ func childEngine() int {
 	fmt.Println("ready")
 	waitSignal(syscall.SIGUSR2)
 	return 0
+}
+
+// startGrandchild starts the "grandchild" mode (it ignores SIGTERM and
+// stays in the caller's process group) and returns once it has set up its
+// signal handling.
+func startGrandchild() (*exec.Cmd, error) {
+	exe, err := os.Executable()
+	if err != nil {
+		return nil, err
+	}
+	gc := exec.Command(exe)
+	gc.Env = append(os.Environ(), childModeEnv+"=grandchild")
+	gc.Stderr = os.Stderr
+	ready, err := gc.StdoutPipe()
+	if err != nil {
+		return nil, err
+	}
+	if err := gc.Start(); err != nil {
+		return nil, fmt.Errorf("start grandchild: %w", err)
+	}
+	if _, err := bufio.NewReader(ready).ReadString('\n'); err != nil {
+		return nil, fmt.Errorf("wait for grandchild: %w", err)
+	}
+	return gc, nil
 }
