@@ -90,7 +90,7 @@ func New(eng *engine.Engine, cfg Config) (*Handler, error) {
 	}
 
 	mux := http.NewServeMux()
-	mux.Handle(vmrev1connect.NewRuntimeServiceHandler(
+	path, service := vmrev1connect.NewRuntimeServiceHandler(
 		&service{engine: eng},
 		connect.WithInterceptors(newAuthInterceptor(cfg.Token)),
 		connect.WithReadMaxBytes(MaxRequestBytes),
@@ -99,7 +99,8 @@ func New(eng *engine.Engine, cfg Config) (*Handler, error) {
 		// saved on a loopback or LAN link, and delayed delivery to 1,000
 		// watchers (BENCHMARKS.md). Large snapshots are still compressed.
 		connect.WithCompressMinBytes(compressMinBytes),
-	))
+	)
+	mux.Handle(path, withFlushBatching(service, vmrev1connect.RuntimeServiceWatchRuntimesProcedure))
 	health := grpchealth.NewStaticChecker(vmrev1connect.RuntimeServiceName)
 	mux.Handle(grpchealth.NewHandler(health))
 	reflector := grpcreflect.NewStaticReflector(

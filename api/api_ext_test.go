@@ -553,3 +553,95 @@ func TestTokenFile(t *testing.T) {
 		t.Fatalf("short token: %v", err)
 	}
 }
+
+// flushGate counts the flushes that reach the real response writer and
+// holds the first one until released, so a test can queue changes while
+// the watch handler is busy.
+type flushGate struct {
+	http.ResponseWriter
+	flushes atomic.Int32
+	first   chan struct{} // closed by the first Flush
+	release chan struct{}
+}
+
+func (g *flushGate) Flush() {
+	if g.flushes.Add(1) == 1 {
+		close(g.first)
+		<-g.release
+	}
+	g.ResponseWriter.(http.Flusher).Flush()
+}
+
+// Changes that pile up while a watcher is busy go out with one flush (one
+// write on the connection), in order, over gRPC-Web/HTTP/1.1 and gRPC/h2c.
+func TestWatchBatchesPendingChanges(t *testing.T) {
+	t.Parallel()
+	for _, proto := range []string{"grpcweb", "grpc"} {
+		t.Run(proto, func(t *testing.T) {
+			t.Parallel()
+			h := start(t, nil)
+			gate := &flushGate{first: make(chan struct{}), release: make(chan struct{})}
+			wrapped := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				if strings.HasSuffix(r.URL.Path, "/WatchRuntimes") {
+					gate.ResponseWriter = w
+					w = gate
+				}
+				h.handler.ServeHTTP(w, r)
+			})
+			lis, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			srv := server.NewHTTPServer(wrapped)
+			go func() { _ = srv.Serve(lis) }()
+			defer srv.Close()
+
+			httpClient, opt := http.DefaultClient, connect.WithGRPCWeb()
+			if proto == "grpc" {
+				httpClient, opt = h2cClient(), connect.WithGRPC()
+			}
+			client := vmrev1connect.NewRuntimeServiceClient(httpClient, "http://"+lis.Addr().String(), opt)
+			ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+			defer cancel()
+			type opened struct {
+				stream *connect.ServerStreamForClient[vmrev1.WatchRuntimesResponse]
+				err    error
+			}
+			open := make(chan opened, 1)
+			go func() { // the call returns with the response headers, which the gate holds
+				stream, err := client.WatchRuntimes(ctx, &vmrev1.WatchRuntimesRequest{})
+				open <- opened{stream, err}
+			}()
+
+			<-gate.first // the handler is flushing the snapshot
+			addrs := []string{"127.0.0.1:50001", "127.0.0.1:50002", "127.0.0.1:50003"}
+			for _, addr := range addrs {
+				if _, err := h.engine.Attach(42, addr, "p"); err != nil {
+					t.Fatal(err)
+				}
+			}
+			close(gate.release)
+			o := <-open
+			if o.err != nil {
+				t.Fatal(o.err)
+			}
+			stream := o.stream
+			defer stream.Close()
+
+			if !stream.Receive() || stream.Msg().GetSnapshot() == nil {
+				t.Fatalf("no snapshot: %v", stream.Err())
+			}
+			for _, addr := range addrs {
+				if !stream.Receive() {
+					t.Fatalf("no change for %s: %v", addr, stream.Err())
+				}
+				if got := stream.Msg().GetRuntime().GetVmAddr(); got != addr {
+					t.Fatalf("change for %s, want %s", got, addr)
+				}
+			}
+			if n := gate.flushes.Load(); n != 2 {
+				t.Fatalf("%d flushes for a snapshot and three waiting changes, want 2", n)
+			}
+		})
+	}
+}

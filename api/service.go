@@ -44,14 +44,22 @@ func (s *service) GetRuntime(_ context.Context, req *vmrev1.GetRuntimeRequest) (
 func (s *service) WatchRuntimes(ctx context.Context, _ *vmrev1.WatchRuntimesRequest, stream *connect.ServerStream[vmrev1.WatchRuntimesResponse]) error {
 	w := s.engine.Watch()
 	defer w.Close()
+	defer holdFlushes(ctx, false) // the stream's end must reach the client
+	var batch []engine.Change
 	for {
-		c, err := w.Next(ctx)
+		var err error
+		batch, err = w.NextBatch(ctx, batch[:0])
 		if err != nil {
 			return toConnectError(err)
 		}
-		if err := stream.Send(changeToProto(c)); err != nil {
-			return fmt.Errorf("send change: %w", err)
+		// Everything waiting goes out with one flush, after the last change.
+		for i, c := range batch {
+			holdFlushes(ctx, i < len(batch)-1)
+			if err := stream.Send(changeToProto(c)); err != nil {
+				return fmt.Errorf("send change: %w", err)
+			}
 		}
+		clear(batch) // do not keep old snapshots alive while waiting
 	}
 }
 

@@ -72,30 +72,53 @@ func (w *Watcher) closeLocked() {
 // behind) or a change. It returns [ErrClosed] after Close or when the
 // engine closes, and ctx's error when ctx ends.
 func (w *Watcher) Next(ctx context.Context) (Change, error) {
+	var one [1]Change
+	batch, err := w.take(ctx, one[:0], 1)
+	if err != nil {
+		return Change{}, err
+	}
+	return batch[0], nil
+}
+
+// NextBatch is [Watcher.Next] for a reader that can send several messages at
+// once: it blocks until there is at least one message, then appends every
+// message waiting at that moment to buf, in order, and returns it. A
+// snapshot always comes alone. A server streaming to many watchers writes
+// (and flushes) once per batch instead of once per change.
+func (w *Watcher) NextBatch(ctx context.Context, buf []Change) ([]Change, error) {
+	return w.take(ctx, buf, w.e.cfg.WatchBuffer)
+}
+
+// take waits for at least one message and appends up to max of them to buf.
+func (w *Watcher) take(ctx context.Context, buf []Change, max int) ([]Change, error) {
 	for {
 		w.e.mu.Lock()
 		if w.closed {
 			w.e.mu.Unlock()
-			return Change{}, ErrClosed
+			return buf, ErrClosed
 		}
 		if w.resync {
 			w.resync = false
 			c := Change{Kind: ChangeSnapshot, Snapshot: w.e.snapshotLocked(), Time: time.Now()}
 			w.e.mu.Unlock()
-			return c, nil
+			return append(buf, c), nil
 		}
 		if len(w.pending) > 0 {
-			c := w.pending[0]
-			w.pending[0] = Change{}
-			w.pending = w.pending[1:]
+			n := min(max, len(w.pending))
+			buf = append(buf, w.pending[:n]...)
+			clear(w.pending[:n])
+			w.pending = w.pending[n:]
+			if len(w.pending) == 0 {
+				w.pending = nil // let a burst's backlog go
+			}
 			w.e.mu.Unlock()
-			return c, nil
+			return buf, nil
 		}
 		w.e.mu.Unlock()
 		select {
 		case <-w.wake:
 		case <-ctx.Done():
-			return Change{}, ctx.Err()
+			return buf, ctx.Err()
 		}
 	}
 }

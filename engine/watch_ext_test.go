@@ -114,3 +114,53 @@ func TestWatcherClose(t *testing.T) {
 		t.Fatal("Next did not return after Close")
 	}
 }
+
+// NextBatch hands over everything waiting at once, in order; a snapshot
+// comes alone.
+func TestWatcherNextBatch(t *testing.T) {
+	t.Parallel()
+	l := &fakeLauncher{}
+	e := newEngine(t, l, nil)
+	w := e.Watch()
+	defer w.Close()
+
+	first, err := e.Launch(t.Context(), spec) // starting, running: both wait behind the snapshot
+	if err != nil {
+		t.Fatal(err)
+	}
+	batch, err := w.NextBatch(t.Context(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(batch) != 1 || batch[0].Kind != engine.ChangeSnapshot || len(batch[0].Snapshot) != 1 {
+		t.Fatalf("first batch = %+v, want the snapshot alone", batch)
+	}
+
+	if _, err := e.Stop(t.Context(), first.ID); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]engine.Change, 0, 1) // appended to, so it may grow
+	batch, err = w.NextBatch(t.Context(), buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []engine.State{engine.StateStopping, engine.StateExited}
+	if len(batch) != len(want) {
+		t.Fatalf("batch has %d changes, want %d: %+v", len(batch), len(want), batch)
+	}
+	for i, s := range want {
+		if batch[i].Kind != engine.ChangeUpdated || batch[i].Runtime.State != s {
+			t.Fatalf("batch[%d] = %+v, want %v", i, batch[i], s)
+		}
+	}
+
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Millisecond)
+	defer cancel()
+	if batch, err := w.NextBatch(ctx, nil); !errors.Is(err, context.DeadlineExceeded) || len(batch) != 0 {
+		t.Fatalf("NextBatch with nothing waiting = %+v, %v", batch, err)
+	}
+	w.Close()
+	if _, err := w.NextBatch(t.Context(), nil); !errors.Is(err, engine.ErrClosed) {
+		t.Fatalf("NextBatch after Close: %v", err)
+	}
+}

@@ -1,0 +1,60 @@
+package api
+
+import (
+	"context"
+	"net/http"
+)
+
+// connect-go flushes the response after every message of a stream. A
+// watcher that wakes to find several changes waiting would then cost one
+// write(2) per change; with 1,000 watchers the flushes, not the encoding,
+// were most of a change's fan-out (BENCHMARKS.md, finding 6).
+// withFlushBatching lets a streaming handler hold those flushes back while
+// it sends a batch, and flush once after the last message.
+
+type batchingWriterKey struct{}
+
+// batchingWriter is an http.ResponseWriter whose Flush does nothing while
+// holding is set.
+type batchingWriter struct {
+	http.ResponseWriter
+	flusher http.Flusher
+	holding bool
+}
+
+func (w *batchingWriter) Flush() {
+	if !w.holding {
+		w.flusher.Flush()
+	}
+}
+
+// Unwrap lets http.ResponseController reach the connection's writer.
+func (w *batchingWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// withFlushBatching gives the requests for paths a batchingWriter, reachable
+// from the handler's context through holdFlushes.
+func withFlushBatching(h http.Handler, paths ...string) http.Handler {
+	batched := make(map[string]bool, len(paths))
+	for _, p := range paths {
+		batched[p] = true
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		flusher, ok := w.(http.Flusher)
+		if !ok || !batched[r.URL.Path] {
+			h.ServeHTTP(w, r)
+			return
+		}
+		bw := &batchingWriter{ResponseWriter: w, flusher: flusher}
+		h.ServeHTTP(bw, r.WithContext(context.WithValue(r.Context(), batchingWriterKey{}, bw)))
+	})
+}
+
+// holdFlushes makes the stream behind ctx skip its flushes while hold is
+// true; the next message sent with hold false flushes everything written
+// before it. Without a batchingWriter (a handler called some other way) it
+// does nothing.
+func holdFlushes(ctx context.Context, hold bool) {
+	if bw, ok := ctx.Value(batchingWriterKey{}).(*batchingWriter); ok {
+		bw.holding = hold
+	}
+}
