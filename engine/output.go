@@ -5,32 +5,60 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+	"time"
 )
 
 // outputRing keeps a runtime's recent output lines, bounded by count and by
 // bytes, and fans new lines out to followers. add never blocks.
+//
+// The ring keeps no string per line: a flooding plugin's lines would make
+// the garbage collector a large share of the engine's CPU. Each line's
+// text is copied into one byte arena (text), and strings are made only for
+// the lines a tail or a follower asks for.
 type outputRing struct {
 	maxLines, maxBytes, followerBuffer int
 
 	mu sync.Mutex
 	// lines is a circular buffer: count lines starting at head, wrapping.
-	// It grows up to maxLines and is then reused, so a flooding plugin
-	// costs no allocation here beyond its lines' text.
-	lines     []Line
-	head      int
-	count     int
-	bytes     int
+	// It grows up to maxLines and is then reused.
+	lines []ringLine
+	head  int
+	count int
+	bytes int
+	// text holds the kept lines' text back to back, oldest first, from
+	// the oldest line's offset to len(text); add appends, and compacts or
+	// reallocates when the capacity runs out (see reserve).
+	text      []byte
 	seq       uint64
 	pid       int
 	closed    bool
 	followers map[*Follower]struct{}
 }
 
+// ringLine is a kept line: a [Line] whose text is text[off:off+n].
+type ringLine struct {
+	seq     uint64
+	time    time.Time
+	stream  string
+	level   string
+	off, n  int
+	partial bool
+	panic   bool
+	pid     int
+}
+
+// minRingText is the text arena's first size: a runtime that writes a few
+// lines keeps a small arena.
+const minRingText = 4 << 10
+
 func newOutputRing(maxLines, maxBytes, followerBuffer int) *outputRing {
 	return &outputRing{maxLines: maxLines, maxBytes: maxBytes, followerBuffer: followerBuffer, followers: make(map[*Follower]struct{})}
 }
 
-func lineBytes(l *Line) int { return len(l.Text) + 64 }
+// lineCost is what a line of n bytes counts against maxBytes.
+func lineCost(n int) int { return n + 64 }
+
+func lineBytes(l *Line) int { return lineCost(len(l.Text)) }
 
 func (o *outputRing) setPid(pid int) {
 	o.mu.Lock()
@@ -38,16 +66,28 @@ func (o *outputRing) setPid(pid int) {
 	o.mu.Unlock()
 }
 
+// add keeps a copy of in's text (in.TextBytes, or Text) and hands the line
+// to the followers.
 func (o *outputRing) add(in OutputLine) {
+	n := len(in.Text)
+	if in.TextBytes != nil {
+		n = len(in.TextBytes)
+	}
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	o.seq++
-	l := Line{Seq: o.seq, Time: in.Time, Stream: in.Stream, Level: in.Level, Text: in.Text, Partial: in.Partial, Panic: in.Panic, Pid: o.pid}
 	// Make room: at most maxLines lines, and at most maxBytes bytes unless
 	// the new line alone is larger.
-	for o.count > 0 && (o.count >= o.maxLines || o.bytes+lineBytes(&l) > o.maxBytes) {
+	for o.count > 0 && (o.count >= o.maxLines || o.bytes+lineCost(n) > o.maxBytes) {
 		o.dropOldestLocked()
 	}
+	off := o.reserve(n)
+	if in.TextBytes != nil {
+		copy(o.text[off:], in.TextBytes)
+	} else {
+		copy(o.text[off:], in.Text)
+	}
+	l := ringLine{seq: o.seq, time: in.Time, stream: in.Stream, level: in.Level, off: off, n: n, partial: in.Partial, panic: in.Panic, pid: o.pid}
 	if o.count < len(o.lines) {
 		o.lines[(o.head+o.count)%len(o.lines)] = l
 	} else {
@@ -60,28 +100,75 @@ func (o *outputRing) add(in OutputLine) {
 		o.lines = append(o.lines, l)
 	}
 	o.count++
-	o.bytes += lineBytes(&l)
-	for f := range o.followers {
-		f.pushLocked(l)
+	o.bytes += lineCost(n)
+	if len(o.followers) > 0 {
+		line := o.lineLocked(&l, string(o.text[off:off+n]))
+		for f := range o.followers {
+			f.pushLocked(line)
+		}
 	}
+}
+
+// reserve makes room for n more bytes of text after the kept lines' and
+// returns their offset. When the arena's capacity runs out it moves the
+// kept text to the front, in place if that leaves at least half of the
+// arena free, else into a new arena twice the size needed, so each byte is
+// moved about once on average; the arena stays within about twice the
+// kept text (at most about 2*maxBytes).
+func (o *outputRing) reserve(n int) int {
+	first := len(o.text) // no kept line: nothing to keep
+	if o.count > 0 {
+		first = o.lines[o.head].off
+	}
+	if len(o.text)+n <= cap(o.text) {
+		o.text = o.text[:len(o.text)+n]
+		return len(o.text) - n
+	}
+	kept := len(o.text) - first
+	need := kept + n
+	arena := o.text[:0]
+	if 2*need > cap(o.text) || cap(o.text) > 8*max(need, minRingText) {
+		arena = make([]byte, 0, max(2*need, minRingText))
+	}
+	arena = append(arena, o.text[first:]...) // copy handles the overlap
+	for i := range o.count {
+		o.lines[(o.head+i)%len(o.lines)].off -= first
+	}
+	o.text = arena[:need]
+	return kept
 }
 
 func (o *outputRing) dropOldestLocked() {
 	oldest := &o.lines[o.head]
-	o.bytes -= lineBytes(oldest)
-	*oldest = Line{} // release its text
+	o.bytes -= lineCost(oldest.n)
+	*oldest = ringLine{}
 	o.head = (o.head + 1) % len(o.lines)
 	o.count--
+	if o.count == 0 {
+		o.text = o.text[:0]
+	}
+}
+
+// lineLocked returns the kept line l as a [Line] with the given text.
+func (o *outputRing) lineLocked(l *ringLine, text string) Line {
+	return Line{Seq: l.seq, Time: l.time, Stream: l.stream, Level: l.level, Text: text, Partial: l.partial, Panic: l.panic, Pid: l.pid}
 }
 
 // tail returns the last n lines (all of them if n <= 0), oldest first.
+// Their texts share one string.
 func (o *outputRing) tail(n int) []Line {
 	if n <= 0 || n > o.count {
 		n = o.count
 	}
 	out := make([]Line, n)
+	if n == 0 {
+		return out
+	}
+	from := o.lines[(o.head+o.count-n)%len(o.lines)].off
+	all := string(o.text[from:])
 	for i := range n {
-		out[i] = o.lines[(o.head+o.count-n+i)%len(o.lines)]
+		l := &o.lines[(o.head+o.count-n+i)%len(o.lines)]
+		out[i] = o.lineLocked(l, all[l.off-from:l.off-from+l.n])
 	}
 	return out
 }

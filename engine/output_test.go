@@ -11,7 +11,8 @@ import (
 // rule it implements — keep the newest lines such that there are at most
 // maxLines of them and at most maxBytes bytes, but always the newest one —
 // over random line sizes and bounds, including byte-bound drops while the
-// buffer is still growing.
+// buffer is still growing; lines come as strings or in a reused buffer, a
+// follower gets each one, and the text arena stays bounded.
 func TestOutputRingMatchesModel(t *testing.T) {
 	t.Parallel()
 	rng := rand.New(rand.NewPCG(1, 2))
@@ -19,11 +20,32 @@ func TestOutputRingMatchesModel(t *testing.T) {
 		maxLines := 1 + rng.IntN(12)
 		maxBytes := 64 + rng.IntN(600)
 		ring := newOutputRing(maxLines, maxBytes, 4)
-		var model []string
+		f := &Follower{ring: ring, wake: make(chan struct{}, 1)}
+		ring.followers[f] = struct{}{}
+		var (
+			model   []string
+			scratch []byte // a launcher's reused buffer
+		)
 		for i := range 300 {
 			text := strconv.Itoa(i) + strings.Repeat("x", rng.IntN(200))
-			ring.add(OutputLine{Text: text})
+			if rng.IntN(2) == 0 {
+				ring.add(OutputLine{Text: text})
+			} else {
+				// The ring must copy: the buffer is overwritten right after.
+				scratch = append(scratch[:0], text...)
+				ring.add(OutputLine{TextBytes: scratch})
+				for j := range scratch {
+					scratch[j] = '#'
+				}
+			}
 			model = append(model, text)
+			if got := f.pending[len(f.pending)-1]; got.Text != text || got.Seq != uint64(i+1) {
+				t.Fatalf("round %d line %d: follower got %d %.12q..., want %d %.12q...", round, i, got.Seq, got.Text, i+1, text)
+			}
+			f.pending = f.pending[:0]
+			if limit := max(2*(maxBytes+210), minRingText); cap(ring.text) > limit {
+				t.Fatalf("round %d line %d: text arena of %d bytes, want at most %d", round, i, cap(ring.text), limit)
+			}
 			for len(model) > 1 && (len(model) > maxLines || modelBytes(model) > maxBytes) {
 				model = model[1:]
 			}
@@ -56,11 +78,42 @@ func modelBytes(texts []string) int {
 	return n
 }
 
+// TestOutputRingAddAllocatesNothing: once the ring is full, keeping a
+// line costs no allocation when no one follows, as a string or as bytes
+// (that is why the launcher hands it bytes: the bridge need not make a
+// string). Not parallel: AllocsPerRun counts the whole process's.
+func TestOutputRingAddAllocatesNothing(t *testing.T) {
+	for _, size := range []int{0, 100, 5000} {
+		ring := newOutputRing(1000, 1<<20, 256)
+		text := []byte(strings.Repeat("x", size))
+		line := OutputLine{Stream: "stdout", Level: "info", TextBytes: text}
+		for range 3000 { // fill, and compact the arena a few times
+			ring.add(line)
+		}
+		if n := testing.AllocsPerRun(1000, func() { ring.add(line) }); n != 0 {
+			t.Errorf("%d-byte lines: add allocated %v times per line", size, n)
+		}
+		if got := ring.tail(1); len(got) != 1 || got[0].Text != string(text) {
+			t.Errorf("%d-byte lines: tail(1) = %+v", size, got)
+		}
+	}
+}
+
 func BenchmarkOutputRingAdd(b *testing.B) {
-	ring := newOutputRing(1000, 1<<20, 256)
-	line := OutputLine{Stream: "stdout", Level: "info", Text: strings.Repeat("x", 100)}
-	b.ReportAllocs()
-	for b.Loop() {
-		ring.add(line)
+	for _, bc := range []struct {
+		name string
+		line OutputLine
+	}{
+		{"string", OutputLine{Stream: "stdout", Level: "info", Text: strings.Repeat("x", 100)}},
+		{"bytes", OutputLine{Stream: "stdout", Level: "info", TextBytes: []byte(strings.Repeat("x", 100))}},
+		{"bytes-1KiB", OutputLine{Stream: "stdout", Level: "info", TextBytes: []byte(strings.Repeat("x", 1024))}},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			ring := newOutputRing(1000, 1<<20, 256)
+			b.ReportAllocs()
+			for b.Loop() {
+				ring.add(bc.line)
+			}
+		})
 	}
 }

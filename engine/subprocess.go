@@ -10,8 +10,8 @@ import (
 
 // NewSubprocessLauncher returns the [Launcher] that starts plugins with
 // subprocess.Bootstrap. Every launch uses a copy of cfg with Name set to the
-// runtime's name and OnOutput feeding the engine (after cfg.OnOutput, if
-// set); cfg itself is never modified. newCmd, if not nil, builds the command
+// runtime's name and OnOutputBytes feeding the engine (after cfg.OnOutput
+// and cfg.OnOutputBytes, if set); cfg itself is never modified. newCmd, if not nil, builds the command
 // of each launch (restarts included) instead of subprocess.NewCmd(spec.Path,
 // spec.Args...), for callers that set an environment policy or check the
 // binary first.
@@ -37,12 +37,15 @@ func (s *subprocessLauncher) Launch(ctx context.Context, spec Spec, output func(
 	}
 	cfg := s.cfg
 	cfg.Name = spec.Name
-	next := s.cfg.OnOutput
-	cfg.OnOutput = func(l subprocess.Line) {
+	// OnOutputBytes, not OnOutput: the ring copies the text, so the bridge
+	// need not make a string per line. cfg.OnOutput, if set, still runs
+	// (the bridge calls it first).
+	next := s.cfg.OnOutputBytes
+	cfg.OnOutputBytes = func(l subprocess.LineBytes) {
 		if next != nil {
 			next(l)
 		}
-		output(OutputLine{Time: l.Time, Stream: l.Stream, Level: l.Level.String(), Text: l.Text, Partial: l.Partial, Panic: l.Panic})
+		output(OutputLine{Time: l.Time, Stream: l.Stream, Level: l.Level.String(), TextBytes: l.Text, Partial: l.Partial, Panic: l.Panic})
 	}
 	st, stopper, err := subprocess.Bootstrap(ctx, cmd, &cfg)
 	if err != nil {

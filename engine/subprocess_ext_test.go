@@ -6,7 +6,9 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"slices"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -22,7 +24,8 @@ const childEnv = "VMRE_ENGINE_TEST_CHILD"
 
 // child runs the test binary as a plugin: "serve" is the example VM (JSON
 // logs, handshake through the client package, clean exit on SIGTERM);
-// "crash" writes to stderr and exits 3 before any handshake.
+// "crash" writes to stderr and exits 3 before any handshake;
+// "crash-bad-utf8" does the same after a stdout line with invalid UTF-8.
 func child(mode string) int {
 	switch mode {
 	case "serve":
@@ -37,6 +40,10 @@ func child(mode string) int {
 	case "crash":
 		fmt.Fprintln(os.Stderr, "boom: cannot open database")
 		return 3
+	case "crash-bad-utf8":
+		fmt.Fprintln(os.Stdout, "bad \xff byte")
+		fmt.Fprintln(os.Stderr, "boom")
+		return 3
 	default:
 		fmt.Fprintln(os.Stderr, "unknown child mode", mode)
 		return 2
@@ -45,8 +52,17 @@ func child(mode string) int {
 
 func subprocessEngine(t *testing.T, mode string) *engine.Engine {
 	t.Helper()
+	return subprocessEngineConfig(t, mode, subprocess.Config{})
+}
+
+// subprocessEngineConfig is subprocessEngine with cfg's output callbacks.
+func subprocessEngineConfig(t *testing.T, mode string, cfg subprocess.Config) *engine.Engine {
+	t.Helper()
 	log := zerolog.New(zerolog.NewTestWriter(t))
-	launcher := engine.NewSubprocessLauncher(subprocess.Config{Log: log, HandshakeTimeout: 10 * time.Second, GracefulTimeout: 5 * time.Second},
+	launcher := engine.NewSubprocessLauncher(subprocess.Config{
+		Log: log, HandshakeTimeout: 10 * time.Second, GracefulTimeout: 5 * time.Second,
+		OnOutput: cfg.OnOutput, OnOutputBytes: cfg.OnOutputBytes,
+	},
 		func(spec engine.Spec) (*exec.Cmd, error) {
 			cmd := subprocess.NewCmd(spec.Path, spec.Args...)
 			cmd.Env = append(os.Environ(), childEnv+"="+mode)
@@ -135,6 +151,59 @@ func TestSubprocessCrash(t *testing.T) {
 	}
 	if rt.State != engine.StateFailed || rt.Exit == nil || rt.Exit.Code != 3 || !strings.Contains(rt.LastError, "boom: cannot open database") {
 		t.Fatalf("failed runtime = %+v (exit %+v)", rt, rt.Exit)
+	}
+}
+
+// The launcher feeds the ring through OnOutputBytes (the text copied, invalid
+// UTF-8 replaced) and still calls the caller's OnOutput and OnOutputBytes
+// first, for every line.
+func TestSubprocessLauncherOutputCallbacks(t *testing.T) {
+	t.Parallel()
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var (
+		mu              sync.Mutex
+		viaLine, viaRaw []string
+	)
+	e := subprocessEngineConfig(t, "crash-bad-utf8", subprocess.Config{
+		OnOutput: func(l subprocess.Line) {
+			mu.Lock()
+			defer mu.Unlock()
+			viaLine = append(viaLine, l.Stream+" "+l.Text)
+		},
+		OnOutputBytes: func(l subprocess.LineBytes) {
+			mu.Lock()
+			defer mu.Unlock()
+			viaRaw = append(viaRaw, l.Stream+" "+string(l.Text))
+		},
+	})
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	rt, err := e.Launch(ctx, engine.Spec{Name: "crashvm", Path: self})
+	if err == nil {
+		t.Fatalf("Launch of a crashing plugin succeeded: %+v", rt)
+	}
+	lines, _, err := e.TailOutput(rt.ID, 0, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ring []string
+	for _, l := range lines {
+		ring = append(ring, l.Stream+" "+l.Text)
+	}
+	slices.Sort(ring) // the streams are read concurrently
+	want := []string{"stderr boom", "stdout bad \uFFFD byte"}
+	if !slices.Equal(ring, want) {
+		t.Errorf("ring holds %q, want %q", ring, want)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	slices.Sort(viaLine)
+	slices.Sort(viaRaw)
+	if !slices.Equal(viaLine, want) || !slices.Equal(viaRaw, want) {
+		t.Errorf("OnOutput saw %q, OnOutputBytes %q, want %q", viaLine, viaRaw, want)
 	}
 }
 

@@ -189,12 +189,16 @@ type Process interface {
 // OutputLine is a line as a [Launcher] reports it; the engine numbers it
 // and adds the pid.
 type OutputLine struct {
-	Time    time.Time
-	Stream  string
-	Level   string
-	Text    string
-	Partial bool
-	Panic   bool
+	Time   time.Time
+	Stream string
+	Level  string
+	Text   string
+	// TextBytes, if not nil, is the text instead of Text. The engine
+	// copies it before output returns, so a launcher may pass a slice of
+	// a buffer it reuses and save a string per line.
+	TextBytes []byte
+	Partial   bool
+	Panic     bool
 }
 
 // Launcher starts a plugin and runs its handshake. Launch blocks until the

@@ -42,6 +42,28 @@ type Line struct {
 	Panic bool
 }
 
+// LineBytes is a [Line] whose text is borrowed: it is what
+// Config.OnOutputBytes receives. Text points into the engine's read buffer
+// (or a scratch buffer) and is valid only until the callback returns; the
+// engine reuses that memory for the next line.
+type LineBytes struct {
+	// Stream is StreamStdout or StreamStderr.
+	Stream string
+	// Text is [Line.Text] as bytes: the line without its "\n" or "\r\n",
+	// with invalid UTF-8 replaced with U+FFFD. Copy what you keep.
+	Text []byte
+	// Level, Time, Partial and Panic are as in [Line].
+	Level   zerolog.Level
+	Time    time.Time
+	Partial bool
+	Panic   bool
+}
+
+// Line returns l with its text copied into a string, safe to keep.
+func (l *LineBytes) Line() Line {
+	return Line{Stream: l.Stream, Text: string(l.Text), Level: l.Level, Time: l.Time, Partial: l.Partial, Panic: l.Panic}
+}
+
 // Log fields the bridge adds to each line, beside the message.
 const (
 	fieldVM      = "vm"
@@ -102,6 +124,7 @@ type stream struct {
 	log      zerolog.Logger
 	max      int
 	onOutput func(Line)
+	onBytes  func(LineBytes)
 	tail     *tail // stderr only
 	pool     *bufPool
 
@@ -111,6 +134,7 @@ type stream struct {
 	inLine     bool   // the last chunk was Partial
 	linePanic  bool   // the line being continued is a panic
 	now        time.Time
+	valid      []byte // scratch for lines with invalid UTF-8
 }
 
 func newStream(name string, f *os.File, log zerolog.Logger, cfg *Config, pool *bufPool, tail *tail) *stream {
@@ -120,6 +144,7 @@ func newStream(name string, f *os.File, log zerolog.Logger, cfg *Config, pool *b
 		log:      log.With().Str(fieldStream, name).Logger(),
 		max:      cfg.MaxLineBytes,
 		onOutput: cfg.OnOutput,
+		onBytes:  cfg.OnOutputBytes,
 		tail:     tail,
 		pool:     pool,
 	}
@@ -268,7 +293,8 @@ func jsonSafe(b []byte) bool {
 	return true
 }
 
-// emit logs one line or chunk and hands it to OnOutput and the tail.
+// emit logs one line or chunk and hands it to the tail, OnOutput and
+// OnOutputBytes.
 func (s *stream) emit(b []byte, partial bool) {
 	continuation := s.inLine
 	s.inLine = partial
@@ -336,15 +362,19 @@ func (s *stream) emit(b []byte, partial bool) {
 	if s.tail != nil {
 		s.tail.add(b, isPanic && !continuation)
 	}
-	if s.onOutput != nil {
-		s.onOutput(Line{
-			Stream:  s.name,
-			Text:    validText(b),
-			Level:   level,
-			Time:    s.now,
-			Partial: partial,
-			Panic:   isPanic,
-		})
+	if s.onOutput != nil || s.onBytes != nil {
+		text := b
+		if !utf8.Valid(b) {
+			s.valid = appendValidUTF8(s.valid[:0], b)
+			text = s.valid
+		}
+		l := LineBytes{Stream: s.name, Text: text, Level: level, Time: s.now, Partial: partial, Panic: isPanic}
+		if s.onOutput != nil {
+			s.onOutput(l.Line())
+		}
+		if s.onBytes != nil {
+			s.onBytes(l)
+		}
 	}
 }
 
@@ -359,6 +389,33 @@ func validText(b []byte) string {
 		return string(b)
 	}
 	return strings.ToValidUTF8(string(b), "\uFFFD")
+}
+
+// appendValidUTF8 appends b to dst with every run of invalid UTF-8
+// replaced with one U+FFFD, as validText does, without a string.
+func appendValidUTF8(dst, b []byte) []byte {
+	invalid := false
+	for i := 0; i < len(b); {
+		if c := b[i]; c < utf8.RuneSelf {
+			dst = append(dst, c)
+			invalid = false
+			i++
+			continue
+		}
+		_, n := utf8.DecodeRune(b[i:])
+		if n == 1 {
+			if !invalid {
+				dst = utf8.AppendRune(dst, utf8.RuneError)
+				invalid = true
+			}
+			i++
+			continue
+		}
+		dst = append(dst, b[i:i+n]...)
+		invalid = false
+		i += n
+	}
+	return dst
 }
 
 // unquoteJSON decodes the body of a JSON string literal (without its

@@ -25,8 +25,9 @@ const fuzzMaxLine = tailLineCap
 // must not panic, lose or invent a byte (the raw chunks it emitted,
 // concatenated, are the input minus each "\n" and the "\r" of each "\r\n"
 // or of a final "\r"), emit one non-partial line per input line, keep
-// every chunk within MaxLineBytes, hand OnOutput valid UTF-8, and write
-// only valid JSON log entries.
+// every chunk within MaxLineBytes, hand OnOutput valid UTF-8 (and
+// OnOutputBytes the same line right after), and write only valid JSON log
+// entries.
 func FuzzBridge(f *testing.F) {
 	for _, seed := range []struct {
 		data    string
@@ -118,7 +119,20 @@ func fuzzFeed(t *testing.T, data []byte, maxLine, chunk int) ([][]byte, []Line, 
 		lines []Line
 		log   bytes.Buffer
 	)
-	cfg := &Config{MaxLineBytes: maxLine, OnOutput: func(l Line) { lines = append(lines, l) }}
+	cfg := &Config{
+		MaxLineBytes: maxLine,
+		OnOutput:     func(l Line) { lines = append(lines, l) },
+		// Called right after OnOutput with the same line, text borrowed.
+		OnOutputBytes: func(lb LineBytes) {
+			if len(lines) == 0 {
+				t.Errorf("OnOutputBytes before OnOutput: %q", lb.Text)
+				return
+			}
+			if got, want := lb.Line(), lines[len(lines)-1]; got != want {
+				t.Errorf("OnOutputBytes saw %+v, OnOutput %+v", got, want)
+			}
+		},
+	}
 	tl := newTail(len(data) + 1) // room for every chunk
 	s := newStream(StreamStderr, nil, zerolog.New(&log), cfg, bufPoolFor(maxLine), tl)
 	r, w, err := os.Pipe()

@@ -13,6 +13,7 @@ import (
 	"runtime"
 	"strings"
 	"testing"
+	"time"
 	"unicode/utf8"
 
 	"github.com/rs/zerolog"
@@ -124,6 +125,77 @@ func feed(t *testing.T, maxLine int, data ...[]byte) []Line {
 	w.Close()
 	<-done
 	return lines
+}
+
+// TestBridgeOnOutputBytes: with only OnOutputBytes set, a real pipe's
+// lines (invalid UTF-8, chunks of a long line, a panic, a JSON log line)
+// arrive as OnOutput would have seen them, and the text is lent, not
+// copied: emitting a line allocates nothing.
+func TestBridgeOnOutputBytes(t *testing.T) {
+	t.Parallel()
+	input := []byte("plain\nbad \xff\xfe utf8\r\n" + strings.Repeat("L", 10) + "\npanic: boom\n" +
+		`{"level":"warn","msg":"w"}` + "\nend \xe2\x82")
+	want := feed(t, 8, input)
+
+	var got []Line
+	cfg := &Config{MaxLineBytes: 8, OnOutputBytes: func(l LineBytes) { got = append(got, l.Line()) }}
+	s := newStream(StreamStdout, nil, zerolog.Nop(), cfg, bufPoolFor(8), nil)
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.f = r
+	done := make(chan struct{})
+	go s.run(done)
+	if _, err := w.Write(input); err != nil {
+		t.Fatal(err)
+	}
+	w.Close()
+	<-done
+	if len(got) != len(want) || len(got) < 8 {
+		t.Fatalf("OnOutputBytes saw %d lines, OnOutput %d: %+v", len(got), len(want), got)
+	}
+	for i := range got {
+		// Time is per read; the two runs read at different times.
+		got[i].Time, want[i].Time = time.Time{}, time.Time{}
+		if got[i] != want[i] {
+			t.Errorf("line %d: OnOutputBytes %+v, OnOutput %+v", i, got[i], want[i])
+		}
+	}
+}
+
+// TestEmitLendsText: handing a line to OnOutputBytes allocates nothing
+// (OnOutput's string per line is what it saves), also for invalid UTF-8.
+// Not parallel: AllocsPerRun counts the whole process's allocations.
+func TestEmitLendsText(t *testing.T) {
+	var seen int
+	cfg := &Config{MaxLineBytes: DefaultMaxLineBytes, OnOutputBytes: func(l LineBytes) { seen += len(l.Text) }}
+	s := newStream(StreamStdout, nil, zerolog.Nop(), cfg, defaultBufs, nil)
+	s.buf = s.pool.get() // as while the pipe has data
+	defer s.pool.put(s.buf)
+	for _, line := range [][]byte{[]byte("ascii line"), []byte("bad \xff utf8"), []byte("panic: x")} {
+		if n := testing.AllocsPerRun(100, func() { s.emit(line, false) }); n != 0 {
+			t.Errorf("emit(%q) with OnOutputBytes allocated %v times per line", line, n)
+		}
+	}
+	if seen == 0 {
+		t.Error("OnOutputBytes was not called")
+	}
+}
+
+// TestAppendValidUTF8 checks the byte version against strings.ToValidUTF8
+// (which validText and so Line.Text use).
+func TestAppendValidUTF8(t *testing.T) {
+	t.Parallel()
+	for _, in := range []string{
+		"", "ascii", "é€😀", "\xff", "a\xff\xfeb", "\xe2\x82", "\xe2\x82\xac\xe2", "\xed\xa0\x80 surrogate",
+		"\xf4\x90\x80\x80 too big", "\xc0\xaf overlong", "\uFFFD\xff\uFFFD", "\x00\x7f\x80",
+	} {
+		got := appendValidUTF8([]byte("prefix:"), []byte(in))
+		if want := "prefix:" + strings.ToValidUTF8(in, "\uFFFD"); string(got) != want {
+			t.Errorf("appendValidUTF8(%q) = %q, want %q", in, got, want)
+		}
+	}
 }
 
 func TestBridgeSplitsLines(t *testing.T) {

@@ -61,7 +61,16 @@ type Config struct {
 	// OnOutput, if set, is called for every output line after it has been
 	// logged, in order within each stream, from the goroutine reading that
 	// stream. It must not block: the plugin stalls when its pipe fills.
+	// Each call gets a fresh Line the callee may keep; that costs a string
+	// per line (see OnOutputBytes).
 	OnOutput func(Line)
+	// OnOutputBytes, if set, is called like OnOutput (after it, when both
+	// are set), but the line's text is borrowed instead of copied into a
+	// string: LineBytes.Text is valid only until the call returns, and the
+	// callee must copy what it keeps. It saves an allocation per line for
+	// callers that keep output in their own buffers (the engine's output
+	// ring does).
+	OnOutputBytes func(LineBytes)
 
 	// HandshakeAuth says who may complete the handshake (see "Who may
 	// handshake" in the package documentation): "token", "peer",

@@ -68,8 +68,9 @@ type ExitStatus struct {
 func (p *Process) Pid() int { return p.pid }
 
 // Done returns a channel that is closed once the process has exited and
-// been reaped, all its output has been read into the log (and OnOutput),
-// and every goroutine Bootstrap started for it has ended.
+// been reaped, all its output has been read into the log (and OnOutput
+// and OnOutputBytes), and every goroutine Bootstrap started for it has
+// ended.
 func (p *Process) Done() <-chan struct{} { return p.done }
 
 // ExitStatus reports how the process ended. It is valid once Done is
