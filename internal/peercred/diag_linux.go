@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"sync"
 	"syscall"
 	"time"
 )
@@ -29,23 +30,77 @@ const (
 // opposed to "no such socket"), so the caller falls back to /proc.
 var errDiagUnavailable = errors.New("sock_diag unavailable")
 
+// diagSocket is one netlink socket kept open for every query: opening and
+// closing one per handshake was the larger part of a lookup's cost when
+// many plugins start at once. Queries take turns (each is a single hash
+// lookup in the kernel); a query that finds the socket busy opens its own
+// rather than wait.
+var diagSocket struct {
+	mu  sync.Mutex
+	fd  int // 0: not open yet; -1: could not be opened
+	seq uint32
+	buf []byte
+}
+
+// diagBufSize holds any answer to an exact query: one inet_diag_msg without
+// extensions is 88 bytes with its header.
+const diagBufSize = 4096
+
 // diagInode asks the kernel for the inode of the socket whose own address is
 // want.own and whose remote is want.remote. Both are unmapped addresses of
 // one family.
 func diagInode(want conn) (uint64, error) {
+	if diagSocket.mu.TryLock() {
+		defer diagSocket.mu.Unlock()
+		if diagSocket.fd == 0 {
+			fd, err := openDiagSocket()
+			if err != nil {
+				diagSocket.fd = -1
+				return 0, err
+			}
+			diagSocket.fd = fd
+			diagSocket.buf = make([]byte, diagBufSize)
+		}
+		if diagSocket.fd > 0 {
+			diagSocket.seq++
+			inode, err := diagQuery(diagSocket.fd, diagSocket.seq, want, diagSocket.buf)
+			if errors.Is(err, errDiagUnavailable) {
+				// The socket may be in a bad state (a reply cut short by
+				// the timeout): start afresh next time.
+				syscall.Close(diagSocket.fd)
+				diagSocket.fd = 0
+			}
+			return inode, err
+		}
+	}
+	fd, err := openDiagSocket()
+	if err != nil {
+		return 0, err
+	}
+	defer syscall.Close(fd)
+	return diagQuery(fd, 1, want, make([]byte, diagBufSize))
+}
+
+func openDiagSocket() (int, error) {
 	fd, err := syscall.Socket(syscall.AF_NETLINK, syscall.SOCK_DGRAM|syscall.SOCK_CLOEXEC, netlinkSockDiag)
 	if err != nil {
 		return 0, fmt.Errorf("%w: %w", errDiagUnavailable, err)
 	}
-	defer syscall.Close(fd)
 	tv := syscall.NsecToTimeval(diagTimeout.Nanoseconds())
 	if err := syscall.SetsockoptTimeval(fd, syscall.SOL_SOCKET, syscall.SO_RCVTIMEO, &tv); err != nil {
+		syscall.Close(fd)
 		return 0, fmt.Errorf("%w: %w", errDiagUnavailable, err)
 	}
-	if err := syscall.Sendto(fd, diagRequest(want), 0, &syscall.SockaddrNetlink{Family: syscall.AF_NETLINK}); err != nil {
+	return fd, nil
+}
+
+// diagQuery sends one request on fd and reads its answer. Messages with
+// another sequence number (the late answer to a query that timed out) are
+// skipped.
+func diagQuery(fd int, seq uint32, want conn, buf []byte) (uint64, error) {
+	if err := syscall.Sendto(fd, diagRequest(want, seq), 0, &syscall.SockaddrNetlink{Family: syscall.AF_NETLINK}); err != nil {
 		return 0, fmt.Errorf("%w: %w", errDiagUnavailable, err)
 	}
-	buf := make([]byte, 8192)
 	for {
 		n, _, err := syscall.Recvfrom(fd, buf, 0)
 		if errors.Is(err, syscall.EINTR) {
@@ -59,6 +114,9 @@ func diagInode(want conn) (uint64, error) {
 			return 0, fmt.Errorf("%w: %w", errDiagUnavailable, err)
 		}
 		for _, m := range msgs {
+			if m.Header.Seq != seq {
+				continue
+			}
 			switch m.Header.Type {
 			case syscall.NLMSG_ERROR:
 				if len(m.Data) < 4 {
@@ -92,12 +150,12 @@ func diagInode(want conn) (uint64, error) {
 // exact lookup (no NLM_F_DUMP). IPv4 pairs are asked for as AF_INET; the
 // kernel then also finds IPv6 sockets connected to IPv4-mapped addresses,
 // since both are hashed by their IPv4 addresses.
-func diagRequest(want conn) []byte {
+func diagRequest(want conn, seq uint32) []byte {
 	b := make([]byte, syscall.NLMSG_HDRLEN+inetDiagReqV2Len)
 	binary.NativeEndian.PutUint32(b[0:], uint32(len(b)))
 	binary.NativeEndian.PutUint16(b[4:], sockDiagByFamily)
 	binary.NativeEndian.PutUint16(b[6:], syscall.NLM_F_REQUEST)
-	binary.NativeEndian.PutUint32(b[8:], 1) // sequence
+	binary.NativeEndian.PutUint32(b[8:], seq)
 	r := b[syscall.NLMSG_HDRLEN:]
 	if want.own.Addr().Is4() {
 		r[0] = syscall.AF_INET

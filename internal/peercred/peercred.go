@@ -53,7 +53,8 @@ type Owner struct {
 // the socket, one in the tree wins. Lookup returns an error wrapping
 // [ErrNotFound] when nobody visible holds the socket, and
 // [ErrNotSupported] off Linux. It is safe for concurrent use and does not
-// block beyond reading /proc.
+// block beyond reading /proc. On Linux the first lookup opens a netlink
+// socket (close-on-exec) that stays open for later ones.
 func Lookup(local, peer netip.AddrPort, root int) (Owner, error) {
 	return lookup(local, peer, root)
 }

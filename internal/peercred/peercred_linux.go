@@ -2,6 +2,7 @@ package peercred
 
 import (
 	"bufio"
+	"bytes"
 	"cmp"
 	"encoding/binary"
 	"encoding/hex"
@@ -15,6 +16,8 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+
+	"golang.org/x/sys/unix"
 )
 
 // maxTreeDepth bounds parent walks and descendant searches; real process
@@ -188,36 +191,81 @@ func decodeAddr(s string) (netip.Addr, bool) {
 // handshake is nearly always its highest: one readlink instead of one per
 // descriptor in /proc's ascending order. Every descriptor is still tried,
 // so a socket with a low number is found too, only later.
+//
+// It runs once per tokenless handshake, so it talks to /proc directly: one
+// open of /proc/PID/fd, getdents into a stack buffer, and readlinkat
+// relative to that directory (no path walk through /proc per descriptor).
 func holds(pid int, inode uint64) bool {
 	if pid <= 0 {
 		return false
 	}
-	dir := "/proc/" + strconv.Itoa(pid) + "/fd/"
-	d, err := os.Open(dir)
+	var pathBuf [32]byte
+	dir := strconv.AppendInt(append(pathBuf[:0], "/proc/"...), int64(pid), 10)
+	dfd, err := unix.Open(string(append(dir, "/fd"...)), unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return false // gone, or not ours to inspect
 	}
-	// On an error the names read so far are still worth trying.
-	names, _ := d.Readdirnames(-1)
-	d.Close()
-	fds := make([]int, 0, len(names))
-	for _, name := range names {
-		if fd, err := strconv.Atoi(name); err == nil {
-			fds = append(fds, fd)
+	defer unix.Close(dfd)
+
+	var fdBuf [64]int
+	fds := fdBuf[:0]
+	var dents [4096]byte
+	for {
+		n, err := unix.Getdents(dfd, dents[:])
+		if err != nil || n <= 0 {
+			break // on an error the descriptors read so far are still worth trying
 		}
+		fds = appendDirentNumbers(fds, dents[:n])
 	}
 	slices.SortFunc(fds, func(a, b int) int { return cmp.Compare(b, a) })
-	target := "socket:[" + strconv.FormatUint(inode, 10) + "]"
+
+	var targetBuf [48]byte
+	target := append(strconv.AppendUint(append(targetBuf[:0], "socket:["...), inode, 10), ']')
 	var link [64]byte // longer than any "socket:[N]"
-	path := make([]byte, 0, len(dir)+20)
+	var name [24]byte
 	for _, fd := range fds {
-		path = strconv.AppendInt(append(path[:0], dir...), int64(fd), 10)
-		n, err := syscall.Readlink(string(path), link[:])
-		if err == nil && n < len(link) && string(link[:n]) == target {
+		n, err := unix.Readlinkat(dfd, string(strconv.AppendInt(name[:0], int64(fd), 10)), link[:])
+		if err == nil && n < len(link) && bytes.Equal(link[:n], target) {
 			return true
 		}
 	}
 	return false
+}
+
+// appendDirentNumbers appends the numeric names among the linux_dirent64
+// records in buf (ino u64, off i64, reclen u16, type u8, NUL-terminated
+// name) to out; "." and ".." are skipped.
+func appendDirentNumbers(out []int, buf []byte) []int {
+	for len(buf) >= 19 {
+		reclen := int(binary.NativeEndian.Uint16(buf[16:18]))
+		if reclen < 19 || reclen > len(buf) {
+			return out // malformed: stop rather than misread
+		}
+		rec := buf[19:reclen]
+		if i := bytes.IndexByte(rec, 0); i >= 0 {
+			rec = rec[:i]
+		}
+		if n, ok := parseDecimal(rec); ok {
+			out = append(out, n)
+		}
+		buf = buf[reclen:]
+	}
+	return out
+}
+
+// parseDecimal parses a non-empty run of ASCII digits that fits an int32.
+func parseDecimal(b []byte) (int, bool) {
+	if len(b) == 0 || len(b) > 9 {
+		return 0, false
+	}
+	n := 0
+	for _, c := range b {
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		n = n*10 + int(c-'0')
+	}
+	return n, true
 }
 
 func descendants(root int) ([]int, error) {

@@ -6,6 +6,9 @@ import (
 	"errors"
 	"net"
 	"net/netip"
+	"slices"
+	"sync"
+	"syscall"
 	"testing"
 )
 
@@ -114,5 +117,124 @@ func TestDiagAgreesWithTable(t *testing.T) {
 				t.Fatalf("missing socket in table: %v, want ErrNotFound", err)
 			}
 		})
+	}
+}
+
+// Many lookups at once share the kept netlink socket or open their own;
+// each gets its own connection's inode, as the table says.
+func TestDiagConcurrent(t *testing.T) {
+	t.Parallel()
+	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	const conns = 8
+	wants := make([]conn, conns)
+	inodes := make([]uint64, conns)
+	for i := range conns {
+		c, err := net.Dial("tcp4", ln.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		s, err := ln.Accept()
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s.Close()
+		wants[i] = conn{own: netip.MustParseAddrPort(c.LocalAddr().String()), remote: netip.MustParseAddrPort(c.RemoteAddr().String())}
+		if inodes[i], err = findInTable("/proc/net/tcp", wants[i]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var wg sync.WaitGroup
+	for i := range conns {
+		wg.Go(func() {
+			for range 200 {
+				got, err := diagInode(wants[i])
+				if err != nil || got != inodes[i] {
+					t.Errorf("conn %d: inode %d, %v; want %d", i, got, err, inodes[i])
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+}
+
+// An answer left on the kept socket by an earlier query (one that gave up
+// waiting) carries another sequence number and is not taken for the next
+// query's answer.
+func TestDiagSkipsStaleAnswer(t *testing.T) {
+	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	var want [2]conn
+	for i := range want {
+		c, err := net.Dial("tcp4", ln.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		s, err := ln.Accept()
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s.Close()
+		want[i] = conn{own: netip.MustParseAddrPort(c.LocalAddr().String()), remote: netip.MustParseAddrPort(c.RemoteAddr().String())}
+	}
+	fd, err := openDiagSocket()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer syscall.Close(fd)
+	// The stale query: sent, never read.
+	if err := syscall.Sendto(fd, diagRequest(want[0], 7), 0, &syscall.SockaddrNetlink{Family: syscall.AF_NETLINK}); err != nil {
+		t.Fatal(err)
+	}
+	got, err := diagQuery(fd, 8, want[1], make([]byte, diagBufSize))
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantInode, err := findInTable("/proc/net/tcp", want[1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got != wantInode {
+		t.Fatalf("inode %d, want %d (the stale answer was taken)", got, wantInode)
+	}
+}
+
+func TestAppendDirentNumbers(t *testing.T) {
+	t.Parallel()
+	dirent := func(name string) []byte {
+		reclen := (19 + len(name) + 1 + 7) &^ 7
+		b := make([]byte, reclen)
+		binary.NativeEndian.PutUint16(b[16:], uint16(reclen))
+		copy(b[19:], name)
+		return b
+	}
+	var buf []byte
+	for _, name := range []string{".", "..", "0", "17", "x1", "123456789", "1234567890", "4"} {
+		buf = append(buf, dirent(name)...)
+	}
+	got := appendDirentNumbers(nil, buf)
+	if want := []int{0, 17, 123456789, 4}; !slices.Equal(got, want) {
+		t.Fatalf("numbers %v, want %v", got, want)
+	}
+	// A record length pointing past the buffer, or below the header, ends
+	// the parse with what came before.
+	bad := append(dirent("5"), dirent("6")...)
+	binary.NativeEndian.PutUint16(bad[len(dirent("5"))+16:], 4000)
+	if got := appendDirentNumbers(nil, bad); !slices.Equal(got, []int{5}) {
+		t.Fatalf("with a bad record length: %v, want [5]", got)
+	}
+	zero := dirent("9")
+	binary.NativeEndian.PutUint16(zero[16:], 0)
+	if got := appendDirentNumbers(nil, zero); len(got) != 0 {
+		t.Fatalf("with a zero record length: %v, want none", got)
 	}
 }
