@@ -110,7 +110,8 @@ func (f *logFlags) logger(w io.Writer) (zerolog.Logger, *logWriter, error) {
 	default:
 		return zerolog.Nop(), nil, fmt.Errorf("%w: log format %q, want console or json", vmre.ErrInvalidConfig, format)
 	}
-	return zerolog.New(out).Level(level).With().Timestamp().Logger(), sink, nil
+	// The hook writes what With().Timestamp() would, more cheaply.
+	return zerolog.New(out).Level(level).Hook(&timestampHook{}), sink, nil
 }
 
 func isTerminal(w io.Writer) bool {
