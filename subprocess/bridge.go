@@ -266,31 +266,51 @@ func isContinuation(c byte) bool { return c&0xC0 == 0x80 }
 // jsonSafe reports whether b can go between JSON quotes as it is: no byte
 // zerolog's JSON encoder would escape or replace (below 0x20, '"', '\\',
 // 0x7f and above, which covers all of UTF-8's multi-byte sequences). It
-// checks eight bytes at a time.
+// checks eight bytes at a time, 32 per branch, and the last (up to) eight
+// bytes as one word that may overlap the words before.
 func jsonSafe(b []byte) bool {
+	if len(b) < 8 {
+		for _, c := range b {
+			if c < 0x20 || c >= 0x7f || c == '"' || c == '\\' {
+				return false
+			}
+		}
+		return true
+	}
+	last := binary.LittleEndian.Uint64(b[len(b)-8:])
+	var bad uint64
+	for len(b) >= 32 {
+		bad |= unsafeBytes(binary.LittleEndian.Uint64(b)) | unsafeBytes(binary.LittleEndian.Uint64(b[8:])) |
+			unsafeBytes(binary.LittleEndian.Uint64(b[16:])) | unsafeBytes(binary.LittleEndian.Uint64(b[24:]))
+		if bad != 0 {
+			return false
+		}
+		b = b[32:]
+	}
+	for len(b) > 8 {
+		bad |= unsafeBytes(binary.LittleEndian.Uint64(b))
+		b = b[8:]
+	}
+	// The last word: re-checking bytes already checked changes nothing.
+	return bad|unsafeBytes(last) == 0
+}
+
+// unsafeBytes returns a word whose bit 7 of some byte is set if and only
+// if some byte of x is one jsonSafe refuses. Each term can also flag a
+// byte above one that is refused (a carry or borrow runs on from it), so
+// only the word as a whole is exact, which is all jsonSafe needs.
+func unsafeBytes(x uint64) uint64 {
 	const (
 		ones  = 0x0101010101010101
 		highs = 0x8080808080808080
 	)
-	// hasZero reports whether a byte of v is zero (exact for the word as
-	// a whole: a borrow only ever runs past a byte that is zero).
-	hasZero := func(v uint64) bool { return (v-ones)&^v&highs != 0 }
-	for len(b) >= 8 {
-		x := binary.LittleEndian.Uint64(b)
-		if x&highs != 0 || // 0x80 and above
-			(x+ones)&highs != 0 || // 0x7f: with no byte above it, the only one that carries into bit 7
-			(x-0x20*ones)&^x&highs != 0 || // below 0x20
-			hasZero(x^('"'*ones)) || hasZero(x^('\\'*ones)) {
-			return false
-		}
-		b = b[8:]
-	}
-	for _, c := range b {
-		if c < 0x20 || c >= 0x7f || c == '"' || c == '\\' {
-			return false
-		}
-	}
-	return true
+	q := x ^ ('"' * ones)
+	bs := x ^ ('\\' * ones)
+	return (x | // 0x80 and above
+		(x + ones) | // 0x7f (with no byte above 0x7f, nothing carries)
+		((x - 0x20*ones) &^ x) | // below 0x20
+		((q - ones) &^ q) | // '"': a zero byte of q
+		((bs - ones) &^ bs)) & highs // '\\'
 }
 
 // emit logs one line or chunk and hands it to the tail, OnOutput and

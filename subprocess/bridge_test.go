@@ -465,12 +465,13 @@ func BenchmarkParseJSONLine(b *testing.B) {
 
 // TestJSONSafe: the word-at-a-time check agrees with zerolog's escape
 // table (bytes 0x20-0x7e except '"' and '\\' pass as they are) for every
-// byte value at every position of a word and of the tail, and emit writes
+// byte value at every position of lines up to 79 bytes (short lines,
+// 32-byte blocks, words, the overlapping last word), and emit writes
 // the same log entry through its fast path as through zerolog's Bytes.
 func TestJSONSafe(t *testing.T) {
 	t.Parallel()
 	plain := func(c byte) bool { return c >= 0x20 && c <= 0x7e && c != '"' && c != '\\' }
-	for n := range 20 {
+	for n := range 80 { // the short path, 32-byte blocks, words, the last word
 		for pos := range n {
 			for v := range 256 {
 				b := bytes.Repeat([]byte("a"), n)
