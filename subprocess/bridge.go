@@ -327,6 +327,7 @@ func (s *stream) emit(b []byte, partial bool) {
 		fields     []byte
 		msgEscaped bool
 		isPanic    bool
+		ascii      bool // b is known to be ASCII, so valid UTF-8
 	)
 	switch {
 	case continuation:
@@ -374,6 +375,7 @@ func (s *stream) emit(b []byte, partial bool) {
 			n := copy(q[1:], msg)
 			q[n+1] = '"'
 			e = e.RawJSON(zerolog.MessageFieldName, q[:n+2])
+			ascii = len(msg) == len(b) // the message is the whole line
 		case msg != nil:
 			e = e.Bytes(zerolog.MessageFieldName, msg)
 		}
@@ -384,7 +386,7 @@ func (s *stream) emit(b []byte, partial bool) {
 	}
 	if s.onOutput != nil || s.onBytes != nil {
 		text := b
-		if !utf8.Valid(b) {
+		if !ascii && !utf8.Valid(b) {
 			s.valid = appendValidUTF8(s.valid[:0], b)
 			text = s.valid
 		}
