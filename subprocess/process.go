@@ -108,35 +108,40 @@ func (p *Process) Stop(ctx context.Context) {
 }
 
 // startStop starts the one stop sequence, with the given grace period (0:
-// kill at once), unless it already started or the process is gone.
+// kill at once), unless it already started or the process is gone. The
+// first signal goes out from the caller's goroutine: a plugin that exits on
+// SIGTERM should not first wait for a new goroutine to be scheduled.
 func (p *Process) startStop(grace time.Duration) {
 	p.mu.Lock()
-	defer p.mu.Unlock()
 	if p.stopping || p.reaped {
+		p.mu.Unlock()
 		return
 	}
 	p.stopping = true
+	// Added under the lock that reap takes before supervise waits for the
+	// helpers, so the Add happens before that Wait.
 	p.helpers.Add(1)
-	go p.terminate(grace)
+	p.mu.Unlock()
+	if grace <= 0 || p.signalTerm() != nil {
+		_ = p.signalKill()
+		p.helpers.Done()
+		return
+	}
+	go p.killAfter(grace)
 }
 
-// terminate runs the stop sequence. It ends once the process has exited or
-// has been sent SIGKILL, which it cannot survive.
-func (p *Process) terminate(grace time.Duration) {
+// killAfter sends SIGKILL if the process has not exited within grace of
+// its SIGTERM.
+func (p *Process) killAfter(grace time.Duration) {
 	defer p.helpers.Done()
-	if grace > 0 {
-		if err := p.signalTerm(); err == nil {
-			timer := time.NewTimer(grace)
-			defer timer.Stop()
-			select {
-			case <-p.exited:
-				return
-			case <-timer.C:
-				p.log.Warn().Dur("graceful_timeout", grace).Msg("vm process ignored sigterm; killing it")
-			}
-		}
+	timer := time.NewTimer(grace)
+	defer timer.Stop()
+	select {
+	case <-p.exited:
+	case <-timer.C:
+		p.log.Warn().Dur("graceful_timeout", grace).Msg("vm process ignored sigterm; killing it")
+		_ = p.signalKill()
 	}
-	_ = p.signalKill()
 }
 
 // supervise is the one goroutine that waits for the process. It reaps it,
