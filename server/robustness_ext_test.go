@@ -117,7 +117,11 @@ func abuseStartProbe(t *testing.T, addr string) *abuseProbe {
 	p := &abuseProbe{stop: make(chan struct{})}
 	rc := runtimepbconnect.NewRuntimeClient(abuseH2CClient(t), "http://"+addr, connect.WithGRPC())
 	call := func() error {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		// Generous: a probe that fails means the server stopped answering.
+		// How fast it answered is judged from the latencies, by each test
+		// that bounds them; under -race on 2 cores, next to other packages'
+		// tests, one call in a flood of 10,000 has taken more than 5 s.
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
 		_, err := rc.Initialize(ctx, &runtimepb.InitializeRequest{ProtocolVersion: vmre.ProtocolVersion, Addr: "127.0.0.1:9"})
 		return err
@@ -771,10 +775,10 @@ func TestAbuseSlowlorisHTTP2(t *testing.T) {
 		t.Errorf("goroutines grew by %d with %d connections, want at most %d", grew, len(slow), limit)
 	}
 	probe.mu.Lock()
-	valid := int64(len(probe.latencies) - len(probe.errs) + 1) // and the warm-up call
+	valid := int64(len(probe.latencies) + 1) // every probe call, and the warm-up
 	probe.mu.Unlock()
 	if n := engine.calls.Load(); n > valid {
-		t.Errorf("engine saw %d calls, but only the probe's %d were complete", n, valid)
+		t.Errorf("engine saw %d calls, but the probe made only %d", n, valid)
 	}
 
 	for _, s := range slow {
@@ -878,8 +882,9 @@ func TestAbuseBadInitializeFlood(t *testing.T) {
 	if len(probe.errs) > 0 {
 		t.Errorf("%d probe calls failed during the flood, first: %v", len(probe.errs), probe.errs[0])
 	}
-	// The probe's valid calls are the only ones the engine saw.
-	if n, want := engine.calls.Load(), int64(len(probe.latencies)-len(probe.errs)+1); n > want {
+	// The probe's calls (the warm-up included) are the only valid ones, so
+	// the only ones the engine may have seen.
+	if n, want := engine.calls.Load(), int64(len(probe.latencies)+1); n > want {
 		t.Errorf("engine saw %d calls, but only %d were valid", n, want)
 	}
 	probe.mu.Unlock()
