@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"sync"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -48,4 +49,38 @@ func ExampleBootstrap() {
 	defer cancel()
 	p.Stop(stopCtx) // SIGTERM to its group, SIGKILL after the grace period
 	fmt.Println("exit status:", p.ExitStatus().Code)
+}
+
+// ExampleConfig_onOutputBytes keeps statistics of a plugin's output
+// without a string per line: the text is borrowed for the duration of the
+// call, so what outlives it (here, the last panic line) is copied. It needs
+// a plugin binary, so it is compiled but not run.
+func ExampleConfig_onOutputBytes() {
+	ctx := context.Background()
+	var (
+		mu            sync.Mutex
+		bytesByStream = map[string]int{}
+		lastPanic     []byte
+	)
+	_, stopper, err := subprocess.Bootstrap(ctx, subprocess.NewCmd("./myvm"), &subprocess.Config{
+		AcceptedVersions: []uint32{vmre.ProtocolVersion},
+		// Called from the stream's own goroutine, one line at a time per
+		// stream; stdout and stderr may call it concurrently.
+		OnOutputBytes: func(l subprocess.LineBytes) {
+			mu.Lock()
+			defer mu.Unlock()
+			bytesByStream[l.Stream] += len(l.Text)
+			if l.Panic {
+				lastPanic = append(lastPanic[:0], l.Text...) // a copy: l.Text is reused
+			}
+		},
+	})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	stopper.Stop(ctx)
+	mu.Lock()
+	defer mu.Unlock()
+	fmt.Println(bytesByStream[subprocess.StreamStdout], bytesByStream[subprocess.StreamStderr], string(lastPanic))
 }
