@@ -645,3 +645,49 @@ func TestWatchBatchesPendingChanges(t *testing.T) {
 		})
 	}
 }
+
+// Many watchers on every protocol (gRPC-Web, Connect binary and JSON, gRPC
+// over h2c) each get the same change, concurrently.
+func TestWatchManyWatchersEveryProtocol(t *testing.T) {
+	t.Parallel()
+	h := start(t, nil)
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	clients := []vmrev1connect.RuntimeServiceClient{
+		h.client(connect.WithGRPCWeb()),
+		h.client(), // Connect, binary
+		h.client(connect.WithProtoJSON()),
+		vmrev1connect.NewRuntimeServiceClient(h2cClient(), h.url, connect.WithGRPC()),
+	}
+	const perClient = 8
+	var streams []*connect.ServerStreamForClient[vmrev1.WatchRuntimesResponse]
+	for _, c := range clients {
+		for range perClient {
+			s, err := c.WatchRuntimes(ctx, &vmrev1.WatchRuntimesRequest{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer s.Close()
+			if !s.Receive() || s.Msg().GetSnapshot() == nil {
+				t.Fatalf("no snapshot: %v", s.Err())
+			}
+			streams = append(streams, s)
+		}
+	}
+	if _, err := h.engine.Attach(42, "127.0.0.1:50009", "p"); err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	for i, s := range streams {
+		wg.Go(func() {
+			if !s.Receive() {
+				t.Errorf("watcher %d: no change: %v", i, s.Err())
+				return
+			}
+			if got := s.Msg().GetRuntime().GetVmAddr(); got != "127.0.0.1:50009" || s.Msg().GetEvent().GetMessage() == "" {
+				t.Errorf("watcher %d: change %v", i, s.Msg())
+			}
+		})
+	}
+	wg.Wait()
+}
