@@ -27,7 +27,20 @@ func benchIgnoreTerm(ctx context.Context, e *env) error {
 	over := newRow("  the same, minus the grace period", "ms")
 	left := newRow(fmt.Sprintf("goroutines left in the engine's code after the %d stops above", e.o.termRuns), "count")
 	var avaPids []int
-	vmBefore, avaBefore := countGoroutines()
+	// One cooperative launch and stop of each first, so that process-wide
+	// singletons (vmre's spawner thread and watchdog waiter) exist before
+	// the count also when this group runs alone (-only term).
+	p, _, err := vm.launch(ctx, "serve")
+	if err != nil {
+		return fmt.Errorf("vmre warm-up launch: %w", err)
+	}
+	p.Stop(ctx)
+	s, _, err := av.launch(ctx, "serve")
+	if err != nil {
+		return fmt.Errorf("avalanchego warm-up launch: %w", err)
+	}
+	s.Stop(ctx)
+	vmBefore, avaBefore := settledGoroutines()
 
 	for i := range e.o.termRuns {
 		err := rotate(i,
@@ -99,6 +112,23 @@ func benchIgnoreTerm(ctx context.Context, e *env) error {
 		e.note("avalanchego: %d of %d killed plugins still exist (unreaped) 2 s after Stop returned", alive, len(avaPids))
 	}
 	return nil
+}
+
+// settledGoroutines is countGoroutines once the warm-up's goroutines have
+// ended: the same counts three polls in a row, 50 ms apart (at most 2 s).
+func settledGoroutines() (vm, ava int) {
+	deadline := time.Now().Add(2 * time.Second)
+	vm, ava = countGoroutines()
+	for same := 0; same < 3 && time.Now().Before(deadline); {
+		time.Sleep(50 * time.Millisecond)
+		v, a := countGoroutines()
+		if v == vm && a == ava {
+			same++
+		} else {
+			vm, ava, same = v, a, 0
+		}
+	}
+	return vm, ava
 }
 
 // countGoroutines counts live goroutines whose stack runs code of vmre's
