@@ -64,12 +64,30 @@ func exitsWithin(fd int, d time.Duration) bool {
 // engineDies closes the write end of wd's current shell, as the kernel
 // does when the engine dies, and returns the shell's pid.
 func engineDies(wd *watchdog) int {
+	pid, _ := engineDiesWatched(nil, wd)
+	return pid
+}
+
+// engineDiesWatched is engineDies that also returns a pidfd of the shell,
+// opened before its input closes: the shell exits on EOF and the
+// watchdog's waiter reaps it at once, so a pidfd opened afterwards may
+// find no process.
+func engineDiesWatched(t *testing.T, wd *watchdog) (pid, pidfd int) {
 	wd.mu.Lock()
 	w, pid := wd.w, wd.pid
 	wd.w = nil
 	wd.mu.Unlock()
+	pidfd = -1
+	if t != nil {
+		fd, err := unix.PidfdOpen(pid, 0)
+		if err != nil {
+			t.Fatalf("pidfd of the watchdog shell %d: %v", pid, err)
+		}
+		t.Cleanup(func() { unix.Close(fd) })
+		pidfd = fd
+	}
 	w.Close()
-	return pid
+	return pid, pidfd
 }
 
 func TestWatchdogKillsRegisteredGroupsOnEOF(t *testing.T) {
@@ -87,12 +105,7 @@ func TestWatchdogKillsRegisteredGroupsOnEOF(t *testing.T) {
 	}
 	wd.remove(b.Process.Pid)
 
-	shell := engineDies(wd)
-	shellFD, err := unix.PidfdOpen(shell, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer unix.Close(shellFD)
+	_, shellFD := engineDiesWatched(t, wd)
 	if !exitsWithin(aFD, time.Second) {
 		t.Error("registered group survived the engine's death")
 	}
