@@ -58,8 +58,6 @@ func newOutputRing(maxLines, maxBytes, followerBuffer int) *outputRing {
 // lineCost is what a line of n bytes counts against maxBytes.
 func lineCost(n int) int { return n + 64 }
 
-func lineBytes(l *Line) int { return lineCost(len(l.Text)) }
-
 func (o *outputRing) setPid(pid int) {
 	o.mu.Lock()
 	o.pid = pid

@@ -73,7 +73,7 @@ func TestOutputRingMatchesModel(t *testing.T) {
 func modelBytes(texts []string) int {
 	n := 0
 	for _, s := range texts {
-		n += lineBytes(&Line{Text: s})
+		n += lineCost(len(s))
 	}
 	return n
 }

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"os"
-	"strings"
 	"sync"
 	"time"
 	"unicode/utf8"
@@ -410,11 +409,11 @@ func validText(b []byte) string {
 	if utf8.Valid(b) {
 		return string(b)
 	}
-	return strings.ToValidUTF8(string(b), "\uFFFD")
+	return string(appendValidUTF8(nil, b))
 }
 
 // appendValidUTF8 appends b to dst with every run of invalid UTF-8
-// replaced with one U+FFFD, as validText does, without a string.
+// replaced with one U+FFFD, as strings.ToValidUTF8 does, without a string.
 func appendValidUTF8(dst, b []byte) []byte {
 	invalid := false
 	for i := 0; i < len(b); {
