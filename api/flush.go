@@ -31,16 +31,12 @@ func (w *batchingWriter) Flush() {
 // Unwrap lets http.ResponseController reach the connection's writer.
 func (w *batchingWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
-// withFlushBatching gives the requests for paths a batchingWriter, reachable
+// withFlushBatching gives requests for path a batchingWriter, reachable
 // from the handler's context through holdFlushes.
-func withFlushBatching(h http.Handler, paths ...string) http.Handler {
-	batched := make(map[string]bool, len(paths))
-	for _, p := range paths {
-		batched[p] = true
-	}
+func withFlushBatching(h http.Handler, path string) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		flusher, ok := w.(http.Flusher)
-		if !ok || !batched[r.URL.Path] {
+		if !ok || r.URL.Path != path {
 			h.ServeHTTP(w, r)
 			return
 		}
