@@ -63,6 +63,24 @@ func TestMatchLine(t *testing.T) {
 	}
 }
 
+// connectTo opens a connection to ln, closed when the test ends, and
+// returns its client side as sock_diag names it (own = the client's
+// address, remote = the listener's).
+func connectTo(t *testing.T, ln net.Listener) conn {
+	t.Helper()
+	c, err := net.Dial(ln.Addr().Network(), ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	s, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return conn{own: netip.MustParseAddrPort(c.LocalAddr().String()), remote: netip.MustParseAddrPort(c.RemoteAddr().String())}
+}
+
 // TestDiagAgreesWithTable: the netlink query and the /proc table scan find
 // the same inode for live IPv4 and IPv6 connections, and agree that a
 // missing one is missing.
@@ -79,20 +97,7 @@ func TestDiagAgreesWithTable(t *testing.T) {
 				t.Skip(err)
 			}
 			defer ln.Close()
-			client, err := net.Dial(tc.network, ln.Addr().String())
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer client.Close()
-			srv, err := ln.Accept()
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer srv.Close()
-			want := conn{
-				own:    netip.MustParseAddrPort(client.LocalAddr().String()),
-				remote: netip.MustParseAddrPort(client.RemoteAddr().String()),
-			}
+			want := connectTo(t, ln)
 			fromDiag, err := diagInode(want)
 			if err != nil {
 				t.Fatal(err)
@@ -133,17 +138,7 @@ func TestDiagConcurrent(t *testing.T) {
 	wants := make([]conn, conns)
 	inodes := make([]uint64, conns)
 	for i := range conns {
-		c, err := net.Dial("tcp4", ln.Addr().String())
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close()
-		s, err := ln.Accept()
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer s.Close()
-		wants[i] = conn{own: netip.MustParseAddrPort(c.LocalAddr().String()), remote: netip.MustParseAddrPort(c.RemoteAddr().String())}
+		wants[i] = connectTo(t, ln)
 		if inodes[i], err = findInTable("/proc/net/tcp", wants[i]); err != nil {
 			t.Fatal(err)
 		}
@@ -172,20 +167,7 @@ func TestDiagSkipsStaleAnswer(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer ln.Close()
-	var want [2]conn
-	for i := range want {
-		c, err := net.Dial("tcp4", ln.Addr().String())
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close()
-		s, err := ln.Accept()
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer s.Close()
-		want[i] = conn{own: netip.MustParseAddrPort(c.LocalAddr().String()), remote: netip.MustParseAddrPort(c.RemoteAddr().String())}
-	}
+	want := [2]conn{connectTo(t, ln), connectTo(t, ln)}
 	fd, err := openDiagSocket()
 	if err != nil {
 		t.Fatal(err)
