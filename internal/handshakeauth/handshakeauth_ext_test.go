@@ -24,6 +24,7 @@ import (
 	runtimepb "github.com/vmre/vmre/gen/vm/runtime"
 	"github.com/vmre/vmre/gen/vm/runtime/runtimepbconnect"
 	"github.com/vmre/vmre/internal/handshakeauth"
+	"github.com/vmre/vmre/internal/handshaketest"
 	"github.com/vmre/vmre/internal/peercred"
 	"github.com/vmre/vmre/server"
 	"google.golang.org/protobuf/types/known/emptypb"
@@ -149,62 +150,11 @@ func newPolicy(t *testing.T, mode handshakeauth.Mode, log zerolog.Logger) *hands
 	return p
 }
 
-type child struct {
-	cmd   *exec.Cmd
-	stdin io.WriteCloser
-	lines chan string
-}
-
-func startChild(t *testing.T, mode string, env ...string) *child {
+// startChild re-executes the test binary in mode; it is killed when the
+// test ends.
+func startChild(t *testing.T, mode string, env ...string) *handshaketest.Child {
 	t.Helper()
-	cmd := exec.Command(os.Args[0])
-	cmd.Env = append(os.Environ(), append([]string{childModeKey + "=" + mode,
-		// Under -race a process sleeps 1 s at exit by default.
-		"GORACE=" + os.Getenv("GORACE") + " atexit_sleep_ms=0"}, env...)...)
-	cmd.Stderr = os.Stderr
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	c := &child{cmd: cmd, stdin: stdin, lines: make(chan string, 8)}
-	go func() {
-		s := bufio.NewScanner(stdout)
-		for s.Scan() {
-			c.lines <- s.Text()
-		}
-		close(c.lines)
-	}()
-	t.Cleanup(func() {
-		_ = stdin.Close()
-		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
-	})
-	return c
-}
-
-func (c *child) next(t *testing.T, prefix string) string {
-	t.Helper()
-	timeout := time.After(15 * time.Second)
-	for {
-		select {
-		case l, ok := <-c.lines:
-			if !ok {
-				t.Fatalf("child exited before printing %q", prefix)
-			}
-			if rest, ok := strings.CutPrefix(l, prefix+" "); ok {
-				return rest
-			}
-		case <-timeout:
-			t.Fatalf("no %q line from child", prefix)
-		}
-	}
+	return handshaketest.StartChild(t, 0, append([]string{childModeKey + "=" + mode}, env...)...)
 }
 
 func childEnv(addr, proto, token string, wait bool) []string {
@@ -374,8 +324,8 @@ func TestPeerAdmitsLaunchedPlugin(t *testing.T) {
 					addr, init := serve(t, p)
 					c := startChild(t, childMode, childEnv(addr, proto, "", false)...)
 					// The call may arrive before SetPid: it waits.
-					p.SetPid(c.cmd.Process.Pid)
-					if got := c.next(t, "result"); got != "ok" {
+					p.SetPid(c.Cmd.Process.Pid)
+					if got := c.Next(t, "result"); got != "ok" {
 						t.Fatalf("launched plugin: %s, want ok", got)
 					}
 					if init.calls.Load() != 1 {
@@ -400,10 +350,10 @@ func TestForeignRacesHandshake(t *testing.T) {
 				p := newPolicy(t, mode, zerolog.New(zerolog.NewTestWriter(t)))
 				addr, init := serve(t, p)
 				plugin := startChild(t, "call", childEnv(addr, proto, "", true)...)
-				p.SetPid(plugin.cmd.Process.Pid)
+				p.SetPid(plugin.Cmd.Process.Pid)
 
 				foreign := startChild(t, "call", childEnv(addr, proto, "", false)...)
-				if got := foreign.next(t, "result"); got != "permission_denied" {
+				if got := foreign.Next(t, "result"); got != "permission_denied" {
 					t.Errorf("foreign process without token: %s, want permission_denied", got)
 				}
 				wantGuess := "permission_denied"
@@ -411,7 +361,7 @@ func TestForeignRacesHandshake(t *testing.T) {
 					wantGuess = "unauthenticated"
 				}
 				guesser := startChild(t, "call", childEnv(addr, proto, "guessed-token-0123456789", false)...)
-				if got := guesser.next(t, "result"); got != wantGuess {
+				if got := guesser.Next(t, "result"); got != wantGuess {
 					t.Errorf("foreign process with a guessed token: %s, want %s", got, wantGuess)
 				}
 				if got := call(t.Context(), proto, addr, ""); got != "permission_denied" {
@@ -421,10 +371,10 @@ func TestForeignRacesHandshake(t *testing.T) {
 					t.Fatalf("Initializer reached %d times by foreign callers", n)
 				}
 
-				if _, err := io.WriteString(plugin.stdin, "go\n"); err != nil {
+				if _, err := io.WriteString(plugin.Stdin, "go\n"); err != nil {
 					t.Fatal(err)
 				}
-				if got := plugin.next(t, "result"); got != "ok" {
+				if got := plugin.Next(t, "result"); got != "ok" {
 					t.Fatalf("launched plugin after the race: %s, want ok", got)
 				}
 			})
@@ -440,7 +390,7 @@ func TestTokenOrPeer(t *testing.T) {
 	p := newPolicy(t, handshakeauth.ModeTokenOrPeer, zerolog.Nop())
 	addr, _ := serve(t, p)
 	plugin := startChild(t, "call", childEnv(addr, "grpc", "", true)...)
-	p.SetPid(plugin.cmd.Process.Pid)
+	p.SetPid(plugin.Cmd.Process.Pid)
 	for _, tc := range []struct{ token, want string }{
 		{testToken, "ok"},
 		{"", "permission_denied"},
@@ -469,8 +419,8 @@ func TestLaunchedPluginWithWrongToken(t *testing.T) {
 			p := newPolicy(t, tc.mode, zerolog.Nop())
 			addr, _ := serve(t, p)
 			c := startChild(t, "call", childEnv(addr, "grpc", "stale-token-0123456789", false)...)
-			p.SetPid(c.cmd.Process.Pid)
-			if got := c.next(t, "result"); got != tc.want {
+			p.SetPid(c.Cmd.Process.Pid)
+			if got := c.Next(t, "result"); got != tc.want {
 				t.Fatalf("%s, want %s", got, tc.want)
 			}
 		})
@@ -550,7 +500,7 @@ func TestForeignFlood(t *testing.T) {
 	p := newPolicy(t, handshakeauth.ModeTokenOrPeer, zerolog.Nop())
 	addr, init := serve(t, p)
 	plugin := startChild(t, "call", childEnv(addr, "grpc", "", true)...)
-	p.SetPid(plugin.cmd.Process.Pid)
+	p.SetPid(plugin.Cmd.Process.Pid)
 	var wg sync.WaitGroup
 	var wrong atomic.Int64
 	for range 200 {
@@ -564,10 +514,10 @@ func TestForeignFlood(t *testing.T) {
 	if n := wrong.Load(); n != 0 {
 		t.Fatalf("%d foreign calls were not refused with permission_denied", n)
 	}
-	if _, err := io.WriteString(plugin.stdin, "go\n"); err != nil {
+	if _, err := io.WriteString(plugin.Stdin, "go\n"); err != nil {
 		t.Fatal(err)
 	}
-	if got := plugin.next(t, "result"); got != "ok" {
+	if got := plugin.Next(t, "result"); got != "ok" {
 		t.Fatalf("plugin after the flood: %s", got)
 	}
 	if init.calls.Load() != 1 {

@@ -1,5 +1,6 @@
-// Package handshaketest serves vmre's handshake handler on a real loopback
-// listener for tests of the packages around it.
+// Package handshaketest has what tests of the packages around the
+// handshake share: vmre's handshake handler served on a real loopback
+// listener, and the test binary re-run as a helper process ([Child]).
 package handshaketest
 
 import (

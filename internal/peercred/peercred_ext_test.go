@@ -3,7 +3,6 @@
 package peercred_test
 
 import (
-	"bufio"
 	"errors"
 	"fmt"
 	"io"
@@ -17,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vmre/vmre/internal/handshaketest"
 	"github.com/vmre/vmre/internal/peercred"
 )
 
@@ -63,71 +63,18 @@ func TestMain(m *testing.M) {
 	}
 }
 
-type child struct {
-	cmd   *exec.Cmd
-	stdin io.Closer
-	lines chan string
+// startChild re-executes the test binary in mode; when the test ends its
+// stdin is closed and it is given 5 s to exit before it is killed.
+func startChild(t *testing.T, mode, addr string) *handshaketest.Child {
+	t.Helper()
+	return handshaketest.StartChild(t, 5*time.Second, childModeKey+"="+mode, childAddrKey+"="+addr)
 }
 
-// startChild re-executes the test binary in mode; it is stopped (stdin
-// closed, then killed if need be) when the test ends.
-func startChild(t *testing.T, mode, addr string) *child {
+// fields waits for c's next line starting with prefix and returns its
+// words after prefix.
+func fields(t *testing.T, c *handshaketest.Child, prefix string) []string {
 	t.Helper()
-	cmd := exec.Command(os.Args[0])
-	cmd.Env = append(os.Environ(), childModeKey+"="+mode, childAddrKey+"="+addr,
-		// Under -race a process sleeps 1 s at exit by default.
-		"GORACE="+os.Getenv("GORACE")+" atexit_sleep_ms=0")
-	cmd.Stderr = os.Stderr
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	c := &child{cmd: cmd, stdin: stdin, lines: make(chan string, 8)}
-	go func() {
-		s := bufio.NewScanner(stdout)
-		for s.Scan() {
-			c.lines <- s.Text()
-		}
-		close(c.lines)
-	}()
-	t.Cleanup(func() {
-		_ = stdin.Close()
-		done := make(chan struct{})
-		go func() { _ = cmd.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(5 * time.Second):
-			_ = cmd.Process.Kill()
-			<-done
-		}
-	})
-	return c
-}
-
-// line waits for the next line starting with prefix.
-func (c *child) line(t *testing.T, prefix string) []string {
-	t.Helper()
-	timeout := time.After(10 * time.Second)
-	for {
-		select {
-		case l, ok := <-c.lines:
-			if !ok {
-				t.Fatalf("child exited before printing %q", prefix)
-			}
-			if f := strings.Fields(l); len(f) > 0 && f[0] == prefix {
-				return f
-			}
-		case <-timeout:
-			t.Fatalf("no %q line from child", prefix)
-		}
-	}
+	return strings.Fields(c.Next(t, prefix))
 }
 
 func atoi(t *testing.T, s string) int {
@@ -197,11 +144,11 @@ func TestLookupChild(t *testing.T) {
 			t.Parallel()
 			ln, conns := listen(t, tc.network, tc.addr)
 			c := startChild(t, "connect", ln.Addr().String())
-			f := c.line(t, "conn")
-			pid := atoi(t, f[1])
+			f := fields(t, c, "conn")
+			pid := atoi(t, f[0])
 			local, peer := addrs(t, accept(t, conns))
-			if peer.String() != f[2] {
-				t.Fatalf("server sees peer %s, child says %s", peer, f[2])
+			if peer.String() != f[1] {
+				t.Fatalf("server sees peer %s, child says %s", peer, f[1])
 			}
 			got, err := peercred.Lookup(local, peer, pid)
 			if err != nil {
@@ -220,7 +167,7 @@ func TestLookupMappedAddresses(t *testing.T) {
 	t.Parallel()
 	ln, conns := listen(t, "tcp4", "127.0.0.1:0")
 	c := startChild(t, "connect", ln.Addr().String())
-	pid := atoi(t, c.line(t, "conn")[1])
+	pid := atoi(t, fields(t, c, "conn")[0])
 	local, peer := addrs(t, accept(t, conns))
 	mapped := func(ap netip.AddrPort) netip.AddrPort {
 		return netip.AddrPortFrom(netip.AddrFrom16(ap.Addr().As16()), ap.Port())
@@ -241,7 +188,7 @@ func TestLookupGrandchild(t *testing.T) {
 	var root, grandchild, connPid int
 	for root == 0 || connPid == 0 {
 		select {
-		case l := <-c.lines:
+		case l := <-c.Lines:
 			f := strings.Fields(l)
 			switch {
 			case len(f) == 3 && f[0] == "parent":
@@ -279,9 +226,9 @@ func TestLookupForeign(t *testing.T) {
 	t.Parallel()
 	ln, conns := listen(t, "tcp4", "127.0.0.1:0")
 	launched := startChild(t, "idle", "")
-	root := atoi(t, launched.line(t, "idle")[1])
+	root := atoi(t, fields(t, launched, "idle")[0])
 	foreign := startChild(t, "connect", ln.Addr().String())
-	foreignPid := atoi(t, foreign.line(t, "conn")[1])
+	foreignPid := atoi(t, fields(t, foreign, "conn")[0])
 	local, peer := addrs(t, accept(t, conns))
 	got, err := peercred.Lookup(local, peer, root)
 	if err != nil {
@@ -298,7 +245,7 @@ func TestLookupInProcess(t *testing.T) {
 	t.Parallel()
 	ln, conns := listen(t, "tcp4", "127.0.0.1:0")
 	launched := startChild(t, "idle", "")
-	root := atoi(t, launched.line(t, "idle")[1])
+	root := atoi(t, fields(t, launched, "idle")[0])
 	client, err := net.Dial("tcp", ln.Addr().String())
 	if err != nil {
 		t.Fatal(err)
@@ -324,11 +271,11 @@ func TestLookupGone(t *testing.T) {
 	t.Parallel()
 	ln, conns := listen(t, "tcp4", "127.0.0.1:0")
 	c := startChild(t, "connect", ln.Addr().String())
-	pid := atoi(t, c.line(t, "conn")[1])
+	pid := atoi(t, fields(t, c, "conn")[0])
 	conn := accept(t, conns)
 	local, peer := addrs(t, conn)
-	_ = c.stdin.Close()
-	if err := c.cmd.Wait(); err != nil {
+	_ = c.Stdin.Close()
+	if err := c.Cmd.Wait(); err != nil {
 		t.Fatal(err)
 	}
 	_, err := peercred.Lookup(local, peer, pid)
@@ -399,9 +346,9 @@ func TestLookupChurn(t *testing.T) {
 	t.Parallel()
 	ln, conns := listen(t, "tcp4", "127.0.0.1:0")
 	launched := startChild(t, "idle", "")
-	root := atoi(t, launched.line(t, "idle")[1])
+	root := atoi(t, fields(t, launched, "idle")[0])
 	foreign := startChild(t, "connect", ln.Addr().String())
-	foreignPid := atoi(t, foreign.line(t, "conn")[1])
+	foreignPid := atoi(t, fields(t, foreign, "conn")[0])
 	local, peer := addrs(t, accept(t, conns))
 
 	stop := make(chan struct{})

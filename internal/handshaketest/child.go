@@ -1,0 +1,87 @@
+package handshaketest
+
+import (
+	"bufio"
+	"io"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+)
+
+// Child is the test binary run again as a helper process (a plugin, a
+// foreign caller): the test's TestMain picks its role from a variable in
+// the environment StartChild was given. Lines carries its stdout, one line
+// at a time, and is closed at EOF.
+type Child struct {
+	Cmd   *exec.Cmd
+	Stdin io.WriteCloser
+	Lines <-chan string
+}
+
+// StartChild starts os.Args[0] with env added to this process's
+// environment, and the race detector's one-second sleep at exit turned
+// off. When the test ends its stdin is closed, it is given grace to exit
+// (0: none), then killed, and it is always reaped.
+func StartChild(tb testing.TB, grace time.Duration, env ...string) *Child {
+	tb.Helper()
+	cmd := exec.Command(os.Args[0])
+	cmd.Env = append(append(os.Environ(), "GORACE="+os.Getenv("GORACE")+" atexit_sleep_ms=0"), env...)
+	cmd.Stderr = os.Stderr
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		tb.Fatal(err)
+	}
+	lines := make(chan string, 8)
+	go func() {
+		s := bufio.NewScanner(stdout)
+		for s.Scan() {
+			lines <- s.Text()
+		}
+		close(lines)
+	}()
+	tb.Cleanup(func() {
+		_ = stdin.Close()
+		done := make(chan struct{})
+		go func() { _ = cmd.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(grace):
+			_ = cmd.Process.Kill()
+			<-done
+		}
+	})
+	return &Child{Cmd: cmd, Stdin: stdin, Lines: lines}
+}
+
+// Next waits for the child's next line that starts with the word prefix
+// and returns the rest of it (after the space), skipping other lines. It
+// fails the test if the child ends first or prints none within 15 s.
+func (c *Child) Next(tb testing.TB, prefix string) string {
+	tb.Helper()
+	timeout := time.After(15 * time.Second)
+	for {
+		select {
+		case l, ok := <-c.Lines:
+			if !ok {
+				tb.Fatalf("child exited before printing %q", prefix)
+			}
+			if l == prefix {
+				return ""
+			}
+			if rest, ok := strings.CutPrefix(l, prefix+" "); ok {
+				return rest
+			}
+		case <-timeout:
+			tb.Fatalf("no %q line from child", prefix)
+		}
+	}
+}
