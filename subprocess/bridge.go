@@ -2,6 +2,7 @@ package subprocess
 
 import (
 	"bytes"
+	"context"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
@@ -11,6 +12,8 @@ import (
 	"unicode/utf8"
 
 	"github.com/rs/zerolog"
+
+	"github.com/vmre/vmre/logtime"
 )
 
 // Names of the two output streams, as in [Line.Stream] and the "stream" log
@@ -127,13 +130,14 @@ type stream struct {
 	tail     *tail // stderr only
 	pool     *bufPool
 
-	buf        []byte // nil while idle
-	start, end int    // unconsumed window buf[start:end]
-	scanned    int    // bytes of the window known to hold no '\n'
-	inLine     bool   // the last chunk was Partial
-	linePanic  bool   // the line being continued is a panic
-	now        time.Time
-	valid      []byte // scratch for lines with invalid UTF-8
+	buf        []byte          // nil while idle
+	start, end int             // unconsumed window buf[start:end]
+	scanned    int             // bytes of the window known to hold no '\n'
+	inLine     bool            // the last chunk was Partial
+	linePanic  bool            // the line being continued is a panic
+	now        time.Time       // when the lines in the window were read
+	ctx        context.Context // events' context with now, for logtime.Hook; nil: build it
+	valid      []byte          // scratch for lines with invalid UTF-8
 }
 
 func newStream(name string, f *os.File, log zerolog.Logger, cfg *Config, pool *bufPool, tail *tail) *stream {
@@ -166,7 +170,7 @@ func (s *stream) run(done chan<- struct{}) {
 		n, err := s.fill()
 		if n > 0 {
 			s.end += n
-			s.now = time.Now()
+			s.now, s.ctx = time.Now(), nil
 			s.process()
 		}
 		if err != nil {
@@ -200,7 +204,7 @@ func (s *stream) drainRest() {
 		}
 		total += n
 		s.end += n
-		s.now = time.Now()
+		s.now, s.ctx = time.Now(), nil
 		s.process()
 	}
 }
@@ -351,6 +355,12 @@ func (s *stream) emit(b []byte, partial bool) {
 	}
 
 	if e := s.log.WithLevel(level); e != nil {
+		// The line's time is when it was read, for a logtime.Hook on
+		// Log: one context per read, wrapping the logger's own.
+		if s.ctx == nil {
+			s.ctx = logtime.WithTime(e.GetCtx(), s.now)
+		}
+		e = e.Ctx(s.ctx)
 		if partial {
 			e = e.Bool(fieldPartial, true)
 		}

@@ -17,6 +17,8 @@ import (
 	"unicode/utf8"
 
 	"github.com/rs/zerolog"
+
+	"github.com/vmre/vmre/logtime"
 )
 
 // testStream returns a stream that logs into buf and records lines.
@@ -361,26 +363,41 @@ func FuzzParseJSONLine(f *testing.F) {
 
 // BenchmarkBridge measures the output bridge end to end: lines written
 // into a real pipe, read, classified and logged by zerolog (JSON, with a
-// timestamp) into a file. MB/s is the plugin's output rate.
+// timestamp) into a file. MB/s is the plugin's output rate. The
+// "logtime" cases stamp lines with logtime.Hook instead of zerolog's
+// Timestamp.
 func BenchmarkBridge(b *testing.B) {
 	for _, bc := range []struct {
 		name     string
 		lineSize int
 		json     bool
 		sink     string
+		logtime  bool
 	}{
-		{"100B/buffered-file", 100, false, "buffered"},
-		{"1KiB/buffered-file", 1024, false, "buffered"},
-		{"100B-json/buffered-file", 100, true, "buffered"},
-		{"100B/file", 100, false, "file"},
-		{"1KiB/file", 1024, false, "file"},
-		{"100B/discard", 100, false, "discard"},
+		{"100B/buffered-file", 100, false, "buffered", false},
+		{"100B/buffered-file/logtime", 100, false, "buffered", true},
+		{"1KiB/buffered-file", 1024, false, "buffered", false},
+		{"1KiB/buffered-file/logtime", 1024, false, "buffered", true},
+		{"100B-json/buffered-file", 100, true, "buffered", false},
+		{"100B/file", 100, false, "file", false},
+		{"1KiB/file", 1024, false, "file", false},
+		{"100B/discard", 100, false, "discard", false},
 	} {
-		b.Run(bc.name, func(b *testing.B) { benchBridge(b, bc.lineSize, bc.json, bc.sink) })
+		b.Run(bc.name, func(b *testing.B) { benchBridge(b, bc.lineSize, bc.json, bc.sink, bc.logtime) })
 	}
 }
 
-func benchBridge(b *testing.B, lineSize int, jsonLines bool, sink string) {
+// benchLogger is the logger of the bridge benchmarks: JSON with a time, a
+// vm and a pid field.
+func benchLogger(w io.Writer, useLogtime bool) zerolog.Logger {
+	log := zerolog.New(w).Level(zerolog.InfoLevel)
+	if useLogtime {
+		return log.Hook(&logtime.Hook{}).With().Str(fieldVM, "bench").Int(fieldPid, 1).Logger()
+	}
+	return log.With().Timestamp().Str(fieldVM, "bench").Int(fieldPid, 1).Logger()
+}
+
+func benchBridge(b *testing.B, lineSize int, jsonLines bool, sink string, useLogtime bool) {
 	line := bytes.Repeat([]byte("b"), lineSize-1)
 	if jsonLines {
 		line = []byte(`{"level":"info","message":"` + strings.Repeat("j", max(lineSize-32, 1)) + `"}`)
@@ -402,8 +419,7 @@ func benchBridge(b *testing.B, lineSize int, jsonLines bool, sink string) {
 			w, flush = bw, bw.Flush
 		}
 	}
-	log := zerolog.New(w).Level(zerolog.InfoLevel).With().Timestamp().Str(fieldVM, "bench").Int(fieldPid, 1).Logger()
-	s := newStream(StreamStdout, nil, log, &Config{MaxLineBytes: DefaultMaxLineBytes}, defaultBufs, nil)
+	s := newStream(StreamStdout, nil, benchLogger(w, useLogtime), &Config{MaxLineBytes: DefaultMaxLineBytes}, defaultBufs, nil)
 	r, pw, err := os.Pipe()
 	if err != nil {
 		b.Fatal(err)
@@ -430,25 +446,34 @@ func benchBridge(b *testing.B, lineSize int, jsonLines bool, sink string) {
 
 // BenchmarkEmit measures the bridge's CPU per line without the pipe: one
 // line classified and logged by zerolog (JSON, with a timestamp) into
-// memory, on the calling goroutine.
+// memory, on the calling goroutine; with zerolog's Timestamp, and with
+// logtime.Hook (which uses the line's read time: one per read, here one for
+// all lines).
 func BenchmarkEmit(b *testing.B) {
 	for _, size := range []int{128, 1024} {
-		b.Run(fmt.Sprintf("%dB", size), func(b *testing.B) {
-			line := bytes.Repeat([]byte("e"), size-1)
-			var out bytes.Buffer
-			log := zerolog.New(&out).Level(zerolog.InfoLevel).With().Timestamp().Str(fieldVM, "bench").Int(fieldPid, 1).Logger()
-			s := newStream(StreamStdout, nil, log, &Config{MaxLineBytes: DefaultMaxLineBytes}, defaultBufs, nil)
-			s.buf = s.pool.get() // as while the pipe has data
-			defer s.pool.put(s.buf)
-			b.SetBytes(int64(size))
-			b.ReportAllocs()
-			for b.Loop() {
-				s.emit(line, false)
-				if out.Len() > 1<<20 {
-					out.Reset()
-				}
+		for _, useLogtime := range []bool{false, true} {
+			name := fmt.Sprintf("%dB/zerolog-time", size)
+			if useLogtime {
+				name = fmt.Sprintf("%dB/logtime", size)
 			}
-		})
+			b.Run(name, func(b *testing.B) { benchEmit(b, size, useLogtime) })
+		}
+	}
+}
+
+func benchEmit(b *testing.B, size int, useLogtime bool) {
+	line := bytes.Repeat([]byte("e"), size-1)
+	var out bytes.Buffer
+	s := newStream(StreamStdout, nil, benchLogger(&out, useLogtime), &Config{MaxLineBytes: DefaultMaxLineBytes}, defaultBufs, nil)
+	s.buf = s.pool.get() // as while the pipe has data
+	defer s.pool.put(s.buf)
+	b.SetBytes(int64(size))
+	b.ReportAllocs()
+	for b.Loop() {
+		s.emit(line, false)
+		if out.Len() > 1<<20 {
+			out.Reset()
+		}
 	}
 }
 
@@ -501,5 +526,66 @@ func TestJSONSafe(t *testing.T) {
 				t.Errorf("emit(%.40q), room %v: logged\n%s want\n%s", line, room, got.String(), want.String())
 			}
 		}
+	}
+}
+
+// TestBridgeStampsReadTime: with a logtime.Hook on the logger, every
+// line's event carries the time its read happened (Line.Time, to the
+// nanosecond), lines of one read share it, and lines of a later read get a
+// later one. Not parallel: it sets zerolog's global time format.
+func TestBridgeStampsReadTime(t *testing.T) {
+	defer func(f string) { zerolog.TimeFieldFormat = f }(zerolog.TimeFieldFormat)
+	zerolog.TimeFieldFormat = time.RFC3339Nano
+
+	var logged bytes.Buffer
+	var times []time.Time
+	seen := make(chan struct{}, 3)
+	cfg := &Config{MaxLineBytes: DefaultMaxLineBytes, OnOutputBytes: func(l LineBytes) {
+		times = append(times, l.Time)
+		seen <- struct{}{}
+	}}
+	log := zerolog.New(&logged).Hook(&logtime.Hook{})
+	s := newStream(StreamStdout, nil, log, cfg, defaultBufs, nil)
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.f = r
+	done := make(chan struct{})
+	go s.run(done)
+	if _, err := w.Write([]byte("a\nb\n")); err != nil {
+		t.Fatal(err)
+	}
+	// Wait for the first read's lines before the second write, so the two
+	// writes cannot arrive in one read.
+	for range 2 {
+		select {
+		case <-seen:
+		case <-time.After(10 * time.Second):
+			t.Fatal("the first two lines were not read")
+		}
+	}
+	time.Sleep(2 * time.Millisecond)
+	if _, err := w.Write([]byte("c\n")); err != nil {
+		t.Fatal(err)
+	}
+	w.Close()
+	<-done
+
+	events := bytes.Split(bytes.TrimSpace(logged.Bytes()), []byte("\n"))
+	if len(events) != 3 || len(times) != 3 {
+		t.Fatalf("got %d events and %d lines, want 3: %s", len(events), len(times), logged.Bytes())
+	}
+	for i, ev := range events {
+		var fields struct{ Time string }
+		if err := json.Unmarshal(ev, &fields); err != nil {
+			t.Fatal(err)
+		}
+		if want := times[i].Format(time.RFC3339Nano); fields.Time != want {
+			t.Errorf("line %d: time %q, want the read time %q", i, fields.Time, want)
+		}
+	}
+	if !times[0].Equal(times[1]) || !times[2].After(times[1]) {
+		t.Errorf("read times %v: want the first two equal and the third later", times)
 	}
 }

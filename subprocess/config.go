@@ -36,7 +36,9 @@ type Config struct {
 	//
 	// The bridge writes one event (one Write call) per line. For plugins that
 	// write a lot, give Log a buffered or asynchronous writer (for example
-	// zerolog's diode writer) rather than a bare *os.File.
+	// zerolog's diode writer) rather than a bare *os.File. To stamp lines
+	// with their time, prefer a logtime.Hook to With().Timestamp(): it uses
+	// the time each line was read and formats it once a second.
 	Log zerolog.Logger
 	// AcceptedVersions is the set of protocol versions the engine accepts.
 	// Default (nil): {vmre.ProtocolVersion}. A non-nil empty set, or one

@@ -77,6 +77,9 @@
 // ("partial": true on all but the last), never dropped; memory stays
 // bounded whatever the plugin writes, and a quiet plugin holds no read
 // buffer. A plugin that closes its stdout or stderr is not killed for it.
+// Each line's event carries the time the engine read it (Line.Time) in its
+// context, so a logtime.Hook on Config.Log stamps the line with that
+// time without reading the clock per line.
 //
 // # Stopping, and no orphans
 //

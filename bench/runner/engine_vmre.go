@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
+	"github.com/vmre/vmre/logtime"
 	"github.com/vmre/vmre/subprocess"
 )
 
@@ -14,9 +15,11 @@ import (
 const avaProtocolVersion = 46
 
 // vmreLogger returns the structured logger vmre's output bridge writes
-// into: JSON lines with a timestamp, Info level.
+// into: JSON lines with a timestamp, Info level, built as `vmre run` builds
+// its own: the time comes from vmre's logtime.Hook (zerolog's field and
+// format; plugin lines are stamped with the time they were read).
 func vmreLogger(w io.Writer) zerolog.Logger {
-	return zerolog.New(w).Level(zerolog.InfoLevel).With().Timestamp().Logger()
+	return zerolog.New(w).Level(zerolog.InfoLevel).Hook(&logtime.Hook{})
 }
 
 // vmreEngine launches plugins with vmre's subprocess.Bootstrap.

@@ -102,7 +102,7 @@ func benchFlood(ctx context.Context, e *env) error {
 		args := []string{strconv.FormatInt(payload, 10), strconv.Itoa(lineLen)}
 		tput := newRow(fmt.Sprintf("output bridge, %d MiB of %d-byte lines -> file (floor: raw pipe -> io.Discard)", payload>>20, lineLen), "MiB/s")
 		tput.higherBetter = true
-		tput.metric += "; vmre: zerolog JSON -> 256 KiB buffered file writer flushed every 100 ms"
+		tput.metric += "; vmre: zerolog JSON, time by logtime.Hook -> 256 KiB buffered file writer flushed every 100 ms"
 		tputUnbuf := newRow("  the same, vmre: zerolog JSON -> *os.File (one write(2) per line)", "MiB/s")
 		tputUnbuf.higherBetter = true
 		lost := newRow(fmt.Sprintf("  lines lost of %d (every run, both vmre sinks)", lines), "lines")

@@ -13,6 +13,7 @@ import (
 
 	"github.com/rs/zerolog"
 	"github.com/vmre/vmre"
+	"github.com/vmre/vmre/logtime"
 	"github.com/vmre/vmre/subprocess"
 )
 
@@ -110,8 +111,9 @@ func (f *logFlags) logger(w io.Writer) (zerolog.Logger, *logWriter, error) {
 	default:
 		return zerolog.Nop(), nil, fmt.Errorf("%w: log format %q, want console or json", vmre.ErrInvalidConfig, format)
 	}
-	// The hook writes what With().Timestamp() would, more cheaply.
-	return zerolog.New(out).Level(level).Hook(&timestampHook{}), sink, nil
+	// The hook writes what With().Timestamp() would, more cheaply, and
+	// stamps plugin lines with the time they were read.
+	return zerolog.New(out).Level(level).Hook(&logtime.Hook{}), sink, nil
 }
 
 func isTerminal(w io.Writer) bool {
