@@ -53,6 +53,33 @@ func (m *meter) Close() error { return nil }
 
 func (m *meter) elapsed() time.Duration { return time.Duration(m.last.Load() - m.first.Load()) }
 
+// lateFile is the avalanchego flood's log file. avalanchego's Stop does not
+// wait for the goroutines that copy the plugin's output, so the plugin's
+// last lines (after the counted payload) can arrive once the run has
+// closed the file; they are dropped rather than making its logger print
+// write errors.
+type lateFile struct {
+	mu     sync.Mutex
+	f      *os.File
+	closed bool
+}
+
+func (l *lateFile) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closed {
+		return len(p), nil
+	}
+	return l.f.Write(p)
+}
+
+func (l *lateFile) Close() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.closed = true
+	return l.f.Close()
+}
+
 // checkFloodFile reads a log file and checks that the flood lines 0..n-1
 // are all there, in order. It returns how many are missing.
 func checkFloodFile(path string, n int64) (int64, error) {
@@ -161,7 +188,8 @@ func benchFlood(ctx context.Context, e *env) error {
 				return err
 			}
 			defer os.Remove(path)
-			m := newMeter(f, payload)
+			lf := &lateFile{f: f}
+			m := newMeter(lf, payload)
 			av := newAvaEngine(e.ava, m, 10*time.Second)
 			s, err := av.launchWith(ctx, av.log, av.log, append([]string{"flood"}, args...)...)
 			if err != nil {
@@ -173,7 +201,7 @@ func benchFlood(ctx context.Context, e *env) error {
 			case <-time.After(5 * time.Minute):
 			}
 			s.Stop(ctx)
-			f.Close()
+			lf.Close()
 			missing, err := checkFloodFile(path, lines)
 			if err != nil {
 				return err
