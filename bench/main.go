@@ -5,8 +5,9 @@
 //
 //	cd bench && go run . -runs 200
 //
-// This driver builds the plugins (plugins/avaplugin, plugins/gpplugin) and
-// the benchmark itself (runner/) into a temporary directory and runs it
+// This driver builds the plugins (plugins/avaplugin, plugins/gpplugin), the
+// vmre command (../cmd/vmre, for the output rows of `vmre run`) and the
+// benchmark itself (runner/) into a temporary directory and runs it
 // with every flag passed through (`go run . -h` lists them).
 //
 // Why two stages: vmre's gen/vm/runtime and avalanchego's
@@ -41,7 +42,7 @@ func run() int {
 
 	fmt.Fprintln(os.Stderr, "building plugins and runner ...")
 	build := exec.Command("go", "build", "-trimpath", "-o", dir+string(os.PathSeparator),
-		"./plugins/avaplugin", "./plugins/gpplugin", "./runner")
+		"./plugins/avaplugin", "./plugins/gpplugin", "./runner", "github.com/vmre/vmre/cmd/vmre")
 	build.Stdout, build.Stderr = os.Stderr, os.Stderr
 	if err := build.Run(); err != nil {
 		fmt.Fprintln(os.Stderr, "bench: build:", err)

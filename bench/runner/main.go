@@ -109,6 +109,7 @@ type env struct {
 	tmp     string
 	ava     string // avaplugin path
 	gp      string // gpplugin path
+	vmre    string // the vmre command, built from ../cmd/vmre
 	rows    []*row
 	notes   []string
 	started time.Time
@@ -128,6 +129,7 @@ func run(ctx context.Context, o options) error {
 	}
 	e.ava = filepath.Join(o.pluginDir, "avaplugin")
 	e.gp = filepath.Join(o.pluginDir, "gpplugin")
+	e.vmre = filepath.Join(o.pluginDir, "vmre")
 
 	if o.cpuprofile != "" {
 		stop, err := startCPUProfile(o.cpuprofile)
