@@ -124,6 +124,7 @@ func checkFloodFile(path string, n int64) (int64, error) {
 // reading the raw pipe into io.Discard. Throughput counts plugin payload
 // bytes from the first write reaching the sink to the last.
 func benchFlood(ctx context.Context, e *env) error {
+	e.notes = append(e.notes, fmt.Sprintf("output bridge: the log files are written under %s (-flood-dir; /dev/shm by default, so that this machine's disk writeback is not in the numbers)", e.floodDir))
 	for _, lineLen := range e.o.floodLines {
 		lines := e.o.floodBytes / int64(lineLen)
 		payload := lines * int64(lineLen)
@@ -138,7 +139,7 @@ func benchFlood(ctx context.Context, e *env) error {
 		lost := newRow(fmt.Sprintf("  lines lost of %d (every run, all vmre sinks)", lines), "lines")
 
 		runVmre := func(buffered bool) error {
-			path := filepath.Join(e.tmp, "flood-vmre.log")
+			path := filepath.Join(e.floodDir, "flood-vmre.log")
 			f, err := os.Create(path)
 			if err != nil {
 				return err
@@ -185,7 +186,7 @@ func benchFlood(ctx context.Context, e *env) error {
 			return nil
 		}
 		runAva := func() error {
-			path := filepath.Join(e.tmp, "flood-ava.log")
+			path := filepath.Join(e.floodDir, "flood-ava.log")
 			f, err := os.Create(path)
 			if err != nil {
 				return err
@@ -269,7 +270,7 @@ func benchFlood(ctx context.Context, e *env) error {
 // exited (logged once the plugin's last line has been read), and how many
 // flood lines the log lacks.
 func floodVmreCommand(ctx context.Context, e *env, pluginArgs []string, lines int64) (time.Duration, int64, error) {
-	path := filepath.Join(e.tmp, "flood-vmre-run.log")
+	path := filepath.Join(e.floodDir, "flood-vmre-run.log")
 	f, err := os.Create(path)
 	if err != nil {
 		return 0, 0, err

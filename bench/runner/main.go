@@ -39,6 +39,7 @@ type options struct {
 	leaks        bool
 	stopPause    time.Duration
 	floodNoUnbuf bool
+	floodDir     string
 	watchProto   string
 	watchGzip    string
 }
@@ -57,6 +58,7 @@ func main() {
 	flag.Int64Var(&o.floodBytes, "flood-bytes", 200<<20, "bytes of output lines the flood plugin writes")
 	flag.StringVar(&lines, "flood-lines", "128,1024", "flood line lengths in bytes, newline included")
 	flag.BoolVar(&o.floodNoUnbuf, "flood-no-unbuffered", false, "skip the flood runs of vmre logging into an unbuffered *os.File")
+	flag.StringVar(&o.floodDir, "flood-dir", "", "directory of the flood runs' log files (default: /dev/shm if it is a directory, so the disk's writeback is not measured; else the temporary directory)")
 	flag.IntVar(&o.floodRuns, "flood-runs", 3, "flood runs per engine and line length")
 	flag.DurationVar(&o.tputDur, "tput-dur", time.Second, "duration of one Initialize throughput round")
 	flag.IntVar(&o.tputRounds, "tput-rounds", 5, "Initialize throughput rounds per server/protocol")
@@ -105,14 +107,16 @@ func (o options) want(group string) bool {
 
 // env is what every metric needs.
 type env struct {
-	o       options
-	tmp     string
-	ava     string // avaplugin path
-	gp      string // gpplugin path
-	vmre    string // the vmre command, built from ../cmd/vmre
-	rows    []*row
-	notes   []string
-	started time.Time
+	o    options
+	tmp  string
+	ava  string // avaplugin path
+	gp   string // gpplugin path
+	vmre string // the vmre command, built from ../cmd/vmre
+	// floodDir holds the flood runs' log files: -flood-dir, or tmpfs.
+	floodDir string
+	rows     []*row
+	notes    []string
+	started  time.Time
 }
 
 func run(ctx context.Context, o options) error {
@@ -130,6 +134,19 @@ func run(ctx context.Context, o options) error {
 	e.ava = filepath.Join(o.pluginDir, "avaplugin")
 	e.gp = filepath.Join(o.pluginDir, "gpplugin")
 	e.vmre = filepath.Join(o.pluginDir, "vmre")
+	if o.want("flood") {
+		base := o.floodDir
+		if fi, err := os.Stat("/dev/shm"); base == "" && err == nil && fi.IsDir() {
+			base = "/dev/shm"
+		}
+		if base == "" {
+			e.floodDir = tmp
+		} else if e.floodDir, err = os.MkdirTemp(base, "vmre-bench-flood-"); err != nil {
+			return err
+		} else {
+			defer os.RemoveAll(e.floodDir)
+		}
+	}
 
 	if o.cpuprofile != "" {
 		stop, err := startCPUProfile(o.cpuprofile)
