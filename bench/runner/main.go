@@ -35,6 +35,7 @@ type options struct {
 	only         string
 	pluginDir    string
 	cpuprofile   string
+	memprofile   string
 	keep         bool
 	leaks        bool
 	stopPause    time.Duration
@@ -70,6 +71,7 @@ func main() {
 	flag.StringVar(&o.only, "only", "", "comma-separated metric groups to run: launch,breakdown,exit,term,conc,flood,tput,watch (default all)")
 	flag.StringVar(&o.pluginDir, "plugin-dir", "", "directory holding the avaplugin and gpplugin binaries (required)")
 	flag.StringVar(&o.cpuprofile, "cpuprofile", "", "write a CPU profile of the whole run to this file")
+	flag.StringVar(&o.memprofile, "memprofile", "", "write an allocation profile of the whole run to this file")
 	flag.BoolVar(&o.leaks, "leaks", false, "print the stacks of engine goroutines left after the SIGTERM-ignoring stops")
 	flag.BoolVar(&o.keep, "keep", false, "keep the temporary directory (plugins, flood logs)")
 	flag.Parse()
@@ -148,6 +150,13 @@ func run(ctx context.Context, o options) error {
 		}
 	}
 
+	if o.memprofile != "" {
+		defer func() {
+			if err := writeAllocProfile(o.memprofile); err != nil {
+				fmt.Fprintln(os.Stderr, "memprofile:", err)
+			}
+		}()
+	}
 	if o.cpuprofile != "" {
 		stop, err := startCPUProfile(o.cpuprofile)
 		if err != nil {
