@@ -43,19 +43,29 @@ func TestHookMatchesZerolog(t *testing.T) {
 	}
 }
 
-// BenchmarkHook: one event with zerolog's timestamp and with the hook.
+// BenchmarkHook: one event with zerolog's timestamp, with the hook reading
+// the clock, and with the hook taking the time from the event's context
+// (as for a plugin line; one context for all events, as for the lines of
+// one pipe read).
 func BenchmarkHook(b *testing.B) {
+	ctx := WithTime(context.Background(), time.Now())
 	for _, bc := range []struct {
 		name string
 		log  zerolog.Logger
+		ctx  context.Context
 	}{
-		{"zerolog", zerolog.New(discardLevel{}).With().Timestamp().Logger()},
-		{"hook", zerolog.New(discardLevel{}).Hook(&Hook{})},
+		{"zerolog", zerolog.New(discardLevel{}).With().Timestamp().Logger(), nil},
+		{"hook", zerolog.New(discardLevel{}).Hook(&Hook{}), nil},
+		{"hook-context-time", zerolog.New(discardLevel{}).Hook(&Hook{}), ctx},
 	} {
 		b.Run(bc.name, func(b *testing.B) {
 			b.ReportAllocs()
 			for b.Loop() {
-				bc.log.Info().Str("stream", "stdout").Msg("hello")
+				e := bc.log.Info()
+				if bc.ctx != nil {
+					e = e.Ctx(bc.ctx)
+				}
+				e.Str("stream", "stdout").Msg("hello")
 			}
 		})
 	}
