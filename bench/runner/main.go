@@ -43,6 +43,7 @@ type options struct {
 	floodDir     string
 	watchProto   string
 	watchGzip    string
+	watchWhere   string
 }
 
 func main() {
@@ -68,6 +69,11 @@ func main() {
 	flag.IntVar(&o.watchEvents, "watch-events", 20, "state changes delivered to the watchers (rounded up to launch+stop cycles of 4)")
 	flag.StringVar(&o.watchGzip, "watch-gzip", "both", "watchers offer gzip (yes: connect-go's default, the server then compresses every message), do not (no), or run both")
 	flag.StringVar(&o.watchProto, "watch-proto", "grpcweb", "watch transport: grpcweb (HTTP/1.1, one connection per watcher, like the dashboard) or grpc (h2c)")
+	flag.StringVar(&o.watchWhere, "watch-where", "both", "where the watchers run: process (a process of their own, as browsers are), inline (the engine's process), or both")
+	// A watcher process (-watch-where process) is this binary run with
+	// these two.
+	watchClientOf := flag.String("watch-client-of", "", "internal: run as the watcher process of the API at this URL")
+	watchWant := flag.Int64("watch-want", 0, "internal: changes the watcher process waits for")
 	flag.StringVar(&o.only, "only", "", "comma-separated metric groups to run: launch,breakdown,exit,term,conc,flood,tput,watch (default all)")
 	flag.StringVar(&o.pluginDir, "plugin-dir", "", "directory holding the avaplugin and gpplugin binaries (required)")
 	flag.StringVar(&o.cpuprofile, "cpuprofile", "", "write a CPU profile of the whole run to this file")
@@ -75,6 +81,13 @@ func main() {
 	flag.BoolVar(&o.leaks, "leaks", false, "print the stacks of engine goroutines left after the SIGTERM-ignoring stops")
 	flag.BoolVar(&o.keep, "keep", false, "keep the temporary directory (plugins, flood logs)")
 	flag.Parse()
+	if *watchClientOf != "" {
+		if err := watchClientMain(*watchClientOf, o.watchers, *watchWant, o.watchProto, o.watchGzip != "no"); err != nil {
+			fmt.Fprintln(os.Stderr, "bench watcher process:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	o.concs = parseInts(concs)
 	o.floodLines = parseInts(lines)
 
