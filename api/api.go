@@ -90,8 +90,10 @@ func New(eng *engine.Engine, cfg Config) (*Handler, error) {
 	}
 
 	mux := http.NewServeMux()
+	shared := newSharedChanges()
 	path, service := vmrev1connect.NewRuntimeServiceHandler(
-		&service{engine: eng},
+		&service{engine: eng, shared: shared},
+		connect.WithCodec(protoCodec{shared: shared}),
 		connect.WithInterceptors(newAuthInterceptor(cfg.Token)),
 		connect.WithReadMaxBytes(MaxRequestBytes),
 		// Most messages (a watch change, an output line) are a few hundred

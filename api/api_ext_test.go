@@ -30,6 +30,7 @@ import (
 	reflectionv1 "google.golang.org/grpc/reflection/grpc_reflection_v1"
 	reflectionv1alpha "google.golang.org/grpc/reflection/grpc_reflection_v1alpha"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 )
 
 func TestMain(m *testing.M) {
@@ -678,16 +679,25 @@ func TestWatchManyWatchersEveryProtocol(t *testing.T) {
 		t.Fatal(err)
 	}
 	var wg sync.WaitGroup
+	got := make([]*vmrev1.WatchRuntimesResponse, len(streams))
 	for i, s := range streams {
 		wg.Go(func() {
 			if !s.Receive() {
 				t.Errorf("watcher %d: no change: %v", i, s.Err())
 				return
 			}
-			if got := s.Msg().GetRuntime().GetVmAddr(); got != "127.0.0.1:50009" || s.Msg().GetEvent().GetMessage() == "" {
+			got[i] = s.Msg()
+			if s.Msg().GetRuntime().GetVmAddr() != "127.0.0.1:50009" || s.Msg().GetEvent().GetMessage() == "" || s.Msg().GetServerTime() == nil {
 				t.Errorf("watcher %d: change %v", i, s.Msg())
 			}
 		})
 	}
 	wg.Wait()
+	// The server encodes a change once for all binary watchers; every
+	// protocol must still decode the same message.
+	for i, m := range got {
+		if m != nil && got[0] != nil && !proto.Equal(m, got[0]) {
+			t.Errorf("watcher %d got %v, watcher 0 got %v", i, m, got[0])
+		}
+	}
 }

@@ -18,6 +18,7 @@ const DefaultTailLines = 100
 
 type service struct {
 	engine *engine.Engine
+	shared *sharedChanges
 }
 
 var _ vmrev1connect.RuntimeServiceHandler = (*service)(nil)
@@ -55,7 +56,7 @@ func (s *service) WatchRuntimes(ctx context.Context, _ *vmrev1.WatchRuntimesRequ
 		// Everything waiting goes out with one flush, after the last change.
 		for i, c := range batch {
 			holdFlushes(ctx, i < len(batch)-1)
-			if err := stream.Send(changeToProto(c)); err != nil {
+			if err := stream.Send(s.shared.message(c)); err != nil {
 				return fmt.Errorf("send change: %w", err)
 			}
 		}

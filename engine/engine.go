@@ -75,13 +75,14 @@ type Engine struct {
 	cancelBase context.CancelFunc
 	wg         sync.WaitGroup // exit watchers
 
-	mu       sync.Mutex
-	closed   bool
-	nextID   int
-	runtimes map[string]*runtime
-	order    []string // ids in creation order
-	history  []string // ids of ended runtimes, oldest first
-	watchers map[*Watcher]struct{}
+	mu        sync.Mutex
+	closed    bool
+	nextID    int
+	runtimes  map[string]*runtime
+	order     []string // ids in creation order
+	history   []string // ids of ended runtimes, oldest first
+	watchers  map[*Watcher]struct{}
+	changeSeq uint64 // Seq of the last change published
 }
 
 // runtime is the engine's record of one runtime. Fields after mu-guarded

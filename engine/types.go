@@ -161,6 +161,10 @@ type Change struct {
 	Event     Event     // ChangeUpdated
 	RemovedID string    // ChangeRemoved
 	Time      time.Time // engine clock when the change was made
+	// Seq numbers the engine's changes from 1 up: every watcher receives a
+	// change with the same Seq, so a server can encode it once for all of
+	// them. A snapshot is each watcher's own and has Seq 0.
+	Seq uint64
 }
 
 // Spec is what to launch.

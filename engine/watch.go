@@ -36,6 +36,8 @@ func (e *Engine) Watch() *Watcher {
 }
 
 func (e *Engine) publishLocked(c Change) {
+	e.changeSeq++
+	c.Seq = e.changeSeq
 	for w := range e.watchers {
 		w.pushLocked(c)
 	}

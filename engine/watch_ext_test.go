@@ -164,3 +164,32 @@ func TestWatcherNextBatch(t *testing.T) {
 		t.Fatalf("NextBatch after Close: %v", err)
 	}
 }
+
+// TestChangeSeq: every watcher gets a change with the same Seq, Seqs grow
+// by one per change, and snapshots carry 0.
+func TestChangeSeq(t *testing.T) {
+	t.Parallel()
+	e := newEngine(t, &fakeLauncher{}, nil)
+	a, b := e.Watch(), e.Watch()
+	defer a.Close()
+	defer b.Close()
+	for _, w := range []*engine.Watcher{a, b} {
+		if c := next(t, w); c.Kind != engine.ChangeSnapshot || c.Seq != 0 {
+			t.Fatalf("first message = kind %v seq %d, want a snapshot with seq 0", c.Kind, c.Seq)
+		}
+	}
+	if _, err := e.Launch(t.Context(), spec); err != nil { // starting, running
+		t.Fatal(err)
+	}
+	var prev uint64
+	for i := range 2 {
+		ca, cb := next(t, a), next(t, b)
+		if ca.Seq == 0 || ca.Seq != cb.Seq || ca.Runtime.State != cb.Runtime.State {
+			t.Fatalf("change %d: seq %d (%v) and %d (%v), want the same non-zero seq", i, ca.Seq, ca.Runtime.State, cb.Seq, cb.Runtime.State)
+		}
+		if i > 0 && ca.Seq != prev+1 {
+			t.Fatalf("change %d: seq %d after %d", i, ca.Seq, prev)
+		}
+		prev = ca.Seq
+	}
+}

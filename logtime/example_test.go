@@ -6,7 +6,6 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
-
 	"github.com/vmre/vmre/logtime"
 )
 

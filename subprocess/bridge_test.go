@@ -17,7 +17,6 @@ import (
 	"unicode/utf8"
 
 	"github.com/rs/zerolog"
-
 	"github.com/vmre/vmre/logtime"
 )
 
