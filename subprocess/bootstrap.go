@@ -101,8 +101,9 @@ type Status struct {
 // parent-death signal (SIGKILL, overriding any other, such as avalanchego's
 // SIGTERM, which a plugin ignoring SIGTERM survives); on Linux it also
 // appends the checked file to cmd.ExtraFiles and points cmd.Path at it
-// (/proc/self/fd/N; cmd.Args, and so the plugin's argv[0], stay as they
-// were).
+// (/proc/self/fd/N, through a short-lived link named like the plugin so
+// that the process keeps its name in ps and top; cmd.Args, and so the
+// plugin's argv[0], stay as they were).
 // config may be nil for all defaults; it is not modified. Invalid
 // configuration errors match vmre.ErrInvalidConfig, and a process that
 // cannot be started gives an error matching vmre.ErrHandshakeFailed that

@@ -50,7 +50,10 @@
 // re-linked after the check cannot swap in another binary; elsewhere the
 // path is executed by name after the checks (Windows keeps the file from
 // being renamed or deleted in between; macOS and the BSDs leave a short
-// window). On Linux the plugin inherits that one read-only descriptor.
+// window). On Linux the plugin inherits that one read-only descriptor, and
+// a binary is executed through a link to it named like the file (removed
+// once the process has started), so the process keeps its name in ps, top
+// and pgrep (/proc/PID/comm) instead of the descriptor's number.
 //
 // # Environment
 //

@@ -90,6 +90,42 @@ func sha256Of(t *testing.T, path string) string {
 	return hex.EncodeToString(h.Sum(nil))
 }
 
+// TestPluginKeepsItsName: the plugin runs through the checked descriptor
+// but keeps its name in /proc/PID/comm (what ps, top and pgrep show), and
+// the link that gives it the name is gone once Bootstrap has returned.
+// Not parallel, so that no other launch of this process makes a link.
+func TestPluginKeepsItsName(t *testing.T) {
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, p := mustBootstrap(t, "tiny", nil, noRaceExitDelay)
+	defer p.Stop(t.Context())
+	comm, err := os.ReadFile("/proc/" + strconv.Itoa(st.Pid) + "/comm")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := filepath.Base(exe)
+	if len(want) > 15 { // the kernel keeps 15 bytes
+		want = want[:15]
+	}
+	if got := strings.TrimSpace(string(comm)); got != want {
+		t.Errorf("plugin is named %q, want %q", got, want)
+	}
+	if link, err := os.Readlink("/proc/" + strconv.Itoa(st.Pid) + "/exe"); err != nil || link != exe {
+		t.Errorf("plugin executes %q (%v), want %s", link, err, exe)
+	}
+	// The links live in a directory named after this process.
+	for _, base := range []string{os.Getenv("XDG_RUNTIME_DIR"), "/dev/shm", os.TempDir()} {
+		if base == "" {
+			continue
+		}
+		if left, _ := filepath.Glob(filepath.Join(base, "vmre-exec-"+strconv.Itoa(os.Getpid())+"-*")); len(left) != 0 {
+			t.Errorf("left after the launch: %v", left)
+		}
+	}
+}
+
 // TestBootstrapPreflight: a plugin that is missing, a directory, not
 // executable, empty, for another architecture, a script with a missing
 // interpreter, or not matching its SHA-256 pin fails with a clear error

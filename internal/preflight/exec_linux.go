@@ -5,7 +5,9 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
+	"sync"
 	"syscall"
 )
 
@@ -29,13 +31,21 @@ func checkAccess(f *os.File) error {
 	}
 }
 
-// Prepare points cmd at the checked file: cmd.Path becomes
+// Prepare points cmd at the checked file: the child executes
 // /proc/self/fd/N, where N is the descriptor cmd.ExtraFiles gives the file
-// in the child, so the child executes exactly the inode that was checked.
-// cmd.Args (and so the plugin's argv[0]) are left alone. If /proc is not
-// mounted, cmd.Path becomes the checked path instead. Call Prepare last,
-// after any other change to cmd.ExtraFiles, then Start, then
-// [Executable.Close].
+// in the child, so it runs exactly the inode that was checked. cmd.Args
+// (and so the plugin's argv[0]) are left alone. If /proc is not mounted,
+// cmd.Path becomes the checked path instead. Call Prepare last, after any
+// other change to cmd.ExtraFiles, then Start, then [Executable.Close].
+//
+// The kernel names a process (/proc/PID/comm: what ps, top and pgrep show)
+// after the last element of the path it executes, which here would be
+// "N". So for a binary, cmd.Path is a symbolic link to /proc/self/fd/N
+// named like the checked file, in a private temporary directory that
+// Close removes; the link resolves in the child, to the same descriptor.
+// A script is executed through /proc/self/fd/N itself: its interpreter
+// opens that path after the exec, when the link may already be gone. If
+// the link cannot be made, the process is named "N" and runs all the same.
 func (e *Executable) Prepare(cmd *exec.Cmd) {
 	if e.file == nil {
 		cmd.Path = e.Path
@@ -48,4 +58,41 @@ func (e *Executable) Prepare(cmd *exec.Cmd) {
 	childFd := 3 + len(cmd.ExtraFiles)
 	cmd.ExtraFiles = append(cmd.ExtraFiles, e.file)
 	cmd.Path = "/proc/self/fd/" + strconv.Itoa(childFd)
+	if e.Format == "script" {
+		return
+	}
+	dir, err := os.MkdirTemp(linkBase(), "vmre-exec-"+strconv.Itoa(os.Getpid())+"-")
+	if err != nil {
+		return
+	}
+	link := filepath.Join(dir, filepath.Base(e.Path))
+	if err := os.Symlink(cmd.Path, link); err != nil {
+		_ = os.Remove(dir)
+		return
+	}
+	e.link = link
+	cmd.Path = link
+}
+
+// linkBase is where Prepare makes its links: a memory-backed directory when
+// there is one, because on a disk filesystem making and removing a
+// directory and a link cost about 0.3 ms per launch on a test machine
+// (tmpfs: 23 µs). The process's own name keeps each directory apart.
+var linkBase = sync.OnceValue(func() string {
+	for _, dir := range []string{os.Getenv("XDG_RUNTIME_DIR"), "/dev/shm"} {
+		if dir != "" && syscall.Access(dir, 0x2|0x1 /* W_OK|X_OK */) == nil {
+			return dir
+		}
+	}
+	return os.TempDir()
+})
+
+// removeLink removes the link Prepare made, and its directory.
+func (e *Executable) removeLink() {
+	if e.link == "" {
+		return
+	}
+	_ = os.Remove(e.link)
+	_ = os.Remove(filepath.Dir(e.link))
+	e.link = ""
 }

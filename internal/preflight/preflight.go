@@ -11,8 +11,10 @@
 //     checked file, so renaming, deleting or symlink-swapping the path after
 //     the checks has no effect: the checked inode is what runs. The plugin
 //     inherits that one read-only descriptor (scripts need it: the kernel
-//     hands the interpreter the /proc/self/fd path). If /proc is not
-//     mounted, the path is executed by name.
+//     hands the interpreter the /proc/self/fd path). A binary is executed
+//     through a link to that path named like the file, so that the process
+//     keeps its name. If /proc is not mounted, the path is executed by
+//     name.
 //   - On Windows the path is executed by name; the open handle (opened
 //     without FILE_SHARE_DELETE) keeps the file from being renamed or
 //     deleted until [Executable.Close].
@@ -74,6 +76,7 @@ type Executable struct {
 	SHA256 string
 
 	file *os.File
+	link string // made by Prepare (Linux), removed by Close
 }
 
 // Open checks path (resolved through $PATH if it has no separator, as
@@ -169,6 +172,7 @@ func (e *Executable) Close() error {
 	if e == nil || e.file == nil {
 		return nil
 	}
+	e.removeLink()
 	err := e.file.Close()
 	e.file = nil
 	if errors.Is(err, os.ErrClosed) {

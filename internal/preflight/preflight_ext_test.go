@@ -24,7 +24,11 @@ const childKey = "PREFLIGHT_TEST_CHILD"
 
 func TestMain(m *testing.M) {
 	if os.Getenv(childKey) == "hello" {
-		os.Stdout.WriteString("checked binary ran as " + os.Args[0] + "\n")
+		name := ""
+		if comm, err := os.ReadFile("/proc/self/comm"); err == nil {
+			name = " named " + strings.TrimSpace(string(comm))
+		}
+		os.Stdout.WriteString("checked binary ran as " + os.Args[0] + name + "\n")
 		os.Exit(0)
 	}
 	os.Exit(m.Run())

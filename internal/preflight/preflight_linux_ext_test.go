@@ -53,6 +53,10 @@ func TestPrepareRunsCheckedScript(t *testing.T) {
 
 	cmd := exec.Command(path)
 	e.Prepare(cmd)
+	// No link for a script: its interpreter opens the path after the exec.
+	if cmd.Path != "/proc/self/fd/3" {
+		t.Fatalf("Path = %q, want /proc/self/fd/3", cmd.Path)
+	}
 	if got := run(t, cmd, e); got != "checked" {
 		t.Fatalf("ran %q, want the checked script", got)
 	}
@@ -87,11 +91,18 @@ func TestPrepareRunsCheckedBinary(t *testing.T) {
 	cmd.Env = append(os.Environ(), childKey+"=hello")
 	cmd.ExtraFiles = []*os.File{w}
 	e.Prepare(cmd)
-	if cmd.Path != "/proc/self/fd/4" || len(cmd.ExtraFiles) != 2 {
-		t.Fatalf("Path = %q, ExtraFiles = %d; want /proc/self/fd/4 after one existing extra file", cmd.Path, len(cmd.ExtraFiles))
+	// A link named like the plugin to the descriptor, so that the process
+	// is named "plugin", not "4".
+	target, err := os.Readlink(cmd.Path)
+	if err != nil || target != "/proc/self/fd/4" || filepath.Base(cmd.Path) != "plugin" || len(cmd.ExtraFiles) != 2 {
+		t.Fatalf("Path = %q -> %q (%v), ExtraFiles = %d; want a link named plugin to /proc/self/fd/4 after one existing extra file",
+			cmd.Path, target, err, len(cmd.ExtraFiles))
 	}
-	if got, want := run(t, cmd, e), "checked binary ran as "+path; got != want {
+	if got, want := run(t, cmd, e), "checked binary ran as "+path+" named plugin"; got != want {
 		t.Fatalf("ran %q, want %q", got, want)
+	}
+	if _, err := os.Lstat(filepath.Dir(cmd.Path)); !os.IsNotExist(err) {
+		t.Errorf("the link's directory is still there after Close (%v)", err)
 	}
 }
 
