@@ -256,7 +256,7 @@ func (c *Client) Initialize(ctx context.Context, protocolVersion uint32, vmAddr 
 		Addr:            vmAddr,
 	})
 	if err != nil {
-		return fromWire(err)
+		return fromWire(ctx, err)
 	}
 	return nil
 }

@@ -1,6 +1,7 @@
 package client
 
 import (
+	"context"
 	"errors"
 	"strings"
 
@@ -45,29 +46,39 @@ func sentinelOf(code connect.Code, message string) error {
 // fromWire turns an error from the RPC into this package's error:
 // it wraps vmre.ErrHandshakeFailed, the sentinel of its code and the
 // original error (a *connect.Error), and keeps the engine's message readable.
-func fromWire(err error) error {
+// If the caller's context has ended, the error also wraps the context's
+// error: connect-go does not always (when the server resets the stream at
+// the same deadline, its error carries the reset and names the deadline
+// only in text), and a caller checks errors.Is(err,
+// context.DeadlineExceeded).
+func fromWire(ctx context.Context, err error) error {
 	var connectErr *connect.Error
 	if !errors.As(err, &connectErr) {
 		// connect-go returns *connect.Error from every call; keep the
 		// classification total anyway.
 		connectErr = connect.NewError(connect.CodeUnknown, err)
 	}
-	return &handshakeError{
+	e := &handshakeError{
 		kind:  sentinelOf(connectErr.Code(), connectErr.Message()),
 		cause: err,
 		code:  connectErr.Code(),
 		msg:   connectErr.Message(),
 	}
+	if ctxErr := ctx.Err(); ctxErr != nil && !errors.Is(err, ctxErr) {
+		e.ctxErr = ctxErr
+	}
+	return e
 }
 
 // handshakeError is a failed Initialize call. It is unexported because
 // callers need nothing from it beyond errors.Is (the sentinels) and
 // errors.As (the *connect.Error).
 type handshakeError struct {
-	kind  error // sentinel for the code, or nil
-	cause error // what connect-go returned
-	code  connect.Code
-	msg   string // the engine's or transport's message
+	kind   error // sentinel for the code, or nil
+	cause  error // what connect-go returned
+	code   connect.Code
+	msg    string // the engine's or transport's message
+	ctxErr error  // the caller's context error, when cause lacks it
 }
 
 // Error reads "handshake failed: <sentinel>: <message>", leaving out the
@@ -102,5 +113,9 @@ func (e *handshakeError) Unwrap() []error {
 	if e.kind != nil {
 		errs = append(errs, e.kind)
 	}
-	return append(errs, e.cause)
+	errs = append(errs, e.cause)
+	if e.ctxErr != nil {
+		errs = append(errs, e.ctxErr)
+	}
+	return errs
 }
