@@ -171,6 +171,7 @@ func Bootstrap(ctx context.Context, cmd *exec.Cmd, config *Config) (*Status, vmr
 		// The first launch of the program overlaps the watchdog's start
 		// with the plugin's; every later one finds it ready.
 		<-l.watchdogReady
+		p.vmShutdown, p.vmAddr = cfg.VMShutdown, res.addr
 		st := &Status{
 			Pid:               p.pid,
 			Addr:              res.addr,

@@ -54,6 +54,15 @@ type Config struct {
 	// handshake address. Default (nil): vmre.EngineAddressKeys(). A non-nil
 	// empty list is invalid.
 	EnvVars []string
+	// VMShutdown, if set, makes Stop first call the VM service's Shutdown
+	// method (/vm.VM/Shutdown, over gRPC) on the plugin's VM address, as an
+	// avalanchego or luxd node does before it stops a VM, and send SIGTERM
+	// once the call returns. Plugins built on their rpcchainvm.Serve ignore
+	// SIGTERM until that call; without it they wait out GracefulTimeout
+	// and are killed. The call is bounded by GracefulTimeout and abandoned
+	// if the process exits; a VM server without the method answers
+	// unimplemented at once. Only a loopback VM address is called.
+	VMShutdown bool
 	// MaxLineBytes caps the size of one logged line; longer lines are split
 	// into chunks (Line.Partial), never dropped. Default: DefaultMaxLineBytes.
 	MaxLineBytes int

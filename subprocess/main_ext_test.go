@@ -47,6 +47,7 @@ var childModes = map[string]func() int{
 	"double-init":     childDoubleInit,
 	"hold-conn":       childHoldConn,
 	"engine":          childEngine,
+	"rpcchainvm":      childRPCChainVM,
 }
 
 func TestMain(m *testing.M) {

@@ -26,6 +26,10 @@ type Process struct {
 	log      zerolog.Logger
 	graceful time.Duration
 	tail     *tail
+	// vmShutdown and vmAddr: Stop calls the VM's Shutdown first
+	// (Config.VMShutdown). Set before Bootstrap returns the Process.
+	vmShutdown bool
+	vmAddr     string
 
 	stdout, stderr         *stream
 	stdoutDone, stderrDone chan struct{}
@@ -88,7 +92,8 @@ func (p *Process) ExitStatus() ExitStatus {
 
 // Stop stops the plugin: SIGTERM to its process group, then, if the
 // process has not exited after Config.GracefulTimeout, SIGKILL to the
-// group. The process is always reaped.
+// group. The process is always reaped. With Config.VMShutdown the VM's
+// Shutdown method is called before the SIGTERM.
 //
 // Stop blocks until Done is closed or ctx is done, whichever comes first;
 // if ctx ends first the stop still completes in the background. It is
@@ -122,6 +127,10 @@ func (p *Process) startStop(grace time.Duration) {
 	// helpers, so the Add happens before that Wait.
 	p.helpers.Add(1)
 	p.mu.Unlock()
+	if grace > 0 && p.vmShutdown {
+		go p.shutdownThenTerm(grace)
+		return
+	}
 	if grace <= 0 || p.signalTerm() != nil {
 		_ = p.signalKill()
 		p.helpers.Done()

@@ -28,6 +28,7 @@ type engineFlags struct {
 	envPolicy        string
 	envKeep          keepList
 	env              stringList
+	vmShutdown       bool
 	logFlags
 }
 
@@ -42,6 +43,7 @@ func (f *engineFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.envPolicy, "env-policy", "inherit", "the plugin's environment: inherit (the engine's) or clean (only the --env-keep variables)")
 	fs.Var(&f.envKeep, "env-keep", "with --env-policy clean, the variables to keep, comma-separated; a trailing * matches a prefix (default: PATH,HOME,USER,LOGNAME,TMPDIR,TZ,LANG,LC_*)")
 	fs.Var(&f.env, "env", "KEY=VALUE to set in the plugin's environment under either policy (repeatable)")
+	fs.BoolVar(&f.vmShutdown, "vm-shutdown", true, "before SIGTERM, call the plugin VM's /vm.VM/Shutdown, as avalanchego and luxd nodes do (their rpcchainvm plugins ignore SIGTERM until then); --vm-shutdown=false to only signal")
 	f.logFlags.register(fs)
 }
 
@@ -70,6 +72,7 @@ func (f *engineFlags) subprocessConfig(path string, log zerolog.Logger) *subproc
 		EnvPolicy:        f.envPolicy,
 		EnvKeep:          f.envKeep.list(),
 		Env:              append([]string(nil), f.env...),
+		VMShutdown:       f.vmShutdown,
 	}
 }
 

@@ -1,0 +1,76 @@
+package subprocess
+
+import (
+	"context"
+	"errors"
+	"net"
+	"net/http"
+	"time"
+
+	"connectrpc.com/connect"
+	"google.golang.org/protobuf/types/known/emptypb"
+)
+
+// vmShutdownProcedure is the method of avalanchego's and luxd's VM service
+// (proto/vm/vm.proto: package vm, service VM) that a node calls before it
+// stops a VM. Their rpcchainvm.Serve ignores SIGTERM until it has been
+// called.
+const vmShutdownProcedure = "/vm.VM/Shutdown"
+
+// errNotLoopback: the VM address is not a loopback one, so it is not called.
+var errNotLoopback = errors.New("vm address is not a loopback address")
+
+// shutdownVM calls vmShutdownProcedure on the VM server at addr, over gRPC
+// on cleartext HTTP/2, as a node would. Only a loopback address is called:
+// the address comes from the plugin, and Stop must not send requests
+// elsewhere on its behalf.
+func shutdownVM(ctx context.Context, addr string) error {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return err
+	}
+	if ip := net.ParseIP(host); host != "localhost" && (ip == nil || !ip.IsLoopback()) {
+		return errNotLoopback
+	}
+	var protocols http.Protocols
+	protocols.SetUnencryptedHTTP2(true)
+	transport := &http.Transport{Protocols: &protocols}
+	defer transport.CloseIdleConnections()
+	c := connect.NewClient[emptypb.Empty, emptypb.Empty](&http.Client{Transport: transport}, "http://"+addr+vmShutdownProcedure, connect.WithGRPC())
+	_, err = c.CallUnary(ctx, connect.NewRequest(&emptypb.Empty{}))
+	return err
+}
+
+// shutdownThenTerm is the stop sequence with Config.VMShutdown: the VM's
+// Shutdown call (bounded by grace, and abandoned if the process exits),
+// then SIGTERM and the grace period as usual.
+func (p *Process) shutdownThenTerm(grace time.Duration) {
+	ctx, cancel := context.WithTimeout(context.Background(), grace)
+	watched := make(chan struct{})
+	go func() {
+		defer close(watched)
+		select {
+		case <-p.exited:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	start := time.Now()
+	err := shutdownVM(ctx, p.vmAddr)
+	cancel()
+	<-watched
+	switch {
+	case err == nil:
+		p.log.Debug().Dur("took", time.Since(start)).Msg("vm shutdown called")
+	case connect.CodeOf(err) == connect.CodeUnimplemented, errors.Is(err, errNotLoopback):
+		p.log.Debug().Err(err).Msg("vm shutdown not called")
+	default:
+		p.log.Info().Err(err).Msg("vm shutdown call failed; sending sigterm")
+	}
+	if p.signalTerm() != nil {
+		_ = p.signalKill()
+		p.helpers.Done()
+		return
+	}
+	p.killAfter(grace)
+}
