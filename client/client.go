@@ -256,10 +256,23 @@ func (c *Client) Initialize(ctx context.Context, protocolVersion uint32, vmAddr 
 		Addr:            vmAddr,
 	})
 	if err != nil {
+		if connect.CodeOf(err) == connect.CodeDeadlineExceeded {
+			// The engine enforces the caller's deadline too (it travels
+			// with the call) and may report it a moment before ctx
+			// expires here; wait that moment, so that the error also
+			// matches context.DeadlineExceeded.
+			if deadline, ok := ctx.Deadline(); ok && time.Until(deadline) <= deadlineSkew {
+				<-ctx.Done()
+			}
+		}
 		return fromWire(ctx, err)
 	}
 	return nil
 }
+
+// deadlineSkew bounds how much earlier than the caller the engine may
+// report the caller's deadline: the call's travel time, and scheduling.
+const deadlineSkew = 100 * time.Millisecond
 
 // Close closes the idle connections of the transport New built; a plugin
 // calls it once its handshake is done, as it will not talk to the engine's

@@ -562,3 +562,34 @@ func TestCloseReleasesConnection(t *testing.T) {
 		})
 	}
 }
+
+// TestInitializeEngineReportsDeadlineFirst: an engine that reports
+// deadline_exceeded just before the caller's own deadline (it enforces the
+// same deadline) still gives an error matching context.DeadlineExceeded;
+// one that reports it with the caller's deadline far away (its own
+// handshake timeout) does not, and is not waited for.
+func TestInitializeEngineReportsDeadlineFirst(t *testing.T) {
+	t.Parallel()
+	engine := startGRPCGoServer(t, grpcInitialize(
+		func(context.Context, *runtimepb.InitializeRequest) (*emptypb.Empty, error) {
+			return nil, status.Error(codes.DeadlineExceeded, "handshake timed out")
+		}))
+	c := client.New(engine)
+	t.Cleanup(c.Close)
+
+	near, cancel := context.WithTimeout(t.Context(), 50*time.Millisecond)
+	defer cancel()
+	err := c.Initialize(near, engineVersion, "127.0.0.1:50001")
+	checkSentinels(t, err, vmre.ErrHandshakeFailed, vmre.ErrHandshakeTimeout)
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("deadline 50 ms away: errors.Is(%v, context.DeadlineExceeded) = false", err)
+	}
+
+	far, cancel := context.WithTimeout(t.Context(), time.Hour)
+	defer cancel()
+	err = c.Initialize(far, engineVersion, "127.0.0.1:50001")
+	checkSentinels(t, err, vmre.ErrHandshakeFailed, vmre.ErrHandshakeTimeout)
+	if errors.Is(err, context.DeadlineExceeded) || far.Err() != nil {
+		t.Errorf("deadline an hour away: %v matches context.DeadlineExceeded (context: %v)", err, far.Err())
+	}
+}
