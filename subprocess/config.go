@@ -57,8 +57,8 @@ type Config struct {
 	// VMShutdown, if set, makes Stop first call the VM service's Shutdown
 	// method (/vm.VM/Shutdown, over gRPC) on the plugin's VM address, as an
 	// avalanchego or luxd node does before it stops a VM, and send SIGTERM
-	// once the call returns. Plugins built on their rpcchainvm.Serve ignore
-	// SIGTERM until that call; without it they wait out GracefulTimeout
+	// once the call returns. Plugins built on avalanchego's rpcchainvm.Serve
+	// (v1.15.0; luxd's is a fork of it) ignore SIGTERM until that call; without it they wait out GracefulTimeout
 	// and are killed. The call is bounded by GracefulTimeout and abandoned
 	// if the process exits; a VM server without the method answers
 	// unimplemented at once. Only a loopback VM address is called.
