@@ -20,11 +20,6 @@ import (
 	"github.com/vmre/vmre/server"
 )
 
-// serverShutdownTimeout bounds how long the handshake server may take to
-// deliver its last answer after Bootstrap has decided, while the plugin
-// lives; once it has been reaped the server is closed at once.
-const serverShutdownTimeout = time.Second
-
 // NewCmd returns an [exec.Cmd] for the plugin at path, prepared for
 // supervision: on Linux it starts in a process group of its own and gets
 // SIGKILL as its parent-death signal. Bootstrap applies the same settings
@@ -300,7 +295,7 @@ func launch(cmd *exec.Cmd, cfg *settings, exe *preflight.Executable) (*launched,
 	p.helpers.Add(1)
 	srvCtx, stopServer := context.WithCancel(context.Background())
 	p.stopServer = stopServer
-	go serveHandshake(srvCtx, p, srv, ln)
+	go serveHandshake(srvCtx, p, srv, ln, cfg.HandshakeTimeout)
 
 	p.log = vmLog.With().Int(fieldPid, p.pid).Logger()
 	if wdErr != nil {
@@ -322,13 +317,16 @@ func launch(cmd *exec.Cmd, cfg *settings, exe *preflight.Executable) (*launched,
 //
 // The graceful shutdown lasts until the plugin's connections are idle or
 // closed (net/http polls for that on a timer starting at 1 ms and
-// doubling) or serverShutdownTimeout, unless ctx ends first: supervise
-// cancels ctx as soon as the process has been reaped, since nobody is left
-// to read an answer, and the connections are then closed hard. Done waits
-// for this goroutine, so without that a Stop right after the handshake
-// would wait for the next poll tick (up to serverShutdownTimeout with a
-// plugin that holds a connection open mid-request).
-func serveHandshake(ctx context.Context, p *Process, srv *http.Server, ln net.Listener) {
+// doubling) or the launch's handshake timeout, unless ctx ends first:
+// supervise cancels ctx as soon as the process has been reaped, since
+// nobody is left to read an answer, and the connections are then closed
+// hard. Done waits for this goroutine, so without that a Stop right after
+// the handshake would wait for the next poll tick (up to the timeout with
+// a plugin that holds a connection open mid-request). The bound was 1 s,
+// and a CI run with 100 plugins starting at once under -race cut an
+// answer that was still being written: it must allow for a starved
+// machine, and the handshake timeout is the budget the caller chose.
+func serveHandshake(ctx context.Context, p *Process, srv *http.Server, ln net.Listener, timeout time.Duration) {
 	defer p.helpers.Done()
 	defer close(p.serverDone)
 	// StateNew is reported on Serve's goroutine (this one) before the
@@ -344,7 +342,7 @@ func serveHandshake(ctx context.Context, p *Process, srv *http.Server, ln net.Li
 		}
 	}
 	_ = srv.Serve(ln)
-	ctx, cancel := context.WithTimeout(ctx, serverShutdownTimeout)
+	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	if err := srv.Shutdown(ctx); err != nil {
 		_ = srv.Close()

@@ -397,8 +397,8 @@ func TestStopIsIdempotentAndConcurrent(t *testing.T) {
 
 // TestStopIsNotDelayedByHandshakeServer: a connection to the handshake
 // server with a request half sent, held open by a process outside the
-// plugin's group, keeps the server's graceful shutdown going for its whole
-// second (serverShutdownTimeout). Stop must not wait for it: once the
+// plugin's group, keeps the server's graceful shutdown going for as long
+// as it may last (the handshake timeout). Stop must not wait for it: once the
 // plugin is reaped the server is closed hard, and its goroutines end
 // (TestMain checks for leaks).
 func TestStopIsNotDelayedByHandshakeServer(t *testing.T) {
