@@ -6,7 +6,6 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/json"
-	"os"
 	"strings"
 	"testing"
 	"unicode/utf8"
@@ -135,13 +134,7 @@ func fuzzFeed(t *testing.T, data []byte, maxLine, chunk int) ([][]byte, []Line, 
 	}
 	tl := newTail(len(data) + 1) // room for every chunk
 	s := newStream(StreamStderr, nil, zerolog.New(&log), cfg, bufPoolFor(maxLine), tl)
-	r, w, err := os.Pipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	s.f = r
-	done := make(chan struct{})
-	go s.run(done)
+	w, done := runOverPipe(t, s)
 	for rest := data; len(rest) > 0; {
 		n := min(chunk, len(rest))
 		if _, err := w.Write(rest[:n]); err != nil {

@@ -106,18 +106,27 @@ func TestBridgeClassifiesLines(t *testing.T) {
 	}
 }
 
+// runOverPipe starts s reading a new pipe. It returns the pipe's write
+// end and a channel closed once s has read everything after that end is
+// closed.
+func runOverPipe(tb testing.TB, s *stream) (*os.File, <-chan struct{}) {
+	tb.Helper()
+	r, w, err := os.Pipe()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	s.f = r
+	done := make(chan struct{})
+	go s.run(done)
+	return w, done
+}
+
 // feed runs data through a stream over a real pipe and returns the lines.
 func feed(t *testing.T, maxLine int, data ...[]byte) []Line {
 	t.Helper()
 	var lines []Line
 	s := testStream(StreamStdout, maxLine, io.Discard, &lines)
-	r, w, err := os.Pipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	s.f = r
-	done := make(chan struct{})
-	go s.run(done)
+	w, done := runOverPipe(t, s)
 	for _, d := range data {
 		if _, err := w.Write(d); err != nil {
 			t.Fatal(err)
@@ -141,13 +150,7 @@ func TestBridgeOnOutputBytes(t *testing.T) {
 	var got []Line
 	cfg := &Config{MaxLineBytes: 8, OnOutputBytes: func(l LineBytes) { got = append(got, l.Line()) }}
 	s := newStream(StreamStdout, nil, zerolog.Nop(), cfg, bufPoolFor(8), nil)
-	r, w, err := os.Pipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	s.f = r
-	done := make(chan struct{})
-	go s.run(done)
+	w, done := runOverPipe(t, s)
 	if _, err := w.Write(input); err != nil {
 		t.Fatal(err)
 	}
@@ -419,16 +422,10 @@ func benchBridge(b *testing.B, lineSize int, jsonLines bool, sink string, useLog
 		}
 	}
 	s := newStream(StreamStdout, nil, benchLogger(w, useLogtime), &Config{MaxLineBytes: DefaultMaxLineBytes}, defaultBufs, nil)
-	r, pw, err := os.Pipe()
-	if err != nil {
-		b.Fatal(err)
-	}
-	s.f = r
-	done := make(chan struct{})
+	pw, done := runOverPipe(b, s)
 	b.SetBytes(int64(len(block)))
 	b.ReportAllocs()
 	b.ResetTimer()
-	go s.run(done)
 	for range b.N {
 		if _, err := pw.Write(block); err != nil {
 			b.Fatal(err)
@@ -545,13 +542,7 @@ func TestBridgeStampsReadTime(t *testing.T) {
 	}}
 	log := zerolog.New(&logged).Hook(&logtime.Hook{})
 	s := newStream(StreamStdout, nil, log, cfg, defaultBufs, nil)
-	r, w, err := os.Pipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	s.f = r
-	done := make(chan struct{})
-	go s.run(done)
+	w, done := runOverPipe(t, s)
 	if _, err := w.Write([]byte("a\nb\n")); err != nil {
 		t.Fatal(err)
 	}
