@@ -11,10 +11,10 @@ import (
 // NewSubprocessLauncher returns the [Launcher] that starts plugins with
 // subprocess.Bootstrap. Every launch uses a copy of cfg with Name set to the
 // runtime's name and OnOutputBytes feeding the engine (after cfg.OnOutput
-// and cfg.OnOutputBytes, if set); cfg itself is never modified. newCmd, if not nil, builds the command
-// of each launch (restarts included) instead of subprocess.NewCmd(spec.Path,
-// spec.Args...), for callers that set an environment policy or check the
-// binary first.
+// and cfg.OnOutputBytes, if set); cfg itself is never modified. newCmd, if
+// not nil, builds the command of each launch (restarts included) instead
+// of subprocess.NewCmd(spec.Path, spec.Args...), for callers that set an
+// environment policy or check the binary first.
 func NewSubprocessLauncher(cfg subprocess.Config, newCmd func(Spec) (*exec.Cmd, error)) Launcher {
 	return &subprocessLauncher{cfg: cfg, newCmd: newCmd}
 }

@@ -57,11 +57,12 @@ type Config struct {
 	// VMShutdown, if set, makes Stop first call the VM service's Shutdown
 	// method (/vm.VM/Shutdown, over gRPC) on the plugin's VM address, as an
 	// avalanchego or luxd node does before it stops a VM, and send SIGTERM
-	// once the call returns. Plugins built on avalanchego's rpcchainvm.Serve
-	// (v1.15.0; luxd's is a fork of it) ignore SIGTERM until that call; without it they wait out GracefulTimeout
-	// and are killed. The call is bounded by GracefulTimeout and abandoned
-	// if the process exits; a VM server without the method answers
-	// unimplemented at once. Only a loopback VM address is called.
+	// once the call returns. Plugins built on avalanchego's
+	// rpcchainvm.Serve (v1.15.0; luxd's is a fork of it) ignore SIGTERM
+	// until that call; without it they wait out GracefulTimeout and are
+	// killed. The call is bounded by GracefulTimeout and abandoned if the
+	// process exits; a VM server without the method answers unimplemented
+	// at once. Only a loopback VM address is called.
 	VMShutdown bool
 	// MaxLineBytes caps the size of one logged line; longer lines are split
 	// into chunks (Line.Partial), never dropped. Default: DefaultMaxLineBytes.

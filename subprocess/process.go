@@ -127,16 +127,27 @@ func (p *Process) startStop(grace time.Duration) {
 	// helpers, so the Add happens before that Wait.
 	p.helpers.Add(1)
 	p.mu.Unlock()
-	if grace > 0 && p.vmShutdown {
-		go p.shutdownThenTerm(grace)
-		return
-	}
-	if grace <= 0 || p.signalTerm() != nil {
+	switch {
+	case grace <= 0:
 		_ = p.signalKill()
 		p.helpers.Done()
-		return
+	case p.vmShutdown:
+		go p.shutdownThenTerm(grace)
+	case p.terminate():
+		go p.killAfter(grace)
 	}
-	go p.killAfter(grace)
+}
+
+// terminate sends SIGTERM and reports whether the grace period must now be
+// waited out (killAfter). If SIGTERM cannot be sent it sends SIGKILL
+// instead and ends the stop's helper.
+func (p *Process) terminate() bool {
+	if p.signalTerm() != nil {
+		_ = p.signalKill()
+		p.helpers.Done()
+		return false
+	}
+	return true
 }
 
 // killAfter sends SIGKILL if the process has not exited within grace of

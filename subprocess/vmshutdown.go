@@ -67,10 +67,7 @@ func (p *Process) shutdownThenTerm(grace time.Duration) {
 	default:
 		p.log.Info().Err(err).Msg("vm shutdown call failed; sending sigterm")
 	}
-	if p.signalTerm() != nil {
-		_ = p.signalKill()
-		p.helpers.Done()
-		return
+	if p.terminate() {
+		p.killAfter(grace)
 	}
-	p.killAfter(grace)
 }
