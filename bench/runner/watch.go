@@ -25,36 +25,36 @@ import (
 // watchClientMain), as browsers do, and in the engine's process, where
 // their CPU and garbage are the server's too.
 func benchWatch(ctx context.Context, e *env) error {
-	var variants []bool // offer gzip?
-	switch e.o.watchGzip {
-	case "both":
-		variants = []bool{true, false}
-	case "yes":
-		variants = []bool{true}
-	case "no":
-		variants = []bool{false}
-	default:
-		return fmt.Errorf("-watch-gzip %q: want both, yes or no", e.o.watchGzip)
+	gzips, err := choice("watch-gzip", e.o.watchGzip, "yes", "no") // offer gzip?
+	if err != nil {
+		return err
 	}
-	var wheres []bool // watchers in a process of their own?
-	switch e.o.watchWhere {
-	case "both":
-		wheres = []bool{true, false}
-	case "process":
-		wheres = []bool{true}
-	case "inline":
-		wheres = []bool{false}
-	default:
-		return fmt.Errorf("-watch-where %q: want both, process or inline", e.o.watchWhere)
+	wheres, err := choice("watch-where", e.o.watchWhere, "process", "inline") // watchers apart?
+	if err != nil {
+		return err
 	}
 	for _, apart := range wheres {
-		for _, gzip := range variants {
+		for _, gzip := range gzips {
 			if err := benchWatchOnce(ctx, e, gzip, apart); err != nil {
 				return err
 			}
 		}
 	}
 	return nil
+}
+
+// choice reads a two-way flag whose value is yes, no or "both": the
+// variants to run, true for yes.
+func choice(flag, value, yes, no string) ([]bool, error) {
+	switch value {
+	case "both":
+		return []bool{true, false}, nil
+	case yes:
+		return []bool{true}, nil
+	case no:
+		return []bool{false}, nil
+	}
+	return nil, fmt.Errorf("-%s %q: want both, %s or %s", flag, value, yes, no)
 }
 
 func benchWatchOnce(ctx context.Context, e *env, offerGzip, apart bool) error {
