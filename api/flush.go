@@ -32,7 +32,7 @@ func (w *batchingWriter) Flush() {
 func (w *batchingWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 // withFlushBatching gives requests for path a batchingWriter, reachable
-// from the handler's context through holdFlushes.
+// from the handler's context through flushHolder.
 func withFlushBatching(h http.Handler, path string) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		flusher, ok := w.(http.Flusher)
@@ -45,12 +45,13 @@ func withFlushBatching(h http.Handler, path string) http.Handler {
 	})
 }
 
-// holdFlushes makes the stream behind ctx skip its flushes while hold is
-// true; the next message sent with hold false flushes everything written
-// before it. Without a batchingWriter (a handler called some other way) it
-// does nothing.
-func holdFlushes(ctx context.Context, hold bool) {
+// flushHolder returns the function that makes the stream behind ctx skip
+// its flushes while hold is true; the next message sent with hold false
+// flushes everything written before it. Without a batchingWriter (a
+// handler called some other way) the function does nothing.
+func flushHolder(ctx context.Context) func(hold bool) {
 	if bw, ok := ctx.Value(batchingWriterKey{}).(*batchingWriter); ok {
-		bw.holding = hold
+		return func(hold bool) { bw.holding = hold }
 	}
+	return func(bool) {}
 }

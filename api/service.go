@@ -45,7 +45,8 @@ func (s *service) GetRuntime(_ context.Context, req *vmrev1.GetRuntimeRequest) (
 func (s *service) WatchRuntimes(ctx context.Context, _ *vmrev1.WatchRuntimesRequest, stream *connect.ServerStream[vmrev1.WatchRuntimesResponse]) error {
 	w := s.engine.Watch()
 	defer w.Close()
-	defer holdFlushes(ctx, false) // the stream's end must reach the client
+	holdFlushes := flushHolder(ctx)
+	defer holdFlushes(false) // the stream's end must reach the client
 	var batch []engine.Change
 	for {
 		var err error
@@ -55,7 +56,7 @@ func (s *service) WatchRuntimes(ctx context.Context, _ *vmrev1.WatchRuntimesRequ
 		}
 		// Everything waiting goes out with one flush, after the last change.
 		for i, c := range batch {
-			holdFlushes(ctx, i < len(batch)-1)
+			holdFlushes(i < len(batch)-1)
 			if err := stream.Send(s.shared.message(c)); err != nil {
 				return fmt.Errorf("send change: %w", err)
 			}
