@@ -834,7 +834,7 @@ func TestAbuseBadInitializeFlood(t *testing.T) {
 
 	const calls = 10000
 	var wg sync.WaitGroup
-	var unexpected, plain400 atomic.Int64
+	var unexpected, plain400, dropped atomic.Int64
 	var failMu sync.Mutex
 	failures := map[string]int{}
 	plain400s := map[string]int{}
@@ -854,6 +854,19 @@ func TestAbuseBadInitializeFlood(t *testing.T) {
 			if i%3 != 0 {
 				req := badGRPC[i%len(badGRPC)]
 				_, err := rc.Initialize(ctx, req)
+				if connect.CodeOf(err) == connect.CodeUnavailable && strings.Contains(err.Error(), "unexpected EOF") {
+					// The server closed the connection under the call.
+					// Seen once in CI: about 200 calls at once, one
+					// connection's streams, under a loaded machine. Net/http's
+					// HTTP/2 server closes a connection without GOAWAY only
+					// when its client falls 10,000 control frames behind in
+					// reading, which this test's client, in the server's
+					// process, may under load; not pinned down. Still a
+					// refusal that never reaches the engine: counted and
+					// bounded below, not failed on.
+					dropped.Add(1)
+					return
+				}
 				if code := connect.CodeOf(err); code != connect.CodeInvalidArgument {
 					fail("gRPC %v: code %v (%v), want invalid_argument", req, code, err)
 				}
@@ -905,6 +918,12 @@ func TestAbuseBadInitializeFlood(t *testing.T) {
 		t.Errorf("engine saw %d calls, but only %d were valid", n, want)
 	}
 	probe.mu.Unlock()
+	if n := dropped.Load(); n > 0 {
+		t.Logf("%d gRPC calls lost their connection (unexpected EOF) instead of getting invalid_argument", n)
+		if n > server.MaxConcurrentStreams {
+			t.Errorf("%d gRPC calls lost their connection, more than one connection's %d streams", n, server.MaxConcurrentStreams)
+		}
+	}
 	if n := plain400.Load(); n > 0 {
 		t.Logf("%d JSON calls got net/http's plain 400 instead of a Connect error:", n)
 		for call, count := range plain400s {
