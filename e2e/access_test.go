@@ -104,7 +104,7 @@ func TestBrowserDashboard(t *testing.T) {
 		shots = dir
 	}
 	out, err := runCmd(t, 150*time.Second, filepath.Join(repoRoot, "web"), node, "test/dashboard.e2e.mjs",
-		"--url", api+"/", "--token", token, "--out", shots, "--chromium", chromium)
+		"--url", api+"/", "--token="+token, "--out", shots, "--chromium", chromium)
 	if err != nil || !strings.Contains(out, "dashboard ok") {
 		t.Fatalf("dashboard test: %v\n%s", err, out)
 	}

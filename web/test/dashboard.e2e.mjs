@@ -4,7 +4,9 @@
 // stop refused without the token, a stop with the token turning it exited,
 // a restart bringing it back with a new pid. Screenshots go to --out.
 //
-//   node test/dashboard.e2e.mjs --url http://127.0.0.1:9660/ --token TOKEN --out DIR [--chromium /usr/bin/chromium]
+//   node test/dashboard.e2e.mjs --url http://127.0.0.1:9660/ --token=TOKEN --out DIR [--chromium /usr/bin/chromium]
+// (--token=TOKEN with "=": a token may begin with "-", which parseArgs
+// would take for an option)
 //
 // It never downloads a browser: --chromium (default /usr/bin/chromium) must
 // exist. Exit status 0 on success, 1 with the reason otherwise.
@@ -23,7 +25,7 @@ const { values: opts } = parseArgs({
   },
 });
 if (!opts.url || !opts.token) {
-  console.error("usage: dashboard.e2e.mjs --url URL --token TOKEN [--out DIR] [--chromium PATH]");
+  console.error("usage: dashboard.e2e.mjs --url URL --token=TOKEN [--out DIR] [--chromium PATH]");
   process.exit(2);
 }
 if (!existsSync(opts.chromium)) {
