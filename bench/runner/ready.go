@@ -29,35 +29,40 @@ func benchReady(ctx context.Context, e *env) error {
 	av := newAvaEngine(e.ava, logging.Discard, 10*time.Second)
 	ready := newRow("launch -> VM answers (Bootstrap called -> the plugin's VM server answers a first call on a new connection, as a node's next step)", "ms")
 
-	runVmre := func(rec bool) error {
+	// timed launches with launch, calls the VM at the address its
+	// handshake gave and records the whole under col.
+	timed := func(col string, rec bool, launch func() (stop func(), addr string, err error)) error {
 		t0 := time.Now()
-		p, st, err := vm.launch(ctx, "serve")
+		stop, addr, err := launch()
 		if err != nil {
-			return fmt.Errorf("vmre launch: %w", err)
+			return fmt.Errorf("%s launch: %w", col, err)
 		}
-		defer p.Stop(ctx)
-		if err := callVM(ctx, st.Addr); err != nil {
-			return fmt.Errorf("vmre: %w", err)
+		defer stop()
+		if err := callVM(ctx, addr); err != nil {
+			return fmt.Errorf("%s: %w", col, err)
 		}
 		if rec {
-			ready.add(colVmre, ms(time.Since(t0)))
+			ready.add(col, ms(time.Since(t0)))
 		}
 		return nil
 	}
+	runVmre := func(rec bool) error {
+		return timed(colVmre, rec, func() (func(), string, error) {
+			p, st, err := vm.launch(ctx, "serve")
+			if err != nil {
+				return nil, "", err
+			}
+			return func() { p.Stop(ctx) }, st.Addr, nil
+		})
+	}
 	runAva := func(rec bool) error {
-		t0 := time.Now()
-		s, st, err := av.launch(ctx, "serve")
-		if err != nil {
-			return fmt.Errorf("avalanchego launch: %w", err)
-		}
-		defer s.Stop(ctx)
-		if err := callVM(ctx, st.Addr); err != nil {
-			return fmt.Errorf("avalanchego: %w", err)
-		}
-		if rec {
-			ready.add(colAva, ms(time.Since(t0)))
-		}
-		return nil
+		return timed(colAva, rec, func() (func(), string, error) {
+			s, st, err := av.launch(ctx, "serve")
+			if err != nil {
+				return nil, "", err
+			}
+			return func() { s.Stop(ctx) }, st.Addr, nil
+		})
 	}
 	runs := max(20, e.o.runs/2)
 	for i := range warmups + runs {
