@@ -74,7 +74,7 @@ func main() {
 	// these two.
 	watchClientOf := flag.String("watch-client-of", "", "internal: run as the watcher process of the API at this URL")
 	watchWant := flag.Int64("watch-want", 0, "internal: changes the watcher process waits for")
-	flag.StringVar(&o.only, "only", "", "comma-separated metric groups to run: launch,breakdown,ready,exit,term,conc,flood,tput,watch (default all)")
+	flag.StringVar(&o.only, "only", "", "comma-separated metric groups to run: launch,breakdown,ready,exit,term,conc,flood,tput,apart,watch (default all)")
 	flag.StringVar(&o.pluginDir, "plugin-dir", "", "directory holding the avaplugin and gpplugin binaries (required)")
 	flag.StringVar(&o.cpuprofile, "cpuprofile", "", "write a CPU profile of the whole run to this file")
 	flag.StringVar(&o.memprofile, "memprofile", "", "write an allocation profile of the whole run to this file")
@@ -191,6 +191,7 @@ func run(ctx context.Context, o options) error {
 		{"conc", benchConcurrent},
 		{"flood", benchFlood},
 		{"tput", benchThroughput},
+		{"apart", benchApart},
 		{"watch", benchWatch},
 	}
 	for _, s := range steps {

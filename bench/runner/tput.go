@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"math"
-	"net"
 	"net/http"
 	"sync"
 	"sync/atomic"
@@ -12,8 +11,6 @@ import (
 
 	"connectrpc.com/connect"
 	avapb "github.com/ava-labs/avalanchego/proto/pb/vm/runtime"
-	"github.com/ava-labs/avalanchego/vms/rpcchainvm/grpcutils"
-	"github.com/ava-labs/avalanchego/vms/rpcchainvm/gruntime"
 	runtimepb "github.com/vmre/vmre/gen/vm/runtime"
 	"github.com/vmre/vmre/gen/vm/runtime/runtimepbconnect"
 	"github.com/vmre/vmre/server"
@@ -41,50 +38,33 @@ type caller func(ctx context.Context) error
 // over h2c, with a Connect JSON client and with a gRPC-Web client over
 // HTTP/1.1. Both servers accept every call; rounds interleave.
 func benchThroughput(ctx context.Context, e *env) error {
-	// grpc-go server.
-	gl, err := net.Listen("tcp", "127.0.0.1:0")
+	gAddr, stopG, err := serveGRPCGo()
 	if err != nil {
 		return err
 	}
-	gs := grpcutils.NewServer()
-	avapb.RegisterRuntimeServer(gs, gruntime.NewServer(acceptAllAva{}))
-	go func() { _ = gs.Serve(gl) }()
-	defer gs.Stop()
-
+	defer stopG()
 	// vmre servers: server.NewHandler with its defaults, and with
 	// compression off (what subprocess.Bootstrap's handshake server uses).
-	serveVmre := func(opts ...server.Option) (net.Listener, error) {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return nil, err
-		}
-		path, h := server.NewHandler(acceptAll{}, opts...)
-		mux := http.NewServeMux()
-		mux.Handle(path, h)
-		s := server.NewHTTPServer(mux)
-		go func() { _ = s.Serve(l) }()
-		return l, nil
-	}
-	vl, err := serveVmre()
+	vAddr, stopV, err := serveVmre(false)
 	if err != nil {
 		return err
 	}
-	defer vl.Close()
-	vlNoGzip, err := serveVmre(server.WithHandlerOptions(connect.WithCompressMinBytes(math.MaxInt32)))
+	defer stopV()
+	vAddrNoGzip, stopVNoGzip, err := serveVmre(false, server.WithHandlerOptions(connect.WithCompressMinBytes(math.MaxInt32)))
 	if err != nil {
 		return err
 	}
-	defer vlNoGzip.Close()
+	defer stopVNoGzip()
 
 	dial := func(addr string) (*grpc.ClientConn, error) {
 		return grpc.NewClient("passthrough:///"+addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	}
-	gconnG, err := dial(gl.Addr().String())
+	gconnG, err := dial(gAddr)
 	if err != nil {
 		return err
 	}
 	defer gconnG.Close()
-	gconnV, err := dial(vl.Addr().String())
+	gconnV, err := dial(vAddr)
 	if err != nil {
 		return err
 	}
@@ -102,8 +82,8 @@ func benchThroughput(ctx context.Context, e *env) error {
 		MaxIdleConnsPerHost: e.o.tputConc * 2,
 		IdleConnTimeout:     time.Minute,
 	}}
-	connectCaller := func(l net.Listener, opts ...connect.ClientOption) caller {
-		c := runtimepbconnect.NewRuntimeClient(h1, "http://"+l.Addr().String(), opts...)
+	connectCaller := func(addr string, opts ...connect.ClientOption) caller {
+		c := runtimepbconnect.NewRuntimeClient(h1, "http://"+addr, opts...)
 		req := &runtimepb.InitializeRequest{ProtocolVersion: avaProtocolVersion, Addr: "127.0.0.1:9651"}
 		return func(ctx context.Context) error {
 			_, err := c.Initialize(ctx, req)
@@ -141,10 +121,10 @@ func benchThroughput(ctx context.Context, e *env) error {
 		{grpcRow, colVmre, grpcCaller(gconnV), grpcLat, conc},
 		{one, colAva, grpcCaller(gconnG), grpc1Lat, 1},
 		{one, colVmre, grpcCaller(gconnV), grpc1Lat, 1},
-		{jsonRow, colVmre, connectCaller(vl, connect.WithProtoJSON()), jsonLat, conc},
-		{jsonRowNZ, colVmre, connectCaller(vlNoGzip, connect.WithProtoJSON()), jsonLatNZ, conc},
-		{webRow, colVmre, connectCaller(vl, connect.WithGRPCWeb()), webLat, conc},
-		{webRowNZ, colVmre, connectCaller(vlNoGzip, connect.WithGRPCWeb()), webLatNZ, conc},
+		{jsonRow, colVmre, connectCaller(vAddr, connect.WithProtoJSON()), jsonLat, conc},
+		{jsonRowNZ, colVmre, connectCaller(vAddrNoGzip, connect.WithProtoJSON()), jsonLatNZ, conc},
+		{webRow, colVmre, connectCaller(vAddr, connect.WithGRPCWeb()), webLat, conc},
+		{webRowNZ, colVmre, connectCaller(vAddrNoGzip, connect.WithGRPCWeb()), webLatNZ, conc},
 	}
 	// Warm up every path (connections, pools).
 	for _, t := range targets {

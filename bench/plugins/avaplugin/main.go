@@ -14,6 +14,8 @@
 //	ignore-term            handshake, ignore SIGTERM, run until killed
 //	flood BYTES LINELEN    handshake (unless "flood-raw"), write BYTES of numbered lines on stdout, exit 0
 //	flood-raw BYTES LINELEN  the same without a handshake (pipe floor)
+//	call-once              one Initialize on a new connection, print "call <ns>" (no serving)
+//	call-loop DURATION     2,000 warm-up Initialize calls, then sequential calls for DURATION; print "calls <n>"
 package main
 
 import (
@@ -85,6 +87,28 @@ func main() {
 		}
 		flood(total, lineLen)
 		os.Exit(0)
+	case "call-once":
+		c := runtimeClient()
+		t0 := time.Now()
+		initialize(c)
+		fmt.Printf("call %d\n", time.Since(t0).Nanoseconds())
+	case "call-loop":
+		if len(os.Args) != 3 {
+			fail("usage: avaplugin call-loop DURATION")
+		}
+		d, err := time.ParseDuration(os.Args[2])
+		if err != nil {
+			fail("call-loop: " + err.Error())
+		}
+		c := runtimeClient()
+		for range 2000 {
+			initialize(c)
+		}
+		n := 0
+		for end := time.Now().Add(d); time.Now().Before(end); n++ {
+			initialize(c)
+		}
+		fmt.Printf("calls %d\n", n)
 	default:
 		fail("unknown mode " + mode)
 	}
@@ -102,14 +126,7 @@ func notifyTerm() <-chan os.Signal {
 // connection open. It returns when it sent Initialize and when the answer
 // arrived.
 func handshake() (sent, answered time.Time) {
-	addr := os.Getenv(engineAddrKey)
-	if addr == "" {
-		fail("required env var missing: " + engineAddrKey)
-	}
-	conn, err := grpc.NewClient("passthrough:///"+addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		fail("dial engine: " + err.Error())
-	}
+	c := runtimeClient()
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		fail("listen: " + err.Error())
@@ -117,7 +134,7 @@ func handshake() (sent, answered time.Time) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	sent = time.Now()
-	_, err = runtimepb.NewRuntimeClient(conn).Initialize(ctx, &runtimepb.InitializeRequest{
+	_, err = c.Initialize(ctx, &runtimepb.InitializeRequest{
 		ProtocolVersion: protocolVersion,
 		Addr:            lis.Addr().String(),
 	})
@@ -155,6 +172,29 @@ func flood(total int64, lineLen int) {
 	}
 	if err := w.Flush(); err != nil {
 		fail("flush: " + err.Error())
+	}
+}
+
+// runtimeClient is a Runtime client for the engine address in the
+// environment, on a connection made at the first call.
+func runtimeClient() runtimepb.RuntimeClient {
+	addr := os.Getenv(engineAddrKey)
+	if addr == "" {
+		fail("required env var missing: " + engineAddrKey)
+	}
+	conn, err := grpc.NewClient("passthrough:///"+addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		fail("dial engine: " + err.Error())
+	}
+	return runtimepb.NewRuntimeClient(conn)
+}
+
+// initialize makes one Initialize call with a valid request.
+func initialize(c runtimepb.RuntimeClient) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if _, err := c.Initialize(ctx, &runtimepb.InitializeRequest{ProtocolVersion: protocolVersion, Addr: "127.0.0.1:9"}); err != nil {
+		fail("initialize: " + err.Error())
 	}
 }
 
