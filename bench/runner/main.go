@@ -68,7 +68,7 @@ func main() {
 	flag.IntVar(&o.watchers, "watchers", 1000, "watch-stream subscribers")
 	flag.IntVar(&o.watchEvents, "watch-events", 20, "state changes delivered to the watchers (rounded up to launch+stop cycles of 4)")
 	flag.StringVar(&o.watchGzip, "watch-gzip", "both", "watchers offer gzip (yes: connect-go's default, the server then compresses every message), do not (no), or run both")
-	flag.StringVar(&o.watchProto, "watch-proto", "grpcweb", "watch transport: grpcweb (HTTP/1.1, one connection per watcher, like the dashboard) or grpc (h2c)")
+	flag.StringVar(&o.watchProto, "watch-proto", "both", "watch transport: grpcweb (HTTP/1.1, one connection per watcher, like the dashboard), grpc (h2c, like Node.js clients), or run both")
 	flag.StringVar(&o.watchWhere, "watch-where", "both", "where the watchers run: process (a process of their own, as browsers are), inline (the engine's process), or both")
 	// A watcher process (-watch-where process) is this binary run with
 	// these two.

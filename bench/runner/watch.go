@@ -25,6 +25,10 @@ import (
 // watchClientMain), as browsers do, and in the engine's process, where
 // their CPU and garbage are the server's too.
 func benchWatch(ctx context.Context, e *env) error {
+	grpcWebs, err := choice("watch-proto", e.o.watchProto, "grpcweb", "grpc")
+	if err != nil {
+		return err
+	}
 	gzips, err := choice("watch-gzip", e.o.watchGzip, "yes", "no") // offer gzip?
 	if err != nil {
 		return err
@@ -33,10 +37,16 @@ func benchWatch(ctx context.Context, e *env) error {
 	if err != nil {
 		return err
 	}
-	for _, apart := range wheres {
-		for _, gzip := range gzips {
-			if err := benchWatchOnce(ctx, e, gzip, apart); err != nil {
-				return err
+	for _, grpcWeb := range grpcWebs {
+		proto := "grpc"
+		if grpcWeb {
+			proto = "grpcweb"
+		}
+		for _, apart := range wheres {
+			for _, gzip := range gzips {
+				if err := benchWatchOnce(ctx, e, proto, gzip, apart); err != nil {
+					return err
+				}
 			}
 		}
 	}
@@ -57,7 +67,7 @@ func choice(flag, value, yes, no string) ([]bool, error) {
 	return nil, fmt.Errorf("-%s %q: want both, %s or %s", flag, value, yes, no)
 }
 
-func benchWatchOnce(ctx context.Context, e *env, offerGzip, apart bool) error {
+func benchWatchOnce(ctx context.Context, e *env, proto string, offerGzip, apart bool) error {
 	eng, err := engine.New(engine.Config{
 		Launcher: engine.NewSubprocessLauncher(subprocess.Config{
 			Log:              vmreLogger(io.Discard),
@@ -93,9 +103,9 @@ func benchWatchOnce(ctx context.Context, e *env, offerGzip, apart bool) error {
 		proc   *watcherProcess
 	)
 	if apart {
-		proc, err = startWatcherProcess(ctx, base, e.o.watchers, want, e.o.watchProto, offerGzip)
+		proc, err = startWatcherProcess(ctx, base, e.o.watchers, want, proto, offerGzip)
 	} else {
-		inline, err = startWatchers(ctx, base, e.o.watchers, want, e.o.watchProto, offerGzip)
+		inline, err = startWatchers(ctx, base, e.o.watchers, want, proto, offerGzip)
 	}
 	if err != nil {
 		return fmt.Errorf("watch: %w", err)
@@ -136,10 +146,13 @@ func benchWatchOnce(ctx context.Context, e *env, offerGzip, apart bool) error {
 		gz = "gzip not offered"
 	}
 	where := "in a process of their own, as browsers are"
+	if proto == "grpc" {
+		where = "in a process of their own, as Node.js clients are"
+	}
 	if !apart {
 		where = "in the engine's process"
 	}
-	r := newRow(fmt.Sprintf("watch stream, %d watchers %s (%s, %s), state change -> delivered (%d changes each)", e.o.watchers, where, e.o.watchProto, gz, cycles*4), "ms")
+	r := newRow(fmt.Sprintf("watch stream, %d watchers %s (%s, %s), state change -> delivered (%d changes each)", e.o.watchers, where, proto, gz, cycles*4), "ms")
 	r.vals[colVmre] = lat
 	missed := want - int64(len(lat))
 	r.check(fmt.Sprintf("p99 <= 50 ms; %d of %d deliveries missing, %d resyncs", missed, want, resyncs),
