@@ -22,7 +22,10 @@ const (
 	sockDiagByFamily    = 20 // SOCK_DIAG_BY_FAMILY
 	inetDiagReqV2Len    = 56 // sizeof(struct inet_diag_req_v2)
 	inetDiagMsgMinLen   = 72 // sizeof(struct inet_diag_msg)
+	inetDiagMsgStateOff = 1
+	inetDiagMsgIDOff    = 4 // struct inet_diag_sockid
 	inetDiagMsgInodeOff = 68
+	tcpListen           = 10 // TCP_LISTEN
 	diagTimeout         = time.Second
 )
 
@@ -134,6 +137,9 @@ func diagQuery(fd int, seq uint32, want conn, buf []byte) (uint64, error) {
 				if len(m.Data) < inetDiagMsgMinLen {
 					return 0, errDiagUnavailable
 				}
+				if !diagAnswers(m.Data, want) {
+					return 0, ErrNotFound
+				}
 				inode := uint64(binary.NativeEndian.Uint32(m.Data[inetDiagMsgInodeOff:]))
 				if inode == 0 {
 					return 0, ErrNotFound // TIME_WAIT or orphaned: nobody holds it
@@ -144,6 +150,36 @@ func diagQuery(fd int, seq uint32, want conn, buf []byte) (uint64, error) {
 			}
 		}
 	}
+}
+
+// diagAnswers reports whether msg, a struct inet_diag_msg, describes the
+// connection asked for. When no connection matches, the kernel's exact
+// lookup falls back to a socket listening on the asked-for own address and
+// port (it uses the same lookup as an incoming packet), and answers with
+// that: its owner has nothing to do with the connection.
+func diagAnswers(msg []byte, want conn) bool {
+	if msg[inetDiagMsgStateOff] == tcpListen {
+		return false
+	}
+	id := msg[inetDiagMsgIDOff:]
+	own, ok1 := diagAddr(msg[0], id[4:20])
+	remote, ok2 := diagAddr(msg[0], id[20:36])
+	return ok1 && ok2 &&
+		netip.AddrPortFrom(own, binary.BigEndian.Uint16(id[0:])) == want.own &&
+		netip.AddrPortFrom(remote, binary.BigEndian.Uint16(id[2:])) == want.remote
+}
+
+// diagAddr decodes an address of an inet_diag_sockid. An IPv6 socket
+// connected to an IPv4 peer reports IPv4-mapped addresses; they are
+// unmapped, as the asked-for ones are.
+func diagAddr(family byte, b []byte) (netip.Addr, bool) {
+	switch family {
+	case syscall.AF_INET:
+		return netip.AddrFrom4([4]byte(b[:4])), true
+	case syscall.AF_INET6:
+		return netip.AddrFrom16([16]byte(b[:16])).Unmap(), true
+	}
+	return netip.Addr{}, false
 }
 
 // diagRequest encodes an nlmsghdr and a struct inet_diag_req_v2 for an

@@ -121,6 +121,26 @@ func TestDiagAgreesWithTable(t *testing.T) {
 			if _, err := findInTable(tc.table, missing); !errors.Is(err, ErrNotFound) {
 				t.Fatalf("missing socket in table: %v, want ErrNotFound", err)
 			}
+			// No connection from port P, but a listener on P: the kernel's
+			// exact lookup falls back to listeners and answers with that
+			// one, which must not count as the connection. (The listener
+			// is bound to loopback, like every listener in these tests;
+			// the kernel's fallback treats a wildcard one the same way.)
+			other, err := net.Listen(tc.network, tc.addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer other.Close()
+			fromListener := conn{own: netip.MustParseAddrPort(other.Addr().String()), remote: want.remote}
+			if inode, err := diagInode(fromListener); !errors.Is(err, ErrNotFound) {
+				t.Fatalf("no connection from a listening port: inode %d, %v; want ErrNotFound", inode, err)
+			}
+			if _, err := findInTable(tc.table, fromListener); !errors.Is(err, ErrNotFound) {
+				t.Fatalf("no connection from a listening port, in table: %v, want ErrNotFound", err)
+			}
+			if _, err := SocketInode(fromListener.remote, fromListener.own); !errors.Is(err, ErrNotFound) {
+				t.Fatalf("SocketInode for no connection from a listening port: %v, want ErrNotFound", err)
+			}
 		})
 	}
 }
