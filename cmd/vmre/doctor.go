@@ -77,10 +77,17 @@ func doctorCommand(ctx context.Context, args []string, stdout, stderr io.Writer)
 	fmt.Fprintf(report, "grpc.health.v1\t%s\n", probeHealth(ctx, status.Addr))
 
 	stopStart := time.Now()
-	stopCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.GracefulTimeout+2*time.Second)
+	stopCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), ef.stopDeadline())
 	defer cancel()
 	stopper.Stop(stopCtx)
-	fmt.Fprintf(report, "stop\t%s%s\n", time.Since(stopStart).Round(time.Microsecond), describeExit(stopper))
+	exit, problem := describeExit(stopper)
+	fmt.Fprintf(report, "stop\t%s%s\n", time.Since(stopStart).Round(time.Microsecond), exit)
+	if problem != "" {
+		fmt.Fprintf(report, "result\tFAIL\n")
+		_ = report.Flush()
+		fmt.Fprintf(stderr, "vmre doctor: stop: %s\n", problem)
+		return exitFailure
+	}
 	fmt.Fprintf(report, "result\tOK\n")
 	_ = report.Flush()
 	return exitOK
@@ -112,17 +119,28 @@ func printFailure(w io.Writer, err error) {
 	}
 }
 
-// describeExit renders how a stopped runtime exited, when it reports it.
-func describeExit(s vmre.Stopper) string {
+// describeExit renders how a stopped runtime exited, when it reports it,
+// and what is wrong with that stop: a plugin that had to be killed, or one
+// that had not exited when the stop's deadline passed, does not stop
+// cleanly under a node either.
+func describeExit(s vmre.Stopper) (exit, problem string) {
 	p, ok := s.(*subprocess.Process)
 	if !ok {
-		return ""
+		return "", ""
+	}
+	select {
+	case <-p.Done():
+	default:
+		return " (still running)", "the plugin had not exited when the stop's deadline passed"
 	}
 	st := p.ExitStatus()
-	if st.Signal != "" {
-		return " (signal: " + st.Signal + ")"
+	switch st.Signal {
+	case "":
+		return fmt.Sprintf(" (exit status %d)", st.Code), ""
+	case "killed":
+		return " (signal: killed)", "the plugin was killed: it did not exit within the grace period after SIGTERM (and, with --vm-shutdown, the VM's Shutdown call)"
 	}
-	return fmt.Sprintf(" (exit status %d)", st.Code)
+	return " (signal: " + st.Signal + ")", ""
 }
 
 // probeHealth asks the VM's grpc.health.v1 service for the overall status.

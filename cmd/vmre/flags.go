@@ -43,8 +43,23 @@ func (f *engineFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.envPolicy, "env-policy", "inherit", "the plugin's environment: inherit (the engine's) or clean (only the --env-keep variables)")
 	fs.Var(&f.envKeep, "env-keep", "with --env-policy clean, the variables to keep, comma-separated; a trailing * matches a prefix (default: PATH,HOME,USER,LOGNAME,TMPDIR,TZ,LANG,LC_*)")
 	fs.Var(&f.env, "env", "KEY=VALUE to set in the plugin's environment under either policy (repeatable)")
-	fs.BoolVar(&f.vmShutdown, "vm-shutdown", true, "before SIGTERM, call the plugin VM's /vm.VM/Shutdown, as avalanchego and luxd nodes do (their rpcchainvm plugins ignore SIGTERM until then); --vm-shutdown=false to only signal")
+	fs.BoolVar(&f.vmShutdown, "vm-shutdown", true, "before SIGTERM, call the plugin VM's /vm.VM/Shutdown, as avalanchego and luxd nodes do (their rpcchainvm plugins ignore SIGTERM until then); the call gets up to --graceful-timeout, then SIGTERM gets another; --vm-shutdown=false to only signal")
 	f.logFlags.register(fs)
+}
+
+// stopMargin is what a stop may take beyond its grace periods: the kill
+// after the last one, the reaping and the last output lines.
+const stopMargin = 2 * time.Second
+
+// stopDeadline bounds a whole stop sequence. With --vm-shutdown the VM's
+// Shutdown call gets up to one grace period before SIGTERM, which gets
+// another.
+func (f *engineFlags) stopDeadline() time.Duration {
+	d := f.gracefulTimeout
+	if f.vmShutdown {
+		d *= 2
+	}
+	return d + stopMargin
 }
 
 // validate checks the launch settings right after parsing, so a bad value

@@ -258,3 +258,43 @@ func (b *safeBuffer) String() string {
 	defer b.mu.Unlock()
 	return b.buf.String()
 }
+
+// TestDoctorFailsPluginThatMustBeKilled: a plugin whose VM never answers
+// the Shutdown call and which ignores SIGTERM uses both grace periods and
+// is then killed. doctor must wait for all of it (the grace period here is
+// longer than the stop's margin, so a deadline of one grace period plus the
+// margin ends first) and fail, naming the kill.
+func TestDoctorFailsPluginThatMustBeKilled(t *testing.T) {
+	// The VM address accepts connections and never answers, so the
+	// Shutdown call waits out its grace period.
+	silent, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer silent.Close()
+	go func() {
+		for {
+			c, err := silent.Accept()
+			if err != nil {
+				return
+			}
+			defer c.Close()
+		}
+	}()
+	plugin := writeScript(t, "trap '' TERM\n"+
+		"'"+os.Args[0]+"' handshake --vm-addr "+silent.Addr().String()+" || exit 1\n"+
+		"exec sleep 60\n")
+	grace := stopMargin + 500*time.Millisecond
+	code, out, errOut := vmreCmd(t, "doctor", "--log-level", "warn", "--graceful-timeout", grace.String(), "--", plugin)
+	if code != exitFailure {
+		t.Errorf("exit code %d, want %d", code, exitFailure)
+	}
+	for _, want := range []string{"(signal: killed)", "result             FAIL"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("report lacks %q", want)
+		}
+	}
+	if !strings.Contains(errOut, "vmre doctor: stop: the plugin was killed") {
+		t.Errorf("stderr does not name the kill")
+	}
+}

@@ -171,7 +171,7 @@ flags:`)
 	}
 
 	handler.SetServing(false)
-	stopCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), ef.gracefulTimeout+2*time.Second)
+	stopCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), ef.stopDeadline())
 	defer cancel()
 	if attach != nil {
 		if err := attach.Close(stopCtx); err != nil {
