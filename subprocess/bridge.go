@@ -372,12 +372,13 @@ func (s *stream) emit(b []byte, partial bool) {
 		switch {
 		case msgEscaped:
 			e = e.Str(zerolog.MessageFieldName, unquoteJSON(msg))
-		case len(msg)+2 <= len(s.buf)-s.end && jsonSafe(msg):
+		case msg != nil && len(msg)+2 <= len(s.buf)-s.end && jsonSafe(msg):
 			// What Bytes would write, without zerolog's byte-by-byte
 			// escape check (jsonSafe checks eight bytes at a time): the
 			// message quoted in the read buffer's free space after the
 			// window, which the next read overwrites anyway. When that
-			// space is too small, Bytes below does it.
+			// space is too small, Bytes below does it. A nil msg (a JSON
+			// line without one) gets no message field at all.
 			q := s.buf[s.end:]
 			q[0] = '"'
 			n := copy(q[1:], msg)

@@ -74,6 +74,10 @@ func TestBridgeClassifiesLines(t *testing.T) {
 			var buf bytes.Buffer
 			var lines []Line
 			s := testStream(tt.stream, 1024, &buf, &lines)
+			// A read buffer, as while the pipe has data: without one the
+			// message never takes the quoted-in-place fast path.
+			s.buf = s.pool.get()
+			defer s.pool.put(s.buf)
 			s.emit([]byte(tt.line), false)
 
 			var entry map[string]any
@@ -85,6 +89,10 @@ func TestBridgeClassifiesLines(t *testing.T) {
 			}
 			if got, _ := entry[zerolog.MessageFieldName].(string); got != tt.wantMsg {
 				t.Errorf("message = %q, want %q", got, tt.wantMsg)
+			}
+			// A JSON line without a message gets no message field, not "".
+			if msg, ok := entry[zerolog.MessageFieldName]; ok && tt.wantMsg == "" {
+				t.Errorf("message field = %q, want none", msg)
 			}
 			if got, _ := entry[fieldPanic].(bool); got != tt.wantPanic {
 				t.Errorf("panic field = %v, want %v", got, tt.wantPanic)
