@@ -209,7 +209,8 @@ func (s *stream) drainRest() {
 }
 
 // process emits every complete line in the window, and chunks of lines
-// longer than s.max, leaving at most s.max bytes of an incomplete line.
+// longer than s.max, leaving at most s.max bytes of an incomplete line
+// (s.max+1 if the last is a '\r' that may start a "\r\n").
 func (s *stream) process() {
 	for {
 		w := s.buf[s.start:s.end]
@@ -219,12 +220,16 @@ func (s *stream) process() {
 				i = s.scanned + j
 			}
 		}
+		// The '\r' of a "\r\n" is line end, not text: a line of s.max
+		// bytes ending in "\r\n" fits, and one that has only reached
+		// its '\r' waits for the next byte rather than being cut.
+		crAtMax := len(w) > s.max && w[s.max] == '\r'
 		switch {
-		case i >= 0 && i <= s.max:
+		case i >= 0 && (i <= s.max || i == s.max+1 && crAtMax):
 			s.emit(w[:i], false)
 			s.start += i + 1
 			s.scanned = 0
-		case len(w) > s.max:
+		case len(w) > s.max && !(len(w) == s.max+1 && crAtMax):
 			cut := chunkCut(w, s.max)
 			s.emit(w[:cut], true)
 			s.start += cut

@@ -230,6 +230,12 @@ func TestBridgeSplitsLines(t *testing.T) {
 		{"long at eof", 4, []string{"abcdefgh"}, []chunk{{"abcd", true}, {"efgh", false}}},
 		{"utf8 kept whole", 4, []string{"ab€cd\n"}, []chunk{{"ab", true}, {"€c", true}, {"d", false}}},
 		{"crlf", 8, []string{"a\r\nb\r\n"}, []chunk{{"a", false}, {"b", false}}},
+		// The "\r" of a "\r\n" is part of the line end, not of the text.
+		{"crlf exactly max", 8, []string{"abcdefgh\r\n"}, []chunk{{"abcdefgh", false}}},
+		{"crlf exactly max, split before lf", 8, []string{"abcdefgh\r", "\nx\n"}, []chunk{{"abcdefgh", false}, {"x", false}}},
+		{"crlf exactly max at eof", 8, []string{"abcdefgh\r"}, []chunk{{"abcdefgh", false}}},
+		{"crlf ending a long line", 4, []string{"abcdefgh\r\n"}, []chunk{{"abcd", true}, {"efgh", false}}},
+		{"cr inside at max", 4, []string{"abcd\ref\n"}, []chunk{{"abcd", true}, {"\ref", false}}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
