@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"net"
 	"os"
 	"os/exec"
@@ -261,12 +262,21 @@ func TestBootstrapInvalidConfig(t *testing.T) {
 		{"bad env var", nil, &subprocess.Config{EnvVars: []string{"A=B"}}},
 		{"negative max line", nil, &subprocess.Config{MaxLineBytes: -1}},
 		{"negative tail", nil, &subprocess.Config{StderrTailLines: -1}},
+		{"huge max line", nil, &subprocess.Config{MaxLineBytes: 1 << 30}},
+		// Not a panic (makeslice) with the pipes and listener left open.
+		{"huge tail", nil, &subprocess.Config{StderrTailLines: math.MaxInt}},
+		{"tail past the bound", nil, &subprocess.Config{StderrTailLines: subprocess.MaxStderrTailLines + 1}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			cmd := childCmd(t, "exit0")
 			if tt.cmd != nil {
 				cmd = tt.cmd()
+			}
+			if tt.cfg != nil {
+				if err := tt.cfg.Validate(); !errors.Is(err, vmre.ErrInvalidConfig) {
+					t.Errorf("Validate() = %v, want ErrInvalidConfig", err)
+				}
 			}
 			_, stopper, err := subprocess.Bootstrap(t.Context(), cmd, tt.cfg)
 			if !errors.Is(err, vmre.ErrInvalidConfig) {
@@ -276,6 +286,9 @@ func TestBootstrapInvalidConfig(t *testing.T) {
 				t.Error("a Stopper came with the error")
 			}
 		})
+	}
+	if err := (&subprocess.Config{StderrTailLines: subprocess.MaxStderrTailLines}).Validate(); err != nil {
+		t.Errorf("StderrTailLines at its bound: %v", err)
 	}
 }
 

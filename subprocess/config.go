@@ -22,6 +22,9 @@ const (
 	// DefaultStderrTailLines is how many of the last stderr lines an
 	// [vmre.ExitError] carries.
 	DefaultStderrTailLines = 20
+	// MaxStderrTailLines is the largest valid Config.StderrTailLines. Each
+	// kept line holds up to 1 KiB, so the tail holds at most about 10 MiB.
+	MaxStderrTailLines = 10_000
 )
 
 // Config configures [Bootstrap]. The zero value of every field means its
@@ -68,7 +71,8 @@ type Config struct {
 	// into chunks (Line.Partial), never dropped. Default: DefaultMaxLineBytes.
 	MaxLineBytes int
 	// StderrTailLines is how many of the last stderr lines are kept for the
-	// error reporting a process that exited. Default: DefaultStderrTailLines.
+	// error reporting a process that exited. Default: DefaultStderrTailLines;
+	// at most MaxStderrTailLines.
 	StderrTailLines int
 	// OnOutput, if set, is called for every output line after it has been
 	// logged, in order within each stream, from the goroutine reading that
@@ -211,8 +215,9 @@ func (c *Config) validate() error {
 		return fmt.Errorf("%w: no environment variable to pass the engine address in", vmre.ErrInvalidConfig)
 	case c.MaxLineBytes < 0 || c.MaxLineBytes > maxMaxLineBytes:
 		return fmt.Errorf("%w: max line bytes %d is outside 1..%d", vmre.ErrInvalidConfig, c.MaxLineBytes, maxMaxLineBytes)
-	case c.StderrTailLines < 0:
-		return fmt.Errorf("%w: stderr tail lines %d is negative", vmre.ErrInvalidConfig, c.StderrTailLines)
+	case c.StderrTailLines < 0 || c.StderrTailLines > MaxStderrTailLines:
+		// The tail's ring is allocated up front, at every launch.
+		return fmt.Errorf("%w: stderr tail lines %d is outside 1..%d", vmre.ErrInvalidConfig, c.StderrTailLines, MaxStderrTailLines)
 	}
 	for _, name := range c.EnvVars {
 		if name == "" || strings.ContainsAny(name, "=\x00") {
