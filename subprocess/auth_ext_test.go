@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -487,6 +488,56 @@ func TestEnvPolicy(t *testing.T) {
 					slices.Sort(keys)
 					t.Errorf("plugin sees %d variables %v, want exactly %d", len(env), keys, allowed)
 				}
+			}
+		})
+	}
+}
+
+// TestPWDFollowsDir: as os/exec does, a plugin started with cmd.Dir set
+// and cmd.Env nil gets PWD set to the absolute Dir, not the engine's PWD;
+// an explicit cmd.Env is passed as it is. Not parallel: it sets the
+// engine's environment, which the plugin inherits when cmd.Env is nil.
+func TestPWDFollowsDir(t *testing.T) {
+	t.Setenv(childModeEnv, "env-dump")
+	t.Setenv("PWD", "/engine/pwd")
+	abs := t.TempDir()
+	rel, err := filepath.Abs("testdata")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name    string
+		dir     string
+		env     []string
+		wantPWD string
+	}{
+		{"absolute dir", abs, nil, abs},
+		{"relative dir", "testdata", nil, rel},
+		{"explicit env", abs, append(os.Environ(), "PWD=/from/env"), "/from/env"},
+		{"no dir", "", nil, "/engine/pwd"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			exe, err := os.Executable()
+			if err != nil {
+				t.Fatal(err)
+			}
+			out := newCollector()
+			cmd := subprocess.NewCmd(exe)
+			cmd.Dir, cmd.Env = tt.dir, tt.env
+			_, stopper, err := subprocess.Bootstrap(t.Context(), cmd, &subprocess.Config{OnOutput: out.add})
+			if err != nil {
+				t.Fatal(err)
+			}
+			stopper.Stop(t.Context())
+			var pwds []string
+			for _, l := range out.snapshot() {
+				if v, ok := strings.CutPrefix(l.Text, "env PWD="); ok {
+					pwds = append(pwds, v)
+				}
+			}
+			if len(pwds) != 1 || pwds[0] != tt.wantPWD {
+				t.Errorf("plugin's PWD = %q, want [%q]", pwds, tt.wantPWD)
 			}
 		})
 	}

@@ -74,8 +74,9 @@ type Status struct {
 // vmre.ErrChecksumMismatch before anything is started or opened. It then
 // opens its own listener on 127.0.0.1:0 and serves the vm.runtime.Runtime
 // handshake there (gRPC, gRPC-Web and Connect over HTTP/1.1 and h2c, see
-// package server), builds the plugin's environment from cmd.Env (or
-// os.Environ() if cmd.Env is nil) under Config.EnvPolicy, sets the
+// package server), builds the plugin's environment from cmd.Env (or, if
+// cmd.Env is nil, os.Environ() with PWD set to cmd.Dir made absolute when
+// cmd.Dir is set, as os/exec does) under Config.EnvPolicy, sets the
 // listener's address under every name in Config.EnvVars and a fresh random
 // secret under vmre.HandshakeTokenKey, and starts the process with its
 // stdout and stderr bridged into Config.Log. Callers that Config.HandshakeAuth
@@ -245,7 +246,7 @@ func launch(cmd *exec.Cmd, cfg *settings, exe *preflight.Executable) (*launched,
 		return nil, fmt.Errorf("%w: create stderr pipe: %w", vmre.ErrHandshakeFailed, err)
 	}
 
-	cmd.Env = pluginEnv(cmd.Env, cfg, addr, token)
+	cmd.Env = pluginEnv(cmd.Env, cmd.Dir, cfg, addr, token)
 	cmd.Stdout, cmd.Stderr = outW, errW
 	prepareSysProcAttr(cmd)
 

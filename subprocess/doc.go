@@ -58,12 +58,14 @@
 // # Environment
 //
 // Config.EnvPolicy "inherit" (the default) passes cmd.Env, or the
-// engine's environment if cmd.Env is nil, to the plugin; "clean" passes
-// only the variables named in Config.EnvKeep (default PATH, HOME, USER,
-// LOGNAME, TMPDIR, TZ, LANG and LC_*). Config.Env entries are added under
-// either policy. Whatever the policy, inherited engine-address variables
-// and handshake secrets are dropped (an engine running as another
-// engine's plugin must not pass its own on) and the launch's own are set.
+// engine's environment if cmd.Env is nil, to the plugin; in that case, as
+// os/exec does, PWD is set to cmd.Dir made absolute when cmd.Dir is set
+// (not on Windows). "clean" passes only the variables named in
+// Config.EnvKeep (default PATH, HOME, USER, LOGNAME, TMPDIR, TZ, LANG and
+// LC_*) of that same base. Config.Env entries are added under either
+// policy. Whatever the policy, inherited engine-address variables and
+// handshake secrets are dropped (an engine running as another engine's
+// plugin must not pass its own on) and the launch's own are set.
 //
 // # Output
 //

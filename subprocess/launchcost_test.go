@@ -46,7 +46,7 @@ func BenchmarkLaunchChecks(b *testing.B) {
 	})
 	b.Run("env", func(b *testing.B) {
 		for b.Loop() {
-			_ = pluginEnv(nil, &cfg, "127.0.0.1:12345", "token")
+			_ = pluginEnv(nil, "", &cfg, "127.0.0.1:12345", "token")
 		}
 	})
 	b.Run("policy", func(b *testing.B) {
