@@ -150,6 +150,7 @@ func TestBootstrapPreflight(t *testing.T) {
 	wrongArch := write("wrong-arch", otherArchELF(t), 0o755)
 	empty := write("empty", nil, 0o755)
 	badInterp := write("bad-interp.sh", []byte("#!/no/such/interpreter\n"), 0o755)
+	crlf := write("crlf.sh", []byte(strings.ReplaceAll(script, "\n", "\r\n")), 0o755)
 	pinned := write("pinned.sh", []byte(script), 0o755)
 	otherSum := sha256.Sum256([]byte("another build"))
 
@@ -167,6 +168,7 @@ func TestBootstrapPreflight(t *testing.T) {
 		{"empty file", subprocess.NewCmd(empty), "", []error{vmre.ErrNotExecutable}, "file is empty"},
 		{"another architecture", subprocess.NewCmd(wrongArch), "", []error{vmre.ErrNotExecutable}, "is not for " + runtime.GOOS + "/" + runtime.GOARCH},
 		{"missing interpreter", subprocess.NewCmd(badInterp), "", []error{vmre.ErrNotExecutable}, "#! interpreter"},
+		{"CRLF script", subprocess.NewCmd(crlf), "", []error{vmre.ErrNotExecutable}, "CRLF (Windows) line endings"},
 		{"sha256 mismatch", subprocess.NewCmd(pinned), hex.EncodeToString(otherSum[:]), []error{vmre.ErrChecksumMismatch}, "sha256 of " + pinned + " is " + sha256Of(t, pinned) + ", want " + hex.EncodeToString(otherSum[:])},
 		{"relative to cmd.Dir", func() *exec.Cmd { c := subprocess.NewCmd("./no-exec.sh"); c.Dir = dir; return c }(), "", []error{vmre.ErrNotExecutable}, "no execute permission"},
 	}

@@ -203,6 +203,8 @@ const maxShebang = 256
 // checkScript accepts a "#!" script on Unix if its interpreter, when given
 // as an absolute path, exists and is executable: a script whose interpreter
 // is missing fails at exec with a confusing "no such file or directory".
+// A "#!" line ending in "\r\n" is refused for the same reason: the kernel
+// keeps the "\r", so it looks for "/bin/sh\r" (or passes "-e\r" on).
 func checkScript(f *os.File, goos string) error {
 	if goos == "windows" {
 		return errors.New("#! scripts do not run on windows")
@@ -211,11 +213,24 @@ func checkScript(f *os.File, goos string) error {
 	if err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, bufio.ErrBufferFull) {
 		return fmt.Errorf("read #! line: %w", err)
 	}
-	fields := strings.Fields(strings.TrimPrefix(line, "#!"))
-	if len(fields) == 0 {
+	// Parsed as the kernel does: only spaces and tabs separate, so a "\r"
+	// stays in the interpreter's name or in its one argument.
+	line = strings.TrimRight(strings.TrimSuffix(strings.TrimPrefix(line, "#!"), "\n"), " \t")
+	line = strings.TrimLeft(line, " \t")
+	if line == "" {
 		return errors.New("#! line names no interpreter")
 	}
-	interp := fields[0]
+	interp, arg := line, ""
+	if i := strings.IndexAny(line, " \t"); i >= 0 {
+		interp, arg = line[:i], strings.TrimLeft(line[i:], " \t")
+	}
+	if strings.HasSuffix(line, "\r") {
+		what, name := "interpreter", interp
+		if arg != "" {
+			what, name = "argument", arg
+		}
+		return fmt.Errorf("#! %s %q ends in a carriage return: the script has CRLF (Windows) line endings, which the kernel does not strip; convert them to LF", what, name)
+	}
 	if !strings.HasPrefix(interp, "/") {
 		return nil // relative interpreters are resolved by the kernel against the working directory
 	}

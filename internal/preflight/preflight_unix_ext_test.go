@@ -58,6 +58,25 @@ func TestOpenUnix(t *testing.T) {
 			wantText: "#! interpreter",
 		},
 		{
+			// The kernel keeps the "\r": it would look for "/bin/sh\r".
+			name:     "script with CRLF line endings",
+			path:     func(t *testing.T) string { return write(t, "plugin.sh", []byte("#!/bin/sh\r\necho hi\r\n"), 0o755) },
+			wantErr:  vmre.ErrNotExecutable,
+			wantText: "CRLF (Windows) line endings",
+		},
+		{
+			// Here it would pass "-e\r" to the interpreter.
+			name:     "script with CRLF line endings and an argument",
+			path:     func(t *testing.T) string { return write(t, "plugin.sh", []byte("#!/bin/sh -e\r\necho hi\r\n"), 0o755) },
+			wantErr:  vmre.ErrNotExecutable,
+			wantText: "CRLF (Windows) line endings",
+		},
+		{
+			name:       "script with a tab before the argument",
+			path:       func(t *testing.T) string { return write(t, "plugin.sh", []byte("#!/bin/sh\t-e\necho hi\n"), 0o755) },
+			wantFormat: "script",
+		},
+		{
 			name:     "script without an interpreter",
 			path:     func(t *testing.T) string { return write(t, "plugin.sh", []byte("#!\n"), 0o755) },
 			wantErr:  vmre.ErrNotExecutable,
