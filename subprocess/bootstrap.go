@@ -95,11 +95,15 @@ type Status struct {
 // Bootstrap sets cmd.Env, cmd.Stdout, cmd.Stderr and, on Linux,
 // cmd.SysProcAttr's process group (one of the plugin's own) and
 // parent-death signal (SIGKILL, overriding any other, such as avalanchego's
-// SIGTERM, which a plugin ignoring SIGTERM survives); on Linux it also
-// appends the checked file to cmd.ExtraFiles and points cmd.Path at it
-// (/proc/self/fd/N, through a short-lived link named like the plugin so
-// that the process keeps its name in ps and top; cmd.Args, and so the
-// plugin's argv[0], stay as they were).
+// SIGTERM, which a plugin ignoring SIGTERM survives). On Linux, for a
+// binary, it also appends the checked file to cmd.ExtraFiles and points
+// cmd.Path at it (/proc/self/fd/N, through a short-lived link named like
+// the plugin so that the process keeps its name in ps and top; cmd.Args,
+// and so the plugin's argv[0], stay as they were). A "#!" script is
+// executed by its checked absolute path, which its interpreter gets as $0,
+// and inherits no descriptor; with Config.SHA256 set it is executed
+// through /proc/self/fd/N like a binary, so that the pinned contents are
+// what runs, and its $0 is then /proc/self/fd/N.
 // config may be nil for all defaults; it is not modified. Invalid
 // configuration errors match vmre.ErrInvalidConfig, and a process that
 // cannot be started gives an error matching vmre.ErrHandshakeFailed that

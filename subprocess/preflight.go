@@ -21,10 +21,12 @@ const formatCacheSize = 32
 
 // checkPlugin runs the pre-flight checks on the file cmd would execute
 // and, on Linux, points cmd at the open, checked file (exec through
-// /proc/self/fd), so that what was checked is what runs. The caller closes
-// the returned Executable once cmd.Start has returned. Errors wrap
-// vmre.ErrHandshakeFailed and vmre.ErrNotExecutable, vmre.ErrChecksumMismatch
-// or, for a path that does not exist, fs.ErrNotExist.
+// /proc/self/fd), so that what was checked is what runs; an unpinned
+// script is pointed at its checked path, which it gets as $0 (see
+// preflight's Prepare). The caller closes the returned Executable once
+// cmd.Start has returned. Errors wrap vmre.ErrHandshakeFailed and
+// vmre.ErrNotExecutable, vmre.ErrChecksumMismatch or, for a path that
+// does not exist, fs.ErrNotExist.
 func checkPlugin(cmd *exec.Cmd, pin string) (*preflight.Executable, error) {
 	if cmd.Err != nil {
 		// exec.Command could not resolve the name: Start would fail with

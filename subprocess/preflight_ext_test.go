@@ -15,6 +15,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -225,4 +226,54 @@ func TestBootstrapPreflight(t *testing.T) {
 			t.Error("a refused plugin ran")
 		}
 	})
+}
+
+// TestScriptPluginSeesItsPath: an unpinned "#!" plugin is executed by its
+// path, so the usual wrapper that execs a binary beside itself through
+// "$(dirname "$0")" works; a pinned one runs through the checked
+// descriptor, so its $0 is /proc/self/fd/N. Both exit before the
+// handshake, and their stderr arrives in the exit error's tail.
+func TestScriptPluginSeesItsPath(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	write := func(name, body string) string {
+		path := filepath.Join(dir, name)
+		if err := os.WriteFile(path, []byte(body), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chmod(path, 0o755); err != nil { // umask
+			t.Fatal(err)
+		}
+		return path
+	}
+	realVM := write("real-vm", "#!/bin/sh\necho \"real-vm ran as $0\" >&2\nexit 3\n")
+	wrapper := write("wrapper", "#!/bin/sh\nexec \"$(dirname \"$0\")/real-vm\"\n")
+	const printer = "#!/bin/sh\necho \"\\$0=$0\" >&2\nexit 3\n"
+	printerPath := write("printer", printer)
+	pin := sha256.Sum256([]byte(printer))
+
+	tests := []struct {
+		name, path, pin, want string
+	}{
+		{"wrapper", wrapper, "", "real-vm ran as " + realVM},
+		{"unpinned", printerPath, "", "$0=" + printerPath},
+		{"pinned", printerPath, hex.EncodeToString(pin[:]), "$0=/proc/self/fd/3"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			_, stopper, err := subprocess.Bootstrap(t.Context(), subprocess.NewCmd(tt.path), &subprocess.Config{SHA256: tt.pin})
+			if err == nil {
+				stopper.Stop(t.Context())
+				t.Fatal("Bootstrap succeeded")
+			}
+			var exitErr *vmre.ExitError
+			if !errors.As(err, &exitErr) || exitErr.ExitCode != 3 {
+				t.Fatalf("err = %v, want exit status 3", err)
+			}
+			if !slices.Equal(exitErr.StderrTail, []string{tt.want}) {
+				t.Errorf("stderr = %q, want [%q]", exitErr.StderrTail, tt.want)
+			}
+		})
+	}
 }

@@ -31,23 +31,32 @@ func checkAccess(f *os.File) error {
 	}
 }
 
-// Prepare points cmd at the checked file: the child executes
-// /proc/self/fd/N, where N is the descriptor cmd.ExtraFiles gives the file
-// in the child, so it runs exactly the inode that was checked. cmd.Args
-// (and so the plugin's argv[0]) are left alone. If /proc is not mounted,
-// cmd.Path becomes the checked path instead. Call Prepare last, after any
-// other change to cmd.ExtraFiles, then Start, then [Executable.Close].
+// Prepare points cmd at the checked file. For a binary, the child
+// executes /proc/self/fd/N, where N is the descriptor cmd.ExtraFiles gives
+// the file in the child, so it runs exactly the inode that was checked;
+// cmd.Args (and so the plugin's argv[0]) are left alone. A "#!" script is
+// executed by its checked (absolute) path instead, with nothing added to
+// cmd.ExtraFiles, because the kernel hands its interpreter the executed
+// path as the script's name ($0), and wrappers such as
+// exec "$(dirname "$0")/real-vm" need the real one; the path could then
+// be swapped between the checks and the exec, as on systems other than
+// Linux. A script checked against a SHA-256 pin is executed through
+// /proc/self/fd/N like a binary, so that the pinned contents are what
+// runs, and its $0 is then /proc/self/fd/N. If /proc is not mounted,
+// cmd.Path becomes the checked path. Call Prepare last, after any other
+// change to cmd.ExtraFiles, then Start, then [Executable.Close].
 //
 // The kernel names a process (/proc/PID/comm: what ps, top and pgrep show)
 // after the last element of the path it executes, which here would be
 // "N". So for a binary, cmd.Path is a symbolic link to /proc/self/fd/N
 // named like the checked file, in a private temporary directory that
 // Close removes; the link resolves in the child, to the same descriptor.
-// A script is executed through /proc/self/fd/N itself: its interpreter
-// opens that path after the exec, when the link may already be gone. If
-// the link cannot be made, the process is named "N" and runs all the same.
+// A pinned script is executed through /proc/self/fd/N itself: its
+// interpreter opens that path after the exec, when the link may already
+// be gone. If the link cannot be made, the process is named "N" and runs
+// all the same.
 func (e *Executable) Prepare(cmd *exec.Cmd) {
-	if e.file == nil {
+	if e.file == nil || (e.Format == "script" && e.SHA256 == "") {
 		cmd.Path = e.Path
 		return
 	}

@@ -1,5 +1,6 @@
 // Package preflight checks a plugin binary before it is started, and hands
-// back the open file so that exactly the checked file is executed.
+// back the open file so that, where it can, exactly the checked file is
+// executed.
 //
 // [Open] verifies that the path names a regular, executable file whose
 // header (ELF, Mach-O or PE; a "#!" script is accepted on Unix) is for the
@@ -7,14 +8,18 @@
 // file's contents hash to it. Every check reads the same open file.
 // [Executable.Prepare] then points an [exec.Cmd] at that file:
 //
-//   - On Linux the command executes /proc/self/fd/N, a descriptor of the
-//     checked file, so renaming, deleting or symlink-swapping the path after
-//     the checks has no effect: the checked inode is what runs. The plugin
-//     inherits that one read-only descriptor (scripts need it: the kernel
-//     hands the interpreter the /proc/self/fd path). A binary is executed
-//     through a link to that path named like the file, so that the process
-//     keeps its name. If /proc is not mounted, the path is executed by
-//     name.
+//   - On Linux a binary is executed as /proc/self/fd/N, a descriptor of
+//     the checked file, so renaming, deleting or symlink-swapping the path
+//     after the checks has no effect: the checked inode is what runs. The
+//     binary inherits that one read-only descriptor. It is executed through
+//     a link to that path named like the file, so that the process keeps
+//     its name. A "#!" script is executed by its checked absolute path, so
+//     that its $0 is its real path (the kernel hands the interpreter the
+//     executed path), and inherits no descriptor; as on macOS, a window
+//     remains in which the path could be swapped. With a SHA-256 pin a
+//     script is executed through /proc/self/fd/N too, so that the pinned
+//     contents are what runs, and its $0 is then /proc/self/fd/N. If /proc
+//     is not mounted, the path is executed by name.
 //   - On Windows the path is executed by name; the open handle (opened
 //     without FILE_SHARE_DELETE) keeps the file from being renamed or
 //     deleted until [Executable.Close].

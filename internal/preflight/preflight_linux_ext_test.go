@@ -65,6 +65,39 @@ func TestPrepareRunsCheckedScript(t *testing.T) {
 	}
 }
 
+// TestPrepareScriptDollarZero: an unpinned script is executed by its
+// checked path, so $0 names it (and "$(dirname "$0")" its directory) and
+// it inherits no descriptor; a pinned one runs through the descriptor, so
+// that the pinned contents are what runs, and $0 is /proc/self/fd/N.
+func TestPrepareScriptDollarZero(t *testing.T) {
+	t.Parallel()
+	body := []byte("#!/bin/sh\necho \"$0\"\n")
+	path := write(t, "plugin.sh", body, 0o755)
+	for _, tc := range []struct {
+		name, pin, want string
+		wantExtra       int
+	}{
+		{"unpinned", "", path, 0},
+		{"pinned", sum(body), "/proc/self/fd/3", 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			e, err := preflight.Open(path, preflight.Options{SHA256: tc.pin})
+			if err != nil {
+				t.Fatal(err)
+			}
+			cmd := exec.Command(path)
+			e.Prepare(cmd)
+			if len(cmd.ExtraFiles) != tc.wantExtra {
+				t.Errorf("ExtraFiles = %d, want %d", len(cmd.ExtraFiles), tc.wantExtra)
+			}
+			if got := run(t, cmd, e); got != tc.want {
+				t.Errorf("$0 = %q, want %q", got, tc.want)
+			}
+		})
+	}
+}
+
 // TestPrepareRunsCheckedBinary: the same for a real binary, with argv[0]
 // kept as the path the user gave, and with an ExtraFiles entry already in
 // place (so the descriptor number is not 3).
