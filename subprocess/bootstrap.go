@@ -107,7 +107,8 @@ type Status struct {
 // config may be nil for all defaults; it is not modified. Invalid
 // configuration errors match vmre.ErrInvalidConfig, and a process that
 // cannot be started gives an error matching vmre.ErrHandshakeFailed that
-// wraps exec's error.
+// wraps exec's error, naming the plugin's checked path rather than the
+// link or /proc/self/fd path it was executed through.
 //
 // On every failure the process group is SIGKILLed at once (the plugin never
 // became a runtime, so it gets no grace period) and reaped, and its output
@@ -277,7 +278,7 @@ func launch(cmd *exec.Cmd, cfg *settings, exe *preflight.Executable) (*launched,
 		ln.Close()
 		outR.Close()
 		errR.Close()
-		return nil, fmt.Errorf("%w: start process: %w", vmre.ErrHandshakeFailed, err)
+		return nil, fmt.Errorf("%w: start process: %w", vmre.ErrHandshakeFailed, namePlugin(err, cmd.Path, exe.Path))
 	}
 	p.pid = cmd.Process.Pid
 	if auth != nil {

@@ -1,7 +1,9 @@
 package subprocess
 
 import (
+	"errors"
 	"fmt"
+	"io/fs"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -58,4 +60,17 @@ func execPath(cmd *exec.Cmd) string {
 		path = "." + string(filepath.Separator) + path
 	}
 	return path
+}
+
+// namePlugin makes a start error that names the path Prepare pointed cmd
+// at (a short-lived link, or /proc/self/fd/N, meaningless to whoever reads
+// the error) name the checked plugin path instead. The error is fresh
+// from cmd.Start and nobody else holds it, so it is changed in place,
+// which keeps whatever wraps the *fs.PathError.
+func namePlugin(err error, prepared, checked string) error {
+	var pathErr *fs.PathError
+	if prepared != checked && errors.As(err, &pathErr) && pathErr.Path == prepared {
+		pathErr.Path = checked
+	}
+	return err
 }

@@ -18,6 +18,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/vmre/vmre"
@@ -273,6 +274,84 @@ func TestScriptPluginSeesItsPath(t *testing.T) {
 			}
 			if !slices.Equal(exitErr.StderrTail, []string{tt.want}) {
 				t.Errorf("stderr = %q, want [%q]", exitErr.StderrTail, tt.want)
+			}
+		})
+	}
+}
+
+// hostELF returns a minimal ELF executable header for this architecture,
+// with one PT_INTERP program header naming interp, or no program header
+// at all if interp is empty (which the kernel refuses to execute: "exec
+// format error", after the pre-flight checks have passed).
+func hostELF(t *testing.T, interp string) []byte {
+	t.Helper()
+	machine, ok := map[string]elf.Machine{"amd64": elf.EM_X86_64, "arm64": elf.EM_AARCH64}[runtime.GOARCH]
+	if !ok {
+		t.Skipf("no ELF header for %s in this test", runtime.GOARCH)
+	}
+	const ehsize, phentsize = 64, 56
+	hdr := elf.Header64{
+		Ident:     [elf.EI_NIDENT]byte{0x7f, 'E', 'L', 'F', byte(elf.ELFCLASS64), byte(elf.ELFDATA2LSB), byte(elf.EV_CURRENT)},
+		Type:      uint16(elf.ET_EXEC),
+		Machine:   uint16(machine),
+		Version:   uint32(elf.EV_CURRENT),
+		Ehsize:    ehsize,
+		Phentsize: phentsize,
+		Shentsize: 64,
+	}
+	var buf bytes.Buffer
+	var progs []any
+	if interp != "" {
+		hdr.Phoff, hdr.Phnum = ehsize, 1
+		progs = append(progs, elf.Prog64{
+			Type: uint32(elf.PT_INTERP), Flags: uint32(elf.PF_R), Off: ehsize + phentsize,
+			Filesz: uint64(len(interp) + 1), Memsz: uint64(len(interp) + 1), Align: 1,
+		}, []byte(interp+"\x00"))
+	}
+	for _, v := range append([]any{hdr}, progs...) {
+		if err := binary.Write(&buf, binary.LittleEndian, v); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return buf.Bytes()
+}
+
+// TestStartErrorNamesPlugin: a file that passes the pre-flight checks but
+// that the kernel refuses to execute gives an error naming the plugin's
+// path, not the link or /proc/self/fd path it was executed through.
+func TestStartErrorNamesPlugin(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	bad := filepath.Join(dir, "myvm")
+	if err := os.WriteFile(bad, hostELF(t, ""), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	// A pinned script runs through /proc/self/fd/N; its interpreter is
+	// the binary the kernel refuses.
+	script := []byte("#!" + bad + "\n")
+	scriptPath := filepath.Join(dir, "myvm.sh")
+	if err := os.WriteFile(scriptPath, script, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	pin := sha256.Sum256(script)
+	tests := []struct {
+		name, path, pin string
+	}{
+		{"binary", bad, ""},
+		{"pinned binary", bad, sha256Of(t, bad)},
+		{"pinned script", scriptPath, hex.EncodeToString(pin[:])},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			_, _, err := subprocess.Bootstrap(t.Context(), subprocess.NewCmd(tt.path), &subprocess.Config{SHA256: tt.pin})
+			want := "handshake failed: start process: fork/exec " + tt.path + ": exec format error"
+			if err == nil || err.Error() != want {
+				t.Fatalf("err = %v, want %q", err, want)
+			}
+			var pathErr *fs.PathError
+			if !errors.As(err, &pathErr) || pathErr.Path != tt.path || !errors.Is(err, syscall.ENOEXEC) {
+				t.Errorf("err = %#v, want an *fs.PathError for %s wrapping ENOEXEC", err, tt.path)
 			}
 		})
 	}
