@@ -68,26 +68,26 @@ type Status struct {
 //
 // How: Bootstrap first checks the file cmd would execute (see "Pre-flight
 // checks" in the package documentation): a plugin that is missing, not a
-// regular executable file, built for another OS or architecture, or that
-// does not match Config.SHA256, fails with an error matching
-// vmre.ErrHandshakeFailed and vmre.ErrNotExecutable or
-// vmre.ErrChecksumMismatch before anything is started or opened. It then
-// opens its own listener on 127.0.0.1:0 and serves the vm.runtime.Runtime
-// handshake there (gRPC, gRPC-Web and Connect over HTTP/1.1 and h2c, see
-// package server), builds the plugin's environment from cmd.Env (or, if
-// cmd.Env is nil, os.Environ() with PWD set to cmd.Dir made absolute when
-// cmd.Dir is set, as os/exec does) under Config.EnvPolicy, sets the
-// listener's address under every name in Config.EnvVars and a fresh random
-// secret under vmre.HandshakeTokenKey, and starts the process with its
-// stdout and stderr bridged into Config.Log. Callers that Config.HandshakeAuth
-// does not admit (see "Who may handshake" in the package documentation)
-// are refused with unauthenticated or permission_denied and decide
-// nothing. Only the first admitted Initialize that passes validation
-// decides the handshake; later ones are refused with
-// vmre.ErrAlreadyInitialized. The listener is closed before Bootstrap
-// returns, and the server shuts down right after delivering its answer,
-// or at once, closing its connections, when the process has been reaped
-// (so it never delays Done or Stop).
+// regular executable file, built for another OS or architecture, whose ELF
+// or "#!" interpreter is missing, or that does not match Config.SHA256,
+// fails with an error matching vmre.ErrHandshakeFailed and
+// vmre.ErrNotExecutable or vmre.ErrChecksumMismatch before anything is
+// started or opened. It then opens its own listener on 127.0.0.1:0 and
+// serves the vm.runtime.Runtime handshake there (gRPC, gRPC-Web and
+// Connect over HTTP/1.1 and h2c, see package server), builds the plugin's
+// environment from cmd.Env (or, if cmd.Env is nil, os.Environ() with PWD
+// set to cmd.Dir made absolute when cmd.Dir is set, as os/exec does) under
+// Config.EnvPolicy, sets the listener's address under every name in
+// Config.EnvVars and a fresh random secret under vmre.HandshakeTokenKey,
+// and starts the process with its stdout and stderr bridged into
+// Config.Log. Callers that Config.HandshakeAuth does not admit (see "Who
+// may handshake" in the package documentation) are refused with
+// unauthenticated or permission_denied and decide nothing. Only the first
+// admitted Initialize that passes validation decides the handshake; later
+// ones are refused with vmre.ErrAlreadyInitialized. The listener is closed
+// before Bootstrap returns, and the server shuts down right after
+// delivering its answer, or at once, closing its connections, when the
+// process has been reaped (so it never delays Done or Stop).
 //
 // cmd must not have been started, its Stdout and Stderr must be nil and its
 // Stdin nil or an *os.File (any other reader needs a copying goroutine that

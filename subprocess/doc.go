@@ -44,22 +44,23 @@
 // cmd would execute: it must exist, be a regular file with execute
 // permission (and, on Linux, on a filesystem that allows exec), and be an
 // ELF, Mach-O or PE binary for this OS and architecture, or a "#!" script
-// on Unix. With Config.SHA256 set, its contents must hash to the pin. The
-// checks read one open file, and on Linux a binary is executed through
-// that descriptor (/proc/self/fd/N), so a path renamed, replaced or
-// re-linked after the check cannot swap in another binary; elsewhere the
-// path is executed by name after the checks (Windows keeps the file from
-// being renamed or deleted in between; macOS and the BSDs leave a short
-// window). On Linux the binary inherits that one read-only descriptor,
-// and is executed through a link to it named like the file (removed once
-// the process has started), so the process keeps its name in ps, top and
-// pgrep (/proc/PID/comm) instead of the descriptor's number; cmd.Args,
-// and so its argv[0], are unchanged. A "#!" script is executed by its
-// checked absolute path, which its interpreter gets as $0 (so a wrapper
-// can exec "$(dirname "$0")/real-vm"), and inherits no descriptor, which
-// leaves the same short window as on macOS; with Config.SHA256 set it is
-// executed through the descriptor instead, so that the pinned contents
-// are what runs, and its $0 is then /proc/self/fd/N.
+// on Unix; the interpreter an ELF binary (its dynamic loader) or a "#!"
+// line names must exist. With Config.SHA256 set, its contents must hash to
+// the pin. The checks read one open file, and on Linux a binary is
+// executed through that descriptor (/proc/self/fd/N), so a path renamed,
+// replaced or re-linked after the check cannot swap in another binary;
+// elsewhere the path is executed by name after the checks (Windows keeps
+// the file from being renamed or deleted in between; macOS and the BSDs
+// leave a short window). On Linux the binary inherits that one read-only
+// descriptor, and is executed through a link to it named like the file
+// (removed once the process has started), so the process keeps its name in
+// ps, top and pgrep (/proc/PID/comm) instead of the descriptor's number;
+// cmd.Args, and so its argv[0], are unchanged. A "#!" script is executed
+// by its checked absolute path, which its interpreter gets as $0 (so a
+// wrapper can exec "$(dirname "$0")/real-vm"), and inherits no descriptor,
+// which leaves the same short window as on macOS; with Config.SHA256 set
+// it is executed through the descriptor instead, so that the pinned
+// contents are what runs, and its $0 is then /proc/self/fd/N.
 //
 // # Environment
 //

@@ -130,6 +130,7 @@ func TestPluginKeepsItsName(t *testing.T) {
 
 // TestBootstrapPreflight: a plugin that is missing, a directory, not
 // executable, empty, for another architecture, a script with a missing
+// interpreter or CRLF line endings, a binary with a missing ELF
 // interpreter, or not matching its SHA-256 pin fails with a clear error
 // before anything is started: no process (a marker the plugin would write
 // stays absent, no child appears), no descriptor left open. It is not
@@ -153,6 +154,8 @@ func TestBootstrapPreflight(t *testing.T) {
 	empty := write("empty", nil, 0o755)
 	badInterp := write("bad-interp.sh", []byte("#!/no/such/interpreter\n"), 0o755)
 	crlf := write("crlf.sh", []byte(strings.ReplaceAll(script, "\n", "\r\n")), 0o755)
+	const musl = "/no/such/lib/ld-musl-x86_64.so.1"
+	noInterp := write("musl-vm", hostELF(t, musl), 0o755)
 	pinned := write("pinned.sh", []byte(script), 0o755)
 	otherSum := sha256.Sum256([]byte("another build"))
 
@@ -171,6 +174,7 @@ func TestBootstrapPreflight(t *testing.T) {
 		{"another architecture", subprocess.NewCmd(wrongArch), "", []error{vmre.ErrNotExecutable}, "is not for " + runtime.GOOS + "/" + runtime.GOARCH},
 		{"missing interpreter", subprocess.NewCmd(badInterp), "", []error{vmre.ErrNotExecutable}, "#! interpreter"},
 		{"CRLF script", subprocess.NewCmd(crlf), "", []error{vmre.ErrNotExecutable}, "CRLF (Windows) line endings"},
+		{"missing ELF interpreter", subprocess.NewCmd(noInterp), "", []error{vmre.ErrNotExecutable}, noInterp + ": ELF interpreter " + musl + " not found"},
 		{"sha256 mismatch", subprocess.NewCmd(pinned), hex.EncodeToString(otherSum[:]), []error{vmre.ErrChecksumMismatch}, "sha256 of " + pinned + " is " + sha256Of(t, pinned) + ", want " + hex.EncodeToString(otherSum[:])},
 		{"relative to cmd.Dir", func() *exec.Cmd { c := subprocess.NewCmd("./no-exec.sh"); c.Dir = dir; return c }(), "", []error{vmre.ErrNotExecutable}, "no execute permission"},
 	}

@@ -11,6 +11,11 @@ import (
 // cached: the file type, mode and execute-permission checks run on every
 // [Open], and a SHA-256 pin always hashes the opened file.
 //
+// An ELF binary's verdict includes its program interpreter (PT_INTERP,
+// the dynamic loader), read from the header; since that is another file,
+// whether it exists and is executable is checked on every Open, from the
+// cached verdict or not.
+//
 // The identity is the opened file's device, inode, size, modification
 // time and status-change time (fstat of the descriptor that is then
 // executed), plus the target OS and architecture. Any write, truncation,
@@ -26,7 +31,7 @@ import (
 // *FormatCache cache nothing.
 type FormatCache struct {
 	mu    sync.Mutex
-	m     map[formatKey]string
+	m     map[formatKey]verdict
 	order []formatKey // ring of the keys in m, oldest at next once full
 	next  int
 }
@@ -42,28 +47,28 @@ type formatKey struct {
 // NewFormatCache returns a cache of at most capacity files (at least 1).
 func NewFormatCache(capacity int) *FormatCache {
 	capacity = max(capacity, 1)
-	return &FormatCache{m: make(map[formatKey]string, capacity), order: make([]formatKey, 0, capacity)}
+	return &FormatCache{m: make(map[formatKey]verdict, capacity), order: make([]formatKey, 0, capacity)}
 }
 
-func (c *FormatCache) get(info fs.FileInfo, goos, goarch string) (key formatKey, format string, ok bool) {
+func (c *FormatCache) get(info fs.FileInfo, goos, goarch string) (key formatKey, v verdict, ok bool) {
 	if c == nil || c.m == nil {
-		return formatKey{}, "", false
+		return formatKey{}, verdict{}, false
 	}
 	key, ok = fileKey(info)
 	if !ok {
-		return formatKey{}, "", false
+		return formatKey{}, verdict{}, false
 	}
 	key.goos, key.goarch = goos, goarch
 	c.mu.Lock()
-	format, hit := c.m[key]
+	v, hit := c.m[key]
 	c.mu.Unlock()
-	return key, format, hit
+	return key, v, hit
 }
 
-// put remembers that the file key names passed the header check as
-// format. A zero key (no identity) is ignored.
-func (c *FormatCache) put(key formatKey, format string) {
-	if c == nil || c.m == nil || key == (formatKey{}) || format == "script" {
+// put remembers that the file key names passed the header check with
+// verdict v. A zero key (no identity) is ignored.
+func (c *FormatCache) put(key formatKey, v verdict) {
+	if c == nil || c.m == nil || key == (formatKey{}) || v.format == "script" {
 		return
 	}
 	c.mu.Lock()
@@ -78,7 +83,7 @@ func (c *FormatCache) put(key formatKey, format string) {
 		c.order[c.next] = key
 		c.next = (c.next + 1) % len(c.order)
 	}
-	c.m[key] = format
+	c.m[key] = v
 }
 
 // Len reports how many files the cache holds.

@@ -10,33 +10,45 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"strings"
 )
 
+// verdict is what the header check found about a file that passed it,
+// and what a [FormatCache] keeps.
+type verdict struct {
+	// format is "elf", "macho", "pe" or "script".
+	format string
+	// interp is an ELF binary's program interpreter (PT_INTERP), or
+	// empty. It is another file, so checkInterp looks at it on every
+	// Open, the verdict cached or not.
+	interp string
+}
+
 // checkFormat identifies the file by its first bytes and checks that it is
-// an executable for goos/goarch. It returns "elf", "macho", "pe" or
-// "script".
-func checkFormat(f *os.File, goos, goarch string) (string, error) {
+// an executable for goos/goarch.
+func checkFormat(f *os.File, goos, goarch string) (verdict, error) {
 	var magic [4]byte
 	n, err := f.ReadAt(magic[:], 0)
 	if err != nil && !errors.Is(err, io.EOF) {
-		return "", fmt.Errorf("read header: %w", err)
+		return verdict{}, fmt.Errorf("read header: %w", err)
 	}
 	head := magic[:n]
 	switch {
 	case n == 0:
-		return "", errors.New("file is empty")
+		return verdict{}, errors.New("file is empty")
 	case bytes.HasPrefix(head, []byte(elf.ELFMAG)):
-		return "elf", checkELF(f, goos, goarch)
+		interp, err := checkELF(f, goos, goarch)
+		return verdict{format: "elf", interp: interp}, err
 	case isMachO(head):
-		return "macho", checkMachO(f, goos, goarch)
+		return verdict{format: "macho"}, checkMachO(f, goos, goarch)
 	case bytes.HasPrefix(head, []byte("MZ")):
-		return "pe", checkPE(f, goos, goarch)
+		return verdict{format: "pe"}, checkPE(f, goos, goarch)
 	case bytes.HasPrefix(head, []byte("#!")):
-		return "script", checkScript(f, goos)
+		return verdict{format: "script"}, checkScript(f, goos)
 	default:
-		return "", fmt.Errorf("unknown executable format (starts with %q), want ELF, Mach-O, PE or a #! script", head)
+		return verdict{}, fmt.Errorf("unknown executable format (starts with %q), want ELF, Mach-O, PE or a #! script", head)
 	}
 }
 
@@ -75,29 +87,72 @@ var elfOSABI = map[string]elf.OSABI{
 	"dragonfly": elf.ELFOSABI_NONE,
 }
 
-func checkELF(f *os.File, goos, goarch string) error {
+// checkELF checks an ELF file and returns its program interpreter
+// (PT_INTERP; empty for a static binary).
+func checkELF(f *os.File, goos, goarch string) (string, error) {
 	ef, err := elf.NewFile(f)
 	if err != nil {
-		return fmt.Errorf("malformed ELF: %w", err)
+		return "", fmt.Errorf("malformed ELF: %w", err)
 	}
 	defer ef.Close()
 	what := fmt.Sprintf("ELF %s %s %s", elfClassName(ef.Class), orderName(ef.ByteOrder), ef.Machine)
 	if goos == "darwin" || goos == "ios" || goos == "windows" {
-		return fmt.Errorf("%s is not for %s/%s", what, goos, goarch)
+		return "", fmt.Errorf("%s is not for %s/%s", what, goos, goarch)
 	}
 	if ef.Type != elf.ET_EXEC && ef.Type != elf.ET_DYN {
-		return fmt.Errorf("%s is not an executable (type %s)", what, ef.Type)
+		return "", fmt.Errorf("%s is not an executable (type %s)", what, ef.Type)
 	}
 	if abi, ok := elfOSABI[goos]; ok && ef.OSABI != elf.ELFOSABI_NONE && ef.OSABI != abi {
-		return fmt.Errorf("%s is for OS/ABI %s, not %s/%s", what, ef.OSABI, goos, goarch)
+		return "", fmt.Errorf("%s is for OS/ABI %s, not %s/%s", what, ef.OSABI, goos, goarch)
 	}
-	want, ok := elfArches[goarch]
-	if !ok {
-		return nil // an architecture vmre does not know: exec will tell
-	}
-	if ef.Machine != want.machine || ef.Class != want.class || ef.ByteOrder != want.order {
-		return fmt.Errorf("%s is not for %s/%s (want %s %s %s)", what, goos, goarch,
+	if want, ok := elfArches[goarch]; ok && (ef.Machine != want.machine || ef.Class != want.class || ef.ByteOrder != want.order) {
+		return "", fmt.Errorf("%s is not for %s/%s (want %s %s %s)", what, goos, goarch,
 			elfClassName(want.class), orderName(want.order), want.machine)
+	}
+	// An architecture vmre does not know is not checked: exec will tell.
+	return elfInterp(ef)
+}
+
+// maxInterp bounds the PT_INTERP string read, as the kernel does
+// (PATH_MAX).
+const maxInterp = 4096
+
+// elfInterp returns the path in the file's PT_INTERP segment, up to its
+// terminating NUL.
+func elfInterp(ef *elf.File) (string, error) {
+	for _, p := range ef.Progs {
+		if p.Type != elf.PT_INTERP {
+			continue
+		}
+		b, err := io.ReadAll(io.LimitReader(p.Open(), maxInterp))
+		if err != nil {
+			return "", fmt.Errorf("read ELF interpreter: %w", err)
+		}
+		if i := bytes.IndexByte(b, 0); i >= 0 {
+			b = b[:i]
+		}
+		return string(b), nil
+	}
+	return "", nil
+}
+
+// checkInterp checks that an ELF binary's interpreter (the dynamic
+// loader, such as /lib64/ld-linux-x86-64.so.2) exists and is executable:
+// without it, exec fails with a bare "no such file or directory" that
+// names the binary, which does exist. A relative path, which the kernel
+// resolves against the working directory, is left to exec.
+func checkInterp(interp string) error {
+	if !strings.HasPrefix(interp, "/") {
+		return nil
+	}
+	info, err := os.Stat(interp)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return fmt.Errorf("ELF interpreter %s not found", interp)
+	case err != nil:
+		return fmt.Errorf("ELF interpreter: %w", err)
+	case !info.Mode().IsRegular() || info.Mode().Perm()&0o111 == 0:
+		return fmt.Errorf("ELF interpreter %s is not an executable file", interp)
 	}
 	return nil
 }

@@ -4,8 +4,10 @@
 //
 // [Open] verifies that the path names a regular, executable file whose
 // header (ELF, Mach-O or PE; a "#!" script is accepted on Unix) is for the
-// target OS and architecture, and, when a SHA-256 pin is given, that the
-// file's contents hash to it. Every check reads the same open file.
+// target OS and architecture, that the interpreter a "#!" line or (for
+// the host's own OS and architecture) an ELF binary names exists and is
+// executable, and, when a SHA-256 pin is given, that the file's contents
+// hash to it. Every check of the file reads the same open file.
 // [Executable.Prepare] then points an [exec.Cmd] at that file:
 //
 //   - On Linux a binary is executed as /proc/self/fd/N, a descriptor of
@@ -31,7 +33,8 @@
 // their owner.
 //
 // Errors wrap [vmre.ErrNotExecutable] (missing, not a regular file, not
-// executable, unknown format, wrong OS or architecture),
+// executable, unknown format, wrong OS or architecture, missing
+// interpreter),
 // [vmre.ErrChecksumMismatch] (the pin does not match) or
 // [vmre.ErrInvalidConfig] (a malformed pin); a missing file also matches
 // [fs.ErrNotExist].
@@ -143,15 +146,22 @@ func (e *Executable) check(opts Options, want []byte) error {
 	if err := checkAccess(e.file); err != nil {
 		return fmt.Errorf("%w: %s: %w", vmre.ErrNotExecutable, e.Path, err)
 	}
-	key, format, cached := opts.Cache.get(info, opts.GOOS, opts.GOARCH)
+	key, v, cached := opts.Cache.get(info, opts.GOOS, opts.GOARCH)
 	if !cached {
-		format, err = checkFormat(e.file, opts.GOOS, opts.GOARCH)
+		v, err = checkFormat(e.file, opts.GOOS, opts.GOARCH)
 		if err != nil {
 			return fmt.Errorf("%w: %s: %w", vmre.ErrNotExecutable, e.Path, err)
 		}
-		opts.Cache.put(key, format)
+		opts.Cache.put(key, v)
 	}
-	e.Format = format
+	// The interpreter is looked up on this system, so only for a binary
+	// meant to run here.
+	if v.interp != "" && opts.GOOS == runtime.GOOS && opts.GOARCH == runtime.GOARCH {
+		if err := checkInterp(v.interp); err != nil {
+			return fmt.Errorf("%w: %s: %w", vmre.ErrNotExecutable, e.Path, err)
+		}
+	}
+	e.Format = v.format
 	if want != nil {
 		h := sha256.New()
 		// A section reader reads by offset, leaving the file's position
