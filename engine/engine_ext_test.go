@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -344,5 +345,186 @@ func waitFor(t *testing.T, cond func() bool) {
 			t.Fatal("condition not met within 2s")
 		}
 		time.Sleep(time.Millisecond)
+	}
+}
+
+// TestRestartRacingEviction: with a history of one, every runtime that
+// ends evicts the one that ended before it. A Restart whose runtime is
+// evicted between its stop and its new launch must fail with
+// ErrUnknownRuntime, not launch a process that List and Get cannot see
+// (whose end would later make the history evict a missing entry). To hit
+// that gap often, a second runtime ends as soon as a watcher sees the
+// restarted one exit, racing the restart's relaunch. Against the old
+// check-then-start restart this failed in most runs under -race and in
+// about one run in four without it.
+func TestRestartRacingEviction(t *testing.T) {
+	t.Parallel()
+	l := &fakeLauncher{}
+	e := newEngine(t, l, func(c *engine.Config) { c.History = 1 })
+	w := e.Watch()
+	defer w.Close()
+
+	type arm struct {
+		id    string
+		other *fakeProc
+	}
+	arms := make(chan arm, 1)
+	watched := make(chan struct{})
+	go func() {
+		defer close(watched)
+		var armed *arm
+		for {
+			c, err := w.Next(context.Background())
+			if err != nil {
+				return
+			}
+			if armed == nil {
+				select {
+				case a := <-arms:
+					armed = &a
+				default:
+					continue
+				}
+			}
+			if c.Kind == engine.ChangeSnapshot ||
+				(c.Kind == engine.ChangeUpdated && c.Runtime.ID == armed.id && c.Runtime.State.Ended()) {
+				armed.other.end(engine.ExitStatus{})
+				armed = nil
+			}
+		}
+	}()
+
+	const rounds = 5000
+	target, err := e.Launch(t.Context(), spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	evicted := 0
+	for round := range rounds {
+		other, err := e.Launch(t.Context(), spec)
+		if err != nil {
+			t.Fatal(err)
+		}
+		arms <- arm{id: target.ID, other: l.procByPid(other.Pid)}
+		rt, err := e.Restart(t.Context(), target.ID)
+		switch {
+		case errors.Is(err, engine.ErrUnknownRuntime):
+			// Evicted before it could start again: take a new target.
+			evicted++
+			if target, err = e.Launch(t.Context(), spec); err != nil {
+				t.Fatal(err)
+			}
+			continue
+		case err != nil:
+			t.Fatalf("round %d: Restart: %v", round, err)
+		}
+		// A restarted runtime runs, so it cannot have left the history.
+		if got, _, err := e.Get(target.ID); err != nil || got.Pid != rt.Pid {
+			t.Fatalf("round %d: after Restart of %s (pid %d): Get = %+v, %v", round, target.ID, rt.Pid, got, err)
+		}
+		target = rt
+	}
+	for _, rt := range e.List() {
+		// Stopping one evicts the one stopped before it.
+		if _, err := e.Stop(t.Context(), rt.ID); err != nil && !errors.Is(err, engine.ErrUnknownRuntime) {
+			t.Fatal(err)
+		}
+	}
+	if n := e.LiveCount(); n != 0 {
+		t.Fatalf("LiveCount() = %d after stopping everything listed, want 0", n)
+	}
+	w.Close()
+	<-watched
+	t.Logf("target evicted in %d of %d restarts", evicted, rounds)
+}
+
+// TestStopOrRestartRacingLaunch: a Stop or Restart that finds a runtime
+// the moment Launch has registered it must see it starting, not a blank
+// record: a Stop then aborts the launch (rather than returning at once
+// and letting it run), and a Restart stops it before launching again
+// (rather than launching the same runtime twice). Landing in that moment
+// is up to the scheduler: against the old two-step launch this failed in
+// most runs, not all.
+func TestStopOrRestartRacingLaunch(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name string
+		op   func(e *engine.Engine, ctx context.Context, id string) (engine.Runtime, error)
+	}{
+		{name: "stop", op: (*engine.Engine).Stop},
+		{name: "restart", op: (*engine.Engine).Restart},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			const rounds, attached = 200, 50
+			l := &fakeLauncher{}
+			e := newEngine(t, l, func(c *engine.Config) { c.History = rounds; c.MaxAttached = attached })
+			// Keep e.mu busy, so that Launch often has to queue for it again
+			// after registering the runtime, behind the racing call.
+			for i := range attached {
+				if _, err := e.Attach(vmre.ProtocolVersion, "127.0.0.1:"+strconv.Itoa(10000+i), ""); err != nil {
+					t.Fatal(err)
+				}
+			}
+			busy, stopBusy := make(chan struct{}), make(chan struct{})
+			go func() {
+				defer close(busy)
+				for {
+					select {
+					case <-stopBusy:
+						return
+					default:
+						e.List()
+					}
+				}
+			}()
+			defer func() { close(stopBusy); <-busy }()
+			launched := make(chan error, 1)
+			go func() {
+				for range rounds {
+					if _, err := e.Launch(t.Context(), spec); err != nil && !errors.Is(err, engine.ErrStopped) {
+						launched <- err
+						return
+					}
+				}
+				launched <- nil
+			}()
+			for i := 1; i <= rounds; i++ {
+				id := "r" + strconv.Itoa(attached+i)
+				// Call as soon as the id exists, to land right after Launch
+				// registered it.
+				rt, err := tt.op(e, t.Context(), id)
+				for errors.Is(err, engine.ErrUnknownRuntime) {
+					rt, err = tt.op(e, t.Context(), id)
+				}
+				if err != nil && !errors.Is(err, engine.ErrStopped) {
+					t.Fatalf("%s %s: %v", tt.name, id, err)
+				}
+				if rt.State == 0 {
+					t.Fatalf("%s %s returned a runtime in no state: %+v", tt.name, id, rt)
+				}
+				if rt, err = e.Stop(t.Context(), id); err != nil || !rt.State.Ended() {
+					t.Fatalf("Stop %s = %+v, %v", id, rt, err)
+				}
+			}
+			if err := <-launched; err != nil {
+				t.Fatalf("Launch: %v", err)
+			}
+			// Every process launched was stopped: none runs unseen.
+			l.mu.Lock()
+			procs := slices.Clone(l.procs)
+			l.mu.Unlock()
+			for i, p := range procs {
+				select {
+				case <-p.Done():
+				default:
+					t.Fatalf("process %d (pid %d) still runs after every runtime was stopped", i, p.pid)
+				}
+			}
+			if n := e.LiveCount(); n != attached {
+				t.Fatalf("LiveCount() = %d, want the %d attached runtimes", n, attached)
+			}
+		})
 	}
 }

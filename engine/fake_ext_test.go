@@ -53,11 +53,11 @@ func (f *fakeLauncher) Launch(ctx context.Context, _ engine.Spec, output func(en
 	if step.err != nil {
 		return engine.Status{}, nil, step.err
 	}
-	p := &fakeProc{done: make(chan struct{})}
+	pid := int(1000 + f.nextPid.Add(1))
+	p := &fakeProc{done: make(chan struct{}), pid: pid}
 	f.mu.Lock()
 	f.procs = append(f.procs, p)
 	f.mu.Unlock()
-	pid := int(1000 + f.nextPid.Add(1))
 	return engine.Status{
 		Pid:               pid,
 		Addr:              "127.0.0.1:" + strconv.Itoa(20000+pid),
@@ -73,6 +73,18 @@ func (f *fakeLauncher) proc(i int) *fakeProc {
 	return f.procs[i]
 }
 
+// procByPid returns the process launched with pid, or nil.
+func (f *fakeLauncher) procByPid(pid int) *fakeProc {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, p := range f.procs {
+		if p.pid == pid {
+			return p
+		}
+	}
+	return nil
+}
+
 func (f *fakeLauncher) output(i int) func(engine.OutputLine) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -81,6 +93,7 @@ func (f *fakeLauncher) output(i int) func(engine.OutputLine) {
 
 // fakeProc exits when stopped (SIGTERM-style) or when exit is called.
 type fakeProc struct {
+	pid   int
 	once  sync.Once
 	done  chan struct{}
 	mu    sync.Mutex

@@ -40,8 +40,14 @@ func (e *Engine) Launch(ctx context.Context, spec Spec) (Runtime, error) {
 		Command: append([]string{spec.Path}, spec.Args...),
 	})
 	r.spec = spec
+	// Start in the same critical section as the registration: a Stop or
+	// Restart finding the id must see it starting, never a blank record.
+	done, err := e.startLocked(r, false)
 	e.mu.Unlock()
-	return e.start(ctx, r, "launching")
+	if err != nil {
+		return Runtime{}, err
+	}
+	return e.waitLaunch(ctx, r, done)
 }
 
 // addLocked registers a new runtime with the next id.
@@ -54,13 +60,23 @@ func (e *Engine) addLocked(info Runtime) *runtime {
 	return r
 }
 
-// start launches r's spec and records the outcome. The caller holds no
-// lock; r has no live process.
-func (e *Engine) start(ctx context.Context, r *runtime, why string) (Runtime, error) {
-	e.mu.Lock()
+// startLocked launches r's spec on a goroutine of its own (counting a
+// restart if restart is set) and returns a channel closed once the launch
+// has an outcome. The caller holds e.mu, and r has no live process. It
+// refuses with ErrUnknownRuntime if r has left the registry (evicted from
+// the history): a process launched for it would run where List and Get
+// cannot see it.
+func (e *Engine) startLocked(r *runtime, restart bool) (<-chan struct{}, error) {
 	if e.closed {
-		e.mu.Unlock()
-		return Runtime{}, ErrClosed
+		return nil, ErrClosed
+	}
+	if e.runtimes[r.info.ID] != r {
+		return nil, ErrUnknownRuntime
+	}
+	why := "launching"
+	if restart {
+		why = "restarting"
+		r.info.Restarts++
 	}
 	launchCtx, cancel := context.WithCancel(e.baseCtx)
 	done := make(chan struct{})
@@ -79,12 +95,16 @@ func (e *Engine) start(ctx context.Context, r *runtime, why string) (Runtime, er
 	// Add under the lock: Close sets closed under it before it waits, so
 	// no Add can race with that Wait.
 	e.wg.Add(1)
-	e.mu.Unlock()
-
 	go func() {
 		defer e.wg.Done()
 		e.launch(launchCtx, cancel, r, done)
 	}()
+	return done, nil
+}
+
+// waitLaunch waits for the launch started by startLocked to have an
+// outcome, or for ctx to end, and reports it. The caller holds no lock.
+func (e *Engine) waitLaunch(ctx context.Context, r *runtime, done <-chan struct{}) (Runtime, error) {
 	select {
 	case <-done:
 	case <-ctx.Done():
@@ -202,12 +222,22 @@ func (e *Engine) endLocked(r *runtime) {
 	for len(e.history) > e.cfg.History {
 		id := e.history[0]
 		e.history = e.history[1:]
-		old := e.runtimes[id]
-		delete(e.runtimes, id)
-		e.order = slices.DeleteFunc(e.order, func(o string) bool { return o == id })
-		old.out.close()
-		e.publishLocked(Change{Kind: ChangeRemoved, RemovedID: id, Time: time.Now()})
+		e.removeLocked(id)
 	}
+}
+
+// removeLocked forgets the runtime with the given id, ends its output
+// followers and tells watchers. An id no longer registered is ignored, so
+// a stale history entry cannot bring the engine down.
+func (e *Engine) removeLocked(id string) {
+	old, ok := e.runtimes[id]
+	if !ok {
+		return
+	}
+	delete(e.runtimes, id)
+	e.order = slices.DeleteFunc(e.order, func(o string) bool { return o == id })
+	old.out.close()
+	e.publishLocked(Change{Kind: ChangeRemoved, RemovedID: id, Time: time.Now()})
 }
 
 // Stop stops the runtime with the given id and returns it once its process
@@ -282,12 +312,13 @@ func (e *Engine) Restart(ctx context.Context, id string) (Runtime, error) {
 	if _, err := e.stop(ctx, r); err != nil {
 		return e.snapshotOf(r), fmt.Errorf("restart: %w", err)
 	}
+	// Check and launch under one lock: the runtime, now ended, may be
+	// evicted from the history the moment e.mu is free.
 	e.mu.Lock()
-	if _, still := e.runtimes[id]; !still {
-		e.mu.Unlock()
-		return Runtime{}, fmt.Errorf("restart %q: %w", id, ErrUnknownRuntime)
-	}
-	r.info.Restarts++
+	done, err := e.startLocked(r, true)
 	e.mu.Unlock()
-	return e.start(ctx, r, "restarting")
+	if err != nil {
+		return Runtime{}, fmt.Errorf("restart %q: %w", id, err)
+	}
+	return e.waitLaunch(ctx, r, done)
 }
