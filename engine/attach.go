@@ -42,8 +42,12 @@ func TokenEqual(presented, expected string) bool {
 // endpoint as an attached runtime and returns it. The plugin's process is
 // not the engine's: it is never stopped or restarted, and the engine does
 // not see it exit. A second handshake announcing the VM address of a live
-// attached runtime refreshes that runtime instead of adding one. A version
-// outside [Config.AcceptedVersions] fails with a [*vmre.VersionMismatchError].
+// attached runtime refreshes that runtime instead of adding one. When
+// [Config.MaxAttached] runtimes are attached already, the one whose last
+// handshake is the oldest is forgotten (watchers see it removed) to make
+// room: its plugin is the likeliest to be gone, and a long-running engine
+// keeps accepting new plugins. A version outside [Config.AcceptedVersions]
+// fails with a [*vmre.VersionMismatchError].
 func (e *Engine) Attach(protocolVersion uint32, vmAddr, peerAddr string) (Runtime, error) {
 	if !slices.Contains(e.cfg.AcceptedVersions, protocolVersion) {
 		return Runtime{}, &vmre.VersionMismatchError{Accepted: slices.Clone(e.cfg.AcceptedVersions), Got: protocolVersion}
@@ -53,7 +57,9 @@ func (e *Engine) Attach(protocolVersion uint32, vmAddr, peerAddr string) (Runtim
 	if e.closed {
 		return Runtime{}, ErrClosed
 	}
+	e.handshakes++
 	attached := 0
+	var oldest *runtime
 	for _, id := range e.order {
 		r := e.runtimes[id]
 		if !r.info.Attached {
@@ -61,15 +67,21 @@ func (e *Engine) Attach(protocolVersion uint32, vmAddr, peerAddr string) (Runtim
 		}
 		attached++
 		if r.info.VMAddr == vmAddr {
+			r.lastHandshake = e.handshakes
 			r.info.ProtocolVersion = protocolVersion
 			r.info.PeerAddr = peerAddr
 			r.info.StartedAt = time.Now()
 			e.transitionLocked(r, StateAttached, "handshake repeated from "+peerAddr)
 			return r.info.clone(), nil
 		}
+		if oldest == nil || r.lastHandshake < oldest.lastHandshake {
+			oldest = r
+		}
 	}
-	if attached >= e.cfg.MaxAttached {
-		return Runtime{}, fmt.Errorf("%w: %d", ErrTooManyRuntimes, attached)
+	if attached >= e.cfg.MaxAttached && oldest != nil {
+		e.log.Info().Str("id", oldest.info.ID).Str("addr", oldest.info.VMAddr).Int("max_attached", e.cfg.MaxAttached).
+			Msg("forgetting attached runtime with the oldest handshake")
+		e.removeLocked(oldest.info.ID)
 	}
 	r := e.addLocked(Runtime{
 		Name:            "attached " + vmAddr,
@@ -79,6 +91,7 @@ func (e *Engine) Attach(protocolVersion uint32, vmAddr, peerAddr string) (Runtim
 		StartedAt:       time.Now(),
 		PeerAddr:        peerAddr,
 	})
+	r.lastHandshake = e.handshakes
 	r.exited = make(chan struct{})
 	e.transitionLocked(r, StateAttached, "attached: handshake from "+peerAddr+"; not ours to stop")
 	e.log.Info().Str("id", r.info.ID).Str("addr", vmAddr).Uint32("protocol_version", protocolVersion).
@@ -97,10 +110,7 @@ func (a attachInitializer) Initialize(ctx context.Context, protocolVersion uint3
 		peer = info.Peer().Addr
 	}
 	_, err := a.e.Attach(protocolVersion, vmAddr, peer)
-	switch {
-	case errors.Is(err, ErrTooManyRuntimes):
-		return connect.NewError(connect.CodeResourceExhausted, err)
-	case errors.Is(err, ErrClosed):
+	if errors.Is(err, ErrClosed) {
 		return connect.NewError(connect.CodeUnavailable, err)
 	}
 	return err

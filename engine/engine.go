@@ -59,7 +59,10 @@ type Config struct {
 	// AcceptedVersions are the protocol versions attached plugins may
 	// announce; default {vmre.ProtocolVersion}.
 	AcceptedVersions []uint32
-	// MaxAttached caps the attached runtimes; default 256.
+	// MaxAttached caps the attached runtimes; default 256. The engine
+	// cannot see an attached plugin exit, so when the cap is reached a new
+	// handshake makes it forget the attached runtime whose last handshake
+	// is the oldest.
 	MaxAttached int
 }
 
@@ -75,14 +78,15 @@ type Engine struct {
 	cancelBase context.CancelFunc
 	wg         sync.WaitGroup // exit watchers
 
-	mu        sync.Mutex
-	closed    bool
-	nextID    int
-	runtimes  map[string]*runtime
-	order     []string // ids in creation order
-	history   []string // ids of ended runtimes, oldest first
-	watchers  map[*Watcher]struct{}
-	changeSeq uint64 // Seq of the last change published
+	mu         sync.Mutex
+	closed     bool
+	nextID     int
+	runtimes   map[string]*runtime
+	order      []string // ids in creation order
+	history    []string // ids of ended runtimes, oldest first
+	watchers   map[*Watcher]struct{}
+	changeSeq  uint64 // Seq of the last change published
+	handshakes uint64 // attach handshakes so far; orders attached runtimes by their last
 }
 
 // runtime is the engine's record of one runtime. Fields after mu-guarded
@@ -102,6 +106,7 @@ type runtime struct {
 	launchErr     error         // why the last launch failed
 	stopRequested bool
 	inHistory     bool
+	lastHandshake uint64 // attached: e.handshakes at its last handshake
 }
 
 // New returns an engine. It validates cfg and fills in defaults without

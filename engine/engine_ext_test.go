@@ -1,7 +1,9 @@
 package engine_test
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"os"
 	"slices"
@@ -10,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/rs/zerolog"
 	"github.com/vmre/vmre"
 	"github.com/vmre/vmre/engine"
 	"github.com/vmre/vmre/subprocess"
@@ -286,11 +289,76 @@ func TestAttach(t *testing.T) {
 	if _, err := e.Attach(42, "127.0.0.1:50002", ""); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := e.Attach(42, "127.0.0.1:50003", ""); !errors.Is(err, engine.ErrTooManyRuntimes) {
-		t.Fatalf("third Attach: %v, want ErrTooManyRuntimes", err)
-	}
 	if e.LiveCount() != 2 {
 		t.Fatalf("LiveCount() = %d", e.LiveCount())
+	}
+}
+
+// TestAttachForgetsOldestWhenFull: the engine cannot see attached plugins
+// exit, so at the cap a new handshake makes it forget the attached runtime
+// whose last handshake is the oldest (not the oldest attached), with a
+// removal for watchers and a log line; handshakes from ever new addresses
+// keep being accepted and the count stays at the cap.
+func TestAttachForgetsOldestWhenFull(t *testing.T) {
+	t.Parallel()
+	var logs bytes.Buffer // Attach logs on the calling goroutine only
+	e, err := engine.New(engine.Config{MaxAttached: 3, Log: zerolog.New(&logs)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close(t.Context())
+
+	var ids []string
+	for _, addr := range []string{"127.0.0.1:50001", "127.0.0.1:50002", "127.0.0.1:50003"} {
+		rt, err := e.Attach(42, addr, "peer")
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, rt.ID)
+	}
+	if _, err := e.Attach(42, "127.0.0.1:50001", "peer"); err != nil { // 50002 now has the oldest handshake
+		t.Fatal(err)
+	}
+	w := e.Watch()
+	defer w.Close()
+	next(t, w) // snapshot
+
+	logs.Reset()
+	fourth, err := e.Attach(42, "127.0.0.1:50004", "peer")
+	if err != nil {
+		t.Fatalf("Attach beyond the cap: %v", err)
+	}
+	if c := next(t, w); c.Kind != engine.ChangeRemoved || c.RemovedID != ids[1] {
+		t.Fatalf("first change = %+v, want the removal of %s", c, ids[1])
+	}
+	if c := next(t, w); c.Kind != engine.ChangeUpdated || c.Runtime.ID != fourth.ID || c.Runtime.State != engine.StateAttached {
+		t.Fatalf("second change = %+v, want %s attached", c, fourth.ID)
+	}
+	if _, _, err := e.Get(ids[1]); !errors.Is(err, engine.ErrUnknownRuntime) {
+		t.Fatalf("Get of the forgotten runtime: %v, want ErrUnknownRuntime", err)
+	}
+	var listed []string
+	for _, rt := range e.List() {
+		listed = append(listed, rt.VMAddr)
+	}
+	if want := []string{"127.0.0.1:50001", "127.0.0.1:50003", "127.0.0.1:50004"}; !slices.Equal(listed, want) {
+		t.Fatalf("listed %v, want %v", listed, want)
+	}
+	var forgot struct{ Level, ID, Addr, Message string }
+	first, _, _ := bytes.Cut(logs.Bytes(), []byte("\n"))
+	if err := json.Unmarshal(first, &forgot); err != nil || forgot.Level != "info" || forgot.ID != ids[1] ||
+		forgot.Addr != "127.0.0.1:50002" || !strings.Contains(forgot.Message, "forget") {
+		t.Fatalf("log line %s (%v), want an info line naming %s at 127.0.0.1:50002", first, err, ids[1])
+	}
+
+	// A long-running engine keeps accepting plugins at new addresses.
+	for i := range 1000 {
+		if _, err := e.Attach(42, "127.0.0.1:"+strconv.Itoa(20000+i), "peer"); err != nil {
+			t.Fatalf("Attach %d: %v", i, err)
+		}
+	}
+	if n := e.LiveCount(); n != 3 {
+		t.Fatalf("LiveCount() = %d, want the cap of 3", n)
 	}
 }
 
