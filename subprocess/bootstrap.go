@@ -87,7 +87,9 @@ type Status struct {
 // ones are refused with vmre.ErrAlreadyInitialized. The listener is closed
 // before Bootstrap returns, and the server shuts down right after
 // delivering its answer, or at once, closing its connections, when the
-// process has been reaped (so it never delays Done or Stop).
+// process has been reaped (so it never delays Done or Stop). After a
+// failed handshake Bootstrap waits at most a second for the answer to go
+// out, and not past ctx, then closes the server and its connections.
 //
 // cmd must not have been started, its Stdout and Stderr must be nil and its
 // Stdin nil or an *os.File (any other reader needs a copying goroutine that
@@ -186,8 +188,18 @@ func Bootstrap(ctx context.Context, cmd *exec.Cmd, config *Config) (*Status, vmr
 	case finished:
 		failure = fmt.Errorf("%w: %w", vmre.ErrHandshakeFailed, res.err)
 		// Let the server deliver failed_precondition before the plugin is
-		// killed.
-		<-p.serverDone
+		// killed. Nothing else is to be answered, so this waits neither for
+		// the graceful shutdown of a connection the plugin left mid-request
+		// (up to HandshakeTimeout) nor past ctx: then the server is closed
+		// hard, cutting at worst an answer for a plugin about to be killed.
+		wait := time.NewTimer(min(failedAnswerWait, cfg.HandshakeTimeout))
+		select {
+		case <-p.serverDone:
+		case <-wait.C:
+		case <-ctx.Done():
+		}
+		wait.Stop()
+		p.stopServer()
 	case exited:
 		<-p.done
 		failure = fmt.Errorf("%w: %w", vmre.ErrHandshakeFailed, p.exitError())
@@ -197,6 +209,13 @@ func Bootstrap(ctx context.Context, cmd *exec.Cmd, config *Config) (*Status, vmr
 	p.log.Debug().Err(failure).Msg("vm handshake failed")
 	return nil, nil, failure
 }
+
+// failedAnswerWait bounds how long a failed handshake waits for the server
+// to deliver its answer before Bootstrap closes the server and kills the
+// plugin. The answer takes microseconds; the bound only matters when the
+// plugin holds another connection mid-request, and allows for a starved
+// machine.
+const failedAnswerWait = time.Second
 
 // errHandshakeTimeout reads "handshake failed: timeout", the text users
 // of avalanchego search for, and matches ErrHandshakeFailed,
@@ -325,8 +344,9 @@ func launch(cmd *exec.Cmd, cfg *settings, exe *preflight.Executable) (*launched,
 // closed (net/http polls for that on a timer starting at 1 ms and
 // doubling) or the launch's handshake timeout, unless ctx ends first:
 // supervise cancels ctx as soon as the process has been reaped, since
-// nobody is left to read an answer, and the connections are then closed
-// hard. Done waits for this goroutine, so without that a Stop right after
+// nobody is left to read an answer, and Bootstrap once a failed
+// handshake's answer is out (or failedAnswerWait has passed), and the
+// connections are then closed hard. Done waits for this goroutine, so without that a Stop right after
 // the handshake would wait for the next poll tick (up to the timeout with
 // a plugin that holds a connection open mid-request). The bound was 1 s,
 // and a CI run with 100 plugins starting at once under -race cut an
