@@ -54,7 +54,8 @@ type Config struct {
 	OutputBytes int
 	// WatchBuffer is how many changes a watcher may fall behind before it
 	// is resynced with a fresh snapshot; default 256. It also bounds each
-	// output follower's backlog (in lines, times 4).
+	// output follower's backlog (in lines, times 4); OutputBytes bounds
+	// that backlog in bytes too.
 	WatchBuffer int
 	// AcceptedVersions are the protocol versions attached plugins may
 	// announce; default {vmre.ProtocolVersion}.

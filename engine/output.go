@@ -186,18 +186,27 @@ func (o *outputRing) close() {
 // Follower receives a runtime's new output lines. Obtain one from
 // [Engine.TailOutput]; call Close when done.
 type Follower struct {
-	ring    *outputRing
-	wake    chan struct{}
-	pending []Line // guarded by ring.mu
-	dropped uint64 // guarded by ring.mu
-	closed  bool   // guarded by ring.mu
+	ring         *outputRing
+	wake         chan struct{}
+	pending      []Line // guarded by ring.mu
+	pendingBytes int    // lineCost of pending; guarded by ring.mu
+	dropped      uint64 // guarded by ring.mu
+	closed       bool   // guarded by ring.mu
 }
 
+// pushLocked queues l, or drops it if the backlog is full: by lines, or by
+// bytes past the ring's own byte bound (a line alone may exceed it, as in
+// the ring). Without the byte bound an idle follower of long lines would
+// hold many times what the ring keeps, and one Next batch could exceed
+// what a client accepts in a message.
 func (f *Follower) pushLocked(l Line) {
-	if len(f.pending) >= f.ring.followerBuffer {
+	cost := lineCost(len(l.Text))
+	if len(f.pending) >= f.ring.followerBuffer ||
+		(len(f.pending) > 0 && f.pendingBytes+cost > f.ring.maxBytes) {
 		f.dropped++
 	} else {
 		f.pending = append(f.pending, l)
+		f.pendingBytes += cost
 	}
 	f.wakeLocked()
 }
@@ -211,14 +220,16 @@ func (f *Follower) wakeLocked() {
 
 // Next blocks until there are new lines and returns all of them, with the
 // number of lines dropped since the last call because this follower fell
-// more than its buffer behind. It returns [ErrClosed] once the runtime has
+// more than its buffer behind: 4*[Config.WatchBuffer] lines, or
+// [Config.OutputBytes] bytes (counted as the ring counts them), whichever
+// is reached first. A single line larger than that still comes through. It returns [ErrClosed] once the runtime has
 // left the engine (or the engine closed), and ctx's error when ctx ends.
 func (f *Follower) Next(ctx context.Context) ([]Line, uint64, error) {
 	for {
 		f.ring.mu.Lock()
 		if len(f.pending) > 0 || f.dropped > 0 {
 			lines, dropped := f.pending, f.dropped
-			f.pending, f.dropped = nil, 0
+			f.pending, f.pendingBytes, f.dropped = nil, 0, 0
 			f.ring.mu.Unlock()
 			return lines, dropped, nil
 		}

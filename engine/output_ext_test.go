@@ -124,6 +124,56 @@ func TestSlowFollowerIsToldWhatItMissed(t *testing.T) {
 	}
 }
 
+// TestSlowFollowerBacklogIsBoundedByBytes: a follower that does not read
+// holds at most the ring's byte bound of long lines, not its line bound's
+// worth; the rest is counted as dropped, and a line larger than the bound
+// alone still comes through.
+func TestSlowFollowerBacklogIsBoundedByBytes(t *testing.T) {
+	t.Parallel()
+	const outputBytes = 64 << 10
+	l := &fakeLauncher{}
+	e := newEngine(t, l, func(c *engine.Config) { c.OutputBytes = outputBytes }) // follower buffer: 1024 lines
+	rt, err := e.Launch(t.Context(), spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, f, err := e.TailOutput(rt.ID, 0, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	out := l.output(0)
+	long := strings.Repeat("x", 4<<10)
+	const written = 100 // 400 KiB: well within 1024 lines, far past 64 KiB
+	for range written {
+		out(engine.OutputLine{Stream: "stdout", Text: long})
+	}
+	lines, dropped, err := f.Next(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	held := 0
+	for i, l := range lines {
+		held += len(l.Text)
+		if l.Seq != lines[0].Seq+uint64(i) {
+			t.Fatalf("line %d has seq %d after %d", i, l.Seq, lines[i-1].Seq)
+		}
+	}
+	if held > outputBytes || len(lines) == 0 {
+		t.Fatalf("follower held %d lines, %d bytes of text; want some, at most %d bytes", len(lines), held, outputBytes)
+	}
+	if dropped != uint64(written-len(lines)) {
+		t.Fatalf("dropped %d, want %d (written %d, got %d)", dropped, written-len(lines), written, len(lines))
+	}
+
+	huge := strings.Repeat("y", 2*outputBytes)
+	out(engine.OutputLine{Stream: "stdout", Text: huge})
+	lines, dropped, err = f.Next(t.Context())
+	if err != nil || len(lines) != 1 || lines[0].Text != huge || dropped != 0 {
+		t.Fatalf("a line larger than the bound: got %d lines, %d dropped, %v; want it alone", len(lines), dropped, err)
+	}
+}
+
 func TestFollowerEndsWhenRuntimeLeavesHistory(t *testing.T) {
 	t.Parallel()
 	e := newEngine(t, &fakeLauncher{}, func(c *engine.Config) { c.History = 1 })

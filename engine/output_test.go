@@ -42,7 +42,7 @@ func TestOutputRingMatchesModel(t *testing.T) {
 			if got := f.pending[len(f.pending)-1]; got.Text != text || got.Seq != uint64(i+1) {
 				t.Fatalf("round %d line %d: follower got %d %.12q..., want %d %.12q...", round, i, got.Seq, got.Text, i+1, text)
 			}
-			f.pending = f.pending[:0]
+			f.pending, f.pendingBytes = f.pending[:0], 0
 			if limit := max(2*(maxBytes+210), minRingText); cap(ring.text) > limit {
 				t.Fatalf("round %d line %d: text arena of %d bytes, want at most %d", round, i, cap(ring.text), limit)
 			}
