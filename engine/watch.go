@@ -28,7 +28,7 @@ func (e *Engine) Watch() *Watcher {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if e.closed {
-		w.closed = true
+		w.closed, w.resync = true, false // nothing to deliver: ErrClosed at once
 		return w
 	}
 	e.watchers[w] = struct{}{}
@@ -64,6 +64,9 @@ func (w *Watcher) wakeLocked() {
 	}
 }
 
+// closeLocked ends the watch. What is pending is still delivered: when the
+// engine closes, the last changes (runtimes reaching stopping and exited)
+// are what a watcher most needs to see.
 func (w *Watcher) closeLocked() {
 	w.closed = true
 	delete(w.e.watchers, w)
@@ -71,8 +74,11 @@ func (w *Watcher) closeLocked() {
 }
 
 // Next blocks until the next message: a snapshot (first, and after falling
-// behind) or a change. It returns [ErrClosed] after Close or when the
-// engine closes, and ctx's error when ctx ends.
+// behind) or a change. After [Watcher.Close] it returns [ErrClosed] at
+// once. When the engine closes, it first delivers what was pending (the
+// changes made while closing, or a final snapshot if the watcher had
+// fallen behind), then returns [ErrClosed]. It returns ctx's error when
+// ctx ends.
 func (w *Watcher) Next(ctx context.Context) (Change, error) {
 	var one [1]Change
 	batch, err := w.take(ctx, one[:0], 1)
@@ -95,10 +101,6 @@ func (w *Watcher) NextBatch(ctx context.Context, buf []Change) ([]Change, error)
 func (w *Watcher) take(ctx context.Context, buf []Change, max int) ([]Change, error) {
 	for {
 		w.e.mu.Lock()
-		if w.closed {
-			w.e.mu.Unlock()
-			return buf, ErrClosed
-		}
 		if w.resync {
 			w.resync = false
 			c := Change{Kind: ChangeSnapshot, Snapshot: w.e.snapshotLocked(), Time: time.Now()}
@@ -116,6 +118,10 @@ func (w *Watcher) take(ctx context.Context, buf []Change, max int) ([]Change, er
 			w.e.mu.Unlock()
 			return buf, nil
 		}
+		if w.closed {
+			w.e.mu.Unlock()
+			return buf, ErrClosed
+		}
 		w.e.mu.Unlock()
 		select {
 		case <-w.wake:
@@ -132,9 +138,11 @@ func (w *Watcher) Resyncs() int {
 	return w.resyncs
 }
 
-// Close ends the watcher. Idempotent.
+// Close ends the watcher and discards what it has not read: Next returns
+// [ErrClosed] from then on. Idempotent.
 func (w *Watcher) Close() {
 	w.e.mu.Lock()
 	defer w.e.mu.Unlock()
+	w.pending, w.resync = nil, false
 	w.closeLocked()
 }

@@ -3,6 +3,7 @@ package engine_test
 import (
 	"context"
 	"errors"
+	"slices"
 	"strconv"
 	"testing"
 	"time"
@@ -192,4 +193,66 @@ func TestChangeSeq(t *testing.T) {
 		}
 		prev = ca.Seq
 	}
+}
+
+// TestWatcherSeesEngineClose: the changes Engine.Close makes (every
+// runtime stopping, then exited) reach a watcher before it ends, as List
+// shows them; a watcher closed by its owner ends at once instead.
+func TestWatcherSeesEngineClose(t *testing.T) {
+	t.Parallel()
+	t.Run("engine close delivers pending changes", func(t *testing.T) {
+		t.Parallel()
+		e := newEngine(t, &fakeLauncher{}, nil)
+		ids := map[string]bool{}
+		for range 2 {
+			rt, err := e.Launch(t.Context(), spec)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ids[rt.ID] = true
+		}
+		w := e.Watch()
+		defer w.Close()
+		next(t, w) // snapshot
+
+		e.Close(t.Context())
+		seen := map[string][]engine.State{}
+		for {
+			c, err := w.Next(t.Context())
+			if errors.Is(err, engine.ErrClosed) {
+				break
+			}
+			if err != nil {
+				t.Fatalf("Next: %v", err)
+			}
+			if c.Kind != engine.ChangeUpdated || !ids[c.Runtime.ID] {
+				t.Fatalf("unexpected change %+v", c)
+			}
+			seen[c.Runtime.ID] = append(seen[c.Runtime.ID], c.Runtime.State)
+		}
+		want := []engine.State{engine.StateStopping, engine.StateExited}
+		for id := range ids {
+			if !slices.Equal(seen[id], want) {
+				t.Fatalf("%s: watcher saw %v, want %v", id, seen[id], want)
+			}
+		}
+		for _, rt := range e.List() {
+			if rt.State != engine.StateExited {
+				t.Fatalf("List after Close: %+v", rt)
+			}
+		}
+	})
+	t.Run("watcher close discards them", func(t *testing.T) {
+		t.Parallel()
+		e := newEngine(t, &fakeLauncher{}, nil)
+		w := e.Watch()
+		next(t, w)                                             // snapshot
+		if _, err := e.Launch(t.Context(), spec); err != nil { // starting, running: pending
+			t.Fatal(err)
+		}
+		w.Close()
+		if c, err := w.Next(t.Context()); !errors.Is(err, engine.ErrClosed) {
+			t.Fatalf("Next after Close = %+v, %v; want ErrClosed", c, err)
+		}
+	})
 }
