@@ -184,8 +184,8 @@ func (p *Process) supervise() {
 		select {
 		case <-streamDone:
 		case <-timer.C:
-			_ = p.stdout.f.SetReadDeadline(time.Now())
-			_ = p.stderr.f.SetReadDeadline(time.Now())
+			p.stdout.rs.stopWaiting(p.stdout.f)
+			p.stderr.rs.stopWaiting(p.stderr.f)
 			<-streamDone
 		}
 	}

@@ -25,6 +25,12 @@ func (s *stream) fill() (int, error) {
 	return s.rs.f.Read(s.buf[s.end:])
 }
 
+// stopWaiting ends a read that waits for data. Pipes here have no read
+// deadlines (Windows' os.Pipe handles are not overlapped, so
+// SetReadDeadline fails); closing the file cancels the pending read
+// (CancelIoEx on Windows). What the pipe still held is lost.
+func (r *readState) stopWaiting(f *os.File) { _ = f.Close() }
+
 // readNow is not possible without a poller; the rest of the pipe is lost
 // only when a process outside the plugin kept it open past the drain
 // timeout.

@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"syscall"
+	"time"
 )
 
 // readState reads a pipe through the runtime's poller. The buffer is taken
@@ -61,6 +62,10 @@ func (s *stream) fill() (int, error) {
 	}
 	return n, nil
 }
+
+// stopWaiting ends a read that waits for data: the deadline wakes it, and
+// what the pipe already holds is still read (readNow).
+func (r *readState) stopWaiting(f *os.File) { _ = f.SetReadDeadline(time.Now()) }
 
 // readNow reads what the pipe holds without waiting; it returns 0 when the
 // pipe is empty, at EOF or on error.
