@@ -259,6 +259,9 @@ function renderAll() {
     const pick = [...runtimes.values()].find((rt) => rt.state === RuntimeState.RUNNING) ?? [...runtimes.values()][0];
     if (pick) select(pick.id);
     else if (selected !== null) select(null);
+  } else {
+    // A snapshot can bring the same id with another process (a new engine).
+    renderLogTitle();
   }
 }
 
@@ -302,7 +305,8 @@ async function watch() {
       for await (const msg of client.watchRuntimes({})) {
         if (msg.serverTime) clockOffsetMs = timestampMs(msg.serverTime) - Date.now();
         switch (msg.kind.case) {
-          case "snapshot":
+          case "snapshot": {
+            const before = selected;
             runtimes.clear();
             for (const rt of msg.kind.value.runtimes) runtimes.set(rt.id, rt);
             setConn("live", "live");
@@ -312,8 +316,14 @@ async function watch() {
               clearError();
             }
             renderAll();
+            // A new watch stream may come from a new engine, whose output
+            // the old tail stream will never show: it has ended, or it is
+            // retrying against the engine that went away. renderAll keeps a
+            // selected runtime that is still listed, so tail it again here.
+            if (before !== null && selected === before) resumeTail();
             document.documentElement.dataset.ready = "true";
             break;
+          }
           case "runtime": {
             const rt = msg.kind.value;
             const isNew = !runtimes.has(rt.id);
@@ -353,7 +363,15 @@ function sleep(ms: number) {
 // ---- output tail ------------------------------------------------------------
 
 let tailAbort: AbortController | null = null;
+// The last line shown: its seq, and its pid and time, which tell it apart
+// from another engine's line with the same seq (every engine numbers a
+// runtime's lines from 1).
 let lastSeq = 0n;
+let lastKey = "";
+
+function lineKey(l: OutputLine): string {
+  return `${l.pid}@${l.time ? `${l.time.seconds}.${l.time.nanos}` : ""}`;
+}
 
 function renderLogTitle() {
   const rt = selected ? runtimes.get(selected) : undefined;
@@ -369,6 +387,7 @@ function select(id: string | null) {
   logEl.replaceChildren();
   logEl.dataset.lines = "0";
   lastSeq = 0n;
+  lastKey = "";
   renderLogTitle();
   if (id === null) return;
   const rt = runtimes.get(id);
@@ -379,21 +398,50 @@ function select(id: string | null) {
   void tail(id);
 }
 
+// resumeTail tails the selected runtime again on a fresh stream, keeping
+// what the log shows; the new stream's first lines decide whether they
+// continue it (see sameOutput).
+function resumeTail() {
+  if (selected === null || runtimes.get(selected)?.attached) return;
+  tailAbort?.abort();
+  void tail(selected);
+}
+
 async function tail(id: string) {
   const abort = new AbortController();
   tailAbort = abort;
+  try {
+    await follow(id, abort.signal);
+  } finally {
+    // An ended tail must not look live: select() would ignore a click on
+    // the row, and nothing would ever tail it again.
+    if (tailAbort === abort) tailAbort = null;
+  }
+}
+
+async function follow(id: string, signal: AbortSignal) {
   let backoff = 500;
-  while (!abort.signal.aborted) {
+  while (!signal.aborted) {
     try {
-      for await (const msg of client.tailOutput({ id, lines: TAIL_LINES, follow: true }, { signal: abort.signal })) {
+      let first = true;
+      for await (const msg of client.tailOutput({ id, lines: TAIL_LINES, follow: true }, { signal })) {
+        if (signal.aborted) return; // replaced by a newer tail
+        if (first) {
+          first = false;
+          if (!sameOutput(msg.lines)) {
+            lastSeq = 0n;
+            lastKey = "";
+            note("The engine restarted: its output of this runtime follows.");
+          }
+        }
         if (msg.droppedLines > 0n) note(`… ${msg.droppedLines} lines skipped (the dashboard fell behind)`);
         appendLines(msg.lines);
         backoff = 500;
       }
-      if (!abort.signal.aborted) note("Output ended: the runtime left the engine.");
+      if (!signal.aborted) note("Output ended: the runtime left the engine.");
       return;
     } catch (err) {
-      if (abort.signal.aborted) return;
+      if (signal.aborted) return;
       if (err instanceof ConnectError && err.code === Code.NotFound) {
         note("This runtime is gone from the engine.");
         return;
@@ -403,6 +451,17 @@ async function tail(id: string) {
       backoff = Math.min(backoff * 2, 5000);
     }
   }
+}
+
+// sameOutput reports whether a new tail stream's first lines (the engine's
+// most recent ones) continue the output already shown, rather than come
+// from a new engine that numbers its lines from 1 again: then they hold
+// the line last shown, unchanged, or only lines after it.
+function sameOutput(lines: OutputLine[]): boolean {
+  if (lastSeq === 0n) return true;
+  const last = lines.find((l) => l.seq === lastSeq);
+  if (last) return lineKey(last) === lastKey;
+  return lines.length > 0 && lines[0].seq > lastSeq;
 }
 
 function note(text: string, kind: "note" | "event" = "note") {
@@ -433,6 +492,7 @@ function appendLines(lines: OutputLine[]) {
   for (const l of lines) {
     if (l.seq <= lastSeq) continue; // already shown before a reconnect
     lastSeq = l.seq;
+    lastKey = lineKey(l);
     const parsed = parseJSON(l.text);
     const level = levelOf(l, parsed);
     const div = document.createElement("div");
@@ -565,15 +625,11 @@ async function act(kind: "stop" | "restart", id: string) {
   tr?.classList.add("busy");
   const headers = { Authorization: `Bearer ${token}` };
   try {
-    const resp =
-      kind === "stop"
-        ? await client.stopRuntime({ id }, { headers })
-        : await client.restartRuntime({ id }, { headers });
-    if (resp.runtime) {
-      runtimes.set(id, resp.runtime);
-      renderRow(resp.runtime);
-      renderSummary();
-    }
+    // The answer's runtime is not shown: only the watch stream changes
+    // rows. The answer can arrive after the stream has shown a newer state
+    // or the runtime's removal, and would put the older state back.
+    if (kind === "stop") await client.stopRuntime({ id }, { headers });
+    else await client.restartRuntime({ id }, { headers });
     clearError();
   } catch (err) {
     if (err instanceof ConnectError && err.code === Code.Unauthenticated) {
