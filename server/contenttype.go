@@ -2,6 +2,7 @@ package server
 
 import (
 	"encoding/json"
+	"math"
 	"net/http"
 	"strconv"
 	"strings"
@@ -20,31 +21,53 @@ import (
 //
 // It only intercepts requests whose media type connect-go would refuse
 // anyway, so it never changes the outcome of a request connect-go accepts.
+//
+// It also bounds how much of a request body is read at all. connect-go's
+// read cap refuses a larger message, but first reads the rest of the body
+// to throw it away (all of it for Connect, up to the size the gRPC envelope
+// declares, at most 4 GiB, for gRPC and gRPC-Web), before the Authorizer
+// has run; an endless body would hold the handler forever. Past the bound
+// the body's reads fail with [http.MaxBytesError], which connect-go answers
+// with resource_exhausted, as it answers any oversized message.
 type contentTypeGuard struct {
-	next       http.Handler
-	acceptPost string
+	next http.Handler
+	// maxBodyBytes bounds the bytes read from a request body; 0: no bound.
+	maxBodyBytes int64
+	acceptPost   string
 	// mediaTypes holds the media types of acceptPost (lowercase, without
-	// parameters).
+	// parameters); nil: content types are left to connect-go.
 	mediaTypes map[string]struct{}
 }
 
-// newContentTypeGuard wraps h. It learns the content types h serves from
-// the Accept-Post header of h's own 415 answer to a probe, so that the list
-// follows whatever codecs the handler options configured.
-func newContentTypeGuard(h http.Handler) http.Handler {
+// bodyOverhead is what a request body may hold besides a message of the
+// capped size: a gRPC envelope's 5-byte prefix, and the 5 bytes connect-go
+// reads after the message to make sure there is no second one. (A Connect
+// unary body is the message itself; the cap plus one byte is read.)
+const bodyOverhead = 64
+
+// newContentTypeGuard wraps h, bounding request bodies at maxMessageBytes
+// plus framing. It learns the content types h serves from the Accept-Post
+// header of h's own 415 answer to a probe, so that the list follows
+// whatever codecs the handler options configured.
+func newContentTypeGuard(h http.Handler, maxMessageBytes int) http.Handler {
+	g := &contentTypeGuard{next: h}
+	if maxMessageBytes > 0 && int64(maxMessageBytes) < math.MaxInt64-bodyOverhead {
+		g.maxBodyBytes = int64(maxMessageBytes) + bodyOverhead
+	}
 	probe, err := http.NewRequest(http.MethodPost, runtimepbconnect.RuntimeInitializeProcedure, http.NoBody)
 	if err != nil {
-		return h
+		return g
 	}
 	probe.Header.Set("Content-Type", "vmre/probe")
 	rec := &headerRecorder{header: make(http.Header)}
 	h.ServeHTTP(rec, probe)
 	acceptPost := rec.header.Get("Accept-Post")
 	if rec.code != http.StatusUnsupportedMediaType || acceptPost == "" {
-		// connect-go changed how it refuses content types: step aside.
-		return h
+		// connect-go changed how it refuses content types: leave them to it.
+		return g
 	}
-	g := &contentTypeGuard{next: h, acceptPost: acceptPost, mediaTypes: make(map[string]struct{})}
+	g.acceptPost = acceptPost
+	g.mediaTypes = make(map[string]struct{})
 	for _, ct := range strings.Split(acceptPost, ",") {
 		g.mediaTypes[mediaType(ct)] = struct{}{}
 	}
@@ -52,12 +75,17 @@ func newContentTypeGuard(h http.Handler) http.Handler {
 }
 
 func (g *contentTypeGuard) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if r.Method == http.MethodPost && r.URL.Path == runtimepbconnect.RuntimeInitializeProcedure {
+	if g.mediaTypes != nil && r.Method == http.MethodPost && r.URL.Path == runtimepbconnect.RuntimeInitializeProcedure {
 		ct := r.Header.Get("Content-Type")
 		if _, ok := g.mediaTypes[mediaType(ct)]; !ok {
 			g.refuse(w, ct)
 			return
 		}
+	}
+	if g.maxBodyBytes > 0 && r.Body != nil {
+		// Over HTTP/1.1 this also makes the server close the connection
+		// after the answer rather than read on to reuse it.
+		r.Body = http.MaxBytesReader(w, r.Body, g.maxBodyBytes)
 	}
 	g.next.ServeHTTP(w, r)
 }

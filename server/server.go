@@ -59,8 +59,11 @@ type config struct {
 	handlerOptions  []connect.HandlerOption
 }
 
-// WithMaxRequestBytes caps the request body size (default
+// WithMaxRequestBytes caps the request message size (default
 // [DefaultMaxRequestBytes]); larger requests fail with resource_exhausted.
+// The server reads at most a few dozen bytes more than the cap of any
+// request body (room for gRPC framing) before it answers; over HTTP/1.1 it
+// then closes the connection rather than read the rest.
 func WithMaxRequestBytes(n int) Option {
 	return optionFunc(func(c *config) { c.maxRequestBytes = n })
 }
@@ -82,7 +85,8 @@ func WithHandlerOptions(opts ...connect.HandlerOption) Option {
 //
 // A request is refused before it reaches the Initializer when the
 // Authorizer refuses it, when its body exceeds the size cap
-// (resource_exhausted), when it does not decode or [ValidateRequest] fails
+// (resource_exhausted; the body is not read much past the cap, and this
+// is decided before the Authorizer runs), when it does not decode or [ValidateRequest] fails
 // (invalid_argument), and when it is a POST whose Content-Type no protocol
 // uses: that gets HTTP 415 with the Accept-Post header and, unlike plain
 // connect-go, a Connect error body (invalid_argument) saying what to send.
@@ -102,7 +106,7 @@ func NewHandler(initializer vmre.Initializer, opts ...Option) (string, http.Hand
 		connect.WithCompressMinBytes(math.MaxInt32),
 	}, cfg.handlerOptions...)
 	path, handler := runtimepbconnect.NewRuntimeHandler(svc, handlerOpts...)
-	return path, newContentTypeGuard(handler)
+	return path, newContentTypeGuard(handler, cfg.maxRequestBytes)
 }
 
 type runtimeService struct {
