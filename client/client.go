@@ -123,7 +123,10 @@ func WithHTTPClient(httpClient *http.Client) Option {
 // WithToken sends token in the [vmre.HandshakeTokenHeader] request header
 // of every Initialize call, proving to an engine that authenticates its
 // handshakes that the caller is the plugin it launched. An empty token
-// sends no header (the default).
+// sends no header (the default). Request headers the caller sets through
+// its own [connect.NewClientContext] are sent alongside (the token wins
+// over a header of the same name), and its response headers and trailers
+// stay readable there.
 func WithToken(token string) Option {
 	return optionFunc(func(c *config) { c.token = token })
 }
@@ -133,8 +136,7 @@ func WithToken(token string) Option {
 // A Client is safe for concurrent use by multiple goroutines and holds no
 // state between calls other than pooled connections.
 type Client struct {
-	rpc   runtimepbconnect.RuntimeClient
-	token string
+	rpc runtimepbconnect.RuntimeClient
 	// ownTransport is the transport New built, nil under WithHTTPClient.
 	ownTransport *http.Transport
 	// err is a configuration error reported by every Initialize call.
@@ -166,7 +168,7 @@ func New(engineAddr string, opts ...Option) *Client {
 	for _, o := range opts {
 		o.apply(&cfg)
 	}
-	c := &Client{token: cfg.token}
+	c := &Client{}
 
 	base, err := engineURL(engineAddr)
 	if err != nil {
@@ -211,8 +213,25 @@ func New(engineAddr string, opts ...Option) *Client {
 		}
 		httpClient = &http.Client{Transport: c.ownTransport}
 	}
+	if cfg.token != "" {
+		connectOpts = append(connectOpts, connect.WithInterceptors(tokenInterceptor(cfg.token)))
+	}
 	c.rpc = runtimepbconnect.NewRuntimeClient(httpClient, base, connectOpts...)
 	return c
+}
+
+// tokenInterceptor sets the token header on each request. It works on the
+// request rather than through a call info in the context: a new call info
+// would hide the one the caller may have put there (connect.NewClientContext),
+// whose request headers would then not be sent and whose response headers
+// would stay empty.
+func tokenInterceptor(token string) connect.UnaryInterceptorFunc {
+	return func(next connect.UnaryFunc) connect.UnaryFunc {
+		return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
+			req.Header().Set(vmre.HandshakeTokenHeader, token)
+			return next(ctx, req)
+		}
+	}
 }
 
 // engineURL turns an engine address into the base URL of its services.
@@ -245,11 +264,6 @@ func (c *Client) Initialize(ctx context.Context, protocolVersion uint32, vmAddr 
 	}
 	if c.rpc == nil {
 		return fmt.Errorf("%w: %w: client not created with client.New", vmre.ErrHandshakeFailed, vmre.ErrInvalidConfig)
-	}
-	if c.token != "" {
-		var info connect.CallInfo
-		ctx, info = connect.NewClientContext(ctx)
-		info.RequestHeader().Set(vmre.HandshakeTokenHeader, c.token)
 	}
 	_, err := c.rpc.Initialize(ctx, &runtimepb.InitializeRequest{
 		ProtocolVersion: protocolVersion,

@@ -16,6 +16,7 @@ import (
 	"github.com/vmre/vmre"
 	"github.com/vmre/vmre/client"
 	runtimepb "github.com/vmre/vmre/gen/vm/runtime"
+	"github.com/vmre/vmre/internal/handshaketest"
 	"github.com/vmre/vmre/server"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
@@ -591,5 +592,47 @@ func TestInitializeEngineReportsDeadlineFirst(t *testing.T) {
 	checkSentinels(t, err, vmre.ErrHandshakeFailed, vmre.ErrHandshakeTimeout)
 	if errors.Is(err, context.DeadlineExceeded) || far.Err() != nil {
 		t.Errorf("deadline an hour away: %v matches context.DeadlineExceeded (context: %v)", err, far.Err())
+	}
+}
+
+// TestTokenKeepsCallersCallInfo: with a token, the headers the caller put
+// in its own client context are still sent, and the caller still reads the
+// response headers through it.
+func TestTokenKeepsCallersCallInfo(t *testing.T) {
+	t.Parallel()
+	for _, p := range []client.Protocol{client.ProtocolGRPC, client.ProtocolGRPCWeb, client.ProtocolConnect} {
+		t.Run(p.String(), func(t *testing.T) {
+			t.Parallel()
+			type received struct{ token, trace string }
+			got := make(chan received, 1)
+			replyHeader := func(next http.Handler) http.Handler {
+				return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+					got <- received{r.Header.Get(vmre.HandshakeTokenHeader), r.Header.Get("X-Trace")}
+					w.Header().Set("X-Reply", "pong")
+					next.ServeHTTP(w, r)
+				})
+			}
+			requireToken := server.WithAuthorizer(func(_ context.Context, call server.Call) error {
+				if call.Header.Get(vmre.HandshakeTokenHeader) != "tok" {
+					return vmre.ErrUnauthenticated
+				}
+				return nil
+			})
+			engineAddr := handshaketest.Serve(t, &versionEngine{}, replyHeader, requireToken)
+			c := client.New(engineAddr, client.WithProtocol(p), client.WithToken("tok"))
+			t.Cleanup(c.Close)
+
+			ctx, info := connect.NewClientContext(t.Context())
+			info.RequestHeader().Set("X-Trace", "abc")
+			if err := c.Initialize(ctx, engineVersion, "127.0.0.1:50001"); err != nil {
+				t.Fatalf("Initialize: %v", err)
+			}
+			if r := <-got; r != (received{token: "tok", trace: "abc"}) {
+				t.Errorf("server received token %q, X-Trace %q; want tok, abc", r.token, r.trace)
+			}
+			if reply := info.ResponseHeader().Get("X-Reply"); reply != "pong" {
+				t.Errorf("response header X-Reply = %q through the caller's call info, want pong", reply)
+			}
+		})
 	}
 }
