@@ -57,15 +57,26 @@ func (m *manager) Len() int {
 func (m *manager) Stop(ctx context.Context) {
 	m.mu.Lock()
 	m.stopping = true
-	stoppers := make([]Stopper, 0, len(m.runtimes))
+	entries := make([]*entry, 0, len(m.runtimes))
 	for e := range m.runtimes {
-		stoppers = append(stoppers, e.stopper)
+		entries = append(entries, e)
 	}
 	m.mu.Unlock()
 
 	var wg sync.WaitGroup
-	for _, s := range stoppers {
-		wg.Go(func() { s.Stop(ctx) })
+	for _, e := range entries {
+		wg.Go(func() {
+			e.stopper.Stop(ctx)
+			// By the Stopper contract, a Stop that returns before ctx is
+			// done has reaped the process. This is what removes a plain
+			// Stopper, which has no Done to watch; one cut short by ctx may
+			// still be running and stays counted.
+			if ctx.Err() == nil {
+				m.mu.Lock()
+				delete(m.runtimes, e)
+				m.mu.Unlock()
+			}
+		})
 	}
 	wg.Wait()
 

@@ -118,6 +118,41 @@ func TestManagerForgetsExitedRuntimes(t *testing.T) {
 	}
 }
 
+// A plain Stopper cannot report that its process exited, but a Stop that
+// returned before its context ended has reaped it (the Stopper contract):
+// after the manager's Stop it is no longer counted. One whose Stop was cut
+// short may still be running, and is.
+func TestManagerForgetsStoppedPlainStoppers(t *testing.T) {
+	defer goleak.VerifyNone(t)
+	m := vmre.NewManager()
+	plain := &plainStopper{}
+	m.TrackRuntime(plain)
+	m.TrackRuntime(newFakeRuntime())
+	m.Stop(t.Context())
+	if got := plain.stops.Load(); got != 1 {
+		t.Errorf("plain stopper was stopped %d times, want 1", got)
+	}
+	if got := m.Len(); got != 0 {
+		t.Errorf("Len after Stop = %d, want 0", got)
+	}
+
+	m = vmre.NewManager()
+	stuck := &stuckStopper{}
+	m.TrackRuntime(stuck)
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	m.Stop(ctx)
+	if got := m.Len(); got != 1 {
+		t.Errorf("Len after a Stop cut short = %d, want 1", got)
+	}
+}
+
+// stuckStopper implements only vmre.Stopper, and its Stop returns only
+// when its context ends.
+type stuckStopper struct{}
+
+func (stuckStopper) Stop(ctx context.Context) { <-ctx.Done() }
+
 func TestManagerStopsLateArrivals(t *testing.T) {
 	defer goleak.VerifyNone(t)
 	m := vmre.NewManager()

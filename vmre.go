@@ -88,10 +88,15 @@ type Tracker interface {
 // Manager tracks running plugins and stops them all.
 type Manager interface {
 	Tracker
-	// Len reports how many tracked runtimes have not exited.
+	// Len reports how many tracked runtimes have not exited. A [Runtime]
+	// leaves the count when its process exits; a plain [Stopper], which
+	// cannot report that, leaves it when a Stop of the manager has stopped
+	// it (its Stop returned before ctx was done).
 	Len() int
 	// Stop stops every tracked runtime concurrently and blocks until all of
 	// them have stopped or ctx is done. Runtimes tracked after Stop has
-	// begun are stopped at once.
+	// begun are stopped at once. A runtime whose stop ctx cut short stays
+	// counted: a [Runtime] until its process exits, a plain [Stopper] until
+	// a later Stop has stopped it.
 	Stop(ctx context.Context)
 }
