@@ -121,9 +121,11 @@ func WithHTTPClient(httpClient *http.Client) Option {
 }
 
 // WithToken sends token in the [vmre.HandshakeTokenHeader] request header
-// of every Initialize call, proving to an engine that authenticates its
-// handshakes that the caller is the plugin it launched. An empty token
-// sends no header (the default). Request headers the caller sets through
+// of every Initialize call, for an engine that admits handshakes by the
+// secret it handed its plugin. The token shows that the caller knows the
+// secret, not that it is the launched plugin: other processes of the same
+// user can read it from the plugin's environment. An empty token sends no
+// header (the default). Request headers the caller sets through
 // its own [connect.NewClientContext] are sent alongside (the token wins
 // over a header of the same name), and its response headers and trailers
 // stay readable there.

@@ -2,11 +2,11 @@
 //
 // avalanchego's handshake is "first caller wins": any local process that
 // finds the engine's loopback port can call Initialize first and point the
-// engine at its own server. A [Policy] closes that. The engine gives each
-// launched plugin a fresh secret ([NewToken]) in the plugin's environment,
-// under [vmre.HandshakeTokenKey]; vmre's client sends it back in the
-// [vmre.HandshakeTokenHeader] request header. Plugins that predate vmre
-// (grpc-go clients built for avalanchego or luxd) cannot send it, so on
+// engine at its own server. A [Policy] narrows who may do that. The engine
+// gives each launched plugin a fresh secret ([NewToken]) in the plugin's
+// environment, under [vmre.HandshakeTokenKey]; vmre's client sends it back
+// in the [vmre.HandshakeTokenHeader] request header. Plugins that predate
+// vmre (grpc-go clients built for avalanchego or luxd) cannot send it, so on
 // Linux the Policy can instead check that the caller's TCP socket is held by
 // the launched process or one of its descendants (see
 // [github.com/vmre/vmre/internal/peercred]).
@@ -19,6 +19,18 @@
 //	               tree; tokens are ignored (Linux only)
 //	token-or-peer  either one suffices (Linux only; the default there)
 //	none           everyone is let through, as in avalanchego
+//
+// The token protects against processes of other users and against other
+// hosts, not against processes of the plugin's own user. It travels in the
+// plugin's environment, and on Linux any process running as the same user
+// can read /proc/PID/environ of the plugin (Yama's ptrace_scope=1 does not
+// restrict that), take the token and call first; so can any process the
+// plugin passes its environment to. In token and token-or-peer mode such a
+// process is admitted. The peer check cannot be fooled that way: presenting
+// a socket the launched tree holds means taking it from that tree, which
+// needs the right to ptrace-attach to it. Where processes of the same user are a concern, use
+// peer mode (Linux), which vmre-client plugins pass too, and run the engine
+// and its plugins as a user of their own.
 //
 // The default is token-or-peer on Linux and token elsewhere. A caller with
 // no or a wrong token fails with an error wrapping [vmre.ErrUnauthenticated]
@@ -138,9 +150,11 @@ func NewToken() (string, error) {
 type Config struct {
 	// Mode is the policy; default [DefaultMode].
 	Mode Mode
-	// Token is the secret the launched plugin presents. Required (at least
-	// [MinTokenLen] bytes) in the token and token-or-peer modes; never
-	// logged.
+	// Token is the secret handed to the launched plugin, which presents
+	// it. Any process that learns it is admitted too (same-user processes
+	// can read it from the plugin's environment; see the package
+	// documentation). Required (at least [MinTokenLen] bytes) in the token
+	// and token-or-peer modes; never logged.
 	Token string
 	// Log receives one warning per refused call (peer address, peer pid,
 	// reason). The zero value logs nothing.
@@ -206,9 +220,10 @@ func (p *Policy) SetPid(pid int) {
 
 // Authorize implements [server.Authorizer]: it returns nil for a caller the
 // mode admits, or an error wrapping [vmre.ErrUnauthenticated] or
-// [vmre.ErrPermissionDenied]. It blocks only for a peer check (reading
-// /proc, at most MaxConcurrentPeerChecks at once) and returns early when ctx
-// is done.
+// [vmre.ErrPermissionDenied]. It blocks only for a peer check (a socket
+// lookup in the kernel and /proc, at most MaxConcurrentPeerChecks at once).
+// It stops waiting for the launched pid or a free slot when ctx is done; a
+// lookup already under way runs to its end (see [peercred.Lookup]).
 func (p *Policy) Authorize(ctx context.Context, call server.Call) error {
 	if p.mode == ModeNone {
 		return nil

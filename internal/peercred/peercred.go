@@ -4,10 +4,12 @@
 // The handshake server uses it to recognise the plugin it launched without a
 // shared secret: a plugin built against avalanchego or luxd connects with a
 // plain grpc-go client and cannot present vmre's token, but the socket it
-// connects from is owned by its own process. On Linux the owner is found
-// through /proc: /proc/net/tcp and /proc/net/tcp6 map the connection's
-// addresses to a socket inode, and /proc/PID/fd links name the processes that
-// hold that inode. Other operating systems return [ErrNotSupported].
+// connects from is owned by its own process. On Linux the connection's
+// addresses are mapped to a socket inode by the kernel's sock_diag netlink
+// interface (the one ss(8) uses), or, where that is unavailable, by reading
+// /proc/net/tcp and /proc/net/tcp6; /proc/PID/fd links then name the
+// processes that hold that inode. Other operating systems return
+// [ErrNotSupported].
 //
 // The answer is a snapshot: processes come and go while /proc is read, and a
 // pid can be reused once its process has been reaped. Every function
@@ -52,9 +54,12 @@ type Owner struct {
 // holds the socket are all processes scanned. When several processes share
 // the socket, one in the tree wins. Lookup returns an error wrapping
 // [ErrNotFound] when nobody visible holds the socket, and
-// [ErrNotSupported] off Linux. It is safe for concurrent use and does not
-// block beyond reading /proc. On Linux the first lookup opens a netlink
-// socket (close-on-exec) that stays open for later ones.
+// [ErrNotSupported] off Linux. It is safe for concurrent use and takes no
+// context: it blocks while it reads /proc and while it waits for the
+// kernel's sock_diag answer, normally microseconds, but up to the netlink
+// receive timeout of 1 s, after which it falls back to /proc/net/tcp. On
+// Linux the first lookup opens a netlink socket (close-on-exec) that stays
+// open for later ones.
 func Lookup(local, peer netip.AddrPort, root int) (Owner, error) {
 	return lookup(local, peer, root)
 }
@@ -62,7 +67,9 @@ func Lookup(local, peer netip.AddrPort, root int) (Owner, error) {
 // SocketInode returns the inode of the TCP socket whose own address is peer
 // and whose remote address is local: the client side of a connection that a
 // server listening on local accepted from peer. It returns an error wrapping
-// [ErrNotFound] if there is none (or only a closed one).
+// [ErrNotFound] if there is none (or only a closed one); a socket listening
+// on peer's address is not it. It blocks like [Lookup], up to the 1 s
+// netlink receive timeout.
 func SocketInode(local, peer netip.AddrPort) (uint64, error) {
 	return socketInode(local, peer)
 }
