@@ -3,6 +3,7 @@ package api_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"net/http"
 	"os"
@@ -82,8 +83,16 @@ type harness struct {
 // start serves an API handler over a real listener (HTTP/1.1 + h2c).
 func start(t *testing.T, mod func(*api.Config)) *harness {
 	t.Helper()
+	return startEngine(t, engine.Config{}, mod)
+}
+
+// startEngine is start with an engine configured by ecfg (its Launcher and
+// Log are the harness's).
+func startEngine(t *testing.T, ecfg engine.Config, mod func(*api.Config)) *harness {
+	t.Helper()
 	l := &fakeLauncher{}
-	eng, err := engine.New(engine.Config{Launcher: l, Log: zerolog.New(zerolog.NewTestWriter(t))})
+	ecfg.Launcher, ecfg.Log = l, zerolog.New(zerolog.NewTestWriter(t))
+	eng, err := engine.New(ecfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -308,6 +317,58 @@ func TestTailOutputStream(t *testing.T) {
 	if lines := stream.Msg().GetLines(); len(lines) != 1 || lines[0].GetText() != "third" || lines[0].GetSeq() != 3 {
 		t.Fatalf("followed = %v", lines)
 	}
+}
+
+// TestTailOutputSplitsLargeOutput: an engine keeping more output than
+// grpc-go's default 4 MiB receive limit still serves it to grpc-go, as a
+// tail and as a followed backlog, in messages under that limit.
+func TestTailOutputSplitsLargeOutput(t *testing.T) {
+	t.Parallel()
+	const lineLen, count = 512 << 10, 12 // 6 MiB of text
+	h := startEngine(t, engine.Config{OutputBytes: 16 << 20}, nil)
+	rt, err := h.engine.Launch(t.Context(), engine.Spec{Path: "/bin/vm"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := h.launcher.output(0)
+	emit := func(first int) {
+		for i := first; i < first+count; i++ {
+			out(engine.OutputLine{Stream: "stdout", Text: fmt.Sprintf("%06d", i) + strings.Repeat("x", lineLen-6)})
+		}
+	}
+	emit(0)
+
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	defer cancel()
+	// grpc-go with its default receive limit, as a Go client would call.
+	stream, err := h.grpcConn(t).NewStream(ctx, &grpc.StreamDesc{ServerStreams: true}, vmrev1connect.RuntimeServiceTailOutputProcedure)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := stream.SendMsg(&vmrev1.TailOutputRequest{Id: rt.ID, Lines: 1000, Follow: true}); err != nil {
+		t.Fatal(err)
+	}
+	if err := stream.CloseSend(); err != nil {
+		t.Fatal(err)
+	}
+	next := 0
+	receive := func(until int) {
+		for next < until {
+			msg := new(vmrev1.TailOutputResponse)
+			if err := stream.RecvMsg(msg); err != nil {
+				t.Fatalf("after line %d: %v", next, err)
+			}
+			for _, l := range msg.GetLines() {
+				if want := fmt.Sprintf("%06d", next); !strings.HasPrefix(l.GetText(), want) || len(l.GetText()) != lineLen {
+					t.Fatalf("line %d: starts %q, %d bytes", next, l.GetText()[:6], len(l.GetText()))
+				}
+				next++
+			}
+		}
+	}
+	receive(count)
+	emit(count) // all at once, so they wait in the follower's backlog
+	receive(2 * count)
 }
 
 // Health and reflection, called by grpc-go as grpcurl and probes do.

@@ -82,8 +82,8 @@ func (s *service) TailOutput(ctx context.Context, req *vmrev1.TailOutputRequest,
 	}
 	// The first message is sent even when empty, so a client knows the
 	// stream is established.
-	if err := stream.Send(&vmrev1.TailOutputResponse{Lines: linesToProto(lines)}); err != nil {
-		return fmt.Errorf("send output: %w", err)
+	if err := sendOutput(stream, lines, 0); err != nil {
+		return err
 	}
 	if follower == nil {
 		return nil
@@ -96,10 +96,33 @@ func (s *service) TailOutput(ctx context.Context, req *vmrev1.TailOutputRequest,
 		if err != nil {
 			return toConnectError(err)
 		}
-		if err := stream.Send(&vmrev1.TailOutputResponse{Lines: linesToProto(lines), DroppedLines: dropped}); err != nil {
-			return fmt.Errorf("send output: %w", err)
+		if err := sendOutput(stream, lines, dropped); err != nil {
+			return err
 		}
 	}
+}
+
+// maxOutputMessageBytes bounds the line text in one TailOutput message.
+// An engine may keep more output than grpc-go's and grpc-js's default
+// 4 MiB receive limit, so a long tail or backlog goes out in several
+// messages; a single longer line still goes alone.
+const maxOutputMessageBytes = 1 << 20
+
+// sendOutput sends lines in messages of at most maxOutputMessageBytes of
+// text, at least one message, with the dropped count on the first.
+func sendOutput(stream *connect.ServerStream[vmrev1.TailOutputResponse], lines []engine.Line, dropped uint64) error {
+	for first := true; first || len(lines) > 0; first = false {
+		n, size := 0, 0
+		for n < len(lines) && (n == 0 || size+len(lines[n].Text) <= maxOutputMessageBytes) {
+			size += len(lines[n].Text)
+			n++
+		}
+		if err := stream.Send(&vmrev1.TailOutputResponse{Lines: linesToProto(lines[:n]), DroppedLines: dropped}); err != nil {
+			return fmt.Errorf("send output: %w", err)
+		}
+		lines, dropped = lines[n:], 0
+	}
+	return nil
 }
 
 func (s *service) StopRuntime(ctx context.Context, req *vmrev1.StopRuntimeRequest) (*vmrev1.StopRuntimeResponse, error) {
