@@ -324,16 +324,29 @@ func TestTailOutputStream(t *testing.T) {
 // tail and as a followed backlog, in messages under that limit.
 func TestTailOutputSplitsLargeOutput(t *testing.T) {
 	t.Parallel()
-	const lineLen, count = 512 << 10, 12 // 6 MiB of text
-	h := startEngine(t, engine.Config{OutputBytes: 16 << 20}, nil)
+	t.Run("long lines", func(t *testing.T) { testTailOutputSplits(t, 512<<10, 12) }) // 6 MiB of text
+	t.Run("short lines", func(t *testing.T) { testTailOutputSplits(t, 1, 400_000) }) // 400 KB of text, over 4 MiB encoded
+}
+
+func testTailOutputSplits(t *testing.T, lineLen, count int) {
+	t.Parallel()
+	// Room for every line in the ring and in the follower's backlog
+	// (4 x WatchBuffer lines), so none is dropped.
+	h := startEngine(t, engine.Config{OutputBytes: 64 << 20, OutputLines: 2 * count, WatchBuffer: count/4 + 1}, nil)
 	rt, err := h.engine.Launch(t.Context(), engine.Spec{Path: "/bin/vm"})
 	if err != nil {
 		t.Fatal(err)
 	}
+	text := func(i int) string {
+		if lineLen < 6 {
+			return strings.Repeat("x", lineLen)
+		}
+		return fmt.Sprintf("%06d", i) + strings.Repeat("x", lineLen-6)
+	}
 	out := h.launcher.output(0)
 	emit := func(first int) {
 		for i := first; i < first+count; i++ {
-			out(engine.OutputLine{Stream: "stdout", Text: fmt.Sprintf("%06d", i) + strings.Repeat("x", lineLen-6)})
+			out(engine.OutputLine{Stream: "stdout", Text: text(i)})
 		}
 	}
 	emit(0)
@@ -345,7 +358,7 @@ func TestTailOutputSplitsLargeOutput(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := stream.SendMsg(&vmrev1.TailOutputRequest{Id: rt.ID, Lines: 1000, Follow: true}); err != nil {
+	if err := stream.SendMsg(&vmrev1.TailOutputRequest{Id: rt.ID, Lines: uint32(count), Follow: true}); err != nil {
 		t.Fatal(err)
 	}
 	if err := stream.CloseSend(); err != nil {
@@ -358,9 +371,12 @@ func TestTailOutputSplitsLargeOutput(t *testing.T) {
 			if err := stream.RecvMsg(msg); err != nil {
 				t.Fatalf("after line %d: %v", next, err)
 			}
+			if d := msg.GetDroppedLines(); d != 0 {
+				t.Fatalf("after line %d: %d lines dropped", next, d)
+			}
 			for _, l := range msg.GetLines() {
-				if want := fmt.Sprintf("%06d", next); !strings.HasPrefix(l.GetText(), want) || len(l.GetText()) != lineLen {
-					t.Fatalf("line %d: starts %q, %d bytes", next, l.GetText()[:6], len(l.GetText()))
+				if l.GetSeq() != uint64(next+1) || l.GetText() != text(next) {
+					t.Fatalf("line %d: seq %d, %d bytes", next, l.GetSeq(), len(l.GetText()))
 				}
 				next++
 			}

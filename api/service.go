@@ -10,6 +10,8 @@ import (
 	vmrev1 "github.com/vmre/vmre/gen/vmre/v1"
 	"github.com/vmre/vmre/gen/vmre/v1/vmrev1connect"
 	"github.com/vmre/vmre/server"
+	"google.golang.org/protobuf/encoding/protowire"
+	"google.golang.org/protobuf/proto"
 )
 
 // DefaultTailLines is how many lines TailOutput sends first when the
@@ -102,25 +104,31 @@ func (s *service) TailOutput(ctx context.Context, req *vmrev1.TailOutputRequest,
 	}
 }
 
-// maxOutputMessageBytes bounds the line text in one TailOutput message.
-// An engine may keep more output than grpc-go's and grpc-js's default
-// 4 MiB receive limit, so a long tail or backlog goes out in several
-// messages; a single longer line still goes alone.
+// maxOutputMessageBytes bounds the encoded lines in one TailOutput
+// message. An engine may keep more output than grpc-go's and grpc-js's
+// default 4 MiB receive limit, so a long tail or backlog goes out in
+// several messages; a single longer line still goes alone.
 const maxOutputMessageBytes = 1 << 20
 
-// sendOutput sends lines in messages of at most maxOutputMessageBytes of
-// text, at least one message, with the dropped count on the first.
+// sendOutput sends lines in messages of at most maxOutputMessageBytes
+// (each line's encoded size, tag and length prefix included), at least
+// one message, with the dropped count on the first.
 func sendOutput(stream *connect.ServerStream[vmrev1.TailOutputResponse], lines []engine.Line, dropped uint64) error {
-	for first := true; first || len(lines) > 0; first = false {
+	out := linesToProto(lines)
+	for first := true; first || len(out) > 0; first = false {
 		n, size := 0, 0
-		for n < len(lines) && (n == 0 || size+len(lines[n].Text) <= maxOutputMessageBytes) {
-			size += len(lines[n].Text)
+		for n < len(out) {
+			lineSize := protowire.SizeBytes(proto.Size(out[n])) + 1 // the repeated field's tag
+			if n > 0 && size+lineSize > maxOutputMessageBytes {
+				break
+			}
+			size += lineSize
 			n++
 		}
-		if err := stream.Send(&vmrev1.TailOutputResponse{Lines: linesToProto(lines[:n]), DroppedLines: dropped}); err != nil {
+		if err := stream.Send(&vmrev1.TailOutputResponse{Lines: out[:n], DroppedLines: dropped}); err != nil {
 			return fmt.Errorf("send output: %w", err)
 		}
-		lines, dropped = lines[n:], 0
+		out, dropped = out[n:], 0
 	}
 	return nil
 }
