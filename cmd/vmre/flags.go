@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -54,12 +55,17 @@ const stopMargin = 2 * time.Second
 // stopDeadline bounds a whole stop sequence. With --vm-shutdown the VM's
 // Shutdown call gets up to one grace period before SIGTERM, which gets
 // another.
+// It saturates rather than overflow for absurd grace periods.
 func (f *engineFlags) stopDeadline() time.Duration {
-	d := f.gracefulTimeout
+	const forever = time.Duration(math.MaxInt64)
+	graces := time.Duration(1)
 	if f.vmShutdown {
-		d *= 2
+		graces = 2
 	}
-	return d + stopMargin
+	if f.gracefulTimeout > (forever-stopMargin)/graces {
+		return forever
+	}
+	return graces*f.gracefulTimeout + stopMargin
 }
 
 // validate checks the launch settings right after parsing, so a bad value

@@ -4,12 +4,14 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"io"
+	"math"
 	"os"
 	"path/filepath"
 	"runtime"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/vmre/vmre"
 )
@@ -166,6 +168,28 @@ func TestDoctorReportsUnservedAddress(t *testing.T) {
 	for _, want := range []string{"vm address         127.0.0.1:1", "grpc.health.v1     error: "} {
 		if !strings.Contains(out, want) {
 			t.Errorf("report lacks %q", want)
+		}
+	}
+}
+
+// TestStopDeadline: both grace periods with --vm-shutdown, one without,
+// plus the margin; saturated, never wrapped, for absurd grace periods.
+func TestStopDeadline(t *testing.T) {
+	forever := time.Duration(math.MaxInt64)
+	for _, tt := range []struct {
+		grace      time.Duration
+		vmShutdown bool
+		want       time.Duration
+	}{
+		{5 * time.Second, true, 10*time.Second + stopMargin},
+		{5 * time.Second, false, 5*time.Second + stopMargin},
+		{1300000 * time.Hour, true, forever},
+		{forever, false, forever},
+		{forever - stopMargin, false, forever},
+	} {
+		f := engineFlags{gracefulTimeout: tt.grace, vmShutdown: tt.vmShutdown}
+		if got := f.stopDeadline(); got != tt.want {
+			t.Errorf("grace %v, vm-shutdown %v: stopDeadline = %v, want %v", tt.grace, tt.vmShutdown, got, tt.want)
 		}
 	}
 }
