@@ -85,6 +85,28 @@ func TestNodeAttach(t *testing.T) {
 	}
 }
 
+// The Node client refuses numbers it could not carry: a protocol version
+// above uint32 (protobufjs would wrap it and send another version) and a
+// timeout above setTimeout's range (it would fire at once).
+func TestNodeClientRefusesOutOfRange(t *testing.T) {
+	t.Parallel()
+	node := requireTool(t, "node")
+	requireNodeModules(t, "examples/node", "@grpc/grpc-js")
+	dir := filepath.Join(repoRoot, "examples", "node")
+	for _, tt := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"handshake", "--engine", "127.0.0.1:1", "--vm-addr", "127.0.0.1:2", "--protocol-version", "4294967338"}, "--protocol-version must be an integer from 1 to 4294967295"},
+		{[]string{"watch", "--api", "127.0.0.1:1", "--timeout", "3000000"}, "--timeout must be a number of seconds from 0 to 2147483"},
+	} {
+		out, err := runCmd(t, 30*time.Second, dir, node, append([]string{"client.mjs"}, tt.args...)...)
+		if err == nil || !strings.Contains(out, tt.want) {
+			t.Errorf("client.mjs %s: %v\n%s", strings.Join(tt.args, " "), err, out)
+		}
+	}
+}
+
 // The dashboard in chromium against `vmre run` with the built-in example
 // VM (see web/test/dashboard.e2e.mjs for what it checks).
 func TestBrowserDashboard(t *testing.T) {

@@ -169,8 +169,14 @@ async function main() {
   });
   const protocolVersion = Number(values["protocol-version"]);
   const timeoutSeconds = Number(values.timeout);
-  if (!Number.isInteger(protocolVersion) || protocolVersion <= 0) fail("--protocol-version must be a positive integer");
-  if (!Number.isFinite(timeoutSeconds) || timeoutSeconds < 0) fail("--timeout must be a number of seconds");
+  // uint32 on the wire: protobufjs would silently wrap a larger value.
+  if (!Number.isInteger(protocolVersion) || protocolVersion <= 0 || protocolVersion > 0xffffffff) {
+    fail("--protocol-version must be an integer from 1 to 4294967295");
+  }
+  // setTimeout fires at once for delays above 2^31-1 ms (about 24.8 days).
+  if (!Number.isFinite(timeoutSeconds) || timeoutSeconds < 0 || timeoutSeconds * 1000 > 0x7fffffff) {
+    fail("--timeout must be a number of seconds from 0 to 2147483");
+  }
 
   switch (command) {
     case "handshake": {
