@@ -33,6 +33,7 @@ import (
 	"github.com/vmre/vmre"
 	"github.com/vmre/vmre/engine"
 	"github.com/vmre/vmre/gen/vmre/v1/vmrev1connect"
+	"github.com/vmre/vmre/server"
 	"github.com/vmre/vmre/web"
 )
 
@@ -101,6 +102,17 @@ func New(eng *engine.Engine, cfg Config) (*Handler, error) {
 		// saved on a loopback or LAN link, and delayed delivery to 1,000
 		// watchers (BENCHMARKS.md). Large snapshots are still compressed.
 		connect.WithCompressMinBytes(compressMinBytes),
+	)
+	// Readable 415s for curl without a Content-Type, and bodies bounded
+	// before anything else runs (every request here is one message, and
+	// the reads need no token).
+	service = server.GuardRequests(service, MaxRequestBytes,
+		vmrev1connect.RuntimeServiceListRuntimesProcedure,
+		vmrev1connect.RuntimeServiceGetRuntimeProcedure,
+		vmrev1connect.RuntimeServiceWatchRuntimesProcedure,
+		vmrev1connect.RuntimeServiceTailOutputProcedure,
+		vmrev1connect.RuntimeServiceStopRuntimeProcedure,
+		vmrev1connect.RuntimeServiceRestartRuntimeProcedure,
 	)
 	mux.Handle(path, withFlushBatching(service, vmrev1connect.RuntimeServiceWatchRuntimesProcedure))
 	health := grpchealth.NewStaticChecker(vmrev1connect.RuntimeServiceName)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -777,4 +778,57 @@ func TestWatchManyWatchersEveryProtocol(t *testing.T) {
 			t.Errorf("watcher %d got %v, watcher 0 got %v", i, m, got[0])
 		}
 	}
+}
+
+// TestRequestGuard: a POST without the content type a procedure's
+// protocols use gets a 415 that says what to send (unary and streaming
+// procedures differ), and an endless body is answered resource_exhausted
+// once the cap has been read, not read forever.
+func TestRequestGuard(t *testing.T) {
+	t.Parallel()
+	h := start(t, nil)
+	post := func(client *http.Client, procedure, contentType string, body io.Reader) (int, string) {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+		defer cancel()
+		req, err := http.NewRequestWithContext(ctx, http.MethodPost, h.url+procedure, body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Content-Type", contentType)
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatalf("%s: %v", procedure, err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	for _, tt := range []struct {
+		procedure, want string
+	}{
+		{vmrev1connect.RuntimeServiceListRuntimesProcedure, "send application/json"},
+		{vmrev1connect.RuntimeServiceWatchRuntimesProcedure, "send application/connect+json"},
+	} {
+		code, body := post(http.DefaultClient, tt.procedure, "application/x-www-form-urlencoded", strings.NewReader("{}"))
+		if code != http.StatusUnsupportedMediaType || !strings.Contains(body, `"code":"invalid_argument"`) || !strings.Contains(body, tt.want) {
+			t.Errorf("%s, form content type: %d %s", tt.procedure, code, body)
+		}
+	}
+	for name, client := range map[string]*http.Client{"HTTP/1.1": http.DefaultClient, "h2c": h2cClient()} {
+		code, body := post(client, vmrev1connect.RuntimeServiceListRuntimesProcedure, "application/json", endless{})
+		if code != http.StatusTooManyRequests || !strings.Contains(body, "resource_exhausted") {
+			t.Errorf("%s, endless body: %d %s", name, code, body)
+		}
+	}
+}
+
+// endless is a request body that never ends.
+type endless struct{}
+
+func (endless) Read(p []byte) (int, error) {
+	for i := range p {
+		p[i] = ' '
+	}
+	return len(p), nil
 }

@@ -8,34 +8,59 @@ import (
 	"strings"
 
 	"connectrpc.com/connect"
-	"github.com/vmre/vmre/gen/vm/runtime/runtimepbconnect"
 )
 
-// contentTypeGuard answers a POST whose content type no protocol handles
-// with a readable error. connect-go answers such requests with a bare HTTP
-// 415 and an empty body, which leaves a person using curl without
-// "-H 'Content-Type: application/json'" (curl then sends
-// application/x-www-form-urlencoded) with nothing to go on. The guard keeps
-// the status and connect-go's Accept-Post header, and adds a Connect error
-// body with code invalid_argument and a message saying what to send.
+// GuardRequests wraps h, a connect-go handler serving procedures, in the
+// request checks vmre's handlers share:
 //
-// It only intercepts requests whose media type connect-go would refuse
-// anyway, so it never changes the outcome of a request connect-go accepts.
-//
-// It also bounds how much of a request body is read at all. connect-go's
-// read cap refuses a larger message, but first reads the rest of the body
-// to throw it away (all of it for Connect, up to the size the gRPC envelope
-// declares, at most 4 GiB, for gRPC and gRPC-Web), before the Authorizer
-// has run; an endless body would hold the handler forever. Past the bound
-// the body's reads fail with [http.MaxBytesError], which connect-go answers
-// with resource_exhausted, as it answers any oversized message.
-type contentTypeGuard struct {
+//   - A POST to one of procedures whose content type no protocol of that
+//     procedure handles is answered with a readable error. connect-go
+//     answers such requests with a bare HTTP 415 and an empty body, which
+//     leaves a person using curl without "-H 'Content-Type:
+//     application/json'" (curl then sends application/x-www-form-urlencoded)
+//     with nothing to go on. The guard keeps the status and connect-go's
+//     Accept-Post header, and adds a Connect error body with code
+//     invalid_argument and a message saying what to send. It only
+//     intercepts requests connect-go would refuse anyway, so it never
+//     changes the outcome of a request connect-go accepts.
+//   - Request bodies are bounded at maxMessageBytes plus framing (0: not
+//     bounded). connect-go's read cap refuses a larger message, but first
+//     reads the rest of the body to throw it away (all of it for Connect,
+//     up to the size the gRPC envelope declares, at most 4 GiB, for gRPC
+//     and gRPC-Web), before any interceptor has run; an endless body would
+//     hold the handler forever. Past the bound the body's reads fail with
+//     [http.MaxBytesError], which connect-go answers with
+//     resource_exhausted, as it answers any oversized message. Use it only
+//     for procedures whose request is one message (unary and
+//     server-streaming).
+func GuardRequests(h http.Handler, maxMessageBytes int, procedures ...string) http.Handler {
+	g := &requestGuard{next: h, procedures: make(map[string]*acceptedTypes, len(procedures))}
+	if maxMessageBytes > 0 && int64(maxMessageBytes) < math.MaxInt64-bodyOverhead {
+		g.maxBodyBytes = int64(maxMessageBytes) + bodyOverhead
+	}
+	for _, procedure := range procedures {
+		if accepted := probeAcceptedTypes(h, procedure); accepted != nil {
+			g.procedures[procedure] = accepted
+		}
+	}
+	return g
+}
+
+type requestGuard struct {
 	next http.Handler
 	// maxBodyBytes bounds the bytes read from a request body; 0: no bound.
 	maxBodyBytes int64
-	acceptPost   string
+	// procedures holds what each procedure accepts; a procedure missing
+	// here is left to connect-go.
+	procedures map[string]*acceptedTypes
+}
+
+// acceptedTypes is what one procedure's handler accepts, as its own 415
+// answer says.
+type acceptedTypes struct {
+	acceptPost string
 	// mediaTypes holds the media types of acceptPost (lowercase, without
-	// parameters); nil: content types are left to connect-go.
+	// parameters).
 	mediaTypes map[string]struct{}
 }
 
@@ -45,18 +70,14 @@ type contentTypeGuard struct {
 // unary body is the message itself; the cap plus one byte is read.)
 const bodyOverhead = 64
 
-// newContentTypeGuard wraps h, bounding request bodies at maxMessageBytes
-// plus framing. It learns the content types h serves from the Accept-Post
-// header of h's own 415 answer to a probe, so that the list follows
-// whatever codecs the handler options configured.
-func newContentTypeGuard(h http.Handler, maxMessageBytes int) http.Handler {
-	g := &contentTypeGuard{next: h}
-	if maxMessageBytes > 0 && int64(maxMessageBytes) < math.MaxInt64-bodyOverhead {
-		g.maxBodyBytes = int64(maxMessageBytes) + bodyOverhead
-	}
-	probe, err := http.NewRequest(http.MethodPost, runtimepbconnect.RuntimeInitializeProcedure, http.NoBody)
+// probeAcceptedTypes learns the content types h serves for procedure from
+// the Accept-Post header of h's own 415 answer to a probe, so that the list
+// follows whatever codecs the handler options configured (and a streaming
+// procedure's differ from a unary one's). nil if h does not answer so.
+func probeAcceptedTypes(h http.Handler, procedure string) *acceptedTypes {
+	probe, err := http.NewRequest(http.MethodPost, procedure, http.NoBody)
 	if err != nil {
-		return g
+		return nil
 	}
 	probe.Header.Set("Content-Type", "vmre/probe")
 	rec := &headerRecorder{header: make(http.Header)}
@@ -64,21 +85,20 @@ func newContentTypeGuard(h http.Handler, maxMessageBytes int) http.Handler {
 	acceptPost := rec.header.Get("Accept-Post")
 	if rec.code != http.StatusUnsupportedMediaType || acceptPost == "" {
 		// connect-go changed how it refuses content types: leave them to it.
-		return g
+		return nil
 	}
-	g.acceptPost = acceptPost
-	g.mediaTypes = make(map[string]struct{})
+	a := &acceptedTypes{acceptPost: acceptPost, mediaTypes: make(map[string]struct{})}
 	for _, ct := range strings.Split(acceptPost, ",") {
-		g.mediaTypes[mediaType(ct)] = struct{}{}
+		a.mediaTypes[mediaType(ct)] = struct{}{}
 	}
-	return g
+	return a
 }
 
-func (g *contentTypeGuard) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if g.mediaTypes != nil && r.Method == http.MethodPost && r.URL.Path == runtimepbconnect.RuntimeInitializeProcedure {
+func (g *requestGuard) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if accepted := g.procedures[r.URL.Path]; accepted != nil && r.Method == http.MethodPost {
 		ct := r.Header.Get("Content-Type")
-		if _, ok := g.mediaTypes[mediaType(ct)]; !ok {
-			g.refuse(w, ct)
+		if _, ok := accepted.mediaTypes[mediaType(ct)]; !ok {
+			accepted.refuse(w, ct)
 			return
 		}
 	}
@@ -90,15 +110,20 @@ func (g *contentTypeGuard) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	g.next.ServeHTTP(w, r)
 }
 
-func (g *contentTypeGuard) refuse(w http.ResponseWriter, contentType string) {
+func (a *acceptedTypes) refuse(w http.ResponseWriter, contentType string) {
 	var msg string
 	if contentType == "" {
 		msg = "request has no Content-Type"
 	} else {
 		msg = "unsupported Content-Type " + quoteBounded(contentType)
 	}
-	msg += ": send application/json (Connect with JSON, as curl -H 'Content-Type: application/json') " +
-		"or application/proto, or call with a gRPC or gRPC-Web client"
+	if _, unary := a.mediaTypes["application/json"]; unary {
+		msg += ": send application/json (Connect with JSON, as curl -H 'Content-Type: application/json') " +
+			"or application/proto, or call with a gRPC or gRPC-Web client"
+	} else {
+		msg += ": send application/connect+json or application/connect+proto (a Connect stream), " +
+			"or call with a gRPC or gRPC-Web client"
+	}
 	body, err := json.Marshal(struct {
 		Code    string `json:"code"`
 		Message string `json:"message"`
@@ -108,7 +133,7 @@ func (g *contentTypeGuard) refuse(w http.ResponseWriter, contentType string) {
 		return
 	}
 	h := w.Header()
-	h.Set("Accept-Post", g.acceptPost)
+	h.Set("Accept-Post", a.acceptPost)
 	h.Set("Content-Type", "application/json")
 	w.WriteHeader(http.StatusUnsupportedMediaType)
 	_, _ = w.Write(body) // The client has gone if this fails; nothing to do.

@@ -106,7 +106,7 @@ func NewHandler(initializer vmre.Initializer, opts ...Option) (string, http.Hand
 		connect.WithCompressMinBytes(math.MaxInt32),
 	}, cfg.handlerOptions...)
 	path, handler := runtimepbconnect.NewRuntimeHandler(svc, handlerOpts...)
-	return path, newContentTypeGuard(handler, cfg.maxRequestBytes)
+	return path, GuardRequests(handler, cfg.maxRequestBytes, runtimepbconnect.RuntimeInitializeProcedure)
 }
 
 type runtimeService struct {
