@@ -158,7 +158,13 @@ func validateOrigins(origins []string) ([]string, error) {
 			(u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.Fragment != "" || u.User != nil {
 			return nil, fmt.Errorf("%w: cors origin %q, want scheme://host[:port]", vmre.ErrInvalidConfig, o)
 		}
-		out = append(out, u.Scheme+"://"+u.Host)
+		// Browsers leave a scheme's default port out of Origin, so
+		// "http://localhost:80" must be matched as "http://localhost".
+		host := u.Host
+		if port := u.Port(); (u.Scheme == "http" && port == "80") || (u.Scheme == "https" && port == "443") {
+			host = strings.TrimSuffix(host, ":"+port)
+		}
+		out = append(out, u.Scheme+"://"+host)
 	}
 	return out, nil
 }

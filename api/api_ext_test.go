@@ -513,6 +513,15 @@ func TestCORS(t *testing.T) {
 		!strings.Contains(resp.Header.Get("Access-Control-Expose-Headers"), "Grpc-Status") {
 		t.Fatalf("allowed call: %d %v", resp.StatusCode, resp.Header)
 	}
+
+	// An origin configured with its scheme's default port matches what
+	// browsers send: the origin without it.
+	for configured, sent := range map[string]string{"http://localhost:80": "http://localhost", "https://app.example:443": "https://app.example"} {
+		h := start(t, func(c *api.Config) { c.CORSOrigins = []string{configured} })
+		if got := preflight(h, sent).Header.Get("Access-Control-Allow-Origin"); got != sent {
+			t.Errorf("configured %s, preflight from %s: Access-Control-Allow-Origin %q", configured, sent, got)
+		}
+	}
 }
 
 func TestConfigValidation(t *testing.T) {
