@@ -176,17 +176,22 @@ func (p *Policy) Mode() Mode { return p.mode }
 
 // Environ returns the plugin's environment built from base (normally
 // [os.Environ]), as KEY=VALUE entries with each key once: the inherited or
-// kept entries in base's order, minus the handshake variables, then the Set
-// entries. The caller appends the handshake variables. base is not
+// kept entries in base's order (a key repeated in base at its last place
+// and value), minus the handshake variables, then the Set entries. The caller appends the handshake variables. base is not
 // modified.
 func (p *Policy) Environ(base []string) []string {
 	overridden := func(key string) bool {
 		return slices.ContainsFunc(p.set, func(kv string) bool { return keyEqual(envKey(kv), key) })
 	}
+	// A key repeated in base counts once, with its last value, the one
+	// exec would pass on.
+	repeated := func(i int, key string) bool {
+		return slices.ContainsFunc(base[i+1:], func(later string) bool { return keyEqual(envKey(later), key) })
+	}
 	out := make([]string, 0, len(base)+len(p.set))
-	for _, kv := range base {
+	for i, kv := range base {
 		key := envKey(kv)
-		if key == "" || reserved(key) || overridden(key) {
+		if key == "" || reserved(key) || overridden(key) || repeated(i, key) {
 			continue
 		}
 		if p.mode == ModeClean && !p.kept(key) {

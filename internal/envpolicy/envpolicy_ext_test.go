@@ -31,6 +31,7 @@ func TestEnviron(t *testing.T) {
 	tests := []struct {
 		name string
 		cfg  envpolicy.Config
+		base []string // default: base
 		want []string
 	}{
 		{
@@ -44,6 +45,13 @@ func TestEnviron(t *testing.T) {
 			cfg:  envpolicy.Config{Set: []string{"EDITOR=nano", "NEW=1", "NEW=2", "EMPTY="}},
 			want: []string{"PATH=/usr/bin:/bin", "HOME=/home/op", "LC_ALL=C.UTF-8", "LC_TIME=en_GB.UTF-8",
 				"AWS_SECRET_ACCESS_KEY=hunter2", "EDITOR=nano", "NEW=2", "EMPTY="},
+		},
+		{
+			name: "a key repeated in base counts once, with its last value",
+			cfg:  envpolicy.Config{},
+			base: append(slices.Clone(base), "HOME=/home/other", "PWD=/a", "PWD=/b"),
+			want: []string{"PATH=/usr/bin:/bin", "LC_ALL=C.UTF-8", "LC_TIME=en_GB.UTF-8",
+				"AWS_SECRET_ACCESS_KEY=hunter2", "EDITOR=vi", "HOME=/home/other", "PWD=/b"},
 		},
 		{
 			name: "clean with the default allowlist",
@@ -78,12 +86,16 @@ func TestEnviron(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			in := slices.Clone(base)
+			from := base
+			if tt.base != nil {
+				from = tt.base
+			}
+			in := slices.Clone(from)
 			got := p.Environ(in)
 			if !slices.Equal(got, tt.want) {
 				t.Fatalf("Environ =\n  %q\nwant\n  %q", got, tt.want)
 			}
-			if !slices.Equal(in, base) {
+			if !slices.Equal(in, from) {
 				t.Fatal("Environ modified its input")
 			}
 		})
