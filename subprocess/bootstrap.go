@@ -214,8 +214,8 @@ func Bootstrap(ctx context.Context, cmd *exec.Cmd, config *Config) (*Status, vmr
 // to deliver its answer before Bootstrap closes the server and kills the
 // plugin. The answer takes microseconds; the bound only matters when the
 // plugin holds another connection mid-request, and allows for a starved
-// machine.
-const failedAnswerWait = time.Second
+// machine. A variable only so that a test can stretch it.
+var failedAnswerWait = time.Second
 
 // errHandshakeTimeout reads "handshake failed: timeout", the text users
 // of avalanchego search for, and matches ErrHandshakeFailed,

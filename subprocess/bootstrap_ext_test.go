@@ -652,54 +652,62 @@ func TestEngineKilled(t *testing.T) {
 // and then handshakes with a wrong version. Once the mismatch is
 // answered nothing is left to answer, so Bootstrap must not wait for the
 // server's graceful shutdown, which lasts up to HandshakeTimeout (an hour
-// here), and it must return once ctx is cancelled.
+// here).
 func TestVersionMismatchNotHeldByConnection(t *testing.T) {
 	t.Parallel()
-	for _, cancelCtx := range []bool{false, true} {
-		t.Run(fmt.Sprintf("cancel=%v", cancelCtx), func(t *testing.T) {
-			t.Parallel()
-			ctx, cancel := context.WithCancel(t.Context())
-			defer cancel()
-			holder := make(chan string, 1)
-			cfg := &subprocess.Config{
-				HandshakeTimeout: time.Hour,
-				OnOutput: func(l subprocess.Line) {
-					if pid, ok := strings.CutPrefix(l.Text, "holder="); ok {
-						holder <- pid
-					}
-					// The plugin has its answer: Bootstrap knows the outcome.
-					if cancelCtx && strings.HasPrefix(l.Text, "handshake:") {
-						cancel()
-					}
-				},
+	versionMismatchHeld(t, false)
+}
+
+// TestVersionMismatchReturnsWhenContextEnds: the same, with the caller's
+// context cancelled once the plugin has its answer, and the wait for the
+// server stretched to an hour: Bootstrap must return because ctx ended.
+// Not parallel: it changes a package variable.
+func TestVersionMismatchReturnsWhenContextEnds(t *testing.T) {
+	defer subprocess.SetFailedAnswerWait(time.Hour)()
+	versionMismatchHeld(t, true)
+}
+
+func versionMismatchHeld(t *testing.T, cancelCtx bool) {
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	holder := make(chan string, 1)
+	cfg := &subprocess.Config{
+		HandshakeTimeout: time.Hour,
+		OnOutput: func(l subprocess.Line) {
+			if pid, ok := strings.CutPrefix(l.Text, "holder="); ok {
+				holder <- pid
 			}
-			cmd := childCmd(t, "hold-conn", versionEnv+"=41")
-			errc := make(chan error, 1)
-			go func() {
-				_, _, err := subprocess.Bootstrap(ctx, cmd, cfg)
-				errc <- err
-			}()
-			pid, err := strconv.Atoi(<-holder)
-			if err != nil {
-				t.Fatal(err)
+			// The plugin has its answer: Bootstrap knows the outcome.
+			if cancelCtx && strings.HasPrefix(l.Text, "handshake:") {
+				cancel()
 			}
-			openPidfds(t, pid) // killed at cleanup
-			// Not a measurement: a deadline far beyond a correct run's few
-			// milliseconds, far below the hour the server would take.
-			deadline := time.NewTimer(time.Minute)
-			defer deadline.Stop()
-			select {
-			case err = <-errc:
-			case <-deadline.C:
-				t.Fatal("Bootstrap still waits for the handshake server")
-			}
-			if !errors.Is(err, vmre.ErrHandshakeFailed) ||
-				!errors.Is(err, vmre.ErrProtocolVersionMismatch) && !(cancelCtx && errors.Is(err, context.Canceled)) {
-				t.Errorf("err = %v, want a version mismatch", err)
-			}
-			if !gone(cmd.Process.Pid) {
-				t.Errorf("process %d was not reaped", cmd.Process.Pid)
-			}
-		})
+		},
+	}
+	cmd := childCmd(t, "hold-conn", versionEnv+"=41")
+	errc := make(chan error, 1)
+	go func() {
+		_, _, err := subprocess.Bootstrap(ctx, cmd, cfg)
+		errc <- err
+	}()
+	pid, err := strconv.Atoi(<-holder)
+	if err != nil {
+		t.Fatal(err)
+	}
+	openPidfds(t, pid) // killed at cleanup
+	// Not a measurement: a deadline far beyond a correct run's few
+	// milliseconds, far below the hour the server would take.
+	deadline := time.NewTimer(time.Minute)
+	defer deadline.Stop()
+	select {
+	case err = <-errc:
+	case <-deadline.C:
+		t.Fatal("Bootstrap still waits for the handshake server")
+	}
+	if !errors.Is(err, vmre.ErrHandshakeFailed) ||
+		!errors.Is(err, vmre.ErrProtocolVersionMismatch) && !(cancelCtx && errors.Is(err, context.Canceled)) {
+		t.Errorf("err = %v, want a version mismatch", err)
+	}
+	if !gone(cmd.Process.Pid) {
+		t.Errorf("process %d was not reaped", cmd.Process.Pid)
 	}
 }
