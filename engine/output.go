@@ -198,10 +198,12 @@ type Follower struct {
 // bytes past the ring's own byte bound (a line alone may exceed it, as in
 // the ring). Without the byte bound an idle follower of long lines would
 // hold many times what the ring keeps, and one Next batch could exceed
-// what a client accepts in a message.
+// what a client accepts in a message. Once a line has been dropped, so is
+// every later one until Next: a batch stays one unbroken run, and the
+// dropped lines are the ones right after it.
 func (f *Follower) pushLocked(l Line) {
 	cost := lineCost(len(l.Text))
-	if len(f.pending) >= f.ring.followerBuffer ||
+	if f.dropped > 0 || len(f.pending) >= f.ring.followerBuffer ||
 		(len(f.pending) > 0 && f.pendingBytes+cost > f.ring.maxBytes) {
 		f.dropped++
 	} else {

@@ -172,6 +172,17 @@ func TestSlowFollowerBacklogIsBoundedByBytes(t *testing.T) {
 	if err != nil || len(lines) != 1 || lines[0].Text != huge || dropped != 0 {
 		t.Fatalf("a line larger than the bound: got %d lines, %d dropped, %v; want it alone", len(lines), dropped, err)
 	}
+
+	// Once a line is dropped, so are the later ones until Next, even one
+	// that would fit: a batch is one unbroken run, the drops right after it.
+	big, mid := strings.Repeat("a", 60<<10), strings.Repeat("b", 8<<10)
+	for _, text := range []string{big, mid, "c"} {
+		out(engine.OutputLine{Stream: "stdout", Text: text})
+	}
+	lines, dropped, err = f.Next(t.Context())
+	if err != nil || len(lines) != 1 || lines[0].Text != big || dropped != 2 {
+		t.Fatalf("after a drop: got %d lines, %d dropped, %v; want the first line, 2 dropped", len(lines), dropped, err)
+	}
 }
 
 func TestFollowerEndsWhenRuntimeLeavesHistory(t *testing.T) {
