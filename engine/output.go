@@ -221,11 +221,12 @@ func (f *Follower) wakeLocked() {
 }
 
 // Next blocks until there are new lines and returns all of them, with the
-// number of lines dropped since the last call because this follower fell
-// more than its buffer behind: 4*[Config.WatchBuffer] lines, or
-// [Config.OutputBytes] bytes (counted as the ring counts them), whichever
-// is reached first. A single line larger than that still comes through. It returns [ErrClosed] once the runtime has
-// left the engine (or the engine closed), and ctx's error when ctx ends.
+// number of lines dropped since the last call because this follower fell more
+// than its buffer behind: 4*[Config.WatchBuffer] lines, or
+// [Config.OutputBytes] bytes (counted as the ring counts them), whichever is
+// reached first. A single line larger than that still comes through. It
+// returns [ErrClosed] once the runtime has left the engine (or the engine
+// closed), and ctx's error when ctx ends.
 func (f *Follower) Next(ctx context.Context) ([]Line, uint64, error) {
 	for {
 		f.ring.mu.Lock()

@@ -75,6 +75,9 @@ func WithAuthorizer(authorize Authorizer) Option {
 }
 
 // WithHandlerOptions passes extra options (interceptors, say) to connect-go.
+// Set the request size cap with [WithMaxRequestBytes], not connect-go's
+// WithReadMaxBytes: the handler bounds how much of a body it reads by the
+// former.
 func WithHandlerOptions(opts ...connect.HandlerOption) Option {
 	return optionFunc(func(c *config) { c.handlerOptions = append(c.handlerOptions, opts...) })
 }
@@ -85,11 +88,12 @@ func WithHandlerOptions(opts ...connect.HandlerOption) Option {
 //
 // A request is refused before it reaches the Initializer when the
 // Authorizer refuses it, when its body exceeds the size cap
-// (resource_exhausted; the body is not read much past the cap, and this
-// is decided before the Authorizer runs), when it does not decode or [ValidateRequest] fails
-// (invalid_argument), and when it is a POST whose Content-Type no protocol
-// uses: that gets HTTP 415 with the Accept-Post header and, unlike plain
-// connect-go, a Connect error body (invalid_argument) saying what to send.
+// (resource_exhausted; the body is not read much past the cap, and this is
+// decided before the Authorizer runs), when it does not decode or
+// [ValidateRequest] fails (invalid_argument), and when it is a POST whose
+// Content-Type no protocol uses: that gets HTTP 415 with the Accept-Post
+// header and, unlike plain connect-go, a Connect error body
+// (invalid_argument) saying what to send.
 func NewHandler(initializer vmre.Initializer, opts ...Option) (string, http.Handler) {
 	cfg := config{maxRequestBytes: DefaultMaxRequestBytes}
 	for _, o := range opts {

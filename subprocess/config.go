@@ -214,10 +214,10 @@ func (c *Config) validate() error {
 	case len(c.EnvVars) == 0:
 		return fmt.Errorf("%w: no environment variable to pass the engine address in", vmre.ErrInvalidConfig)
 	case c.MaxLineBytes < 0 || c.MaxLineBytes > maxMaxLineBytes:
-		return fmt.Errorf("%w: max line bytes %d is outside 1..%d", vmre.ErrInvalidConfig, c.MaxLineBytes, maxMaxLineBytes)
+		return fmt.Errorf("%w: max line bytes %d is outside 0..%d (0: the default)", vmre.ErrInvalidConfig, c.MaxLineBytes, maxMaxLineBytes)
 	case c.StderrTailLines < 0 || c.StderrTailLines > MaxStderrTailLines:
 		// The tail's ring is allocated up front, at every launch.
-		return fmt.Errorf("%w: stderr tail lines %d is outside 1..%d", vmre.ErrInvalidConfig, c.StderrTailLines, MaxStderrTailLines)
+		return fmt.Errorf("%w: stderr tail lines %d is outside 0..%d (0: the default)", vmre.ErrInvalidConfig, c.StderrTailLines, MaxStderrTailLines)
 	}
 	for _, name := range c.EnvVars {
 		if name == "" || strings.ContainsAny(name, "=\x00") {

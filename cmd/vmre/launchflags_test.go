@@ -175,6 +175,7 @@ func TestDoctorReportsUnservedAddress(t *testing.T) {
 // TestStopDeadline: both grace periods with --vm-shutdown, one without,
 // plus the margin; saturated, never wrapped, for absurd grace periods.
 func TestStopDeadline(t *testing.T) {
+	t.Parallel()
 	forever := time.Duration(math.MaxInt64)
 	for _, tt := range []struct {
 		grace      time.Duration

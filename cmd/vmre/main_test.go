@@ -271,14 +271,25 @@ func TestDoctorFailsPluginThatMustBeKilled(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer silent.Close()
+	accepted := make(chan net.Conn, 16)
+	t.Cleanup(func() {
+		_ = silent.Close()
+		for {
+			select {
+			case c := <-accepted:
+				_ = c.Close()
+			default:
+				return
+			}
+		}
+	})
 	go func() {
 		for {
 			c, err := silent.Accept()
 			if err != nil {
 				return
 			}
-			defer c.Close()
+			accepted <- c // held open, unanswered, until the cleanup
 		}
 	}()
 	plugin := writeScript(t, "trap '' TERM\n"+

@@ -28,9 +28,9 @@
 // plugin passes its environment to. In token and token-or-peer mode such a
 // process is admitted. The peer check cannot be fooled that way: presenting
 // a socket the launched tree holds means taking it from that tree, which
-// needs the right to ptrace-attach to it. Where processes of the same user are a concern, use
-// peer mode (Linux), which vmre-client plugins pass too, and run the engine
-// and its plugins as a user of their own.
+// needs the right to ptrace-attach to it. Where processes of the same user
+// are a concern, use peer mode (Linux), which vmre-client plugins pass too,
+// and run the engine and its plugins as a user of their own.
 //
 // The default is token-or-peer on Linux and token elsewhere. A caller with
 // no or a wrong token fails with an error wrapping [vmre.ErrUnauthenticated]
