@@ -144,6 +144,9 @@ func (s *service) StopRuntime(ctx context.Context, req *vmrev1.StopRuntimeReques
 	return &vmrev1.StopRuntimeResponse{Runtime: runtimeToProto(rt)}, nil
 }
 
+// RestartRuntime hands the request's ctx to engine.Restart, where it bounds
+// only the wait: a client that times out or hangs up gets deadline_exceeded
+// or canceled, and the restart still completes in the engine.
 func (s *service) RestartRuntime(ctx context.Context, req *vmrev1.RestartRuntimeRequest) (*vmrev1.RestartRuntimeResponse, error) {
 	if err := requireID(req.GetId()); err != nil {
 		return nil, err

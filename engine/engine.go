@@ -77,7 +77,7 @@ type Engine struct {
 
 	baseCtx    context.Context // ends at Close; parent of every launch
 	cancelBase context.CancelFunc
-	wg         sync.WaitGroup // exit watchers
+	wg         sync.WaitGroup // launches, exit watchers and restarts
 
 	mu         sync.Mutex
 	closed     bool
@@ -94,7 +94,7 @@ type Engine struct {
 // comment are guarded by Engine.mu.
 type runtime struct {
 	spec Spec
-	op   sync.Mutex // serialises Restart calls
+	op   sync.Mutex // makes restarts run one at a time
 	out  *outputRing
 
 	// Guarded by Engine.mu.
@@ -106,6 +106,7 @@ type runtime struct {
 	exited        chan struct{} // closed when the current process has ended and been recorded
 	launchErr     error         // why the last launch failed
 	stopRequested bool
+	stops         uint64 // Stop calls so far; a restart accepted before the last one relaunches nothing
 	inHistory     bool
 	lastHandshake uint64 // attached: e.handshakes at its last handshake
 }

@@ -14,7 +14,8 @@ import (
 
 // fakeLauncher launches fake processes. Each launch takes the next step from
 // its script (repeating the last one): hold blocks the handshake until the
-// channel closes or ctx ends, err fails the launch.
+// channel closes or ctx ends, err fails the launch, ignoreStops makes the
+// process ignore its first Stop calls.
 type fakeLauncher struct {
 	nextPid atomic.Int64
 	mu      sync.Mutex
@@ -22,12 +23,16 @@ type fakeLauncher struct {
 	procs   []*fakeProc
 	outputs []func(engine.OutputLine)
 	calls   int
+	// overlaps counts launches that began while an earlier process still
+	// ran: for an engine with one runtime, a double launch.
+	overlaps atomic.Int32
 }
 
 type fakeStep struct {
-	hold  chan struct{}
-	err   error
-	lines []string // written before the handshake
+	hold        chan struct{}
+	err         error
+	lines       []string // written before the handshake
+	ignoreStops int32    // Stop calls the process ignores, as a plugin ignores SIGTERM
 }
 
 func (f *fakeLauncher) Launch(ctx context.Context, _ engine.Spec, output func(engine.OutputLine)) (engine.Status, engine.Process, error) {
@@ -39,6 +44,13 @@ func (f *fakeLauncher) Launch(ctx context.Context, _ engine.Spec, output func(en
 	}
 	f.calls++
 	f.outputs = append(f.outputs, output)
+	for _, p := range f.procs {
+		select {
+		case <-p.done:
+		default:
+			f.overlaps.Add(1)
+		}
+	}
 	f.mu.Unlock()
 	for _, l := range step.lines {
 		output(engine.OutputLine{Time: time.Now(), Stream: "stdout", Text: l})
@@ -54,7 +66,7 @@ func (f *fakeLauncher) Launch(ctx context.Context, _ engine.Spec, output func(en
 		return engine.Status{}, nil, step.err
 	}
 	pid := int(1000 + f.nextPid.Add(1))
-	p := &fakeProc{done: make(chan struct{}), pid: pid}
+	p := &fakeProc{done: make(chan struct{}), pid: pid, ignoreStops: step.ignoreStops}
 	f.mu.Lock()
 	f.procs = append(f.procs, p)
 	f.mu.Unlock()
@@ -91,14 +103,23 @@ func (f *fakeLauncher) output(i int) func(engine.OutputLine) {
 	return f.outputs[i]
 }
 
-// fakeProc exits when stopped (SIGTERM-style) or when exit is called.
+// launches reports how many launches have begun.
+func (f *fakeLauncher) launches() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.calls
+}
+
+// fakeProc exits when stopped (SIGTERM-style), unless it still ignores
+// stops, or when end is called.
 type fakeProc struct {
-	pid   int
-	once  sync.Once
-	done  chan struct{}
-	mu    sync.Mutex
-	exit  engine.ExitStatus
-	stops atomic.Int32
+	pid         int
+	ignoreStops int32
+	once        sync.Once
+	done        chan struct{}
+	mu          sync.Mutex
+	exit        engine.ExitStatus
+	stops       atomic.Int32
 }
 
 func (p *fakeProc) end(s engine.ExitStatus) {
@@ -111,8 +132,9 @@ func (p *fakeProc) end(s engine.ExitStatus) {
 }
 
 func (p *fakeProc) Stop(ctx context.Context) {
-	p.stops.Add(1)
-	p.end(engine.ExitStatus{Code: -1, Signal: "terminated"})
+	if p.stops.Add(1) > p.ignoreStops {
+		p.end(engine.ExitStatus{Code: -1, Signal: "terminated"})
+	}
 	select {
 	case <-p.done:
 	case <-ctx.Done():

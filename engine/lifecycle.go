@@ -243,8 +243,9 @@ func (e *Engine) removeLocked(id string) {
 // Stop stops the runtime with the given id and returns it once its process
 // has exited, or when ctx is done (the stop then completes in the
 // background). Stopping an ended runtime returns it unchanged. A runtime
-// that is still starting has its launch aborted. Attached runtimes cannot be
-// stopped: [ErrAttached].
+// that is still starting has its launch aborted. A restart of the runtime
+// under way (see [Engine.Restart]) launches nothing after this Stop, or has
+// its launch aborted. Attached runtimes cannot be stopped: [ErrAttached].
 func (e *Engine) Stop(ctx context.Context, id string) (Runtime, error) {
 	e.mu.Lock()
 	r, ok := e.runtimes[id]
@@ -252,6 +253,8 @@ func (e *Engine) Stop(ctx context.Context, id string) (Runtime, error) {
 		e.mu.Unlock()
 		return Runtime{}, fmt.Errorf("stop %q: %w", id, ErrUnknownRuntime)
 	}
+	// A restart accepted before this Stop must not relaunch after it.
+	r.stops++
 	e.mu.Unlock()
 	return e.stop(ctx, r)
 }
@@ -300,25 +303,88 @@ func (e *Engine) stop(ctx context.Context, r *runtime) (Runtime, error) {
 // under the same id, and returns it once the new process has handshaken or
 // failed to. Ended runtimes in the history can be restarted too. Attached
 // runtimes cannot: [ErrAttached].
+//
+// Once Restart has accepted the request (the runtime exists, is not
+// attached, and the engine is open), ctx only bounds the wait: a caller
+// that gives up gets the runtime as it is then and ctx's error, and the
+// stop and the relaunch still happen in the engine (watch or Get the
+// runtime for the outcome). Restarts of one runtime run one at
+// a time, each a full stop and relaunch. An [Engine.Stop] call made while
+// a restart is under way wins: the restart launches nothing after it, or
+// has its launch aborted, and fails with [ErrStopped]. [Engine.Close]
+// waits for restarts under way and ends them: a relaunch not yet begun
+// fails with [ErrClosed], one in its handshake is aborted.
 func (e *Engine) Restart(ctx context.Context, id string) (Runtime, error) {
 	e.mu.Lock()
 	r, ok := e.runtimes[id]
-	e.mu.Unlock()
-	if !ok {
+	switch {
+	case !ok:
+		e.mu.Unlock()
 		return Runtime{}, fmt.Errorf("restart %q: %w", id, ErrUnknownRuntime)
+	case e.closed:
+		e.mu.Unlock()
+		return Runtime{}, fmt.Errorf("restart %q: %w", id, ErrClosed)
+	case r.info.Attached:
+		info := r.info.clone()
+		e.mu.Unlock()
+		return info, fmt.Errorf("restart %s: %w", id, ErrAttached)
 	}
+	stops := r.stops
+	// Add under the lock, after the closed check, as startLocked does:
+	// Close waits for the restart.
+	e.wg.Add(1)
+	e.mu.Unlock()
+
+	res := make(chan restartResult, 1)
+	go func() {
+		defer e.wg.Done()
+		// The caller's ctx may end at any moment (an RPC deadline, a
+		// closed browser tab); a stop without its relaunch would leave the
+		// runtime down. Keep ctx's values only.
+		rt, err := e.restart(context.WithoutCancel(ctx), r, stops)
+		res <- restartResult{rt, err}
+	}()
+	select {
+	case out := <-res:
+		return out.rt, out.err
+	case <-ctx.Done():
+	}
+	select {
+	case out := <-res: // finished just as ctx ended: report the outcome
+		return out.rt, out.err
+	default:
+		return e.snapshotOf(r), fmt.Errorf("wait for restart of %s: %w", id, ctx.Err())
+	}
+}
+
+// restartResult is what a restart returned.
+type restartResult struct {
+	rt  Runtime
+	err error
+}
+
+// restart stops r and launches it again, unless a Stop has been made since
+// the restart was accepted (r.stops is no longer stops). It runs on a
+// goroutine tracked by e.wg, with a ctx that does not end; r.op makes the
+// restarts of r run one at a time.
+func (e *Engine) restart(ctx context.Context, r *runtime, stops uint64) (Runtime, error) {
 	r.op.Lock()
 	defer r.op.Unlock()
 	if _, err := e.stop(ctx, r); err != nil {
 		return e.snapshotOf(r), fmt.Errorf("restart: %w", err)
 	}
 	// Check and launch under one lock: the runtime, now ended, may be
-	// evicted from the history the moment e.mu is free.
+	// evicted from the history, or stopped again, the moment e.mu is free.
 	e.mu.Lock()
+	if r.stops != stops {
+		info := r.info.clone()
+		e.mu.Unlock()
+		return info, fmt.Errorf("restart %s: %w", info.ID, ErrStopped)
+	}
 	done, err := e.startLocked(r, true)
 	e.mu.Unlock()
 	if err != nil {
-		return Runtime{}, fmt.Errorf("restart %q: %w", id, err)
+		return Runtime{}, fmt.Errorf("restart %q: %w", r.info.ID, err)
 	}
 	return e.waitLaunch(ctx, r, done)
 }

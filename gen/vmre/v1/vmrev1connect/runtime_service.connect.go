@@ -81,8 +81,13 @@ type RuntimeServiceClient interface {
 	StopRuntime(context.Context, *v1.StopRuntimeRequest) (*v1.StopRuntimeResponse, error)
 	// RestartRuntime stops a runtime if it runs, then launches the same
 	// command again under the same id, and returns it once the new process
-	// has completed its handshake (or failed to). Attached runtimes cannot be
-	// restarted: FAILED_PRECONDITION.
+	// has completed its handshake (or failed to). Once the engine has the
+	// request, the restart completes even if the caller stops waiting: a
+	// deadline or a cancellation ends only the wait (DEADLINE_EXCEEDED,
+	// CANCELED), and GetRuntime or WatchRuntimes show the outcome. A
+	// StopRuntime made during a restart wins: the restart launches nothing
+	// after it, or has its launch aborted, and fails with ABORTED. Attached
+	// runtimes cannot be restarted: FAILED_PRECONDITION.
 	RestartRuntime(context.Context, *v1.RestartRuntimeRequest) (*v1.RestartRuntimeResponse, error)
 }
 
@@ -218,8 +223,13 @@ type RuntimeServiceHandler interface {
 	StopRuntime(context.Context, *v1.StopRuntimeRequest) (*v1.StopRuntimeResponse, error)
 	// RestartRuntime stops a runtime if it runs, then launches the same
 	// command again under the same id, and returns it once the new process
-	// has completed its handshake (or failed to). Attached runtimes cannot be
-	// restarted: FAILED_PRECONDITION.
+	// has completed its handshake (or failed to). Once the engine has the
+	// request, the restart completes even if the caller stops waiting: a
+	// deadline or a cancellation ends only the wait (DEADLINE_EXCEEDED,
+	// CANCELED), and GetRuntime or WatchRuntimes show the outcome. A
+	// StopRuntime made during a restart wins: the restart launches nothing
+	// after it, or has its launch aborted, and fails with ABORTED. Attached
+	// runtimes cannot be restarted: FAILED_PRECONDITION.
 	RestartRuntime(context.Context, *v1.RestartRuntimeRequest) (*v1.RestartRuntimeResponse, error)
 }
 

@@ -1,0 +1,290 @@
+package engine_test
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/vmre/vmre/engine"
+)
+
+// restartResult is what a Restart on another goroutine returned.
+type restartResult struct {
+	rt  engine.Runtime
+	err error
+}
+
+// restartAsync calls Restart on a goroutine of its own.
+func restartAsync(e *engine.Engine, ctx context.Context, id string) <-chan restartResult {
+	res := make(chan restartResult, 1)
+	go func() {
+		rt, err := e.Restart(ctx, id)
+		res <- restartResult{rt, err}
+	}()
+	return res
+}
+
+// result waits for a Restart started by restartAsync to return.
+func result(t *testing.T, res <-chan restartResult) restartResult {
+	t.Helper()
+	select {
+	case r := <-res:
+		return r
+	case <-time.After(5 * time.Second):
+		t.Fatal("Restart did not return after its ctx ended")
+		return restartResult{}
+	}
+}
+
+// expectState reads the watcher's next change and fails unless it moves
+// runtime id to state. It returns the runtime as the change reports it.
+func expectState(t *testing.T, w *engine.Watcher, id string, state engine.State) engine.Runtime {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Second)
+	defer cancel()
+	c, err := w.Next(ctx)
+	if err != nil {
+		t.Fatalf("waiting for %s to be %v: %v", id, state, err)
+	}
+	if c.Kind != engine.ChangeUpdated || c.Runtime.ID != id || c.Runtime.State != state {
+		t.Fatalf("change = %+v, want %s %v", c, id, state)
+	}
+	return c.Runtime
+}
+
+// watchFromSnapshot returns a watcher whose snapshot has been read.
+func watchFromSnapshot(t *testing.T, e *engine.Engine) *engine.Watcher {
+	t.Helper()
+	w := e.Watch()
+	t.Cleanup(w.Close)
+	if c := next(t, w); c.Kind != engine.ChangeSnapshot {
+		t.Fatalf("first message = %+v, want a snapshot", c)
+	}
+	return w
+}
+
+// TestRestartOutlivesItsCaller: a caller that stops waiting while the
+// restart's stop is under way (an RPC deadline, a closed browser tab) gets
+// the runtime as it is then and ctx's error, and the restart still
+// completes: the runtime runs again, restarted once. When the stop was
+// bound to the caller's ctx, the relaunch never happened and the runtime
+// stayed exited.
+func TestRestartOutlivesItsCaller(t *testing.T) {
+	t.Parallel()
+	// The first process ignores the restart's stop, as a plugin ignores
+	// SIGTERM until its grace period ends.
+	l := &fakeLauncher{steps: []fakeStep{{ignoreStops: 1}, {}}}
+	e := newEngine(t, l, nil)
+	first, err := e.Launch(t.Context(), spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := watchFromSnapshot(t, e)
+
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	res := restartAsync(e, ctx, first.ID)
+	expectState(t, w, first.ID, engine.StateStopping)
+	cancel()
+	r := result(t, res)
+	if !errors.Is(r.err, context.Canceled) || r.rt.ID != first.ID || r.rt.State != engine.StateStopping || r.rt.Restarts != 0 {
+		t.Fatalf("abandoned Restart = %+v, %v; want r1 stopping and context.Canceled", r.rt, r.err)
+	}
+
+	// The old process ends at last (the kill after the grace period), and
+	// the restart goes on without its caller.
+	l.proc(0).end(engine.ExitStatus{Code: -1, Signal: "killed"})
+	expectState(t, w, first.ID, engine.StateExited)
+	expectState(t, w, first.ID, engine.StateStarting)
+	running := expectState(t, w, first.ID, engine.StateRunning)
+	if running.Restarts != 1 || running.Pid != l.proc(1).pid {
+		t.Fatalf("restarted = %+v, want restarts 1 and pid %d", running, l.proc(1).pid)
+	}
+	if got, _, err := e.Get(first.ID); err != nil || got.State != engine.StateRunning || got.Restarts != 1 {
+		t.Fatalf("Get after the restart = %+v, %v", got, err)
+	}
+	if n := l.overlaps.Load(); n != 0 {
+		t.Fatalf("%d launches while the old process still ran", n)
+	}
+}
+
+// TestStopCancelsPendingRestart: a Stop made while a restart is under way
+// wins, even when the restart's caller has gone: the restart launches
+// nothing after it. Otherwise a client whose restart timed out, and which
+// then stops the runtime, would see it come back.
+func TestStopCancelsPendingRestart(t *testing.T) {
+	t.Parallel()
+	// The first process ignores both the restart's stop and the Stop.
+	l := &fakeLauncher{steps: []fakeStep{{ignoreStops: 2}, {}}}
+	e := newEngine(t, l, nil)
+	first, err := e.Launch(t.Context(), spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := watchFromSnapshot(t, e)
+
+	ctx, cancel := context.WithCancel(t.Context())
+	res := restartAsync(e, ctx, first.ID)
+	expectState(t, w, first.ID, engine.StateStopping)
+	cancel()
+	if r := result(t, res); !errors.Is(r.err, context.Canceled) {
+		t.Fatalf("abandoned Restart: %v, want context.Canceled", r.err)
+	}
+	// A Stop whose caller does not wait either: the request is what counts.
+	if rt, err := e.Stop(ctx, first.ID); !errors.Is(err, context.Canceled) || rt.State != engine.StateStopping {
+		t.Fatalf("Stop = %+v, %v; want r1 stopping and context.Canceled", rt, err)
+	}
+	l.proc(0).end(engine.ExitStatus{Code: -1, Signal: "killed"})
+	expectState(t, w, first.ID, engine.StateExited)
+
+	// Restarts of a runtime run one at a time, so this one ends after the
+	// abandoned one: by then that one has relaunched or given up.
+	rt, err := e.Restart(t.Context(), first.ID)
+	if err != nil || rt.State != engine.StateRunning {
+		t.Fatalf("Restart after the Stop = %+v, %v", rt, err)
+	}
+	if rt.Restarts != 1 || l.launches() != 2 {
+		t.Fatalf("restarts %d, launches %d; want 1 and 2: the stopped restart relaunched", rt.Restarts, l.launches())
+	}
+	expectState(t, w, first.ID, engine.StateStarting)
+	expectState(t, w, first.ID, engine.StateRunning)
+}
+
+// TestCloseEndsAbandonedRestart: Close during a restart whose caller has
+// gone waits for it and ends it, whichever phase it is in: a relaunch that
+// has not begun fails with ErrClosed, one in its handshake is aborted.
+// Nothing runs after Close.
+func TestCloseEndsAbandonedRestart(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name string
+		// steps: the first launch, then the relaunch.
+		steps []fakeStep
+		// reached are the states runtime r1 goes through, after stopping,
+		// before the restart's caller gives up.
+		reached      []engine.State
+		wantLaunches int
+	}{
+		{
+			name: "during the stop",
+			// The process ignores the restart's stop but not Close's.
+			steps:        []fakeStep{{ignoreStops: 1}},
+			wantLaunches: 1,
+		},
+		{
+			name:         "during the relaunch",
+			steps:        []fakeStep{{}, {hold: make(chan struct{})}},
+			reached:      []engine.State{engine.StateExited, engine.StateStarting},
+			wantLaunches: 2,
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			l := &fakeLauncher{steps: tt.steps}
+			e := newEngine(t, l, nil)
+			first, err := e.Launch(t.Context(), spec)
+			if err != nil {
+				t.Fatal(err)
+			}
+			w := watchFromSnapshot(t, e)
+			ctx, cancel := context.WithCancel(t.Context())
+			res := restartAsync(e, ctx, first.ID)
+			expectState(t, w, first.ID, engine.StateStopping)
+			for _, s := range tt.reached {
+				expectState(t, w, first.ID, s)
+			}
+			cancel()
+			if r := result(t, res); !errors.Is(r.err, context.Canceled) {
+				t.Fatalf("abandoned Restart: %v, want context.Canceled", r.err)
+			}
+
+			closeCtx, cancelClose := context.WithTimeout(t.Context(), 5*time.Second)
+			defer cancelClose()
+			e.Close(closeCtx)
+			if closeCtx.Err() != nil {
+				t.Fatal("Close did not return before its ctx ended")
+			}
+			if n := l.launches(); n != tt.wantLaunches {
+				t.Fatalf("%d launches, want %d", n, tt.wantLaunches)
+			}
+			l.mu.Lock()
+			procs := l.procs
+			l.mu.Unlock()
+			for i, p := range procs {
+				select {
+				case <-p.Done():
+				default:
+					t.Fatalf("process %d still runs after Close", i)
+				}
+			}
+			if got, _, err := e.Get(first.ID); err != nil || !got.State.Ended() {
+				t.Fatalf("after Close: %+v, %v", got, err)
+			}
+		})
+	}
+}
+
+// TestConcurrentRestartsAndStops: Restarts and Stops of one runtime from
+// many callers, some of whom give up at once, never run two processes for
+// it at a time, and each restart launches exactly once. Close then ends
+// whatever is still under way.
+func TestConcurrentRestartsAndStops(t *testing.T) {
+	t.Parallel()
+	l := &fakeLauncher{}
+	e := newEngine(t, l, nil)
+	first, err := e.Launch(t.Context(), spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const callers, calls = 4, 100
+	abandoned, cancel := context.WithCancel(t.Context())
+	cancel()
+	var wg sync.WaitGroup
+	for i := range callers {
+		wg.Go(func() {
+			for j := range calls {
+				ctx := t.Context()
+				if (i+j)%3 == 0 {
+					ctx = abandoned
+				}
+				var err error
+				if (i+j)%4 == 0 {
+					_, err = e.Stop(ctx, first.ID)
+				} else {
+					_, err = e.Restart(ctx, first.ID)
+				}
+				if err != nil && !errors.Is(err, engine.ErrStopped) && !errors.Is(err, context.Canceled) {
+					t.Errorf("caller %d call %d: %v", i, j, err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	e.Close(t.Context())
+
+	if n := l.overlaps.Load(); n != 0 {
+		t.Fatalf("%d launches while an earlier process still ran", n)
+	}
+	got, _, err := e.Get(first.ID)
+	if err != nil || !got.State.Ended() {
+		t.Fatalf("after Close: %+v, %v", got, err)
+	}
+	if n := l.launches(); n != 1+got.Restarts {
+		t.Fatalf("%d launches for 1 launch and %d restarts", n, got.Restarts)
+	}
+	l.mu.Lock()
+	procs := l.procs
+	l.mu.Unlock()
+	for i, p := range procs {
+		select {
+		case <-p.Done():
+		default:
+			t.Fatalf("process %d still runs after Close", i)
+		}
+	}
+	t.Logf("%d restarts", got.Restarts)
+}
