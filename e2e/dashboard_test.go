@@ -17,7 +17,11 @@ import (
 // built-in example VM; when the script asks, the engine is killed by PID
 // (SIGKILL, as a crash), then stopped (SIGTERM), and each time started again
 // on the same address, and the page must show the new engine's runtime and
-// output without a reload.
+// output without a reload. Then, with scripted watch and output streams
+// (playwright routes), the page must tail a runtime again only on a new
+// watch stream, not on a resync snapshot, and tell a new engine's output
+// from the same engine's by the runtime's process and the lines' times,
+// however the initial tail is split into messages.
 func TestBrowserDashboardEngineRestart(t *testing.T) {
 	t.Parallel()
 	node := requireTool(t, "node")

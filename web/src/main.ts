@@ -4,7 +4,7 @@
 import "./style.css";
 import { Code, ConnectError, createClient, type Client } from "@connectrpc/connect";
 import { createGrpcWebTransport } from "@connectrpc/connect-web";
-import { durationMs, timestampMs } from "@bufbuild/protobuf/wkt";
+import { durationMs, timestampMs, type Timestamp } from "@bufbuild/protobuf/wkt";
 import {
   OutputStream,
   RuntimeService,
@@ -297,11 +297,16 @@ function setConn(state: "connecting" | "live" | "down", text: string) {
   connText.textContent = text;
 }
 
+// watchLive is set while a watch stream is established (it has sent its
+// first snapshot): the rows are the engine's current picture.
+let watchLive = false;
+
 async function watch() {
   let backoff = 500;
   for (;;) {
     try {
       setConn("connecting", "connecting");
+      let firstSnapshot = true;
       for await (const msg of client.watchRuntimes({})) {
         if (msg.serverTime) clockOffsetMs = timestampMs(msg.serverTime) - Date.now();
         switch (msg.kind.case) {
@@ -309,6 +314,7 @@ async function watch() {
             const before = selected;
             runtimes.clear();
             for (const rt of msg.kind.value.runtimes) runtimes.set(rt.id, rt);
+            watchLive = true;
             setConn("live", "live");
             backoff = 500;
             if (connEl.dataset.lost) {
@@ -317,10 +323,15 @@ async function watch() {
             }
             renderAll();
             // A new watch stream may come from a new engine, whose output
-            // the old tail stream will never show: it has ended, or it is
-            // retrying against the engine that went away. renderAll keeps a
-            // selected runtime that is still listed, so tail it again here.
-            if (before !== null && selected === before) resumeTail();
+            // the old tail stream will never show: it has ended, or it
+            // stopped retrying while the watch stream was down. renderAll
+            // keeps a selected runtime that is still listed, so tail it
+            // again here. Only on the stream's first snapshot: a later one
+            // is a resync from the same engine after the page fell behind,
+            // and the tail stream goes on; tailing again would tear it down
+            // and fetch TAIL_LINES lines each time the page falls behind.
+            if (firstSnapshot && before !== null && selected === before) resumeTail();
+            firstSnapshot = false;
             document.documentElement.dataset.ready = "true";
             break;
           }
@@ -347,6 +358,7 @@ async function watch() {
       }
       throw new Error("watch stream ended");
     } catch (err) {
+      watchLive = false;
       setConn("down", "reconnecting");
       connEl.dataset.lost = "true";
       showError(`Lost the engine's watch stream (${describe(err)}). Reconnecting…`);
@@ -363,14 +375,16 @@ function sleep(ms: number) {
 // ---- output tail ------------------------------------------------------------
 
 let tailAbort: AbortController | null = null;
-// The last line shown: its seq, and its pid and time, which tell it apart
-// from another engine's line with the same seq (every engine numbers a
-// runtime's lines from 1).
+// The last line shown: its seq, and the process that wrote it and when the
+// engine read it, which tell it apart from another engine's line with the
+// same seq (every engine numbers a runtime's lines from 1).
 let lastSeq = 0n;
-let lastKey = "";
+let lastPid = 0n;
+let lastTime: bigint | null = null;
 
-function lineKey(l: OutputLine): string {
-  return `${l.pid}@${l.time ? `${l.time.seconds}.${l.time.nanos}` : ""}`;
+// timeNs is t in nanoseconds since the epoch, or null if unset.
+function timeNs(t: Timestamp | undefined): bigint | null {
+  return t ? t.seconds * 1_000_000_000n + BigInt(t.nanos) : null;
 }
 
 function renderLogTitle() {
@@ -386,8 +400,7 @@ function select(id: string | null) {
   tailAbort = null;
   logEl.replaceChildren();
   logEl.dataset.lines = "0";
-  lastSeq = 0n;
-  lastKey = "";
+  forgetShown();
   renderLogTitle();
   if (id === null) return;
   const rt = runtimes.get(id);
@@ -400,7 +413,7 @@ function select(id: string | null) {
 
 // resumeTail tails the selected runtime again on a fresh stream, keeping
 // what the log shows; the new stream's first lines decide whether they
-// continue it (see sameOutput).
+// continue it (see resume).
 function resumeTail() {
   if (selected === null || runtimes.get(selected)?.attached) return;
   tailAbort?.abort();
@@ -419,6 +432,12 @@ async function tail(id: string) {
   }
 }
 
+function forgetShown() {
+  lastSeq = 0n;
+  lastPid = 0n;
+  lastTime = null;
+}
+
 async function follow(id: string, signal: AbortSignal) {
   let backoff = 500;
   while (!signal.aborted) {
@@ -428,11 +447,7 @@ async function follow(id: string, signal: AbortSignal) {
         if (signal.aborted) return; // replaced by a newer tail
         if (first) {
           first = false;
-          if (!sameOutput(msg.lines)) {
-            lastSeq = 0n;
-            lastKey = "";
-            note("The engine restarted: its output of this runtime follows.");
-          }
+          resume(msg.lines, runtimes.get(id));
         }
         if (msg.droppedLines > 0n) note(`… ${msg.droppedLines} lines skipped (the dashboard fell behind)`);
         appendLines(msg.lines);
@@ -449,19 +464,87 @@ async function follow(id: string, signal: AbortSignal) {
       note(`Output stream interrupted (${describe(err)}); retrying…`);
       await sleep(backoff);
       backoff = Math.min(backoff * 2, 5000);
+      // With the watch stream down too, the engine may be restarting, and
+      // a tail opened now would be judged (see resume) against the old
+      // engine's picture of the runtime. The watch stream's first snapshot
+      // tails the runtime again.
+      if (!watchLive) return;
     }
   }
 }
 
-// sameOutput reports whether a new tail stream's first lines (the engine's
-// most recent ones) continue the output already shown, rather than come
-// from a new engine that numbers its lines from 1 again: then they hold
-// the line last shown, unchanged, or only lines after it.
-function sameOutput(lines: OutputLine[]): boolean {
-  if (lastSeq === 0n) return true;
-  const last = lines.find((l) => l.seq === lastSeq);
-  if (last) return lineKey(last) === lastKey;
-  return lines.length > 0 && lines[0].seq > lastSeq;
+// resume decides, on a new tail stream's first message, whether its lines
+// continue the output already shown or come from a new engine, which
+// numbers a runtime's lines from 1 again (then the numbering starts over,
+// so that none of them is taken for a line already shown), and says so in
+// the log. The message holds the oldest lines of the initial tail, which
+// the engine may split into several messages; only those oldest lines and
+// the runtime as the watch stream shows it decide, so the split does not
+// matter.
+function resume(lines: OutputLine[], rt: Runtime | undefined) {
+  switch (continuation(lines, rt)) {
+    case "same":
+      return;
+    case "gap": {
+      const n = lines[0].seq - lastSeq - 1n;
+      if (n > 0n) note(`… ${n} lines skipped (written while the output stream was reconnecting)`);
+      return;
+    }
+    case "new":
+      forgetShown();
+      note("The engine restarted: its output of this runtime follows.");
+      return;
+    case "changed":
+      forgetShown();
+      note("The runtime or the engine restarted while the output stream was reconnecting: its latest output follows.");
+      return;
+  }
+}
+
+// continuation tells how a new tail stream's first lines relate to the
+// line shown last:
+//   - "same": they reach back to it, in the same engine;
+//   - "gap": they are later lines of the same engine, with lines between
+//     that the tail no longer holds;
+//   - "new": they come from another engine;
+//   - "changed": they come from another process, and may be later lines of
+//     the same engine after a restart of the runtime, or a new engine's.
+//
+// A line numbered like the shown one decides by its process and time. A
+// line numbered before it was, in the same engine, read before it; a new
+// engine reads all its lines after the old engine's last. Lines numbered
+// after it only cannot tell a new engine that already wrote more lines than
+// the old one from the same engine; the runtime's process can: if it was
+// running when the shown line was read, it is the same engine's (a new
+// engine starts its processes after the old engine ended). Times are the
+// engine's clock, which must not step back across an engine restart.
+function continuation(lines: OutputLine[], rt: Runtime | undefined): "same" | "gap" | "new" | "changed" {
+  if (lastSeq === 0n) return "same";
+  const shown = lines.find((l) => l.seq === lastSeq);
+  if (shown) return shown.pid === lastPid && timeNs(shown.time) === lastTime ? "same" : "new";
+  // The same engine's output of the runtime still holds the shown line or
+  // later ones: it never empties.
+  if (lines.length === 0) return "new";
+  const first = lines[0];
+  if (first.seq < lastSeq) {
+    // The oldest line decides: it is a whole message before the shown one
+    // when the engine split the tail before reaching it, and so far from
+    // it that the moment by which lines read on stdout and on stderr can
+    // be out of order does not matter.
+    const t = timeNs(first.time);
+    if (t !== null && lastTime !== null) return t <= lastTime ? "same" : "new";
+    return runningWhenShown(rt) ? "same" : "new";
+  }
+  return runningWhenShown(rt) ? "gap" : "changed";
+}
+
+// runningWhenShown reports whether rt's current (or last) process had
+// already started when the engine read the line shown last, and is not
+// known to be another process than the one that wrote it.
+function runningWhenShown(rt: Runtime | undefined): boolean {
+  const started = timeNs(rt?.startedAt);
+  if (!rt || started === null || lastTime === null || started > lastTime) return false;
+  return lastPid === 0n || rt.pid === 0n || rt.pid === lastPid;
 }
 
 function note(text: string, kind: "note" | "event" = "note") {
@@ -492,7 +575,8 @@ function appendLines(lines: OutputLine[]) {
   for (const l of lines) {
     if (l.seq <= lastSeq) continue; // already shown before a reconnect
     lastSeq = l.seq;
-    lastKey = lineKey(l);
+    lastPid = l.pid;
+    lastTime = timeNs(l.time);
     const parsed = parseJSON(l.text);
     const level = levelOf(l, parsed);
     const div = document.createElement("div");

@@ -8,7 +8,13 @@
 //     runtime and its output from the first line (the new engine numbers
 //     its lines from 1 again);
 //  3. the same with a clean stop (SIGTERM), which ends the output stream
-//     normally rather than with an error.
+//     normally rather than with an error;
+//  4. with scripted watch and output streams (routed by playwright): a
+//     resync snapshot on the same watch stream does not tail the runtime
+//     again; a new engine whose output numbers past the lines shown is told
+//     from the same engine's later lines by the runtime's process; an
+//     initial tail the engine splits into several messages is judged as a
+//     whole, whether it continues the lines shown or not.
 //
 // The engine belongs to the caller (e2e/dashboard_test.go): to restart it,
 // this script prints "restart-engine sigkill" or "restart-engine sigterm"
@@ -20,6 +26,7 @@
 //
 // It never downloads a browser. Exit status 0 and "reconnect ok" on success,
 // 1 with the reasons otherwise.
+import { build } from "esbuild";
 import { chromium } from "playwright-core";
 import { existsSync, mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -141,6 +148,189 @@ async function check(name, fn) {
   }
 }
 
+// ---- scripted streams -------------------------------------------------------
+
+// loadProtobuf bundles the generated schemas and protobuf-es from the
+// TypeScript sources (node does not run TypeScript) and imports them.
+async function loadProtobuf() {
+  const { outputFiles } = await build({
+    stdin: {
+      contents: [
+        `export { WatchRuntimesResponseSchema, TailOutputResponseSchema, RuntimeState, OutputStream } from "./src/gen/vmre/v1/runtime_service_pb.ts";`,
+        `export { create, toBinary } from "@bufbuild/protobuf";`,
+        `export { timestampFromMs } from "@bufbuild/protobuf/wkt";`,
+      ].join("\n"),
+      resolveDir: join(import.meta.dirname, ".."),
+      loader: "ts",
+      sourcefile: "pb.ts",
+    },
+    bundle: true,
+    format: "esm",
+    write: false,
+    logLevel: "warning",
+  });
+  return import(`data:text/javascript;base64,${Buffer.from(outputFiles[0].text).toString("base64")}`);
+}
+
+// grpcWeb is a whole gRPC-Web response: msgs, each in its own frame, then
+// trailers with status 0, which end the stream.
+function grpcWeb(pb, schema, msgs) {
+  const frame = (flags, bytes) => {
+    const head = Buffer.alloc(5);
+    head[0] = flags;
+    head.writeUInt32BE(bytes.length, 1);
+    return [head, Buffer.from(bytes)];
+  };
+  const parts = msgs.flatMap((m) => frame(0, pb.toBinary(schema, pb.create(schema, m))));
+  parts.push(...frame(0x80, Buffer.from("grpc-status: 0\r\n")));
+  return {
+    status: 200,
+    headers: { "content-type": "application/grpc-web+proto" },
+    body: Buffer.concat(parts),
+  };
+}
+
+// scriptedResume replaces the engine's WatchRuntimes and TailOutput with
+// scripted streams, so that the engine side can be anything: one runtime,
+// r1, as three engines in turn show it. Each stage serves one watch stream
+// (the page reconnects when it ends; its next request is held until the
+// next stage) and the output every tail opened meanwhile receives; a
+// scripted stream cannot stay open, so it ends after its messages. A stage
+// then checks what the page added to its log and how many tails it opened.
+async function scriptedResume() {
+  const pb = await loadProtobuf();
+  const base = Date.now() - 3_600_000;
+  // An engine runs r1 as process pid from `started` and reads its line seq
+  // at line0 + seq ms; each engine starts after the last line of the one
+  // before.
+  const old = { pid: 4101n, started: base, line0: base + 1_000 };
+  const next = { pid: 4202n, started: base + 600_000, line0: base + 601_000 };
+  const third = { pid: 4303n, started: base + 1_200_000, line0: base + 1_201_000 };
+  const snapshot = (e) => ({
+    kind: {
+      case: "snapshot",
+      value: {
+        runtimes: [{
+          id: "r1", name: "scripted", command: ["/bin/scripted"], state: pb.RuntimeState.RUNNING,
+          pid: e.pid, vmAddr: "127.0.0.1:1", protocolVersion: 42, startedAt: pb.timestampFromMs(e.started),
+        }],
+      },
+    },
+    serverTime: pb.timestampFromMs(Date.now()),
+  });
+  const lines = (e, from, to) => Array.from({ length: to - from + 1 }, (_, i) => ({
+    seq: BigInt(from + i),
+    time: pb.timestampFromMs(e.line0 + from + i),
+    stream: pb.OutputStream.STDOUT,
+    text: `line ${from + i} of pid ${e.pid}`,
+    pid: e.pid,
+  }));
+
+  const stages = []; // not yet served
+  let wake = () => {};
+  let current = null; // the stage whose watch stream was served last
+  let watchRequests = 0;
+  await page.route("**/vmre.v1.RuntimeService/WatchRuntimes", async (route) => {
+    watchRequests++;
+    while (stages.length === 0) await new Promise((resolve) => (wake = resolve));
+    current = stages.shift();
+    current.served = watchRequests;
+    await route.fulfill(grpcWeb(pb, pb.WatchRuntimesResponseSchema, current.watch)).catch(() => {});
+  });
+  await page.route("**/vmre.v1.RuntimeService/TailOutput", async (route) => {
+    const stage = current;
+    stage.tails++;
+    await route.fulfill(grpcWeb(pb, pb.TailOutputResponseSchema, stage.tail.map((ls) => ({ lines: ls })))).catch(() => {});
+  });
+
+  // The log: notes, and lines with the pid and seq their titles give.
+  const entries = () => page.locator("#log .line").evaluateAll((els) => els.map((el) => {
+    if (el.classList.contains("note")) return { note: el.textContent };
+    const m = /· pid (\d+) · #(\d+)/.exec(el.title);
+    return { pid: Number(m[1]), seq: Number(m[2]) };
+  }));
+  const seqs = (es) => es.filter((e) => e.seq !== undefined).map((e) => e.seq);
+  const restartNotes = (es) => es.filter((e) => e.note?.includes("restarted")).map((e) => e.note);
+  const range = (from, to) => Array.from({ length: to - from + 1 }, (_, i) => from + i);
+  const sameList = (a, b) => a.length === b.length && a.every((v, i) => v === b[i]);
+  const brief = (es) => {
+    const s = seqs(es);
+    const notes = es.filter((e) => e.note).map((e) => JSON.stringify(e.note));
+    return `lines ${s.length > 0 ? `#${s[0]}..#${s.at(-1)} (${s.length})` : "none"}, notes ${notes.join(", ") || "none"}`;
+  };
+  const problems = [];
+
+  // stage serves one watch stream and the tails opened during it, and waits
+  // until the log shows line lastSeq and the page has asked for the next
+  // watch stream: it has then handled every message of this one (and
+  // opened every tail those made it open).
+  async function stage(name, watch, tail, lastSeq) {
+    const before = (await entries()).length;
+    const s = { watch, tail, tails: 0, served: 0 };
+    stages.push(s);
+    wake();
+    try {
+      await page.waitForFunction(
+        (seq) => [...document.querySelectorAll("#log .line:not(.note)")].some((el) => el.title.endsWith(` #${seq}`)),
+        lastSeq,
+        { timeout: T },
+      );
+      const deadline = Date.now() + T;
+      while (!(s.served > 0 && watchRequests > s.served)) {
+        if (Date.now() > deadline) throw new Error("the page did not reconnect");
+        await page.waitForTimeout(50);
+      }
+    } catch (err) {
+      const shown = brief((await entries()).slice(before));
+      throw new Error(`${name}: line #${lastSeq} not shown within ${T / 1000}s (${err instanceof Error ? err.message : err}); the stage added ${shown}`);
+    }
+    const added = (await entries()).slice(before);
+    step(`${name}: ${s.tails} tail stream(s); added ${brief(added)}`);
+    const fail = (what) => problems.push(`${name}: ${what}; the stage added ${brief(added)}`);
+    return { added, tails: s.tails, fail };
+  }
+
+  await page.goto(opts.url);
+
+  // The first watch stream, then three resyncs on it, as a watcher that
+  // fell behind gets: the same engine, whose tail goes on.
+  let r = await stage("resync snapshots", [snapshot(old), snapshot(old), snapshot(old), snapshot(old)], [lines(old, 1, 10)], 10);
+  if (r.tails !== 1) r.fail(`${r.tails} tail streams opened for one watch stream with three resync snapshots, want 1`);
+
+  // A new engine that has already written more than 300 lines past the
+  // last one shown: its tail numbers past it, and only the runtime's new
+  // process tells it from the same engine's later lines.
+  r = await stage("a new engine, numbered past the lines shown", [snapshot(next)], [lines(next, 1000, 1299)], 1299);
+  if (r.tails !== 1) r.fail(`${r.tails} tail streams opened, want 1`);
+  if (restartNotes(r.added).length !== 1) r.fail("no note says the engine restarted");
+  if (!sameList(seqs(r.added), range(1000, 1299))) r.fail("want lines #1000..#1299");
+
+  // The same engine and process, 700 lines later: no restart, a gap.
+  r = await stage("the same engine, lines later", [snapshot(next)], [lines(next, 2000, 2299)], 2299);
+  if (restartNotes(r.added).length !== 0) r.fail("a note says the engine restarted, but it is the same process");
+  if (!r.added.some((e) => e.note?.includes("700 lines skipped"))) r.fail("no note says 700 lines were skipped");
+  if (!sameList(seqs(r.added), range(2000, 2299))) r.fail("want lines #2000..#2299");
+
+  // The same engine; the initial tail comes in two messages, and the first
+  // ends before the line shown last (#2299).
+  r = await stage("the same engine, a tail in two messages", [snapshot(next)], [lines(next, 2250, 2270), lines(next, 2271, 2310)], 2310);
+  if (restartNotes(r.added).length !== 0) r.fail("a note says the engine restarted, but the tail's second message holds the line shown last");
+  if (!sameList(seqs(r.added), range(2300, 2310))) r.fail("want only the new lines #2300..#2310, each once");
+
+  // A new engine whose initial tail, in two messages, holds a line numbered
+  // like the one shown last (#2310) in its second: all its lines show.
+  r = await stage("a new engine, a tail in two messages", [snapshot(third)], [lines(third, 2200, 2290), lines(third, 2291, 2400)], 2400);
+  if (restartNotes(r.added).length !== 1) r.fail("no note says the engine restarted");
+  if (!sameList(seqs(r.added), range(2200, 2400)) || r.added.some((e) => e.seq !== undefined && e.pid !== Number(third.pid))) {
+    r.fail(`want lines #2200..#2400 of pid ${third.pid}`);
+  }
+
+  await page.unrouteAll({ behavior: "ignoreErrors" });
+  if (problems.length > 0) throw new Error(problems.join("\n  "));
+  // The real engine again, for whatever follows.
+  await openPage();
+}
+
 try {
   let rt = await openPage();
   step(`runtime ${rt.id} running with pid ${rt.pid}; its output is shown`);
@@ -217,6 +407,8 @@ try {
   }
 
   await page.screenshot({ path: join(opts.out, "dashboard-reconnected.png") });
+
+  await check("scripted streams: resync snapshots and resumed tails", scriptedResume);
 
   if (pageErrors.length > 0) failures.push(`page errors: ${pageErrors.join("; ")}`);
 } catch (err) {
