@@ -107,24 +107,33 @@ func TestNodeClientRefusesOutOfRange(t *testing.T) {
 	}
 }
 
-// The dashboard in chromium against `vmre run` with the built-in example
-// VM (see web/test/dashboard.e2e.mjs for what it checks).
-func TestBrowserDashboard(t *testing.T) {
-	t.Parallel()
-	node := requireTool(t, "node")
+// browserTools returns node, the chromium binary and the directory for
+// screenshots of a dashboard test, after checking (as requireTool does)
+// that the tools are there.
+func browserTools(t *testing.T) (node, chromium, shots string) {
+	t.Helper()
+	node = requireTool(t, "node")
 	requireNodeModules(t, "web", "playwright-core")
-	chromium := os.Getenv("VMRE_CHROMIUM")
+	chromium = os.Getenv("VMRE_CHROMIUM")
 	if chromium == "" {
 		chromium = "/usr/bin/chromium"
 	}
 	requireFile(t, "chromium (apt-get install -y chromium)", chromium)
-	e := startVMRE(t)
-	api := e.apiURL()
-	token, _ := e.token()
-	shots := filepath.Join(t.TempDir(), "screenshots")
+	shots = filepath.Join(t.TempDir(), "screenshots")
 	if dir := os.Getenv("VMRE_SCREENSHOT_DIR"); dir != "" {
 		shots = dir
 	}
+	return node, chromium, shots
+}
+
+// The dashboard in chromium against `vmre run` with the built-in example
+// VM (see web/test/dashboard.e2e.mjs for what it checks).
+func TestBrowserDashboard(t *testing.T) {
+	t.Parallel()
+	node, chromium, shots := browserTools(t)
+	e := startVMRE(t)
+	api := e.apiURL()
+	token, _ := e.token()
 	out, err := runCmd(t, 150*time.Second, filepath.Join(repoRoot, "web"), node, "test/dashboard.e2e.mjs",
 		"--url", api+"/", "--token="+token, "--out", shots, "--chromium", chromium)
 	if err != nil || !strings.Contains(out, "dashboard ok") {

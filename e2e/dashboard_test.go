@@ -24,20 +24,10 @@ import (
 // however the initial tail is split into messages.
 func TestBrowserDashboardEngineRestart(t *testing.T) {
 	t.Parallel()
-	node := requireTool(t, "node")
-	requireNodeModules(t, "web", "playwright-core")
-	chromium := os.Getenv("VMRE_CHROMIUM")
-	if chromium == "" {
-		chromium = "/usr/bin/chromium"
-	}
-	requireFile(t, "chromium (apt-get install -y chromium)", chromium)
+	node, chromium, shots := browserTools(t)
 	e := startVMRE(t)
 	addr := e.apiAddr()
 	token, _ := e.token()
-	shots := filepath.Join(t.TempDir(), "screenshots")
-	if dir := os.Getenv("VMRE_SCREENSHOT_DIR"); dir != "" {
-		shots = dir
-	}
 
 	ctx, cancel := context.WithTimeout(t.Context(), 240*time.Second)
 	defer cancel()

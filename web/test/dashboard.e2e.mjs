@@ -10,42 +10,14 @@
 //
 // It never downloads a browser: --chromium (default /usr/bin/chromium) must
 // exist. Exit status 0 on success, 1 with the reason otherwise.
-import { chromium } from "playwright-core";
-import { existsSync, mkdirSync, mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { parseArgs } from "node:util";
+import { launchBrowser, parseOptions } from "./browser.mjs";
 
-const { values: opts } = parseArgs({
-  options: {
-    url: { type: "string" },
-    token: { type: "string" },
-    out: { type: "string", default: "." },
-    chromium: { type: "string", default: "/usr/bin/chromium" },
-  },
-});
-if (!opts.url || !opts.token) {
-  console.error("usage: dashboard.e2e.mjs --url URL --token=TOKEN [--out DIR] [--chromium PATH]");
-  process.exit(2);
-}
-if (!existsSync(opts.chromium)) {
-  console.error(`FAIL: no browser at ${opts.chromium} (apt-get install -y chromium); this test never downloads one`);
-  process.exit(1);
-}
-mkdirSync(opts.out, { recursive: true });
+const opts = parseOptions("dashboard.e2e.mjs");
 
 const T = 20_000; // generous: two shared cores, a race-enabled engine
 const step = (msg) => console.log(`- ${msg}`);
-const profile = mkdtempSync(join(tmpdir(), "vmre-chromium-"));
-const context = await chromium.launchPersistentContext(profile, {
-  executablePath: opts.chromium,
-  headless: true,
-  viewport: { width: 1280, height: 800 },
-  args: [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-  ],
-});
+const { context, close } = await launchBrowser(opts.chromium);
 const pageErrors = [];
 const offOrigin = [];
 let failed = false;
@@ -147,7 +119,6 @@ try {
     // the browser is gone; nothing more to show
   }
 } finally {
-  await context.close();
-  rmSync(profile, { recursive: true, force: true });
+  await close();
 }
 process.exit(failed ? 1 : 0);

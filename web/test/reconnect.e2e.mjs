@@ -27,30 +27,11 @@
 // It never downloads a browser. Exit status 0 and "reconnect ok" on success,
 // 1 with the reasons otherwise.
 import { build } from "esbuild";
-import { chromium } from "playwright-core";
-import { existsSync, mkdirSync, mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
-import { parseArgs } from "node:util";
+import { launchBrowser, parseOptions } from "./browser.mjs";
 
-const { values: opts } = parseArgs({
-  options: {
-    url: { type: "string" },
-    token: { type: "string" },
-    out: { type: "string", default: "." },
-    chromium: { type: "string", default: "/usr/bin/chromium" },
-  },
-});
-if (!opts.url || !opts.token) {
-  console.error("usage: reconnect.e2e.mjs --url URL --token=TOKEN [--out DIR] [--chromium PATH]");
-  process.exit(2);
-}
-if (!existsSync(opts.chromium)) {
-  console.error(`FAIL: no browser at ${opts.chromium} (apt-get install -y chromium); this test never downloads one`);
-  process.exit(1);
-}
-mkdirSync(opts.out, { recursive: true });
+const opts = parseOptions("reconnect.e2e.mjs");
 
 const T = 30_000; // generous: two shared cores, a race-enabled engine restarting
 const step = (msg) => console.log(`- ${msg}`);
@@ -64,16 +45,7 @@ async function restartEngine(how) {
   step(`caller: ${value}`);
 }
 
-const profile = mkdtempSync(join(tmpdir(), "vmre-chromium-"));
-const context = await chromium.launchPersistentContext(profile, {
-  executablePath: opts.chromium,
-  headless: true,
-  viewport: { width: 1280, height: 800 },
-  args: [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-  ],
-});
+const { context, close } = await launchBrowser(opts.chromium);
 const page = context.pages()[0] ?? (await context.newPage());
 const pageErrors = [];
 page.on("pageerror", (e) => pageErrors.push(e.message));
@@ -415,8 +387,7 @@ try {
   failures.push(err instanceof Error ? err.message : String(err));
   await page.screenshot({ path: join(opts.out, "reconnect-failure.png") }).catch(() => {});
 } finally {
-  await context.close();
-  rmSync(profile, { recursive: true, force: true });
+  await close();
 }
 if (failures.length > 0) {
   for (const f of failures) console.error(`FAIL: ${f}`);

@@ -1,0 +1,52 @@
+// What the browser tests share: their command line and a headless Debian
+// chromium in a throw-away profile. It never downloads a browser.
+import { chromium } from "playwright-core";
+import { existsSync, mkdirSync, mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { parseArgs } from "node:util";
+
+// parseOptions reads --url, --token=TOKEN, --out and --chromium, exiting 2
+// on a usage error and 1 when the browser is missing. (--token=TOKEN with
+// "=": a token may begin with "-", which parseArgs would take for an
+// option.)
+export function parseOptions(script) {
+  const { values: opts } = parseArgs({
+    options: {
+      url: { type: "string" },
+      token: { type: "string" },
+      out: { type: "string", default: "." },
+      chromium: { type: "string", default: "/usr/bin/chromium" },
+    },
+  });
+  if (!opts.url || !opts.token) {
+    console.error(`usage: ${script} --url URL --token=TOKEN [--out DIR] [--chromium PATH]`);
+    process.exit(2);
+  }
+  if (!existsSync(opts.chromium)) {
+    console.error(`FAIL: no browser at ${opts.chromium} (apt-get install -y chromium); this test never downloads one`);
+    process.exit(1);
+  }
+  mkdirSync(opts.out, { recursive: true });
+  return opts;
+}
+
+// launchBrowser starts chromium headless in a fresh profile; close() ends
+// it and removes the profile.
+export async function launchBrowser(executablePath) {
+  const profile = mkdtempSync(join(tmpdir(), "vmre-chromium-"));
+  const context = await chromium.launchPersistentContext(profile, {
+    executablePath,
+    headless: true,
+    viewport: { width: 1280, height: 800 },
+    args: [
+      "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+      "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    ],
+  });
+  const close = async () => {
+    await context.close();
+    rmSync(profile, { recursive: true, force: true });
+  };
+  return { context, close };
+}
