@@ -264,21 +264,5 @@ func grpcStatusOf(resp *http.Response, body []byte) string {
 	if s := resp.Trailer.Get("Grpc-Status"); s != "" {
 		return s
 	}
-	for len(body) >= 5 {
-		flag, n := body[0], binary.BigEndian.Uint32(body[1:5])
-		if uint64(n) > uint64(len(body)-5) {
-			return ""
-		}
-		frame := body[5 : 5+n]
-		body = body[5+n:]
-		if flag&0x80 == 0 {
-			continue
-		}
-		for line := range strings.SplitSeq(string(frame), "\r\n") {
-			if k, v, ok := strings.Cut(line, ":"); ok && strings.EqualFold(strings.TrimSpace(k), "grpc-status") {
-				return strings.TrimSpace(v)
-			}
-		}
-	}
-	return ""
+	return grpcWebTrailerStatus(body)
 }
