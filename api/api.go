@@ -115,16 +115,21 @@ func New(eng *engine.Engine, cfg Config) (*Handler, error) {
 		vmrev1connect.RuntimeServiceRestartRuntimeProcedure,
 	)
 	mux.Handle(path, withFlushBatching(service, vmrev1connect.RuntimeServiceWatchRuntimesProcedure))
+	// Health and reflection need no token either: the same bounds. A
+	// reflection stream carries many messages, so only each one is capped.
+	limit := connect.WithReadMaxBytes(MaxRequestBytes)
 	health := grpchealth.NewStaticChecker(vmrev1connect.RuntimeServiceName)
-	mux.Handle(grpchealth.NewHandler(health))
+	healthPath, healthHandler := grpchealth.NewHandler(health, limit)
+	mux.Handle(healthPath, server.GuardRequests(healthHandler, MaxRequestBytes,
+		"/"+grpchealth.HealthV1ServiceName+"/Check", "/"+grpchealth.HealthV1ServiceName+"/Watch"))
 	reflector := grpcreflect.NewStaticReflector(
 		vmrev1connect.RuntimeServiceName,
 		grpchealth.HealthV1ServiceName,
 		grpcreflect.ReflectV1ServiceName,
 		grpcreflect.ReflectV1AlphaServiceName,
 	)
-	mux.Handle(grpcreflect.NewHandlerV1(reflector))
-	mux.Handle(grpcreflect.NewHandlerV1Alpha(reflector))
+	mux.Handle(grpcreflect.NewHandlerV1(reflector, limit))
+	mux.Handle(grpcreflect.NewHandlerV1Alpha(reflector, limit))
 	mux.Handle("/", dashboardHandler(dashboard))
 
 	return &Handler{handler: withHostCheck(withCORS(mux, origins), cfg.AllowedHosts), health: health}, nil

@@ -825,10 +825,16 @@ func TestRequestGuard(t *testing.T) {
 		}
 	}
 	for name, client := range map[string]*http.Client{"HTTP/1.1": http.DefaultClient, "h2c": h2cClient()} {
-		code, body := post(client, vmrev1connect.RuntimeServiceListRuntimesProcedure, "application/json", endless{})
-		if code != http.StatusTooManyRequests || !strings.Contains(body, "resource_exhausted") {
-			t.Errorf("%s, endless body: %d %s", name, code, body)
+		// The health check needs no token either.
+		for _, procedure := range []string{vmrev1connect.RuntimeServiceListRuntimesProcedure, "/grpc.health.v1.Health/Check"} {
+			code, body := post(client, procedure, "application/json", endless{})
+			if code != http.StatusTooManyRequests || !strings.Contains(body, "resource_exhausted") {
+				t.Errorf("%s %s, endless body: %d %s", name, procedure, code, body)
+			}
 		}
+	}
+	if code, body := post(http.DefaultClient, "/grpc.health.v1.Health/Check", "application/json", strings.NewReader("{}")); code != http.StatusOK || !strings.Contains(body, "SERVING") {
+		t.Errorf("health check: %d %s", code, body)
 	}
 }
 

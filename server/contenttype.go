@@ -33,6 +33,9 @@ import (
 //     resource_exhausted, as it answers any oversized message. Use it only
 //     for procedures whose request is one message (unary and
 //     server-streaming).
+//
+// It calls h once per procedure while it is built, with a request h
+// refuses, to learn the content types from h's answer.
 func GuardRequests(h http.Handler, maxMessageBytes int, procedures ...string) http.Handler {
 	g := &requestGuard{next: h, procedures: make(map[string]*acceptedTypes, len(procedures))}
 	if maxMessageBytes > 0 && int64(maxMessageBytes) < math.MaxInt64-bodyOverhead {
@@ -103,8 +106,9 @@ func (g *requestGuard) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	if g.maxBodyBytes > 0 && r.Body != nil {
-		// Over HTTP/1.1 this also makes the server close the connection
-		// after the answer rather than read on to reuse it.
+		// Over HTTP/1.1 net/http then also closes the connection after the
+		// answer rather than read on to reuse it (when the ResponseWriter
+		// it sees is its own).
 		r.Body = http.MaxBytesReader(w, r.Body, g.maxBodyBytes)
 	}
 	g.next.ServeHTTP(w, r)
