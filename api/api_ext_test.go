@@ -847,3 +847,53 @@ func (endless) Read(p []byte) (int, error) {
 	}
 	return len(p), nil
 }
+
+// TestTailOutputDropsComeAfterTheirLines: a follower that falls behind
+// drops the lines right after those it holds, and its batch may go out in
+// several messages; the count must ride on the batch's last message, so
+// that a client (the dashboard prints a "lines skipped" note) can place
+// the gap. Checked from the sequence numbers: after a message with N
+// dropped, the next line is N further on.
+func TestTailOutputDropsComeAfterTheirLines(t *testing.T) {
+	t.Parallel()
+	const lineLen, count = 512 << 10, 40
+	// A backlog of 4 lines (2 MiB: two messages), the rest dropped.
+	h := startEngine(t, engine.Config{OutputBytes: 64 << 20, WatchBuffer: 1}, nil)
+	rt, err := h.engine.Launch(t.Context(), engine.Spec{Path: "/bin/vm"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	defer cancel()
+	stream, err := h.grpcConn(t).NewStream(ctx, &grpc.StreamDesc{ServerStreams: true}, vmrev1connect.RuntimeServiceTailOutputProcedure)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := stream.SendMsg(&vmrev1.TailOutputRequest{Id: rt.ID, Follow: true}); err != nil {
+		t.Fatal(err)
+	}
+	if err := stream.CloseSend(); err != nil {
+		t.Fatal(err)
+	}
+	if err := stream.RecvMsg(new(vmrev1.TailOutputResponse)); err != nil { // the empty initial tail
+		t.Fatal(err)
+	}
+	out := h.launcher.output(0)
+	for range count {
+		out(engine.OutputLine{Stream: "stdout", Text: strings.Repeat("x", lineLen)})
+	}
+	var next, dropped uint64 = 1, 0 // the next line expected, and drops owed before it
+	for next+dropped <= count {
+		msg := new(vmrev1.TailOutputResponse)
+		if err := stream.RecvMsg(msg); err != nil {
+			t.Fatalf("after line %d: %v", next-1, err)
+		}
+		for _, l := range msg.GetLines() {
+			if l.GetSeq() != next+dropped {
+				t.Fatalf("line seq %d, want %d (%d dropped after line %d)", l.GetSeq(), next+dropped, dropped, next-1)
+			}
+			next, dropped = l.GetSeq()+1, 0
+		}
+		dropped += msg.GetDroppedLines()
+	}
+}

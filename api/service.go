@@ -112,7 +112,8 @@ const maxOutputMessageBytes = 1 << 20
 
 // sendOutput sends lines in messages of at most maxOutputMessageBytes
 // (each line's encoded size, tag and length prefix included), at least
-// one message, with the dropped count on the first.
+// one message, with the dropped count on the last: the follower dropped
+// the lines that came right after these.
 func sendOutput(stream *connect.ServerStream[vmrev1.TailOutputResponse], lines []engine.Line, dropped uint64) error {
 	out := linesToProto(lines)
 	for first := true; first || len(out) > 0; first = false {
@@ -125,10 +126,13 @@ func sendOutput(stream *connect.ServerStream[vmrev1.TailOutputResponse], lines [
 			size += lineSize
 			n++
 		}
-		if err := stream.Send(&vmrev1.TailOutputResponse{Lines: out[:n], DroppedLines: dropped}); err != nil {
+		msg := &vmrev1.TailOutputResponse{Lines: out[:n]}
+		if out = out[n:]; len(out) == 0 {
+			msg.DroppedLines = dropped
+		}
+		if err := stream.Send(msg); err != nil {
 			return fmt.Errorf("send output: %w", err)
 		}
-		out, dropped = out[n:], 0
 	}
 	return nil
 }

@@ -449,8 +449,9 @@ async function follow(id: string, signal: AbortSignal) {
           first = false;
           resume(msg.lines, runtimes.get(id));
         }
-        if (msg.droppedLines > 0n) note(`… ${msg.droppedLines} lines skipped (the dashboard fell behind)`);
         appendLines(msg.lines);
+        // The skipped lines came right after this message's lines.
+        if (msg.droppedLines > 0n) note(`… ${msg.droppedLines} lines skipped (the dashboard fell behind)`);
         backoff = 500;
       }
       if (!signal.aborted) note("Output ended: the runtime left the engine.");

@@ -950,8 +950,9 @@ func (x *TailOutputRequest) GetFollow() bool {
 type TailOutputResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Lines []*OutputLine          `protobuf:"bytes,1,rep,name=lines,proto3" json:"lines,omitempty"`
-	// Lines this follower missed because it read too slowly (they are still
-	// in the runtime's ring until they age out).
+	// Lines this follower missed because it read too slowly, right after
+	// this message's lines (they are still in the runtime's ring until they
+	// age out).
 	DroppedLines  uint64 `protobuf:"varint,2,opt,name=dropped_lines,json=droppedLines,proto3" json:"dropped_lines,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache

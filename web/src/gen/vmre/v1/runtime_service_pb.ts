@@ -470,8 +470,9 @@ export type TailOutputResponse = Message<"vmre.v1.TailOutputResponse"> & {
   lines: OutputLine[];
 
   /**
-   * Lines this follower missed because it read too slowly (they are still
-   * in the runtime's ring until they age out).
+   * Lines this follower missed because it read too slowly, right after
+   * this message's lines (they are still in the runtime's ring until they
+   * age out).
    *
    * @generated from field: uint64 dropped_lines = 2;
    */
