@@ -1,6 +1,7 @@
 package subprocess
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"fmt"
@@ -192,7 +193,8 @@ func Bootstrap(ctx context.Context, cmd *exec.Cmd, config *Config) (*Status, vmr
 		// the graceful shutdown of a connection the plugin left mid-request
 		// (up to HandshakeTimeout) nor past ctx: then the server is closed
 		// hard, cutting at worst an answer for a plugin about to be killed.
-		wait := time.NewTimer(min(failedAnswerWait, cfg.HandshakeTimeout))
+		answerWait := cmp.Or(cfg.failedAnswerWait, defaultFailedAnswerWait)
+		wait := time.NewTimer(min(answerWait, cfg.HandshakeTimeout))
 		select {
 		case <-p.serverDone:
 		case <-wait.C:
@@ -210,12 +212,12 @@ func Bootstrap(ctx context.Context, cmd *exec.Cmd, config *Config) (*Status, vmr
 	return nil, nil, failure
 }
 
-// failedAnswerWait bounds how long a failed handshake waits for the server
+// defaultFailedAnswerWait bounds how long a failed handshake waits for the server
 // to deliver its answer before Bootstrap closes the server and kills the
 // plugin. The answer takes microseconds; the bound only matters when the
 // plugin holds another connection mid-request, and allows for a starved
-// machine. A variable only so that a test can stretch it.
-var failedAnswerWait = time.Second
+// machine.
+const defaultFailedAnswerWait = time.Second
 
 // errHandshakeTimeout reads "handshake failed: timeout", the text users
 // of avalanchego search for, and matches ErrHandshakeFailed,
@@ -345,7 +347,7 @@ func launch(cmd *exec.Cmd, cfg *settings, exe *preflight.Executable) (*launched,
 // or the launch's handshake timeout, unless ctx ends first: supervise
 // cancels ctx as soon as the process has been reaped, since nobody is left
 // to read an answer, and Bootstrap once a failed handshake's answer is out
-// (or failedAnswerWait has passed), and the connections are then closed
+// (or its wait, defaultFailedAnswerWait, has passed), and the connections are then closed
 // hard. Done waits for this goroutine, so without that a Stop right after
 // the handshake would wait for the next poll tick (up to the timeout with a
 // plugin that holds a connection open mid-request). The bound was 1 s, and

@@ -661,9 +661,8 @@ func TestVersionMismatchNotHeldByConnection(t *testing.T) {
 // TestVersionMismatchReturnsWhenContextEnds: the same, with the caller's
 // context cancelled once the plugin has its answer, and the wait for the
 // server stretched to an hour: Bootstrap must return because ctx ended.
-// Not parallel: it changes a package variable.
 func TestVersionMismatchReturnsWhenContextEnds(t *testing.T) {
-	defer subprocess.SetFailedAnswerWait(time.Hour)()
+	t.Parallel()
 	versionMismatchHeld(t, true)
 }
 
@@ -682,6 +681,10 @@ func versionMismatchHeld(t *testing.T, cancelCtx bool) {
 				cancel()
 			}
 		},
+	}
+	if cancelCtx {
+		// Only ctx can end the wait for the answer then.
+		subprocess.SetFailedAnswerWait(cfg, time.Hour)
 	}
 	cmd := childCmd(t, "hold-conn", versionEnv+"=41")
 	errc := make(chan error, 1)

@@ -114,6 +114,10 @@ type Config struct {
 	// names and vmre.HandshakeTokenKey) are the engine's and may not be
 	// set here.
 	Env []string
+
+	// failedAnswerWait overrides defaultFailedAnswerWait; only tests set
+	// it (export_test.go).
+	failedAnswerWait time.Duration
 }
 
 // Validate checks c as [Bootstrap] does before it starts anything, so

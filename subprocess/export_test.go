@@ -2,10 +2,6 @@ package subprocess
 
 import "time"
 
-// SetFailedAnswerWait sets failedAnswerWait until the returned func is
-// called. Only a test that does not run in parallel may call it.
-func SetFailedAnswerWait(d time.Duration) (restore func()) {
-	old := failedAnswerWait
-	failedAnswerWait = d
-	return func() { failedAnswerWait = old }
-}
+// SetFailedAnswerWait sets how long a failed handshake launched with c
+// waits for its answer to go out.
+func SetFailedAnswerWait(c *Config, d time.Duration) { c.failedAnswerWait = d }
