@@ -158,9 +158,9 @@ const (
 // New returns a Client for the engine at engineAddr, which is a "host:port"
 // as an engine hands it to its plugins in the environment, or a base URL
 // such as "http://127.0.0.1:9660" (an https URL needs a TLS-capable client
-// given with [WithHTTPClient] for [ProtocolGRPC]). New never blocks and opens no connection; a
-// bad address or option is reported, wrapping [vmre.ErrInvalidConfig], by
-// each Initialize call.
+// given with [WithHTTPClient] for [ProtocolGRPC]). New never blocks and
+// opens no connection; a bad address or option is reported, wrapping
+// [vmre.ErrInvalidConfig], by each Initialize call.
 //
 // Unless [WithHTTPClient] is given, the Client gets a transport of its own:
 // h2c with prior knowledge for [ProtocolGRPC], HTTP/1.1 otherwise; it uses

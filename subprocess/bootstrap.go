@@ -347,13 +347,13 @@ func launch(cmd *exec.Cmd, cfg *settings, exe *preflight.Executable) (*launched,
 // or the launch's handshake timeout, unless ctx ends first: supervise
 // cancels ctx as soon as the process has been reaped, since nobody is left
 // to read an answer, and Bootstrap once a failed handshake's answer is out
-// (or its wait, defaultFailedAnswerWait, has passed), and the connections are then closed
-// hard. Done waits for this goroutine, so without that a Stop right after
-// the handshake would wait for the next poll tick (up to the timeout with a
-// plugin that holds a connection open mid-request). The bound was 1 s, and
-// a CI run with 100 plugins starting at once under -race cut an answer that
-// was still being written: it must allow for a starved machine, and the
-// handshake timeout is the budget the caller chose.
+// (or its wait, defaultFailedAnswerWait, has passed), and the connections
+// are then closed hard. Done waits for this goroutine, so without that a
+// Stop right after the handshake would wait for the next poll tick (up to
+// the timeout with a plugin that holds a connection open mid-request). The
+// bound was 1 s, and a CI run with 100 plugins starting at once under -race
+// cut an answer that was still being written: it must allow for a starved
+// machine, and the handshake timeout is the budget the caller chose.
 func serveHandshake(ctx context.Context, p *Process, srv *http.Server, ln net.Listener, timeout time.Duration) {
 	defer p.helpers.Done()
 	defer close(p.serverDone)

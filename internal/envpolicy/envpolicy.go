@@ -176,9 +176,9 @@ func (p *Policy) Mode() Mode { return p.mode }
 
 // Environ returns the plugin's environment built from base (normally
 // [os.Environ]), as KEY=VALUE entries with each key once: the inherited or
-// kept entries in base's order (a key repeated in base at its last place
-// and value), minus the handshake variables, then the Set entries. The caller appends the handshake variables. base is not
-// modified.
+// kept entries in base's order (a key repeated in base at its last place and
+// value), minus the handshake variables, then the Set entries. The caller
+// appends the handshake variables. base is not modified.
 func (p *Policy) Environ(base []string) []string {
 	overridden := func(key string) bool {
 		return slices.ContainsFunc(p.set, func(kv string) bool { return keyEqual(envKey(kv), key) })
