@@ -33,7 +33,7 @@ import (
 	"github.com/vmre/vmre"
 	"github.com/vmre/vmre/engine"
 	"github.com/vmre/vmre/gen/vmre/v1/vmrev1connect"
-	"github.com/vmre/vmre/server"
+	"github.com/vmre/vmre/internal/requestguard"
 	"github.com/vmre/vmre/web"
 )
 
@@ -106,7 +106,7 @@ func New(eng *engine.Engine, cfg Config) (*Handler, error) {
 	// Readable 415s for curl without a Content-Type, and bodies bounded
 	// before anything else runs (every request here is one message, and
 	// the reads need no token).
-	service = server.GuardRequests(service, MaxRequestBytes,
+	service = requestguard.Wrap(service, MaxRequestBytes,
 		vmrev1connect.RuntimeServiceListRuntimesProcedure,
 		vmrev1connect.RuntimeServiceGetRuntimeProcedure,
 		vmrev1connect.RuntimeServiceWatchRuntimesProcedure,
@@ -120,7 +120,7 @@ func New(eng *engine.Engine, cfg Config) (*Handler, error) {
 	limit := connect.WithReadMaxBytes(MaxRequestBytes)
 	health := grpchealth.NewStaticChecker(vmrev1connect.RuntimeServiceName)
 	healthPath, healthHandler := grpchealth.NewHandler(health, limit)
-	mux.Handle(healthPath, server.GuardRequests(healthHandler, MaxRequestBytes,
+	mux.Handle(healthPath, requestguard.Wrap(healthHandler, MaxRequestBytes,
 		"/"+grpchealth.HealthV1ServiceName+"/Check", "/"+grpchealth.HealthV1ServiceName+"/Watch"))
 	reflector := grpcreflect.NewStaticReflector(
 		vmrev1connect.RuntimeServiceName,

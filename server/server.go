@@ -22,6 +22,7 @@ import (
 	"github.com/vmre/vmre"
 	runtimepb "github.com/vmre/vmre/gen/vm/runtime"
 	"github.com/vmre/vmre/gen/vm/runtime/runtimepbconnect"
+	"github.com/vmre/vmre/internal/requestguard"
 	"google.golang.org/protobuf/types/known/emptypb"
 )
 
@@ -110,7 +111,7 @@ func NewHandler(initializer vmre.Initializer, opts ...Option) (string, http.Hand
 		connect.WithCompressMinBytes(math.MaxInt32),
 	}, cfg.handlerOptions...)
 	path, handler := runtimepbconnect.NewRuntimeHandler(svc, handlerOpts...)
-	return path, GuardRequests(handler, cfg.maxRequestBytes, runtimepbconnect.RuntimeInitializeProcedure)
+	return path, requestguard.Wrap(handler, cfg.maxRequestBytes, runtimepbconnect.RuntimeInitializeProcedure)
 }
 
 type runtimeService struct {

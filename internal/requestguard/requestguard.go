@@ -1,4 +1,7 @@
-package server
+// Package requestguard puts the request checks vmre's connect-go handlers
+// share in front of them: readable answers to a wrong content type, and a
+// bound on how much of a request body is read.
+package requestguard
 
 import (
 	"encoding/json"
@@ -10,8 +13,8 @@ import (
 	"connectrpc.com/connect"
 )
 
-// GuardRequests wraps h, a connect-go handler serving procedures, in the
-// request checks vmre's handlers share:
+// Wrap wraps h, a connect-go handler serving procedures, in the request
+// checks:
 //
 //   - A POST to one of procedures whose content type no protocol of that
 //     procedure handles is answered with a readable error. connect-go
@@ -36,7 +39,7 @@ import (
 //
 // It calls h once per procedure while it is built, with a request h
 // refuses, to learn the content types from h's answer.
-func GuardRequests(h http.Handler, maxMessageBytes int, procedures ...string) http.Handler {
+func Wrap(h http.Handler, maxMessageBytes int, procedures ...string) http.Handler {
 	g := &requestGuard{next: h, procedures: make(map[string]*acceptedTypes, len(procedures))}
 	if maxMessageBytes > 0 && int64(maxMessageBytes) < math.MaxInt64-bodyOverhead {
 		g.maxBodyBytes = int64(maxMessageBytes) + bodyOverhead
