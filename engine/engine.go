@@ -94,7 +94,6 @@ type Engine struct {
 // comment are guarded by Engine.mu.
 type runtime struct {
 	spec Spec
-	op   sync.Mutex // makes restarts run one at a time
 	out  *outputRing
 
 	// Guarded by Engine.mu.
@@ -106,7 +105,9 @@ type runtime struct {
 	exited        chan struct{} // closed when the current process has ended and been recorded
 	launchErr     error         // why the last launch failed
 	stopRequested bool
-	stops         uint64 // Stop calls so far; a restart accepted before the last one relaunches nothing
+	stops         uint64     // Stop calls so far; a restart accepted before the last one relaunches nothing
+	queued        *restartOp // the restart waiting for its turn, which later Restarts join
+	restarting    bool       // a runRestarts goroutine runs for r
 	inHistory     bool
 	lastHandshake uint64 // attached: e.handshakes at its last handshake
 }

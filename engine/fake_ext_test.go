@@ -42,6 +42,7 @@ func (f *fakeLauncher) Launch(ctx context.Context, _ engine.Spec, output func(en
 		i := min(f.calls, len(f.steps)-1)
 		step = f.steps[i]
 	}
+	launch := f.calls
 	f.calls++
 	f.outputs = append(f.outputs, output)
 	for _, p := range f.procs {
@@ -66,7 +67,7 @@ func (f *fakeLauncher) Launch(ctx context.Context, _ engine.Spec, output func(en
 		return engine.Status{}, nil, step.err
 	}
 	pid := int(1000 + f.nextPid.Add(1))
-	p := &fakeProc{done: make(chan struct{}), pid: pid, ignoreStops: step.ignoreStops}
+	p := &fakeProc{done: make(chan struct{}), pid: pid, launch: launch, ignoreStops: step.ignoreStops}
 	f.mu.Lock()
 	f.procs = append(f.procs, p)
 	f.mu.Unlock()
@@ -114,6 +115,7 @@ func (f *fakeLauncher) launches() int {
 // stops, or when end is called.
 type fakeProc struct {
 	pid         int
+	launch      int // the launch that started it: 0 for the first, then 1, 2, ...
 	ignoreStops int32
 	once        sync.Once
 	done        chan struct{}

@@ -243,9 +243,11 @@ func (e *Engine) removeLocked(id string) {
 // Stop stops the runtime with the given id and returns it once its process
 // has exited, or when ctx is done (the stop then completes in the
 // background). Stopping an ended runtime returns it unchanged. A runtime
-// that is still starting has its launch aborted. A restart of the runtime
-// under way (see [Engine.Restart]) launches nothing after this Stop, or has
-// its launch aborted. Attached runtimes cannot be stopped: [ErrAttached].
+// that is still starting has its launch aborted. Restarts of the runtime
+// accepted before this Stop (see [Engine.Restart]) launch nothing after it:
+// the one waiting for its turn fails at once, the one under way fails once
+// its stop ends, or has its launch aborted. Attached runtimes cannot be
+// stopped: [ErrAttached].
 func (e *Engine) Stop(ctx context.Context, id string) (Runtime, error) {
 	e.mu.Lock()
 	r, ok := e.runtimes[id]
@@ -253,8 +255,13 @@ func (e *Engine) Stop(ctx context.Context, id string) (Runtime, error) {
 		e.mu.Unlock()
 		return Runtime{}, fmt.Errorf("stop %q: %w", id, ErrUnknownRuntime)
 	}
-	// A restart accepted before this Stop must not relaunch after it.
+	// A restart accepted before this Stop must not relaunch after it: the
+	// one under way sees r.stops change, the queued one ends here.
 	r.stops++
+	if op := r.queued; op != nil {
+		r.queued = nil
+		endRestart(op, r.info.clone(), fmt.Errorf("restart %s: %w", id, errCancelledByStop))
+	}
 	e.mu.Unlock()
 	return e.stop(ctx, r)
 }
@@ -302,76 +309,132 @@ func (e *Engine) stop(ctx context.Context, r *runtime) (Runtime, error) {
 // Restart stops the runtime if it runs, then launches its command again
 // under the same id, and returns it once the new process has handshaken or
 // failed to. Ended runtimes in the history can be restarted too. Attached
-// runtimes cannot: [ErrAttached].
+// runtimes cannot: [ErrAttached]. A Restart whose ctx is already done does
+// nothing (no stop, no launch) and returns the runtime and ctx's error.
 //
 // Once Restart has accepted the request (the runtime exists, is not
-// attached, and the engine is open), ctx only bounds the wait: a caller
-// that gives up gets the runtime as it is then and ctx's error, and the
-// stop and the relaunch still happen in the engine (watch or Get the
-// runtime for the outcome). Restarts of one runtime run one at
-// a time, each a full stop and relaunch. An [Engine.Stop] call made while
-// a restart is under way wins: the restart launches nothing after it, or
-// has its launch aborted, and fails with [ErrStopped]. [Engine.Close]
-// waits for restarts under way and ends them: a relaunch not yet begun
-// fails with [ErrClosed], one in its handshake is aborted.
+// attached, the engine is open and ctx is not done), ctx only bounds the
+// wait: a caller that gives up gets the runtime as it is then and ctx's
+// error, and the stop and the relaunch still happen in the engine (watch
+// or Get the runtime for the outcome). Restarts of one runtime run one at
+// a time, each a full stop and relaunch, and requests coalesce: a Restart
+// accepted while a restart of the runtime waits for its turn joins that
+// restart and returns its result. So at most one restart waits behind the
+// one under way, and a Restart accepted after the stop of the one under
+// way began still restarts the runtime, once. An [Engine.Stop] call wins
+// over the restarts accepted before it: the waiting one ends at once, the
+// one under way launches nothing after the Stop, or has its launch
+// aborted; they fail with [ErrStopped]. [Engine.Close] waits for restarts
+// under way and ends them: a relaunch not yet begun fails with
+// [ErrClosed], one in its handshake is aborted.
+//
+// Restart is safe for concurrent use.
 func (e *Engine) Restart(ctx context.Context, id string) (Runtime, error) {
+	op, rt, err := e.acceptRestart(ctx, id)
+	if err != nil {
+		return rt, err
+	}
+	return e.awaitRestart(ctx, op)
+}
+
+// restartOp is one restart of a runtime, shared by the Restart calls that
+// asked for it while it waited for its turn.
+type restartOp struct {
+	r     *runtime
+	ctx   context.Context // the first caller's, without its cancellation
+	stops uint64          // r.stops when the restart was queued
+	done  chan struct{}   // closed once rt and err are set
+	rt    Runtime
+	err   error
+}
+
+// acceptRestart checks a Restart request and returns the restart that will
+// serve it: the runtime's queued restart, which it joins, or a new one it
+// queues. The queued restart was accepted after the last Stop (Stop ends
+// it), so joining it keeps Stop's precedence.
+func (e *Engine) acceptRestart(ctx context.Context, id string) (*restartOp, Runtime, error) {
 	e.mu.Lock()
+	defer e.mu.Unlock()
 	r, ok := e.runtimes[id]
 	switch {
 	case !ok:
-		e.mu.Unlock()
-		return Runtime{}, fmt.Errorf("restart %q: %w", id, ErrUnknownRuntime)
+		return nil, Runtime{}, fmt.Errorf("restart %q: %w", id, ErrUnknownRuntime)
 	case e.closed:
-		e.mu.Unlock()
-		return Runtime{}, fmt.Errorf("restart %q: %w", id, ErrClosed)
+		return nil, Runtime{}, fmt.Errorf("restart %s: %w", id, ErrClosed)
 	case r.info.Attached:
-		info := r.info.clone()
-		e.mu.Unlock()
-		return info, fmt.Errorf("restart %s: %w", id, ErrAttached)
+		return nil, r.info.clone(), fmt.Errorf("restart %s: %w", id, ErrAttached)
+	case ctx.Err() != nil:
+		// Nobody waits for this one (a double-click from a closed tab, a
+		// retry whose deadline has passed): queueing it would only stop
+		// and relaunch the runtime once more.
+		return nil, r.info.clone(), fmt.Errorf("restart %s: %w", id, ctx.Err())
 	}
-	stops := r.stops
-	// Add under the lock, after the closed check, as startLocked does:
-	// Close waits for the restart.
-	e.wg.Add(1)
-	e.mu.Unlock()
+	if r.queued != nil {
+		return r.queued, Runtime{}, nil
+	}
+	// The caller's ctx may end at any moment (an RPC deadline, a closed
+	// browser tab); a stop without its relaunch would leave the runtime
+	// down. Keep ctx's values only.
+	op := &restartOp{r: r, ctx: context.WithoutCancel(ctx), stops: r.stops, done: make(chan struct{})}
+	r.queued = op
+	if !r.restarting {
+		r.restarting = true
+		// Add under the lock, after the closed check, as startLocked does:
+		// Close waits for the restarts.
+		e.wg.Add(1)
+		go e.runRestarts(r)
+	}
+	return op, Runtime{}, nil
+}
 
-	res := make(chan restartResult, 1)
-	go func() {
-		defer e.wg.Done()
-		// The caller's ctx may end at any moment (an RPC deadline, a
-		// closed browser tab); a stop without its relaunch would leave the
-		// runtime down. Keep ctx's values only.
-		rt, err := e.restart(context.WithoutCancel(ctx), r, stops)
-		res <- restartResult{rt, err}
-	}()
+// awaitRestart waits for op to end, or for ctx to end, and reports it.
+func (e *Engine) awaitRestart(ctx context.Context, op *restartOp) (Runtime, error) {
 	select {
-	case out := <-res:
-		return out.rt, out.err
+	case <-op.done:
+		return op.rt.clone(), op.err
 	case <-ctx.Done():
 	}
 	select {
-	case out := <-res: // finished just as ctx ended: report the outcome
-		return out.rt, out.err
+	case <-op.done: // ended just as ctx did: report the outcome
+		return op.rt.clone(), op.err
 	default:
-		return e.snapshotOf(r), fmt.Errorf("wait for restart of %s: %w", id, ctx.Err())
+		return e.snapshotOf(op.r), fmt.Errorf("wait for restart of %s: %w", op.r.info.ID, ctx.Err())
 	}
 }
 
-// restartResult is what a restart returned.
-type restartResult struct {
-	rt  Runtime
-	err error
+// endRestart gives op's callers its outcome.
+func endRestart(op *restartOp, rt Runtime, err error) {
+	op.rt, op.err = rt, err
+	close(op.done)
+}
+
+// runRestarts runs r's queued restarts one at a time until none is left.
+// It runs on a goroutine tracked by e.wg, at most one per runtime
+// (r.restarting).
+func (e *Engine) runRestarts(r *runtime) {
+	defer e.wg.Done()
+	for {
+		e.mu.Lock()
+		op := r.queued
+		if op == nil {
+			r.restarting = false
+			e.mu.Unlock()
+			return
+		}
+		// It begins: a Restart from now on queues the next one.
+		r.queued = nil
+		e.mu.Unlock()
+		rt, err := e.restart(op.ctx, r, op.stops)
+		endRestart(op, rt, err)
+	}
 }
 
 // restart stops r and launches it again, unless a Stop has been made since
-// the restart was accepted (r.stops is no longer stops). It runs on a
-// goroutine tracked by e.wg, with a ctx that does not end; r.op makes the
-// restarts of r run one at a time.
+// the restart was accepted (r.stops is no longer stops). It runs on the
+// goroutine of runRestarts, with a ctx that does not end.
 func (e *Engine) restart(ctx context.Context, r *runtime, stops uint64) (Runtime, error) {
-	r.op.Lock()
-	defer r.op.Unlock()
 	if _, err := e.stop(ctx, r); err != nil {
-		return e.snapshotOf(r), fmt.Errorf("restart: %w", err)
+		return e.snapshotOf(r), fmt.Errorf("restart %s: %w", r.info.ID, err)
 	}
 	// Check and launch under one lock: the runtime, now ended, may be
 	// evicted from the history, or stopped again, the moment e.mu is free.
@@ -379,12 +442,12 @@ func (e *Engine) restart(ctx context.Context, r *runtime, stops uint64) (Runtime
 	if r.stops != stops {
 		info := r.info.clone()
 		e.mu.Unlock()
-		return info, fmt.Errorf("restart %s: %w", info.ID, ErrStopped)
+		return info, fmt.Errorf("restart %s: %w", info.ID, errCancelledByStop)
 	}
 	done, err := e.startLocked(r, true)
 	e.mu.Unlock()
 	if err != nil {
-		return Runtime{}, fmt.Errorf("restart %q: %w", r.info.ID, err)
+		return Runtime{}, fmt.Errorf("restart %s: %w", r.info.ID, err)
 	}
 	return e.waitLaunch(ctx, r, done)
 }

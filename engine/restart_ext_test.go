@@ -229,8 +229,9 @@ func TestCloseEndsAbandonedRestart(t *testing.T) {
 
 // TestConcurrentRestartsAndStops: Restarts and Stops of one runtime from
 // many callers, some of whom give up at once, never run two processes for
-// it at a time, and each restart launches exactly once. Close then ends
-// whatever is still under way.
+// it at a time; a Restart told it succeeded gets the process its restart
+// launched, and callers who gave up before asking launch nothing. Close
+// then ends whatever is still under way.
 func TestConcurrentRestartsAndStops(t *testing.T) {
 	t.Parallel()
 	l := &fakeLauncher{}
@@ -242,7 +243,12 @@ func TestConcurrentRestartsAndStops(t *testing.T) {
 	const callers, calls = 4, 100
 	abandoned, cancel := context.WithCancel(t.Context())
 	cancel()
-	var wg sync.WaitGroup
+	var (
+		wg        sync.WaitGroup
+		mu        sync.Mutex
+		restarted []engine.Runtime // what Restarts that succeeded returned
+		asked     int              // Restarts made with a live ctx
+	)
 	for i := range callers {
 		wg.Go(func() {
 			for j := range calls {
@@ -250,11 +256,22 @@ func TestConcurrentRestartsAndStops(t *testing.T) {
 				if (i+j)%3 == 0 {
 					ctx = abandoned
 				}
-				var err error
+				var (
+					rt  engine.Runtime
+					err error
+				)
 				if (i+j)%4 == 0 {
 					_, err = e.Stop(ctx, first.ID)
 				} else {
-					_, err = e.Restart(ctx, first.ID)
+					rt, err = e.Restart(ctx, first.ID)
+					mu.Lock()
+					if ctx != abandoned {
+						asked++
+					}
+					if err == nil {
+						restarted = append(restarted, rt)
+					}
+					mu.Unlock()
 				}
 				if err != nil && !errors.Is(err, engine.ErrStopped) && !errors.Is(err, context.Canceled) {
 					t.Errorf("caller %d call %d: %v", i, j, err)
@@ -273,8 +290,16 @@ func TestConcurrentRestartsAndStops(t *testing.T) {
 	if err != nil || !got.State.Ended() {
 		t.Fatalf("after Close: %+v, %v", got, err)
 	}
-	if n := l.launches(); n != 1+got.Restarts {
-		t.Fatalf("%d launches for 1 launch and %d restarts", n, got.Restarts)
+	// Each Restart told it succeeded got the process of the launch its
+	// restart count says, as the fake launcher counted them.
+	for _, rt := range restarted {
+		if p := l.procByPid(rt.Pid); p == nil || p.launch != rt.Restarts {
+			t.Fatalf("Restart returned %+v, not the process of launch %d", rt, rt.Restarts)
+		}
+	}
+	// A Restart whose ctx was done when it came launched nothing.
+	if n := l.launches(); n > 1+asked {
+		t.Fatalf("%d launches for 1 launch and %d Restarts with a live ctx", n, asked)
 	}
 	l.mu.Lock()
 	procs := l.procs
@@ -286,5 +311,200 @@ func TestConcurrentRestartsAndStops(t *testing.T) {
 			t.Fatalf("process %d still runs after Close", i)
 		}
 	}
-	t.Logf("%d restarts", got.Restarts)
+	t.Logf("%d restarts, %d Restarts succeeded", got.Restarts, len(restarted))
+}
+
+// TestRestartWithDoneCtx: a Restart whose ctx is already done when it
+// arrives (a double-click whose tab is gone, a retry loop whose deadline
+// has passed) does nothing: no stop, no launch, just ctx's error. Each one
+// used to queue a full stop and relaunch of its own.
+func TestRestartWithDoneCtx(t *testing.T) {
+	t.Parallel()
+	canceled, cancel := context.WithCancel(t.Context())
+	cancel()
+	expired, cancelExpired := context.WithDeadline(t.Context(), time.Now().Add(-time.Second))
+	defer cancelExpired()
+	tests := []struct {
+		name    string
+		ctx     context.Context
+		wantErr error
+	}{
+		{name: "canceled", ctx: canceled, wantErr: context.Canceled},
+		{name: "deadline exceeded", ctx: expired, wantErr: context.DeadlineExceeded},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			// The first process ignores its first stop, which holds the
+			// first restart in its stop until the test ends the process.
+			l := &fakeLauncher{steps: []fakeStep{{ignoreStops: 1}, {}}}
+			e := newEngine(t, l, nil)
+			first, err := e.Launch(t.Context(), spec)
+			if err != nil {
+				t.Fatal(err)
+			}
+			w := watchFromSnapshot(t, e)
+			for range 50 {
+				rt, err := e.Restart(tt.ctx, first.ID)
+				if !errors.Is(err, tt.wantErr) || rt.ID != first.ID || rt.Restarts != 0 {
+					t.Fatalf("Restart = %+v, %v; want r1 unchanged and %v", rt, err, tt.wantErr)
+				}
+			}
+			// The restarts asked for in earnest are the only ones.
+			res := restartAsync(e, t.Context(), first.ID)
+			expectState(t, w, first.ID, engine.StateStopping)
+			l.proc(0).end(engine.ExitStatus{Code: -1, Signal: "killed"})
+			if r := result(t, res); r.err != nil || r.rt.State != engine.StateRunning || r.rt.Restarts != 1 {
+				t.Fatalf("Restart = %+v, %v; want r1 running, restarted once", r.rt, r.err)
+			}
+			if rt, err := e.Restart(t.Context(), first.ID); err != nil || rt.State != engine.StateRunning || rt.Restarts != 2 {
+				t.Fatalf("second Restart = %+v, %v; want r1 running, restarted twice", rt, err)
+			}
+			// Close waits for every restart the engine accepted.
+			e.Close(t.Context())
+			got, _, err := e.Get(first.ID)
+			if err != nil || got.Restarts != 2 {
+				t.Fatalf("after Close: %+v, %v; want restarted twice", got, err)
+			}
+			if n := l.launches(); n != 3 {
+				t.Fatalf("%d launches, want 3: a Restart with a done ctx launched", n)
+			}
+			if n := l.proc(0).stops.Load(); n != 1 {
+				t.Fatalf("first process stopped %d times, want 1", n)
+			}
+		})
+	}
+}
+
+// TestRestartsCoalesce: Restarts of a runtime accepted while another
+// restart of it waits to begin join that one: one stop and relaunch, whose
+// result they all get. A Restart accepted once that restart has begun its
+// stop queues one more, which all later ones join in turn, so a restart
+// asked for after a stop began still happens, once. Each Restart used to
+// queue a full stop and relaunch of its own: a double-click or a retry
+// loop restarted the plugin that many times in a row.
+func TestRestartsCoalesce(t *testing.T) {
+	t.Parallel()
+	// The first two processes ignore their first stop, which holds the
+	// restart stopping them until the test ends the process.
+	l := &fakeLauncher{steps: []fakeStep{{ignoreStops: 1}, {ignoreStops: 1}, {}}}
+	e := newEngine(t, l, nil)
+	first, err := e.Launch(t.Context(), spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := watchFromSnapshot(t, e)
+
+	// accept has n Restarts accepted, then waits for them on goroutines.
+	accept := func(n int) []<-chan restartResult {
+		t.Helper()
+		out := make([]<-chan restartResult, n)
+		for i := range out {
+			wait, rt, err := e.AcceptRestart(t.Context(), first.ID)
+			if err != nil {
+				t.Fatalf("Restart = %+v, %v", rt, err)
+			}
+			res := make(chan restartResult, 1)
+			go func() {
+				rt, err := wait()
+				res <- restartResult{rt, err}
+			}()
+			out[i] = res
+		}
+		return out
+	}
+	// check waits for the Restarts and fails unless each got the process
+	// of launch number restarts, running.
+	check := func(what string, results []<-chan restartResult, restarts int) {
+		t.Helper()
+		want := l.proc(restarts).pid
+		for i, res := range results {
+			r := result(t, res)
+			if r.err != nil || r.rt.State != engine.StateRunning || r.rt.Restarts != restarts || r.rt.Pid != want {
+				t.Fatalf("%s, Restart %d = %+v, %v; want running, restarts %d, pid %d", what, i, r.rt, r.err, restarts, want)
+			}
+		}
+	}
+	const n = 5
+
+	// A restart that has begun its stop, held there.
+	running := restartAsync(e, t.Context(), first.ID)
+	expectState(t, w, first.ID, engine.StateStopping)
+	// n Restarts now: one restart waiting to begin, the others join it.
+	queued := accept(n)
+
+	l.proc(0).end(engine.ExitStatus{Code: -1, Signal: "killed"})
+	expectState(t, w, first.ID, engine.StateExited)
+	expectState(t, w, first.ID, engine.StateStarting)
+	expectState(t, w, first.ID, engine.StateRunning)
+	check("the running restart", []<-chan restartResult{running}, 1)
+
+	// The queued restart begins its stop, held there; n more Restarts
+	// queue one restart after it.
+	expectState(t, w, first.ID, engine.StateStopping)
+	later := accept(n)
+
+	l.proc(1).end(engine.ExitStatus{Code: -1, Signal: "killed"})
+	expectState(t, w, first.ID, engine.StateExited)
+	expectState(t, w, first.ID, engine.StateStarting)
+	expectState(t, w, first.ID, engine.StateRunning)
+	check("queued", queued, 2)
+
+	expectState(t, w, first.ID, engine.StateStopping)
+	expectState(t, w, first.ID, engine.StateExited)
+	expectState(t, w, first.ID, engine.StateStarting)
+	expectState(t, w, first.ID, engine.StateRunning)
+	check("queued after the stop began", later, 3)
+
+	// Close waits for every restart the engine accepted: none is left.
+	e.Close(t.Context())
+	if n := l.launches(); n != 4 {
+		t.Fatalf("%d launches, want 4: the first and three restarts", n)
+	}
+	if n := l.overlaps.Load(); n != 0 {
+		t.Fatalf("%d launches while an earlier process still ran", n)
+	}
+}
+
+// TestStopEndsQueuedRestart: a Stop ends a restart queued behind the one
+// under way at once, and that one after its stop; both fail with
+// ErrStopped, saying a stop cancelled them rather than that a handshake
+// was cut short. Nothing is launched.
+func TestStopEndsQueuedRestart(t *testing.T) {
+	t.Parallel()
+	// The first process ignores the restart's stop and the Stop.
+	l := &fakeLauncher{steps: []fakeStep{{ignoreStops: 2}, {}}}
+	e := newEngine(t, l, nil)
+	first, err := e.Launch(t.Context(), spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := watchFromSnapshot(t, e)
+	running := restartAsync(e, t.Context(), first.ID)
+	expectState(t, w, first.ID, engine.StateStopping)
+	wait, _, err := e.AcceptRestart(t.Context(), first.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// The Stop's caller does not wait: the request is what counts.
+	stopCtx, cancel := context.WithCancel(t.Context())
+	cancel()
+	if _, err := e.Stop(stopCtx, first.ID); !errors.Is(err, context.Canceled) {
+		t.Fatalf("Stop: %v, want context.Canceled", err)
+	}
+	const want = "restart r1: cancelled by a stop"
+	// The first process still runs: the queued restart ended at once.
+	if _, err := wait(); !errors.Is(err, engine.ErrStopped) || err.Error() != want {
+		t.Fatalf("queued Restart: %v, want %q (ErrStopped)", err, want)
+	}
+	l.proc(0).end(engine.ExitStatus{Code: -1, Signal: "killed"})
+	expectState(t, w, first.ID, engine.StateExited)
+	if r := result(t, running); !errors.Is(r.err, engine.ErrStopped) || r.err.Error() != want || r.rt.State != engine.StateExited {
+		t.Fatalf("Restart under way = %+v, %v; want exited and %q (ErrStopped)", r.rt, r.err, want)
+	}
+	e.Close(t.Context())
+	if n := l.launches(); n != 1 {
+		t.Fatalf("%d launches, want 1", n)
+	}
 }

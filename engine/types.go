@@ -30,6 +30,16 @@ var (
 	ErrStopped = errors.New("stopped before the handshake completed")
 )
 
+// errCancelledByStop is the error of a restart that a Stop cancelled before
+// it launched anything. It is an [ErrStopped] whose text does not speak of
+// a handshake that never began.
+var errCancelledByStop error = cancelledByStop{}
+
+type cancelledByStop struct{}
+
+func (cancelledByStop) Error() string { return "cancelled by a stop" }
+func (cancelledByStop) Unwrap() error { return ErrStopped }
+
 // State is where a runtime is in its life.
 type State int
 
