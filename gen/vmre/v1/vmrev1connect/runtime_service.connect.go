@@ -86,7 +86,9 @@ type RuntimeServiceClient interface {
 	// deadline or a cancellation ends only the wait (DEADLINE_EXCEEDED,
 	// CANCELED), and GetRuntime or WatchRuntimes show the outcome. A
 	// StopRuntime made during a restart wins: the restart launches nothing
-	// after it, or has its launch aborted, and fails with ABORTED. Attached
+	// after it, or has its launch aborted, and fails with ABORTED. A request
+	// whose deadline has already passed does nothing; one that arrives while
+	// a restart waits for its turn joins it and gets its result. Attached
 	// runtimes cannot be restarted: FAILED_PRECONDITION.
 	RestartRuntime(context.Context, *v1.RestartRuntimeRequest) (*v1.RestartRuntimeResponse, error)
 }
@@ -228,7 +230,9 @@ type RuntimeServiceHandler interface {
 	// deadline or a cancellation ends only the wait (DEADLINE_EXCEEDED,
 	// CANCELED), and GetRuntime or WatchRuntimes show the outcome. A
 	// StopRuntime made during a restart wins: the restart launches nothing
-	// after it, or has its launch aborted, and fails with ABORTED. Attached
+	// after it, or has its launch aborted, and fails with ABORTED. A request
+	// whose deadline has already passed does nothing; one that arrives while
+	// a restart waits for its turn joins it and gets its result. Attached
 	// runtimes cannot be restarted: FAILED_PRECONDITION.
 	RestartRuntime(context.Context, *v1.RestartRuntimeRequest) (*v1.RestartRuntimeResponse, error)
 }

@@ -723,7 +723,9 @@ export const RuntimeService: GenService<{
    * deadline or a cancellation ends only the wait (DEADLINE_EXCEEDED,
    * CANCELED), and GetRuntime or WatchRuntimes show the outcome. A
    * StopRuntime made during a restart wins: the restart launches nothing
-   * after it, or has its launch aborted, and fails with ABORTED. Attached
+   * after it, or has its launch aborted, and fails with ABORTED. A request
+   * whose deadline has already passed does nothing; one that arrives while
+   * a restart waits for its turn joins it and gets its result. Attached
    * runtimes cannot be restarted: FAILED_PRECONDITION.
    *
    * @generated from rpc vmre.v1.RuntimeService.RestartRuntime
