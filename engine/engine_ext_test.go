@@ -523,9 +523,12 @@ func TestStopOrRestartRacingLaunch(t *testing.T) {
 		{name: "stop", op: (*engine.Engine).Stop},
 		{name: "restart", op: (*engine.Engine).Restart},
 		{name: "abandoned restart", op: func(e *engine.Engine, ctx context.Context, id string) (engine.Runtime, error) {
-			ctx, cancel := context.WithCancel(ctx)
-			cancel()
-			return e.Restart(ctx, id)
+			// Accepted, then never waited for.
+			if _, rt, err := e.AcceptRestart(ctx, id); err != nil {
+				return rt, err
+			}
+			rt, _, err := e.Get(id)
+			return rt, err
 		}},
 	}
 	for _, tt := range tests {
