@@ -65,6 +65,19 @@ func watchFromSnapshot(t *testing.T, e *engine.Engine) *engine.Watcher {
 	return w
 }
 
+// launchWatched starts an engine whose launcher follows steps, launches one
+// runtime and watches it from its snapshot.
+func launchWatched(t *testing.T, steps ...fakeStep) (*fakeLauncher, *engine.Engine, engine.Runtime, *engine.Watcher) {
+	t.Helper()
+	l := &fakeLauncher{steps: steps}
+	e := newEngine(t, l, nil)
+	first, err := e.Launch(t.Context(), spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return l, e, first, watchFromSnapshot(t, e)
+}
+
 // TestRestartOutlivesItsCaller: a caller that stops waiting while the
 // restart's stop is under way (an RPC deadline, a closed browser tab) gets
 // the runtime as it is then and ctx's error, and the restart still
@@ -75,13 +88,7 @@ func TestRestartOutlivesItsCaller(t *testing.T) {
 	t.Parallel()
 	// The first process ignores the restart's stop, as a plugin ignores
 	// SIGTERM until its grace period ends.
-	l := &fakeLauncher{steps: []fakeStep{{ignoreStops: 1}, {}}}
-	e := newEngine(t, l, nil)
-	first, err := e.Launch(t.Context(), spec)
-	if err != nil {
-		t.Fatal(err)
-	}
-	w := watchFromSnapshot(t, e)
+	l, e, first, w := launchWatched(t, fakeStep{ignoreStops: 1}, fakeStep{})
 
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
@@ -117,13 +124,7 @@ func TestRestartOutlivesItsCaller(t *testing.T) {
 func TestStopCancelsPendingRestart(t *testing.T) {
 	t.Parallel()
 	// The first process ignores both the restart's stop and the Stop.
-	l := &fakeLauncher{steps: []fakeStep{{ignoreStops: 2}, {}}}
-	e := newEngine(t, l, nil)
-	first, err := e.Launch(t.Context(), spec)
-	if err != nil {
-		t.Fatal(err)
-	}
-	w := watchFromSnapshot(t, e)
+	l, e, first, w := launchWatched(t, fakeStep{ignoreStops: 2}, fakeStep{})
 
 	ctx, cancel := context.WithCancel(t.Context())
 	res := restartAsync(e, ctx, first.ID)
@@ -329,13 +330,7 @@ func TestRestartWithDoneCtx(t *testing.T) {
 			t.Parallel()
 			// The first process ignores its first stop, which holds the
 			// first restart in its stop until the test ends the process.
-			l := &fakeLauncher{steps: []fakeStep{{ignoreStops: 1}, {}}}
-			e := newEngine(t, l, nil)
-			first, err := e.Launch(t.Context(), spec)
-			if err != nil {
-				t.Fatal(err)
-			}
-			w := watchFromSnapshot(t, e)
+			l, e, first, w := launchWatched(t, fakeStep{ignoreStops: 1}, fakeStep{})
 			for range 50 {
 				rt, err := e.Restart(tt.ctx, first.ID)
 				if !errors.Is(err, tt.wantErr) || rt.ID != first.ID || rt.Restarts != 0 {
@@ -384,13 +379,7 @@ func TestRestartsCoalesce(t *testing.T) {
 	t.Parallel()
 	// The first two processes ignore their first stop, which holds the
 	// restart stopping them until the test ends the process.
-	l := &fakeLauncher{steps: []fakeStep{{ignoreStops: 1}, {ignoreStops: 1}, {}}}
-	e := newEngine(t, l, nil)
-	first, err := e.Launch(t.Context(), spec)
-	if err != nil {
-		t.Fatal(err)
-	}
-	w := watchFromSnapshot(t, e)
+	l, e, first, w := launchWatched(t, fakeStep{ignoreStops: 1}, fakeStep{ignoreStops: 1}, fakeStep{})
 
 	// accept has n Restarts accepted, then waits for them on goroutines.
 	accept := func(n int) []<-chan restartResult {
@@ -470,13 +459,7 @@ func TestRestartsCoalesce(t *testing.T) {
 func TestStopEndsQueuedRestart(t *testing.T) {
 	t.Parallel()
 	// The first process ignores the restart's stop and the Stop.
-	l := &fakeLauncher{steps: []fakeStep{{ignoreStops: 2}, {}}}
-	e := newEngine(t, l, nil)
-	first, err := e.Launch(t.Context(), spec)
-	if err != nil {
-		t.Fatal(err)
-	}
-	w := watchFromSnapshot(t, e)
+	l, e, first, w := launchWatched(t, fakeStep{ignoreStops: 2}, fakeStep{})
 	running := restartAsync(e, t.Context(), first.ID)
 	expectState(t, w, first.ID, engine.StateStopping)
 	wait, _, err := e.AcceptRestart(t.Context(), first.ID)
