@@ -180,3 +180,19 @@ func next(t *testing.T, w *engine.Watcher) engine.Change {
 	}
 	return c
 }
+
+// running returns the launch numbers (from 0) of the processes that have
+// not ended.
+func (l *fakeLauncher) running() []int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var out []int
+	for i, p := range l.procs {
+		select {
+		case <-p.Done():
+		default:
+			out = append(out, i)
+		}
+	}
+	return out
+}

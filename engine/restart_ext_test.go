@@ -211,15 +211,8 @@ func TestCloseEndsAbandonedRestart(t *testing.T) {
 			if n := l.launches(); n != tt.wantLaunches {
 				t.Fatalf("%d launches, want %d", n, tt.wantLaunches)
 			}
-			l.mu.Lock()
-			procs := l.procs
-			l.mu.Unlock()
-			for i, p := range procs {
-				select {
-				case <-p.Done():
-				default:
-					t.Fatalf("process %d still runs after Close", i)
-				}
+			if running := l.running(); len(running) > 0 {
+				t.Fatalf("processes %v still run after Close", running)
 			}
 			if got, _, err := e.Get(first.ID); err != nil || !got.State.Ended() {
 				t.Fatalf("after Close: %+v, %v", got, err)
@@ -294,15 +287,8 @@ func TestConcurrentRestartsAndStops(t *testing.T) {
 	if err != nil || !got.State.Ended() {
 		t.Fatalf("after Close: %+v, %v", got, err)
 	}
-	l.mu.Lock()
-	procs := l.procs
-	l.mu.Unlock()
-	for i, p := range procs {
-		select {
-		case <-p.Done():
-		default:
-			t.Fatalf("process %d still runs after Close", i)
-		}
+	if running := l.running(); len(running) > 0 {
+		t.Fatalf("processes %v still run after Close", running)
 	}
 	t.Logf("%d restarts, %d Restarts succeeded", got.Restarts, restarted)
 }
