@@ -13,3 +13,11 @@ func (e *Engine) AcceptRestart(ctx context.Context, id string) (wait func() (Run
 	}
 	return func() (Runtime, error) { return e.awaitRestart(ctx, op) }, Runtime{}, nil
 }
+
+// RestartQueued reports whether a restart of id waits for its turn.
+func (e *Engine) RestartQueued(id string) bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	r := e.runtimes[id]
+	return r != nil && r.queued != nil
+}

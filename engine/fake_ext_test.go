@@ -181,13 +181,13 @@ func next(t *testing.T, w *engine.Watcher) engine.Change {
 	return c
 }
 
-// running returns the launch numbers (from 0) of the processes that have
-// not ended.
-func (l *fakeLauncher) running() []int {
-	l.mu.Lock()
-	defer l.mu.Unlock()
+// running returns the indexes (in f.procs) of the processes that have not
+// ended.
+func (f *fakeLauncher) running() []int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
 	var out []int
-	for i, p := range l.procs {
+	for i, p := range f.procs {
 		select {
 		case <-p.Done():
 		default:

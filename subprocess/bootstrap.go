@@ -212,9 +212,9 @@ func Bootstrap(ctx context.Context, cmd *exec.Cmd, config *Config) (*Status, vmr
 	return nil, nil, failure
 }
 
-// defaultFailedAnswerWait bounds how long a failed handshake waits for the server
-// to deliver its answer before Bootstrap closes the server and kills the
-// plugin. The answer takes microseconds; the bound only matters when the
+// defaultFailedAnswerWait bounds how long a failed handshake waits for the
+// server to deliver its answer before Bootstrap closes the server and kills
+// the plugin. The answer takes microseconds; the bound only matters when the
 // plugin holds another connection mid-request, and allows for a starved
 // machine.
 const defaultFailedAnswerWait = time.Second
