@@ -91,17 +91,7 @@ func TestOutputRingIsBounded(t *testing.T) {
 
 func TestSlowFollowerIsToldWhatItMissed(t *testing.T) {
 	t.Parallel()
-	l := &fakeLauncher{}
-	e := newEngine(t, l, func(c *engine.Config) { c.WatchBuffer = 2 }) // follower buffer: 8 lines
-	rt, err := e.Launch(t.Context(), spec)
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, f, err := e.TailOutput(rt.ID, 0, true)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
+	l, _, _, f := launchFollowed(t, func(c *engine.Config) { c.WatchBuffer = 2 }) // follower buffer: 8 lines
 	out := l.output(0)
 	done := make(chan struct{})
 	go func() {
@@ -131,17 +121,7 @@ func TestSlowFollowerIsToldWhatItMissed(t *testing.T) {
 func TestSlowFollowerBacklogIsBoundedByBytes(t *testing.T) {
 	t.Parallel()
 	const outputBytes = 64 << 10
-	l := &fakeLauncher{}
-	e := newEngine(t, l, func(c *engine.Config) { c.OutputBytes = outputBytes }) // follower buffer: 1024 lines
-	rt, err := e.Launch(t.Context(), spec)
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, f, err := e.TailOutput(rt.ID, 0, true)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
+	l, _, _, f := launchFollowed(t, func(c *engine.Config) { c.OutputBytes = outputBytes }) // follower buffer: 1024 lines
 	out := l.output(0)
 	long := strings.Repeat("x", 4<<10)
 	const written = 100 // 400 KiB: well within 1024 lines, far past 64 KiB
@@ -187,16 +167,7 @@ func TestSlowFollowerBacklogIsBoundedByBytes(t *testing.T) {
 
 func TestFollowerEndsWhenRuntimeLeavesHistory(t *testing.T) {
 	t.Parallel()
-	e := newEngine(t, &fakeLauncher{}, func(c *engine.Config) { c.History = 1 })
-	rt, err := e.Launch(t.Context(), spec)
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, f, err := e.TailOutput(rt.ID, 0, true)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
+	_, e, rt, f := launchFollowed(t, func(c *engine.Config) { c.History = 1 })
 	if _, err := e.Stop(t.Context(), rt.ID); err != nil {
 		t.Fatal(err)
 	}
@@ -213,4 +184,22 @@ func TestFollowerEndsWhenRuntimeLeavesHistory(t *testing.T) {
 	if _, _, err := f.Next(ctx); !errors.Is(err, engine.ErrClosed) {
 		t.Fatalf("Next = %v, want ErrClosed", err)
 	}
+}
+
+// launchFollowed launches one runtime on an engine configured by mod and
+// follows its output from now on; the follower is closed at cleanup.
+func launchFollowed(t *testing.T, mod func(*engine.Config)) (*fakeLauncher, *engine.Engine, engine.Runtime, *engine.Follower) {
+	t.Helper()
+	l := &fakeLauncher{}
+	e := newEngine(t, l, mod)
+	rt, err := e.Launch(t.Context(), spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, f, err := e.TailOutput(rt.ID, 0, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(f.Close)
+	return l, e, rt, f
 }

@@ -78,6 +78,16 @@ func launchWatched(t *testing.T, steps ...fakeStep) (*fakeLauncher, *engine.Engi
 	return l, e, first, watchFromSnapshot(t, e)
 }
 
+// killAndRelaunch ends p, the runtime's process that a restart holds in its
+// stop, and waits for the runtime to exit and run again.
+func killAndRelaunch(t *testing.T, w *engine.Watcher, p *fakeProc, id string) engine.Runtime {
+	t.Helper()
+	p.end(engine.ExitStatus{Code: -1, Signal: "killed"})
+	expectState(t, w, id, engine.StateExited)
+	expectState(t, w, id, engine.StateStarting)
+	return expectState(t, w, id, engine.StateRunning)
+}
+
 // TestRestartOutlivesItsCaller: a caller that stops waiting while the
 // restart's stop is under way (an RPC deadline, a closed browser tab) gets
 // the runtime as it is then and ctx's error, and the restart still
@@ -102,10 +112,7 @@ func TestRestartOutlivesItsCaller(t *testing.T) {
 
 	// The old process ends at last (the kill after the grace period), and
 	// the restart goes on without its caller.
-	l.proc(0).end(engine.ExitStatus{Code: -1, Signal: "killed"})
-	expectState(t, w, first.ID, engine.StateExited)
-	expectState(t, w, first.ID, engine.StateStarting)
-	running := expectState(t, w, first.ID, engine.StateRunning)
+	running := killAndRelaunch(t, w, l.proc(0), first.ID)
 	if running.Restarts != 1 || running.Pid != l.proc(1).pid {
 		t.Fatalf("restarted = %+v, want restarts 1 and pid %d", running, l.proc(1).pid)
 	}
@@ -406,10 +413,7 @@ func TestRestartsCoalesce(t *testing.T) {
 	// n Restarts now: one restart waiting to begin, the others join it.
 	queued := accept(n)
 
-	l.proc(0).end(engine.ExitStatus{Code: -1, Signal: "killed"})
-	expectState(t, w, first.ID, engine.StateExited)
-	expectState(t, w, first.ID, engine.StateStarting)
-	expectState(t, w, first.ID, engine.StateRunning)
+	killAndRelaunch(t, w, l.proc(0), first.ID)
 	check("the running restart", []<-chan restartResult{running}, 1)
 
 	// The queued restart begins its stop, held there; n more Restarts
@@ -417,10 +421,7 @@ func TestRestartsCoalesce(t *testing.T) {
 	expectState(t, w, first.ID, engine.StateStopping)
 	later := accept(n)
 
-	l.proc(1).end(engine.ExitStatus{Code: -1, Signal: "killed"})
-	expectState(t, w, first.ID, engine.StateExited)
-	expectState(t, w, first.ID, engine.StateStarting)
-	expectState(t, w, first.ID, engine.StateRunning)
+	killAndRelaunch(t, w, l.proc(1), first.ID)
 	check("queued", queued, 2)
 
 	expectState(t, w, first.ID, engine.StateStopping)
