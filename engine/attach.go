@@ -78,7 +78,9 @@ func (e *Engine) Attach(protocolVersion uint32, vmAddr, peerAddr string) (Runtim
 			oldest = r
 		}
 	}
-	if attached >= e.cfg.MaxAttached && oldest != nil {
+	// At the cap (at least 1), the loop has seen an attached runtime of
+	// another address, so oldest is set.
+	if attached >= e.cfg.MaxAttached {
 		e.log.Info().Str("id", oldest.info.ID).Str("addr", oldest.info.VMAddr).Int("max_attached", e.cfg.MaxAttached).
 			Msg("forgetting attached runtime with the oldest handshake")
 		e.removeLocked(oldest.info.ID)

@@ -433,9 +433,9 @@ func (e *Engine) runRestarts(r *runtime) {
 // the restart was accepted (r.stops is no longer stops). It runs on the
 // goroutine of runRestarts, with a ctx that does not end.
 func (e *Engine) restart(ctx context.Context, r *runtime, stops uint64) (Runtime, error) {
-	if _, err := e.stop(ctx, r); err != nil {
-		return e.snapshotOf(r), fmt.Errorf("restart %s: %w", r.info.ID, err)
-	}
+	// stop fails only for an attached runtime, refused when the restart was
+	// accepted, or when ctx ends, which this one does not.
+	_, _ = e.stop(ctx, r)
 	// Check and launch under one lock: the runtime, now ended, may be
 	// evicted from the history, or stopped again, the moment e.mu is free.
 	e.mu.Lock()
