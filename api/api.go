@@ -32,9 +32,11 @@ import (
 	"github.com/rs/zerolog"
 	"github.com/vmre/vmre"
 	"github.com/vmre/vmre/engine"
+	vmrev1 "github.com/vmre/vmre/gen/vmre/v1"
 	"github.com/vmre/vmre/gen/vmre/v1/vmrev1connect"
 	"github.com/vmre/vmre/internal/requestguard"
 	"github.com/vmre/vmre/web"
+	"google.golang.org/protobuf/reflect/protoreflect"
 )
 
 // MaxRequestBytes caps a request message; every request of the service is
@@ -106,14 +108,7 @@ func New(eng *engine.Engine, cfg Config) (*Handler, error) {
 	// Readable 415s for curl without a Content-Type, and bodies bounded
 	// before anything else runs (every request here is one message, and
 	// the reads need no token).
-	service = requestguard.Wrap(service, MaxRequestBytes,
-		vmrev1connect.RuntimeServiceListRuntimesProcedure,
-		vmrev1connect.RuntimeServiceGetRuntimeProcedure,
-		vmrev1connect.RuntimeServiceWatchRuntimesProcedure,
-		vmrev1connect.RuntimeServiceTailOutputProcedure,
-		vmrev1connect.RuntimeServiceStopRuntimeProcedure,
-		vmrev1connect.RuntimeServiceRestartRuntimeProcedure,
-	)
+	service = requestguard.Wrap(service, MaxRequestBytes, procedures(vmrev1.File_vmre_v1_runtime_service_proto.Services().ByName("RuntimeService"))...)
 	mux.Handle(path, withFlushBatching(service, vmrev1connect.RuntimeServiceWatchRuntimesProcedure))
 	// Health and reflection need no token either: the same bounds. A
 	// reflection stream carries many messages, so only each one is capped.
@@ -236,4 +231,15 @@ func dashboardHandler(files fs.FS) http.Handler {
 		h.Set("Cache-Control", "no-cache")
 		fileServer.ServeHTTP(w, r)
 	})
+}
+
+// procedures lists svc's procedure paths, so that a method added to the
+// service is guarded too.
+func procedures(svc protoreflect.ServiceDescriptor) []string {
+	methods := svc.Methods()
+	out := make([]string, methods.Len())
+	for i := range out {
+		out[i] = "/" + string(svc.FullName()) + "/" + string(methods.Get(i).Name())
+	}
+	return out
 }
