@@ -22,6 +22,7 @@ import (
 	"testing"
 
 	"github.com/vmre/vmre"
+	"github.com/vmre/vmre/internal/preflight/preflighttest"
 	"github.com/vmre/vmre/subprocess"
 )
 
@@ -155,7 +156,7 @@ func TestBootstrapPreflight(t *testing.T) {
 	badInterp := write("bad-interp.sh", []byte("#!/no/such/interpreter\n"), 0o755)
 	crlf := write("crlf.sh", []byte(strings.ReplaceAll(script, "\n", "\r\n")), 0o755)
 	const musl = "/no/such/lib/ld-musl-x86_64.so.1"
-	noInterp := write("musl-vm", hostELF(t, musl), 0o755)
+	noInterp := write("musl-vm", preflighttest.HostELF(t, musl), 0o755)
 	pinned := write("pinned.sh", []byte(script), 0o755)
 	otherSum := sha256.Sum256([]byte("another build"))
 
@@ -283,43 +284,6 @@ func TestScriptPluginSeesItsPath(t *testing.T) {
 	}
 }
 
-// hostELF returns a minimal ELF executable header for this architecture,
-// with one PT_INTERP program header naming interp, or no program header
-// at all if interp is empty (which the kernel refuses to execute: "exec
-// format error", after the pre-flight checks have passed).
-func hostELF(t *testing.T, interp string) []byte {
-	t.Helper()
-	machine, ok := map[string]elf.Machine{"amd64": elf.EM_X86_64, "arm64": elf.EM_AARCH64}[runtime.GOARCH]
-	if !ok {
-		t.Skipf("no ELF header for %s in this test", runtime.GOARCH)
-	}
-	const ehsize, phentsize = 64, 56
-	hdr := elf.Header64{
-		Ident:     [elf.EI_NIDENT]byte{0x7f, 'E', 'L', 'F', byte(elf.ELFCLASS64), byte(elf.ELFDATA2LSB), byte(elf.EV_CURRENT)},
-		Type:      uint16(elf.ET_EXEC),
-		Machine:   uint16(machine),
-		Version:   uint32(elf.EV_CURRENT),
-		Ehsize:    ehsize,
-		Phentsize: phentsize,
-		Shentsize: 64,
-	}
-	var buf bytes.Buffer
-	var progs []any
-	if interp != "" {
-		hdr.Phoff, hdr.Phnum = ehsize, 1
-		progs = append(progs, elf.Prog64{
-			Type: uint32(elf.PT_INTERP), Flags: uint32(elf.PF_R), Off: ehsize + phentsize,
-			Filesz: uint64(len(interp) + 1), Memsz: uint64(len(interp) + 1), Align: 1,
-		}, []byte(interp+"\x00"))
-	}
-	for _, v := range append([]any{hdr}, progs...) {
-		if err := binary.Write(&buf, binary.LittleEndian, v); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return buf.Bytes()
-}
-
 // TestStartErrorNamesPlugin: a file that passes the pre-flight checks but
 // that the kernel refuses to execute gives an error naming the plugin's
 // path, not the link or /proc/self/fd path it was executed through.
@@ -327,7 +291,7 @@ func TestStartErrorNamesPlugin(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
 	bad := filepath.Join(dir, "myvm")
-	if err := os.WriteFile(bad, hostELF(t, ""), 0o755); err != nil {
+	if err := os.WriteFile(bad, preflighttest.HostELF(t, ""), 0o755); err != nil {
 		t.Fatal(err)
 	}
 	// A pinned script runs through /proc/self/fd/N; its interpreter is

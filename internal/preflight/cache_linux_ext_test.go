@@ -3,18 +3,15 @@
 package preflight_test
 
 import (
-	"bytes"
-	"debug/elf"
-	"encoding/binary"
 	"errors"
 	"os"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"testing"
 
 	"github.com/vmre/vmre"
 	"github.com/vmre/vmre/internal/preflight"
+	"github.com/vmre/vmre/internal/preflight/preflighttest"
 )
 
 func openWith(t *testing.T, path string, opts preflight.Options) error {
@@ -125,41 +122,6 @@ func TestFormatCacheSkipsScripts(t *testing.T) {
 	}
 }
 
-// hostELF returns a minimal ELF executable header for this architecture
-// with one PT_INTERP program header naming interp.
-func hostELF(t *testing.T, interp string) []byte {
-	t.Helper()
-	machine, ok := map[string]elf.Machine{"amd64": elf.EM_X86_64, "arm64": elf.EM_AARCH64}[runtime.GOARCH]
-	if !ok {
-		t.Skipf("no ELF header for %s in this test", runtime.GOARCH)
-	}
-	const ehsize, phentsize = 64, 56
-	var buf bytes.Buffer
-	for _, v := range []any{
-		elf.Header64{
-			Ident:     [elf.EI_NIDENT]byte{0x7f, 'E', 'L', 'F', byte(elf.ELFCLASS64), byte(elf.ELFDATA2LSB), byte(elf.EV_CURRENT)},
-			Type:      uint16(elf.ET_EXEC),
-			Machine:   uint16(machine),
-			Version:   uint32(elf.EV_CURRENT),
-			Phoff:     ehsize,
-			Ehsize:    ehsize,
-			Phentsize: phentsize,
-			Phnum:     1,
-			Shentsize: 64,
-		},
-		elf.Prog64{
-			Type: uint32(elf.PT_INTERP), Flags: uint32(elf.PF_R), Off: ehsize + phentsize,
-			Filesz: uint64(len(interp) + 1), Memsz: uint64(len(interp) + 1), Align: 1,
-		},
-		[]byte(interp + "\x00"),
-	} {
-		if err := binary.Write(&buf, binary.LittleEndian, v); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return buf.Bytes()
-}
-
 // TestELFInterpreter: a binary whose ELF interpreter (PT_INTERP) is
 // missing or not executable is refused, as the kernel would refuse it
 // with a bare "no such file or directory". The interpreter is another
@@ -180,7 +142,7 @@ func TestELFInterpreter(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			err := openWith(t, write(t, "plugin", hostELF(t, tc.interp), 0o755), preflight.Options{})
+			err := openWith(t, write(t, "plugin", preflighttest.HostELF(t, tc.interp), 0o755), preflight.Options{})
 			if tc.wantText == "" {
 				if err != nil {
 					t.Fatal(err)
@@ -196,7 +158,7 @@ func TestELFInterpreter(t *testing.T) {
 	t.Run("cached", func(t *testing.T) {
 		t.Parallel()
 		interp := write(t, "ld.so", []byte("an interpreter"), 0o755)
-		path := write(t, "plugin", hostELF(t, interp), 0o755)
+		path := write(t, "plugin", preflighttest.HostELF(t, interp), 0o755)
 		cache := preflight.NewFormatCache(4)
 		opts := preflight.Options{Cache: cache}
 		if err := openWith(t, path, opts); err != nil {
