@@ -142,17 +142,26 @@ func elfInterp(ef *elf.File) (string, error) {
 // names the binary, which does exist. A relative path, which the kernel
 // resolves against the working directory, is left to exec.
 func checkInterp(interp string) error {
+	err := checkInterpFile("ELF interpreter", interp)
+	if errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("ELF interpreter %s not found", interp)
+	}
+	return err
+}
+
+// checkInterpFile checks that an interpreter (what: "ELF interpreter",
+// "#! interpreter") given by an absolute path is a regular file with an
+// execute bit. A relative path is left to exec.
+func checkInterpFile(what, interp string) error {
 	if !strings.HasPrefix(interp, "/") {
 		return nil
 	}
 	info, err := os.Stat(interp)
 	switch {
-	case errors.Is(err, fs.ErrNotExist):
-		return fmt.Errorf("ELF interpreter %s not found", interp)
 	case err != nil:
-		return fmt.Errorf("ELF interpreter: %w", err)
+		return fmt.Errorf("%s: %w", what, err)
 	case !info.Mode().IsRegular() || info.Mode().Perm()&0o111 == 0:
-		return fmt.Errorf("ELF interpreter %s is not an executable file", interp)
+		return fmt.Errorf("%s %s is not an executable file", what, interp)
 	}
 	return nil
 }
@@ -286,15 +295,7 @@ func checkScript(f *os.File, goos string) error {
 		}
 		return fmt.Errorf("#! %s %q ends in a carriage return: the script has CRLF (Windows) line endings, which the kernel does not strip; convert them to LF", what, name)
 	}
-	if !strings.HasPrefix(interp, "/") {
-		return nil // relative interpreters are resolved by the kernel against the working directory
-	}
-	info, err := os.Stat(interp)
-	if err != nil {
-		return fmt.Errorf("#! interpreter: %w", err)
-	}
-	if !info.Mode().IsRegular() || info.Mode().Perm()&0o111 == 0 {
-		return fmt.Errorf("#! interpreter %s is not an executable file", interp)
-	}
-	return nil
+	// A relative interpreter is resolved by the kernel against the
+	// working directory.
+	return checkInterpFile("#! interpreter", interp)
 }
