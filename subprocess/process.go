@@ -184,8 +184,8 @@ func (p *Process) supervise() {
 		select {
 		case <-streamDone:
 		case <-timer.C:
-			p.stdout.rs.stopWaiting(p.stdout.f)
-			p.stderr.rs.stopWaiting(p.stderr.f)
+			p.stdout.stopWaiting()
+			p.stderr.stopWaiting()
 			<-streamDone
 		}
 	}

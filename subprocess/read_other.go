@@ -29,7 +29,7 @@ func (s *stream) fill() (int, error) {
 // deadlines (Windows' os.Pipe handles are not overlapped, so
 // SetReadDeadline fails); closing the file cancels the pending read
 // (CancelIoEx on Windows). What the pipe still held is lost.
-func (r *readState) stopWaiting(f *os.File) { _ = f.Close() }
+func (s *stream) stopWaiting() { _ = s.f.Close() }
 
 // readNow is not possible without a poller; the rest of the pipe is lost
 // only when a process outside the plugin kept it open past the drain

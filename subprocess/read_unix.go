@@ -65,7 +65,7 @@ func (s *stream) fill() (int, error) {
 
 // stopWaiting ends a read that waits for data: the deadline wakes it, and
 // what the pipe already holds is still read (readNow).
-func (r *readState) stopWaiting(f *os.File) { _ = f.SetReadDeadline(time.Now()) }
+func (s *stream) stopWaiting() { _ = s.f.SetReadDeadline(time.Now()) }
 
 // readNow reads what the pipe holds without waiting; it returns 0 when the
 // pipe is empty, at EOF or on error.
