@@ -292,14 +292,15 @@ setInterval(() => {
 
 // ---- watch stream -----------------------------------------------------------
 
+// conn is "live" while a watch stream is established (it has sent its
+// first snapshot): the rows are the engine's current picture.
+let conn: "connecting" | "live" | "down" = "connecting";
+
 function setConn(state: "connecting" | "live" | "down", text: string) {
+  conn = state;
   connEl.dataset.conn = state;
   connText.textContent = text;
 }
-
-// watchLive is set while a watch stream is established (it has sent its
-// first snapshot): the rows are the engine's current picture.
-let watchLive = false;
 
 async function watch() {
   let backoff = 500;
@@ -314,7 +315,6 @@ async function watch() {
             const before = selected;
             runtimes.clear();
             for (const rt of msg.kind.value.runtimes) runtimes.set(rt.id, rt);
-            watchLive = true;
             setConn("live", "live");
             backoff = 500;
             if (connEl.dataset.lost) {
@@ -358,7 +358,6 @@ async function watch() {
       }
       throw new Error("watch stream ended");
     } catch (err) {
-      watchLive = false;
       setConn("down", "reconnecting");
       connEl.dataset.lost = "true";
       showError(`Lost the engine's watch stream (${describe(err)}). Reconnecting…`);
@@ -378,9 +377,7 @@ let tailAbort: AbortController | null = null;
 // The last line shown: its seq, and the process that wrote it and when the
 // engine read it, which tell it apart from another engine's line with the
 // same seq (every engine numbers a runtime's lines from 1).
-let lastSeq = 0n;
-let lastPid = 0n;
-let lastTime: bigint | null = null;
+let lastShown: { seq: bigint; pid: bigint; time: bigint | null } | null = null;
 
 // timeNs is t in nanoseconds since the epoch, or null if unset.
 function timeNs(t: Timestamp | undefined): bigint | null {
@@ -433,9 +430,7 @@ async function tail(id: string) {
 }
 
 function forgetShown() {
-  lastSeq = 0n;
-  lastPid = 0n;
-  lastTime = null;
+  lastShown = null;
 }
 
 async function follow(id: string, signal: AbortSignal) {
@@ -469,7 +464,7 @@ async function follow(id: string, signal: AbortSignal) {
       // a tail opened now would be judged (see resume) against the old
       // engine's picture of the runtime. The watch stream's first snapshot
       // tails the runtime again.
-      if (!watchLive) return;
+      if (conn !== "live") return;
     }
   }
 }
@@ -487,7 +482,7 @@ function resume(lines: OutputLine[], rt: Runtime | undefined) {
     case "same":
       return;
     case "gap": {
-      const n = lines[0].seq - lastSeq - 1n;
+      const n = lines[0].seq - (lastShown?.seq ?? 0n) - 1n;
       if (n > 0n) note(`… ${n} lines skipped (written while the output stream was reconnecting)`);
       return;
     }
@@ -520,20 +515,21 @@ function resume(lines: OutputLine[], rt: Runtime | undefined) {
 // engine starts its processes after the old engine ended). Times are the
 // engine's clock, which must not step back across an engine restart.
 function continuation(lines: OutputLine[], rt: Runtime | undefined): "same" | "gap" | "new" | "changed" {
-  if (lastSeq === 0n) return "same";
-  const shown = lines.find((l) => l.seq === lastSeq);
-  if (shown) return shown.pid === lastPid && timeNs(shown.time) === lastTime ? "same" : "new";
+  if (lastShown === null) return "same";
+  const last = lastShown;
+  const shown = lines.find((l) => l.seq === last.seq);
+  if (shown) return shown.pid === last.pid && timeNs(shown.time) === last.time ? "same" : "new";
   // The same engine's output of the runtime still holds the shown line or
   // later ones: it never empties.
   if (lines.length === 0) return "new";
   const first = lines[0];
-  if (first.seq < lastSeq) {
+  if (first.seq < last.seq) {
     // The oldest line decides: it is a whole message before the shown one
     // when the engine split the tail before reaching it, and so far from
     // it that the moment by which lines read on stdout and on stderr can
     // be out of order does not matter.
     const t = timeNs(first.time);
-    if (t !== null && lastTime !== null) return t <= lastTime ? "same" : "new";
+    if (t !== null && last.time !== null) return t <= last.time ? "same" : "new";
     return runningWhenShown(rt) ? "same" : "new";
   }
   return runningWhenShown(rt) ? "gap" : "changed";
@@ -544,8 +540,9 @@ function continuation(lines: OutputLine[], rt: Runtime | undefined): "same" | "g
 // known to be another process than the one that wrote it.
 function runningWhenShown(rt: Runtime | undefined): boolean {
   const started = timeNs(rt?.startedAt);
-  if (!rt || started === null || lastTime === null || started > lastTime) return false;
-  return lastPid === 0n || rt.pid === 0n || rt.pid === lastPid;
+  const last = lastShown;
+  if (!rt || started === null || last === null || last.time === null || started > last.time) return false;
+  return last.pid === 0n || rt.pid === 0n || rt.pid === last.pid;
 }
 
 function note(text: string, kind: "note" | "event" = "note") {
@@ -574,10 +571,8 @@ function parseJSON(text: string): Record<string, unknown> | null {
 function appendLines(lines: OutputLine[]) {
   const nodes: HTMLElement[] = [];
   for (const l of lines) {
-    if (l.seq <= lastSeq) continue; // already shown before a reconnect
-    lastSeq = l.seq;
-    lastPid = l.pid;
-    lastTime = timeNs(l.time);
+    if (l.seq <= (lastShown?.seq ?? 0n)) continue; // already shown before a reconnect
+    lastShown = { seq: l.seq, pid: l.pid, time: timeNs(l.time) };
     const parsed = parseJSON(l.text);
     const level = levelOf(l, parsed);
     const div = document.createElement("div");

@@ -31,6 +31,21 @@ export function parseOptions(script) {
   return opts;
 }
 
+// callAPI calls the RuntimeService method with {id} from the page, bearing
+// token when one is given, and returns the answer's status and JSON body.
+export function callAPI(page, method, id, token) {
+  return page.evaluate(async ([method, id, token]) => {
+    const headers = { "Content-Type": "application/json" };
+    if (token !== undefined) headers.Authorization = `Bearer ${token}`;
+    const r = await fetch(`/vmre.v1.RuntimeService/${method}`, {
+      method: "POST",
+      headers,
+      body: JSON.stringify({ id }),
+    });
+    return { status: r.status, body: await r.json() };
+  }, [method, id, token]);
+}
+
 // launchBrowser starts chromium headless in a fresh profile; close() ends
 // it and removes the profile.
 export async function launchBrowser(executablePath) {

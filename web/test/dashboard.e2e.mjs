@@ -5,13 +5,11 @@
 // a restart bringing it back with a new pid. Screenshots go to --out.
 //
 //   node test/dashboard.e2e.mjs --url http://127.0.0.1:9660/ --token=TOKEN --out DIR [--chromium /usr/bin/chromium]
-// (--token=TOKEN with "=": a token may begin with "-", which parseArgs
-// would take for an option)
 //
 // It never downloads a browser: --chromium (default /usr/bin/chromium) must
 // exist. Exit status 0 on success, 1 with the reason otherwise.
 import { join } from "node:path";
-import { launchBrowser, parseOptions } from "./browser.mjs";
+import { callAPI, launchBrowser, parseOptions } from "./browser.mjs";
 
 const opts = parseOptions("dashboard.e2e.mjs");
 
@@ -57,14 +55,7 @@ try {
   await page.screenshot({ path: join(opts.out, "dashboard-running.png") });
 
   // Without the token the API refuses to stop, whatever the page does.
-  const raw = await page.evaluate(async (rid) => {
-    const r = await fetch("/vmre.v1.RuntimeService/StopRuntime", {
-      method: "POST",
-      headers: { "Content-Type": "application/json" },
-      body: JSON.stringify({ id: rid }),
-    });
-    return { status: r.status, body: await r.json() };
-  }, id);
+  const raw = await callAPI(page, "StopRuntime", id);
   if (raw.status !== 401 || raw.body.code !== "unauthenticated") throw new Error(`stop without token answered ${JSON.stringify(raw)}`);
   // Through the UI with a wrong token: refused, shown, runtime untouched.
   await row.locator("button.stop").click();

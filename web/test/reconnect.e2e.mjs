@@ -29,7 +29,7 @@
 import { build } from "esbuild";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
-import { launchBrowser, parseOptions } from "./browser.mjs";
+import { callAPI, launchBrowser, parseOptions } from "./browser.mjs";
 
 const opts = parseOptions("reconnect.e2e.mjs");
 
@@ -190,11 +190,12 @@ async function scriptedResume() {
     },
     serverTime: pb.timestampFromMs(Date.now()),
   });
-  const lines = (e, from, to) => Array.from({ length: to - from + 1 }, (_, i) => ({
-    seq: BigInt(from + i),
-    time: pb.timestampFromMs(e.line0 + from + i),
+  const range = (from, to) => Array.from({ length: to - from + 1 }, (_, i) => from + i);
+  const lines = (e, from, to) => range(from, to).map((n) => ({
+    seq: BigInt(n),
+    time: pb.timestampFromMs(e.line0 + n),
     stream: pb.OutputStream.STDOUT,
-    text: `line ${from + i} of pid ${e.pid}`,
+    text: `line ${n} of pid ${e.pid}`,
     pid: e.pid,
   }));
 
@@ -223,7 +224,6 @@ async function scriptedResume() {
   }));
   const seqs = (es) => es.filter((e) => e.seq !== undefined).map((e) => e.seq);
   const restartNotes = (es) => es.filter((e) => e.note?.includes("restarted")).map((e) => e.note);
-  const range = (from, to) => Array.from({ length: to - from + 1 }, (_, i) => from + i);
   const sameList = (a, b) => a.length === b.length && a.every((v, i) => v === b[i]);
   const brief = (es) => {
     const s = seqs(es);
@@ -329,14 +329,7 @@ try {
     await held;
     const restarted = await runningRow(rt.pid);
     // Stopped by someone else while the answer is on its way.
-    const stop = await page.evaluate(async ([id, token]) => {
-      const r = await fetch("/vmre.v1.RuntimeService/StopRuntime", {
-        method: "POST",
-        headers: { "Content-Type": "application/json", Authorization: `Bearer ${token}` },
-        body: JSON.stringify({ id }),
-      });
-      return { status: r.status, body: await r.json() };
-    }, [rt.id, opts.token]);
+    const stop = await callAPI(page, "StopRuntime", rt.id, opts.token);
     if (stop.status !== 200) throw new Error(`out-of-band stop answered ${JSON.stringify(stop)}`);
     await page.locator(`#rows tr[data-id="${rt.id}"][data-state="exited"]`).waitFor({ timeout: T });
     release();
@@ -345,14 +338,7 @@ try {
     await page.unroute("**/vmre.v1.RuntimeService/RestartRuntime");
     const state = await row.getAttribute("data-state");
     // Running again for the next checks, whatever the row said.
-    const again = await page.evaluate(async ([id, token]) => {
-      const r = await fetch("/vmre.v1.RuntimeService/RestartRuntime", {
-        method: "POST",
-        headers: { "Content-Type": "application/json", Authorization: `Bearer ${token}` },
-        body: JSON.stringify({ id }),
-      });
-      return { status: r.status, body: await r.json() };
-    }, [rt.id, opts.token]);
+    const again = await callAPI(page, "RestartRuntime", rt.id, opts.token);
     if (again.status !== 200) throw new Error(`restart answered ${JSON.stringify(again)}`);
     if (state !== "exited") {
       throw new Error(`the runtime was stopped after its restart (pid ${restarted.pid}), but the late Restart answer made the row say "${state}"`);
