@@ -129,8 +129,7 @@ func (p *Process) startStop(grace time.Duration) {
 	p.mu.Unlock()
 	switch {
 	case grace <= 0:
-		_ = p.signalKill()
-		p.helpers.Done()
+		p.killNow()
 	case p.vmShutdown:
 		go p.shutdownThenTerm(grace)
 	case p.terminate():
@@ -143,11 +142,16 @@ func (p *Process) startStop(grace time.Duration) {
 // instead and ends the stop's helper.
 func (p *Process) terminate() bool {
 	if p.signalTerm() != nil {
-		_ = p.signalKill()
-		p.helpers.Done()
+		p.killNow()
 		return false
 	}
 	return true
+}
+
+// killNow sends SIGKILL and ends the stop's helper.
+func (p *Process) killNow() {
+	_ = p.signalKill()
+	p.helpers.Done()
 }
 
 // killAfter sends SIGKILL if the process has not exited within grace of
