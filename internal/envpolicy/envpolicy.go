@@ -19,6 +19,7 @@ import (
 	"runtime"
 	"slices"
 	"strings"
+	"unicode"
 
 	"github.com/vmre/vmre"
 )
@@ -185,13 +186,14 @@ func (p *Policy) Environ(base []string) []string {
 	}
 	// A key repeated in base counts once, with its last value, the one
 	// exec would pass on.
-	repeated := func(i int, key string) bool {
-		return slices.ContainsFunc(base[i+1:], func(later string) bool { return keyEqual(envKey(later), key) })
+	last := make(map[string]int, len(base))
+	for i, kv := range base {
+		last[foldKey(envKey(kv))] = i
 	}
 	out := make([]string, 0, len(base)+len(p.set))
 	for i, kv := range base {
 		key := envKey(kv)
-		if key == "" || reserved(key) || overridden(key) || repeated(i, key) {
+		if key == "" || reserved(key) || overridden(key) || last[foldKey(key)] != i {
 			continue
 		}
 		if p.mode == ModeClean && !p.kept(key) {
@@ -240,6 +242,22 @@ func keyEqual(a, b string) bool {
 		return strings.EqualFold(a, b)
 	}
 	return a == b
+}
+
+// foldKey returns the same string for names that keyEqual holds equal: on
+// Windows each rune becomes the least rune of its case-folding orbit, the
+// equivalence strings.EqualFold uses.
+func foldKey(key string) string {
+	if runtime.GOOS != "windows" {
+		return key
+	}
+	return strings.Map(func(r rune) rune {
+		least := r
+		for f := unicode.SimpleFold(r); f != r; f = unicode.SimpleFold(f) {
+			least = min(least, f)
+		}
+		return least
+	}, key)
 }
 
 func reserved(key string) bool {
