@@ -1,0 +1,92 @@
+// Package logline turns a plugin's output streams into parsed lines: one
+// [Reader] per stream splits the pipe into lines, recognises each line's log
+// format, groups Go panic dumps into one line, and hands every line to a
+// callback and a logger. Each format has its own small parser (json.go,
+// zapconsole.go, geth.go, logfmt.go, klog.go); [Parser] picks one per line.
+package logline
+
+import (
+	"time"
+
+	"github.com/rs/zerolog"
+)
+
+// Names of the two output streams, as in [Line.Stream] and the "stream" log
+// field.
+const (
+	Stdout = "stdout"
+	Stderr = "stderr"
+)
+
+// Line is one line of a plugin's output, parsed: one log record of the
+// plugin, a Go panic with its goroutine dump, or one chunk of a line longer
+// than the reader's cap.
+//
+// The byte slices of a Line handed to a callback are borrowed: they point
+// into the reader's buffers and are valid only until the callback returns.
+// Use [Line.Clone] to keep one.
+type Line struct {
+	// Seq numbers the lines of one runtime, from 1; zero until the engine's
+	// output ring keeps the line.
+	Seq uint64
+	// Pid is the process that wrote the line.
+	Pid int
+	// Stream is Stdout or Stderr.
+	Stream string
+	// Time is when the engine read the line from the pipe.
+	Time time.Time
+	// PluginTime is the time the plugin wrote in the line, completed with
+	// the year and the engine's zone when the format lacks them; zero when
+	// the line carries none.
+	PluginTime time.Time
+	// Level is the plugin's level mapped onto zerolog's; info when the line
+	// says none or names one zerolog has no equivalent for.
+	Level zerolog.Level
+	// LevelText is the plugin's level word when it maps to no zerolog
+	// level, else nil.
+	LevelText []byte
+	// Format is the format the line was recognised as.
+	Format Format
+	// Message is the message without the format's prefix, level, time,
+	// colour codes or fields.
+	Message []byte
+	// Fields is a JSON object holding the plugin's own structured fields,
+	// without the level, message, time, logger and caller that have fields
+	// of their own here; nil when there are none.
+	Fields []byte
+	// Logger and Caller are the logger name and source position the format
+	// carries, or nil.
+	Logger, Caller []byte
+	// Text is the whole line as the plugin wrote it, without its line end
+	// and ANSI escape sequences, and with invalid UTF-8 replaced with
+	// U+FFFD.
+	Text []byte
+	// Dump holds the goroutine dump that followed a panic, its lines
+	// joined with "\n"; nil on other lines.
+	Dump []byte
+	// Partial is set on every chunk of an over-long line but the last.
+	Partial bool
+	// Panic is set on a line that starts a Go panic or fatal runtime error
+	// ("panic: ...", "fatal error: ..."), and on all its chunks.
+	Panic bool
+}
+
+// Clone returns a copy of l whose slices are its own, safe to keep.
+func (l *Line) Clone() Line {
+	c := *l
+	c.LevelText = clone(l.LevelText)
+	c.Message = clone(l.Message)
+	c.Fields = clone(l.Fields)
+	c.Logger = clone(l.Logger)
+	c.Caller = clone(l.Caller)
+	c.Text = clone(l.Text)
+	c.Dump = clone(l.Dump)
+	return c
+}
+
+func clone(b []byte) []byte {
+	if b == nil {
+		return nil
+	}
+	return append(make([]byte, 0, len(b)), b...)
+}

@@ -1,0 +1,168 @@
+package logline
+
+import (
+	"bytes"
+	"time"
+
+	"github.com/rs/zerolog"
+)
+
+// Parser parses lines of one stream. It keeps scratch buffers between
+// lines, so a Parser is not safe for concurrent use, and the slices of a
+// parsed [Line] are valid only until the next Parse.
+type Parser struct {
+	format Format
+	loc    *time.Location
+
+	clean, msg, level, logger, caller, fields, scratch, scratch2 []byte
+	members                                                      []member
+}
+
+// NewParser returns a Parser for lines in format f ([Auto]: recognise each
+// line's format). Times without a zone are read in loc (nil: time.Local).
+func NewParser(f Format, loc *time.Location) *Parser {
+	if loc == nil {
+		loc = time.Local
+	}
+	return &Parser{format: f, loc: loc}
+}
+
+// Parse parses the line b (without its line end) into l. It sets every
+// field of l but Seq, Pid, Stream, Time, Dump, Partial and Panic; l.Time,
+// the time the line was read, completes the year of timestamps that lack
+// one. A line in no known format (or not in the Parser's fixed format) is
+// [Plain]: its text is the message, at info.
+func (p *Parser) Parse(b []byte, l *Line) {
+	text := b
+	if !printable(b) {
+		p.clean = appendClean(p.clean[:0], b)
+		text = p.clean
+	}
+	l.Text = text
+	l.PluginTime, l.LevelText, l.Fields, l.Logger, l.Caller = time.Time{}, nil, nil, nil, nil
+	l.Level, l.Message, l.Format = zerolog.InfoLevel, text, Plain
+	if p.format == Raw {
+		l.Format = Raw
+		return
+	}
+	f := p.format
+	if f == Auto {
+		f = sniff(text)
+	}
+	var ok bool
+	switch f {
+	case JSON:
+		ok = p.parseJSON(text, l)
+	case ZapConsole:
+		ok = p.parseZapConsole(text, l)
+	case Geth:
+		ok = p.parseGeth(text, l)
+	case Logfmt:
+		ok = p.parseLogfmt(text, l)
+	case Klog:
+		ok = p.parseKlog(text, l)
+	}
+	if !ok {
+		l.PluginTime, l.LevelText, l.Fields, l.Logger, l.Caller = time.Time{}, nil, nil, nil, nil
+		l.Level, l.Message, l.Format = zerolog.InfoLevel, text, Plain
+	}
+}
+
+// sniff guesses a line's format from its first bytes; the format's parser
+// has the last word.
+func sniff(b []byte) Format {
+	if len(b) == 0 {
+		return Plain
+	}
+	switch c := b[0]; {
+	case c == '{' || c == ' ' && bytes.HasPrefix(bytes.TrimLeft(b, " \t"), []byte("{")):
+		return JSON
+	case c == '[':
+		return ZapConsole
+	case (c == 'I' || c == 'W' || c == 'E' || c == 'F') && len(b) > 5 && isDigit(b[1]) && b[5] == ' ':
+		return Klog
+	case 'A' <= c && c <= 'Z' && len(b) > 6 && (b[4] == '[' || b[5] == '['):
+		return Geth
+	case 'a' <= c && c <= 'z':
+		return Logfmt
+	}
+	return Plain
+}
+
+func isDigit(c byte) bool { return '0' <= c && c <= '9' }
+
+// digits returns the number in b[i:i+n] if those are n digits.
+func digits(b []byte, i, n int) (int, bool) {
+	if i+n > len(b) {
+		return 0, false
+	}
+	v := 0
+	for _, c := range b[i : i+n] {
+		if !isDigit(c) {
+			return 0, false
+		}
+		v = v*10 + int(c-'0')
+	}
+	return v, true
+}
+
+// termTime parses "MM-DD|HH:MM:SS.mmm" (zap console as avalanchego sets
+// it, go-ethereum's terminal format) at b[i:], a time without year or zone.
+func (p *Parser) termTime(b []byte, i int, now time.Time) (time.Time, bool) {
+	if i+18 > len(b) || b[i+2] != '-' || b[i+5] != '|' || b[i+8] != ':' || b[i+11] != ':' || b[i+14] != '.' {
+		return time.Time{}, false
+	}
+	mo, ok1 := digits(b, i, 2)
+	d, ok2 := digits(b, i+3, 2)
+	h, ok3 := digits(b, i+6, 2)
+	mi, ok4 := digits(b, i+9, 2)
+	s, ok5 := digits(b, i+12, 2)
+	ms, ok6 := digits(b, i+15, 3)
+	if !(ok1 && ok2 && ok3 && ok4 && ok5 && ok6) {
+		return time.Time{}, false
+	}
+	return p.complete(now, mo, d, h, mi, s, ms*1e6)
+}
+
+// complete builds a time the plugin wrote without year or zone: in the
+// engine's zone, in the year that puts it nearest before now (a line of
+// December 31 read on January 1 is from last year).
+func (p *Parser) complete(now time.Time, mo, d, h, mi, s, ns int) (time.Time, bool) {
+	if mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 || s > 60 {
+		return time.Time{}, false
+	}
+	if now.IsZero() {
+		now = time.Now()
+	}
+	now = now.In(p.loc)
+	t := time.Date(now.Year(), time.Month(mo), d, h, mi, s, ns, p.loc)
+	if t.Sub(now) > 24*time.Hour {
+		t = t.AddDate(-1, 0, 0)
+	}
+	return t, true
+}
+
+// word returns the bytes of b from i up to the next space (or the end) and
+// the index of that space.
+func word(b []byte, i int) ([]byte, int) {
+	j := bytes.IndexByte(b[i:], ' ')
+	if j < 0 {
+		return b[i:], len(b)
+	}
+	return b[i : i+j], i + j
+}
+
+// isCaller reports whether w looks like a source position: "file.go:123",
+// "pkg/file.go:123".
+func isCaller(w []byte) bool {
+	c := bytes.LastIndexByte(w, ':')
+	if c <= 0 || c == len(w)-1 || bytes.IndexByte(w[:c], '.') < 0 {
+		return false
+	}
+	for _, d := range w[c+1:] {
+		if !isDigit(d) {
+			return false
+		}
+	}
+	return true
+}

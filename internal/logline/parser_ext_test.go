@@ -1,0 +1,147 @@
+package logline_test
+
+import (
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+	"github.com/vmre/vmre/internal/logline"
+)
+
+// readAt is when the test lines are read: 2026-12-06 21:50 in the
+// engine's zone, UTC+1 here.
+var (
+	zone   = time.FixedZone("engine", 3600)
+	readAt = time.Date(2026, 12, 6, 21, 50, 0, 0, zone)
+)
+
+type want struct {
+	format     logline.Format
+	level      zerolog.Level
+	levelText  string
+	msg        string
+	fields     string
+	logger     string
+	caller     string
+	pluginTime time.Time
+}
+
+func TestParse(t *testing.T) {
+	t.Parallel()
+	at := func(mo time.Month, d, h, m, s, ns int) time.Time { return time.Date(2026, mo, d, h, m, s, ns, zone) }
+	tests := []struct {
+		name   string
+		format logline.Format
+		line   string
+		want   want
+	}{
+		// avalanchego utils/logging: zap console, " " separator, colour codes
+		// from ConsoleColorLevelEncoder, logger wrapped as <name>.
+		{"zap-console colour", logline.Auto,
+			"[12-06|21:46:25.946] \x1b[0;33mERROR\x1b[0;0m <X Chain> rpcchainvm/vm_server.go:252 failed to initialize vm {\"error\": \"unknown codec version\", \"height\": 12}",
+			want{logline.ZapConsole, zerolog.ErrorLevel, "", "failed to initialize vm", `{"error": "unknown codec version", "height": 12}`, "X Chain", "rpcchainvm/vm_server.go:252", at(12, 6, 21, 46, 25, 946e6)}},
+		{"zap-console plain no logger", logline.Auto,
+			"[12-06|21:46:26.001] INFO node/node.go:1120 initializing API server",
+			want{logline.ZapConsole, zerolog.InfoLevel, "", "initializing API server", "", "", "node/node.go:1120", at(12, 6, 21, 46, 26, 1e6)}},
+		{"zap-console verbo brace in message", logline.Auto,
+			"[12-06|21:46:26.500] VERBO <P Chain> sent {a} to peer {\"peer\": \"NodeID-7x\"}",
+			want{logline.ZapConsole, zerolog.TraceLevel, "", "sent {a} to peer", `{"peer": "NodeID-7x"}`, "P Chain", "", at(12, 6, 21, 46, 26, 500e6)}},
+		{"zap-console unknown level", logline.Auto,
+			"[12-06|21:46:26.500] UNKNO something odd",
+			want{logline.ZapConsole, zerolog.InfoLevel, "UNKNO", "something odd", "", "", "", at(12, 6, 21, 46, 26, 500e6)}},
+		{"zap-console last year", logline.Auto,
+			"[12-31|23:59:59.999] WARN late",
+			want{logline.ZapConsole, zerolog.WarnLevel, "", "late", "", "", "", time.Date(2025, 12, 31, 23, 59, 59, 999e6, zone)}},
+		// go-ethereum / libevm log/format.go terminal format.
+		{"geth padded attrs", logline.Auto,
+			"WARN [12-06|21:46:27.100] Snapshot extension failed                peer=5a1c0e err=\"read tcp: i/o timeout\"",
+			want{logline.Geth, zerolog.WarnLevel, "", "Snapshot extension failed", `{"peer":"5a1c0e","err":"read tcp: i/o timeout"}`, "", "", at(12, 6, 21, 46, 27, 100e6)}},
+		{"geth colour crit", logline.Auto,
+			"\x1b[35mCRIT \x1b[0m[12-06|21:46:27.100] Database corrupted \x1b[35mpath\x1b[0m=/data",
+			want{logline.Geth, zerolog.FatalLevel, "", "Database corrupted", `{"path":"/data"}`, "", "", at(12, 6, 21, 46, 27, 100e6)}},
+		{"geth quoted message", logline.Auto,
+			`ERROR[12-06|21:46:28.000] "a=b failed"                           number=1,234,567`,
+			want{logline.Geth, zerolog.ErrorLevel, "", "a=b failed", `{"number":"1,234,567"}`, "", "", at(12, 6, 21, 46, 28, 0)}},
+		{"geth no attrs", logline.Auto,
+			"INFO [12-06|21:46:28.000] Started P2P networking",
+			want{logline.Geth, zerolog.InfoLevel, "", "Started P2P networking", "", "", "", at(12, 6, 21, 46, 28, 0)}},
+		// log/slog TextHandler.
+		{"slog text", logline.Auto,
+			`time=2026-12-06T21:46:29.123+01:00 level=WARN msg="disk almost full" free_bytes=1048576 path="/var/lib/x y"`,
+			want{logline.Logfmt, zerolog.WarnLevel, "", "disk almost full", `{"free_bytes":"1048576","path":"/var/lib/x y"}`, "", "", at(12, 6, 21, 46, 29, 123e6)}},
+		{"slog level offset", logline.Auto,
+			`level=INFO+4 msg=hi`,
+			want{logline.Logfmt, zerolog.WarnLevel, "", "hi", "", "", "", time.Time{}}},
+		{"logrus text", logline.Auto,
+			`time="2026-12-06T21:46:29+01:00" level=warning msg="retrying" attempt=3`,
+			want{logline.Logfmt, zerolog.WarnLevel, "", "retrying", `{"attempt":"3"}`, "", "", at(12, 6, 21, 46, 29, 0)}},
+		// JSON: zerolog, zap production, hclog, slog, logrus, pino.
+		{"zerolog", logline.Auto,
+			`{"level":"warn","vm":"x","time":"2026-12-06T21:46:30+01:00","message":"slow block","ms":250}`,
+			want{logline.JSON, zerolog.WarnLevel, "", "slow block", `{"vm":"x","ms":250}`, "", "", at(12, 6, 21, 46, 30, 0)}},
+		{"zap production", logline.Auto,
+			`{"level":"error","ts":1796589990.5,"logger":"chain","caller":"vm/vm.go:88","msg":"verify failed","error":"bad sig"}`,
+			want{logline.JSON, zerolog.ErrorLevel, "", "verify failed", `{"error":"bad sig"}`, "chain", "vm/vm.go:88", time.Unix(1796589990, 5e8)}},
+		{"hclog", logline.Auto,
+			`{"@level":"debug","@message":"plugin started","@module":"plugin.x","@timestamp":"2026-12-06T21:46:31.000001+01:00","pid":7}`,
+			want{logline.JSON, zerolog.DebugLevel, "", "plugin started", `{"pid":7}`, "plugin.x", "", at(12, 6, 21, 46, 31, 1000)}},
+		{"avalanchego json", logline.Auto,
+			`{"timestamp":"2026-12-06T21:46:31.250+0100","level":"info","logger":"C Chain","caller":"x/y.go:1","msg":"hello"}`,
+			want{logline.JSON, zerolog.InfoLevel, "", "hello", "", "C Chain", "x/y.go:1", at(12, 6, 21, 46, 31, 250e6)}},
+		{"pino number", logline.Auto,
+			`{"level":50,"time":1796589990000,"msg":"boom","hostname":"h"}`,
+			want{logline.JSON, zerolog.ErrorLevel, "", "boom", `{"hostname":"h"}`, "", "", time.UnixMilli(1796589990000)}},
+		{"json unknown level, escaped message, msg kept", logline.Auto,
+			`{"level":"NOTE","message":"a \"q\"\u00e9\u001b[31mred","msg":"other"}`,
+			want{logline.JSON, zerolog.InfoLevel, "NOTE", "a \"q\"\u00e9red", `{"msg":"other"}`, "", "", time.Time{}}},
+		{"json duplicate level last wins", logline.Auto,
+			`{"level":"info","level":"error","msg":"x"}`,
+			want{logline.JSON, zerolog.ErrorLevel, "", "x", "", "", "", time.Time{}}},
+		{"json bad time stays a field", logline.Auto,
+			`{"level":"info","time":"yesterday","msg":"x"}`,
+			want{logline.JSON, zerolog.InfoLevel, "", "x", `{"time":"yesterday"}`, "", "", time.Time{}}},
+		// klog / glog.
+		{"klog", logline.Auto,
+			"E1206 21:46:25.946123    1234 server.go:12] connection refused",
+			want{logline.Klog, zerolog.ErrorLevel, "", "connection refused", "", "", "server.go:12", at(12, 6, 21, 46, 25, 946123000)}},
+		{"klog structured", logline.Auto,
+			`I1206 21:46:25.000001 7 pod.go:3] "Pod status updated" pod="kube-system/dns" status=ready`,
+			want{logline.Klog, zerolog.InfoLevel, "", "Pod status updated", `{"pod":"kube-system/dns","status":"ready"}`, "", "pod.go:3", at(12, 6, 21, 46, 25, 1000)}},
+		// Plain text and fallbacks.
+		{"plain", logline.Auto, "failed to set fd limit correctly", want{logline.Plain, zerolog.InfoLevel, "", "failed to set fd limit correctly", "", "", "", time.Time{}}},
+		{"plain colour", logline.Auto, "\x1b[1mbold\x1b[0m \x1b]0;title\x07text", want{logline.Plain, zerolog.InfoLevel, "", "bold text", "", "", "", time.Time{}}},
+		{"broken json is plain", logline.Auto, `{"level":"error"`, want{logline.Plain, zerolog.InfoLevel, "", `{"level":"error"`, "", "", "", time.Time{}}},
+		{"fixed json on console line", logline.JSON, "[12-06|21:46:26.001] INFO x", want{logline.Plain, zerolog.InfoLevel, "", "[12-06|21:46:26.001] INFO x", "", "", "", time.Time{}}},
+		{"raw", logline.Raw, `{"level":"error","msg":"x"}`, want{logline.Raw, zerolog.InfoLevel, "", `{"level":"error","msg":"x"}`, "", "", "", time.Time{}}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			p := logline.NewParser(tt.format, zone)
+			l := logline.Line{Time: readAt}
+			p.Parse([]byte(tt.line), &l)
+			got := want{l.Format, l.Level, string(l.LevelText), string(l.Message), string(l.Fields), string(l.Logger), string(l.Caller), l.PluginTime}
+			if !got.pluginTime.Equal(tt.want.pluginTime) {
+				t.Errorf("plugin time %v, want %v", got.pluginTime, tt.want.pluginTime)
+			}
+			got.pluginTime = tt.want.pluginTime
+			if got != tt.want {
+				t.Errorf("Parse(%q)\n got %+v\nwant %+v", tt.line, got, tt.want)
+			}
+		})
+	}
+}
+
+func TestFormatText(t *testing.T) {
+	t.Parallel()
+	for _, name := range []string{"auto", "raw", "plain", "json", "zap-console", "geth", "logfmt", "klog"} {
+		var f logline.Format
+		if err := f.UnmarshalText([]byte(name)); err != nil || f.String() != name {
+			t.Errorf("UnmarshalText(%q) = %v, %v; String %q", name, f, err, f.String())
+		}
+	}
+	var f logline.Format
+	if err := f.UnmarshalText([]byte("xml")); err == nil {
+		t.Error("UnmarshalText(xml) accepted")
+	}
+}

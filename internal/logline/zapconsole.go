@@ -1,0 +1,73 @@
+package logline
+
+import "bytes"
+
+// parseZapConsole parses zap's console encoder as avalanchego's
+// utils/logging configures it: time "[01-02|15:04:05.000]", level
+// (colour codes already removed), logger name (avalanchego wraps it as
+// "<C Chain>"), short caller, message and the fields as a JSON object, the
+// elements separated by one space (zap's default separator is a tab, which
+// is accepted too).
+func (p *Parser) parseZapConsole(b []byte, l *Line) bool {
+	if len(b) < 22 || b[0] != '[' || b[19] != ']' || (b[20] != ' ' && b[20] != '\t') {
+		return false
+	}
+	t, ok := p.termTime(b, 1, l.Time)
+	if !ok {
+		return false
+	}
+	sep := b[20]
+	i := 21
+	end := func(i int) int { // the end of the element at b[i:]
+		j := bytes.IndexByte(b[i:], sep)
+		if j < 0 {
+			return len(b)
+		}
+		return i + j
+	}
+	j := end(i)
+	lvl := b[i:j]
+	if len(lvl) == 0 {
+		return false
+	}
+	l.PluginTime = t
+	l.setLevel(lvl)
+	i = min(j+1, len(b))
+	if i < len(b) && b[i] == '<' {
+		if k := bytes.Index(b[i:], []byte{'>', sep}); k > 0 {
+			l.Logger = b[i+1 : i+k]
+			i += k + 2
+		} else if b[len(b)-1] == '>' {
+			l.Logger, i = b[i+1:len(b)-1], len(b)
+		}
+	}
+	if i < len(b) {
+		if j := end(i); isCaller(b[i:j]) {
+			l.Caller = b[i:j]
+			i = min(j+1, len(b))
+		}
+	}
+	msg := b[i:]
+	if n := len(msg); n > 0 && msg[n-1] == '}' {
+		// The fields are the first "{" after a separator that starts an
+		// object running to the end of the line.
+		for k := 0; k < n; k++ {
+			o := bytes.IndexByte(msg[k:], '{')
+			if o < 0 {
+				break
+			}
+			k += o
+			if k > 0 && msg[k-1] != sep {
+				continue
+			}
+			if e, _, ok := scanValue(msg, k, 1); ok && e == n {
+				l.Fields = msg[k:]
+				msg = msg[:max(k-1, 0)]
+				break
+			}
+		}
+	}
+	l.Message = msg
+	l.Format = ZapConsole
+	return true
+}
