@@ -118,7 +118,7 @@ func appendJSONString(dst, s []byte) []byte {
 // source have fields of their own, the rest go to Fields.
 func (p *Parser) parseLogfmt(b []byte, l *Line) bool {
 	var (
-		fb              fieldsBuilder
+		fb               fieldsBuilder
 		haveLvl, haveMsg bool
 	)
 	fb.reset(p.fields)
