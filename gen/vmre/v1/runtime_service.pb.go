@@ -14,6 +14,7 @@ import (
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
 	durationpb "google.golang.org/protobuf/types/known/durationpb"
+	structpb "google.golang.org/protobuf/types/known/structpb"
 	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
 	reflect "reflect"
 	sync "sync"
@@ -146,6 +147,71 @@ func (x OutputStream) Number() protoreflect.EnumNumber {
 // Deprecated: Use OutputStream.Descriptor instead.
 func (OutputStream) EnumDescriptor() ([]byte, []int) {
 	return file_vmre_v1_runtime_service_proto_rawDescGZIP(), []int{1}
+}
+
+// LogLevel is a log line's level.
+type LogLevel int32
+
+const (
+	LogLevel_LOG_LEVEL_UNSPECIFIED LogLevel = 0
+	LogLevel_LOG_LEVEL_TRACE       LogLevel = 1
+	LogLevel_LOG_LEVEL_DEBUG       LogLevel = 2
+	LogLevel_LOG_LEVEL_INFO        LogLevel = 3
+	LogLevel_LOG_LEVEL_WARN        LogLevel = 4
+	LogLevel_LOG_LEVEL_ERROR       LogLevel = 5
+	LogLevel_LOG_LEVEL_FATAL       LogLevel = 6
+	LogLevel_LOG_LEVEL_PANIC       LogLevel = 7
+)
+
+// Enum value maps for LogLevel.
+var (
+	LogLevel_name = map[int32]string{
+		0: "LOG_LEVEL_UNSPECIFIED",
+		1: "LOG_LEVEL_TRACE",
+		2: "LOG_LEVEL_DEBUG",
+		3: "LOG_LEVEL_INFO",
+		4: "LOG_LEVEL_WARN",
+		5: "LOG_LEVEL_ERROR",
+		6: "LOG_LEVEL_FATAL",
+		7: "LOG_LEVEL_PANIC",
+	}
+	LogLevel_value = map[string]int32{
+		"LOG_LEVEL_UNSPECIFIED": 0,
+		"LOG_LEVEL_TRACE":       1,
+		"LOG_LEVEL_DEBUG":       2,
+		"LOG_LEVEL_INFO":        3,
+		"LOG_LEVEL_WARN":        4,
+		"LOG_LEVEL_ERROR":       5,
+		"LOG_LEVEL_FATAL":       6,
+		"LOG_LEVEL_PANIC":       7,
+	}
+)
+
+func (x LogLevel) Enum() *LogLevel {
+	p := new(LogLevel)
+	*p = x
+	return p
+}
+
+func (x LogLevel) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (LogLevel) Descriptor() protoreflect.EnumDescriptor {
+	return file_vmre_v1_runtime_service_proto_enumTypes[2].Descriptor()
+}
+
+func (LogLevel) Type() protoreflect.EnumType {
+	return &file_vmre_v1_runtime_service_proto_enumTypes[2]
+}
+
+func (x LogLevel) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use LogLevel.Descriptor instead.
+func (LogLevel) EnumDescriptor() ([]byte, []int) {
+	return file_vmre_v1_runtime_service_proto_rawDescGZIP(), []int{2}
 }
 
 // Runtime is one VM plugin known to the engine.
@@ -793,7 +859,31 @@ type OutputLine struct {
 	// The line looks like the start of a Go panic.
 	Panic bool `protobuf:"varint,7,opt,name=panic,proto3" json:"panic,omitempty"`
 	// The process that wrote the line.
-	Pid           int64 `protobuf:"varint,8,opt,name=pid,proto3" json:"pid,omitempty"`
+	Pid int64 `protobuf:"varint,8,opt,name=pid,proto3" json:"pid,omitempty"`
+	// The plugin's level mapped onto the engine's levels: info when the line
+	// says none, or names one with no equivalent (plugin_level holds it).
+	LogLevel LogLevel `protobuf:"varint,9,opt,name=log_level,json=logLevel,proto3,enum=vmre.v1.LogLevel" json:"log_level,omitempty"`
+	// The message, without the format's prefix, level, time, colour codes
+	// and fields. For a panic, its first line.
+	Message string `protobuf:"bytes,10,opt,name=message,proto3" json:"message,omitempty"`
+	// The plugin's own structured fields (the level, message, time, logger
+	// and caller have fields of their own).
+	Fields *structpb.Struct `protobuf:"bytes,11,opt,name=fields,proto3" json:"fields,omitempty"`
+	// The logger name and the source position the line names, if any.
+	Logger string `protobuf:"bytes,12,opt,name=logger,proto3" json:"logger,omitempty"`
+	Caller string `protobuf:"bytes,13,opt,name=caller,proto3" json:"caller,omitempty"`
+	// The time the plugin wrote in the line, completed with the year and the
+	// engine's zone when the format lacks them; unset if it has none. time is
+	// when the engine read the line.
+	PluginTime *timestamppb.Timestamp `protobuf:"bytes,14,opt,name=plugin_time,json=pluginTime,proto3" json:"plugin_time,omitempty"`
+	// The plugin's level word when it maps to no level of the engine.
+	PluginLevel string `protobuf:"bytes,15,opt,name=plugin_level,json=pluginLevel,proto3" json:"plugin_level,omitempty"`
+	// The format the line was recognised as: "json", "zap-console", "geth",
+	// "logfmt", "klog", "plain" or "raw".
+	Format string `protobuf:"bytes,16,opt,name=format,proto3" json:"format,omitempty"`
+	// The goroutine dump that followed a panic (panic is set), its lines
+	// joined with "\n".
+	Dump          string `protobuf:"bytes,17,opt,name=dump,proto3" json:"dump,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -884,6 +974,69 @@ func (x *OutputLine) GetPid() int64 {
 	return 0
 }
 
+func (x *OutputLine) GetLogLevel() LogLevel {
+	if x != nil {
+		return x.LogLevel
+	}
+	return LogLevel_LOG_LEVEL_UNSPECIFIED
+}
+
+func (x *OutputLine) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
+func (x *OutputLine) GetFields() *structpb.Struct {
+	if x != nil {
+		return x.Fields
+	}
+	return nil
+}
+
+func (x *OutputLine) GetLogger() string {
+	if x != nil {
+		return x.Logger
+	}
+	return ""
+}
+
+func (x *OutputLine) GetCaller() string {
+	if x != nil {
+		return x.Caller
+	}
+	return ""
+}
+
+func (x *OutputLine) GetPluginTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.PluginTime
+	}
+	return nil
+}
+
+func (x *OutputLine) GetPluginLevel() string {
+	if x != nil {
+		return x.PluginLevel
+	}
+	return ""
+}
+
+func (x *OutputLine) GetFormat() string {
+	if x != nil {
+		return x.Format
+	}
+	return ""
+}
+
+func (x *OutputLine) GetDump() string {
+	if x != nil {
+		return x.Dump
+	}
+	return ""
+}
+
 type TailOutputRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Id    string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
@@ -891,7 +1044,11 @@ type TailOutputRequest struct {
 	// engine keeps per runtime.
 	Lines uint32 `protobuf:"varint,2,opt,name=lines,proto3" json:"lines,omitempty"`
 	// Keep the stream open and send new lines as they are written.
-	Follow        bool `protobuf:"varint,3,opt,name=follow,proto3" json:"follow,omitempty"`
+	Follow bool `protobuf:"varint,3,opt,name=follow,proto3" json:"follow,omitempty"`
+	// Send only lines at this level or above; unspecified sends all.
+	MinLevel LogLevel `protobuf:"varint,4,opt,name=min_level,json=minLevel,proto3,enum=vmre.v1.LogLevel" json:"min_level,omitempty"`
+	// Send only lines of this stream; unspecified sends both.
+	Stream        OutputStream `protobuf:"varint,5,opt,name=stream,proto3,enum=vmre.v1.OutputStream" json:"stream,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -945,6 +1102,20 @@ func (x *TailOutputRequest) GetFollow() bool {
 		return x.Follow
 	}
 	return false
+}
+
+func (x *TailOutputRequest) GetMinLevel() LogLevel {
+	if x != nil {
+		return x.MinLevel
+	}
+	return LogLevel_LOG_LEVEL_UNSPECIFIED
+}
+
+func (x *TailOutputRequest) GetStream() OutputStream {
+	if x != nil {
+		return x.Stream
+	}
+	return OutputStream_OUTPUT_STREAM_UNSPECIFIED
 }
 
 type TailOutputResponse struct {
@@ -1229,7 +1400,7 @@ var File_vmre_v1_runtime_service_proto protoreflect.FileDescriptor
 
 const file_vmre_v1_runtime_service_proto_rawDesc = "" +
 	"\n" +
-	"\x1dvmre/v1/runtime_service.proto\x12\avmre.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xb2\x04\n" +
+	"\x1dvmre/v1/runtime_service.proto\x12\avmre.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xb2\x04\n" +
 	"\aRuntime\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x18\n" +
@@ -1277,7 +1448,7 @@ const file_vmre_v1_runtime_service_proto_rawDesc = "" +
 	"serverTime\x1a8\n" +
 	"\bSnapshot\x12,\n" +
 	"\bruntimes\x18\x01 \x03(\v2\x10.vmre.v1.RuntimeR\bruntimesB\x06\n" +
-	"\x04kind\"\xe9\x01\n" +
+	"\x04kind\"\xa0\x04\n" +
 	"\n" +
 	"OutputLine\x12\x10\n" +
 	"\x03seq\x18\x01 \x01(\x04R\x03seq\x12.\n" +
@@ -1287,11 +1458,24 @@ const file_vmre_v1_runtime_service_proto_rawDesc = "" +
 	"\x04text\x18\x05 \x01(\tR\x04text\x12\x18\n" +
 	"\apartial\x18\x06 \x01(\bR\apartial\x12\x14\n" +
 	"\x05panic\x18\a \x01(\bR\x05panic\x12\x10\n" +
-	"\x03pid\x18\b \x01(\x03R\x03pid\"Q\n" +
+	"\x03pid\x18\b \x01(\x03R\x03pid\x12.\n" +
+	"\tlog_level\x18\t \x01(\x0e2\x11.vmre.v1.LogLevelR\blogLevel\x12\x18\n" +
+	"\amessage\x18\n" +
+	" \x01(\tR\amessage\x12/\n" +
+	"\x06fields\x18\v \x01(\v2\x17.google.protobuf.StructR\x06fields\x12\x16\n" +
+	"\x06logger\x18\f \x01(\tR\x06logger\x12\x16\n" +
+	"\x06caller\x18\r \x01(\tR\x06caller\x12;\n" +
+	"\vplugin_time\x18\x0e \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"pluginTime\x12!\n" +
+	"\fplugin_level\x18\x0f \x01(\tR\vpluginLevel\x12\x16\n" +
+	"\x06format\x18\x10 \x01(\tR\x06format\x12\x12\n" +
+	"\x04dump\x18\x11 \x01(\tR\x04dump\"\xb0\x01\n" +
 	"\x11TailOutputRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x14\n" +
 	"\x05lines\x18\x02 \x01(\rR\x05lines\x12\x16\n" +
-	"\x06follow\x18\x03 \x01(\bR\x06follow\"d\n" +
+	"\x06follow\x18\x03 \x01(\bR\x06follow\x12.\n" +
+	"\tmin_level\x18\x04 \x01(\x0e2\x11.vmre.v1.LogLevelR\bminLevel\x12-\n" +
+	"\x06stream\x18\x05 \x01(\x0e2\x15.vmre.v1.OutputStreamR\x06stream\"d\n" +
 	"\x12TailOutputResponse\x12)\n" +
 	"\x05lines\x18\x01 \x03(\v2\x13.vmre.v1.OutputLineR\x05lines\x12#\n" +
 	"\rdropped_lines\x18\x02 \x01(\x04R\fdroppedLines\"$\n" +
@@ -1314,7 +1498,16 @@ const file_vmre_v1_runtime_service_proto_rawDesc = "" +
 	"\fOutputStream\x12\x1d\n" +
 	"\x19OUTPUT_STREAM_UNSPECIFIED\x10\x00\x12\x18\n" +
 	"\x14OUTPUT_STREAM_STDOUT\x10\x01\x12\x18\n" +
-	"\x14OUTPUT_STREAM_STDERR\x10\x022\xe6\x03\n" +
+	"\x14OUTPUT_STREAM_STDERR\x10\x02*\xb6\x01\n" +
+	"\bLogLevel\x12\x19\n" +
+	"\x15LOG_LEVEL_UNSPECIFIED\x10\x00\x12\x13\n" +
+	"\x0fLOG_LEVEL_TRACE\x10\x01\x12\x13\n" +
+	"\x0fLOG_LEVEL_DEBUG\x10\x02\x12\x12\n" +
+	"\x0eLOG_LEVEL_INFO\x10\x03\x12\x12\n" +
+	"\x0eLOG_LEVEL_WARN\x10\x04\x12\x13\n" +
+	"\x0fLOG_LEVEL_ERROR\x10\x05\x12\x13\n" +
+	"\x0fLOG_LEVEL_FATAL\x10\x06\x12\x13\n" +
+	"\x0fLOG_LEVEL_PANIC\x10\a2\xe6\x03\n" +
 	"\x0eRuntimeService\x12P\n" +
 	"\fListRuntimes\x12\x1c.vmre.v1.ListRuntimesRequest\x1a\x1d.vmre.v1.ListRuntimesResponse\"\x03\x90\x02\x01\x12J\n" +
 	"\n" +
@@ -1338,69 +1531,76 @@ func file_vmre_v1_runtime_service_proto_rawDescGZIP() []byte {
 	return file_vmre_v1_runtime_service_proto_rawDescData
 }
 
-var file_vmre_v1_runtime_service_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
+var file_vmre_v1_runtime_service_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
 var file_vmre_v1_runtime_service_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
 var file_vmre_v1_runtime_service_proto_goTypes = []any{
 	(RuntimeState)(0),                      // 0: vmre.v1.RuntimeState
 	(OutputStream)(0),                      // 1: vmre.v1.OutputStream
-	(*Runtime)(nil),                        // 2: vmre.v1.Runtime
-	(*ExitStatus)(nil),                     // 3: vmre.v1.ExitStatus
-	(*RuntimeEvent)(nil),                   // 4: vmre.v1.RuntimeEvent
-	(*ListRuntimesRequest)(nil),            // 5: vmre.v1.ListRuntimesRequest
-	(*ListRuntimesResponse)(nil),           // 6: vmre.v1.ListRuntimesResponse
-	(*GetRuntimeRequest)(nil),              // 7: vmre.v1.GetRuntimeRequest
-	(*GetRuntimeResponse)(nil),             // 8: vmre.v1.GetRuntimeResponse
-	(*WatchRuntimesRequest)(nil),           // 9: vmre.v1.WatchRuntimesRequest
-	(*WatchRuntimesResponse)(nil),          // 10: vmre.v1.WatchRuntimesResponse
-	(*OutputLine)(nil),                     // 11: vmre.v1.OutputLine
-	(*TailOutputRequest)(nil),              // 12: vmre.v1.TailOutputRequest
-	(*TailOutputResponse)(nil),             // 13: vmre.v1.TailOutputResponse
-	(*StopRuntimeRequest)(nil),             // 14: vmre.v1.StopRuntimeRequest
-	(*StopRuntimeResponse)(nil),            // 15: vmre.v1.StopRuntimeResponse
-	(*RestartRuntimeRequest)(nil),          // 16: vmre.v1.RestartRuntimeRequest
-	(*RestartRuntimeResponse)(nil),         // 17: vmre.v1.RestartRuntimeResponse
-	(*WatchRuntimesResponse_Snapshot)(nil), // 18: vmre.v1.WatchRuntimesResponse.Snapshot
-	(*timestamppb.Timestamp)(nil),          // 19: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),            // 20: google.protobuf.Duration
+	(LogLevel)(0),                          // 2: vmre.v1.LogLevel
+	(*Runtime)(nil),                        // 3: vmre.v1.Runtime
+	(*ExitStatus)(nil),                     // 4: vmre.v1.ExitStatus
+	(*RuntimeEvent)(nil),                   // 5: vmre.v1.RuntimeEvent
+	(*ListRuntimesRequest)(nil),            // 6: vmre.v1.ListRuntimesRequest
+	(*ListRuntimesResponse)(nil),           // 7: vmre.v1.ListRuntimesResponse
+	(*GetRuntimeRequest)(nil),              // 8: vmre.v1.GetRuntimeRequest
+	(*GetRuntimeResponse)(nil),             // 9: vmre.v1.GetRuntimeResponse
+	(*WatchRuntimesRequest)(nil),           // 10: vmre.v1.WatchRuntimesRequest
+	(*WatchRuntimesResponse)(nil),          // 11: vmre.v1.WatchRuntimesResponse
+	(*OutputLine)(nil),                     // 12: vmre.v1.OutputLine
+	(*TailOutputRequest)(nil),              // 13: vmre.v1.TailOutputRequest
+	(*TailOutputResponse)(nil),             // 14: vmre.v1.TailOutputResponse
+	(*StopRuntimeRequest)(nil),             // 15: vmre.v1.StopRuntimeRequest
+	(*StopRuntimeResponse)(nil),            // 16: vmre.v1.StopRuntimeResponse
+	(*RestartRuntimeRequest)(nil),          // 17: vmre.v1.RestartRuntimeRequest
+	(*RestartRuntimeResponse)(nil),         // 18: vmre.v1.RestartRuntimeResponse
+	(*WatchRuntimesResponse_Snapshot)(nil), // 19: vmre.v1.WatchRuntimesResponse.Snapshot
+	(*timestamppb.Timestamp)(nil),          // 20: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),            // 21: google.protobuf.Duration
+	(*structpb.Struct)(nil),                // 22: google.protobuf.Struct
 }
 var file_vmre_v1_runtime_service_proto_depIdxs = []int32{
 	0,  // 0: vmre.v1.Runtime.state:type_name -> vmre.v1.RuntimeState
-	19, // 1: vmre.v1.Runtime.started_at:type_name -> google.protobuf.Timestamp
-	20, // 2: vmre.v1.Runtime.handshake_duration:type_name -> google.protobuf.Duration
-	19, // 3: vmre.v1.Runtime.exited_at:type_name -> google.protobuf.Timestamp
-	3,  // 4: vmre.v1.Runtime.exit_status:type_name -> vmre.v1.ExitStatus
-	19, // 5: vmre.v1.RuntimeEvent.time:type_name -> google.protobuf.Timestamp
+	20, // 1: vmre.v1.Runtime.started_at:type_name -> google.protobuf.Timestamp
+	21, // 2: vmre.v1.Runtime.handshake_duration:type_name -> google.protobuf.Duration
+	20, // 3: vmre.v1.Runtime.exited_at:type_name -> google.protobuf.Timestamp
+	4,  // 4: vmre.v1.Runtime.exit_status:type_name -> vmre.v1.ExitStatus
+	20, // 5: vmre.v1.RuntimeEvent.time:type_name -> google.protobuf.Timestamp
 	0,  // 6: vmre.v1.RuntimeEvent.state:type_name -> vmre.v1.RuntimeState
-	2,  // 7: vmre.v1.ListRuntimesResponse.runtimes:type_name -> vmre.v1.Runtime
-	2,  // 8: vmre.v1.GetRuntimeResponse.runtime:type_name -> vmre.v1.Runtime
-	4,  // 9: vmre.v1.GetRuntimeResponse.events:type_name -> vmre.v1.RuntimeEvent
-	18, // 10: vmre.v1.WatchRuntimesResponse.snapshot:type_name -> vmre.v1.WatchRuntimesResponse.Snapshot
-	2,  // 11: vmre.v1.WatchRuntimesResponse.runtime:type_name -> vmre.v1.Runtime
-	4,  // 12: vmre.v1.WatchRuntimesResponse.event:type_name -> vmre.v1.RuntimeEvent
-	19, // 13: vmre.v1.WatchRuntimesResponse.server_time:type_name -> google.protobuf.Timestamp
-	19, // 14: vmre.v1.OutputLine.time:type_name -> google.protobuf.Timestamp
+	3,  // 7: vmre.v1.ListRuntimesResponse.runtimes:type_name -> vmre.v1.Runtime
+	3,  // 8: vmre.v1.GetRuntimeResponse.runtime:type_name -> vmre.v1.Runtime
+	5,  // 9: vmre.v1.GetRuntimeResponse.events:type_name -> vmre.v1.RuntimeEvent
+	19, // 10: vmre.v1.WatchRuntimesResponse.snapshot:type_name -> vmre.v1.WatchRuntimesResponse.Snapshot
+	3,  // 11: vmre.v1.WatchRuntimesResponse.runtime:type_name -> vmre.v1.Runtime
+	5,  // 12: vmre.v1.WatchRuntimesResponse.event:type_name -> vmre.v1.RuntimeEvent
+	20, // 13: vmre.v1.WatchRuntimesResponse.server_time:type_name -> google.protobuf.Timestamp
+	20, // 14: vmre.v1.OutputLine.time:type_name -> google.protobuf.Timestamp
 	1,  // 15: vmre.v1.OutputLine.stream:type_name -> vmre.v1.OutputStream
-	11, // 16: vmre.v1.TailOutputResponse.lines:type_name -> vmre.v1.OutputLine
-	2,  // 17: vmre.v1.StopRuntimeResponse.runtime:type_name -> vmre.v1.Runtime
-	2,  // 18: vmre.v1.RestartRuntimeResponse.runtime:type_name -> vmre.v1.Runtime
-	2,  // 19: vmre.v1.WatchRuntimesResponse.Snapshot.runtimes:type_name -> vmre.v1.Runtime
-	5,  // 20: vmre.v1.RuntimeService.ListRuntimes:input_type -> vmre.v1.ListRuntimesRequest
-	7,  // 21: vmre.v1.RuntimeService.GetRuntime:input_type -> vmre.v1.GetRuntimeRequest
-	9,  // 22: vmre.v1.RuntimeService.WatchRuntimes:input_type -> vmre.v1.WatchRuntimesRequest
-	12, // 23: vmre.v1.RuntimeService.TailOutput:input_type -> vmre.v1.TailOutputRequest
-	14, // 24: vmre.v1.RuntimeService.StopRuntime:input_type -> vmre.v1.StopRuntimeRequest
-	16, // 25: vmre.v1.RuntimeService.RestartRuntime:input_type -> vmre.v1.RestartRuntimeRequest
-	6,  // 26: vmre.v1.RuntimeService.ListRuntimes:output_type -> vmre.v1.ListRuntimesResponse
-	8,  // 27: vmre.v1.RuntimeService.GetRuntime:output_type -> vmre.v1.GetRuntimeResponse
-	10, // 28: vmre.v1.RuntimeService.WatchRuntimes:output_type -> vmre.v1.WatchRuntimesResponse
-	13, // 29: vmre.v1.RuntimeService.TailOutput:output_type -> vmre.v1.TailOutputResponse
-	15, // 30: vmre.v1.RuntimeService.StopRuntime:output_type -> vmre.v1.StopRuntimeResponse
-	17, // 31: vmre.v1.RuntimeService.RestartRuntime:output_type -> vmre.v1.RestartRuntimeResponse
-	26, // [26:32] is the sub-list for method output_type
-	20, // [20:26] is the sub-list for method input_type
-	20, // [20:20] is the sub-list for extension type_name
-	20, // [20:20] is the sub-list for extension extendee
-	0,  // [0:20] is the sub-list for field type_name
+	2,  // 16: vmre.v1.OutputLine.log_level:type_name -> vmre.v1.LogLevel
+	22, // 17: vmre.v1.OutputLine.fields:type_name -> google.protobuf.Struct
+	20, // 18: vmre.v1.OutputLine.plugin_time:type_name -> google.protobuf.Timestamp
+	2,  // 19: vmre.v1.TailOutputRequest.min_level:type_name -> vmre.v1.LogLevel
+	1,  // 20: vmre.v1.TailOutputRequest.stream:type_name -> vmre.v1.OutputStream
+	12, // 21: vmre.v1.TailOutputResponse.lines:type_name -> vmre.v1.OutputLine
+	3,  // 22: vmre.v1.StopRuntimeResponse.runtime:type_name -> vmre.v1.Runtime
+	3,  // 23: vmre.v1.RestartRuntimeResponse.runtime:type_name -> vmre.v1.Runtime
+	3,  // 24: vmre.v1.WatchRuntimesResponse.Snapshot.runtimes:type_name -> vmre.v1.Runtime
+	6,  // 25: vmre.v1.RuntimeService.ListRuntimes:input_type -> vmre.v1.ListRuntimesRequest
+	8,  // 26: vmre.v1.RuntimeService.GetRuntime:input_type -> vmre.v1.GetRuntimeRequest
+	10, // 27: vmre.v1.RuntimeService.WatchRuntimes:input_type -> vmre.v1.WatchRuntimesRequest
+	13, // 28: vmre.v1.RuntimeService.TailOutput:input_type -> vmre.v1.TailOutputRequest
+	15, // 29: vmre.v1.RuntimeService.StopRuntime:input_type -> vmre.v1.StopRuntimeRequest
+	17, // 30: vmre.v1.RuntimeService.RestartRuntime:input_type -> vmre.v1.RestartRuntimeRequest
+	7,  // 31: vmre.v1.RuntimeService.ListRuntimes:output_type -> vmre.v1.ListRuntimesResponse
+	9,  // 32: vmre.v1.RuntimeService.GetRuntime:output_type -> vmre.v1.GetRuntimeResponse
+	11, // 33: vmre.v1.RuntimeService.WatchRuntimes:output_type -> vmre.v1.WatchRuntimesResponse
+	14, // 34: vmre.v1.RuntimeService.TailOutput:output_type -> vmre.v1.TailOutputResponse
+	16, // 35: vmre.v1.RuntimeService.StopRuntime:output_type -> vmre.v1.StopRuntimeResponse
+	18, // 36: vmre.v1.RuntimeService.RestartRuntime:output_type -> vmre.v1.RestartRuntimeResponse
+	31, // [31:37] is the sub-list for method output_type
+	25, // [25:31] is the sub-list for method input_type
+	25, // [25:25] is the sub-list for extension type_name
+	25, // [25:25] is the sub-list for extension extendee
+	0,  // [0:25] is the sub-list for field type_name
 }
 
 func init() { file_vmre_v1_runtime_service_proto_init() }
@@ -1418,7 +1618,7 @@ func file_vmre_v1_runtime_service_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_vmre_v1_runtime_service_proto_rawDesc), len(file_vmre_v1_runtime_service_proto_rawDesc)),
-			NumEnums:      2,
+			NumEnums:      3,
 			NumMessages:   17,
 			NumExtensions: 0,
 			NumServices:   1,

@@ -9,14 +9,14 @@
 import type { GenEnum, GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
 import { enumDesc, fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
 import type { Duration, Timestamp } from "@bufbuild/protobuf/wkt";
-import { file_google_protobuf_duration, file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
-import type { Message } from "@bufbuild/protobuf";
+import { file_google_protobuf_duration, file_google_protobuf_struct, file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
+import type { JsonObject, Message } from "@bufbuild/protobuf";
 
 /**
  * Describes the file vmre/v1/runtime_service.proto.
  */
 export const file_vmre_v1_runtime_service: GenFile = /*@__PURE__*/
-  fileDesc("Ch12bXJlL3YxL3J1bnRpbWVfc2VydmljZS5wcm90bxIHdm1yZS52MSKdAwoHUnVudGltZRIKCgJpZBgBIAEoCRIMCgRuYW1lGAIgASgJEg8KB2NvbW1hbmQYAyADKAkSJAoFc3RhdGUYBCABKA4yFS52bXJlLnYxLlJ1bnRpbWVTdGF0ZRIQCghhdHRhY2hlZBgFIAEoCBILCgNwaWQYBiABKAMSDwoHdm1fYWRkchgHIAEoCRIYChBwcm90b2NvbF92ZXJzaW9uGAggASgNEi4KCnN0YXJ0ZWRfYXQYCSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjUKEmhhbmRzaGFrZV9kdXJhdGlvbhgKIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhItCglleGl0ZWRfYXQYCyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEigKC2V4aXRfc3RhdHVzGAwgASgLMhMudm1yZS52MS5FeGl0U3RhdHVzEhIKCmxhc3RfZXJyb3IYDSABKAkSEAoIcmVzdGFydHMYDiABKA0SEQoJcGVlcl9hZGRyGA8gASgJIioKCkV4aXRTdGF0dXMSDAoEY29kZRgBIAEoBRIOCgZzaWduYWwYAiABKAkibwoMUnVudGltZUV2ZW50EigKBHRpbWUYASABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEiQKBXN0YXRlGAIgASgOMhUudm1yZS52MS5SdW50aW1lU3RhdGUSDwoHbWVzc2FnZRgDIAEoCSIVChNMaXN0UnVudGltZXNSZXF1ZXN0IjoKFExpc3RSdW50aW1lc1Jlc3BvbnNlEiIKCHJ1bnRpbWVzGAEgAygLMhAudm1yZS52MS5SdW50aW1lIh8KEUdldFJ1bnRpbWVSZXF1ZXN0EgoKAmlkGAEgASgJIl4KEkdldFJ1bnRpbWVSZXNwb25zZRIhCgdydW50aW1lGAEgASgLMhAudm1yZS52MS5SdW50aW1lEiUKBmV2ZW50cxgCIAMoCzIVLnZtcmUudjEuUnVudGltZUV2ZW50IhYKFFdhdGNoUnVudGltZXNSZXF1ZXN0Ip4CChVXYXRjaFJ1bnRpbWVzUmVzcG9uc2USOwoIc25hcHNob3QYASABKAsyJy52bXJlLnYxLldhdGNoUnVudGltZXNSZXNwb25zZS5TbmFwc2hvdEgAEiMKB3J1bnRpbWUYAiABKAsyEC52bXJlLnYxLlJ1bnRpbWVIABIUCgpyZW1vdmVkX2lkGAMgASgJSAASJAoFZXZlbnQYBCABKAsyFS52bXJlLnYxLlJ1bnRpbWVFdmVudBIvCgtzZXJ2ZXJfdGltZRgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAaLgoIU25hcHNob3QSIgoIcnVudGltZXMYASADKAsyEC52bXJlLnYxLlJ1bnRpbWVCBgoEa2luZCK0AQoKT3V0cHV0TGluZRILCgNzZXEYASABKAQSKAoEdGltZRgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASJQoGc3RyZWFtGAMgASgOMhUudm1yZS52MS5PdXRwdXRTdHJlYW0SDQoFbGV2ZWwYBCABKAkSDAoEdGV4dBgFIAEoCRIPCgdwYXJ0aWFsGAYgASgIEg0KBXBhbmljGAcgASgIEgsKA3BpZBgIIAEoAyI+ChFUYWlsT3V0cHV0UmVxdWVzdBIKCgJpZBgBIAEoCRINCgVsaW5lcxgCIAEoDRIOCgZmb2xsb3cYAyABKAgiTwoSVGFpbE91dHB1dFJlc3BvbnNlEiIKBWxpbmVzGAEgAygLMhMudm1yZS52MS5PdXRwdXRMaW5lEhUKDWRyb3BwZWRfbGluZXMYAiABKAQiIAoSU3RvcFJ1bnRpbWVSZXF1ZXN0EgoKAmlkGAEgASgJIjgKE1N0b3BSdW50aW1lUmVzcG9uc2USIQoHcnVudGltZRgBIAEoCzIQLnZtcmUudjEuUnVudGltZSIjChVSZXN0YXJ0UnVudGltZVJlcXVlc3QSCgoCaWQYASABKAkiOwoWUmVzdGFydFJ1bnRpbWVSZXNwb25zZRIhCgdydW50aW1lGAEgASgLMhAudm1yZS52MS5SdW50aW1lKtABCgxSdW50aW1lU3RhdGUSHQoZUlVOVElNRV9TVEFURV9VTlNQRUNJRklFRBAAEhoKFlJVTlRJTUVfU1RBVEVfU1RBUlRJTkcQARIZChVSVU5USU1FX1NUQVRFX1JVTk5JTkcQAhIaChZSVU5USU1FX1NUQVRFX1NUT1BQSU5HEAMSGAoUUlVOVElNRV9TVEFURV9FWElURUQQBBIYChRSVU5USU1FX1NUQVRFX0ZBSUxFRBAFEhoKFlJVTlRJTUVfU1RBVEVfQVRUQUNIRUQQBiphCgxPdXRwdXRTdHJlYW0SHQoZT1VUUFVUX1NUUkVBTV9VTlNQRUNJRklFRBAAEhgKFE9VVFBVVF9TVFJFQU1fU1RET1VUEAESGAoUT1VUUFVUX1NUUkVBTV9TVERFUlIQAjLmAwoOUnVudGltZVNlcnZpY2USUAoMTGlzdFJ1bnRpbWVzEhwudm1yZS52MS5MaXN0UnVudGltZXNSZXF1ZXN0Gh0udm1yZS52MS5MaXN0UnVudGltZXNSZXNwb25zZSIDkAIBEkoKCkdldFJ1bnRpbWUSGi52bXJlLnYxLkdldFJ1bnRpbWVSZXF1ZXN0Ghsudm1yZS52MS5HZXRSdW50aW1lUmVzcG9uc2UiA5ACARJQCg1XYXRjaFJ1bnRpbWVzEh0udm1yZS52MS5XYXRjaFJ1bnRpbWVzUmVxdWVzdBoeLnZtcmUudjEuV2F0Y2hSdW50aW1lc1Jlc3BvbnNlMAESRwoKVGFpbE91dHB1dBIaLnZtcmUudjEuVGFpbE91dHB1dFJlcXVlc3QaGy52bXJlLnYxLlRhaWxPdXRwdXRSZXNwb25zZTABEkgKC1N0b3BSdW50aW1lEhsudm1yZS52MS5TdG9wUnVudGltZVJlcXVlc3QaHC52bXJlLnYxLlN0b3BSdW50aW1lUmVzcG9uc2USUQoOUmVzdGFydFJ1bnRpbWUSHi52bXJlLnYxLlJlc3RhcnRSdW50aW1lUmVxdWVzdBofLnZtcmUudjEuUmVzdGFydFJ1bnRpbWVSZXNwb25zZUKIAQoLY29tLnZtcmUudjFCE1J1bnRpbWVTZXJ2aWNlUHJvdG9QAVonZ2l0aHViLmNvbS92bXJlL3ZtcmUvZ2VuL3ZtcmUvdjE7dm1yZXYxogIDVlhYqgIHVm1yZS5WMcoCB1ZtcmVcVjHiAhNWbXJlXFYxXEdQQk1ldGFkYXRh6gIIVm1yZTo6VjFiBnByb3RvMw", [file_google_protobuf_duration, file_google_protobuf_timestamp]);
+  fileDesc("Ch12bXJlL3YxL3J1bnRpbWVfc2VydmljZS5wcm90bxIHdm1yZS52MSKdAwoHUnVudGltZRIKCgJpZBgBIAEoCRIMCgRuYW1lGAIgASgJEg8KB2NvbW1hbmQYAyADKAkSJAoFc3RhdGUYBCABKA4yFS52bXJlLnYxLlJ1bnRpbWVTdGF0ZRIQCghhdHRhY2hlZBgFIAEoCBILCgNwaWQYBiABKAMSDwoHdm1fYWRkchgHIAEoCRIYChBwcm90b2NvbF92ZXJzaW9uGAggASgNEi4KCnN0YXJ0ZWRfYXQYCSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjUKEmhhbmRzaGFrZV9kdXJhdGlvbhgKIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhItCglleGl0ZWRfYXQYCyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEigKC2V4aXRfc3RhdHVzGAwgASgLMhMudm1yZS52MS5FeGl0U3RhdHVzEhIKCmxhc3RfZXJyb3IYDSABKAkSEAoIcmVzdGFydHMYDiABKA0SEQoJcGVlcl9hZGRyGA8gASgJIioKCkV4aXRTdGF0dXMSDAoEY29kZRgBIAEoBRIOCgZzaWduYWwYAiABKAkibwoMUnVudGltZUV2ZW50EigKBHRpbWUYASABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEiQKBXN0YXRlGAIgASgOMhUudm1yZS52MS5SdW50aW1lU3RhdGUSDwoHbWVzc2FnZRgDIAEoCSIVChNMaXN0UnVudGltZXNSZXF1ZXN0IjoKFExpc3RSdW50aW1lc1Jlc3BvbnNlEiIKCHJ1bnRpbWVzGAEgAygLMhAudm1yZS52MS5SdW50aW1lIh8KEUdldFJ1bnRpbWVSZXF1ZXN0EgoKAmlkGAEgASgJIl4KEkdldFJ1bnRpbWVSZXNwb25zZRIhCgdydW50aW1lGAEgASgLMhAudm1yZS52MS5SdW50aW1lEiUKBmV2ZW50cxgCIAMoCzIVLnZtcmUudjEuUnVudGltZUV2ZW50IhYKFFdhdGNoUnVudGltZXNSZXF1ZXN0Ip4CChVXYXRjaFJ1bnRpbWVzUmVzcG9uc2USOwoIc25hcHNob3QYASABKAsyJy52bXJlLnYxLldhdGNoUnVudGltZXNSZXNwb25zZS5TbmFwc2hvdEgAEiMKB3J1bnRpbWUYAiABKAsyEC52bXJlLnYxLlJ1bnRpbWVIABIUCgpyZW1vdmVkX2lkGAMgASgJSAASJAoFZXZlbnQYBCABKAsyFS52bXJlLnYxLlJ1bnRpbWVFdmVudBIvCgtzZXJ2ZXJfdGltZRgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAaLgoIU25hcHNob3QSIgoIcnVudGltZXMYASADKAsyEC52bXJlLnYxLlJ1bnRpbWVCBgoEa2luZCKZAwoKT3V0cHV0TGluZRILCgNzZXEYASABKAQSKAoEdGltZRgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASJQoGc3RyZWFtGAMgASgOMhUudm1yZS52MS5PdXRwdXRTdHJlYW0SDQoFbGV2ZWwYBCABKAkSDAoEdGV4dBgFIAEoCRIPCgdwYXJ0aWFsGAYgASgIEg0KBXBhbmljGAcgASgIEgsKA3BpZBgIIAEoAxIkCglsb2dfbGV2ZWwYCSABKA4yES52bXJlLnYxLkxvZ0xldmVsEg8KB21lc3NhZ2UYCiABKAkSJwoGZmllbGRzGAsgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBIOCgZsb2dnZXIYDCABKAkSDgoGY2FsbGVyGA0gASgJEi8KC3BsdWdpbl90aW1lGA4gASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIUCgxwbHVnaW5fbGV2ZWwYDyABKAkSDgoGZm9ybWF0GBAgASgJEgwKBGR1bXAYESABKAkiiwEKEVRhaWxPdXRwdXRSZXF1ZXN0EgoKAmlkGAEgASgJEg0KBWxpbmVzGAIgASgNEg4KBmZvbGxvdxgDIAEoCBIkCgltaW5fbGV2ZWwYBCABKA4yES52bXJlLnYxLkxvZ0xldmVsEiUKBnN0cmVhbRgFIAEoDjIVLnZtcmUudjEuT3V0cHV0U3RyZWFtIk8KElRhaWxPdXRwdXRSZXNwb25zZRIiCgVsaW5lcxgBIAMoCzITLnZtcmUudjEuT3V0cHV0TGluZRIVCg1kcm9wcGVkX2xpbmVzGAIgASgEIiAKElN0b3BSdW50aW1lUmVxdWVzdBIKCgJpZBgBIAEoCSI4ChNTdG9wUnVudGltZVJlc3BvbnNlEiEKB3J1bnRpbWUYASABKAsyEC52bXJlLnYxLlJ1bnRpbWUiIwoVUmVzdGFydFJ1bnRpbWVSZXF1ZXN0EgoKAmlkGAEgASgJIjsKFlJlc3RhcnRSdW50aW1lUmVzcG9uc2USIQoHcnVudGltZRgBIAEoCzIQLnZtcmUudjEuUnVudGltZSrQAQoMUnVudGltZVN0YXRlEh0KGVJVTlRJTUVfU1RBVEVfVU5TUEVDSUZJRUQQABIaChZSVU5USU1FX1NUQVRFX1NUQVJUSU5HEAESGQoVUlVOVElNRV9TVEFURV9SVU5OSU5HEAISGgoWUlVOVElNRV9TVEFURV9TVE9QUElORxADEhgKFFJVTlRJTUVfU1RBVEVfRVhJVEVEEAQSGAoUUlVOVElNRV9TVEFURV9GQUlMRUQQBRIaChZSVU5USU1FX1NUQVRFX0FUVEFDSEVEEAYqYQoMT3V0cHV0U3RyZWFtEh0KGU9VVFBVVF9TVFJFQU1fVU5TUEVDSUZJRUQQABIYChRPVVRQVVRfU1RSRUFNX1NURE9VVBABEhgKFE9VVFBVVF9TVFJFQU1fU1RERVJSEAIqtgEKCExvZ0xldmVsEhkKFUxPR19MRVZFTF9VTlNQRUNJRklFRBAAEhMKD0xPR19MRVZFTF9UUkFDRRABEhMKD0xPR19MRVZFTF9ERUJVRxACEhIKDkxPR19MRVZFTF9JTkZPEAMSEgoOTE9HX0xFVkVMX1dBUk4QBBITCg9MT0dfTEVWRUxfRVJST1IQBRITCg9MT0dfTEVWRUxfRkFUQUwQBhITCg9MT0dfTEVWRUxfUEFOSUMQBzLmAwoOUnVudGltZVNlcnZpY2USUAoMTGlzdFJ1bnRpbWVzEhwudm1yZS52MS5MaXN0UnVudGltZXNSZXF1ZXN0Gh0udm1yZS52MS5MaXN0UnVudGltZXNSZXNwb25zZSIDkAIBEkoKCkdldFJ1bnRpbWUSGi52bXJlLnYxLkdldFJ1bnRpbWVSZXF1ZXN0Ghsudm1yZS52MS5HZXRSdW50aW1lUmVzcG9uc2UiA5ACARJQCg1XYXRjaFJ1bnRpbWVzEh0udm1yZS52MS5XYXRjaFJ1bnRpbWVzUmVxdWVzdBoeLnZtcmUudjEuV2F0Y2hSdW50aW1lc1Jlc3BvbnNlMAESRwoKVGFpbE91dHB1dBIaLnZtcmUudjEuVGFpbE91dHB1dFJlcXVlc3QaGy52bXJlLnYxLlRhaWxPdXRwdXRSZXNwb25zZTABEkgKC1N0b3BSdW50aW1lEhsudm1yZS52MS5TdG9wUnVudGltZVJlcXVlc3QaHC52bXJlLnYxLlN0b3BSdW50aW1lUmVzcG9uc2USUQoOUmVzdGFydFJ1bnRpbWUSHi52bXJlLnYxLlJlc3RhcnRSdW50aW1lUmVxdWVzdBofLnZtcmUudjEuUmVzdGFydFJ1bnRpbWVSZXNwb25zZUKIAQoLY29tLnZtcmUudjFCE1J1bnRpbWVTZXJ2aWNlUHJvdG9QAVonZ2l0aHViLmNvbS92bXJlL3ZtcmUvZ2VuL3ZtcmUvdjE7dm1yZXYxogIDVlhYqgIHVm1yZS5WMcoCB1ZtcmVcVjHiAhNWbXJlXFYxXEdQQk1ldGFkYXRh6gIIVm1yZTo6VjFiBnByb3RvMw", [file_google_protobuf_duration, file_google_protobuf_struct, file_google_protobuf_timestamp]);
 
 /**
  * Runtime is one VM plugin known to the engine.
@@ -419,6 +419,74 @@ export type OutputLine = Message<"vmre.v1.OutputLine"> & {
    * @generated from field: int64 pid = 8;
    */
   pid: bigint;
+
+  /**
+   * The plugin's level mapped onto the engine's levels: info when the line
+   * says none, or names one with no equivalent (plugin_level holds it).
+   *
+   * @generated from field: vmre.v1.LogLevel log_level = 9;
+   */
+  logLevel: LogLevel;
+
+  /**
+   * The message, without the format's prefix, level, time, colour codes
+   * and fields. For a panic, its first line.
+   *
+   * @generated from field: string message = 10;
+   */
+  message: string;
+
+  /**
+   * The plugin's own structured fields (the level, message, time, logger
+   * and caller have fields of their own).
+   *
+   * @generated from field: google.protobuf.Struct fields = 11;
+   */
+  fields?: JsonObject | undefined;
+
+  /**
+   * The logger name and the source position the line names, if any.
+   *
+   * @generated from field: string logger = 12;
+   */
+  logger: string;
+
+  /**
+   * @generated from field: string caller = 13;
+   */
+  caller: string;
+
+  /**
+   * The time the plugin wrote in the line, completed with the year and the
+   * engine's zone when the format lacks them; unset if it has none. time is
+   * when the engine read the line.
+   *
+   * @generated from field: google.protobuf.Timestamp plugin_time = 14;
+   */
+  pluginTime?: Timestamp | undefined;
+
+  /**
+   * The plugin's level word when it maps to no level of the engine.
+   *
+   * @generated from field: string plugin_level = 15;
+   */
+  pluginLevel: string;
+
+  /**
+   * The format the line was recognised as: "json", "zap-console", "geth",
+   * "logfmt", "klog", "plain" or "raw".
+   *
+   * @generated from field: string format = 16;
+   */
+  format: string;
+
+  /**
+   * The goroutine dump that followed a panic (panic is set), its lines
+   * joined with "\n".
+   *
+   * @generated from field: string dump = 17;
+   */
+  dump: string;
 };
 
 /**
@@ -451,6 +519,20 @@ export type TailOutputRequest = Message<"vmre.v1.TailOutputRequest"> & {
    * @generated from field: bool follow = 3;
    */
   follow: boolean;
+
+  /**
+   * Send only lines at this level or above; unspecified sends all.
+   *
+   * @generated from field: vmre.v1.LogLevel min_level = 4;
+   */
+  minLevel: LogLevel;
+
+  /**
+   * Send only lines of this stream; unspecified sends both.
+   *
+   * @generated from field: vmre.v1.OutputStream stream = 5;
+   */
+  stream: OutputStream;
 };
 
 /**
@@ -644,6 +726,59 @@ export enum OutputStream {
  */
 export const OutputStreamSchema: GenEnum<OutputStream> = /*@__PURE__*/
   enumDesc(file_vmre_v1_runtime_service, 1);
+
+/**
+ * LogLevel is a log line's level.
+ *
+ * @generated from enum vmre.v1.LogLevel
+ */
+export enum LogLevel {
+  /**
+   * @generated from enum value: LOG_LEVEL_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * @generated from enum value: LOG_LEVEL_TRACE = 1;
+   */
+  TRACE = 1,
+
+  /**
+   * @generated from enum value: LOG_LEVEL_DEBUG = 2;
+   */
+  DEBUG = 2,
+
+  /**
+   * @generated from enum value: LOG_LEVEL_INFO = 3;
+   */
+  INFO = 3,
+
+  /**
+   * @generated from enum value: LOG_LEVEL_WARN = 4;
+   */
+  WARN = 4,
+
+  /**
+   * @generated from enum value: LOG_LEVEL_ERROR = 5;
+   */
+  ERROR = 5,
+
+  /**
+   * @generated from enum value: LOG_LEVEL_FATAL = 6;
+   */
+  FATAL = 6,
+
+  /**
+   * @generated from enum value: LOG_LEVEL_PANIC = 7;
+   */
+  PANIC = 7,
+}
+
+/**
+ * Describes the enum vmre.v1.LogLevel.
+ */
+export const LogLevelSchema: GenEnum<LogLevel> = /*@__PURE__*/
+  enumDesc(file_vmre_v1_runtime_service, 2);
 
 /**
  * RuntimeService lists, watches and controls the VM plugins an engine runs.
