@@ -10,11 +10,13 @@ import (
 )
 
 // The README's curl walkthrough: `vmre run --attach`, then the printed curl
-// handshake pasted as is, then every curl block of the docs marked
-// "<!-- e2e: curl -->" (README.md), run in order by sh with
-// the printed export line, and its answer compared with the JSON block that
-// follows it. Only the port, the token file's path and volatile fields
-// (times, pids, peer addresses) may differ.
+// handshake pasted as is, then every curl block of the README marked
+// "<!-- e2e: curl -->", run in order by sh after the printed export line
+// and the API_TOKEN_FILE the README has the reader set, and its answer
+// compared with the JSON block that follows it. Only the API port and
+// volatile fields (times, pids, peer addresses) may differ. Pasted without
+// that environment, a block that reads it must fail, naming the command
+// that sets it, rather than call somewhere else.
 func TestCurl(t *testing.T) {
 	t.Parallel()
 	requireTool(t, "curl")
@@ -23,10 +25,11 @@ func TestCurl(t *testing.T) {
 	apiAddr := e.apiAddr()
 	_, tokenPath := e.token()
 	attach, _, _ := strings.Cut(e.line("attach:"), " ")
-	env := "export " + e.line("export ")
-	if !strings.Contains(env, "VMRE_ENGINE_ADDR="+attach+" ") || !strings.Contains(env, "VMRE_HANDSHAKE_TOKEN=") {
-		t.Fatalf("env line = %q", env)
+	printed := "export " + e.line("export ")
+	if !strings.Contains(printed, "VMRE_ENGINE_ADDR="+attach+" ") || !strings.Contains(printed, "VMRE_HANDSHAKE_TOKEN=") {
+		t.Fatalf("env line = %q", printed)
 	}
+	env := printed + "\nexport API_TOKEN_FILE=" + tokenPath
 	sh := func(cmdline string) string {
 		t.Helper()
 		out, err := runCmd(t, 20*time.Second, t.TempDir(), "sh", "-c", cmdline)
@@ -43,10 +46,16 @@ func TestCurl(t *testing.T) {
 	// ... and the documented handshake of the same address refreshes it.
 	for _, b := range blocks {
 		cmd := strings.ReplaceAll(b.command, "127.0.0.1:9660", apiAddr)
-		cmd = tokenPathRE.ReplaceAllString(cmd, tokenPath)
 		got := sh(env + "\n" + cmd)
 		if err := sameJSON(b.want, got); err != nil {
 			t.Errorf("%s:%d: %s\ngot  %s\nwant %s\n%v", b.file, b.line, b.command, got, b.want, err)
+		}
+		if !strings.Contains(cmd, "$") {
+			continue
+		}
+		out, err := runCmd(t, 20*time.Second, t.TempDir(), "sh", "-c", "unset VMRE_ENGINE_ADDR VMRE_HANDSHAKE_TOKEN API_TOKEN_FILE\n"+cmd)
+		if err == nil || !strings.Contains(out, "vmre run") {
+			t.Errorf("%s:%d: without the environment: %v, want a failure naming vmre run\n%s", b.file, b.line, err, out)
 		}
 	}
 }
@@ -82,6 +91,29 @@ func TestNodeAttach(t *testing.T) {
 	out, err = runCmd(t, 30*time.Second, dir, node, "client.mjs", "handshake", "--engine", engineAddr, "--vm-addr", "127.0.0.1:50009")
 	if err == nil || !strings.Contains(out, "unauthenticated") {
 		t.Fatalf("handshake without token: %v\n%s", err, out)
+	}
+}
+
+// The Node client's --help names every command and exits 0; with no
+// command it prints the same on stderr and exits 1.
+func TestNodeClientHelp(t *testing.T) {
+	t.Parallel()
+	node := requireTool(t, "node")
+	requireNodeModules(t, "examples/node", "@grpc/grpc-js")
+	dir := filepath.Join(repoRoot, "examples", "node")
+	for _, args := range [][]string{{"--help"}, {"-h"}, {"help"}, {"list", "--help"}} {
+		out, err := runCmd(t, 30*time.Second, dir, node, append([]string{"client.mjs"}, args...)...)
+		if err != nil || !strings.HasPrefix(out, "usage: node client.mjs") {
+			t.Errorf("client.mjs %s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+		for _, cmd := range []string{"handshake", "list", "watch", "attach"} {
+			if !strings.Contains(out, "\n  "+cmd+" ") {
+				t.Errorf("client.mjs %s does not list %s:\n%s", strings.Join(args, " "), cmd, out)
+			}
+		}
+	}
+	if out, err := runCmd(t, 30*time.Second, dir, node, "client.mjs"); err == nil || !strings.HasPrefix(out, "usage:") {
+		t.Errorf("client.mjs without a command: %v, want exit 1 and the usage\n%s", err, out)
 	}
 }
 

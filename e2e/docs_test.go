@@ -8,12 +8,10 @@ import (
 	"path/filepath"
 	"reflect"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 )
-
-// tokenPathRE matches the example token file path in the docs.
-var tokenPathRE = regexp.MustCompile(`/tmp/vmre-[0-9]+/api-token`)
 
 // volatile names JSON fields whose values differ from run to run; the docs'
 // answers must have them where the engine's do, with any value.
@@ -134,5 +132,66 @@ func diffJSON(path string, want, got any) error {
 			return fmt.Errorf("%s: got %v, want %v", path, got, want)
 		}
 		return nil
+	}
+}
+
+// nodeVersionRE finds the Node.js major version the README requires.
+var nodeVersionRE = regexp.MustCompile(`Node\.js (\d+) or later`)
+
+// lowerBoundRE finds the ">=" lower bounds of an npm engines range.
+var lowerBoundRE = regexp.MustCompile(`>=\s*v?(\d+)`)
+
+// Every npm package the repository installs (web/ and examples/node/, per
+// their lockfiles) admits the Node.js version the README names: no
+// engines.node ">=" lower bound above it. Ranges without one are not
+// checked.
+func TestDocsNodeVersion(t *testing.T) {
+	t.Parallel()
+	readme, err := os.ReadFile(filepath.Join(repoRoot, "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	named := 0
+	for _, m := range nodeVersionRE.FindAllSubmatch(readme, -1) {
+		v, err := strconv.Atoi(string(m[1]))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if named != 0 && v != named {
+			t.Errorf("README.md names Node.js %d and %d", named, v)
+		}
+		named = v
+	}
+	if named == 0 {
+		t.Fatal(`README.md names no "Node.js N or later"`)
+	}
+	for _, dir := range []string{"web", "examples/node"} {
+		b, err := os.ReadFile(filepath.Join(repoRoot, dir, "package-lock.json"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var lock struct {
+			Packages map[string]struct {
+				Version string          `json:"version"`
+				Engines json.RawMessage `json:"engines"`
+			} `json:"packages"`
+		}
+		if err := json.Unmarshal(b, &lock); err != nil {
+			t.Fatalf("%s/package-lock.json: %v", dir, err)
+		}
+		if len(lock.Packages) == 0 {
+			t.Fatalf("%s/package-lock.json lists no packages", dir)
+		}
+		for name, p := range lock.Packages {
+			var engines map[string]string
+			if json.Unmarshal(p.Engines, &engines) != nil {
+				continue // absent, or the array form some old packages have
+			}
+			for _, m := range lowerBoundRE.FindAllStringSubmatch(engines["node"], -1) {
+				if v, _ := strconv.Atoi(m[1]); v > named {
+					t.Errorf("%s: %q %s needs node %s, README.md says Node.js %d or later", dir, name, p.Version, engines["node"], named)
+				}
+			}
+		}
 	}
 }

@@ -1,26 +1,8 @@
 #!/usr/bin/env node
 // A Node.js client for a vmre engine, over plain gRPC (HTTP/2 cleartext),
 // built on @grpc/grpc-js and @grpc/proto-loader. It loads the .proto files
-// of this repository at run time: no generated code.
-//
-//   node client.mjs handshake --engine HOST:PORT --token TOKEN --vm-addr HOST:PORT [--protocol-version 42]
-//   node client.mjs list      [--api HOST:PORT]
-//   node client.mjs watch     [--api HOST:PORT] [--until-addr HOST:PORT] [--timeout SECONDS]
-//   node client.mjs attach    --engine HOST:PORT --token TOKEN [--api HOST:PORT] [--timeout SECONDS]
-//
-// handshake  calls vm.runtime.Runtime/Initialize, as a plugin does.
-// list       prints the engine's runtimes (vmre.v1.RuntimeService/ListRuntimes).
-// watch      prints the WatchRuntimes stream: a snapshot, then every change.
-//            With --until-addr it exits 0 once a runtime with that VM
-//            address is seen (1 on timeout).
-// attach     plays an external plugin end to end: listens on 127.0.0.1:0 as
-//            its "VM server", starts watching the API port, handshakes with
-//            the engine's attach endpoint, and exits 0 once the watch stream
-//            shows the new attached runtime.
-//
-// --engine and --token default to $VMRE_ENGINE_ADDR and
-// $VMRE_HANDSHAKE_TOKEN (what `vmre run --attach` prints); --api defaults
-// to $VMRE_API_ADDR, else 127.0.0.1:9660. Exits 1 on any error.
+// of this repository at run time: no generated code. USAGE below is what
+// `node client.mjs --help` prints.
 import grpc from "@grpc/grpc-js";
 import protoLoader from "@grpc/proto-loader";
 import { createServer } from "node:net";
@@ -31,6 +13,35 @@ import { parseArgs } from "node:util";
 const PROTO_DIR = join(dirname(fileURLToPath(import.meta.url)), "..", "..", "proto");
 const HANDSHAKE_TOKEN_HEADER = "vmre-handshake-token"; // vmre.HandshakeTokenHeader, lowercased as HTTP/2 sends it
 const DEFAULT_PROTOCOL_VERSION = 42; // vmre.ProtocolVersion
+
+const USAGE = `usage: node client.mjs COMMAND [flags]
+
+commands:
+  handshake  --vm-addr HOST:PORT [--engine HOST:PORT] [--token=TOKEN] [--protocol-version N]
+             call vm.runtime.Runtime/Initialize, as a plugin does
+  list       [--api HOST:PORT]
+             print the engine's runtimes (vmre.v1.RuntimeService/ListRuntimes)
+  watch      [--api HOST:PORT] [--until-addr HOST:PORT] [--timeout SECONDS]
+             print the WatchRuntimes stream: a snapshot, then every change;
+             with --until-addr, exit 0 once a runtime with that VM address
+             is seen (1 after --timeout)
+  attach     [--engine HOST:PORT] [--token=TOKEN] [--api HOST:PORT] [--timeout SECONDS]
+             play an external plugin: listen on 127.0.0.1:0 as its VM server,
+             watch the API port, handshake with the attach endpoint, and exit 0
+             once the watch stream shows the new attached runtime (--timeout
+             default 30)
+
+flags:
+  --engine            the engine's handshake address (default: $VMRE_ENGINE_ADDR)
+  --token=TOKEN       the handshake token (default: $VMRE_HANDSHAKE_TOKEN); write
+                      the "=", since a token may begin with "-"
+  --api               the engine's API port (default: $VMRE_API_ADDR, else 127.0.0.1:9660)
+  --protocol-version  the version to announce (default ${DEFAULT_PROTOCOL_VERSION})
+  -h, --help          print this help
+
+\`vmre run --attach\` prints the export line that sets $VMRE_ENGINE_ADDR and
+$VMRE_HANDSHAKE_TOKEN. Exits 1 on any error, with the engine's message.
+`;
 
 const definition = protoLoader.loadSync(["vm/runtime/runtime.proto", "vmre/v1/runtime_service.proto"], {
   includeDirs: [PROTO_DIR],
@@ -155,9 +166,18 @@ function watch(api, { until = null, timeoutSeconds = 0, onReady = null } = {}) {
 
 async function main() {
   const [command, ...rest] = process.argv.slice(2);
+  if (command === undefined) {
+    process.stderr.write(USAGE);
+    process.exit(1);
+  }
+  if (command === "help" || command === "--help" || command === "-h") {
+    process.stdout.write(USAGE);
+    return;
+  }
   const { values } = parseArgs({
     args: rest,
     options: {
+      help: { type: "boolean", short: "h", default: false },
       engine: { type: "string", default: process.env.VMRE_ENGINE_ADDR ?? "" },
       token: { type: "string", default: process.env.VMRE_HANDSHAKE_TOKEN ?? "" },
       api: { type: "string", default: process.env.VMRE_API_ADDR ?? "127.0.0.1:9660" },
@@ -167,6 +187,10 @@ async function main() {
       timeout: { type: "string", default: "0" },
     },
   });
+  if (values.help) {
+    process.stdout.write(USAGE);
+    return;
+  }
   const protocolVersion = Number(values["protocol-version"]);
   const timeoutSeconds = Number(values.timeout);
   // uint32 on the wire: protobufjs would silently wrap a larger value.
@@ -225,7 +249,7 @@ async function main() {
       return;
     }
     default:
-      fail(`unknown command ${JSON.stringify(command ?? "")}; want handshake, list, watch or attach`);
+      fail(`unknown command ${JSON.stringify(command)}; want handshake, list, watch or attach (--help lists them)`);
   }
 }
 
