@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"encoding/json"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -11,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"unicode/utf8"
 )
 
 // volatile names JSON fields whose values differ from run to run; the docs'
@@ -191,6 +193,68 @@ func TestDocsNodeVersion(t *testing.T) {
 				if v, _ := strconv.Atoi(m[1]); v > named {
 					t.Errorf("%s: %q %s needs node %s, README.md says Node.js %d or later", dir, name, p.Version, engines["node"], named)
 				}
+			}
+		}
+	}
+}
+
+// docLimits are the sizes the docs must stay within, in bytes: reference
+// material belongs in docs/, history in git.
+var docLimits = map[string]int{"README.md": 18 << 10, "BENCHMARKS.md": 15 << 10, "RELIABILITY.md": 30 << 10}
+
+// testNameRE finds the tests, fuzz targets and benchmarks a doc names.
+var testNameRE = regexp.MustCompile("`((?:Test|Fuzz|Benchmark)[A-Za-z0-9_]+)")
+
+// testFuncRE finds the tests, fuzz targets and benchmarks a file declares.
+var testFuncRE = regexp.MustCompile(`(?m)^func ((?:Test|Fuzz|Benchmark)[A-Za-z0-9_]+)\(`)
+
+// The docs stay within their sizes, every RELIABILITY.md table row within
+// 400 characters, and every test it names as proof exists.
+func TestDocsLimits(t *testing.T) {
+	t.Parallel()
+	for name, limit := range docLimits {
+		fi, err := os.Stat(filepath.Join(repoRoot, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fi.Size() > int64(limit) {
+			t.Errorf("%s is %d bytes, over its %d: move reference material to docs/", name, fi.Size(), limit)
+		}
+	}
+	declared := map[string]bool{}
+	err := filepath.WalkDir(repoRoot, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() && (d.Name() == "node_modules" || d.Name() == ".git") {
+			return filepath.SkipDir
+		}
+		if d.IsDir() || !strings.HasSuffix(path, "_test.go") {
+			return nil
+		}
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		for _, m := range testFuncRE.FindAllSubmatch(b, -1) {
+			declared[string(m[1])] = true
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(filepath.Join(repoRoot, "RELIABILITY.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, line := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(line, "|") && utf8.RuneCountInString(line) > 400 {
+			t.Errorf("RELIABILITY.md:%d: a row of %d characters, over 400", i+1, utf8.RuneCountInString(line))
+		}
+		for _, m := range testNameRE.FindAllStringSubmatch(line, -1) {
+			if !declared[m[1]] {
+				t.Errorf("RELIABILITY.md:%d: names %s, which no _test.go file declares", i+1, m[1])
 			}
 		}
 	}
