@@ -8,7 +8,7 @@
 // and, with a server from server.NewHTTPServer, cleartext HTTP/2.
 //
 // Security model: reads need no credentials, since the port binds loopback
-// by default. StopRuntime and RestartRuntime need the engine's API token as
+// by default. StopRuntime, RestartRuntime and ReloadConfig need the engine's API token as
 // "Authorization: Bearer <token>" and fail with unauthenticated without it.
 // Browsers may call the API only from the dashboard's own origin unless
 // [Config.CORSOrigins] names more; a foreign origin gets no CORS headers at
@@ -17,6 +17,7 @@
 package api
 
 import (
+	"context"
 	"fmt"
 	"io/fs"
 	"net"
@@ -31,6 +32,7 @@ import (
 	"github.com/rs/cors"
 	"github.com/rs/zerolog"
 	"github.com/vmre/vmre"
+	"github.com/vmre/vmre/config"
 	"github.com/vmre/vmre/engine"
 	vmrev1 "github.com/vmre/vmre/gen/vmre/v1"
 	"github.com/vmre/vmre/gen/vmre/v1/vmrev1connect"
@@ -48,7 +50,8 @@ const compressMinBytes = 4 << 10
 
 // Config configures [New].
 type Config struct {
-	// Token is the bearer token StopRuntime and RestartRuntime require.
+	// Token is the bearer token StopRuntime, RestartRuntime and
+	// ReloadConfig require.
 	// Required; see [NewTokenFile] and [ReadTokenFile].
 	Token string
 	// CORSOrigins lists the browser origins besides the dashboard's own
@@ -66,6 +69,15 @@ type Config struct {
 	AllowedHosts []string
 	// Log receives request-independent events. Default: nothing.
 	Log zerolog.Logger
+	// Reloader, if set, serves ReloadConfig; a [*config.Runner] is one.
+	// Nil: ReloadConfig answers failed_precondition (no file to reload).
+	Reloader Reloader
+}
+
+// Reloader re-reads an engine's configuration file and applies it (see
+// [config.Runner.Reload]).
+type Reloader interface {
+	Reload(ctx context.Context) (config.Plan, error)
 }
 
 // LoopbackHosts returns the host names that address the loopback interface:
@@ -95,7 +107,7 @@ func New(eng *engine.Engine, cfg Config) (*Handler, error) {
 	mux := http.NewServeMux()
 	shared := newSharedChanges()
 	path, service := vmrev1connect.NewRuntimeServiceHandler(
-		&service{engine: eng, shared: shared},
+		&service{engine: eng, shared: shared, reloader: cfg.Reloader},
 		connect.WithCodec(protoCodec{shared: shared}),
 		connect.WithInterceptors(newAuthInterceptor(cfg.Token)),
 		connect.WithReadMaxBytes(MaxRequestBytes),

@@ -15,10 +15,11 @@ import (
 var guarded = map[string]bool{
 	vmrev1connect.RuntimeServiceStopRuntimeProcedure:    true,
 	vmrev1connect.RuntimeServiceRestartRuntimeProcedure: true,
+	vmrev1connect.RuntimeServiceReloadConfigProcedure:   true,
 }
 
 var (
-	errNoToken  = errors.New(`missing "Authorization: Bearer <token>": stop and restart need the engine's api token (vmre run prints the path of its token file)`)
+	errNoToken  = errors.New(`missing "Authorization: Bearer <token>": stop, restart and reload need the engine's api token (vmre run prints the path of its token file)`)
 	errBadToken = errors.New("wrong api token")
 )
 

@@ -6,6 +6,7 @@ import (
 	"fmt"
 
 	"connectrpc.com/connect"
+	"github.com/vmre/vmre"
 	"github.com/vmre/vmre/engine"
 	vmrev1 "github.com/vmre/vmre/gen/vmre/v1"
 	"github.com/vmre/vmre/gen/vmre/v1/vmrev1connect"
@@ -19,8 +20,9 @@ import (
 const DefaultTailLines = 100
 
 type service struct {
-	engine *engine.Engine
-	shared *sharedChanges
+	engine   *engine.Engine
+	shared   *sharedChanges
+	reloader Reloader
 }
 
 var _ vmrev1connect.RuntimeServiceHandler = (*service)(nil)
@@ -162,6 +164,34 @@ func (s *service) RestartRuntime(ctx context.Context, req *vmrev1.RestartRuntime
 	return &vmrev1.RestartRuntimeResponse{Runtime: runtimeToProto(rt)}, nil
 }
 
+var errNoConfigFile = errors.New("the engine was not started with a config file (vmre run --config FILE)")
+
+// ReloadConfig answers once the reload is applied; ctx bounds only the
+// wait for its launches (see config.Runner.Reload).
+func (s *service) ReloadConfig(ctx context.Context, _ *vmrev1.ReloadConfigRequest) (*vmrev1.ReloadConfigResponse, error) {
+	if s.reloader == nil {
+		return nil, connect.NewError(connect.CodeFailedPrecondition, errNoConfigFile)
+	}
+	plan, err := s.reloader.Reload(ctx)
+	if err != nil {
+		err = fmt.Errorf("reload refused, the running runtimes are unchanged: %w", err)
+		if !errors.Is(err, vmre.ErrInvalidConfig) {
+			// The file could not be read: the server's state, not the
+			// request, is wrong.
+			return nil, connect.NewError(connect.CodeFailedPrecondition, err)
+		}
+		return nil, toConnectError(err)
+	}
+	resp := &vmrev1.ReloadConfigResponse{Stopped: plan.Stop, Unchanged: plan.Keep}
+	for _, rt := range plan.Start {
+		resp.Started = append(resp.Started, rt.Name)
+	}
+	for _, rt := range plan.Restart {
+		resp.Restarted = append(resp.Restarted, rt.Name)
+	}
+	return resp, nil
+}
+
 func requireID(id string) error {
 	if id == "" {
 		return connect.NewError(connect.CodeInvalidArgument, errors.New("id is empty"))
@@ -175,6 +205,8 @@ func toConnectError(err error) error {
 	switch {
 	case errors.As(err, &connectErr):
 		return connectErr
+	case errors.Is(err, vmre.ErrInvalidConfig):
+		return connect.NewError(connect.CodeInvalidArgument, err)
 	case errors.Is(err, engine.ErrUnknownRuntime):
 		return connect.NewError(connect.CodeNotFound, err)
 	case errors.Is(err, engine.ErrAttached):

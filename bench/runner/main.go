@@ -44,6 +44,8 @@ type options struct {
 	watchProto   string
 	watchGzip    string
 	watchWhere   string
+	reloadN      int
+	reloadRounds int
 }
 
 func main() {
@@ -69,12 +71,14 @@ func main() {
 	flag.IntVar(&o.watchEvents, "watch-events", 20, "state changes delivered to the watchers (rounded up to launch+stop cycles of 4)")
 	flag.StringVar(&o.watchGzip, "watch-gzip", "both", "watchers offer gzip (yes: connect-go's default, the server then compresses every message), do not (no), or run both")
 	flag.StringVar(&o.watchProto, "watch-proto", "both", "watch transport: grpcweb (HTTP/1.1, one connection per watcher, like the dashboard), grpc (h2c, like Node.js clients), or run both")
+	flag.IntVar(&o.reloadN, "reload-n", 100, "runtimes of the config file in the reload runs")
+	flag.IntVar(&o.reloadRounds, "reload-rounds", 10, "config reloads with one runtime changed")
 	flag.StringVar(&o.watchWhere, "watch-where", "both", "where the watchers run: process (a process of their own, as browsers are), inline (the engine's process), or both")
 	// A watcher process (-watch-where process) is this binary run with
 	// these two.
 	watchClientOf := flag.String("watch-client-of", "", "internal: run as the watcher process of the API at this URL")
 	watchWant := flag.Int64("watch-want", 0, "internal: changes the watcher process waits for")
-	flag.StringVar(&o.only, "only", "", "comma-separated metric groups to run: launch,breakdown,ready,exit,term,conc,flood,tput,apart,watch (default all)")
+	flag.StringVar(&o.only, "only", "", "comma-separated metric groups to run: launch,breakdown,ready,exit,term,conc,flood,tput,apart,watch,reload (default all)")
 	flag.StringVar(&o.pluginDir, "plugin-dir", "", "directory holding the avaplugin and gpplugin binaries (required)")
 	flag.StringVar(&o.cpuprofile, "cpuprofile", "", "write a CPU profile of the whole run to this file")
 	flag.StringVar(&o.memprofile, "memprofile", "", "write an allocation profile of the whole run to this file")
@@ -193,6 +197,7 @@ func run(ctx context.Context, o options) error {
 		{"tput", benchThroughput},
 		{"apart", benchApart},
 		{"watch", benchWatch},
+		{"reload", benchReload},
 	}
 	for _, s := range steps {
 		if !o.want(s.group) {

@@ -95,7 +95,7 @@ func TestSHA256Pin(t *testing.T) {
 		}
 	})
 	t.Run("run mismatch", func(t *testing.T) {
-		code, _, errOut := vmreCmd(t, "run", "--listen", "127.0.0.1:0", "--log-format", "json", "--sha256", pin, "--", plugin)
+		code, _, errOut := vmreCmd(t, "run", "--listen", "127.0.0.1:0", "--log-format", "json", "--exit-on-failure", "--sha256", pin, "--", plugin)
 		if code != exitFailure || !strings.Contains(errOut, wantText) {
 			t.Errorf("exit code %d, want %d; stderr lacks %q", code, exitFailure, wantText)
 		}

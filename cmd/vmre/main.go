@@ -3,11 +3,13 @@
 // (handshake).
 //
 //	vmre run [flags] [-- PATH [ARGS...]]
+//	vmre run --config FILE [flags]
 //	vmre doctor [flags] -- PATH [ARGS...]
 //	vmre handshake [--engine HOST:PORT] --protocol-version N --vm-addr HOST:PORT [--protocol grpc|grpcweb|connect]
 //	vmre version
 //
-// Exit status: 0 on success, 1 on failure, 2 on a usage error.
+// Exit status: 0 on success, 1 on failure, 2 on a usage error; vmre run
+// exits 3 when it had to kill a runtime during its shutdown.
 package main
 
 import (
@@ -22,6 +24,9 @@ const (
 	exitOK      = 0
 	exitFailure = 1
 	exitUsage   = 2
+	// exitKilled: vmre run stopped on a signal, but a runtime did not exit
+	// in its grace period and was killed.
+	exitKilled = 3
 )
 
 // exampleVMCommand is the hidden subcommand through which vmre runs its
@@ -30,6 +35,7 @@ const exampleVMCommand = "example-vm"
 
 const usage = `usage:
   vmre run [flags] [-- PATH [ARGS...]]      launch a plugin (default: the built-in example VM) and supervise it
+  vmre run --config FILE [flags]            run and supervise every runtime a config file declares
   vmre doctor [flags] -- PATH [ARGS...]     launch a plugin once and report on its handshake
   vmre handshake [flags]                    act as a plugin: call Initialize on an engine
   vmre version                              print the version

@@ -11,10 +11,12 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
 	"github.com/vmre/vmre/api"
+	"github.com/vmre/vmre/config"
 	"github.com/vmre/vmre/engine"
 	"github.com/vmre/vmre/server"
 )
@@ -23,11 +25,13 @@ const defaultListen = "127.0.0.1:9660"
 
 // runFlags are the flags of `vmre run` beyond the shared engine flags.
 type runFlags struct {
-	listen       string
-	tokenFile    string
-	corsOrigins  stringList
-	attach       bool
-	attachListen string
+	listen        string
+	tokenFile     string
+	corsOrigins   stringList
+	attach        bool
+	attachListen  string
+	configFile    string
+	exitOnFailure bool
 }
 
 func (f *runFlags) register(fs *flag.FlagSet) {
@@ -36,22 +40,34 @@ func (f *runFlags) register(fs *flag.FlagSet) {
 	fs.Var(&f.corsOrigins, "cors-origin", "a browser origin besides the dashboard's own allowed to call the API, as scheme://host[:port] (repeatable; default: same origin only)")
 	fs.BoolVar(&f.attach, "attach", false, "launch nothing: open a handshake endpoint and register every plugin that handshakes there with its token")
 	fs.StringVar(&f.attachListen, "attach-listen", "127.0.0.1:0", "address of the attach handshake endpoint (with --attach)")
+	fs.StringVar(&f.configFile, "config", "", "run every runtime this YAML file declares (instead of -- PATH ARGS); SIGHUP or the ReloadConfig RPC re-reads it")
+	fs.BoolVar(&f.exitOnFailure, "exit-on-failure", false, "exit 1 as soon as a runtime is failed (its launch failed and its restart policy gave up), so that an orchestrator restarts vmre")
 }
 
 func runCommand(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("vmre run", flag.ContinueOnError)
 	fs.Usage = func() {
 		fmt.Fprintln(fs.Output(), `usage: vmre run [flags] [-- PATH [ARGS...]]
+       vmre run --config FILE [flags]
        vmre run --attach [flags]
 
 Launches PATH (default: the built-in example VM), runs its handshake, logs its
 output and serves the engine's API port (the dashboard at http://LISTEN/, the
 vmre.v1 API over gRPC, gRPC-Web and Connect, health and reflection) until
-SIGINT or SIGTERM. With --attach it launches nothing and registers plugins
-started elsewhere that handshake with its attach endpoint.
+SIGINT or SIGTERM. A launch that fails does not end vmre run: the runtime is
+shown as failed and can be restarted. With --config it runs every runtime the
+file declares, each with its own settings (the per-launch flags below then do
+not apply), and SIGHUP re-reads the file. With --attach it launches nothing
+and registers plugins started elsewhere that handshake with its attach
+endpoint.
 
-Stop and restart need the API token: a fresh one is written to a 0600 file
-whose path is printed, unless --token-file names one.
+Stop, restart and reload need the API token: a fresh one is written to a 0600
+file whose path is printed, unless --token-file names one.
+
+Exit status: 0 after SIGINT or SIGTERM with every runtime stopped in its grace
+period; 1 when the API port or the attach endpoint cannot be opened, or with
+--exit-on-failure when a runtime failed; 2 on a usage error or a bad config
+file; 3 when a runtime had to be killed during the shutdown.
 
 flags:`)
 		fs.PrintDefaults()
@@ -71,9 +87,20 @@ flags:`)
 	// Runs last: the log's last lines reach stderr before run returns.
 	defer logSink.Close()
 	stderr = logSink.direct()
+	if err := rf.checkConfigFlags(fs); err != nil {
+		fmt.Fprintf(stderr, "vmre run: %v\n", err)
+		return exitUsage
+	}
 	if err := ef.validate(); err != nil {
 		fmt.Fprintf(stderr, "vmre run: %v\n", err)
 		return exitUsage
+	}
+	var file *config.File
+	if rf.configFile != "" {
+		if file, err = config.Load(rf.configFile); err != nil {
+			fmt.Fprintf(stderr, "vmre run: %v\n", err)
+			return exitUsage
+		}
 	}
 	if rf.attach && len(fs.Args()) > 0 {
 		fmt.Fprintln(stderr, "vmre run: --attach launches nothing; drop the plugin command or --attach")
@@ -89,6 +116,13 @@ flags:`)
 
 	ctx, stopSignals := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stopSignals()
+	// Subscribed before anything starts, so that a SIGHUP sent early
+	// reloads instead of killing vmre.
+	hup := make(chan os.Signal, 1)
+	if file != nil {
+		signal.Notify(hup, syscall.SIGHUP)
+		defer signal.Stop(hup)
+	}
 
 	token, tokenPath, err := apiToken(rf.tokenFile)
 	if err != nil {
@@ -124,7 +158,14 @@ flags:`)
 		fmt.Fprintf(stderr, "vmre run: %v\n", err)
 		return exitUsage
 	}
+	var runner *config.Runner
+	if file != nil {
+		runner = config.NewRunner(eng, file, log)
+	}
 	apiCfg := api.Config{Token: token, CORSOrigins: rf.corsOrigins, Log: log}
+	if runner != nil {
+		apiCfg.Reloader = runner
+	}
 	if isLoopback(lis.Addr()) {
 		// Only loopback names address a loopback port; anything else is a
 		// DNS-rebinding page.
@@ -147,29 +188,50 @@ flags:`)
 	fmt.Fprintf(stdout, "api:       http://%s/  (dashboard; vmre.v1 over gRPC, gRPC-Web, Connect; health; reflection)\n", apiAddr)
 	fmt.Fprintf(stdout, "api token: %s\n", tokenPath)
 
+	// Watch before launching, so that no failure goes unseen.
+	failed := make(chan engine.Runtime, 1)
+	if rf.exitOnFailure {
+		w := eng.Watch()
+		defer w.Close()
+		go watchFailures(ctx, w, failed)
+	}
+
 	code := exitOK
 	var attach *engine.AttachEndpoint
-	if rf.attach {
+	switch {
+	case rf.attach:
 		attach, err = startAttach(eng, rf.attachListen, stdout)
 		if err != nil {
 			fmt.Fprintf(stderr, "vmre run: %v\n", err)
 			code = exitFailure
 		}
-	} else {
+	case runner != nil:
+		runner.Start(ctx)
+	default:
 		spec := engine.Spec{Name: subCfg.Name, Path: path, Args: pluginArgs}
 		if len(fs.Args()) == 0 {
 			spec.Name = "examplevm" // not the name of vmre's own binary
 		}
+		// A failed launch leaves a failed runtime that the API can
+		// restart; --exit-on-failure turns it into vmre's exit.
 		if _, err := eng.Launch(ctx, spec); err != nil && ctx.Err() == nil {
 			log.Error().Err(err).Str("vm", spec.Name).Msg("launch failed")
+		}
+	}
+	for code == exitOK && ctx.Err() == nil {
+		select {
+		case <-ctx.Done():
+			log.Info().Msg("stopping")
+		case <-hup:
+			// Errors are logged by the runner; a bad file changes nothing.
+			_, _ = runner.Reload(ctx)
+		case rt := <-failed:
+			log.Error().Str("vm", rt.Name).Str("id", rt.ID).Str("last_error", rt.LastError).Msg("runtime failed; exiting (--exit-on-failure)")
 			code = exitFailure
 		}
 	}
-	if code == exitOK {
-		<-ctx.Done()
-		log.Info().Msg("stopping")
-	}
 
+	live := liveRuntimes(eng)
 	handler.SetServing(false)
 	stopCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), ef.stopDeadline())
 	defer cancel()
@@ -182,8 +244,96 @@ flags:`)
 	// the HTTP shutdown does not wait for them.
 	eng.Close(stopCtx)
 	shutdownHTTP(srv)
+	if killed := killedRuntimes(eng, live); len(killed) > 0 {
+		log.Warn().Strs("vms", killed).Msg("runtimes had to be killed during shutdown")
+		if code == exitOK {
+			code = exitKilled
+		}
+	}
 	log.Info().Msg("stopped")
 	return code
+}
+
+// checkConfigFlags refuses what --config cannot be combined with: a plugin
+// command, --attach, and the per-launch flags, which the file sets per
+// runtime.
+func (f *runFlags) checkConfigFlags(fs *flag.FlagSet) error {
+	if f.configFile == "" {
+		return nil
+	}
+	if len(fs.Args()) > 0 {
+		return errors.New("--config runs the file's runtimes; drop the plugin command or --config")
+	}
+	if f.attach {
+		return errors.New("--config and --attach cannot be combined")
+	}
+	var set []string
+	fs.Visit(func(fl *flag.Flag) {
+		if perLaunchFlags[fl.Name] {
+			set = append(set, "--"+fl.Name)
+		}
+	})
+	if len(set) > 0 {
+		return fmt.Errorf("%s: with --config each runtime's launch settings are fields of the file (see vmre run --help)", strings.Join(set, ", "))
+	}
+	return nil
+}
+
+// perLaunchFlags are the engine flags that are fields of a config file's
+// runtimes.
+var perLaunchFlags = map[string]bool{
+	"protocol-version": true, "handshake-timeout": true, "graceful-timeout": true, "env-var": true,
+	"handshake-auth": true, "sha256": true, "env-policy": true, "env-keep": true, "env": true, "vm-shutdown": true,
+}
+
+// watchFailures sends the first runtime w shows in state failed on failed,
+// then returns; it also returns when ctx is done or w is closed.
+func watchFailures(ctx context.Context, w *engine.Watcher, failed chan<- engine.Runtime) {
+	for {
+		c, err := w.Next(ctx)
+		if err != nil {
+			return
+		}
+		rts := c.Snapshot
+		if c.Kind == engine.ChangeUpdated {
+			rts = []engine.Runtime{c.Runtime}
+		}
+		for _, rt := range rts {
+			if rt.State == engine.StateFailed {
+				failed <- rt
+				return
+			}
+		}
+	}
+}
+
+// liveRuntimes returns the ids of the launched runtimes whose process has
+// not ended.
+func liveRuntimes(eng *engine.Engine) []string {
+	var ids []string
+	for _, rt := range eng.List() {
+		if !rt.Attached && !rt.State.Ended() {
+			ids = append(ids, rt.ID)
+		}
+	}
+	return ids
+}
+
+// killedRuntimes returns the names of the runtimes among ids that did not
+// exit in their grace period: killed, or still not ended when the
+// shutdown's deadline passed.
+func killedRuntimes(eng *engine.Engine, ids []string) []string {
+	var out []string
+	for _, id := range ids {
+		rt, _, err := eng.Get(id)
+		if err != nil {
+			continue // left the history: it ended long before
+		}
+		if !rt.State.Ended() || (rt.Exit != nil && rt.Exit.Signal == "killed") {
+			out = append(out, rt.Name)
+		}
+	}
+	return out
 }
 
 // apiToken returns the API token and the path of the file holding it: read

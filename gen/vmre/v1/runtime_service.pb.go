@@ -1349,6 +1349,112 @@ func (x *RestartRuntimeResponse) GetRuntime() *Runtime {
 	return nil
 }
 
+type ReloadConfigRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReloadConfigRequest) Reset() {
+	*x = ReloadConfigRequest{}
+	mi := &file_vmre_v1_runtime_service_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReloadConfigRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReloadConfigRequest) ProtoMessage() {}
+
+func (x *ReloadConfigRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_vmre_v1_runtime_service_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReloadConfigRequest.ProtoReflect.Descriptor instead.
+func (*ReloadConfigRequest) Descriptor() ([]byte, []int) {
+	return file_vmre_v1_runtime_service_proto_rawDescGZIP(), []int{16}
+}
+
+// ReloadConfigResponse names the runtimes (by their name in the file) the
+// reload touched, each list in file order (stopped: in the old file's order).
+type ReloadConfigResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Started       []string               `protobuf:"bytes,1,rep,name=started,proto3" json:"started,omitempty"`
+	Stopped       []string               `protobuf:"bytes,2,rep,name=stopped,proto3" json:"stopped,omitempty"`
+	Restarted     []string               `protobuf:"bytes,3,rep,name=restarted,proto3" json:"restarted,omitempty"`
+	Unchanged     []string               `protobuf:"bytes,4,rep,name=unchanged,proto3" json:"unchanged,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReloadConfigResponse) Reset() {
+	*x = ReloadConfigResponse{}
+	mi := &file_vmre_v1_runtime_service_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReloadConfigResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReloadConfigResponse) ProtoMessage() {}
+
+func (x *ReloadConfigResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_vmre_v1_runtime_service_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReloadConfigResponse.ProtoReflect.Descriptor instead.
+func (*ReloadConfigResponse) Descriptor() ([]byte, []int) {
+	return file_vmre_v1_runtime_service_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *ReloadConfigResponse) GetStarted() []string {
+	if x != nil {
+		return x.Started
+	}
+	return nil
+}
+
+func (x *ReloadConfigResponse) GetStopped() []string {
+	if x != nil {
+		return x.Stopped
+	}
+	return nil
+}
+
+func (x *ReloadConfigResponse) GetRestarted() []string {
+	if x != nil {
+		return x.Restarted
+	}
+	return nil
+}
+
+func (x *ReloadConfigResponse) GetUnchanged() []string {
+	if x != nil {
+		return x.Unchanged
+	}
+	return nil
+}
+
 // Snapshot is the full set of runtimes. A client replaces everything it
 // knew with it. The first message of every watch is a snapshot, and a
 // watcher that fell behind gets a new one.
@@ -1361,7 +1467,7 @@ type WatchRuntimesResponse_Snapshot struct {
 
 func (x *WatchRuntimesResponse_Snapshot) Reset() {
 	*x = WatchRuntimesResponse_Snapshot{}
-	mi := &file_vmre_v1_runtime_service_proto_msgTypes[16]
+	mi := &file_vmre_v1_runtime_service_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1373,7 +1479,7 @@ func (x *WatchRuntimesResponse_Snapshot) String() string {
 func (*WatchRuntimesResponse_Snapshot) ProtoMessage() {}
 
 func (x *WatchRuntimesResponse_Snapshot) ProtoReflect() protoreflect.Message {
-	mi := &file_vmre_v1_runtime_service_proto_msgTypes[16]
+	mi := &file_vmre_v1_runtime_service_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1486,7 +1592,13 @@ const file_vmre_v1_runtime_service_proto_rawDesc = "" +
 	"\x15RestartRuntimeRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\"D\n" +
 	"\x16RestartRuntimeResponse\x12*\n" +
-	"\aruntime\x18\x01 \x01(\v2\x10.vmre.v1.RuntimeR\aruntime*\xd0\x01\n" +
+	"\aruntime\x18\x01 \x01(\v2\x10.vmre.v1.RuntimeR\aruntime\"\x15\n" +
+	"\x13ReloadConfigRequest\"\x86\x01\n" +
+	"\x14ReloadConfigResponse\x12\x18\n" +
+	"\astarted\x18\x01 \x03(\tR\astarted\x12\x18\n" +
+	"\astopped\x18\x02 \x03(\tR\astopped\x12\x1c\n" +
+	"\trestarted\x18\x03 \x03(\tR\trestarted\x12\x1c\n" +
+	"\tunchanged\x18\x04 \x03(\tR\tunchanged*\xd0\x01\n" +
 	"\fRuntimeState\x12\x1d\n" +
 	"\x19RUNTIME_STATE_UNSPECIFIED\x10\x00\x12\x1a\n" +
 	"\x16RUNTIME_STATE_STARTING\x10\x01\x12\x19\n" +
@@ -1507,7 +1619,7 @@ const file_vmre_v1_runtime_service_proto_rawDesc = "" +
 	"\x0eLOG_LEVEL_WARN\x10\x04\x12\x13\n" +
 	"\x0fLOG_LEVEL_ERROR\x10\x05\x12\x13\n" +
 	"\x0fLOG_LEVEL_FATAL\x10\x06\x12\x13\n" +
-	"\x0fLOG_LEVEL_PANIC\x10\a2\xe6\x03\n" +
+	"\x0fLOG_LEVEL_PANIC\x10\a2\xb3\x04\n" +
 	"\x0eRuntimeService\x12P\n" +
 	"\fListRuntimes\x12\x1c.vmre.v1.ListRuntimesRequest\x1a\x1d.vmre.v1.ListRuntimesResponse\"\x03\x90\x02\x01\x12J\n" +
 	"\n" +
@@ -1516,7 +1628,8 @@ const file_vmre_v1_runtime_service_proto_rawDesc = "" +
 	"\n" +
 	"TailOutput\x12\x1a.vmre.v1.TailOutputRequest\x1a\x1b.vmre.v1.TailOutputResponse0\x01\x12H\n" +
 	"\vStopRuntime\x12\x1b.vmre.v1.StopRuntimeRequest\x1a\x1c.vmre.v1.StopRuntimeResponse\x12Q\n" +
-	"\x0eRestartRuntime\x12\x1e.vmre.v1.RestartRuntimeRequest\x1a\x1f.vmre.v1.RestartRuntimeResponseB\x88\x01\n" +
+	"\x0eRestartRuntime\x12\x1e.vmre.v1.RestartRuntimeRequest\x1a\x1f.vmre.v1.RestartRuntimeResponse\x12K\n" +
+	"\fReloadConfig\x12\x1c.vmre.v1.ReloadConfigRequest\x1a\x1d.vmre.v1.ReloadConfigResponseB\x88\x01\n" +
 	"\vcom.vmre.v1B\x13RuntimeServiceProtoP\x01Z'github.com/vmre/vmre/gen/vmre/v1;vmrev1\xa2\x02\x03VXX\xaa\x02\aVmre.V1\xca\x02\aVmre\\V1\xe2\x02\x13Vmre\\V1\\GPBMetadata\xea\x02\bVmre::V1b\x06proto3"
 
 var (
@@ -1532,7 +1645,7 @@ func file_vmre_v1_runtime_service_proto_rawDescGZIP() []byte {
 }
 
 var file_vmre_v1_runtime_service_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_vmre_v1_runtime_service_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
+var file_vmre_v1_runtime_service_proto_msgTypes = make([]protoimpl.MessageInfo, 19)
 var file_vmre_v1_runtime_service_proto_goTypes = []any{
 	(RuntimeState)(0),                      // 0: vmre.v1.RuntimeState
 	(OutputStream)(0),                      // 1: vmre.v1.OutputStream
@@ -1553,31 +1666,33 @@ var file_vmre_v1_runtime_service_proto_goTypes = []any{
 	(*StopRuntimeResponse)(nil),            // 16: vmre.v1.StopRuntimeResponse
 	(*RestartRuntimeRequest)(nil),          // 17: vmre.v1.RestartRuntimeRequest
 	(*RestartRuntimeResponse)(nil),         // 18: vmre.v1.RestartRuntimeResponse
-	(*WatchRuntimesResponse_Snapshot)(nil), // 19: vmre.v1.WatchRuntimesResponse.Snapshot
-	(*timestamppb.Timestamp)(nil),          // 20: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),            // 21: google.protobuf.Duration
-	(*structpb.Struct)(nil),                // 22: google.protobuf.Struct
+	(*ReloadConfigRequest)(nil),            // 19: vmre.v1.ReloadConfigRequest
+	(*ReloadConfigResponse)(nil),           // 20: vmre.v1.ReloadConfigResponse
+	(*WatchRuntimesResponse_Snapshot)(nil), // 21: vmre.v1.WatchRuntimesResponse.Snapshot
+	(*timestamppb.Timestamp)(nil),          // 22: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),            // 23: google.protobuf.Duration
+	(*structpb.Struct)(nil),                // 24: google.protobuf.Struct
 }
 var file_vmre_v1_runtime_service_proto_depIdxs = []int32{
 	0,  // 0: vmre.v1.Runtime.state:type_name -> vmre.v1.RuntimeState
-	20, // 1: vmre.v1.Runtime.started_at:type_name -> google.protobuf.Timestamp
-	21, // 2: vmre.v1.Runtime.handshake_duration:type_name -> google.protobuf.Duration
-	20, // 3: vmre.v1.Runtime.exited_at:type_name -> google.protobuf.Timestamp
+	22, // 1: vmre.v1.Runtime.started_at:type_name -> google.protobuf.Timestamp
+	23, // 2: vmre.v1.Runtime.handshake_duration:type_name -> google.protobuf.Duration
+	22, // 3: vmre.v1.Runtime.exited_at:type_name -> google.protobuf.Timestamp
 	4,  // 4: vmre.v1.Runtime.exit_status:type_name -> vmre.v1.ExitStatus
-	20, // 5: vmre.v1.RuntimeEvent.time:type_name -> google.protobuf.Timestamp
+	22, // 5: vmre.v1.RuntimeEvent.time:type_name -> google.protobuf.Timestamp
 	0,  // 6: vmre.v1.RuntimeEvent.state:type_name -> vmre.v1.RuntimeState
 	3,  // 7: vmre.v1.ListRuntimesResponse.runtimes:type_name -> vmre.v1.Runtime
 	3,  // 8: vmre.v1.GetRuntimeResponse.runtime:type_name -> vmre.v1.Runtime
 	5,  // 9: vmre.v1.GetRuntimeResponse.events:type_name -> vmre.v1.RuntimeEvent
-	19, // 10: vmre.v1.WatchRuntimesResponse.snapshot:type_name -> vmre.v1.WatchRuntimesResponse.Snapshot
+	21, // 10: vmre.v1.WatchRuntimesResponse.snapshot:type_name -> vmre.v1.WatchRuntimesResponse.Snapshot
 	3,  // 11: vmre.v1.WatchRuntimesResponse.runtime:type_name -> vmre.v1.Runtime
 	5,  // 12: vmre.v1.WatchRuntimesResponse.event:type_name -> vmre.v1.RuntimeEvent
-	20, // 13: vmre.v1.WatchRuntimesResponse.server_time:type_name -> google.protobuf.Timestamp
-	20, // 14: vmre.v1.OutputLine.time:type_name -> google.protobuf.Timestamp
+	22, // 13: vmre.v1.WatchRuntimesResponse.server_time:type_name -> google.protobuf.Timestamp
+	22, // 14: vmre.v1.OutputLine.time:type_name -> google.protobuf.Timestamp
 	1,  // 15: vmre.v1.OutputLine.stream:type_name -> vmre.v1.OutputStream
 	2,  // 16: vmre.v1.OutputLine.log_level:type_name -> vmre.v1.LogLevel
-	22, // 17: vmre.v1.OutputLine.fields:type_name -> google.protobuf.Struct
-	20, // 18: vmre.v1.OutputLine.plugin_time:type_name -> google.protobuf.Timestamp
+	24, // 17: vmre.v1.OutputLine.fields:type_name -> google.protobuf.Struct
+	22, // 18: vmre.v1.OutputLine.plugin_time:type_name -> google.protobuf.Timestamp
 	2,  // 19: vmre.v1.TailOutputRequest.min_level:type_name -> vmre.v1.LogLevel
 	1,  // 20: vmre.v1.TailOutputRequest.stream:type_name -> vmre.v1.OutputStream
 	12, // 21: vmre.v1.TailOutputResponse.lines:type_name -> vmre.v1.OutputLine
@@ -1590,14 +1705,16 @@ var file_vmre_v1_runtime_service_proto_depIdxs = []int32{
 	13, // 28: vmre.v1.RuntimeService.TailOutput:input_type -> vmre.v1.TailOutputRequest
 	15, // 29: vmre.v1.RuntimeService.StopRuntime:input_type -> vmre.v1.StopRuntimeRequest
 	17, // 30: vmre.v1.RuntimeService.RestartRuntime:input_type -> vmre.v1.RestartRuntimeRequest
-	7,  // 31: vmre.v1.RuntimeService.ListRuntimes:output_type -> vmre.v1.ListRuntimesResponse
-	9,  // 32: vmre.v1.RuntimeService.GetRuntime:output_type -> vmre.v1.GetRuntimeResponse
-	11, // 33: vmre.v1.RuntimeService.WatchRuntimes:output_type -> vmre.v1.WatchRuntimesResponse
-	14, // 34: vmre.v1.RuntimeService.TailOutput:output_type -> vmre.v1.TailOutputResponse
-	16, // 35: vmre.v1.RuntimeService.StopRuntime:output_type -> vmre.v1.StopRuntimeResponse
-	18, // 36: vmre.v1.RuntimeService.RestartRuntime:output_type -> vmre.v1.RestartRuntimeResponse
-	31, // [31:37] is the sub-list for method output_type
-	25, // [25:31] is the sub-list for method input_type
+	19, // 31: vmre.v1.RuntimeService.ReloadConfig:input_type -> vmre.v1.ReloadConfigRequest
+	7,  // 32: vmre.v1.RuntimeService.ListRuntimes:output_type -> vmre.v1.ListRuntimesResponse
+	9,  // 33: vmre.v1.RuntimeService.GetRuntime:output_type -> vmre.v1.GetRuntimeResponse
+	11, // 34: vmre.v1.RuntimeService.WatchRuntimes:output_type -> vmre.v1.WatchRuntimesResponse
+	14, // 35: vmre.v1.RuntimeService.TailOutput:output_type -> vmre.v1.TailOutputResponse
+	16, // 36: vmre.v1.RuntimeService.StopRuntime:output_type -> vmre.v1.StopRuntimeResponse
+	18, // 37: vmre.v1.RuntimeService.RestartRuntime:output_type -> vmre.v1.RestartRuntimeResponse
+	20, // 38: vmre.v1.RuntimeService.ReloadConfig:output_type -> vmre.v1.ReloadConfigResponse
+	32, // [32:39] is the sub-list for method output_type
+	25, // [25:32] is the sub-list for method input_type
 	25, // [25:25] is the sub-list for extension type_name
 	25, // [25:25] is the sub-list for extension extendee
 	0,  // [0:25] is the sub-list for field type_name
@@ -1619,7 +1736,7 @@ func file_vmre_v1_runtime_service_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_vmre_v1_runtime_service_proto_rawDesc), len(file_vmre_v1_runtime_service_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   17,
+			NumMessages:   19,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

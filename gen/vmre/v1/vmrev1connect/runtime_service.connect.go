@@ -55,6 +55,9 @@ const (
 	// RuntimeServiceRestartRuntimeProcedure is the fully-qualified name of the RuntimeService's
 	// RestartRuntime RPC.
 	RuntimeServiceRestartRuntimeProcedure = "/vmre.v1.RuntimeService/RestartRuntime"
+	// RuntimeServiceReloadConfigProcedure is the fully-qualified name of the RuntimeService's
+	// ReloadConfig RPC.
+	RuntimeServiceReloadConfigProcedure = "/vmre.v1.RuntimeService/ReloadConfig"
 )
 
 // RuntimeServiceClient is a client for the vmre.v1.RuntimeService service.
@@ -91,6 +94,16 @@ type RuntimeServiceClient interface {
 	// a restart waits for its turn joins it and gets its result. Attached
 	// runtimes cannot be restarted: FAILED_PRECONDITION.
 	RestartRuntime(context.Context, *v1.RestartRuntimeRequest) (*v1.RestartRuntimeResponse, error)
+	// ReloadConfig re-reads the engine's configuration file (vmre run
+	// --config), as SIGHUP does: runtimes added to the file start, removed
+	// ones stop, changed ones are stopped and launched again, the others are
+	// left alone. It returns once the stops are done and the launches have
+	// completed their handshakes or failed (a failed launch is the runtime's
+	// state, not the call's error). A file that does not load or validate is
+	// refused with INVALID_ARGUMENT naming the file, the field and the reason,
+	// and nothing changes. An engine run without a file answers
+	// FAILED_PRECONDITION. Reloads run one at a time.
+	ReloadConfig(context.Context, *v1.ReloadConfigRequest) (*v1.ReloadConfigResponse, error)
 }
 
 // NewRuntimeServiceClient constructs a client for the vmre.v1.RuntimeService service. By default,
@@ -142,6 +155,12 @@ func NewRuntimeServiceClient(httpClient connect.HTTPClient, baseURL string, opts
 			connect.WithSchema(runtimeServiceMethods.ByName("RestartRuntime")),
 			connect.WithClientOptions(opts...),
 		),
+		reloadConfig: connect.NewClient[v1.ReloadConfigRequest, v1.ReloadConfigResponse](
+			httpClient,
+			baseURL+RuntimeServiceReloadConfigProcedure,
+			connect.WithSchema(runtimeServiceMethods.ByName("ReloadConfig")),
+			connect.WithClientOptions(opts...),
+		),
 	}
 }
 
@@ -153,6 +172,7 @@ type runtimeServiceClient struct {
 	tailOutput     *connect.Client[v1.TailOutputRequest, v1.TailOutputResponse]
 	stopRuntime    *connect.Client[v1.StopRuntimeRequest, v1.StopRuntimeResponse]
 	restartRuntime *connect.Client[v1.RestartRuntimeRequest, v1.RestartRuntimeResponse]
+	reloadConfig   *connect.Client[v1.ReloadConfigRequest, v1.ReloadConfigResponse]
 }
 
 // ListRuntimes calls vmre.v1.RuntimeService.ListRuntimes.
@@ -201,6 +221,15 @@ func (c *runtimeServiceClient) RestartRuntime(ctx context.Context, req *v1.Resta
 	return nil, err
 }
 
+// ReloadConfig calls vmre.v1.RuntimeService.ReloadConfig.
+func (c *runtimeServiceClient) ReloadConfig(ctx context.Context, req *v1.ReloadConfigRequest) (*v1.ReloadConfigResponse, error) {
+	response, err := c.reloadConfig.CallUnary(ctx, connect.NewRequest(req))
+	if response != nil {
+		return response.Msg, err
+	}
+	return nil, err
+}
+
 // RuntimeServiceHandler is an implementation of the vmre.v1.RuntimeService service.
 type RuntimeServiceHandler interface {
 	// ListRuntimes returns every runtime the engine knows: the live ones and
@@ -235,6 +264,16 @@ type RuntimeServiceHandler interface {
 	// a restart waits for its turn joins it and gets its result. Attached
 	// runtimes cannot be restarted: FAILED_PRECONDITION.
 	RestartRuntime(context.Context, *v1.RestartRuntimeRequest) (*v1.RestartRuntimeResponse, error)
+	// ReloadConfig re-reads the engine's configuration file (vmre run
+	// --config), as SIGHUP does: runtimes added to the file start, removed
+	// ones stop, changed ones are stopped and launched again, the others are
+	// left alone. It returns once the stops are done and the launches have
+	// completed their handshakes or failed (a failed launch is the runtime's
+	// state, not the call's error). A file that does not load or validate is
+	// refused with INVALID_ARGUMENT naming the file, the field and the reason,
+	// and nothing changes. An engine run without a file answers
+	// FAILED_PRECONDITION. Reloads run one at a time.
+	ReloadConfig(context.Context, *v1.ReloadConfigRequest) (*v1.ReloadConfigResponse, error)
 }
 
 // NewRuntimeServiceHandler builds an HTTP handler from the service implementation. It returns the
@@ -282,6 +321,12 @@ func NewRuntimeServiceHandler(svc RuntimeServiceHandler, opts ...connect.Handler
 		connect.WithSchema(runtimeServiceMethods.ByName("RestartRuntime")),
 		connect.WithHandlerOptions(opts...),
 	)
+	runtimeServiceReloadConfigHandler := connect.NewUnaryHandlerSimple(
+		RuntimeServiceReloadConfigProcedure,
+		svc.ReloadConfig,
+		connect.WithSchema(runtimeServiceMethods.ByName("ReloadConfig")),
+		connect.WithHandlerOptions(opts...),
+	)
 	return "/vmre.v1.RuntimeService/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case RuntimeServiceListRuntimesProcedure:
@@ -296,6 +341,8 @@ func NewRuntimeServiceHandler(svc RuntimeServiceHandler, opts ...connect.Handler
 			runtimeServiceStopRuntimeHandler.ServeHTTP(w, r)
 		case RuntimeServiceRestartRuntimeProcedure:
 			runtimeServiceRestartRuntimeHandler.ServeHTTP(w, r)
+		case RuntimeServiceReloadConfigProcedure:
+			runtimeServiceReloadConfigHandler.ServeHTTP(w, r)
 		default:
 			http.NotFound(w, r)
 		}
@@ -327,4 +374,8 @@ func (UnimplementedRuntimeServiceHandler) StopRuntime(context.Context, *v1.StopR
 
 func (UnimplementedRuntimeServiceHandler) RestartRuntime(context.Context, *v1.RestartRuntimeRequest) (*v1.RestartRuntimeResponse, error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("vmre.v1.RuntimeService.RestartRuntime is not implemented"))
+}
+
+func (UnimplementedRuntimeServiceHandler) ReloadConfig(context.Context, *v1.ReloadConfigRequest) (*v1.ReloadConfigResponse, error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("vmre.v1.RuntimeService.ReloadConfig is not implemented"))
 }

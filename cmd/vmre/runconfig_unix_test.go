@@ -1,0 +1,236 @@
+//go:build unix
+
+package main
+
+import (
+	"bufio"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// logEntry is one JSON line of vmre run's log.
+type logEntry struct {
+	Message string `json:"message"`
+	VM      string `json:"vm"`
+	Pid     int    `json:"pid"`
+	raw     string
+}
+
+// runProc is `vmre run` as a real process (the test binary acting as vmre)
+// whose log the test reads entry by entry.
+type runProc struct {
+	cmd     *exec.Cmd
+	entries chan logEntry // closed at EOF
+	log     safeBuffer
+}
+
+// startRun starts `vmre run --listen 127.0.0.1:0 --log-format json ARGS`.
+// The process is killed and reaped when the test ends.
+func startRun(t *testing.T, args ...string) *runProc {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], append([]string{"run", "--listen", "127.0.0.1:0", "--log-format", "json"}, args...)...)
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	p := &runProc{cmd: cmd, entries: make(chan logEntry, 4096)}
+	go func() {
+		defer close(p.entries)
+		s := bufio.NewScanner(stderr)
+		for s.Scan() {
+			p.log.Write(append(s.Bytes(), '\n'))
+			e := logEntry{raw: s.Text()}
+			if json.Unmarshal(s.Bytes(), &e) == nil {
+				p.entries <- e
+			}
+		}
+	}()
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		for range p.entries {
+		}
+		_ = cmd.Wait()
+	})
+	return p
+}
+
+// waitFor reads the log until an entry with message msg (and, if vm is not
+// empty, that vm field) and returns it. It fails the test if the process
+// ends first.
+func (p *runProc) waitFor(t *testing.T, msg, vm string) logEntry {
+	t.Helper()
+	timeout := time.After(60 * time.Second) // a bound for a hung test, not a timing assertion
+	for {
+		select {
+		case e, ok := <-p.entries:
+			if !ok {
+				t.Fatalf("vmre run ended before logging %q (vm %q); log:\n%s", msg, vm, p.log.String())
+			}
+			if e.Message == msg && (vm == "" || e.VM == vm) {
+				return e
+			}
+		case <-timeout:
+			t.Fatalf("no %q (vm %q) in the log; log:\n%s", msg, vm, p.log.String())
+		}
+	}
+}
+
+// exitCode reads the log to its end and returns the exit code.
+func (p *runProc) exitCode(t *testing.T) int {
+	t.Helper()
+	timeout := time.After(60 * time.Second)
+	for done := false; !done; {
+		select {
+		case _, ok := <-p.entries:
+			done = !ok
+		case <-timeout:
+			t.Fatalf("vmre run did not exit; log:\n%s", p.log.String())
+		}
+	}
+	err := p.cmd.Wait()
+	var exitErr *exec.ExitError
+	switch {
+	case err == nil:
+		return 0
+	case errors.As(err, &exitErr):
+		return exitErr.ExitCode()
+	default:
+		t.Fatal(err)
+		return -1
+	}
+}
+
+func (p *runProc) signal(t *testing.T, sig os.Signal) {
+	t.Helper()
+	if err := p.cmd.Process.Signal(sig); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// exampleRuntime is a config entry running the built-in example VM (the
+// test binary, which acts as vmre in children).
+func exampleRuntime(name string, args ...string) string {
+	all := append([]string{exampleVMCommand}, args...)
+	return fmt.Sprintf("  - name: %s\n    path: %q\n    args: [%q]\n    graceful_timeout: 10s\n",
+		name, os.Args[0], strings.Join(all, `", "`))
+}
+
+func writeConfig(t *testing.T, path, runtimes string) {
+	t.Helper()
+	if err := os.WriteFile(path, []byte("runtimes:\n"+runtimes), 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestRunConfigReloadOnSIGHUP: vmre run --config runs the file's runtimes;
+// SIGHUP applies an edited file (the untouched runtime keeps its process,
+// the added one starts) and refuses a bad one, leaving everything running;
+// SIGTERM then stops all with exit 0.
+func TestRunConfigReloadOnSIGHUP(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "vmre.yaml")
+	writeConfig(t, path, exampleRuntime("one"))
+	p := startRun(t, "--config", path)
+	one := p.waitFor(t, "runtime running", "one")
+
+	writeConfig(t, path, exampleRuntime("one")+exampleRuntime("two"))
+	p.signal(t, syscall.SIGHUP)
+	two := p.waitFor(t, "runtime running", "two")
+	p.waitFor(t, "config reloaded", "")
+
+	writeConfig(t, path, exampleRuntime("one")+"  - name: Two\n    path: /bin/true\n")
+	p.signal(t, syscall.SIGHUP)
+	refused := p.waitFor(t, "config reload refused; the running runtimes are unchanged", "")
+	if !strings.Contains(refused.raw, `runtimes[1].name: \"Two\"`) {
+		t.Errorf("refusal does not name the field: %s", refused.raw)
+	}
+
+	p.signal(t, syscall.SIGTERM)
+	if code := p.exitCode(t); code != exitOK {
+		t.Fatalf("exit code %d, want %d; log:\n%s", code, exitOK, p.log.String())
+	}
+	log := p.log.String()
+	if n := strings.Count(log, `"message":"runtime running"`); n != 2 {
+		t.Errorf("%d runtimes came up, want 2 (one, once; two, once); log:\n%s", n, log)
+	}
+	for _, pid := range []int{one.Pid, two.Pid} {
+		if err := syscall.Kill(pid, 0); !errors.Is(err, syscall.ESRCH) {
+			t.Errorf("plugin pid %d survived vmre run (kill 0: %v)", pid, err)
+		}
+	}
+}
+
+// TestRunKeepsServingAfterFailedLaunch: the shorthand's plugin crashes at
+// once; vmre run keeps serving (the runtime is failed, and restartable
+// through the API) until it is told to stop, then exits 0.
+func TestRunKeepsServingAfterFailedLaunch(t *testing.T) {
+	t.Parallel()
+	crash := writeScript(t, "echo 'fatal: no genesis' >&2\nexit 3\n")
+	p := startRun(t, "--", crash)
+	p.waitFor(t, "launch failed", "")
+	p.signal(t, syscall.SIGTERM)
+	if code := p.exitCode(t); code != exitOK {
+		t.Fatalf("exit code %d, want %d (still serving until SIGTERM); log:\n%s", code, exitOK, p.log.String())
+	}
+}
+
+// TestRunExitOnFailure: with --exit-on-failure a runtime that fails ends
+// vmre run with exit 1, from the shorthand and from a config file whose
+// runtime is not restarted.
+func TestRunExitOnFailure(t *testing.T) {
+	t.Parallel()
+	crash := writeScript(t, "exit 3\n")
+	path := filepath.Join(t.TempDir(), "vmre.yaml")
+	writeConfig(t, path, exampleRuntime("fine")+fmt.Sprintf("  - name: crash\n    path: %q\n    restart: {policy: never}\n", crash))
+	for name, args := range map[string][]string{
+		"shorthand": {"--exit-on-failure", "--", crash},
+		"config":    {"--exit-on-failure", "--config", path},
+	} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			p := startRun(t, args...)
+			if code := p.exitCode(t); code != exitFailure {
+				t.Fatalf("exit code %d, want %d; log:\n%s", code, exitFailure, p.log.String())
+			}
+			if !strings.Contains(p.log.String(), "runtime failed; exiting (--exit-on-failure)") {
+				t.Errorf("the log does not say why vmre run exited:\n%s", p.log.String())
+			}
+		})
+	}
+}
+
+// TestRunExitsNonZeroWhenItKills: a plugin that ignores SIGTERM is killed
+// after its grace period at shutdown, and vmre run says so in its exit
+// code.
+func TestRunExitsNonZeroWhenItKills(t *testing.T) {
+	t.Parallel()
+	vm, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = vm.Close() })
+	stubborn := writeScript(t, "trap '' TERM\n"+
+		"'"+os.Args[0]+"' handshake --vm-addr "+vm.Addr().String()+" || exit 1\n"+
+		"exec sleep 60\n")
+	p := startRun(t, "--vm-shutdown=false", "--graceful-timeout", "200ms", "--", stubborn)
+	p.waitFor(t, "runtime running", "")
+	p.signal(t, syscall.SIGTERM)
+	if code := p.exitCode(t); code != exitKilled {
+		t.Fatalf("exit code %d, want %d; log:\n%s", code, exitKilled, p.log.String())
+	}
+	if !strings.Contains(p.log.String(), "runtimes had to be killed during shutdown") {
+		t.Errorf("the log does not name the kill:\n%s", p.log.String())
+	}
+}
