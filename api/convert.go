@@ -23,6 +23,12 @@ func stateToProto(s engine.State) vmrev1.RuntimeState {
 		return vmrev1.RuntimeState_RUNTIME_STATE_FAILED
 	case engine.StateAttached:
 		return vmrev1.RuntimeState_RUNTIME_STATE_ATTACHED
+	case engine.StateBackoff:
+		return vmrev1.RuntimeState_RUNTIME_STATE_BACKOFF
+	case engine.StateUnhealthy:
+		return vmrev1.RuntimeState_RUNTIME_STATE_UNHEALTHY
+	case engine.StateLost:
+		return vmrev1.RuntimeState_RUNTIME_STATE_LOST
 	default:
 		return vmrev1.RuntimeState_RUNTIME_STATE_UNSPECIFIED
 	}
@@ -50,6 +56,10 @@ func runtimeToProto(rt engine.Runtime) *vmrev1.Runtime {
 		LastError:       rt.LastError,
 		Restarts:        uint32(max(rt.Restarts, 0)), //nolint:gosec // bounded by the number of restarts
 		PeerAddr:        rt.PeerAddr,
+		NextAttemptAt:   timestamp(rt.NextAttempt),
+		Failures:        uint32(max(rt.Failures, 0)), //nolint:gosec // bounded by the restart policy
+		Health:          healthToProto(rt.Health),
+		Usage:           usageToProto(rt.Usage),
 	}
 	if rt.HandshakeDuration > 0 {
 		out.HandshakeDuration = durationpb.New(rt.HandshakeDuration)
@@ -58,6 +68,34 @@ func runtimeToProto(rt engine.Runtime) *vmrev1.Runtime {
 		out.ExitStatus = &vmrev1.ExitStatus{Code: int32(rt.Exit.Code), Signal: rt.Exit.Signal} //nolint:gosec // exit codes fit
 	}
 	return out
+}
+
+func healthToProto(h engine.Health) vmrev1.RuntimeHealth {
+	switch h {
+	case engine.HealthServing:
+		return vmrev1.RuntimeHealth_RUNTIME_HEALTH_SERVING
+	case engine.HealthFailing:
+		return vmrev1.RuntimeHealth_RUNTIME_HEALTH_FAILING
+	case engine.HealthUnimplemented:
+		return vmrev1.RuntimeHealth_RUNTIME_HEALTH_UNIMPLEMENTED
+	default:
+		return vmrev1.RuntimeHealth_RUNTIME_HEALTH_UNSPECIFIED
+	}
+}
+
+func usageToProto(u *engine.Usage) *vmrev1.ResourceUsage {
+	if u == nil {
+		return nil
+	}
+	return &vmrev1.ResourceUsage{
+		Time:       timestamp(u.Time),
+		CpuSeconds: u.CPUSeconds,
+		CpuPercent: u.CPUPercent,
+		RssBytes:   u.RSSBytes,
+		Threads:    uint32(max(u.Threads, 0)),   //nolint:gosec // a count
+		OpenFds:    uint32(max(u.OpenFDs, 0)),   //nolint:gosec // a count
+		Processes:  uint32(max(u.Processes, 0)), //nolint:gosec // a count
+	}
 }
 
 func runtimesToProto(rts []engine.Runtime) []*vmrev1.Runtime {
@@ -80,6 +118,8 @@ func changeToProto(c engine.Change) *vmrev1.WatchRuntimesResponse {
 	case engine.ChangeUpdated:
 		resp.Kind = &vmrev1.WatchRuntimesResponse_Runtime{Runtime: runtimeToProto(c.Runtime)}
 		resp.Event = eventToProto(c.Event)
+	case engine.ChangeUsage:
+		resp.Kind = &vmrev1.WatchRuntimesResponse_Runtime{Runtime: runtimeToProto(c.Runtime)}
 	case engine.ChangeRemoved:
 		resp.Kind = &vmrev1.WatchRuntimesResponse_RemovedId{RemovedId: c.RemovedID}
 	}

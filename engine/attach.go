@@ -40,8 +40,9 @@ func TokenEqual(presented, expected string) bool {
 
 // Attach registers a plugin that completed a handshake on the attach
 // endpoint as an attached runtime and returns it. The plugin's process is
-// not the engine's: it is never stopped or restarted, and the engine does
-// not see it exit. A second handshake announcing the VM address of a live
+// not the engine's: it is never stopped or restarted, and the engine sees
+// it die only through the liveness probe of [Config.AttachHealth], after
+// which the runtime is [StateLost] and moves to the history. A second handshake announcing the VM address of a live
 // attached runtime refreshes that runtime instead of adding one. When
 // [Config.MaxAttached] runtimes are attached already, the one whose last
 // handshake is the oldest is forgotten (watchers see it removed) to make
@@ -62,7 +63,7 @@ func (e *Engine) Attach(protocolVersion uint32, vmAddr, peerAddr string) (Runtim
 	var oldest *runtime
 	for _, id := range e.order {
 		r := e.runtimes[id]
-		if !r.info.Attached {
+		if !r.info.Attached || r.info.State == StateLost {
 			continue
 		}
 		attached++
@@ -72,6 +73,7 @@ func (e *Engine) Attach(protocolVersion uint32, vmAddr, peerAddr string) (Runtim
 			r.info.PeerAddr = peerAddr
 			r.info.StartedAt = time.Now()
 			e.transitionLocked(r, StateAttached, "handshake repeated from "+peerAddr)
+			e.startProbeLocked(r, e.cfg.AttachHealth)
 			return r.info.clone(), nil
 		}
 		if oldest == nil || r.lastHandshake < oldest.lastHandshake {
@@ -96,6 +98,7 @@ func (e *Engine) Attach(protocolVersion uint32, vmAddr, peerAddr string) (Runtim
 	r.lastHandshake = e.handshakes
 	r.exited = make(chan struct{})
 	e.transitionLocked(r, StateAttached, "attached: handshake from "+peerAddr+"; not ours to stop")
+	e.startProbeLocked(r, e.cfg.AttachHealth)
 	e.log.Info().Str("id", r.info.ID).Str("addr", vmAddr).Uint32("protocol_version", protocolVersion).
 		Str("peer", peerAddr).Msg("runtime attached")
 	return r.info.clone(), nil

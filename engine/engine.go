@@ -17,6 +17,7 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+	"time"
 
 	"github.com/rs/zerolog"
 	"github.com/vmre/vmre"
@@ -30,6 +31,11 @@ const (
 	DefaultOutputBytes = 1 << 20
 	DefaultWatchBuffer = 256
 	DefaultMaxAttached = 256
+	// DefaultSampleInterval is how often the resources of each runtime
+	// are sampled: often enough for a sparkline of the last minutes, and
+	// one /proc scan every 5 s costs well under 0.1% of a core for 100
+	// runtimes (BENCHMARKS.md).
+	DefaultSampleInterval = 5 * time.Second
 )
 
 // Config configures an [Engine]. Zero values mean the documented defaults.
@@ -65,6 +71,18 @@ type Config struct {
 	// handshake makes it forget the attached runtime whose last handshake
 	// is the oldest.
 	MaxAttached int
+	// AttachHealth is the liveness probe of attached runtimes: the only
+	// way the engine sees an attached plugin die (it becomes [StateLost]
+	// and is removed). Zero: no probing, and attached runtimes stay until
+	// MaxAttached evicts them.
+	AttachHealth HealthCheck
+	// SampleInterval is how often the resources of every runtime's
+	// process tree are sampled (and sent to watchers); default
+	// DefaultSampleInterval, negative: never.
+	SampleInterval time.Duration
+	// Clock drives backoff timers, probes and sampling; default the wall
+	// clock. Tests inject a fake one.
+	Clock Clock
 }
 
 // Engine is the runtime registry. Create it with [New]; release it with
@@ -110,6 +128,17 @@ type runtime struct {
 	restarting    bool       // a runRestarts goroutine runs for r
 	inHistory     bool
 	lastHandshake uint64 // attached: e.handshakes at its last handshake
+
+	// The restart policy's record (backoff.go).
+	runningSince time.Time   // engine clock at the last handshake; zero once ended
+	streak       int         // failures since the runtime last ran a whole window
+	failTimes    []time.Time // the last MaxRestarts+1 failures, oldest first
+	backoff      Timer       // the pending relaunch, in StateBackoff
+	backoffGen   uint64      // bumped to void a relaunch already under way
+	// livenessStop: the liveness probe stopped the process, so its exit is
+	// a failure.
+	livenessStop bool
+	probe        *prober // the liveness probe, while one runs (probe.go)
 }
 
 // New returns an engine. It validates cfg and fills in defaults without
@@ -132,6 +161,16 @@ func New(cfg Config) (*Engine, error) {
 	}
 	if cfg.MaxAttached == 0 {
 		cfg.MaxAttached = DefaultMaxAttached
+	}
+	if cfg.SampleInterval == 0 {
+		cfg.SampleInterval = DefaultSampleInterval
+	}
+	if cfg.Clock == nil {
+		cfg.Clock = realClock{}
+	}
+	var err error
+	if cfg.AttachHealth, err = cfg.AttachHealth.withDefaults(); err != nil {
+		return nil, fmt.Errorf("attach health: %w", err)
 	}
 	if len(cfg.AcceptedVersions) == 0 {
 		cfg.AcceptedVersions = []uint32{vmre.ProtocolVersion}
@@ -213,9 +252,15 @@ func (e *Engine) Close(ctx context.Context) {
 	first := !e.closed
 	e.closed = true
 	for _, r := range e.runtimes {
-		if r.info.State == StateStarting || r.info.State == StateRunning {
-			r.stopRequested = true
-			e.transitionLocked(r, StateStopping, "engine shutting down")
+		switch r.info.State {
+		case StateStarting, StateRunning, StateUnhealthy:
+			if !r.info.Attached {
+				r.stopRequested = true
+				e.transitionLocked(r, StateStopping, "engine shutting down")
+			}
+		case StateBackoff:
+			e.cancelBackoffLocked(r)
+			e.finishLocked(r, StateExited, "engine shutting down: relaunch cancelled")
 		}
 	}
 	e.mu.Unlock()

@@ -30,6 +30,24 @@ func (e *Engine) Launch(ctx context.Context, spec Spec) (Runtime, error) {
 	if spec.Name == "" {
 		spec.Name = filepath.Base(spec.Path)
 	}
+	var err error
+	if spec.Restart, err = spec.Restart.withDefaults(); err != nil {
+		return Runtime{}, err
+	}
+	if spec.Health, err = spec.Health.withDefaults(); err != nil {
+		return Runtime{}, err
+	}
+	if err := spec.Limits.Validate(); err != nil {
+		return Runtime{}, err
+	}
+	if spec.Launch != nil {
+		launch := *spec.Launch
+		launch.Limits = spec.Limits
+		if err := launch.Validate(); err != nil {
+			return Runtime{}, err
+		}
+		spec.Launch = &launch
+	}
 	e.mu.Lock()
 	if e.closed {
 		e.mu.Unlock()
@@ -81,7 +99,8 @@ func (e *Engine) startLocked(r *runtime, restart bool) (<-chan struct{}, error) 
 	launchCtx, cancel := context.WithCancel(e.baseCtx)
 	done := make(chan struct{})
 	r.cancelLaunch, r.launchDone, r.exited = cancel, done, make(chan struct{})
-	r.stopRequested = false
+	r.stopRequested, r.livenessStop = false, false
+	e.cancelBackoffLocked(r)
 	r.proc, r.launchErr = nil, nil
 	if r.inHistory {
 		r.inHistory = false
@@ -113,7 +132,7 @@ func (e *Engine) waitLaunch(ctx context.Context, r *runtime, done <-chan struct{
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	info := r.info.clone()
-	if info.State == StateFailed || info.State == StateExited {
+	if info.State.Ended() {
 		if r.stopRequested {
 			return info, fmt.Errorf("launch %s: %w", info.ID, ErrStopped)
 		}
@@ -136,15 +155,14 @@ func (e *Engine) launch(ctx context.Context, cancel context.CancelFunc, r *runti
 			r.info.Exit = &ExitStatus{Code: exitErr.ExitCode, Signal: exitErr.Signal}
 			r.info.Pid = exitErr.Pid
 		}
+		e.log.Warn().Str("id", r.info.ID).Str("vm", r.info.Name).Err(err).Msg("launch failed")
 		if r.stopRequested {
-			e.transitionLocked(r, StateExited, ErrStopped.Error())
+			e.finishLocked(r, StateExited, ErrStopped.Error())
 		} else {
 			r.info.LastError = err.Error()
 			r.launchErr = err
-			e.transitionLocked(r, StateFailed, "launch failed: "+err.Error())
+			e.endedLocked(r, StateFailed, "launch failed: "+err.Error(), true)
 		}
-		e.log.Warn().Str("id", r.info.ID).Str("vm", r.info.Name).Err(err).Msg("launch failed")
-		e.endLocked(r)
 		close(done)
 		close(r.exited)
 		e.mu.Unlock()
@@ -161,7 +179,9 @@ func (e *Engine) launch(ctx context.Context, cancel context.CancelFunc, r *runti
 	r.out.setPid(status.Pid)
 	stopNow := r.stopRequested
 	if !stopNow {
+		r.runningSince = e.cfg.Clock.Now()
 		e.transitionLocked(r, StateRunning, "handshake completed in "+status.HandshakeDuration.Round(time.Microsecond).String())
+		e.startProbeLocked(r, r.spec.Health)
 	}
 	exited := r.exited
 	e.mu.Unlock()
@@ -180,16 +200,20 @@ func (e *Engine) launch(ctx context.Context, cancel context.CancelFunc, r *runti
 	e.mu.Lock()
 	r.info.ExitedAt = time.Now()
 	r.info.Exit = &exit
+	e.stopProbeLocked(r)
+	r.info.Usage = nil
 	switch {
 	case r.stopRequested:
-		e.transitionLocked(r, StateExited, "stopped: "+exit.String())
+		e.finishLocked(r, StateExited, "stopped: "+exit.String())
+	case r.livenessStop:
+		r.info.LastError = "liveness failed; stopped: " + exit.String()
+		e.endedLocked(r, StateFailed, r.info.LastError, true)
 	case exit.Success():
-		e.transitionLocked(r, StateExited, "exited on its own: "+exit.String())
+		e.endedLocked(r, StateExited, "exited on its own: "+exit.String(), false)
 	default:
 		r.info.LastError = "exited on its own: " + exit.String()
-		e.transitionLocked(r, StateFailed, r.info.LastError)
+		e.endedLocked(r, StateFailed, r.info.LastError, true)
 	}
-	e.endLocked(r)
 	close(exited)
 	e.mu.Unlock()
 	e.log.Info().Str("id", r.info.ID).Str("vm", r.spec.Name).Int("pid", status.Pid).Str("exit", exit.String()).Msg("runtime ended")
@@ -203,7 +227,7 @@ var _ vmre.Runtime = trackedProcess{}
 // transitionLocked moves r to state, records the event and tells watchers.
 func (e *Engine) transitionLocked(r *runtime, state State, message string) {
 	r.info.State = state
-	ev := Event{Time: time.Now(), State: state, Message: message}
+	ev := Event{Time: e.cfg.Clock.Now(), State: state, Message: message}
 	r.events = append(r.events, ev)
 	if over := len(r.events) - e.cfg.Events; over > 0 {
 		r.events = slices.Delete(r.events, 0, over)
@@ -234,6 +258,8 @@ func (e *Engine) removeLocked(id string) {
 	if !ok {
 		return
 	}
+	e.stopProbeLocked(old)
+	e.cancelBackoffLocked(old)
 	delete(e.runtimes, id)
 	e.order = slices.DeleteFunc(e.order, func(o string) bool { return o == id })
 	old.out.close()
@@ -276,8 +302,9 @@ func (e *Engine) stop(ctx context.Context, r *runtime) (Runtime, error) {
 	exited := r.exited
 	var proc Process
 	switch r.info.State {
-	case StateStarting, StateRunning:
+	case StateStarting, StateRunning, StateUnhealthy:
 		r.stopRequested = true
+		e.stopProbeLocked(r)
 		e.transitionLocked(r, StateStopping, "stop requested")
 		if r.proc == nil {
 			// Still in its handshake: abort the launch, which kills the
@@ -286,7 +313,16 @@ func (e *Engine) stop(ctx context.Context, r *runtime) (Runtime, error) {
 		}
 		proc = r.proc
 	case StateStopping:
+		// Perhaps a stop of the liveness probe's: from now on it is this
+		// Stop's, and no relaunch follows.
+		r.stopRequested = true
 		proc = r.proc
+	case StateBackoff:
+		e.cancelBackoffLocked(r)
+		e.finishLocked(r, StateExited, "stop requested: relaunch cancelled")
+		info := r.info.clone()
+		e.mu.Unlock()
+		return info, nil
 	default:
 		info := r.info.clone()
 		e.mu.Unlock()
@@ -444,6 +480,9 @@ func (e *Engine) restart(ctx context.Context, r *runtime, stops uint64) (Runtime
 		e.mu.Unlock()
 		return info, fmt.Errorf("restart %s: %w", info.ID, errCancelledByStop)
 	}
+	// An operator's restart is not a failure, and gives a runtime that
+	// failed for good its whole restart budget back.
+	r.streak, r.failTimes, r.info.Failures = 0, nil, 0
 	done, err := e.startLocked(r, true)
 	e.mu.Unlock()
 	if err != nil {

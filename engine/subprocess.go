@@ -9,9 +9,11 @@ import (
 )
 
 // NewSubprocessLauncher returns the [Launcher] that starts plugins with
-// subprocess.Bootstrap. Every launch uses a copy of cfg with Name set to the
-// runtime's name and OnOutputBytes feeding the engine (after cfg.OnOutput
-// and cfg.OnOutputBytes, if set); cfg itself is never modified. newCmd, if
+// subprocess.Bootstrap. Every launch uses a copy of cfg (or of
+// [Spec.Launch], with cfg's Log, OnOutput, OnOutputBytes and CgroupRoot)
+// with Name and Limits set from the [Spec] and OnOutputBytes feeding the
+// engine (after cfg.OnOutput and cfg.OnOutputBytes, if set); cfg itself is
+// never modified. newCmd, if
 // not nil, builds the command of each launch (restarts included) instead
 // of subprocess.NewCmd(spec.Path, spec.Args...), for callers that set an
 // environment policy or check the binary first.
@@ -36,7 +38,12 @@ func (s *subprocessLauncher) Launch(ctx context.Context, spec Spec, output func(
 		cmd = subprocess.NewCmd(spec.Path, spec.Args...)
 	}
 	cfg := s.cfg
+	if spec.Launch != nil {
+		cfg = *spec.Launch
+		cfg.Log, cfg.OnOutput, cfg.CgroupRoot = s.cfg.Log, s.cfg.OnOutput, s.cfg.CgroupRoot
+	}
 	cfg.Name = spec.Name
+	cfg.Limits = spec.Limits
 	// OnOutputBytes, not OnOutput: the ring copies the text, so the bridge
 	// need not make a string per line. cfg.OnOutput, if set, still runs
 	// (the bridge calls it first).

@@ -46,8 +46,14 @@ type State int
 // States of a runtime. Launched runtimes go Starting -> Running ->
 // Stopping -> Exited, or end in Failed when the launch or handshake fails or
 // the process exits on its own with a non-zero status or a signal. A
-// restart takes an ended runtime back to Starting under the same id.
-// Attached runtimes stay Attached: the engine does not own their process.
+// running runtime whose liveness probe fails (see [HealthCheck]) is
+// Unhealthy until a probe succeeds or it is stopped. Under a
+// [RestartPolicy] an ended runtime waits in Backoff, then goes back to
+// Starting; one that failed too often stays Failed. A restart takes an
+// ended runtime back to Starting under the same id. Attached runtimes stay
+// Attached (or Unhealthy) while their probe answers, and become Lost when
+// it has failed FailureThreshold times in a row: the engine does not own
+// their process and sees its death only through the probe.
 const (
 	StateStarting State = iota + 1
 	StateRunning
@@ -55,6 +61,9 @@ const (
 	StateExited
 	StateFailed
 	StateAttached
+	StateBackoff
+	StateUnhealthy
+	StateLost
 )
 
 // String returns the lowercase state name ("running").
@@ -72,13 +81,22 @@ func (s State) String() string {
 		return "failed"
 	case StateAttached:
 		return "attached"
+	case StateBackoff:
+		return "backoff"
+	case StateUnhealthy:
+		return "unhealthy"
+	case StateLost:
+		return "lost"
 	default:
 		return "unknown"
 	}
 }
 
-// Ended reports whether the state is final for the current process.
-func (s State) Ended() bool { return s == StateExited || s == StateFailed }
+// Ended reports whether the state is final for the current process. A
+// runtime in Backoff has no process; one in Lost is about to be removed.
+func (s State) Ended() bool {
+	return s == StateExited || s == StateFailed || s == StateBackoff || s == StateLost
+}
 
 // ExitStatus says how a process ended.
 type ExitStatus struct {
@@ -119,6 +137,17 @@ type Runtime struct {
 	LastError         string
 	Restarts          int
 	PeerAddr          string // attached runtimes: where the handshake came from
+	// NextAttempt is when the engine relaunches a runtime in
+	// [StateBackoff]; zero in every other state.
+	NextAttempt time.Time
+	// Failures counts the failures within the restart policy's window
+	// that the next backoff is based on.
+	Failures int
+	// Health is what the last liveness probe found.
+	Health Health
+	// Usage is the last resource sample of the runtime's process tree;
+	// nil before the first sample and once the process has ended.
+	Usage *Usage
 }
 
 func (r Runtime) clone() Runtime {
@@ -127,7 +156,63 @@ func (r Runtime) clone() Runtime {
 		exit := *r.Exit
 		r.Exit = &exit
 	}
+	if r.Usage != nil {
+		u := *r.Usage
+		r.Usage = &u
+	}
 	return r
+}
+
+// Health is the outcome of a runtime's liveness probing.
+type Health int
+
+// Health values.
+const (
+	// HealthUnknown: not probed (no [HealthCheck], or no answer yet).
+	HealthUnknown Health = iota
+	// HealthServing: the last probe answered SERVING.
+	HealthServing
+	// HealthFailing: the last probe failed (error, timeout, or a status
+	// other than SERVING).
+	HealthFailing
+	// HealthUnimplemented: the VM serves no grpc.health.v1 service, so it
+	// is not probed.
+	HealthUnimplemented
+)
+
+// String returns "unknown", "serving", "failing" or "unimplemented".
+func (h Health) String() string {
+	switch h {
+	case HealthServing:
+		return "serving"
+	case HealthFailing:
+		return "failing"
+	case HealthUnimplemented:
+		return "unimplemented"
+	default:
+		return "unknown"
+	}
+}
+
+// Usage is a sample of what a runtime's process tree (the plugin and its
+// descendants, or its cgroup) uses.
+type Usage struct {
+	// Time is when the sample was taken.
+	Time time.Time
+	// CPUSeconds is the user and system CPU time of the tree, including
+	// children it has reaped. Without a cgroup, the time of descendants
+	// that were reparented away from the tree is lost, so it may dip.
+	CPUSeconds float64
+	// CPUPercent is the CPU used since the previous sample, in percent of
+	// one core (200 is two cores busy).
+	CPUPercent float64
+	// RSSBytes is the resident memory of the tree (the sum of each
+	// process's RSS; with a cgroup, its memory.current when available).
+	RSSBytes int64
+	Threads  int
+	OpenFDs  int
+	// Processes is how many processes the tree holds.
+	Processes int
 }
 
 // Event is one entry of a runtime's history.
@@ -164,13 +249,17 @@ const (
 	ChangeUpdated
 	// ChangeRemoved carries the id of a runtime that left the history.
 	ChangeRemoved
+	// ChangeUsage carries one runtime whose only change is a new resource
+	// sample ([Runtime.Usage]); it has no Event. Each runtime has at most
+	// one per [Config.SampleInterval].
+	ChangeUsage
 )
 
 // Change is one message of a watch.
 type Change struct {
 	Kind      ChangeKind
 	Snapshot  []Runtime // ChangeSnapshot
-	Runtime   Runtime   // ChangeUpdated
+	Runtime   Runtime   // ChangeUpdated, ChangeUsage
 	Event     Event     // ChangeUpdated
 	RemovedID string    // ChangeRemoved
 	Time      time.Time // engine clock when the change was made
@@ -180,12 +269,26 @@ type Change struct {
 	Seq uint64
 }
 
-// Spec is what to launch.
+// Spec is what to launch, and how to supervise it.
 type Spec struct {
 	// Name shown for the runtime; default: the base name of Path.
 	Name string
 	Path string
 	Args []string
+	// Launch, if set, holds this runtime's launch settings (protocol
+	// versions, timeouts, VMShutdown, handshake auth, SHA256, environment)
+	// for [NewSubprocessLauncher], replacing the launcher's own. The
+	// launcher keeps its own Log, OnOutput, OnOutputBytes and CgroupRoot,
+	// and sets Name and Limits from this Spec. Nil: the launcher's
+	// settings.
+	Launch *subprocess.Config
+	// Restart says whether the engine relaunches the runtime when it ends
+	// on its own; the zero value never does.
+	Restart RestartPolicy
+	// Health configures the liveness probe; the zero value probes nothing.
+	Health HealthCheck
+	// Limits caps the plugin's resources; the zero value caps nothing.
+	Limits Limits
 }
 
 // Status is what a successful launch reports: the same facts Bootstrap

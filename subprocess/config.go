@@ -115,6 +115,22 @@ type Config struct {
 	// set here.
 	Env []string
 
+	// Limits caps the plugin's resources (see [Limits]); the zero value
+	// caps nothing.
+	Limits Limits
+	// CgroupRoot, if set, is a writable cgroup v2 directory (Linux only)
+	// in which each launch creates a cgroup of its own, named after the
+	// plugin and a random suffix, starts the plugin in it, and removes it
+	// once the plugin has been reaped. The cgroup then holds the plugin's
+	// memory.max and pids.max (see [Limits]), a stop kills the whole
+	// cgroup through cgroup.kill (which also catches children that left
+	// the process group), and the plugin's usage is read from it. The
+	// memory and pids controllers must be enabled in CgroupRoot's
+	// cgroup.subtree_control for those limits; without them a limit is an
+	// error, and the cgroup still serves kills and usage. Empty: no
+	// cgroup.
+	CgroupRoot string
+
 	// failedAnswerWait overrides defaultFailedAnswerWait; only tests set
 	// it (export_test.go).
 	failedAnswerWait time.Duration
@@ -219,6 +235,8 @@ func (c *Config) validate() error {
 		return fmt.Errorf("%w: no environment variable to pass the engine address in", vmre.ErrInvalidConfig)
 	case c.MaxLineBytes < 0 || c.MaxLineBytes > maxMaxLineBytes:
 		return fmt.Errorf("%w: max line bytes %d is outside 0..%d (0: the default)", vmre.ErrInvalidConfig, c.MaxLineBytes, maxMaxLineBytes)
+	case c.Limits.Validate() != nil:
+		return c.Limits.Validate()
 	case c.StderrTailLines < 0 || c.StderrTailLines > MaxStderrTailLines:
 		// The tail's ring is allocated up front, at every launch.
 		return fmt.Errorf("%w: stderr tail lines %d is outside 0..%d (0: the default)", vmre.ErrInvalidConfig, c.StderrTailLines, MaxStderrTailLines)

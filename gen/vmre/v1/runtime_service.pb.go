@@ -48,6 +48,15 @@ const (
 	// attach endpoint. Its process is not the engine's: the engine cannot see
 	// it exit, and cannot stop or restart it.
 	RuntimeState_RUNTIME_STATE_ATTACHED RuntimeState = 6
+	// The process ended and the restart policy relaunches it at
+	// next_attempt_at.
+	RuntimeState_RUNTIME_STATE_BACKOFF RuntimeState = 7
+	// The process runs (or, attached, is registered) but its liveness probe
+	// has failed failure_threshold times in a row.
+	RuntimeState_RUNTIME_STATE_UNHEALTHY RuntimeState = 8
+	// An attached runtime whose liveness probe kept failing: the engine
+	// considers its process gone and removes it.
+	RuntimeState_RUNTIME_STATE_LOST RuntimeState = 9
 )
 
 // Enum value maps for RuntimeState.
@@ -60,6 +69,9 @@ var (
 		4: "RUNTIME_STATE_EXITED",
 		5: "RUNTIME_STATE_FAILED",
 		6: "RUNTIME_STATE_ATTACHED",
+		7: "RUNTIME_STATE_BACKOFF",
+		8: "RUNTIME_STATE_UNHEALTHY",
+		9: "RUNTIME_STATE_LOST",
 	}
 	RuntimeState_value = map[string]int32{
 		"RUNTIME_STATE_UNSPECIFIED": 0,
@@ -69,6 +81,9 @@ var (
 		"RUNTIME_STATE_EXITED":      4,
 		"RUNTIME_STATE_FAILED":      5,
 		"RUNTIME_STATE_ATTACHED":    6,
+		"RUNTIME_STATE_BACKOFF":     7,
+		"RUNTIME_STATE_UNHEALTHY":   8,
+		"RUNTIME_STATE_LOST":        9,
 	}
 )
 
@@ -97,6 +112,66 @@ func (x RuntimeState) Number() protoreflect.EnumNumber {
 // Deprecated: Use RuntimeState.Descriptor instead.
 func (RuntimeState) EnumDescriptor() ([]byte, []int) {
 	return file_vmre_v1_runtime_service_proto_rawDescGZIP(), []int{0}
+}
+
+// RuntimeHealth is what the last liveness probe (grpc.health.v1.Health/Check
+// on the VM's address) found.
+type RuntimeHealth int32
+
+const (
+	// Not probed: no health check configured, or no answer yet.
+	RuntimeHealth_RUNTIME_HEALTH_UNSPECIFIED RuntimeHealth = 0
+	// The last probe answered SERVING.
+	RuntimeHealth_RUNTIME_HEALTH_SERVING RuntimeHealth = 1
+	// The last probe failed: an error, a timeout, or a status other than
+	// SERVING.
+	RuntimeHealth_RUNTIME_HEALTH_FAILING RuntimeHealth = 2
+	// The VM answered UNIMPLEMENTED: it serves no health service and is not
+	// probed.
+	RuntimeHealth_RUNTIME_HEALTH_UNIMPLEMENTED RuntimeHealth = 3
+)
+
+// Enum value maps for RuntimeHealth.
+var (
+	RuntimeHealth_name = map[int32]string{
+		0: "RUNTIME_HEALTH_UNSPECIFIED",
+		1: "RUNTIME_HEALTH_SERVING",
+		2: "RUNTIME_HEALTH_FAILING",
+		3: "RUNTIME_HEALTH_UNIMPLEMENTED",
+	}
+	RuntimeHealth_value = map[string]int32{
+		"RUNTIME_HEALTH_UNSPECIFIED":   0,
+		"RUNTIME_HEALTH_SERVING":       1,
+		"RUNTIME_HEALTH_FAILING":       2,
+		"RUNTIME_HEALTH_UNIMPLEMENTED": 3,
+	}
+)
+
+func (x RuntimeHealth) Enum() *RuntimeHealth {
+	p := new(RuntimeHealth)
+	*p = x
+	return p
+}
+
+func (x RuntimeHealth) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (RuntimeHealth) Descriptor() protoreflect.EnumDescriptor {
+	return file_vmre_v1_runtime_service_proto_enumTypes[1].Descriptor()
+}
+
+func (RuntimeHealth) Type() protoreflect.EnumType {
+	return &file_vmre_v1_runtime_service_proto_enumTypes[1]
+}
+
+func (x RuntimeHealth) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use RuntimeHealth.Descriptor instead.
+func (RuntimeHealth) EnumDescriptor() ([]byte, []int) {
+	return file_vmre_v1_runtime_service_proto_rawDescGZIP(), []int{1}
 }
 
 // OutputStream names the stream a line came from.
@@ -133,11 +208,11 @@ func (x OutputStream) String() string {
 }
 
 func (OutputStream) Descriptor() protoreflect.EnumDescriptor {
-	return file_vmre_v1_runtime_service_proto_enumTypes[1].Descriptor()
+	return file_vmre_v1_runtime_service_proto_enumTypes[2].Descriptor()
 }
 
 func (OutputStream) Type() protoreflect.EnumType {
-	return &file_vmre_v1_runtime_service_proto_enumTypes[1]
+	return &file_vmre_v1_runtime_service_proto_enumTypes[2]
 }
 
 func (x OutputStream) Number() protoreflect.EnumNumber {
@@ -146,7 +221,7 @@ func (x OutputStream) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use OutputStream.Descriptor instead.
 func (OutputStream) EnumDescriptor() ([]byte, []int) {
-	return file_vmre_v1_runtime_service_proto_rawDescGZIP(), []int{1}
+	return file_vmre_v1_runtime_service_proto_rawDescGZIP(), []int{2}
 }
 
 // LogLevel is a log line's level.
@@ -198,11 +273,11 @@ func (x LogLevel) String() string {
 }
 
 func (LogLevel) Descriptor() protoreflect.EnumDescriptor {
-	return file_vmre_v1_runtime_service_proto_enumTypes[2].Descriptor()
+	return file_vmre_v1_runtime_service_proto_enumTypes[3].Descriptor()
 }
 
 func (LogLevel) Type() protoreflect.EnumType {
-	return &file_vmre_v1_runtime_service_proto_enumTypes[2]
+	return &file_vmre_v1_runtime_service_proto_enumTypes[3]
 }
 
 func (x LogLevel) Number() protoreflect.EnumNumber {
@@ -211,7 +286,106 @@ func (x LogLevel) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use LogLevel.Descriptor instead.
 func (LogLevel) EnumDescriptor() ([]byte, []int) {
-	return file_vmre_v1_runtime_service_proto_rawDescGZIP(), []int{2}
+	return file_vmre_v1_runtime_service_proto_rawDescGZIP(), []int{3}
+}
+
+// ResourceUsage is a sample of what a runtime's process tree (the plugin
+// and its descendants) uses, read from /proc or from its cgroup.
+type ResourceUsage struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// When the sample was taken.
+	Time *timestamppb.Timestamp `protobuf:"bytes,1,opt,name=time,proto3" json:"time,omitempty"`
+	// User and system CPU time of the tree, including reaped children.
+	CpuSeconds float64 `protobuf:"fixed64,2,opt,name=cpu_seconds,json=cpuSeconds,proto3" json:"cpu_seconds,omitempty"`
+	// CPU used since the previous sample, in percent of one core.
+	CpuPercent float64 `protobuf:"fixed64,3,opt,name=cpu_percent,json=cpuPercent,proto3" json:"cpu_percent,omitempty"`
+	// Resident memory of the tree.
+	RssBytes int64  `protobuf:"varint,4,opt,name=rss_bytes,json=rssBytes,proto3" json:"rss_bytes,omitempty"`
+	Threads  uint32 `protobuf:"varint,5,opt,name=threads,proto3" json:"threads,omitempty"`
+	OpenFds  uint32 `protobuf:"varint,6,opt,name=open_fds,json=openFds,proto3" json:"open_fds,omitempty"`
+	// Processes in the tree.
+	Processes     uint32 `protobuf:"varint,7,opt,name=processes,proto3" json:"processes,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ResourceUsage) Reset() {
+	*x = ResourceUsage{}
+	mi := &file_vmre_v1_runtime_service_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ResourceUsage) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ResourceUsage) ProtoMessage() {}
+
+func (x *ResourceUsage) ProtoReflect() protoreflect.Message {
+	mi := &file_vmre_v1_runtime_service_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ResourceUsage.ProtoReflect.Descriptor instead.
+func (*ResourceUsage) Descriptor() ([]byte, []int) {
+	return file_vmre_v1_runtime_service_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *ResourceUsage) GetTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Time
+	}
+	return nil
+}
+
+func (x *ResourceUsage) GetCpuSeconds() float64 {
+	if x != nil {
+		return x.CpuSeconds
+	}
+	return 0
+}
+
+func (x *ResourceUsage) GetCpuPercent() float64 {
+	if x != nil {
+		return x.CpuPercent
+	}
+	return 0
+}
+
+func (x *ResourceUsage) GetRssBytes() int64 {
+	if x != nil {
+		return x.RssBytes
+	}
+	return 0
+}
+
+func (x *ResourceUsage) GetThreads() uint32 {
+	if x != nil {
+		return x.Threads
+	}
+	return 0
+}
+
+func (x *ResourceUsage) GetOpenFds() uint32 {
+	if x != nil {
+		return x.OpenFds
+	}
+	return 0
+}
+
+func (x *ResourceUsage) GetProcesses() uint32 {
+	if x != nil {
+		return x.Processes
+	}
+	return 0
 }
 
 // Runtime is one VM plugin known to the engine.
@@ -250,14 +424,24 @@ type Runtime struct {
 	// How many times the runtime was restarted.
 	Restarts uint32 `protobuf:"varint,14,opt,name=restarts,proto3" json:"restarts,omitempty"`
 	// For attached runtimes: the address the handshake came from.
-	PeerAddr      string `protobuf:"bytes,15,opt,name=peer_addr,json=peerAddr,proto3" json:"peer_addr,omitempty"`
+	PeerAddr string `protobuf:"bytes,15,opt,name=peer_addr,json=peerAddr,proto3" json:"peer_addr,omitempty"`
+	// In RUNTIME_STATE_BACKOFF: when the engine relaunches the runtime.
+	NextAttemptAt *timestamppb.Timestamp `protobuf:"bytes,16,opt,name=next_attempt_at,json=nextAttemptAt,proto3" json:"next_attempt_at,omitempty"`
+	// Failures within the restart policy's window; the next backoff grows
+	// with it, and past max_restarts the runtime stays failed.
+	Failures uint32 `protobuf:"varint,17,opt,name=failures,proto3" json:"failures,omitempty"`
+	// What the last liveness probe found.
+	Health RuntimeHealth `protobuf:"varint,18,opt,name=health,proto3,enum=vmre.v1.RuntimeHealth" json:"health,omitempty"`
+	// The last resource sample; unset before the first one and once the
+	// process has ended.
+	Usage         *ResourceUsage `protobuf:"bytes,19,opt,name=usage,proto3" json:"usage,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Runtime) Reset() {
 	*x = Runtime{}
-	mi := &file_vmre_v1_runtime_service_proto_msgTypes[0]
+	mi := &file_vmre_v1_runtime_service_proto_msgTypes[1]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -269,7 +453,7 @@ func (x *Runtime) String() string {
 func (*Runtime) ProtoMessage() {}
 
 func (x *Runtime) ProtoReflect() protoreflect.Message {
-	mi := &file_vmre_v1_runtime_service_proto_msgTypes[0]
+	mi := &file_vmre_v1_runtime_service_proto_msgTypes[1]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -282,7 +466,7 @@ func (x *Runtime) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Runtime.ProtoReflect.Descriptor instead.
 func (*Runtime) Descriptor() ([]byte, []int) {
-	return file_vmre_v1_runtime_service_proto_rawDescGZIP(), []int{0}
+	return file_vmre_v1_runtime_service_proto_rawDescGZIP(), []int{1}
 }
 
 func (x *Runtime) GetId() string {
@@ -390,6 +574,34 @@ func (x *Runtime) GetPeerAddr() string {
 	return ""
 }
 
+func (x *Runtime) GetNextAttemptAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.NextAttemptAt
+	}
+	return nil
+}
+
+func (x *Runtime) GetFailures() uint32 {
+	if x != nil {
+		return x.Failures
+	}
+	return 0
+}
+
+func (x *Runtime) GetHealth() RuntimeHealth {
+	if x != nil {
+		return x.Health
+	}
+	return RuntimeHealth_RUNTIME_HEALTH_UNSPECIFIED
+}
+
+func (x *Runtime) GetUsage() *ResourceUsage {
+	if x != nil {
+		return x.Usage
+	}
+	return nil
+}
+
 // ExitStatus says how a process ended.
 type ExitStatus struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -403,7 +615,7 @@ type ExitStatus struct {
 
 func (x *ExitStatus) Reset() {
 	*x = ExitStatus{}
-	mi := &file_vmre_v1_runtime_service_proto_msgTypes[1]
+	mi := &file_vmre_v1_runtime_service_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -415,7 +627,7 @@ func (x *ExitStatus) String() string {
 func (*ExitStatus) ProtoMessage() {}
 
 func (x *ExitStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_vmre_v1_runtime_service_proto_msgTypes[1]
+	mi := &file_vmre_v1_runtime_service_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -428,7 +640,7 @@ func (x *ExitStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExitStatus.ProtoReflect.Descriptor instead.
 func (*ExitStatus) Descriptor() ([]byte, []int) {
-	return file_vmre_v1_runtime_service_proto_rawDescGZIP(), []int{1}
+	return file_vmre_v1_runtime_service_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *ExitStatus) GetCode() int32 {
@@ -460,7 +672,7 @@ type RuntimeEvent struct {
 
 func (x *RuntimeEvent) Reset() {
 	*x = RuntimeEvent{}
-	mi := &file_vmre_v1_runtime_service_proto_msgTypes[2]
+	mi := &file_vmre_v1_runtime_service_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -472,7 +684,7 @@ func (x *RuntimeEvent) String() string {
 func (*RuntimeEvent) ProtoMessage() {}
 
 func (x *RuntimeEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_vmre_v1_runtime_service_proto_msgTypes[2]
+	mi := &file_vmre_v1_runtime_service_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -485,7 +697,7 @@ func (x *RuntimeEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RuntimeEvent.ProtoReflect.Descriptor instead.
 func (*RuntimeEvent) Descriptor() ([]byte, []int) {
-	return file_vmre_v1_runtime_service_proto_rawDescGZIP(), []int{2}
+	return file_vmre_v1_runtime_service_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *RuntimeEvent) GetTime() *timestamppb.Timestamp {
@@ -517,7 +729,7 @@ type ListRuntimesRequest struct {
 
 func (x *ListRuntimesRequest) Reset() {
 	*x = ListRuntimesRequest{}
-	mi := &file_vmre_v1_runtime_service_proto_msgTypes[3]
+	mi := &file_vmre_v1_runtime_service_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -529,7 +741,7 @@ func (x *ListRuntimesRequest) String() string {
 func (*ListRuntimesRequest) ProtoMessage() {}
 
 func (x *ListRuntimesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_vmre_v1_runtime_service_proto_msgTypes[3]
+	mi := &file_vmre_v1_runtime_service_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -542,7 +754,7 @@ func (x *ListRuntimesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRuntimesRequest.ProtoReflect.Descriptor instead.
 func (*ListRuntimesRequest) Descriptor() ([]byte, []int) {
-	return file_vmre_v1_runtime_service_proto_rawDescGZIP(), []int{3}
+	return file_vmre_v1_runtime_service_proto_rawDescGZIP(), []int{4}
 }
 
 type ListRuntimesResponse struct {
@@ -554,7 +766,7 @@ type ListRuntimesResponse struct {
 
 func (x *ListRuntimesResponse) Reset() {
 	*x = ListRuntimesResponse{}
-	mi := &file_vmre_v1_runtime_service_proto_msgTypes[4]
+	mi := &file_vmre_v1_runtime_service_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -566,7 +778,7 @@ func (x *ListRuntimesResponse) String() string {
 func (*ListRuntimesResponse) ProtoMessage() {}
 
 func (x *ListRuntimesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_vmre_v1_runtime_service_proto_msgTypes[4]
+	mi := &file_vmre_v1_runtime_service_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -579,7 +791,7 @@ func (x *ListRuntimesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRuntimesResponse.ProtoReflect.Descriptor instead.
 func (*ListRuntimesResponse) Descriptor() ([]byte, []int) {
-	return file_vmre_v1_runtime_service_proto_rawDescGZIP(), []int{4}
+	return file_vmre_v1_runtime_service_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *ListRuntimesResponse) GetRuntimes() []*Runtime {
@@ -598,7 +810,7 @@ type GetRuntimeRequest struct {
 
 func (x *GetRuntimeRequest) Reset() {
 	*x = GetRuntimeRequest{}
-	mi := &file_vmre_v1_runtime_service_proto_msgTypes[5]
+	mi := &file_vmre_v1_runtime_service_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -610,7 +822,7 @@ func (x *GetRuntimeRequest) String() string {
 func (*GetRuntimeRequest) ProtoMessage() {}
 
 func (x *GetRuntimeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_vmre_v1_runtime_service_proto_msgTypes[5]
+	mi := &file_vmre_v1_runtime_service_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -623,7 +835,7 @@ func (x *GetRuntimeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetRuntimeRequest.ProtoReflect.Descriptor instead.
 func (*GetRuntimeRequest) Descriptor() ([]byte, []int) {
-	return file_vmre_v1_runtime_service_proto_rawDescGZIP(), []int{5}
+	return file_vmre_v1_runtime_service_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *GetRuntimeRequest) GetId() string {
@@ -644,7 +856,7 @@ type GetRuntimeResponse struct {
 
 func (x *GetRuntimeResponse) Reset() {
 	*x = GetRuntimeResponse{}
-	mi := &file_vmre_v1_runtime_service_proto_msgTypes[6]
+	mi := &file_vmre_v1_runtime_service_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -656,7 +868,7 @@ func (x *GetRuntimeResponse) String() string {
 func (*GetRuntimeResponse) ProtoMessage() {}
 
 func (x *GetRuntimeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_vmre_v1_runtime_service_proto_msgTypes[6]
+	mi := &file_vmre_v1_runtime_service_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -669,7 +881,7 @@ func (x *GetRuntimeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetRuntimeResponse.ProtoReflect.Descriptor instead.
 func (*GetRuntimeResponse) Descriptor() ([]byte, []int) {
-	return file_vmre_v1_runtime_service_proto_rawDescGZIP(), []int{6}
+	return file_vmre_v1_runtime_service_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *GetRuntimeResponse) GetRuntime() *Runtime {
@@ -694,7 +906,7 @@ type WatchRuntimesRequest struct {
 
 func (x *WatchRuntimesRequest) Reset() {
 	*x = WatchRuntimesRequest{}
-	mi := &file_vmre_v1_runtime_service_proto_msgTypes[7]
+	mi := &file_vmre_v1_runtime_service_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -706,7 +918,7 @@ func (x *WatchRuntimesRequest) String() string {
 func (*WatchRuntimesRequest) ProtoMessage() {}
 
 func (x *WatchRuntimesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_vmre_v1_runtime_service_proto_msgTypes[7]
+	mi := &file_vmre_v1_runtime_service_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -719,7 +931,7 @@ func (x *WatchRuntimesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchRuntimesRequest.ProtoReflect.Descriptor instead.
 func (*WatchRuntimesRequest) Descriptor() ([]byte, []int) {
-	return file_vmre_v1_runtime_service_proto_rawDescGZIP(), []int{7}
+	return file_vmre_v1_runtime_service_proto_rawDescGZIP(), []int{8}
 }
 
 type WatchRuntimesResponse struct {
@@ -730,7 +942,8 @@ type WatchRuntimesResponse struct {
 	//	*WatchRuntimesResponse_Runtime
 	//	*WatchRuntimesResponse_RemovedId
 	Kind isWatchRuntimesResponse_Kind `protobuf_oneof:"kind"`
-	// For a changed runtime: the event that changed it.
+	// For a changed runtime: the event that changed it; unset when only its
+	// resource usage changed.
 	Event *RuntimeEvent `protobuf:"bytes,4,opt,name=event,proto3" json:"event,omitempty"`
 	// The engine's clock when the message was sent, so that a client can
 	// compute uptimes without trusting its own clock.
@@ -741,7 +954,7 @@ type WatchRuntimesResponse struct {
 
 func (x *WatchRuntimesResponse) Reset() {
 	*x = WatchRuntimesResponse{}
-	mi := &file_vmre_v1_runtime_service_proto_msgTypes[8]
+	mi := &file_vmre_v1_runtime_service_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -753,7 +966,7 @@ func (x *WatchRuntimesResponse) String() string {
 func (*WatchRuntimesResponse) ProtoMessage() {}
 
 func (x *WatchRuntimesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_vmre_v1_runtime_service_proto_msgTypes[8]
+	mi := &file_vmre_v1_runtime_service_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -766,7 +979,7 @@ func (x *WatchRuntimesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchRuntimesResponse.ProtoReflect.Descriptor instead.
 func (*WatchRuntimesResponse) Descriptor() ([]byte, []int) {
-	return file_vmre_v1_runtime_service_proto_rawDescGZIP(), []int{8}
+	return file_vmre_v1_runtime_service_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *WatchRuntimesResponse) GetKind() isWatchRuntimesResponse_Kind {
@@ -890,7 +1103,7 @@ type OutputLine struct {
 
 func (x *OutputLine) Reset() {
 	*x = OutputLine{}
-	mi := &file_vmre_v1_runtime_service_proto_msgTypes[9]
+	mi := &file_vmre_v1_runtime_service_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -902,7 +1115,7 @@ func (x *OutputLine) String() string {
 func (*OutputLine) ProtoMessage() {}
 
 func (x *OutputLine) ProtoReflect() protoreflect.Message {
-	mi := &file_vmre_v1_runtime_service_proto_msgTypes[9]
+	mi := &file_vmre_v1_runtime_service_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -915,7 +1128,7 @@ func (x *OutputLine) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OutputLine.ProtoReflect.Descriptor instead.
 func (*OutputLine) Descriptor() ([]byte, []int) {
-	return file_vmre_v1_runtime_service_proto_rawDescGZIP(), []int{9}
+	return file_vmre_v1_runtime_service_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *OutputLine) GetSeq() uint64 {
@@ -1055,7 +1268,7 @@ type TailOutputRequest struct {
 
 func (x *TailOutputRequest) Reset() {
 	*x = TailOutputRequest{}
-	mi := &file_vmre_v1_runtime_service_proto_msgTypes[10]
+	mi := &file_vmre_v1_runtime_service_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1067,7 +1280,7 @@ func (x *TailOutputRequest) String() string {
 func (*TailOutputRequest) ProtoMessage() {}
 
 func (x *TailOutputRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_vmre_v1_runtime_service_proto_msgTypes[10]
+	mi := &file_vmre_v1_runtime_service_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1080,7 +1293,7 @@ func (x *TailOutputRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TailOutputRequest.ProtoReflect.Descriptor instead.
 func (*TailOutputRequest) Descriptor() ([]byte, []int) {
-	return file_vmre_v1_runtime_service_proto_rawDescGZIP(), []int{10}
+	return file_vmre_v1_runtime_service_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *TailOutputRequest) GetId() string {
@@ -1131,7 +1344,7 @@ type TailOutputResponse struct {
 
 func (x *TailOutputResponse) Reset() {
 	*x = TailOutputResponse{}
-	mi := &file_vmre_v1_runtime_service_proto_msgTypes[11]
+	mi := &file_vmre_v1_runtime_service_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1143,7 +1356,7 @@ func (x *TailOutputResponse) String() string {
 func (*TailOutputResponse) ProtoMessage() {}
 
 func (x *TailOutputResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_vmre_v1_runtime_service_proto_msgTypes[11]
+	mi := &file_vmre_v1_runtime_service_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1156,7 +1369,7 @@ func (x *TailOutputResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TailOutputResponse.ProtoReflect.Descriptor instead.
 func (*TailOutputResponse) Descriptor() ([]byte, []int) {
-	return file_vmre_v1_runtime_service_proto_rawDescGZIP(), []int{11}
+	return file_vmre_v1_runtime_service_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *TailOutputResponse) GetLines() []*OutputLine {
@@ -1182,7 +1395,7 @@ type StopRuntimeRequest struct {
 
 func (x *StopRuntimeRequest) Reset() {
 	*x = StopRuntimeRequest{}
-	mi := &file_vmre_v1_runtime_service_proto_msgTypes[12]
+	mi := &file_vmre_v1_runtime_service_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1194,7 +1407,7 @@ func (x *StopRuntimeRequest) String() string {
 func (*StopRuntimeRequest) ProtoMessage() {}
 
 func (x *StopRuntimeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_vmre_v1_runtime_service_proto_msgTypes[12]
+	mi := &file_vmre_v1_runtime_service_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1207,7 +1420,7 @@ func (x *StopRuntimeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StopRuntimeRequest.ProtoReflect.Descriptor instead.
 func (*StopRuntimeRequest) Descriptor() ([]byte, []int) {
-	return file_vmre_v1_runtime_service_proto_rawDescGZIP(), []int{12}
+	return file_vmre_v1_runtime_service_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *StopRuntimeRequest) GetId() string {
@@ -1226,7 +1439,7 @@ type StopRuntimeResponse struct {
 
 func (x *StopRuntimeResponse) Reset() {
 	*x = StopRuntimeResponse{}
-	mi := &file_vmre_v1_runtime_service_proto_msgTypes[13]
+	mi := &file_vmre_v1_runtime_service_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1238,7 +1451,7 @@ func (x *StopRuntimeResponse) String() string {
 func (*StopRuntimeResponse) ProtoMessage() {}
 
 func (x *StopRuntimeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_vmre_v1_runtime_service_proto_msgTypes[13]
+	mi := &file_vmre_v1_runtime_service_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1251,7 +1464,7 @@ func (x *StopRuntimeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StopRuntimeResponse.ProtoReflect.Descriptor instead.
 func (*StopRuntimeResponse) Descriptor() ([]byte, []int) {
-	return file_vmre_v1_runtime_service_proto_rawDescGZIP(), []int{13}
+	return file_vmre_v1_runtime_service_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *StopRuntimeResponse) GetRuntime() *Runtime {
@@ -1270,7 +1483,7 @@ type RestartRuntimeRequest struct {
 
 func (x *RestartRuntimeRequest) Reset() {
 	*x = RestartRuntimeRequest{}
-	mi := &file_vmre_v1_runtime_service_proto_msgTypes[14]
+	mi := &file_vmre_v1_runtime_service_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1282,7 +1495,7 @@ func (x *RestartRuntimeRequest) String() string {
 func (*RestartRuntimeRequest) ProtoMessage() {}
 
 func (x *RestartRuntimeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_vmre_v1_runtime_service_proto_msgTypes[14]
+	mi := &file_vmre_v1_runtime_service_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1295,7 +1508,7 @@ func (x *RestartRuntimeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RestartRuntimeRequest.ProtoReflect.Descriptor instead.
 func (*RestartRuntimeRequest) Descriptor() ([]byte, []int) {
-	return file_vmre_v1_runtime_service_proto_rawDescGZIP(), []int{14}
+	return file_vmre_v1_runtime_service_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *RestartRuntimeRequest) GetId() string {
@@ -1314,7 +1527,7 @@ type RestartRuntimeResponse struct {
 
 func (x *RestartRuntimeResponse) Reset() {
 	*x = RestartRuntimeResponse{}
-	mi := &file_vmre_v1_runtime_service_proto_msgTypes[15]
+	mi := &file_vmre_v1_runtime_service_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1326,7 +1539,7 @@ func (x *RestartRuntimeResponse) String() string {
 func (*RestartRuntimeResponse) ProtoMessage() {}
 
 func (x *RestartRuntimeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_vmre_v1_runtime_service_proto_msgTypes[15]
+	mi := &file_vmre_v1_runtime_service_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1339,7 +1552,7 @@ func (x *RestartRuntimeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RestartRuntimeResponse.ProtoReflect.Descriptor instead.
 func (*RestartRuntimeResponse) Descriptor() ([]byte, []int) {
-	return file_vmre_v1_runtime_service_proto_rawDescGZIP(), []int{15}
+	return file_vmre_v1_runtime_service_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *RestartRuntimeResponse) GetRuntime() *Runtime {
@@ -1357,7 +1570,7 @@ type ReloadConfigRequest struct {
 
 func (x *ReloadConfigRequest) Reset() {
 	*x = ReloadConfigRequest{}
-	mi := &file_vmre_v1_runtime_service_proto_msgTypes[16]
+	mi := &file_vmre_v1_runtime_service_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1369,7 +1582,7 @@ func (x *ReloadConfigRequest) String() string {
 func (*ReloadConfigRequest) ProtoMessage() {}
 
 func (x *ReloadConfigRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_vmre_v1_runtime_service_proto_msgTypes[16]
+	mi := &file_vmre_v1_runtime_service_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1382,7 +1595,7 @@ func (x *ReloadConfigRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReloadConfigRequest.ProtoReflect.Descriptor instead.
 func (*ReloadConfigRequest) Descriptor() ([]byte, []int) {
-	return file_vmre_v1_runtime_service_proto_rawDescGZIP(), []int{16}
+	return file_vmre_v1_runtime_service_proto_rawDescGZIP(), []int{17}
 }
 
 // ReloadConfigResponse names the runtimes (by their name in the file) the
@@ -1399,7 +1612,7 @@ type ReloadConfigResponse struct {
 
 func (x *ReloadConfigResponse) Reset() {
 	*x = ReloadConfigResponse{}
-	mi := &file_vmre_v1_runtime_service_proto_msgTypes[17]
+	mi := &file_vmre_v1_runtime_service_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1411,7 +1624,7 @@ func (x *ReloadConfigResponse) String() string {
 func (*ReloadConfigResponse) ProtoMessage() {}
 
 func (x *ReloadConfigResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_vmre_v1_runtime_service_proto_msgTypes[17]
+	mi := &file_vmre_v1_runtime_service_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1424,7 +1637,7 @@ func (x *ReloadConfigResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReloadConfigResponse.ProtoReflect.Descriptor instead.
 func (*ReloadConfigResponse) Descriptor() ([]byte, []int) {
-	return file_vmre_v1_runtime_service_proto_rawDescGZIP(), []int{17}
+	return file_vmre_v1_runtime_service_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *ReloadConfigResponse) GetStarted() []string {
@@ -1467,7 +1680,7 @@ type WatchRuntimesResponse_Snapshot struct {
 
 func (x *WatchRuntimesResponse_Snapshot) Reset() {
 	*x = WatchRuntimesResponse_Snapshot{}
-	mi := &file_vmre_v1_runtime_service_proto_msgTypes[18]
+	mi := &file_vmre_v1_runtime_service_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1479,7 +1692,7 @@ func (x *WatchRuntimesResponse_Snapshot) String() string {
 func (*WatchRuntimesResponse_Snapshot) ProtoMessage() {}
 
 func (x *WatchRuntimesResponse_Snapshot) ProtoReflect() protoreflect.Message {
-	mi := &file_vmre_v1_runtime_service_proto_msgTypes[18]
+	mi := &file_vmre_v1_runtime_service_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1492,7 +1705,7 @@ func (x *WatchRuntimesResponse_Snapshot) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchRuntimesResponse_Snapshot.ProtoReflect.Descriptor instead.
 func (*WatchRuntimesResponse_Snapshot) Descriptor() ([]byte, []int) {
-	return file_vmre_v1_runtime_service_proto_rawDescGZIP(), []int{8, 0}
+	return file_vmre_v1_runtime_service_proto_rawDescGZIP(), []int{9, 0}
 }
 
 func (x *WatchRuntimesResponse_Snapshot) GetRuntimes() []*Runtime {
@@ -1506,7 +1719,17 @@ var File_vmre_v1_runtime_service_proto protoreflect.FileDescriptor
 
 const file_vmre_v1_runtime_service_proto_rawDesc = "" +
 	"\n" +
-	"\x1dvmre/v1/runtime_service.proto\x12\avmre.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xb2\x04\n" +
+	"\x1dvmre/v1/runtime_service.proto\x12\avmre.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xf1\x01\n" +
+	"\rResourceUsage\x12.\n" +
+	"\x04time\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x12\x1f\n" +
+	"\vcpu_seconds\x18\x02 \x01(\x01R\n" +
+	"cpuSeconds\x12\x1f\n" +
+	"\vcpu_percent\x18\x03 \x01(\x01R\n" +
+	"cpuPercent\x12\x1b\n" +
+	"\trss_bytes\x18\x04 \x01(\x03R\brssBytes\x12\x18\n" +
+	"\athreads\x18\x05 \x01(\rR\athreads\x12\x19\n" +
+	"\bopen_fds\x18\x06 \x01(\rR\aopenFds\x12\x1c\n" +
+	"\tprocesses\x18\a \x01(\rR\tprocesses\"\xf0\x05\n" +
 	"\aRuntime\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x18\n" +
@@ -1526,7 +1749,11 @@ const file_vmre_v1_runtime_service_proto_rawDesc = "" +
 	"\n" +
 	"last_error\x18\r \x01(\tR\tlastError\x12\x1a\n" +
 	"\brestarts\x18\x0e \x01(\rR\brestarts\x12\x1b\n" +
-	"\tpeer_addr\x18\x0f \x01(\tR\bpeerAddr\"8\n" +
+	"\tpeer_addr\x18\x0f \x01(\tR\bpeerAddr\x12B\n" +
+	"\x0fnext_attempt_at\x18\x10 \x01(\v2\x1a.google.protobuf.TimestampR\rnextAttemptAt\x12\x1a\n" +
+	"\bfailures\x18\x11 \x01(\rR\bfailures\x12.\n" +
+	"\x06health\x18\x12 \x01(\x0e2\x16.vmre.v1.RuntimeHealthR\x06health\x12,\n" +
+	"\x05usage\x18\x13 \x01(\v2\x16.vmre.v1.ResourceUsageR\x05usage\"8\n" +
 	"\n" +
 	"ExitStatus\x12\x12\n" +
 	"\x04code\x18\x01 \x01(\x05R\x04code\x12\x16\n" +
@@ -1598,7 +1825,7 @@ const file_vmre_v1_runtime_service_proto_rawDesc = "" +
 	"\astarted\x18\x01 \x03(\tR\astarted\x12\x18\n" +
 	"\astopped\x18\x02 \x03(\tR\astopped\x12\x1c\n" +
 	"\trestarted\x18\x03 \x03(\tR\trestarted\x12\x1c\n" +
-	"\tunchanged\x18\x04 \x03(\tR\tunchanged*\xd0\x01\n" +
+	"\tunchanged\x18\x04 \x03(\tR\tunchanged*\xa0\x02\n" +
 	"\fRuntimeState\x12\x1d\n" +
 	"\x19RUNTIME_STATE_UNSPECIFIED\x10\x00\x12\x1a\n" +
 	"\x16RUNTIME_STATE_STARTING\x10\x01\x12\x19\n" +
@@ -1606,7 +1833,15 @@ const file_vmre_v1_runtime_service_proto_rawDesc = "" +
 	"\x16RUNTIME_STATE_STOPPING\x10\x03\x12\x18\n" +
 	"\x14RUNTIME_STATE_EXITED\x10\x04\x12\x18\n" +
 	"\x14RUNTIME_STATE_FAILED\x10\x05\x12\x1a\n" +
-	"\x16RUNTIME_STATE_ATTACHED\x10\x06*a\n" +
+	"\x16RUNTIME_STATE_ATTACHED\x10\x06\x12\x19\n" +
+	"\x15RUNTIME_STATE_BACKOFF\x10\a\x12\x1b\n" +
+	"\x17RUNTIME_STATE_UNHEALTHY\x10\b\x12\x16\n" +
+	"\x12RUNTIME_STATE_LOST\x10\t*\x89\x01\n" +
+	"\rRuntimeHealth\x12\x1e\n" +
+	"\x1aRUNTIME_HEALTH_UNSPECIFIED\x10\x00\x12\x1a\n" +
+	"\x16RUNTIME_HEALTH_SERVING\x10\x01\x12\x1a\n" +
+	"\x16RUNTIME_HEALTH_FAILING\x10\x02\x12 \n" +
+	"\x1cRUNTIME_HEALTH_UNIMPLEMENTED\x10\x03*a\n" +
 	"\fOutputStream\x12\x1d\n" +
 	"\x19OUTPUT_STREAM_UNSPECIFIED\x10\x00\x12\x18\n" +
 	"\x14OUTPUT_STREAM_STDOUT\x10\x01\x12\x18\n" +
@@ -1644,80 +1879,86 @@ func file_vmre_v1_runtime_service_proto_rawDescGZIP() []byte {
 	return file_vmre_v1_runtime_service_proto_rawDescData
 }
 
-var file_vmre_v1_runtime_service_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_vmre_v1_runtime_service_proto_msgTypes = make([]protoimpl.MessageInfo, 19)
+var file_vmre_v1_runtime_service_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
+var file_vmre_v1_runtime_service_proto_msgTypes = make([]protoimpl.MessageInfo, 20)
 var file_vmre_v1_runtime_service_proto_goTypes = []any{
 	(RuntimeState)(0),                      // 0: vmre.v1.RuntimeState
-	(OutputStream)(0),                      // 1: vmre.v1.OutputStream
-	(LogLevel)(0),                          // 2: vmre.v1.LogLevel
-	(*Runtime)(nil),                        // 3: vmre.v1.Runtime
-	(*ExitStatus)(nil),                     // 4: vmre.v1.ExitStatus
-	(*RuntimeEvent)(nil),                   // 5: vmre.v1.RuntimeEvent
-	(*ListRuntimesRequest)(nil),            // 6: vmre.v1.ListRuntimesRequest
-	(*ListRuntimesResponse)(nil),           // 7: vmre.v1.ListRuntimesResponse
-	(*GetRuntimeRequest)(nil),              // 8: vmre.v1.GetRuntimeRequest
-	(*GetRuntimeResponse)(nil),             // 9: vmre.v1.GetRuntimeResponse
-	(*WatchRuntimesRequest)(nil),           // 10: vmre.v1.WatchRuntimesRequest
-	(*WatchRuntimesResponse)(nil),          // 11: vmre.v1.WatchRuntimesResponse
-	(*OutputLine)(nil),                     // 12: vmre.v1.OutputLine
-	(*TailOutputRequest)(nil),              // 13: vmre.v1.TailOutputRequest
-	(*TailOutputResponse)(nil),             // 14: vmre.v1.TailOutputResponse
-	(*StopRuntimeRequest)(nil),             // 15: vmre.v1.StopRuntimeRequest
-	(*StopRuntimeResponse)(nil),            // 16: vmre.v1.StopRuntimeResponse
-	(*RestartRuntimeRequest)(nil),          // 17: vmre.v1.RestartRuntimeRequest
-	(*RestartRuntimeResponse)(nil),         // 18: vmre.v1.RestartRuntimeResponse
-	(*ReloadConfigRequest)(nil),            // 19: vmre.v1.ReloadConfigRequest
-	(*ReloadConfigResponse)(nil),           // 20: vmre.v1.ReloadConfigResponse
-	(*WatchRuntimesResponse_Snapshot)(nil), // 21: vmre.v1.WatchRuntimesResponse.Snapshot
-	(*timestamppb.Timestamp)(nil),          // 22: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),            // 23: google.protobuf.Duration
-	(*structpb.Struct)(nil),                // 24: google.protobuf.Struct
+	(RuntimeHealth)(0),                     // 1: vmre.v1.RuntimeHealth
+	(OutputStream)(0),                      // 2: vmre.v1.OutputStream
+	(LogLevel)(0),                          // 3: vmre.v1.LogLevel
+	(*ResourceUsage)(nil),                  // 4: vmre.v1.ResourceUsage
+	(*Runtime)(nil),                        // 5: vmre.v1.Runtime
+	(*ExitStatus)(nil),                     // 6: vmre.v1.ExitStatus
+	(*RuntimeEvent)(nil),                   // 7: vmre.v1.RuntimeEvent
+	(*ListRuntimesRequest)(nil),            // 8: vmre.v1.ListRuntimesRequest
+	(*ListRuntimesResponse)(nil),           // 9: vmre.v1.ListRuntimesResponse
+	(*GetRuntimeRequest)(nil),              // 10: vmre.v1.GetRuntimeRequest
+	(*GetRuntimeResponse)(nil),             // 11: vmre.v1.GetRuntimeResponse
+	(*WatchRuntimesRequest)(nil),           // 12: vmre.v1.WatchRuntimesRequest
+	(*WatchRuntimesResponse)(nil),          // 13: vmre.v1.WatchRuntimesResponse
+	(*OutputLine)(nil),                     // 14: vmre.v1.OutputLine
+	(*TailOutputRequest)(nil),              // 15: vmre.v1.TailOutputRequest
+	(*TailOutputResponse)(nil),             // 16: vmre.v1.TailOutputResponse
+	(*StopRuntimeRequest)(nil),             // 17: vmre.v1.StopRuntimeRequest
+	(*StopRuntimeResponse)(nil),            // 18: vmre.v1.StopRuntimeResponse
+	(*RestartRuntimeRequest)(nil),          // 19: vmre.v1.RestartRuntimeRequest
+	(*RestartRuntimeResponse)(nil),         // 20: vmre.v1.RestartRuntimeResponse
+	(*ReloadConfigRequest)(nil),            // 21: vmre.v1.ReloadConfigRequest
+	(*ReloadConfigResponse)(nil),           // 22: vmre.v1.ReloadConfigResponse
+	(*WatchRuntimesResponse_Snapshot)(nil), // 23: vmre.v1.WatchRuntimesResponse.Snapshot
+	(*timestamppb.Timestamp)(nil),          // 24: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),            // 25: google.protobuf.Duration
+	(*structpb.Struct)(nil),                // 26: google.protobuf.Struct
 }
 var file_vmre_v1_runtime_service_proto_depIdxs = []int32{
-	0,  // 0: vmre.v1.Runtime.state:type_name -> vmre.v1.RuntimeState
-	22, // 1: vmre.v1.Runtime.started_at:type_name -> google.protobuf.Timestamp
-	23, // 2: vmre.v1.Runtime.handshake_duration:type_name -> google.protobuf.Duration
-	22, // 3: vmre.v1.Runtime.exited_at:type_name -> google.protobuf.Timestamp
-	4,  // 4: vmre.v1.Runtime.exit_status:type_name -> vmre.v1.ExitStatus
-	22, // 5: vmre.v1.RuntimeEvent.time:type_name -> google.protobuf.Timestamp
-	0,  // 6: vmre.v1.RuntimeEvent.state:type_name -> vmre.v1.RuntimeState
-	3,  // 7: vmre.v1.ListRuntimesResponse.runtimes:type_name -> vmre.v1.Runtime
-	3,  // 8: vmre.v1.GetRuntimeResponse.runtime:type_name -> vmre.v1.Runtime
-	5,  // 9: vmre.v1.GetRuntimeResponse.events:type_name -> vmre.v1.RuntimeEvent
-	21, // 10: vmre.v1.WatchRuntimesResponse.snapshot:type_name -> vmre.v1.WatchRuntimesResponse.Snapshot
-	3,  // 11: vmre.v1.WatchRuntimesResponse.runtime:type_name -> vmre.v1.Runtime
-	5,  // 12: vmre.v1.WatchRuntimesResponse.event:type_name -> vmre.v1.RuntimeEvent
-	22, // 13: vmre.v1.WatchRuntimesResponse.server_time:type_name -> google.protobuf.Timestamp
-	22, // 14: vmre.v1.OutputLine.time:type_name -> google.protobuf.Timestamp
-	1,  // 15: vmre.v1.OutputLine.stream:type_name -> vmre.v1.OutputStream
-	2,  // 16: vmre.v1.OutputLine.log_level:type_name -> vmre.v1.LogLevel
-	24, // 17: vmre.v1.OutputLine.fields:type_name -> google.protobuf.Struct
-	22, // 18: vmre.v1.OutputLine.plugin_time:type_name -> google.protobuf.Timestamp
-	2,  // 19: vmre.v1.TailOutputRequest.min_level:type_name -> vmre.v1.LogLevel
-	1,  // 20: vmre.v1.TailOutputRequest.stream:type_name -> vmre.v1.OutputStream
-	12, // 21: vmre.v1.TailOutputResponse.lines:type_name -> vmre.v1.OutputLine
-	3,  // 22: vmre.v1.StopRuntimeResponse.runtime:type_name -> vmre.v1.Runtime
-	3,  // 23: vmre.v1.RestartRuntimeResponse.runtime:type_name -> vmre.v1.Runtime
-	3,  // 24: vmre.v1.WatchRuntimesResponse.Snapshot.runtimes:type_name -> vmre.v1.Runtime
-	6,  // 25: vmre.v1.RuntimeService.ListRuntimes:input_type -> vmre.v1.ListRuntimesRequest
-	8,  // 26: vmre.v1.RuntimeService.GetRuntime:input_type -> vmre.v1.GetRuntimeRequest
-	10, // 27: vmre.v1.RuntimeService.WatchRuntimes:input_type -> vmre.v1.WatchRuntimesRequest
-	13, // 28: vmre.v1.RuntimeService.TailOutput:input_type -> vmre.v1.TailOutputRequest
-	15, // 29: vmre.v1.RuntimeService.StopRuntime:input_type -> vmre.v1.StopRuntimeRequest
-	17, // 30: vmre.v1.RuntimeService.RestartRuntime:input_type -> vmre.v1.RestartRuntimeRequest
-	19, // 31: vmre.v1.RuntimeService.ReloadConfig:input_type -> vmre.v1.ReloadConfigRequest
-	7,  // 32: vmre.v1.RuntimeService.ListRuntimes:output_type -> vmre.v1.ListRuntimesResponse
-	9,  // 33: vmre.v1.RuntimeService.GetRuntime:output_type -> vmre.v1.GetRuntimeResponse
-	11, // 34: vmre.v1.RuntimeService.WatchRuntimes:output_type -> vmre.v1.WatchRuntimesResponse
-	14, // 35: vmre.v1.RuntimeService.TailOutput:output_type -> vmre.v1.TailOutputResponse
-	16, // 36: vmre.v1.RuntimeService.StopRuntime:output_type -> vmre.v1.StopRuntimeResponse
-	18, // 37: vmre.v1.RuntimeService.RestartRuntime:output_type -> vmre.v1.RestartRuntimeResponse
-	20, // 38: vmre.v1.RuntimeService.ReloadConfig:output_type -> vmre.v1.ReloadConfigResponse
-	32, // [32:39] is the sub-list for method output_type
-	25, // [25:32] is the sub-list for method input_type
-	25, // [25:25] is the sub-list for extension type_name
-	25, // [25:25] is the sub-list for extension extendee
-	0,  // [0:25] is the sub-list for field type_name
+	24, // 0: vmre.v1.ResourceUsage.time:type_name -> google.protobuf.Timestamp
+	0,  // 1: vmre.v1.Runtime.state:type_name -> vmre.v1.RuntimeState
+	24, // 2: vmre.v1.Runtime.started_at:type_name -> google.protobuf.Timestamp
+	25, // 3: vmre.v1.Runtime.handshake_duration:type_name -> google.protobuf.Duration
+	24, // 4: vmre.v1.Runtime.exited_at:type_name -> google.protobuf.Timestamp
+	6,  // 5: vmre.v1.Runtime.exit_status:type_name -> vmre.v1.ExitStatus
+	24, // 6: vmre.v1.Runtime.next_attempt_at:type_name -> google.protobuf.Timestamp
+	1,  // 7: vmre.v1.Runtime.health:type_name -> vmre.v1.RuntimeHealth
+	4,  // 8: vmre.v1.Runtime.usage:type_name -> vmre.v1.ResourceUsage
+	24, // 9: vmre.v1.RuntimeEvent.time:type_name -> google.protobuf.Timestamp
+	0,  // 10: vmre.v1.RuntimeEvent.state:type_name -> vmre.v1.RuntimeState
+	5,  // 11: vmre.v1.ListRuntimesResponse.runtimes:type_name -> vmre.v1.Runtime
+	5,  // 12: vmre.v1.GetRuntimeResponse.runtime:type_name -> vmre.v1.Runtime
+	7,  // 13: vmre.v1.GetRuntimeResponse.events:type_name -> vmre.v1.RuntimeEvent
+	23, // 14: vmre.v1.WatchRuntimesResponse.snapshot:type_name -> vmre.v1.WatchRuntimesResponse.Snapshot
+	5,  // 15: vmre.v1.WatchRuntimesResponse.runtime:type_name -> vmre.v1.Runtime
+	7,  // 16: vmre.v1.WatchRuntimesResponse.event:type_name -> vmre.v1.RuntimeEvent
+	24, // 17: vmre.v1.WatchRuntimesResponse.server_time:type_name -> google.protobuf.Timestamp
+	24, // 18: vmre.v1.OutputLine.time:type_name -> google.protobuf.Timestamp
+	2,  // 19: vmre.v1.OutputLine.stream:type_name -> vmre.v1.OutputStream
+	3,  // 20: vmre.v1.OutputLine.log_level:type_name -> vmre.v1.LogLevel
+	26, // 21: vmre.v1.OutputLine.fields:type_name -> google.protobuf.Struct
+	24, // 22: vmre.v1.OutputLine.plugin_time:type_name -> google.protobuf.Timestamp
+	3,  // 23: vmre.v1.TailOutputRequest.min_level:type_name -> vmre.v1.LogLevel
+	2,  // 24: vmre.v1.TailOutputRequest.stream:type_name -> vmre.v1.OutputStream
+	14, // 25: vmre.v1.TailOutputResponse.lines:type_name -> vmre.v1.OutputLine
+	5,  // 26: vmre.v1.StopRuntimeResponse.runtime:type_name -> vmre.v1.Runtime
+	5,  // 27: vmre.v1.RestartRuntimeResponse.runtime:type_name -> vmre.v1.Runtime
+	5,  // 28: vmre.v1.WatchRuntimesResponse.Snapshot.runtimes:type_name -> vmre.v1.Runtime
+	8,  // 29: vmre.v1.RuntimeService.ListRuntimes:input_type -> vmre.v1.ListRuntimesRequest
+	10, // 30: vmre.v1.RuntimeService.GetRuntime:input_type -> vmre.v1.GetRuntimeRequest
+	12, // 31: vmre.v1.RuntimeService.WatchRuntimes:input_type -> vmre.v1.WatchRuntimesRequest
+	15, // 32: vmre.v1.RuntimeService.TailOutput:input_type -> vmre.v1.TailOutputRequest
+	17, // 33: vmre.v1.RuntimeService.StopRuntime:input_type -> vmre.v1.StopRuntimeRequest
+	19, // 34: vmre.v1.RuntimeService.RestartRuntime:input_type -> vmre.v1.RestartRuntimeRequest
+	21, // 35: vmre.v1.RuntimeService.ReloadConfig:input_type -> vmre.v1.ReloadConfigRequest
+	9,  // 36: vmre.v1.RuntimeService.ListRuntimes:output_type -> vmre.v1.ListRuntimesResponse
+	11, // 37: vmre.v1.RuntimeService.GetRuntime:output_type -> vmre.v1.GetRuntimeResponse
+	13, // 38: vmre.v1.RuntimeService.WatchRuntimes:output_type -> vmre.v1.WatchRuntimesResponse
+	16, // 39: vmre.v1.RuntimeService.TailOutput:output_type -> vmre.v1.TailOutputResponse
+	18, // 40: vmre.v1.RuntimeService.StopRuntime:output_type -> vmre.v1.StopRuntimeResponse
+	20, // 41: vmre.v1.RuntimeService.RestartRuntime:output_type -> vmre.v1.RestartRuntimeResponse
+	22, // 42: vmre.v1.RuntimeService.ReloadConfig:output_type -> vmre.v1.ReloadConfigResponse
+	36, // [36:43] is the sub-list for method output_type
+	29, // [29:36] is the sub-list for method input_type
+	29, // [29:29] is the sub-list for extension type_name
+	29, // [29:29] is the sub-list for extension extendee
+	0,  // [0:29] is the sub-list for field type_name
 }
 
 func init() { file_vmre_v1_runtime_service_proto_init() }
@@ -1725,7 +1966,7 @@ func file_vmre_v1_runtime_service_proto_init() {
 	if File_vmre_v1_runtime_service_proto != nil {
 		return
 	}
-	file_vmre_v1_runtime_service_proto_msgTypes[8].OneofWrappers = []any{
+	file_vmre_v1_runtime_service_proto_msgTypes[9].OneofWrappers = []any{
 		(*WatchRuntimesResponse_Snapshot_)(nil),
 		(*WatchRuntimesResponse_Runtime)(nil),
 		(*WatchRuntimesResponse_RemovedId)(nil),
@@ -1735,8 +1976,8 @@ func file_vmre_v1_runtime_service_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_vmre_v1_runtime_service_proto_rawDesc), len(file_vmre_v1_runtime_service_proto_rawDesc)),
-			NumEnums:      3,
-			NumMessages:   19,
+			NumEnums:      4,
+			NumMessages:   20,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

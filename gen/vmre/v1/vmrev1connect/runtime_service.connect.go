@@ -72,6 +72,8 @@ type RuntimeServiceClient interface {
 	// watcher that falls too far behind is resynced: its pending changes are
 	// dropped and it receives a fresh snapshot. The engine never waits for a
 	// slow watcher.
+	// Resource samples arrive as runtime messages without an event, at most
+	// one per runtime per sampling interval.
 	WatchRuntimes(context.Context, *v1.WatchRuntimesRequest) (*connect.ServerStreamForClient[v1.WatchRuntimesResponse], error)
 	// TailOutput streams the last lines a runtime wrote to stdout and stderr,
 	// then, if follow is set, every new line until the runtime leaves the
@@ -242,6 +244,8 @@ type RuntimeServiceHandler interface {
 	// watcher that falls too far behind is resynced: its pending changes are
 	// dropped and it receives a fresh snapshot. The engine never waits for a
 	// slow watcher.
+	// Resource samples arrive as runtime messages without an event, at most
+	// one per runtime per sampling interval.
 	WatchRuntimes(context.Context, *v1.WatchRuntimesRequest, *connect.ServerStream[v1.WatchRuntimesResponse]) error
 	// TailOutput streams the last lines a runtime wrote to stdout and stderr,
 	// then, if follow is set, every new line until the runtime leaves the

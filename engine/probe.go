@@ -1,0 +1,186 @@
+package engine
+
+// Liveness: the grpc.health.v1 probe of a runtime's VM server.
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"strconv"
+
+	"connectrpc.com/connect"
+	"google.golang.org/protobuf/types/known/emptypb"
+	"google.golang.org/protobuf/types/known/wrapperspb"
+)
+
+// healthCheckProcedure is the standard gRPC health method.
+const healthCheckProcedure = "/grpc.health.v1.Health/Check"
+
+// healthServing is grpc.health.v1.HealthCheckResponse.SERVING.
+const healthServing = 1
+
+// The probe sends and reads well-known messages that are the health
+// messages on the wire: a HealthCheckRequest for service "" encodes to
+// nothing, like Empty, and a HealthCheckResponse's status is field 1, a
+// varint, like Int32Value's value. This keeps grpc.health's generated code
+// (grpc-go's, or grpchealth's internal copy) out of the engine.
+type healthClient = connect.Client[emptypb.Empty, wrapperspb.Int32Value]
+
+// prober probes one runtime. Its fields are guarded by Engine.mu, except
+// client and transport, which are set at creation.
+type prober struct {
+	check     HealthCheck
+	addr      string
+	transport *http.Transport
+	client    *healthClient
+	timer     Timer
+	cancel    context.CancelFunc // ends the probe in flight, if any
+	stopped   bool
+	failures  int // in a row
+}
+
+// startProbeLocked starts probing r's VM address with check, if check
+// probes at all. The caller holds e.mu.
+func (e *Engine) startProbeLocked(r *runtime, check HealthCheck) {
+	e.stopProbeLocked(r)
+	if check.Interval <= 0 || r.info.VMAddr == "" {
+		return
+	}
+	// One HTTP/2 connection per VM, kept between probes: a probe every
+	// few seconds must not cost a TCP handshake each time.
+	var protocols http.Protocols
+	protocols.SetUnencryptedHTTP2(true)
+	transport := &http.Transport{Protocols: &protocols, MaxConnsPerHost: 1}
+	p := &prober{
+		check:     check,
+		addr:      r.info.VMAddr,
+		transport: transport,
+		client: connect.NewClient[emptypb.Empty, wrapperspb.Int32Value](&http.Client{Transport: transport},
+			"http://"+r.info.VMAddr+healthCheckProcedure, connect.WithGRPC()),
+	}
+	r.probe = p
+	r.info.Health = HealthUnknown
+	p.timer = e.cfg.Clock.AfterFunc(check.Interval, func() { e.probe(r, p) })
+}
+
+// stopProbeLocked ends r's probing, and the probe in flight if any. The
+// caller holds e.mu.
+func (e *Engine) stopProbeLocked(r *runtime) {
+	p := r.probe
+	if p == nil {
+		return
+	}
+	r.probe = nil
+	p.stopped = true
+	if p.timer != nil {
+		p.timer.Stop()
+	}
+	if p.cancel != nil {
+		p.cancel()
+	}
+	p.transport.CloseIdleConnections()
+}
+
+// probe runs one probe of p, records its outcome and schedules the next.
+func (e *Engine) probe(r *runtime, p *prober) {
+	e.mu.Lock()
+	if p.stopped || e.closed {
+		e.mu.Unlock()
+		return
+	}
+	// Counted under the lock after the closed check, as startLocked does,
+	// so Close waits for the probe in flight.
+	e.wg.Add(1)
+	defer e.wg.Done()
+	ctx, cancel := context.WithTimeout(e.baseCtx, p.check.Timeout)
+	p.cancel = cancel
+	e.mu.Unlock()
+
+	resp, err := p.client.CallUnary(ctx, connect.NewRequest(&emptypb.Empty{}))
+	cancel()
+	var status int32
+	if err == nil {
+		status = resp.Msg.GetValue()
+	}
+
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	p.cancel = nil
+	if p.stopped || e.closed {
+		return
+	}
+	switch {
+	case err == nil && status == healthServing:
+		p.failures = 0
+		r.info.Health = HealthServing
+		if r.info.State == StateUnhealthy {
+			e.transitionLocked(r, e.liveState(r), "liveness probe passed again")
+		}
+	case connect.CodeOf(err) == connect.CodeUnimplemented && !errors.Is(err, context.DeadlineExceeded):
+		r.info.Health = HealthUnimplemented
+		e.stopProbeLocked(r)
+		e.transitionLocked(r, r.info.State, "vm serves no grpc.health.v1 service: not probing it")
+		return
+	default:
+		p.failures++
+		r.info.Health = HealthFailing
+		why := "status " + healthStatusName(status)
+		if err != nil {
+			why = err.Error()
+		}
+		if p.failures == p.check.FailureThreshold {
+			e.unhealthyLocked(r, "liveness probe failed "+strconv.Itoa(p.failures)+" times in a row: "+why)
+			if r.probe != p {
+				return
+			}
+		}
+	}
+	p.timer = e.cfg.Clock.AfterFunc(p.check.Interval, func() { e.probe(r, p) })
+}
+
+// liveState is the state of a runtime whose probe passes.
+func (e *Engine) liveState(r *runtime) State {
+	if r.info.Attached {
+		return StateAttached
+	}
+	return StateRunning
+}
+
+// unhealthyLocked acts on a failed liveness: the runtime is marked
+// unhealthy; an attached one is then lost and leaves the live set; a
+// launched one whose restart policy restarts on failure is stopped, and
+// its exit counts as a failure.
+func (e *Engine) unhealthyLocked(r *runtime, why string) {
+	r.info.LastError = why
+	e.transitionLocked(r, StateUnhealthy, why)
+	e.log.Warn().Str("id", r.info.ID).Str("vm", r.info.Name).Str("addr", r.info.VMAddr).Str("reason", why).Msg("runtime unhealthy")
+	switch {
+	case r.info.Attached:
+		e.stopProbeLocked(r)
+		e.finishLocked(r, StateLost, "lost: its liveness probe kept failing")
+	case r.spec.Restart.Mode != RestartNever && r.proc != nil:
+		e.stopProbeLocked(r)
+		r.livenessStop = true
+		e.transitionLocked(r, StateStopping, "stopping for a restart: liveness failed")
+		proc := r.proc
+		e.wg.Add(1)
+		go func() {
+			defer e.wg.Done()
+			proc.Stop(e.baseCtx)
+		}()
+	}
+}
+
+// healthStatusName names a grpc.health.v1 serving status.
+func healthStatusName(s int32) string {
+	switch s {
+	case 0:
+		return "UNKNOWN"
+	case 2:
+		return "NOT_SERVING"
+	case 3:
+		return "SERVICE_UNKNOWN"
+	default:
+		return strconv.Itoa(int(s))
+	}
+}
