@@ -77,11 +77,8 @@ func FormatVersions(versions []uint32) string {
 // [ErrProcessExited].
 type ExitError struct {
 	Pid int
-	// ExitCode is the process's exit status, or -1 if a signal ended it.
-	ExitCode int
-	// Signal names the signal that ended the process ("killed"), or is
-	// empty.
-	Signal string
+	// ExitStatus is how the process ended.
+	ExitStatus
 	// StderrTail holds the last lines the process wrote to stderr, oldest
 	// first.
 	StderrTail []string
@@ -92,13 +89,7 @@ func (e *ExitError) Error() string {
 	var b strings.Builder
 	b.WriteString(ErrProcessExited.Error())
 	b.WriteString(": ")
-	if e.Signal != "" {
-		b.WriteString("signal: ")
-		b.WriteString(e.Signal)
-	} else {
-		b.WriteString("exit status ")
-		b.WriteString(strconv.Itoa(e.ExitCode))
-	}
+	b.WriteString(e.ExitStatus.String())
 	if len(e.StderrTail) > 0 {
 		b.WriteString("; stderr: ")
 		b.WriteString(strings.Join(e.StderrTail, " | "))

@@ -32,9 +32,9 @@ func TestExitError(t *testing.T) {
 		err  *vmre.ExitError
 		want string
 	}{
-		{"code", &vmre.ExitError{ExitCode: 3}, "process exited: exit status 3"},
-		{"signal", &vmre.ExitError{ExitCode: -1, Signal: "killed"}, "process exited: signal: killed"},
-		{"tail", &vmre.ExitError{ExitCode: 2, StderrTail: []string{"boom", "bye"}}, "process exited: exit status 2; stderr: boom | bye"},
+		{"code", &vmre.ExitError{ExitStatus: vmre.ExitStatus{Code: 3}}, "process exited: exit status 3"},
+		{"signal", &vmre.ExitError{ExitStatus: vmre.ExitStatus{Code: -1, Signal: "killed"}}, "process exited: signal: killed"},
+		{"tail", &vmre.ExitError{ExitStatus: vmre.ExitStatus{Code: 2}, StderrTail: []string{"boom", "bye"}}, "process exited: exit status 2; stderr: boom | bye"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -39,6 +39,8 @@ func (r *fakeRuntime) Stop(ctx context.Context) {
 
 func (r *fakeRuntime) Done() <-chan struct{} { return r.done }
 
+func (r *fakeRuntime) ExitStatus() vmre.ExitStatus { return vmre.ExitStatus{} }
+
 // plainStopper implements only vmre.Stopper.
 type plainStopper struct{ stops atomic.Int32 }
 

@@ -2,6 +2,7 @@ package vmre
 
 import (
 	"context"
+	"strconv"
 	"time"
 )
 
@@ -70,12 +71,35 @@ type Stopper interface {
 	Stop(ctx context.Context)
 }
 
-// Runtime is a [Stopper] that also reports when its process has exited on
-// its own. [Manager] uses it to forget runtimes that are gone.
+// Runtime is a [Stopper] that also reports when and how its process has
+// exited. [Manager] uses it to forget runtimes that are gone.
 type Runtime interface {
 	Stopper
 	// Done is closed once the process has exited and been reaped.
 	Done() <-chan struct{}
+	// ExitStatus reports how the process ended. It is valid once Done is
+	// closed; before that it returns the zero ExitStatus.
+	ExitStatus() ExitStatus
+}
+
+// ExitStatus is how a plugin process ended.
+type ExitStatus struct {
+	// Code is the exit code, or -1 if a signal ended the process.
+	Code int
+	// Signal names the signal that ended the process ("killed",
+	// "terminated"), or is empty.
+	Signal string
+}
+
+// Success reports a clean exit: status 0, no signal.
+func (s ExitStatus) Success() bool { return s.Code == 0 && s.Signal == "" }
+
+// String reads "exit status 3" or "signal: killed", as os/exec words it.
+func (s ExitStatus) String() string {
+	if s.Signal != "" {
+		return "signal: " + s.Signal
+	}
+	return "exit status " + strconv.Itoa(s.Code)
 }
 
 // Tracker records running plugins.

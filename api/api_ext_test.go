@@ -25,6 +25,7 @@ import (
 	vmrev1 "github.com/vmre/vmre/gen/vmre/v1"
 	"github.com/vmre/vmre/gen/vmre/v1/vmrev1connect"
 	"github.com/vmre/vmre/server"
+	"github.com/vmre/vmre/subprocess"
 	"go.uber.org/goleak"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
@@ -48,11 +49,11 @@ type fakeLauncher struct {
 	outFn []func(engine.OutputLine)
 }
 
-func (f *fakeLauncher) Launch(_ context.Context, _ engine.Spec, output func(engine.OutputLine)) (engine.Status, engine.Process, error) {
+func (f *fakeLauncher) Launch(_ context.Context, _ engine.Spec, output func(engine.OutputLine)) (subprocess.Status, vmre.Runtime, error) {
 	f.mu.Lock()
 	f.outFn = append(f.outFn, output)
 	f.mu.Unlock()
-	return engine.Status{Pid: int(4000 + f.pid.Add(1)), Addr: "127.0.0.1:40001", ProtocolVersion: 42,
+	return subprocess.Status{Pid: int(4000 + f.pid.Add(1)), Addr: "127.0.0.1:40001", ProtocolVersion: 42,
 		StartedAt: time.Now(), HandshakeDuration: 3 * time.Millisecond}, &fakeProc{done: make(chan struct{})}, nil
 }
 
@@ -69,8 +70,8 @@ type fakeProc struct {
 
 func (p *fakeProc) Stop(context.Context)  { p.once.Do(func() { close(p.done) }) }
 func (p *fakeProc) Done() <-chan struct{} { return p.done }
-func (p *fakeProc) ExitStatus() engine.ExitStatus {
-	return engine.ExitStatus{Code: -1, Signal: "terminated"}
+func (p *fakeProc) ExitStatus() vmre.ExitStatus {
+	return vmre.ExitStatus{Code: -1, Signal: "terminated"}
 }
 
 type harness struct {

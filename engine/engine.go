@@ -117,7 +117,7 @@ type runtime struct {
 	// Guarded by Engine.mu.
 	info          Runtime
 	events        []Event
-	proc          Process
+	proc          vmre.Runtime
 	cancelLaunch  context.CancelFunc
 	launchDone    chan struct{} // closed when the current launch has an outcome
 	exited        chan struct{} // closed when the current process has ended and been recorded

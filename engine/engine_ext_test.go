@@ -103,7 +103,7 @@ func TestLaunchStop(t *testing.T) {
 
 func TestLaunchFailureKeepsEvidence(t *testing.T) {
 	t.Parallel()
-	exitErr := &vmre.ExitError{Pid: 77, ExitCode: 3, StderrTail: []string{"boom"}}
+	exitErr := &vmre.ExitError{Pid: 77, ExitStatus: vmre.ExitStatus{Code: 3}, StderrTail: []string{"boom"}}
 	l := &fakeLauncher{steps: []fakeStep{{err: errors.Join(vmre.ErrHandshakeFailed, exitErr)}}}
 	e := newEngine(t, l, nil)
 
@@ -124,12 +124,12 @@ func TestExitOnItsOwn(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
 		name      string
-		exit      engine.ExitStatus
+		exit      vmre.ExitStatus
 		wantState engine.State
 	}{
-		{name: "clean exit", exit: engine.ExitStatus{Code: 0}, wantState: engine.StateExited},
-		{name: "non-zero", exit: engine.ExitStatus{Code: 2}, wantState: engine.StateFailed},
-		{name: "signal", exit: engine.ExitStatus{Code: -1, Signal: "killed"}, wantState: engine.StateFailed},
+		{name: "clean exit", exit: vmre.ExitStatus{Code: 0}, wantState: engine.StateExited},
+		{name: "non-zero", exit: vmre.ExitStatus{Code: 2}, wantState: engine.StateFailed},
+		{name: "signal", exit: vmre.ExitStatus{Code: -1, Signal: "killed"}, wantState: engine.StateFailed},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -179,7 +179,7 @@ func TestRestartKeepsIDNewPid(t *testing.T) {
 	}
 
 	// A runtime that ended on its own can be restarted from the history.
-	l.proc(1).end(engine.ExitStatus{Code: 1})
+	l.proc(1).end(vmre.ExitStatus{Code: 1})
 	waitFor(t, func() bool { return e.LiveCount() == 0 })
 	third, err := e.Restart(t.Context(), first.ID)
 	if err != nil || third.State != engine.StateRunning || third.Restarts != 2 || third.LastError != "" {
@@ -456,7 +456,7 @@ func TestRestartRacingEviction(t *testing.T) {
 			}
 			if c.Kind == engine.ChangeSnapshot ||
 				(c.Kind == engine.ChangeUpdated && c.Runtime.ID == armed.id && c.Runtime.State.Ended()) {
-				armed.other.end(engine.ExitStatus{})
+				armed.other.end(vmre.ExitStatus{})
 				armed = nil
 			}
 		}

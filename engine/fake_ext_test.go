@@ -9,7 +9,9 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
+	"github.com/vmre/vmre"
 	"github.com/vmre/vmre/engine"
+	"github.com/vmre/vmre/subprocess"
 )
 
 // fakeLauncher launches fake processes. Each launch takes the next step from
@@ -35,7 +37,7 @@ type fakeStep struct {
 	ignoreStops int32    // Stop calls the process ignores, as a plugin ignores SIGTERM
 }
 
-func (f *fakeLauncher) Launch(ctx context.Context, _ engine.Spec, output func(engine.OutputLine)) (engine.Status, engine.Process, error) {
+func (f *fakeLauncher) Launch(ctx context.Context, _ engine.Spec, output func(engine.OutputLine)) (subprocess.Status, vmre.Runtime, error) {
 	f.mu.Lock()
 	step := fakeStep{}
 	if len(f.steps) > 0 {
@@ -60,18 +62,18 @@ func (f *fakeLauncher) Launch(ctx context.Context, _ engine.Spec, output func(en
 		select {
 		case <-step.hold:
 		case <-ctx.Done():
-			return engine.Status{}, nil, ctx.Err()
+			return subprocess.Status{}, nil, ctx.Err()
 		}
 	}
 	if step.err != nil {
-		return engine.Status{}, nil, step.err
+		return subprocess.Status{}, nil, step.err
 	}
 	pid := int(1000 + f.nextPid.Add(1))
 	p := &fakeProc{done: make(chan struct{}), pid: pid, launch: launch, ignoreStops: step.ignoreStops}
 	f.mu.Lock()
 	f.procs = append(f.procs, p)
 	f.mu.Unlock()
-	return engine.Status{
+	return subprocess.Status{
 		Pid:               pid,
 		Addr:              "127.0.0.1:" + strconv.Itoa(20000+pid),
 		ProtocolVersion:   42,
@@ -120,11 +122,11 @@ type fakeProc struct {
 	once        sync.Once
 	done        chan struct{}
 	mu          sync.Mutex
-	exit        engine.ExitStatus
+	exit        vmre.ExitStatus
 	stops       atomic.Int32
 }
 
-func (p *fakeProc) end(s engine.ExitStatus) {
+func (p *fakeProc) end(s vmre.ExitStatus) {
 	p.once.Do(func() {
 		p.mu.Lock()
 		p.exit = s
@@ -135,7 +137,7 @@ func (p *fakeProc) end(s engine.ExitStatus) {
 
 func (p *fakeProc) Stop(ctx context.Context) {
 	if p.stops.Add(1) > p.ignoreStops {
-		p.end(engine.ExitStatus{Code: -1, Signal: "terminated"})
+		p.end(vmre.ExitStatus{Code: -1, Signal: "terminated"})
 	}
 	select {
 	case <-p.done:
@@ -145,7 +147,7 @@ func (p *fakeProc) Stop(ctx context.Context) {
 
 func (p *fakeProc) Done() <-chan struct{} { return p.done }
 
-func (p *fakeProc) ExitStatus() engine.ExitStatus {
+func (p *fakeProc) ExitStatus() vmre.ExitStatus {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return p.exit

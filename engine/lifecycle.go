@@ -152,7 +152,8 @@ func (e *Engine) launch(ctx context.Context, cancel context.CancelFunc, r *runti
 		r.info.ExitedAt = time.Now()
 		var exitErr *vmre.ExitError
 		if errors.As(err, &exitErr) {
-			r.info.Exit = &ExitStatus{Code: exitErr.ExitCode, Signal: exitErr.Signal}
+			exit := exitErr.ExitStatus
+			r.info.Exit = &exit
 			r.info.Pid = exitErr.Pid
 		}
 		e.log.Warn().Str("id", r.info.ID).Str("vm", r.info.Name).Err(err).Msg("launch failed")
@@ -188,7 +189,7 @@ func (e *Engine) launch(ctx context.Context, cancel context.CancelFunc, r *runti
 
 	e.log.Info().Str("id", r.info.ID).Str("vm", r.spec.Name).Int("pid", status.Pid).Str("addr", status.Addr).
 		Uint32("protocol_version", status.ProtocolVersion).Dur("handshake", status.HandshakeDuration).Msg("runtime running")
-	e.manager.TrackRuntime(trackedProcess{proc})
+	e.manager.TrackRuntime(proc)
 	close(done)
 	if stopNow {
 		// Stop was asked for while the handshake ran; honour it now.
@@ -218,11 +219,6 @@ func (e *Engine) launch(ctx context.Context, cancel context.CancelFunc, r *runti
 	e.mu.Unlock()
 	e.log.Info().Str("id", r.info.ID).Str("vm", r.spec.Name).Int("pid", status.Pid).Str("exit", exit.String()).Msg("runtime ended")
 }
-
-// trackedProcess adapts a Process to vmre.Runtime for the Manager.
-type trackedProcess struct{ Process }
-
-var _ vmre.Runtime = trackedProcess{}
 
 // transitionLocked moves r to state, records the event and tells watchers.
 func (e *Engine) transitionLocked(r *runtime, state State, message string) {
@@ -300,7 +296,7 @@ func (e *Engine) stop(ctx context.Context, r *runtime) (Runtime, error) {
 		return info, fmt.Errorf("stop %s: %w", info.ID, ErrAttached)
 	}
 	exited := r.exited
-	var proc Process
+	var proc vmre.Runtime
 	switch r.info.State {
 	case StateStarting, StateRunning, StateUnhealthy:
 		r.stopRequested = true

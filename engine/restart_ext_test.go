@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vmre/vmre"
 	"github.com/vmre/vmre/engine"
 )
 
@@ -82,7 +83,7 @@ func launchWatched(t *testing.T, steps ...fakeStep) (*fakeLauncher, *engine.Engi
 // stop, and waits for the runtime to exit and run again.
 func killAndRelaunch(t *testing.T, w *engine.Watcher, p *fakeProc, id string) engine.Runtime {
 	t.Helper()
-	p.end(engine.ExitStatus{Code: -1, Signal: "killed"})
+	p.end(vmre.ExitStatus{Code: -1, Signal: "killed"})
 	expectState(t, w, id, engine.StateExited)
 	expectState(t, w, id, engine.StateStarting)
 	return expectState(t, w, id, engine.StateRunning)
@@ -144,7 +145,7 @@ func TestStopCancelsPendingRestart(t *testing.T) {
 	if rt, err := e.Stop(ctx, first.ID); !errors.Is(err, context.Canceled) || rt.State != engine.StateStopping {
 		t.Fatalf("Stop = %+v, %v; want r1 stopping and context.Canceled", rt, err)
 	}
-	l.proc(0).end(engine.ExitStatus{Code: -1, Signal: "killed"})
+	l.proc(0).end(vmre.ExitStatus{Code: -1, Signal: "killed"})
 	expectState(t, w, first.ID, engine.StateExited)
 
 	// Restarts of a runtime run one at a time, so this one ends after the
@@ -337,7 +338,7 @@ func TestRestartWithDoneCtx(t *testing.T) {
 			if e.RestartQueued(first.ID) {
 				t.Fatal("a Restart with a done ctx queued a restart")
 			}
-			l.proc(0).end(engine.ExitStatus{Code: -1, Signal: "killed"})
+			l.proc(0).end(vmre.ExitStatus{Code: -1, Signal: "killed"})
 			if r := result(t, res); r.err != nil || r.rt.State != engine.StateRunning || r.rt.Restarts != 1 {
 				t.Fatalf("Restart = %+v, %v; want r1 running, restarted once", r.rt, r.err)
 			}
@@ -470,7 +471,7 @@ func TestStopEndsQueuedRestart(t *testing.T) {
 	if _, err := wait(); !errors.Is(err, engine.ErrStopped) || err.Error() != want {
 		t.Fatalf("queued Restart: %v, want %q (ErrStopped)", err, want)
 	}
-	l.proc(0).end(engine.ExitStatus{Code: -1, Signal: "killed"})
+	l.proc(0).end(vmre.ExitStatus{Code: -1, Signal: "killed"})
 	expectState(t, w, first.ID, engine.StateExited)
 	if r := result(t, running); !errors.Is(r.err, engine.ErrStopped) || r.err.Error() != want || r.rt.State != engine.StateExited {
 		t.Fatalf("Restart under way = %+v, %v; want exited and %q (ErrStopped)", r.rt, r.err, want)

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os/exec"
 
+	"github.com/vmre/vmre"
 	"github.com/vmre/vmre/subprocess"
 )
 
@@ -26,12 +27,12 @@ type subprocessLauncher struct {
 	newCmd func(Spec) (*exec.Cmd, error)
 }
 
-func (s *subprocessLauncher) Launch(ctx context.Context, spec Spec, output func(OutputLine)) (Status, Process, error) {
+func (s *subprocessLauncher) Launch(ctx context.Context, spec Spec, output func(OutputLine)) (subprocess.Status, vmre.Runtime, error) {
 	var cmd *exec.Cmd
 	if s.newCmd != nil {
 		c, err := s.newCmd(spec)
 		if err != nil {
-			return Status{}, nil, fmt.Errorf("build command: %w", err)
+			return subprocess.Status{}, nil, fmt.Errorf("build command: %w", err)
 		}
 		cmd = c
 	} else {
@@ -54,22 +55,9 @@ func (s *subprocessLauncher) Launch(ctx context.Context, spec Spec, output func(
 		}
 		output(OutputLine{Time: l.Time, Stream: l.Stream, Level: l.Level.String(), TextBytes: l.Text, Partial: l.Partial, Panic: l.Panic})
 	}
-	st, stopper, err := subprocess.Bootstrap(ctx, cmd, &cfg)
+	p, err := subprocess.Bootstrap(ctx, cmd, &cfg)
 	if err != nil {
-		return Status{}, nil, err
+		return subprocess.Status{}, nil, err
 	}
-	p, ok := stopper.(*subprocess.Process)
-	if !ok {
-		// Bootstrap documents a *Process; anything else is a bug there.
-		stopper.Stop(context.WithoutCancel(ctx))
-		return Status{}, nil, fmt.Errorf("bootstrap returned %T, want *subprocess.Process", stopper)
-	}
-	return *st, subprocessProcess{p}, nil
-}
-
-type subprocessProcess struct{ *subprocess.Process }
-
-func (p subprocessProcess) ExitStatus() ExitStatus {
-	es := p.Process.ExitStatus()
-	return ExitStatus{Code: es.Code, Signal: es.Signal}
+	return p.Status(), p, nil
 }

@@ -4,9 +4,9 @@ import (
 	"context"
 	"errors"
 	"slices"
-	"strconv"
 	"time"
 
+	"github.com/vmre/vmre"
 	"github.com/vmre/vmre/subprocess"
 )
 
@@ -98,25 +98,6 @@ func (s State) Ended() bool {
 	return s == StateExited || s == StateFailed || s == StateBackoff || s == StateLost
 }
 
-// ExitStatus says how a process ended.
-type ExitStatus struct {
-	// Code is the exit status, or -1 if a signal ended the process.
-	Code int
-	// Signal names the signal that ended the process, or is empty.
-	Signal string
-}
-
-// Success reports a clean exit (status 0, no signal).
-func (s ExitStatus) Success() bool { return s.Code == 0 && s.Signal == "" }
-
-// String reads "exit status 3" or "signal: killed".
-func (s ExitStatus) String() string {
-	if s.Signal != "" {
-		return "signal: " + s.Signal
-	}
-	return "exit status " + strconv.Itoa(s.Code)
-}
-
 // Runtime is a snapshot of one runtime. It is a value: the engine never
 // changes a Runtime it has handed out.
 type Runtime struct {
@@ -132,8 +113,8 @@ type Runtime struct {
 	ProtocolVersion   uint32
 	StartedAt         time.Time
 	HandshakeDuration time.Duration
-	ExitedAt          time.Time   // zero while the process runs
-	Exit              *ExitStatus // nil while the process runs
+	ExitedAt          time.Time        // zero while the process runs
+	Exit              *vmre.ExitStatus // nil while the process runs
 	LastError         string
 	Restarts          int
 	PeerAddr          string // attached runtimes: where the handshake came from
@@ -291,21 +272,6 @@ type Spec struct {
 	Limits Limits
 }
 
-// Status is what a successful launch reports: the same facts Bootstrap
-// returns, whatever the [Launcher].
-type Status = subprocess.Status
-
-// Process is a launched plugin process.
-type Process interface {
-	// Stop stops the process (graceful, then forced) and blocks until it
-	// has been reaped or ctx is done. Idempotent.
-	Stop(ctx context.Context)
-	// Done is closed once the process has exited and been reaped.
-	Done() <-chan struct{}
-	// ExitStatus reports how the process ended; valid after Done.
-	ExitStatus() ExitStatus
-}
-
 // OutputLine is a line as a [Launcher] reports it; the engine numbers it
 // and adds the pid.
 type OutputLine struct {
@@ -322,11 +288,12 @@ type OutputLine struct {
 }
 
 // Launcher starts a plugin and runs its handshake. Launch blocks until the
-// handshake has completed or failed, or ctx is done; a failed launch leaves
-// no process behind. output is called for every line the process writes, in
+// handshake has completed or failed, or ctx is done, and returns what the
+// handshake established and the running process; a failed launch leaves no
+// process behind. output is called for every line the process writes, in
 // order per stream, also after Launch returns; it never blocks. When the
 // launch fails because the process exited, the error wraps a
 // [*vmre.ExitError] carrying its status.
 type Launcher interface {
-	Launch(ctx context.Context, spec Spec, output func(OutputLine)) (Status, Process, error)
+	Launch(ctx context.Context, spec Spec, output func(OutputLine)) (subprocess.Status, vmre.Runtime, error)
 }

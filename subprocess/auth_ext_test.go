@@ -197,7 +197,6 @@ func childEnvDump() int {
 // foreigners' answers and Bootstrap's outcome.
 type raceResult struct {
 	foreign map[string]string // caller name -> its output line
-	status  *subprocess.Status
 	proc    *subprocess.Process
 	err     error
 	out     *collector
@@ -236,14 +235,13 @@ func race(t *testing.T, auth, plugin string, callers []foreignCaller) raceResult
 		OnOutput:         res.out.add,
 	}
 	type outcome struct {
-		st      *subprocess.Status
-		stopper vmre.Stopper
-		err     error
+		proc *subprocess.Process
+		err  error
 	}
 	done := make(chan outcome, 1)
 	go func() {
-		st, stopper, err := subprocess.Bootstrap(context.Background(), cmd, cfg)
-		done <- outcome{st, stopper, err}
+		p, err := subprocess.Bootstrap(context.Background(), cmd, cfg)
+		done <- outcome{p, err}
 	}()
 
 	line := res.out.waitFor(t, func(l subprocess.Line) bool { return strings.HasPrefix(l.Text, "engine-addr ") })
@@ -281,9 +279,8 @@ func race(t *testing.T, auth, plugin string, callers []foreignCaller) raceResult
 	case <-time.After(40 * time.Second):
 		t.Fatal("Bootstrap did not return")
 	}
-	res.status, res.err = o.st, o.err
-	if o.stopper != nil {
-		res.proc = o.stopper.(*subprocess.Process)
+	res.proc, res.err = o.proc, o.err
+	if o.proc != nil {
 		t.Cleanup(func() { res.proc.Stop(context.Background()) })
 	}
 	return res
@@ -354,8 +351,8 @@ func TestForeignCallerRacingHandshakeIsRefused(t *testing.T) {
 			if res.err != nil {
 				t.Fatalf("Bootstrap after the foreign callers: %v", res.err)
 			}
-			if res.status.Addr != "127.0.0.1:7777" {
-				t.Errorf("Status.Addr = %q, want the plugin's own 127.0.0.1:7777", res.status.Addr)
+			if res.proc.Status().Addr != "127.0.0.1:7777" {
+				t.Errorf("Status.Addr = %q, want the plugin's own 127.0.0.1:7777", res.proc.Status().Addr)
 			}
 			res.out.waitFor(t, textIs("handshake done"))
 		})
@@ -382,8 +379,8 @@ func TestNoneModeLetsForeignCallerWin(t *testing.T) {
 	if res.err != nil {
 		t.Fatalf("Bootstrap: %v", res.err)
 	}
-	if res.status.Addr != foreignVMAddr {
-		t.Errorf("Status.Addr = %q, want the foreign caller's %s", res.status.Addr, foreignVMAddr)
+	if res.proc.Status().Addr != foreignVMAddr {
+		t.Errorf("Status.Addr = %q, want the foreign caller's %s", res.proc.Status().Addr, foreignVMAddr)
 	}
 	// The plugin learns it lost (the server is shut down after the first
 	// answer, so it may see already_exists or a closed port).
@@ -441,11 +438,10 @@ func TestEnvPolicy(t *testing.T) {
 			cfg.OnOutput = out.add
 			cmd := childCmd(t, "env-dump")
 			cmd.Env = slices.Clone(base)
-			_, stopper, err := subprocess.Bootstrap(t.Context(), cmd, &cfg)
+			p, err := subprocess.Bootstrap(t.Context(), cmd, &cfg)
 			if err != nil {
 				t.Fatal(err)
 			}
-			p := stopper.(*subprocess.Process)
 			t.Cleanup(func() { p.Stop(context.Background()) })
 			out.waitFor(t, textIs("env-end"))
 			env := map[string]string{}
@@ -525,11 +521,11 @@ func TestPWDFollowsDir(t *testing.T) {
 			out := newCollector()
 			cmd := subprocess.NewCmd(exe)
 			cmd.Dir, cmd.Env = tt.dir, tt.env
-			_, stopper, err := subprocess.Bootstrap(t.Context(), cmd, &subprocess.Config{OnOutput: out.add})
+			p, err := subprocess.Bootstrap(t.Context(), cmd, &subprocess.Config{OnOutput: out.add})
 			if err != nil {
 				t.Fatal(err)
 			}
-			stopper.Stop(t.Context())
+			p.Stop(t.Context())
 			var pwds []string
 			for _, l := range out.snapshot() {
 				if v, ok := strings.CutPrefix(l.Text, "env PWD="); ok {
@@ -566,11 +562,11 @@ func TestNewConfigFieldsValidated(t *testing.T) {
 			t.Parallel()
 			marker := t.TempDir() + "/started"
 			cmd := exec.Command("/bin/sh", "-c", "touch "+marker)
-			_, stopper, err := subprocess.Bootstrap(t.Context(), cmd, &tt.cfg)
+			p, err := subprocess.Bootstrap(t.Context(), cmd, &tt.cfg)
 			if !errors.Is(err, vmre.ErrInvalidConfig) || !strings.Contains(err.Error(), tt.wantMsg) {
 				t.Errorf("err = %v, want ErrInvalidConfig mentioning %q", err, tt.wantMsg)
 			}
-			if stopper != nil || cmd.Process != nil {
+			if p != nil || cmd.Process != nil {
 				t.Error("something was started")
 			}
 			if _, err := os.Stat(marker); err == nil {

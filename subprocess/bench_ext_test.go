@@ -39,12 +39,12 @@ func BenchmarkLaunch(b *testing.B) {
 		for range b.N {
 			cmd := childCmd(b, "serve")
 			start := time.Now()
-			_, stopper, err := subprocess.Bootstrap(context.Background(), cmd, nil)
+			p, err := subprocess.Bootstrap(context.Background(), cmd, nil)
 			if err != nil {
 				b.Fatal(err)
 			}
 			times = append(times, time.Since(start))
-			stopper.Stop(context.Background())
+			p.Stop(context.Background())
 		}
 		reportPercentiles(b, times)
 	})
@@ -86,11 +86,11 @@ func BenchmarkFlood(b *testing.B) {
 					cfg := &subprocess.Config{
 						Log: zerolog.New(w).Level(zerolog.InfoLevel).With().Timestamp().Logger(),
 					}
-					_, stopper, err := subprocess.Bootstrap(context.Background(), childCmd(b, "flood", fmt.Sprintf("%s=%d,%d", floodEnv, lines, lineSize)), cfg)
+					p, err := subprocess.Bootstrap(context.Background(), childCmd(b, "flood", fmt.Sprintf("%s=%d,%d", floodEnv, lines, lineSize)), cfg)
 					if err != nil {
 						b.Fatal(err)
 					}
-					<-stopper.(*subprocess.Process).Done()
+					<-p.Done()
 					if err := bw.Flush(); err != nil {
 						b.Fatal(err)
 					}
@@ -113,11 +113,11 @@ func BenchmarkMemoryPerRuntime(b *testing.B) {
 		runtime.ReadMemStats(&before)
 		procs := make([]*subprocess.Process, 0, n)
 		for range n {
-			_, stopper, err := subprocess.Bootstrap(context.Background(), childCmd(b, "serve"), &subprocess.Config{HandshakeTimeout: time.Minute})
+			p, err := subprocess.Bootstrap(context.Background(), childCmd(b, "serve"), &subprocess.Config{HandshakeTimeout: time.Minute})
 			if err != nil {
 				b.Fatal(err)
 			}
-			procs = append(procs, stopper.(*subprocess.Process))
+			procs = append(procs, p)
 		}
 		runtime.GC()
 		runtime.ReadMemStats(&after)

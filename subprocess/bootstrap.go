@@ -31,120 +31,59 @@ func NewCmd(path string, args ...string) *exec.Cmd {
 	return cmd
 }
 
-// Status describes a plugin that completed its handshake.
-type Status struct {
-	// Pid is the plugin's process ID.
-	Pid int
-	// Addr is the address of the plugin's own VM server, as it announced
-	// it in Initialize.
-	Addr string
-	// ProtocolVersion is the version the plugin announced (one of the
-	// accepted ones).
-	ProtocolVersion uint32
-	// StartedAt is when the process was started.
-	StartedAt time.Time
-	// HandshakeDuration is the time from StartedAt to the Initialize call.
-	HandshakeDuration time.Duration
-}
-
-// Bootstrap starts cmd as a plugin and runs the handshake with it. It
-// blocks until the outcome is known and returns it at once:
+// Bootstrap starts cmd as a plugin, runs the handshake with it and blocks
+// until the outcome is known. It returns the running plugin once the
+// plugin called Initialize with an accepted version, or an error, as soon
+// as it is known, matching [vmre.ErrHandshakeFailed] and:
 //
-//   - the plugin called Initialize with an accepted version: its [Status]
-//     and the running plugin, a *[Process] (a [vmre.Runtime]);
-//   - it announced another version: the plugin is answered
-//     failed_precondition and the error reads "handshake failed: protocol
-//     version mismatch engine: 42 vm: 41", matching
-//     vmre.ErrHandshakeFailed and vmre.ErrProtocolVersionMismatch (and
-//     errors.As a *vmre.VersionMismatchError);
-//   - no Initialize within HandshakeTimeout: "handshake failed: timeout",
-//     matching vmre.ErrHandshakeFailed, vmre.ErrHandshakeTimeout and
-//     vmre.ErrProcessNotFound;
-//   - the process exited first: reported as soon as it exits (not after the
-//     timeout), matching vmre.ErrHandshakeFailed and vmre.ErrProcessExited,
-//     with a *vmre.ExitError carrying the exit code or signal and the last
-//     Config.StderrTailLines lines of stderr;
-//   - ctx ended first: ctx's error (and cause), wrapped with
-//     vmre.ErrHandshakeFailed.
+//   - [vmre.ErrProtocolVersionMismatch] (a *[vmre.VersionMismatchError]):
+//     "handshake failed: protocol version mismatch engine: 42 vm: 41";
+//   - [vmre.ErrHandshakeTimeout] and [vmre.ErrProcessNotFound]: no
+//     Initialize within Config.HandshakeTimeout ("handshake failed: timeout");
+//   - [vmre.ErrProcessExited] (a *[vmre.ExitError] with the exit status and
+//     the last stderr lines): the process exited first;
+//   - [vmre.ErrNotExecutable] or [vmre.ErrChecksumMismatch]: the pre-flight
+//     checks refused the file, before anything was started;
+//   - ctx's cause, when ctx ended first.
 //
-// How: Bootstrap first checks the file cmd would execute (see "Pre-flight
-// checks" in the package documentation): a plugin that is missing, not a
-// regular executable file, built for another OS or architecture, whose ELF
-// or "#!" interpreter is missing, or that does not match Config.SHA256,
-// fails with an error matching vmre.ErrHandshakeFailed and
-// vmre.ErrNotExecutable or vmre.ErrChecksumMismatch before anything is
-// started or opened. It then opens its own listener on 127.0.0.1:0 and
-// serves the vm.runtime.Runtime handshake there (gRPC, gRPC-Web and
-// Connect over HTTP/1.1 and h2c, see package server), builds the plugin's
-// environment from cmd.Env (or, if cmd.Env is nil, os.Environ() with PWD
-// set to cmd.Dir made absolute when cmd.Dir is set, as os/exec does) under
-// Config.EnvPolicy, sets the listener's address under every name in
-// Config.EnvVars and a fresh random secret under vmre.HandshakeTokenKey,
-// and starts the process with its stdout and stderr bridged into
-// Config.Log. Callers that Config.HandshakeAuth does not admit (see "Who
-// may handshake" in the package documentation) are refused with
-// unauthenticated or permission_denied and decide nothing. Only the first
-// admitted Initialize that passes validation decides the handshake; later
-// ones are refused with vmre.ErrAlreadyInitialized. The listener is closed
-// before Bootstrap returns, and the server shuts down right after
-// delivering its answer, or at once, closing its connections, when the
-// process has been reaped (so it never delays Done or Stop). After a
-// failed handshake Bootstrap waits at most a second for the answer to go
-// out, and not past ctx, then closes the server and its connections.
+// Invalid settings fail with [vmre.ErrInvalidConfig]. config may be nil for
+// all defaults; it is not modified. cmd must not have been started; its
+// Stdout and Stderr must be nil (Bootstrap bridges them into Config.Log)
+// and its Stdin nil or an *os.File. Bootstrap sets cmd.Env, Stdout, Stderr
+// and SysProcAttr and, on Linux, may point cmd.Path at the checked file
+// (see the package documentation); cmd.Args stay as they are.
 //
-// cmd must not have been started, its Stdout and Stderr must be nil and its
-// Stdin nil or an *os.File (any other reader needs a copying goroutine that
-// cmd.Wait waits for, which could keep the plugin from ever being reaped).
-// Bootstrap sets cmd.Env, cmd.Stdout, cmd.Stderr and, on Linux,
-// cmd.SysProcAttr's process group (one of the plugin's own) and
-// parent-death signal (SIGKILL, overriding any other, such as avalanchego's
-// SIGTERM, which a plugin ignoring SIGTERM survives). On Linux, for a
-// binary, it also appends the checked file to cmd.ExtraFiles and points
-// cmd.Path at it (/proc/self/fd/N, through a short-lived link named like
-// the plugin so that the process keeps its name in ps and top; cmd.Args,
-// and so the plugin's argv[0], stay as they were). A "#!" script is
-// executed by its checked absolute path, which its interpreter gets as $0,
-// and inherits no descriptor; with Config.SHA256 set it is executed
-// through /proc/self/fd/N like a binary, so that the pinned contents are
-// what runs, and its $0 is then /proc/self/fd/N.
-// config may be nil for all defaults; it is not modified. Invalid
-// configuration errors match vmre.ErrInvalidConfig, and a process that
-// cannot be started gives an error matching vmre.ErrHandshakeFailed that
-// wraps exec's error, naming the plugin's checked path rather than the
-// link or /proc/self/fd path it was executed through.
-//
-// On every failure the process group is SIGKILLed at once (the plugin never
-// became a runtime, so it gets no grace period) and reaped, and its output
-// drained, before Bootstrap returns; no goroutine is left behind. The
-// secret is never logged.
-func Bootstrap(ctx context.Context, cmd *exec.Cmd, config *Config) (*Status, vmre.Stopper, error) {
+// Only callers Config.HandshakeAuth admits decide the handshake, the first
+// admitted one only. On failure the process is killed at once, reaped and
+// its output drained before Bootstrap returns; no goroutine is left behind.
+func Bootstrap(ctx context.Context, cmd *exec.Cmd, config *Config) (*Process, error) {
 	if cmd == nil {
-		return nil, nil, fmt.Errorf("%w: cmd is nil", vmre.ErrInvalidConfig)
+		return nil, fmt.Errorf("%w: cmd is nil", vmre.ErrInvalidConfig)
 	}
 	cfg, err := config.withDefaults(cmd.Path)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	switch {
 	case cmd.Process != nil:
-		return nil, nil, fmt.Errorf("%w: cmd has already been started", vmre.ErrInvalidConfig)
+		return nil, fmt.Errorf("%w: cmd has already been started", vmre.ErrInvalidConfig)
 	case cmd.Stdout != nil || cmd.Stderr != nil:
-		return nil, nil, fmt.Errorf("%w: cmd.Stdout and cmd.Stderr must be nil: Bootstrap bridges them into the log", vmre.ErrInvalidConfig)
+		return nil, fmt.Errorf("%w: cmd.Stdout and cmd.Stderr must be nil: Bootstrap bridges them into the log", vmre.ErrInvalidConfig)
 	}
 	if _, isFile := cmd.Stdin.(*os.File); cmd.Stdin != nil && !isFile {
-		return nil, nil, fmt.Errorf("%w: cmd.Stdin must be nil or an *os.File, not a %T", vmre.ErrInvalidConfig, cmd.Stdin)
+		return nil, fmt.Errorf("%w: cmd.Stdin must be nil or an *os.File, not a %T", vmre.ErrInvalidConfig, cmd.Stdin)
 	}
 	if err := context.Cause(ctx); err != nil {
-		return nil, nil, fmt.Errorf("%w: %w", vmre.ErrHandshakeFailed, err)
+		return nil, fmt.Errorf("%w: %w", vmre.ErrHandshakeFailed, err)
 	}
 	exe, err := checkPlugin(cmd, cfg.SHA256)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 
 	l, err := launch(cmd, &cfg, exe)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	p := l.p
 
@@ -175,17 +114,17 @@ func Bootstrap(ctx context.Context, cmd *exec.Cmd, config *Config) (*Status, vmr
 		// The first launch of the program overlaps the watchdog's start
 		// with the plugin's; every later one finds it ready.
 		<-l.watchdogReady
-		p.vmShutdown, p.vmAddr = cfg.VMShutdown, res.addr
-		st := &Status{
+		p.vmShutdown = cfg.VMShutdown
+		p.status = Status{
 			Pid:               p.pid,
 			Addr:              res.addr,
 			ProtocolVersion:   res.version,
 			StartedAt:         l.startedAt,
 			HandshakeDuration: res.at.Sub(l.startedAt),
 		}
-		p.log.Info().Str("addr", st.Addr).Uint32("protocol_version", st.ProtocolVersion).
-			Dur("handshake_duration", st.HandshakeDuration).Msg("vm handshake complete")
-		return st, p, nil
+		p.log.Info().Str("addr", res.addr).Uint32("protocol_version", res.version).
+			Dur("handshake_duration", p.status.HandshakeDuration).Msg("vm handshake complete")
+		return p, nil
 	case finished:
 		failure = fmt.Errorf("%w: %w", vmre.ErrHandshakeFailed, res.err)
 		// Let the server deliver failed_precondition before the plugin is
@@ -209,7 +148,7 @@ func Bootstrap(ctx context.Context, cmd *exec.Cmd, config *Config) (*Status, vmr
 	p.startStop(0)
 	<-p.done
 	p.log.Debug().Err(failure).Msg("vm handshake failed")
-	return nil, nil, failure
+	return nil, failure
 }
 
 // defaultFailedAnswerWait bounds how long a failed handshake waits for the

@@ -26,15 +26,14 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-func mustBootstrap(t *testing.T, mode string, cfg *subprocess.Config, env ...string) (*subprocess.Status, *subprocess.Process) {
+func mustBootstrap(t *testing.T, mode string, cfg *subprocess.Config, env ...string) (subprocess.Status, *subprocess.Process) {
 	t.Helper()
-	st, stopper, err := subprocess.Bootstrap(t.Context(), childCmd(t, mode, env...), cfg)
+	p, err := subprocess.Bootstrap(t.Context(), childCmd(t, mode, env...), cfg)
 	if err != nil {
 		t.Fatalf("Bootstrap(%s): %v", mode, err)
 	}
-	p := stopper.(*subprocess.Process)
 	t.Cleanup(func() { p.Stop(context.Background()) })
-	return st, p
+	return p.Status(), p
 }
 
 func TestBootstrapSuccess(t *testing.T) {
@@ -48,12 +47,12 @@ func TestBootstrapSuccess(t *testing.T) {
 	}
 	cmd := childCmd(t, "serve")
 	before := time.Now()
-	st, stopper, err := subprocess.Bootstrap(t.Context(), cmd, cfg)
+	p, err := subprocess.Bootstrap(t.Context(), cmd, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := stopper.(*subprocess.Process)
 	t.Cleanup(func() { p.Stop(context.Background()) })
+	st := p.Status()
 
 	if st.Pid != cmd.Process.Pid || p.Pid() != st.Pid {
 		t.Errorf("pid: status %d, process %d, cmd %d", st.Pid, p.Pid(), cmd.Process.Pid)
@@ -90,7 +89,7 @@ func TestBootstrapSuccess(t *testing.T) {
 
 	p.Stop(t.Context())
 	out.waitFor(t, textIs("got sigterm"))
-	if es := p.ExitStatus(); es.Code != 0 || es.Signal != "" || es.Err != nil {
+	if es := p.ExitStatus(); es.Code != 0 || es.Signal != "" || p.Err() != nil {
 		t.Errorf("ExitStatus = %+v, want a clean exit", es)
 	}
 
@@ -115,10 +114,10 @@ func TestBootstrapCrashBeforeHandshake(t *testing.T) {
 	t.Parallel()
 	cmd := childCmd(t, "crash")
 	start := time.Now()
-	_, stopper, err := subprocess.Bootstrap(t.Context(), cmd, &subprocess.Config{HandshakeTimeout: 30 * time.Second})
+	p, err := subprocess.Bootstrap(t.Context(), cmd, &subprocess.Config{HandshakeTimeout: 30 * time.Second})
 	elapsed := time.Since(start)
 	if err == nil {
-		stopper.Stop(t.Context())
+		p.Stop(t.Context())
 		t.Fatal("Bootstrap succeeded")
 	}
 	if elapsed > time.Second {
@@ -131,7 +130,7 @@ func TestBootstrapCrashBeforeHandshake(t *testing.T) {
 	if !errors.As(err, &exitErr) {
 		t.Fatalf("err = %v, want a *vmre.ExitError", err)
 	}
-	if exitErr.ExitCode != 3 || exitErr.Signal != "" || exitErr.Pid != cmd.Process.Pid {
+	if exitErr.Code != 3 || exitErr.Signal != "" || exitErr.Pid != cmd.Process.Pid {
 		t.Errorf("ExitError = %+v", exitErr)
 	}
 	if n := len(exitErr.StderrTail); n != subprocess.DefaultStderrTailLines {
@@ -152,9 +151,9 @@ func TestBootstrapCrashBeforeHandshake(t *testing.T) {
 
 func TestBootstrapExitZeroBeforeHandshake(t *testing.T) {
 	t.Parallel()
-	_, _, err := subprocess.Bootstrap(t.Context(), childCmd(t, "exit0"), nil)
+	_, err := subprocess.Bootstrap(t.Context(), childCmd(t, "exit0"), nil)
 	var exitErr *vmre.ExitError
-	if !errors.As(err, &exitErr) || exitErr.ExitCode != 0 || !errors.Is(err, vmre.ErrHandshakeFailed) {
+	if !errors.As(err, &exitErr) || exitErr.Code != 0 || !errors.Is(err, vmre.ErrHandshakeFailed) {
 		t.Fatalf("err = %v, want a handshake failure with exit status 0", err)
 	}
 }
@@ -164,7 +163,7 @@ func TestBootstrapTimeout(t *testing.T) {
 	cmd := childCmd(t, "hang")
 	const timeout = 300 * time.Millisecond
 	start := time.Now()
-	_, _, err := subprocess.Bootstrap(t.Context(), cmd, &subprocess.Config{HandshakeTimeout: timeout})
+	_, err := subprocess.Bootstrap(t.Context(), cmd, &subprocess.Config{HandshakeTimeout: timeout})
 	elapsed := time.Since(start)
 	if err == nil || err.Error() != "handshake failed: timeout" {
 		t.Fatalf("err = %v, want handshake failed: timeout", err)
@@ -185,7 +184,7 @@ func TestBootstrapTimeout(t *testing.T) {
 func TestBootstrapVersionMismatch(t *testing.T) {
 	t.Parallel()
 	cmd := childCmd(t, "bad-version")
-	_, _, err := subprocess.Bootstrap(t.Context(), cmd, nil)
+	_, err := subprocess.Bootstrap(t.Context(), cmd, nil)
 	const want = "handshake failed: protocol version mismatch engine: 42 vm: 41"
 	if err == nil || err.Error() != want {
 		t.Fatalf("err = %v, want %q", err, want)
@@ -217,7 +216,7 @@ func TestBootstrapContextCanceled(t *testing.T) {
 			cancel()
 		}
 	}}
-	_, _, err := subprocess.Bootstrap(ctx, cmd, cfg)
+	_, err := subprocess.Bootstrap(ctx, cmd, cfg)
 	if !errors.Is(err, context.Canceled) || !errors.Is(err, vmre.ErrHandshakeFailed) {
 		t.Fatalf("err = %v, want context.Canceled", err)
 	}
@@ -228,7 +227,7 @@ func TestBootstrapContextCanceled(t *testing.T) {
 
 func TestBootstrapStartFails(t *testing.T) {
 	t.Parallel()
-	_, _, err := subprocess.Bootstrap(t.Context(), subprocess.NewCmd(t.TempDir()+"/no-such-plugin"), nil)
+	_, err := subprocess.Bootstrap(t.Context(), subprocess.NewCmd(t.TempDir()+"/no-such-plugin"), nil)
 	if !errors.Is(err, vmre.ErrHandshakeFailed) || !errors.Is(err, os.ErrNotExist) {
 		t.Fatalf("err = %v, want ErrHandshakeFailed wrapping a missing file", err)
 	}
@@ -278,11 +277,11 @@ func TestBootstrapInvalidConfig(t *testing.T) {
 					t.Errorf("Validate() = %v, want ErrInvalidConfig", err)
 				}
 			}
-			_, stopper, err := subprocess.Bootstrap(t.Context(), cmd, tt.cfg)
+			p, err := subprocess.Bootstrap(t.Context(), cmd, tt.cfg)
 			if !errors.Is(err, vmre.ErrInvalidConfig) {
 				t.Errorf("err = %v, want ErrInvalidConfig", err)
 			}
-			if stopper != nil {
+			if p != nil {
 				t.Error("a Stopper came with the error")
 			}
 		})
@@ -322,7 +321,7 @@ func TestStopIgnoringSIGTERM(t *testing.T) {
 	}
 	es := p.ExitStatus()
 	var exitErr *vmre.ExitError
-	if es.Signal != "killed" || es.Code != -1 || !errors.As(es.Err, &exitErr) {
+	if es.Signal != "killed" || es.Code != -1 || !errors.As(p.Err(), &exitErr) {
 		t.Errorf("ExitStatus = %+v, want killed", es)
 	}
 	if !gone(p.Pid()) {
@@ -388,7 +387,7 @@ func TestPluginExitingAfterHandshake(t *testing.T) {
 	<-p.Done()
 	es := p.ExitStatus()
 	var exitErr *vmre.ExitError
-	if es.Code != 5 || !errors.As(es.Err, &exitErr) || !slices.Contains(exitErr.StderrTail, "leaving after the handshake") {
+	if es.Code != 5 || !errors.As(p.Err(), &exitErr) || !slices.Contains(exitErr.StderrTail, "leaving after the handshake") {
 		t.Errorf("ExitStatus = %+v", es)
 	}
 	p.Stop(t.Context()) // a no-op now
@@ -403,7 +402,7 @@ func TestStopIsIdempotentAndConcurrent(t *testing.T) {
 	}
 	wg.Wait()
 	p.Stop(t.Context())
-	if es := p.ExitStatus(); es.Code != 0 || es.Err != nil {
+	if es := p.ExitStatus(); es.Code != 0 || p.Err() != nil {
 		t.Errorf("ExitStatus = %+v", es)
 	}
 }
@@ -431,7 +430,7 @@ func TestStopIsNotDelayedByHandshakeServer(t *testing.T) {
 	if elapsed := time.Since(start); elapsed > 500*time.Millisecond {
 		t.Errorf("Stop took %v: it waited for the handshake server's shutdown", elapsed)
 	}
-	if es := p.ExitStatus(); es.Code != 0 || es.Err != nil {
+	if es := p.ExitStatus(); es.Code != 0 || p.Err() != nil {
 		t.Errorf("ExitStatus = %+v, want a graceful exit", es)
 	}
 }
@@ -573,10 +572,10 @@ func TestPluginSurvivesLaunchingThreadExit(t *testing.T) {
 			go launch()
 			return
 		}
-		_, stopper, err := subprocess.Bootstrap(t.Context(), cmd, nil)
+		p, err := subprocess.Bootstrap(t.Context(), cmd, nil)
 		r := result{tid: unix.Gettid(), err: err}
 		if err == nil {
-			r.p = stopper.(*subprocess.Process)
+			r.p = p
 		}
 		res <- r
 	}
@@ -689,7 +688,7 @@ func versionMismatchHeld(t *testing.T, cancelCtx bool) {
 	cmd := childCmd(t, "hold-conn", versionEnv+"=41")
 	errc := make(chan error, 1)
 	go func() {
-		_, _, err := subprocess.Bootstrap(ctx, cmd, cfg)
+		_, err := subprocess.Bootstrap(ctx, cmd, cfg)
 		errc <- err
 	}()
 	pid, err := strconv.Atoi(<-holder)

@@ -42,12 +42,11 @@ func TestLaunchStopCyclesLeakNothing(t *testing.T) {
 	for w := range workers {
 		wg.Go(func() {
 			for i := w; i < cycles; i += workers {
-				_, stopper, err := subprocess.Bootstrap(context.Background(), childCmd(t, "tiny", noRaceExitDelay), &subprocess.Config{HandshakeTimeout: time.Minute})
+				p, err := subprocess.Bootstrap(context.Background(), childCmd(t, "tiny", noRaceExitDelay), &subprocess.Config{HandshakeTimeout: time.Minute})
 				if err != nil {
 					errs <- err
 					return
 				}
-				p := stopper.(*subprocess.Process)
 				ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 				p.Stop(ctx)
 				cancel()

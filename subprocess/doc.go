@@ -3,9 +3,9 @@
 //
 // [Bootstrap] starts a plugin with the address of a private handshake
 // server in its environment, waits for the plugin's Initialize call and
-// returns as soon as the outcome is known: a [Status] and a running
-// [*Process], or an error that says why (version mismatch, timeout, or the
-// process exiting, with its exit status and last stderr lines).
+// returns as soon as the outcome is known: a running [*Process], or an
+// error that says why (version mismatch, timeout, or the process exiting,
+// with its exit status and last stderr lines).
 //
 // # Who may handshake
 //

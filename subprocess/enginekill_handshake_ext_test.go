@@ -55,12 +55,12 @@ func childEngineMidHandshake() int {
 	for range before {
 		cmd := subprocess.NewCmd(exe)
 		cmd.Env = append(os.Environ(), childModeEnv+"=serve")
-		st, _, err := subprocess.Bootstrap(ctx, cmd, &subprocess.Config{HandshakeTimeout: 30 * time.Second})
+		p, err := subprocess.Bootstrap(ctx, cmd, &subprocess.Config{HandshakeTimeout: 30 * time.Second})
 		if err != nil {
 			fmt.Println("bootstrap:", err)
 			return 1
 		}
-		fmt.Printf("pid %d\n", st.Pid)
+		fmt.Printf("pid %d\n", p.Pid())
 	}
 	cmd := subprocess.NewCmd(exe)
 	cmd.Env = append(os.Environ(), childModeEnv+"=fork-grandchild-hang")
@@ -72,7 +72,7 @@ func childEngineMidHandshake() int {
 			}
 		},
 	}
-	_, _, err = subprocess.Bootstrap(ctx, cmd, cfg)
+	_, err = subprocess.Bootstrap(ctx, cmd, cfg)
 	fmt.Println("bootstrap returned:", err)
 	return 1
 }

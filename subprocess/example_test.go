@@ -22,7 +22,7 @@ func ExampleBootstrap() {
 	defer manager.Stop(ctx)
 
 	cmd := subprocess.NewCmd("./myvm", "--network", "local")
-	status, stopper, err := subprocess.Bootstrap(ctx, cmd, &subprocess.Config{
+	p, err := subprocess.Bootstrap(ctx, cmd, &subprocess.Config{
 		Name:             "myvm",
 		Log:              log,
 		AcceptedVersions: []uint32{vmre.ProtocolVersion},
@@ -31,7 +31,7 @@ func ExampleBootstrap() {
 	var exitErr *vmre.ExitError
 	switch {
 	case errors.As(err, &exitErr):
-		fmt.Println("the plugin died:", exitErr.Signal, exitErr.ExitCode, exitErr.StderrTail)
+		fmt.Println("the plugin died:", exitErr.ExitStatus, exitErr.StderrTail)
 		return
 	case errors.Is(err, vmre.ErrProtocolVersionMismatch):
 		fmt.Println("rebuild the plugin:", err)
@@ -40,15 +40,15 @@ func ExampleBootstrap() {
 		fmt.Println(err) // e.g. "handshake failed: timeout"
 		return
 	}
-	manager.TrackRuntime(stopper) // forgotten again when the process exits
+	manager.TrackRuntime(p) // forgotten again when the process exits
+	st := p.Status()
 	fmt.Printf("pid %d serves its VM on %s (protocol %d, handshake in %s)\n",
-		status.Pid, status.Addr, status.ProtocolVersion, status.HandshakeDuration)
+		st.Pid, st.Addr, st.ProtocolVersion, st.HandshakeDuration)
 
-	p := stopper.(*subprocess.Process)
 	stopCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	p.Stop(stopCtx) // SIGTERM to its group, SIGKILL after the grace period
-	fmt.Println("exit status:", p.ExitStatus().Code)
+	fmt.Println(p.ExitStatus())
 }
 
 // ExampleConfig_onOutputBytes keeps statistics of a plugin's output
@@ -62,7 +62,7 @@ func ExampleConfig_onOutputBytes() {
 		bytesByStream = map[string]int{}
 		lastPanic     []byte
 	)
-	_, stopper, err := subprocess.Bootstrap(ctx, subprocess.NewCmd("./myvm"), &subprocess.Config{
+	p, err := subprocess.Bootstrap(ctx, subprocess.NewCmd("./myvm"), &subprocess.Config{
 		AcceptedVersions: []uint32{vmre.ProtocolVersion},
 		// Called from the stream's own goroutine, one line at a time per
 		// stream; stdout and stderr may call it concurrently.
@@ -79,7 +79,7 @@ func ExampleConfig_onOutputBytes() {
 		fmt.Println(err)
 		return
 	}
-	stopper.Stop(ctx)
+	p.Stop(ctx)
 	mu.Lock()
 	defer mu.Unlock()
 	fmt.Println(bytesByStream[subprocess.StreamStdout], bytesByStream[subprocess.StreamStderr], string(lastPanic))

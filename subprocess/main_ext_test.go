@@ -358,12 +358,12 @@ func childEngine() int {
 				}
 			}
 		}
-		st, _, err := subprocess.Bootstrap(ctx, cmd, cfg)
+		p, err := subprocess.Bootstrap(ctx, cmd, cfg)
 		if err != nil {
 			fmt.Println("bootstrap:", err)
 			return 1
 		}
-		fmt.Printf("pid %d\n", st.Pid)
+		fmt.Printf("pid %d\n", p.Pid())
 	}
 	fmt.Printf("pid %s\n", <-grandchild)
 	fmt.Println("ready")

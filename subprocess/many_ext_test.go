@@ -26,13 +26,13 @@ func TestManyBootstrapsThenManagerStop(t *testing.T) {
 	for i := range n {
 		wg.Go(func() {
 			cfg := &subprocess.Config{HandshakeTimeout: time.Minute}
-			_, stopper, err := subprocess.Bootstrap(t.Context(), childCmd(t, "serve"), cfg)
+			p, err := subprocess.Bootstrap(t.Context(), childCmd(t, "serve"), cfg)
 			if err != nil {
 				errs[i] = err
 				return
 			}
-			procs[i] = stopper.(*subprocess.Process)
-			m.TrackRuntime(stopper)
+			procs[i] = p
+			m.TrackRuntime(p)
 		})
 	}
 	wg.Wait()

@@ -186,7 +186,7 @@ func TestBootstrapPreflight(t *testing.T) {
 	fds, children := countFds(t), countChildren(t)
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, stopper, err := subprocess.Bootstrap(t.Context(), tt.cmd, &subprocess.Config{SHA256: tt.sha})
+			p, err := subprocess.Bootstrap(t.Context(), tt.cmd, &subprocess.Config{SHA256: tt.sha})
 			t.Logf("error: %v", err)
 			if !errors.Is(err, vmre.ErrHandshakeFailed) {
 				t.Errorf("err = %v, want ErrHandshakeFailed", err)
@@ -199,7 +199,7 @@ func TestBootstrapPreflight(t *testing.T) {
 			if err != nil && !strings.Contains(err.Error(), tt.wantText) {
 				t.Errorf("err = %q, want it to say %q", err, tt.wantText)
 			}
-			if stopper != nil || tt.cmd.Process != nil {
+			if p != nil || tt.cmd.Process != nil {
 				t.Fatal("a process was started")
 			}
 			if got := countChildren(t); got != children {
@@ -268,13 +268,13 @@ func TestScriptPluginSeesItsPath(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			_, stopper, err := subprocess.Bootstrap(t.Context(), subprocess.NewCmd(tt.path), &subprocess.Config{SHA256: tt.pin})
+			p, err := subprocess.Bootstrap(t.Context(), subprocess.NewCmd(tt.path), &subprocess.Config{SHA256: tt.pin})
 			if err == nil {
-				stopper.Stop(t.Context())
+				p.Stop(t.Context())
 				t.Fatal("Bootstrap succeeded")
 			}
 			var exitErr *vmre.ExitError
-			if !errors.As(err, &exitErr) || exitErr.ExitCode != 3 {
+			if !errors.As(err, &exitErr) || exitErr.Code != 3 {
 				t.Fatalf("err = %v, want exit status 3", err)
 			}
 			if !slices.Equal(exitErr.StderrTail, []string{tt.want}) {
@@ -312,7 +312,7 @@ func TestStartErrorNamesPlugin(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			_, _, err := subprocess.Bootstrap(t.Context(), subprocess.NewCmd(tt.path), &subprocess.Config{SHA256: tt.pin})
+			_, err := subprocess.Bootstrap(t.Context(), subprocess.NewCmd(tt.path), &subprocess.Config{SHA256: tt.pin})
 			want := "handshake failed: start process: fork/exec " + tt.path + ": exec format error"
 			if err == nil || err.Error() != want {
 				t.Fatalf("err = %v, want %q", err, want)

@@ -13,8 +13,9 @@ import (
 	"github.com/vmre/vmre"
 )
 
-// Process is a plugin started by [Bootstrap]. It implements [vmre.Runtime].
-// All its methods are safe for concurrent use.
+// Process is a plugin started by [Bootstrap] that completed its handshake.
+// It implements [vmre.Runtime]. All its methods are safe for concurrent
+// use.
 //
 // Exactly one goroutine waits for the process for its whole life; it reaps
 // it as soon as it exits, whether or not anyone called Stop, and, on
@@ -26,10 +27,10 @@ type Process struct {
 	log      zerolog.Logger
 	graceful time.Duration
 	tail     *tail
-	// vmShutdown and vmAddr: Stop calls the VM's Shutdown first
-	// (Config.VMShutdown). Set before Bootstrap returns the Process.
+	// vmShutdown: Stop calls the VM's Shutdown first (Config.VMShutdown).
+	// Set, with status, before Bootstrap returns the Process.
 	vmShutdown bool
-	vmAddr     string
+	status     Status
 
 	stdout, stderr         *stream
 	stdoutDone, stderrDone chan struct{}
@@ -44,7 +45,8 @@ type Process struct {
 	mu       sync.Mutex
 	reaped   bool
 	stopping bool
-	status   ExitStatus
+	exit     vmre.ExitStatus
+	exitErr  error
 	// helpers counts the goroutines besides the readers that must end
 	// before done closes: the handshake server and a Stop in progress.
 	// Add is only called before the process is reaped (under mu, or
@@ -54,19 +56,24 @@ type Process struct {
 
 var _ vmre.Runtime = (*Process)(nil)
 
-// ExitStatus is how a plugin process ended.
-type ExitStatus struct {
-	// Code is the exit code, or -1 if a signal ended the process.
-	Code int
-	// Signal names the signal that ended the process ("killed",
-	// "terminated"), or is empty.
-	Signal string
-	// Err is nil when the process exited with status 0. Otherwise it is a
-	// *vmre.ExitError (matching vmre.ErrProcessExited) with the code or
-	// signal and the last lines of stderr, or, rarely, the error waiting for
-	// the process returned.
-	Err error
+// Status describes a plugin that completed its handshake.
+type Status struct {
+	// Pid is the plugin's process ID.
+	Pid int
+	// Addr is the address of the plugin's own VM server, as it announced
+	// it in Initialize.
+	Addr string
+	// ProtocolVersion is the version the plugin announced (one of the
+	// accepted ones).
+	ProtocolVersion uint32
+	// StartedAt is when the process was started.
+	StartedAt time.Time
+	// HandshakeDuration is the time from StartedAt to the Initialize call.
+	HandshakeDuration time.Duration
 }
+
+// Status returns what the handshake established. It never changes.
+func (p *Process) Status() Status { return p.status }
 
 // Pid returns the process ID, which is also its process group ID on Linux.
 func (p *Process) Pid() int { return p.pid }
@@ -79,14 +86,29 @@ func (p *Process) Done() <-chan struct{} { return p.done }
 
 // ExitStatus reports how the process ended. It is valid once Done is
 // closed; before that it returns the zero ExitStatus.
-func (p *Process) ExitStatus() ExitStatus {
+func (p *Process) ExitStatus() vmre.ExitStatus {
 	select {
 	case <-p.done:
 		p.mu.Lock()
 		defer p.mu.Unlock()
-		return p.status
+		return p.exit
 	default:
-		return ExitStatus{}
+		return vmre.ExitStatus{}
+	}
+}
+
+// Err reports why the process ended, once Done is closed: nil for exit
+// status 0, else a *[vmre.ExitError] (matching [vmre.ErrProcessExited])
+// with the status and the last lines of stderr, or, rarely, the error
+// waiting for the process returned. Before Done is closed it returns nil.
+func (p *Process) Err() error {
+	select {
+	case <-p.done:
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		return p.exitErr
+	default:
+		return nil
 	}
 }
 
@@ -195,9 +217,9 @@ func (p *Process) supervise() {
 	}
 	timer.Stop()
 
-	status := exitStatusOf(state, waitErr, p.pid, p.tail.snapshot())
+	status, exitErr := exitStatusOf(state, waitErr, p.pid, p.tail.snapshot())
 	p.mu.Lock()
-	p.status = status
+	p.exit, p.exitErr = status, exitErr
 	stopping := p.stopping
 	p.mu.Unlock()
 
@@ -206,7 +228,7 @@ func (p *Process) supervise() {
 	switch {
 	case stopping:
 		ev = p.log.Debug()
-	case status.Err != nil:
+	case exitErr != nil:
 		ev = p.log.Warn()
 	default:
 		ev = p.log.Info()
@@ -226,36 +248,35 @@ func (p *Process) supervise() {
 	close(p.done)
 }
 
-// exitStatusOf describes how the process ended. state is nil only if
-// waiting failed.
-func exitStatusOf(state *os.ProcessState, waitErr error, pid int, stderrTail []string) ExitStatus {
+// exitStatusOf describes how the process ended, and the error [Process.Err]
+// reports. state is nil only if waiting failed.
+func exitStatusOf(state *os.ProcessState, waitErr error, pid int, stderrTail []string) (vmre.ExitStatus, error) {
 	if state == nil {
 		if waitErr == nil {
 			waitErr = errors.New("no process state")
 		}
-		return ExitStatus{Code: -1, Err: waitErr}
+		return vmre.ExitStatus{Code: -1}, waitErr
 	}
-	st := ExitStatus{Code: state.ExitCode()}
+	st := vmre.ExitStatus{Code: state.ExitCode()}
 	if ws, ok := state.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
 		st.Code = -1
 		st.Signal = ws.Signal().String()
 	}
-	if st.Code != 0 {
-		st.Err = &vmre.ExitError{Pid: pid, ExitCode: st.Code, Signal: st.Signal, StderrTail: stderrTail}
+	if st.Success() {
+		return st, nil
 	}
-	return st
+	return st, &vmre.ExitError{Pid: pid, ExitStatus: st, StderrTail: stderrTail}
 }
 
 // exitError returns the evidence for a process that ended before its
 // handshake, whatever its status (exit status 0 included). Call it after
 // done is closed.
 func (p *Process) exitError() *vmre.ExitError {
-	st := p.ExitStatus()
 	var exitErr *vmre.ExitError
-	if errors.As(st.Err, &exitErr) {
+	if errors.As(p.Err(), &exitErr) {
 		return exitErr
 	}
-	return &vmre.ExitError{Pid: p.pid, ExitCode: st.Code, Signal: st.Signal, StderrTail: p.tail.snapshot()}
+	return &vmre.ExitError{Pid: p.pid, ExitStatus: p.ExitStatus(), StderrTail: p.tail.snapshot()}
 }
 
 // closedChan is a channel that is always closed.

@@ -56,7 +56,7 @@ func (p *Process) shutdownThenTerm(grace time.Duration) {
 		}
 	}()
 	start := time.Now()
-	err := shutdownVM(ctx, p.vmAddr)
+	err := shutdownVM(ctx, p.status.Addr)
 	cancel()
 	<-watched
 	switch {

@@ -98,7 +98,7 @@ func TestStopCallsVMShutdown(t *testing.T) {
 			p.Stop(t.Context())
 			st := p.ExitStatus()
 			if st.Code != tt.wantCode || st.Signal != tt.wantSignal {
-				t.Errorf("exit code %d, signal %q; want %d, %q (%v)", st.Code, st.Signal, tt.wantCode, tt.wantSignal, st.Err)
+				t.Errorf("exit code %d, signal %q; want %d, %q (%v)", st.Code, st.Signal, tt.wantCode, tt.wantSignal, p.Err())
 			}
 			called := false
 			for _, l := range out.snapshot() {

@@ -81,12 +81,12 @@ func benchBreakdown(ctx context.Context, e *env) error {
 		}
 		cmd := subprocess.NewCmd(e.ava, "serve-trace")
 		t0 := time.Now()
-		_, stopper, err := subprocess.Bootstrap(ctx, cmd, &cfg)
+		p, err := subprocess.Bootstrap(ctx, cmd, &cfg)
 		t1 := time.Now()
 		if err != nil {
 			return fmt.Errorf("vmre: %w", err)
 		}
-		defer stopper.Stop(ctx)
+		defer p.Stop(ctx)
 		select {
 		case t := <-got:
 			if rec {

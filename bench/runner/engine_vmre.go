@@ -41,9 +41,10 @@ func newVmreEngine(path string, w io.Writer, handshakeTimeout, grace time.Durati
 func (e *vmreEngine) launch(ctx context.Context, args ...string) (*subprocess.Process, *subprocess.Status, error) {
 	cfg := e.cfg
 	cmd := subprocess.NewCmd(e.path, args...)
-	st, stopper, err := subprocess.Bootstrap(ctx, cmd, &cfg)
+	p, err := subprocess.Bootstrap(ctx, cmd, &cfg)
 	if err != nil {
 		return nil, nil, err
 	}
-	return stopper.(*subprocess.Process), st, nil
+	st := p.Status()
+	return p, &st, nil
 }

@@ -63,24 +63,25 @@ func doctorCommand(ctx context.Context, args []string, stdout, stderr io.Writer)
 	fmt.Fprintf(report, "plugin\t%s\n", path)
 	fmt.Fprintf(report, "accepted versions\t%s\n", vmre.FormatVersions(cfg.AcceptedVersions))
 
-	status, stopper, err := subprocess.Bootstrap(ctx, subprocess.NewCmd(path, pluginArgs...), cfg)
+	p, err := subprocess.Bootstrap(ctx, subprocess.NewCmd(path, pluginArgs...), cfg)
 	if err != nil {
 		fmt.Fprintf(report, "result\tFAIL\n")
 		_ = report.Flush()
 		printFailure(stderr, err)
 		return exitFailure
 	}
-	fmt.Fprintf(report, "pid\t%d\n", status.Pid)
-	fmt.Fprintf(report, "vm address\t%s\n", status.Addr)
-	fmt.Fprintf(report, "protocol version\t%d\n", status.ProtocolVersion)
-	fmt.Fprintf(report, "time to handshake\t%s\n", status.HandshakeDuration.Round(time.Microsecond))
-	fmt.Fprintf(report, "grpc.health.v1\t%s\n", probeHealth(ctx, status.Addr))
+	st := p.Status()
+	fmt.Fprintf(report, "pid\t%d\n", st.Pid)
+	fmt.Fprintf(report, "vm address\t%s\n", st.Addr)
+	fmt.Fprintf(report, "protocol version\t%d\n", st.ProtocolVersion)
+	fmt.Fprintf(report, "time to handshake\t%s\n", st.HandshakeDuration.Round(time.Microsecond))
+	fmt.Fprintf(report, "grpc.health.v1\t%s\n", probeHealth(ctx, st.Addr))
 
 	stopStart := time.Now()
 	stopCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), ef.stopDeadline())
 	defer cancel()
-	stopper.Stop(stopCtx)
-	exit, problem := describeExit(stopper)
+	p.Stop(stopCtx)
+	exit, problem := describeExit(p)
 	fmt.Fprintf(report, "stop\t%s%s\n", time.Since(stopStart).Round(time.Microsecond), exit)
 	if problem != "" {
 		fmt.Fprintf(report, "result\tFAIL\n")
@@ -102,7 +103,7 @@ func printFailure(w io.Writer, err error) {
 		if exitErr.Signal != "" {
 			fmt.Fprintf(w, "  killed by signal: %s\n", exitErr.Signal)
 		} else {
-			fmt.Fprintf(w, "  exit status: %d\n", exitErr.ExitCode)
+			fmt.Fprintf(w, "  exit status: %d\n", exitErr.Code)
 		}
 		if len(exitErr.StderrTail) > 0 {
 			fmt.Fprintln(w, "  last stderr lines:")
@@ -123,24 +124,17 @@ func printFailure(w io.Writer, err error) {
 // and what is wrong with that stop: a plugin that had to be killed, or one
 // that had not exited when the stop's deadline passed, does not stop
 // cleanly under a node either.
-func describeExit(s vmre.Stopper) (exit, problem string) {
-	p, ok := s.(*subprocess.Process)
-	if !ok {
-		return "", ""
-	}
+func describeExit(p *subprocess.Process) (exit, problem string) {
 	select {
 	case <-p.Done():
 	default:
 		return " (still running)", "the plugin had not exited when the stop's deadline passed"
 	}
 	st := p.ExitStatus()
-	switch st.Signal {
-	case "":
-		return fmt.Sprintf(" (exit status %d)", st.Code), ""
-	case "killed":
+	if st.Signal == "killed" {
 		return " (signal: killed)", "the plugin was killed: it did not exit within the grace period after SIGTERM (and, with --vm-shutdown, the VM's Shutdown call)"
 	}
-	return " (signal: " + st.Signal + ")", ""
+	return " (" + st.String() + ")", ""
 }
 
 // probeHealth asks the VM's grpc.health.v1 service for the overall status.
