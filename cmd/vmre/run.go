@@ -36,7 +36,7 @@ type runFlags struct {
 
 func (f *runFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.listen, "listen", defaultListen, "address of the engine's API port: dashboard, vmre.v1 API, health and reflection")
-	fs.StringVar(&f.tokenFile, "token-file", "", "read the API token (stop and restart need it) from this file, mode 0600, instead of generating one")
+	fs.StringVar(&f.tokenFile, "token-file", "", "read the API token (stop, restart and reload need it) from this file, mode 0600, instead of generating one")
 	fs.Var(&f.corsOrigins, "cors-origin", "a browser origin besides the dashboard's own allowed to call the API, as scheme://host[:port] (repeatable; default: same origin only)")
 	fs.BoolVar(&f.attach, "attach", false, "launch nothing: open a handshake endpoint and register every plugin that handshakes there with its token")
 	fs.StringVar(&f.attachListen, "attach-listen", "127.0.0.1:0", "address of the attach handshake endpoint (with --attach)")
