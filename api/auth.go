@@ -6,8 +6,8 @@ import (
 	"strings"
 
 	"connectrpc.com/connect"
-	"github.com/vmre/vmre/engine"
 	"github.com/vmre/vmre/gen/vmre/v1/vmrev1connect"
+	"github.com/vmre/vmre/internal/token"
 )
 
 // guarded lists the procedures that need the bearer token: the ones that
@@ -38,12 +38,12 @@ func newAuthInterceptor(token string) connect.UnaryInterceptorFunc {
 	}
 }
 
-func checkBearer(header, token string) error {
+func checkBearer(header, expected string) error {
 	scheme, presented, ok := strings.Cut(strings.TrimSpace(header), " ")
 	if !ok || !strings.EqualFold(scheme, "Bearer") || strings.TrimSpace(presented) == "" {
 		return errNoToken
 	}
-	if !engine.TokenEqual(strings.TrimSpace(presented), token) {
+	if !token.Equal(strings.TrimSpace(presented), expected) {
 		return errBadToken
 	}
 	return nil

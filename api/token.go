@@ -8,7 +8,7 @@ import (
 	"strings"
 
 	"github.com/vmre/vmre"
-	"github.com/vmre/vmre/engine"
+	"github.com/vmre/vmre/internal/token"
 )
 
 // TokenFileName is the name of the file [NewTokenFile] writes.
@@ -19,11 +19,8 @@ const TokenFileName = "api-token"
 // private directory (0700) under dir; an empty dir means $XDG_RUNTIME_DIR
 // if set, else the system temporary directory. It returns the token, the
 // file's path and a function that removes the directory.
-func NewTokenFile(dir string) (token, path string, remove func(), err error) {
-	token, err = engine.NewToken()
-	if err != nil {
-		return "", "", nil, err
-	}
+func NewTokenFile(dir string) (secret, path string, remove func(), err error) {
+	secret = token.New()
 	if dir == "" {
 		dir = os.Getenv("XDG_RUNTIME_DIR")
 	}
@@ -33,19 +30,18 @@ func NewTokenFile(dir string) (token, path string, remove func(), err error) {
 	}
 	remove = func() { _ = os.RemoveAll(private) }
 	path = filepath.Join(private, TokenFileName)
-	if err := os.WriteFile(path, []byte(token+"\n"), 0o600); err != nil {
+	if err := os.WriteFile(path, []byte(secret+"\n"), 0o600); err != nil {
 		remove()
 		return "", "", nil, fmt.Errorf("write token file: %w", err)
 	}
-	return token, path, remove, nil
+	return secret, path, remove, nil
 }
 
-// MinTokenLen is the shortest token [ReadTokenFile] accepts.
-const MinTokenLen = 16
-
 // ReadTokenFile reads an API token from path: the file's content without
-// surrounding white space. It refuses a token shorter than [MinTokenLen]
-// and, on Unix, a file that others than its owner may read or write.
+// surrounding white space. It refuses a token shorter than 16 bytes or with
+// white space inside, and, on Unix, a file that others than its owner may
+// read or write. Errors about the file's content or mode wrap
+// [vmre.ErrInvalidConfig].
 func ReadTokenFile(path string) (string, error) {
 	info, err := os.Stat(path)
 	if err != nil {
@@ -62,12 +58,9 @@ func ReadTokenFile(path string) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("read token file: %w", err)
 	}
-	token := strings.TrimSpace(string(b))
-	if len(token) < MinTokenLen {
-		return "", fmt.Errorf("%w: token in %s is %d characters, want at least %d", vmre.ErrInvalidConfig, path, len(token), MinTokenLen)
+	secret := strings.TrimSpace(string(b))
+	if err := token.Check(secret); err != nil {
+		return "", fmt.Errorf("%w: token file %s: %w", vmre.ErrInvalidConfig, path, err)
 	}
-	if strings.ContainsAny(token, " \t\r\n") {
-		return "", fmt.Errorf("%w: token in %s contains white space", vmre.ErrInvalidConfig, path)
-	}
-	return token, nil
+	return secret, nil
 }

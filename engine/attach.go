@@ -2,41 +2,18 @@ package engine
 
 import (
 	"context"
-	"crypto/rand"
-	"crypto/subtle"
-	"encoding/base64"
 	"errors"
 	"fmt"
 	"net"
 	"net/http"
 	"slices"
-	"strconv"
 	"time"
 
 	"connectrpc.com/connect"
 	"github.com/vmre/vmre"
+	"github.com/vmre/vmre/internal/token"
 	"github.com/vmre/vmre/server"
 )
-
-// NewToken returns a fresh random secret: 32 bytes from crypto/rand,
-// base64url without padding (43 characters, safe in headers, environment
-// variables and shell commands).
-func NewToken() (string, error) {
-	var b [32]byte
-	if _, err := rand.Read(b[:]); err != nil {
-		return "", fmt.Errorf("read random token: %w", err)
-	}
-	return base64.RawURLEncoding.EncodeToString(b[:]), nil
-}
-
-// TokenEqual compares a presented secret with the expected one in constant
-// time. An empty expected token matches nothing.
-func TokenEqual(presented, expected string) bool {
-	if expected == "" {
-		return false
-	}
-	return subtle.ConstantTimeCompare([]byte(presented), []byte(expected)) == 1
-}
 
 // Attach registers a plugin that completed a handshake on the attach
 // endpoint as an attached runtime and returns it. The plugin's process is
@@ -127,19 +104,19 @@ func (a attachInitializer) Initialize(ctx context.Context, protocolVersion uint3
 type AttachEndpoint struct {
 	srv     *http.Server
 	lis     net.Listener
-	token   string
-	version uint32 // the version CurlCommand announces
-	done    chan struct{}
+	done chan struct{}
 }
 
 // ServeAttach opens a handshake endpoint on addr (default "127.0.0.1:0")
 // and serves it in the background until [AttachEndpoint.Close]. Every
-// Initialize call must carry token in the [vmre.HandshakeTokenHeader]
-// header, else it fails with unauthenticated; token must not be empty.
-// Valid handshakes become attached runtimes (see [Engine.Attach]).
-func (e *Engine) ServeAttach(addr, token string) (*AttachEndpoint, error) {
-	if token == "" {
-		return nil, fmt.Errorf("%w: attach endpoint needs a token", vmre.ErrInvalidConfig)
+// Initialize call must carry secret in the [vmre.HandshakeTokenHeader]
+// header, else it fails with unauthenticated; secret must pass
+// token.Check (at least 16 bytes, no white space), else ServeAttach fails
+// with [vmre.ErrInvalidConfig]. Valid handshakes become attached runtimes
+// (see [Engine.Attach]).
+func (e *Engine) ServeAttach(addr, secret string) (*AttachEndpoint, error) {
+	if err := token.Check(secret); err != nil {
+		return nil, fmt.Errorf("%w: attach endpoint: %w", vmre.ErrInvalidConfig, err)
 	}
 	if addr == "" {
 		addr = "127.0.0.1:0"
@@ -149,7 +126,7 @@ func (e *Engine) ServeAttach(addr, token string) (*AttachEndpoint, error) {
 		if presented == "" {
 			return fmt.Errorf("%w: missing %s header", vmre.ErrUnauthenticated, vmre.HandshakeTokenHeader)
 		}
-		if !TokenEqual(presented, token) {
+		if !token.Equal(presented, secret) {
 			return fmt.Errorf("%w: wrong %s", vmre.ErrUnauthenticated, vmre.HandshakeTokenHeader)
 		}
 		return nil
@@ -161,7 +138,7 @@ func (e *Engine) ServeAttach(addr, token string) (*AttachEndpoint, error) {
 	if err != nil {
 		return nil, fmt.Errorf("listen for attach handshakes: %w", err)
 	}
-	a := &AttachEndpoint{srv: server.NewHTTPServer(mux), lis: lis, token: token, version: e.cfg.AcceptedVersions[0], done: make(chan struct{})}
+	a := &AttachEndpoint{srv: server.NewHTTPServer(mux), lis: lis, done: make(chan struct{})}
 	go func() {
 		defer close(a.done)
 		if err := a.srv.Serve(lis); err != nil && !errors.Is(err, http.ErrServerClosed) {
@@ -174,21 +151,6 @@ func (e *Engine) ServeAttach(addr, token string) (*AttachEndpoint, error) {
 
 // Addr returns the endpoint's "host:port".
 func (a *AttachEndpoint) Addr() string { return a.lis.Addr().String() }
-
-// EnvLine returns the shell line that gives a plugin what it needs to
-// attach: "export VMRE_ENGINE_ADDR=... VMRE_HANDSHAKE_TOKEN=...".
-func (a *AttachEndpoint) EnvLine() string {
-	return "export " + vmre.EngineAddressKey + "=" + a.Addr() + " " + vmre.HandshakeTokenKey + "=" + a.token
-}
-
-// CurlCommand returns a ready-to-paste curl command that performs a
-// handshake (Connect protocol, JSON) announcing vmAddr and the first
-// accepted protocol version.
-func (a *AttachEndpoint) CurlCommand(vmAddr string) string {
-	return "curl -sS -H 'Content-Type: application/json' -H '" + vmre.HandshakeTokenHeader + ": " + a.token +
-		"' -d '{\"protocolVersion\":" + strconv.FormatUint(uint64(a.version), 10) + ",\"addr\":\"" + vmAddr +
-		"\"}' http://" + a.Addr() + "/vm.runtime.Runtime/Initialize"
-}
 
 // Close stops the endpoint: it stops accepting handshakes and waits for
 // calls in flight until ctx is done. Attached runtimes stay registered.

@@ -3,7 +3,6 @@ package subprocess
 import (
 	"cmp"
 	"context"
-	"crypto/rand"
 	"fmt"
 	"net"
 	"net/http"
@@ -18,6 +17,7 @@ import (
 	"github.com/vmre/vmre"
 	"github.com/vmre/vmre/internal/handshakeauth"
 	"github.com/vmre/vmre/internal/preflight"
+	"github.com/vmre/vmre/internal/token"
 	"github.com/vmre/vmre/server"
 )
 
@@ -187,9 +187,9 @@ type launched struct {
 // started. On error nothing is left running.
 func launch(cmd *exec.Cmd, cfg *settings, exe *preflight.Executable) (*launched, error) {
 	defer exe.Close() // on early returns; closed right after Start otherwise
-	token := rand.Text()
+	secret := token.New()
 	vmLog := cfg.Log.With().Str(fieldVM, cfg.Name).Logger()
-	auth, err := newAuthPolicy(cfg.auth, token, vmLog)
+	auth, err := newAuthPolicy(cfg.auth, secret, vmLog)
 	if err != nil {
 		return nil, err
 	}
@@ -211,7 +211,7 @@ func launch(cmd *exec.Cmd, cfg *settings, exe *preflight.Executable) (*launched,
 		return nil, fmt.Errorf("%w: create stderr pipe: %w", vmre.ErrHandshakeFailed, err)
 	}
 
-	cmd.Env = pluginEnv(cmd.Env, cmd.Dir, cfg, addr, token)
+	cmd.Env = pluginEnv(cmd.Env, cmd.Dir, cfg, addr, secret)
 	cmd.Stdout, cmd.Stderr = outW, errW
 	prepareSysProcAttr(cmd)
 

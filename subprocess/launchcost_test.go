@@ -4,7 +4,6 @@ package subprocess
 
 import (
 	"context"
-	"crypto/rand"
 	"net"
 	"net/http"
 	"os"
@@ -14,6 +13,7 @@ import (
 	"github.com/rs/zerolog"
 	"github.com/vmre/vmre"
 	"github.com/vmre/vmre/internal/handshakeauth"
+	"github.com/vmre/vmre/internal/token"
 	"github.com/vmre/vmre/server"
 )
 
@@ -51,7 +51,7 @@ func BenchmarkLaunchChecks(b *testing.B) {
 	})
 	b.Run("policy", func(b *testing.B) {
 		for b.Loop() {
-			p, err := newAuthPolicy(cfg.auth, rand.Text(), zerolog.Nop())
+			p, err := newAuthPolicy(cfg.auth, token.New(), zerolog.Nop())
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -59,13 +59,13 @@ func BenchmarkLaunchChecks(b *testing.B) {
 		}
 	})
 	b.Run("authorize-token", func(b *testing.B) {
-		token := rand.Text()
-		p, err := newAuthPolicy(handshakeauth.ModeTokenOrPeer, token, zerolog.Nop())
+		secret := token.New()
+		p, err := newAuthPolicy(handshakeauth.ModeTokenOrPeer, secret, zerolog.Nop())
 		if err != nil {
 			b.Fatal(err)
 		}
 		p.SetPid(1)
-		call := server.Call{PeerAddr: "127.0.0.1:40000", Header: http.Header{vmre.HandshakeTokenHeader: {token}}}
+		call := server.Call{PeerAddr: "127.0.0.1:40000", Header: http.Header{vmre.HandshakeTokenHeader: {secret}}}
 		ctx := context.Background()
 		for b.Loop() {
 			if err := p.Authorize(ctx, call); err != nil {
@@ -74,7 +74,7 @@ func BenchmarkLaunchChecks(b *testing.B) {
 		}
 	})
 	b.Run("authorize-peer", func(b *testing.B) {
-		p, err := newAuthPolicy(handshakeauth.ModeTokenOrPeer, rand.Text(), zerolog.Nop())
+		p, err := newAuthPolicy(handshakeauth.ModeTokenOrPeer, token.New(), zerolog.Nop())
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -11,13 +11,16 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
 
+	"github.com/vmre/vmre"
 	"github.com/vmre/vmre/api"
 	"github.com/vmre/vmre/config"
 	"github.com/vmre/vmre/engine"
+	"github.com/vmre/vmre/internal/token"
 	"github.com/vmre/vmre/server"
 )
 
@@ -200,7 +203,7 @@ flags:`)
 	var attach *engine.AttachEndpoint
 	switch {
 	case rf.attach:
-		attach, err = startAttach(eng, rf.attachListen, stdout)
+		attach, err = startAttach(eng, rf.attachListen, firstVersion(subCfg.AcceptedVersions), stdout)
 		if err != nil {
 			fmt.Fprintf(stderr, "vmre run: %v\n", err)
 			code = exitFailure
@@ -358,21 +361,42 @@ func removeTokenDir(tokenPath string) {
 }
 
 // startAttach opens the attach endpoint and prints what a plugin needs.
-func startAttach(eng *engine.Engine, addr string, stdout io.Writer) (*engine.AttachEndpoint, error) {
-	token, err := engine.NewToken()
-	if err != nil {
-		return nil, err
-	}
-	a, err := eng.ServeAttach(addr, token)
+func startAttach(eng *engine.Engine, addr string, version uint32, stdout io.Writer) (*engine.AttachEndpoint, error) {
+	secret := token.New()
+	a, err := eng.ServeAttach(addr, secret)
 	if err != nil {
 		return nil, err
 	}
 	fmt.Fprintf(stdout, "attach:    %s  (plugins started elsewhere handshake here; they are watched, not ours to stop)\n", a.Addr())
 	fmt.Fprintln(stdout, "  a plugin needs this environment:")
-	fmt.Fprintf(stdout, "  %s\n", a.EnvLine())
+	fmt.Fprintf(stdout, "  %s\n", envLine(a.Addr(), secret))
 	fmt.Fprintln(stdout, "  or handshake by hand:")
-	fmt.Fprintf(stdout, "  %s\n", a.CurlCommand("127.0.0.1:50001"))
+	fmt.Fprintf(stdout, "  %s\n", curlCommand(a.Addr(), secret, version, "127.0.0.1:50001"))
 	return a, nil
+}
+
+// firstVersion is the version a hand-made handshake announces: the first
+// accepted one, or vmre's own when none are set.
+func firstVersion(accepted []uint32) uint32 {
+	if len(accepted) == 0 {
+		return vmre.ProtocolVersion
+	}
+	return accepted[0]
+}
+
+// envLine is the shell line that gives a plugin what it needs to attach to
+// the endpoint at addr: "export VMRE_ENGINE_ADDR=... VMRE_HANDSHAKE_TOKEN=...".
+func envLine(addr, secret string) string {
+	return "export " + vmre.EngineAddressKey + "=" + addr + " " + vmre.HandshakeTokenKey + "=" + secret
+}
+
+// curlCommand is a ready-to-paste curl command that performs a handshake
+// (Connect protocol, JSON) with the endpoint at addr, announcing vmAddr and
+// version.
+func curlCommand(addr, secret string, version uint32, vmAddr string) string {
+	return "curl -sS -H 'Content-Type: application/json' -H '" + vmre.HandshakeTokenHeader + ": " + secret +
+		"' -d '{\"protocolVersion\":" + strconv.FormatUint(uint64(version), 10) + ",\"addr\":\"" + vmAddr +
+		"\"}' http://" + addr + "/vm.runtime.Runtime/Initialize"
 }
 
 // pluginCommand returns the plugin to launch: the arguments after "--", or

@@ -3,8 +3,8 @@
 // avalanchego's handshake is "first caller wins": any local process that
 // finds the engine's loopback port can call Initialize first and point the
 // engine at its own server. A [Policy] narrows who may do that. The engine
-// gives each launched plugin a fresh secret ([NewToken]) in the plugin's
-// environment, under [vmre.HandshakeTokenKey]; vmre's client sends it back
+// gives each launched plugin a fresh secret (see
+// [github.com/vmre/vmre/internal/token]) in the plugin's environment, under [vmre.HandshakeTokenKey]; vmre's client sends it back
 // in the [vmre.HandshakeTokenHeader] request header. Plugins that predate
 // vmre (grpc-go clients built for avalanchego or luxd) cannot send it, so on
 // Linux the Policy can instead check that the caller's TCP socket is held by
@@ -41,10 +41,6 @@ package handshakeauth
 
 import (
 	"context"
-	"crypto/rand"
-	"crypto/sha256"
-	"crypto/subtle"
-	"encoding/base64"
 	"fmt"
 	"net"
 	"net/http"
@@ -55,6 +51,7 @@ import (
 	"github.com/rs/zerolog"
 	"github.com/vmre/vmre"
 	"github.com/vmre/vmre/internal/peercred"
+	"github.com/vmre/vmre/internal/token"
 	"github.com/vmre/vmre/server"
 )
 
@@ -132,20 +129,6 @@ func (m *Mode) UnmarshalText(b []byte) error {
 func (m Mode) usesPeer() bool  { return m == ModePeer || m == ModeTokenOrPeer }
 func (m Mode) usesToken() bool { return m == ModeToken || m == ModeTokenOrPeer }
 
-// MinTokenLen is the shortest token [New] accepts.
-const MinTokenLen = 16
-
-// NewToken returns a fresh random token: 32 bytes from crypto/rand,
-// base64url-encoded without padding (43 characters, safe in headers and
-// environment variables).
-func NewToken() (string, error) {
-	b := make([]byte, 32)
-	if _, err := rand.Read(b); err != nil {
-		return "", fmt.Errorf("generate handshake token: %w", err)
-	}
-	return base64.RawURLEncoding.EncodeToString(b), nil
-}
-
 // Config configures [New]. Zero values mean the documented defaults.
 type Config struct {
 	// Mode is the policy; default [DefaultMode].
@@ -153,7 +136,7 @@ type Config struct {
 	// Token is the secret handed to the launched plugin, which presents
 	// it. Any process that learns it is admitted too (same-user processes
 	// can read it from the plugin's environment; see the package
-	// documentation). Required (at least [MinTokenLen] bytes) in the token
+	// documentation). Required (see [token.Check]) in the token
 	// and token-or-peer modes; never logged.
 	Token string
 	// Log receives one warning per refused call (peer address, peer pid,
@@ -168,7 +151,7 @@ type Config struct {
 // method is a [server.Authorizer]. It is safe for concurrent use.
 type Policy struct {
 	mode      Mode
-	tokenHash [sha256.Size]byte
+	token     string
 	log       zerolog.Logger
 	pid       atomic.Int64
 	pidSet    chan struct{} // closed by the first SetPid
@@ -189,8 +172,10 @@ func New(cfg Config) (*Policy, error) {
 	if mode.usesPeer() && !peercred.Supported {
 		return nil, fmt.Errorf("%w: handshake auth %s: %w", vmre.ErrInvalidConfig, mode, peercred.ErrNotSupported)
 	}
-	if mode.usesToken() && len(cfg.Token) < MinTokenLen {
-		return nil, fmt.Errorf("%w: handshake auth %s needs a token of at least %d bytes", vmre.ErrInvalidConfig, mode, MinTokenLen)
+	if mode.usesToken() {
+		if err := token.Check(cfg.Token); err != nil {
+			return nil, fmt.Errorf("%w: handshake auth %s: %w", vmre.ErrInvalidConfig, mode, err)
+		}
 	}
 	slots := cfg.MaxConcurrentPeerChecks
 	if slots <= 0 {
@@ -198,9 +183,7 @@ func New(cfg Config) (*Policy, error) {
 	}
 	p := &Policy{mode: mode, log: cfg.Log, pidSet: make(chan struct{}), peerSlots: make(chan struct{}, slots)}
 	if mode.usesToken() {
-		// Comparing fixed-size digests keeps the comparison constant-time
-		// in the token's length as well as its content.
-		p.tokenHash = sha256.Sum256([]byte(cfg.Token))
+		p.token = cfg.Token
 	}
 	return p, nil
 }
@@ -262,8 +245,7 @@ func (p *Policy) checkToken(h http.Header) error {
 	case len(values) > 1:
 		return fmt.Errorf("%w: %d handshake tokens, want one", vmre.ErrUnauthenticated, len(values))
 	}
-	got := sha256.Sum256([]byte(values[0]))
-	if subtle.ConstantTimeCompare(got[:], p.tokenHash[:]) != 1 {
+	if !token.Equal(values[0], p.token) {
 		return fmt.Errorf("%w: invalid handshake token", vmre.ErrUnauthenticated)
 	}
 	return nil

@@ -243,21 +243,6 @@ func TestNewInvalid(t *testing.T) {
 	}
 }
 
-func TestNewToken(t *testing.T) {
-	t.Parallel()
-	seen := map[string]bool{}
-	for range 100 {
-		tok, err := handshakeauth.NewToken()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if len(tok) != 43 || strings.ContainsAny(tok, "+/=") || seen[tok] {
-			t.Fatalf("bad or repeated token %q", tok)
-		}
-		seen[tok] = true
-	}
-}
-
 // TestTokenMode checks tokens over a real server: missing, wrong, doubled
 // and right, with both the gRPC and the curl-style JSON protocol.
 func TestTokenMode(t *testing.T) {
