@@ -102,8 +102,8 @@ func (a attachInitializer) Initialize(ctx context.Context, protocolVersion uint3
 // handshakes with the right token as an attached runtime. Create it with
 // [Engine.ServeAttach].
 type AttachEndpoint struct {
-	srv     *http.Server
-	lis     net.Listener
+	srv  *http.Server
+	lis  net.Listener
 	done chan struct{}
 }
 
