@@ -105,7 +105,7 @@ func New(eng *engine.Engine, cfg Config) (*Handler, error) {
 	}
 
 	mux := http.NewServeMux()
-	shared := newSharedChanges()
+	shared := newSharedChanges(eng.InstanceID())
 	path, service := vmrev1connect.NewRuntimeServiceHandler(
 		&service{engine: eng, shared: shared, reloader: cfg.Reloader},
 		connect.WithCodec(protoCodec{shared: shared}),

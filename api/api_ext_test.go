@@ -284,6 +284,64 @@ func TestWatchStream(t *testing.T) {
 	}
 }
 
+// Every watch and tail message names the engine that sent it, and another
+// engine (as after a restart of vmre) has another id.
+func TestEngineInstanceID(t *testing.T) {
+	t.Parallel()
+	h, other := start(t, nil), start(t, nil)
+	id := h.engine.InstanceID()
+	if id == "" || id == other.engine.InstanceID() {
+		t.Fatalf("instance ids %q and %q, want two different non-empty ids", id, other.engine.InstanceID())
+	}
+	rt, err := h.engine.Launch(t.Context(), engine.Spec{Path: "/bin/vm"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+	defer cancel()
+	client := h.client(connect.WithGRPCWeb())
+
+	watch, err := client.WatchRuntimes(ctx, &vmrev1.WatchRuntimesRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer watch.Close()
+	if !watch.Receive() {
+		t.Fatal(watch.Err())
+	}
+	if got := watch.Msg().GetEngineInstanceId(); got != id {
+		t.Errorf("snapshot's engine instance id %q, want %q", got, id)
+	}
+	if _, err := h.engine.Attach(42, "127.0.0.1:50001", "p"); err != nil {
+		t.Fatal(err)
+	}
+	if !watch.Receive() {
+		t.Fatal(watch.Err())
+	}
+	if got := watch.Msg().GetEngineInstanceId(); got != id || watch.Msg().GetRuntime() == nil {
+		t.Errorf("change %v: engine instance id %q, want %q", watch.Msg(), got, id)
+	}
+
+	tail, err := client.TailOutput(ctx, &vmrev1.TailOutputRequest{Id: rt.ID, Follow: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tail.Close()
+	if !tail.Receive() {
+		t.Fatal(tail.Err())
+	}
+	if got := tail.Msg().GetEngineInstanceId(); got != id {
+		t.Errorf("first tail message's engine instance id %q, want %q", got, id)
+	}
+	h.launcher.output(0)(engine.OutputLine{Stream: "stdout", Text: "later"})
+	if !tail.Receive() {
+		t.Fatal(tail.Err())
+	}
+	if got := tail.Msg().GetEngineInstanceId(); got != id || len(tail.Msg().GetLines()) != 1 {
+		t.Errorf("followed message %v: engine instance id %q, want %q", tail.Msg(), got, id)
+	}
+}
+
 // TailOutput over gRPC (h2c): the recent lines, then live ones.
 func TestTailOutputStream(t *testing.T) {
 	t.Parallel()

@@ -110,8 +110,10 @@ func eventToProto(ev engine.Event) *vmrev1.RuntimeEvent {
 	return &vmrev1.RuntimeEvent{Time: timestamp(ev.Time), State: stateToProto(ev.State), Message: ev.Message}
 }
 
-func changeToProto(c engine.Change) *vmrev1.WatchRuntimesResponse {
-	resp := &vmrev1.WatchRuntimesResponse{ServerTime: timestamp(c.Time)}
+// changeToProto converts c, a change of the engine whose instance id is
+// instanceID.
+func changeToProto(c engine.Change, instanceID string) *vmrev1.WatchRuntimesResponse {
+	resp := &vmrev1.WatchRuntimesResponse{ServerTime: timestamp(c.Time), EngineInstanceId: instanceID}
 	switch c.Kind {
 	case engine.ChangeSnapshot:
 		resp.Kind = &vmrev1.WatchRuntimesResponse_Snapshot_{Snapshot: &vmrev1.WatchRuntimesResponse_Snapshot{Runtimes: runtimesToProto(c.Snapshot)}}

@@ -86,7 +86,7 @@ func (s *service) TailOutput(ctx context.Context, req *vmrev1.TailOutputRequest,
 	}
 	// The first message is sent even when empty, so a client knows the
 	// stream is established.
-	if err := sendOutput(stream, lines, 0); err != nil {
+	if err := sendOutput(stream, s.engine.InstanceID(), lines, 0); err != nil {
 		return err
 	}
 	if follower == nil {
@@ -100,7 +100,7 @@ func (s *service) TailOutput(ctx context.Context, req *vmrev1.TailOutputRequest,
 		if err != nil {
 			return toConnectError(err)
 		}
-		if err := sendOutput(stream, lines, dropped); err != nil {
+		if err := sendOutput(stream, s.engine.InstanceID(), lines, dropped); err != nil {
 			return err
 		}
 	}
@@ -115,8 +115,9 @@ const maxOutputMessageBytes = 1 << 20
 // sendOutput sends lines in messages of at most maxOutputMessageBytes
 // (each line's encoded size, tag and length prefix included), at least
 // one message, with the dropped count on the last: the follower dropped
-// the lines that came right after these.
-func sendOutput(stream *connect.ServerStream[vmrev1.TailOutputResponse], lines []engine.Line, dropped uint64) error {
+// the lines that came right after these. Every message carries instanceID,
+// the engine's.
+func sendOutput(stream *connect.ServerStream[vmrev1.TailOutputResponse], instanceID string, lines []engine.Line, dropped uint64) error {
 	out := linesToProto(lines)
 	for first := true; first || len(out) > 0; first = false {
 		n, size := 0, 0
@@ -128,7 +129,7 @@ func sendOutput(stream *connect.ServerStream[vmrev1.TailOutputResponse], lines [
 			size += lineSize
 			n++
 		}
-		msg := &vmrev1.TailOutputResponse{Lines: out[:n]}
+		msg := &vmrev1.TailOutputResponse{Lines: out[:n], EngineInstanceId: instanceID}
 		if out = out[n:]; len(out) == 0 {
 			msg.DroppedLines = dropped
 		}

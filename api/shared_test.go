@@ -26,7 +26,7 @@ func testChange(seq uint64) engine.Change {
 // proto.Marshal writes, also for a message pushed out of the slots.
 func TestSharedChanges(t *testing.T) {
 	t.Parallel()
-	s := newSharedChanges()
+	s := newSharedChanges("test-instance")
 	codec := protoCodec{shared: s}
 	first := s.message(testChange(1))
 	if s.message(testChange(1)) != first {
@@ -39,8 +39,8 @@ func TestSharedChanges(t *testing.T) {
 	if s.message(snap) == s.message(snap) {
 		t.Error("two snapshots share a message")
 	}
-	if !proto.Equal(first, changeToProto(testChange(1))) {
-		t.Errorf("shared message %v, want %v", first, changeToProto(testChange(1)))
+	if !proto.Equal(first, changeToProto(testChange(1), "test-instance")) {
+		t.Errorf("shared message %v, want %v", first, changeToProto(testChange(1), "test-instance"))
 	}
 
 	marshalled := func(msg *vmrev1.WatchRuntimesResponse) []byte {
@@ -62,7 +62,7 @@ func TestSharedChanges(t *testing.T) {
 		t.Fatal("a shared message has no shared bytes")
 	}
 	marshalled(first)
-	marshalled(changeToProto(testChange(9))) // never shared
+	marshalled(changeToProto(testChange(9), "test-instance")) // never shared
 
 	// sharedChangeSlots changes later, change 1's slot holds another: its
 	// message is marshalled like any other, still correctly.
@@ -92,7 +92,7 @@ func TestSharedChanges(t *testing.T) {
 // same changes at once (run with -race) all write the same bytes.
 func TestSharedChangesConcurrent(t *testing.T) {
 	t.Parallel()
-	s := newSharedChanges()
+	s := newSharedChanges("test-instance")
 	codec := protoCodec{shared: s}
 	const watchers, changes = 32, 100
 	out := make([][][]byte, watchers)
@@ -116,7 +116,7 @@ func TestSharedChangesConcurrent(t *testing.T) {
 		}
 	}
 	for seq := range changes {
-		want, _ := proto.Marshal(changeToProto(testChange(uint64(seq) + 1)))
+		want, _ := proto.Marshal(changeToProto(testChange(uint64(seq)+1), "test-instance"))
 		for w := range watchers {
 			if !bytes.Equal(out[w][seq], want) {
 				t.Fatalf("watcher %d, change %d: %x, want %x", w, seq+1, out[w][seq], want)

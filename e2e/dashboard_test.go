@@ -20,7 +20,7 @@ import (
 // output without a reload. Then, with scripted watch and output streams
 // (playwright routes), the page must tail a runtime again only on a new
 // watch stream, not on a resync snapshot, and tell a new engine's output
-// from the same engine's by the runtime's process and the lines' times,
+// from the same engine's by the engine instance id the streams carry,
 // however the initial tail is split into messages.
 func TestBrowserDashboardEngineRestart(t *testing.T) {
 	t.Parallel()

@@ -14,6 +14,7 @@ package engine
 
 import (
 	"context"
+	"crypto/rand"
 	"fmt"
 	"slices"
 	"sync"
@@ -92,6 +93,8 @@ type Engine struct {
 	launcher Launcher
 	manager  vmre.Manager
 	log      zerolog.Logger
+	// instanceID is random per engine; see [Engine.InstanceID].
+	instanceID string
 
 	baseCtx    context.Context // ends at Close; parent of every launch
 	cancelBase context.CancelFunc
@@ -195,12 +198,20 @@ func New(cfg Config) (*Engine, error) {
 		launcher:   cfg.Launcher,
 		manager:    manager,
 		log:        cfg.Log,
+		instanceID: rand.Text(),
 		baseCtx:    ctx,
 		cancelBase: cancel,
 		runtimes:   make(map[string]*runtime),
 		watchers:   make(map[*Watcher]struct{}),
 	}, nil
 }
+
+// InstanceID returns the random id this engine chose in [New]. Any other
+// engine, such as the next run of the same vmre command, has another one, so
+// a client that reconnects can tell whether runtime ids and the numbering of
+// output lines ([Line].Seq) still mean what they meant: from one engine to
+// another they start over. The id is not a secret.
+func (e *Engine) InstanceID() string { return e.instanceID }
 
 // List returns every runtime, live and in the history, in creation order.
 func (e *Engine) List() []Runtime {

@@ -12,9 +12,11 @@
 //  4. with scripted watch and output streams (routed by playwright): a
 //     resync snapshot on the same watch stream does not tail the runtime
 //     again; a new engine whose output numbers past the lines shown is told
-//     from the same engine's later lines by the runtime's process; an
-//     initial tail the engine splits into several messages is judged as a
-//     whole, whether it continues the lines shown or not.
+//     from the same engine's later lines by the engine instance id the
+//     streams carry, and a restart of the runtime in the same engine is not
+//     taken for one of the engine; an initial tail the engine splits into
+//     several messages is judged as a whole, whether it continues the lines
+//     shown or not.
 //
 // The engine belongs to the caller (e2e/dashboard_test.go): to restart it,
 // this script prints "restart-engine sigkill" or "restart-engine sigterm"
@@ -172,12 +174,14 @@ function grpcWeb(pb, schema, msgs) {
 async function scriptedResume() {
   const pb = await loadProtobuf();
   const base = Date.now() - 3_600_000;
-  // An engine runs r1 as process pid from `started` and reads its line seq
-  // at line0 + seq ms; each engine starts after the last line of the one
-  // before.
-  const old = { pid: 4101n, started: base, line0: base + 1_000 };
-  const next = { pid: 4202n, started: base + 600_000, line0: base + 601_000 };
-  const third = { pid: 4303n, started: base + 1_200_000, line0: base + 1_201_000 };
+  // An engine (its instance id) runs r1 as process pid from `started` and
+  // reads its line seq at line0 + seq ms; each engine starts after the last
+  // line of the one before.
+  const old = { instance: "engine-old", pid: 4101n, started: base, line0: base + 1_000 };
+  const next = { instance: "engine-next", pid: 4202n, started: base + 600_000, line0: base + 601_000 };
+  // The same engine after a restart of r1: another process, the same numbering.
+  const nextRestarted = { ...next, pid: 4250n, started: base + 900_000 };
+  const third = { instance: "engine-third", pid: 4303n, started: base + 1_200_000, line0: base + 1_201_000 };
   const snapshot = (e) => ({
     kind: {
       case: "snapshot",
@@ -189,6 +193,7 @@ async function scriptedResume() {
       },
     },
     serverTime: pb.timestampFromMs(Date.now()),
+    engineInstanceId: e.instance,
   });
   const range = (from, to) => Array.from({ length: to - from + 1 }, (_, i) => from + i);
   const lines = (e, from, to) => range(from, to).map((n) => ({
@@ -213,7 +218,8 @@ async function scriptedResume() {
   await page.route("**/vmre.v1.RuntimeService/TailOutput", async (route) => {
     const stage = current;
     stage.tails++;
-    await route.fulfill(grpcWeb(pb, pb.TailOutputResponseSchema, stage.tail.map((ls) => ({ lines: ls })))).catch(() => {});
+    const msgs = stage.tail.map((ls) => ({ lines: ls, engineInstanceId: stage.engine.instance }));
+    await route.fulfill(grpcWeb(pb, pb.TailOutputResponseSchema, msgs)).catch(() => {});
   });
 
   // The log: notes, and lines with the pid and seq their titles give.
@@ -236,9 +242,10 @@ async function scriptedResume() {
   // until the log shows line lastSeq and the page has asked for the next
   // watch stream: it has then handled every message of this one (and
   // opened every tail those made it open).
-  async function stage(name, watch, tail, lastSeq) {
+  // The stage's engine is the one its watch stream's snapshots name.
+  async function stage(name, engine, watch, tail, lastSeq) {
     const before = (await entries()).length;
-    const s = { watch, tail, tails: 0, served: 0 };
+    const s = { engine, watch, tail, tails: 0, served: 0 };
     stages.push(s);
     wake();
     try {
@@ -266,32 +273,41 @@ async function scriptedResume() {
 
   // The first watch stream, then three resyncs on it, as a watcher that
   // fell behind gets: the same engine, whose tail goes on.
-  let r = await stage("resync snapshots", [snapshot(old), snapshot(old), snapshot(old), snapshot(old)], [lines(old, 1, 10)], 10);
+  let r = await stage("resync snapshots", old, [snapshot(old), snapshot(old), snapshot(old), snapshot(old)], [lines(old, 1, 10)], 10);
   if (r.tails !== 1) r.fail(`${r.tails} tail streams opened for one watch stream with three resync snapshots, want 1`);
 
   // A new engine that has already written more than 300 lines past the
-  // last one shown: its tail numbers past it, and only the runtime's new
-  // process tells it from the same engine's later lines.
-  r = await stage("a new engine, numbered past the lines shown", [snapshot(next)], [lines(next, 1000, 1299)], 1299);
+  // last one shown: its tail numbers past it, and only the engine instance
+  // id tells it from the same engine's later lines.
+  r = await stage("a new engine, numbered past the lines shown", next, [snapshot(next)], [lines(next, 1000, 1299)], 1299);
   if (r.tails !== 1) r.fail(`${r.tails} tail streams opened, want 1`);
   if (restartNotes(r.added).length !== 1) r.fail("no note says the engine restarted");
   if (!sameList(seqs(r.added), range(1000, 1299))) r.fail("want lines #1000..#1299");
 
   // The same engine and process, 700 lines later: no restart, a gap.
-  r = await stage("the same engine, lines later", [snapshot(next)], [lines(next, 2000, 2299)], 2299);
+  r = await stage("the same engine, lines later", next, [snapshot(next)], [lines(next, 2000, 2299)], 2299);
   if (restartNotes(r.added).length !== 0) r.fail("a note says the engine restarted, but it is the same process");
   if (!r.added.some((e) => e.note?.includes("700 lines skipped"))) r.fail("no note says 700 lines were skipped");
   if (!sameList(seqs(r.added), range(2000, 2299))) r.fail("want lines #2000..#2299");
 
   // The same engine; the initial tail comes in two messages, and the first
   // ends before the line shown last (#2299).
-  r = await stage("the same engine, a tail in two messages", [snapshot(next)], [lines(next, 2250, 2270), lines(next, 2271, 2310)], 2310);
+  r = await stage("the same engine, a tail in two messages", next, [snapshot(next)], [lines(next, 2250, 2270), lines(next, 2271, 2310)], 2310);
   if (restartNotes(r.added).length !== 0) r.fail("a note says the engine restarted, but the tail's second message holds the line shown last");
   if (!sameList(seqs(r.added), range(2300, 2310))) r.fail("want only the new lines #2300..#2310, each once");
 
+  // The same engine, which restarted r1: a new process whose lines go on
+  // from the ones shown. That is no engine restart.
+  r = await stage("the same engine, the runtime restarted", nextRestarted, [snapshot(nextRestarted)],
+    [[...lines(next, 2300, 2310), ...lines(nextRestarted, 2311, 2320)]], 2320);
+  if (restartNotes(r.added).length !== 0) r.fail("a note says the engine restarted, but only the runtime did");
+  if (!sameList(seqs(r.added), range(2311, 2320)) || r.added.some((e) => e.seq !== undefined && e.pid !== Number(nextRestarted.pid))) {
+    r.fail(`want only the new lines #2311..#2320, of pid ${nextRestarted.pid}`);
+  }
+
   // A new engine whose initial tail, in two messages, holds a line numbered
-  // like the one shown last (#2310) in its second: all its lines show.
-  r = await stage("a new engine, a tail in two messages", [snapshot(third)], [lines(third, 2200, 2290), lines(third, 2291, 2400)], 2400);
+  // like the one shown last (#2320) in its second: all its lines show.
+  r = await stage("a new engine, a tail in two messages", third, [snapshot(third)], [lines(third, 2200, 2290), lines(third, 2291, 2400)], 2400);
   if (restartNotes(r.added).length !== 1) r.fail("no note says the engine restarted");
   if (!sameList(seqs(r.added), range(2200, 2400)) || r.added.some((e) => e.seq !== undefined && e.pid !== Number(third.pid))) {
     r.fail(`want lines #2200..#2400 of pid ${third.pid}`);

@@ -947,9 +947,14 @@ type WatchRuntimesResponse struct {
 	Event *RuntimeEvent `protobuf:"bytes,4,opt,name=event,proto3" json:"event,omitempty"`
 	// The engine's clock when the message was sent, so that a client can
 	// compute uptimes without trusting its own clock.
-	ServerTime    *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=server_time,json=serverTime,proto3" json:"server_time,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	ServerTime *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=server_time,json=serverTime,proto3" json:"server_time,omitempty"`
+	// A random id the engine chose when it started, on every message. A client
+	// that reconnects and gets another id talks to another engine (vmre was
+	// restarted): runtime ids and output line numbers (OutputLine.seq) start
+	// over there.
+	EngineInstanceId string `protobuf:"bytes,6,opt,name=engine_instance_id,json=engineInstanceId,proto3" json:"engine_instance_id,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *WatchRuntimesResponse) Reset() {
@@ -1028,6 +1033,13 @@ func (x *WatchRuntimesResponse) GetServerTime() *timestamppb.Timestamp {
 		return x.ServerTime
 	}
 	return nil
+}
+
+func (x *WatchRuntimesResponse) GetEngineInstanceId() string {
+	if x != nil {
+		return x.EngineInstanceId
+	}
+	return ""
 }
 
 type isWatchRuntimesResponse_Kind interface {
@@ -1337,9 +1349,12 @@ type TailOutputResponse struct {
 	// Lines this follower missed because it read too slowly, right after
 	// this message's lines (they are still in the runtime's ring until they
 	// age out).
-	DroppedLines  uint64 `protobuf:"varint,2,opt,name=dropped_lines,json=droppedLines,proto3" json:"dropped_lines,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	DroppedLines uint64 `protobuf:"varint,2,opt,name=dropped_lines,json=droppedLines,proto3" json:"dropped_lines,omitempty"`
+	// The engine's instance id (see WatchRuntimesResponse), on every message:
+	// line numbers from engines with different ids are unrelated.
+	EngineInstanceId string `protobuf:"bytes,3,opt,name=engine_instance_id,json=engineInstanceId,proto3" json:"engine_instance_id,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *TailOutputResponse) Reset() {
@@ -1384,6 +1399,13 @@ func (x *TailOutputResponse) GetDroppedLines() uint64 {
 		return x.DroppedLines
 	}
 	return 0
+}
+
+func (x *TailOutputResponse) GetEngineInstanceId() string {
+	if x != nil {
+		return x.EngineInstanceId
+	}
+	return ""
 }
 
 type StopRuntimeRequest struct {
@@ -1770,7 +1792,7 @@ const file_vmre_v1_runtime_service_proto_rawDesc = "" +
 	"\x12GetRuntimeResponse\x12*\n" +
 	"\aruntime\x18\x01 \x01(\v2\x10.vmre.v1.RuntimeR\aruntime\x12-\n" +
 	"\x06events\x18\x02 \x03(\v2\x15.vmre.v1.RuntimeEventR\x06events\"\x16\n" +
-	"\x14WatchRuntimesRequest\"\xd9\x02\n" +
+	"\x14WatchRuntimesRequest\"\x87\x03\n" +
 	"\x15WatchRuntimesResponse\x12E\n" +
 	"\bsnapshot\x18\x01 \x01(\v2'.vmre.v1.WatchRuntimesResponse.SnapshotH\x00R\bsnapshot\x12,\n" +
 	"\aruntime\x18\x02 \x01(\v2\x10.vmre.v1.RuntimeH\x00R\aruntime\x12\x1f\n" +
@@ -1778,7 +1800,8 @@ const file_vmre_v1_runtime_service_proto_rawDesc = "" +
 	"removed_id\x18\x03 \x01(\tH\x00R\tremovedId\x12+\n" +
 	"\x05event\x18\x04 \x01(\v2\x15.vmre.v1.RuntimeEventR\x05event\x12;\n" +
 	"\vserver_time\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"serverTime\x1a8\n" +
+	"serverTime\x12,\n" +
+	"\x12engine_instance_id\x18\x06 \x01(\tR\x10engineInstanceId\x1a8\n" +
 	"\bSnapshot\x12,\n" +
 	"\bruntimes\x18\x01 \x03(\v2\x10.vmre.v1.RuntimeR\bruntimesB\x06\n" +
 	"\x04kind\"\xa0\x04\n" +
@@ -1808,10 +1831,11 @@ const file_vmre_v1_runtime_service_proto_rawDesc = "" +
 	"\x05lines\x18\x02 \x01(\rR\x05lines\x12\x16\n" +
 	"\x06follow\x18\x03 \x01(\bR\x06follow\x12.\n" +
 	"\tmin_level\x18\x04 \x01(\x0e2\x11.vmre.v1.LogLevelR\bminLevel\x12-\n" +
-	"\x06stream\x18\x05 \x01(\x0e2\x15.vmre.v1.OutputStreamR\x06stream\"d\n" +
+	"\x06stream\x18\x05 \x01(\x0e2\x15.vmre.v1.OutputStreamR\x06stream\"\x92\x01\n" +
 	"\x12TailOutputResponse\x12)\n" +
 	"\x05lines\x18\x01 \x03(\v2\x13.vmre.v1.OutputLineR\x05lines\x12#\n" +
-	"\rdropped_lines\x18\x02 \x01(\x04R\fdroppedLines\"$\n" +
+	"\rdropped_lines\x18\x02 \x01(\x04R\fdroppedLines\x12,\n" +
+	"\x12engine_instance_id\x18\x03 \x01(\tR\x10engineInstanceId\"$\n" +
 	"\x12StopRuntimeRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\"A\n" +
 	"\x13StopRuntimeResponse\x12*\n" +
