@@ -14,7 +14,6 @@ package engine
 
 import (
 	"context"
-	"crypto/rand"
 	"fmt"
 	"slices"
 	"sync"
@@ -22,6 +21,7 @@ import (
 
 	"github.com/rs/zerolog"
 	"github.com/vmre/vmre"
+	"github.com/vmre/vmre/internal/token"
 )
 
 // Defaults for [Config].
@@ -198,7 +198,7 @@ func New(cfg Config) (*Engine, error) {
 		launcher:   cfg.Launcher,
 		manager:    manager,
 		log:        cfg.Log,
-		instanceID: rand.Text(),
+		instanceID: token.New(),
 		baseCtx:    ctx,
 		cancelBase: cancel,
 		runtimes:   make(map[string]*runtime),
