@@ -23,6 +23,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"runtime/debug"
 	"strings"
 
 	"connectrpc.com/connect"
@@ -72,6 +73,27 @@ type Config struct {
 	// Reloader, if set, serves ReloadConfig; a [*config.Runner] is one.
 	// Nil: ReloadConfig answers failed_precondition (no file to reload).
 	Reloader Reloader
+	// Version is the engine version the watch stream reports (the
+	// dashboard shows it). Default: the version of the vmre module in the
+	// binary's build information, "(devel)" for a build from a source tree.
+	Version string
+}
+
+// buildVersion is the version of the vmre module this binary was built
+// with: the main module's when the binary is vmre itself, the dependency's
+// when a program embeds vmre, or "(devel)".
+func buildVersion() string {
+	const module = "github.com/vmre/vmre"
+	info, ok := debug.ReadBuildInfo()
+	if !ok {
+		return "(devel)"
+	}
+	for _, m := range append([]*debug.Module{&info.Main}, info.Deps...) {
+		if m.Path == module && m.Version != "" {
+			return m.Version
+		}
+	}
+	return "(devel)"
 }
 
 // Reloader re-reads an engine's configuration file and applies it (see
@@ -105,7 +127,11 @@ func New(eng *engine.Engine, cfg Config) (*Handler, error) {
 	}
 
 	mux := http.NewServeMux()
-	shared := newSharedChanges(eng.InstanceID())
+	version := cfg.Version
+	if version == "" {
+		version = buildVersion()
+	}
+	shared := newSharedChanges(engineInfo{instanceID: eng.InstanceID(), started: eng.StartedAt(), version: version})
 	path, service := vmrev1connect.NewRuntimeServiceHandler(
 		&service{engine: eng, shared: shared, reloader: cfg.Reloader},
 		connect.WithCodec(protoCodec{shared: shared}),

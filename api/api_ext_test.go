@@ -285,10 +285,11 @@ func TestWatchStream(t *testing.T) {
 }
 
 // Every watch and tail message names the engine that sent it, and another
-// engine (as after a restart of vmre) has another id.
+// engine (as after a restart of vmre) has another id; a watch's snapshot
+// says when the engine started and its version.
 func TestEngineInstanceID(t *testing.T) {
 	t.Parallel()
-	h, other := start(t, nil), start(t, nil)
+	h, other := start(t, func(c *api.Config) { c.Version = "v1.2.3-test" }), start(t, nil)
 	id := h.engine.InstanceID()
 	if id == "" || id == other.engine.InstanceID() {
 		t.Fatalf("instance ids %q and %q, want two different non-empty ids", id, other.engine.InstanceID())
@@ -312,6 +313,13 @@ func TestEngineInstanceID(t *testing.T) {
 	if got := watch.Msg().GetEngineInstanceId(); got != id {
 		t.Errorf("snapshot's engine instance id %q, want %q", got, id)
 	}
+	snap := watch.Msg().GetSnapshot()
+	if got := snap.GetEngineStartedAt().AsTime(); !got.Equal(h.engine.StartedAt()) || got.IsZero() {
+		t.Errorf("snapshot's engine start %v, want %v", got, h.engine.StartedAt())
+	}
+	if got := snap.GetEngineVersion(); got != "v1.2.3-test" {
+		t.Errorf("snapshot's engine version %q, want the configured v1.2.3-test", got)
+	}
 	if _, err := h.engine.Attach(42, "127.0.0.1:50001", "p"); err != nil {
 		t.Fatal(err)
 	}
@@ -320,6 +328,19 @@ func TestEngineInstanceID(t *testing.T) {
 	}
 	if got := watch.Msg().GetEngineInstanceId(); got != id || watch.Msg().GetRuntime() == nil {
 		t.Errorf("change %v: engine instance id %q, want %q", watch.Msg(), got, id)
+	}
+
+	// Without a configured version, the build's: "(devel)" in a test binary.
+	otherWatch, err := other.client(connect.WithGRPCWeb()).WatchRuntimes(ctx, &vmrev1.WatchRuntimesRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer otherWatch.Close()
+	if !otherWatch.Receive() {
+		t.Fatal(otherWatch.Err())
+	}
+	if got := otherWatch.Msg().GetSnapshot().GetEngineVersion(); got == "" {
+		t.Error("snapshot's engine version is empty without a configured one")
 	}
 
 	tail, err := client.TailOutput(ctx, &vmrev1.TailOutputRequest{Id: rt.ID, Follow: true})

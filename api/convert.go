@@ -110,13 +110,23 @@ func eventToProto(ev engine.Event) *vmrev1.RuntimeEvent {
 	return &vmrev1.RuntimeEvent{Time: timestamp(ev.Time), State: stateToProto(ev.State), Message: ev.Message}
 }
 
-// changeToProto converts c, a change of the engine whose instance id is
-// instanceID.
-func changeToProto(c engine.Change, instanceID string) *vmrev1.WatchRuntimesResponse {
-	resp := &vmrev1.WatchRuntimesResponse{ServerTime: timestamp(c.Time), EngineInstanceId: instanceID}
+// engineInfo is what watch messages say of the engine itself.
+type engineInfo struct {
+	instanceID string
+	started    time.Time
+	version    string
+}
+
+// changeToProto converts c, a change of the engine described by info.
+func changeToProto(c engine.Change, info engineInfo) *vmrev1.WatchRuntimesResponse {
+	resp := &vmrev1.WatchRuntimesResponse{ServerTime: timestamp(c.Time), EngineInstanceId: info.instanceID}
 	switch c.Kind {
 	case engine.ChangeSnapshot:
-		resp.Kind = &vmrev1.WatchRuntimesResponse_Snapshot_{Snapshot: &vmrev1.WatchRuntimesResponse_Snapshot{Runtimes: runtimesToProto(c.Snapshot)}}
+		resp.Kind = &vmrev1.WatchRuntimesResponse_Snapshot_{Snapshot: &vmrev1.WatchRuntimesResponse_Snapshot{
+			Runtimes:        runtimesToProto(c.Snapshot),
+			EngineStartedAt: timestamp(info.started),
+			EngineVersion:   info.version,
+		}}
 	case engine.ChangeUpdated:
 		resp.Kind = &vmrev1.WatchRuntimesResponse_Runtime{Runtime: runtimeToProto(c.Runtime)}
 		resp.Event = eventToProto(c.Event)

@@ -24,7 +24,7 @@ const sharedChangeSlots = 64
 
 // sharedChanges holds the shared messages of the latest changes.
 type sharedChanges struct {
-	instanceID string // the engine's, on every message
+	engine engineInfo // the engine's, on every message
 
 	mu    sync.Mutex
 	slots [sharedChangeSlots]*sharedChange // by Seq modulo the size
@@ -41,15 +41,15 @@ type sharedChange struct {
 	err  error
 }
 
-func newSharedChanges(instanceID string) *sharedChanges {
-	return &sharedChanges{instanceID: instanceID, byMsg: make(map[*vmrev1.WatchRuntimesResponse]*sharedChange, sharedChangeSlots)}
+func newSharedChanges(engine engineInfo) *sharedChanges {
+	return &sharedChanges{engine: engine, byMsg: make(map[*vmrev1.WatchRuntimesResponse]*sharedChange, sharedChangeSlots)}
 }
 
 // message returns c's message, shared with every watcher that sends the
 // same change. A snapshot (Seq 0) is a watcher's own and is not shared.
 func (s *sharedChanges) message(c engine.Change) *vmrev1.WatchRuntimesResponse {
 	if c.Seq == 0 {
-		return changeToProto(c, s.instanceID)
+		return changeToProto(c, s.engine)
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -60,7 +60,7 @@ func (s *sharedChanges) message(c engine.Change) *vmrev1.WatchRuntimesResponse {
 		}
 		delete(s.byMsg, sc.msg)
 	}
-	sc := &sharedChange{seq: c.Seq, msg: changeToProto(c, s.instanceID)}
+	sc := &sharedChange{seq: c.Seq, msg: changeToProto(c, s.engine)}
 	*slot = sc
 	s.byMsg[sc.msg] = sc
 	return sc.msg

@@ -11,6 +11,8 @@ import (
 	"google.golang.org/protobuf/proto"
 )
 
+var testEngine = engineInfo{instanceID: "test-instance", started: time.Unix(1_700_000_000, 0), version: "v0.0.0-test"}
+
 func testChange(seq uint64) engine.Change {
 	return engine.Change{
 		Kind:    engine.ChangeUpdated,
@@ -26,7 +28,7 @@ func testChange(seq uint64) engine.Change {
 // proto.Marshal writes, also for a message pushed out of the slots.
 func TestSharedChanges(t *testing.T) {
 	t.Parallel()
-	s := newSharedChanges("test-instance")
+	s := newSharedChanges(testEngine)
 	codec := protoCodec{shared: s}
 	first := s.message(testChange(1))
 	if s.message(testChange(1)) != first {
@@ -39,8 +41,8 @@ func TestSharedChanges(t *testing.T) {
 	if s.message(snap) == s.message(snap) {
 		t.Error("two snapshots share a message")
 	}
-	if !proto.Equal(first, changeToProto(testChange(1), "test-instance")) {
-		t.Errorf("shared message %v, want %v", first, changeToProto(testChange(1), "test-instance"))
+	if !proto.Equal(first, changeToProto(testChange(1), testEngine)) {
+		t.Errorf("shared message %v, want %v", first, changeToProto(testChange(1), testEngine))
 	}
 
 	marshalled := func(msg *vmrev1.WatchRuntimesResponse) []byte {
@@ -62,7 +64,7 @@ func TestSharedChanges(t *testing.T) {
 		t.Fatal("a shared message has no shared bytes")
 	}
 	marshalled(first)
-	marshalled(changeToProto(testChange(9), "test-instance")) // never shared
+	marshalled(changeToProto(testChange(9), testEngine)) // never shared
 
 	// sharedChangeSlots changes later, change 1's slot holds another: its
 	// message is marshalled like any other, still correctly.
@@ -92,7 +94,7 @@ func TestSharedChanges(t *testing.T) {
 // same changes at once (run with -race) all write the same bytes.
 func TestSharedChangesConcurrent(t *testing.T) {
 	t.Parallel()
-	s := newSharedChanges("test-instance")
+	s := newSharedChanges(testEngine)
 	codec := protoCodec{shared: s}
 	const watchers, changes = 32, 100
 	out := make([][][]byte, watchers)
@@ -116,7 +118,7 @@ func TestSharedChangesConcurrent(t *testing.T) {
 		}
 	}
 	for seq := range changes {
-		want, _ := proto.Marshal(changeToProto(testChange(uint64(seq)+1), "test-instance"))
+		want, _ := proto.Marshal(changeToProto(testChange(uint64(seq)+1), testEngine))
 		for w := range watchers {
 			if !bytes.Equal(out[w][seq], want) {
 				t.Fatalf("watcher %d, change %d: %x, want %x", w, seq+1, out[w][seq], want)

@@ -95,6 +95,7 @@ type Engine struct {
 	log      zerolog.Logger
 	// instanceID is random per engine; see [Engine.InstanceID].
 	instanceID string
+	started    time.Time // when New made the engine
 
 	baseCtx    context.Context // ends at Close; parent of every launch
 	cancelBase context.CancelFunc
@@ -199,6 +200,7 @@ func New(cfg Config) (*Engine, error) {
 		manager:    manager,
 		log:        cfg.Log,
 		instanceID: token.New(),
+		started:    time.Now(),
 		baseCtx:    ctx,
 		cancelBase: cancel,
 		runtimes:   make(map[string]*runtime),
@@ -212,6 +214,9 @@ func New(cfg Config) (*Engine, error) {
 // output lines ([Line].Seq) still mean what they meant: from one engine to
 // another they start over. The id is not a secret.
 func (e *Engine) InstanceID() string { return e.instanceID }
+
+// StartedAt returns when [New] made the engine: its uptime begins there.
+func (e *Engine) StartedAt() time.Time { return e.started }
 
 // List returns every runtime, live and in the history, in creation order.
 func (e *Engine) List() []Runtime {

@@ -1694,8 +1694,14 @@ func (x *ReloadConfigResponse) GetUnchanged() []string {
 // knew with it. The first message of every watch is a snapshot, and a
 // watcher that fell behind gets a new one.
 type WatchRuntimesResponse_Snapshot struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Runtimes      []*Runtime             `protobuf:"bytes,1,rep,name=runtimes,proto3" json:"runtimes,omitempty"`
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Runtimes []*Runtime             `protobuf:"bytes,1,rep,name=runtimes,proto3" json:"runtimes,omitempty"`
+	// When the engine started, on its clock: server_time minus this is its
+	// uptime.
+	EngineStartedAt *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=engine_started_at,json=engineStartedAt,proto3" json:"engine_started_at,omitempty"`
+	// The engine's version: a module version ("v1.2.0"), or "(devel)" for
+	// a build from a source tree.
+	EngineVersion string `protobuf:"bytes,3,opt,name=engine_version,json=engineVersion,proto3" json:"engine_version,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1735,6 +1741,20 @@ func (x *WatchRuntimesResponse_Snapshot) GetRuntimes() []*Runtime {
 		return x.Runtimes
 	}
 	return nil
+}
+
+func (x *WatchRuntimesResponse_Snapshot) GetEngineStartedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.EngineStartedAt
+	}
+	return nil
+}
+
+func (x *WatchRuntimesResponse_Snapshot) GetEngineVersion() string {
+	if x != nil {
+		return x.EngineVersion
+	}
+	return ""
 }
 
 var File_vmre_v1_runtime_service_proto protoreflect.FileDescriptor
@@ -1792,7 +1812,7 @@ const file_vmre_v1_runtime_service_proto_rawDesc = "" +
 	"\x12GetRuntimeResponse\x12*\n" +
 	"\aruntime\x18\x01 \x01(\v2\x10.vmre.v1.RuntimeR\aruntime\x12-\n" +
 	"\x06events\x18\x02 \x03(\v2\x15.vmre.v1.RuntimeEventR\x06events\"\x16\n" +
-	"\x14WatchRuntimesRequest\"\x87\x03\n" +
+	"\x14WatchRuntimesRequest\"\xf7\x03\n" +
 	"\x15WatchRuntimesResponse\x12E\n" +
 	"\bsnapshot\x18\x01 \x01(\v2'.vmre.v1.WatchRuntimesResponse.SnapshotH\x00R\bsnapshot\x12,\n" +
 	"\aruntime\x18\x02 \x01(\v2\x10.vmre.v1.RuntimeH\x00R\aruntime\x12\x1f\n" +
@@ -1801,9 +1821,11 @@ const file_vmre_v1_runtime_service_proto_rawDesc = "" +
 	"\x05event\x18\x04 \x01(\v2\x15.vmre.v1.RuntimeEventR\x05event\x12;\n" +
 	"\vserver_time\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"serverTime\x12,\n" +
-	"\x12engine_instance_id\x18\x06 \x01(\tR\x10engineInstanceId\x1a8\n" +
+	"\x12engine_instance_id\x18\x06 \x01(\tR\x10engineInstanceId\x1a\xa7\x01\n" +
 	"\bSnapshot\x12,\n" +
-	"\bruntimes\x18\x01 \x03(\v2\x10.vmre.v1.RuntimeR\bruntimesB\x06\n" +
+	"\bruntimes\x18\x01 \x03(\v2\x10.vmre.v1.RuntimeR\bruntimes\x12F\n" +
+	"\x11engine_started_at\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x0fengineStartedAt\x12%\n" +
+	"\x0eengine_version\x18\x03 \x01(\tR\rengineVersionB\x06\n" +
 	"\x04kind\"\xa0\x04\n" +
 	"\n" +
 	"OutputLine\x12\x10\n" +
@@ -1964,25 +1986,26 @@ var file_vmre_v1_runtime_service_proto_depIdxs = []int32{
 	5,  // 26: vmre.v1.StopRuntimeResponse.runtime:type_name -> vmre.v1.Runtime
 	5,  // 27: vmre.v1.RestartRuntimeResponse.runtime:type_name -> vmre.v1.Runtime
 	5,  // 28: vmre.v1.WatchRuntimesResponse.Snapshot.runtimes:type_name -> vmre.v1.Runtime
-	8,  // 29: vmre.v1.RuntimeService.ListRuntimes:input_type -> vmre.v1.ListRuntimesRequest
-	10, // 30: vmre.v1.RuntimeService.GetRuntime:input_type -> vmre.v1.GetRuntimeRequest
-	12, // 31: vmre.v1.RuntimeService.WatchRuntimes:input_type -> vmre.v1.WatchRuntimesRequest
-	15, // 32: vmre.v1.RuntimeService.TailOutput:input_type -> vmre.v1.TailOutputRequest
-	17, // 33: vmre.v1.RuntimeService.StopRuntime:input_type -> vmre.v1.StopRuntimeRequest
-	19, // 34: vmre.v1.RuntimeService.RestartRuntime:input_type -> vmre.v1.RestartRuntimeRequest
-	21, // 35: vmre.v1.RuntimeService.ReloadConfig:input_type -> vmre.v1.ReloadConfigRequest
-	9,  // 36: vmre.v1.RuntimeService.ListRuntimes:output_type -> vmre.v1.ListRuntimesResponse
-	11, // 37: vmre.v1.RuntimeService.GetRuntime:output_type -> vmre.v1.GetRuntimeResponse
-	13, // 38: vmre.v1.RuntimeService.WatchRuntimes:output_type -> vmre.v1.WatchRuntimesResponse
-	16, // 39: vmre.v1.RuntimeService.TailOutput:output_type -> vmre.v1.TailOutputResponse
-	18, // 40: vmre.v1.RuntimeService.StopRuntime:output_type -> vmre.v1.StopRuntimeResponse
-	20, // 41: vmre.v1.RuntimeService.RestartRuntime:output_type -> vmre.v1.RestartRuntimeResponse
-	22, // 42: vmre.v1.RuntimeService.ReloadConfig:output_type -> vmre.v1.ReloadConfigResponse
-	36, // [36:43] is the sub-list for method output_type
-	29, // [29:36] is the sub-list for method input_type
-	29, // [29:29] is the sub-list for extension type_name
-	29, // [29:29] is the sub-list for extension extendee
-	0,  // [0:29] is the sub-list for field type_name
+	24, // 29: vmre.v1.WatchRuntimesResponse.Snapshot.engine_started_at:type_name -> google.protobuf.Timestamp
+	8,  // 30: vmre.v1.RuntimeService.ListRuntimes:input_type -> vmre.v1.ListRuntimesRequest
+	10, // 31: vmre.v1.RuntimeService.GetRuntime:input_type -> vmre.v1.GetRuntimeRequest
+	12, // 32: vmre.v1.RuntimeService.WatchRuntimes:input_type -> vmre.v1.WatchRuntimesRequest
+	15, // 33: vmre.v1.RuntimeService.TailOutput:input_type -> vmre.v1.TailOutputRequest
+	17, // 34: vmre.v1.RuntimeService.StopRuntime:input_type -> vmre.v1.StopRuntimeRequest
+	19, // 35: vmre.v1.RuntimeService.RestartRuntime:input_type -> vmre.v1.RestartRuntimeRequest
+	21, // 36: vmre.v1.RuntimeService.ReloadConfig:input_type -> vmre.v1.ReloadConfigRequest
+	9,  // 37: vmre.v1.RuntimeService.ListRuntimes:output_type -> vmre.v1.ListRuntimesResponse
+	11, // 38: vmre.v1.RuntimeService.GetRuntime:output_type -> vmre.v1.GetRuntimeResponse
+	13, // 39: vmre.v1.RuntimeService.WatchRuntimes:output_type -> vmre.v1.WatchRuntimesResponse
+	16, // 40: vmre.v1.RuntimeService.TailOutput:output_type -> vmre.v1.TailOutputResponse
+	18, // 41: vmre.v1.RuntimeService.StopRuntime:output_type -> vmre.v1.StopRuntimeResponse
+	20, // 42: vmre.v1.RuntimeService.RestartRuntime:output_type -> vmre.v1.RestartRuntimeResponse
+	22, // 43: vmre.v1.RuntimeService.ReloadConfig:output_type -> vmre.v1.ReloadConfigResponse
+	37, // [37:44] is the sub-list for method output_type
+	30, // [30:37] is the sub-list for method input_type
+	30, // [30:30] is the sub-list for extension type_name
+	30, // [30:30] is the sub-list for extension extendee
+	0,  // [0:30] is the sub-list for field type_name
 }
 
 func init() { file_vmre_v1_runtime_service_proto_init() }
