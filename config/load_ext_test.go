@@ -10,6 +10,7 @@ import (
 
 	"github.com/vmre/vmre"
 	"github.com/vmre/vmre/config"
+	"github.com/vmre/vmre/engine"
 )
 
 // issueExample is the file of the issue that asked for config files, as
@@ -50,17 +51,17 @@ func TestLoadIssueExample(t *testing.T) {
 	if rt.Name != "subnet-a" || rt.Spec.Name != "subnet-a" || rt.Spec.Path != "/opt/vms/subnet-evm" || strings.Join(rt.Spec.Args, " ") != "--flag" {
 		t.Errorf("spec %+v", rt.Spec)
 	}
-	l := rt.Launch
+	l := rt.Spec.Launch
 	if len(l.AcceptedVersions) != 1 || l.AcceptedVersions[0] != 46 || l.HandshakeTimeout != 5*time.Second ||
 		l.GracefulTimeout != 5*time.Second || !l.VMShutdown || strings.Join(l.Env, " ") != "GOMEMLIMIT=2GiB" {
 		t.Errorf("launch settings %+v", l)
 	}
-	want := config.RestartPolicy{Mode: config.RestartOnFailure, InitialBackoff: time.Second, MaxBackoff: 5 * time.Minute, MaxRestarts: 5, Window: 10 * time.Minute}
-	if rt.Restart != want {
-		t.Errorf("restart %+v, want %+v", rt.Restart, want)
+	want := engine.RestartPolicy{Mode: engine.RestartOnFailure, InitialBackoff: time.Second, MaxBackoff: 5 * time.Minute, MaxRestarts: 5, Window: 10 * time.Minute}
+	if rt.Spec.Restart != want {
+		t.Errorf("restart %+v, want %+v", rt.Spec.Restart, want)
 	}
-	if h := (config.HealthCheck{Interval: 10 * time.Second, Timeout: time.Second, FailureThreshold: 3}); rt.Health != h {
-		t.Errorf("health %+v, want %+v", rt.Health, h)
+	if h := (engine.HealthCheck{Interval: 10 * time.Second, Timeout: time.Second, FailureThreshold: 3}); rt.Spec.Health != h {
+		t.Errorf("health %+v, want %+v", rt.Spec.Health, h)
 	}
 }
 
@@ -91,19 +92,19 @@ runtimes:
 	if b.Spec.Path != "plugin-on-path" {
 		t.Errorf("bare name became %q, want it left for a PATH lookup", b.Spec.Path)
 	}
-	l := a.Launch
+	l := a.Spec.Launch
 	if l.HandshakeAuth != "token" || l.EnvPolicy != "clean" || strings.Join(l.EnvKeep, ",") != "PATH,LC_*" ||
 		strings.Join(l.EnvVars, ",") != "MY_ENGINE_ADDR" || l.VMShutdown || !strings.HasSuffix(l.SHA256, "abab") {
 		t.Errorf("launch settings %+v", l)
 	}
-	if want := (config.Limits{MemoryBytes: 2 << 30, OpenFiles: 1024, Processes: 64}); a.Limits != want {
-		t.Errorf("limits %+v, want %+v", a.Limits, want)
+	if want := (engine.Limits{MemoryBytes: 2 << 30, OpenFiles: 1024, Processes: 64}); a.Spec.Limits != want {
+		t.Errorf("limits %+v, want %+v", a.Spec.Limits, want)
 	}
 	if a.LogFormat.String() != "raw" || b.LogFormat.String() != "auto" {
 		t.Errorf("log formats %q, %q; want raw, auto", a.LogFormat, b.LogFormat)
 	}
-	if !b.Launch.VMShutdown || b.Restart.Mode != config.RestartOnFailure {
-		t.Errorf("defaults: vm_shutdown %v, restart %v; want true, on-failure", b.Launch.VMShutdown, b.Restart.Mode)
+	if !b.Spec.Launch.VMShutdown || b.Spec.Restart.Mode != engine.RestartOnFailure {
+		t.Errorf("defaults: vm_shutdown %v, restart %v; want true, on-failure", b.Spec.Launch.VMShutdown, b.Spec.Restart.Mode)
 	}
 }
 
@@ -113,8 +114,8 @@ func TestLoadJSON(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if f.Runtimes[0].Launch.HandshakeTimeout != 2*time.Second {
-		t.Errorf("handshake timeout %s", f.Runtimes[0].Launch.HandshakeTimeout)
+	if f.Runtimes[0].Spec.Launch.HandshakeTimeout != 2*time.Second {
+		t.Errorf("handshake timeout %s", f.Runtimes[0].Spec.Launch.HandshakeTimeout)
 	}
 }
 

@@ -108,7 +108,7 @@ func (r *Runner) apply(ctx context.Context, plan Plan) {
 	for i, rt := range launches {
 		wg.Go(func() {
 			// The engine logs a failed launch and keeps the runtime.
-			got, _ := r.eng.Launch(ctx, rt.spec())
+			got, _ := r.eng.Launch(ctx, rt.Spec)
 			ids[i] = got.ID
 		})
 	}
@@ -118,9 +118,4 @@ func (r *Runner) apply(ctx context.Context, plan Plan) {
 			r.ids[rt.Name] = ids[i]
 		}
 	}
-}
-
-// spec is what the engine launches for rt.
-func (rt Runtime) spec() engine.Spec {
-	return rt.Spec
 }

@@ -25,6 +25,11 @@ const childArg = "config-test-example-vm"
 
 func TestMain(m *testing.M) {
 	if len(os.Args) > 1 && os.Args[1] == childArg {
+		if dump := os.Getenv("CONFIG_TEST_DUMP"); dump != "" {
+			if err := os.WriteFile(dump, []byte(os.Getenv("CONFIG_TEST_VALUE")), 0o600); err != nil {
+				panic(err)
+			}
+		}
 		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 		err := examplevm.Run(ctx, zerolog.New(os.Stdout), examplevm.Config{})
 		stop()
@@ -145,5 +150,34 @@ func TestRunnerReload(t *testing.T) {
 	}
 	if len(final) != len(after) {
 		t.Errorf("running after refused reloads: %v, want %v", final, after)
+	}
+}
+
+// TestRunnerAppliesLaunchSettings: each runtime is launched with its own
+// settings from the file: its environment reaches its process, and its
+// protocol versions are the ones its handshake is checked against.
+func TestRunnerAppliesLaunchSettings(t *testing.T) {
+	t.Parallel()
+	dump := filepath.Join(t.TempDir(), "value")
+	body := runtimeYAML("env") + fmt.Sprintf("    env: {CONFIG_TEST_DUMP: %q, CONFIG_TEST_VALUE: from-the-file}\n", dump) +
+		runtimeYAML("versions") + "    protocol_versions: [41, 43]\n"
+	f, err := config.Parse(filepath.Join(t.TempDir(), "vmre.yaml"), []byte("runtimes:\n"+body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	eng := newEngine(t)
+	config.NewRunner(eng, f, zerolog.New(zerolog.NewTestWriter(t))).Start(t.Context())
+	if b, err := os.ReadFile(dump); err != nil || string(b) != "from-the-file" {
+		t.Errorf("the plugin saw CONFIG_TEST_VALUE %q (%v), want the file's", b, err)
+	}
+	got := map[string]engine.Runtime{}
+	for _, rt := range eng.List() {
+		got[rt.Name] = rt
+	}
+	if got["env"].State != engine.StateRunning {
+		t.Errorf("env: %v (%s), want running", got["env"].State, got["env"].LastError)
+	}
+	if rt := got["versions"]; rt.State != engine.StateFailed || !strings.Contains(rt.LastError, "protocol version mismatch engine: 41,43") {
+		t.Errorf("versions: %v (%s), want failed on a mismatch with 41,43", rt.State, rt.LastError)
 	}
 }

@@ -22,17 +22,12 @@ import (
 type Runtime struct {
 	// Name is the runtime's unique name in the file.
 	Name string
-	// Spec is what to pass to engine.Launch: Name, Path (absolute or as
-	// found on PATH), Args and the launch settings.
+	// Spec is what to pass to engine.Launch: Name, Path (absolute, or a
+	// bare name looked up in PATH), Args, the launch settings in Launch
+	// (its Log and output callbacks left zero: the launcher keeps its
+	// own), Restart (on-failure unless the file says otherwise), Health
+	// and Limits. Zero fields mean the engine's and subprocess's defaults.
 	Spec engine.Spec
-	// Launch holds the runtime's launch settings. Log and the output
-	// callbacks are left zero: the launcher supplies them.
-	Launch subprocess.Config
-	// Restart, Health and Limits are the runtime's supervision settings;
-	// zero fields mean the engine's defaults.
-	Restart RestartPolicy
-	Health  HealthCheck
-	Limits  Limits
 	// LogFormat is how the runtime's output is read; default auto.
 	LogFormat logline.Format
 }
@@ -108,7 +103,8 @@ func (c checker) runtime(rc *vmrev1.RuntimeConfig, dir string) Runtime {
 	rt.Spec = engine.Spec{Name: rc.GetName(), Path: path, Args: slices.Clone(rc.GetArgs())}
 
 	before := len(*c.errs)
-	l := &rt.Launch
+	l := &subprocess.Config{}
+	rt.Spec.Launch = l
 	l.Name = rc.GetName()
 	for j, v := range rc.GetProtocolVersions() {
 		if v == 0 {
@@ -154,9 +150,9 @@ func (c checker) runtime(rc *vmrev1.RuntimeConfig, dir string) Runtime {
 		}
 	}
 
-	rt.Restart = c.sub("restart").restart(rc.GetRestart())
-	rt.Health = c.sub("health").health(rc.GetHealth())
-	rt.Limits = c.sub("limits").limits(rc.GetLimits())
+	rt.Spec.Restart = c.sub("restart").restart(rc.GetRestart())
+	rt.Spec.Health = c.sub("health").health(rc.GetHealth())
+	rt.Spec.Limits = c.sub("limits").limits(rc.GetLimits())
 	if err := rt.LogFormat.UnmarshalText([]byte(rc.GetLog().GetFormat())); err != nil {
 		c.sub("log").failErr("format", err)
 	}
@@ -178,10 +174,10 @@ func (c checker) duration(field, s string) time.Duration {
 	return d
 }
 
-func (c checker) restart(rc *vmrev1.RestartConfig) RestartPolicy {
+func (c checker) restart(rc *vmrev1.RestartConfig) engine.RestartPolicy {
 	// A file's runtimes are supervised: a crash is restarted unless the
 	// file says never.
-	p := RestartPolicy{Mode: RestartOnFailure}
+	p := engine.RestartPolicy{Mode: engine.RestartOnFailure}
 	if s := rc.GetPolicy(); s != "" {
 		if err := p.Mode.UnmarshalText([]byte(s)); err != nil {
 			c.failErr("policy", err)
@@ -197,8 +193,8 @@ func (c checker) restart(rc *vmrev1.RestartConfig) RestartPolicy {
 	return p
 }
 
-func (c checker) health(hc *vmrev1.HealthConfig) HealthCheck {
-	h := HealthCheck{
+func (c checker) health(hc *vmrev1.HealthConfig) engine.HealthCheck {
+	h := engine.HealthCheck{
 		Interval:         c.duration("interval", hc.GetInterval()),
 		Timeout:          c.duration("timeout", hc.GetTimeout()),
 		FailureThreshold: int(hc.GetFailureThreshold()),
@@ -212,8 +208,8 @@ func (c checker) health(hc *vmrev1.HealthConfig) HealthCheck {
 	return h
 }
 
-func (c checker) limits(lc *vmrev1.LimitsConfig) Limits {
-	l := Limits{OpenFiles: int(lc.GetOpenFiles()), Processes: int(lc.GetProcesses())}
+func (c checker) limits(lc *vmrev1.LimitsConfig) engine.Limits {
+	l := engine.Limits{OpenFiles: int(lc.GetOpenFiles()), Processes: int(lc.GetProcesses())}
 	if s := lc.GetMemory(); s != "" {
 		n, err := ParseSize(s)
 		if err != nil {

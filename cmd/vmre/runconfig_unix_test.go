@@ -187,25 +187,40 @@ func TestRunKeepsServingAfterFailedLaunch(t *testing.T) {
 }
 
 // TestRunExitOnFailure: with --exit-on-failure a runtime that fails ends
-// vmre run with exit 1, from the shorthand and from a config file whose
-// runtime is not restarted.
+// vmre run with exit 1: from the shorthand (never restarted), from a
+// config file whose runtime is not restarted, and from one whose runtime
+// is restarted until its policy gives up.
 func TestRunExitOnFailure(t *testing.T) {
 	t.Parallel()
 	crash := writeScript(t, "exit 3\n")
-	path := filepath.Join(t.TempDir(), "vmre.yaml")
-	writeConfig(t, path, exampleRuntime("fine")+fmt.Sprintf("  - name: crash\n    path: %q\n    restart: {policy: never}\n", crash))
-	for name, args := range map[string][]string{
-		"shorthand": {"--exit-on-failure", "--", crash},
-		"config":    {"--exit-on-failure", "--config", path},
-	} {
-		t.Run(name, func(t *testing.T) {
+	dir := t.TempDir()
+	never := filepath.Join(dir, "never.yaml")
+	writeConfig(t, never, exampleRuntime("fine")+fmt.Sprintf("  - name: crash\n    path: %q\n    restart: {policy: never}\n", crash))
+	retried := filepath.Join(dir, "retried.yaml")
+	writeConfig(t, retried, exampleRuntime("fine")+fmt.Sprintf("  - name: crash\n    path: %q\n"+
+		"    restart: {policy: on-failure, initial_backoff: 20ms, max_backoff: 20ms, max_restarts: 2, window: 10m}\n", crash))
+	tests := []struct {
+		name     string
+		args     []string
+		restarts int // "runtime relaunch scheduled" lines before the exit
+	}{
+		{"shorthand", []string{"--exit-on-failure", "--", crash}, 0},
+		{"config, restart never", []string{"--exit-on-failure", "--config", never}, 0},
+		{"config, on-failure gives up", []string{"--exit-on-failure", "--config", retried}, 2},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			p := startRun(t, args...)
+			p := startRun(t, tt.args...)
 			if code := p.exitCode(t); code != exitFailure {
 				t.Fatalf("exit code %d, want %d; log:\n%s", code, exitFailure, p.log.String())
 			}
-			if !strings.Contains(p.log.String(), "runtime failed; exiting (--exit-on-failure)") {
-				t.Errorf("the log does not say why vmre run exited:\n%s", p.log.String())
+			log := p.log.String()
+			if !strings.Contains(log, "runtime failed; exiting (--exit-on-failure)") {
+				t.Errorf("the log does not say why vmre run exited:\n%s", log)
+			}
+			if n := strings.Count(log, `"message":"runtime relaunch scheduled"`); n != tt.restarts {
+				t.Errorf("%d relaunches before the exit, want %d; log:\n%s", n, tt.restarts, log)
 			}
 		})
 	}
@@ -223,9 +238,12 @@ func TestRunExitsNonZeroWhenItKills(t *testing.T) {
 	t.Cleanup(func() { _ = vm.Close() })
 	stubborn := writeScript(t, "trap '' TERM\n"+
 		"'"+os.Args[0]+"' handshake --vm-addr "+vm.Addr().String()+" || exit 1\n"+
+		"echo sleeping\n"+
 		"exec sleep 60\n")
 	p := startRun(t, "--vm-shutdown=false", "--graceful-timeout", "200ms", "--", stubborn)
-	p.waitFor(t, "runtime running", "")
+	// Not "runtime running": the handshake command may still be running
+	// then, and it handles SIGTERM.
+	p.waitFor(t, "sleeping", "")
 	p.signal(t, syscall.SIGTERM)
 	if code := p.exitCode(t); code != exitKilled {
 		t.Fatalf("exit code %d, want %d; log:\n%s", code, exitKilled, p.log.String())

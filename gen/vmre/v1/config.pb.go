@@ -266,7 +266,9 @@ func (x *RuntimeConfig) GetLog() *LogConfig {
 	return nil
 }
 
-// RestartConfig says when a runtime that ended is launched again.
+// RestartConfig says when a runtime that ended on its own is launched
+// again. Unset fields take the engine's defaults: initial_backoff 1s,
+// max_backoff 5m, max_restarts 5, window 10m.
 type RestartConfig struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// never, on-failure (the default in a file) or always.
@@ -350,7 +352,8 @@ func (x *RestartConfig) GetWindow() string {
 }
 
 // HealthConfig sets the liveness probe (grpc.health.v1.Health/Check on the
-// VM's address) of a running runtime.
+// VM's address) of a running runtime. Without an interval nothing is
+// probed; timeout defaults to 1s, failure_threshold to 3.
 type HealthConfig struct {
 	state    protoimpl.MessageState `protogen:"open.v1"`
 	Interval string                 `protobuf:"bytes,1,opt,name=interval,proto3" json:"interval,omitempty"`
@@ -412,7 +415,8 @@ func (x *HealthConfig) GetFailureThreshold() uint32 {
 	return 0
 }
 
-// LimitsConfig bounds what a runtime's process may use.
+// LimitsConfig bounds what a runtime's process may use (see
+// subprocess.Limits: rlimits without a cgroup); unset fields limit nothing.
 type LimitsConfig struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// A size ("2GiB").

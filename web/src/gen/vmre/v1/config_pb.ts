@@ -171,7 +171,9 @@ export const RuntimeConfigSchema: GenMessage<RuntimeConfig> = /*@__PURE__*/
   messageDesc(file_vmre_v1_config, 1);
 
 /**
- * RestartConfig says when a runtime that ended is launched again.
+ * RestartConfig says when a runtime that ended on its own is launched
+ * again. Unset fields take the engine's defaults: initial_backoff 1s,
+ * max_backoff 5m, max_restarts 5, window 10m.
  *
  * @generated from message vmre.v1.RestartConfig
  */
@@ -221,7 +223,8 @@ export const RestartConfigSchema: GenMessage<RestartConfig> = /*@__PURE__*/
 
 /**
  * HealthConfig sets the liveness probe (grpc.health.v1.Health/Check on the
- * VM's address) of a running runtime.
+ * VM's address) of a running runtime. Without an interval nothing is
+ * probed; timeout defaults to 1s, failure_threshold to 3.
  *
  * @generated from message vmre.v1.HealthConfig
  */
@@ -252,7 +255,8 @@ export const HealthConfigSchema: GenMessage<HealthConfig> = /*@__PURE__*/
   messageDesc(file_vmre_v1_config, 3);
 
 /**
- * LimitsConfig bounds what a runtime's process may use.
+ * LimitsConfig bounds what a runtime's process may use (see
+ * subprocess.Limits: rlimits without a cgroup); unset fields limit nothing.
  *
  * @generated from message vmre.v1.LimitsConfig
  */
