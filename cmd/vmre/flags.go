@@ -57,15 +57,21 @@ const stopMargin = 2 * time.Second
 // another.
 // It saturates rather than overflow for absurd grace periods.
 func (f *engineFlags) stopDeadline() time.Duration {
+	return stopDeadline(f.gracefulTimeout, f.vmShutdown)
+}
+
+// stopDeadline bounds the stop sequence of a plugin with this grace
+// period and --vm-shutdown setting.
+func stopDeadline(grace time.Duration, vmShutdown bool) time.Duration {
 	const forever = time.Duration(math.MaxInt64)
 	graces := time.Duration(1)
-	if f.vmShutdown {
+	if vmShutdown {
 		graces = 2
 	}
-	if f.gracefulTimeout > (forever-stopMargin)/graces {
+	if grace > (forever-stopMargin)/graces {
 		return forever
 	}
-	return graces*f.gracefulTimeout + stopMargin
+	return graces*grace + stopMargin
 }
 
 // validate checks the launch settings right after parsing, so a bad value

@@ -236,7 +236,11 @@ flags:`)
 
 	live := liveRuntimes(eng)
 	handler.SetServing(false)
-	stopCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), ef.stopDeadline())
+	deadline := ef.stopDeadline()
+	if runner != nil {
+		deadline = fileStopDeadline(runner.File())
+	}
+	stopCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), deadline)
 	defer cancel()
 	if attach != nil {
 		if err := attach.Close(stopCtx); err != nil {
@@ -280,6 +284,20 @@ func (f *runFlags) checkConfigFlags(fs *flag.FlagSet) error {
 		return fmt.Errorf("%s: with --config each runtime's launch settings are fields of the file (see vmre run --help)", strings.Join(set, ", "))
 	}
 	return nil
+}
+
+// fileStopDeadline bounds the shutdown of f's runtimes, which stop in
+// parallel: the longest stop sequence among them.
+func fileStopDeadline(f *config.File) time.Duration {
+	deadline := stopDeadline(vmre.DefaultGracefulTimeout, true)
+	for _, rt := range f.Runtimes {
+		grace := rt.Spec.Launch.GracefulTimeout
+		if grace == 0 {
+			grace = vmre.DefaultGracefulTimeout
+		}
+		deadline = max(deadline, stopDeadline(grace, rt.Spec.Launch.VMShutdown))
+	}
+	return deadline
 }
 
 // perLaunchFlags are the engine flags that are fields of a config file's

@@ -5,6 +5,10 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/vmre/vmre"
+	"github.com/vmre/vmre/config"
 )
 
 // TestRunConfigUsage: what --config cannot be combined with, and a bad
@@ -44,5 +48,31 @@ func TestRunConfigUsage(t *testing.T) {
 	}
 	if _, err := os.Stat(marker); err == nil {
 		t.Error("a plugin was started although the command was refused")
+	}
+}
+
+// TestFileStopDeadline: with --config the shutdown waits for the slowest
+// runtime's own stop sequence, not the flags' default.
+func TestFileStopDeadline(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name, runtimes string
+		want           time.Duration
+	}{
+		{"defaults", "  - {name: a, path: /bin/a}\n", 2*vmre.DefaultGracefulTimeout + stopMargin},
+		{"a long grace", "  - {name: a, path: /bin/a}\n  - {name: b, path: /bin/b, graceful_timeout: 30s}\n", 60*time.Second + stopMargin},
+		{"no vm shutdown", "  - {name: a, path: /bin/a, graceful_timeout: 20s, vm_shutdown: false}\n", 20*time.Second + stopMargin},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			f, err := config.Parse("vmre.yaml", []byte("runtimes:\n"+tt.runtimes))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := fileStopDeadline(f); got != tt.want {
+				t.Errorf("fileStopDeadline = %s, want %s", got, tt.want)
+			}
+		})
 	}
 }
