@@ -38,6 +38,7 @@ import (
 	vmrev1 "github.com/vmre/vmre/gen/vmre/v1"
 	"github.com/vmre/vmre/gen/vmre/v1/vmrev1connect"
 	"github.com/vmre/vmre/internal/requestguard"
+	"github.com/vmre/vmre/internal/vmruntime"
 	"github.com/vmre/vmre/web"
 	"google.golang.org/protobuf/reflect/protoreflect"
 )
@@ -155,7 +156,10 @@ func New(eng *engine.Engine, cfg Config) (*Handler, error) {
 	healthPath, healthHandler := grpchealth.NewHandler(health, limit)
 	mux.Handle(healthPath, requestguard.Wrap(healthHandler, MaxRequestBytes,
 		"/"+grpchealth.HealthV1ServiceName+"/Check", "/"+grpchealth.HealthV1ServiceName+"/Watch"))
-	reflector := grpcreflect.NewStaticReflector(
+	// Reflection lists what this port serves, and also describes the
+	// handshake contract (vm.runtime.Runtime), which plugins call on their
+	// engine's handshake port, so that grpcurl can show it here too.
+	reflector := vmruntime.NewReflector(
 		vmrev1connect.RuntimeServiceName,
 		grpchealth.HealthV1ServiceName,
 		grpcreflect.ReflectV1ServiceName,

@@ -10,14 +10,8 @@
 // benchmark itself (runner/) into a temporary directory and runs it
 // with every flag passed through (`go run . -h` lists them).
 //
-// Why two stages: vmre's gen/vm/runtime and avalanchego's
-// proto/pb/vm/runtime are generated from the same file
-// (vm/runtime/runtime.proto, package vm.runtime; wire compatibility requires
-// it), and a binary that links both panics at init with "proto: file
-// vm/runtime/runtime.proto is already registered" unless the protobuf
-// registration-conflict policy is relaxed. The runner needs both engines in
-// one process, so it is built and run with
-// GOLANG_PROTOBUF_REGISTRATION_CONFLICT=warn; this driver links neither.
+// The plugins are separate binaries because each engine launches them as
+// subprocesses; the runner links vmre and avalanchego into one process.
 package main
 
 import (
@@ -53,7 +47,6 @@ func run() int {
 	cmd := exec.Command(filepath.Join(dir, "runner"), args...)
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
 	cmd.Env = append(os.Environ(),
-		"GOLANG_PROTOBUF_REGISTRATION_CONFLICT=warn",
 		"VMRE_BENCH_CMDLINE=cd bench && go run . "+strings.Join(os.Args[1:], " "),
 	)
 	if err := cmd.Run(); err != nil {

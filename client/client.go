@@ -8,6 +8,10 @@
 // vmre's own engine ([github.com/vmre/vmre/server]) and with avalanchego's
 // and luxd's engines alike. [WithProtocol] switches to gRPC-Web or to the
 // Connect protocol with JSON (exactly what curl sends), both over HTTP/1.1.
+// The request is vmre's own copy of vm.runtime.InitializeRequest (the same
+// bytes on the wire), so the package registers no vm.runtime name in the
+// global protobuf registry and links into plugins built on avalanchego's
+// rpcchainvm.
 //
 // A plugin normally needs a single call: [Handshake] reads the engine's
 // address (and the optional handshake token) from the environment the engine
@@ -50,8 +54,9 @@ import (
 
 	"connectrpc.com/connect"
 	"github.com/vmre/vmre"
-	runtimepb "github.com/vmre/vmre/gen/vm/runtime"
-	"github.com/vmre/vmre/gen/vm/runtime/runtimepbconnect"
+	handshakev1 "github.com/vmre/vmre/gen/vmre/handshake/v1"
+	"github.com/vmre/vmre/internal/vmruntime"
+	"google.golang.org/protobuf/types/known/emptypb"
 )
 
 // Protocol selects the RPC protocol a [Client] speaks.
@@ -138,7 +143,7 @@ func WithToken(token string) Option {
 // A Client is safe for concurrent use by multiple goroutines and holds no
 // state between calls other than pooled connections.
 type Client struct {
-	rpc runtimepbconnect.RuntimeClient
+	rpc *connect.Client[handshakev1.InitializeRequest, emptypb.Empty]
 	// ownTransport is the transport New built, nil under WithHTTPClient.
 	ownTransport *http.Transport
 	// err is a configuration error reported by every Initialize call.
@@ -218,7 +223,11 @@ func New(engineAddr string, opts ...Option) *Client {
 	if cfg.token != "" {
 		connectOpts = append(connectOpts, connect.WithInterceptors(tokenInterceptor(cfg.token)))
 	}
-	c.rpc = runtimepbconnect.NewRuntimeClient(httpClient, base, connectOpts...)
+	c.rpc = connect.NewClient[handshakev1.InitializeRequest, emptypb.Empty](httpClient,
+		strings.TrimRight(base, "/")+vmruntime.InitializeProcedure,
+		connect.WithSchema(vmruntime.Initialize()),
+		connect.WithClientOptions(connectOpts...),
+	)
 	return c
 }
 
@@ -267,10 +276,10 @@ func (c *Client) Initialize(ctx context.Context, protocolVersion uint32, vmAddr 
 	if c.rpc == nil {
 		return fmt.Errorf("%w: %w: client not created with client.New", vmre.ErrHandshakeFailed, vmre.ErrInvalidConfig)
 	}
-	_, err := c.rpc.Initialize(ctx, &runtimepb.InitializeRequest{
+	_, err := c.rpc.CallUnary(ctx, connect.NewRequest(&handshakev1.InitializeRequest{
 		ProtocolVersion: protocolVersion,
 		Addr:            vmAddr,
-	})
+	}))
 	if err != nil {
 		if connect.CodeOf(err) == connect.CodeDeadlineExceeded {
 			// The engine enforces the caller's deadline too (it travels

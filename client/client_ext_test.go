@@ -15,7 +15,7 @@ import (
 	"connectrpc.com/connect"
 	"github.com/vmre/vmre"
 	"github.com/vmre/vmre/client"
-	runtimepb "github.com/vmre/vmre/gen/vm/runtime"
+	handshakev1 "github.com/vmre/vmre/gen/vmre/handshake/v1"
 	"github.com/vmre/vmre/internal/handshaketest"
 	"github.com/vmre/vmre/server"
 	"google.golang.org/grpc/codes"
@@ -134,7 +134,7 @@ func TestInitializeGRPCGoServer(t *testing.T) {
 	}
 	got := make(chan received, 2)
 	engineAddr := startGRPCGoServer(t, grpcInitialize(
-		func(ctx context.Context, req *runtimepb.InitializeRequest) (*emptypb.Empty, error) {
+		func(ctx context.Context, req *handshakev1.InitializeRequest) (*emptypb.Empty, error) {
 			md, _ := metadata.FromIncomingContext(ctx)
 			got <- received{req.GetProtocolVersion(), req.GetAddr(), md.Get(vmre.HandshakeTokenHeader)}
 			if req.GetProtocolVersion() != 35 {
@@ -278,7 +278,7 @@ func TestErrorMapping(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			engineAddr := startGRPCGoServer(t, grpcInitialize(
-				func(context.Context, *runtimepb.InitializeRequest) (*emptypb.Empty, error) {
+				func(context.Context, *handshakev1.InitializeRequest) (*emptypb.Empty, error) {
 					return nil, tt.status
 				}))
 			c := client.New(engineAddr)
@@ -306,7 +306,7 @@ func TestInitializeLocalFailures(t *testing.T) {
 	t.Parallel()
 	// hang blocks every call until the caller gives up.
 	hang := startGRPCGoServer(t, grpcInitialize(
-		func(ctx context.Context, _ *runtimepb.InitializeRequest) (*emptypb.Empty, error) {
+		func(ctx context.Context, _ *handshakev1.InitializeRequest) (*emptypb.Empty, error) {
 			<-ctx.Done()
 			return nil, status.FromContextError(ctx.Err()).Err()
 		}))
@@ -572,7 +572,7 @@ func TestCloseReleasesConnection(t *testing.T) {
 func TestInitializeEngineReportsDeadlineFirst(t *testing.T) {
 	t.Parallel()
 	engine := startGRPCGoServer(t, grpcInitialize(
-		func(context.Context, *runtimepb.InitializeRequest) (*emptypb.Empty, error) {
+		func(context.Context, *handshakev1.InitializeRequest) (*emptypb.Empty, error) {
 			return nil, status.Error(codes.DeadlineExceeded, "handshake timed out")
 		}))
 	c := client.New(engine)

@@ -12,7 +12,7 @@ import (
 	"testing"
 
 	"github.com/vmre/vmre"
-	runtimepb "github.com/vmre/vmre/gen/vm/runtime"
+	handshakev1 "github.com/vmre/vmre/gen/vmre/handshake/v1"
 	"github.com/vmre/vmre/internal/handshaketest"
 	"github.com/vmre/vmre/server"
 	"google.golang.org/grpc"
@@ -119,13 +119,13 @@ func (e *versionEngine) acceptedAddrs() []string {
 // tests register the service with a hand-written ServiceDesc, which is all
 // protoc-gen-go-grpc would generate for avalanchego's engine.
 type runtimeServer interface {
-	Initialize(context.Context, *runtimepb.InitializeRequest) (*emptypb.Empty, error)
+	Initialize(context.Context, *handshakev1.InitializeRequest) (*emptypb.Empty, error)
 }
 
 // grpcInitialize adapts a function to runtimeServer.
-type grpcInitialize func(context.Context, *runtimepb.InitializeRequest) (*emptypb.Empty, error)
+type grpcInitialize func(context.Context, *handshakev1.InitializeRequest) (*emptypb.Empty, error)
 
-func (f grpcInitialize) Initialize(ctx context.Context, req *runtimepb.InitializeRequest) (*emptypb.Empty, error) {
+func (f grpcInitialize) Initialize(ctx context.Context, req *handshakev1.InitializeRequest) (*emptypb.Empty, error) {
 	return f(ctx, req)
 }
 
@@ -135,7 +135,7 @@ var runtimeServiceDesc = grpc.ServiceDesc{
 	Methods: []grpc.MethodDesc{{
 		MethodName: "Initialize",
 		Handler: func(srv any, ctx context.Context, dec func(any) error, interceptor grpc.UnaryServerInterceptor) (any, error) {
-			in := new(runtimepb.InitializeRequest)
+			in := new(handshakev1.InitializeRequest)
 			if err := dec(in); err != nil {
 				return nil, err
 			}
@@ -144,7 +144,7 @@ var runtimeServiceDesc = grpc.ServiceDesc{
 			}
 			info := &grpc.UnaryServerInfo{Server: srv, FullMethod: "/vm.runtime.Runtime/Initialize"}
 			return interceptor(ctx, in, info, func(ctx context.Context, req any) (any, error) {
-				return srv.(runtimeServer).Initialize(ctx, req.(*runtimepb.InitializeRequest))
+				return srv.(runtimeServer).Initialize(ctx, req.(*handshakev1.InitializeRequest))
 			})
 		},
 	}},

@@ -10,8 +10,10 @@ import (
 	"time"
 
 	"connectrpc.com/connect"
+	"connectrpc.com/grpcreflect"
 	"github.com/vmre/vmre"
 	"github.com/vmre/vmre/internal/token"
+	"github.com/vmre/vmre/internal/vmruntime"
 	"github.com/vmre/vmre/server"
 )
 
@@ -134,6 +136,12 @@ func (e *Engine) ServeAttach(addr, secret string) (*AttachEndpoint, error) {
 	path, h := server.NewHandler(attachInitializer{e}, server.WithAuthorizer(authorize))
 	mux := http.NewServeMux()
 	mux.Handle(path, h)
+	// Reflection needs no token: it describes the public contract only,
+	// so grpcurl and buf curl can call Initialize without proto files.
+	reflector := vmruntime.NewReflector(vmruntime.ServiceName, grpcreflect.ReflectV1ServiceName, grpcreflect.ReflectV1AlphaServiceName)
+	limit := connect.WithReadMaxBytes(server.DefaultMaxRequestBytes)
+	mux.Handle(grpcreflect.NewHandlerV1(reflector, limit))
+	mux.Handle(grpcreflect.NewHandlerV1Alpha(reflector, limit))
 	lis, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("listen for attach handshakes: %w", err)

@@ -5,8 +5,8 @@ import (
 	"testing"
 
 	"connectrpc.com/connect"
-	runtimepb "github.com/vmre/vmre/gen/vm/runtime"
-	"github.com/vmre/vmre/gen/vm/runtime/runtimepbconnect"
+	handshakev1 "github.com/vmre/vmre/gen/vmre/handshake/v1"
+	"github.com/vmre/vmre/server"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/protobuf/types/known/emptypb"
@@ -23,14 +23,14 @@ import (
 //   - connect-json-http1: Connect with JSON over HTTP/1.1, as curl sends.
 func BenchmarkInitialize(b *testing.B) {
 	engineAddr := startServer(b, nopInitializer{}, nil)
-	req := &runtimepb.InitializeRequest{ProtocolVersion: engineVersion, Addr: "127.0.0.1:50001"}
+	req := &handshakev1.InitializeRequest{ProtocolVersion: engineVersion, Addr: "127.0.0.1:50001"}
 
 	b.Run("connect-grpc-h2c", func(b *testing.B) {
 		var protocols http.Protocols
 		protocols.SetUnencryptedHTTP2(true)
 		transport := &http.Transport{Protocols: &protocols}
 		b.Cleanup(transport.CloseIdleConnections)
-		rpc := runtimepbconnect.NewRuntimeClient(&http.Client{Transport: transport},
+		rpc := newRuntimeClient(&http.Client{Transport: transport},
 			"http://"+engineAddr, connect.WithGRPC())
 		benchmarkCalls(b, func() error {
 			_, err := rpc.Initialize(b.Context(), req)
@@ -45,14 +45,14 @@ func BenchmarkInitialize(b *testing.B) {
 		}
 		b.Cleanup(func() { _ = conn.Close() })
 		benchmarkCalls(b, func() error {
-			return conn.Invoke(b.Context(), runtimepbconnect.RuntimeInitializeProcedure, req, &emptypb.Empty{})
+			return conn.Invoke(b.Context(), server.InitializeProcedure, req, &emptypb.Empty{})
 		})
 	})
 
 	b.Run("connect-json-http1", func(b *testing.B) {
 		transport := &http.Transport{}
 		b.Cleanup(transport.CloseIdleConnections)
-		rpc := runtimepbconnect.NewRuntimeClient(&http.Client{Transport: transport},
+		rpc := newRuntimeClient(&http.Client{Transport: transport},
 			"http://"+engineAddr, connect.WithProtoJSON())
 		benchmarkCalls(b, func() error {
 			_, err := rpc.Initialize(b.Context(), req)

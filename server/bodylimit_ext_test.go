@@ -18,7 +18,6 @@ import (
 	"syscall"
 	"testing"
 
-	"github.com/vmre/vmre/gen/vm/runtime/runtimepbconnect"
 	"github.com/vmre/vmre/server"
 )
 
@@ -122,7 +121,7 @@ func http1Oversized(t *testing.T, addr, contentType string, body *hugeBody) (*ht
 	if err := c.(*net.TCPConn).SetWriteBuffer(smallSocketBuffer); err != nil {
 		t.Fatal(err)
 	}
-	head := "POST " + runtimepbconnect.RuntimeInitializeProcedure + " HTTP/1.1\r\nHost: " + addr +
+	head := "POST " + server.InitializeProcedure + " HTTP/1.1\r\nHost: " + addr +
 		"\r\nContent-Type: " + contentType + "\r\nContent-Length: " + strconv.Itoa(hugeBodySize) + "\r\n\r\n"
 	if _, err := io.WriteString(c, head); err != nil {
 		t.Fatal(err)
@@ -177,7 +176,7 @@ func h2cOversized(t *testing.T, addr, contentType string, body *hugeBody) (*http
 		},
 	}
 	t.Cleanup(tr.CloseIdleConnections)
-	req, err := http.NewRequestWithContext(t.Context(), http.MethodPost, "http://"+addr+runtimepbconnect.RuntimeInitializeProcedure, body)
+	req, err := http.NewRequestWithContext(t.Context(), http.MethodPost, "http://"+addr+server.InitializeProcedure, body)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -21,7 +21,6 @@ import (
 	"testing"
 
 	"github.com/vmre/vmre"
-	"github.com/vmre/vmre/gen/vm/runtime/runtimepbconnect"
 	"github.com/vmre/vmre/server"
 )
 
@@ -120,7 +119,7 @@ func FuzzInitializeRequest(f *testing.F) {
 	path, handler := server.NewHandler(engine)
 	f.Fuzz(func(t *testing.T, kind uint8, body []byte) {
 		contentType := fuzzContentTypes[int(kind)%len(fuzzContentTypes)]
-		req := httptest.NewRequest(http.MethodPost, runtimepbconnect.RuntimeInitializeProcedure, bytes.NewReader(body))
+		req := httptest.NewRequest(http.MethodPost, server.InitializeProcedure, bytes.NewReader(body))
 		req.Header.Set("Content-Type", contentType)
 		if strings.HasPrefix(contentType, "application/grpc") && !strings.HasPrefix(contentType, "application/grpc-web") {
 			req.ProtoMajor, req.ProtoMinor, req.Proto = 2, 0, "HTTP/2.0" // gRPC needs HTTP/2

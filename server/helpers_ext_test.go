@@ -10,9 +10,12 @@ import (
 	"sync/atomic"
 	"testing"
 
+	"connectrpc.com/connect"
 	"github.com/vmre/vmre"
+	handshakev1 "github.com/vmre/vmre/gen/vmre/handshake/v1"
 	"github.com/vmre/vmre/internal/handshaketest"
 	"github.com/vmre/vmre/server"
+	"google.golang.org/protobuf/types/known/emptypb"
 )
 
 // engineVersion is the only protocol version the test engines accept.
@@ -124,3 +127,22 @@ func nextVMAddr() string {
 type nopInitializer struct{}
 
 func (nopInitializer) Initialize(context.Context, uint32, string) error { return nil }
+
+// runtimeClient is a connect-go client of the handshake: what the generated
+// client of proto/vm/runtime/runtime.proto would be, on vmre's own copy of
+// the request message.
+type runtimeClient struct {
+	c *connect.Client[handshakev1.InitializeRequest, emptypb.Empty]
+}
+
+func newRuntimeClient(hc connect.HTTPClient, baseURL string, opts ...connect.ClientOption) runtimeClient {
+	return runtimeClient{connect.NewClient[handshakev1.InitializeRequest, emptypb.Empty](hc, baseURL+server.InitializeProcedure, opts...)}
+}
+
+func (r runtimeClient) Initialize(ctx context.Context, req *handshakev1.InitializeRequest) (*emptypb.Empty, error) {
+	res, err := r.c.CallUnary(ctx, connect.NewRequest(req))
+	if err != nil {
+		return nil, err
+	}
+	return res.Msg, nil
+}

@@ -13,7 +13,7 @@ import (
 	"connectrpc.com/connect"
 	"github.com/vmre/vmre"
 	"github.com/vmre/vmre/client"
-	runtimepb "github.com/vmre/vmre/gen/vm/runtime"
+	handshakev1 "github.com/vmre/vmre/gen/vmre/handshake/v1"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
@@ -51,7 +51,7 @@ func grpcGoInitialize(ctx context.Context, t *testing.T, engineAddr string, vers
 		t.Fatalf("grpc.NewClient: %v", err)
 	}
 	t.Cleanup(func() { _ = conn.Close() })
-	req := &runtimepb.InitializeRequest{ProtocolVersion: version, Addr: vmAddr}
+	req := &handshakev1.InitializeRequest{ProtocolVersion: version, Addr: vmAddr}
 	return conn.Invoke(ctx, "/vm.runtime.Runtime/Initialize", req, &emptypb.Empty{})
 }
 

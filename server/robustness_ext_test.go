@@ -32,8 +32,7 @@ import (
 
 	"connectrpc.com/connect"
 	"github.com/vmre/vmre"
-	runtimepb "github.com/vmre/vmre/gen/vm/runtime"
-	"github.com/vmre/vmre/gen/vm/runtime/runtimepbconnect"
+	handshakev1 "github.com/vmre/vmre/gen/vmre/handshake/v1"
 	"github.com/vmre/vmre/server"
 	"golang.org/x/net/http2"
 	"golang.org/x/net/http2/hpack"
@@ -119,7 +118,7 @@ type abuseProbe struct {
 func abuseStartProbe(t *testing.T, addr string) *abuseProbe {
 	t.Helper()
 	p := &abuseProbe{stop: make(chan struct{})}
-	rc := runtimepbconnect.NewRuntimeClient(abuseH2CClient(t), "http://"+addr, connect.WithGRPC())
+	rc := newRuntimeClient(abuseH2CClient(t), "http://"+addr, connect.WithGRPC())
 	call := func() error {
 		// Generous: a probe that fails means the server stopped answering.
 		// How fast it answered is judged from the latencies, by each test
@@ -127,7 +126,7 @@ func abuseStartProbe(t *testing.T, addr string) *abuseProbe {
 		// tests, one call in a flood of 10,000 has taken more than 5 s.
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
-		_, err := rc.Initialize(ctx, &runtimepb.InitializeRequest{ProtocolVersion: vmre.ProtocolVersion, Addr: "127.0.0.1:9"})
+		_, err := rc.Initialize(ctx, &handshakev1.InitializeRequest{ProtocolVersion: vmre.ProtocolVersion, Addr: "127.0.0.1:9"})
 		return err
 	}
 	if err := call(); err != nil { // warm the connection up
@@ -342,7 +341,7 @@ func abuseHeaderBlock(addr string, extra ...hpack.HeaderField) []byte {
 	fields := append([]hpack.HeaderField{
 		{Name: ":method", Value: "POST"},
 		{Name: ":scheme", Value: "http"},
-		{Name: ":path", Value: runtimepbconnect.RuntimeInitializeProcedure},
+		{Name: ":path", Value: server.InitializeProcedure},
 		{Name: ":authority", Value: addr},
 		{Name: "content-type", Value: "application/grpc"},
 		{Name: "te", Value: "trailers"},
@@ -581,7 +580,7 @@ func TestAbuseSlowlorisHTTP1(t *testing.T) {
 		}
 		t.Cleanup(func() { _ = conn.Close() })
 		wg.Go(func() {
-			_, _ = fmt.Fprintf(conn, "POST %s HTTP/1.1\r\nHost: %s\r\n", runtimepbconnect.RuntimeInitializeProcedure, addr)
+			_, _ = fmt.Fprintf(conn, "POST %s HTTP/1.1\r\nHost: %s\r\n", server.InitializeProcedure, addr)
 			// The server closes the connection: the reader sees EOF, and
 			// writes start failing. Bounded: ReadHeaderTimeout plus slack.
 			eof := make(chan struct{})
@@ -835,11 +834,11 @@ func TestAbuseBadInitializeFlood(t *testing.T) {
 	})
 	probe := abuseStartProbe(t, addr)
 
-	rc := runtimepbconnect.NewRuntimeClient(abuseH2CClient(t), "http://"+addr, connect.WithGRPC())
+	rc := newRuntimeClient(abuseH2CClient(t), "http://"+addr, connect.WithGRPC())
 	h1 := &http.Client{Transport: &http.Transport{MaxConnsPerHost: 64, MaxIdleConnsPerHost: 64}}
 	t.Cleanup(h1.CloseIdleConnections)
 
-	badGRPC := []*runtimepb.InitializeRequest{
+	badGRPC := []*handshakev1.InitializeRequest{
 		{ProtocolVersion: vmre.ProtocolVersion, Addr: ""},
 		{ProtocolVersion: vmre.ProtocolVersion, Addr: "no-port"},
 		{ProtocolVersion: vmre.ProtocolVersion, Addr: "127.0.0.1:0"},
@@ -884,7 +883,7 @@ func TestAbuseBadInitializeFlood(t *testing.T) {
 				return
 			}
 			bad := badJSON[i%len(badJSON)]
-			req, _ := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+addr+runtimepbconnect.RuntimeInitializeProcedure, strings.NewReader(bad.body))
+			req, _ := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+addr+server.InitializeProcedure, strings.NewReader(bad.body))
 			req.Header.Set("Content-Type", bad.contentType)
 			resp, err := h1.Do(req)
 			if err != nil {
@@ -1014,8 +1013,8 @@ func abuseCallOK(t *testing.T, addr string) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
 	defer cancel()
-	rc := runtimepbconnect.NewRuntimeClient(abuseH2CClient(t), "http://"+addr, connect.WithGRPC())
-	if _, err := rc.Initialize(ctx, &runtimepb.InitializeRequest{ProtocolVersion: vmre.ProtocolVersion, Addr: "127.0.0.1:9"}); err != nil {
+	rc := newRuntimeClient(abuseH2CClient(t), "http://"+addr, connect.WithGRPC())
+	if _, err := rc.Initialize(ctx, &handshakev1.InitializeRequest{ProtocolVersion: vmre.ProtocolVersion, Addr: "127.0.0.1:9"}); err != nil {
 		t.Fatalf("gRPC handshake after the attack: %v", err)
 	}
 	conn, err := net.Dial("tcp", addr)
@@ -1026,7 +1025,7 @@ func abuseCallOK(t *testing.T, addr string) {
 	_ = conn.SetDeadline(time.Now().Add(5 * time.Second))
 	body := fmt.Sprintf(`{"protocolVersion":%d,"addr":"127.0.0.1:9"}`, vmre.ProtocolVersion)
 	fmt.Fprintf(conn, "POST %s HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s",
-		runtimepbconnect.RuntimeInitializeProcedure, addr, len(body), body)
+		server.InitializeProcedure, addr, len(body), body)
 	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
 	if err != nil {
 		t.Fatalf("HTTP/1.1 handshake after the attack: %v", err)

@@ -8,6 +8,13 @@
 // knowledge), which plain grpc-go plugins need. Requests are validated before
 // the Initializer sees them, and errors are mapped to status codes in one
 // place (see [CodeOf]). A bad request never stops the server.
+//
+// The wire is proto/vm/runtime/runtime.proto's, byte for byte, but the Go
+// types are vmre's own: requests decode into vmre.handshake.v1's copy of
+// InitializeRequest, served under the frozen [InitializeProcedure]. Nothing
+// in vmre registers vm/runtime/runtime.proto or a vm.runtime name in the
+// global protobuf registry, so this package links into programs that also
+// link avalanchego's or luxd's generated vm/runtime package (which do).
 package server
 
 import (
@@ -20,10 +27,20 @@ import (
 
 	"connectrpc.com/connect"
 	"github.com/vmre/vmre"
-	runtimepb "github.com/vmre/vmre/gen/vm/runtime"
-	"github.com/vmre/vmre/gen/vm/runtime/runtimepbconnect"
+	handshakev1 "github.com/vmre/vmre/gen/vmre/handshake/v1"
 	"github.com/vmre/vmre/internal/requestguard"
+	"github.com/vmre/vmre/internal/vmruntime"
 	"google.golang.org/protobuf/types/known/emptypb"
+)
+
+// The handshake's names, as the frozen contract
+// (proto/vm/runtime/runtime.proto) declares them.
+const (
+	// ServiceName is the full name of the handshake service.
+	ServiceName = vmruntime.ServiceName
+	// InitializeProcedure is the path of the Initialize RPC: the HTTP path
+	// of every protocol and the gRPC method name.
+	InitializeProcedure = vmruntime.InitializeProcedure
 )
 
 // DefaultMaxRequestBytes caps the size of an Initialize request body. A
@@ -110,8 +127,18 @@ func NewHandler(initializer vmre.Initializer, opts ...Option) (string, http.Hand
 		// (connect-go would gzip it for every client that offers gzip).
 		connect.WithCompressMinBytes(math.MaxInt32),
 	}, cfg.handlerOptions...)
-	path, handler := runtimepbconnect.NewRuntimeHandler(svc, handlerOpts...)
-	return path, requestguard.Wrap(handler, cfg.maxRequestBytes, runtimepbconnect.RuntimeInitializeProcedure)
+	initialize := connect.NewUnaryHandlerSimple(InitializeProcedure, svc.Initialize,
+		connect.WithSchema(vmruntime.Initialize()),
+		connect.WithHandlerOptions(handlerOpts...),
+	)
+	handler := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != InitializeProcedure {
+			http.NotFound(w, r)
+			return
+		}
+		initialize.ServeHTTP(w, r)
+	})
+	return "/" + ServiceName + "/", requestguard.Wrap(handler, cfg.maxRequestBytes, InitializeProcedure)
 }
 
 type runtimeService struct {
@@ -119,9 +146,7 @@ type runtimeService struct {
 	authorize   Authorizer
 }
 
-var _ runtimepbconnect.RuntimeHandler = (*runtimeService)(nil)
-
-func (s *runtimeService) Initialize(ctx context.Context, req *runtimepb.InitializeRequest) (*emptypb.Empty, error) {
+func (s *runtimeService) Initialize(ctx context.Context, req *handshakev1.InitializeRequest) (*emptypb.Empty, error) {
 	if s.authorize != nil {
 		var call Call
 		if info, ok := connect.CallInfoForHandlerContext(ctx); ok {

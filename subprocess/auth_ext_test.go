@@ -25,7 +25,7 @@ import (
 	"github.com/rs/zerolog"
 	"github.com/vmre/vmre"
 	"github.com/vmre/vmre/client"
-	runtimepb "github.com/vmre/vmre/gen/vm/runtime"
+	handshakev1 "github.com/vmre/vmre/gen/vmre/handshake/v1"
 	"github.com/vmre/vmre/subprocess"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
@@ -76,7 +76,7 @@ func grpcInitialize(ctx context.Context, engineAddr, vmAddr string) error {
 		return err
 	}
 	defer conn.Close()
-	req := &runtimepb.InitializeRequest{ProtocolVersion: childVersion(), Addr: vmAddr}
+	req := &handshakev1.InitializeRequest{ProtocolVersion: childVersion(), Addr: vmAddr}
 	return conn.Invoke(ctx, "/vm.runtime.Runtime/Initialize", req, &emptypb.Empty{})
 }
 

@@ -11,11 +11,11 @@ import (
 
 	"connectrpc.com/connect"
 	avapb "github.com/ava-labs/avalanchego/proto/pb/vm/runtime"
-	runtimepb "github.com/vmre/vmre/gen/vm/runtime"
-	"github.com/vmre/vmre/gen/vm/runtime/runtimepbconnect"
+	handshakev1 "github.com/vmre/vmre/gen/vmre/handshake/v1"
 	"github.com/vmre/vmre/server"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/protobuf/types/known/emptypb"
 )
 
 // acceptAll accepts every handshake, for both servers.
@@ -83,10 +83,10 @@ func benchThroughput(ctx context.Context, e *env) error {
 		IdleConnTimeout:     time.Minute,
 	}}
 	connectCaller := func(addr string, opts ...connect.ClientOption) caller {
-		c := runtimepbconnect.NewRuntimeClient(h1, "http://"+addr, opts...)
-		req := &runtimepb.InitializeRequest{ProtocolVersion: avaProtocolVersion, Addr: "127.0.0.1:9651"}
+		c := connect.NewClient[handshakev1.InitializeRequest, emptypb.Empty](h1, "http://"+addr+server.InitializeProcedure, opts...)
+		req := &handshakev1.InitializeRequest{ProtocolVersion: avaProtocolVersion, Addr: "127.0.0.1:9651"}
 		return func(ctx context.Context) error {
-			_, err := c.Initialize(ctx, req)
+			_, err := c.CallUnary(ctx, connect.NewRequest(req))
 			return err
 		}
 	}

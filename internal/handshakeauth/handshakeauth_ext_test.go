@@ -21,8 +21,7 @@ import (
 	"connectrpc.com/connect"
 	"github.com/rs/zerolog"
 	"github.com/vmre/vmre"
-	runtimepb "github.com/vmre/vmre/gen/vm/runtime"
-	"github.com/vmre/vmre/gen/vm/runtime/runtimepbconnect"
+	handshakev1 "github.com/vmre/vmre/gen/vmre/handshake/v1"
 	"github.com/vmre/vmre/internal/handshakeauth"
 	"github.com/vmre/vmre/internal/handshaketest"
 	"github.com/vmre/vmre/internal/peercred"
@@ -79,9 +78,9 @@ func call(ctx context.Context, proto, addr, token string) string {
 	protocols.SetUnencryptedHTTP2(true)
 	hc := &http.Client{Transport: &http.Transport{Protocols: &protocols}}
 	defer hc.CloseIdleConnections()
-	c := connect.NewClient[runtimepb.InitializeRequest, emptypb.Empty](hc,
-		"http://"+addr+runtimepbconnect.RuntimeInitializeProcedure, connect.WithGRPC())
-	req := connect.NewRequest(&runtimepb.InitializeRequest{ProtocolVersion: vmre.ProtocolVersion, Addr: "127.0.0.1:1"})
+	c := connect.NewClient[handshakev1.InitializeRequest, emptypb.Empty](hc,
+		"http://"+addr+server.InitializeProcedure, connect.WithGRPC())
+	req := connect.NewRequest(&handshakev1.InitializeRequest{ProtocolVersion: vmre.ProtocolVersion, Addr: "127.0.0.1:1"})
 	if token != "" {
 		req.Header().Set(vmre.HandshakeTokenHeader, token)
 	}
@@ -94,7 +93,7 @@ func call(ctx context.Context, proto, addr, token string) string {
 // callJSON calls as curl does: Connect protocol, JSON, HTTP/1.1.
 func callJSON(ctx context.Context, addr, token string) string {
 	body := fmt.Sprintf(`{"protocolVersion":%d,"addr":"127.0.0.1:1"}`, vmre.ProtocolVersion)
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+addr+runtimepbconnect.RuntimeInitializeProcedure, strings.NewReader(body))
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+addr+server.InitializeProcedure, strings.NewReader(body))
 	if err != nil {
 		return err.Error()
 	}

@@ -1,0 +1,142 @@
+// Package vmruntime describes the frozen handshake contract,
+// proto/vm/runtime/runtime.proto (package vm.runtime), without registering it
+// in the global protobuf registry.
+//
+// avalanchego's and luxd's generated code register that file and its
+// vm.runtime.* names globally, and protobuf-go panics at start-up when two
+// packages of one program register the same file. vmre's Go packages must link
+// next to theirs, so they encode the handshake request with
+// vmre.handshake.v1.InitializeRequest, a message with the same fields under a
+// vmre-owned name, send it to the frozen procedure ([InitializeProcedure]), and
+// describe the frozen file for server reflection from a descriptor built here,
+// kept in a registry of its own. On the wire nothing tells the two apart:
+// protobuf binary carries field numbers, JSON carries the same field names,
+// and the procedure is a string.
+//
+// Everything here is safe for concurrent use.
+package vmruntime
+
+import (
+	"fmt"
+	"slices"
+	"sync"
+
+	"connectrpc.com/grpcreflect"
+	handshakev1 "github.com/vmre/vmre/gen/vmre/handshake/v1"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protodesc"
+	"google.golang.org/protobuf/reflect/protoreflect"
+	"google.golang.org/protobuf/reflect/protoregistry"
+	"google.golang.org/protobuf/types/descriptorpb"
+	"google.golang.org/protobuf/types/known/emptypb"
+)
+
+// Names of the frozen contract, as proto/vm/runtime/runtime.proto declares
+// them.
+const (
+	// FilePath is the file's path, as importers and reflection name it.
+	FilePath = "vm/runtime/runtime.proto"
+	// Package is the file's protobuf package.
+	Package = "vm.runtime"
+	// ServiceName is the handshake service's full name.
+	ServiceName = Package + ".Runtime"
+	// InitializeProcedure is the handshake's HTTP path and gRPC method.
+	InitializeProcedure = "/" + ServiceName + "/Initialize"
+)
+
+// File returns the descriptor of proto/vm/runtime/runtime.proto: its
+// package, service and message, without comments or options. It is built
+// once, from the vmre.handshake.v1 message, and registered in [Files] only.
+func File() protoreflect.FileDescriptor {
+	return files().file
+}
+
+// Files returns a registry that holds [File] and its one import,
+// google/protobuf/empty.proto.
+func Files() *protoregistry.Files {
+	return files().registry
+}
+
+// Initialize returns the descriptor of vm.runtime.Runtime.Initialize, for
+// connect-go's WithSchema.
+func Initialize() protoreflect.MethodDescriptor {
+	return File().Services().ByName("Runtime").Methods().ByName("Initialize")
+}
+
+type built struct {
+	file     protoreflect.FileDescriptor
+	registry *protoregistry.Files
+}
+
+// files builds the descriptor on first use. The inputs are fixed at compile
+// time, so a failure is a defect of this package (its tests build it), not
+// something a caller could handle.
+var files = sync.OnceValue(func() built {
+	b, err := build()
+	if err != nil {
+		panic(fmt.Errorf("vmruntime: build vm/runtime/runtime.proto: %w", err))
+	}
+	return b
+})
+
+func build() (built, error) {
+	request := protodesc.ToDescriptorProto((&handshakev1.InitializeRequest{}).ProtoReflect().Descriptor())
+	empty := emptypb.File_google_protobuf_empty_proto
+	fdp := &descriptorpb.FileDescriptorProto{
+		Name:        proto.String(FilePath),
+		Package:     proto.String(Package),
+		Dependency:  []string{empty.Path()},
+		MessageType: []*descriptorpb.DescriptorProto{request},
+		Service: []*descriptorpb.ServiceDescriptorProto{{
+			Name: proto.String("Runtime"),
+			Method: []*descriptorpb.MethodDescriptorProto{{
+				Name:       proto.String("Initialize"),
+				InputType:  proto.String("." + Package + "." + request.GetName()),
+				OutputType: proto.String("." + string((&emptypb.Empty{}).ProtoReflect().Descriptor().FullName())),
+			}},
+		}},
+		Syntax: proto.String("proto3"),
+	}
+	registry := new(protoregistry.Files)
+	if err := registry.RegisterFile(empty); err != nil {
+		return built{}, fmt.Errorf("register %s: %w", empty.Path(), err)
+	}
+	file, err := protodesc.NewFile(fdp, registry)
+	if err != nil {
+		return built{}, fmt.Errorf("describe %s: %w", FilePath, err)
+	}
+	if err := registry.RegisterFile(file); err != nil {
+		return built{}, fmt.Errorf("register %s: %w", FilePath, err)
+	}
+	return built{file: file, registry: registry}, nil
+}
+
+// NewReflector returns a server reflection service that lists services and
+// describes them, vm.runtime.Runtime included, with every other file coming
+// from the global registry. Reflection resolves vm.runtime names from [Files]
+// even in a program where avalanchego's generated code registered the same
+// file globally: both describe the same contract.
+func NewReflector(services ...string) *grpcreflect.Reflector {
+	names := slices.Clone(services)
+	return grpcreflect.NewReflector(
+		grpcreflect.NamerFunc(func() []string { return names }),
+		grpcreflect.WithDescriptorResolver(resolver{}),
+	)
+}
+
+// resolver looks names up in [Files] first, then in the global registry.
+type resolver struct{}
+
+func (resolver) FindFileByPath(path string) (protoreflect.FileDescriptor, error) {
+	if fd, err := Files().FindFileByPath(path); err == nil {
+		return fd, nil
+	}
+	return protoregistry.GlobalFiles.FindFileByPath(path)
+}
+
+func (resolver) FindDescriptorByName(name protoreflect.FullName) (protoreflect.Descriptor, error) {
+	if d, err := Files().FindDescriptorByName(name); err == nil {
+		return d, nil
+	}
+	return protoregistry.GlobalFiles.FindDescriptorByName(name)
+}
