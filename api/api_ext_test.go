@@ -34,6 +34,7 @@ import (
 	reflectionv1alpha "google.golang.org/grpc/reflection/grpc_reflection_v1alpha"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/descriptorpb"
 )
 
 func TestMain(m *testing.M) {
@@ -517,6 +518,29 @@ func TestHealthAndReflection(t *testing.T) {
 	}
 	if resp, err := v1.Recv(); err != nil || len(resp.GetFileDescriptorResponse().GetFileDescriptorProto()) == 0 {
 		t.Fatalf("FileContainingSymbol = %v, %v", resp, err)
+	}
+	// The handshake contract is described too, though served on the
+	// handshake ports only: from vmre's own registry, not the global one.
+	if err := v1.Send(&reflectionv1.ServerReflectionRequest{MessageRequest: &reflectionv1.ServerReflectionRequest_FileContainingSymbol{FileContainingSymbol: "vm.runtime.Runtime"}}); err != nil {
+		t.Fatal(err)
+	}
+	resp, err = v1.Recv()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var files []string
+	for _, raw := range resp.GetFileDescriptorResponse().GetFileDescriptorProto() {
+		fdp := new(descriptorpb.FileDescriptorProto)
+		if err := proto.Unmarshal(raw, fdp); err != nil {
+			t.Fatal(err)
+		}
+		files = append(files, fdp.GetName())
+		if fdp.GetName() == "vm/runtime/runtime.proto" && (fdp.GetPackage() != "vm.runtime" || len(fdp.GetService()) != 1 || fdp.GetService()[0].GetName() != "Runtime") {
+			t.Errorf("vm/runtime/runtime.proto described as %v", fdp)
+		}
+	}
+	if !slices.Contains(files, "vm/runtime/runtime.proto") {
+		t.Fatalf("FileContainingSymbol vm.runtime.Runtime = files %v, %v", files, resp.GetErrorResponse())
 	}
 	_ = v1.CloseSend()
 
