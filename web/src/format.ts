@@ -17,7 +17,20 @@ const STATES: Record<number, State> = {
   [RuntimeState.EXITED]: { label: "exited", cls: "exited" },
   [RuntimeState.FAILED]: { label: "failed", cls: "failed" },
   [RuntimeState.ATTACHED]: { label: "attached", cls: "attached" },
+  [RuntimeState.BACKOFF]: { label: "backoff", cls: "backoff" },
+  [RuntimeState.UNHEALTHY]: { label: "unhealthy", cls: "unhealthy" },
+  [RuntimeState.LOST]: { label: "lost", cls: "lost" },
 };
+
+// STATE_ORDER is the order in which the header counts states.
+export const STATE_ORDER = ["running", "attached", "unhealthy", "starting", "backoff", "stopping", "failed", "lost", "exited"];
+
+// isLive reports whether the engine has (or is about to have) a process
+// for a runtime in state s that a stop would end: a stop also cancels a
+// pending restart.
+export function isLive(s: RuntimeState): boolean {
+  return s === RuntimeState.RUNNING || s === RuntimeState.STARTING || s === RuntimeState.UNHEALTHY || s === RuntimeState.BACKOFF;
+}
 
 // stateOf names s; a state this page does not know yet is "unknown".
 export function stateOf(s: RuntimeState): State {
@@ -65,4 +78,30 @@ export function fmtClock(ms: number): string {
   const d = new Date(ms);
   const p = (n: number, w = 2) => String(n).padStart(w, "0");
   return `${p(d.getHours())}:${p(d.getMinutes())}:${p(d.getSeconds())}.${p(d.getMilliseconds(), 3)}`;
+}
+
+// fmtNextAttempt says when a runtime in backoff is relaunched, from the
+// engine's clock nowMs: "retry in 4s", or "retrying" once that time passed.
+export function fmtNextAttempt(rt: Runtime, nowMs: number): string {
+  if (rt.state !== RuntimeState.BACKOFF || !rt.nextAttemptAt) return "";
+  const ms = timestampMs(rt.nextAttemptAt) - nowMs;
+  return ms > 0 ? `retry in ${fmtDuration(ms + 999)}` : "retrying";
+}
+
+// fmtBytes is n bytes in binary units with three significant digits.
+export function fmtBytes(n: number): string {
+  if (!Number.isFinite(n) || n < 0) n = 0;
+  const units = ["B", "KiB", "MiB", "GiB", "TiB"];
+  let i = 0;
+  while (n >= 1024 && i < units.length - 1) {
+    n /= 1024;
+    i++;
+  }
+  return i === 0 ? `${n} B` : `${n.toPrecision(3)} ${units[i]}`;
+}
+
+// fmtPercent is a CPU share in percent of one core.
+export function fmtPercent(p: number): string {
+  if (!Number.isFinite(p) || p < 0) p = 0;
+  return `${p < 10 ? p.toFixed(1) : Math.round(p)}%`;
 }

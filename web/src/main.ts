@@ -1,14 +1,17 @@
 // vmre dashboard: watches the engine's runtimes over gRPC-Web, tails the
 // selected runtime's output, and stops or restarts runtimes with the API
 // token. It talks to nothing but its own origin. This file wires the parts
-// together: the API (api.ts), the runtime table (table.ts), the output
-// panel (output.ts) and the token dialog (token.ts).
+// together: the API (api.ts), the runtime table (table.ts), the event
+// panel (events.ts), the output panel (output.ts) and the token dialog
+// (token.ts).
 import "./style.css";
 import { Code } from "@connectrpc/connect";
 import { describe, isCode, keepWatching, newClient, type Conn } from "./api";
 import { EngineClock } from "./clock";
 import { byId, ErrorBanner } from "./dom";
-import { fmtClock, stateOf } from "./format";
+import { timestampMs } from "@bufbuild/protobuf/wkt";
+import { EventPanel } from "./events";
+import { fmtClock, fmtDuration } from "./format";
 import type { WatchRuntimesResponse } from "./gen/vmre/v1/runtime_service_pb";
 import { OutputPanel } from "./output";
 import { RuntimeTable, type Action } from "./table";
@@ -19,13 +22,23 @@ const clock = new EngineClock();
 const errors = new ErrorBanner();
 const tokens = new TokenDialog();
 const output = new OutputPanel(client);
+const events = new EventPanel(client);
 const connEl = byId("conn");
 const connText = byId("conn-text");
 const serverTimeEl = byId("server-time");
+const engineEl = byId("engine-info");
 
-// The page's state besides what its parts keep: the selected runtime and
-// the instance id of the engine the watch stream last came from.
-const page = { selected: null as string | null, engine: "" };
+// The page's state besides what its parts keep: the selected runtime, the
+// engine the watch stream last came from (instance id, start, version),
+// whether the stream is live, and since when it is down.
+const page = {
+  selected: null as string | null,
+  engine: "",
+  engineStartedMs: null as number | null,
+  engineVersion: "",
+  conn: "connecting" as Conn,
+  downSince: null as number | null,
+};
 
 const table = new RuntimeTable(clock, {
   select(id) {
@@ -33,6 +46,7 @@ const table = new RuntimeTable(clock, {
     page.selected = id;
     table.setSelected(id);
     output.show(table.get(id));
+    events.show(table.get(id));
     // Selecting the shown runtime again tails it again if its tail ended.
     if (same && !output.tailing) output.resume();
   },
@@ -45,8 +59,16 @@ function onMessage(msg: WatchRuntimesResponse, first: boolean) {
   page.engine = msg.engineInstanceId;
   switch (msg.kind.case) {
     case "snapshot": {
-      table.replace(msg.kind.value.runtimes);
+      const snap = msg.kind.value;
+      page.engineStartedMs = snap.engineStartedAt ? timestampMs(snap.engineStartedAt) : null;
+      page.engineVersion = snap.engineVersion;
+      renderEngine();
+      const before = page.selected;
+      table.replace(snap.runtimes, newEngine);
       output.show(table.get(page.selected));
+      // A new stream may have missed events of the runtime shown while the
+      // page was away (a newly selected one was just fetched).
+      events.show(table.get(page.selected), first && before !== null && before === page.selected);
       // A new watch stream may come from a new engine, or follow an outage
       // that ended the tail stream: tail the selected runtime again then.
       // Not on a later snapshot, a resync of the same stream after the
@@ -60,8 +82,9 @@ function onMessage(msg: WatchRuntimesResponse, first: boolean) {
       table.put(rt);
       if (rt.id === page.selected) {
         output.show(rt);
-        if (msg.event && !rt.attached) output.note(`${stateOf(rt.state).label}: ${msg.event.message}`, "event");
+        events.show(rt);
       }
+      if (msg.event) events.live(rt.id, msg.event);
       break;
     }
     case "removedId":
@@ -70,16 +93,41 @@ function onMessage(msg: WatchRuntimesResponse, first: boolean) {
   }
 }
 
+// onConn shows the watch stream's state. While the engine is unreachable
+// the page says so, its clocks stop and the rows grey out (html[data-conn]);
+// the stream reconnects by itself.
 function onConn(state: Conn, err?: unknown) {
-  connEl.dataset.conn = state;
-  connText.textContent = state === "down" ? "reconnecting" : state;
-  if (state === "live" && connEl.dataset.lost) {
-    delete connEl.dataset.lost;
-    errors.clear();
+  const was = page.conn;
+  page.conn = state;
+  // "connecting" after a failure is still down for the user.
+  const shown = state === "connecting" && was === "down" ? "down" : state;
+  connEl.dataset.conn = shown;
+  document.documentElement.dataset.conn = shown;
+  connText.textContent = shown === "down" ? "engine unreachable" : shown;
+  if (state === "live") {
+    page.downSince = null;
+    if (connEl.dataset.lost) {
+      delete connEl.dataset.lost;
+      errors.clear();
+    }
   } else if (state === "down") {
+    page.downSince ??= clock.now();
     connEl.dataset.lost = "true";
-    errors.show(`Lost the engine's watch stream (${describe(err)}). Reconnecting…`);
+    errors.show(`The engine is unreachable since ${fmtClock(page.downSince).slice(0, 8)} (${describe(err)}). ` +
+      "The page shows what it last saw and reconnects by itself.");
   }
+}
+
+// renderEngine shows the engine's version and uptime in the header; the
+// uptime stops while the engine is unreachable.
+function renderEngine() {
+  const parts = [page.engineVersion ? `vmre ${page.engineVersion}` : "vmre"];
+  if (page.engineStartedMs !== null) {
+    const end = page.downSince ?? clock.now();
+    parts.push(`up ${fmtDuration(end - page.engineStartedMs)}`);
+  }
+  engineEl.textContent = parts.join(" · ");
+  engineEl.title = page.engine ? `engine instance ${page.engine}` : "";
 }
 
 async function act(kind: Action, id: string) {
@@ -112,7 +160,10 @@ async function act(kind: Action, id: string) {
 }
 
 setInterval(() => {
+  // The engine's clock is known only while the watch stream is live.
+  if (page.conn !== "live") return;
   table.tick();
+  renderEngine();
   serverTimeEl.textContent = `engine clock ${fmtClock(clock.now()).slice(0, 8)}`;
 }, 1000);
 

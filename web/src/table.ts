@@ -3,17 +3,20 @@
 import { RuntimeState, type Runtime } from "./gen/vmre/v1/runtime_service_pb";
 import type { EngineClock } from "./clock";
 import { button, byId } from "./dom";
-import { fmtDuration, fmtExit, fmtHandshake, stateOf, uptimeMs } from "./format";
+import { fmtBytes, fmtDuration, fmtExit, fmtHandshake, fmtNextAttempt, fmtPercent, isLive, STATE_ORDER, stateOf, uptimeMs } from "./format";
+import { sparkPoints, UsageHistory } from "./usage";
 
 export type Action = "stop" | "restart";
 
-const COLUMNS = ["state", "name", "pid", "addr", "proto", "uptime", "handshake", "exit", "actions"] as const;
+const COLUMNS = ["state", "name", "pid", "addr", "proto", "uptime", "handshake", "usage", "exit", "actions"] as const;
 type Column = (typeof COLUMNS)[number];
 const LABELS: Record<Column, string> = {
   state: "State", name: "Runtime", pid: "PID", addr: "VM address", proto: "Proto",
-  uptime: "Uptime", handshake: "Handshake", exit: "Exit", actions: "",
+  uptime: "Uptime", handshake: "Handshake", usage: "Resources", exit: "Exit", actions: "",
 };
-const SUMMARY_ORDER = ["running", "attached", "starting", "stopping", "failed", "exited"];
+const SVG = "http://www.w3.org/2000/svg";
+const SPARK_W = 64;
+const SPARK_H = 18;
 
 // TableEvents are what the table asks of the rest of the page.
 export interface TableEvents {
@@ -26,6 +29,7 @@ export interface TableEvents {
 export class RuntimeTable {
   readonly runtimes = new Map<string, Runtime>();
   private readonly rows = new Map<string, HTMLTableRowElement>();
+  private readonly usage = new UsageHistory();
   private readonly body = byId("rows");
   private readonly empty = byId("empty");
   private readonly summary = byId("summary");
@@ -38,9 +42,16 @@ export class RuntimeTable {
   }
 
   // replace shows exactly rts, in their order (a snapshot).
-  replace(rts: readonly Runtime[]): void {
+  // newEngine is true when they come from another engine than the last
+  // ones, whose resource samples must not continue the new ones'.
+  replace(rts: readonly Runtime[], newEngine = false): void {
     this.runtimes.clear();
-    for (const rt of rts) this.runtimes.set(rt.id, rt);
+    if (newEngine) this.usage.clear();
+    for (const rt of rts) {
+      this.runtimes.set(rt.id, rt);
+      this.usage.add(rt.id, rt.usage);
+    }
+    this.usage.keep(this.runtimes.keys());
     this.renderAll();
   }
 
@@ -48,6 +59,7 @@ export class RuntimeTable {
   put(rt: Runtime): void {
     const isNew = !this.runtimes.has(rt.id);
     this.runtimes.set(rt.id, rt);
+    this.usage.add(rt.id, rt.usage);
     if (isNew) this.renderAll();
     else {
       this.renderRow(rt);
@@ -57,6 +69,7 @@ export class RuntimeTable {
 
   remove(id: string): void {
     this.runtimes.delete(id);
+    this.usage.keep(this.runtimes.keys());
     this.renderAll();
   }
 
@@ -71,11 +84,13 @@ export class RuntimeTable {
     this.rows.get(id)?.classList.toggle("busy", busy);
   }
 
-  // tick renders what changes with time alone: the uptimes.
+  // tick renders what changes with time alone: uptimes and the time to
+  // the next restart attempt.
   tick(): void {
     for (const rt of this.runtimes.values()) {
       const tr = this.rows.get(rt.id);
       if (tr && !rt.exitedAt) this.renderUptime(rt, tr);
+      if (tr) this.renderStateNote(rt, tr);
     }
   }
 
@@ -115,7 +130,10 @@ export class RuntimeTable {
     }
     const badge = document.createElement("span");
     badge.className = "badge";
-    cell(tr, "state").append(badge);
+    const stateNote = document.createElement("div");
+    stateNote.className = "state-note";
+    cell(tr, "state").append(badge, stateNote);
+    cell(tr, "usage").append(usageCell());
     const name = document.createElement("div");
     name.className = "rt-name";
     const meta = document.createElement("div");
@@ -155,7 +173,8 @@ export class RuntimeTable {
     const name = cell(tr, "name");
     (name.querySelector(".rt-name") as HTMLElement).textContent = rt.name;
     const meta = name.querySelector(".rt-meta") as HTMLElement;
-    const restarts = rt.restarts > 0 ? ` · ${rt.restarts} restart${rt.restarts > 1 ? "s" : ""}` : "";
+    const restarts = (rt.restarts > 0 ? ` · ${rt.restarts} restart${rt.restarts > 1 ? "s" : ""}` : "") +
+      (rt.failures > 0 ? ` · ${rt.failures} failure${rt.failures > 1 ? "s" : ""}` : "");
     if (rt.lastError) {
       meta.textContent = `${rt.id} · ${rt.lastError}`;
     } else if (rt.attached) {
@@ -174,14 +193,46 @@ export class RuntimeTable {
     cell(tr, "exit").textContent = fmtExit(ex);
     cell(tr, "exit").classList.toggle("bad", !!ex && (ex.code !== 0 || ex.signal !== "") && rt.state === RuntimeState.FAILED);
     this.renderUptime(rt, tr);
+    this.renderStateNote(rt, tr);
+    this.renderUsage(rt, tr);
 
-    const live = rt.state === RuntimeState.RUNNING || rt.state === RuntimeState.STARTING;
+    const live = isLive(rt.state);
     const stop = tr.querySelector("button.stop") as HTMLButtonElement;
     const restart = tr.querySelector("button.restart") as HTMLButtonElement;
     stop.disabled = rt.attached || !live;
     restart.disabled = rt.attached || rt.state === RuntimeState.STOPPING || rt.state === RuntimeState.STARTING;
     stop.title = rt.attached ? "attached runtimes are not ours to stop" : "";
     restart.title = stop.title;
+  }
+
+  private renderStateNote(rt: Runtime, tr: HTMLTableRowElement): void {
+    const note = cell(tr, "state").querySelector(".state-note") as HTMLElement;
+    const text = fmtNextAttempt(rt, this.clock.now());
+    if (note.textContent !== text) note.textContent = text;
+  }
+
+  private renderUsage(rt: Runtime, tr: HTMLTableRowElement): void {
+    const td = cell(tr, "usage");
+    const u = rt.usage;
+    td.classList.toggle("none", !u);
+    const q = (sel: string) => td.querySelector(sel) as Element;
+    if (!u) {
+      q(".cpu").textContent = "—";
+      q(".rss").textContent = "";
+      q(".counts").textContent = "";
+      q(".spark.cpu-line").setAttribute("points", "");
+      q(".spark.rss-line").setAttribute("points", "");
+      td.title = "";
+      return;
+    }
+    q(".cpu").textContent = fmtPercent(u.cpuPercent);
+    q(".rss").textContent = fmtBytes(Number(u.rssBytes));
+    q(".counts").textContent = `${u.processes} proc · ${u.threads} thr · ${u.openFds} fds`;
+    const samples = this.usage.samples(rt.id);
+    q(".spark.cpu-line").setAttribute("points", sparkPoints(samples.map((s) => s.cpu), SPARK_W, SPARK_H, 5));
+    q(".spark.rss-line").setAttribute("points", sparkPoints(samples.map((s) => s.rss), SPARK_W, SPARK_H));
+    td.title = `CPU ${fmtPercent(u.cpuPercent)} of one core (${u.cpuSeconds.toFixed(1)} s in all), resident memory ${fmtBytes(Number(u.rssBytes))}, ` +
+      `${u.processes} processes, ${u.threads} threads, ${u.openFds} open files; the lines show the last ${samples.length} samples (CPU solid, memory dashed)`;
   }
 
   private renderUptime(rt: Runtime, tr: HTMLTableRowElement): void {
@@ -198,7 +249,7 @@ export class RuntimeTable {
       counts.set(l, (counts.get(l) ?? 0) + 1);
     }
     this.summary.replaceChildren();
-    for (const l of SUMMARY_ORDER) {
+    for (const l of STATE_ORDER) {
       const n = counts.get(l);
       if (!n) continue;
       const s = document.createElement("span");
@@ -207,6 +258,35 @@ export class RuntimeTable {
       this.summary.append(s);
     }
   }
+}
+
+// usageCell is the resources cell's content: CPU and memory now, their
+// sparklines, and the process, thread and descriptor counts.
+function usageCell(): HTMLElement {
+  const box = document.createElement("div");
+  box.className = "usage-box";
+  const svg = document.createElementNS(SVG, "svg");
+  svg.setAttribute("class", "spark");
+  svg.setAttribute("viewBox", `0 0 ${SPARK_W} ${SPARK_H}`);
+  svg.setAttribute("width", String(SPARK_W));
+  svg.setAttribute("height", String(SPARK_H));
+  svg.setAttribute("aria-hidden", "true");
+  for (const cls of ["spark rss-line", "spark cpu-line"]) {
+    const line = document.createElementNS(SVG, "polyline");
+    line.setAttribute("class", cls);
+    svg.append(line);
+  }
+  const now = document.createElement("div");
+  now.className = "usage-now";
+  for (const cls of ["cpu", "rss"]) {
+    const s = document.createElement("span");
+    s.className = cls;
+    now.append(s);
+  }
+  const counts = document.createElement("div");
+  counts.className = "counts";
+  box.append(now, svg, counts);
+  return box;
 }
 
 function cell(row: HTMLTableRowElement, col: Column): HTMLTableCellElement {

@@ -1,15 +1,22 @@
 // Drives the dashboard in Debian's chromium with playwright-core against a
 // live `vmre run` (the example VM), and fails unless a person would see it
-// work: the runtime shown running with its pid, log lines in the tail, a
-// stop refused without the token, a stop with the token turning it exited,
-// a restart bringing it back with a new pid. Screenshots go to --out.
+// work: the runtime shown running with its pid, the engine's version and
+// uptime, the runtime's events and log lines, a level filter and a download
+// of the lines shown, a stop refused without the token, a stop with the
+// token turning it exited, a restart bringing it back with a new pid, and
+// a restart of the running runtime listing its events in order. Screenshots
+// go to --out.
 //
 //   node test/dashboard.e2e.mjs --url http://127.0.0.1:9660/ --token=TOKEN --out DIR [--chromium /usr/bin/chromium]
 //
 // It never downloads a browser: --chromium (default /usr/bin/chromium) must
 // exist. Exit status 0 on success, 1 with the reason otherwise.
+import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { callAPI, launchBrowser, parseOptions } from "./browser.mjs";
+
+// eventStates lists the states of the events panel's entries, oldest first.
+const eventStates = (page) => page.locator("#events li[data-state]").evaluateAll((els) => els.map((el) => el.dataset.state));
 
 const opts = parseOptions("dashboard.e2e.mjs");
 
@@ -52,6 +59,36 @@ try {
     [id, up1],
     { timeout: 5000 },
   );
+  const engineInfo = (await page.locator("#engine-info").textContent()).trim();
+  if (!/^vmre \S+ · up \d/.test(engineInfo)) throw new Error(`header shows "${engineInfo}", want the engine's version and uptime`);
+  step(`header: ${engineInfo}`);
+
+  // The events are a panel of their own: the launch and the handshake.
+  await page.waitForFunction(() => Number(document.getElementById("events").dataset.events) >= 2, null, { timeout: T });
+  const firstEvents = await eventStates(page);
+  if (firstEvents[0] !== "starting" || !firstEvents.includes("running")) throw new Error(`events panel lists ${firstEvents}, want starting then running`);
+  if ((await page.locator("#log .line.event").count()) > 0) throw new Error("events are mixed into the output");
+  step(`events panel: ${firstEvents.join(" → ")}`);
+
+  // The level filter: the example VM logs at info, so "error" shows none
+  // of its lines, and "all" brings them back.
+  const before = Number(await page.locator("#log").getAttribute("data-lines"));
+  await page.selectOption("#level-filter", "error");
+  await page.waitForFunction(() => document.getElementById("log").dataset.lines === "0", null, { timeout: T });
+  await page.waitForTimeout(300);
+  const errLevels = await page.locator("#log .line:not(.note)").evaluateAll((els) => els.map((el) => el.dataset.level));
+  if (errLevels.some((l) => !["error", "fatal", "panic"].includes(l))) throw new Error(`level filter "error" shows lines at ${errLevels}`);
+  await page.selectOption("#level-filter", "");
+  await page.waitForFunction((n) => Number(document.getElementById("log").dataset.lines) >= n, before, { timeout: T });
+  step(`level filter: error shows ${errLevels.length} lines, all shows ${await page.locator("#log").getAttribute("data-lines")} again`);
+
+  // The download holds the lines shown, as text.
+  const [download] = await Promise.all([page.waitForEvent("download", { timeout: T }), page.click("#log-download")]);
+  const saved = join(opts.out, download.suggestedFilename());
+  await download.saveAs(saved);
+  const text = readFileSync(saved, "utf8");
+  if (!text.includes("handshake complete") || !/^\d{4}-\d\d-\d\dT\S+ INFO /m.test(text)) throw new Error(`download ${saved} lacks the lines shown: ${text.slice(0, 300)}`);
+  step(`download ${download.suggestedFilename()}: ${text.split("\n").length - 1} lines`);
   await page.screenshot({ path: join(opts.out, "dashboard-running.png") });
 
   // Without the token the API refuses to stop, whatever the page does.
@@ -89,6 +126,26 @@ try {
   const pid2 = Number((await again.locator("td.pid").textContent()).trim());
   if (!(pid2 > 0) || pid2 === pid) throw new Error(`restart shows pid ${pid2} (was ${pid})`);
   step(`restarted: ${id} running again with pid ${pid2}`);
+
+  // A restart of the running runtime, through the page: its events, in
+  // order and in time order, at the end of the events panel.
+  const eventsBefore = Number(await page.locator("#events").getAttribute("data-events"));
+  await again.locator("button.restart").click();
+  await page.waitForFunction(
+    ([rid, old]) => {
+      const tr = document.querySelector(`#rows tr[data-id="${rid}"][data-state="running"]`);
+      return tr && Number(tr.querySelector("td.pid").textContent) !== old;
+    },
+    [id, pid2],
+    { timeout: T },
+  );
+  await page.waitForFunction((n) => Number(document.getElementById("events").dataset.events) >= n + 4, eventsBefore, { timeout: T });
+  const restartEvents = (await eventStates(page)).slice(eventsBefore);
+  if (restartEvents.join() !== "stopping,exited,starting,running") throw new Error(`a restart lists the events ${restartEvents}, want stopping, exited, starting, running`);
+  const times = await page.locator("#events li[data-state]").evaluateAll((els) => els.map((el) => Number(el.dataset.time)));
+  if (times.some((t, i) => !(t > 0) || (i > 0 && t < times[i - 1]))) throw new Error(`event times missing or out of order: ${times}`);
+  step(`restart events in order: ${restartEvents.join(" → ")}`);
+  await page.screenshot({ path: join(opts.out, "dashboard-events.png") });
 
   await page.setViewportSize({ width: 400, height: 860 });
   await page.waitForTimeout(300);

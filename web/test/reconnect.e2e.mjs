@@ -8,7 +8,9 @@
 //     runtime and its output from the first line (the new engine numbers
 //     its lines from 1 again);
 //  3. the same with a clean stop (SIGTERM), which ends the output stream
-//     normally rather than with an error;
+//     normally rather than with an error; each time, while the engine is
+//     away, the page says it is unreachable and greys its rows out, and
+//     recovers by itself;
 //  4. with scripted watch and output streams (routed by playwright): a
 //     resync snapshot on the same watch stream does not tail the runtime
 //     again; a new engine whose output numbers past the lines shown is told
@@ -84,7 +86,9 @@ async function vmOutput(rt, what) {
     await page.waitForFunction(
       ([addr, pid]) => {
         const lines = [...document.querySelectorAll("#log .line:not(.note)")];
-        return lines.some((el) => el.textContent.includes(`vm server listening addr=${addr}`)) &&
+        // As the engine parsed it ("vm server listening addr=...") or as
+        // the VM wrote it (JSON), whichever the engine sends.
+        return lines.some((el) => el.textContent.includes("vm server listening") && el.textContent.includes(addr)) &&
           lines.some((el) => el.title.includes(`· pid ${pid} ·`));
       },
       [rt.addr, rt.pid],
@@ -366,13 +370,31 @@ try {
   for (const how of ["sigkill", "sigterm"]) {
     await check(`the page follows an engine restart (${how})`, async () => {
       const before = await runningRow();
-      await page.evaluate(() => { window.vmreSamePage = true; });
+      await page.evaluate(() => {
+        window.vmreSamePage = true;
+        // What the page showed when it lost the engine.
+        window.vmreDown = null;
+        new MutationObserver((_, obs) => {
+          if (document.documentElement.dataset.conn !== "down") return;
+          const row = document.querySelector("#rows tr");
+          window.vmreDown = {
+            grey: row !== null && getComputedStyle(row).filter.includes("grayscale"),
+            banner: document.getElementById("error").hidden ? "" : document.getElementById("error-text").textContent,
+          };
+          obs.disconnect();
+        }).observe(document.documentElement, { attributes: true, attributeFilter: ["data-conn"] });
+      });
       await restartEngine(how);
       const after = await runningRow(before.pid);
       // The new engine numbers its lines from 1 again: they must all show.
       await vmOutput(after, `after the engine restart (${how})`);
       await page.locator('#conn[data-conn="live"]').waitFor({ timeout: T });
       if (!(await page.evaluate(() => window.vmreSamePage === true))) throw new Error("the page was reloaded");
+      const down = await page.evaluate(() => window.vmreDown);
+      if (!down) throw new Error("the page never said the engine was unreachable");
+      if (!down.grey || !down.banner.includes("unreachable")) throw new Error(`while the engine was away: rows grey ${down.grey}, banner "${down.banner}"`);
+      if (await page.locator("#error").isVisible()) throw new Error("the unreachable banner stays after the engine came back");
+      if ((await page.locator("html").getAttribute("data-conn")) !== "live") throw new Error("the page is not live again");
       const title = await page.locator("#log-title").textContent();
       if (!title.includes(`pid ${after.pid}`)) throw new Error(`output title says "${title}", want pid ${after.pid}`);
       step(`engine restarted (${how}): ${after.id} running with pid ${after.pid} (was ${before.pid}), its output shown`);

@@ -4,7 +4,7 @@ import { create } from "@bufbuild/protobuf";
 import { DurationSchema, timestampFromMs } from "@bufbuild/protobuf/wkt";
 import { ExitStatusSchema, RuntimeSchema, RuntimeState } from "../../src/gen/vmre/v1/runtime_service_pb";
 import { EngineClock } from "../../src/clock";
-import { fmtDuration, fmtExit, fmtHandshake, stateOf, uptimeMs } from "../../src/format";
+import { fmtBytes, fmtDuration, fmtExit, fmtHandshake, fmtNextAttempt, fmtPercent, isLive, stateOf, uptimeMs } from "../../src/format";
 
 test("fmtDuration", async (t) => {
   const cases: [string, number, string][] = [
@@ -56,4 +56,31 @@ test("uptime runs on the engine's clock and stops at the exit", () => {
   const exited = create(RuntimeSchema, { startedAt: timestampFromMs(90_000), exitedAt: timestampFromMs(95_000) });
   assert.equal(uptimeMs(exited, clock.now(99_000)), 5_000);
   assert.equal(uptimeMs(create(RuntimeSchema, {}), 0), null);
+});
+
+test("states of supervision", () => {
+  assert.equal(stateOf(RuntimeState.BACKOFF).label, "backoff");
+  assert.equal(stateOf(RuntimeState.UNHEALTHY).label, "unhealthy");
+  assert.equal(stateOf(RuntimeState.LOST).label, "lost");
+  assert.ok(isLive(RuntimeState.BACKOFF), "a stop cancels a pending restart");
+  assert.ok(isLive(RuntimeState.UNHEALTHY));
+  assert.ok(!isLive(RuntimeState.EXITED) && !isLive(RuntimeState.LOST) && !isLive(RuntimeState.ATTACHED));
+});
+
+test("fmtNextAttempt counts down on the engine's clock", () => {
+  const rt = create(RuntimeSchema, { state: RuntimeState.BACKOFF, nextAttemptAt: timestampFromMs(10_000) });
+  assert.equal(fmtNextAttempt(rt, 5_500), "retry in 5s");
+  assert.equal(fmtNextAttempt(rt, 9_999), "retry in 1s");
+  assert.equal(fmtNextAttempt(rt, 10_000), "retrying");
+  assert.equal(fmtNextAttempt(create(RuntimeSchema, { state: RuntimeState.RUNNING, nextAttemptAt: timestampFromMs(10_000) }), 0), "");
+});
+
+test("fmtBytes and fmtPercent", () => {
+  assert.equal(fmtBytes(512), "512 B");
+  assert.equal(fmtBytes(1536), "1.50 KiB");
+  assert.equal(fmtBytes(45 * 1024 * 1024), "45.0 MiB");
+  assert.equal(fmtBytes(-1), "0 B");
+  assert.equal(fmtPercent(3.14159), "3.1%");
+  assert.equal(fmtPercent(153.6), "154%");
+  assert.equal(fmtPercent(Number.NaN), "0.0%");
 });
