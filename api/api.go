@@ -14,6 +14,9 @@
 // [Config.CORSOrigins] names more; a foreign origin gets no CORS headers at
 // all. The dashboard is served with a strict Content-Security-Policy (it
 // talks to nothing but its own origin) and may not be framed.
+//
+// Configuration: the handler is long-lived, so it takes one documented
+// [Config] struct whose zero fields mean the documented defaults.
 package api
 
 import (

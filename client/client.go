@@ -42,6 +42,9 @@
 //
 //	handshake failed: protocol version mismatch engine: 42 vm: 41
 //	handshake failed: vm process not found: dial tcp 127.0.0.1:9660: connect: connection refused
+//
+// Configuration: a [Client] wraps a connect client, so its settings are
+// connect-style functional options ([Option]).
 package client
 
 import (

@@ -93,7 +93,7 @@ runtimes:
 		t.Errorf("bare name became %q, want it left for a PATH lookup", b.Spec.Path)
 	}
 	l := a.Spec.Launch
-	if l.HandshakeAuth != "token" || l.EnvPolicy != "clean" || strings.Join(l.EnvKeep, ",") != "PATH,LC_*" ||
+	if l.HandshakeAuth.String() != "token" || l.EnvPolicy.String() != "clean" || strings.Join(l.EnvKeep, ",") != "PATH,LC_*" ||
 		strings.Join(l.EnvVars, ",") != "MY_ENGINE_ADDR" || l.VMShutdown || !strings.HasSuffix(l.SHA256, "abab") {
 		t.Errorf("launch settings %+v", l)
 	}

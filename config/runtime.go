@@ -117,9 +117,13 @@ func (c checker) runtime(rc *vmrev1.RuntimeConfig, dir string) Runtime {
 	l.HandshakeTimeout = c.duration("handshake_timeout", rc.GetHandshakeTimeout())
 	l.GracefulTimeout = c.duration("graceful_timeout", rc.GetGracefulTimeout())
 	l.VMShutdown = rc.VmShutdown == nil || rc.GetVmShutdown()
-	l.HandshakeAuth = rc.GetHandshakeAuth()
+	if err := l.HandshakeAuth.UnmarshalText([]byte(rc.GetHandshakeAuth())); err != nil {
+		c.failErr("handshake_auth", err)
+	}
 	l.SHA256 = rc.GetSha256()
-	l.EnvPolicy = rc.GetEnvPolicy()
+	if err := l.EnvPolicy.UnmarshalText([]byte(rc.GetEnvPolicy())); err != nil {
+		c.failErr("env_policy", err)
+	}
 	if keep := rc.GetEnvKeep(); len(keep) > 0 {
 		l.EnvKeep = slices.Clone(keep)
 	}
@@ -135,10 +139,8 @@ func (c checker) runtime(rc *vmrev1.RuntimeConfig, dir string) Runtime {
 	// Each setting on its own, so that the error names its field; then the
 	// whole, for the rules between fields.
 	for field, check := range map[string]subprocess.Config{
-		"handshake_auth": {HandshakeAuth: l.HandshakeAuth},
-		"sha256":         {SHA256: l.SHA256},
-		"env_policy":     {EnvPolicy: l.EnvPolicy},
-		"env_vars":       {EnvVars: l.EnvVars},
+		"sha256":   {SHA256: l.SHA256},
+		"env_vars": {EnvVars: l.EnvVars},
 	} {
 		if err := check.Validate(); err != nil {
 			c.failErr(field, err)

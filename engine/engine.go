@@ -10,6 +10,10 @@
 // down: each has a bounded buffer, and one that falls behind is resynced
 // (watchers get a fresh snapshot) or told how many lines it missed (output
 // followers). Everything in this package is safe for concurrent use.
+//
+// Configuration: an [Engine] is long-lived, so it takes one documented
+// [Config] struct whose zero fields mean the documented defaults, as
+// os/exec and go-plugin configure their long-lived objects.
 package engine
 
 import (

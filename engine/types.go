@@ -20,12 +20,6 @@ var (
 	ErrAttached = errors.New("runtime is attached: its process is not ours to stop or restart")
 	// ErrClosed: the engine is shutting down.
 	ErrClosed = errors.New("engine closed")
-	// ErrTooManyRuntimes: the attach endpoint already holds its maximum of
-	// attached runtimes.
-	//
-	// Deprecated: [Engine.Attach] no longer returns it: at the cap it
-	// forgets the attached runtime whose last handshake is the oldest.
-	ErrTooManyRuntimes = errors.New("too many attached runtimes")
 	// ErrStopped: a launch or restart was cut short by a stop.
 	ErrStopped = errors.New("stopped before the handshake completed")
 )

@@ -15,6 +15,10 @@
 // in vmre registers vm/runtime/runtime.proto or a vm.runtime name in the
 // global protobuf registry, so this package links into programs that also
 // link avalanchego's or luxd's generated vm/runtime package (which do).
+//
+// Configuration: the handler wraps a connect handler, so its settings are
+// connect-style functional options ([Option]), which also carry connect's own
+// ([WithHandlerOptions]).
 package server
 
 import (

@@ -228,8 +228,12 @@ func race(t *testing.T, auth, plugin string, callers []foreignCaller) raceResult
 	res := raceResult{foreign: map[string]string{}, out: newCollector(), log: &syncBuffer{}}
 	cmd := childCmd(t, plugin, noRaceExitDelay)
 	cmd.ExtraFiles = []*os.File{gateR}
+	var mode subprocess.HandshakeAuth
+	if err := mode.UnmarshalText([]byte(auth)); err != nil {
+		t.Fatal(err)
+	}
 	cfg := &subprocess.Config{
-		HandshakeAuth:    auth,
+		HandshakeAuth:    mode,
 		HandshakeTimeout: 30 * time.Second,
 		Log:              zerolog.New(res.log),
 		OnOutput:         res.out.add,
@@ -411,14 +415,14 @@ func TestEnvPolicy(t *testing.T) {
 	}{
 		{
 			name:    "clean with the default allowlist",
-			cfg:     subprocess.Config{EnvPolicy: "clean", Env: []string{childModeEnv + "=env-dump", "EXTRA=1", "HOME=/srv/vm"}},
+			cfg:     subprocess.Config{EnvPolicy: subprocess.EnvClean, Env: []string{childModeEnv + "=env-dump", "EXTRA=1", "HOME=/srv/vm"}},
 			want:    []string{"PATH=/usr/bin:/bin", "HOME=/srv/vm", "LC_ALL=C.UTF-8", "LC_TIME=C", childModeEnv + "=env-dump", "EXTRA=1"},
 			wantNot: []string{"CANARY_SECRET", "AWS_SECRET_ACCESS_KEY"},
 			exact:   true,
 		},
 		{
 			name:    "clean with an explicit allowlist",
-			cfg:     subprocess.Config{EnvPolicy: "clean", EnvKeep: []string{"PATH", childModeEnv}},
+			cfg:     subprocess.Config{EnvPolicy: subprocess.EnvClean, EnvKeep: []string{"PATH", childModeEnv}},
 			want:    []string{"PATH=/usr/bin:/bin", childModeEnv + "=env-dump"},
 			wantNot: []string{"HOME", "LC_ALL", "CANARY_SECRET"},
 			exact:   true,
@@ -548,14 +552,14 @@ func TestNewConfigFieldsValidated(t *testing.T) {
 		cfg     subprocess.Config
 		wantMsg string
 	}{
-		{"unknown auth mode", subprocess.Config{HandshakeAuth: "trust-me"}, `handshake auth "trust-me"`},
+		{"unknown auth mode", subprocess.Config{HandshakeAuth: subprocess.HandshakeAuth(99)}, "unknown handshake auth mode 99"},
 		{"malformed pin", subprocess.Config{SHA256: "abc"}, "sha256 pin"},
-		{"unknown env policy", subprocess.Config{EnvPolicy: "dirty"}, `env policy "dirty"`},
+		{"unknown env policy", subprocess.Config{EnvPolicy: subprocess.EnvPolicy(9)}, "unknown env policy 9"},
 		{"keep list with inherit", subprocess.Config{EnvKeep: []string{"PATH"}}, "needs the clean env policy"},
 		{"env entry without =", subprocess.Config{Env: []string{"JUSTKEY"}}, "not KEY=VALUE"},
 		{"env entry sets the token", subprocess.Config{Env: []string{vmre.HandshakeTokenKey + "=x"}}, "set by the engine"},
 		{"env entry sets a custom address variable", subprocess.Config{EnvVars: []string{"MY_ENGINE"}, Env: []string{"MY_ENGINE=1.2.3.4:5"}}, "set by the engine"},
-		{"bad keep name", subprocess.Config{EnvPolicy: "clean", EnvKeep: []string{"A=B"}}, "env keep"},
+		{"bad keep name", subprocess.Config{EnvPolicy: subprocess.EnvClean, EnvKeep: []string{"A=B"}}, "env keep"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -573,5 +577,31 @@ func TestNewConfigFieldsValidated(t *testing.T) {
 				t.Error("the plugin ran")
 			}
 		})
+	}
+}
+
+// TestPolicyText: the policies parse from the text a flag or a config file
+// holds, and print back the same; unknown names are configuration errors.
+func TestPolicyText(t *testing.T) {
+	t.Parallel()
+	for _, name := range []string{"token", "none"} {
+		var a subprocess.HandshakeAuth
+		if err := a.UnmarshalText([]byte(name)); err != nil || a.String() != name {
+			t.Errorf("handshake auth %q: parsed %v, %v", name, a, err)
+		}
+	}
+	for _, name := range []string{"inherit", "clean"} {
+		var p subprocess.EnvPolicy
+		if err := p.UnmarshalText([]byte(name)); err != nil || p.String() != name {
+			t.Errorf("env policy %q: parsed %v, %v", name, p, err)
+		}
+	}
+	var a subprocess.HandshakeAuth
+	if err := a.UnmarshalText([]byte("trust-me")); !errors.Is(err, vmre.ErrInvalidConfig) || !strings.Contains(err.Error(), `handshake auth "trust-me"`) {
+		t.Errorf("handshake auth trust-me: %v", err)
+	}
+	var p subprocess.EnvPolicy
+	if err := p.UnmarshalText([]byte("dirty")); !errors.Is(err, vmre.ErrInvalidConfig) || !strings.Contains(err.Error(), `env policy "dirty"`) {
+		t.Errorf("env policy dirty: %v", err)
 	}
 }

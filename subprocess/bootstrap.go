@@ -189,7 +189,7 @@ func launch(cmd *exec.Cmd, cfg *settings, exe *preflight.Executable) (*launched,
 	defer exe.Close() // on early returns; closed right after Start otherwise
 	secret := token.New()
 	vmLog := cfg.Log.With().Str(fieldVM, cfg.Name).Logger()
-	auth, err := newAuthPolicy(cfg.auth, secret, vmLog)
+	auth, err := newAuthPolicy(cfg.HandshakeAuth, secret, vmLog)
 	if err != nil {
 		return nil, err
 	}
@@ -211,7 +211,7 @@ func launch(cmd *exec.Cmd, cfg *settings, exe *preflight.Executable) (*launched,
 		return nil, fmt.Errorf("%w: create stderr pipe: %w", vmre.ErrHandshakeFailed, err)
 	}
 
-	cmd.Env = pluginEnv(cmd.Env, cmd.Dir, cfg, addr, secret)
+	cmd.Env = pluginEnv(cmd, cfg, addr, secret)
 	cmd.Stdout, cmd.Stderr = outW, errW
 	prepareSysProcAttr(cmd)
 

@@ -27,6 +27,34 @@ const (
 	MaxStderrTailLines = 10_000
 )
 
+// HandshakeAuth says who may complete a launch's handshake. Its text forms
+// (String, UnmarshalText, so flag.TextVar and config decoders parse it) are
+// "token", "peer", "token-or-peer" and "none"; the zero value, and "", mean
+// the default: token-or-peer on Linux, token elsewhere. Parsing a peer mode
+// outside Linux fails with [vmre.ErrInvalidConfig].
+type HandshakeAuth = handshakeauth.Mode
+
+// The handshake authentication modes; see "Who may handshake" in the
+// package documentation.
+const (
+	HandshakeAuthToken       HandshakeAuth = handshakeauth.ModeToken
+	HandshakeAuthPeer        HandshakeAuth = handshakeauth.ModePeer
+	HandshakeAuthTokenOrPeer HandshakeAuth = handshakeauth.ModeTokenOrPeer
+	HandshakeAuthNone        HandshakeAuth = handshakeauth.ModeNone
+)
+
+// EnvPolicy says how much of the base environment a plugin inherits. Its
+// text forms (String, UnmarshalText) are "inherit" and "clean"; "" parses
+// as the zero value, EnvInherit.
+type EnvPolicy = envpolicy.Mode
+
+// The environment policies; see "Environment" in the package
+// documentation.
+const (
+	EnvInherit EnvPolicy = envpolicy.ModeInherit
+	EnvClean   EnvPolicy = envpolicy.ModeClean
+)
+
 // Config configures [Bootstrap]. The zero value of every field means its
 // documented default; Bootstrap applies the defaults to a copy, so a Config
 // may be shared between launches and is never modified.
@@ -89,20 +117,19 @@ type Config struct {
 	OnOutputBytes func(LineBytes)
 
 	// HandshakeAuth says who may complete the handshake (see "Who may
-	// handshake" in the package documentation): "token", "peer",
-	// "token-or-peer" or "none". Default (""): "token-or-peer" on Linux,
-	// "token" elsewhere; "peer" and "token-or-peer" are invalid outside
-	// Linux.
-	HandshakeAuth string
+	// handshake" in the package documentation). Default (zero):
+	// HandshakeAuthTokenOrPeer on Linux, HandshakeAuthToken elsewhere; the
+	// peer modes are invalid outside Linux.
+	HandshakeAuth HandshakeAuth
 	// SHA256 pins the plugin binary: 64 hex digits, optionally prefixed
 	// "sha256:". Bootstrap hashes the file it is about to execute and
 	// refuses to start it on a mismatch (vmre.ErrChecksumMismatch). Empty:
 	// no pin. The other pre-flight checks run either way.
 	SHA256 string
-	// EnvPolicy is "inherit" (default, also "") or "clean". inherit passes
-	// the base environment (cmd.Env, or os.Environ() if cmd.Env is nil) on;
-	// clean passes only the variables EnvKeep names.
-	EnvPolicy string
+	// EnvPolicy is EnvInherit (the zero value) or EnvClean. EnvInherit
+	// passes the base environment (cmd.Env, or os.Environ() if cmd.Env is
+	// nil) on; EnvClean passes only the variables EnvKeep names.
+	EnvPolicy EnvPolicy
 	// EnvKeep names the variables the clean policy keeps; a trailing "*"
 	// matches a prefix ("LC_*"). Nil: PATH, HOME, USER, LOGNAME, TMPDIR,
 	// TZ, LANG, LC_* (on Windows, the system variables programs need).
@@ -145,16 +172,15 @@ func (c *Config) Validate() error {
 	return err
 }
 
-// settings is a Config with its defaults applied and its string-valued
-// policies parsed, as a launch uses it.
+// settings is a Config with its defaults applied and its environment
+// policy built, as a launch uses it.
 type settings struct {
 	Config
-	auth handshakeauth.Mode
-	env  *envpolicy.Policy
+	env *envpolicy.Policy
 }
 
 // withDefaults returns a validated copy of c (nil means all defaults) with
-// every default applied and its policies parsed. Errors wrap
+// every default applied and its environment policy built. Errors wrap
 // [vmre.ErrInvalidConfig].
 func (c *Config) withDefaults(path string) (settings, error) {
 	var out Config
@@ -186,6 +212,9 @@ func (c *Config) withDefaults(path string) (settings, error) {
 	if out.StderrTailLines == 0 {
 		out.StderrTailLines = DefaultStderrTailLines
 	}
+	if out.HandshakeAuth == 0 {
+		out.HandshakeAuth = handshakeauth.DefaultMode()
+	}
 	out.EnvKeep = slices.Clone(out.EnvKeep)
 	out.Env = slices.Clone(out.Env)
 	if err := out.validate(); err != nil {
@@ -194,17 +223,18 @@ func (c *Config) withDefaults(path string) (settings, error) {
 	return out.parsePolicies()
 }
 
-// parsePolicies parses the handshake-auth, pin and environment settings.
+// parsePolicies checks the handshake-auth mode and the pin, and builds the
+// environment policy.
 func (c *Config) parsePolicies() (settings, error) {
 	s := settings{Config: *c}
-	var err error
-	if s.auth, err = handshakeauth.ParseMode(c.HandshakeAuth); err != nil {
+	if err := c.HandshakeAuth.Check(); err != nil {
 		return settings{}, err
 	}
 	if _, err := preflight.ParseSHA256(c.SHA256); err != nil {
 		return settings{}, err
 	}
-	if s.env, err = newEnvPolicy(c); err != nil {
+	var err error
+	if s.env, err = envpolicy.New(envpolicy.Config{Mode: c.EnvPolicy, Keep: c.EnvKeep, Set: c.Env}); err != nil {
 		return settings{}, err
 	}
 	// A name in EnvVars is set by the engine after the policy ran, so an

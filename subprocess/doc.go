@@ -116,4 +116,11 @@
 // The package builds for darwin and windows with a weaker stop: no process
 // group, no parent-death signal and no watchdog, so only the plugin itself
 // is signalled; on Windows the graceful stop is a kill.
+//
+// # Configuration
+//
+// A launch takes one documented [Config] struct, as os/exec's Cmd does:
+// zero fields mean the documented defaults, and settings that have a text
+// form ([HandshakeAuth], [EnvPolicy]) are typed values with String and
+// UnmarshalText, so a flag or a config file parses them once, at the edge.
 package subprocess

@@ -46,12 +46,12 @@ func BenchmarkLaunchChecks(b *testing.B) {
 	})
 	b.Run("env", func(b *testing.B) {
 		for b.Loop() {
-			_ = pluginEnv(nil, "", &cfg, "127.0.0.1:12345", "token")
+			_ = pluginEnv(exec.Command("plugin"), &cfg, "127.0.0.1:12345", "token")
 		}
 	})
 	b.Run("policy", func(b *testing.B) {
 		for b.Loop() {
-			p, err := newAuthPolicy(cfg.auth, token.New(), zerolog.Nop())
+			p, err := newAuthPolicy(cfg.HandshakeAuth, token.New(), zerolog.Nop())
 			if err != nil {
 				b.Fatal(err)
 			}

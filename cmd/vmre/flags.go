@@ -24,9 +24,9 @@ type engineFlags struct {
 	handshakeTimeout time.Duration
 	gracefulTimeout  time.Duration
 	envVars          stringList
-	handshakeAuth    string
+	handshakeAuth    subprocess.HandshakeAuth
 	sha256           string
-	envPolicy        string
+	envPolicy        subprocess.EnvPolicy
 	envKeep          keepList
 	env              stringList
 	vmShutdown       bool
@@ -39,9 +39,9 @@ func (f *engineFlags) register(fs *flag.FlagSet) {
 	fs.DurationVar(&f.handshakeTimeout, "handshake-timeout", vmre.DefaultHandshakeTimeout, "how long a plugin has to call Initialize")
 	fs.DurationVar(&f.gracefulTimeout, "graceful-timeout", vmre.DefaultGracefulTimeout, "how long a plugin has to exit after SIGTERM before it is killed")
 	fs.Var(&f.envVars, "env-var", "environment variable that carries the engine address (repeatable; default: "+strings.Join(vmre.EngineAddressKeys(), ", ")+")")
-	fs.StringVar(&f.handshakeAuth, "handshake-auth", "", "who may complete a plugin's handshake: token (the per-launch secret vmre's client sends), peer (Linux: a socket of the launched process tree), token-or-peer (Linux) or none (anyone: avalanchego's behaviour) (default: token-or-peer on Linux, token elsewhere)")
+	fs.TextVar(&f.handshakeAuth, "handshake-auth", f.handshakeAuth, "who may complete a plugin's handshake: token (the per-launch secret vmre's client sends), peer (Linux: a socket of the launched process tree), token-or-peer (Linux) or none (anyone: avalanchego's behaviour); the default is token-or-peer on Linux, token elsewhere")
 	fs.StringVar(&f.sha256, "sha256", "", "refuse to start the plugin unless the SHA-256 of its binary is this (64 hex digits, optionally prefixed sha256:)")
-	fs.StringVar(&f.envPolicy, "env-policy", "inherit", "the plugin's environment: inherit (the engine's) or clean (only the --env-keep variables)")
+	fs.TextVar(&f.envPolicy, "env-policy", f.envPolicy, "the plugin's environment: inherit (the engine's) or clean (only the --env-keep variables)")
 	fs.Var(&f.envKeep, "env-keep", "with --env-policy clean, the variables to keep, comma-separated; a trailing * matches a prefix (default: PATH,HOME,USER,LOGNAME,TMPDIR,TZ,LANG,LC_*)")
 	fs.Var(&f.env, "env", "KEY=VALUE to set in the plugin's environment under either policy (repeatable)")
 	fs.BoolVar(&f.vmShutdown, "vm-shutdown", true, "before SIGTERM, call the plugin VM's /vm.VM/Shutdown, as avalanchego and luxd nodes do (their rpcchainvm plugins ignore SIGTERM until then); the call gets up to --graceful-timeout, then SIGTERM gets another; --vm-shutdown=false to only signal")

@@ -194,3 +194,13 @@ func TestStopDeadline(t *testing.T) {
 		}
 	}
 }
+
+func TestSplitList(t *testing.T) {
+	t.Parallel()
+	if got := splitList(" PATH, HOME,,LC_* ,"); !slices.Equal(got, []string{"PATH", "HOME", "LC_*"}) {
+		t.Fatalf("splitList = %q", got)
+	}
+	if got := splitList(""); got != nil {
+		t.Fatalf("splitList(\"\") = %q, want nil", got)
+	}
+}

@@ -22,6 +22,7 @@ import (
 	"github.com/vmre/vmre/engine"
 	"github.com/vmre/vmre/internal/token"
 	"github.com/vmre/vmre/server"
+	"github.com/vmre/vmre/subprocess"
 )
 
 const defaultListen = "127.0.0.1:9660"
@@ -109,7 +110,7 @@ flags:`)
 		fmt.Fprintln(stderr, "vmre run: --attach launches nothing; drop the plugin command or --attach")
 		return exitUsage
 	}
-	if rf.attach && ef.handshakeAuth != "" && ef.handshakeAuth != "token" {
+	if rf.attach && ef.handshakeAuth != 0 && ef.handshakeAuth != subprocess.HandshakeAuthToken {
 		// Attached plugins are not the engine's children: there is no
 		// process tree to check a peer against, and "none" would register
 		// any local caller.

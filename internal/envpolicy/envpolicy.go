@@ -9,8 +9,8 @@
 // leak its own secret to a plugin) and may not be set explicitly: the
 // launcher sets them itself, after the policy has run.
 //
-// The flags map one to one: --env-policy inherit|clean ([ParseMode]),
-// --env-keep PATH,HOME,... ([SplitList] into Config.Keep) and repeatable
+// The flags map one to one: --env-policy inherit|clean ([Mode], through its
+// UnmarshalText), --env-keep PATH,HOME,... (Config.Keep) and repeatable
 // --env KEY=VALUE (Config.Set).
 package envpolicy
 
@@ -84,18 +84,6 @@ func DefaultKeep() []string {
 			"USERPROFILE", "USERNAME", "HOMEDRIVE", "HOMEPATH", "APPDATA", "LOCALAPPDATA", "PROGRAMDATA"}
 	}
 	return []string{"PATH", "HOME", "USER", "LOGNAME", "TMPDIR", "TZ", "LANG", "LC_*"}
-}
-
-// SplitList splits a comma-separated --env-keep value, trimming spaces and
-// dropping empty items.
-func SplitList(s string) []string {
-	var out []string
-	for item := range strings.SplitSeq(s, ",") {
-		if item = strings.TrimSpace(item); item != "" {
-			out = append(out, item)
-		}
-	}
-	return out
 }
 
 // Config configures [New]. The zero value inherits everything.

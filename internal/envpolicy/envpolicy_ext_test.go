@@ -163,16 +163,6 @@ func TestParseMode(t *testing.T) {
 	}
 }
 
-func TestSplitList(t *testing.T) {
-	t.Parallel()
-	if got := envpolicy.SplitList(" PATH, HOME,,LC_* ,"); !slices.Equal(got, []string{"PATH", "HOME", "LC_*"}) {
-		t.Fatalf("SplitList = %q", got)
-	}
-	if got := envpolicy.SplitList(""); got != nil {
-		t.Fatalf("SplitList(\"\") = %q, want nil", got)
-	}
-}
-
 // TestCleanEnvironmentReachesChild runs a real child with a clean
 // environment and checks what it sees.
 func TestCleanEnvironmentReachesChild(t *testing.T) {

@@ -103,13 +103,26 @@ func ParseMode(s string) (Mode, error) {
 	}
 	for m, name := range modeNames {
 		if name == s {
-			if m.usesPeer() && !peercred.Supported {
-				return 0, fmt.Errorf("%w: handshake auth %q: %w", vmre.ErrInvalidConfig, s, peercred.ErrNotSupported)
-			}
-			return m, nil
+			return m, m.Check()
 		}
 	}
 	return 0, fmt.Errorf("%w: handshake auth %q, want token, peer, token-or-peer or none", vmre.ErrInvalidConfig, s)
+}
+
+// Check reports whether m can be used here: the zero Mode ([DefaultMode])
+// and the named modes can, except the peer modes on an OS that cannot
+// check peers. Errors wrap [vmre.ErrInvalidConfig].
+func (m Mode) Check() error {
+	if m == 0 {
+		return nil
+	}
+	if _, ok := modeNames[m]; !ok {
+		return fmt.Errorf("%w: unknown handshake auth mode %d", vmre.ErrInvalidConfig, int(m))
+	}
+	if m.usesPeer() && !peercred.Supported {
+		return fmt.Errorf("%w: handshake auth %s: %w", vmre.ErrInvalidConfig, m, peercred.ErrNotSupported)
+	}
+	return nil
 }
 
 // MarshalText implements [encoding.TextMarshaler], so a Mode works with
@@ -166,11 +179,8 @@ func New(cfg Config) (*Policy, error) {
 	if mode == 0 {
 		mode = DefaultMode()
 	}
-	if _, ok := modeNames[mode]; !ok {
-		return nil, fmt.Errorf("%w: unknown handshake auth mode %d", vmre.ErrInvalidConfig, int(mode))
-	}
-	if mode.usesPeer() && !peercred.Supported {
-		return nil, fmt.Errorf("%w: handshake auth %s: %w", vmre.ErrInvalidConfig, mode, peercred.ErrNotSupported)
+	if err := mode.Check(); err != nil {
+		return nil, err
 	}
 	if mode.usesToken() {
 		if err := token.Check(cfg.Token); err != nil {
