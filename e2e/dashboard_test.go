@@ -97,3 +97,24 @@ func (e *engine) kill() {
 	<-e.waited
 	e.err = nil
 }
+
+// The dashboard in chromium with scripted watch, event and output streams
+// (see web/test/scripted.e2e.mjs): a runtime in backoff with its next
+// attempt, resource samples and sparklines, one event panel for the history
+// and the live events, output lines in the engine's parsed form, the level
+// filter asking the engine for min_level, and the download. `vmre run`
+// only serves the page.
+func TestBrowserDashboardScripted(t *testing.T) {
+	t.Parallel()
+	node, chromium, shots := browserTools(t)
+	e := startVMRE(t)
+	token, _ := e.token()
+	out, err := runCmd(t, 150*time.Second, filepath.Join(repoRoot, "web"), node, "test/scripted.e2e.mjs",
+		"--url", e.apiURL()+"/", "--token="+token, "--out", shots, "--chromium", chromium)
+	if err != nil || !strings.Contains(out, "scripted ok") {
+		t.Fatalf("scripted dashboard test: %v\n%s", err, out)
+	}
+	if info, err := os.Stat(filepath.Join(shots, "dashboard-scripted.png")); err != nil || info.Size() < 10_000 {
+		t.Fatalf("screenshot dashboard-scripted.png: %v", err)
+	}
+}

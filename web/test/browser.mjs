@@ -1,5 +1,6 @@
 // What the browser tests share: their command line and a headless Debian
 // chromium in a throw-away profile. It never downloads a browser.
+import { build } from "esbuild";
 import { chromium } from "playwright-core";
 import { existsSync, mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -64,4 +65,45 @@ export async function launchBrowser(executablePath) {
     rmSync(profile, { recursive: true, force: true });
   };
   return { context, close };
+}
+
+// loadProtobuf bundles the generated schemas and protobuf-es from the
+// TypeScript sources (node does not run TypeScript) and imports them.
+export async function loadProtobuf() {
+  const { outputFiles } = await build({
+    stdin: {
+      contents: [
+        "export { WatchRuntimesResponseSchema, TailOutputRequestSchema, TailOutputResponseSchema, GetRuntimeResponseSchema,",
+        `  RuntimeState, OutputStream, LogLevel } from "./src/gen/vmre/v1/runtime_service_pb.ts";`,
+        `export { create, fromBinary, toBinary } from "@bufbuild/protobuf";`,
+        `export { timestampFromMs } from "@bufbuild/protobuf/wkt";`,
+      ].join("\n"),
+      resolveDir: join(import.meta.dirname, ".."),
+      loader: "ts",
+      sourcefile: "pb.ts",
+    },
+    bundle: true,
+    format: "esm",
+    write: false,
+    logLevel: "warning",
+  });
+  return import(`data:text/javascript;base64,${Buffer.from(outputFiles[0].text).toString("base64")}`);
+}
+
+// grpcWeb is a whole gRPC-Web response: msgs, each in its own frame, then
+// trailers with status 0, which end the stream.
+export function grpcWeb(pb, schema, msgs) {
+  const frame = (flags, bytes) => {
+    const head = Buffer.alloc(5);
+    head[0] = flags;
+    head.writeUInt32BE(bytes.length, 1);
+    return [head, Buffer.from(bytes)];
+  };
+  const parts = msgs.flatMap((m) => frame(0, pb.toBinary(schema, pb.create(schema, m))));
+  parts.push(...frame(0x80, Buffer.from("grpc-status: 0\r\n")));
+  return {
+    status: 200,
+    headers: { "content-type": "application/grpc-web+proto" },
+    body: Buffer.concat(parts),
+  };
 }

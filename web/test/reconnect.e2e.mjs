@@ -30,10 +30,9 @@
 //
 // It never downloads a browser. Exit status 0 and "reconnect ok" on success,
 // 1 with the reasons otherwise.
-import { build } from "esbuild";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
-import { callAPI, launchBrowser, parseOptions } from "./browser.mjs";
+import { callAPI, grpcWeb, launchBrowser, loadProtobuf, parseOptions } from "./browser.mjs";
 
 const opts = parseOptions("reconnect.e2e.mjs");
 
@@ -127,46 +126,6 @@ async function check(name, fn) {
 }
 
 // ---- scripted streams -------------------------------------------------------
-
-// loadProtobuf bundles the generated schemas and protobuf-es from the
-// TypeScript sources (node does not run TypeScript) and imports them.
-async function loadProtobuf() {
-  const { outputFiles } = await build({
-    stdin: {
-      contents: [
-        `export { WatchRuntimesResponseSchema, TailOutputResponseSchema, RuntimeState, OutputStream } from "./src/gen/vmre/v1/runtime_service_pb.ts";`,
-        `export { create, toBinary } from "@bufbuild/protobuf";`,
-        `export { timestampFromMs } from "@bufbuild/protobuf/wkt";`,
-      ].join("\n"),
-      resolveDir: join(import.meta.dirname, ".."),
-      loader: "ts",
-      sourcefile: "pb.ts",
-    },
-    bundle: true,
-    format: "esm",
-    write: false,
-    logLevel: "warning",
-  });
-  return import(`data:text/javascript;base64,${Buffer.from(outputFiles[0].text).toString("base64")}`);
-}
-
-// grpcWeb is a whole gRPC-Web response: msgs, each in its own frame, then
-// trailers with status 0, which end the stream.
-function grpcWeb(pb, schema, msgs) {
-  const frame = (flags, bytes) => {
-    const head = Buffer.alloc(5);
-    head[0] = flags;
-    head.writeUInt32BE(bytes.length, 1);
-    return [head, Buffer.from(bytes)];
-  };
-  const parts = msgs.flatMap((m) => frame(0, pb.toBinary(schema, pb.create(schema, m))));
-  parts.push(...frame(0x80, Buffer.from("grpc-status: 0\r\n")));
-  return {
-    status: 200,
-    headers: { "content-type": "application/grpc-web+proto" },
-    body: Buffer.concat(parts),
-  };
-}
 
 // scriptedResume replaces the engine's WatchRuntimes and TailOutput with
 // scripted streams, so that the engine side can be anything: one runtime,
