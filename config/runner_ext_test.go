@@ -17,6 +17,7 @@ import (
 	"github.com/vmre/vmre/engine"
 	"github.com/vmre/vmre/examples/examplevm"
 	"github.com/vmre/vmre/subprocess"
+	"go.uber.org/goleak"
 )
 
 // childArg, as the test binary's first argument, makes it the example VM:
@@ -43,7 +44,8 @@ func TestMain(m *testing.M) {
 	if err := os.Setenv("GORACE", strings.TrimSpace(os.Getenv("GORACE")+" atexit_sleep_ms=0")); err != nil {
 		panic(err)
 	}
-	os.Exit(m.Run())
+	// The spawner and the watchdog live as long as the process, by design.
+	goleak.VerifyTestMain(m, goleak.IgnoreAnyFunction(subprocess.SpawnerFunc), goleak.IgnoreAnyFunction(subprocess.WatchdogFunc))
 }
 
 // runtimeYAML is one runtime entry that runs the example VM; extra is
