@@ -151,7 +151,7 @@ export class OutputPanel {
           backoff.reset();
           quiet = false;
         }
-        if (!signal.aborted) this.note("Output ended: the runtime left the engine.");
+        if (!signal.aborted) this.note("Output ended: the runtime left the engine, or the engine stopped.");
         return;
       } catch (err) {
         if (signal.aborted) return;
