@@ -47,10 +47,10 @@ const testToken = "test-token-0123456789abcdef"
 type fakeLauncher struct {
 	pid   atomic.Int64
 	mu    sync.Mutex
-	outFn []func(engine.OutputLine)
+	outFn []func(*subprocess.Line)
 }
 
-func (f *fakeLauncher) Launch(_ context.Context, _ engine.Spec, output func(engine.OutputLine)) (subprocess.Status, vmre.Runtime, error) {
+func (f *fakeLauncher) Launch(_ context.Context, _ engine.Spec, output func(*subprocess.Line)) (subprocess.Status, vmre.Runtime, error) {
 	f.mu.Lock()
 	f.outFn = append(f.outFn, output)
 	f.mu.Unlock()
@@ -58,7 +58,7 @@ func (f *fakeLauncher) Launch(_ context.Context, _ engine.Spec, output func(engi
 		StartedAt: time.Now(), HandshakeDuration: 3 * time.Millisecond}, &fakeProc{done: make(chan struct{})}, nil
 }
 
-func (f *fakeLauncher) output(i int) func(engine.OutputLine) {
+func (f *fakeLauncher) output(i int) func(*subprocess.Line) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return f.outFn[i]
@@ -373,8 +373,8 @@ func TestTailOutputStream(t *testing.T) {
 		t.Fatal(err)
 	}
 	out := h.launcher.output(0)
-	out(engine.OutputLine{Stream: "stdout", Level: "info", Text: "first"})
-	out(engine.OutputLine{Stream: "stderr", Level: "error", Text: "second"})
+	out(&subprocess.Line{Stream: "stdout", Level: zerolog.InfoLevel, Text: []byte("first")})
+	out(&subprocess.Line{Stream: "stderr", Level: zerolog.ErrorLevel, Text: []byte("second")})
 
 	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
 	defer cancel()
@@ -392,7 +392,7 @@ func TestTailOutputStream(t *testing.T) {
 		lines[0].GetLevel() != "error" || lines[0].GetPid() != int64(rt.Pid) || lines[0].GetSeq() != 2 {
 		t.Fatalf("tail = %v", lines)
 	}
-	out(engine.OutputLine{Stream: "stdout", Text: "third"})
+	out(&subprocess.Line{Stream: "stdout", Text: []byte("third")})
 	if !stream.Receive() {
 		t.Fatal(stream.Err())
 	}
@@ -428,7 +428,7 @@ func testTailOutputSplits(t *testing.T, lineLen, count int) {
 	out := h.launcher.output(0)
 	emit := func(first int) {
 		for i := first; i < first+count; i++ {
-			out(engine.OutputLine{Stream: "stdout", Text: text(i)})
+			out(&subprocess.Line{Stream: "stdout", Text: []byte(text(i))})
 		}
 	}
 	emit(0)
@@ -986,7 +986,7 @@ func TestTailOutputDropsComeAfterTheirLines(t *testing.T) {
 	}
 	out := h.launcher.output(0)
 	for range count {
-		out(engine.OutputLine{Stream: "stdout", Text: strings.Repeat("x", lineLen)})
+		out(&subprocess.Line{Stream: "stdout", Text: []byte(strings.Repeat("x", lineLen))})
 	}
 	var next, dropped, droppedAll uint64 = 1, 0, 0 // the next line expected, drops owed before it, all drops
 	for next+dropped <= count {

@@ -3,9 +3,13 @@ package api
 import (
 	"time"
 
+	"github.com/rs/zerolog"
 	"github.com/vmre/vmre/engine"
 	vmrev1 "github.com/vmre/vmre/gen/vmre/v1"
+	"github.com/vmre/vmre/subprocess"
+	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/structpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 )
 
@@ -149,19 +153,72 @@ func streamToProto(s string) vmrev1.OutputStream {
 	}
 }
 
-func linesToProto(lines []engine.Line) []*vmrev1.OutputLine {
+func linesToProto(lines []subprocess.Line) []*vmrev1.OutputLine {
 	out := make([]*vmrev1.OutputLine, len(lines))
-	for i, l := range lines {
-		out[i] = &vmrev1.OutputLine{
-			Seq:     l.Seq,
-			Time:    timestamp(l.Time),
-			Stream:  streamToProto(l.Stream),
-			Level:   l.Level,
-			Text:    l.Text,
-			Partial: l.Partial,
-			Panic:   l.Panic,
-			Pid:     int64(l.Pid),
+	for i := range lines {
+		l := &lines[i]
+		o := &vmrev1.OutputLine{
+			Seq:         l.Seq,
+			Time:        timestamp(l.Time),
+			Stream:      streamToProto(l.Stream),
+			Level:       l.Level.String(),
+			LogLevel:    levelToProto(l.Level),
+			Text:        string(l.Text),
+			Message:     string(l.Message),
+			Logger:      string(l.Logger),
+			Caller:      string(l.Caller),
+			PluginLevel: string(l.LevelText),
+			Format:      l.Format.String(),
+			Dump:        string(l.Dump),
+			Partial:     l.Partial,
+			Panic:       l.Panic,
+			Pid:         int64(l.Pid),
 		}
+		if !l.PluginTime.IsZero() {
+			o.PluginTime = timestamppb.New(l.PluginTime)
+		}
+		if l.Fields != nil {
+			// The bridge hands on only JSON objects; one that protobuf's
+			// Struct cannot hold (a number out of its range) goes out as
+			// text only.
+			var f structpb.Struct
+			if err := protojson.Unmarshal(l.Fields, &f); err == nil {
+				o.Fields = &f
+			}
+		}
+		out[i] = o
 	}
 	return out
+}
+
+var levelsToProto = map[zerolog.Level]vmrev1.LogLevel{
+	zerolog.TraceLevel: vmrev1.LogLevel_LOG_LEVEL_TRACE,
+	zerolog.DebugLevel: vmrev1.LogLevel_LOG_LEVEL_DEBUG,
+	zerolog.InfoLevel:  vmrev1.LogLevel_LOG_LEVEL_INFO,
+	zerolog.WarnLevel:  vmrev1.LogLevel_LOG_LEVEL_WARN,
+	zerolog.ErrorLevel: vmrev1.LogLevel_LOG_LEVEL_ERROR,
+	zerolog.FatalLevel: vmrev1.LogLevel_LOG_LEVEL_FATAL,
+	zerolog.PanicLevel: vmrev1.LogLevel_LOG_LEVEL_PANIC,
+}
+
+func levelToProto(l zerolog.Level) vmrev1.LogLevel { return levelsToProto[l] }
+
+// levelFromProto maps a requested minimum level; unspecified selects all.
+func levelFromProto(l vmrev1.LogLevel) zerolog.Level {
+	for zl, pl := range levelsToProto {
+		if pl == l {
+			return zl
+		}
+	}
+	return zerolog.NoLevel
+}
+
+func streamFromProto(s vmrev1.OutputStream) string {
+	switch s {
+	case vmrev1.OutputStream_OUTPUT_STREAM_STDOUT:
+		return subprocess.StreamStdout
+	case vmrev1.OutputStream_OUTPUT_STREAM_STDERR:
+		return subprocess.StreamStderr
+	}
+	return ""
 }

@@ -11,6 +11,7 @@ import (
 	vmrev1 "github.com/vmre/vmre/gen/vmre/v1"
 	"github.com/vmre/vmre/gen/vmre/v1/vmrev1connect"
 	"github.com/vmre/vmre/server"
+	"github.com/vmre/vmre/subprocess"
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 )
@@ -77,7 +78,8 @@ func (s *service) TailOutput(ctx context.Context, req *vmrev1.TailOutputRequest,
 	if n == 0 {
 		n = DefaultTailLines
 	}
-	lines, follower, err := s.engine.TailOutput(req.GetId(), n, req.GetFollow())
+	filter := engine.OutputFilter{MinLevel: levelFromProto(req.GetMinLevel()), Stream: streamFromProto(req.GetStream())}
+	lines, follower, err := s.engine.TailOutput(req.GetId(), n, req.GetFollow(), filter)
 	if err != nil {
 		return toConnectError(err)
 	}
@@ -117,7 +119,7 @@ const maxOutputMessageBytes = 1 << 20
 // one message, with the dropped count on the last: the follower dropped
 // the lines that came right after these. Every message carries instanceID,
 // the engine's.
-func sendOutput(stream *connect.ServerStream[vmrev1.TailOutputResponse], instanceID string, lines []engine.Line, dropped uint64) error {
+func sendOutput(stream *connect.ServerStream[vmrev1.TailOutputResponse], instanceID string, lines []subprocess.Line, dropped uint64) error {
 	out := linesToProto(lines)
 	for first := true; first || len(out) > 0; first = false {
 		n, size := 0, 0

@@ -222,7 +222,7 @@ func TestUnknownRuntime(t *testing.T) {
 	if _, _, err := e.Get("r9"); !errors.Is(err, engine.ErrUnknownRuntime) {
 		t.Fatalf("Get: %v", err)
 	}
-	if _, _, err := e.TailOutput("r9", 10, true); !errors.Is(err, engine.ErrUnknownRuntime) {
+	if _, _, err := e.TailOutput("r9", 10, true, engine.OutputFilter{}); !errors.Is(err, engine.ErrUnknownRuntime) {
 		t.Fatalf("TailOutput: %v", err)
 	}
 }

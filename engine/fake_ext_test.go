@@ -23,7 +23,7 @@ type fakeLauncher struct {
 	mu      sync.Mutex
 	steps   []fakeStep
 	procs   []*fakeProc
-	outputs []func(engine.OutputLine)
+	outputs []func(*subprocess.Line)
 	calls   int
 	// overlaps counts launches that began while an earlier process still
 	// ran: for an engine with one runtime, a double launch.
@@ -37,7 +37,7 @@ type fakeStep struct {
 	ignoreStops int32    // Stop calls the process ignores, as a plugin ignores SIGTERM
 }
 
-func (f *fakeLauncher) Launch(ctx context.Context, _ engine.Spec, output func(engine.OutputLine)) (subprocess.Status, vmre.Runtime, error) {
+func (f *fakeLauncher) Launch(ctx context.Context, _ engine.Spec, output func(*subprocess.Line)) (subprocess.Status, vmre.Runtime, error) {
 	f.mu.Lock()
 	step := fakeStep{}
 	if len(f.steps) > 0 {
@@ -56,7 +56,7 @@ func (f *fakeLauncher) Launch(ctx context.Context, _ engine.Spec, output func(en
 	}
 	f.mu.Unlock()
 	for _, l := range step.lines {
-		output(engine.OutputLine{Time: time.Now(), Stream: "stdout", Text: l})
+		output(&subprocess.Line{Time: time.Now(), Stream: "stdout", Text: []byte(l)})
 	}
 	if step.hold != nil {
 		select {
@@ -100,7 +100,7 @@ func (f *fakeLauncher) procByPid(pid int) *fakeProc {
 	return nil
 }
 
-func (f *fakeLauncher) output(i int) func(engine.OutputLine) {
+func (f *fakeLauncher) output(i int) func(*subprocess.Line) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return f.outputs[i]

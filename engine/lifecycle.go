@@ -145,7 +145,7 @@ func (e *Engine) waitLaunch(ctx context.Context, r *runtime, done <-chan struct{
 // process to exit. It runs on its own goroutine, tracked by e.wg.
 func (e *Engine) launch(ctx context.Context, cancel context.CancelFunc, r *runtime, done chan struct{}) {
 	defer cancel()
-	status, proc, err := e.launcher.Launch(ctx, r.spec, func(l OutputLine) { r.out.add(l) })
+	status, proc, err := e.launcher.Launch(ctx, r.spec, r.out.add)
 
 	e.mu.Lock()
 	if err != nil {

@@ -6,6 +6,9 @@ import (
 	"slices"
 	"sync"
 	"time"
+
+	"github.com/rs/zerolog"
+	"github.com/vmre/vmre/subprocess"
 )
 
 // outputRing keeps a runtime's recent output lines, bounded by count and by
@@ -35,16 +38,45 @@ type outputRing struct {
 	followers map[*Follower]struct{}
 }
 
-// ringLine is a kept line: a [Line] whose text is text[off:off+n].
+// ringLine is a kept line: a [subprocess.Line] whose byte fields are
+// stored back to back in the arena from off, their lengths in n (-1: nil).
 type ringLine struct {
-	seq     uint64
-	time    time.Time
-	stream  string
-	level   string
-	off, n  int
-	partial bool
-	panic   bool
-	pid     int
+	seq        uint64
+	time       time.Time
+	pluginTime time.Time
+	stream     string
+	level      zerolog.Level
+	format     subprocess.LogFormat
+	off        int
+	n          [ringParts]int32
+	partial    bool
+	panic      bool
+	pid        int
+}
+
+// The byte fields of a line, in the order the arena holds them.
+const (
+	partText = iota
+	partMessage
+	partFields
+	partLogger
+	partCaller
+	partLevelText
+	partDump
+	ringParts
+)
+
+func parts(l *subprocess.Line) [ringParts][]byte {
+	return [ringParts][]byte{l.Text, l.Message, l.Fields, l.Logger, l.Caller, l.LevelText, l.Dump}
+}
+
+// size is the arena bytes a kept line takes.
+func (l *ringLine) size() int {
+	n := 0
+	for _, m := range l.n {
+		n += max(int(m), 0)
+	}
+	return n
 }
 
 // minRingText is the text arena's first size: a runtime that writes a few
@@ -64,12 +96,12 @@ func (o *outputRing) setPid(pid int) {
 	o.mu.Unlock()
 }
 
-// add keeps a copy of in's text (in.TextBytes, or Text) and hands the line
-// to the followers.
-func (o *outputRing) add(in OutputLine) {
-	n := len(in.Text)
-	if in.TextBytes != nil {
-		n = len(in.TextBytes)
+// add keeps a copy of in's bytes and hands the line to the followers.
+func (o *outputRing) add(in *subprocess.Line) {
+	ps := parts(in)
+	n := 0
+	for _, p := range ps {
+		n += len(p)
 	}
 	o.mu.Lock()
 	defer o.mu.Unlock()
@@ -80,12 +112,21 @@ func (o *outputRing) add(in OutputLine) {
 		o.dropOldestLocked()
 	}
 	off := o.reserve(n)
-	if in.TextBytes != nil {
-		copy(o.text[off:], in.TextBytes)
-	} else {
-		copy(o.text[off:], in.Text)
+	pid := in.Pid
+	if pid == 0 {
+		pid = o.pid
 	}
-	l := ringLine{seq: o.seq, time: in.Time, stream: in.Stream, level: in.Level, off: off, n: n, partial: in.Partial, panic: in.Panic, pid: o.pid}
+	l := ringLine{seq: o.seq, time: in.Time, pluginTime: in.PluginTime, stream: in.Stream, level: in.Level, format: in.Format,
+		off: off, partial: in.Partial, panic: in.Panic, pid: pid}
+	at := off
+	for i, p := range ps {
+		if p == nil {
+			l.n[i] = -1
+			continue
+		}
+		l.n[i] = int32(len(p))
+		at += copy(o.text[at:], p)
+	}
 	if o.count < len(o.lines) {
 		o.lines[(o.head+o.count)%len(o.lines)] = l
 	} else {
@@ -100,8 +141,15 @@ func (o *outputRing) add(in OutputLine) {
 	o.count++
 	o.bytes += lineCost(n)
 	if len(o.followers) > 0 {
-		line := o.lineLocked(&l, string(o.text[off:off+n]))
+		var line subprocess.Line
+		made := false
 		for f := range o.followers {
+			if !f.filter.keepsRing(&l) {
+				continue
+			}
+			if !made {
+				line, made = o.lineLocked(&l, slices.Clone(o.text[off:off+n])), true
+			}
 			f.pushLocked(line)
 		}
 	}
@@ -138,7 +186,7 @@ func (o *outputRing) reserve(n int) int {
 
 func (o *outputRing) dropOldestLocked() {
 	oldest := &o.lines[o.head]
-	o.bytes -= lineCost(oldest.n)
+	o.bytes -= lineCost(oldest.size())
 	*oldest = ringLine{}
 	o.head = (o.head + 1) % len(o.lines)
 	o.count--
@@ -147,28 +195,73 @@ func (o *outputRing) dropOldestLocked() {
 	}
 }
 
-// lineLocked returns the kept line l as a [Line] with the given text.
-func (o *outputRing) lineLocked(l *ringLine, text string) Line {
-	return Line{Seq: l.seq, Time: l.time, Stream: l.stream, Level: l.level, Text: text, Partial: l.partial, Panic: l.panic, Pid: l.pid}
+// lineLocked returns the kept line l as a [subprocess.Line] whose byte
+// fields are slices of b, the line's arena bytes (a copy the caller owns).
+func (o *outputRing) lineLocked(l *ringLine, b []byte) subprocess.Line {
+	var ps [ringParts][]byte
+	at := 0
+	for i, n := range l.n {
+		if n >= 0 {
+			ps[i] = b[at : at+int(n) : at+int(n)]
+			at += int(n)
+		}
+	}
+	return subprocess.Line{
+		Seq: l.seq, Pid: l.pid, Stream: l.stream, Time: l.time, PluginTime: l.pluginTime, Level: l.level, Format: l.format,
+		Text: ps[partText], Message: ps[partMessage], Fields: ps[partFields], Logger: ps[partLogger], Caller: ps[partCaller],
+		LevelText: ps[partLevelText], Dump: ps[partDump], Partial: l.partial, Panic: l.panic,
+	}
 }
 
-// tail returns the last n lines (all of them if n <= 0), oldest first.
-// Their texts share one string.
-func (o *outputRing) tail(n int) []Line {
-	if n <= 0 || n > o.count {
-		n = o.count
+// tail returns the last n lines f keeps (all of them if n <= 0), oldest
+// first. Their bytes share one copy of the arena.
+func (o *outputRing) tail(n int, f OutputFilter) []subprocess.Line {
+	var idx []int // positions from head of the lines sent, newest first
+	for i := o.count - 1; i >= 0 && (n <= 0 || len(idx) < n); i-- {
+		l := &o.lines[(o.head+i)%len(o.lines)]
+		if f.keepsRing(l) {
+			idx = append(idx, i)
+		}
 	}
-	out := make([]Line, n)
-	if n == 0 {
+	out := make([]subprocess.Line, len(idx))
+	if len(idx) == 0 {
 		return out
 	}
-	from := o.lines[(o.head+o.count-n)%len(o.lines)].off
-	all := string(o.text[from:])
-	for i := range n {
-		l := &o.lines[(o.head+o.count-n+i)%len(o.lines)]
-		out[i] = o.lineLocked(l, all[l.off-from:l.off-from+l.n])
+	from := o.lines[(o.head+idx[len(idx)-1])%len(o.lines)].off
+	all := slices.Clone(o.text[from:])
+	for j, i := range slices.Backward(idx) {
+		l := &o.lines[(o.head+i)%len(o.lines)]
+		out[len(idx)-1-j] = o.lineLocked(l, all[l.off-from:l.off-from+l.size()])
 	}
 	return out
+}
+
+// OutputFilter selects output lines; the zero value selects all.
+type OutputFilter struct {
+	// MinLevel, if not zerolog.NoLevel or zero (debug), drops lines below it.
+	MinLevel zerolog.Level
+	// Stream, if not empty, keeps only that stream's lines.
+	Stream string
+}
+
+func (f OutputFilter) keepsRing(l *ringLine) bool {
+	return (f.Stream == "" || f.Stream == l.stream) && levelAtLeast(l.level, f.MinLevel)
+}
+
+func (f OutputFilter) keeps(l *subprocess.Line) bool {
+	return (f.Stream == "" || f.Stream == l.Stream) && levelAtLeast(l.Level, f.MinLevel)
+}
+
+// levelAtLeast orders zerolog's levels trace < debug < ... < panic; a min
+// of debug (the zero Level) or below selects all.
+func levelAtLeast(l, min zerolog.Level) bool {
+	if min <= zerolog.DebugLevel || min == zerolog.NoLevel || min == zerolog.Disabled {
+		return true
+	}
+	if l == zerolog.TraceLevel {
+		return false
+	}
+	return l >= min
 }
 
 // close ends every follower; the ring keeps its lines.
@@ -187,11 +280,12 @@ func (o *outputRing) close() {
 // [Engine.TailOutput]; call Close when done.
 type Follower struct {
 	ring         *outputRing
+	filter       OutputFilter
 	wake         chan struct{}
-	pending      []Line // guarded by ring.mu
-	pendingBytes int    // lineCost of pending; guarded by ring.mu
-	dropped      uint64 // guarded by ring.mu
-	closed       bool   // guarded by ring.mu
+	pending      []subprocess.Line // guarded by ring.mu
+	pendingBytes int               // lineCost of pending; guarded by ring.mu
+	dropped      uint64            // guarded by ring.mu
+	closed       bool              // guarded by ring.mu
 }
 
 // pushLocked queues l, or drops it if the backlog is full: by lines, or by
@@ -201,8 +295,12 @@ type Follower struct {
 // what a client accepts in a message. Once a line has been dropped, so is
 // every later one until Next: a batch stays one unbroken run, and the
 // dropped lines are the ones right after it.
-func (f *Follower) pushLocked(l Line) {
-	cost := lineCost(len(l.Text))
+func (f *Follower) pushLocked(l subprocess.Line) {
+	cost := 0
+	for _, p := range parts(&l) {
+		cost += len(p)
+	}
+	cost = lineCost(cost)
 	if f.dropped > 0 || len(f.pending) >= f.ring.followerBuffer ||
 		(len(f.pending) > 0 && f.pendingBytes+cost > f.ring.maxBytes) {
 		f.dropped++
@@ -227,7 +325,7 @@ func (f *Follower) wakeLocked() {
 // reached first. A single line larger than that still comes through. It
 // returns [ErrClosed] once the runtime has left the engine (or the engine
 // closed), and ctx's error when ctx ends.
-func (f *Follower) Next(ctx context.Context) ([]Line, uint64, error) {
+func (f *Follower) Next(ctx context.Context) ([]subprocess.Line, uint64, error) {
 	for {
 		f.ring.mu.Lock()
 		if len(f.pending) > 0 || f.dropped > 0 {
@@ -258,11 +356,11 @@ func (f *Follower) Close() {
 }
 
 // TailOutput returns up to n of the runtime's most recent output lines
-// (all it keeps if n <= 0), oldest first. With follow set it also returns a
-// [Follower] that receives every later line: nothing is lost or repeated
+// that filter selects (all it keeps if n <= 0), oldest first. With follow set it also returns a
+// [Follower] that receives every later line filter selects: nothing is lost or repeated
 // between the tail and the follower. The follower ends when the runtime
 // leaves the history or the engine closes.
-func (e *Engine) TailOutput(id string, n int, follow bool) ([]Line, *Follower, error) {
+func (e *Engine) TailOutput(id string, n int, follow bool, filter OutputFilter) ([]subprocess.Line, *Follower, error) {
 	e.mu.Lock()
 	r, ok := e.runtimes[id]
 	e.mu.Unlock()
@@ -272,11 +370,11 @@ func (e *Engine) TailOutput(id string, n int, follow bool) ([]Line, *Follower, e
 	o := r.out
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	lines := o.tail(n)
+	lines := o.tail(n, filter)
 	if !follow {
 		return lines, nil, nil
 	}
-	f := &Follower{ring: o, wake: make(chan struct{}, 1), closed: o.closed}
+	f := &Follower{ring: o, wake: make(chan struct{}, 1), closed: o.closed, filter: filter}
 	if !o.closed {
 		o.followers[f] = struct{}{}
 	}

@@ -8,7 +8,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/rs/zerolog"
 	"github.com/vmre/vmre/engine"
+	"github.com/vmre/vmre/subprocess"
 )
 
 func TestOutputTailThenFollow(t *testing.T) {
@@ -20,15 +22,15 @@ func TestOutputTailThenFollow(t *testing.T) {
 		t.Fatal(err)
 	}
 	out := l.output(0)
-	out(engine.OutputLine{Stream: "stderr", Level: "warn", Text: "running"})
+	out(&subprocess.Line{Stream: "stderr", Level: zerolog.WarnLevel, Text: []byte("running")})
 
-	lines, f, err := e.TailOutput(rt.ID, 2, true)
+	lines, f, err := e.TailOutput(rt.ID, 2, true, engine.OutputFilter{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	if len(lines) != 2 || lines[0].Text != "listening" || lines[1].Text != "running" || lines[1].Seq != 3 ||
-		lines[1].Stream != "stderr" || lines[1].Level != "warn" {
+	if len(lines) != 2 || string(string(lines[0].Text)) != "listening" || string(lines[1].Text) != "running" || lines[1].Seq != 3 ||
+		lines[1].Stream != "stderr" || lines[1].Level != zerolog.WarnLevel {
 		t.Fatalf("tail = %+v", lines)
 	}
 	// Lines before the handshake carry no pid; later ones carry the pid.
@@ -37,7 +39,7 @@ func TestOutputTailThenFollow(t *testing.T) {
 	}
 
 	for i := range 5 {
-		out(engine.OutputLine{Stream: "stdout", Text: "live " + strconv.Itoa(i)})
+		out(&subprocess.Line{Stream: "stdout", Text: []byte("live " + strconv.Itoa(i))})
 	}
 	var got []string
 	for len(got) < 5 {
@@ -48,7 +50,7 @@ func TestOutputTailThenFollow(t *testing.T) {
 			t.Fatalf("Next = %v, dropped %d", err, dropped)
 		}
 		for _, l := range batch {
-			got = append(got, l.Text)
+			got = append(got, string(l.Text))
 		}
 	}
 	if strings.Join(got, ",") != "live 0,live 1,live 2,live 3,live 4" {
@@ -66,20 +68,20 @@ func TestOutputRingIsBounded(t *testing.T) {
 	}
 	out := l.output(0)
 	for i := range 100 {
-		out(engine.OutputLine{Stream: "stdout", Text: "line " + strconv.Itoa(i)})
+		out(&subprocess.Line{Stream: "stdout", Text: []byte("line " + strconv.Itoa(i))})
 	}
-	lines, _, err := e.TailOutput(rt.ID, 0, false)
+	lines, _, err := e.TailOutput(rt.ID, 0, false, engine.OutputFilter{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(lines) != 10 || lines[0].Text != "line 90" || lines[9].Seq != 100 {
-		t.Fatalf("ring holds %d lines from %q", len(lines), lines[0].Text)
+	if len(lines) != 10 || string(string(lines[0].Text)) != "line 90" || lines[9].Seq != 100 {
+		t.Fatalf("ring holds %d lines from %q", len(lines), string(lines[0].Text))
 	}
 	big := strings.Repeat("x", 3000)
 	for range 5 {
-		out(engine.OutputLine{Stream: "stdout", Text: big})
+		out(&subprocess.Line{Stream: "stdout", Text: []byte(big)})
 	}
-	lines, _, _ = e.TailOutput(rt.ID, 0, false)
+	lines, _, _ = e.TailOutput(rt.ID, 0, false, engine.OutputFilter{})
 	total := 0
 	for _, l := range lines {
 		total += len(l.Text)
@@ -97,7 +99,7 @@ func TestSlowFollowerIsToldWhatItMissed(t *testing.T) {
 	go func() {
 		defer close(done)
 		for i := range 10000 {
-			out(engine.OutputLine{Stream: "stdout", Text: strconv.Itoa(i)})
+			out(&subprocess.Line{Stream: "stdout", Text: []byte(strconv.Itoa(i))})
 		}
 	}()
 	select {
@@ -126,7 +128,7 @@ func TestSlowFollowerBacklogIsBoundedByBytes(t *testing.T) {
 	long := strings.Repeat("x", 4<<10)
 	const written = 100 // 400 KiB: well within 1024 lines, far past 64 KiB
 	for range written {
-		out(engine.OutputLine{Stream: "stdout", Text: long})
+		out(&subprocess.Line{Stream: "stdout", Text: []byte(long)})
 	}
 	lines, dropped, err := f.Next(t.Context())
 	if err != nil {
@@ -147,9 +149,9 @@ func TestSlowFollowerBacklogIsBoundedByBytes(t *testing.T) {
 	}
 
 	huge := strings.Repeat("y", 2*outputBytes)
-	out(engine.OutputLine{Stream: "stdout", Text: huge})
+	out(&subprocess.Line{Stream: "stdout", Text: []byte(huge)})
 	lines, dropped, err = f.Next(t.Context())
-	if err != nil || len(lines) != 1 || lines[0].Text != huge || dropped != 0 {
+	if err != nil || len(lines) != 1 || string(string(lines[0].Text)) != huge || dropped != 0 {
 		t.Fatalf("a line larger than the bound: got %d lines, %d dropped, %v; want it alone", len(lines), dropped, err)
 	}
 
@@ -157,10 +159,10 @@ func TestSlowFollowerBacklogIsBoundedByBytes(t *testing.T) {
 	// that would fit: a batch is one unbroken run, the drops right after it.
 	big, mid := strings.Repeat("a", 60<<10), strings.Repeat("b", 8<<10)
 	for _, text := range []string{big, mid, "c"} {
-		out(engine.OutputLine{Stream: "stdout", Text: text})
+		out(&subprocess.Line{Stream: "stdout", Text: []byte(text)})
 	}
 	lines, dropped, err = f.Next(t.Context())
-	if err != nil || len(lines) != 1 || lines[0].Text != big || dropped != 2 {
+	if err != nil || len(lines) != 1 || string(string(lines[0].Text)) != big || dropped != 2 {
 		t.Fatalf("after a drop: got %d lines, %d dropped, %v; want the first line, 2 dropped", len(lines), dropped, err)
 	}
 }
@@ -196,7 +198,7 @@ func launchFollowed(t *testing.T, mod func(*engine.Config)) (*fakeLauncher, *eng
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, f, err := e.TailOutput(rt.ID, 0, true)
+	_, f, err := e.TailOutput(rt.ID, 0, true, engine.OutputFilter{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -5,13 +5,16 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/rs/zerolog"
+	"github.com/vmre/vmre/subprocess"
 )
 
 // TestOutputRingMatchesModel checks the circular buffer against the plain
 // rule it implements — keep the newest lines such that there are at most
 // maxLines of them and at most maxBytes bytes, but always the newest one —
 // over random line sizes and bounds, including byte-bound drops while the
-// buffer is still growing; lines come as strings or in a reused buffer, a
+// buffer is still growing; lines come in a reused buffer, a
 // follower gets each one, and the text arena stays bounded.
 func TestOutputRingMatchesModel(t *testing.T) {
 	t.Parallel()
@@ -28,18 +31,14 @@ func TestOutputRingMatchesModel(t *testing.T) {
 		)
 		for i := range 300 {
 			text := strconv.Itoa(i) + strings.Repeat("x", rng.IntN(200))
-			if rng.IntN(2) == 0 {
-				ring.add(OutputLine{Text: text})
-			} else {
-				// The ring must copy: the buffer is overwritten right after.
-				scratch = append(scratch[:0], text...)
-				ring.add(OutputLine{TextBytes: scratch})
-				for j := range scratch {
-					scratch[j] = '#'
-				}
+			// The ring must copy: the buffer is overwritten right after.
+			scratch = append(scratch[:0], text...)
+			ring.add(&subprocess.Line{Text: scratch})
+			for j := range scratch {
+				scratch[j] = '#'
 			}
 			model = append(model, text)
-			if got := f.pending[len(f.pending)-1]; got.Text != text || got.Seq != uint64(i+1) {
+			if got := f.pending[len(f.pending)-1]; string(got.Text) != text || got.Seq != uint64(i+1) {
 				t.Fatalf("round %d line %d: follower got %d %.12q..., want %d %.12q...", round, i, got.Seq, got.Text, i+1, text)
 			}
 			f.pending, f.pendingBytes = f.pending[:0], 0
@@ -50,7 +49,7 @@ func TestOutputRingMatchesModel(t *testing.T) {
 				model = model[1:]
 			}
 			n := rng.IntN(maxLines + 2) // 0 means all
-			got := ring.tail(n)
+			got := ring.tail(n, OutputFilter{})
 			want := model
 			if n > 0 && n < len(model) {
 				want = model[len(model)-n:]
@@ -59,7 +58,7 @@ func TestOutputRingMatchesModel(t *testing.T) {
 				t.Fatalf("round %d line %d: tail(%d) has %d lines, want %d", round, i, n, len(got), len(want))
 			}
 			for j := range got {
-				if got[j].Text != want[j] {
+				if string(got[j].Text) != want[j] {
 					t.Fatalf("round %d line %d: tail(%d)[%d] = %.12q..., want %.12q...", round, i, n, j, got[j].Text, want[j])
 				}
 			}
@@ -79,21 +78,19 @@ func modelBytes(texts []string) int {
 }
 
 // TestOutputRingAddAllocatesNothing: once the ring is full, keeping a
-// line costs no allocation when no one follows, as a string or as bytes
-// (that is why the launcher hands it bytes: the bridge need not make a
-// string). Not parallel: AllocsPerRun counts the whole process's.
+// line costs no allocation when no one follows. Not parallel: AllocsPerRun counts the whole process's.
 func TestOutputRingAddAllocatesNothing(t *testing.T) {
 	for _, size := range []int{0, 100, 5000} {
 		ring := newOutputRing(1000, 1<<20, 256)
 		text := []byte(strings.Repeat("x", size))
-		line := OutputLine{Stream: "stdout", Level: "info", TextBytes: text}
+		line := &subprocess.Line{Stream: "stdout", Level: zerolog.InfoLevel, Text: text, Message: text}
 		for range 3000 { // fill, and compact the arena a few times
 			ring.add(line)
 		}
 		if n := testing.AllocsPerRun(1000, func() { ring.add(line) }); n != 0 {
 			t.Errorf("%d-byte lines: add allocated %v times per line", size, n)
 		}
-		if got := ring.tail(1); len(got) != 1 || got[0].Text != string(text) {
+		if got := ring.tail(1, OutputFilter{}); len(got) != 1 || string(got[0].Text) != string(text) || string(got[0].Message) != string(text) {
 			t.Errorf("%d-byte lines: tail(1) = %+v", size, got)
 		}
 	}
@@ -102,11 +99,10 @@ func TestOutputRingAddAllocatesNothing(t *testing.T) {
 func BenchmarkOutputRingAdd(b *testing.B) {
 	for _, bc := range []struct {
 		name string
-		line OutputLine
+		line *subprocess.Line
 	}{
-		{"string", OutputLine{Stream: "stdout", Level: "info", Text: strings.Repeat("x", 100)}},
-		{"bytes", OutputLine{Stream: "stdout", Level: "info", TextBytes: []byte(strings.Repeat("x", 100))}},
-		{"bytes-1KiB", OutputLine{Stream: "stdout", Level: "info", TextBytes: []byte(strings.Repeat("x", 1024))}},
+		{"100B", &subprocess.Line{Stream: "stdout", Text: []byte(strings.Repeat("x", 100))}},
+		{"1KiB", &subprocess.Line{Stream: "stdout", Text: []byte(strings.Repeat("x", 1024))}},
 	} {
 		b.Run(bc.name, func(b *testing.B) {
 			ring := newOutputRing(1000, 1<<20, 256)

@@ -11,10 +11,9 @@ import (
 
 // NewSubprocessLauncher returns the [Launcher] that starts plugins with
 // subprocess.Bootstrap. Every launch uses a copy of cfg (or of
-// [Spec.Launch], with cfg's Log, OnOutput, OnOutputBytes and CgroupRoot)
-// with Name and Limits set from the [Spec] and OnOutputBytes feeding the
-// engine (after cfg.OnOutput and cfg.OnOutputBytes, if set); cfg itself is
-// never modified. newCmd, if
+// [Spec.Launch], with cfg's Log, OnOutput and CgroupRoot) with Name and
+// Limits set from the [Spec] and OnOutput feeding the engine (after
+// cfg.OnOutput, if set); cfg itself is never modified. newCmd, if
 // not nil, builds the command of each launch (restarts included) instead
 // of subprocess.NewCmd(spec.Path, spec.Args...), for callers that set an
 // environment policy or check the binary first.
@@ -27,7 +26,7 @@ type subprocessLauncher struct {
 	newCmd func(Spec) (*exec.Cmd, error)
 }
 
-func (s *subprocessLauncher) Launch(ctx context.Context, spec Spec, output func(OutputLine)) (subprocess.Status, vmre.Runtime, error) {
+func (s *subprocessLauncher) Launch(ctx context.Context, spec Spec, output func(*subprocess.Line)) (subprocess.Status, vmre.Runtime, error) {
 	var cmd *exec.Cmd
 	if s.newCmd != nil {
 		c, err := s.newCmd(spec)
@@ -45,15 +44,12 @@ func (s *subprocessLauncher) Launch(ctx context.Context, spec Spec, output func(
 	}
 	cfg.Name = spec.Name
 	cfg.Limits = spec.Limits
-	// OnOutputBytes, not OnOutput: the ring copies the text, so the bridge
-	// need not make a string per line. cfg.OnOutput, if set, still runs
-	// (the bridge calls it first).
-	next := s.cfg.OnOutputBytes
-	cfg.OnOutputBytes = func(l subprocess.LineBytes) {
+	next := s.cfg.OnOutput
+	cfg.OnOutput = func(l *subprocess.Line) {
 		if next != nil {
 			next(l)
 		}
-		output(OutputLine{Time: l.Time, Stream: l.Stream, Level: l.Level.String(), TextBytes: l.Text, Partial: l.Partial, Panic: l.Panic})
+		output(l)
 	}
 	p, err := subprocess.Bootstrap(ctx, cmd, &cfg)
 	if err != nil {

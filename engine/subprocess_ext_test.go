@@ -61,7 +61,7 @@ func subprocessEngineConfig(t *testing.T, mode string, cfg subprocess.Config) *e
 	log := zerolog.New(zerolog.NewTestWriter(t))
 	launcher := engine.NewSubprocessLauncher(subprocess.Config{
 		Log: log, HandshakeTimeout: 10 * time.Second, GracefulTimeout: 5 * time.Second,
-		OnOutput: cfg.OnOutput, OnOutputBytes: cfg.OnOutputBytes,
+		OnOutput: cfg.OnOutput,
 	},
 		func(spec engine.Spec) (*exec.Cmd, error) {
 			cmd := subprocess.NewCmd(spec.Path, spec.Args...)
@@ -91,7 +91,7 @@ func TestSubprocessLifecycle(t *testing.T) {
 	if rt.State != engine.StateRunning || rt.Pid == 0 || !strings.HasPrefix(rt.VMAddr, "127.0.0.1:") || rt.ProtocolVersion != 42 || rt.HandshakeDuration <= 0 {
 		t.Fatalf("launched = %+v", rt)
 	}
-	lines, f, err := e.TailOutput(rt.ID, 0, true)
+	lines, f, err := e.TailOutput(rt.ID, 0, true, engine.OutputFilter{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -104,7 +104,7 @@ func TestSubprocessLifecycle(t *testing.T) {
 		lines = append(lines, more...)
 	}
 	for _, l := range lines {
-		if strings.Contains(l.Text, "heartbeat") && (l.Level != "info" || l.Stream != "stdout" || l.Pid != rt.Pid) {
+		if strings.Contains(string(l.Text), "heartbeat") && (l.Level != zerolog.InfoLevel || l.Stream != "stdout" || l.Pid != rt.Pid) {
 			t.Fatalf("heartbeat line = %+v", l)
 		}
 	}
@@ -121,7 +121,7 @@ func TestSubprocessLifecycle(t *testing.T) {
 			t.Fatalf("no heartbeat from the restarted process: %v", err)
 		}
 		for _, l := range more {
-			seen = seen || (l.Pid == again.Pid && strings.Contains(l.Text, "heartbeat"))
+			seen = seen || (l.Pid == again.Pid && strings.Contains(string(l.Text), "heartbeat"))
 		}
 	}
 	stopped, err := e.Stop(ctx, rt.ID)
@@ -154,9 +154,9 @@ func TestSubprocessCrash(t *testing.T) {
 	}
 }
 
-// The launcher feeds the ring through OnOutputBytes (the text copied, invalid
-// UTF-8 replaced) and still calls the caller's OnOutput and OnOutputBytes
-// first, for every line.
+// The launcher feeds the ring through OnOutput (the text copied, invalid
+// UTF-8 replaced) and still calls the caller's OnOutput first, for every
+// line.
 func TestSubprocessLauncherOutputCallbacks(t *testing.T) {
 	t.Parallel()
 	self, err := os.Executable()
@@ -164,19 +164,14 @@ func TestSubprocessLauncherOutputCallbacks(t *testing.T) {
 		t.Fatal(err)
 	}
 	var (
-		mu              sync.Mutex
-		viaLine, viaRaw []string
+		mu      sync.Mutex
+		viaLine []string
 	)
 	e := subprocessEngineConfig(t, "crash-bad-utf8", subprocess.Config{
-		OnOutput: func(l subprocess.Line) {
+		OnOutput: func(l *subprocess.Line) {
 			mu.Lock()
 			defer mu.Unlock()
-			viaLine = append(viaLine, l.Stream+" "+l.Text)
-		},
-		OnOutputBytes: func(l subprocess.LineBytes) {
-			mu.Lock()
-			defer mu.Unlock()
-			viaRaw = append(viaRaw, l.Stream+" "+string(l.Text))
+			viaLine = append(viaLine, l.Stream+" "+string(l.Text))
 		},
 	})
 	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
@@ -185,13 +180,13 @@ func TestSubprocessLauncherOutputCallbacks(t *testing.T) {
 	if err == nil {
 		t.Fatalf("Launch of a crashing plugin succeeded: %+v", rt)
 	}
-	lines, _, err := e.TailOutput(rt.ID, 0, false)
+	lines, _, err := e.TailOutput(rt.ID, 0, false, engine.OutputFilter{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	var ring []string
 	for _, l := range lines {
-		ring = append(ring, l.Stream+" "+l.Text)
+		ring = append(ring, l.Stream+" "+string(l.Text))
 	}
 	slices.Sort(ring) // the streams are read concurrently
 	want := []string{"stderr boom", "stdout bad \uFFFD byte"}
@@ -201,15 +196,14 @@ func TestSubprocessLauncherOutputCallbacks(t *testing.T) {
 	mu.Lock()
 	defer mu.Unlock()
 	slices.Sort(viaLine)
-	slices.Sort(viaRaw)
-	if !slices.Equal(viaLine, want) || !slices.Equal(viaRaw, want) {
-		t.Errorf("OnOutput saw %q, OnOutputBytes %q, want %q", viaLine, viaRaw, want)
+	if !slices.Equal(viaLine, want) {
+		t.Errorf("OnOutput saw %q, want %q", viaLine, want)
 	}
 }
 
-func containsText(lines []engine.Line, s string) bool {
+func containsText(lines []subprocess.Line, s string) bool {
 	for _, l := range lines {
-		if strings.Contains(l.Text, s) {
+		if strings.Contains(string(l.Text), s) {
 			return true
 		}
 	}

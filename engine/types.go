@@ -197,20 +197,6 @@ type Event struct {
 	Message string
 }
 
-// Line is one line of a runtime's output.
-type Line struct {
-	// Seq numbers the runtime's lines from 1, across restarts. A gap seen
-	// by a follower means lines were dropped for it.
-	Seq     uint64
-	Time    time.Time
-	Stream  string // "stdout" or "stderr"
-	Level   string // level of a JSON log line ("info"), or empty
-	Text    string
-	Partial bool // a piece of a line longer than the line cap
-	Panic   bool // looks like the start of a Go panic
-	Pid     int  // 0 if the line came before the handshake
-}
-
 // ChangeKind tells what a [Change] carries.
 type ChangeKind int
 
@@ -253,7 +239,7 @@ type Spec struct {
 	// Launch, if set, holds this runtime's launch settings (protocol
 	// versions, timeouts, VMShutdown, handshake auth, SHA256, environment)
 	// for [NewSubprocessLauncher], replacing the launcher's own. The
-	// launcher keeps its own Log, OnOutput, OnOutputBytes and CgroupRoot,
+	// launcher keeps its own Log, OnOutput and CgroupRoot,
 	// and sets Name and Limits from this Spec. Nil: the launcher's
 	// settings.
 	Launch *subprocess.Config
@@ -266,28 +252,14 @@ type Spec struct {
 	Limits Limits
 }
 
-// OutputLine is a line as a [Launcher] reports it; the engine numbers it
-// and adds the pid.
-type OutputLine struct {
-	Time   time.Time
-	Stream string
-	Level  string
-	Text   string
-	// TextBytes, if not nil, is the text instead of Text. The engine
-	// copies it before output returns, so a launcher may pass a slice of
-	// a buffer it reuses and save a string per line.
-	TextBytes []byte
-	Partial   bool
-	Panic     bool
-}
-
 // Launcher starts a plugin and runs its handshake. Launch blocks until the
 // handshake has completed or failed, or ctx is done, and returns what the
 // handshake established and the running process; a failed launch leaves no
 // process behind. output is called for every line the process writes, in
-// order per stream, also after Launch returns; it never blocks. When the
-// launch fails because the process exited, the error wraps a
+// order per stream, also after Launch returns; it never blocks, and copies
+// what it keeps of the line before it returns (see [subprocess.Line]). When
+// the launch fails because the process exited, the error wraps a
 // [*vmre.ExitError] carrying its status.
 type Launcher interface {
-	Launch(ctx context.Context, spec Spec, output func(OutputLine)) (subprocess.Status, vmre.Runtime, error)
+	Launch(ctx context.Context, spec Spec, output func(*subprocess.Line)) (subprocess.Status, vmre.Runtime, error)
 }

@@ -248,7 +248,7 @@ func race(t *testing.T, auth, plugin string, callers []foreignCaller) raceResult
 		done <- outcome{p, err}
 	}()
 
-	line := res.out.waitFor(t, func(l subprocess.Line) bool { return strings.HasPrefix(l.Text, "engine-addr ") })
+	line := res.out.waitFor(t, func(l outLine) bool { return strings.HasPrefix(l.Text, "engine-addr ") })
 	engineAddr := strings.TrimPrefix(line.Text, "engine-addr ")
 
 	// The foreign callers are the test's children, not the plugin's: what
@@ -388,7 +388,7 @@ func TestNoneModeLetsForeignCallerWin(t *testing.T) {
 	}
 	// The plugin learns it lost (the server is shut down after the first
 	// answer, so it may see already_exists or a closed port).
-	l := res.out.waitFor(t, func(l subprocess.Line) bool { return strings.HasPrefix(l.Text, "handshake: ") })
+	l := res.out.waitFor(t, func(l outLine) bool { return strings.HasPrefix(l.Text, "handshake: ") })
 	if !strings.Contains(l.Text, "handshake failed") {
 		t.Errorf("plugin's handshake: %q", l.Text)
 	}

@@ -16,6 +16,7 @@ import (
 
 	"github.com/vmre/vmre"
 	"github.com/vmre/vmre/internal/handshakeauth"
+	"github.com/vmre/vmre/internal/logline"
 	"github.com/vmre/vmre/internal/preflight"
 	"github.com/vmre/vmre/internal/token"
 	"github.com/vmre/vmre/server"
@@ -41,7 +42,7 @@ func NewCmd(path string, args ...string) *exec.Cmd {
 //   - [vmre.ErrHandshakeTimeout] and [vmre.ErrProcessNotFound]: no
 //     Initialize within Config.HandshakeTimeout ("handshake failed: timeout");
 //   - [vmre.ErrProcessExited] (a *[vmre.ExitError] with the exit status and
-//     the last stderr lines): the process exited first;
+//     the last lines of stdout and stderr): the process exited first;
 //   - [vmre.ErrNotExecutable] or [vmre.ErrChecksumMismatch]: the pre-flight
 //     checks refused the file, before anything was started;
 //   - ctx's cause, when ctx ended first.
@@ -218,7 +219,6 @@ func launch(cmd *exec.Cmd, cfg *settings, exe *preflight.Executable) (*launched,
 	p := &Process{
 		cmd:        cmd,
 		graceful:   cfg.GracefulTimeout,
-		tail:       newTail(cfg.StderrTailLines),
 		stdoutDone: make(chan struct{}),
 		stderrDone: make(chan struct{}),
 		exited:     make(chan struct{}),
@@ -267,11 +267,18 @@ func launch(cmd *exec.Cmd, cfg *settings, exe *preflight.Executable) (*launched,
 	if wdErr != nil {
 		p.log.Warn().Err(wdErr).Msg("watchdog unavailable: children of plugins may outlive a killed engine")
 	}
-	pool := bufPoolFor(cfg.MaxLineBytes)
-	p.stdout = newStream(StreamStdout, outR, p.log, &cfg.Config, pool, nil)
-	p.stderr = newStream(StreamStderr, errR, p.log, &cfg.Config, pool, p.tail)
-	go p.stdout.run(p.stdoutDone)
-	go p.stderr.run(p.stderrDone)
+	p.bridge = logline.NewBridge(logline.Options{
+		Log:          p.log,
+		Format:       cfg.LogFormat,
+		MaxLineBytes: cfg.MaxLineBytes,
+		TailLines:    cfg.TailLines,
+		Pid:          p.pid,
+		OnLine:       cfg.OnOutput,
+	})
+	p.stdout = p.bridge.Reader(logline.Stdout, outR)
+	p.stderr = p.bridge.Reader(logline.Stderr, errR)
+	go func() { defer close(p.stdoutDone); p.stdout.Run() }()
+	go func() { defer close(p.stderrDone); p.stderr.Run() }()
 	go p.supervise()
 	p.log.Debug().Str("engine_addr", addr).Msg("vm process started")
 	return &launched{p: p, hs: hs, ln: ln, startedAt: startedAt, watchdogReady: ready}, nil

@@ -63,7 +63,7 @@ func TestBootstrapSuccess(t *testing.T) {
 	if st.StartedAt.Before(before) || st.HandshakeDuration <= 0 || st.HandshakeDuration > time.Since(before) {
 		t.Errorf("StartedAt %v, HandshakeDuration %v", st.StartedAt, st.HandshakeDuration)
 	}
-	vmAddr := out.waitFor(t, func(l subprocess.Line) bool { return strings.HasPrefix(l.Text, "vm-addr ") })
+	vmAddr := out.waitFor(t, func(l outLine) bool { return strings.HasPrefix(l.Text, "vm-addr ") })
 	if want := "vm-addr " + st.Addr; vmAddr.Text != want {
 		t.Errorf("plugin announced %q, status has %q", vmAddr.Text, st.Addr)
 	}
@@ -71,7 +71,7 @@ func TestBootstrapSuccess(t *testing.T) {
 	// Every configured variable carries the engine address.
 	var engineAddr string
 	for _, key := range vmre.EngineAddressKeys() {
-		l := out.waitFor(t, func(l subprocess.Line) bool { return strings.HasPrefix(l.Text, "env "+key+"=") })
+		l := out.waitFor(t, func(l outLine) bool { return strings.HasPrefix(l.Text, "env "+key+"=") })
 		addr := strings.TrimPrefix(l.Text, "env "+key+"=")
 		if engineAddr == "" {
 			engineAddr = addr
@@ -133,8 +133,8 @@ func TestBootstrapCrashBeforeHandshake(t *testing.T) {
 	if exitErr.Code != 3 || exitErr.Signal != "" || exitErr.Pid != cmd.Process.Pid {
 		t.Errorf("ExitError = %+v", exitErr)
 	}
-	if n := len(exitErr.StderrTail); n != subprocess.DefaultStderrTailLines {
-		t.Errorf("stderr tail has %d lines, want %d", n, subprocess.DefaultStderrTailLines)
+	if n := len(exitErr.StderrTail); n != subprocess.DefaultTailLines {
+		t.Errorf("stderr tail has %d lines, want %d", n, subprocess.DefaultTailLines)
 	}
 	if last := exitErr.StderrTail[len(exitErr.StderrTail)-1]; last != "boom: out of cheese" {
 		t.Errorf("last stderr line %q", last)
@@ -211,7 +211,8 @@ func TestBootstrapContextCanceled(t *testing.T) {
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
 	cmd := childCmd(t, "hang")
-	cfg := &subprocess.Config{OnOutput: func(l subprocess.Line) {
+	cfg := &subprocess.Config{OnOutput: func(pl *subprocess.Line) {
+		l := asOut(pl)
 		if l.Text == "hanging" {
 			cancel()
 		}
@@ -260,11 +261,11 @@ func TestBootstrapInvalidConfig(t *testing.T) {
 		{"empty env vars", nil, &subprocess.Config{EnvVars: []string{}}},
 		{"bad env var", nil, &subprocess.Config{EnvVars: []string{"A=B"}}},
 		{"negative max line", nil, &subprocess.Config{MaxLineBytes: -1}},
-		{"negative tail", nil, &subprocess.Config{StderrTailLines: -1}},
+		{"negative tail", nil, &subprocess.Config{TailLines: -1}},
 		{"huge max line", nil, &subprocess.Config{MaxLineBytes: 1 << 30}},
 		// Not a panic (makeslice) with the pipes and listener left open.
-		{"huge tail", nil, &subprocess.Config{StderrTailLines: math.MaxInt}},
-		{"tail past the bound", nil, &subprocess.Config{StderrTailLines: subprocess.MaxStderrTailLines + 1}},
+		{"huge tail", nil, &subprocess.Config{TailLines: math.MaxInt}},
+		{"tail past the bound", nil, &subprocess.Config{TailLines: subprocess.MaxTailLines + 1}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -286,7 +287,7 @@ func TestBootstrapInvalidConfig(t *testing.T) {
 			}
 		})
 	}
-	if err := (&subprocess.Config{StderrTailLines: subprocess.MaxStderrTailLines}).Validate(); err != nil {
+	if err := (&subprocess.Config{TailLines: subprocess.MaxTailLines}).Validate(); err != nil {
 		t.Errorf("StderrTailLines at its bound: %v", err)
 	}
 }
@@ -333,7 +334,7 @@ func TestStopKillsGrandchild(t *testing.T) {
 	t.Parallel()
 	out := newCollector()
 	_, p := mustBootstrap(t, "fork-grandchild", &subprocess.Config{OnOutput: out.add, GracefulTimeout: 10 * time.Second})
-	l := out.waitFor(t, func(l subprocess.Line) bool { return strings.HasPrefix(l.Text, "grandchild=") })
+	l := out.waitFor(t, func(l outLine) bool { return strings.HasPrefix(l.Text, "grandchild=") })
 	gc, err := strconv.Atoi(strings.TrimPrefix(l.Text, "grandchild="))
 	if err != nil {
 		t.Fatal(err)
@@ -365,7 +366,7 @@ func TestEscapedGrandchildDoesNotHoldDone(t *testing.T) {
 	t.Parallel()
 	out := newCollector()
 	_, p := mustBootstrap(t, "escape", &subprocess.Config{OnOutput: out.add})
-	l := out.waitFor(t, func(l subprocess.Line) bool { return strings.HasPrefix(l.Text, "escaped=") })
+	l := out.waitFor(t, func(l outLine) bool { return strings.HasPrefix(l.Text, "escaped=") })
 	gc, err := strconv.Atoi(strings.TrimPrefix(l.Text, "escaped="))
 	if err != nil {
 		t.Fatal(err)
@@ -417,7 +418,7 @@ func TestStopIsNotDelayedByHandshakeServer(t *testing.T) {
 	t.Parallel()
 	out := newCollector()
 	_, p := mustBootstrap(t, "hold-conn", &subprocess.Config{OnOutput: out.add})
-	l := out.waitFor(t, func(l subprocess.Line) bool { return strings.HasPrefix(l.Text, "holder=") })
+	l := out.waitFor(t, func(l outLine) bool { return strings.HasPrefix(l.Text, "holder=") })
 	holder, err := strconv.Atoi(strings.TrimPrefix(l.Text, "holder="))
 	if err != nil {
 		t.Fatal(err)
@@ -469,7 +470,7 @@ func TestSecondInitializeRefused(t *testing.T) {
 	t.Parallel()
 	out := newCollector()
 	_, p := mustBootstrap(t, "double-init", &subprocess.Config{OnOutput: out.add})
-	l := out.waitFor(t, func(l subprocess.Line) bool { return strings.HasPrefix(l.Text, "second initialize: ") })
+	l := out.waitFor(t, func(l outLine) bool { return strings.HasPrefix(l.Text, "second initialize: ") })
 	if l.Text == "second initialize: <nil>" {
 		t.Errorf("a second Initialize succeeded")
 	}
@@ -485,7 +486,8 @@ func TestStdoutFlood(t *testing.T) {
 	var count, bad int
 	cfg := &subprocess.Config{
 		Log: zerolog.New(discard{}),
-		OnOutput: func(l subprocess.Line) {
+		OnOutput: func(pl *subprocess.Line) {
+			l := asOut(pl)
 			if l.Stream != subprocess.StreamStdout {
 				return
 			}
@@ -521,7 +523,8 @@ func TestLongLineIsChunked(t *testing.T) {
 	lastPartial := true
 	cfg := &subprocess.Config{
 		MaxLineBytes: maxLine,
-		OnOutput: func(l subprocess.Line) {
+		OnOutput: func(pl *subprocess.Line) {
+			l := asOut(pl)
 			if l.Stream != subprocess.StreamStdout {
 				return
 			}
@@ -671,7 +674,8 @@ func versionMismatchHeld(t *testing.T, cancelCtx bool) {
 	holder := make(chan string, 1)
 	cfg := &subprocess.Config{
 		HandshakeTimeout: time.Hour,
-		OnOutput: func(l subprocess.Line) {
+		OnOutput: func(pl *subprocess.Line) {
+			l := asOut(pl)
 			if pid, ok := strings.CutPrefix(l.Text, "holder="); ok {
 				holder <- pid
 			}

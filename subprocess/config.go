@@ -11,6 +11,7 @@ import (
 	"github.com/vmre/vmre"
 	"github.com/vmre/vmre/internal/envpolicy"
 	"github.com/vmre/vmre/internal/handshakeauth"
+	"github.com/vmre/vmre/internal/logline"
 	"github.com/vmre/vmre/internal/preflight"
 )
 
@@ -18,13 +19,13 @@ import (
 const (
 	// DefaultMaxLineBytes is the longest output line logged as one entry;
 	// longer lines are split into chunks of at most this size.
-	DefaultMaxLineBytes = 64 << 10
-	// DefaultStderrTailLines is how many of the last stderr lines an
+	DefaultMaxLineBytes = logline.DefaultMaxLineBytes
+	// DefaultTailLines is how many of the last output lines an
 	// [vmre.ExitError] carries.
-	DefaultStderrTailLines = 20
-	// MaxStderrTailLines is the largest valid Config.StderrTailLines. Each
-	// kept line holds up to 1 KiB, so the tail holds at most about 10 MiB.
-	MaxStderrTailLines = 10_000
+	DefaultTailLines = logline.DefaultTailLines
+	// MaxTailLines is the largest valid Config.TailLines. Each kept line
+	// holds up to 1 KiB, so the tail holds at most about 10 MiB.
+	MaxTailLines = 10_000
 )
 
 // HandshakeAuth says who may complete a launch's handshake. Its text forms
@@ -95,26 +96,24 @@ type Config struct {
 	// process exits; a VM server without the method answers unimplemented
 	// at once. Only a loopback VM address is called.
 	VMShutdown bool
+	// LogFormat is how the plugin's output lines are read: Auto (the
+	// default) recognises each line's format, a fixed format parses every
+	// line as that one, Raw parses nothing. See [Line].
+	LogFormat LogFormat
 	// MaxLineBytes caps the size of one logged line; longer lines are split
 	// into chunks (Line.Partial), never dropped. Default: DefaultMaxLineBytes.
 	MaxLineBytes int
-	// StderrTailLines is how many of the last stderr lines are kept for the
-	// error reporting a process that exited. Default: DefaultStderrTailLines;
-	// at most MaxStderrTailLines.
-	StderrTailLines int
+	// TailLines is how many of the last lines of stdout and stderr (one
+	// window, in the order they were read) an error reporting a process
+	// that exited carries. Default: DefaultTailLines; at most MaxTailLines.
+	TailLines int
 	// OnOutput, if set, is called for every output line after it has been
 	// logged, in order within each stream, from the goroutine reading that
 	// stream. It must not block: the plugin stalls when its pipe fills.
-	// Each call gets a fresh Line the callee may keep; that costs a string
-	// per line (see OnOutputBytes).
-	OnOutput func(Line)
-	// OnOutputBytes, if set, is called like OnOutput (after it, when both
-	// are set), but the line's text is borrowed instead of copied into a
-	// string: LineBytes.Text is valid only until the call returns, and the
-	// callee must copy what it keeps. It saves an allocation per line for
-	// callers that keep output in their own buffers (the engine's output
-	// ring does).
-	OnOutputBytes func(LineBytes)
+	// The Line and its byte slices are valid only until OnOutput returns:
+	// the bridge reuses that memory for the next line; keep a
+	// Line.Clone().
+	OnOutput func(*Line)
 
 	// HandshakeAuth says who may complete the handshake (see "Who may
 	// handshake" in the package documentation). Default (zero):
@@ -209,8 +208,8 @@ func (c *Config) withDefaults(path string) (settings, error) {
 	if out.MaxLineBytes == 0 {
 		out.MaxLineBytes = DefaultMaxLineBytes
 	}
-	if out.StderrTailLines == 0 {
-		out.StderrTailLines = DefaultStderrTailLines
+	if out.TailLines == 0 {
+		out.TailLines = DefaultTailLines
 	}
 	if out.HandshakeAuth == 0 {
 		out.HandshakeAuth = handshakeauth.DefaultMode()
@@ -267,9 +266,11 @@ func (c *Config) validate() error {
 		return fmt.Errorf("%w: max line bytes %d is outside 0..%d (0: the default)", vmre.ErrInvalidConfig, c.MaxLineBytes, maxMaxLineBytes)
 	case c.Limits.Validate() != nil:
 		return c.Limits.Validate()
-	case c.StderrTailLines < 0 || c.StderrTailLines > MaxStderrTailLines:
+	case c.TailLines < 0 || c.TailLines > MaxTailLines:
 		// The tail's ring is allocated up front, at every launch.
-		return fmt.Errorf("%w: stderr tail lines %d is outside 0..%d (0: the default)", vmre.ErrInvalidConfig, c.StderrTailLines, MaxStderrTailLines)
+		return fmt.Errorf("%w: tail lines %d is outside 0..%d (0: the default)", vmre.ErrInvalidConfig, c.TailLines, MaxTailLines)
+	case c.LogFormat > logline.Klog:
+		return fmt.Errorf("%w: log format %d is unknown", vmre.ErrInvalidConfig, c.LogFormat)
 	}
 	for _, name := range c.EnvVars {
 		if name == "" || strings.ContainsAny(name, "=\x00") {

@@ -66,7 +66,8 @@ func childEngineMidHandshake() int {
 	cmd.Env = append(os.Environ(), childModeEnv+"=fork-grandchild-hang")
 	cfg := &subprocess.Config{
 		HandshakeTimeout: time.Minute,
-		OnOutput: func(l subprocess.Line) {
+		OnOutput: func(pl *subprocess.Line) {
+			l := asOut(pl)
 			if strings.HasPrefix(l.Text, midHandshakePrefix) {
 				fmt.Println(l.Text)
 			}

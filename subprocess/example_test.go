@@ -51,11 +51,11 @@ func ExampleBootstrap() {
 	fmt.Println(p.ExitStatus())
 }
 
-// ExampleConfig_onOutputBytes keeps statistics of a plugin's output
-// without a string per line: the text is borrowed for the duration of the
-// call, so what outlives it (here, the last panic line) is copied. It needs
+// ExampleConfig_onOutput keeps statistics of a plugin's output: the line is
+// borrowed for the duration of the call, so what outlives it (here, the
+// last panic's message) is copied. It needs
 // a plugin binary, so it is compiled but not run.
-func ExampleConfig_onOutputBytes() {
+func ExampleConfig_onOutput() {
 	ctx := context.Background()
 	var (
 		mu            sync.Mutex
@@ -66,12 +66,12 @@ func ExampleConfig_onOutputBytes() {
 		AcceptedVersions: []uint32{vmre.ProtocolVersion},
 		// Called from the stream's own goroutine, one line at a time per
 		// stream; stdout and stderr may call it concurrently.
-		OnOutputBytes: func(l subprocess.LineBytes) {
+		OnOutput: func(l *subprocess.Line) {
 			mu.Lock()
 			defer mu.Unlock()
 			bytesByStream[l.Stream] += len(l.Text)
 			if l.Panic {
-				lastPanic = append(lastPanic[:0], l.Text...) // a copy: l.Text is reused
+				lastPanic = append(lastPanic[:0], l.Message...) // a copy: l.Message is reused
 			}
 		},
 	})

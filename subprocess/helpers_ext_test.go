@@ -17,15 +17,23 @@ import (
 // wait for a given one.
 type collector struct {
 	mu      sync.Mutex
-	lines   []subprocess.Line
+	lines   []outLine
 	changed chan struct{}
 }
 
 func newCollector() *collector { return &collector{changed: make(chan struct{})} }
 
-func (c *collector) add(l subprocess.Line) {
+// outLine is a kept output line with its text as a string.
+type outLine struct {
+	subprocess.Line
+	Text string
+}
+
+func asOut(l *subprocess.Line) outLine { return outLine{l.Clone(), string(l.Text)} }
+
+func (c *collector) add(l *subprocess.Line) {
 	c.mu.Lock()
-	c.lines = append(c.lines, l)
+	c.lines = append(c.lines, asOut(l))
 	close(c.changed)
 	c.changed = make(chan struct{})
 	c.mu.Unlock()
@@ -33,7 +41,7 @@ func (c *collector) add(l subprocess.Line) {
 
 // waitFor returns the first line satisfying match, failing the test if
 // none arrives within 10 s.
-func (c *collector) waitFor(t testing.TB, match func(subprocess.Line) bool) subprocess.Line {
+func (c *collector) waitFor(t testing.TB, match func(outLine) bool) outLine {
 	t.Helper()
 	deadline := time.NewTimer(10 * time.Second)
 	defer deadline.Stop()
@@ -56,14 +64,14 @@ func (c *collector) waitFor(t testing.TB, match func(subprocess.Line) bool) subp
 	}
 }
 
-func (c *collector) snapshot() []subprocess.Line {
+func (c *collector) snapshot() []outLine {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return append([]subprocess.Line(nil), c.lines...)
+	return append([]outLine(nil), c.lines...)
 }
 
-func textIs(s string) func(subprocess.Line) bool {
-	return func(l subprocess.Line) bool { return l.Text == s }
+func textIs(s string) func(outLine) bool {
+	return func(l outLine) bool { return l.Text == s }
 }
 
 // syncBuffer is a log destination safe for concurrent writes.

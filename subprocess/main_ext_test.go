@@ -352,7 +352,8 @@ func childEngine() int {
 		cmd.Env = append(os.Environ(), childModeEnv+"="+mode)
 		cfg := &subprocess.Config{HandshakeTimeout: 30 * time.Second}
 		if mode == "fork-grandchild" {
-			cfg.OnOutput = func(l subprocess.Line) {
+			cfg.OnOutput = func(pl *subprocess.Line) {
+				l := asOut(pl)
 				if pid, ok := strings.CutPrefix(l.Text, "grandchild="); ok {
 					grandchild <- pid
 				}

@@ -11,6 +11,7 @@ import (
 
 	"github.com/rs/zerolog"
 	"github.com/vmre/vmre"
+	"github.com/vmre/vmre/internal/logline"
 )
 
 // Process is a plugin started by [Bootstrap] that completed its handshake.
@@ -26,13 +27,13 @@ type Process struct {
 	pid      int
 	log      zerolog.Logger
 	graceful time.Duration
-	tail     *tail
+	bridge   *logline.Bridge
 	// vmShutdown: Stop calls the VM's Shutdown first (Config.VMShutdown).
 	// Set, with status, before Bootstrap returns the Process.
 	vmShutdown bool
 	status     Status
 
-	stdout, stderr         *stream
+	stdout, stderr         *logline.Reader
 	stdoutDone, stderrDone chan struct{}
 
 	exited     chan struct{} // closed once reaped
@@ -79,8 +80,8 @@ func (p *Process) Status() Status { return p.status }
 func (p *Process) Pid() int { return p.pid }
 
 // Done returns a channel that is closed once the process has exited and
-// been reaped, all its output has been read into the log (and OnOutput
-// and OnOutputBytes), and every goroutine Bootstrap started for it has
+// been reaped, all its output has been read into the log (and OnOutput),
+// and every goroutine Bootstrap started for it has
 // ended.
 func (p *Process) Done() <-chan struct{} { return p.done }
 
@@ -210,14 +211,14 @@ func (p *Process) supervise() {
 		select {
 		case <-streamDone:
 		case <-timer.C:
-			p.stdout.stopWaiting()
-			p.stderr.stopWaiting()
+			p.stdout.StopWaiting()
+			p.stderr.StopWaiting()
 			<-streamDone
 		}
 	}
 	timer.Stop()
 
-	status, exitErr := exitStatusOf(state, waitErr, p.pid, p.tail.snapshot())
+	status, exitErr := exitStatusOf(state, waitErr, p.pid, outputTail(p.bridge.Tail()))
 	p.mu.Lock()
 	p.exit, p.exitErr = status, exitErr
 	stopping := p.stopping
@@ -238,6 +239,11 @@ func (p *Process) supervise() {
 			ev = ev.Str("signal", status.Signal)
 		} else {
 			ev = ev.Int("exit_code", status.Code)
+		}
+		// The exit follows the panic: its event names it, so the two
+		// are found together.
+		if msg, ok := p.bridge.Tail().Panic(); ok {
+			ev = ev.Str("panic", msg)
 		}
 		if stopping {
 			ev.Msg("vm process stopped")
@@ -276,8 +282,12 @@ func (p *Process) exitError() *vmre.ExitError {
 	if errors.As(p.Err(), &exitErr) {
 		return exitErr
 	}
-	return &vmre.ExitError{Pid: p.pid, ExitStatus: p.ExitStatus(), StderrTail: p.tail.snapshot()}
+	return &vmre.ExitError{Pid: p.pid, ExitStatus: p.ExitStatus(), StderrTail: outputTail(p.bridge.Tail())}
 }
+
+// drainTimeout is how long the readers may take to reach EOF once the
+// plugin's group is dead, before they stop waiting.
+const drainTimeout = 250 * time.Millisecond
 
 // closedChan is a channel that is always closed.
 var closedChan = func() chan struct{} {
@@ -285,3 +295,15 @@ var closedChan = func() chan struct{} {
 	close(c)
 	return c
 }()
+
+// outputTail returns the tail's stderr lines, as an exit error carries
+// them.
+func outputTail(t *logline.Tail) []string {
+	var out []string
+	for _, l := range t.Lines() {
+		if l.Stream == logline.Stderr {
+			out = append(out, l.Text)
+		}
+	}
+	return out
+}

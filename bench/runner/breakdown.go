@@ -71,8 +71,8 @@ func benchBreakdown(ctx context.Context, e *env) error {
 	runVmre := func(rec bool) error {
 		got := make(chan traceTimes, 1)
 		cfg := vm.cfg
-		cfg.OnOutput = func(l subprocess.Line) {
-			if t, ok := parseTrace(l.Text); ok {
+		cfg.OnOutput = func(l *subprocess.Line) {
+			if t, ok := parseTrace(string(l.Text)); ok {
 				select {
 				case got <- t:
 				default:

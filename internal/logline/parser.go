@@ -2,6 +2,7 @@ package logline
 
 import (
 	"bytes"
+	"encoding/json"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -65,7 +66,48 @@ func (p *Parser) Parse(b []byte, l *Line) {
 	if !ok {
 		l.PluginTime, l.LevelText, l.Fields, l.Logger, l.Caller = time.Time{}, nil, nil, nil, nil
 		l.Level, l.Message, l.Format = zerolog.InfoLevel, text, Plain
+		return
 	}
+	if l.Fields != nil && (bytes.Contains(l.Fields, []byte(`\u001b`)) || bytes.Contains(l.Fields, []byte(`\u001B`))) {
+		l.Fields = cleanFields(l.Fields)
+	}
+}
+
+// cleanFields removes the ANSI escape sequences that JSON escapes
+// (\u001b) would bring back into the fields' keys and strings. The
+// object is decoded and encoded again, so its keys come out sorted.
+func cleanFields(f []byte) []byte {
+	d := json.NewDecoder(bytes.NewReader(f))
+	d.UseNumber()
+	var v any
+	if err := d.Decode(&v); err != nil {
+		return f
+	}
+	var out bytes.Buffer
+	e := json.NewEncoder(&out)
+	e.SetEscapeHTML(false)
+	if err := e.Encode(cleanValue(v)); err != nil {
+		return f
+	}
+	return bytes.TrimSuffix(out.Bytes(), []byte("\n"))
+}
+
+func cleanValue(v any) any {
+	switch v := v.(type) {
+	case string:
+		return string(appendClean(nil, []byte(v)))
+	case []any:
+		for i := range v {
+			v[i] = cleanValue(v[i])
+		}
+	case map[string]any:
+		out := make(map[string]any, len(v))
+		for k, e := range v {
+			out[string(appendClean(nil, []byte(k)))] = cleanValue(e)
+		}
+		return out
+	}
+	return v
 }
 
 // sniff guesses a line's format from its first bytes; the format's parser
@@ -165,4 +207,16 @@ func isCaller(w []byte) bool {
 		}
 	}
 	return true
+}
+
+// ParseText fills l with b as plain text, parsing no format: the cleaned
+// text is the message, at info.
+func (p *Parser) ParseText(b []byte, l *Line) {
+	text := b
+	if !printable(b) {
+		p.clean = appendClean(p.clean[:0], b)
+		text = p.clean
+	}
+	l.Text, l.Message, l.Level, l.Format = text, text, zerolog.InfoLevel, Plain
+	l.PluginTime, l.LevelText, l.Fields, l.Logger, l.Caller = time.Time{}, nil, nil, nil, nil
 }

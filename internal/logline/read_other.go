@@ -1,6 +1,6 @@
 //go:build !unix
 
-package subprocess
+package logline
 
 import (
 	"os"
@@ -17,19 +17,19 @@ func (r *readState) init(f *os.File) error {
 	return nil
 }
 
-// fill reads once into s.buf[s.end:].
-func (s *stream) fill() (int, error) {
-	if s.buf == nil {
-		s.buf = s.pool.get()
+// fill reads once into r.buf[r.end:].
+func (r *Reader) fill() (int, error) {
+	if r.buf == nil {
+		r.buf = r.b.pool.get()
 	}
-	return s.rs.f.Read(s.buf[s.end:])
+	return r.rs.f.Read(r.buf[r.end:])
 }
 
-// stopWaiting ends a read that waits for data. Pipes here have no read
+// stopWaitingLocked ends a read that waits for data. Pipes here have no read
 // deadlines (Windows' os.Pipe handles are not overlapped, so
 // SetReadDeadline fails); closing the file cancels the pending read
 // (CancelIoEx on Windows). What the pipe still held is lost.
-func (s *stream) stopWaiting() { _ = s.f.Close() }
+func (r *Reader) stopWaitingLocked() { _ = r.f.Close() }
 
 // readNow is not possible without a poller; the rest of the pipe is lost
 // only when a process outside the plugin kept it open past the drain

@@ -1,6 +1,6 @@
 //go:build unix
 
-package subprocess
+package logline
 
 import (
 	"io"
@@ -26,27 +26,27 @@ func (r *readState) init(f *os.File) error {
 	return nil
 }
 
-// fill reads once into s.buf[s.end:], blocking until data, EOF (io.EOF) or
-// the read deadline (os.ErrDeadlineExceeded).
-func (s *stream) fill() (int, error) {
+// fill reads once into r.buf[r.end:], blocking until data, EOF (io.EOF) or
+// the read deadline (os.ErrDeadlineExceeded): StopWaiting's or a dump's.
+func (r *Reader) fill() (int, error) {
 	var (
 		n    int
 		rerr error
 	)
-	err := s.rs.rc.Read(func(fd uintptr) bool {
-		if s.buf == nil {
-			s.buf = s.pool.get()
+	err := r.rs.rc.Read(func(fd uintptr) bool {
+		if r.buf == nil {
+			r.buf = r.b.pool.get()
 		}
 		for {
-			n, rerr = syscall.Read(int(fd), s.buf[s.end:])
+			n, rerr = syscall.Read(int(fd), r.buf[r.end:])
 			if rerr != syscall.EINTR {
 				break
 			}
 		}
 		if rerr == syscall.EAGAIN {
-			if s.start == s.end {
-				s.pool.put(s.buf)
-				s.buf, s.start, s.end, s.scanned = nil, 0, 0, 0
+			if r.start == r.end {
+				r.b.pool.put(r.buf)
+				r.buf, r.start, r.end, r.scanned = nil, 0, 0, 0
 			}
 			return false
 		}
@@ -63,9 +63,9 @@ func (s *stream) fill() (int, error) {
 	return n, nil
 }
 
-// stopWaiting ends a read that waits for data: the deadline wakes it, and
+// stopWaitingLocked ends a read that waits for data: the deadline wakes it, and
 // what the pipe already holds is still read (readNow).
-func (s *stream) stopWaiting() { _ = s.f.SetReadDeadline(time.Now()) }
+func (r *Reader) stopWaitingLocked() { _ = r.f.SetReadDeadline(time.Now()) }
 
 // readNow reads what the pipe holds without waiting; it returns 0 when the
 // pipe is empty, at EOF or on error.

@@ -1,0 +1,158 @@
+package logline
+
+import (
+	"encoding/binary"
+	"time"
+
+	"github.com/rs/zerolog"
+	"github.com/vmre/vmre/logtime"
+)
+
+// Log fields the bridge adds to a line's event, beside zerolog's level,
+// message and time (the time the line was read).
+const (
+	fieldPluginTime  = "plugin_time"
+	fieldPluginLevel = "plugin_level"
+	fieldLogger      = "logger"
+	fieldCaller      = "caller"
+	fieldPartial     = "partial"
+	fieldPanic       = "panic"
+	fieldDump        = "dump"
+	fieldDumpCut     = "dump_cut"
+	// fieldPlugin holds the plugin's own structured fields, nested, so
+	// that none can overwrite the engine's (vm, pid, stream, level, time).
+	fieldPlugin = "fields"
+)
+
+// send logs l and hands it to the tail and OnLine.
+func (r *Reader) send(l *Line, startsPanic bool) {
+	if e := r.log.WithLevel(l.Level); e != nil {
+		// The line's time is when it was read, for a logtime.Hook on
+		// Log: one context per read, wrapping the logger's own.
+		if r.ctx == nil {
+			r.ctx = logtime.WithTime(e.GetCtx(), r.now)
+		}
+		e = e.Ctx(r.ctx)
+		if !l.PluginTime.IsZero() {
+			r.quoted = r.timeText.appendQuoted(r.quoted[:0], l.PluginTime)
+			e = e.RawJSON(fieldPluginTime, r.quoted)
+		}
+		if l.LevelText != nil {
+			e = e.Bytes(fieldPluginLevel, l.LevelText)
+		}
+		if l.Logger != nil {
+			e = e.Bytes(fieldLogger, l.Logger)
+		}
+		if l.Caller != nil {
+			e = e.Bytes(fieldCaller, l.Caller)
+		}
+		if l.Partial {
+			e = e.Bool(fieldPartial, true)
+		}
+		if l.Panic {
+			e = e.Bool(fieldPanic, true)
+		}
+		if l.Dump != nil {
+			e = e.Bytes(fieldDump, l.Dump)
+			if r.dump.cut {
+				e = e.Bool(fieldDumpCut, true)
+			}
+		}
+		if l.Fields != nil {
+			e = e.RawJSON(fieldPlugin, l.Fields)
+		}
+		if msg := l.Message; msg != nil {
+			if jsonSafe(msg) {
+				// What Bytes would write, without zerolog's byte-by-byte
+				// escape check (jsonSafe checks eight bytes at a time).
+				r.quoted = append(append(append(r.quoted[:0], '"'), msg...), '"')
+				e = e.RawJSON(zerolog.MessageFieldName, r.quoted)
+			} else {
+				e = e.Bytes(zerolog.MessageFieldName, msg)
+			}
+		}
+		e.Send()
+	}
+	if r.b.tail != nil {
+		r.b.tail.add(r.stream, l.Text, startsPanic)
+	}
+	if r.b.opts.OnLine != nil {
+		r.b.opts.OnLine(l)
+	}
+}
+
+// timeCache formats a plugin time as RFC 3339 with milli-, micro- or
+// nanoseconds (as many as it carries), formatting the part up to the second
+// and the zone once per second.
+type timeCache struct {
+	sec          int64
+	loc          *time.Location
+	prefix, zone []byte
+}
+
+func (c *timeCache) appendQuoted(dst []byte, t time.Time) []byte {
+	if sec := t.Unix(); sec != c.sec || t.Location() != c.loc || c.prefix == nil {
+		c.sec, c.loc = sec, t.Location()
+		c.prefix = t.AppendFormat(c.prefix[:0], "2006-01-02T15:04:05")
+		c.zone = t.AppendFormat(c.zone[:0], "Z07:00")
+	}
+	dst = append(dst, '"')
+	dst = append(dst, c.prefix...)
+	ns := t.Nanosecond()
+	width := 9
+	switch {
+	case ns%1e6 == 0:
+		ns, width = ns/1e6, 3
+	case ns%1e3 == 0:
+		ns, width = ns/1e3, 6
+	}
+	dst = append(dst, '.')
+	var digits [9]byte
+	for i := width - 1; i >= 0; i-- {
+		digits[i] = byte('0' + ns%10)
+		ns /= 10
+	}
+	dst = append(dst, digits[:width]...)
+	dst = append(dst, c.zone...)
+	return append(dst, '"')
+}
+
+// jsonSafe reports whether b can go between JSON quotes as it is: no byte
+// zerolog's JSON encoder would escape or replace (below 0x20, '"', '\\',
+// 0x7f and above). It checks eight bytes at a time, 32 per branch.
+func jsonSafe(b []byte) bool {
+	if len(b) < 8 {
+		for _, c := range b {
+			if c < 0x20 || c >= 0x7f || c == '"' || c == '\\' {
+				return false
+			}
+		}
+		return true
+	}
+	last := binary.LittleEndian.Uint64(b[len(b)-8:])
+	var bad uint64
+	for len(b) >= 32 {
+		bad |= unsafeBytes(binary.LittleEndian.Uint64(b)) | unsafeBytes(binary.LittleEndian.Uint64(b[8:])) |
+			unsafeBytes(binary.LittleEndian.Uint64(b[16:])) | unsafeBytes(binary.LittleEndian.Uint64(b[24:]))
+		if bad != 0 {
+			return false
+		}
+		b = b[32:]
+	}
+	for len(b) > 8 {
+		bad |= unsafeBytes(binary.LittleEndian.Uint64(b))
+		b = b[8:]
+	}
+	return bad|unsafeBytes(last) == 0
+}
+
+// unsafeBytes is unprintable, plus '"' and '\\'.
+func unsafeBytes(x uint64) uint64 {
+	const (
+		ones  = 0x0101010101010101
+		highs = 0x8080808080808080
+	)
+	q := x ^ ('"' * ones)
+	bs := x ^ ('\\' * ones)
+	return unprintable(x) | (((q-ones)&^q)|((bs-ones)&^bs))&highs
+}

@@ -1,0 +1,358 @@
+//go:build unix
+
+package logline
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"os"
+	"strings"
+	"testing"
+	"time"
+	"unicode/utf8"
+
+	"github.com/rs/zerolog"
+)
+
+// pipeReader runs a reader of stream over a new pipe. It returns the write
+// end and a channel closed once Run returned.
+func pipeReader(tb testing.TB, b *Bridge, stream string) (*Reader, *os.File, <-chan struct{}) {
+	tb.Helper()
+	r, w, err := os.Pipe()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	rd := b.Reader(stream, r)
+	done := make(chan struct{})
+	go func() { defer close(done); rd.Run() }()
+	return rd, w, done
+}
+
+// feed runs data through a stdout reader and returns clones of its lines
+// and the log.
+func feed(t *testing.T, o Options, data ...string) ([]Line, []byte) {
+	t.Helper()
+	var (
+		lines []Line
+		log   bytes.Buffer
+	)
+	o.Log = zerolog.New(&log).With().Str("vm", "vm").Int("pid", 7).Logger()
+	o.OnLine = func(l *Line) { lines = append(lines, l.Clone()) }
+	_, w, done := pipeReader(t, NewBridge(o), Stdout)
+	for _, d := range data {
+		if _, err := w.WriteString(d); err != nil {
+			t.Fatal(err)
+		}
+	}
+	w.Close()
+	<-done
+	return lines, log.Bytes()
+}
+
+func TestReaderSplitsLines(t *testing.T) {
+	t.Parallel()
+	type chunk struct {
+		text    string
+		partial bool
+	}
+	tests := []struct {
+		name string
+		max  int
+		data []string
+		want []chunk
+	}{
+		{"lines", 8, []string{"a\nbb\n\nccc"}, []chunk{{"a", false}, {"bb", false}, {"", false}, {"ccc", false}}},
+		{"across writes", 8, []string{"ab", "cd\ne", "f\n"}, []chunk{{"abcd", false}, {"ef", false}}},
+		{"exactly max", 4, []string{"abcd\n"}, []chunk{{"abcd", false}}},
+		{"max plus one", 4, []string{"abcde\n"}, []chunk{{"abcd", true}, {"e", false}}},
+		{"long at eof", 4, []string{"abcdefgh"}, []chunk{{"abcd", true}, {"efgh", false}}},
+		{"utf8 kept whole", 4, []string{"ab€cd\n"}, []chunk{{"ab", true}, {"€c", true}, {"d", false}}},
+		{"crlf exactly max, split before lf", 8, []string{"abcdefgh\r", "\nx\n"}, []chunk{{"abcdefgh", false}, {"x", false}}},
+		{"crlf ending a long line", 4, []string{"abcdefgh\r\n"}, []chunk{{"abcd", true}, {"efgh", false}}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			lines, _ := feed(t, Options{MaxLineBytes: tt.max}, tt.data...)
+			var got []chunk
+			for _, l := range lines {
+				got = append(got, chunk{string(l.Text), l.Partial})
+			}
+			if len(got) != len(tt.want) {
+				t.Fatalf("got %+v, want %+v", got, tt.want)
+			}
+			for i := range got {
+				if got[i] != tt.want[i] {
+					t.Errorf("chunk %d = %+v, want %+v", i, got[i], tt.want[i])
+				}
+			}
+		})
+	}
+}
+
+// A panic and its goroutine dump are one error event with the dump in a
+// field; the normal lines around it stay lines of their own.
+func TestReaderGroupsPanic(t *testing.T) {
+	t.Parallel()
+	dump := "\ngoroutine 1 [running]:\nmain.(*vm).init(0xc000010000, {0x4a2c40?, 0x4e1a18?})\n\t/src/vm.go:42 +0x1d\nmain.main()\n\t/src/main.go:9 +0x25\ncreated by main.start in goroutine 1\n\t/src/main.go:20 +0x3c\n"
+	lines, log := feed(t, Options{},
+		"before\n",
+		"panic: runtime error: invalid memory address or nil pointer dereference\n[signal SIGSEGV: segmentation violation code=0x1 addr=0x0 pc=0x48f0d3]\n"+dump,
+		"INFO [12-06|21:46:28.000] after the dump\n")
+	if len(lines) != 3 {
+		t.Fatalf("%d lines, want 3: %q", len(lines), texts(lines))
+	}
+	p := lines[1]
+	if !p.Panic || p.Level != zerolog.ErrorLevel || string(p.Message) != "panic: runtime error: invalid memory address or nil pointer dereference" {
+		t.Errorf("panic line %+v", p)
+	}
+	wantDump := "[signal SIGSEGV: segmentation violation code=0x1 addr=0x0 pc=0x48f0d3]\n" + strings.TrimSuffix(dump, "\n")
+	if string(p.Dump) != wantDump {
+		t.Errorf("dump %q, want %q", p.Dump, wantDump)
+	}
+	if string(lines[0].Text) != "before" || string(lines[2].Message) != "after the dump" || lines[2].Format != Geth {
+		t.Errorf("lines around the panic: %q", texts(lines))
+	}
+	events := bytes.Split(bytes.TrimSpace(log), []byte("\n"))
+	if len(events) != 3 {
+		t.Fatalf("%d events, want 3", len(events))
+	}
+	var ev map[string]any
+	if err := json.Unmarshal(events[1], &ev); err != nil {
+		t.Fatal(err)
+	}
+	if ev["level"] != "error" || ev["panic"] != true || ev["dump"] != wantDump {
+		t.Errorf("panic event %s", events[1])
+	}
+}
+
+// A dump larger than DumpBytes is cut: the event holds what fitted, and the
+// lines after the cut are still handed on, as is the normal line after.
+func TestReaderCutsLongDump(t *testing.T) {
+	t.Parallel()
+	var b strings.Builder
+	b.WriteString("fatal error: concurrent map writes\n")
+	for range 100 {
+		b.WriteString("\t/src/file.go:1 +0x1\n")
+	}
+	b.WriteString("normal\n")
+	lines, log := feed(t, Options{DumpBytes: 200}, b.String())
+	if !lines[0].Panic || len(lines[0].Dump) > 200 || len(lines[0].Dump) == 0 {
+		t.Fatalf("first line %+v", lines[0])
+	}
+	kept := bytes.Count(lines[0].Dump, []byte("\n")) + 1
+	if got, want := len(lines), 1+(100-kept)+1; got != want {
+		t.Errorf("%d lines, want %d", got, want)
+	}
+	if string(lines[len(lines)-1].Text) != "normal" {
+		t.Errorf("last line %q", lines[len(lines)-1].Text)
+	}
+	if !bytes.Contains(log, []byte(`"dump_cut":true`)) {
+		t.Errorf("no dump_cut in the log: %s", log[:200])
+	}
+}
+
+// A panic whose dump stops while the pipe stays open is handed on after
+// the dump's idle bound, without waiting for EOF.
+func TestReaderPanicIdleBound(t *testing.T) {
+	t.Parallel()
+	got := make(chan Line, 4)
+	b := NewBridge(Options{OnLine: func(l *Line) { got <- l.Clone() }})
+	_, w, done := pipeReader(t, b, Stderr)
+	defer func() { w.Close(); <-done }()
+	if _, err := w.WriteString("panic: boom\n\ngoroutine 1 [running]:\n"); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case l := <-got:
+		if !l.Panic || string(l.Dump) != "\ngoroutine 1 [running]:" {
+			t.Errorf("line %+v", l)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("the panic was not handed on while the pipe stayed open")
+	}
+	if _, ok := b.Tail().Panic(); !ok {
+		t.Error("the tail did not keep the panic")
+	}
+}
+
+// The log event: the plugin's fields nested under "fields", never
+// overwriting the engine's; vm, pid, stream kept; plugin time, logger and
+// caller in their own fields; no ESC anywhere.
+func TestReaderEvent(t *testing.T) {
+	t.Parallel()
+	_, log := feed(t, Options{Location: time.UTC},
+		`{"level":"warn","vm":"fake","pid":1,"stream":"x","time":"2026-12-06T21:46:30.5Z","msg":"slow","logger":"chain"}`+"\n",
+		"[12-06|21:46:25.946] \x1b[0;33mERROR\x1b[0;0m <X Chain> vm/vm.go:252 failed {\"error\": \"\\u001b[31mbad\"}\n")
+	events := bytes.Split(bytes.TrimSpace(log), []byte("\n"))
+	if len(events) != 2 {
+		t.Fatalf("%d events: %s", len(events), log)
+	}
+	var ev struct {
+		VM         string         `json:"vm"`
+		Pid        int            `json:"pid"`
+		Stream     string         `json:"stream"`
+		Level      string         `json:"level"`
+		Message    string         `json:"message"`
+		PluginTime string         `json:"plugin_time"`
+		Logger     string         `json:"logger"`
+		Caller     string         `json:"caller"`
+		Fields     map[string]any `json:"fields"`
+	}
+	if err := json.Unmarshal(events[0], &ev); err != nil {
+		t.Fatal(err)
+	}
+	if ev.VM != "vm" || ev.Pid != 7 || ev.Stream != "stdout" || ev.Level != "warn" || ev.Message != "slow" ||
+		ev.PluginTime != "2026-12-06T21:46:30.500Z" || ev.Logger != "chain" || ev.Fields["vm"] != "fake" || len(ev.Fields) != 3 {
+		t.Errorf("event %s", events[0])
+	}
+	if err := json.Unmarshal(events[1], &ev); err != nil {
+		t.Fatal(err)
+	}
+	if ev.Level != "error" || ev.Message != "failed" || ev.Logger != "X Chain" || ev.Caller != "vm/vm.go:252" || !strings.HasPrefix(ev.PluginTime, "2026-12-06T21:46:25.946") {
+		t.Errorf("event %s", events[1])
+	}
+	if bytes.Contains(log, []byte{0x1b}) || bytes.Contains(bytes.ToLower(log), []byte(`\u001b`)) {
+		t.Errorf("ESC in the log: %s", log)
+	}
+}
+
+// The tail keeps both streams' last lines in the order they were read.
+func TestTailBothStreams(t *testing.T) {
+	t.Parallel()
+	b := NewBridge(Options{TailLines: 3})
+	_, out, outDone := pipeReader(t, b, Stdout)
+	_, errW, errDone := pipeReader(t, b, Stderr)
+	out.WriteString("one\n")
+	out.Close()
+	<-outDone
+	errW.WriteString("two\nthree\n")
+	errW.Close()
+	<-errDone
+	got := b.Tail().Lines()
+	want := []TailLine{{Stdout, "one"}, {Stderr, "two"}, {Stderr, "three"}}
+	if len(got) != len(want) {
+		t.Fatalf("tail %+v, want %+v", got, want)
+	}
+	for i := range want {
+		if got[i] != want[i] {
+			t.Errorf("tail %+v, want %+v", got, want)
+		}
+	}
+}
+
+func texts(lines []Line) []string {
+	var out []string
+	for _, l := range lines {
+		out = append(out, string(l.Text))
+	}
+	return out
+}
+
+// FuzzBridge feeds arbitrary bytes (invalid UTF-8, escapes, huge lines,
+// CRLF, log lines of every format, panics) through a reader over a real
+// pipe, in writes of a fuzzed size, with a fuzzed MaxLineBytes and format.
+// The reader must not panic; in the raw format it must not lose or invent
+// a byte (the chunks it parsed, concatenated, are the input without its
+// line ends) and must hand on one non-partial line per input line; in every
+// format each chunk is within MaxLineBytes, every line's text and message
+// are valid UTF-8 without ESC, and every log event is valid JSON, one per
+// line handed on.
+func FuzzBridge(f *testing.F) {
+	for _, seed := range []struct {
+		data    string
+		maxLine uint16
+		write   uint16
+		format  uint8
+	}{
+		{"hello\nworld\n", 64, 0, 0},
+		{"crlf\r\nline\r\n\r\n\r", 16, 1, 1},
+		{"bad \xff\xfe utf8\n\xc3\n\xe2\x82\n", 4, 2, 0},
+		{strings.Repeat("L", 100<<10) + "\n" + strings.Repeat("x", 5000), 1024, 4096, 1},
+		{`{"level":"info","message":"ok"}` + "\n" + `{"level":"\u0065rror","msg":"\u001b[1m"}` + "\n", 1024, 0, 0},
+		{"panic: boom\n\ngoroutine 1 [running]:\nmain.main()\n\t/x.go:1 +0x1\nafter\n", 1024, 5, 0},
+		{"[12-06|21:46:25.946] \x1b[0;33mERROR\x1b[0;0m <X Chain> a.go:1 m {\"a\": 1}\n", 40, 3, 0},
+		{"WARN [12-06|21:46:27.100] m     k=v e=\"x y\"\n", 1024, 0, 0},
+		{"\x00\x01\x02\x1b[2J\x7f\x80\xc0\xff\n", 2, 1, 0},
+	} {
+		f.Add([]byte(seed.data), seed.maxLine, seed.write, seed.format)
+	}
+	f.Fuzz(func(t *testing.T, data []byte, maxLine, write uint16, format uint8) {
+		limit := 1 + int(maxLine)%(4<<10)
+		if len(data) > 16<<10 {
+			limit = max(limit, 2<<10)
+		}
+		raw := format%2 == 1
+		o := Options{MaxLineBytes: limit}
+		if raw {
+			o.Format = Raw
+		}
+		var (
+			lines  []Line
+			chunks [][]byte
+			log    bytes.Buffer
+		)
+		o.Log = zerolog.New(&log)
+		o.OnLine = func(l *Line) { lines = append(lines, l.Clone()) }
+		b := NewBridge(o)
+		b.rawHook = func(c []byte) { chunks = append(chunks, bytes.Clone(c)) }
+		_, w, done := pipeReader(t, b, Stderr)
+		chunk := 1 + int(write)
+		for rest := data; len(rest) > 0; {
+			n := min(chunk, len(rest))
+			if _, err := w.Write(rest[:n]); err != nil {
+				t.Fatal(err)
+			}
+			rest = rest[n:]
+		}
+		w.Close()
+		<-done
+		for i, c := range chunks {
+			if len(c) > limit {
+				t.Errorf("chunk %d is %d bytes, over %d", i, len(c), limit)
+			}
+		}
+		if raw {
+			var want []byte
+			for line := range bytes.SplitSeq(data, []byte("\n")) {
+				want = append(want, bytes.TrimSuffix(line, []byte("\r"))...)
+			}
+			if got := bytes.Join(chunks, nil); !bytes.Equal(got, want) {
+				t.Fatalf("reader parsed %q, want %q", got, want)
+			}
+			complete := 0
+			for _, l := range lines {
+				if !l.Partial {
+					complete++
+				}
+			}
+			want2 := bytes.Count(data, []byte("\n"))
+			if len(data) > 0 && data[len(data)-1] != '\n' {
+				want2++
+			}
+			if complete != want2 || len(lines) != len(chunks) {
+				t.Errorf("%d complete lines of %d, want %d of %d", complete, len(lines), want2, len(chunks))
+			}
+		}
+		for i, l := range lines {
+			for _, v := range [][]byte{l.Text, l.Message, l.Dump} {
+				if !utf8.Valid(v) || bytes.IndexByte(v, 0x1b) >= 0 {
+					t.Errorf("line %d: %q has ESC or invalid UTF-8", i, v)
+				}
+			}
+		}
+		sc := bufio.NewScanner(bytes.NewReader(log.Bytes()))
+		sc.Buffer(nil, 16<<20)
+		events := 0
+		for sc.Scan() {
+			events++
+			if !json.Valid(sc.Bytes()) {
+				t.Errorf("log event is not JSON: %q", sc.Bytes())
+			}
+		}
+		if events != len(lines) {
+			t.Errorf("%d log events for %d lines", events, len(lines))
+		}
+	})
+}
