@@ -79,20 +79,36 @@ type ExitError struct {
 	Pid int
 	// ExitStatus is how the process ended.
 	ExitStatus
-	// StderrTail holds the last lines the process wrote to stderr, oldest
-	// first.
-	StderrTail []string
+	// Tail holds the last lines the process wrote to stdout and stderr, in
+	// the order they were read, oldest first: a plugin may print its
+	// reason on either.
+	Tail []TailLine
 }
 
-// Error reads "process exited: exit status 3; stderr: ...".
+// TailLine is one of the last lines a process wrote.
+type TailLine struct {
+	// Stream is "stdout" or "stderr".
+	Stream string
+	Text   string
+}
+
+// String reads "stderr: text".
+func (l TailLine) String() string { return l.Stream + ": " + l.Text }
+
+// Error reads "process exited: exit status 3; output: stdout: ... | stderr:
+// ...".
 func (e *ExitError) Error() string {
 	var b strings.Builder
 	b.WriteString(ErrProcessExited.Error())
 	b.WriteString(": ")
 	b.WriteString(e.ExitStatus.String())
-	if len(e.StderrTail) > 0 {
-		b.WriteString("; stderr: ")
-		b.WriteString(strings.Join(e.StderrTail, " | "))
+	for i, l := range e.Tail {
+		if i == 0 {
+			b.WriteString("; output: ")
+		} else {
+			b.WriteString(" | ")
+		}
+		b.WriteString(l.String())
 	}
 	return b.String()
 }

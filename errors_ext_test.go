@@ -34,7 +34,7 @@ func TestExitError(t *testing.T) {
 	}{
 		{"code", &vmre.ExitError{ExitStatus: vmre.ExitStatus{Code: 3}}, "process exited: exit status 3"},
 		{"signal", &vmre.ExitError{ExitStatus: vmre.ExitStatus{Code: -1, Signal: "killed"}}, "process exited: signal: killed"},
-		{"tail", &vmre.ExitError{ExitStatus: vmre.ExitStatus{Code: 2}, StderrTail: []string{"boom", "bye"}}, "process exited: exit status 2; stderr: boom | bye"},
+		{"tail", &vmre.ExitError{ExitStatus: vmre.ExitStatus{Code: 2}, Tail: []vmre.TailLine{{Stream: "stderr", Text: "boom"}, {Stream: "stdout", Text: "bye"}}}, "process exited: exit status 2; output: stderr: boom | stdout: bye"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -103,7 +103,7 @@ func TestLaunchStop(t *testing.T) {
 
 func TestLaunchFailureKeepsEvidence(t *testing.T) {
 	t.Parallel()
-	exitErr := &vmre.ExitError{Pid: 77, ExitStatus: vmre.ExitStatus{Code: 3}, StderrTail: []string{"boom"}}
+	exitErr := &vmre.ExitError{Pid: 77, ExitStatus: vmre.ExitStatus{Code: 3}, Tail: []vmre.TailLine{{Stream: "stderr", Text: "boom"}}}
 	l := &fakeLauncher{steps: []fakeStep{{err: errors.Join(vmre.ErrHandshakeFailed, exitErr)}}}
 	e := newEngine(t, l, nil)
 

@@ -212,7 +212,9 @@ func (e *Engine) launch(ctx context.Context, cancel context.CancelFunc, r *runti
 	case exit.Success():
 		e.endedLocked(r, StateExited, "exited on its own: "+exit.String(), false)
 	default:
-		r.info.LastError = "exited on its own: " + exit.String()
+		// The reason a plugin gives before it dies may be on either
+		// stream: the last lines of both go with the status.
+		r.info.LastError = "exited on its own: " + exit.String() + r.out.summary(exitSummaryLines)
 		e.endedLocked(r, StateFailed, r.info.LastError, true)
 	}
 	close(exited)

@@ -1,9 +1,11 @@
 package engine
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -234,6 +236,37 @@ func (o *outputRing) tail(n int, f OutputFilter) []subprocess.Line {
 		out[len(idx)-1-j] = o.lineLocked(l, all[l.off-from:l.off-from+l.size()])
 	}
 	return out
+}
+
+// exitSummaryLines is how many of its last output lines a runtime's
+// failure message quotes; exitSummaryBytes bounds each.
+const (
+	exitSummaryLines = 5
+	exitSummaryBytes = 200
+)
+
+// summary returns "; output: stdout: ... | stderr: ..." with the last n
+// lines' texts (cut to exitSummaryBytes), or "" when there are none.
+func (o *outputRing) summary(n int) string {
+	o.mu.Lock()
+	lines := o.tail(n, OutputFilter{})
+	o.mu.Unlock()
+	var b strings.Builder
+	for i := range lines {
+		if i == 0 {
+			b.WriteString("; output: ")
+		} else {
+			b.WriteString(" | ")
+		}
+		text := lines[i].Text
+		if len(text) > exitSummaryBytes {
+			text = append(bytes.ToValidUTF8(text[:exitSummaryBytes], nil), "..."...)
+		}
+		b.WriteString(lines[i].Stream)
+		b.WriteString(": ")
+		b.Write(text)
+	}
+	return b.String()
 }
 
 // OutputFilter selects output lines; the zero value selects all.

@@ -17,5 +17,5 @@ func ExampleHook() {
 
 	read := time.Date(2026, 11, 22, 12, 0, 0, 0, time.UTC)
 	log.Info().Ctx(logtime.WithTime(context.Background(), read)).Msg("a plugin line")
-	// Output: {"level":"info","time":"2026-11-22T12:00:00Z","message":"a plugin line"}
+	// Output: {"level":"info","time":"2026-11-22T12:00:00.000Z","message":"a plugin line"}
 }

@@ -2,12 +2,13 @@
 // zerolog's own timestamp, and lets the code that builds an event say when
 // the thing it logs happened.
 //
-// [Hook] writes exactly what zerolog's Context.Timestamp writes (the same
-// key, text and place in the event), with two differences that matter when
-// a plugin writes millions of lines:
+// [Hook] writes what zerolog's Context.Timestamp writes (the same key and
+// place in the event), with milliseconds ([Layout]) while
+// zerolog.TimeFieldFormat is its default, and two differences that matter
+// when a plugin writes millions of lines:
 //
-//   - With the default RFC 3339 format the text changes only once a second,
-//     so the hook formats it at most once per second.
+//   - The text up to the second changes only once a second, so the hook
+//     formats it at most once per second.
 //   - An event whose context carries a time (see [WithTime]) is stamped
 //     with that time, and the hook does not read the clock. The output
 //     bridge in package subprocess does this for every plugin line: the
@@ -35,12 +36,18 @@ type Hook struct {
 	last atomic.Pointer[formattedSecond]
 }
 
-// formattedSecond is the "time" value of every instant in one second of
-// one location, quoted as zerolog writes it. Never modified once stored.
+// Layout is how [Hook] writes the time while zerolog.TimeFieldFormat is
+// its default, time.RFC3339: RFC 3339 with milliseconds, so that the lines
+// of one second can be ordered and matched with a plugin's own times.
+const Layout = "2006-01-02T15:04:05.000Z07:00"
+
+// formattedSecond is the text of one second of one location around the
+// milliseconds: `"2006-01-02T15:04:05.` and `Z07:00"`. Never modified
+// once stored.
 type formattedSecond struct {
-	sec    int64
-	loc    *time.Location
-	quoted []byte
+	sec          int64
+	loc          *time.Location
+	prefix, zone []byte
 }
 
 var _ zerolog.Hook = (*Hook)(nil)
@@ -65,11 +72,19 @@ func (h *Hook) Run(e *zerolog.Event, _ zerolog.Level, _ string) {
 	if f == nil || f.sec != sec || f.loc != loc {
 		// A zone's offset only changes on a whole second, so one text
 		// serves the whole second.
-		q := append(t.AppendFormat([]byte{'"'}, time.RFC3339), '"')
-		f = &formattedSecond{sec: sec, loc: loc, quoted: q}
+		f = &formattedSecond{
+			sec: sec, loc: loc,
+			prefix: t.AppendFormat([]byte{'"'}, "2006-01-02T15:04:05."),
+			zone:   append(t.AppendFormat(nil, "Z07:00"), '"'),
+		}
 		h.last.Store(f)
 	}
-	e.RawJSON(zerolog.TimestampFieldName, f.quoted)
+	var buf [48]byte
+	b := append(buf[:0], f.prefix...)
+	ms := t.Nanosecond() / 1e6
+	b = append(b, byte('0'+ms/100), byte('0'+ms/10%10), byte('0'+ms%10))
+	b = append(b, f.zone...)
+	e.RawJSON(zerolog.TimestampFieldName, b)
 }
 
 // eventTime is the context key under which a timeCtx finds itself.

@@ -347,7 +347,7 @@ func TestForeignCallerRacingHandshakeIsRefused(t *testing.T) {
 			if tt.wantPluginErr != "" {
 				var exitErr *vmre.ExitError
 				if !errors.As(res.err, &exitErr) || !errors.Is(res.err, vmre.ErrHandshakeFailed) ||
-					!strings.Contains(strings.Join(exitErr.StderrTail, "\n"), tt.wantPluginErr) {
+					!strings.Contains(strings.Join(streamTail(exitErr, subprocess.StreamStderr), "\n"), tt.wantPluginErr) {
 					t.Fatalf("Bootstrap: %v, want the plugin to exit after a %s refusal", res.err, tt.wantPluginErr)
 				}
 				return

@@ -133,10 +133,10 @@ func TestBootstrapCrashBeforeHandshake(t *testing.T) {
 	if exitErr.Code != 3 || exitErr.Signal != "" || exitErr.Pid != cmd.Process.Pid {
 		t.Errorf("ExitError = %+v", exitErr)
 	}
-	if n := len(exitErr.StderrTail); n != subprocess.DefaultTailLines {
+	if n := len(exitErr.Tail); n != subprocess.DefaultTailLines {
 		t.Errorf("stderr tail has %d lines, want %d", n, subprocess.DefaultTailLines)
 	}
-	if last := exitErr.StderrTail[len(exitErr.StderrTail)-1]; last != "boom: out of cheese" {
+	if last := exitErr.Tail[len(exitErr.Tail)-1]; last != (vmre.TailLine{Stream: "stderr", Text: "boom: out of cheese"}) {
 		t.Errorf("last stderr line %q", last)
 	}
 	for _, want := range []string{"handshake failed: process exited: exit status 3", "boom: out of cheese"} {
@@ -288,7 +288,7 @@ func TestBootstrapInvalidConfig(t *testing.T) {
 		})
 	}
 	if err := (&subprocess.Config{TailLines: subprocess.MaxTailLines}).Validate(); err != nil {
-		t.Errorf("StderrTailLines at its bound: %v", err)
+		t.Errorf("TailLines at its bound: %v", err)
 	}
 }
 
@@ -388,7 +388,7 @@ func TestPluginExitingAfterHandshake(t *testing.T) {
 	<-p.Done()
 	es := p.ExitStatus()
 	var exitErr *vmre.ExitError
-	if es.Code != 5 || !errors.As(p.Err(), &exitErr) || !slices.Contains(exitErr.StderrTail, "leaving after the handshake") {
+	if es.Code != 5 || !errors.As(p.Err(), &exitErr) || !slices.Contains(streamTail(exitErr, subprocess.StreamStderr), "leaving after the handshake") {
 		t.Errorf("ExitStatus = %+v", es)
 	}
 	p.Stop(t.Context()) // a no-op now

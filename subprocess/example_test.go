@@ -31,7 +31,7 @@ func ExampleBootstrap() {
 	var exitErr *vmre.ExitError
 	switch {
 	case errors.As(err, &exitErr):
-		fmt.Println("the plugin died:", exitErr.ExitStatus, exitErr.StderrTail)
+		fmt.Println("the plugin died:", exitErr.ExitStatus, exitErr.Tail)
 		return
 	case errors.Is(err, vmre.ErrProtocolVersionMismatch):
 		fmt.Println("rebuild the plugin:", err)

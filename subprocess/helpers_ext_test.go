@@ -5,6 +5,7 @@ package subprocess_test
 import (
 	"bytes"
 	"errors"
+	"github.com/vmre/vmre"
 	"sync"
 	"testing"
 	"time"
@@ -159,4 +160,15 @@ func (fds pidfds) waitExited(within time.Duration) []int {
 		alive = append(alive, pid)
 	}
 	return alive
+}
+
+// streamTail returns the texts of the exit error's tail lines of stream.
+func streamTail(e *vmre.ExitError, stream string) []string {
+	var out []string
+	for _, l := range e.Tail {
+		if l.Stream == stream {
+			out = append(out, l.Text)
+		}
+	}
+	return out
 }

@@ -277,8 +277,8 @@ func TestScriptPluginSeesItsPath(t *testing.T) {
 			if !errors.As(err, &exitErr) || exitErr.Code != 3 {
 				t.Fatalf("err = %v, want exit status 3", err)
 			}
-			if !slices.Equal(exitErr.StderrTail, []string{tt.want}) {
-				t.Errorf("stderr = %q, want [%q]", exitErr.StderrTail, tt.want)
+			if got := streamTail(exitErr, subprocess.StreamStderr); !slices.Equal(got, []string{tt.want}) {
+				t.Errorf("stderr = %q, want [%q]", got, tt.want)
 			}
 		})
 	}

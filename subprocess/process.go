@@ -256,7 +256,7 @@ func (p *Process) supervise() {
 
 // exitStatusOf describes how the process ended, and the error [Process.Err]
 // reports. state is nil only if waiting failed.
-func exitStatusOf(state *os.ProcessState, waitErr error, pid int, stderrTail []string) (vmre.ExitStatus, error) {
+func exitStatusOf(state *os.ProcessState, waitErr error, pid int, tail []vmre.TailLine) (vmre.ExitStatus, error) {
 	if state == nil {
 		if waitErr == nil {
 			waitErr = errors.New("no process state")
@@ -271,7 +271,7 @@ func exitStatusOf(state *os.ProcessState, waitErr error, pid int, stderrTail []s
 	if st.Success() {
 		return st, nil
 	}
-	return st, &vmre.ExitError{Pid: pid, ExitStatus: st, StderrTail: stderrTail}
+	return st, &vmre.ExitError{Pid: pid, ExitStatus: st, Tail: tail}
 }
 
 // exitError returns the evidence for a process that ended before its
@@ -282,7 +282,7 @@ func (p *Process) exitError() *vmre.ExitError {
 	if errors.As(p.Err(), &exitErr) {
 		return exitErr
 	}
-	return &vmre.ExitError{Pid: p.pid, ExitStatus: p.ExitStatus(), StderrTail: outputTail(p.bridge.Tail())}
+	return &vmre.ExitError{Pid: p.pid, ExitStatus: p.ExitStatus(), Tail: outputTail(p.bridge.Tail())}
 }
 
 // drainTimeout is how long the readers may take to reach EOF once the
@@ -296,14 +296,12 @@ var closedChan = func() chan struct{} {
 	return c
 }()
 
-// outputTail returns the tail's stderr lines, as an exit error carries
-// them.
-func outputTail(t *logline.Tail) []string {
-	var out []string
-	for _, l := range t.Lines() {
-		if l.Stream == logline.Stderr {
-			out = append(out, l.Text)
-		}
+// outputTail returns the tail's lines as an exit error carries them.
+func outputTail(t *logline.Tail) []vmre.TailLine {
+	lines := t.Lines()
+	out := make([]vmre.TailLine, len(lines))
+	for i, l := range lines {
+		out[i] = vmre.TailLine{Stream: l.Stream, Text: l.Text}
 	}
 	return out
 }

@@ -72,7 +72,7 @@ func benchExitEarly(ctx context.Context, e *env) error {
 		if !errors.As(err, &xe) {
 			return fmt.Errorf("vmre: want an *vmre.ExitError, got: %w", err)
 		}
-		stamp, ok := parseExitStamp(strings.Join(xe.StderrTail, "\n"))
+		stamp, ok := parseExitStamp(xe.Error())
 		if !ok {
 			return fmt.Errorf("vmre: no exit-at stamp in stderr tail: %w", err)
 		}

@@ -95,7 +95,7 @@ func doctorCommand(ctx context.Context, args []string, stdout, stderr io.Writer)
 }
 
 // printFailure explains a failed launch: the reason, then the process's
-// exit status and stderr tail when it died.
+// exit status and last output lines (both streams) when it died.
 func printFailure(w io.Writer, err error) {
 	fmt.Fprintf(w, "vmre doctor: %v\n", err)
 	var exitErr *vmre.ExitError
@@ -105,10 +105,10 @@ func printFailure(w io.Writer, err error) {
 		} else {
 			fmt.Fprintf(w, "  exit status: %d\n", exitErr.Code)
 		}
-		if len(exitErr.StderrTail) > 0 {
-			fmt.Fprintln(w, "  last stderr lines:")
-			for _, line := range exitErr.StderrTail {
-				fmt.Fprintf(w, "    %s\n", line)
+		if len(exitErr.Tail) > 0 {
+			fmt.Fprintln(w, "  last output lines:")
+			for _, line := range exitErr.Tail {
+				fmt.Fprintf(w, "    %s: %s\n", line.Stream, escapeControl(line.Text))
 			}
 		}
 	}
@@ -157,3 +157,4 @@ func probeHealth(ctx context.Context, addr string) string {
 		return resp.GetStatus().String()
 	}
 }
+

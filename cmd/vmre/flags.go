@@ -137,7 +137,7 @@ func (f *logFlags) logger(w io.Writer) (zerolog.Logger, *logWriter, error) {
 	case "json":
 		out = sink
 	case "console":
-		out = levelFlusher{Writer: zerolog.ConsoleWriter{Out: sink, TimeFormat: time.TimeOnly, NoColor: !isTerminal(w)}, sink: sink}
+		out = levelFlusher{Writer: consoleWriter(sink, !isTerminal(w)), sink: sink}
 	default:
 		return zerolog.Nop(), nil, fmt.Errorf("%w: log format %q, want console or json", vmre.ErrInvalidConfig, format)
 	}

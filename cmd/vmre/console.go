@@ -1,0 +1,55 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"strings"
+	"unicode"
+
+	"github.com/rs/zerolog"
+)
+
+// consoleWriter is zerolog's ConsoleWriter with millisecond times and every
+// message and field value passed through escapeControl: plugin output goes
+// into both, and a terminal must not obey its ESC, CR or NUL (a plugin
+// could move the cursor or print what looks like an engine line).
+func consoleWriter(out io.Writer, noColor bool) zerolog.ConsoleWriter {
+	return zerolog.ConsoleWriter{
+		Out:        out,
+		TimeFormat: "15:04:05.000",
+		NoColor:    noColor,
+		FormatMessage: func(i any) string {
+			if i == nil {
+				return ""
+			}
+			return escapeControl(fmt.Sprint(i))
+		},
+		FormatFieldValue:    func(i any) string { return escapeControl(fmt.Sprint(i)) },
+		FormatErrFieldValue: func(i any) string { return escapeControl(fmt.Sprint(i)) },
+	}
+}
+
+// escapeControl writes the control characters of s as escapes: "\n",
+// "\r", "\t" and "\x1b" style, so that printing s never moves the cursor
+// or starts a new line.
+func escapeControl(s string) string {
+	if !strings.ContainsFunc(s, unicode.IsControl) {
+		return s
+	}
+	var b strings.Builder
+	for _, r := range s {
+		switch {
+		case r == '\n':
+			b.WriteString(`\n`)
+		case r == '\r':
+			b.WriteString(`\r`)
+		case r == '\t':
+			b.WriteString(`\t`)
+		case unicode.IsControl(r):
+			fmt.Fprintf(&b, `\x%02x`, r)
+		default:
+			b.WriteRune(r)
+		}
+	}
+	return b.String()
+}
