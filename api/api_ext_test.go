@@ -355,7 +355,7 @@ func TestEngineInstanceID(t *testing.T) {
 	if got := tail.Msg().GetEngineInstanceId(); got != id {
 		t.Errorf("first tail message's engine instance id %q, want %q", got, id)
 	}
-	h.launcher.output(0)(engine.OutputLine{Stream: "stdout", Text: "later"})
+	h.launcher.output(0)(&subprocess.Line{Stream: "stdout", Text: []byte("later")})
 	if !tail.Receive() {
 		t.Fatal(tail.Err())
 	}

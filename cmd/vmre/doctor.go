@@ -157,4 +157,3 @@ func probeHealth(ctx context.Context, addr string) string {
 		return resp.GetStatus().String()
 	}
 }
-
