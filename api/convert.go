@@ -1,6 +1,7 @@
 package api
 
 import (
+	"bytes"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -157,14 +158,20 @@ func linesToProto(lines []subprocess.Line) []*vmrev1.OutputLine {
 	out := make([]*vmrev1.OutputLine, len(lines))
 	for i := range lines {
 		l := &lines[i]
+		text, msg := string(l.Text), ""
+		if bytes.Equal(l.Message, l.Text) {
+			msg = text // a plain line: one string for both
+		} else {
+			msg = string(l.Message)
+		}
 		o := &vmrev1.OutputLine{
 			Seq:         l.Seq,
 			Time:        timestamp(l.Time),
 			Stream:      streamToProto(l.Stream),
 			Level:       l.Level.String(),
 			LogLevel:    levelToProto(l.Level),
-			Text:        string(l.Text),
-			Message:     string(l.Message),
+			Text:        text,
+			Message:     msg,
 			Logger:      string(l.Logger),
 			Caller:      string(l.Caller),
 			PluginLevel: string(l.LevelText),

@@ -98,6 +98,8 @@ func TestDoctorReportsHealthyPlugin(t *testing.T) {
 
 func TestDoctorFailures(t *testing.T) {
 	crash := writeScript(t, "echo 'loading config' >&2\necho 'fatal: no genesis file' >&2\nexit 3\n")
+	// subnet-evm prints why it gives up on stdout, with colour codes.
+	stdoutReason := writeScript(t, "printf 'failed to set fd limit correctly: \\033[31moperation not permitted\\033[0m\\r\\n'\nexit 1\n")
 	tests := []struct {
 		name     string
 		args     []string
@@ -106,7 +108,12 @@ func TestDoctorFailures(t *testing.T) {
 		{
 			name:     "crash before handshake",
 			args:     []string{"--", crash},
-			wantText: []string{"handshake failed: process exited: exit status 3", "exit status: 3", "    fatal: no genesis file"},
+			wantText: []string{"handshake failed: process exited: exit status 3", "exit status: 3", "    stderr: loading config\n    stderr: fatal: no genesis file\n"},
+		},
+		{
+			name:     "reason on stdout",
+			args:     []string{"--", stdoutReason},
+			wantText: []string{"exit status: 1", "    stdout: failed to set fd limit correctly: operation not permitted\n"},
 		},
 		{
 			name:     "version mismatch",
