@@ -544,14 +544,17 @@ func TestHealthAndReflection(t *testing.T) {
 	}
 	_ = v1.CloseSend()
 
-	alpha, err := reflectionv1alpha.NewServerReflectionClient(conn).ServerReflectionInfo(ctx) //nolint:staticcheck // v1alpha is what older grpcurl builds call
+	// v1alpha is deprecated, and what older grpcurl builds call.
+	alpha, err := reflectionv1alpha.NewServerReflectionClient(conn).ServerReflectionInfo(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
+	//lint:ignore SA1019 v1alpha is what older grpcurl builds call
 	if err := alpha.Send(&reflectionv1alpha.ServerReflectionRequest{MessageRequest: &reflectionv1alpha.ServerReflectionRequest_ListServices{}}); err != nil {
 		t.Fatal(err)
 	}
 	aresp, err := alpha.Recv()
+	//lint:ignore SA1019 v1alpha is what older grpcurl builds call
 	if err != nil || len(aresp.GetListServicesResponse().GetService()) != len(want) {
 		t.Fatalf("v1alpha ListServices = %v, %v", aresp, err)
 	}

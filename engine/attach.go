@@ -139,7 +139,7 @@ func (e *Engine) ServeAttach(addr, secret string) (*AttachEndpoint, error) {
 	// Reflection needs no token: it describes the public contract only,
 	// so grpcurl and buf curl can call Initialize without proto files.
 	reflector := vmruntime.NewReflector(vmruntime.ServiceName, grpcreflect.ReflectV1ServiceName, grpcreflect.ReflectV1AlphaServiceName)
-	limit := connect.WithReadMaxBytes(server.DefaultMaxRequestBytes)
+	limit := connect.WithReadMaxBytes(server.MaxRequestBytes)
 	mux.Handle(grpcreflect.NewHandlerV1(reflector, limit))
 	mux.Handle(grpcreflect.NewHandlerV1Alpha(reflector, limit))
 	lis, err := net.Listen("tcp", addr)

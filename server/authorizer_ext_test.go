@@ -152,3 +152,37 @@ func TestTokenAuthorizer(t *testing.T) {
 		}
 	})
 }
+
+// TestHandlerOptionsReachConnect: an interceptor passed with
+// WithHandlerOptions sees every call, on every protocol.
+func TestHandlerOptionsReachConnect(t *testing.T) {
+	t.Parallel()
+	var (
+		mu   sync.Mutex
+		seen []string
+	)
+	intercept := connect.UnaryInterceptorFunc(func(next connect.UnaryFunc) connect.UnaryFunc {
+		return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
+			mu.Lock()
+			seen = append(seen, req.Spec().Procedure)
+			mu.Unlock()
+			return next(ctx, req)
+		}
+	})
+	engineAddr := startServer(t, &testEngine{}, nil, server.WithHandlerOptions(connect.WithInterceptors(intercept)))
+	for _, c := range callers {
+		if err := c.call(t.Context(), t, engineAddr, engineVersion, nextVMAddr()); err != nil {
+			t.Fatalf("%s: %v", c.name, err)
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(seen) != len(callers) {
+		t.Fatalf("interceptor saw %d calls, want %d: %v", len(seen), len(callers), seen)
+	}
+	for _, p := range seen {
+		if p != server.InitializeProcedure {
+			t.Errorf("interceptor saw %q, want %q", p, server.InitializeProcedure)
+		}
+	}
+}

@@ -18,8 +18,8 @@ func TestBadRequests(t *testing.T) {
 	engine := &testEngine{}
 	engineAddr := startServer(t, engine, nil)
 
-	oversized := `{"protocolVersion":42,"addr":"` + strings.Repeat("h", server.DefaultMaxRequestBytes) + `:1"}`
-	if len(oversized) <= server.DefaultMaxRequestBytes {
+	oversized := `{"protocolVersion":42,"addr":"` + strings.Repeat("h", server.MaxRequestBytes) + `:1"}`
+	if len(oversized) <= server.MaxRequestBytes {
 		t.Fatalf("oversized body is only %d bytes", len(oversized))
 	}
 	const alreadyAddr = "127.0.0.1:50077"
@@ -199,7 +199,7 @@ func TestBadRequestsNeverReachInitializer(t *testing.T) {
 		{"application/json", `{"addr":"127.0.0.1:50001"}`},
 		{"application/json", `{"protocolVersion":42,`},
 		{"text/plain", `{"protocolVersion":42,"addr":"127.0.0.1:50001"}`},
-		{"application/json", `{"protocolVersion":42,"addr":"` + strings.Repeat("h", 2*server.DefaultMaxRequestBytes) + `:1"}`},
+		{"application/json", `{"protocolVersion":42,"addr":"` + strings.Repeat("h", 2*server.MaxRequestBytes) + `:1"}`},
 	}
 	for _, b := range bodies {
 		if status, _ := post(t.Context(), t, engineAddr, b.contentType, b.body); status == http.StatusOK {

@@ -210,7 +210,7 @@ func TestOversizedBodyNotRead(t *testing.T) {
 	// What may be in flight besides what the handler reads: socket
 	// buffers on both sides (the kernel doubles the asked-for size), the
 	// HTTP/2 stream window and the client's write buffers.
-	const maxWritten = 32 * server.DefaultMaxRequestBytes
+	const maxWritten = 32 * server.MaxRequestBytes
 	tests := []struct {
 		name        string
 		h2c         bool
@@ -248,7 +248,7 @@ func TestOversizedBodyNotRead(t *testing.T) {
 			}
 			if written > maxWritten {
 				t.Errorf("the client wrote %d body bytes before the answer, want at most %d (the cap is %d)",
-					written, maxWritten, server.DefaultMaxRequestBytes)
+					written, maxWritten, server.MaxRequestBytes)
 			}
 		})
 	}

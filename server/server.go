@@ -47,9 +47,12 @@ const (
 	InitializeProcedure = vmruntime.InitializeProcedure
 )
 
-// DefaultMaxRequestBytes caps the size of an Initialize request body. A
-// valid request is a few dozen bytes.
-const DefaultMaxRequestBytes = 4 << 10
+// MaxRequestBytes caps the size of an Initialize request message; larger
+// requests fail with resource_exhausted. A valid request is a few dozen
+// bytes. The server reads at most a few dozen bytes more than the cap of
+// any request body (room for gRPC framing) before it answers; over
+// HTTP/1.1 it then closes the connection rather than read the rest.
+const MaxRequestBytes = 4 << 10
 
 // Call describes the transport side of one Initialize request, for an
 // [Authorizer].
@@ -76,18 +79,8 @@ type optionFunc func(*config)
 func (f optionFunc) apply(c *config) { f(c) }
 
 type config struct {
-	maxRequestBytes int
-	authorize       Authorizer
-	handlerOptions  []connect.HandlerOption
-}
-
-// WithMaxRequestBytes caps the request message size (default
-// [DefaultMaxRequestBytes]); larger requests fail with resource_exhausted.
-// The server reads at most a few dozen bytes more than the cap of any
-// request body (room for gRPC framing) before it answers; over HTTP/1.1 it
-// then closes the connection rather than read the rest.
-func WithMaxRequestBytes(n int) Option {
-	return optionFunc(func(c *config) { c.maxRequestBytes = n })
+	authorize      Authorizer
+	handlerOptions []connect.HandlerOption
 }
 
 // WithAuthorizer runs authorize on every call before it is validated and
@@ -97,9 +90,8 @@ func WithAuthorizer(authorize Authorizer) Option {
 }
 
 // WithHandlerOptions passes extra options (interceptors, say) to connect-go.
-// Set the request size cap with [WithMaxRequestBytes], not connect-go's
-// WithReadMaxBytes: the handler bounds how much of a body it reads by the
-// former.
+// connect-go's WithReadMaxBytes cannot raise the cap: the handler bounds
+// how much of a body it reads by [MaxRequestBytes].
 func WithHandlerOptions(opts ...connect.HandlerOption) Option {
 	return optionFunc(func(c *config) { c.handlerOptions = append(c.handlerOptions, opts...) })
 }
@@ -117,16 +109,13 @@ func WithHandlerOptions(opts ...connect.HandlerOption) Option {
 // header and, unlike plain connect-go, a Connect error body
 // (invalid_argument) saying what to send.
 func NewHandler(initializer vmre.Initializer, opts ...Option) (string, http.Handler) {
-	cfg := config{maxRequestBytes: DefaultMaxRequestBytes}
+	var cfg config
 	for _, o := range opts {
 		o.apply(&cfg)
 	}
-	if cfg.maxRequestBytes <= 0 {
-		cfg.maxRequestBytes = DefaultMaxRequestBytes
-	}
 	svc := &runtimeService{initializer: initializer, authorize: cfg.authorize}
 	handlerOpts := append([]connect.HandlerOption{
-		connect.WithReadMaxBytes(cfg.maxRequestBytes),
+		connect.WithReadMaxBytes(MaxRequestBytes),
 		// The answer is an empty message: compressing it only costs time
 		// (connect-go would gzip it for every client that offers gzip).
 		connect.WithCompressMinBytes(math.MaxInt32),
@@ -142,7 +131,7 @@ func NewHandler(initializer vmre.Initializer, opts ...Option) (string, http.Hand
 		}
 		initialize.ServeHTTP(w, r)
 	})
-	return "/" + ServiceName + "/", requestguard.Wrap(handler, cfg.maxRequestBytes, InitializeProcedure)
+	return "/" + ServiceName + "/", requestguard.Wrap(handler, MaxRequestBytes, InitializeProcedure)
 }
 
 type runtimeService struct {

@@ -12,15 +12,6 @@ import (
 	"github.com/vmre/vmre/internal/preflight"
 )
 
-// formatCache spares a launch of an unchanged plugin file the re-reading
-// and parsing of its ELF header (see preflight.FormatCache: keyed by
-// device, inode, size, mtime and ctime; the pin is always hashed). Plugins
-// are few, so a handful of entries covers them; a program that launches
-// more distinct files only re-checks some headers.
-var formatCache = preflight.NewFormatCache(formatCacheSize)
-
-const formatCacheSize = 32
-
 // checkPlugin runs the pre-flight checks on the file cmd would execute
 // and, on Linux, points cmd at the open, checked file (exec through
 // /proc/self/fd), so that what was checked is what runs; an unpinned
@@ -35,7 +26,7 @@ func checkPlugin(cmd *exec.Cmd, pin string) (*preflight.Executable, error) {
 		// this error anyway.
 		return nil, fmt.Errorf("%w: check plugin: %w: %w", vmre.ErrHandshakeFailed, vmre.ErrNotExecutable, cmd.Err)
 	}
-	exe, err := preflight.Open(execPath(cmd), preflight.Options{SHA256: pin, Cache: formatCache})
+	exe, err := preflight.Open(execPath(cmd), preflight.Options{SHA256: pin})
 	if err != nil {
 		return nil, fmt.Errorf("%w: check plugin: %w", vmre.ErrHandshakeFailed, err)
 	}

@@ -21,7 +21,7 @@ import (
 // leak checkers ignore it by its name, [SpawnerFunc].
 //
 // This is the package's one piece of global state besides the watchdog,
-// the reader-buffer pool and the bounded pre-flight header cache.
+// and the reader-buffer pool.
 type spawnRequest struct {
 	cmd  *exec.Cmd
 	errc chan error

@@ -160,9 +160,6 @@ func validName(name string) error {
 	return nil
 }
 
-// Mode returns the policy's mode.
-func (p *Policy) Mode() Mode { return p.mode }
-
 // Environ returns the plugin's environment built from base (normally
 // [os.Environ]), as KEY=VALUE entries with each key once: the inherited or
 // kept entries in base's order (a key repeated in base at its last place and

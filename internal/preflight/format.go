@@ -15,14 +15,12 @@ import (
 	"strings"
 )
 
-// verdict is what the header check found about a file that passed it,
-// and what a [FormatCache] keeps.
+// verdict is what the header check found about a file that passed it.
 type verdict struct {
 	// format is "elf", "macho", "pe" or "script".
 	format string
 	// interp is an ELF binary's program interpreter (PT_INTERP), or
-	// empty. It is another file, so checkInterp looks at it on every
-	// Open, the verdict cached or not.
+	// empty; checkInterp checks that file.
 	interp string
 }
 

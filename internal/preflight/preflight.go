@@ -67,10 +67,6 @@ type Options struct {
 	// defaults runtime.GOOS and runtime.GOARCH. Architectures vmre does not
 	// know are not checked.
 	GOOS, GOARCH string
-	// Cache, if not nil, remembers files that passed the header check and
-	// skips that check for an unchanged file (see [FormatCache]). The
-	// other checks, and the pin, are never skipped.
-	Cache *FormatCache
 }
 
 // Executable is a checked plugin file, held open until [Executable.Close].
@@ -146,13 +142,9 @@ func (e *Executable) check(opts Options, want []byte) error {
 	if err := checkAccess(e.file); err != nil {
 		return fmt.Errorf("%w: %s: %w", vmre.ErrNotExecutable, e.Path, err)
 	}
-	key, v, cached := opts.Cache.get(info, opts.GOOS, opts.GOARCH)
-	if !cached {
-		v, err = checkFormat(e.file, opts.GOOS, opts.GOARCH)
-		if err != nil {
-			return fmt.Errorf("%w: %s: %w", vmre.ErrNotExecutable, e.Path, err)
-		}
-		opts.Cache.put(key, v)
+	v, err := checkFormat(e.file, opts.GOOS, opts.GOARCH)
+	if err != nil {
+		return fmt.Errorf("%w: %s: %w", vmre.ErrNotExecutable, e.Path, err)
 	}
 	// The interpreter is looked up on this system, so only for a binary
 	// meant to run here.
@@ -177,9 +169,6 @@ func (e *Executable) check(opts Options, want []byte) error {
 	}
 	return nil
 }
-
-// File returns the open file. It stays owned by the Executable.
-func (e *Executable) File() *os.File { return e.file }
 
 // Close closes the file. Call it after [exec.Cmd.Start] has returned: the
 // child holds its own descriptor by then. Close is idempotent.
