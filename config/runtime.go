@@ -158,6 +158,7 @@ func (c checker) runtime(rc *vmrev1.RuntimeConfig, dir string) Runtime {
 	if err := rt.LogFormat.UnmarshalText([]byte(rc.GetLog().GetFormat())); err != nil {
 		c.sub("log").failErr("format", err)
 	}
+	l.LogFormat = rt.LogFormat
 	return rt
 }
 

@@ -48,6 +48,8 @@ var childModes = map[string]func() int{
 	"hold-conn":       childHoldConn,
 	"engine":          childEngine,
 	"rpcchainvm":      childRPCChainVM,
+	"log-formats":     childLogFormats,
+	"stdout-fatal":    childStdoutFatal,
 }
 
 func TestMain(m *testing.M) {
