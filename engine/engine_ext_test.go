@@ -422,9 +422,9 @@ func waitFor(t *testing.T, cond func() bool) {
 // ErrUnknownRuntime, not launch a process that List and Get cannot see
 // (whose end would later make the history evict a missing entry). To hit
 // that gap often, a second runtime ends as soon as a watcher sees the
-// restarted one exit, racing the restart's relaunch. Against the old
-// check-then-start restart this failed in most runs under -race and in
-// about one run in four without it.
+// restarted one exit, racing the restart's relaunch. A restart that checks
+// the runtime and then starts it in a second step fails this in most runs
+// under -race and in about one run in four without it.
 func TestRestartRacingEviction(t *testing.T) {
 	t.Parallel()
 	l := &fakeLauncher{}
@@ -511,8 +511,8 @@ func TestRestartRacingEviction(t *testing.T) {
 // record: a Stop then aborts the launch (rather than returning at once
 // and letting it run), and a Restart stops it before launching again
 // (rather than launching the same runtime twice). Landing in that moment
-// is up to the scheduler: against the old two-step launch this failed in
-// most runs, not all. A restart whose caller does not wait goes on in the
+// is up to the scheduler: a launch that registers the runtime and marks it
+// starting in two steps fails this in most runs, not all. A restart whose caller does not wait goes on in the
 // engine; the Stop that follows must still leave nothing running.
 func TestStopOrRestartRacingLaunch(t *testing.T) {
 	t.Parallel()

@@ -281,10 +281,6 @@ func (f OutputFilter) keepsRing(l *ringLine) bool {
 	return (f.Stream == "" || f.Stream == l.stream) && levelAtLeast(l.level, f.MinLevel)
 }
 
-func (f OutputFilter) keeps(l *subprocess.Line) bool {
-	return (f.Stream == "" || f.Stream == l.Stream) && levelAtLeast(l.Level, f.MinLevel)
-}
-
 // levelAtLeast orders zerolog's levels trace < debug < ... < panic; a min
 // of debug (the zero Level) or below selects all.
 func levelAtLeast(l, min zerolog.Level) bool {

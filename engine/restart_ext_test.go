@@ -303,8 +303,8 @@ func TestConcurrentRestartsAndStops(t *testing.T) {
 
 // TestRestartWithDoneCtx: a Restart whose ctx is already done when it
 // arrives (a double-click whose tab is gone, a retry loop whose deadline
-// has passed) does nothing: no stop, no launch, just ctx's error. Each one
-// used to queue a full stop and relaunch of its own.
+// has passed) does nothing: no stop, no launch, just ctx's error; it must
+// not queue a stop and relaunch of its own.
 func TestRestartWithDoneCtx(t *testing.T) {
 	t.Parallel()
 	canceled, cancel := context.WithCancel(t.Context())
@@ -367,9 +367,8 @@ func TestRestartWithDoneCtx(t *testing.T) {
 // restart of it waits to begin join that one: one stop and relaunch, whose
 // result they all get. A Restart accepted once that restart has begun its
 // stop queues one more, which all later ones join in turn, so a restart
-// asked for after a stop began still happens, once. Each Restart used to
-// queue a full stop and relaunch of its own: a double-click or a retry
-// loop restarted the plugin that many times in a row.
+// asked for after a stop began still happens, once, and a double-click or
+// a retry loop does not restart the plugin that many times in a row.
 func TestRestartsCoalesce(t *testing.T) {
 	t.Parallel()
 	// The first two processes ignore their first stop, which holds the

@@ -297,9 +297,9 @@ func launch(cmd *exec.Cmd, cfg *settings, exe *preflight.Executable) (*launched,
 // are then closed hard. Done waits for this goroutine, so without that a
 // Stop right after the handshake would wait for the next poll tick (up to
 // the timeout with a plugin that holds a connection open mid-request). The
-// bound was 1 s, and a CI run with 100 plugins starting at once under -race
-// cut an answer that was still being written: it must allow for a starved
-// machine, and the handshake timeout is the budget the caller chose.
+// bound is the handshake timeout, the budget the caller chose, because an
+// answer still being written on a starved machine (many plugins starting
+// at once) must not be cut.
 func serveHandshake(ctx context.Context, p *Process, srv *http.Server, ln net.Listener, timeout time.Duration) {
 	defer p.helpers.Done()
 	defer close(p.serverDone)
