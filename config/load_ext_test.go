@@ -11,6 +11,7 @@ import (
 	"github.com/vmre/vmre"
 	"github.com/vmre/vmre/config"
 	"github.com/vmre/vmre/engine"
+	"github.com/vmre/vmre/subprocess"
 )
 
 // issueExample is the file of the issue that asked for config files, as
@@ -100,8 +101,8 @@ runtimes:
 	if want := (engine.Limits{MemoryBytes: 2 << 30, OpenFiles: 1024, Processes: 64}); a.Spec.Limits != want {
 		t.Errorf("limits %+v, want %+v", a.Spec.Limits, want)
 	}
-	if a.LogFormat.String() != "raw" || b.LogFormat.String() != "auto" {
-		t.Errorf("log formats %q, %q; want raw, auto", a.LogFormat, b.LogFormat)
+	if a.Spec.Launch.LogFormat != subprocess.LogRaw || b.Spec.Launch.LogFormat != subprocess.LogAuto {
+		t.Errorf("log formats %v, %v; want raw, auto", a.Spec.Launch.LogFormat, b.Spec.Launch.LogFormat)
 	}
 	if !b.Spec.Launch.VMShutdown || b.Spec.Restart.Mode != engine.RestartOnFailure {
 		t.Errorf("defaults: vm_shutdown %v, restart %v; want true, on-failure", b.Spec.Launch.VMShutdown, b.Spec.Restart.Mode)

@@ -156,12 +156,14 @@ func TestRunnerReload(t *testing.T) {
 }
 
 // TestRunnerAppliesLaunchSettings: each runtime is launched with its own
-// settings from the file: its environment reaches its process, and its
-// protocol versions are the ones its handshake is checked against.
+// settings from the file: its environment reaches its process, its log
+// format is how its output is read, and its protocol versions are the ones
+// its handshake is checked against.
 func TestRunnerAppliesLaunchSettings(t *testing.T) {
 	t.Parallel()
 	dump := filepath.Join(t.TempDir(), "value")
 	body := runtimeYAML("env") + fmt.Sprintf("    env: {CONFIG_TEST_DUMP: %q, CONFIG_TEST_VALUE: from-the-file}\n", dump) +
+		"    log: {format: raw}\n" + runtimeYAML("auto") +
 		runtimeYAML("versions") + "    protocol_versions: [41, 43]\n"
 	f, err := config.Parse(filepath.Join(t.TempDir(), "vmre.yaml"), []byte("runtimes:\n"+body))
 	if err != nil {
@@ -179,7 +181,29 @@ func TestRunnerAppliesLaunchSettings(t *testing.T) {
 	if got["env"].State != engine.StateRunning {
 		t.Errorf("env: %v (%s), want running", got["env"].State, got["env"].LastError)
 	}
+	// The example VM logs JSON: read as such by default, as text under raw.
+	for name, want := range map[string]subprocess.LogFormat{"env": subprocess.LogRaw, "auto": subprocess.LogJSON} {
+		if l := firstLine(t, eng, got[name].ID); l.Format != want {
+			t.Errorf("%s: first line %q read as %v, want %v", name, l.Text, l.Format, want)
+		}
+	}
 	if rt := got["versions"]; rt.State != engine.StateFailed || !strings.Contains(rt.LastError, "protocol version mismatch engine: 41,43") {
 		t.Errorf("versions: %v (%s), want failed on a mismatch with 41,43", rt.State, rt.LastError)
 	}
+}
+
+// firstLine returns the first output line of runtime id, waiting for it.
+func firstLine(t *testing.T, eng *engine.Engine, id string) subprocess.Line {
+	t.Helper()
+	lines, f, err := eng.TailOutput(id, 1, true, engine.OutputFilter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	for len(lines) == 0 {
+		if lines, _, err = f.Next(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return lines[0]
 }

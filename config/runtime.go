@@ -14,7 +14,6 @@ import (
 	"github.com/vmre/vmre"
 	"github.com/vmre/vmre/engine"
 	vmrev1 "github.com/vmre/vmre/gen/vmre/v1"
-	"github.com/vmre/vmre/internal/logline"
 	"github.com/vmre/vmre/subprocess"
 )
 
@@ -24,12 +23,10 @@ type Runtime struct {
 	Name string
 	// Spec is what to pass to engine.Launch: Name, Path (absolute, or a
 	// bare name looked up in PATH), Args, the launch settings in Launch
-	// (its Log and output callbacks left zero: the launcher keeps its
-	// own), Restart (on-failure unless the file says otherwise), Health
+	// (log format included; its Log and output callbacks left zero: the
+	// launcher keeps its own), Restart (on-failure unless the file says otherwise), Health
 	// and Limits. Zero fields mean the engine's and subprocess's defaults.
 	Spec engine.Spec
-	// LogFormat is how the runtime's output is read; default auto.
-	LogFormat logline.Format
 }
 
 // namePattern is what a runtime name may look like: it appears in logs,
@@ -155,7 +152,7 @@ func (c checker) runtime(rc *vmrev1.RuntimeConfig, dir string) Runtime {
 	rt.Spec.Restart = c.sub("restart").restart(rc.GetRestart())
 	rt.Spec.Health = c.sub("health").health(rc.GetHealth())
 	rt.Spec.Limits = c.sub("limits").limits(rc.GetLimits())
-	if err := rt.LogFormat.UnmarshalText([]byte(rc.GetLog().GetFormat())); err != nil {
+	if err := l.LogFormat.UnmarshalText([]byte(rc.GetLog().GetFormat())); err != nil {
 		c.sub("log").failErr("format", err)
 	}
 	l.LogFormat = rt.LogFormat
