@@ -155,7 +155,6 @@ func (c checker) runtime(rc *vmrev1.RuntimeConfig, dir string) Runtime {
 	if err := l.LogFormat.UnmarshalText([]byte(rc.GetLog().GetFormat())); err != nil {
 		c.sub("log").failErr("format", err)
 	}
-	l.LogFormat = rt.LogFormat
 	return rt
 }
 
