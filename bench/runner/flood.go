@@ -125,11 +125,12 @@ func checkFloodFile(path string, n int64) (int64, error) {
 // bytes from the first write reaching the sink to the last.
 func benchFlood(ctx context.Context, e *env) error {
 	e.notes = append(e.notes, fmt.Sprintf("output bridge: the log files are written under %s (-flood-dir; /dev/shm by default, so that this machine's disk writeback is not in the numbers)", e.floodDir))
-	for _, lineLen := range e.o.floodLines {
+	for _, fl := range floodCases(&e.o) {
+		lineLen, format := fl.lineLen, fl.format
 		lines := e.o.floodBytes / int64(lineLen)
 		payload := lines * int64(lineLen)
-		args := []string{strconv.FormatInt(payload, 10), strconv.Itoa(lineLen)}
-		tput := newRow(fmt.Sprintf("output bridge, %d MiB of %d-byte lines -> file (floor: raw pipe -> io.Discard)", payload>>20, lineLen), "MiB/s")
+		args := []string{strconv.FormatInt(payload, 10), strconv.Itoa(lineLen), format}
+		tput := newRow(fmt.Sprintf("output bridge, %d MiB of %d-byte %s lines -> file (floor: raw pipe -> io.Discard)", payload>>20, lineLen, format), "MiB/s")
 		tput.higherBetter = true
 		tput.metric += "; vmre: zerolog JSON, time by logtime.Hook -> 256 KiB buffered file writer flushed every 100 ms"
 		tputUnbuf := newRow("  the same, vmre: zerolog JSON -> *os.File (one write(2) per line)", "MiB/s")
@@ -137,6 +138,9 @@ func benchFlood(ctx context.Context, e *env) error {
 		tputCmd := newRow("  the same, through the `vmre run` command: engine and output ring, its own batched JSON log on stderr -> file (timed from start, the launch included, until the log says the plugin exited)", "MiB/s")
 		tputCmd.higherBetter = true
 		lost := newRow(fmt.Sprintf("  lines lost of %d (every run, all vmre sinks)", lines), "lines")
+		rate := newRow("  the same, buffered file: vmre lines/s (millions) and the engine's CPU per line", "M lines/s")
+		rate.higherBetter = true
+		cpu := newRow("  engine CPU per line (user+sys of this process over the buffered run)", "ns")
 
 		runVmre := func(buffered bool) error {
 			path := filepath.Join(e.floodDir, "flood-vmre.log")
@@ -155,6 +159,7 @@ func benchFlood(ctx context.Context, e *env) error {
 			// Done closes, which happens once all output has been logged.
 			m := newMeter(sink, math.MaxInt64)
 			vm := newVmreEngine(e.ava, m, 10*time.Second, 5*time.Second)
+			cpu0 := processCPU()
 			p, _, err := vm.launch(ctx, append([]string{"flood"}, args...)...)
 			if err != nil {
 				f.Close()
@@ -182,6 +187,10 @@ func benchFlood(ctx context.Context, e *env) error {
 			}
 			if missing == 0 {
 				r.add(colVmre, float64(payload)/(1<<20)/m.elapsed().Seconds())
+				if buffered {
+					rate.add(colVmre, float64(lines)/1e6/m.elapsed().Seconds())
+					cpu.add(colVmre, float64((processCPU()-cpu0).Nanoseconds())/float64(lines))
+				}
 			}
 			return nil
 		}
@@ -259,9 +268,35 @@ func benchFlood(ctx context.Context, e *env) error {
 		tput.check(">= 600 MiB/s, zero lines lost", tput.p50(colVmre) >= 600 && noLoss)
 		tputUnbuf.check(">= 600 MiB/s, zero lines lost", tputUnbuf.p50(colVmre) >= 600 && noLoss)
 		tputCmd.check(">= 600 MiB/s, zero lines lost", tputCmd.p50(colVmre) >= 600 && noLoss)
-		e.rows = append(e.rows, tput, tputUnbuf, tputCmd, lost)
+		rate.check(">= 1.5 M lines/s at 128-byte lines", lineLen != 128 || rate.p50(colVmre) >= 1.5)
+		e.rows = append(e.rows, tput, tputUnbuf, tputCmd, lost, rate, cpu)
 	}
 	return nil
+}
+
+type floodCase struct {
+	lineLen int
+	format  string
+}
+
+// floodCases is every line length of every format.
+func floodCases(o *options) []floodCase {
+	var out []floodCase
+	for _, f := range o.floodFormats {
+		for _, n := range o.floodLines {
+			out = append(out, floodCase{n, f})
+		}
+	}
+	return out
+}
+
+// processCPU is the user and system CPU time this process has used.
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // floodVmreCommand runs the real `vmre run` command with the flood plugin,

@@ -74,8 +74,12 @@ func main() {
 		handshake()
 		select {}
 	case "flood", "flood-raw":
-		if len(os.Args) != 4 {
-			fail("usage: avaplugin flood BYTES LINELEN")
+		if len(os.Args) != 4 && len(os.Args) != 5 {
+			fail("usage: avaplugin flood BYTES LINELEN [plain|zap-console|geth|json]")
+		}
+		format := "plain"
+		if len(os.Args) == 5 {
+			format = os.Args[4]
 		}
 		total, err1 := strconv.ParseInt(os.Args[2], 10, 64)
 		lineLen, err2 := strconv.Atoi(os.Args[3])
@@ -85,7 +89,7 @@ func main() {
 		if mode == "flood" {
 			handshake()
 		}
-		flood(total, lineLen)
+		flood(total, lineLen, format)
 		os.Exit(0)
 	case "call-once":
 		c := runtimeClient()
@@ -147,22 +151,39 @@ func handshake() (sent, answered time.Time) {
 	return sent, answered
 }
 
+// floodFormats are the line shapes flood writes, as real plugins write
+// them: before and after the numbered message. zap-console is avalanchego's
+// console encoder with colour codes and JSON fields; geth is go-ethereum's
+// terminal format; json is zap's production encoder.
+var floodFormats = map[string][2]string{
+	"plain":       {"", ""},
+	"zap-console": {"[12-06|21:46:25.946] \x1b[0;33mWARN\x1b[0;0m <X Chain> vm/vm.go:252 ", ` {"height": 42}`},
+	"geth":        {"WARN [12-06|21:46:27.100] ", " peer=5a1c0e n=42"},
+	"json":        {`{"level":"warn","ts":1796589990.5,"logger":"vm","msg":"`, `","height":42}`},
+}
+
 // flood writes total bytes of lines of lineLen bytes (newline included):
-// "~flood~ 000000042 xxxx...\n". The sequence number lets the benchmark
-// check that no line was lost or reordered.
-func flood(total int64, lineLen int) {
-	w := bufio.NewWriterSize(os.Stdout, 64<<10)
-	line := make([]byte, lineLen)
-	copy(line, "~flood~ ")
-	for i := 8; i < lineLen-1; i++ {
-		line[i] = 'x'
+// "~flood~ 000000042 xxxx...\n" inside the format's prefix and suffix. The
+// sequence number lets the benchmark check that no line was lost.
+func flood(total int64, lineLen int, format string) {
+	ps, ok := floodFormats[format]
+	if !ok || len(ps[0])+len(ps[1])+20 > lineLen {
+		fail("flood: unknown format or line too short: " + format)
 	}
-	line[17] = ' '
-	line[lineLen-1] = '\n'
+	w := bufio.NewWriterSize(os.Stdout, 64<<10)
+	line := make([]byte, 0, lineLen)
+	line = append(line, ps[0]...)
+	at := len(line)
+	line = append(line, "~flood~ 000000000 "...)
+	for len(line) < lineLen-1-len(ps[1]) {
+		line = append(line, 'x')
+	}
+	line = append(line, ps[1]...)
+	line = append(line, '\n')
 	n := total / int64(lineLen)
 	for seq := int64(0); seq < n; seq++ {
 		v := seq
-		for i := 16; i >= 8; i-- {
+		for i := at + 16; i >= at+8; i-- {
 			line[i] = byte('0' + v%10)
 			v /= 10
 		}
