@@ -7,6 +7,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"os"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -355,4 +356,45 @@ func FuzzBridge(f *testing.F) {
 			t.Errorf("%d log events for %d lines", events, len(lines))
 		}
 	})
+}
+
+// TestReaderLongLineMemory pushes a 10 MB line through a reader and checks
+// that it allocated a small fraction of that: lines are chunked as they
+// stream by, never accumulated. Not parallel: it reads the process-wide
+// allocation counter.
+func TestReaderLongLineMemory(t *testing.T) {
+	const size = 10 << 20
+	block := bytes.Repeat([]byte("x"), 1<<20)
+	var lines, total int
+	// Logging off: zerolog does not pool event buffers above 64 KiB, so
+	// each full chunk would cost one short-lived buffer of the logger's.
+	b := NewBridge(Options{Log: zerolog.Nop(), OnLine: func(l *Line) { lines++; total += len(l.Text) }})
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	_, w, done := pipeReader(t, b, Stdout)
+	writeErr := make(chan error, 1)
+	go func() {
+		var err error
+		for range size / len(block) {
+			if _, err = w.Write(block); err != nil {
+				break
+			}
+		}
+		if err == nil {
+			_, err = w.Write([]byte("\n"))
+		}
+		w.Close()
+		writeErr <- err
+	}()
+	<-done
+	runtime.ReadMemStats(&after)
+	if err := <-writeErr; err != nil {
+		t.Fatal(err)
+	}
+	if total != size || lines != (size+DefaultMaxLineBytes-1)/DefaultMaxLineBytes {
+		t.Errorf("got %d bytes in %d chunks", total, lines)
+	}
+	if alloc := after.TotalAlloc - before.TotalAlloc; alloc > 1<<20 {
+		t.Errorf("reading a %d-byte line allocated %d bytes", size, alloc)
+	}
 }
