@@ -1010,3 +1010,50 @@ func TestTailOutputDropsComeAfterTheirLines(t *testing.T) {
 		t.Fatal("no line was dropped: the test checked nothing")
 	}
 }
+
+// TailOutput sends the parsed form as typed fields and filters by minimum
+// level and stream, in the tail and in what follows.
+func TestTailOutputParsedAndFiltered(t *testing.T) {
+	t.Parallel()
+	h := start(t, nil)
+	rt, err := h.engine.Launch(t.Context(), engine.Spec{Path: "/bin/vm"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := h.launcher.output(0)
+	plugin := time.Date(2026, 12, 6, 21, 46, 25, 946e6, time.UTC)
+	out(&subprocess.Line{Stream: "stderr", Level: zerolog.WarnLevel, Text: []byte("raw warn"), Message: []byte("warn"),
+		Fields: []byte(`{"height": 12}`), Logger: []byte("X Chain"), Caller: []byte("vm.go:1"), PluginTime: plugin, Format: subprocess.LogZapConsole})
+	out(&subprocess.Line{Stream: "stderr", Level: zerolog.InfoLevel, Text: []byte("info")})
+	out(&subprocess.Line{Stream: "stdout", Level: zerolog.ErrorLevel, Text: []byte("stdout error")})
+
+	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+	defer cancel()
+	tail, err := h.client().TailOutput(ctx, &vmrev1.TailOutputRequest{Id: rt.ID, Follow: true,
+		MinLevel: vmrev1.LogLevel_LOG_LEVEL_WARN, Stream: vmrev1.OutputStream_OUTPUT_STREAM_STDERR})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tail.Close()
+	if !tail.Receive() {
+		t.Fatal(tail.Err())
+	}
+	lines := tail.Msg().GetLines()
+	if len(lines) != 1 {
+		t.Fatalf("tail %v, want the stderr warn line only", lines)
+	}
+	l := lines[0]
+	if l.GetLogLevel() != vmrev1.LogLevel_LOG_LEVEL_WARN || l.GetMessage() != "warn" || l.GetText() != "raw warn" ||
+		l.GetFields().GetFields()["height"].GetNumberValue() != 12 || l.GetLogger() != "X Chain" || l.GetCaller() != "vm.go:1" ||
+		!l.GetPluginTime().AsTime().Equal(plugin) || l.GetFormat() != "zap-console" {
+		t.Errorf("line %v", l)
+	}
+	out(&subprocess.Line{Stream: "stderr", Level: zerolog.DebugLevel, Text: []byte("filtered")})
+	out(&subprocess.Line{Stream: "stderr", Level: zerolog.ErrorLevel, Text: []byte("kept")})
+	if !tail.Receive() {
+		t.Fatal(tail.Err())
+	}
+	if got := tail.Msg().GetLines(); len(got) != 1 || got[0].GetText() != "kept" {
+		t.Errorf("followed %v, want only the stderr error line", got)
+	}
+}
