@@ -202,8 +202,9 @@ func TestDocsNodeVersion(t *testing.T) {
 // material belongs in docs/, history in git.
 var docLimits = map[string]int{"README.md": 18 << 10, "BENCHMARKS.md": 15 << 10, "RELIABILITY.md": 30 << 10}
 
-// testNameRE finds the tests, fuzz targets and benchmarks a doc names.
-var testNameRE = regexp.MustCompile("`((?:Test|Fuzz|Benchmark)[A-Za-z0-9_]+)")
+// testNameRE finds the tests, fuzz targets and benchmarks a doc names: in
+// backquotes, or after the ^ of a -run or -fuzz pattern.
+var testNameRE = regexp.MustCompile("[`^]((?:Test|Fuzz|Benchmark)[A-Za-z0-9_]+)")
 
 // testFuncRE finds the tests, fuzz targets and benchmarks a file declares.
 var testFuncRE = regexp.MustCompile(`(?m)^func ((?:Test|Fuzz|Benchmark)[A-Za-z0-9_]+)\(`)
