@@ -1,7 +1,7 @@
 // Pure formatting of what the engine reports: no DOM, no clock of its own,
 // so node's test runner checks it without a browser.
 import { timestampMs } from "@bufbuild/protobuf/wkt";
-import { RuntimeState, type ExitStatus, type Runtime } from "./gen/vmre/v1/runtime_service_pb";
+import { RuntimeHealth, RuntimeState, type ExitStatus, type Runtime } from "./gen/vmre/v1/runtime_service_pb";
 
 // State is how the page names and colours a runtime state.
 export interface State {
@@ -104,4 +104,15 @@ export function fmtBytes(n: number): string {
 export function fmtPercent(p: number): string {
   if (!Number.isFinite(p) || p < 0) p = 0;
   return `${p < 10 ? p.toFixed(1) : Math.round(p)}%`;
+}
+
+// fmtStateNote is the line under a runtime's state: when a runtime in
+// backoff is relaunched, or that its liveness probe is failing.
+export function fmtStateNote(rt: Runtime, nowMs: number): string {
+  const next = fmtNextAttempt(rt, nowMs);
+  if (next) return next;
+  if (rt.health === RuntimeHealth.FAILING && (rt.state === RuntimeState.RUNNING || rt.state === RuntimeState.UNHEALTHY || rt.state === RuntimeState.ATTACHED)) {
+    return "health check failing";
+  }
+  return "";
 }

@@ -3,7 +3,7 @@
 import { RuntimeState, type Runtime } from "./gen/vmre/v1/runtime_service_pb";
 import type { EngineClock } from "./clock";
 import { button, byId } from "./dom";
-import { fmtBytes, fmtDuration, fmtExit, fmtHandshake, fmtNextAttempt, fmtPercent, isLive, STATE_ORDER, stateOf, uptimeMs } from "./format";
+import { fmtBytes, fmtDuration, fmtExit, fmtHandshake, fmtPercent, fmtStateNote, isLive, STATE_ORDER, stateOf, uptimeMs } from "./format";
 import { sparkPoints, UsageHistory } from "./usage";
 
 export type Action = "stop" | "restart";
@@ -207,7 +207,7 @@ export class RuntimeTable {
 
   private renderStateNote(rt: Runtime, tr: HTMLTableRowElement): void {
     const note = cell(tr, "state").querySelector(".state-note") as HTMLElement;
-    const text = fmtNextAttempt(rt, this.clock.now());
+    const text = fmtStateNote(rt, this.clock.now());
     if (note.textContent !== text) note.textContent = text;
   }
 

@@ -2,9 +2,9 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { create } from "@bufbuild/protobuf";
 import { DurationSchema, timestampFromMs } from "@bufbuild/protobuf/wkt";
-import { ExitStatusSchema, RuntimeSchema, RuntimeState } from "../../src/gen/vmre/v1/runtime_service_pb";
+import { ExitStatusSchema, RuntimeHealth, RuntimeSchema, RuntimeState } from "../../src/gen/vmre/v1/runtime_service_pb";
 import { EngineClock } from "../../src/clock";
-import { fmtBytes, fmtDuration, fmtExit, fmtHandshake, fmtNextAttempt, fmtPercent, isLive, stateOf, uptimeMs } from "../../src/format";
+import { fmtBytes, fmtDuration, fmtExit, fmtHandshake, fmtNextAttempt, fmtPercent, fmtStateNote, isLive, stateOf, uptimeMs } from "../../src/format";
 
 test("fmtDuration", async (t) => {
   const cases: [string, number, string][] = [
@@ -83,4 +83,12 @@ test("fmtBytes and fmtPercent", () => {
   assert.equal(fmtPercent(3.14159), "3.1%");
   assert.equal(fmtPercent(153.6), "154%");
   assert.equal(fmtPercent(Number.NaN), "0.0%");
+});
+
+test("fmtStateNote", () => {
+  const backoff = create(RuntimeSchema, { state: RuntimeState.BACKOFF, nextAttemptAt: timestampFromMs(10_000), health: RuntimeHealth.FAILING });
+  assert.equal(fmtStateNote(backoff, 0), "retry in 10s");
+  assert.equal(fmtStateNote(create(RuntimeSchema, { state: RuntimeState.UNHEALTHY, health: RuntimeHealth.FAILING }), 0), "health check failing");
+  assert.equal(fmtStateNote(create(RuntimeSchema, { state: RuntimeState.RUNNING, health: RuntimeHealth.SERVING }), 0), "");
+  assert.equal(fmtStateNote(create(RuntimeSchema, { state: RuntimeState.EXITED, health: RuntimeHealth.FAILING }), 0), "", "an ended process has no health");
 });
