@@ -35,6 +35,7 @@ type fakeStep struct {
 	err         error
 	lines       []string // written before the handshake
 	ignoreStops int32    // Stop calls the process ignores, as a plugin ignores SIGTERM
+	addr        string   // the VM address announced; default one made up from the pid
 }
 
 func (f *fakeLauncher) Launch(ctx context.Context, _ engine.Spec, output func(*subprocess.Line)) (subprocess.Status, vmre.Runtime, error) {
@@ -73,9 +74,13 @@ func (f *fakeLauncher) Launch(ctx context.Context, _ engine.Spec, output func(*s
 	f.mu.Lock()
 	f.procs = append(f.procs, p)
 	f.mu.Unlock()
+	addr := step.addr
+	if addr == "" {
+		addr = "127.0.0.1:" + strconv.Itoa(20000+pid)
+	}
 	return subprocess.Status{
 		Pid:               pid,
-		Addr:              "127.0.0.1:" + strconv.Itoa(20000+pid),
+		Addr:              addr,
 		ProtocolVersion:   42,
 		StartedAt:         time.Now().Add(-time.Millisecond),
 		HandshakeDuration: time.Millisecond,

@@ -1,0 +1,166 @@
+package engine_test
+
+import (
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/vmre/vmre/engine"
+)
+
+var crashed = engine.ExitStatus{Code: 2}
+
+// superviseWatched launches one runtime under policy with a fake clock and
+// watches it from its snapshot.
+func superviseWatched(t *testing.T, policy engine.RestartPolicy, health engine.HealthCheck, steps ...fakeStep) (*fakeLauncher, *engine.Engine, *fakeClock, engine.Runtime, *engine.Watcher) {
+	t.Helper()
+	l := &fakeLauncher{steps: steps}
+	clock := newFakeClock()
+	e := newEngine(t, l, func(c *engine.Config) { c.Clock = clock; c.SampleInterval = -1 })
+	s := spec
+	s.Restart, s.Health = policy, health
+	first, err := e.Launch(t.Context(), s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return l, e, clock, first, watchFromSnapshot(t, e)
+}
+
+// expectBackoff reads the change that puts id in backoff and checks its
+// wait against the jitter's bounds: (4/5 d, d].
+func expectBackoff(t *testing.T, w *engine.Watcher, clock *fakeClock, id string, d time.Duration, failures int) time.Duration {
+	t.Helper()
+	rt := expectState(t, w, id, engine.StateBackoff)
+	wait := rt.NextAttempt.Sub(clock.Now())
+	if wait > d || wait < d*4/5 {
+		t.Fatalf("backoff wait = %s, want within (%s, %s]", wait, d*4/5, d)
+	}
+	if rt.Failures != failures {
+		t.Fatalf("failures = %d, want %d", rt.Failures, failures)
+	}
+	return wait
+}
+
+// relaunched advances the clock by wait and expects the runtime to start
+// and run again as launch number n (from 0).
+func relaunched(t *testing.T, l *fakeLauncher, w *engine.Watcher, clock *fakeClock, id string, wait time.Duration, n int) {
+	t.Helper()
+	clock.advance(wait - time.Nanosecond)
+	if got := l.launches(); got != n {
+		t.Fatalf("launches before the backoff passed = %d, want %d", got, n)
+	}
+	clock.advance(time.Nanosecond)
+	expectState(t, w, id, engine.StateStarting)
+	rt := expectState(t, w, id, engine.StateRunning)
+	if rt.Restarts != n || !rt.NextAttempt.IsZero() {
+		t.Fatalf("after relaunch: restarts %d next attempt %v, want %d and none", rt.Restarts, rt.NextAttempt, n)
+	}
+}
+
+func TestCrashLoopBacksOffThenFails(t *testing.T) {
+	t.Parallel()
+	policy := engine.RestartPolicy{Mode: engine.RestartOnFailure, InitialBackoff: time.Second, MaxBackoff: 4 * time.Second, MaxRestarts: 4, Window: time.Minute}
+	l, e, clock, first, w := superviseWatched(t, policy, engine.HealthCheck{})
+	// 1 s, doubling, capped at 4 s.
+	for i, d := range []time.Duration{1, 2, 4, 4} {
+		l.proc(i).end(crashed)
+		wait := expectBackoff(t, w, clock, first.ID, d*time.Second, i+1)
+		relaunched(t, l, w, clock, first.ID, wait, i+1)
+	}
+	// The fifth failure within the window is one more than MaxRestarts.
+	l.proc(4).end(crashed)
+	rt := expectState(t, w, first.ID, engine.StateFailed)
+	if !rt.NextAttempt.IsZero() {
+		t.Fatalf("failed runtime has a next attempt: %v", rt.NextAttempt)
+	}
+	clock.advance(time.Hour)
+	if got := l.launches(); got != 5 {
+		t.Fatalf("launches = %d after giving up, want 5", got)
+	}
+	// A manual Restart is not a failure and gives the budget back.
+	got, err := e.Restart(t.Context(), first.ID)
+	if err != nil || got.State != engine.StateRunning || got.Failures != 0 {
+		t.Fatalf("Restart = %+v, %v; want running with no failures", got, err)
+	}
+}
+
+func TestBackoffResetsAfterStableWindow(t *testing.T) {
+	t.Parallel()
+	policy := engine.RestartPolicy{Mode: engine.RestartOnFailure, InitialBackoff: time.Second, MaxBackoff: time.Minute, MaxRestarts: 3, Window: time.Minute}
+	l, _, clock, first, w := superviseWatched(t, policy, engine.HealthCheck{})
+	l.proc(0).end(crashed)
+	relaunched(t, l, w, clock, first.ID, expectBackoff(t, w, clock, first.ID, time.Second, 1), 1)
+	l.proc(1).end(crashed)
+	relaunched(t, l, w, clock, first.ID, expectBackoff(t, w, clock, first.ID, 2*time.Second, 2), 2)
+	// Ran a whole window: the next failure starts over at 1 s, and the
+	// earlier failures no longer count towards MaxRestarts.
+	// Twice over: five failures in all, but never more than three within
+	// a window.
+	for i := 2; i < 6; i++ {
+		if i%2 == 0 {
+			clock.advance(time.Minute)
+		}
+		l.proc(i).end(crashed)
+		n := 1 + i%2
+		wait := expectBackoff(t, w, clock, first.ID, time.Second<<(n-1), n)
+		relaunched(t, l, w, clock, first.ID, wait, i+1)
+	}
+}
+
+func TestCleanExitUnderPolicies(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name string
+		mode engine.RestartMode
+		want engine.State
+	}{
+		{name: "on-failure leaves it", mode: engine.RestartOnFailure, want: engine.StateExited},
+		{name: "always relaunches", mode: engine.RestartAlways, want: engine.StateBackoff},
+		{name: "never leaves it", mode: engine.RestartNever, want: engine.StateExited},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			l, _, _, first, w := superviseWatched(t, engine.RestartPolicy{Mode: tc.mode}, engine.HealthCheck{})
+			l.proc(0).end(engine.ExitStatus{})
+			expectState(t, w, first.ID, tc.want)
+		})
+	}
+}
+
+func TestStopCancelsBackoff(t *testing.T) {
+	t.Parallel()
+	l, e, clock, first, w := superviseWatched(t, engine.RestartPolicy{Mode: engine.RestartAlways},
+		engine.HealthCheck{}, fakeStep{}, fakeStep{err: errors.New("no")})
+	l.proc(0).end(crashed)
+	expectBackoff(t, w, clock, first.ID, time.Second, 1)
+	rt, err := e.Stop(t.Context(), first.ID)
+	if err != nil || rt.State != engine.StateExited || !rt.NextAttempt.IsZero() {
+		t.Fatalf("Stop in backoff = %+v, %v; want exited with no next attempt", rt, err)
+	}
+	expectState(t, w, first.ID, engine.StateExited)
+	clock.advance(time.Hour)
+	if got := l.launches(); got != 1 {
+		t.Fatalf("launches after a Stop in backoff = %d, want 1", got)
+	}
+}
+
+func TestRestartInBackoffStartsNow(t *testing.T) {
+	t.Parallel()
+	// The second launch fails: its backoff is the second one (2 s).
+	l, e, clock, first, w := superviseWatched(t, engine.RestartPolicy{Mode: engine.RestartOnFailure},
+		engine.HealthCheck{}, fakeStep{}, fakeStep{err: errors.New("boom")}, fakeStep{})
+	l.proc(0).end(crashed)
+	relaunched := expectBackoff(t, w, clock, first.ID, time.Second, 1)
+	clock.advance(relaunched)
+	expectState(t, w, first.ID, engine.StateStarting)
+	expectBackoff(t, w, clock, first.ID, 2*time.Second, 2)
+	// Now, without waiting for the clock, and not as a failure.
+	rt, err := e.Restart(t.Context(), first.ID)
+	if err != nil || rt.State != engine.StateRunning || rt.Failures != 0 {
+		t.Fatalf("Restart in backoff = %+v, %v; want running, no failures", rt, err)
+	}
+	clock.advance(time.Hour)
+	if got := l.launches(); got != 3 {
+		t.Fatalf("launches = %d, want 3 (the backoff's relaunch was cancelled)", got)
+	}
+}

@@ -1,0 +1,200 @@
+package engine_test
+
+import (
+	"context"
+	"net"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/vmre/vmre/engine"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+)
+
+// vmServer is a real grpc-go VM server: with health, its status is set
+// through health; hang makes its Check calls wait until they time out, as
+// a VM server that stops answering while its process lives.
+type vmServer struct {
+	addr   string
+	srv    *grpc.Server
+	health *health.Server
+	hang   atomic.Bool
+	checks atomic.Int32
+	conns  atomic.Int32 // connections accepted
+}
+
+type countingListener struct {
+	net.Listener
+	n *atomic.Int32
+}
+
+func (l countingListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err == nil {
+		l.n.Add(1)
+	}
+	return c, err
+}
+
+type hangingHealth struct {
+	*health.Server
+	vm *vmServer
+}
+
+func (h hangingHealth) Check(ctx context.Context, req *healthpb.HealthCheckRequest) (*healthpb.HealthCheckResponse, error) {
+	h.vm.checks.Add(1)
+	if h.vm.hang.Load() {
+		<-ctx.Done()
+		return nil, ctx.Err()
+	}
+	return h.Server.Check(ctx, req)
+}
+
+func startVMServer(t *testing.T, withHealth bool) *vmServer {
+	t.Helper()
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	vm := &vmServer{addr: lis.Addr().String(), srv: grpc.NewServer(), health: health.NewServer()}
+	if withHealth {
+		healthpb.RegisterHealthServer(vm.srv, hangingHealth{vm.health, vm})
+	} else {
+		// A VM server with some service, but not health.
+		vm.srv.RegisterService(&grpc.ServiceDesc{ServiceName: "vm.VM", HandlerType: (*any)(nil)}, struct{}{})
+	}
+	go func() { _ = vm.srv.Serve(countingListener{lis, &vm.conns}) }()
+	t.Cleanup(vm.srv.Stop)
+	return vm
+}
+
+func (vm *vmServer) set(s healthpb.HealthCheckResponse_ServingStatus) {
+	vm.health.SetServingStatus("", s)
+}
+
+// probeOnce drains the clock's timer signal, moves the clock by d and
+// waits until a timer is set again: the probe that d made due has
+// finished and scheduled the next.
+func probeOnce(t *testing.T, clock *fakeClock, d time.Duration) {
+	t.Helper()
+	select {
+	case <-clock.added:
+	default:
+	}
+	clock.advance(d)
+	select {
+	case <-clock.added:
+	case <-time.After(10 * time.Second):
+		t.Fatal("no probe scheduled after the clock moved")
+	}
+}
+
+func TestLivenessFailureRestartsOnlyUnderPolicy(t *testing.T) {
+	t.Parallel()
+	check := engine.HealthCheck{Interval: 10 * time.Second, Timeout: 300 * time.Millisecond, FailureThreshold: 2}
+	for _, tc := range []struct {
+		name    string
+		mode    engine.RestartMode
+		breakIt func(*vmServer)
+		why     string
+	}{
+		{name: "not serving, on-failure", mode: engine.RestartOnFailure, breakIt: func(vm *vmServer) { vm.set(healthpb.HealthCheckResponse_NOT_SERVING) }, why: "NOT_SERVING"},
+		{name: "not serving, never", mode: engine.RestartNever, breakIt: func(vm *vmServer) { vm.set(healthpb.HealthCheckResponse_NOT_SERVING) }, why: "NOT_SERVING"},
+		{name: "stops answering, on-failure", mode: engine.RestartOnFailure, breakIt: func(vm *vmServer) { vm.hang.Store(true) }, why: "deadline"},
+		{name: "stops answering, never", mode: engine.RestartNever, breakIt: func(vm *vmServer) { vm.hang.Store(true) }, why: "deadline"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			vm := startVMServer(t, true)
+			vm.set(healthpb.HealthCheckResponse_SERVING)
+			l, e, clock, first, w := superviseWatched(t, engine.RestartPolicy{Mode: tc.mode}, check, fakeStep{addr: vm.addr})
+			probeOnce(t, clock, check.Interval)
+			if rt, _, _ := e.Get(first.ID); rt.Health != engine.HealthServing || rt.State != engine.StateRunning {
+				t.Fatalf("after a good probe: %v %v, want running and serving", rt.State, rt.Health)
+			}
+			tc.breakIt(vm)
+			probeOnce(t, clock, check.Interval) // one failure: below the threshold
+			clock.advance(check.Interval)
+			rt := expectState(t, w, first.ID, engine.StateUnhealthy)
+			if rt.Health != engine.HealthFailing || !strings.Contains(rt.LastError, tc.why) {
+				t.Fatalf("unhealthy: health %v, last error %q; want failing, naming %q", rt.Health, rt.LastError, tc.why)
+			}
+			if tc.mode == engine.RestartNever {
+				// Only marked: the process runs on, and a passing probe
+				// makes it running again.
+				if got := l.running(); len(got) != 1 {
+					t.Fatalf("running processes = %v, want the first", got)
+				}
+				vm.hang.Store(false)
+				vm.set(healthpb.HealthCheckResponse_SERVING)
+				clock.advance(check.Interval)
+				expectState(t, w, first.ID, engine.StateRunning)
+				if n := vm.conns.Load(); n != 1 || vm.checks.Load() != 4 {
+					t.Fatalf("4 probes took %d checks over %d connections, want 4 over 1", vm.checks.Load(), n)
+				}
+				return
+			}
+			expectState(t, w, first.ID, engine.StateStopping)
+			rt = expectState(t, w, first.ID, engine.StateBackoff)
+			if !strings.Contains(rt.LastError, "liveness") || rt.Failures != 1 {
+				t.Fatalf("backoff after liveness: last error %q, failures %d", rt.LastError, rt.Failures)
+			}
+			vm.hang.Store(false)
+			vm.set(healthpb.HealthCheckResponse_SERVING)
+			clock.advance(time.Second)
+			expectState(t, w, first.ID, engine.StateStarting)
+			expectState(t, w, first.ID, engine.StateRunning)
+		})
+	}
+}
+
+func TestLivenessUnimplementedProbedOnce(t *testing.T) {
+	t.Parallel()
+	vm := startVMServer(t, false)
+	check := engine.HealthCheck{Interval: time.Second}
+	_, e, clock, first, w := superviseWatched(t, engine.RestartPolicy{Mode: engine.RestartOnFailure}, check, fakeStep{addr: vm.addr})
+	clock.advance(check.Interval)
+	c := next(t, w)
+	if c.Kind != engine.ChangeUpdated || c.Runtime.State != engine.StateRunning || c.Runtime.Health != engine.HealthUnimplemented ||
+		!strings.Contains(c.Event.Message, "no grpc.health.v1") {
+		t.Fatalf("change = %+v, want an event that the VM serves no health", c)
+	}
+	if n := clock.pending(); n != 0 {
+		t.Fatalf("%d timers pending after UNIMPLEMENTED, want none (no more probes)", n)
+	}
+	clock.advance(time.Hour)
+	if rt, _, _ := e.Get(first.ID); rt.State != engine.StateRunning {
+		t.Fatalf("state = %v, want running", rt.State)
+	}
+}
+
+func TestAttachedRuntimeLostWhenItDies(t *testing.T) {
+	t.Parallel()
+	vm := startVMServer(t, true)
+	vm.set(healthpb.HealthCheckResponse_SERVING)
+	clock := newFakeClock()
+	check := engine.HealthCheck{Interval: 10 * time.Second, Timeout: time.Second, FailureThreshold: 3}
+	e := newEngine(t, nil, func(c *engine.Config) { c.Clock = clock; c.SampleInterval = -1; c.AttachHealth = check })
+	w := watchFromSnapshot(t, e)
+	rt, err := e.Attach(42, vm.addr, "127.0.0.1:1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	expectState(t, w, rt.ID, engine.StateAttached)
+	probeOnce(t, clock, check.Interval)
+	if vm.checks.Load() != 1 {
+		t.Fatalf("checks = %d, want 1", vm.checks.Load())
+	}
+	vm.srv.Stop() // the plugin dies: its port refuses connections
+	probeOnce(t, clock, check.Interval)
+	probeOnce(t, clock, check.Interval)
+	clock.advance(check.Interval)
+	expectState(t, w, rt.ID, engine.StateUnhealthy)
+	expectState(t, w, rt.ID, engine.StateLost)
+	if e.LiveCount() != 0 {
+		t.Fatalf("live count = %d after the attached runtime was lost, want 0", e.LiveCount())
+	}
+}
