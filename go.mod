@@ -7,6 +7,7 @@ require (
 	connectrpc.com/cors v0.1.0
 	connectrpc.com/grpchealth v1.4.0
 	connectrpc.com/grpcreflect v1.3.1
+	github.com/prometheus/procfs v0.19.2
 	github.com/rs/cors v1.11.1
 	github.com/rs/zerolog v1.35.1
 	go.uber.org/goleak v1.3.0

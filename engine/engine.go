@@ -112,6 +112,7 @@ type Engine struct {
 	order      []string // ids in creation order
 	history    []string // ids of ended runtimes, oldest first
 	watchers   map[*Watcher]struct{}
+	sampler    Timer  // the next resource sampling
 	changeSeq  uint64 // Seq of the last change published
 	handshakes uint64 // attach handshakes so far; orders attached runtimes by their last
 }
@@ -146,7 +147,8 @@ type runtime struct {
 	// livenessStop: the liveness probe stopped the process, so its exit is
 	// a failure.
 	livenessStop bool
-	probe        *prober // the liveness probe, while one runs (probe.go)
+	probe        *prober     // the liveness probe, while one runs (probe.go)
+	usage        usageRecord // the last sample's (usage.go)
 }
 
 // New returns an engine. It validates cfg and fills in defaults without
@@ -198,7 +200,7 @@ func New(cfg Config) (*Engine, error) {
 		manager = vmre.NewManager()
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	return &Engine{
+	e := &Engine{
 		cfg:        cfg,
 		launcher:   cfg.Launcher,
 		manager:    manager,
@@ -209,7 +211,11 @@ func New(cfg Config) (*Engine, error) {
 		cancelBase: cancel,
 		runtimes:   make(map[string]*runtime),
 		watchers:   make(map[*Watcher]struct{}),
-	}, nil
+	}
+	e.mu.Lock()
+	e.scheduleSampleLocked()
+	e.mu.Unlock()
+	return e, nil
 }
 
 // InstanceID returns the random id this engine chose in [New]. Any other
@@ -271,6 +277,9 @@ func (e *Engine) Close(ctx context.Context) {
 	e.mu.Lock()
 	first := !e.closed
 	e.closed = true
+	if e.sampler != nil {
+		e.sampler.Stop()
+	}
 	for _, r := range e.runtimes {
 		switch r.info.State {
 		case StateStarting, StateRunning, StateUnhealthy:

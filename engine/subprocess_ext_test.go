@@ -37,6 +37,13 @@ func child(mode string) int {
 			return 1
 		}
 		return 0
+	case "alloc-fork":
+		return allocFork()
+	case "sleep":
+		ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)
+		defer stop()
+		<-ctx.Done()
+		return 0
 	case "crash":
 		fmt.Fprintln(os.Stderr, "boom: cannot open database")
 		return 3

@@ -1,0 +1,166 @@
+//go:build linux
+
+package engine_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"os/signal"
+	"runtime"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+	"github.com/vmre/vmre/engine"
+	"github.com/vmre/vmre/examples/examplevm"
+	"github.com/vmre/vmre/subprocess"
+)
+
+// allocMiB is what the alloc-fork child keeps resident.
+const allocMiB = 64
+
+// allocFork is a plugin that touches allocMiB MiB, starts two children
+// (printing "children PID PID" on stdout), then serves as the example VM.
+func allocFork() int {
+	buf := make([]byte, allocMiB<<20)
+	for i := 0; i < len(buf); i += 4096 {
+		buf[i] = 1
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return 1
+	}
+	var pids []string
+	for range 2 {
+		cmd := exec.Command(self)
+		cmd.Env = append(os.Environ(), childEnv+"=sleep")
+		if err := cmd.Start(); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		pids = append(pids, strconv.Itoa(cmd.Process.Pid))
+	}
+	fmt.Println("children " + strings.Join(pids, " "))
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)
+	defer stop()
+	err = examplevm.Run(ctx, zerolog.New(os.Stdout), examplevm.Config{Heartbeat: time.Hour})
+	runtime.KeepAlive(buf)
+	if err != nil {
+		return 1
+	}
+	return 0
+}
+
+// procRSS reads a process's resident bytes from /proc/PID/statm.
+func procRSS(t *testing.T, pid int) int64 {
+	t.Helper()
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/statm")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := strings.Fields(string(b))
+	pages, err := strconv.ParseInt(f[1], 10, 64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pages * int64(os.Getpagesize())
+}
+
+func procFDs(t *testing.T, pid int) int {
+	t.Helper()
+	ents, err := os.ReadDir("/proc/" + strconv.Itoa(pid) + "/fd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(ents)
+}
+
+// The usage of a plugin and its two children, sampled by the engine,
+// against what /proc says of the same three processes.
+func TestUsageOfProcessTree(t *testing.T) {
+	t.Parallel()
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	launcher := engine.NewSubprocessLauncher(subprocess.Config{Log: zerolog.New(zerolog.NewTestWriter(t)), HandshakeTimeout: 20 * time.Second},
+		func(spec engine.Spec) (*exec.Cmd, error) {
+			cmd := subprocess.NewCmd(spec.Path, spec.Args...)
+			cmd.Env = append(os.Environ(), childEnv+"=alloc-fork")
+			return cmd, nil
+		})
+	e := newEngine(t, launcher, func(c *engine.Config) { c.SampleInterval = 100 * time.Millisecond })
+	w := watchFromSnapshot(t, e)
+	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
+	defer cancel()
+	rt, err := e.Launch(ctx, engine.Spec{Name: "alloc", Path: self})
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines, _, err := e.TailOutput(rt.ID, 0, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pids := []int{rt.Pid}
+	for _, l := range lines {
+		if rest, ok := strings.CutPrefix(l.Text, "children "); ok {
+			for _, f := range strings.Fields(rest) {
+				pid, _ := strconv.Atoi(f)
+				pids = append(pids, pid)
+			}
+		}
+	}
+	if len(pids) != 3 {
+		t.Fatalf("pids = %v from output %+v, want the plugin and two children", pids, lines)
+	}
+	// Two samples, so that the second has a CPU percentage.
+	var u *engine.Usage
+	for n := 0; n < 2; {
+		c, err := w.Next(ctx)
+		if err != nil {
+			t.Fatalf("no usage sample: %v", err)
+		}
+		if c.Kind == engine.ChangeUsage && c.Runtime.ID == rt.ID {
+			if c.Event != (engine.Event{}) {
+				t.Fatalf("usage change with an event: %+v", c.Event)
+			}
+			u = c.Runtime.Usage
+			n++
+		}
+	}
+	var rss int64
+	fds := 0
+	for _, pid := range pids {
+		rss += procRSS(t, pid)
+		fds += procFDs(t, pid)
+	}
+	t.Logf("sampled %+v; /proc: rss %d fds %d", *u, rss, fds)
+	switch {
+	case u.Processes != 3:
+		t.Errorf("processes = %d, want 3", u.Processes)
+	case u.RSSBytes < allocMiB<<20 || u.RSSBytes > rss*5/4 || u.RSSBytes < rss*3/4:
+		t.Errorf("rss = %d, want at least %d MiB and within 25%% of /proc's %d", u.RSSBytes, allocMiB, rss)
+	case u.Threads < 3:
+		t.Errorf("threads = %d, want at least one per process", u.Threads)
+	case u.OpenFDs < 3*3 || u.OpenFDs > fds+8 || u.OpenFDs < fds-8:
+		t.Errorf("open fds = %d, want near /proc's %d", u.OpenFDs, fds)
+	case u.CPUSeconds <= 0 || u.CPUSeconds > time.Since(rt.StartedAt).Seconds()*float64(runtime.NumCPU()):
+		t.Errorf("cpu seconds = %f, want > 0 and at most the wall time on every core", u.CPUSeconds)
+	case u.CPUPercent < 0 || u.CPUPercent > 100*float64(runtime.NumCPU()):
+		t.Errorf("cpu percent = %f", u.CPUPercent)
+	}
+	if got, _, _ := e.Get(rt.ID); got.Usage == nil || got.Usage.Processes != 3 {
+		t.Errorf("Get: usage %+v, want the sample", got.Usage)
+	}
+	if _, err := e.Stop(ctx, rt.ID); err != nil {
+		t.Fatal(err)
+	}
+	if got, _, _ := e.Get(rt.ID); got.Usage != nil {
+		t.Errorf("usage after exit = %+v, want none", got.Usage)
+	}
+}
