@@ -5,10 +5,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vmre/vmre"
 	"github.com/vmre/vmre/engine"
 )
 
-var crashed = engine.ExitStatus{Code: 2}
+var crashed = vmre.ExitStatus{Code: 2}
 
 // superviseWatched launches one runtime under policy with a fake clock and
 // watches it from its snapshot.
@@ -121,7 +122,7 @@ func TestCleanExitUnderPolicies(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			l, _, _, first, w := superviseWatched(t, engine.RestartPolicy{Mode: tc.mode}, engine.HealthCheck{})
-			l.proc(0).end(engine.ExitStatus{})
+			l.proc(0).end(vmre.ExitStatus{})
 			expectState(t, w, first.ID, tc.want)
 		})
 	}

@@ -2,16 +2,20 @@ package engine
 
 // Resource sampling: what each launched runtime's process tree uses.
 
-import "time"
+import (
+	"time"
 
-// pidProcess is a [Process] whose pid the engine can sample: a real
+	"github.com/vmre/vmre"
+)
+
+// pidProcess is a [vmre.Runtime] whose pid the engine can sample: a real
 // process, as the subprocess launcher's are. Processes of other launchers
 // are not sampled.
 type pidProcess interface {
 	Pid() int
 }
 
-// cgroupProcess is a [Process] that runs in a cgroup of its own, whose
+// cgroupProcess is a [vmre.Runtime] that runs in a cgroup of its own, whose
 // files the engine reads instead of walking the process tree.
 type cgroupProcess interface {
 	CgroupDir() string
@@ -20,14 +24,14 @@ type cgroupProcess interface {
 // sampleTarget is one runtime to sample.
 type sampleTarget struct {
 	r      *runtime
-	proc   Process
+	proc   vmre.Runtime
 	pid    int
 	cgroup string
 }
 
 // usageRecord is what the sampler remembers of a runtime between samples.
 type usageRecord struct {
-	proc Process // the process the record is about
+	proc vmre.Runtime // the process the record is about
 	cpu  float64
 	at   time.Time
 }
