@@ -87,6 +87,12 @@ func Bootstrap(ctx context.Context, cmd *exec.Cmd, config *Config) (*Process, er
 		return nil, err
 	}
 	p := l.p
+	if l.limitErr != nil {
+		stopAccepting(l.ln)
+		p.startStop(0)
+		<-p.done
+		return nil, fmt.Errorf("%w: limit resources: %w", vmre.ErrHandshakeFailed, l.limitErr)
+	}
 
 	timer := time.NewTimer(cfg.HandshakeTimeout)
 	defer timer.Stop()
@@ -181,6 +187,7 @@ type launched struct {
 	ln            net.Listener
 	startedAt     time.Time
 	watchdogReady <-chan struct{}
+	limitErr      error // the plugin's rlimits could not be set
 }
 
 // launch serves the handshake, starts the process and its supervisor,
@@ -215,6 +222,18 @@ func launch(cmd *exec.Cmd, cfg *settings, exe *preflight.Executable) (*launched,
 	cmd.Env = pluginEnv(cmd, cfg, addr, secret)
 	cmd.Stdout, cmd.Stderr = outW, errW
 	prepareSysProcAttr(cmd)
+	var cg *cgroup
+	if cfg.CgroupRoot != "" {
+		if cg, err = newCgroup(cfg.CgroupRoot, cfg.Name, cfg.Limits); err != nil {
+			ln.Close()
+			outR.Close()
+			outW.Close()
+			errR.Close()
+			errW.Close()
+			return nil, err
+		}
+		cg.apply(cmd.SysProcAttr)
+	}
 
 	p := &Process{
 		cmd:        cmd,
@@ -226,8 +245,10 @@ func launch(cmd *exec.Cmd, cfg *settings, exe *preflight.Executable) (*launched,
 		done:       make(chan struct{}),
 	}
 
+	p.cgroup = cg
 	startedAt := time.Now()
 	err = startCmd(cmd)
+	cg.started()
 	_ = exe.Close() // the child holds its own descriptor now
 	outW.Close()
 	errW.Close()
@@ -238,9 +259,14 @@ func launch(cmd *exec.Cmd, cfg *settings, exe *preflight.Executable) (*launched,
 		ln.Close()
 		outR.Close()
 		errR.Close()
+		cg.remove()
 		return nil, fmt.Errorf("%w: start process: %w", vmre.ErrHandshakeFailed, namePlugin(err, cmd.Path, exe.Path))
 	}
 	p.pid = cmd.Process.Pid
+	// Before the handshake server serves: the plugin's Initialize waits in
+	// the listen backlog until then, so no plugin completes a handshake
+	// without its limits.
+	limitErr := applyRlimits(p.pid, cfg.Limits, cg != nil)
 	if auth != nil {
 		// Peer checks wait for this; the server only starts below, so
 		// none is waiting yet.
@@ -281,7 +307,7 @@ func launch(cmd *exec.Cmd, cfg *settings, exe *preflight.Executable) (*launched,
 	go func() { defer close(p.stderrDone); p.stderr.Run() }()
 	go p.supervise()
 	p.log.Debug().Str("engine_addr", addr).Msg("vm process started")
-	return &launched{p: p, hs: hs, ln: ln, startedAt: startedAt, watchdogReady: ready}, nil
+	return &launched{p: p, hs: hs, ln: ln, startedAt: startedAt, watchdogReady: ready, limitErr: limitErr}, nil
 }
 
 // serveHandshake serves the handshake until Bootstrap closes the listener,

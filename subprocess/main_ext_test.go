@@ -50,6 +50,8 @@ var childModes = map[string]func() int{
 	"rpcchainvm":      childRPCChainVM,
 	"log-formats":     childLogFormats,
 	"stdout-fatal":    childStdoutFatal,
+	"limits":          childLimits,
+	"alloc":           childAlloc,
 }
 
 func TestMain(m *testing.M) {

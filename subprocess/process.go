@@ -32,6 +32,8 @@ type Process struct {
 	// Set, with status, before Bootstrap returns the Process.
 	vmShutdown bool
 	status     Status
+	// cgroup is the plugin's own cgroup (Config.CgroupRoot), or nil.
+	cgroup *cgroup
 
 	stdout, stderr         *logline.Reader
 	stdoutDone, stderrDone chan struct{}
@@ -225,6 +227,8 @@ func (p *Process) supervise() {
 	p.mu.Unlock()
 
 	p.helpers.Wait()
+	// Its processes are dead or dying: reap killed them all.
+	p.cgroup.remove()
 	var ev *zerolog.Event
 	switch {
 	case stopping:

@@ -48,8 +48,15 @@ func stopAccepting(ln net.Listener) {
 // signalTerm sends SIGTERM to the plugin's process group.
 func (p *Process) signalTerm() error { return p.signalGroup(unix.SIGTERM) }
 
-// signalKill sends SIGKILL to the plugin's process group.
-func (p *Process) signalKill() error { return p.signalGroup(unix.SIGKILL) }
+// signalKill sends SIGKILL to the plugin's process group, and to its
+// whole cgroup if it has one.
+func (p *Process) signalKill() error {
+	err := p.signalGroup(unix.SIGKILL)
+	if err == nil {
+		p.cgroup.kill()
+	}
+	return err
+}
 
 // signalGroup signals the group unless the leader has been reaped. Until it
 // is reaped the leader, even as a zombie, holds its PID, so the group ID
@@ -72,6 +79,7 @@ func (p *Process) reap() error {
 	waitExited(p.pid)
 	p.mu.Lock()
 	_ = unix.Kill(-p.pid, unix.SIGKILL)
+	p.cgroup.kill()
 	theWatchdog.remove(p.pid)
 	p.reaped = true
 	p.mu.Unlock()

@@ -1,0 +1,212 @@
+//go:build linux
+
+package subprocess_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+	"github.com/vmre/vmre"
+	"github.com/vmre/vmre/subprocess"
+	"golang.org/x/sys/unix"
+)
+
+// childLimits handshakes, then prints its rlimits and waits for SIGTERM.
+func childLimits() int {
+	if _, err := handshake(childVersion()); err != nil {
+		return 1
+	}
+	for _, r := range []struct {
+		name string
+		res  int
+	}{{"data", unix.RLIMIT_DATA}, {"nofile", unix.RLIMIT_NOFILE}, {"nproc", unix.RLIMIT_NPROC}} {
+		var lim unix.Rlimit
+		if err := unix.Getrlimit(r.res, &lim); err != nil {
+			return 1
+		}
+		fmt.Printf("%s %d\n", r.name, lim.Cur)
+	}
+	waitSignal(syscall.SIGTERM)
+	return 0
+}
+
+// allocEnv is how many MiB childAlloc touches.
+const allocEnv = "SUBPROCESS_TEST_ALLOC_MIB"
+
+// childAlloc handshakes, then touches SUBPROCESS_TEST_ALLOC_MIB MiB in
+// 16 MiB pieces, prints "allocated" and waits for SIGTERM.
+func childAlloc() int {
+	if _, err := handshake(childVersion()); err != nil {
+		return 1
+	}
+	mib, _ := strconv.Atoi(os.Getenv(allocEnv))
+	var keep [][]byte
+	for range mib / 16 {
+		b := make([]byte, 16<<20)
+		for i := 0; i < len(b); i += 4096 {
+			b[i] = 1
+		}
+		keep = append(keep, b)
+	}
+	fmt.Println("allocated")
+	waitSignal(syscall.SIGTERM)
+	runtime.KeepAlive(keep)
+	return 0
+}
+
+func TestRlimitsApplied(t *testing.T) {
+	t.Parallel()
+	lines := newCollector()
+	cfg := &subprocess.Config{Log: zerolog.New(zerolog.NewTestWriter(t)), OnOutput: lines.add,
+		Limits: subprocess.Limits{MemoryBytes: 8 << 30, OpenFiles: 300, Processes: 5000}}
+	p, err := subprocess.Bootstrap(t.Context(), childCmd(t, "limits"), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Stop(context.Background())
+	for _, want := range []string{"data 8589934592", "nofile 300", "nproc 5000"} {
+		lines.waitFor(t, textIs(want))
+	}
+}
+
+// A plugin that allocates past its memory limit dies of it; the same
+// plugin without the limit does not.
+func TestMemoryLimitKillsPlugin(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name  string
+		limit int64
+		dies  bool
+	}{
+		{name: "over the limit", limit: 1 << 30, dies: true},
+		{name: "no limit", dies: false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			lines := newCollector()
+			// Under the race detector, its shadow memory may be what
+			// fails to grow first (ThreadSanitizer then reports errno 12,
+			// ENOMEM); either way the allocation past the limit kills it.
+			cfg := &subprocess.Config{Log: zerolog.New(zerolog.NewTestWriter(t)), OnOutput: lines.add,
+				Limits: subprocess.Limits{MemoryBytes: tc.limit}}
+			p, err := subprocess.Bootstrap(t.Context(), childCmd(t, "alloc", allocEnv+"=1536"), cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer p.Stop(context.Background())
+			if !tc.dies {
+				// Touching 1.5 GiB under -race on a loaded machine takes
+				// longer than waitFor's bound.
+				for deadline := time.Now().Add(2 * time.Minute); ; {
+					lines.mu.Lock()
+					changed := lines.changed
+					done := slices.ContainsFunc(lines.lines, textIs("allocated"))
+					lines.mu.Unlock()
+					if done {
+						return
+					}
+					select {
+					case <-changed:
+					case <-p.Done():
+						t.Fatalf("the plugin without a limit died: %v", p.Err())
+					case <-time.After(time.Until(deadline)):
+						t.Fatal("the plugin without a limit did not finish allocating")
+					}
+				}
+			}
+			select {
+			case <-p.Done():
+			case <-time.After(60 * time.Second):
+				t.Fatal("the plugin outlived its memory limit")
+			}
+			st := p.ExitStatus()
+			var exitErr *vmre.ExitError
+			if st.Success() || !errors.As(p.Err(), &exitErr) || !oom(strings.Join(exitErr.StderrTail, "\n")) {
+				t.Fatalf("exit = %+v (%v), want a failure reporting out of memory", st, p.Err())
+			}
+			for _, l := range lines.snapshot() {
+				if l.Text == "allocated" {
+					t.Fatal("the plugin allocated past its limit")
+				}
+			}
+		})
+	}
+}
+
+// With a cgroup of its own, a plugin and a child that left its process
+// group and session are both in the cgroup, and both die with the plugin.
+// This needs a writable cgroup v2 directory: the test makes its own under
+// /sys/fs/cgroup (or /sys/fs/cgroup/unified) and removes it.
+func TestCgroupHoldsWholeTree(t *testing.T) {
+	t.Parallel()
+	root := ""
+	for _, base := range []string{"/sys/fs/cgroup/unified", "/sys/fs/cgroup"} {
+		if _, err := os.Stat(filepath.Join(base, "cgroup.procs")); err != nil {
+			continue
+		}
+		if _, err := os.Stat(filepath.Join(base, "cgroup.kill")); err != nil && base == "/sys/fs/cgroup" {
+			continue
+		}
+		dir, err := os.MkdirTemp(base, "vmre-test-")
+		if err != nil {
+			continue
+		}
+		root = dir
+		break
+	}
+	if root == "" {
+		t.Skip("no writable cgroup v2 hierarchy to make a test cgroup in")
+	}
+	t.Cleanup(func() { _ = os.Remove(root) })
+	if _, err := os.Stat(filepath.Join(root, "cgroup.kill")); err != nil {
+		t.Skip("cgroup.kill missing (Linux < 5.14)")
+	}
+	lines := newCollector()
+	cfg := &subprocess.Config{Log: zerolog.New(zerolog.NewTestWriter(t)), OnOutput: lines.add, CgroupRoot: root}
+	p, err := subprocess.Bootstrap(t.Context(), childCmd(t, "fork-grandchild"), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := p.CgroupDir()
+	if filepath.Dir(dir) != root {
+		t.Fatalf("cgroup %q is not under %q", dir, root)
+	}
+	gcLine := lines.waitFor(t, func(l subprocess.Line) bool { return strings.HasPrefix(l.Text, "grandchild=") })
+	gc, _ := strconv.Atoi(strings.TrimPrefix(gcLine.Text, "grandchild="))
+	procs, err := os.ReadFile(filepath.Join(dir, "cgroup.procs"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	in := strings.Fields(string(procs))
+	for _, pid := range []int{p.Pid(), gc} {
+		if !strings.Contains(" "+strings.Join(in, " ")+" ", " "+strconv.Itoa(pid)+" ") {
+			t.Fatalf("pid %d not in the cgroup's procs %v", pid, in)
+		}
+	}
+	fds := openPidfds(t, gc)
+	p.Stop(context.Background())
+	if left := fds.waitExited(10 * time.Second); len(left) != 0 {
+		t.Fatalf("still running after the stop: %v", left)
+	}
+	if _, err := os.Stat(dir); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("cgroup %s left behind: %v", dir, err)
+	}
+}
+
+// oom reports whether a plugin's stderr says it ran out of memory: the Go
+// runtime's words, or ThreadSanitizer's under -race.
+func oom(stderr string) bool {
+	return strings.Contains(stderr, "out of memory") ||
+		(strings.Contains(stderr, "failed to allocate") && strings.Contains(stderr, "errno: 12"))
+}
