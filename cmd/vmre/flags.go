@@ -30,6 +30,7 @@ type engineFlags struct {
 	envKeep          keepList
 	env              stringList
 	vmShutdown       bool
+	cgroupRoot       string
 	logFlags
 }
 
@@ -45,6 +46,7 @@ func (f *engineFlags) register(fs *flag.FlagSet) {
 	fs.Var(&f.envKeep, "env-keep", "with --env-policy clean, the variables to keep, comma-separated; a trailing * matches a prefix (default: PATH,HOME,USER,LOGNAME,TMPDIR,TZ,LANG,LC_*)")
 	fs.Var(&f.env, "env", "KEY=VALUE to set in the plugin's environment under either policy (repeatable)")
 	fs.BoolVar(&f.vmShutdown, "vm-shutdown", true, "before SIGTERM, call the plugin VM's /vm.VM/Shutdown, as avalanchego and luxd nodes do (their rpcchainvm plugins ignore SIGTERM until then); the call gets up to --graceful-timeout, then SIGTERM gets another; --vm-shutdown=false to only signal")
+	fs.StringVar(&f.cgroupRoot, "cgroup-root", "", "a writable cgroup v2 directory (Linux) in which each plugin gets a cgroup of its own: memory and process limits for its whole tree, kills that catch children which left its process group, usage read from it (default: none)")
 	f.logFlags.register(fs)
 }
 
@@ -100,6 +102,7 @@ func (f *engineFlags) subprocessConfig(path string, log zerolog.Logger) *subproc
 		EnvKeep:          f.envKeep.list(),
 		Env:              append([]string(nil), f.env...),
 		VMShutdown:       f.vmShutdown,
+		CgroupRoot:       f.cgroupRoot,
 	}
 }
 
