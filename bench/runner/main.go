@@ -47,6 +47,10 @@ type options struct {
 	watchWhere   string
 	reloadN      int
 	reloadRounds int
+
+	superviseN       int
+	superviseIdle    time.Duration
+	superviseCrashes int
 }
 
 func main() {
@@ -75,12 +79,15 @@ func main() {
 	flag.StringVar(&o.watchProto, "watch-proto", "both", "watch transport: grpcweb (HTTP/1.1, one connection per watcher, like the dashboard), grpc (h2c, like Node.js clients), or run both")
 	flag.IntVar(&o.reloadN, "reload-n", 100, "runtimes of the config file in the reload runs")
 	flag.IntVar(&o.reloadRounds, "reload-rounds", 10, "config reloads with one runtime changed")
+	flag.IntVar(&o.superviseN, "supervise-n", 100, "idle supervised runtimes in the supervise runs")
+	flag.DurationVar(&o.superviseIdle, "supervise-idle", time.Minute, "how long the supervise run measures the engine's idle CPU")
+	flag.IntVar(&o.superviseCrashes, "supervise-crashes", 20, "plugins SIGKILLed in the supervise run's crash-to-running rounds")
 	flag.StringVar(&o.watchWhere, "watch-where", "both", "where the watchers run: process (a process of their own, as browsers are), inline (the engine's process), or both")
 	// A watcher process (-watch-where process) is this binary run with
 	// these two.
 	watchClientOf := flag.String("watch-client-of", "", "internal: run as the watcher process of the API at this URL")
 	watchWant := flag.Int64("watch-want", 0, "internal: changes the watcher process waits for")
-	flag.StringVar(&o.only, "only", "", "comma-separated metric groups to run: launch,breakdown,ready,exit,term,conc,flood,tput,apart,watch,reload (default all)")
+	flag.StringVar(&o.only, "only", "", "comma-separated metric groups to run: launch,breakdown,ready,exit,term,conc,flood,tput,apart,watch,reload,supervise (default all)")
 	flag.StringVar(&o.pluginDir, "plugin-dir", "", "directory holding the avaplugin and gpplugin binaries (required)")
 	flag.StringVar(&o.cpuprofile, "cpuprofile", "", "write a CPU profile of the whole run to this file")
 	flag.StringVar(&o.memprofile, "memprofile", "", "write an allocation profile of the whole run to this file")
@@ -201,6 +208,7 @@ func run(ctx context.Context, o options) error {
 		{"apart", benchApart},
 		{"watch", benchWatch},
 		{"reload", benchReload},
+		{"supervise", benchSupervise},
 	}
 	for _, s := range steps {
 		if !o.want(s.group) {

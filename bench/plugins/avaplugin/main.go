@@ -32,6 +32,8 @@ import (
 	runtimepb "github.com/ava-labs/avalanchego/proto/pb/vm/runtime"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 )
 
 // protocolVersion is avalanchego v1.15.0's version.RPCChainVMProtocol.
@@ -147,6 +149,9 @@ func handshake() (sent, answered time.Time) {
 		fail("initialize: " + err.Error())
 	}
 	srv := grpc.NewServer()
+	// Served as avalanchego's rpcchainvm.Serve does, for the engine's
+	// liveness probes (vmre's supervise benchmark).
+	healthpb.RegisterHealthServer(srv, health.NewServer())
 	go func() { _ = srv.Serve(lis) }()
 	return sent, answered
 }
