@@ -119,7 +119,8 @@ func TestLivenessFailureRestartsOnlyUnderPolicy(t *testing.T) {
 			tc.breakIt(vm)
 			probeOnce(t, clock, check.Interval) // one failure: below the threshold
 			clock.advance(check.Interval)
-			rt := expectState(t, w, first.ID, engine.StateUnhealthy)
+			// A hanging server's probe ends with its timeout.
+			rt := expectStateWithin(t, w, first.ID, engine.StateUnhealthy, check.Timeout+10*time.Second)
 			if rt.Health != engine.HealthFailing || !strings.Contains(rt.LastError, tc.why) {
 				t.Fatalf("unhealthy: health %v, last error %q; want failing, naming %q", rt.Health, rt.LastError, tc.why)
 			}

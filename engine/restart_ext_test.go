@@ -43,7 +43,13 @@ func result(t *testing.T, res <-chan restartResult) restartResult {
 // runtime id to state. It returns the runtime as the change reports it.
 func expectState(t *testing.T, w *engine.Watcher, id string, state engine.State) engine.Runtime {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Second)
+	return expectStateWithin(t, w, id, state, 2*time.Second)
+}
+
+// expectStateWithin is expectState waiting up to d.
+func expectStateWithin(t *testing.T, w *engine.Watcher, id string, state engine.State, d time.Duration) engine.Runtime {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), d)
 	defer cancel()
 	c, err := w.Next(ctx)
 	if err != nil {

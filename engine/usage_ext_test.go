@@ -102,13 +102,13 @@ func TestUsageOfProcessTree(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	lines, _, err := e.TailOutput(rt.ID, 0, false)
+	lines, _, err := e.TailOutput(rt.ID, 0, false, engine.OutputFilter{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	pids := []int{rt.Pid}
 	for _, l := range lines {
-		if rest, ok := strings.CutPrefix(l.Text, "children "); ok {
+		if rest, ok := strings.CutPrefix(string(l.Text), "children "); ok {
 			for _, f := range strings.Fields(rest) {
 				pid, _ := strconv.Atoi(f)
 				pids = append(pids, pid)
