@@ -132,7 +132,7 @@ func TestMemoryLimitKillsPlugin(t *testing.T) {
 			}
 			st := p.ExitStatus()
 			var exitErr *vmre.ExitError
-			if st.Success() || !errors.As(p.Err(), &exitErr) || !oom(strings.Join(exitErr.StderrTail, "\n")) {
+			if st.Success() || !errors.As(p.Err(), &exitErr) || !oom(exitErr.Error()) {
 				t.Fatalf("exit = %+v (%v), want a failure reporting out of memory", st, p.Err())
 			}
 			for _, l := range lines.snapshot() {
@@ -182,7 +182,7 @@ func TestCgroupHoldsWholeTree(t *testing.T) {
 	if filepath.Dir(dir) != root {
 		t.Fatalf("cgroup %q is not under %q", dir, root)
 	}
-	gcLine := lines.waitFor(t, func(l subprocess.Line) bool { return strings.HasPrefix(l.Text, "grandchild=") })
+	gcLine := lines.waitFor(t, func(l outLine) bool { return strings.HasPrefix(l.Text, "grandchild=") })
 	gc, _ := strconv.Atoi(strings.TrimPrefix(gcLine.Text, "grandchild="))
 	procs, err := os.ReadFile(filepath.Join(dir, "cgroup.procs"))
 	if err != nil {
