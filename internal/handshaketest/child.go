@@ -64,10 +64,19 @@ func StartChild(tb testing.TB, grace time.Duration, env ...string) *Child {
 
 // Next waits for the child's next line that starts with the word prefix
 // and returns the rest of it (after the space), skipping other lines. It
-// fails the test if the child ends first or prints none within 15 s.
+// fails the test if the child ends first, or if it prints none before nine
+// tenths of the time left to the test binary's -timeout have passed (so
+// the failure names the line rather than a panic's goroutine dump); with
+// no -timeout it waits as long as the child lives. The wait is not a
+// speed check: a loaded machine may take long to run the child.
 func (c *Child) Next(tb testing.TB, prefix string) string {
 	tb.Helper()
-	timeout := time.After(15 * time.Second)
+	var timeout <-chan time.Time
+	if d, ok := tb.(interface{ Deadline() (time.Time, bool) }); ok {
+		if deadline, ok := d.Deadline(); ok {
+			timeout = time.After(time.Until(deadline) * 9 / 10)
+		}
+	}
 	for {
 		select {
 		case l, ok := <-c.Lines:
