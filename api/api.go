@@ -141,6 +141,7 @@ func New(eng *engine.Engine, cfg Config) (*Handler, error) {
 		connect.WithCodec(protoCodec{shared: shared}),
 		connect.WithInterceptors(newAuthInterceptor(cfg.Token)),
 		connect.WithReadMaxBytes(MaxRequestBytes),
+		requestguard.BoundedGzip(MaxRequestBytes),
 		// Most messages (a watch change, an output line) are a few hundred
 		// bytes: gzipping each one for each watcher cost more CPU than it
 		// saved on a loopback or LAN link, and delayed delivery to 1,000
@@ -154,7 +155,7 @@ func New(eng *engine.Engine, cfg Config) (*Handler, error) {
 	mux.Handle(path, withFlushBatching(service, vmrev1connect.RuntimeServiceWatchRuntimesProcedure))
 	// Health and reflection need no token either: the same bounds. A
 	// reflection stream carries many messages, so only each one is capped.
-	limit := connect.WithReadMaxBytes(MaxRequestBytes)
+	limit := connect.WithHandlerOptions(connect.WithReadMaxBytes(MaxRequestBytes), requestguard.BoundedGzip(MaxRequestBytes))
 	health := grpchealth.NewStaticChecker(vmrev1connect.RuntimeServiceName)
 	healthPath, healthHandler := grpchealth.NewHandler(health, limit)
 	mux.Handle(healthPath, requestguard.Wrap(healthHandler, MaxRequestBytes,

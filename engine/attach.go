@@ -12,6 +12,7 @@ import (
 	"connectrpc.com/connect"
 	"connectrpc.com/grpcreflect"
 	"github.com/vmre/vmre"
+	"github.com/vmre/vmre/internal/requestguard"
 	"github.com/vmre/vmre/internal/token"
 	"github.com/vmre/vmre/internal/vmruntime"
 	"github.com/vmre/vmre/server"
@@ -139,7 +140,7 @@ func (e *Engine) ServeAttach(addr, secret string) (*AttachEndpoint, error) {
 	// Reflection needs no token: it describes the public contract only,
 	// so grpcurl and buf curl can call Initialize without proto files.
 	reflector := vmruntime.NewReflector(vmruntime.ServiceName, grpcreflect.ReflectV1ServiceName, grpcreflect.ReflectV1AlphaServiceName)
-	limit := connect.WithReadMaxBytes(server.MaxRequestBytes)
+	limit := connect.WithHandlerOptions(connect.WithReadMaxBytes(server.MaxRequestBytes), requestguard.BoundedGzip(server.MaxRequestBytes))
 	mux.Handle(grpcreflect.NewHandlerV1(reflector, limit))
 	mux.Handle(grpcreflect.NewHandlerV1Alpha(reflector, limit))
 	lis, err := net.Listen("tcp", addr)

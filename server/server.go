@@ -116,6 +116,11 @@ func NewHandler(initializer vmre.Initializer, opts ...Option) (string, http.Hand
 	svc := &runtimeService{initializer: initializer, authorize: cfg.authorize}
 	handlerOpts := append([]connect.HandlerOption{
 		connect.WithReadMaxBytes(MaxRequestBytes),
+		// No plugin compresses its handshake (grpc-go, which avalanchego's
+		// plugins use, and grpc-js send uncompressed unless told), and
+		// inflating before the Authorizer runs is work for anyone who
+		// connects: gzip is refused (unimplemented).
+		connect.WithCompression("gzip", nil, nil),
 		// The answer is an empty message: compressing it only costs time
 		// (connect-go would gzip it for every client that offers gzip).
 		connect.WithCompressMinBytes(math.MaxInt32),

@@ -4,7 +4,10 @@
 package requestguard
 
 import (
+	"compress/gzip"
 	"encoding/json"
+	"errors"
+	"io"
 	"math"
 	"net/http"
 	"strconv"
@@ -181,3 +184,47 @@ func (r *headerRecorder) Write(b []byte) (int, error) {
 	r.WriteHeader(http.StatusOK)
 	return len(b), nil
 }
+
+// errInflatedTooLarge is the error a decompressor from [BoundedGzip]
+// returns once its output passes the bound.
+var errInflatedTooLarge = errors.New("decompressed message exceeds the size cap")
+
+// BoundedGzip returns a handler option that serves gzip with a decompressor
+// which stops after maxBytes+1 bytes of output. connect-go's
+// WithReadMaxBytes already refuses a larger message, but first inflates the
+// rest of it to report its size, so a small bomb still costs its full
+// inflated size in CPU; this one fails instead (connect-go answers
+// resource_exhausted). Pair it with connect.WithReadMaxBytes(maxBytes).
+func BoundedGzip(maxBytes int64) connect.HandlerOption {
+	return connect.WithCompression("gzip",
+		func() connect.Decompressor { return &boundedGzip{max: maxBytes} },
+		func() connect.Compressor { return gzip.NewWriter(io.Discard) },
+	)
+}
+
+// boundedGzip is a gzip reader that fails once it has produced more than
+// max+1 bytes. connect-go pools it and calls Reset before each use.
+type boundedGzip struct {
+	r    gzip.Reader
+	max  int64
+	read int64
+}
+
+func (b *boundedGzip) Reset(r io.Reader) error {
+	b.read = 0
+	return b.r.Reset(r)
+}
+
+func (b *boundedGzip) Read(p []byte) (int, error) {
+	if b.read > b.max {
+		return 0, errInflatedTooLarge
+	}
+	if rest := b.max + 1 - b.read; int64(len(p)) > rest {
+		p = p[:rest]
+	}
+	n, err := b.r.Read(p)
+	b.read += int64(n)
+	return n, err
+}
+
+func (b *boundedGzip) Close() error { return b.r.Close() }
