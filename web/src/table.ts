@@ -232,7 +232,7 @@ export class RuntimeTable {
     q(".spark.cpu-line").setAttribute("points", sparkPoints(samples.map((s) => s.cpu), SPARK_W, SPARK_H, 5));
     q(".spark.rss-line").setAttribute("points", sparkPoints(samples.map((s) => s.rss), SPARK_W, SPARK_H));
     td.title = `CPU ${fmtPercent(u.cpuPercent)} of one core (${u.cpuSeconds.toFixed(1)} s in all), resident memory ${fmtBytes(Number(u.rssBytes))}, ` +
-      `${u.processes} processes, ${u.threads} threads, ${u.openFds} open files; the lines show the last ${samples.length} samples (CPU solid, memory dashed)`;
+      `${plural(u.processes, "process", "processes")}, ${plural(u.threads, "thread", "threads")}, ${plural(u.openFds, "open file", "open files")}; the lines show the last ${samples.length} samples (CPU solid, memory dashed)`;
   }
 
   private renderUptime(rt: Runtime, tr: HTMLTableRowElement): void {
@@ -287,6 +287,10 @@ function usageCell(): HTMLElement {
   counts.className = "counts";
   box.append(now, svg, counts);
   return box;
+}
+
+function plural(n: number, one: string, many: string): string {
+  return `${n} ${n === 1 ? one : many}`;
 }
 
 function cell(row: HTMLTableRowElement, col: Column): HTMLTableCellElement {
