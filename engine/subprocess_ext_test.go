@@ -146,15 +146,15 @@ func TestSubprocessCrash(t *testing.T) {
 		t.Fatal(err)
 	}
 	e := subprocessEngine(t, "crash")
-	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
-	defer cancel()
 	start := time.Now()
-	rt, err := e.Launch(ctx, engine.Spec{Name: "crashvm", Path: self})
+	rt, err := e.Launch(t.Context(), engine.Spec{Name: "crashvm", Path: self})
 	if err == nil {
 		t.Fatalf("Launch of a crashing plugin succeeded: %+v", rt)
 	}
-	if time.Since(start) > 3*time.Second {
-		t.Fatalf("crash reported after %v", time.Since(start))
+	// The exit ends the wait, not subprocessEngine's 10 s handshake
+	// timeout; how fast a loaded machine runs the child is not checked.
+	if d := time.Since(start); d >= 10*time.Second {
+		t.Fatalf("crash reported after %v, as if by the handshake timeout", d)
 	}
 	if rt.State != engine.StateFailed || rt.Exit == nil || rt.Exit.Code != 3 || !strings.Contains(rt.LastError, "boom: cannot open database") {
 		t.Fatalf("failed runtime = %+v (exit %+v)", rt, rt.Exit)
