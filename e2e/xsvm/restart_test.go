@@ -16,20 +16,24 @@ import (
 )
 
 // TestRestartOnFailureBringsXSVMBack: under restart: on-failure, a killed
-// xsvm process is launched again; and the liveness probe reads xsvm's
-// grpc.health.v1: once the new process hangs (SIGSTOP), its probes time
-// out, the runtime turns unhealthy and is restarted in a fresh process.
+// xsvm process is launched again; the liveness probe reads xsvm's
+// grpc.health.v1 and sees the new process SERVING; once that process hangs
+// (SIGSTOP), its probes time out, the runtime turns unhealthy and runs
+// again in a fresh process, which the probe sees SERVING too.
 func TestRestartOnFailureBringsXSVMBack(t *testing.T) {
 	t.Parallel()
 	requireBinaries(t)
 	config := filepath.Join(t.TempDir(), "vmre.yaml")
 	// A 2 s probe timeout: xsvm answers in milliseconds, even on a loaded
-	// machine, unless it is stopped.
+	// machine, unless it is stopped. A 3 s grace: with the probe's
+	// connection open, xsvm's graceful stop takes about 1 s (grpc-go's
+	// GracefulStop drains it), and the stop of the hung process waits two
+	// graces.
 	yaml := fmt.Sprintf(`runtimes:
   - name: xsvm
     path: %q
     protocol_versions: [44]
-    graceful_timeout: 1s
+    graceful_timeout: 3s
     restart:
       policy: on-failure
       initial_backoff: 100ms
@@ -67,6 +71,14 @@ func TestRestartOnFailureBringsXSVMBack(t *testing.T) {
 			second.GetId(), second.GetRestarts(), first.GetId(), first.GetRestarts())
 	}
 
+	// The probe's answers reach watchers with the resource samples.
+	serving := func(pid int64) func(*vmrev1.Runtime) bool {
+		return func(rt *vmrev1.Runtime) bool {
+			return rt.GetPid() == pid && rt.GetHealth() == vmrev1.RuntimeHealth_RUNTIME_HEALTH_SERVING
+		}
+	}
+	watchUntil(t, stream, "the restarted xsvm serving grpc.health.v1", serving(second.GetPid()))
+
 	if err := syscall.Kill(int(second.GetPid()), syscall.SIGSTOP); err != nil {
 		t.Fatal(err)
 	}
@@ -82,6 +94,7 @@ func TestRestartOnFailureBringsXSVMBack(t *testing.T) {
 	if third.GetRestarts() != second.GetRestarts()+1 {
 		t.Errorf("restarts %d after the liveness restart, %d before", third.GetRestarts(), second.GetRestarts())
 	}
+	watchUntil(t, stream, "the xsvm restarted by liveness serving grpc.health.v1", serving(third.GetPid()))
 
 	p.signal(t, syscall.SIGTERM)
 	if code := p.wait(t); code != 0 {
