@@ -147,7 +147,9 @@ func (e *Engine) ServeAttach(addr, secret string) (*AttachEndpoint, error) {
 	if err != nil {
 		return nil, fmt.Errorf("listen for attach handshakes: %w", err)
 	}
-	a := &AttachEndpoint{srv: server.NewHTTPServer(mux), lis: lis, done: make(chan struct{})}
+	srv := server.NewHTTPServer(mux)
+	srv.ErrorLog = server.NewErrorLog(e.log)
+	a := &AttachEndpoint{srv: srv, lis: lis, done: make(chan struct{})}
 	go func() {
 		defer close(a.done)
 		if err := a.srv.Serve(lis); err != nil && !errors.Is(err, http.ErrServerClosed) {

@@ -278,6 +278,7 @@ func launch(cmd *exec.Cmd, cfg *settings, exe *preflight.Executable) (*launched,
 	// connection waits in the listen backlog.
 	hs := &handshake{accepted: slices.Clone(cfg.AcceptedVersions), auth: auth, result: make(chan handshakeResult, 1)}
 	srv := server.NewHTTPServer(sharedHandler())
+	srv.ErrorLog = server.NewErrorLog(vmLog)
 	srv.BaseContext = func(net.Listener) context.Context {
 		return context.WithValue(context.Background(), handshakeKey{}, hs)
 	}

@@ -182,6 +182,7 @@ flags:`)
 		return exitUsage
 	}
 	srv := server.NewHTTPServer(handler)
+	srv.ErrorLog = server.NewErrorLog(log)
 	go func() {
 		if err := srv.Serve(lis); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			log.Error().Err(err).Msg("api server stopped")

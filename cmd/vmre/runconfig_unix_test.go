@@ -22,6 +22,8 @@ type logEntry struct {
 	Message string `json:"message"`
 	VM      string `json:"vm"`
 	Pid     int    `json:"pid"`
+	Addr    string `json:"addr"`
+	Level   string `json:"level"`
 	raw     string
 }
 
@@ -37,7 +39,15 @@ type runProc struct {
 // The process is killed and reaped when the test ends.
 func startRun(t *testing.T, args ...string) *runProc {
 	t.Helper()
+	return startRunInheriting(t, nil, args...)
+}
+
+// startRunInheriting is startRun with extra as the process's descriptors
+// 3 and up, inherited without close-on-exec.
+func startRunInheriting(t *testing.T, extra []*os.File, args ...string) *runProc {
+	t.Helper()
 	cmd := exec.Command(os.Args[0], append([]string{"run", "--listen", "127.0.0.1:0", "--log-format", "json"}, args...)...)
+	cmd.ExtraFiles = extra
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)

@@ -51,6 +51,7 @@ func Run(ctx context.Context, log zerolog.Logger, cfg Config) error {
 	mux := http.NewServeMux()
 	mux.Handle(grpchealth.NewHandler(grpchealth.NewStaticChecker()))
 	srv := server.NewHTTPServer(mux)
+	srv.ErrorLog = server.NewErrorLog(log)
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(lis) }()
 	defer func() {
