@@ -26,6 +26,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"path"
 	"runtime/debug"
 	"strings"
 
@@ -266,6 +267,12 @@ func dashboardHandler(files fs.FS) http.Handler {
 		if r.Method != http.MethodGet && r.Method != http.MethodHead {
 			w.Header().Set("Allow", "GET, HEAD")
 			http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
+			return
+		}
+		// A name fs.FS cannot hold (invalid UTF-8, say) makes the file
+		// server answer 500; it is the client's error.
+		if name := strings.TrimPrefix(path.Clean(r.URL.Path), "/"); name != "" && !fs.ValidPath(name) {
+			http.Error(w, "bad path", http.StatusBadRequest)
 			return
 		}
 		h := w.Header()
