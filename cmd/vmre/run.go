@@ -91,6 +91,9 @@ flags:`)
 	// Runs last: the log's last lines reach stderr before run returns.
 	defer logSink.Close()
 	stderr = logSink.direct()
+	if err := markInheritedCloexec(); err != nil {
+		log.Warn().Err(err).Msg("inherited descriptors may reach plugins")
+	}
 	if err := rf.checkConfigFlags(fs); err != nil {
 		fmt.Fprintf(stderr, "vmre run: %v\n", err)
 		return exitUsage
