@@ -176,10 +176,10 @@ func newEngine(t *testing.T, l engine.Launcher, mod func(*engine.Config)) *engin
 	return e
 }
 
-// next reads the watcher's next message within a second.
+// next reads the watcher's next message, waiting up to eventWait.
 func next(t *testing.T, w *engine.Watcher) engine.Change {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Second)
+	ctx, cancel := context.WithTimeout(t.Context(), eventWait)
 	defer cancel()
 	c, err := w.Next(ctx)
 	if err != nil {

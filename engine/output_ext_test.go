@@ -43,7 +43,7 @@ func TestOutputTailThenFollow(t *testing.T) {
 	}
 	var got []string
 	for len(got) < 5 {
-		ctx, cancel := context.WithTimeout(t.Context(), 2*time.Second)
+		ctx, cancel := context.WithTimeout(t.Context(), eventWait)
 		batch, dropped, err := f.Next(ctx)
 		cancel()
 		if err != nil || dropped != 0 {
@@ -181,7 +181,7 @@ func TestFollowerEndsWhenRuntimeLeavesHistory(t *testing.T) {
 	if _, err := e.Stop(t.Context(), r.ID); err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Second)
+	ctx, cancel := context.WithTimeout(t.Context(), eventWait)
 	defer cancel()
 	if _, _, err := f.Next(ctx); !errors.Is(err, engine.ErrClosed) {
 		t.Fatalf("Next = %v, want ErrClosed", err)

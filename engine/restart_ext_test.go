@@ -43,8 +43,12 @@ func result(t *testing.T, res <-chan restartResult) restartResult {
 // runtime id to state. It returns the runtime as the change reports it.
 func expectState(t *testing.T, w *engine.Watcher, id string, state engine.State) engine.Runtime {
 	t.Helper()
-	return expectStateWithin(t, w, id, state, 2*time.Second)
+	return expectStateWithin(t, w, id, state, eventWait)
 }
+
+// eventWait bounds a test's wait for an event that must come: only a hang
+// is ruled out, as -race on two busy cores can take seconds to deliver.
+const eventWait = 30 * time.Second
 
 // expectStateWithin is expectState waiting up to d.
 func expectStateWithin(t *testing.T, w *engine.Watcher, id string, state engine.State, d time.Duration) engine.Runtime {

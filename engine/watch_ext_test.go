@@ -111,7 +111,7 @@ func TestWatcherClose(t *testing.T) {
 		if !errors.Is(err, engine.ErrClosed) {
 			t.Fatalf("Next after Close: %v", err)
 		}
-	case <-time.After(2 * time.Second):
+	case <-time.After(eventWait):
 		t.Fatal("Next did not return after Close")
 	}
 }
