@@ -107,22 +107,22 @@ func TestDoctorFailures(t *testing.T) {
 	}{
 		{
 			name:     "crash before handshake",
-			args:     []string{"--", crash},
+			args:     []string{"--handshake-timeout", "60s", "--", crash},
 			wantText: []string{"handshake failed: process exited: exit status 3", "exit status: 3", "    stderr: loading config\n    stderr: fatal: no genesis file\n"},
 		},
 		{
 			name:     "reason on stdout",
-			args:     []string{"--", stdoutReason},
+			args:     []string{"--handshake-timeout", "60s", "--", stdoutReason},
 			wantText: []string{"exit status: 1", "    stdout: failed to set fd limit correctly: operation not permitted\n"},
 		},
 		{
 			name:     "version mismatch",
-			args:     []string{"--protocol-version", "41,43", "--", os.Args[0], exampleVMCommand},
+			args:     []string{"--handshake-timeout", "60s", "--protocol-version", "41,43", "--", os.Args[0], exampleVMCommand},
 			wantText: []string{"handshake failed: protocol version mismatch engine: 41,43 vm: 42", "hint:"},
 		},
 		{
 			name:     "no handshake",
-			args:     []string{"--handshake-timeout", "300ms", "--", "/bin/sleep", "10"},
+			args:     []string{"--handshake-timeout", "300ms", "--", "/bin/sleep", "60"},
 			wantText: []string{"handshake failed: timeout"},
 		},
 	}
@@ -139,10 +139,12 @@ func TestDoctorFailures(t *testing.T) {
 					t.Errorf("stderr lacks %q", want)
 				}
 			}
-			// Every failure here is known well within a second (the
-			// timeout case waits 300 ms); a doctor that waited for the
-			// default 5 s handshake timeout would fail this.
-			if elapsed > 2*time.Second {
+			// Every failure here is known long before a minute has
+			// passed: at the plugin's exit or answer, or at the 300 ms
+			// timeout. A doctor that waited for the 60 s handshake
+			// timeout, or for the 60 s sleep to end, would fail this;
+			// a loaded machine, taking seconds, would not.
+			if elapsed > 30*time.Second {
 				t.Errorf("doctor took %v to report the failure", elapsed)
 			}
 		})
