@@ -268,6 +268,18 @@ const maxShebang = 256
 // A "#!" line ending in "\r\n" is refused for the same reason: the kernel
 // keeps the "\r", so it looks for "/bin/sh\r" (or passes "-e\r" on).
 func checkScript(f *os.File, goos string) error {
+	return checkScriptDepth(f, goos, 1)
+}
+
+// maxScriptDepth is how many "#!" scripts deep Linux follows interpreters
+// (BINPRM_MAX_RECURSION is 4) before exec fails with ELOOP.
+const maxScriptDepth = 4
+
+// checkScriptDepth is checkScript for a script depth levels into a chain of
+// interpreters. An interpreter that is itself a script is checked the same
+// way: the kernel reports any fault in its "#!" line as the plugin's own
+// "no such file or directory".
+func checkScriptDepth(f *os.File, goos string, depth int) error {
 	if goos == "windows" {
 		return errors.New("#! scripts do not run on windows")
 	}
@@ -295,5 +307,29 @@ func checkScript(f *os.File, goos string) error {
 	}
 	// A relative interpreter is resolved by the kernel against the
 	// working directory.
-	return checkInterpFile("#! interpreter", interp)
+	if err := checkInterpFile("#! interpreter", interp); err != nil || !strings.HasPrefix(interp, "/") {
+		return err
+	}
+	return checkNestedScript(interp, goos, depth)
+}
+
+// checkNestedScript checks interp, the absolute path of a script's
+// interpreter, if it is itself a "#!" script.
+func checkNestedScript(interp, goos string, depth int) error {
+	f, err := os.Open(interp)
+	if err != nil {
+		return fmt.Errorf("#! interpreter: %w", err)
+	}
+	defer f.Close()
+	head := make([]byte, 2)
+	if _, err := io.ReadFull(f, head); err != nil || string(head) != "#!" {
+		return nil // not a script: its own format is exec's business
+	}
+	if depth >= maxScriptDepth {
+		return fmt.Errorf("#! interpreter %s is a script nested more than %d deep, which the kernel refuses", interp, maxScriptDepth)
+	}
+	if err := checkScriptDepth(f, goos, depth+1); err != nil {
+		return fmt.Errorf("#! interpreter %s is itself a script: %w", interp, err)
+	}
+	return nil
 }

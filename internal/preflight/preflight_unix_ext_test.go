@@ -72,6 +72,25 @@ func TestOpenUnix(t *testing.T) {
 			wantText: "CRLF (Windows) line endings",
 		},
 		{
+			// exec fails with "no such file or directory" for the plugin,
+			// though the fault is in the interpreter script's first line.
+			name: "script whose interpreter is a CRLF script",
+			path: func(t *testing.T) string {
+				interp := write(t, "interp", []byte("#!/bin/sh\r\nexec /bin/sh \"$@\"\r\n"), 0o755)
+				return write(t, "plugin.sh", []byte("#!"+interp+"\necho hi\n"), 0o755)
+			},
+			wantErr:  vmre.ErrNotExecutable,
+			wantText: "is itself a script",
+		},
+		{
+			name: "script whose interpreter is a script",
+			path: func(t *testing.T) string {
+				interp := write(t, "interp", []byte("#!/bin/sh\nexec /bin/sh \"$@\"\n"), 0o755)
+				return write(t, "plugin.sh", []byte("#!"+interp+"\necho hi\n"), 0o755)
+			},
+			wantFormat: "script",
+		},
+		{
 			name:       "script with a tab before the argument",
 			path:       func(t *testing.T) string { return write(t, "plugin.sh", []byte("#!/bin/sh\t-e\necho hi\n"), 0o755) },
 			wantFormat: "script",
