@@ -258,7 +258,7 @@ func TestWatchStream(t *testing.T) {
 	if _, err := h.engine.Attach(42, "127.0.0.1:50001", "p"); err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 	defer cancel()
 	stream, err := h.client(connect.WithGRPCWeb()).WatchRuntimes(ctx, &vmrev1.WatchRuntimesRequest{})
 	if err != nil {
@@ -299,7 +299,7 @@ func TestEngineInstanceID(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 	defer cancel()
 	client := h.client(connect.WithGRPCWeb())
 
@@ -376,7 +376,7 @@ func TestTailOutputStream(t *testing.T) {
 	out(&subprocess.Line{Stream: "stdout", Level: zerolog.InfoLevel, Text: []byte("first")})
 	out(&subprocess.Line{Stream: "stderr", Level: zerolog.ErrorLevel, Text: []byte("second")})
 
-	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 	defer cancel()
 	client := vmrev1connect.NewRuntimeServiceClient(h2cClient(), h.url, connect.WithGRPC())
 	stream, err := client.TailOutput(ctx, &vmrev1.TailOutputRequest{Id: rt.ID, Lines: 1, Follow: true})
@@ -476,7 +476,7 @@ func TestHealthAndReflection(t *testing.T) {
 	t.Parallel()
 	h := start(t, nil)
 	conn := h.grpcConn(t)
-	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 	defer cancel()
 
 	health := healthpb.NewHealthClient(conn)
@@ -799,7 +799,7 @@ func TestWatchBatchesPendingChanges(t *testing.T) {
 				httpClient, opt = h2cClient(), connect.WithGRPC()
 			}
 			client := vmrev1connect.NewRuntimeServiceClient(httpClient, "http://"+lis.Addr().String(), opt)
-			ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+			ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 			defer cancel()
 			type opened struct {
 				stream *connect.ServerStreamForClient[vmrev1.WatchRuntimesResponse]
@@ -849,7 +849,7 @@ func TestWatchBatchesPendingChanges(t *testing.T) {
 func TestWatchManyWatchersEveryProtocol(t *testing.T) {
 	t.Parallel()
 	h := start(t, nil)
-	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 	defer cancel()
 	clients := []vmrev1connect.RuntimeServiceClient{
 		h.client(connect.WithGRPCWeb()),
@@ -1029,7 +1029,7 @@ func TestTailOutputParsedAndFiltered(t *testing.T) {
 	out(&subprocess.Line{Stream: "stderr", Level: zerolog.InfoLevel, Text: []byte("info")})
 	out(&subprocess.Line{Stream: "stdout", Level: zerolog.ErrorLevel, Text: []byte("stdout error")})
 
-	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 	defer cancel()
 	tail, err := h.client().TailOutput(ctx, &vmrev1.TailOutputRequest{Id: rt.ID, Follow: true,
 		MinLevel: vmrev1.LogLevel_LOG_LEVEL_WARN, Stream: vmrev1.OutputStream_OUTPUT_STREAM_STDERR})
