@@ -172,6 +172,12 @@ func New(eng *engine.Engine, cfg Config) (*Handler, error) {
 	)
 	mux.Handle(grpcreflect.NewHandlerV1(reflector, limit))
 	mux.Handle(grpcreflect.NewHandlerV1Alpha(reflector, limit))
+	// Metrics need no token, like health: they describe, never act.
+	metricsHandler, err := newMetrics(eng).handler()
+	if err != nil {
+		return nil, fmt.Errorf("register metrics: %w", err)
+	}
+	mux.Handle("GET "+MetricsPath, metricsHandler)
 	mux.Handle("/", dashboardHandler(dashboard))
 
 	return &Handler{handler: withHostCheck(withCORS(mux, origins), cfg.AllowedHosts), health: health}, nil

@@ -1,0 +1,229 @@
+package api
+
+import (
+	"context"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/vmre/vmre/engine"
+)
+
+// MetricsPath is where the API port serves Prometheus metrics.
+const MetricsPath = "/metrics"
+
+// Exit reasons of vmre_runtime_exits_total.
+const (
+	exitZero      = "exit_zero" // exited on its own with status 0
+	exitCode      = "exit_code" // exited with a non-zero status
+	exitSignal    = "signal"    // ended by a signal
+	exitHandshake = "handshake" // ended before its handshake completed
+	exitLiveness  = "liveness"  // stopped because its liveness probe failed
+	exitLost      = "lost"      // an attached runtime whose probe gave up
+)
+
+var (
+	descInfo = prometheus.NewDesc("vmre_runtime_info",
+		"A runtime the engine tracks; always 1.",
+		[]string{"id", "name", "protocol_version", "attached"}, nil)
+	descState = prometheus.NewDesc("vmre_runtime_state",
+		"The runtime's state: 1 for the current one, 0 for the others.",
+		[]string{"id", "name", "state"}, nil)
+	descStart = prometheus.NewDesc("vmre_runtime_start_time_seconds",
+		"When the runtime's current process was launched, in seconds since the epoch.",
+		[]string{"id", "name"}, nil)
+	descRestarts = prometheus.NewDesc("vmre_runtime_restarts_total",
+		"Relaunches of the runtime, by policy or by request.",
+		[]string{"id", "name"}, nil)
+	descExits = prometheus.NewDesc("vmre_runtime_exits_total",
+		"Ends of the runtime's processes, by reason.",
+		[]string{"id", "name", "reason"}, nil)
+	descCPU = prometheus.NewDesc("vmre_runtime_cpu_seconds_total",
+		"User and system CPU time of the runtime's process tree.",
+		[]string{"id", "name"}, nil)
+	descRSS = prometheus.NewDesc("vmre_runtime_resident_memory_bytes",
+		"Resident memory of the runtime's process tree.",
+		[]string{"id", "name"}, nil)
+	descFDs = prometheus.NewDesc("vmre_runtime_open_fds",
+		"Open file descriptors of the runtime's process tree.",
+		[]string{"id", "name"}, nil)
+	descProcs = prometheus.NewDesc("vmre_runtime_processes",
+		"Processes in the runtime's process tree.",
+		[]string{"id", "name"}, nil)
+	descThreads = prometheus.NewDesc("vmre_runtime_threads",
+		"Threads in the runtime's process tree.",
+		[]string{"id", "name"}, nil)
+)
+
+// allStates lists every state vmre_runtime_state reports, so that a
+// runtime has one series per state whatever state it is in.
+var allStates = []engine.State{
+	engine.StateStarting, engine.StateRunning, engine.StateUnhealthy, engine.StateStopping,
+	engine.StateBackoff, engine.StateExited, engine.StateFailed, engine.StateAttached, engine.StateLost,
+}
+
+// metrics is the engine's collector. Gauges and the runtime counters the
+// engine keeps itself (restarts, CPU) are read from a snapshot at scrape
+// time, so a runtime's series vanish when it leaves the engine's history.
+// What the engine does not keep (exits by reason, handshake durations) is
+// counted by one watcher of the engine's changes.
+type metrics struct {
+	eng *engine.Engine
+
+	handshakes prometheus.Histogram
+
+	mu    sync.Mutex
+	exits map[string]map[string]float64 // runtime id -> reason -> count
+	last  map[string]engine.State       // runtime id -> last state seen
+}
+
+func newMetrics(eng *engine.Engine) *metrics {
+	return &metrics{
+		eng: eng,
+		handshakes: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "vmre_handshake_duration_seconds",
+			Help:    "Time from a launch to its completed handshake.",
+			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
+		}),
+		exits: make(map[string]map[string]float64),
+		last:  make(map[string]engine.State),
+	}
+}
+
+// handler returns the /metrics handler over a registry of its own (the
+// engine's collector, Go's runtime and the engine process), and starts
+// the watcher that counts exits; it ends when the engine closes.
+func (m *metrics) handler() (http.Handler, error) {
+	reg := prometheus.NewRegistry()
+	for _, c := range []prometheus.Collector{
+		m, m.handshakes,
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+	} {
+		if err := reg.Register(c); err != nil {
+			return nil, err
+		}
+	}
+	go m.watch(m.eng.Watch())
+	return promhttp.HandlerFor(reg, promhttp.HandlerOpts{EnableOpenMetrics: true}), nil
+}
+
+func (m *metrics) watch(w *engine.Watcher) {
+	defer w.Close()
+	for {
+		// Next fails only with ErrClosed here: its ctx is never done.
+		c, err := w.Next(context.Background())
+		if err != nil {
+			return
+		}
+		m.apply(c)
+	}
+}
+
+// apply counts what one change says. A snapshot (the first message, and
+// after the watcher fell behind) only records states: exits missed while
+// behind are not counted.
+func (m *metrics) apply(c engine.Change) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	switch c.Kind {
+	case engine.ChangeSnapshot:
+		seen := make(map[string]bool, len(c.Snapshot))
+		for _, r := range c.Snapshot {
+			m.last[r.ID] = r.State
+			seen[r.ID] = true
+		}
+		for id := range m.last {
+			if !seen[id] {
+				delete(m.last, id)
+				delete(m.exits, id)
+			}
+		}
+	case engine.ChangeUpdated:
+		r := c.Runtime
+		prev, known := m.last[r.ID]
+		m.last[r.ID] = r.State
+		if !known || prev == r.State {
+			return
+		}
+		if r.State == engine.StateRunning && prev == engine.StateStarting && r.HandshakeDuration > 0 {
+			m.handshakes.Observe(r.HandshakeDuration.Seconds())
+		}
+		if r.State.Ended() && !prev.Ended() {
+			byReason := m.exits[r.ID]
+			if byReason == nil {
+				byReason = make(map[string]float64)
+				m.exits[r.ID] = byReason
+			}
+			byReason[exitReason(prev, r)]++
+		}
+	case engine.ChangeRemoved:
+		delete(m.last, c.RemovedID)
+		delete(m.exits, c.RemovedID)
+	}
+}
+
+func exitReason(prev engine.State, r engine.Runtime) string {
+	switch {
+	case r.State == engine.StateLost:
+		return exitLost
+	case prev == engine.StateStarting:
+		return exitHandshake
+	case strings.HasPrefix(r.LastError, "liveness failed"):
+		return exitLiveness
+	case r.Exit != nil && r.Exit.Signal != "":
+		return exitSignal
+	case r.Exit != nil && r.Exit.Code != 0:
+		return exitCode
+	default:
+		return exitZero
+	}
+}
+
+// Describe implements [prometheus.Collector].
+func (m *metrics) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{descInfo, descState, descStart, descRestarts, descExits, descCPU, descRSS, descFDs, descProcs, descThreads} {
+		ch <- d
+	}
+}
+
+// Collect implements [prometheus.Collector].
+func (m *metrics) Collect(ch chan<- prometheus.Metric) {
+	runtimes := m.eng.List()
+	for _, r := range runtimes {
+		id, name := r.ID, r.Name
+		ch <- prometheus.MustNewConstMetric(descInfo, prometheus.GaugeValue, 1,
+			id, name, strconv.FormatUint(uint64(r.ProtocolVersion), 10), strconv.FormatBool(r.Attached))
+		for _, s := range allStates {
+			v := 0.0
+			if r.State == s {
+				v = 1
+			}
+			ch <- prometheus.MustNewConstMetric(descState, prometheus.GaugeValue, v, id, name, s.String())
+		}
+		if !r.StartedAt.IsZero() {
+			ch <- prometheus.MustNewConstMetric(descStart, prometheus.GaugeValue,
+				float64(r.StartedAt.UnixNano())/1e9, id, name)
+		}
+		ch <- prometheus.MustNewConstMetric(descRestarts, prometheus.CounterValue, float64(r.Restarts), id, name)
+		if u := r.Usage; u != nil {
+			ch <- prometheus.MustNewConstMetric(descCPU, prometheus.CounterValue, u.CPUSeconds, id, name)
+			ch <- prometheus.MustNewConstMetric(descRSS, prometheus.GaugeValue, float64(u.RSSBytes), id, name)
+			ch <- prometheus.MustNewConstMetric(descFDs, prometheus.GaugeValue, float64(u.OpenFDs), id, name)
+			ch <- prometheus.MustNewConstMetric(descProcs, prometheus.GaugeValue, float64(u.Processes), id, name)
+			ch <- prometheus.MustNewConstMetric(descThreads, prometheus.GaugeValue, float64(u.Threads), id, name)
+		}
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, r := range runtimes {
+		for reason, n := range m.exits[r.ID] {
+			ch <- prometheus.MustNewConstMetric(descExits, prometheus.CounterValue, n, r.ID, r.Name, reason)
+		}
+	}
+}

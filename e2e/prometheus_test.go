@@ -1,0 +1,141 @@
+package e2e
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// A real Prometheus scrapes a running `vmre run`: after a restart forced
+// through the API, its own query API reports one restart and a resident
+// memory above zero for the built-in example VM.
+func TestPrometheusScrapesVMRE(t *testing.T) {
+	t.Parallel()
+	prom := requireTool(t, "prometheus")
+	e := startVMRE(t)
+	apiURL := e.apiURL()
+	token, _ := e.token()
+
+	// The runtime's id, from the API itself.
+	var list struct {
+		Runtimes []struct {
+			ID    string `json:"id"`
+			State string `json:"state"`
+		} `json:"runtimes"`
+	}
+	for len(list.Runtimes) == 0 || list.Runtimes[0].State != "RUNTIME_STATE_RUNNING" {
+		apiCall(t, apiURL, token, "ListRuntimes", "{}", &list)
+		time.Sleep(50 * time.Millisecond) // a poll rate, not a wait for an event
+	}
+	id := list.Runtimes[0].ID
+
+	promAddr := freeAddr(t)
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "prometheus.yml")
+	target := strings.TrimPrefix(apiURL, "http://")
+	if err := os.WriteFile(cfg, []byte(fmt.Sprintf(
+		"global: {scrape_interval: 1s}\nscrape_configs:\n  - job_name: vmre\n    static_configs: [{targets: [%q]}]\n", target)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(prom, "--config.file="+cfg, "--storage.tsdb.path="+filepath.Join(dir, "data"),
+		"--web.listen-address="+promAddr)
+	cmd.Stdout = &testLogWriter{t: t, prefix: "prometheus: "}
+	cmd.Stderr = cmd.Stdout
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		_ = cmd.Wait()
+	})
+
+	apiCall(t, apiURL, token, "RestartRuntime", `{"id":"`+id+`"}`, nil)
+
+	query := func(q string) (float64, bool) {
+		resp, err := http.Get("http://" + promAddr + "/api/v1/query?query=" + url.QueryEscape(q))
+		if err != nil {
+			return 0, false // Prometheus still starting
+		}
+		defer resp.Body.Close()
+		var r struct {
+			Data struct {
+				Result []struct {
+					Value [2]any `json:"value"`
+				} `json:"result"`
+			} `json:"data"`
+		}
+		if err := json.NewDecoder(resp.Body).Decode(&r); err != nil || len(r.Data.Result) != 1 {
+			return 0, false
+		}
+		s, _ := r.Data.Result[0].Value[1].(string)
+		v, err := strconv.ParseFloat(s, 64)
+		return v, err == nil
+	}
+	restarts := `vmre_runtime_restarts_total{id="` + id + `"}`
+	rss := `vmre_runtime_resident_memory_bytes{id="` + id + `"}`
+	// Prometheus scrapes every second and vmre samples usage every few:
+	// wait for both answers, bounded only by the test's own timeout.
+	for {
+		n, ok1 := query(restarts)
+		m, ok2 := query(rss)
+		if ok1 && ok2 && m > 0 {
+			if n != 1 {
+				t.Fatalf("%s = %v through Prometheus, want 1", restarts, n)
+			}
+			return
+		}
+		if t.Context().Err() != nil {
+			t.Fatalf("Prometheus never reported %s and a positive %s", restarts, rss)
+		}
+		time.Sleep(200 * time.Millisecond) // a query rate, not a wait for an event
+	}
+}
+
+// apiCall calls a RuntimeService method with Connect JSON and the token.
+func apiCall(t *testing.T, apiURL, token, method, body string, out any) {
+	t.Helper()
+	req, err := http.NewRequestWithContext(t.Context(), http.MethodPost,
+		apiURL+"/vmre.v1.RuntimeService/"+method, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("%s: %s %s", method, resp.Status, b)
+	}
+	if out != nil {
+		if err := json.Unmarshal(b, out); err != nil {
+			t.Fatalf("%s: %v", method, err)
+		}
+	}
+}
+
+// freeAddr returns a loopback address no one listens on right now.
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	_ = l.Close()
+	return addr
+}
