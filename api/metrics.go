@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -71,7 +72,11 @@ var allStates = []engine.State{
 // engine keeps itself (restarts, CPU) are read from a snapshot at scrape
 // time, so a runtime's series vanish when it leaves the engine's history.
 // What the engine does not keep (exits by reason, handshake durations) is
-// counted by one watcher of the engine's changes.
+// counted by one watcher of the engine's changes, once per launch: a launch
+// is known by its runtime's id and start time, so a snapshot (the first
+// message, and after the watcher fell behind) neither repeats nor loses a
+// launch it shows. A launch that began and ended entirely while the watcher
+// was behind is not counted.
 type metrics struct {
 	eng *engine.Engine
 
@@ -79,8 +84,12 @@ type metrics struct {
 
 	mu    sync.Mutex
 	exits map[string]map[string]float64 // runtime id -> reason -> count
-	last  map[string]engine.State       // runtime id -> last state seen
+	seen  map[string]counted            // runtime id -> its launch last counted
 }
+
+// counted holds the start time of the launch whose handshake, and of the
+// launch whose end, were last counted for one runtime.
+type counted struct{ handshake, exit time.Time }
 
 func newMetrics(eng *engine.Engine) *metrics {
 	return &metrics{
@@ -91,7 +100,7 @@ func newMetrics(eng *engine.Engine) *metrics {
 			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
 		}),
 		exits: make(map[string]map[string]float64),
-		last:  make(map[string]engine.State),
+		seen:  make(map[string]counted),
 	}
 }
 
@@ -125,54 +134,54 @@ func (m *metrics) watch(w *engine.Watcher) {
 	}
 }
 
-// apply counts what one change says. A snapshot (the first message, and
-// after the watcher fell behind) only records states: exits missed while
-// behind are not counted.
 func (m *metrics) apply(c engine.Change) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	switch c.Kind {
 	case engine.ChangeSnapshot:
-		seen := make(map[string]bool, len(c.Snapshot))
+		present := make(map[string]bool, len(c.Snapshot))
 		for _, r := range c.Snapshot {
-			m.last[r.ID] = r.State
-			seen[r.ID] = true
+			present[r.ID] = true
+			m.countLocked(r)
 		}
-		for id := range m.last {
-			if !seen[id] {
-				delete(m.last, id)
+		for id := range m.seen {
+			if !present[id] {
+				delete(m.seen, id)
 				delete(m.exits, id)
 			}
 		}
 	case engine.ChangeUpdated:
-		r := c.Runtime
-		prev, known := m.last[r.ID]
-		m.last[r.ID] = r.State
-		if !known || prev == r.State {
-			return
-		}
-		if r.State == engine.StateRunning && prev == engine.StateStarting && r.HandshakeDuration > 0 {
-			m.handshakes.Observe(r.HandshakeDuration.Seconds())
-		}
-		if r.State.Ended() && !prev.Ended() {
-			byReason := m.exits[r.ID]
-			if byReason == nil {
-				byReason = make(map[string]float64)
-				m.exits[r.ID] = byReason
-			}
-			byReason[exitReason(prev, r)]++
-		}
+		m.countLocked(c.Runtime)
 	case engine.ChangeRemoved:
-		delete(m.last, c.RemovedID)
+		delete(m.seen, c.RemovedID)
 		delete(m.exits, c.RemovedID)
 	}
 }
 
-func exitReason(prev engine.State, r engine.Runtime) string {
+// countLocked counts r's current launch's handshake and end, each once.
+func (m *metrics) countLocked(r engine.Runtime) {
+	s := m.seen[r.ID]
+	if r.HandshakeDuration > 0 && !r.StartedAt.Equal(s.handshake) {
+		m.handshakes.Observe(r.HandshakeDuration.Seconds())
+		s.handshake = r.StartedAt
+	}
+	if r.State.Ended() && !r.StartedAt.Equal(s.exit) {
+		byReason := m.exits[r.ID]
+		if byReason == nil {
+			byReason = make(map[string]float64)
+			m.exits[r.ID] = byReason
+		}
+		byReason[exitReason(r)]++
+		s.exit = r.StartedAt
+	}
+	m.seen[r.ID] = s
+}
+
+func exitReason(r engine.Runtime) string {
 	switch {
 	case r.State == engine.StateLost:
 		return exitLost
-	case prev == engine.StateStarting:
+	case r.HandshakeDuration == 0 && !r.Attached:
 		return exitHandshake
 	case strings.HasPrefix(r.LastError, "liveness failed"):
 		return exitLiveness

@@ -34,7 +34,10 @@ func TestPrometheusScrapesVMRE(t *testing.T) {
 			State string `json:"state"`
 		} `json:"runtimes"`
 	}
-	for len(list.Runtimes) == 0 || list.Runtimes[0].State != "RUNTIME_STATE_RUNNING" {
+	for start := time.Now(); len(list.Runtimes) == 0 || list.Runtimes[0].State != "RUNTIME_STATE_RUNNING"; {
+		if time.Since(start) > 3*time.Minute {
+			t.Fatalf("the example VM is not running: %+v", list)
+		}
 		apiCall(t, apiURL, token, "ListRuntimes", "{}", &list)
 		time.Sleep(50 * time.Millisecond) // a poll rate, not a wait for an event
 	}
@@ -84,8 +87,10 @@ func TestPrometheusScrapesVMRE(t *testing.T) {
 	}
 	restarts := `vmre_runtime_restarts_total{id="` + id + `"}`
 	rss := `vmre_runtime_resident_memory_bytes{id="` + id + `"}`
-	// Prometheus scrapes every second and vmre samples usage every few:
-	// wait for both answers, bounded only by the test's own timeout.
+	// Prometheus scrapes every second and vmre samples usage every few
+	// seconds: wait for both answers. The bound only turns a missing answer
+	// into a failure instead of a hang.
+	deadline := time.Now().Add(3 * time.Minute)
 	for {
 		n, ok1 := query(restarts)
 		m, ok2 := query(rss)
@@ -95,7 +100,7 @@ func TestPrometheusScrapesVMRE(t *testing.T) {
 			}
 			return
 		}
-		if t.Context().Err() != nil {
+		if time.Now().After(deadline) {
 			t.Fatalf("Prometheus never reported %s and a positive %s", restarts, rss)
 		}
 		time.Sleep(200 * time.Millisecond) // a query rate, not a wait for an event
