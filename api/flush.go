@@ -8,7 +8,7 @@ import (
 // connect-go flushes the response after every message of a stream. A
 // watcher that wakes to find several changes waiting would then cost one
 // write(2) per change; with 1,000 watchers the flushes, not the encoding,
-// were most of a change's fan-out (BENCHMARKS.md, finding 6).
+// were most of a change's fan-out in a profile.
 // withFlushBatching lets a streaming handler hold those flushes back while
 // it sends a batch, and flush once after the last message.
 

@@ -12,7 +12,7 @@ import (
 
 // A change goes to every watcher. Converting it to its message and
 // marshalling that once per watcher cost a quarter of the server's CPU per
-// delivery with 1,000 watchers (BENCHMARKS.md, finding 6), so each change
+// delivery with 1,000 watchers in a profile, so each change
 // is converted once and its message shared (messages are only read once
 // built), and the binary codec below writes the bytes marshalled once.
 

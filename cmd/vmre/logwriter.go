@@ -9,8 +9,8 @@ import (
 )
 
 // The engine's log sink batches events: every plugin output line becomes a
-// log event, and writing each straight to stderr cost one write(2) per line
-// (see BENCHMARKS.md, finding 3).
+// log event, and writing each straight to stderr would cost one write(2)
+// per line.
 const (
 	// logFlushBytes is how much the sink buffers before it writes.
 	logFlushBytes = 64 << 10

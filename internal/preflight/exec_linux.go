@@ -86,7 +86,7 @@ func (e *Executable) Prepare(cmd *exec.Cmd) {
 // linkBase is where Prepare makes its links: a memory-backed directory when
 // there is one, because on a disk filesystem making and removing a
 // directory and a link added about 0.6 ms to a launch on the test machine
-// (BENCHMARKS.md, finding 2; tmpfs: about 25 µs). The process's pid in
+// (tmpfs: about 25 µs). The process's pid in
 // each directory's name tells whose it is.
 var linkBase = sync.OnceValue(func() string {
 	for _, dir := range []string{os.Getenv("XDG_RUNTIME_DIR"), "/dev/shm"} {
