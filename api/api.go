@@ -4,6 +4,14 @@
 // grpcurl and buf curl work without proto files) and the embedded browser
 // dashboard at "/".
 //
+// grpc.health.v1 Check answers for the engine ("" and
+// vmre.v1.RuntimeService) and for each runtime by its name: SERVING while a
+// runtime of that name is running or attached, NOT_SERVING in every other
+// state, NOT_FOUND for a name no runtime has. Kubernetes' grpc probes and
+// Nomad's grpc checks can so target one VM. Watch answers unimplemented
+// (connectrpc.com/grpchealth serves Check only, which the health protocol
+// allows).
+//
 // Every RPC speaks gRPC, gRPC-Web and Connect (JSON or binary) over HTTP/1.1
 // and, with a server from server.NewHTTPServer, cleartext HTTP/2.
 //
@@ -114,7 +122,7 @@ func LoopbackHosts() []string { return []string{"localhost", "127.0.0.1", "::1"}
 // Handler is the API port's handler. It is safe for concurrent use.
 type Handler struct {
 	handler http.Handler
-	health  *grpchealth.StaticChecker
+	health  *healthChecker
 }
 
 // New returns the API port's handler for eng.
@@ -157,7 +165,7 @@ func New(eng *engine.Engine, cfg Config) (*Handler, error) {
 	// Health and reflection need no token either: the same bounds. A
 	// reflection stream carries many messages, so only each one is capped.
 	limit := connect.WithHandlerOptions(connect.WithReadMaxBytes(MaxRequestBytes), requestguard.BoundedGzip(MaxRequestBytes))
-	health := grpchealth.NewStaticChecker(vmrev1connect.RuntimeServiceName)
+	health := &healthChecker{eng: eng}
 	healthPath, healthHandler := grpchealth.NewHandler(health, limit)
 	mux.Handle(healthPath, requestguard.Wrap(healthHandler, MaxRequestBytes,
 		"/"+grpchealth.HealthV1ServiceName+"/Check", "/"+grpchealth.HealthV1ServiceName+"/Watch"))
@@ -188,16 +196,13 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h.handler.ServeHTTP(w, r)
 }
 
-// SetServing sets what grpc.health.v1 reports for the whole server and for
-// vmre.v1.RuntimeService. A server about to shut down reports NOT_SERVING so
-// that load balancers and probes stop sending work.
+// SetServing sets what grpc.health.v1 reports for the whole server ("")
+// and for vmre.v1.RuntimeService; both are SERVING until it is called. A
+// server about to shut down reports NOT_SERVING so that load balancers and
+// probes stop sending work. Each runtime's own service name follows its
+// state instead (see the package documentation). Safe for concurrent use.
 func (h *Handler) SetServing(serving bool) {
-	status := grpchealth.StatusServing
-	if !serving {
-		status = grpchealth.StatusNotServing
-	}
-	h.health.SetStatus("", status)
-	h.health.SetStatus(vmrev1connect.RuntimeServiceName, status)
+	h.health.notServing.Store(!serving)
 }
 
 func validateOrigins(origins []string) ([]string, error) {

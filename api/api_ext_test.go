@@ -89,12 +89,15 @@ func start(t *testing.T, mod func(*api.Config)) *harness {
 	return startEngine(t, engine.Config{}, mod)
 }
 
-// startEngine is start with an engine configured by ecfg (its Launcher and
-// Log are the harness's).
+// startEngine is start with an engine configured by ecfg (its Log is the
+// harness's, and its Launcher too unless ecfg sets one).
 func startEngine(t *testing.T, ecfg engine.Config, mod func(*api.Config)) *harness {
 	t.Helper()
 	l := &fakeLauncher{}
-	ecfg.Launcher, ecfg.Log = l, zerolog.New(zerolog.NewTestWriter(t))
+	if ecfg.Launcher == nil {
+		ecfg.Launcher = l
+	}
+	ecfg.Log = zerolog.New(zerolog.NewTestWriter(t))
 	eng, err := engine.New(ecfg)
 	if err != nil {
 		t.Fatal(err)
