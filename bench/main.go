@@ -6,7 +6,8 @@
 //	cd bench && go run . -runs 200
 //
 // This driver builds the plugins (plugins/avaplugin, plugins/gpplugin), the
-// vmre command (../cmd/vmre, for the output rows of `vmre run`) and the
+// vmre command (../cmd/vmre, for the output rows of `vmre run` and the
+// whole-process rows), avadoctor (their avalanchego baseline) and the
 // benchmark itself (runner/) into a temporary directory and runs it
 // with every flag passed through (`go run . -h` lists them).
 //
@@ -36,7 +37,7 @@ func run() int {
 
 	fmt.Fprintln(os.Stderr, "building plugins and runner ...")
 	build := exec.Command("go", "build", "-trimpath", "-o", dir+string(os.PathSeparator),
-		"./plugins/avaplugin", "./plugins/gpplugin", "./runner", "github.com/vmre/vmre/cmd/vmre")
+		"./plugins/avaplugin", "./plugins/gpplugin", "./avadoctor", "./runner", "github.com/vmre/vmre/cmd/vmre")
 	build.Stdout, build.Stderr = os.Stderr, os.Stderr
 	if err := build.Run(); err != nil {
 		fmt.Fprintln(os.Stderr, "bench: build:", err)

@@ -47,6 +47,7 @@ type options struct {
 	watchWhere   string
 	reloadN      int
 	reloadRounds int
+	doctorRuns   int
 
 	superviseN       int
 	superviseIdle    time.Duration
@@ -79,6 +80,7 @@ func main() {
 	flag.StringVar(&o.watchProto, "watch-proto", "both", "watch transport: grpcweb (HTTP/1.1, one connection per watcher, like the dashboard), grpc (h2c, like Node.js clients), or run both")
 	flag.IntVar(&o.reloadN, "reload-n", 100, "runtimes of the config file in the reload runs")
 	flag.IntVar(&o.reloadRounds, "reload-rounds", 10, "config reloads with one runtime changed")
+	flag.IntVar(&o.doctorRuns, "doctor-runs", 20, "runs of each whole program (vmre doctor, vmre version and their avalanchego baselines)")
 	flag.IntVar(&o.superviseN, "supervise-n", 100, "idle supervised runtimes in the supervise runs")
 	flag.DurationVar(&o.superviseIdle, "supervise-idle", time.Minute, "how long the supervise run measures the engine's idle CPU")
 	flag.IntVar(&o.superviseCrashes, "supervise-crashes", 20, "plugins SIGKILLed in the supervise run's crash-to-running rounds")
@@ -87,7 +89,7 @@ func main() {
 	// these two.
 	watchClientOf := flag.String("watch-client-of", "", "internal: run as the watcher process of the API at this URL")
 	watchWant := flag.Int64("watch-want", 0, "internal: changes the watcher process waits for")
-	flag.StringVar(&o.only, "only", "", "comma-separated metric groups to run: launch,breakdown,ready,exit,term,conc,flood,tput,apart,watch,reload,supervise (default all)")
+	flag.StringVar(&o.only, "only", "", "comma-separated metric groups to run: launch,breakdown,ready,exit,term,conc,flood,tput,apart,watch,reload,supervise,doctor (default all)")
 	flag.StringVar(&o.pluginDir, "plugin-dir", "", "directory holding the avaplugin and gpplugin binaries (required)")
 	flag.StringVar(&o.cpuprofile, "cpuprofile", "", "write a CPU profile of the whole run to this file")
 	flag.StringVar(&o.memprofile, "memprofile", "", "write an allocation profile of the whole run to this file")
@@ -209,6 +211,7 @@ func run(ctx context.Context, o options) error {
 		{"watch", benchWatch},
 		{"reload", benchReload},
 		{"supervise", benchSupervise},
+		{"doctor", benchDoctor},
 	}
 	for _, s := range steps {
 		if !o.want(s.group) {

@@ -6,19 +6,18 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"os/signal"
 	"syscall"
 	"text/tabwriter"
 	"time"
 
+	"connectrpc.com/connect"
 	"github.com/vmre/vmre"
 	"github.com/vmre/vmre/subprocess"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
-	healthpb "google.golang.org/grpc/health/grpc_health_v1"
-	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/emptypb"
+	"google.golang.org/protobuf/types/known/wrapperspb"
 )
 
 // healthTimeout bounds the doctor's grpc.health.v1 probe of the VM.
@@ -137,23 +136,43 @@ func describeExit(p *subprocess.Process) (exit, problem string) {
 	return " (" + st.String() + ")", ""
 }
 
-// probeHealth asks the VM's grpc.health.v1 service for the overall status.
-// A VM without the service is reported, not failed.
+// healthCheckProcedure is grpc.health.v1's Check method.
+const healthCheckProcedure = "/grpc.health.v1.Health/Check"
+
+// servingStatus names grpc.health.v1's HealthCheckResponse.ServingStatus
+// values.
+var servingStatus = map[int32]string{0: "UNKNOWN", 1: "SERVING", 2: "NOT_SERVING", 3: "SERVICE_UNKNOWN"}
+
+// probeHealth asks the VM's grpc.health.v1 service for the overall status,
+// over gRPC on cleartext HTTP/2. A VM without the service is reported, not
+// failed.
+//
+// The messages are well-known types with the same wire form, so that the
+// command links neither grpc-go nor generated health code: an empty
+// HealthCheckRequest (service "", the overall status) encodes as
+// google.protobuf.Empty, and HealthCheckResponse's one field, the enum
+// status (field 1, a varint), decodes as google.protobuf.Int32Value.
 func probeHealth(ctx context.Context, addr string) string {
-	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		return "error: " + err.Error()
-	}
-	defer conn.Close()
+	var protocols http.Protocols
+	protocols.SetUnencryptedHTTP2(true)
+	transport := &http.Transport{Protocols: &protocols}
+	defer transport.CloseIdleConnections()
+	client := connect.NewClient[emptypb.Empty, wrapperspb.Int32Value](
+		&http.Client{Transport: transport}, "http://"+addr+healthCheckProcedure, connect.WithGRPC())
 	ctx, cancel := context.WithTimeout(ctx, healthTimeout)
 	defer cancel()
-	resp, err := healthpb.NewHealthClient(conn).Check(ctx, &healthpb.HealthCheckRequest{})
+	resp, err := client.CallUnary(ctx, connect.NewRequest(&emptypb.Empty{}))
+	var connectErr *connect.Error
 	switch {
-	case status.Code(err) == codes.Unimplemented:
+	case connect.CodeOf(err) == connect.CodeUnimplemented:
 		return "not served (optional)"
+	case errors.As(err, &connectErr):
+		return "error: " + connectErr.Message()
 	case err != nil:
-		return "error: " + status.Convert(err).Message()
-	default:
-		return resp.GetStatus().String()
+		return "error: " + err.Error()
 	}
+	if name, ok := servingStatus[resp.Msg.GetValue()]; ok {
+		return name
+	}
+	return fmt.Sprintf("status %d", resp.Msg.GetValue())
 }
