@@ -23,7 +23,7 @@ import (
 )
 
 // NewCmd returns an [exec.Cmd] for the plugin at path, prepared for
-// supervision: on Linux it starts in a process group of its own and gets
+// supervision: on Linux it starts in a session of its own and gets
 // SIGKILL as its parent-death signal. Bootstrap applies the same settings
 // to any Cmd, so NewCmd is a convenience, not a requirement.
 func NewCmd(path string, args ...string) *exec.Cmd {
@@ -272,7 +272,7 @@ func launch(cmd *exec.Cmd, cfg *settings, exe *preflight.Executable) (*launched,
 		// none is waiting yet.
 		auth.SetPid(p.pid)
 	}
-	ready, wdErr := registerWatchdog(p.pid)
+	ready, wdErr := registerWatchdog(p.pid, p.CgroupDir())
 
 	// The server is set up while the plugin starts: until Serve runs, its
 	// connection waits in the listen backlog.

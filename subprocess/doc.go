@@ -95,15 +95,17 @@
 //
 // # Stopping, and no orphans
 //
-// On Linux each plugin runs in a process group of its own. [Process.Stop]
-// sends SIGTERM to the group, waits Config.GracefulTimeout, then SIGKILLs
-// the group; when the plugin exits, whatever is left of its group is
-// SIGKILLed before it is reaped, so a plugin's children never outlive it.
-// If the engine itself dies, even by SIGKILL, plugins die with it through
-// their parent-death signal (SIGKILL), and a watchdog shell kills their
-// groups (see [WatchdogFunc]). A child that moves itself to another
-// process group or session escapes all of this; only cgroups could catch
-// it.
+// On Linux each plugin runs in a session, and so a process group, of its
+// own. [Process.Stop] sends SIGTERM to the group, waits
+// Config.GracefulTimeout, then SIGKILLs the group; when the plugin exits,
+// whatever is left of its group is SIGKILLed before it is reaped, so a
+// plugin's children never outlive it. If the engine itself dies, even by
+// SIGKILL, plugins die with it through their parent-death signal
+// (SIGKILL), and a watchdog shell kills their groups (see [WatchdogFunc]).
+// A child cannot join a group of the engine's session (setpgid stops at
+// the session), but one that starts a session of its own escapes the
+// group; with Config.CgroupRoot the plugin's cgroup catches it, on a stop
+// and, through the watchdog, when the engine dies.
 //
 // Two goroutines of this package live for the life of the program once a
 // plugin has been launched: the thread that starts plugins

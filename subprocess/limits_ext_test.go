@@ -149,28 +149,7 @@ func TestMemoryLimitKillsPlugin(t *testing.T) {
 // /sys/fs/cgroup (or /sys/fs/cgroup/unified) and removes it.
 func TestCgroupHoldsWholeTree(t *testing.T) {
 	t.Parallel()
-	root := ""
-	for _, base := range []string{"/sys/fs/cgroup/unified", "/sys/fs/cgroup"} {
-		if _, err := os.Stat(filepath.Join(base, "cgroup.procs")); err != nil {
-			continue
-		}
-		if _, err := os.Stat(filepath.Join(base, "cgroup.kill")); err != nil && base == "/sys/fs/cgroup" {
-			continue
-		}
-		dir, err := os.MkdirTemp(base, "vmre-test-")
-		if err != nil {
-			continue
-		}
-		root = dir
-		break
-	}
-	if root == "" {
-		t.Skip("no writable cgroup v2 hierarchy to make a test cgroup in")
-	}
-	t.Cleanup(func() { _ = os.Remove(root) })
-	if _, err := os.Stat(filepath.Join(root, "cgroup.kill")); err != nil {
-		t.Skip("cgroup.kill missing (Linux < 5.14)")
-	}
+	root := testCgroupRoot(t)
 	lines := newCollector()
 	cfg := &subprocess.Config{Log: zerolog.New(zerolog.NewTestWriter(t)), OnOutput: lines.add, CgroupRoot: root, HandshakeTimeout: time.Minute}
 	p, err := subprocess.Bootstrap(t.Context(), childCmd(t, "fork-grandchild"), cfg)

@@ -11,20 +11,22 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// prepareSysProcAttr makes cmd start in a process group of its own (so
-// Stop can signal the plugin's children too) with SIGKILL as its
-// parent-death signal (so it dies with the engine, even if it ignores
-// SIGTERM). A caller's Setsid is kept: a session leader leads its own group
-// already.
+// prepareSysProcAttr makes cmd start in a session, and so a process group,
+// of its own (so Stop can signal the plugin's children too) with SIGKILL as
+// its parent-death signal (so it dies with the engine, even if it ignores
+// SIGTERM). A session rather than only a group: setpgid can move a process
+// into any group of its own session, so a plugin's child in the engine's
+// session could join the engine's group, where neither Stop nor the
+// watchdog looks for it, and outlive the engine; across sessions setpgid
+// fails.
 func prepareSysProcAttr(cmd *exec.Cmd) {
 	if cmd.SysProcAttr == nil {
 		cmd.SysProcAttr = &syscall.SysProcAttr{}
 	}
 	attr := cmd.SysProcAttr
-	if !attr.Setsid {
-		attr.Setpgid = true
-		attr.Pgid = 0
-	}
+	attr.Setsid = true
+	attr.Setpgid = false // with Setsid it would fail: a session leader cannot change group
+	attr.Pgid = 0
 	attr.Pdeathsig = syscall.SIGKILL
 }
 

@@ -43,4 +43,4 @@ func (p *Process) reap() error {
 }
 
 // registerWatchdog does nothing: there is no watchdog here.
-func registerWatchdog(int) (<-chan struct{}, error) { return closedChan, nil }
+func registerWatchdog(int, string) (<-chan struct{}, error) { return closedChan, nil }

@@ -75,7 +75,7 @@ func engineDies(wd *watchdog) int {
 func engineDiesWatched(t *testing.T, wd *watchdog) (pid, pidfd int) {
 	wd.mu.Lock()
 	w, pid := wd.w, wd.pid
-	wd.w = nil
+	wd.w = -1
 	wd.mu.Unlock()
 	pidfd = -1
 	if t != nil {
@@ -86,21 +86,21 @@ func engineDiesWatched(t *testing.T, wd *watchdog) (pid, pidfd int) {
 		t.Cleanup(func() { unix.Close(fd) })
 		pidfd = fd
 	}
-	w.Close()
+	unix.Close(w)
 	return pid, pidfd
 }
 
 func TestWatchdogKillsRegisteredGroupsOnEOF(t *testing.T) {
 	t.Parallel()
-	wd := &watchdog{live: make(map[int]struct{})}
+	wd := &watchdog{live: make(map[int]string)}
 	a, aFD := startGroupLeader(t)
 	b, bFD := startGroupLeader(t)
-	ready, err := wd.add(a.Process.Pid)
+	ready, err := wd.add(a.Process.Pid, "")
 	if err != nil {
 		t.Fatal(err)
 	}
 	<-ready
-	if _, err := wd.add(b.Process.Pid); err != nil {
+	if _, err := wd.add(b.Process.Pid, ""); err != nil {
 		t.Fatal(err)
 	}
 	wd.remove(b.Process.Pid)
@@ -119,10 +119,10 @@ func TestWatchdogKillsRegisteredGroupsOnEOF(t *testing.T) {
 
 func TestWatchdogRestartsAfterShellDies(t *testing.T) {
 	t.Parallel()
-	wd := &watchdog{live: make(map[int]struct{})}
+	wd := &watchdog{live: make(map[int]string)}
 	a, aFD := startGroupLeader(t)
 	c, cFD := startGroupLeader(t)
-	ready, err := wd.add(a.Process.Pid)
+	ready, err := wd.add(a.Process.Pid, "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -146,7 +146,7 @@ func TestWatchdogRestartsAfterShellDies(t *testing.T) {
 	}
 	// Whether or not the waiter has restarted the shell yet, registering
 	// another group yields a running shell that knows both.
-	ready, err = wd.add(c.Process.Pid)
+	ready, err = wd.add(c.Process.Pid, "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -159,6 +159,57 @@ func TestWatchdogRestartsAfterShellDies(t *testing.T) {
 	}
 }
 
+// TestWatchdogReplacesStoppedShell: a shell someone stopped (SIGSTOP)
+// reads nothing; once its input is full, a registration replaces it rather
+// than block every launch, and the new shell knows every live group.
+func TestWatchdogReplacesStoppedShell(t *testing.T) {
+	t.Parallel()
+	const noGroup = 1 << 30 // above any pid_max: no such group
+	wd := &watchdog{live: make(map[int]string)}
+	a, aFD := startGroupLeader(t)
+	ready, err := wd.add(a.Process.Pid, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	<-ready
+	wd.mu.Lock()
+	first := wd.pid
+	wd.mu.Unlock()
+	firstFD, err := unix.PidfdOpen(first, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(firstFD)
+	if err := unix.Kill(first, unix.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	// Each registration is a line of about 13 bytes: a socket's buffer is
+	// full long before a million of them.
+	for i := range 1 << 20 {
+		ready, _ = wd.add(noGroup+i, "")
+		wd.remove(noGroup + i)
+		wd.mu.Lock()
+		replaced := wd.pid != first
+		wd.mu.Unlock()
+		if replaced {
+			break
+		}
+	}
+	if !exitsWithin(firstFD, 10*time.Second) {
+		t.Fatal("the stopped shell was not replaced (killed)")
+	}
+	wd.mu.Lock()
+	ready = wd.ready
+	wd.mu.Unlock()
+	<-ready
+	if second := engineDies(wd); second == first || second == 0 {
+		t.Fatalf("no new shell (pid %d, first %d)", second, first)
+	}
+	if !exitsWithin(aFD, 5*time.Second) {
+		t.Error("a group survived the engine's death after the stopped shell was replaced")
+	}
+}
+
 // BenchmarkWatchdog measures what the watchdog costs a launch: starting
 // the shell (once per program, overlapped with the first plugin's start)
 // and registering plus unregistering a group (every launch).
@@ -166,8 +217,8 @@ func BenchmarkWatchdog(b *testing.B) {
 	const noGroup = 1 << 30 // above any pid_max: no such group
 	b.Run("start", func(b *testing.B) {
 		for range b.N {
-			wd := &watchdog{live: make(map[int]struct{})}
-			ready, err := wd.add(noGroup)
+			wd := &watchdog{live: make(map[int]string)}
+			ready, err := wd.add(noGroup, "")
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -177,13 +228,13 @@ func BenchmarkWatchdog(b *testing.B) {
 		}
 	})
 	b.Run("register", func(b *testing.B) {
-		wd := &watchdog{live: make(map[int]struct{})}
-		ready, _ := wd.add(noGroup)
+		wd := &watchdog{live: make(map[int]string)}
+		ready, _ := wd.add(noGroup, "")
 		<-ready
 		wd.remove(noGroup)
 		b.ResetTimer()
 		for i := range b.N {
-			_, _ = wd.add(noGroup + 1 + i%1000)
+			_, _ = wd.add(noGroup+1+i%1000, "")
 			wd.remove(noGroup + 1 + i%1000)
 		}
 		b.StopTimer()

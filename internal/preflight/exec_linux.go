@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"sync"
 	"syscall"
+
+	"golang.org/x/sys/unix"
 )
 
 func openNoBlock(path string) (*os.File, error) {
@@ -32,19 +34,24 @@ func checkAccess(f *os.File) error {
 }
 
 // Prepare points cmd at the checked file. For a binary, the child
-// executes /proc/self/fd/N, where N is the descriptor cmd.ExtraFiles gives
-// the file in the child, so it runs exactly the inode that was checked;
-// cmd.Args (and so the plugin's argv[0]) are left alone. A "#!" script is
-// executed by its checked (absolute) path instead, with nothing added to
-// cmd.ExtraFiles, because the kernel hands its interpreter the executed
-// path as the script's name ($0), and wrappers such as
-// exec "$(dirname "$0")/real-vm" need the real one; the path could then
-// be swapped between the checks and the exec, as on systems other than
-// Linux. A script checked against a SHA-256 pin is executed through
-// /proc/self/fd/N like a binary, so that the pinned contents are what
-// runs, and its $0 is then /proc/self/fd/N. If /proc is not mounted,
-// cmd.Path becomes the checked path. Call Prepare last, after any other
-// change to cmd.ExtraFiles, then Start, then [Executable.Close].
+// executes /proc/self/fd/N, where N is the number of this process's
+// close-on-exec descriptor of the file: the child inherits the table of
+// descriptors at fork, the kernel resolves the path while that descriptor
+// is still open and closes it once the new program is loaded, so exactly
+// the inode that was checked runs and the plugin holds no descriptor of
+// it; cmd.Args (and so the plugin's argv[0]) and cmd.ExtraFiles are left
+// alone. A "#!" script is executed by its checked (absolute) path instead,
+// because the kernel hands its interpreter the executed path as the
+// script's name ($0), and wrappers such as exec "$(dirname "$0")/real-vm"
+// need the real one; the path could then be swapped between the checks
+// and the exec, as on systems other than Linux. A script checked against
+// a SHA-256 pin is executed through /proc/self/fd/N like a binary, so that
+// the pinned contents are what runs, and its $0 is then /proc/self/fd/N;
+// its interpreter opens that path after the exec, so for it N is a
+// descriptor cmd.ExtraFiles passes on (the script keeps it open). If /proc
+// is not mounted, cmd.Path becomes the checked path. Call Prepare last,
+// after any other change to cmd.ExtraFiles, then Start, then
+// [Executable.Close].
 //
 // The kernel names a process (/proc/PID/comm: what ps, top and pgrep show)
 // after the last element of the path it executes, which here would be
@@ -64,12 +71,13 @@ func (e *Executable) Prepare(cmd *exec.Cmd) {
 		cmd.Path = e.Path
 		return
 	}
-	childFd := 3 + len(cmd.ExtraFiles)
-	cmd.ExtraFiles = append(cmd.ExtraFiles, e.file)
-	cmd.Path = "/proc/self/fd/" + strconv.Itoa(childFd)
 	if e.Format == "script" {
+		childFd := 3 + len(cmd.ExtraFiles)
+		cmd.ExtraFiles = append(cmd.ExtraFiles, e.file)
+		cmd.Path = "/proc/self/fd/" + strconv.Itoa(childFd)
 		return
 	}
+	cmd.Path = "/proc/self/fd/" + strconv.Itoa(e.inheritedFd(cmd))
 	dir, err := os.MkdirTemp(linkBase(), "vmre-exec-"+strconv.Itoa(os.Getpid())+"-")
 	if err != nil {
 		return
@@ -81,6 +89,28 @@ func (e *Executable) Prepare(cmd *exec.Cmd) {
 	}
 	e.link = link
 	cmd.Path = link
+}
+
+// inheritedFd returns a close-on-exec descriptor of the file that keeps its
+// number in cmd's child until the exec. Between fork and exec the child
+// moves its standard streams and cmd.ExtraFiles to 0..2+len(ExtraFiles)
+// and, to do so, may first copy some of them (and its error pipe) to the
+// numbers right above; a descriptor numbered above all of those is never
+// overwritten. The file's own descriptor nearly always is; otherwise a
+// copy above them is made, closed with the file.
+func (e *Executable) inheritedFd(cmd *exec.Cmd) int {
+	n := 3 + len(cmd.ExtraFiles)
+	floor := 2*n + 2 // the targets, then at most one copy of each and of the pipe
+	fd := int(e.file.Fd())
+	if fd >= floor {
+		return fd
+	}
+	dup, err := unix.FcntlInt(uintptr(fd), unix.F_DUPFD_CLOEXEC, floor)
+	if err != nil {
+		return fd // the child may find another file there and fail to start
+	}
+	e.dup = os.NewFile(uintptr(dup), e.file.Name())
+	return dup
 }
 
 // linkBase is where Prepare makes its links: a memory-backed directory when
@@ -99,6 +129,10 @@ var linkBase = sync.OnceValue(func() string {
 
 // removeLink removes the link Prepare made, and its directory.
 func (e *Executable) removeLink() {
+	if e.dup != nil {
+		_ = e.dup.Close()
+		e.dup = nil
+	}
 	if e.link == "" {
 		return
 	}

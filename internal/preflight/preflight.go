@@ -13,14 +13,19 @@
 //   - On Linux a binary is executed as /proc/self/fd/N, a descriptor of
 //     the checked file, so renaming, deleting or symlink-swapping the path
 //     after the checks has no effect: the checked inode is what runs. The
-//     binary inherits that one read-only descriptor. It is executed through
+//     descriptor is close-on-exec, so the running binary does not hold it
+//     (the kernel resolves the path before it closes the descriptor, and
+//     needs no descriptor of a loaded binary). It is executed through
 //     a link to that path named like the file, so that the process keeps
 //     its name. A "#!" script is executed by its checked absolute path, so
 //     that its $0 is its real path (the kernel hands the interpreter the
 //     executed path), and inherits no descriptor; as on macOS, a window
 //     remains in which the path could be swapped. With a SHA-256 pin a
 //     script is executed through /proc/self/fd/N too, so that the pinned
-//     contents are what runs, and its $0 is then /proc/self/fd/N. If /proc
+//     contents are what runs, and its $0 is then /proc/self/fd/N; that
+//     script keeps descriptor N open, because its interpreter opens
+//     /proc/self/fd/N after the exec: a descriptor closed at exec would
+//     be gone by then. If /proc
 //     is not mounted, the path is executed by name.
 //   - On Windows the path is executed by name; the open handle (opened
 //     without FILE_SHARE_DELETE) keeps the file from being renamed or
@@ -80,7 +85,8 @@ type Executable struct {
 	SHA256 string
 
 	file *os.File
-	link string // made by Prepare (Linux), removed by Close
+	link string   // made by Prepare (Linux), removed by Close
+	dup  *os.File // a copy of file that Prepare made (Linux), closed by Close
 }
 
 // Open checks path (resolved through $PATH if it has no separator, as

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -29,6 +30,23 @@ func TestMain(m *testing.M) {
 			name = " named " + strings.TrimSpace(string(comm))
 		}
 		os.Stdout.WriteString("checked binary ran as " + os.Args[0] + name + "\n")
+		os.Exit(0)
+	}
+	if os.Getenv(childKey) == "fds" {
+		// Every descriptor above 2 and what it is; the directory read
+		// below holds one more, named after it.
+		dir, err := os.Open("/proc/self/fd")
+		if err != nil {
+			os.Exit(1)
+		}
+		names, _ := dir.Readdirnames(-1)
+		for _, name := range names {
+			if n, err := strconv.Atoi(name); err != nil || n <= 2 || n == int(dir.Fd()) {
+				continue
+			}
+			target, _ := os.Readlink("/proc/self/fd/" + name)
+			os.Stdout.WriteString(name + " -> " + target + "\n")
+		}
 		os.Exit(0)
 	}
 	os.Exit(m.Run())

@@ -102,7 +102,7 @@ func TestPrepareScriptDollarZero(t *testing.T) {
 
 // TestPrepareRunsCheckedBinary: the same for a real binary, with argv[0]
 // kept as the path the user gave, and with an ExtraFiles entry already in
-// place (so the descriptor number is not 3).
+// place, which Prepare leaves alone.
 func TestPrepareRunsCheckedBinary(t *testing.T) {
 	t.Parallel()
 	exe := self(t)
@@ -127,10 +127,10 @@ func TestPrepareRunsCheckedBinary(t *testing.T) {
 	cmd.ExtraFiles = []*os.File{w}
 	e.Prepare(cmd)
 	// A link named like the plugin to the descriptor, so that the process
-	// is named "plugin", not "4".
+	// is named "plugin", not "N".
 	target, err := os.Readlink(cmd.Path)
-	if err != nil || target != "/proc/self/fd/4" || filepath.Base(cmd.Path) != "plugin" || len(cmd.ExtraFiles) != 2 {
-		t.Fatalf("Path = %q -> %q (%v), ExtraFiles = %d; want a link named plugin to /proc/self/fd/4 after one existing extra file",
+	if err != nil || !strings.HasPrefix(target, "/proc/self/fd/") || filepath.Base(cmd.Path) != "plugin" || len(cmd.ExtraFiles) != 1 {
+		t.Fatalf("Path = %q -> %q (%v), ExtraFiles = %d; want a link named plugin to /proc/self/fd/N and the one existing extra file",
 			cmd.Path, target, err, len(cmd.ExtraFiles))
 	}
 	if got, want := run(t, cmd, e), "checked binary ran as "+path+" named plugin"; got != want {
@@ -138,6 +138,53 @@ func TestPrepareRunsCheckedBinary(t *testing.T) {
 	}
 	if _, err := os.Lstat(filepath.Dir(cmd.Path)); !os.IsNotExist(err) {
 		t.Errorf("the link's directory is still there after Close (%v)", err)
+	}
+}
+
+// TestPrepareBinaryHoldsNoDescriptor: a binary executed through its
+// checked descriptor does not keep that descriptor, with or without
+// extra files (which move descriptors around in the child before the
+// exec).
+func TestPrepareBinaryHoldsNoDescriptor(t *testing.T) {
+	t.Parallel()
+	exe := self(t)
+	path := write(t, "plugin", exe, 0o755)
+	for _, tc := range []struct {
+		name  string
+		extra int
+	}{
+		{"no extra files", 0},
+		{"one extra file", 1},
+		{"forty extra files (the descriptor is copied above them)", 40},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			e, err := preflight.Open(path, preflight.Options{SHA256: sum(exe)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			cmd := exec.Command(path)
+			cmd.Env = append(os.Environ(), childKey+"=fds")
+			for range tc.extra {
+				r, w, err := os.Pipe()
+				if err != nil {
+					t.Fatal(err)
+				}
+				t.Cleanup(func() { r.Close(); w.Close() })
+				cmd.ExtraFiles = append(cmd.ExtraFiles, w)
+			}
+			e.Prepare(cmd)
+			out := run(t, cmd, e)
+			for line := range strings.Lines(out) {
+				fd, target, ok := strings.Cut(strings.TrimSpace(line), " -> ")
+				if !ok {
+					t.Fatalf("child said %q", line)
+				}
+				if strings.HasPrefix(target, path) {
+					t.Errorf("the plugin holds descriptor %s -> %s", fd, target)
+				}
+			}
+		})
 	}
 }
 
