@@ -186,7 +186,7 @@ func TestWatchdogReplacesStoppedShell(t *testing.T) {
 	// Each registration is a line of about 13 bytes: a socket's buffer is
 	// full long before a million of them.
 	for i := range 1 << 20 {
-		ready, _ = wd.add(noGroup+i, "")
+		_, _ = wd.add(noGroup+i, "")
 		wd.remove(noGroup + i)
 		wd.mu.Lock()
 		replaced := wd.pid != first
