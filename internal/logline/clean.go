@@ -1,6 +1,7 @@
 package logline
 
 import (
+	"bytes"
 	"encoding/binary"
 	"unicode/utf8"
 )
@@ -52,16 +53,29 @@ func unprintable(x uint64) uint64 {
 // appendClean appends b to dst without ANSI escape sequences (CSI, OSC,
 // DCS/SOS/PM/APC strings and two-byte escapes) and with every run of
 // invalid UTF-8 replaced by one U+FFFD. Other control characters stay: the
-// log writers escape them.
+// log writers escape them. The text between escapes is copied whole when
+// it is valid UTF-8, which it nearly always is.
 func appendClean(dst, b []byte) []byte {
+	for len(b) > 0 {
+		j := bytes.IndexByte(b, 0x1b)
+		if j < 0 {
+			return appendValid(dst, b)
+		}
+		dst = appendValid(dst, b[:j])
+		b = b[skipEscape(b, j):]
+	}
+	return dst
+}
+
+// appendValid appends b to dst with every run of invalid UTF-8 replaced by
+// one U+FFFD.
+func appendValid(dst, b []byte) []byte {
+	if utf8.Valid(b) {
+		return append(dst, b...)
+	}
 	invalid := false
 	for i := 0; i < len(b); {
 		c := b[i]
-		if c == 0x1b {
-			i = skipEscape(b, i)
-			invalid = false
-			continue
-		}
 		if c < utf8.RuneSelf {
 			dst = append(dst, c)
 			invalid = false

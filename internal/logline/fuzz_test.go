@@ -3,6 +3,7 @@ package logline
 import (
 	"bytes"
 	"encoding/json"
+	"strconv"
 	"testing"
 	"time"
 	"unicode/utf8"
@@ -112,6 +113,148 @@ func FuzzJSON(f *testing.F) {
 			if err := json.Unmarshal(l.Fields, &fm); err != nil {
 				t.Fatalf("fields %q: %v", l.Fields, err)
 			}
+		}
+	})
+}
+
+// cleanByByte is appendClean written the plain way, one byte at a time:
+// the reference the fast version must agree with.
+func cleanByByte(dst, b []byte) []byte {
+	invalid := false
+	for i := 0; i < len(b); {
+		c := b[i]
+		switch {
+		case c == 0x1b:
+			i = skipEscape(b, i)
+			invalid = false
+		case c < utf8.RuneSelf:
+			dst = append(dst, c)
+			invalid = false
+			i++
+		default:
+			if _, n := utf8.DecodeRune(b[i:]); n > 1 {
+				dst = append(dst, b[i:i+n]...)
+				invalid = false
+				i += n
+				continue
+			}
+			if !invalid {
+				dst = utf8.AppendRune(dst, utf8.RuneError)
+				invalid = true
+			}
+			i++
+		}
+	}
+	return dst
+}
+
+// FuzzClean: appendClean agrees with the byte-by-byte reference, and
+// printable with its definition.
+func FuzzClean(f *testing.F) {
+	for _, s := range fuzzSeeds {
+		f.Add([]byte(s))
+	}
+	f.Add([]byte("a\x1b]0;title\x07b\xff\xfe\x1b[1mc\xe2\x82d\x1bP q\x1b\\e\x1b"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		if got, want := appendClean(nil, b), cleanByByte(nil, b); !bytes.Equal(got, want) {
+			t.Fatalf("appendClean(%q) = %q, byte by byte %q", b, got, want)
+		}
+		want := true
+		for _, c := range b {
+			if c < 0x20 || c >= 0x7f {
+				want = false
+			}
+		}
+		if got := printable(b); got != want {
+			t.Fatalf("printable(%q) = %v, want %v", b, got, want)
+		}
+	})
+}
+
+// FuzzComplete: completing a time through the minute cache gives what
+// time.Date gives, in zones with daylight saving time too, whatever the
+// order of the lines.
+func FuzzComplete(f *testing.F) {
+	f.Add(uint8(10), uint8(25), uint8(2), uint8(30), uint8(15), uint32(946e6), int64(1792890000), uint8(0))
+	f.Add(uint8(12), uint8(31), uint8(23), uint8(59), uint8(59), uint32(0), int64(1798761600), uint8(1))
+	f.Add(uint8(4), uint8(5), uint8(1), uint8(45), uint8(60), uint32(1), int64(1775300000), uint8(2))
+	var zones []*time.Location
+	for _, name := range []string{"Europe/Berlin", "Australia/Lord_Howe", "America/St_Johns"} {
+		loc, err := time.LoadLocation(name)
+		if err != nil {
+			f.Skip(err)
+		}
+		zones = append(zones, loc)
+	}
+	parsers := make([]*Parser, len(zones))
+	for i, loc := range zones {
+		parsers[i] = NewParser(Auto, loc)
+	}
+	f.Fuzz(func(t *testing.T, mo, d, h, mi, s uint8, ns uint32, nowUnix int64, zone uint8) {
+		p := parsers[int(zone)%len(parsers)]
+		now := time.Unix(1700000000+nowUnix%400000000, 0)
+		got, ok := p.complete(now, int(mo), int(d), int(h), int(mi), int(s), int(ns%1e9))
+		want, wantOK := completeByDate(p.loc, now, int(mo), int(d), int(h), int(mi), int(s), int(ns%1e9))
+		if ok != wantOK || !got.Equal(want) {
+			t.Fatalf("complete(%v, %d-%d %d:%d:%d.%09d) = %v %v, time.Date gives %v %v", now, mo, d, h, mi, s, ns%1e9, got, ok, want, wantOK)
+		}
+	})
+}
+
+// completeByDate is Parser.complete without its cache.
+func completeByDate(loc *time.Location, now time.Time, mo, d, h, mi, s, ns int) (time.Time, bool) {
+	if mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 || s > 60 {
+		return time.Time{}, false
+	}
+	now = now.In(loc)
+	t := time.Date(now.Year(), time.Month(mo), d, h, mi, s, ns, loc)
+	if t.Sub(now) > 24*time.Hour {
+		t = t.AddDate(-1, 0, 0)
+	}
+	return t, true
+}
+
+// FuzzDecimal: parseDecimal, where it answers, answers what
+// strconv.ParseFloat does.
+func FuzzDecimal(f *testing.F) {
+	for _, s := range []string{"1796589990.5", "1796589990.123456", "0.1", "9007199254740991", "9007199254740993", "1.", ".5", "12e3", "00.000000000000000000001"} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		got, ok := parseDecimal(b)
+		if !ok {
+			return
+		}
+		want, err := strconv.ParseFloat(string(b), 64)
+		if err != nil || got != want {
+			t.Fatalf("parseDecimal(%q) = %v, strconv.ParseFloat %v, %v", b, got, want, err)
+		}
+	})
+}
+
+// FuzzGoQuoted: goQuoted agrees with strconv.QuotedPrefix and
+// strconv.Unquote on what starts with '"' (the parsers call it on nothing
+// else).
+func FuzzGoQuoted(f *testing.F) {
+	for _, s := range []string{`"read tcp: i/o timeout" x=1`, `"a\"b" c`, `"\xff"`, `"a\u00e9\n"`, `"open`, `"" x`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		if len(b) == 0 || b[0] != '"' {
+			return
+		}
+		var buf []byte
+		got, n, ok := goQuoted(b, &buf)
+		q, err := strconv.QuotedPrefix(string(b))
+		if ok != (err == nil) {
+			t.Fatalf("goQuoted(%q) ok %v, strconv.QuotedPrefix error %v", b, ok, err)
+		}
+		if !ok {
+			return
+		}
+		want, _ := strconv.Unquote(q)
+		if n != len(q) || string(got) != want {
+			t.Fatalf("goQuoted(%q) = %q, %d; strconv %q, %d", b, got, n, want, len(q))
 		}
 	})
 }

@@ -2,6 +2,7 @@ package logline
 
 import (
 	"bytes"
+	"encoding/binary"
 	"strconv"
 	"time"
 	"unicode/utf16"
@@ -15,22 +16,83 @@ import (
 const maxJSONDepth = 10000
 
 // The keys a JSON log record keeps its level, message, time, logger and
-// caller under, in order of preference: zerolog, zap, slog, logrus, hclog
-// ("@"), go-kit ("lvl"), Google Cloud ("severity").
+// caller under, each role's in order of preference: zerolog, zap, slog,
+// logrus, hclog ("@"), go-kit ("lvl"), Google Cloud ("severity").
 var (
-	levelKeys  = []string{"level", "lvl", "severity", "@level"}
-	msgKeys    = []string{"message", "msg", "@message"}
-	timeKeys   = []string{"time", "ts", "timestamp", "@timestamp"}
-	loggerKeys = []string{"logger", "@module"}
-	callerKeys = []string{"caller", "@caller"}
+	knownKeys  = [...]string{"level", "lvl", "severity", "@level", "message", "msg", "@message", "time", "ts", "timestamp", "@timestamp", "logger", "@module", "caller", "@caller"}
+	levelKeys  = knownKeys[0:4]
+	msgKeys    = knownKeys[4:7]
+	timeKeys   = knownKeys[7:11]
+	loggerKeys = knownKeys[11:13]
+	callerKeys = knownKeys[13:15]
 )
 
+// knownKey returns the index of key in knownKeys, or -1.
+func knownKey(key []byte) int8 {
+	switch string(key) {
+	case "level":
+		return 0
+	case "lvl":
+		return 1
+	case "severity":
+		return 2
+	case "@level":
+		return 3
+	case "message":
+		return 4
+	case "msg":
+		return 5
+	case "@message":
+		return 6
+	case "time":
+		return 7
+	case "ts":
+		return 8
+	case "timestamp":
+		return 9
+	case "@timestamp":
+		return 10
+	case "logger":
+		return 11
+	case "@module":
+		return 12
+	case "caller":
+		return 13
+	case "@caller":
+		return 14
+	}
+	return -1
+}
+
 // member is one top-level member of a JSON object: b[start:end] is
-// `"key": value`, the value b[val:end].
+// `"key": value`, the value b[val:end]; id is its key's index in
+// knownKeys, or -1.
 type member struct {
 	start, val, end int
-	key             []byte // unescaped
-	drop            bool
+	id              int8
+}
+
+// jsonKeys tracks the known keys of one object: the last member under
+// each (as encoding/json keeps the last of duplicate keys), and which keys
+// were lifted out of the fields.
+type jsonKeys struct {
+	last   [len(knownKeys)]int32
+	lifted uint16
+}
+
+// pick returns the last member under the first key of keys that has one
+// whose value is usable, and marks the key lifted; nil when there is none.
+func (k *jsonKeys) pick(b []byte, members []member, keys []string, usable func([]byte) bool) *member {
+	first := len(knownKeys) - cap(keys) // keys is a slice of knownKeys
+	for id := first; id < first+len(keys); id++ {
+		if j := k.last[id]; j >= 0 {
+			if m := &members[j]; usable(b[m.val:m.end]) {
+				k.lifted |= 1 << id
+				return m
+			}
+		}
+	}
+	return nil
 }
 
 // parseJSON parses b as one JSON object and fills l from it. It reports
@@ -45,6 +107,10 @@ func (p *Parser) parseJSON(b []byte, l *Line) bool {
 		return false
 	}
 	members := p.members[:0]
+	keys := jsonKeys{}
+	for id := range keys.last {
+		keys.last[id] = -1
+	}
 	i = skipWS(b, i+1)
 	if i < len(b) && b[i] == '}' {
 		i++
@@ -60,8 +126,10 @@ func (p *Parser) parseJSON(b []byte, l *Line) bool {
 			}
 			key := b[i+1 : keyEnd-1]
 			if keyEscaped {
-				key = appendUnquote(nil, key)
+				key = appendUnquote(p.scratch[:0], key)
+				p.scratch = key
 			}
+			id := knownKey(key)
 			i = skipWS(b, keyEnd)
 			if i >= len(b) || b[i] != ':' {
 				return false
@@ -72,7 +140,10 @@ func (p *Parser) parseJSON(b []byte, l *Line) bool {
 			if !ok {
 				return false
 			}
-			members = append(members, member{start: start, val: val, end: end, key: key})
+			if id >= 0 {
+				keys.last[id] = int32(len(members))
+			}
+			members = append(members, member{start: start, val: val, end: end, id: id})
 			i = skipWS(b, end)
 			if i < len(b) && b[i] == ',' {
 				i = skipWS(b, i+1)
@@ -91,7 +162,7 @@ func (p *Parser) parseJSON(b []byte, l *Line) bool {
 	}
 	l.Format = JSON
 	l.Level = zerolog.InfoLevel
-	if m := pick(b, members, levelKeys, isLevel); m != nil {
+	if m := keys.pick(b, members, levelKeys, isLevel); m != nil {
 		v := b[m.val:m.end]
 		if v[0] == '"' {
 			l.setLevel(p.unquote(&p.level, v))
@@ -100,26 +171,20 @@ func (p *Parser) parseJSON(b []byte, l *Line) bool {
 		} else {
 			l.LevelText = v
 		}
-		dropKey(members, m.key)
 	}
-	if m := pick(b, members, msgKeys, isString); m != nil {
+	if m := keys.pick(b, members, msgKeys, isString); m != nil {
 		l.Message = p.unquote(&p.msg, b[m.val:m.end])
-		dropKey(members, m.key)
 	}
-	if m := pick(b, members, timeKeys, func(v []byte) bool { return p.jsonTime(v, l) }); m != nil {
-		dropKey(members, m.key)
-	}
-	if m := pick(b, members, loggerKeys, isString); m != nil {
+	keys.pick(b, members, timeKeys, func(v []byte) bool { return p.jsonTime(v, l) })
+	if m := keys.pick(b, members, loggerKeys, isString); m != nil {
 		l.Logger = p.unquote(&p.logger, b[m.val:m.end])
-		dropKey(members, m.key)
 	}
-	if m := pick(b, members, callerKeys, isString); m != nil {
+	if m := keys.pick(b, members, callerKeys, isString); m != nil {
 		l.Caller = p.unquote(&p.caller, b[m.val:m.end])
-		dropKey(members, m.key)
 	}
 	f := append(p.fields[:0], '{')
 	for _, m := range members {
-		if m.drop {
+		if m.id >= 0 && keys.lifted&(1<<m.id) != 0 {
 			continue
 		}
 		if len(f) > 1 {
@@ -133,34 +198,6 @@ func (p *Parser) parseJSON(b []byte, l *Line) bool {
 		p.fields = l.Fields
 	}
 	return true
-}
-
-// pick returns the last member (as encoding/json keeps the last of
-// duplicate keys) under the first key of keys that b has, if its value is
-// usable; nil when there is none.
-func pick(b []byte, members []member, keys []string, usable func([]byte) bool) *member {
-	for _, k := range keys {
-		for j := len(members) - 1; j >= 0; j-- {
-			m := &members[j]
-			if string(m.key) != k {
-				continue
-			}
-			if m.drop || !usable(b[m.val:m.end]) {
-				break
-			}
-			return m
-		}
-	}
-	return nil
-}
-
-// dropKey leaves every member named key out of the fields.
-func dropKey(members []member, key []byte) {
-	for j := range members {
-		if bytes.Equal(members[j].key, key) {
-			members[j].drop = true
-		}
-	}
 }
 
 func isString(v []byte) bool { return v[0] == '"' }
@@ -177,8 +214,14 @@ func (p *Parser) jsonTime(v []byte, l *Line) bool {
 		}
 		return ok
 	}
-	f, err := strconv.ParseFloat(string(v), 64)
-	if err != nil || f <= 0 {
+	f, ok := parseDecimal(v)
+	if !ok {
+		var err error
+		if f, err = strconv.ParseFloat(string(v), 64); err != nil {
+			return false
+		}
+	}
+	if f <= 0 {
 		return false
 	}
 	switch {
@@ -192,6 +235,39 @@ func (p *Parser) jsonTime(v []byte, l *Line) bool {
 		l.PluginTime = time.Unix(0, int64(f))
 	}
 	return true
+}
+
+// pow10 holds the powers of ten a float64 represents exactly.
+var pow10 = [...]float64{1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22}
+
+// parseDecimal parses a number "digits[.digits]" whose digits, as an
+// integer, fit in float64's 53-bit mantissa, as strconv.ParseFloat does:
+// both the integer and the power of ten are exact, so their quotient is
+// the correctly rounded result (strconv's own exact fast path). ok is
+// false for any other number.
+func parseDecimal(v []byte) (float64, bool) {
+	var mant uint64
+	frac, dot := 0, false
+	for i, c := range v {
+		switch {
+		case '0' <= c && c <= '9':
+			if mant >= 1<<53/10 {
+				return 0, false
+			}
+			mant = mant*10 + uint64(c-'0')
+			if dot {
+				frac++
+			}
+		case c == '.' && !dot && i > 0 && i < len(v)-1:
+			dot = true
+		default:
+			return 0, false
+		}
+	}
+	if len(v) == 0 || frac >= len(pow10) {
+		return 0, false
+	}
+	return float64(mant) / pow10[frac], true
 }
 
 // Layouts of the textual timestamps JSON and logfmt records carry: RFC 3339
@@ -299,6 +375,15 @@ func skipWS(b []byte, i int) int {
 // the index after its closing quote and whether it holds escapes.
 func scanString(b []byte, i int) (end int, escaped, ok bool) {
 	for i++; i < len(b); i++ {
+		// Skip eight bytes at a time while none is a quote, a backslash
+		// or a control character (nor, to keep the test simple, 0x7f
+		// and above).
+		for i+8 <= len(b) && unsafeBytes(binary.LittleEndian.Uint64(b[i:])) == 0 {
+			i += 8
+		}
+		if i >= len(b) {
+			break
+		}
 		switch c := b[i]; {
 		case c == '"':
 			return i + 1, escaped, true

@@ -23,12 +23,12 @@ func (p *Parser) pairs(b []byte, fn func(key, val []byte, quoted bool)) bool {
 		k := i
 		var key []byte
 		if b[i] == '"' { // a quoted key (go-ethereum quotes keys with spaces)
-			q, err := strconv.QuotedPrefix(string(b[i:]))
-			if err != nil {
+			_, n, ok := goQuoted(b[i:], &p.scratch)
+			if !ok {
 				return false
 			}
-			key = b[i+1 : i+len(q)-1]
-			i += len(q)
+			key = b[i+1 : i+n-1]
+			i += n
 			if i >= len(b) || b[i] != '=' {
 				return false
 			}
@@ -43,17 +43,12 @@ func (p *Parser) pairs(b []byte, fn func(key, val []byte, quoted bool)) bool {
 		}
 		i++ // '='
 		if i < len(b) && b[i] == '"' {
-			q, err := strconv.QuotedPrefix(string(b[i:]))
-			if err != nil {
+			v, n, ok := goQuoted(b[i:], &p.scratch)
+			if !ok {
 				return false
 			}
-			u, err := strconv.Unquote(q)
-			if err != nil {
-				return false
-			}
-			p.scratch = append(p.scratch[:0], u...)
-			fn(key, p.scratch, true)
-			i += len(q)
+			fn(key, v, true)
+			i += n
 			if i < len(b) && b[i] != ' ' {
 				return false
 			}
@@ -79,6 +74,33 @@ func (f *fieldsBuilder) add(key, val []byte) {
 	f.buf = appendJSONString(f.buf, val)
 }
 
+// goQuoted reads the Go string literal ("...") at the start of b, as
+// strconv.QuotedPrefix and strconv.Unquote would: it returns the literal's
+// value and length. The value is b's own bytes when the literal has no
+// escapes, else unquoted into *buf. ok is false when b starts with no
+// valid literal.
+func goQuoted(b []byte, buf *[]byte) (val []byte, n int, ok bool) {
+	if len(b) < 2 || b[0] != '"' {
+		return nil, 0, false
+	}
+	if j := bytes.IndexByte(b[1:], '"'); j >= 0 {
+		body := b[1 : j+1]
+		if bytes.IndexByte(body, '\\') < 0 && bytes.IndexByte(body, '\n') < 0 && utf8.Valid(body) {
+			return body, j + 2, true
+		}
+	}
+	q, err := strconv.QuotedPrefix(string(b))
+	if err != nil {
+		return nil, 0, false
+	}
+	u, err := strconv.Unquote(q)
+	if err != nil {
+		return nil, 0, false
+	}
+	*buf = append((*buf)[:0], u...)
+	return *buf, len(q), true
+}
+
 // done returns the object, or nil when it is empty.
 func (f *fieldsBuilder) done() []byte {
 	if len(f.buf) <= 1 {
@@ -93,6 +115,9 @@ func (f *fieldsBuilder) done() []byte {
 func appendJSONString(dst, s []byte) []byte {
 	const hex = "0123456789abcdef"
 	dst = append(dst, '"')
+	if jsonSafe(s) {
+		return append(append(dst, s...), '"')
+	}
 	for i := 0; i < len(s); {
 		c := s[i]
 		switch {
@@ -205,13 +230,11 @@ func (p *Parser) parseGeth(b []byte, l *Line) bool {
 	}
 	var msg, attrs []byte
 	if len(rest) > 0 && rest[0] == '"' {
-		q, err := strconv.QuotedPrefix(string(rest))
-		if err != nil {
+		v, n, ok := goQuoted(rest, &p.msg)
+		if !ok {
 			return false
 		}
-		u, _ := strconv.Unquote(q)
-		p.msg = append(p.msg[:0], u...)
-		msg, attrs = p.msg, rest[len(q):]
+		msg, attrs = v, rest[n:]
 	} else if eq := bytes.IndexByte(rest, '='); eq >= 0 {
 		k := bytes.LastIndexByte(rest[:eq], ' ') + 1
 		msg, attrs = bytes.TrimRight(rest[:k], " "), rest[k:]
@@ -290,11 +313,10 @@ func (p *Parser) parseKlog(b []byte, l *Line) bool {
 		return false
 	}
 	if len(msg) > 0 && msg[0] == '"' {
-		if q, err := strconv.QuotedPrefix(string(msg)); err == nil {
-			u, _ := strconv.Unquote(q)
+		if u, n, ok := goQuoted(msg, &p.scratch2); ok {
 			var fb fieldsBuilder
 			fb.reset(p.fields)
-			if p.pairs(msg[len(q):], func(key, val []byte, _ bool) { fb.add(key, val) }) {
+			if p.pairs(msg[n:], func(key, val []byte, _ bool) { fb.add(key, val) }) {
 				p.msg = append(p.msg[:0], u...)
 				msg = p.msg
 				l.Fields = fb.done()

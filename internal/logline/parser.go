@@ -17,6 +17,7 @@ type Parser struct {
 
 	clean, msg, level, logger, caller, fields, scratch, scratch2 []byte
 	members                                                      []member
+	minute                                                       minuteCache
 }
 
 // NewParser returns a Parser for lines in format f ([Auto]: recognise each
@@ -176,12 +177,34 @@ func (p *Parser) complete(now time.Time, mo, d, h, mi, s, ns int) (time.Time, bo
 	if now.IsZero() {
 		now = time.Now()
 	}
-	now = now.In(p.loc)
-	t := time.Date(now.Year(), time.Month(mo), d, h, mi, s, ns, p.loc)
+	m := &p.minute
+	if sec := now.Unix(); sec != m.nowSec || m.year == 0 {
+		m.nowSec, m.year = sec, now.In(p.loc).Year()
+	}
+	// The lines of one minute share its start: time.Date, the bulk of
+	// the cost, runs once a minute (no zone changes its offset inside a
+	// minute).
+	if key := [4]int{mo, d, h, mi}; key != m.key || m.year != m.startYear {
+		m.key, m.startYear = key, m.year
+		m.start = time.Date(m.year, time.Month(mo), d, h, mi, 0, 0, p.loc)
+	}
+	t := m.start.Add(time.Duration(s)*time.Second + time.Duration(ns))
+	if s == 60 { // a leap second is the next minute's first, maybe in another offset
+		t = time.Date(m.year, time.Month(mo), d, h, mi, s, ns, p.loc)
+	}
 	if t.Sub(now) > 24*time.Hour {
-		t = t.AddDate(-1, 0, 0)
+		t = time.Date(m.year, time.Month(mo), d, h, mi, s, ns, p.loc).AddDate(-1, 0, 0)
 	}
 	return t, true
+}
+
+// minuteCache holds the start of the minute the last completed time fell
+// in, and the year of the last read time.
+type minuteCache struct {
+	nowSec          int64
+	year, startYear int
+	key             [4]int
+	start           time.Time
 }
 
 // word returns the bytes of b from i up to the next space (or the end) and
