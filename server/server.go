@@ -216,6 +216,11 @@ const (
 	MaxConcurrentStreams = 250
 )
 
+// ShutdownTimeout is how long a graceful Shutdown of a server from
+// [NewHTTPServer] should wait for requests in flight before closing them:
+// vmre run gives its API port this much after its runtimes have stopped.
+const ShutdownTimeout = 2 * time.Second
+
 // NewHTTPServer returns an [http.Server] for handler that speaks HTTP/1.1
 // and cleartext HTTP/2 with prior knowledge on the same port, with header
 // and idle timeouts and header and stream limits set. The caller calls Serve

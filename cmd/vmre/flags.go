@@ -5,7 +5,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"math"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -50,14 +49,12 @@ func (f *engineFlags) register(fs *flag.FlagSet) {
 	f.logFlags.register(fs)
 }
 
-// stopMargin is what a stop may take beyond its grace periods: the kill
-// after the last one, the reaping and the last output lines.
-const stopMargin = 2 * time.Second
+// stopMargin is what a stop may take beyond its grace periods.
+const stopMargin = subprocess.StopMargin
 
 // stopDeadline bounds a whole stop sequence. With --vm-shutdown the VM's
 // Shutdown call gets up to one grace period before SIGTERM, which gets
-// another.
-// It saturates rather than overflow for absurd grace periods.
+// another (see subprocess.Config.StopBound).
 func (f *engineFlags) stopDeadline() time.Duration {
 	return stopDeadline(f.gracefulTimeout, f.vmShutdown)
 }
@@ -65,15 +62,7 @@ func (f *engineFlags) stopDeadline() time.Duration {
 // stopDeadline bounds the stop sequence of a plugin with this grace
 // period and --vm-shutdown setting.
 func stopDeadline(grace time.Duration, vmShutdown bool) time.Duration {
-	const forever = time.Duration(math.MaxInt64)
-	graces := time.Duration(1)
-	if vmShutdown {
-		graces = 2
-	}
-	if grace > (forever-stopMargin)/graces {
-		return forever
-	}
-	return graces*grace + stopMargin
+	return (&subprocess.Config{GracefulTimeout: grace, VMShutdown: vmShutdown}).StopBound()
 }
 
 // validate checks the launch settings right after parsing, so a bad value

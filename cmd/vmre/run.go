@@ -16,6 +16,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/coreos/go-systemd/v22/daemon"
 	"github.com/vmre/vmre"
 	"github.com/vmre/vmre/api"
 	"github.com/vmre/vmre/config"
@@ -226,19 +227,25 @@ flags:`)
 			log.Error().Err(err).Str("vm", spec.Name).Msg("launch failed")
 		}
 	}
+	if code == exitOK && ctx.Err() == nil {
+		notifyManager(log, daemon.SdNotifyReady+"\nSTATUS=api on "+apiAddr)
+	}
 	for code == exitOK && ctx.Err() == nil {
 		select {
 		case <-ctx.Done():
 			log.Info().Msg("stopping")
 		case <-hup:
+			notifyManager(log, daemon.SdNotifyReloading+"\n"+daemon.SdNotifyMonotonicUsec())
 			// Errors are logged by the runner; a bad file changes nothing.
 			_, _ = runner.Reload(ctx)
+			notifyManager(log, daemon.SdNotifyReady)
 		case rt := <-failed:
 			log.Error().Str("vm", rt.Name).Str("id", rt.ID).Str("last_error", rt.LastError).Msg("runtime failed; exiting (--exit-on-failure)")
 			code = exitFailure
 		}
 	}
 
+	notifyManager(log, daemon.SdNotifyStopping)
 	live := liveRuntimes(eng)
 	handler.SetServing(false)
 	deadline := ef.stopDeadline()
@@ -436,7 +443,7 @@ func pluginCommand(args []string) (string, []string, error) {
 }
 
 func shutdownHTTP(srv *http.Server) {
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), server.ShutdownTimeout)
 	defer cancel()
 	if err := srv.Shutdown(ctx); err != nil {
 		_ = srv.Close()

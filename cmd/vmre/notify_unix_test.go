@@ -1,0 +1,94 @@
+//go:build unix
+
+package main
+
+import (
+	"context"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+)
+
+// TestRunNotifiesServiceManager runs `vmre run` as a real process under a
+// NOTIFY_SOCKET the test listens on, as systemd does for a Type=notify
+// unit, and checks that READY=1 comes once the API port and the runtime
+// serve, and STOPPING=1 when SIGTERM begins the shutdown.
+func TestRunNotifiesServiceManager(t *testing.T) {
+	// Not in t.TempDir(): a unix socket path must fit in 108 bytes.
+	dir, err := os.MkdirTemp("", "vmre-notify")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = os.RemoveAll(dir) })
+	path := filepath.Join(dir, "notify")
+	conn, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: path, Net: "unixgram"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = conn.Close() })
+	msgs := make(chan string, 16)
+	go func() {
+		buf := make([]byte, 4096)
+		for {
+			n, err := conn.Read(buf)
+			if err != nil {
+				return
+			}
+			msgs <- string(buf[:n])
+		}
+	}()
+	next := func(want string) string {
+		t.Helper()
+		select {
+		case m := <-msgs:
+			if !strings.HasPrefix(m, want+"\n") && m != want {
+				t.Fatalf("notification %q, want %s first", m, want)
+			}
+			return m
+		case <-time.After(60 * time.Second): // a bound for a hung test, not a timing assertion
+			t.Fatalf("no %s notification", want)
+			return ""
+		}
+	}
+
+	t.Setenv("NOTIFY_SOCKET", path) // the child inherits it
+	p := startRun(t)
+	ready := next("READY=1")
+	addr := p.waitFor(t, "api listening", "").Addr
+	if !strings.Contains(ready, "STATUS=api on "+addr) {
+		t.Errorf("READY notification %q does not name the API address %s", ready, addr)
+	}
+	// At READY=1 the API answers and the runtime it launched is up.
+	gc, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer gc.Close()
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	for _, svc := range []string{"", "examplevm"} {
+		resp, err := healthpb.NewHealthClient(gc).Check(ctx, &healthpb.HealthCheckRequest{Service: svc})
+		if err != nil || resp.GetStatus() != healthpb.HealthCheckResponse_SERVING {
+			t.Fatalf("at READY=1, Check(%q) = %v, %v", svc, resp.GetStatus(), err)
+		}
+	}
+
+	p.signal(t, syscall.SIGTERM)
+	next("STOPPING=1")
+	if code := p.exitCode(t); code != exitOK {
+		t.Fatalf("exit code %d after SIGTERM; log:\n%s", code, p.log.String())
+	}
+	select {
+	case m := <-msgs:
+		t.Errorf("notification %q after STOPPING=1", m)
+	default:
+	}
+}
