@@ -269,7 +269,7 @@ func (c *Config) validate() error {
 	case c.TailLines < 0 || c.TailLines > MaxTailLines:
 		// The tail's ring is allocated up front, at every launch.
 		return fmt.Errorf("%w: tail lines %d is outside 0..%d (0: the default)", vmre.ErrInvalidConfig, c.TailLines, MaxTailLines)
-	case c.LogFormat > logline.Klog:
+	case !c.LogFormat.Valid():
 		return fmt.Errorf("%w: log format %d is unknown", vmre.ErrInvalidConfig, c.LogFormat)
 	}
 	for _, name := range c.EnvVars {

@@ -17,7 +17,7 @@ const (
 
 // LogFormat says how a plugin's output lines are read (Config.LogFormat).
 // Its text form (String, UnmarshalText) is one of auto, raw, plain, json,
-// zap-console, geth, logfmt, klog.
+// zap-console, geth, logfmt, klog, hclog, logrus.
 type LogFormat = logline.Format
 
 // The log formats; see [LogFormat].
@@ -30,6 +30,8 @@ const (
 	LogGeth       = logline.Geth
 	LogLogfmt     = logline.Logfmt
 	LogKlog       = logline.Klog
+	LogHclog      = logline.Hclog
+	LogLogrus     = logline.Logrus
 )
 
 // Log fields of the process every event of it carries.

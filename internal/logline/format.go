@@ -36,6 +36,12 @@ const (
 	// Klog is klog's and glog's header: "E1206 21:46:25.946123 1234
 	// file.go:12] message".
 	Klog
+	// Hclog is hclog's text format, as go-plugin hosts print it:
+	// "2006-01-02T15:04:05.000Z0700 [ERROR] name: message: key=value".
+	Hclog
+	// Logrus is logrus's text formatter on a terminal: "WARN[0000]
+	// message   key=value". (Without a terminal it writes Logfmt.)
+	Logrus
 )
 
 var formatNames = [...]string{
@@ -47,6 +53,8 @@ var formatNames = [...]string{
 	Geth:       "geth",
 	Logfmt:     "logfmt",
 	Klog:       "klog",
+	Hclog:      "hclog",
+	Logrus:     "logrus",
 }
 
 // String returns the format's name, as UnmarshalText accepts it.
@@ -66,7 +74,7 @@ func (f Format) MarshalText() ([]byte, error) {
 }
 
 // UnmarshalText sets f from its name: auto, raw, plain, json, zap-console,
-// geth, logfmt or klog; the empty text is auto. An unknown name wraps
+// geth, logfmt, klog, hclog or logrus; the empty text is auto. An unknown name wraps
 // [vmre.ErrInvalidConfig].
 func (f *Format) UnmarshalText(text []byte) error {
 	if len(text) == 0 {
@@ -79,5 +87,8 @@ func (f *Format) UnmarshalText(text []byte) error {
 			return nil
 		}
 	}
-	return fmt.Errorf("%w: log format %q is not one of auto, raw, plain, json, zap-console, geth, logfmt, klog", vmre.ErrInvalidConfig, text)
+	return fmt.Errorf("%w: log format %q is not one of auto, raw, plain, json, zap-console, geth, logfmt, klog, hclog, logrus", vmre.ErrInvalidConfig, text)
 }
+
+// Valid reports whether f is one of the formats above.
+func (f Format) Valid() bool { return int(f) < len(formatNames) }

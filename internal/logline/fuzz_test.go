@@ -19,6 +19,11 @@ var fuzzSeeds = []string{
 	`{"@level":"debug","@message":"m","@timestamp":"2026-12-06T21:46:31.000001Z","a":[1,{"b":null}]}`,
 	`{"level":50,"ts":1796589990.5,"msg":"a\u00e9\ud83d\ude00\"","lvl":"x"}`,
 	"E1206 21:46:25.946123    1234 server.go:12] \"quoted\" k=v",
+	`2026-12-06T21:46:25.946+0100 [ERROR] plugin.x: failed: error="a b" path="C:\d x" n=1`,
+	"2026-12-06T21:46:25.946Z [INFO]  x/y.go:19: serving: k=\"\"",
+	"[WARN]  vm: no time: a=1",
+	"\x1b[33mWARN\x1b[0m[0000] disk almost full                              \x1b[33mfree\x1b[0m=1 p=\"a b\"",
+	"INFO[2026-12-06T21:46:22+01:00]/a/main.go:12 main.main() started   k=v",
 	"panic: boom",
 	"plain \xff\xfe text\x00\r",
 }

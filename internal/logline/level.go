@@ -23,21 +23,22 @@ func levelWord(w []byte) (zerolog.Level, bool) {
 	}
 	s := lower[:len(w)]
 	switch string(s) {
-	case "trace", "verbo", "verbose":
+	// logrus on a terminal cuts its level names to four letters.
+	case "trace", "verbo", "verbose", "trac":
 		return zerolog.TraceLevel, true
-	case "debug", "dbug":
+	case "debug", "dbug", "debu":
 		return zerolog.DebugLevel, true
 	case "info", "information", "notice":
 		return zerolog.InfoLevel, true
 	case "warn", "warning":
 		return zerolog.WarnLevel, true
 	// zap's DPanic panics only in development; in production it logs.
-	case "error", "err", "eror", "dpanic":
+	case "error", "err", "eror", "erro", "dpanic":
 		return zerolog.ErrorLevel, true
 	// go-ethereum's Crit exits the process after logging, as fatal does.
-	case "fatal", "crit", "critical", "alert", "emerg", "emergency":
+	case "fatal", "crit", "critical", "alert", "emerg", "emergency", "fata":
 		return zerolog.FatalLevel, true
-	case "panic":
+	case "panic", "pani":
 		return zerolog.PanicLevel, true
 	}
 	for i, c := range s {

@@ -8,10 +8,11 @@ import (
 
 // pairs scans b as space-separated key=value pairs, as slog's TextHandler,
 // logrus's text formatter and go-ethereum's terminal attributes write
-// them: a value is bare up to the next space, or a Go-quoted string. fn gets
-// each key and value (unquoted into scratch when quoted). It reports false
-// when some token is not a pair.
-func (p *Parser) pairs(b []byte, fn func(key, val []byte, quoted bool)) bool {
+// them: a value is bare up to the next space, or a Go-quoted string (with
+// lenient, also a string quoted as hclog quotes it; see hclogQuoted). fn
+// gets each key and value (unquoted into scratch when quoted). It reports
+// false when some token is not a pair.
+func (p *Parser) pairs(b []byte, lenient bool, fn func(key, val []byte, quoted bool)) bool {
 	i := 0
 	for {
 		for i < len(b) && b[i] == ' ' {
@@ -44,6 +45,9 @@ func (p *Parser) pairs(b []byte, fn func(key, val []byte, quoted bool)) bool {
 		i++ // '='
 		if i < len(b) && b[i] == '"' {
 			v, n, ok := goQuoted(b[i:], &p.scratch)
+			if lenient && (!ok || n < len(b)-i && b[i+n] != ' ') {
+				v, n, ok = hclogQuoted(b[i:], &p.scratch)
+			}
 			if !ok {
 				return false
 			}
@@ -147,7 +151,7 @@ func (p *Parser) parseLogfmt(b []byte, l *Line) bool {
 		haveLvl, haveMsg bool
 	)
 	fb.reset(p.fields)
-	ok := p.pairs(b, func(key, val []byte, quoted bool) {
+	ok := p.pairs(b, false, func(key, val []byte, quoted bool) {
 		switch string(key) {
 		case "level", "lvl":
 			if !haveLvl {
@@ -243,7 +247,7 @@ func (p *Parser) parseGeth(b []byte, l *Line) bool {
 	}
 	var fb fieldsBuilder
 	fb.reset(p.fields)
-	if !p.pairs(attrs, func(key, val []byte, _ bool) { fb.add(key, val) }) {
+	if !p.pairs(attrs, false, func(key, val []byte, _ bool) { fb.add(key, val) }) {
 		p.fields = fb.buf
 		return false
 	}
@@ -316,7 +320,7 @@ func (p *Parser) parseKlog(b []byte, l *Line) bool {
 		if u, n, ok := goQuoted(msg, &p.scratch2); ok {
 			var fb fieldsBuilder
 			fb.reset(p.fields)
-			if p.pairs(msg[n:], func(key, val []byte, _ bool) { fb.add(key, val) }) {
+			if p.pairs(msg[n:], false, func(key, val []byte, _ bool) { fb.add(key, val) }) {
 				p.msg = append(p.msg[:0], u...)
 				msg = p.msg
 				l.Fields = fb.done()

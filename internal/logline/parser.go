@@ -56,9 +56,15 @@ func (p *Parser) Parse(b []byte, l *Line) {
 	case JSON:
 		ok = p.parseJSON(text, l)
 	case ZapConsole:
-		ok = p.parseZapConsole(text, l)
+		// hclog without its time starts with the level's '[' too.
+		ok = p.parseZapConsole(text, l) || p.format == Auto && p.parseHclog(text, l)
 	case Geth:
-		ok = p.parseGeth(text, l)
+		// logrus's terminal form puts its '[' where geth does, or near.
+		ok = p.parseGeth(text, l) || p.format == Auto && p.parseLogrus(text, l)
+	case Hclog:
+		ok = p.parseHclog(text, l)
+	case Logrus:
+		ok = p.parseLogrus(text, l)
 	case Logfmt:
 		ok = p.parseLogfmt(text, l)
 	case Klog:
@@ -124,8 +130,10 @@ func sniff(b []byte) Format {
 		return ZapConsole
 	case (c == 'I' || c == 'W' || c == 'E' || c == 'F') && len(b) > 5 && isDigit(b[1]) && b[5] == ' ':
 		return Klog
-	case 'A' <= c && c <= 'Z' && len(b) > 6 && (b[4] == '[' || b[5] == '['):
+	case 'A' <= c && c <= 'Z' && len(b) > 8 && bytes.IndexByte(b[4:8], '[') >= 0:
 		return Geth
+	case isDigit(c) && len(b) > 24 && b[4] == '-' && b[10] == 'T':
+		return Hclog
 	case 'a' <= c && c <= 'z':
 		return Logfmt
 	}

@@ -107,6 +107,64 @@ func TestParse(t *testing.T) {
 		{"klog structured", logline.Auto,
 			`I1206 21:46:25.000001 7 pod.go:3] "Pod status updated" pod="kube-system/dns" status=ready`,
 			want{logline.Klog, zerolog.InfoLevel, "", "Pod status updated", `{"pod":"kube-system/dns","status":"ready"}`, "", "pod.go:3", at(12, 6, 21, 46, 25, 1000)}},
+		// hclog's text format (intLogger.logPlain), lines printed by
+		// go-hclog v1.6.3 (times moved to the test's day).
+		{"hclog text", logline.Auto,
+			`2026-12-06T21:46:25.946+0100 [ERROR] plugin.examplevm: failed to initialize vm: error="unknown codec version" height=12`,
+			want{logline.Hclog, zerolog.ErrorLevel, "", "failed to initialize vm", `{"error":"unknown codec version","height":"12"}`, "plugin.examplevm", "", at(12, 6, 21, 46, 25, 946e6)}},
+		{"hclog info padding", logline.Auto,
+			`2026-12-06T20:46:25.946Z [INFO]  plugin.examplevm: serving: addr=127.0.0.1:41234 protocol=46`,
+			want{logline.Hclog, zerolog.InfoLevel, "", "serving", `{"addr":"127.0.0.1:41234","protocol":"46"}`, "plugin.examplevm", "", at(12, 6, 21, 46, 25, 946e6)}},
+		{"hclog backslash and quotes", logline.Auto,
+			`2026-12-06T20:46:25.946Z [WARN]  plugin.examplevm: disk almost full: path="C:\data dir" free_bytes=1048576 note="say \"hi\""`,
+			want{logline.Hclog, zerolog.WarnLevel, "", "disk almost full", `{"path":"C:\\data dir","free_bytes":"1048576","note":"say \"hi\""}`, "plugin.examplevm", "", at(12, 6, 21, 46, 25, 946e6)}},
+		{"hclog no fields", logline.Auto,
+			`2026-12-06T20:46:25.946Z [DEBUG] plugin.examplevm: no fields`,
+			want{logline.Hclog, zerolog.DebugLevel, "", "no fields", "", "plugin.examplevm", "", at(12, 6, 21, 46, 25, 946e6)}},
+		{"hclog empty value", logline.Auto,
+			`2026-12-06T20:46:25.946Z [TRACE] plugin.examplevm: empty value: k=""`,
+			want{logline.Hclog, zerolog.TraceLevel, "", "empty value", `{"k":""}`, "plugin.examplevm", "", at(12, 6, 21, 46, 25, 946e6)}},
+		{"hclog caller no name", logline.Auto,
+			`2026-12-06T20:46:25.946Z [INFO]  logs-gen/main.go:19: with caller: n=1`,
+			want{logline.Hclog, zerolog.InfoLevel, "", "with caller", `{"n":"1"}`, "", "logs-gen/main.go:19", at(12, 6, 21, 46, 25, 946e6)}},
+		{"hclog colour", logline.Auto,
+			"2026-12-06T20:46:25.946Z \x1b[91m[ERROR] vm: coloured: \x1b[2;1mk\x1b[0m\x1b[2m=\x1b[0m\"v w\"",
+			want{logline.Hclog, zerolog.ErrorLevel, "", "coloured", `{"k":"v w"}`, "vm", "", at(12, 6, 21, 46, 25, 946e6)}},
+		{"hclog nanosecond time", logline.Auto,
+			`2026-12-06T20:46:25.398880519Z [WARN]  vm: custom time`,
+			want{logline.Hclog, zerolog.WarnLevel, "", "custom time", "", "vm", "", at(12, 6, 21, 46, 25, 398880519)}},
+		{"hclog no time", logline.Auto,
+			`[INFO]  vm: no time: a=1`,
+			want{logline.Hclog, zerolog.InfoLevel, "", "no time", `{"a":"1"}`, "vm", "", time.Time{}}},
+		{"hclog unknown level", logline.Hclog,
+			`[?????] vm: odd`,
+			want{logline.Hclog, zerolog.InfoLevel, "?????", "odd", "", "vm", "", time.Time{}}},
+		// logrus's TextFormatter, lines printed by logrus v1.9.3: on a
+		// terminal (ForceColors) and without (logfmt).
+		{"logrus logfmt", logline.Auto,
+			`time="2026-12-06T21:46:22+01:00" level=warning msg="disk almost full" free_bytes=1048576 path="/data dir"`,
+			want{logline.Logfmt, zerolog.WarnLevel, "", "disk almost full", `{"free_bytes":"1048576","path":"/data dir"}`, "", "", at(12, 6, 21, 46, 22, 0)}},
+		{"logrus terminal", logline.Auto,
+			"\x1b[33mWARN\x1b[0m[0000] disk almost full                              \x1b[33mfree_bytes\x1b[0m=1048576 \x1b[33mpath\x1b[0m=\"/data dir\"",
+			want{logline.Logrus, zerolog.WarnLevel, "", "disk almost full", `{"free_bytes":"1048576","path":"/data dir"}`, "", "", time.Time{}}},
+		{"logrus terminal long message", logline.Auto,
+			"\x1b[31mERRO\x1b[0m[0000] a message longer than the forty-four character padding  \x1b[31merror\x1b[0m=\"read tcp: i/o timeout\"",
+			want{logline.Logrus, zerolog.ErrorLevel, "", "a message longer than the forty-four character padding", `{"error":"read tcp: i/o timeout"}`, "", "", time.Time{}}},
+		{"logrus terminal no fields", logline.Auto,
+			"\x1b[37mDEBU\x1b[0m[0000] debug                                        ",
+			want{logline.Logrus, zerolog.DebugLevel, "", "debug", "", "", "", time.Time{}}},
+		{"logrus full timestamp", logline.Auto,
+			"\x1b[36mINFO\x1b[0m[2026-12-06T21:46:22+01:00] full timestamp                                \x1b[36mk\x1b[0m=v",
+			want{logline.Logrus, zerolog.InfoLevel, "", "full timestamp", `{"k":"v"}`, "", "", at(12, 6, 21, 46, 22, 0)}},
+		{"logrus untruncated", logline.Auto,
+			"\x1b[33mWARNING\x1b[0m[0000] untruncated                                   \x1b[33mk\x1b[0m=v",
+			want{logline.Logrus, zerolog.WarnLevel, "", "untruncated", `{"k":"v"}`, "", "", time.Time{}}},
+		{"logrus padded", logline.Auto,
+			"\x1b[36mINFO   \x1b[0m[0000] padded                                        \x1b[36mk\x1b[0m=v",
+			want{logline.Logrus, zerolog.InfoLevel, "", "padded", `{"k":"v"}`, "", "", time.Time{}}},
+		{"logrus caller", logline.Auto,
+			"INFO[0001]/src/app/main.go:12 main.main() started                                      k=v",
+			want{logline.Logrus, zerolog.InfoLevel, "", "started", `{"k":"v"}`, "", "/src/app/main.go:12 main.main()", time.Time{}}},
 		// Plain text and fallbacks.
 		{"plain", logline.Auto, "failed to set fd limit correctly", want{logline.Plain, zerolog.InfoLevel, "", "failed to set fd limit correctly", "", "", "", time.Time{}}},
 		{"plain colour", logline.Auto, "\x1b[1mbold\x1b[0m \x1b]0;title\x07text", want{logline.Plain, zerolog.InfoLevel, "", "bold text", "", "", "", time.Time{}}},
@@ -134,7 +192,7 @@ func TestParse(t *testing.T) {
 
 func TestFormatText(t *testing.T) {
 	t.Parallel()
-	for _, name := range []string{"auto", "raw", "plain", "json", "zap-console", "geth", "logfmt", "klog"} {
+	for _, name := range []string{"auto", "raw", "plain", "json", "zap-console", "geth", "logfmt", "klog", "hclog", "logrus"} {
 		var f logline.Format
 		if err := f.UnmarshalText([]byte(name)); err != nil || f.String() != name {
 			t.Errorf("UnmarshalText(%q) = %v, %v; String %q", name, f, err, f.String())

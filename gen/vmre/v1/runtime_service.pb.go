@@ -1104,7 +1104,7 @@ type OutputLine struct {
 	// The plugin's level word when it maps to no level of the engine.
 	PluginLevel string `protobuf:"bytes,15,opt,name=plugin_level,json=pluginLevel,proto3" json:"plugin_level,omitempty"`
 	// The format the line was recognised as: "json", "zap-console", "geth",
-	// "logfmt", "klog", "plain" or "raw".
+	// "logfmt", "klog", "hclog", "logrus", "plain" or "raw".
 	Format string `protobuf:"bytes,16,opt,name=format,proto3" json:"format,omitempty"`
 	// The goroutine dump that followed a panic (panic is set), its lines
 	// joined with "\n".

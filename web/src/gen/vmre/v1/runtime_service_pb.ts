@@ -591,7 +591,7 @@ export type OutputLine = Message<"vmre.v1.OutputLine"> & {
 
   /**
    * The format the line was recognised as: "json", "zap-console", "geth",
-   * "logfmt", "klog", "plain" or "raw".
+   * "logfmt", "klog", "hclog", "logrus", "plain" or "raw".
    *
    * @generated from field: string format = 16;
    */
