@@ -7,6 +7,7 @@ replace github.com/vmre/vmre => ../
 require (
 	connectrpc.com/connect v1.21.1
 	github.com/ava-labs/avalanchego v1.15.0
+	github.com/coreos/go-systemd/v22 v22.7.0
 	github.com/hashicorp/go-hclog v1.6.3
 	github.com/hashicorp/go-plugin v1.7.0
 	github.com/rs/zerolog v1.35.1
