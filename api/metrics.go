@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/vmre/vmre/engine"
+	"github.com/vmre/vmre/server"
 )
 
 // MetricsPath is where the API port serves Prometheus metrics.
@@ -59,6 +60,9 @@ var (
 	descThreads = prometheus.NewDesc("vmre_runtime_threads",
 		"Threads in the runtime's process tree.",
 		[]string{"id", "name"}, nil)
+	descRefused = prometheus.NewDesc("vmre_handshake_refused_total",
+		"Handshake callers refused before their call reached the engine (not the launched plugin, no or a wrong token).",
+		[]string{"reason"}, nil)
 )
 
 // allStates lists every state vmre_runtime_state reports, so that a
@@ -196,7 +200,7 @@ func exitReason(r engine.Runtime) string {
 
 // Describe implements [prometheus.Collector].
 func (m *metrics) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descInfo, descState, descStart, descRestarts, descExits, descCPU, descRSS, descFDs, descProcs, descThreads} {
+	for _, d := range []*prometheus.Desc{descInfo, descState, descStart, descRestarts, descExits, descCPU, descRSS, descFDs, descProcs, descThreads, descRefused} {
 		ch <- d
 	}
 }
@@ -227,6 +231,10 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 			ch <- prometheus.MustNewConstMetric(descProcs, prometheus.GaugeValue, float64(u.Processes), id, name)
 			ch <- prometheus.MustNewConstMetric(descThreads, prometheus.GaugeValue, float64(u.Threads), id, name)
 		}
+	}
+	refusals := m.eng.Refusals()
+	for _, reason := range server.RefusalReasons() {
+		ch <- prometheus.MustNewConstMetric(descRefused, prometheus.CounterValue, float64(refusals.Count(reason)), reason.String())
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()

@@ -1,6 +1,7 @@
 package api_test
 
 import (
+	"context"
 	"fmt"
 	"net/http"
 	"os"
@@ -11,8 +12,10 @@ import (
 
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
+	"github.com/vmre/vmre"
 	"github.com/vmre/vmre/api"
 	"github.com/vmre/vmre/engine"
+	"github.com/vmre/vmre/server"
 )
 
 // scrape reads the API port's /metrics in the text format and returns each
@@ -157,5 +160,54 @@ func TestMetricsFollowARuntimesLife(t *testing.T) {
 	cmd.Stdin = resp.Body
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("promtool check metrics: %v\n%s", err, out)
+	}
+}
+
+// TestMetricsCountRefusedHandshakes: callers the attach endpoint refuses
+// are counted by reason, and every reason has a series from the start.
+func TestMetricsCountRefusedHandshakes(t *testing.T) {
+	t.Parallel()
+	h := start(t, nil)
+	s := scrape(t, h)
+	for _, reason := range server.RefusalReasons() {
+		key := `vmre_handshake_refused_total{reason="` + reason.String() + `"}`
+		if v, ok := s[key]; !ok || v != 0 {
+			t.Errorf("before any call: %s = %v (present %v), want 0", key, v, ok)
+		}
+	}
+	const secret = "attach-secret-0123456789"
+	ep, err := h.engine.ServeAttach("", secret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = ep.Close(context.Background()) })
+	for _, token := range []string{"", "", "wrong-secret-0123456789"} {
+		body := strings.NewReader(fmt.Sprintf(`{"protocolVersion":%d,"addr":"127.0.0.1:50001"}`, vmre.ProtocolVersion))
+		req, err := http.NewRequestWithContext(t.Context(), http.MethodPost, "http://"+ep.Addr()+server.InitializeProcedure, body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Content-Type", "application/json")
+		if token != "" {
+			req.Header.Set(vmre.HandshakeTokenHeader, token)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = resp.Body.Close()
+		if resp.StatusCode != http.StatusUnauthorized {
+			t.Fatalf("attach with token %q: %s, want 401", token, resp.Status)
+		}
+	}
+	s = scrape(t, h)
+	for key, want := range map[string]float64{
+		`vmre_handshake_refused_total{reason="no_token"}`:     2,
+		`vmre_handshake_refused_total{reason="bad_token"}`:    1,
+		`vmre_handshake_refused_total{reason="foreign_peer"}`: 0,
+	} {
+		if got := s[key]; got != want {
+			t.Errorf("%s = %v, want %v", key, got, want)
+		}
 	}
 }

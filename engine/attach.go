@@ -127,9 +127,11 @@ func (e *Engine) ServeAttach(addr, secret string) (*AttachEndpoint, error) {
 	authorize := func(_ context.Context, call server.Call) error {
 		presented := call.Header.Get(vmre.HandshakeTokenHeader)
 		if presented == "" {
+			e.cfg.Refusals.Add(server.RefusedNoToken)
 			return fmt.Errorf("%w: missing %s header", vmre.ErrUnauthenticated, vmre.HandshakeTokenHeader)
 		}
 		if !token.Equal(presented, secret) {
+			e.cfg.Refusals.Add(server.RefusedBadToken)
 			return fmt.Errorf("%w: wrong %s", vmre.ErrUnauthenticated, vmre.HandshakeTokenHeader)
 		}
 		return nil

@@ -26,6 +26,7 @@ import (
 	"github.com/rs/zerolog"
 	"github.com/vmre/vmre"
 	"github.com/vmre/vmre/internal/token"
+	"github.com/vmre/vmre/server"
 )
 
 // Defaults for [Config].
@@ -88,6 +89,10 @@ type Config struct {
 	// Clock drives backoff timers, probes and sampling; default the wall
 	// clock. Tests inject a fake one.
 	Clock Clock
+	// Refusals counts the handshake callers the attach endpoint refuses;
+	// default a new one. Give the launcher's subprocess.Config the same
+	// one to count every refusal in one place ([Engine.Refusals]).
+	Refusals *server.Refusals
 }
 
 // Engine is the runtime registry. Create it with [New]; release it with
@@ -178,6 +183,9 @@ func New(cfg Config) (*Engine, error) {
 	if cfg.Clock == nil {
 		cfg.Clock = realClock{}
 	}
+	if cfg.Refusals == nil {
+		cfg.Refusals = new(server.Refusals)
+	}
 	var err error
 	if cfg.AttachHealth, err = cfg.AttachHealth.withDefaults(); err != nil {
 		return nil, fmt.Errorf("attach health: %w", err)
@@ -224,6 +232,10 @@ func New(cfg Config) (*Engine, error) {
 // output lines ([Line].Seq) still mean what they meant: from one engine to
 // another they start over. The id is not a secret.
 func (e *Engine) InstanceID() string { return e.instanceID }
+
+// Refusals returns the counter of refused handshake callers:
+// [Config.Refusals] or the engine's own.
+func (e *Engine) Refusals() *server.Refusals { return e.cfg.Refusals }
 
 // StartedAt returns when [New] made the engine: its uptime begins there.
 func (e *Engine) StartedAt() time.Time { return e.started }

@@ -13,12 +13,13 @@ import (
 // newAuthPolicy returns the policy that guards one launch's handshake
 // server, or nil when every caller is let through (mode none). token is
 // the secret the launch puts in the plugin's environment; log gets one
-// warning per refused caller, never the token.
-func newAuthPolicy(mode handshakeauth.Mode, token string, log zerolog.Logger) (*handshakeauth.Policy, error) {
+// warning per refused caller, never the token; refusals (may be nil)
+// counts them.
+func newAuthPolicy(mode handshakeauth.Mode, token string, log zerolog.Logger, refusals *server.Refusals) (*handshakeauth.Policy, error) {
 	if mode == handshakeauth.ModeNone {
 		return nil, nil
 	}
-	p, err := handshakeauth.New(handshakeauth.Config{Mode: mode, Token: token, Log: log})
+	p, err := handshakeauth.New(handshakeauth.Config{Mode: mode, Token: token, Log: log, Refusals: refusals})
 	if err != nil {
 		return nil, fmt.Errorf("%w: handshake auth: %w", vmre.ErrHandshakeFailed, err)
 	}

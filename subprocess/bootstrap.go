@@ -197,7 +197,7 @@ func launch(cmd *exec.Cmd, cfg *settings, exe *preflight.Executable) (*launched,
 	defer exe.Close() // on early returns; closed right after Start otherwise
 	secret := token.New()
 	vmLog := cfg.Log.With().Str(fieldVM, cfg.Name).Logger()
-	auth, err := newAuthPolicy(cfg.HandshakeAuth, secret, vmLog)
+	auth, err := newAuthPolicy(cfg.HandshakeAuth, secret, vmLog, cfg.Refusals)
 	if err != nil {
 		return nil, err
 	}

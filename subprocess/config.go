@@ -13,6 +13,7 @@ import (
 	"github.com/vmre/vmre/internal/handshakeauth"
 	"github.com/vmre/vmre/internal/logline"
 	"github.com/vmre/vmre/internal/preflight"
+	"github.com/vmre/vmre/server"
 )
 
 // Defaults applied by [Bootstrap] to zero fields of [Config].
@@ -156,6 +157,10 @@ type Config struct {
 	// error, and the cgroup still serves kills and usage. Empty: no
 	// cgroup.
 	CgroupRoot string
+	// Refusals, if set, counts the callers the handshake server refuses
+	// (see [server.Refusals]); share one between launches to count them
+	// all.
+	Refusals *server.Refusals
 
 	// failedAnswerWait overrides defaultFailedAnswerWait; only tests set
 	// it (export_test.go).

@@ -51,7 +51,7 @@ func BenchmarkLaunchChecks(b *testing.B) {
 	})
 	b.Run("policy", func(b *testing.B) {
 		for b.Loop() {
-			p, err := newAuthPolicy(cfg.HandshakeAuth, token.New(), zerolog.Nop())
+			p, err := newAuthPolicy(cfg.HandshakeAuth, token.New(), zerolog.Nop(), nil)
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -60,7 +60,7 @@ func BenchmarkLaunchChecks(b *testing.B) {
 	})
 	b.Run("authorize-token", func(b *testing.B) {
 		secret := token.New()
-		p, err := newAuthPolicy(handshakeauth.ModeTokenOrPeer, secret, zerolog.Nop())
+		p, err := newAuthPolicy(handshakeauth.ModeTokenOrPeer, secret, zerolog.Nop(), nil)
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -74,7 +74,7 @@ func BenchmarkLaunchChecks(b *testing.B) {
 		}
 	})
 	b.Run("authorize-peer", func(b *testing.B) {
-		p, err := newAuthPolicy(handshakeauth.ModeTokenOrPeer, token.New(), zerolog.Nop())
+		p, err := newAuthPolicy(handshakeauth.ModeTokenOrPeer, token.New(), zerolog.Nop(), nil)
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -156,10 +156,13 @@ flags:`)
 		return exitUsage
 	}
 	subCfg := ef.subprocessConfig(path, log)
+	// One count of refused handshake callers, launches' and attaches'.
+	subCfg.Refusals = new(server.Refusals)
 	eng, err := engine.New(engine.Config{
 		Launcher:         engine.NewSubprocessLauncher(*subCfg, nil),
 		Log:              log,
 		AcceptedVersions: subCfg.AcceptedVersions,
+		Refusals:         subCfg.Refusals,
 	})
 	if err != nil {
 		_ = lis.Close()

@@ -158,6 +158,8 @@ type Config struct {
 	// MaxConcurrentPeerChecks bounds how many /proc lookups run at once,
 	// so a flood of foreign calls costs at most this many cores; default 2.
 	MaxConcurrentPeerChecks int
+	// Refusals counts every refused call by reason; nil counts nothing.
+	Refusals *server.Refusals
 }
 
 // Policy authorizes handshake calls for one launched plugin. Its Authorize
@@ -170,6 +172,7 @@ type Policy struct {
 	pidSet    chan struct{} // closed by the first SetPid
 	pidOnce   sync.Once
 	peerSlots chan struct{}
+	refusals  *server.Refusals
 }
 
 // New validates cfg and returns a Policy. Peer checks wait for
@@ -191,7 +194,7 @@ func New(cfg Config) (*Policy, error) {
 	if slots <= 0 {
 		slots = 2
 	}
-	p := &Policy{mode: mode, log: cfg.Log, pidSet: make(chan struct{}), peerSlots: make(chan struct{}, slots)}
+	p := &Policy{mode: mode, log: cfg.Log, pidSet: make(chan struct{}), peerSlots: make(chan struct{}, slots), refusals: cfg.Refusals}
 	if mode.usesToken() {
 		p.token = cfg.Token
 	}
@@ -222,80 +225,83 @@ func (p *Policy) Authorize(ctx context.Context, call server.Call) error {
 		return nil
 	}
 	var tokenErr error
+	var tokenWhy server.RefusalReason
 	if p.mode.usesToken() {
-		if tokenErr = p.checkToken(call.Header); tokenErr == nil {
+		if tokenWhy, tokenErr = p.checkToken(call.Header); tokenErr == nil {
 			return nil
 		}
 	}
 	if p.mode == ModeToken {
-		p.refused(call, 0, tokenErr)
+		p.refused(call, 0, tokenWhy, tokenErr)
 		return tokenErr
 	}
-	peerPid, peerErr := p.checkPeer(ctx, call)
+	peerPid, peerWhy, peerErr := p.checkPeer(ctx, call)
 	if peerErr == nil {
 		return nil
 	}
 	// A wrong token is the more telling failure; a missing one is expected
 	// from plugins that predate vmre, so the peer verdict stands.
-	err := peerErr
+	why, err := peerWhy, peerErr
 	if tokenErr != nil && len(call.Header.Values(vmre.HandshakeTokenHeader)) > 0 {
-		err = tokenErr
+		why, err = tokenWhy, tokenErr
 	}
-	p.refused(call, peerPid, err)
+	p.refused(call, peerPid, why, err)
 	return err
 }
 
 var _ server.Authorizer = (*Policy)(nil).Authorize
 
-func (p *Policy) checkToken(h http.Header) error {
+func (p *Policy) checkToken(h http.Header) (server.RefusalReason, error) {
 	values := h.Values(vmre.HandshakeTokenHeader)
 	switch {
 	case len(values) == 0:
-		return fmt.Errorf("%w: no handshake token (header %s)", vmre.ErrUnauthenticated, vmre.HandshakeTokenHeader)
+		return server.RefusedNoToken, fmt.Errorf("%w: no handshake token (header %s)", vmre.ErrUnauthenticated, vmre.HandshakeTokenHeader)
 	case len(values) > 1:
-		return fmt.Errorf("%w: %d handshake tokens, want one", vmre.ErrUnauthenticated, len(values))
+		return server.RefusedBadToken, fmt.Errorf("%w: %d handshake tokens, want one", vmre.ErrUnauthenticated, len(values))
 	}
 	if !token.Equal(values[0], p.token) {
-		return fmt.Errorf("%w: invalid handshake token", vmre.ErrUnauthenticated)
+		return server.RefusedBadToken, fmt.Errorf("%w: invalid handshake token", vmre.ErrUnauthenticated)
 	}
-	return nil
+	return 0, nil
 }
 
 // checkPeer admits a caller whose socket belongs to the launched process
-// tree. It returns the pid it found (0 if none) for the log.
-func (p *Policy) checkPeer(ctx context.Context, call server.Call) (int, error) {
+// tree. It returns the pid it found (0 if none) for the log, and why it
+// refused.
+func (p *Policy) checkPeer(ctx context.Context, call server.Call) (int, server.RefusalReason, error) {
+	const unverified = server.RefusedUnverified
 	select {
 	case <-p.pidSet:
 	case <-ctx.Done():
-		return 0, fmt.Errorf("%w: no launched process to check the caller against: %w", vmre.ErrPermissionDenied, ctx.Err())
+		return 0, unverified, fmt.Errorf("%w: no launched process to check the caller against: %w", vmre.ErrPermissionDenied, ctx.Err())
 	}
 	root := int(p.pid.Load())
 	if root <= 0 {
-		return 0, fmt.Errorf("%w: no launched process to check the caller against", vmre.ErrPermissionDenied)
+		return 0, unverified, fmt.Errorf("%w: no launched process to check the caller against", vmre.ErrPermissionDenied)
 	}
 	peer, err := netip.ParseAddrPort(call.PeerAddr)
 	if err != nil {
-		return 0, fmt.Errorf("%w: caller address %q: %w", vmre.ErrPermissionDenied, call.PeerAddr, err)
+		return 0, unverified, fmt.Errorf("%w: caller address %q: %w", vmre.ErrPermissionDenied, call.PeerAddr, err)
 	}
 	local, ok := localAddr(ctx)
 	if !ok {
-		return 0, fmt.Errorf("%w: server address unknown, cannot check the caller", vmre.ErrPermissionDenied)
+		return 0, unverified, fmt.Errorf("%w: server address unknown, cannot check the caller", vmre.ErrPermissionDenied)
 	}
 	select {
 	case p.peerSlots <- struct{}{}:
 		defer func() { <-p.peerSlots }()
 	case <-ctx.Done():
-		return 0, fmt.Errorf("%w: check caller: %w", vmre.ErrPermissionDenied, ctx.Err())
+		return 0, unverified, fmt.Errorf("%w: check caller: %w", vmre.ErrPermissionDenied, ctx.Err())
 	}
 	owner, err := peercred.Lookup(local, peer, root)
 	if err != nil {
-		return 0, fmt.Errorf("%w: find the caller's process: %w", vmre.ErrPermissionDenied, err)
+		return 0, unverified, fmt.Errorf("%w: find the caller's process: %w", vmre.ErrPermissionDenied, err)
 	}
 	if !owner.InTree {
-		return owner.Pid, fmt.Errorf("%w: caller pid %d is not the launched plugin (pid %d) or its descendant", vmre.ErrPermissionDenied, owner.Pid, root)
+		return owner.Pid, server.RefusedForeignPeer, fmt.Errorf("%w: caller pid %d is not the launched plugin (pid %d) or its descendant", vmre.ErrPermissionDenied, owner.Pid, root)
 	}
 	p.log.Debug().Str("peer_addr", call.PeerAddr).Int("peer_pid", owner.Pid).Int("pid", root).Msg("handshake caller verified by peer")
-	return owner.Pid, nil
+	return owner.Pid, 0, nil
 }
 
 // localAddr is the server side of the caller's connection. net/http puts
@@ -313,8 +319,9 @@ func localAddr(ctx context.Context) (netip.AddrPort, bool) {
 	return ap, err == nil
 }
 
-func (p *Policy) refused(call server.Call, peerPid int, err error) {
-	ev := p.log.Warn().Str("peer_addr", call.PeerAddr).Str("mode", p.mode.String()).Int("pid", int(p.pid.Load()))
+func (p *Policy) refused(call server.Call, peerPid int, why server.RefusalReason, err error) {
+	p.refusals.Add(why)
+	ev := p.log.Warn().Str("peer_addr", call.PeerAddr).Str("mode", p.mode.String()).Int("pid", int(p.pid.Load())).Stringer("reason", why)
 	if peerPid != 0 {
 		ev = ev.Int("peer_pid", peerPid)
 	}

@@ -510,3 +510,50 @@ func TestForeignFlood(t *testing.T) {
 		t.Fatalf("Initializer called %d times, want 1", init.calls.Load())
 	}
 }
+
+// TestRefusalsCounted: every refused call is counted once, under the
+// reason the policy refused it for; admitted calls are not counted.
+func TestRefusalsCounted(t *testing.T) {
+	t.Parallel()
+	requirePeer(t)
+	newCounted := func(mode handshakeauth.Mode) (*handshakeauth.Policy, *server.Refusals) {
+		refusals := new(server.Refusals)
+		p, err := handshakeauth.New(handshakeauth.Config{Mode: mode, Token: testToken, Refusals: refusals})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return p, refusals
+	}
+	tokenOnly, tokenCounts := newCounted(handshakeauth.ModeToken)
+	tokenAddr, _ := serve(t, tokenOnly)
+	either, eitherCounts := newCounted(handshakeauth.ModeTokenOrPeer)
+	eitherAddr, _ := serve(t, either)
+	plugin := startChild(t, "call", childEnv(eitherAddr, "grpc", "", true)...)
+	either.SetPid(plugin.Cmd.Process.Pid)
+	noPid, noPidCounts := newCounted(handshakeauth.ModePeer)
+	noPid.SetPid(0)
+	noPidAddr, _ := serve(t, noPid)
+
+	for _, c := range []struct{ addr, token string }{
+		{tokenAddr, ""}, {tokenAddr, ""}, {tokenAddr, "wrong-token-0123456789"}, {tokenAddr, testToken},
+		{eitherAddr, ""}, {eitherAddr, "wrong-token-0123456789"}, {eitherAddr, testToken},
+		{noPidAddr, ""},
+	} {
+		call(t.Context(), "grpc", c.addr, c.token)
+	}
+	for _, tc := range []struct {
+		name   string
+		counts *server.Refusals
+		want   map[server.RefusalReason]uint64
+	}{
+		{"token", tokenCounts, map[server.RefusalReason]uint64{server.RefusedNoToken: 2, server.RefusedBadToken: 1}},
+		{"token-or-peer", eitherCounts, map[server.RefusalReason]uint64{server.RefusedForeignPeer: 1, server.RefusedBadToken: 1}},
+		{"peer without pid", noPidCounts, map[server.RefusalReason]uint64{server.RefusedUnverified: 1}},
+	} {
+		for _, reason := range server.RefusalReasons() {
+			if got := tc.counts.Count(reason); got != tc.want[reason] {
+				t.Errorf("%s: %s refusals = %d, want %d", tc.name, reason, got, tc.want[reason])
+			}
+		}
+	}
+}
