@@ -89,6 +89,10 @@ type ExitStatus struct {
 	// Signal names the signal that ended the process ("killed",
 	// "terminated"), or is empty.
 	Signal string
+	// ForcedKill is set when a stop had to SIGKILL the process because it
+	// was still running when the grace period after its SIGTERM (or its
+	// VM's Shutdown call) ran out.
+	ForcedKill bool
 }
 
 // Success reports a clean exit: status 0, no signal.

@@ -325,8 +325,8 @@ func TestStopIgnoringSIGTERM(t *testing.T) {
 	}
 	es := p.ExitStatus()
 	var exitErr *vmre.ExitError
-	if es.Signal != "killed" || es.Code != -1 || !errors.As(p.Err(), &exitErr) {
-		t.Errorf("ExitStatus = %+v, want killed", es)
+	if es.Signal != "killed" || es.Code != -1 || !es.ForcedKill || !errors.As(p.Err(), &exitErr) || !exitErr.ForcedKill {
+		t.Errorf("ExitStatus = %+v, want killed by force", es)
 	}
 	if !gone(p.Pid()) {
 		t.Errorf("process %d was not reaped", p.Pid())
@@ -408,8 +408,8 @@ func TestStopIsIdempotentAndConcurrent(t *testing.T) {
 	}
 	wg.Wait()
 	p.Stop(t.Context())
-	if es := p.ExitStatus(); es.Code != 0 || p.Err() != nil {
-		t.Errorf("ExitStatus = %+v", es)
+	if es := p.ExitStatus(); es.Code != 0 || es.ForcedKill || p.Err() != nil {
+		t.Errorf("ExitStatus = %+v, want a clean exit on SIGTERM", es)
 	}
 }
 

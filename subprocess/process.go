@@ -48,6 +48,7 @@ type Process struct {
 	mu       sync.Mutex
 	reaped   bool
 	stopping bool
+	forced   bool // the stop's grace period ran out: SIGKILL sent
 	exit     vmre.ExitStatus
 	exitErr  error
 	// helpers counts the goroutines besides the readers that must end
@@ -189,6 +190,9 @@ func (p *Process) killAfter(grace time.Duration) {
 	case <-p.exited:
 	case <-timer.C:
 		p.log.Warn().Dur("graceful_timeout", grace).Msg("vm process ignored sigterm; killing it")
+		p.mu.Lock()
+		p.forced = true
+		p.mu.Unlock()
 		_ = p.signalKill()
 	}
 }
@@ -220,7 +224,11 @@ func (p *Process) supervise() {
 	}
 	timer.Stop()
 
-	status, exitErr := exitStatusOf(state, waitErr, p.pid, outputTail(p.bridge.Tail()))
+	// forced was set before the SIGKILL it describes, so before the reap.
+	p.mu.Lock()
+	forced := p.forced
+	p.mu.Unlock()
+	status, exitErr := exitStatusOf(state, waitErr, p.pid, forced, outputTail(p.bridge.Tail()))
 	p.mu.Lock()
 	p.exit, p.exitErr = status, exitErr
 	stopping := p.stopping
@@ -259,15 +267,15 @@ func (p *Process) supervise() {
 }
 
 // exitStatusOf describes how the process ended, and the error [Process.Err]
-// reports. state is nil only if waiting failed.
-func exitStatusOf(state *os.ProcessState, waitErr error, pid int, tail []vmre.TailLine) (vmre.ExitStatus, error) {
+// reports. state is nil only if waiting failed; forced: a stop SIGKILLed it.
+func exitStatusOf(state *os.ProcessState, waitErr error, pid int, forced bool, tail []vmre.TailLine) (vmre.ExitStatus, error) {
 	if state == nil {
 		if waitErr == nil {
 			waitErr = errors.New("no process state")
 		}
-		return vmre.ExitStatus{Code: -1}, waitErr
+		return vmre.ExitStatus{Code: -1, ForcedKill: forced}, waitErr
 	}
-	st := vmre.ExitStatus{Code: state.ExitCode()}
+	st := vmre.ExitStatus{Code: state.ExitCode(), ForcedKill: forced}
 	if ws, ok := state.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
 		st.Code = -1
 		st.Signal = ws.Signal().String()
