@@ -81,6 +81,8 @@ flags:`)
 	ef.register(fs)
 	var rf runFlags
 	rf.register(fs)
+	var attachHealth attachHealthFlags
+	attachHealth.register(fs)
 	if code, ok := parseFlags(fs, args, stderr); !ok {
 		return code
 	}
@@ -163,6 +165,7 @@ flags:`)
 		Log:              log,
 		AcceptedVersions: subCfg.AcceptedVersions,
 		Refusals:         subCfg.Refusals,
+		AttachHealth:     attachHealth.check(),
 	})
 	if err != nil {
 		_ = lis.Close()
