@@ -11,11 +11,16 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
+	"runtime/debug"
 	"strconv"
 	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/go-plugin"
 )
 
 var floodMarker = []byte("~flood~ ")
@@ -81,6 +86,37 @@ func (l *lateFile) Close() error {
 	return l.f.Close()
 }
 
+// lineMeter wraps a sink whose writes are whole log records: it records
+// the time of the first record holding a flood line and, once want of them
+// went through, the time of the last, and closes done.
+type lineMeter struct {
+	w           io.Writer
+	want        int64
+	n           atomic.Int64
+	first, last atomic.Int64
+	once        sync.Once
+	done        chan struct{}
+}
+
+func newLineMeter(w io.Writer, want int64) *lineMeter {
+	return &lineMeter{w: w, want: want, done: make(chan struct{})}
+}
+
+func (m *lineMeter) Write(p []byte) (int, error) {
+	flood := bytes.Contains(p, floodMarker)
+	if flood && m.first.Load() == 0 {
+		m.first.CompareAndSwap(0, time.Now().UnixNano())
+	}
+	n, err := m.w.Write(p)
+	if flood && m.n.Add(1) == m.want {
+		m.last.Store(time.Now().UnixNano())
+		m.once.Do(func() { close(m.done) })
+	}
+	return n, err
+}
+
+func (m *lineMeter) elapsed() time.Duration { return time.Duration(m.last.Load() - m.first.Load()) }
+
 // checkFloodFile reads a log file and checks that the flood lines 0..n-1
 // are all there, in order. It returns how many are missing.
 func checkFloodFile(path string, n int64) (int64, error) {
@@ -141,6 +177,8 @@ func benchFlood(ctx context.Context, e *env) error {
 		rate := newRow("  the same, buffered file: vmre lines/s (millions) and the engine's CPU per line", "M lines/s")
 		rate.higherBetter = true
 		cpu := newRow("  engine CPU per line (user+sys of this process over the buffered run)", "ns")
+		rss := newRow("  memory while flooding: peak RSS growth of this process over the buffered run (high-water mark minus RSS at its start; vmre and avalanchego run in it)", "MiB")
+		rssCmd := newRow("  memory while flooding: peak RSS of the `vmre run` process (its maxrss, whole life)", "MiB")
 
 		runVmre := func(buffered bool) error {
 			path := filepath.Join(e.floodDir, "flood-vmre.log")
@@ -159,6 +197,7 @@ func benchFlood(ctx context.Context, e *env) error {
 			// Done closes, which happens once all output has been logged.
 			m := newMeter(sink, math.MaxInt64)
 			vm := newVmreEngine(e.ava, m, 10*time.Second, 5*time.Second)
+			rss0, rssOK := startPeakRSS()
 			cpu0 := processCPU()
 			p, _, err := vm.launch(ctx, append([]string{"flood"}, args...)...)
 			if err != nil {
@@ -174,6 +213,7 @@ func benchFlood(ctx context.Context, e *env) error {
 				bw.Close() // the last lines are in the file only now
 			}
 			m.last.Store(time.Now().UnixNano())
+			peak := peakRSS()
 			p.Stop(ctx)
 			f.Close()
 			missing, err := checkFloodFile(path, lines)
@@ -190,6 +230,9 @@ func benchFlood(ctx context.Context, e *env) error {
 				if buffered {
 					rate.add(colVmre, float64(lines)/1e6/m.elapsed().Seconds())
 					cpu.add(colVmre, float64((processCPU()-cpu0).Nanoseconds())/float64(lines))
+					if rssOK {
+						rss.add(colVmre, float64(peak-rss0)/(1<<20))
+					}
 				}
 			}
 			return nil
@@ -204,6 +247,7 @@ func benchFlood(ctx context.Context, e *env) error {
 			lf := &lateFile{f: f}
 			m := newMeter(lf, payload)
 			av := newAvaEngine(e.ava, m, 10*time.Second)
+			rss0, rssOK := startPeakRSS()
 			s, err := av.launchWith(ctx, av.log, av.log, append([]string{"flood"}, args...)...)
 			if err != nil {
 				f.Close()
@@ -212,6 +256,9 @@ func benchFlood(ctx context.Context, e *env) error {
 			select {
 			case <-m.done:
 			case <-time.After(5 * time.Minute):
+			}
+			if rssOK {
+				rss.add(colAva, float64(peakRSS()-rss0)/(1<<20))
 			}
 			s.Stop(ctx)
 			lf.Close()
@@ -243,10 +290,67 @@ func benchFlood(ctx context.Context, e *env) error {
 			lost.add(colFloor, float64(lines-m.n.Load()/int64(lineLen)))
 			return nil
 		}
-		runCmd := func() error {
-			mibs, missing, err := floodVmreCommand(ctx, e, args, lines)
+		// go-plugin's own bridge: its host reads the plugin's stderr,
+		// parses each hclog JSON line and logs it through its hclog
+		// logger (JSON) into the same kind of buffered file.
+		runGP := func() error {
+			path := filepath.Join(e.floodDir, "flood-gp.log")
+			f, err := os.Create(path)
 			if err != nil {
 				return err
+			}
+			defer os.Remove(path)
+			bw := newFlushingWriter(f, 256<<10, 100*time.Millisecond)
+			m := newLineMeter(bw, lines)
+			log := hclog.New(&hclog.LoggerOptions{Output: m, Level: hclog.Trace, JSONFormat: true})
+			rss0, rssOK := startPeakRSS()
+			cpu0 := processCPU()
+			c := plugin.NewClient(&plugin.ClientConfig{
+				HandshakeConfig:  gpHandshake,
+				Plugins:          plugin.PluginSet{"vm": gpVM{}},
+				Cmd:              exec.Command(e.gp, append([]string{"flood"}, args[:2]...)...),
+				AllowedProtocols: []plugin.Protocol{plugin.ProtocolGRPC},
+				Logger:           log,
+				StartTimeout:     10 * time.Second,
+			})
+			if _, err := c.Client(); err != nil {
+				c.Kill()
+				bw.Close()
+				f.Close()
+				return fmt.Errorf("go-plugin flood launch: %w", err)
+			}
+			select {
+			case <-m.done:
+			case <-time.After(5 * time.Minute):
+			}
+			cpuUsed := processCPU() - cpu0
+			peak := peakRSS()
+			c.Kill()
+			bw.Close()
+			f.Close()
+			missing, err := checkFloodFile(path, lines)
+			if err != nil {
+				return err
+			}
+			lost.add(colGP, float64(missing))
+			if missing == 0 {
+				el := m.elapsed()
+				tput.add(colGP, float64(payload)/(1<<20)/el.Seconds())
+				rate.add(colGP, float64(lines)/1e6/el.Seconds())
+				cpu.add(colGP, float64(cpuUsed.Nanoseconds())/float64(lines))
+				if rssOK {
+					rss.add(colGP, float64(peak-rss0)/(1<<20))
+				}
+			}
+			return nil
+		}
+		runCmd := func() error {
+			mibs, missing, maxRSS, err := floodVmreCommand(ctx, e, args, lines)
+			if err != nil {
+				return err
+			}
+			if maxRSS > 0 {
+				rssCmd.add(colVmre, float64(maxRSS)/(1<<20))
 			}
 			lost.add(colVmre, float64(missing))
 			if missing == 0 {
@@ -256,6 +360,9 @@ func benchFlood(ctx context.Context, e *env) error {
 		}
 		for i := range e.o.floodRuns {
 			fs := []func() error{func() error { return runVmre(true) }, runAva, runFloor, runCmd}
+			if format == "hclog-json" {
+				fs = append(fs, runGP)
+			}
 			if !e.o.floodNoUnbuf {
 				fs = append(fs, func() error { return runVmre(false) })
 			}
@@ -269,7 +376,7 @@ func benchFlood(ctx context.Context, e *env) error {
 		tputUnbuf.check(">= 600 MiB/s, zero lines lost", tputUnbuf.p50(colVmre) >= 600 && noLoss)
 		tputCmd.check(">= 600 MiB/s, zero lines lost", tputCmd.p50(colVmre) >= 600 && noLoss)
 		rate.check(">= 1.5 M lines/s at 128-byte lines", lineLen != 128 || rate.p50(colVmre) >= 1.5)
-		e.rows = append(e.rows, tput, tputUnbuf, tputCmd, lost, rate, cpu)
+		e.rows = append(e.rows, tput, tputUnbuf, tputCmd, lost, rate, cpu, rss, rssCmd)
 	}
 	return nil
 }
@@ -302,13 +409,13 @@ func processCPU() time.Duration {
 // floodVmreCommand runs the real `vmre run` command with the flood plugin,
 // its JSON log (stderr) going straight into a file as an operator's would,
 // and returns the time from starting it until its log says the plugin has
-// exited (logged once the plugin's last line has been read), and how many
-// flood lines the log lacks.
-func floodVmreCommand(ctx context.Context, e *env, pluginArgs []string, lines int64) (time.Duration, int64, error) {
+// exited (logged once the plugin's last line has been read), how many flood
+// lines the log lacks, and the command's peak RSS in bytes (0: unknown).
+func floodVmreCommand(ctx context.Context, e *env, pluginArgs []string, lines int64) (time.Duration, int64, int64, error) {
 	path := filepath.Join(e.floodDir, "flood-vmre-run.log")
 	f, err := os.Create(path)
 	if err != nil {
-		return 0, 0, err
+		return 0, 0, 0, err
 	}
 	defer os.Remove(path)
 	defer f.Close()
@@ -318,7 +425,7 @@ func floodVmreCommand(ctx context.Context, e *env, pluginArgs []string, lines in
 	cmd.Stderr = f // stdout (the API address and token path) is discarded
 	start := time.Now()
 	if err := cmd.Start(); err != nil {
-		return 0, 0, err
+		return 0, 0, 0, err
 	}
 	exited := []byte(`"message":"vm process exited"`)
 	tail := make([]byte, 4096)
@@ -334,15 +441,54 @@ func floodVmreCommand(ctx context.Context, e *env, pluginArgs []string, lines in
 		if time.Now().After(deadline) {
 			_ = cmd.Process.Kill()
 			_ = cmd.Wait()
-			return 0, 0, errors.New("vmre run flood: the plugin did not finish in 5 minutes")
+			return 0, 0, 0, errors.New("vmre run flood: the plugin did not finish in 5 minutes")
 		}
 	}
 	_ = cmd.Process.Signal(syscall.SIGTERM)
 	if err := cmd.Wait(); err != nil {
-		return 0, 0, fmt.Errorf("vmre run flood: %w", err)
+		return 0, 0, 0, fmt.Errorf("vmre run flood: %w", err)
+	}
+	var maxRSS int64
+	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
+		maxRSS = ru.Maxrss << 10 // KiB on Linux
 	}
 	missing, err := checkFloodFile(path, lines)
-	return took, missing, err
+	return took, missing, maxRSS, err
+}
+
+// startPeakRSS returns this process's RSS now, in bytes, after resetting
+// its high-water mark (Linux: "5" into /proc/self/clear_refs), so that
+// peakRSS then reports the peak of what follows. ok is false where that
+// cannot be done.
+func startPeakRSS() (int64, bool) {
+	runtime.GC()
+	debug.FreeOSMemory()
+	if err := os.WriteFile("/proc/self/clear_refs", []byte("5"), 0); err != nil {
+		return 0, false
+	}
+	rss := procStatus("VmRSS:")
+	return rss, rss > 0
+}
+
+// peakRSS is this process's RSS high-water mark (VmHWM) in bytes.
+func peakRSS() int64 { return procStatus("VmHWM:") }
+
+// procStatus returns a "kB" line of /proc/self/status in bytes, 0 if absent.
+func procStatus(key string) int64 {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return 0
+	}
+	for _, line := range bytes.Split(b, []byte("\n")) {
+		if v, ok := bytes.CutPrefix(line, []byte(key)); ok {
+			n, err := strconv.ParseInt(string(bytes.TrimSuffix(bytes.TrimSpace(v), []byte(" kB"))), 10, 64)
+			if err != nil {
+				return 0
+			}
+			return n << 10
+		}
+	}
+	return 0
 }
 
 // flushingWriter is the buffered log sink an operator would put under

@@ -75,8 +75,22 @@ func (p *Parser) Parse(b []byte, l *Line) {
 		l.Level, l.Message, l.Format = zerolog.InfoLevel, text, Plain
 		return
 	}
-	if l.Fields != nil && (bytes.Contains(l.Fields, []byte(`\u001b`)) || bytes.Contains(l.Fields, []byte(`\u001B`))) {
+	if l.Fields != nil && hasEscapedESC(l.Fields) {
 		l.Fields = cleanFields(l.Fields)
+	}
+}
+
+// hasEscapedESC reports whether the JSON text f holds \u001b or \u001B.
+func hasEscapedESC(f []byte) bool {
+	for {
+		i := bytes.Index(f, []byte(`\u001`))
+		if i < 0 || i+5 >= len(f) {
+			return false
+		}
+		if f[i+5] == 'b' || f[i+5] == 'B' {
+			return true
+		}
+		f = f[i+5:]
 	}
 }
 

@@ -159,12 +159,15 @@ func handshake() (sent, answered time.Time) {
 // floodFormats are the line shapes flood writes, as real plugins write
 // them: before and after the numbered message. zap-console is avalanchego's
 // console encoder with colour codes and JSON fields; geth is go-ethereum's
-// terminal format; json is zap's production encoder.
+// terminal format; json is zap's production encoder; hclog-json is hclog's
+// JSON format (keys sorted, as it writes them), which go-plugin's host
+// parses.
 var floodFormats = map[string][2]string{
 	"plain":       {"", ""},
 	"zap-console": {"[12-06|21:46:25.946] \x1b[0;33mWARN\x1b[0;0m <X Chain> vm/vm.go:252 ", ` {"height": 42}`},
 	"geth":        {"WARN [12-06|21:46:27.100] ", " peer=5a1c0e n=42"},
 	"json":        {`{"level":"warn","ts":1796589990.5,"logger":"vm","msg":"`, `","height":42}`},
+	"hclog-json":  {`{"@level":"warn","@message":"`, `","@module":"vm","@timestamp":"2026-12-06T21:46:25.946000Z","height":42}`},
 }
 
 // flood writes total bytes of lines of lineLen bytes (newline included):
