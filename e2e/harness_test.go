@@ -36,6 +36,10 @@ func TestMain(m *testing.M) {
 }
 
 func run(m *testing.M) int {
+	if os.Getenv(netVMChild) != "" {
+		// This process is the VM of TestTwoHosts, not a test run.
+		return netVM()
+	}
 	wd, err := os.Getwd()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
