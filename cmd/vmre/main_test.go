@@ -74,6 +74,8 @@ func TestUsageErrors(t *testing.T) {
 		{"bad log level", []string{"doctor", "--log-level", "loud", "--", "/bin/true"}},
 		{"handshake without vm-addr", []string{"handshake", "--engine", "127.0.0.1:1"}},
 		{"handshake bad protocol", []string{"handshake", "--engine", "127.0.0.1:1", "--vm-addr", "127.0.0.1:2", "--protocol", "soap"}},
+		{"negative attach health threshold", []string{"run", "--listen", "127.0.0.1:0", "--attach", "--attach-health-threshold", "-1"}},
+		{"negative attach health interval", []string{"run", "--listen", "127.0.0.1:0", "--attach", "--attach-health-interval", "-1s"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
