@@ -28,6 +28,7 @@
 package api
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"io/fs"
@@ -37,6 +38,7 @@ import (
 	"path"
 	"runtime/debug"
 	"strings"
+	"time"
 
 	"connectrpc.com/connect"
 	connectcors "connectrpc.com/cors"
@@ -86,6 +88,21 @@ type Config struct {
 	// Reloader, if set, serves ReloadConfig; a [*config.Runner] is one.
 	// Nil: ReloadConfig answers failed_precondition (no file to reload).
 	Reloader Reloader
+	// MaxStreams bounds the WatchRuntimes and TailOutput streams served at
+	// once, across all connections; MaxStreamsPerConn bounds them per
+	// connection. A stream beyond either is refused with
+	// resource_exhausted before its request is read. Each stream holds
+	// memory while its client is slow to read (a message being written, a
+	// follower's backlog), so these bound what clients can make the
+	// engine hold. Zero means [DefaultMaxStreams] and
+	// [DefaultMaxStreamsPerConn].
+	MaxStreams        int
+	MaxStreamsPerConn int
+	// SendTimeout bounds each write of a response (a stream's message, a
+	// unary answer): one the client has not accepted by then ends the
+	// call (an HTTP/2 stream is reset), releasing what it held. Zero means
+	// [DefaultSendTimeout].
+	SendTimeout time.Duration
 	// Version is the engine version the watch stream reports (the
 	// dashboard shows it). Default: the version of the vmre module in the
 	// binary's build information, "(devel)" for a build from a source tree.
@@ -130,6 +147,12 @@ func New(eng *engine.Engine, cfg Config) (*Handler, error) {
 	if cfg.Token == "" {
 		return nil, fmt.Errorf("%w: api token is empty", vmre.ErrInvalidConfig)
 	}
+	if cfg.MaxStreams < 0 || cfg.MaxStreamsPerConn < 0 || cfg.SendTimeout < 0 {
+		return nil, fmt.Errorf("%w: api stream limits and send timeout must not be negative", vmre.ErrInvalidConfig)
+	}
+	maxStreams := cmp.Or(cfg.MaxStreams, DefaultMaxStreams)
+	maxStreamsPerConn := cmp.Or(cfg.MaxStreamsPerConn, DefaultMaxStreamsPerConn)
+	sendTimeout := cmp.Or(cfg.SendTimeout, DefaultSendTimeout)
 	origins, err := validateOrigins(cfg.CORSOrigins)
 	if err != nil {
 		return nil, err
@@ -146,9 +169,9 @@ func New(eng *engine.Engine, cfg Config) (*Handler, error) {
 	}
 	shared := newSharedChanges(engineInfo{instanceID: eng.InstanceID(), started: eng.StartedAt(), version: version})
 	path, service := vmrev1connect.NewRuntimeServiceHandler(
-		&service{engine: eng, shared: shared, reloader: cfg.Reloader},
+		&service{engine: eng, shared: shared, reloader: cfg.Reloader, tails: &byteBudget{max: maxTailBytes}},
 		connect.WithCodec(protoCodec{shared: shared}),
-		connect.WithInterceptors(newAuthInterceptor(cfg.Token)),
+		connect.WithInterceptors(newAuthInterceptor(cfg.Token), newStreamLimiter(maxStreams, maxStreamsPerConn).interceptor()),
 		connect.WithReadMaxBytes(MaxRequestBytes),
 		requestguard.BoundedGzip(MaxRequestBytes),
 		// Most messages (a watch change, an output line) are a few hundred
@@ -161,7 +184,7 @@ func New(eng *engine.Engine, cfg Config) (*Handler, error) {
 	// before anything else runs (every request here is one message, and
 	// the reads need no token).
 	service = requestguard.Wrap(service, MaxRequestBytes, procedures(vmrev1.File_vmre_v1_runtime_service_proto.Services().ByName("RuntimeService"))...)
-	mux.Handle(path, withFlushBatching(service, vmrev1connect.RuntimeServiceWatchRuntimesProcedure))
+	mux.Handle(path, withFlushBatching(withSendTimeout(service, sendTimeout, cfg.Log), vmrev1connect.RuntimeServiceWatchRuntimesProcedure))
 	// Health and reflection need no token either: the same bounds. A
 	// reflection stream carries many messages, so only each one is capped.
 	limit := connect.WithHandlerOptions(connect.WithReadMaxBytes(MaxRequestBytes), requestguard.BoundedGzip(MaxRequestBytes))

@@ -417,7 +417,11 @@ func testTailOutputSplits(t *testing.T, lineLen, count int) {
 	t.Parallel()
 	// Room for every line in the ring and in the follower's backlog
 	// (4 x WatchBuffer lines), so none is dropped.
-	h := startEngine(t, engine.Config{OutputBytes: 64 << 20, OutputLines: 2 * count, WatchBuffer: count/4 + 1}, nil)
+	// The client decodes messages of up to 1 MiB (100,000 short lines);
+	// under -race on a loaded machine it has read nothing for over 30 s,
+	// the default send timeout, while decoding one.
+	h := startEngine(t, engine.Config{OutputBytes: 64 << 20, OutputLines: 2 * count, WatchBuffer: count/4 + 1},
+		func(c *api.Config) { c.SendTimeout = 10 * time.Minute })
 	rt, err := h.engine.Launch(t.Context(), engine.Spec{Path: "/bin/vm"})
 	if err != nil {
 		t.Fatal(err)
@@ -972,7 +976,7 @@ func TestTailOutputDropsComeAfterTheirLines(t *testing.T) {
 	const lineLen, count = 512 << 10, 40
 	// A backlog of 4 lines of 512 KiB (each goes out in a message of its
 	// own), the rest dropped.
-	h := startEngine(t, engine.Config{OutputBytes: 64 << 20, WatchBuffer: 1}, nil)
+	h := startEngine(t, engine.Config{OutputBytes: 64 << 20, WatchBuffer: 1}, func(c *api.Config) { c.SendTimeout = 10 * time.Minute })
 	rt, err := h.engine.Launch(t.Context(), engine.Spec{Path: "/bin/vm"})
 	if err != nil {
 		t.Fatal(err)

@@ -24,6 +24,8 @@ type service struct {
 	engine   *engine.Engine
 	shared   *sharedChanges
 	reloader Reloader
+	// tails bounds the output held by TailOutput's first messages.
+	tails *byteBudget
 }
 
 var _ vmrev1connect.RuntimeServiceHandler = (*service)(nil)
@@ -86,9 +88,15 @@ func (s *service) TailOutput(ctx context.Context, req *vmrev1.TailOutputRequest,
 	if follower != nil {
 		defer follower.Close()
 	}
+	cost := outputCost(lines)
+	if !s.tails.take(cost) {
+		return connect.NewError(connect.CodeResourceExhausted, fmt.Errorf("%w: retry later, or ask for fewer lines", errTailBytes))
+	}
 	// The first message is sent even when empty, so a client knows the
 	// stream is established.
-	if err := sendOutput(stream, s.engine.InstanceID(), lines, 0); err != nil {
+	err = sendOutput(stream, s.engine.InstanceID(), lines, 0)
+	s.tails.give(cost)
+	if err != nil {
 		return err
 	}
 	if follower == nil {
@@ -106,6 +114,21 @@ func (s *service) TailOutput(ctx context.Context, req *vmrev1.TailOutputRequest,
 			return err
 		}
 	}
+}
+
+// lineStructBytes is about the size of a [subprocess.Line] itself (272
+// bytes on 64-bit systems).
+const lineStructBytes = 272
+
+// outputCost is what lines count against the tail budget: their bytes and
+// each line's own size.
+func outputCost(lines []subprocess.Line) int {
+	n := len(lines) * lineStructBytes
+	for i := range lines {
+		l := &lines[i]
+		n += len(l.Text) + len(l.Message) + len(l.Fields) + len(l.Logger) + len(l.Caller) + len(l.LevelText) + len(l.Dump)
+	}
+	return n
 }
 
 // maxOutputMessageBytes bounds the encoded lines in one TailOutput

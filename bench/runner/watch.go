@@ -80,7 +80,9 @@ func benchWatchOnce(ctx context.Context, e *env, proto string, offerGzip, apart 
 		return err
 	}
 	defer eng.Close(context.Background())
-	h, err := api.New(eng, api.Config{Token: "bench-token-0123456789abcdef0123456789", Dashboard: fstest.MapFS{}})
+	// Every watcher is a stream; over h2c up to 250 share a connection.
+	h, err := api.New(eng, api.Config{Token: "bench-token-0123456789abcdef0123456789", Dashboard: fstest.MapFS{},
+		MaxStreams: e.o.watchers, MaxStreamsPerConn: e.o.watchers})
 	if err != nil {
 		return err
 	}

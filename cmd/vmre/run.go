@@ -37,6 +37,13 @@ type runFlags struct {
 	attachListen  string
 	configFile    string
 	exitOnFailure bool
+	apiStreams    apiStreamFlags
+}
+
+// apiStreamFlags bound the API's watch and output streams (api.Config).
+type apiStreamFlags struct {
+	maxStreams, maxStreamsPerConn int
+	sendTimeout                   time.Duration
 }
 
 func (f *runFlags) register(fs *flag.FlagSet) {
@@ -46,6 +53,9 @@ func (f *runFlags) register(fs *flag.FlagSet) {
 	fs.BoolVar(&f.attach, "attach", false, "launch nothing: open a handshake endpoint and register every plugin that handshakes there with its token")
 	fs.StringVar(&f.attachListen, "attach-listen", "127.0.0.1:0", "address of the attach handshake endpoint (with --attach)")
 	fs.StringVar(&f.configFile, "config", "", "run every runtime this YAML file declares (instead of -- PATH ARGS); SIGHUP or the ReloadConfig RPC re-reads it")
+	fs.IntVar(&f.apiStreams.maxStreams, "api-max-streams", api.DefaultMaxStreams, "watch and output streams the API serves at once; more are refused with resource_exhausted")
+	fs.IntVar(&f.apiStreams.maxStreamsPerConn, "api-max-streams-per-conn", api.DefaultMaxStreamsPerConn, "watch and output streams one API connection may hold")
+	fs.DurationVar(&f.apiStreams.sendTimeout, "api-send-timeout", api.DefaultSendTimeout, "end an API response whose client accepts none of it for this long")
 	fs.BoolVar(&f.exitOnFailure, "exit-on-failure", false, "exit 1 as soon as a runtime is failed (its launch failed and its restart policy gave up), so that an orchestrator restarts vmre")
 }
 
@@ -176,7 +186,8 @@ flags:`)
 	if file != nil {
 		runner = config.NewRunner(eng, file, log)
 	}
-	apiCfg := api.Config{Token: token, CORSOrigins: rf.corsOrigins, Log: log}
+	apiCfg := api.Config{Token: token, CORSOrigins: rf.corsOrigins, Log: log, MaxStreams: rf.apiStreams.maxStreams,
+		MaxStreamsPerConn: rf.apiStreams.maxStreamsPerConn, SendTimeout: rf.apiStreams.sendTimeout}
 	if runner != nil {
 		apiCfg.Reloader = runner
 	}
