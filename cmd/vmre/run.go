@@ -21,12 +21,18 @@ import (
 	"github.com/vmre/vmre/api"
 	"github.com/vmre/vmre/config"
 	"github.com/vmre/vmre/engine"
+	"github.com/vmre/vmre/internal/connlimit"
 	"github.com/vmre/vmre/internal/token"
 	"github.com/vmre/vmre/server"
 	"github.com/vmre/vmre/subprocess"
 )
 
 const defaultListen = "127.0.0.1:9660"
+
+// defaultAPIIdleTimeout closes idle API connections sooner than the
+// handshake server's: browsers and gRPC clients reconnect at once, and a
+// flood of idle connections holds descriptors.
+const defaultAPIIdleTimeout = 30 * time.Second
 
 // runFlags are the flags of `vmre run` beyond the shared engine flags.
 type runFlags struct {
@@ -40,8 +46,11 @@ type runFlags struct {
 	apiStreams    apiStreamFlags
 }
 
-// apiStreamFlags bound the API's watch and output streams (api.Config).
+// apiStreamFlags bound the API's connections and its watch and output
+// streams (api.Config).
 type apiStreamFlags struct {
+	maxConns                      int
+	idleTimeout                   time.Duration
 	maxStreams, maxStreamsPerConn int
 	sendTimeout                   time.Duration
 }
@@ -53,6 +62,8 @@ func (f *runFlags) register(fs *flag.FlagSet) {
 	fs.BoolVar(&f.attach, "attach", false, "launch nothing: open a handshake endpoint and register every plugin that handshakes there with its token")
 	fs.StringVar(&f.attachListen, "attach-listen", "127.0.0.1:0", "address of the attach handshake endpoint (with --attach)")
 	fs.StringVar(&f.configFile, "config", "", "run every runtime this YAML file declares (instead of -- PATH ARGS); SIGHUP or the ReloadConfig RPC re-reads it")
+	fs.IntVar(&f.apiStreams.maxConns, "api-max-conns", connlimit.DefaultMax(), "connections the API port holds at once (default: half the descriptor limit, at most 1024); at the cap the one idle the longest is closed")
+	fs.DurationVar(&f.apiStreams.idleTimeout, "api-idle-timeout", defaultAPIIdleTimeout, "close an API connection with no request or stream open for this long")
 	fs.IntVar(&f.apiStreams.maxStreams, "api-max-streams", api.DefaultMaxStreams, "watch and output streams the API serves at once; more are refused with resource_exhausted")
 	fs.IntVar(&f.apiStreams.maxStreamsPerConn, "api-max-streams-per-conn", api.DefaultMaxStreamsPerConn, "watch and output streams one API connection may hold")
 	fs.DurationVar(&f.apiStreams.sendTimeout, "api-send-timeout", api.DefaultSendTimeout, "end an API response whose client accepts none of it for this long")
@@ -113,6 +124,10 @@ flags:`)
 	}
 	if err := ef.validate(); err != nil {
 		fmt.Fprintf(stderr, "vmre run: %v\n", err)
+		return exitUsage
+	}
+	if rf.apiStreams.maxConns < 1 || rf.apiStreams.idleTimeout <= 0 {
+		fmt.Fprintln(stderr, "vmre run: --api-max-conns must be at least 1 and --api-idle-timeout positive")
 		return exitUsage
 	}
 	var file *config.File
@@ -204,8 +219,11 @@ flags:`)
 	}
 	srv := server.NewHTTPServer(handler)
 	srv.ErrorLog = server.NewErrorLog(log)
+	srv.IdleTimeout = rf.apiStreams.idleTimeout
+	limited := connlimit.New(lis, rf.apiStreams.maxConns, log)
+	srv.ConnState = limited.ConnState
 	go func() {
-		if err := srv.Serve(lis); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		if err := srv.Serve(limited); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			log.Error().Err(err).Msg("api server stopped")
 		}
 	}()

@@ -48,6 +48,13 @@ func startRunInheriting(t *testing.T, extra []*os.File, args ...string) *runProc
 	t.Helper()
 	cmd := exec.Command(os.Args[0], append([]string{"run", "--listen", "127.0.0.1:0", "--log-format", "json"}, args...)...)
 	cmd.ExtraFiles = extra
+	return startRunCmd(t, cmd)
+}
+
+// startRunCmd starts cmd, which runs `vmre run ... --log-format json`, and
+// reads its log.
+func startRunCmd(t *testing.T, cmd *exec.Cmd) *runProc {
+	t.Helper()
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)

@@ -20,7 +20,8 @@ import (
 // Event is what the server sent on one stream.
 type Event struct {
 	Stream uint32
-	// Kind is "headers", "data", "rst" or "goaway" (Stream 0).
+	// Kind is "headers", "data", "rst", or on Stream 0 "settings" (the
+	// server's, not its acknowledgements) or "goaway".
 	Kind string
 	// Status is the HTTP status of response headers and GRPCStatus the
 	// grpc-status they carry ("" if none: the call is under way).
@@ -99,12 +100,13 @@ func (c *Conn) read() {
 		var ev Event
 		switch f := f.(type) {
 		case *http2.SettingsFrame:
-			if !f.IsAck() {
-				c.mu.Lock()
-				_ = c.fr.WriteSettingsAck()
-				c.mu.Unlock()
+			if f.IsAck() {
+				continue
 			}
-			continue
+			c.mu.Lock()
+			_ = c.fr.WriteSettingsAck()
+			c.mu.Unlock()
+			ev = Event{Kind: "settings"}
 		case *http2.PingFrame:
 			if !f.IsAck() {
 				c.mu.Lock()

@@ -1,0 +1,158 @@
+package connlimit_test
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+	"github.com/vmre/vmre/internal/connlimit"
+)
+
+// serve serves h on 127.0.0.1 through a Listener holding at most max
+// connections.
+func serve(t *testing.T, maxConns int, h http.Handler) (string, *connlimit.Listener) {
+	t.Helper()
+	raw, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := connlimit.New(raw, maxConns, zerolog.New(zerolog.NewTestWriter(t)))
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: time.Minute, ConnState: l.ConnState}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = srv.Serve(l)
+	}()
+	t.Cleanup(func() {
+		_ = srv.Close()
+		<-done
+	})
+	return raw.Addr().String(), l
+}
+
+// get sends a GET on c and reads the answer's status line; it returns
+// io.EOF if the server closed c.
+func get(c net.Conn, path string) (string, error) {
+	if _, err := io.WriteString(c, "GET "+path+" HTTP/1.1\r\nHost: x\r\n\r\n"); err != nil {
+		return "", err
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	_, err = io.Copy(io.Discard, resp.Body)
+	return resp.Status, err
+}
+
+func dial(t *testing.T, addr string) net.Conn {
+	t.Helper()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.Close() })
+	return c
+}
+
+// waitClosed reads c until the server closes it.
+func waitClosed(t *testing.T, c net.Conn) {
+	t.Helper()
+	_ = c.SetReadDeadline(time.Now().Add(time.Minute)) // a bound for a hung test
+	if _, err := c.Read(make([]byte, 1)); !errors.Is(err, io.EOF) {
+		t.Fatalf("read from a connection that should be closed: %v", err)
+	}
+}
+
+// TestEvictsLongestIdle: at the cap a new connection is served and the one
+// idle the longest is closed; busy connections are never closed.
+func TestEvictsLongestIdle(t *testing.T) {
+	t.Parallel()
+	release := make(chan struct{})
+	entered := make(chan struct{}, 1)
+	addr, l := serve(t, 3, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/block" {
+			entered <- struct{}{}
+			<-release
+		}
+	}))
+	older, newer, busy := dial(t, addr), dial(t, addr), dial(t, addr)
+	for _, c := range []net.Conn{older, newer} {
+		if _, err := get(c, "/"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	go func() { _, _ = get(busy, "/block") }()
+	<-entered
+	// older was idle first, then newer; busy has a request open.
+	if _, err := get(dial(t, addr), "/"); err != nil {
+		t.Fatalf("a new connection at the cap: %v", err)
+	}
+	waitClosed(t, older)
+	if _, err := get(newer, "/"); err != nil {
+		t.Fatalf("the connection idle the shorter time: %v", err)
+	}
+	close(release)
+	if open, evicted, _ := l.Stats(); open > 3 || evicted != 1 {
+		t.Fatalf("open %d, evicted %d; want at most 3 and 1", open, evicted)
+	}
+}
+
+// TestRefusesWhenAllBusy: at the cap with every connection busy, a new
+// connection is closed and the busy ones are untouched.
+func TestRefusesWhenAllBusy(t *testing.T) {
+	t.Parallel()
+	release := make(chan struct{})
+	entered := make(chan struct{}, 1)
+	addr, l := serve(t, 1, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		entered <- struct{}{}
+		<-release
+	}))
+	busy := dial(t, addr)
+	answered := make(chan error, 1)
+	go func() {
+		_, err := get(busy, "/")
+		answered <- err
+	}()
+	<-entered
+	waitClosed(t, dial(t, addr))
+	close(release)
+	if err := <-answered; err != nil {
+		t.Fatalf("the busy connection: %v", err)
+	}
+	if _, _, refused := l.Stats(); refused != 1 {
+		t.Fatalf("refused %d, want 1", refused)
+	}
+}
+
+// TestCloseUnblocksAccept: closing the listener ends Serve.
+func TestCloseUnblocksAccept(t *testing.T) {
+	t.Parallel()
+	raw, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := connlimit.New(raw, 1, zerolog.Nop())
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	accepted := make(chan error, 1)
+	go func() {
+		_, err := l.Accept()
+		accepted <- err
+	}()
+	_ = l.Close()
+	select {
+	case err := <-accepted:
+		if !errors.Is(err, net.ErrClosed) {
+			t.Fatalf("Accept after Close: %v", err)
+		}
+	case <-ctx.Done():
+		t.Fatal("Accept did not return after Close")
+	}
+}
