@@ -7,6 +7,9 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
+	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -154,5 +157,62 @@ func TestCloseUnblocksAccept(t *testing.T) {
 		}
 	case <-ctx.Done():
 		t.Fatal("Accept did not return after Close")
+	}
+}
+
+// emfileListener fails its next Accepts with EMFILE, as a process out of
+// descriptors sees, after fail is set.
+type emfileListener struct {
+	net.Listener
+	fail, failed atomic.Int32
+}
+
+func (l *emfileListener) Accept() (net.Conn, error) {
+	if l.fail.Add(-1) >= 0 {
+		l.failed.Add(1)
+		return nil, &net.OpError{Op: "accept", Net: "tcp", Err: os.NewSyscallError("accept4", syscall.EMFILE)}
+	}
+	return l.Listener.Accept()
+}
+
+// TestOutOfDescriptors: when accept fails with EMFILE the listener frees a
+// descriptor by closing the longest idle connection, and retries after a
+// growing pause (5, 10, 20 ms...) rather than at once, without returning
+// the error; the pending connection is then served.
+func TestOutOfDescriptors(t *testing.T) {
+	t.Parallel()
+	raw, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	inner := &emfileListener{Listener: raw}
+	l := connlimit.New(inner, 10, zerolog.New(zerolog.NewTestWriter(t)))
+	t.Cleanup(func() { _ = l.Close() })
+	idle := dial(t, raw.Addr().String())
+	first, err := l.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer first.Close()
+
+	const fails = 3
+	inner.fail.Store(fails)
+	dial(t, raw.Addr().String())
+	start := time.Now()
+	second, err := l.Accept()
+	if err != nil {
+		t.Fatalf("Accept returned %v; want it to wait out EMFILE", err)
+	}
+	defer second.Close()
+	// A lower bound only: the pauses must have happened.
+	if took, least := time.Since(start), (5+10+20)*time.Millisecond; took < least {
+		t.Errorf("Accept retried %d EMFILEs in %v, want pauses of at least %v in all", fails, took, least)
+	}
+	if n := inner.failed.Load(); n != fails {
+		t.Errorf("inner Accept failed %d times, want %d", n, fails)
+	}
+	waitClosed(t, idle) // its server side was closed to free a descriptor
+	if _, evicted, _ := l.Stats(); evicted != 1 {
+		t.Errorf("evicted %d, want 1 (the only idle connection)", evicted)
 	}
 }
