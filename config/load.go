@@ -180,13 +180,18 @@ func checkValue(errs *[]error, path string, v any, fd protoreflect.FieldDescript
 			add(errs, path, "want true or false, got %s", kindOf(v))
 		}
 	case protoreflect.Uint32Kind:
+		// -1 and "unlimited" are what people try for no limit.
+		hint := ""
+		if fd.FullName() == "vmre.v1.RestartConfig.max_restarts" {
+			hint = "; for no limit, leave it out and set unlimited_restarts: true"
+		}
 		n, ok := v.(json.Number)
 		if !ok {
-			add(errs, path, "want a number, got %s", kindOf(v))
+			add(errs, path, "want a number, got %s%s", kindOf(v), hint)
 			return
 		}
 		if _, err := strconv.ParseUint(n.String(), 10, 32); err != nil {
-			add(errs, path, "%s is not a whole number from 0 to %d", n, uint32(1<<32-1))
+			add(errs, path, "%s is not a whole number from 0 to %d%s", n, uint32(1<<32-1), hint)
 		}
 	default:
 		// The schema uses no other kinds; protojson checks them if it ever does.

@@ -80,6 +80,7 @@ runtimes:
     vm_shutdown: false
     limits: {memory: 2GiB, open_files: 1024, processes: 64}
     log: {format: raw}
+    restart: {unlimited_restarts: true}
   - name: b
     path: plugin-on-path
 `))
@@ -103,6 +104,9 @@ runtimes:
 	}
 	if a.Spec.Launch.LogFormat != subprocess.LogRaw || b.Spec.Launch.LogFormat != subprocess.LogAuto {
 		t.Errorf("log formats %v, %v; want raw, auto", a.Spec.Launch.LogFormat, b.Spec.Launch.LogFormat)
+	}
+	if a.Spec.Restart.MaxRestarts >= 0 || b.Spec.Restart.MaxRestarts != 0 {
+		t.Errorf("max restarts %d, %d; want negative (no limit) and 0 (the default)", a.Spec.Restart.MaxRestarts, b.Spec.Restart.MaxRestarts)
 	}
 	if !b.Spec.Launch.VMShutdown || b.Spec.Restart.Mode != engine.RestartOnFailure {
 		t.Errorf("defaults: vm_shutdown %v, restart %v; want true, on-failure", b.Spec.Launch.VMShutdown, b.Spec.Restart.Mode)
@@ -151,7 +155,11 @@ func TestLoadBadFiles(t *testing.T) {
 		{"backoff order", "  - name: a\n    path: /bin/a\n    restart: {initial_backoff: 1m, max_backoff: 10s}\n",
 			"runtimes[0].restart.max_backoff: 10s is below initial_backoff 1m0s"},
 		{"negative count", "  - name: a\n    path: /bin/a\n    restart: {max_restarts: -1}\n",
-			"runtimes[0].restart.max_restarts: -1 is not a whole number"},
+			"runtimes[0].restart.max_restarts: -1 is not a whole number from 0 to 4294967295; for no limit, leave it out and set unlimited_restarts: true"},
+		{"unlimited as a count", "  - name: a\n    path: /bin/a\n    restart: {max_restarts: unlimited}\n",
+			`runtimes[0].restart.max_restarts: want a number, got "unlimited"; for no limit, leave it out and set unlimited_restarts: true`},
+		{"unlimited and a count", "  - name: a\n    path: /bin/a\n    restart: {max_restarts: 3, unlimited_restarts: true}\n",
+			"runtimes[0].restart.unlimited_restarts: true with max_restarts 3; leave one of them out"},
 		{"count as text", "  - name: a\n    path: /bin/a\n    health: {interval: 1s, failure_threshold: three}\n",
 			`runtimes[0].health.failure_threshold: want a number, got "three"`},
 		{"health without interval", "  - name: a\n    path: /bin/a\n    health: {timeout: 1s}\n",

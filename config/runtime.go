@@ -188,6 +188,12 @@ func (c checker) restart(rc *vmrev1.RestartConfig) engine.RestartPolicy {
 		c.fail("max_backoff", "%s is below initial_backoff %s", p.MaxBackoff, p.InitialBackoff)
 	}
 	p.MaxRestarts = int(rc.GetMaxRestarts())
+	if rc.GetUnlimitedRestarts() {
+		if p.MaxRestarts != 0 {
+			c.fail("unlimited_restarts", "true with max_restarts %d; leave one of them out", p.MaxRestarts)
+		}
+		p.MaxRestarts = -1
+	}
 	p.Window = c.duration("window", rc.GetWindow())
 	return p
 }

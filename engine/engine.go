@@ -293,6 +293,9 @@ func (e *Engine) Close(ctx context.Context) {
 		e.sampler.Stop()
 	}
 	for _, r := range e.runtimes {
+		// The probe's connection goes before the stop signal: a VM's
+		// graceful stop would wait for that client to leave.
+		e.stopProbeLocked(r)
 		switch r.info.State {
 		case StateStarting, StateRunning, StateUnhealthy:
 			if !r.info.Attached {

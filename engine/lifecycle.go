@@ -109,6 +109,8 @@ func (e *Engine) startLocked(r *runtime, restart bool) (<-chan struct{}, error) 
 	r.info.Pid, r.info.VMAddr, r.info.ProtocolVersion = 0, "", 0
 	r.info.StartedAt, r.info.HandshakeDuration = time.Now(), 0
 	r.info.ExitedAt, r.info.Exit, r.info.LastError = time.Time{}, nil, ""
+	// Health is each process's own: the new one has not been probed yet.
+	r.info.Health = HealthUnknown
 	r.out.setPid(0) // lines before the new handshake come from an unknown pid
 	e.transitionLocked(r, StateStarting, why)
 	// Add under the lock: Close sets closed under it before it waits, so

@@ -5,8 +5,10 @@ package engine
 import (
 	"context"
 	"errors"
+	"net"
 	"net/http"
 	"strconv"
+	"sync"
 
 	"connectrpc.com/connect"
 	"google.golang.org/protobuf/types/known/emptypb"
@@ -27,16 +29,58 @@ const healthServing = 1
 type healthClient = connect.Client[emptypb.Empty, wrapperspb.Int32Value]
 
 // prober probes one runtime. Its fields are guarded by Engine.mu, except
-// client and transport, which are set at creation.
+// client and transport, which are set at creation, and conns.
 type prober struct {
 	check     HealthCheck
 	addr      string
 	transport *http.Transport
 	client    *healthClient
+	conns     *probeConns
 	timer     Timer
 	cancel    context.CancelFunc // ends the probe in flight, if any
 	stopped   bool
 	failures  int // in a row
+}
+
+// probeConns dials a prober's connections and closes the one it holds on
+// demand: the transport closes only idle connections, and one whose probe
+// was just cancelled may not be idle yet.
+type probeConns struct {
+	mu     sync.Mutex
+	conn   net.Conn // the last one dialed
+	closed bool
+}
+
+func (c *probeConns) dial(ctx context.Context, network, addr string) (net.Conn, error) {
+	var d net.Dialer
+	conn, err := d.DialContext(ctx, network, addr)
+	if err != nil {
+		return nil, err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		_ = conn.Close()
+		return nil, net.ErrClosed
+	}
+	// The transport dials only when it holds no usable connection (one
+	// per host), so the previous one is dead already.
+	if c.conn != nil {
+		_ = c.conn.Close()
+	}
+	c.conn = conn
+	return conn, nil
+}
+
+// close closes the connection held, and any dialed later. Idempotent.
+func (c *probeConns) close() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.closed = true
+	if c.conn != nil {
+		_ = c.conn.Close()
+		c.conn = nil
+	}
 }
 
 // startProbeLocked starts probing r's VM address with check, if check
@@ -50,11 +94,13 @@ func (e *Engine) startProbeLocked(r *runtime, check HealthCheck) {
 	// few seconds must not cost a TCP handshake each time.
 	var protocols http.Protocols
 	protocols.SetUnencryptedHTTP2(true)
-	transport := &http.Transport{Protocols: &protocols, MaxConnsPerHost: 1}
+	conns := &probeConns{}
+	transport := &http.Transport{Protocols: &protocols, MaxConnsPerHost: 1, DialContext: conns.dial}
 	p := &prober{
 		check:     check,
 		addr:      r.info.VMAddr,
 		transport: transport,
+		conns:     conns,
 		client: connect.NewClient[emptypb.Empty, wrapperspb.Int32Value](&http.Client{Transport: transport},
 			"http://"+r.info.VMAddr+healthCheckProcedure, connect.WithGRPC()),
 	}
@@ -79,6 +125,7 @@ func (e *Engine) stopProbeLocked(r *runtime) {
 		p.cancel()
 	}
 	p.transport.CloseIdleConnections()
+	p.conns.close()
 }
 
 // probe runs one probe of p, records its outcome and schedules the next.
@@ -109,12 +156,18 @@ func (e *Engine) probe(r *runtime, p *prober) {
 	if p.stopped || e.closed {
 		return
 	}
+	was := r.info.Health
 	switch {
 	case err == nil && status == healthServing:
 		p.failures = 0
 		r.info.Health = HealthServing
-		if r.info.State == StateUnhealthy {
+		switch {
+		case r.info.State == StateUnhealthy:
 			e.transitionLocked(r, e.liveState(r), "liveness probe passed again")
+		case was != HealthServing:
+			// A change of health alone is an event too, so that watchers
+			// and the dashboard see it.
+			e.transitionLocked(r, r.info.State, "liveness probe passed")
 		}
 	case connect.CodeOf(err) == connect.CodeUnimplemented && !errors.Is(err, context.DeadlineExceeded):
 		r.info.Health = HealthUnimplemented
@@ -128,11 +181,15 @@ func (e *Engine) probe(r *runtime, p *prober) {
 		if err != nil {
 			why = err.Error()
 		}
-		if p.failures == p.check.FailureThreshold {
+		switch {
+		case p.failures == p.check.FailureThreshold:
 			e.unhealthyLocked(r, "liveness probe failed "+strconv.Itoa(p.failures)+" times in a row: "+why)
 			if r.probe != p {
 				return
 			}
+		case was != HealthFailing:
+			e.transitionLocked(r, r.info.State, "liveness probe failed ("+strconv.Itoa(p.failures)+" of "+
+				strconv.Itoa(p.check.FailureThreshold)+" in a row): "+why)
 		}
 	}
 	p.timer = e.cfg.Clock.AfterFunc(p.check.Interval, func() { e.probe(r, p) })

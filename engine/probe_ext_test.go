@@ -111,13 +111,12 @@ func TestLivenessFailureRestartsOnlyUnderPolicy(t *testing.T) {
 			t.Parallel()
 			vm := startVMServer(t, true)
 			vm.set(healthpb.HealthCheckResponse_SERVING)
-			l, e, clock, first, w := superviseWatched(t, engine.RestartPolicy{Mode: tc.mode}, check, fakeStep{addr: vm.addr})
+			l, _, clock, first, w := superviseWatched(t, engine.RestartPolicy{Mode: tc.mode}, check, fakeStep{addr: vm.addr})
 			probeOnce(t, clock, check.Interval)
-			if rt, _, _ := e.Get(first.ID); rt.Health != engine.HealthServing || rt.State != engine.StateRunning {
-				t.Fatalf("after a good probe: %v %v, want running and serving", rt.State, rt.Health)
-			}
+			expectHealth(t, w, first.ID, engine.StateRunning, engine.HealthServing)
 			tc.breakIt(vm)
-			probeOnce(t, clock, check.Interval) // one failure: below the threshold
+			clock.advance(check.Interval) // one failure: below the threshold
+			expectHealthWithin(t, w, first.ID, engine.StateRunning, engine.HealthFailing, check.Timeout+eventWait)
 			clock.advance(check.Interval)
 			// A hanging server's probe ends with its timeout.
 			rt := expectStateWithin(t, w, first.ID, engine.StateUnhealthy, check.Timeout+10*time.Second)
@@ -190,13 +189,79 @@ func TestAttachedRuntimeLostWhenItDies(t *testing.T) {
 	if vm.checks.Load() != 1 {
 		t.Fatalf("checks = %d, want 1", vm.checks.Load())
 	}
+	expectHealth(t, w, rt.ID, engine.StateAttached, engine.HealthServing)
 	vm.srv.Stop() // the plugin dies: its port refuses connections
 	probeOnce(t, clock, check.Interval)
+	expectHealth(t, w, rt.ID, engine.StateAttached, engine.HealthFailing)
 	probeOnce(t, clock, check.Interval)
 	clock.advance(check.Interval)
 	expectState(t, w, rt.ID, engine.StateUnhealthy)
 	expectState(t, w, rt.ID, engine.StateLost)
 	if e.LiveCount() != 0 {
 		t.Fatalf("live count = %d after the attached runtime was lost, want 0", e.LiveCount())
+	}
+}
+
+// expectHealth reads the watcher's next change and fails unless it is an
+// event leaving runtime id in state with health.
+func expectHealth(t *testing.T, w *engine.Watcher, id string, state engine.State, health engine.Health) engine.Change {
+	t.Helper()
+	return expectHealthWithin(t, w, id, state, health, eventWait)
+}
+
+// expectHealthWithin is expectHealth waiting up to d.
+func expectHealthWithin(t *testing.T, w *engine.Watcher, id string, state engine.State, health engine.Health, d time.Duration) engine.Change {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), d)
+	defer cancel()
+	c, err := w.Next(ctx)
+	if err != nil {
+		t.Fatalf("waiting for %s to be %v and %v: %v", id, state, health, err)
+	}
+	if c.Kind != engine.ChangeUpdated || c.Runtime.ID != id || c.Runtime.State != state || c.Runtime.Health != health {
+		t.Fatalf("change = %+v, want %s %v %v", c, id, state, health)
+	}
+	return c
+}
+
+// TestHealthChangesReachWatchers: a probe that changes a runtime's health
+// without changing its state (the first success, a first failure below
+// the threshold, a success again) is an event watchers see; and a
+// relaunched runtime's health is its new process's, unknown until probed,
+// not the failing health of the process before it.
+func TestHealthChangesReachWatchers(t *testing.T) {
+	t.Parallel()
+	vm := startVMServer(t, true)
+	vm.set(healthpb.HealthCheckResponse_SERVING)
+	check := engine.HealthCheck{Interval: 10 * time.Second, Timeout: 5 * time.Second, FailureThreshold: 3}
+	l, _, clock, first, w := superviseWatched(t, engine.RestartPolicy{Mode: engine.RestartOnFailure}, check, fakeStep{addr: vm.addr})
+	clock.advance(check.Interval)
+	if c := expectHealth(t, w, first.ID, engine.StateRunning, engine.HealthServing); !strings.Contains(c.Event.Message, "passed") {
+		t.Fatalf("event %q, want one saying the probe passed", c.Event.Message)
+	}
+	// The event is published with the next probe already scheduled.
+	vm.set(healthpb.HealthCheckResponse_NOT_SERVING)
+	clock.advance(check.Interval)
+	if c := expectHealth(t, w, first.ID, engine.StateRunning, engine.HealthFailing); !strings.Contains(c.Event.Message, "NOT_SERVING") {
+		t.Fatalf("event %q, want one naming NOT_SERVING", c.Event.Message)
+	}
+	// The same health again publishes nothing.
+	probeOnce(t, clock, check.Interval)
+	vm.set(healthpb.HealthCheckResponse_SERVING)
+	clock.advance(check.Interval)
+	expectHealth(t, w, first.ID, engine.StateRunning, engine.HealthServing)
+	vm.set(healthpb.HealthCheckResponse_NOT_SERVING)
+	clock.advance(check.Interval)
+	expectHealth(t, w, first.ID, engine.StateRunning, engine.HealthFailing)
+
+	l.proc(0).end(crashed)
+	if rt := expectState(t, w, first.ID, engine.StateBackoff); rt.Health != engine.HealthFailing {
+		t.Fatalf("health in backoff = %v, want the failing health the process ended with", rt.Health)
+	}
+	clock.advance(time.Minute)
+	for _, state := range []engine.State{engine.StateStarting, engine.StateRunning} {
+		if rt := expectState(t, w, first.ID, state); rt.Health != engine.HealthUnknown {
+			t.Fatalf("relaunched runtime %v with health %v, want unknown until its first probe", state, rt.Health)
+		}
 	}
 }

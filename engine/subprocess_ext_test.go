@@ -37,6 +37,8 @@ func child(mode string) int {
 			return 1
 		}
 		return 0
+	case "grpc-health":
+		return grpcHealthChild()
 	case "alloc-fork":
 		return allocFork()
 	case "sleep":

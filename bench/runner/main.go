@@ -51,6 +51,7 @@ type options struct {
 
 	superviseN       int
 	superviseIdle    time.Duration
+	superviseProfile string
 	superviseCrashes int
 }
 
@@ -83,6 +84,7 @@ func main() {
 	flag.IntVar(&o.doctorRuns, "doctor-runs", 20, "runs of each whole program (vmre doctor, vmre version and their avalanchego baselines)")
 	flag.IntVar(&o.superviseN, "supervise-n", 100, "idle supervised runtimes in the supervise runs")
 	flag.DurationVar(&o.superviseIdle, "supervise-idle", time.Minute, "how long the supervise run measures the engine's idle CPU")
+	flag.StringVar(&o.superviseProfile, "supervise-cpuprofile", "", "write a CPU profile of the supervise run's idle window only to this file")
 	flag.IntVar(&o.superviseCrashes, "supervise-crashes", 20, "plugins SIGKILLed in the supervise run's crash-to-running rounds")
 	flag.StringVar(&o.watchWhere, "watch-where", "both", "where the watchers run: process (a process of their own, as browsers are), inline (the engine's process), or both")
 	// A watcher process (-watch-where process) is this binary run with

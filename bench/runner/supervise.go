@@ -57,6 +57,12 @@ func benchSupervise(ctx context.Context, e *env) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	}
+	stopProfile := func() {}
+	if e.o.superviseProfile != "" {
+		if stopProfile, err = startCPUProfile(e.o.superviseProfile); err != nil {
+			return err
+		}
+	}
 	var before, after syscall.Rusage
 	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &before)
 	t0 := time.Now()
@@ -66,6 +72,7 @@ func benchSupervise(ctx context.Context, e *env) error {
 		return ctx.Err()
 	}
 	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &after)
+	stopProfile()
 	wall := time.Since(t0)
 	cpu := time.Duration(after.Utime.Nano()+after.Stime.Nano()-before.Utime.Nano()-before.Stime.Nano()) * time.Nanosecond
 	pct := 100 * cpu.Seconds() / wall.Seconds()

@@ -33,6 +33,7 @@ type runProc struct {
 	cmd     *exec.Cmd
 	entries chan logEntry // closed at EOF
 	log     safeBuffer
+	stdout  chan string // the lines of its stdout; closed at EOF
 }
 
 // startRun starts `vmre run --listen 127.0.0.1:0 --log-format json ARGS`.
@@ -59,10 +60,24 @@ func startRunCmd(t *testing.T, cmd *exec.Cmd) *runProc {
 	if err != nil {
 		t.Fatal(err)
 	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	p := &runProc{cmd: cmd, entries: make(chan logEntry, 4096)}
+	p := &runProc{cmd: cmd, entries: make(chan logEntry, 4096), stdout: make(chan string, 64)}
+	go func() {
+		defer close(p.stdout)
+		s := bufio.NewScanner(stdout)
+		for s.Scan() {
+			select {
+			case p.stdout <- s.Text():
+			default: // nobody reads this far: drop it, never block vmre
+			}
+		}
+	}()
 	go func() {
 		defer close(p.entries)
 		s := bufio.NewScanner(stderr)
@@ -77,6 +92,8 @@ func startRunCmd(t *testing.T, cmd *exec.Cmd) *runProc {
 	t.Cleanup(func() {
 		_ = cmd.Process.Kill()
 		for range p.entries {
+		}
+		for range p.stdout {
 		}
 		_ = cmd.Wait()
 	})

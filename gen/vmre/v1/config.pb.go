@@ -281,9 +281,12 @@ type RestartConfig struct {
 	MaxRestarts uint32 `protobuf:"varint,4,opt,name=max_restarts,proto3" json:"max_restarts,omitempty"`
 	// A runtime that ran this long without failing has its backoff and
 	// failure count reset.
-	Window        string `protobuf:"bytes,5,opt,name=window,proto3" json:"window,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Window string `protobuf:"bytes,5,opt,name=window,proto3" json:"window,omitempty"`
+	// true: relaunch however often the runtime fails (its backoff still
+	// grows to max_backoff); max_restarts must then be left out.
+	UnlimitedRestarts bool `protobuf:"varint,6,opt,name=unlimited_restarts,proto3" json:"unlimited_restarts,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
 }
 
 func (x *RestartConfig) Reset() {
@@ -349,6 +352,13 @@ func (x *RestartConfig) GetWindow() string {
 		return x.Window
 	}
 	return ""
+}
+
+func (x *RestartConfig) GetUnlimitedRestarts() bool {
+	if x != nil {
+		return x.UnlimitedRestarts
+	}
+	return false
 }
 
 // HealthConfig sets the liveness probe (grpc.health.v1.Health/Check on the
@@ -556,13 +566,14 @@ const file_vmre_v1_config_proto_rawDesc = "" +
 	"\bEnvEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01B\x0e\n" +
-	"\f_vm_shutdown\"\xaf\x01\n" +
+	"\f_vm_shutdown\"\xdf\x01\n" +
 	"\rRestartConfig\x12\x16\n" +
 	"\x06policy\x18\x01 \x01(\tR\x06policy\x12(\n" +
 	"\x0finitial_backoff\x18\x02 \x01(\tR\x0finitial_backoff\x12 \n" +
 	"\vmax_backoff\x18\x03 \x01(\tR\vmax_backoff\x12\"\n" +
 	"\fmax_restarts\x18\x04 \x01(\rR\fmax_restarts\x12\x16\n" +
-	"\x06window\x18\x05 \x01(\tR\x06window\"r\n" +
+	"\x06window\x18\x05 \x01(\tR\x06window\x12.\n" +
+	"\x12unlimited_restarts\x18\x06 \x01(\bR\x12unlimited_restarts\"r\n" +
 	"\fHealthConfig\x12\x1a\n" +
 	"\binterval\x18\x01 \x01(\tR\binterval\x12\x18\n" +
 	"\atimeout\x18\x02 \x01(\tR\atimeout\x12,\n" +
