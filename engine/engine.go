@@ -110,6 +110,10 @@ type Engine struct {
 	cancelBase context.CancelFunc
 	wg         sync.WaitGroup // launches, exit watchers and restarts
 
+	// scanner is used by one sampling at a time, outside mu: the next is
+	// scheduled when the last has finished.
+	scanner procScanner
+
 	mu         sync.Mutex
 	closed     bool
 	nextID     int

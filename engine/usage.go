@@ -79,7 +79,7 @@ func (e *Engine) sample() {
 	e.mu.Unlock()
 
 	now := e.cfg.Clock.Now()
-	usages := sampleUsage(targets)
+	usages := e.scanner.sample(targets)
 
 	e.mu.Lock()
 	defer e.mu.Unlock()

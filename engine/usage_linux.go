@@ -4,43 +4,59 @@ import (
 	"bufio"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
-
-	"github.com/prometheus/procfs"
 )
 
 // userHZ is the unit of the CPU times in /proc/PID/stat, as procfs
 // assumes too: USER_HZ is 100 on every Linux architecture vmre builds for.
 const userHZ = 100
 
-// sampleUsage reads the usage of each target's process tree from one scan
-// of /proc (or from its cgroup), in targets' order; nil where the process
-// is gone.
-func sampleUsage(targets []sampleTarget) []*Usage {
+// pageSize is the unit of the resident set size in /proc/PID/stat.
+var pageSize = int64(os.Getpagesize())
+
+// procScanner samples the process trees of runtimes from /proc. It
+// remembers the parent of every process it has seen, so that a sample
+// reads the stat files of the processes that appeared since the last one
+// and of the runtimes' trees, not of every process on the machine. It is
+// not safe for concurrent use: the engine samples one tick at a time.
+type procScanner struct {
+	r      procReader
+	parent map[int]int // pid -> ppid, of every process seen in the last listing
+	listed map[int]bool
+}
+
+// sample reads the usage of each target's process tree, in targets'
+// order; nil where the process is gone. A target in a cgroup takes its
+// members from the cgroup; the others take the plugin and its
+// descendants.
+func (s *procScanner) sample(targets []sampleTarget) []*Usage {
 	out := make([]*Usage, len(targets))
-	fs, err := procfs.NewDefaultFS()
-	if err != nil {
-		return out
-	}
-	procs, err := fs.AllProcs()
-	if err != nil {
-		return out
-	}
-	stats := make(map[int]procfs.ProcStat, len(procs))
-	byPid := make(map[int]procfs.Proc, len(procs))
-	children := make(map[int][]int)
-	for _, p := range procs {
-		st, err := p.Stat()
-		if err != nil {
-			continue // exited since the directory was read
+	// This sample's stat reads: each process is read at most once.
+	stats := make(map[int]procStat)
+	stat := func(pid int) (procStat, bool) {
+		if st, ok := stats[pid]; ok {
+			return st, true
 		}
-		stats[st.PID] = st
-		byPid[st.PID] = p
-		children[st.PPID] = append(children[st.PPID], st.PID)
+		st, ok := s.r.readStat(pid)
+		if ok {
+			stats[pid] = st
+		}
+		return st, ok
+	}
+	var children map[int][]int
+	if slices.ContainsFunc(targets, func(t sampleTarget) bool { return t.cgroup == "" }) {
+		if !s.list(stat) {
+			return out
+		}
+		children = make(map[int][]int)
+		for pid, ppid := range s.parent {
+			children[ppid] = append(children[ppid], pid)
+		}
 	}
 	for i, t := range targets {
-		if _, ok := stats[t.pid]; !ok {
+		if _, ok := stat(t.pid); !ok {
 			continue
 		}
 		var members []int
@@ -48,23 +64,30 @@ func sampleUsage(targets []sampleTarget) []*Usage {
 			members = cgroupProcs(t.cgroup)
 		}
 		if members == nil {
+			if children == nil {
+				continue // the cgroup is gone, and the plugin with it
+			}
 			members = tree(t.pid, children)
 		}
 		u := &Usage{}
 		for _, pid := range members {
-			st, ok := stats[pid]
+			st, ok := stat(pid)
 			if !ok {
 				continue
 			}
+			// A member whose parent died was reparented out of the tree:
+			// the next sample no longer counts it.
+			if _, seen := s.parent[pid]; seen {
+				s.parent[pid] = int(st.ppid)
+			}
 			u.Processes++
-			u.Threads += st.NumThreads
-			u.RSSBytes += int64(st.ResidentMemory())
+			u.Threads += int(st.threads)
+			u.RSSBytes += st.rssPages * pageSize
 			// Reaped children's time is in their parent's cutime and
 			// cstime, so the tree's total only grows as children come
 			// and go.
-			u.CPUSeconds += float64(st.UTime+st.STime) / userHZ
-			u.CPUSeconds += float64(st.CUTime+st.CSTime) / userHZ
-			if fds, err := byPid[pid].FileDescriptorsLen(); err == nil {
+			u.CPUSeconds += float64(st.utime+st.stime+st.cutime+st.cstime) / userHZ
+			if fds, ok := s.r.openFDs(pid); ok {
 				u.OpenFDs += fds
 			}
 		}
@@ -79,6 +102,40 @@ func sampleUsage(targets []sampleTarget) []*Usage {
 		out[i] = u
 	}
 	return out
+}
+
+// list brings s.parent up to date with the processes in /proc: processes
+// gone are forgotten, new ones are read (with stat) for their parent. A
+// process's parent changes only when its parent dies and it is reparented
+// to init or a subreaper above it, which never moves it into a tree it
+// was not in; the members of the sampled trees are read anyway and have
+// their parent refreshed then.
+func (s *procScanner) list(stat func(int) (procStat, bool)) bool {
+	all, ok := pids()
+	if !ok {
+		return false
+	}
+	if s.parent == nil {
+		s.parent, s.listed = make(map[int]int), make(map[int]bool)
+	}
+	clear(s.listed)
+	for _, pid := range all {
+		s.listed[pid] = true
+		if _, seen := s.parent[pid]; seen {
+			continue
+		}
+		if st, ok := stat(pid); ok {
+			s.parent[pid] = int(st.ppid)
+		} else {
+			delete(s.listed, pid) // exited since the directory was read
+		}
+	}
+	for pid := range s.parent {
+		if !s.listed[pid] {
+			delete(s.parent, pid)
+		}
+	}
+	return true
 }
 
 // tree returns root and its descendants.

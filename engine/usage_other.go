@@ -2,5 +2,7 @@
 
 package engine
 
-// sampleUsage has no /proc to read outside Linux: nothing is sampled.
-func sampleUsage(targets []sampleTarget) []*Usage { return make([]*Usage, len(targets)) }
+// procScanner has no /proc to read outside Linux: nothing is sampled.
+type procScanner struct{}
+
+func (*procScanner) sample(targets []sampleTarget) []*Usage { return make([]*Usage, len(targets)) }

@@ -1,0 +1,197 @@
+package engine
+
+// Reading /proc for the resource samples. The sampler reads every
+// process's stat file each interval (to find the runtimes' descendants),
+// so the reading is done here with one reused buffer and a parser that
+// allocates nothing: procfs's Stat (fmt.Sscan per file) was a quarter of
+// an idle engine's CPU (docs/supervision.md).
+
+import (
+	"bytes"
+	"os"
+	"strconv"
+	"syscall"
+)
+
+// procStat is what the sampler uses of /proc/PID/stat.
+type procStat struct {
+	ppid int64
+	// CPU times in clock ticks (USER_HZ): the process's own, and those of
+	// the children it reaped.
+	utime, stime, cutime, cstime int64
+	threads                      int64
+	rssPages                     int64
+}
+
+// parseProcStat parses the content of /proc/PID/stat. The command name
+// (field 2) is in parentheses and may hold spaces and parentheses itself,
+// so the fields are counted from the last ')'.
+func parseProcStat(b []byte) (procStat, bool) {
+	end := bytes.LastIndexByte(b, ')')
+	if end < 0 {
+		return procStat{}, false
+	}
+	var st procStat
+	rest := b[end+1:]
+	// Field 3 (the state) is the first after the name; 24 (rss) is the
+	// last the sampler needs.
+	for field := 3; field <= 24; field++ {
+		rest = bytes.TrimLeft(rest, " ")
+		n := bytes.IndexAny(rest, " \n")
+		if n < 0 {
+			n = len(rest)
+		}
+		if n == 0 {
+			return procStat{}, false
+		}
+		text := rest[:n]
+		rest = rest[n:]
+		var dst *int64
+		switch field {
+		case 4:
+			dst = &st.ppid
+		case 14:
+			dst = &st.utime
+		case 15:
+			dst = &st.stime
+		case 16:
+			dst = &st.cutime
+		case 17:
+			dst = &st.cstime
+		case 20:
+			dst = &st.threads
+		case 24:
+			dst = &st.rssPages
+		default:
+			continue
+		}
+		v, ok := parseInt(text)
+		if !ok {
+			return procStat{}, false
+		}
+		*dst = v
+	}
+	return st, true
+}
+
+// parseInt parses a decimal integer with an optional minus sign, without
+// allocating.
+func parseInt(b []byte) (int64, bool) {
+	neg := len(b) > 0 && b[0] == '-'
+	if neg {
+		b = b[1:]
+	}
+	if len(b) == 0 || len(b) > 18 {
+		return 0, false
+	}
+	var v int64
+	for _, c := range b {
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		v = v*10 + int64(c-'0')
+	}
+	if neg {
+		v = -v
+	}
+	return v, true
+}
+
+// procReader reads small /proc files into one buffer it reuses. It is not
+// safe for concurrent use.
+type procReader struct {
+	buf  []byte
+	path []byte
+}
+
+// readStat reads and parses /proc/PID/stat.
+func (p *procReader) readStat(pid int) (procStat, bool) {
+	b, ok := p.read(pid, "/stat")
+	if !ok {
+		return procStat{}, false
+	}
+	return parseProcStat(b)
+}
+
+// read returns the content of /proc/PID/name, valid until the next read.
+// Raw system calls: os.Open's extra fstat and *os.File cost more than the
+// read itself for a file of a few hundred bytes.
+func (p *procReader) read(pid int, name string) ([]byte, bool) {
+	if p.buf == nil {
+		p.buf = make([]byte, 4096)
+	}
+	fd, err := syscall.Open(p.pidPath(pid, name), syscall.O_RDONLY|syscall.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, false
+	}
+	defer syscall.Close(fd)
+	n := 0
+	for n < len(p.buf) {
+		m, err := syscall.Read(fd, p.buf[n:])
+		if err == syscall.EINTR {
+			continue
+		}
+		if err != nil {
+			return nil, false
+		}
+		if m == 0 {
+			break
+		}
+		n += m
+	}
+	return p.buf[:n], true
+}
+
+// pidPath returns "/proc/PID" + name.
+func (p *procReader) pidPath(pid int, name string) string {
+	p.path = append(p.path[:0], "/proc/"...)
+	p.path = strconv.AppendInt(p.path, int64(pid), 10)
+	p.path = append(p.path, name...)
+	return string(p.path)
+}
+
+// openFDs counts the open descriptors of pid. Linux 6.2 and later give
+// the count as the size of /proc/PID/fd, one stat call; older kernels
+// report 0 there, and the directory is listed instead.
+func (p *procReader) openFDs(pid int) (int, bool) {
+	dir := p.pidPath(pid, "/fd")
+	var st syscall.Stat_t
+	if err := syscall.Stat(dir, &st); err != nil {
+		return 0, false
+	}
+	if st.Size > 0 {
+		return int(st.Size), true
+	}
+	return countDir(dir)
+}
+
+// countDir counts the entries of the directory dir.
+func countDir(dir string) (int, bool) {
+	f, err := os.Open(dir)
+	if err != nil {
+		return 0, false
+	}
+	defer f.Close()
+	names, err := f.Readdirnames(-1)
+	return len(names), err == nil
+}
+
+// pids lists the processes in /proc.
+func pids() ([]int, bool) {
+	f, err := os.Open("/proc")
+	if err != nil {
+		return nil, false
+	}
+	defer f.Close()
+	names, err := f.Readdirnames(-1)
+	if err != nil {
+		return nil, false
+	}
+	out := make([]int, 0, len(names))
+	for _, name := range names {
+		if pid, err := strconv.Atoi(name); err == nil {
+			out = append(out, pid)
+		}
+	}
+	return out, true
+}
