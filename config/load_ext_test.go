@@ -96,7 +96,7 @@ runtimes:
 	}
 	l := a.Spec.Launch
 	if l.HandshakeAuth.String() != "token" || l.EnvPolicy.String() != "clean" || strings.Join(l.EnvKeep, ",") != "PATH,LC_*" ||
-		strings.Join(l.EnvVars, ",") != "MY_ENGINE_ADDR" || l.VMShutdown || !strings.HasSuffix(l.SHA256, "abab") {
+		strings.Join(l.EnvVars, ",") != "MY_ENGINE_ADDR" || l.VMShutdown || !strings.HasSuffix(l.SHA256.String(), "abab") {
 		t.Errorf("launch settings %+v", l)
 	}
 	if want := (engine.Limits{MemoryBytes: 2 << 30, OpenFiles: 1024, Processes: 64}); a.Spec.Limits != want {

@@ -117,7 +117,9 @@ func (c checker) runtime(rc *vmrev1.RuntimeConfig, dir string) Runtime {
 	if err := l.HandshakeAuth.UnmarshalText([]byte(rc.GetHandshakeAuth())); err != nil {
 		c.failErr("handshake_auth", err)
 	}
-	l.SHA256 = rc.GetSha256()
+	if err := l.SHA256.UnmarshalText([]byte(rc.GetSha256())); err != nil {
+		c.failErr("sha256", err)
+	}
 	if err := l.EnvPolicy.UnmarshalText([]byte(rc.GetEnvPolicy())); err != nil {
 		c.failErr("env_policy", err)
 	}
@@ -133,15 +135,10 @@ func (c checker) runtime(rc *vmrev1.RuntimeConfig, dir string) Runtime {
 		}
 		l.Env = append(l.Env, k+"="+rc.GetEnv()[k])
 	}
-	// Each setting on its own, so that the error names its field; then the
-	// whole, for the rules between fields.
-	for field, check := range map[string]subprocess.Config{
-		"sha256":   {SHA256: l.SHA256},
-		"env_vars": {EnvVars: l.EnvVars},
-	} {
-		if err := check.Validate(); err != nil {
-			c.failErr(field, err)
-		}
+	// The environment variable names on their own, so that the error names
+	// the field; then the whole, for the rules between fields.
+	if err := (&subprocess.Config{EnvVars: l.EnvVars}).Validate(); err != nil {
+		c.failErr("env_vars", err)
 	}
 	if len(*c.errs) == before {
 		if err := l.Validate(); err != nil {

@@ -543,7 +543,7 @@ func TestPWDFollowsDir(t *testing.T) {
 	}
 }
 
-// TestNewConfigFieldsValidated: bad auth, pin and environment settings
+// TestNewConfigFieldsValidated: bad auth and environment settings
 // are configuration errors, reported before anything is started.
 func TestNewConfigFieldsValidated(t *testing.T) {
 	t.Parallel()
@@ -553,7 +553,6 @@ func TestNewConfigFieldsValidated(t *testing.T) {
 		wantMsg string
 	}{
 		{"unknown auth mode", subprocess.Config{HandshakeAuth: subprocess.HandshakeAuth(99)}, "unknown handshake auth mode 99"},
-		{"malformed pin", subprocess.Config{SHA256: "abc"}, "sha256 pin"},
 		{"unknown env policy", subprocess.Config{EnvPolicy: subprocess.EnvPolicy(9)}, "unknown env policy 9"},
 		{"keep list with inherit", subprocess.Config{EnvKeep: []string{"PATH"}}, "needs the clean env policy"},
 		{"env entry without =", subprocess.Config{Env: []string{"JUSTKEY"}}, "not KEY=VALUE"},

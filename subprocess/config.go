@@ -45,6 +45,13 @@ const (
 	HandshakeAuthNone        HandshakeAuth = handshakeauth.ModeNone
 )
 
+// SHA256 pins a plugin binary's contents (Config.SHA256); the zero value
+// is no pin. Its text form (String, UnmarshalText, so flag.TextVar and
+// config decoders parse it) is 64 hex digits, optionally prefixed
+// "sha256:", in either case; "" parses as no pin. Parsing fails with
+// [vmre.ErrInvalidConfig]. Compare two with ==.
+type SHA256 = preflight.Digest
+
 // EnvPolicy says how much of the base environment a plugin inherits. Its
 // text forms (String, UnmarshalText) are "inherit" and "clean"; "" parses
 // as the zero value, EnvInherit.
@@ -121,11 +128,11 @@ type Config struct {
 	// HandshakeAuthTokenOrPeer on Linux, HandshakeAuthToken elsewhere; the
 	// peer modes are invalid outside Linux.
 	HandshakeAuth HandshakeAuth
-	// SHA256 pins the plugin binary: 64 hex digits, optionally prefixed
-	// "sha256:". Bootstrap hashes the file it is about to execute and
-	// refuses to start it on a mismatch (vmre.ErrChecksumMismatch). Empty:
-	// no pin. The other pre-flight checks run either way.
-	SHA256 string
+	// SHA256 pins the plugin binary: Bootstrap hashes the file it is about
+	// to execute and refuses to start it on a mismatch
+	// (vmre.ErrChecksumMismatch). Zero: no pin. The other pre-flight checks
+	// run either way.
+	SHA256 SHA256
 	// EnvPolicy is EnvInherit (the zero value) or EnvClean. EnvInherit
 	// passes the base environment (cmd.Env, or os.Environ() if cmd.Env is
 	// nil) on; EnvClean passes only the variables EnvKeep names.
@@ -227,14 +234,11 @@ func (c *Config) withDefaults(path string) (settings, error) {
 	return out.parsePolicies()
 }
 
-// parsePolicies checks the handshake-auth mode and the pin, and builds the
-// environment policy.
+// parsePolicies checks the handshake-auth mode and builds the environment
+// policy.
 func (c *Config) parsePolicies() (settings, error) {
 	s := settings{Config: *c}
 	if err := c.HandshakeAuth.Check(); err != nil {
-		return settings{}, err
-	}
-	if _, err := preflight.ParseSHA256(c.SHA256); err != nil {
 		return settings{}, err
 	}
 	var err error

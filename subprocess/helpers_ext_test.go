@@ -172,3 +172,13 @@ func streamTail(e *vmre.ExitError, stream string) []string {
 	}
 	return out
 }
+
+// pinOf parses a SHA-256 pin the test knows to be valid ("": no pin).
+func pinOf(t testing.TB, s string) subprocess.SHA256 {
+	t.Helper()
+	var pin subprocess.SHA256
+	if err := pin.UnmarshalText([]byte(s)); err != nil {
+		t.Fatal(err)
+	}
+	return pin
+}

@@ -37,7 +37,7 @@ func BenchmarkLaunchChecks(b *testing.B) {
 	b.Run("preflight", func(b *testing.B) {
 		for b.Loop() {
 			cmd := exec.Command(exe)
-			e, err := checkPlugin(cmd, "")
+			e, err := checkPlugin(cmd, SHA256{})
 			if err != nil {
 				b.Fatal(err)
 			}

@@ -20,7 +20,7 @@ import (
 // cmd.Start has returned. Errors wrap vmre.ErrHandshakeFailed and
 // vmre.ErrNotExecutable, vmre.ErrChecksumMismatch or, for a path that
 // does not exist, fs.ErrNotExist.
-func checkPlugin(cmd *exec.Cmd, pin string) (*preflight.Executable, error) {
+func checkPlugin(cmd *exec.Cmd, pin SHA256) (*preflight.Executable, error) {
 	if cmd.Err != nil {
 		// exec.Command could not resolve the name: Start would fail with
 		// this error anyway.

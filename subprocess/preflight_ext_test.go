@@ -186,7 +186,7 @@ func TestBootstrapPreflight(t *testing.T) {
 	fds, children := countFds(t), countChildren(t)
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			p, err := subprocess.Bootstrap(t.Context(), tt.cmd, &subprocess.Config{SHA256: tt.sha})
+			p, err := subprocess.Bootstrap(t.Context(), tt.cmd, &subprocess.Config{SHA256: pinOf(t, tt.sha)})
 			t.Logf("error: %v", err)
 			if !errors.Is(err, vmre.ErrHandshakeFailed) {
 				t.Errorf("err = %v, want ErrHandshakeFailed", err)
@@ -221,7 +221,7 @@ func TestBootstrapPreflight(t *testing.T) {
 		}
 		sum := sha256Of(t, exe)
 		for _, pin := range []string{sum, "sha256:" + strings.ToUpper(sum)} {
-			st, p := mustBootstrap(t, "tiny", &subprocess.Config{SHA256: pin}, noRaceExitDelay)
+			st, p := mustBootstrap(t, "tiny", &subprocess.Config{SHA256: pinOf(t, pin)}, noRaceExitDelay)
 			// Executed through the checked descriptor, not by name.
 			if link, err := os.Readlink("/proc/" + strconv.Itoa(st.Pid) + "/exe"); err != nil || link != exe {
 				t.Errorf("plugin executes %q (%v), want %s", link, err, exe)
@@ -268,7 +268,7 @@ func TestScriptPluginSeesItsPath(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			p, err := subprocess.Bootstrap(t.Context(), subprocess.NewCmd(tt.path), &subprocess.Config{SHA256: tt.pin})
+			p, err := subprocess.Bootstrap(t.Context(), subprocess.NewCmd(tt.path), &subprocess.Config{SHA256: pinOf(t, tt.pin)})
 			if err == nil {
 				p.Stop(t.Context())
 				t.Fatal("Bootstrap succeeded")
@@ -312,7 +312,7 @@ func TestStartErrorNamesPlugin(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			_, err := subprocess.Bootstrap(t.Context(), subprocess.NewCmd(tt.path), &subprocess.Config{SHA256: tt.pin})
+			_, err := subprocess.Bootstrap(t.Context(), subprocess.NewCmd(tt.path), &subprocess.Config{SHA256: pinOf(t, tt.pin)})
 			want := "handshake failed: start process: fork/exec " + tt.path + ": exec format error"
 			if err == nil || err.Error() != want {
 				t.Fatalf("err = %v, want %q", err, want)

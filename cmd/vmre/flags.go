@@ -24,7 +24,7 @@ type engineFlags struct {
 	gracefulTimeout  time.Duration
 	envVars          stringList
 	handshakeAuth    subprocess.HandshakeAuth
-	sha256           string
+	sha256           subprocess.SHA256
 	envPolicy        subprocess.EnvPolicy
 	envKeep          keepList
 	env              stringList
@@ -40,7 +40,7 @@ func (f *engineFlags) register(fs *flag.FlagSet) {
 	fs.DurationVar(&f.gracefulTimeout, "graceful-timeout", vmre.DefaultGracefulTimeout, "how long a plugin has to exit after SIGTERM before it is killed")
 	fs.Var(&f.envVars, "env-var", "environment variable that carries the engine address (repeatable; default: "+strings.Join(vmre.EngineAddressKeys(), ", ")+")")
 	fs.TextVar(&f.handshakeAuth, "handshake-auth", f.handshakeAuth, "who may complete a plugin's handshake: token (the per-launch secret vmre's client sends), peer (Linux: a socket of the launched process tree), token-or-peer (Linux) or none (anyone: avalanchego's behaviour); the default is token-or-peer on Linux, token elsewhere")
-	fs.StringVar(&f.sha256, "sha256", "", "refuse to start the plugin unless the SHA-256 of its binary is this (64 hex digits, optionally prefixed sha256:)")
+	fs.TextVar(&f.sha256, "sha256", subprocess.SHA256{}, "refuse to start the plugin unless the SHA-256 of its binary is this (64 hex digits, optionally prefixed sha256:)")
 	fs.TextVar(&f.envPolicy, "env-policy", f.envPolicy, "the plugin's environment: inherit (the engine's) or clean (only the --env-keep variables)")
 	fs.Var(&f.envKeep, "env-keep", "with --env-policy clean, the variables to keep, comma-separated; a trailing * matches a prefix (default: PATH,HOME,USER,LOGNAME,TMPDIR,TZ,LANG,LC_*)")
 	fs.Var(&f.env, "env", "KEY=VALUE to set in the plugin's environment under either policy (repeatable)")

@@ -33,7 +33,7 @@ func TestRunConfigUsage(t *testing.T) {
 	}{
 		{"plugin command", []string{"--config", good, "--", plugin}, "drop the plugin command or --config"},
 		{"attach", []string{"--config", good, "--attach"}, "--config and --attach cannot be combined"},
-		{"per-launch flags", []string{"--config", good, "--sha256", "00", "--vm-shutdown=false"}, "--sha256, --vm-shutdown: with --config each runtime's launch settings are fields of the file"},
+		{"per-launch flags", []string{"--config", good, "--sha256", strings.Repeat("0", 64), "--vm-shutdown=false"}, "--sha256, --vm-shutdown: with --config each runtime's launch settings are fields of the file"},
 		{"bad file", []string{"--config", bad}, bad + `: runtimes[1].restart.policy: "sometimes" is not one of never, on-failure, always`},
 		{"missing file", []string{"--config", filepath.Join(dir, "nope.yaml")}, "no such file"},
 	}

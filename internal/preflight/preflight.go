@@ -46,7 +46,6 @@
 package preflight
 
 import (
-	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -65,9 +64,8 @@ import (
 // Options configures [Open]. The zero value checks the file for this
 // process's OS and architecture, without a pin.
 type Options struct {
-	// SHA256 pins the file's contents: 64 hex digits, optionally prefixed
-	// "sha256:". Empty means no pin.
-	SHA256 string
+	// SHA256 pins the file's contents; the zero Digest means no pin.
+	SHA256 Digest
 	// GOOS and GOARCH name the platform the binary must be built for;
 	// defaults runtime.GOOS and runtime.GOARCH. Architectures vmre does not
 	// know are not checked.
@@ -95,10 +93,6 @@ type Executable struct {
 // has started, or on any failure. Open blocks while it reads the file:
 // hashing a large binary for a pin takes time proportional to its size.
 func Open(path string, opts Options) (*Executable, error) {
-	want, err := ParseSHA256(opts.SHA256)
-	if err != nil {
-		return nil, err
-	}
 	if opts.GOOS == "" {
 		opts.GOOS = runtime.GOOS
 	}
@@ -124,14 +118,14 @@ func Open(path string, opts Options) (*Executable, error) {
 		return nil, fmt.Errorf("%w: %w", vmre.ErrNotExecutable, err)
 	}
 	e := &Executable{Path: abs, file: f}
-	if err := e.check(opts, want); err != nil {
+	if err := e.check(opts); err != nil {
 		_ = f.Close()
 		return nil, err
 	}
 	return e, nil
 }
 
-func (e *Executable) check(opts Options, want []byte) error {
+func (e *Executable) check(opts Options) error {
 	info, err := e.file.Stat()
 	if err != nil {
 		return fmt.Errorf("%w: %w", vmre.ErrNotExecutable, err)
@@ -160,17 +154,19 @@ func (e *Executable) check(opts Options, want []byte) error {
 		}
 	}
 	e.Format = v.format
-	if want != nil {
+	if want := opts.SHA256; want.set {
 		h := sha256.New()
 		// A section reader reads by offset, leaving the file's position
 		// alone, and reads to the real end even if the file grew.
 		if _, err := io.Copy(h, io.NewSectionReader(e.file, 0, 1<<62)); err != nil {
 			return fmt.Errorf("%w: hash %s: %w", vmre.ErrNotExecutable, e.Path, err)
 		}
-		got := h.Sum(nil)
-		e.SHA256 = hex.EncodeToString(got)
-		if !bytes.Equal(got, want) {
-			return fmt.Errorf("%w: sha256 of %s is %s, want %s", vmre.ErrChecksumMismatch, e.Path, e.SHA256, hex.EncodeToString(want))
+		var got Digest
+		h.Sum(got.sum[:0])
+		got.set = true
+		e.SHA256 = got.String()
+		if got != want {
+			return fmt.Errorf("%w: sha256 of %s is %s, want %s", vmre.ErrChecksumMismatch, e.Path, e.SHA256, want)
 		}
 	}
 	return nil
@@ -191,19 +187,58 @@ func (e *Executable) Close() error {
 	return err
 }
 
-// ParseSHA256 validates a pin: empty (no pin, nil result) or 64 hex digits,
-// optionally prefixed "sha256:", in either case. Errors wrap
+// Digest is a SHA-256 pin of a file's contents. The zero value means no
+// pin. Its text form (String, MarshalText, UnmarshalText, so flag.TextVar
+// and config decoders parse it) is 64 lowercase hex digits, and "" for no
+// pin; UnmarshalText also accepts upper case, surrounding space and a
+// "sha256:" prefix. A Digest is a value: compare it with ==.
+type Digest struct {
+	sum [sha256.Size]byte
+	set bool
+}
+
+// ParseDigest parses a pin as [Digest.UnmarshalText] does. Errors wrap
 // [vmre.ErrInvalidConfig].
-func ParseSHA256(s string) ([]byte, error) {
+func ParseDigest(s string) (Digest, error) {
+	var d Digest
+	err := d.UnmarshalText([]byte(s))
+	return d, err
+}
+
+// IsZero reports whether d is no pin.
+func (d Digest) IsZero() bool { return !d.set }
+
+// String returns the digest as 64 lowercase hex digits, or "" for no pin.
+func (d Digest) String() string {
+	if !d.set {
+		return ""
+	}
+	return hex.EncodeToString(d.sum[:])
+}
+
+// MarshalText returns [Digest.String]'s text.
+func (d Digest) MarshalText() ([]byte, error) { return []byte(d.String()), nil }
+
+// UnmarshalText parses "" (no pin) or 64 hex digits, optionally prefixed
+// "sha256:", in either case. On error d is unchanged and the error wraps
+// [vmre.ErrInvalidConfig].
+func (d *Digest) UnmarshalText(text []byte) error {
+	s := string(text)
 	if s == "" {
-		return nil, nil
+		*d = Digest{}
+		return nil
 	}
 	hexDigits := strings.TrimPrefix(strings.ToLower(strings.TrimSpace(s)), "sha256:")
-	b, err := hex.DecodeString(hexDigits)
-	if err != nil || len(b) != sha256.Size {
-		return nil, fmt.Errorf("%w: sha256 pin %q, want 64 hex digits", vmre.ErrInvalidConfig, s)
+	var out Digest
+	if len(hexDigits) != hex.EncodedLen(sha256.Size) {
+		return fmt.Errorf("%w: sha256 pin %q, want 64 hex digits", vmre.ErrInvalidConfig, s)
 	}
-	return b, nil
+	if _, err := hex.Decode(out.sum[:], []byte(hexDigits)); err != nil {
+		return fmt.Errorf("%w: sha256 pin %q, want 64 hex digits", vmre.ErrInvalidConfig, s)
+	}
+	out.set = true
+	*d = out
+	return nil
 }
 
 func fileType(m fs.FileMode) string {

@@ -47,7 +47,7 @@ func run(t *testing.T, cmd *exec.Cmd, e *preflight.Executable) string {
 func TestPrepareRunsCheckedScript(t *testing.T) {
 	t.Parallel()
 	path := write(t, "plugin.sh", []byte("#!/bin/sh\necho checked\n"), 0o755)
-	e, err := preflight.Open(path, preflight.Options{SHA256: sum([]byte("#!/bin/sh\necho checked\n"))})
+	e, err := preflight.Open(path, preflight.Options{SHA256: digest(sum([]byte("#!/bin/sh\necho checked\n")))})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -84,7 +84,7 @@ func TestPrepareScriptDollarZero(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			e, err := preflight.Open(path, preflight.Options{SHA256: tc.pin})
+			e, err := preflight.Open(path, preflight.Options{SHA256: digest(tc.pin)})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -107,7 +107,7 @@ func TestPrepareRunsCheckedBinary(t *testing.T) {
 	t.Parallel()
 	exe := self(t)
 	path := write(t, "plugin", exe, 0o755)
-	e, err := preflight.Open(path, preflight.Options{SHA256: sum(exe)})
+	e, err := preflight.Open(path, preflight.Options{SHA256: digest(sum(exe))})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -159,7 +159,7 @@ func TestPrepareBinaryHoldsNoDescriptor(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			e, err := preflight.Open(path, preflight.Options{SHA256: sum(exe)})
+			e, err := preflight.Open(path, preflight.Options{SHA256: digest(sum(exe))})
 			if err != nil {
 				t.Fatal(err)
 			}
