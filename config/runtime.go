@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/vmre/vmre"
@@ -30,8 +31,12 @@ type Runtime struct {
 }
 
 // namePattern is what a runtime name may look like: it appears in logs,
-// metrics labels and URLs unquoted.
-var namePattern = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
+// metrics labels and URLs unquoted. It is compiled on first use, not at
+// the start of every vmre command: the bounded repetition makes a large
+// program (about 45 KB and 250 allocations).
+var namePattern = sync.OnceValue(func() *regexp.Regexp {
+	return regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
+})
 
 // convert validates the runtimes of msg and converts them to [Runtime]s;
 // dir anchors relative plugin paths. It reports every bad field it finds.
@@ -87,7 +92,7 @@ func (c checker) runtime(rc *vmrev1.RuntimeConfig, dir string) Runtime {
 	switch {
 	case rc.GetName() == "":
 		c.fail("name", "missing; every runtime needs a unique name")
-	case !namePattern.MatchString(rc.GetName()):
+	case !namePattern().MatchString(rc.GetName()):
 		c.fail("name", "%q: want 1 to 63 lowercase letters, digits and \"-\", starting and ending with a letter or digit", rc.GetName())
 	}
 	path := rc.GetPath()

@@ -342,7 +342,7 @@ func serveHandshake(ctx context.Context, p *Process, srv *http.Server, ln net.Li
 			conns.Done()
 		}
 	}
-	_ = srv.Serve(ln)
+	_ = srv.Serve(readBufferedListener{ln})
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	if err := srv.Shutdown(ctx); err != nil {

@@ -67,7 +67,7 @@ func (e *Executable) Prepare(cmd *exec.Cmd) {
 		cmd.Path = e.Path
 		return
 	}
-	if _, err := os.Stat("/proc/self/fd/" + strconv.Itoa(int(e.file.Fd()))); err != nil {
+	if !procFDs() {
 		cmd.Path = e.Path
 		return
 	}
@@ -127,6 +127,14 @@ var linkBase = sync.OnceValue(func() string {
 	return os.TempDir()
 })
 
+// procFDs reports whether /proc/self/fd lists this process's descriptors,
+// checked once per process: /proc is mounted, or not, for the life of an
+// engine.
+var procFDs = sync.OnceValue(func() bool {
+	info, err := os.Stat("/proc/self/fd")
+	return err == nil && info.IsDir()
+})
+
 // removeLink removes the link Prepare made, and its directory.
 func (e *Executable) removeLink() {
 	if e.dup != nil {
@@ -136,7 +144,7 @@ func (e *Executable) removeLink() {
 	if e.link == "" {
 		return
 	}
-	_ = os.Remove(e.link)
-	_ = os.Remove(filepath.Dir(e.link))
+	_ = syscall.Unlink(e.link)
+	_ = syscall.Rmdir(filepath.Dir(e.link))
 	e.link = ""
 }

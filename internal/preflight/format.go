@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"math"
 	"os"
 	"strings"
 )
@@ -27,26 +28,30 @@ type verdict struct {
 // checkFormat identifies the file by its first bytes and checks that it is
 // an executable for goos/goarch.
 func checkFormat(f *os.File, goos, goarch string) (verdict, error) {
-	var magic [4]byte
-	n, err := f.ReadAt(magic[:], 0)
+	// One read serves the format's magic and, for the usual ELF binary,
+	// its header, program headers and interpreter path, which sit in the
+	// first page.
+	head := make([]byte, elfHeadSize)
+	n, err := f.ReadAt(head, 0)
 	if err != nil && !errors.Is(err, io.EOF) {
 		return verdict{}, fmt.Errorf("read header: %w", err)
 	}
-	head := magic[:n]
+	head = head[:n]
+	magic := head[:min(n, 4)]
 	switch {
 	case n == 0:
 		return verdict{}, errors.New("file is empty")
-	case bytes.HasPrefix(head, []byte(elf.ELFMAG)):
-		interp, err := checkELF(f, goos, goarch)
+	case bytes.HasPrefix(magic, []byte(elf.ELFMAG)):
+		interp, err := checkELF(f, head, goos, goarch)
 		return verdict{format: "elf", interp: interp}, err
-	case isMachO(head):
+	case isMachO(magic):
 		return verdict{format: "macho"}, checkMachO(f, goos, goarch)
-	case bytes.HasPrefix(head, []byte("MZ")):
+	case bytes.HasPrefix(magic, []byte("MZ")):
 		return verdict{format: "pe"}, checkPE(f, goos, goarch)
-	case bytes.HasPrefix(head, []byte("#!")):
+	case bytes.HasPrefix(magic, []byte("#!")):
 		return verdict{format: "script"}, checkScript(f, goos)
 	default:
-		return verdict{}, fmt.Errorf("unknown executable format (starts with %q), want ELF, Mach-O, PE or a #! script", head)
+		return verdict{}, fmt.Errorf("unknown executable format (starts with %q), want ELF, Mach-O, PE or a #! script", magic)
 	}
 }
 
@@ -85,53 +90,152 @@ var elfOSABI = map[string]elf.OSABI{
 	"dragonfly": elf.ELFOSABI_NONE,
 }
 
-// checkELF checks an ELF file and returns its program interpreter
-// (PT_INTERP; empty for a static binary).
-func checkELF(f *os.File, goos, goarch string) (string, error) {
-	ef, err := elf.NewFile(f)
+// checkELF checks an ELF file, whose first bytes are head, and returns its
+// program interpreter (PT_INTERP; empty for a static binary).
+func checkELF(f io.ReaderAt, head []byte, goos, goarch string) (string, error) {
+	h, err := readELF(f, head)
 	if err != nil {
 		return "", fmt.Errorf("malformed ELF: %w", err)
 	}
-	defer ef.Close()
-	what := fmt.Sprintf("ELF %s %s %s", elfClassName(ef.Class), orderName(ef.ByteOrder), ef.Machine)
+	what := func() string {
+		return "ELF " + elfClassName(h.class) + " " + orderName(h.order) + " " + h.machine.String()
+	}
 	if goos == "darwin" || goos == "ios" || goos == "windows" {
-		return "", fmt.Errorf("%s is not for %s/%s", what, goos, goarch)
+		return "", fmt.Errorf("%s is not for %s/%s", what(), goos, goarch)
 	}
-	if ef.Type != elf.ET_EXEC && ef.Type != elf.ET_DYN {
-		return "", fmt.Errorf("%s is not an executable (type %s)", what, ef.Type)
+	if h.typ != elf.ET_EXEC && h.typ != elf.ET_DYN {
+		return "", fmt.Errorf("%s is not an executable (type %s)", what(), h.typ)
 	}
-	if abi, ok := elfOSABI[goos]; ok && ef.OSABI != elf.ELFOSABI_NONE && ef.OSABI != abi {
-		return "", fmt.Errorf("%s is for OS/ABI %s, not %s/%s", what, ef.OSABI, goos, goarch)
+	if abi, ok := elfOSABI[goos]; ok && h.osabi != elf.ELFOSABI_NONE && h.osabi != abi {
+		return "", fmt.Errorf("%s is for OS/ABI %s, not %s/%s", what(), h.osabi, goos, goarch)
 	}
-	if want, ok := elfArches[goarch]; ok && (ef.Machine != want.machine || ef.Class != want.class || ef.ByteOrder != want.order) {
-		return "", fmt.Errorf("%s is not for %s/%s (want %s %s %s)", what, goos, goarch,
+	if want, ok := elfArches[goarch]; ok && (h.machine != want.machine || h.class != want.class || h.order != want.order) {
+		return "", fmt.Errorf("%s is not for %s/%s (want %s %s %s)", what(), goos, goarch,
 			elfClassName(want.class), orderName(want.order), want.machine)
 	}
 	// An architecture vmre does not know is not checked: exec will tell.
-	return elfInterp(ef)
+	return h.interp, nil
 }
+
+// elfHeadSize is how much of a file checkFormat reads at once: a page,
+// which holds the ELF header, the program headers and the interpreter path
+// of the binaries Go and C toolchains write.
+const elfHeadSize = 4096
 
 // maxInterp bounds the PT_INTERP string read, as the kernel does
 // (PATH_MAX).
 const maxInterp = 4096
 
-// elfInterp returns the path in the file's PT_INTERP segment, up to its
-// terminating NUL.
-func elfInterp(ef *elf.File) (string, error) {
-	for _, p := range ef.Progs {
-		if p.Type != elf.PT_INTERP {
+// maxProgHeaders bounds the program header table read, as the kernel's
+// ELF loader does (64 KiB).
+const maxProgHeaders = 64 << 10
+
+// elfHeader is what the kernel reads of an ELF file to execute it: the
+// file header and, through the program headers, the interpreter's path.
+// The section headers, which exec never reads, are not looked at.
+type elfHeader struct {
+	class   elf.Class
+	order   binary.ByteOrder
+	osabi   elf.OSABI
+	typ     elf.Type
+	machine elf.Machine
+	interp  string // PT_INTERP up to its NUL; empty without one
+}
+
+// readELF decodes the ELF header and program headers of f, whose first
+// bytes are head, reading f only for what head does not hold.
+func readELF(f io.ReaderAt, head []byte) (elfHeader, error) {
+	if len(head) < elf.EI_NIDENT {
+		return elfHeader{}, io.ErrUnexpectedEOF
+	}
+	h := elfHeader{class: elf.Class(head[elf.EI_CLASS]), osabi: elf.OSABI(head[elf.EI_OSABI])}
+	switch d := elf.Data(head[elf.EI_DATA]); d {
+	case elf.ELFDATA2LSB:
+		h.order = binary.LittleEndian
+	case elf.ELFDATA2MSB:
+		h.order = binary.BigEndian
+	default:
+		return elfHeader{}, fmt.Errorf("unknown data encoding %s", d)
+	}
+	if v := elf.Version(head[elf.EI_VERSION]); v != elf.EV_CURRENT {
+		return elfHeader{}, fmt.Errorf("unknown version %s", v)
+	}
+	var phoff uint64
+	var phentsize, phnum, progSize int
+	switch h.class {
+	case elf.ELFCLASS32:
+		var hdr elf.Header32
+		if _, err := binary.Decode(head, h.order, &hdr); err != nil {
+			return elfHeader{}, io.ErrUnexpectedEOF
+		}
+		h.typ, h.machine = elf.Type(hdr.Type), elf.Machine(hdr.Machine)
+		phoff, phentsize, phnum, progSize = uint64(hdr.Phoff), int(hdr.Phentsize), int(hdr.Phnum), binary.Size(elf.Prog32{})
+	case elf.ELFCLASS64:
+		var hdr elf.Header64
+		if _, err := binary.Decode(head, h.order, &hdr); err != nil {
+			return elfHeader{}, io.ErrUnexpectedEOF
+		}
+		h.typ, h.machine = elf.Type(hdr.Type), elf.Machine(hdr.Machine)
+		phoff, phentsize, phnum, progSize = hdr.Phoff, int(hdr.Phentsize), int(hdr.Phnum), binary.Size(elf.Prog64{})
+	default:
+		return elfHeader{}, fmt.Errorf("unknown class %s", h.class)
+	}
+	if phnum == 0 {
+		return h, nil
+	}
+	if phentsize < progSize || phnum*phentsize > maxProgHeaders {
+		return elfHeader{}, fmt.Errorf("bad program header table (%d entries of %d bytes)", phnum, phentsize)
+	}
+	progs, err := readRange(f, head, phoff, uint64(phnum*phentsize))
+	if err != nil {
+		return elfHeader{}, fmt.Errorf("read program headers: %w", err)
+	}
+	for i := range phnum {
+		var typ elf.ProgType
+		var off, size uint64
+		entry := progs[i*phentsize:]
+		if h.class == elf.ELFCLASS32 {
+			var p elf.Prog32
+			_, _ = binary.Decode(entry, h.order, &p) // progSize bytes are there
+			typ, off, size = elf.ProgType(p.Type), uint64(p.Off), uint64(p.Filesz)
+		} else {
+			var p elf.Prog64
+			_, _ = binary.Decode(entry, h.order, &p)
+			typ, off, size = elf.ProgType(p.Type), p.Off, p.Filesz
+		}
+		if typ != elf.PT_INTERP {
 			continue
 		}
-		b, err := io.ReadAll(io.LimitReader(p.Open(), maxInterp))
+		b, err := readRange(f, head, off, min(size, maxInterp))
 		if err != nil {
-			return "", fmt.Errorf("read ELF interpreter: %w", err)
+			return elfHeader{}, fmt.Errorf("read interpreter: %w", err)
 		}
 		if i := bytes.IndexByte(b, 0); i >= 0 {
 			b = b[:i]
 		}
-		return string(b), nil
+		h.interp = string(b)
+		break
 	}
-	return "", nil
+	return h, nil
+}
+
+// readRange returns size bytes at off: from head, the file's first bytes,
+// when it holds them, else read from f.
+func readRange(f io.ReaderAt, head []byte, off, size uint64) ([]byte, error) {
+	if off <= uint64(len(head)) && size <= uint64(len(head))-off {
+		return head[off : off+size], nil
+	}
+	if off > math.MaxInt64 {
+		return nil, io.ErrUnexpectedEOF
+	}
+	b := make([]byte, size)
+	if _, err := f.ReadAt(b, int64(off)); err != nil {
+		if errors.Is(err, io.EOF) {
+			err = io.ErrUnexpectedEOF
+		}
+		return nil, err
+	}
+	return b, nil
 }
 
 // checkInterp checks that an ELF binary's interpreter (the dynamic
