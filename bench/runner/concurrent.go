@@ -6,6 +6,7 @@ import (
 	"io"
 	"runtime"
 	"runtime/debug"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -89,8 +90,19 @@ func benchConcurrent(ctx context.Context, e *env) error {
 				func() manager { return avaManager{avaruntime.NewManager()} },
 				func() (tracked, error) { s, _, err := av.launch(ctx, "serve"); return s, err })
 		}
+		var runs []func() error
+		for _, name := range strings.Split(e.o.concEngines, ",") {
+			switch strings.TrimSpace(name) {
+			case colVmre:
+				runs = append(runs, runVmre)
+			case colAva:
+				runs = append(runs, runAva)
+			default:
+				return fmt.Errorf("-conc-engines: unknown engine %q (vmre, avalanchego)", name)
+			}
+		}
 		for i := range e.o.concRounds {
-			if err := rotate(i, runVmre, runAva); err != nil {
+			if err := rotate(i, runs...); err != nil {
 				return err
 			}
 			e.progress("conc %d: round %d/%d", n, i+1, e.o.concRounds)
@@ -99,6 +111,8 @@ func benchConcurrent(ctx context.Context, e *env) error {
 		}
 		all.check("vmre/ava <= 0.8", all.ratio(colAva) <= 0.8)
 		heap.check("<= 64 KiB", heap.p50(colVmre) <= 64)
+		engCPU.check("vmre/ava <= 1.0", engCPU.ratio(colAva) <= 1.0)
+		rss.check("vmre/ava <= 1.0", rss.ratio(colAva) <= 1.0)
 		e.rows = append(e.rows, all, engCPU, plugCPU, heap, rss, stopAll)
 	}
 	return nil

@@ -48,6 +48,7 @@ type options struct {
 	reloadN      int
 	reloadRounds int
 	doctorRuns   int
+	concEngines  string
 
 	superviseN       int
 	superviseIdle    time.Duration
@@ -66,6 +67,7 @@ func main() {
 	flag.DurationVar(&o.grace, "grace", 200*time.Millisecond, "graceful-stop period for the SIGTERM-ignoring stop, both engines")
 	flag.StringVar(&concs, "conc", "100,500", "concurrent launch counts")
 	flag.IntVar(&o.concRounds, "conc-rounds", 3, "rounds per concurrent launch count and engine")
+	flag.StringVar(&o.concEngines, "conc-engines", "vmre,avalanchego", "engines the concurrent launches run (one alone: to count its syscalls with perf, whose comm is \"runner\")")
 	flag.Int64Var(&o.floodBytes, "flood-bytes", 200<<20, "bytes of output lines the flood plugin writes")
 	flag.StringVar(&lines, "flood-lines", "128,1024", "flood line lengths in bytes, newline included")
 	flag.BoolVar(&o.floodNoUnbuf, "flood-no-unbuffered", false, "skip the flood runs of vmre logging into an unbuffered *os.File")
