@@ -3,6 +3,7 @@ package vmre
 import (
 	"context"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -31,6 +32,31 @@ const (
 	HandshakeTokenKey    = "VMRE_HANDSHAKE_TOKEN"
 	HandshakeTokenHeader = "Vmre-Handshake-Token"
 )
+
+// TLS for a plugin that handshakes with an engine on another host: vmre's
+// client reads these variables and, when any is set, speaks TLS to the
+// engine. Each names a PEM file.
+const (
+	// EngineCAKey names the CA bundle that verifies the engine's
+	// certificate; unset, the system's roots do.
+	EngineCAKey = "VMRE_ENGINE_CA"
+	// EngineCertKey and EngineKeyKey name the plugin's client certificate
+	// and key, for an engine that requires client certificates.
+	EngineCertKey = "VMRE_ENGINE_CERT"
+	EngineKeyKey  = "VMRE_ENGINE_KEY"
+)
+
+// TLSAddrPrefix marks a VM address announced in the handshake as served
+// over TLS: "tls://host:port". The vm.runtime wire shape stays as it is
+// (the address is a string); only vmre's client is ever told to send the
+// prefix, and an address without it means cleartext HTTP/2, as avalanchego
+// and luxd plugins serve.
+const TLSAddrPrefix = "tls://"
+
+// CutTLSAddr returns addr without [TLSAddrPrefix] and whether it had it.
+func CutTLSAddr(addr string) (hostPort string, isTLS bool) {
+	return strings.CutPrefix(addr, TLSAddrPrefix)
+}
 
 // EngineAddressKeys returns the engine-address variable names in the order a
 // plugin consults them: vmre's own first, then the avalanchego and luxd

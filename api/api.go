@@ -68,8 +68,15 @@ const compressMinBytes = 4 << 10
 type Config struct {
 	// Token is the bearer token StopRuntime, RestartRuntime and
 	// ReloadConfig require.
-	// Required; see [NewTokenFile] and [ReadTokenFile].
+	// Token or TokenFile is required; see [NewTokenFile] and
+	// [ReadTokenFile].
 	Token string
+	// TokenFile, if set instead of Token, names a file holding the token
+	// (mode 0600, as [ReadTokenFile] wants it). It is stat'ed at every
+	// guarded call and re-read when it changes: a rotated token works at
+	// once and the old one stops working. While the file is unreadable or
+	// invalid, every guarded call is refused.
+	TokenFile string
 	// CORSOrigins lists the browser origins besides the dashboard's own
 	// that may call the API ("http://localhost:3000"). Each must be a bare
 	// scheme://host[:port]; "*" is refused. Empty means same origin only.
@@ -144,8 +151,9 @@ type Handler struct {
 
 // New returns the API port's handler for eng.
 func New(eng *engine.Engine, cfg Config) (*Handler, error) {
-	if cfg.Token == "" {
-		return nil, fmt.Errorf("%w: api token is empty", vmre.ErrInvalidConfig)
+	tokens, err := newTokenSource(cfg.Token, cfg.TokenFile, cfg.Log)
+	if err != nil {
+		return nil, err
 	}
 	if cfg.MaxStreams < 0 || cfg.MaxStreamsPerConn < 0 || cfg.SendTimeout < 0 {
 		return nil, fmt.Errorf("%w: api stream limits and send timeout must not be negative", vmre.ErrInvalidConfig)
@@ -171,7 +179,7 @@ func New(eng *engine.Engine, cfg Config) (*Handler, error) {
 	path, service := vmrev1connect.NewRuntimeServiceHandler(
 		&service{engine: eng, shared: shared, reloader: cfg.Reloader, tails: &byteBudget{max: maxTailBytes}},
 		connect.WithCodec(protoCodec{shared: shared}),
-		connect.WithInterceptors(newAuthInterceptor(cfg.Token), newStreamLimiter(maxStreams, maxStreamsPerConn).interceptor()),
+		connect.WithInterceptors(newAuthInterceptor(tokens), newStreamLimiter(maxStreams, maxStreamsPerConn).interceptor()),
 		connect.WithReadMaxBytes(MaxRequestBytes),
 		requestguard.BoundedGzip(MaxRequestBytes),
 		// Most messages (a watch change, an output line) are a few hundred

@@ -3,9 +3,12 @@ package api
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 
 	"connectrpc.com/connect"
+	"github.com/rs/zerolog"
+	"github.com/vmre/vmre"
 	"github.com/vmre/vmre/gen/vmre/v1/vmrev1connect"
 	"github.com/vmre/vmre/internal/token"
 )
@@ -23,13 +26,41 @@ var (
 	errBadToken = errors.New("wrong api token")
 )
 
+// tokenSource returns the API token a guarded call must present.
+type tokenSource func() string
+
+// newTokenSource returns the fixed token, or the token kept in file,
+// re-read when the file changes; exactly one of them must be set.
+func newTokenSource(fixed, file string, log zerolog.Logger) (tokenSource, error) {
+	switch {
+	case fixed != "" && file != "":
+		return nil, fmt.Errorf("%w: api token and token file are both set", vmre.ErrInvalidConfig)
+	case file != "":
+		f, err := token.OpenFile(file)
+		if err != nil {
+			return nil, err
+		}
+		return func() string {
+			secret, err := f.Token()
+			if err != nil {
+				log.Warn().Err(err).Msg("api token file refused; refusing guarded calls until it is fixed")
+			}
+			return secret
+		}, nil
+	case fixed == "":
+		return nil, fmt.Errorf("%w: api token is empty", vmre.ErrInvalidConfig)
+	default:
+		return func() string { return fixed }, nil
+	}
+}
+
 // newAuthInterceptor refuses guarded calls without the right bearer token.
 // All guarded procedures are unary.
-func newAuthInterceptor(token string) connect.UnaryInterceptorFunc {
+func newAuthInterceptor(tokens tokenSource) connect.UnaryInterceptorFunc {
 	return func(next connect.UnaryFunc) connect.UnaryFunc {
 		return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
 			if guarded[req.Spec().Procedure] {
-				if err := checkBearer(req.Header().Get("Authorization"), token); err != nil {
+				if err := checkBearer(req.Header().Get("Authorization"), tokens()); err != nil {
 					return nil, connect.NewError(connect.CodeUnauthenticated, err)
 				}
 			}

@@ -4,10 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"runtime"
-	"strings"
 
-	"github.com/vmre/vmre"
 	"github.com/vmre/vmre/internal/token"
 )
 
@@ -43,24 +40,5 @@ func NewTokenFile(dir string) (secret, path string, remove func(), err error) {
 // read or write. Errors about the file's content or mode wrap
 // [vmre.ErrInvalidConfig].
 func ReadTokenFile(path string) (string, error) {
-	info, err := os.Stat(path)
-	if err != nil {
-		return "", fmt.Errorf("read token file: %w", err)
-	}
-	if !info.Mode().IsRegular() {
-		return "", fmt.Errorf("%w: token file %s is not a regular file", vmre.ErrInvalidConfig, path)
-	}
-	if runtime.GOOS != "windows" && info.Mode().Perm()&0o077 != 0 {
-		return "", fmt.Errorf("%w: token file %s has mode %v; make it readable by its owner only (chmod 600)",
-			vmre.ErrInvalidConfig, path, info.Mode().Perm())
-	}
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return "", fmt.Errorf("read token file: %w", err)
-	}
-	secret := strings.TrimSpace(string(b))
-	if err := token.Check(secret); err != nil {
-		return "", fmt.Errorf("%w: token file %s: %w", vmre.ErrInvalidConfig, path, err)
-	}
-	return secret, nil
+	return token.ReadFile(path)
 }

@@ -49,6 +49,7 @@ package client
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"net"
 	"net/http"
@@ -58,6 +59,7 @@ import (
 	"connectrpc.com/connect"
 	"github.com/vmre/vmre"
 	handshakev1 "github.com/vmre/vmre/gen/vmre/handshake/v1"
+	"github.com/vmre/vmre/internal/tlsfiles"
 	"github.com/vmre/vmre/internal/vmruntime"
 	"google.golang.org/protobuf/types/known/emptypb"
 )
@@ -106,6 +108,37 @@ type config struct {
 	protocol   Protocol
 	httpClient *http.Client
 	token      string
+	tls        *tls.Config
+	useTLS     bool
+}
+
+// WithTLS makes the Client speak TLS to the engine with cfg (nil: verify
+// the engine's certificate against the system's roots, present none):
+// HTTP/2 chosen by ALPN for [ProtocolGRPC], HTTP/1.1 otherwise. A
+// "host:port" engine address is then reached as https://host:port. It is
+// what a plugin on another host needs for an engine started with
+// `vmre run --tls-cert`; give cfg a client certificate (Certificates or
+// GetClientCertificate) for one started with --client-ca too.
+// [TLSFromFiles] builds cfg from PEM files. It has no effect together with
+// [WithHTTPClient], whose transport decides.
+func WithTLS(cfg *tls.Config) Option {
+	return optionFunc(func(c *config) {
+		c.tls, c.useTLS = cfg, true
+	})
+}
+
+// TLSFromFiles returns a TLS client configuration that trusts the CA
+// certificates in the PEM file caFile (the system's roots if empty) and,
+// if certFile and keyFile are set, presents that client certificate,
+// re-reading the two files whenever they change (a rotated certificate is
+// used from the next connection on). It fails, wrapping
+// [vmre.ErrInvalidConfig], if a file cannot be read or parsed.
+func TLSFromFiles(caFile, certFile, keyFile string) (*tls.Config, error) {
+	cfg, err := tlsfiles.ClientConfig(caFile, certFile, keyFile)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", vmre.ErrInvalidConfig, err)
+	}
+	return cfg, nil
 }
 
 // WithProtocol selects the protocol (default [ProtocolGRPC]). An unknown
@@ -164,15 +197,19 @@ const (
 )
 
 // New returns a Client for the engine at engineAddr, which is a "host:port"
-// as an engine hands it to its plugins in the environment, or a base URL
-// such as "http://127.0.0.1:9660" (an https URL needs a TLS-capable client
-// given with [WithHTTPClient] for [ProtocolGRPC]). New never blocks and
-// opens no connection; a bad address or option is reported, wrapping
+// as an engine hands it to its plugins in the environment, a base URL such
+// as "http://127.0.0.1:9660" or "https://engine.example:9661", or
+// "unix:/path/attach.sock" for an engine's attach endpoint on a unix socket
+// (`vmre run --attach-listen unix:/path`). New never blocks and opens no
+// connection; a bad address or option is reported, wrapping
 // [vmre.ErrInvalidConfig], by each Initialize call.
 //
 // Unless [WithHTTPClient] is given, the Client gets a transport of its own:
-// h2c with prior knowledge for [ProtocolGRPC], HTTP/1.1 otherwise; it uses
-// no proxy. Call [Client.Close] to release its idle connections.
+// for an http:// engine, h2c with prior knowledge for [ProtocolGRPC] and
+// HTTP/1.1 otherwise; for an https:// engine (or any engine under
+// [WithTLS]), TLS with HTTP/2 by ALPN for [ProtocolGRPC] and HTTP/1.1
+// otherwise. It uses no proxy. Call [Client.Close] to release its idle
+// connections.
 func New(engineAddr string, opts ...Option) *Client {
 	var cfg config
 	for _, o := range opts {
@@ -180,11 +217,12 @@ func New(engineAddr string, opts ...Option) *Client {
 	}
 	c := &Client{}
 
-	base, err := engineURL(engineAddr)
+	base, socket, err := engineURL(engineAddr, cfg.useTLS)
 	if err != nil {
 		c.err = err
 		return c
 	}
+	useTLS := strings.HasPrefix(base, "https://")
 	var (
 		connectOpts []connect.ClientOption
 		protocols   http.Protocols
@@ -192,9 +230,13 @@ func New(engineAddr string, opts ...Option) *Client {
 	switch cfg.protocol {
 	case ProtocolGRPC:
 		connectOpts = append(connectOpts, connect.WithGRPC())
-		// Prior knowledge only: grpc-go servers speak nothing but HTTP/2,
-		// and a Transport that also allows HTTP/1 would use it for http://.
-		protocols.SetUnencryptedHTTP2(true)
+		// HTTP/2 only: grpc-go servers speak nothing else, and a
+		// Transport that also allows HTTP/1 would use it for http://.
+		if useTLS {
+			protocols.SetHTTP2(true)
+		} else {
+			protocols.SetUnencryptedHTTP2(true)
+		}
 	case ProtocolGRPCWeb:
 		connectOpts = append(connectOpts, connect.WithGRPCWeb())
 		protocols.SetHTTP1(true)
@@ -207,19 +249,22 @@ func New(engineAddr string, opts ...Option) *Client {
 	}
 
 	httpClient := cfg.httpClient
-	if httpClient == nil && cfg.protocol == ProtocolGRPC && strings.HasPrefix(base, "https://") {
-		// The default gRPC transport speaks h2c only; failing here says
-		// why instead of a transport error at the first call.
-		c.err = fmt.Errorf("%w: engine address %q is https: the default gRPC transport is cleartext only, "+
-			"give a TLS-capable client with WithHTTPClient", vmre.ErrInvalidConfig, engineAddr)
-		return c
-	}
 	if httpClient == nil {
+		dialer := &net.Dialer{Timeout: dialTimeout, KeepAlive: 30 * time.Second}
+		dial := dialer.DialContext
+		if socket != "" {
+			dial = func(ctx context.Context, _, _ string) (net.Conn, error) {
+				return dialer.DialContext(ctx, "unix", socket)
+			}
+		}
 		c.ownTransport = &http.Transport{
 			Protocols:           &protocols,
-			DialContext:         (&net.Dialer{Timeout: dialTimeout, KeepAlive: 30 * time.Second}).DialContext,
+			DialContext:         dial,
 			IdleConnTimeout:     idleConnTimeout,
 			MaxIdleConnsPerHost: 8,
+		}
+		if cfg.tls != nil {
+			c.ownTransport.TLSClientConfig = cfg.tls.Clone()
 		}
 		httpClient = &http.Client{Transport: c.ownTransport}
 	}
@@ -248,18 +293,40 @@ func tokenInterceptor(token string) connect.UnaryInterceptorFunc {
 	}
 }
 
-// engineURL turns an engine address into the base URL of its services.
-func engineURL(engineAddr string) (string, error) {
-	if engineAddr == "" {
-		return "", fmt.Errorf("%w: engine address is empty, want host:port", vmre.ErrInvalidConfig)
+// unixAddrPrefix marks an engine address that is a unix socket path.
+const unixAddrPrefix = "unix:"
+
+// engineURL turns an engine address into the base URL of its services and,
+// for a unix socket, the socket's path. A "host:port" or unix socket is
+// reached over https when useTLS is set.
+func engineURL(engineAddr string, useTLS bool) (base, socket string, err error) {
+	scheme := "http://"
+	if useTLS {
+		scheme = "https://"
 	}
-	if strings.HasPrefix(engineAddr, "http://") || strings.HasPrefix(engineAddr, "https://") {
-		return engineAddr, nil
+	switch {
+	case engineAddr == "":
+		return "", "", fmt.Errorf("%w: engine address is empty, want host:port", vmre.ErrInvalidConfig)
+	case strings.HasPrefix(engineAddr, "http://"):
+		if useTLS {
+			return "", "", fmt.Errorf("%w: engine address %q is http:// but TLS is asked for", vmre.ErrInvalidConfig, engineAddr)
+		}
+		return engineAddr, "", nil
+	case strings.HasPrefix(engineAddr, "https://"):
+		return engineAddr, "", nil
+	case strings.HasPrefix(engineAddr, unixAddrPrefix):
+		socket = strings.TrimPrefix(engineAddr, unixAddrPrefix)
+		if socket == "" {
+			return "", "", fmt.Errorf("%w: engine address %q has no socket path", vmre.ErrInvalidConfig, engineAddr)
+		}
+		// The host names nothing but the request's :authority; every
+		// connection goes to the socket.
+		return scheme + "localhost", socket, nil
 	}
 	if _, _, err := net.SplitHostPort(engineAddr); err != nil {
-		return "", fmt.Errorf("%w: engine address %q is not host:port: %w", vmre.ErrInvalidConfig, engineAddr, err)
+		return "", "", fmt.Errorf("%w: engine address %q is not host:port: %w", vmre.ErrInvalidConfig, engineAddr, err)
 	}
-	return "http://" + engineAddr, nil
+	return scheme + engineAddr, "", nil
 }
 
 // Initialize performs the handshake: it sends protocolVersion and vmAddr,

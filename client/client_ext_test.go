@@ -370,8 +370,15 @@ func TestInitializeLocalFailures(t *testing.T) {
 			wantCode:   connect.CodeUnknown,
 		},
 		{
-			name:       "https with the default gRPC transport",
-			engineAddr: "https://127.0.0.1:1",
+			name:       "http URL with TLS",
+			engineAddr: "http://127.0.0.1:1",
+			opts:       []client.Option{client.WithTLS(nil)},
+			wantErr:    []error{vmre.ErrInvalidConfig},
+			wantCode:   connect.CodeUnknown,
+		},
+		{
+			name:       "unix socket without a path",
+			engineAddr: "unix:",
 			wantErr:    []error{vmre.ErrInvalidConfig},
 			wantCode:   connect.CodeUnknown,
 		},

@@ -2,6 +2,7 @@ package client
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"os"
 	"strings"
@@ -27,9 +28,10 @@ func EngineAddrFromEnv() (string, error) {
 
 // Handshake is the plugin side of the handshake in one call: it reads the
 // engine's address with [EngineAddrFromEnv], adds [WithToken] with the value
-// of [vmre.HandshakeTokenKey] when that variable is set (a WithToken among
-// opts takes precedence), calls [Client.Initialize] once and closes the
-// client's idle connections.
+// of [vmre.HandshakeTokenKey] when that variable is set, and [WithTLS] with
+// [TLSFromEnv]'s configuration when any of its variables is set (options
+// among opts take precedence over both), calls [Client.Initialize] once and
+// closes the client's idle connections.
 //
 // It blocks until the engine answers or ctx is done; when ctx has no
 // deadline, the call is bounded by [vmre.DefaultHandshakeTimeout], as the
@@ -41,10 +43,12 @@ func Handshake(ctx context.Context, protocolVersion uint32, vmAddr string, opts 
 	if err != nil {
 		return fmt.Errorf("%w: %w", vmre.ErrHandshakeFailed, err)
 	}
-	if token := os.Getenv(vmre.HandshakeTokenKey); token != "" {
-		// Prepended, so that an explicit WithToken applied later wins.
-		opts = append([]Option{WithToken(token)}, opts...)
+	envOpts, err := optionsFromEnv()
+	if err != nil {
+		return fmt.Errorf("%w: %w", vmre.ErrHandshakeFailed, err)
 	}
+	// Prepended, so that explicit options applied later win.
+	opts = append(envOpts, opts...)
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, vmre.DefaultHandshakeTimeout)
@@ -53,4 +57,33 @@ func Handshake(ctx context.Context, protocolVersion uint32, vmAddr string, opts 
 	c := New(engineAddr, opts...)
 	defer c.Close()
 	return c.Initialize(ctx, protocolVersion, vmAddr)
+}
+
+// TLSFromEnv returns the TLS configuration the variables [vmre.EngineCAKey],
+// [vmre.EngineCertKey] and [vmre.EngineKeyKey] describe (see
+// [TLSFromFiles]), or nil if none of them is set: the engine is then
+// reached in cleartext, unless its address is an https:// URL.
+func TLSFromEnv() (*tls.Config, error) {
+	ca, cert, key := os.Getenv(vmre.EngineCAKey), os.Getenv(vmre.EngineCertKey), os.Getenv(vmre.EngineKeyKey)
+	if ca == "" && cert == "" && key == "" {
+		return nil, nil
+	}
+	return TLSFromFiles(ca, cert, key)
+}
+
+// optionsFromEnv returns the options the environment asks for: the
+// handshake token and TLS.
+func optionsFromEnv() ([]Option, error) {
+	var opts []Option
+	if token := os.Getenv(vmre.HandshakeTokenKey); token != "" {
+		opts = append(opts, WithToken(token))
+	}
+	cfg, err := TLSFromEnv()
+	if err != nil {
+		return nil, err
+	}
+	if cfg != nil {
+		opts = append(opts, WithTLS(cfg))
+	}
+	return opts, nil
 }

@@ -18,6 +18,7 @@ package engine
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"slices"
 	"sync"
@@ -82,6 +83,12 @@ type Config struct {
 	// and is removed). Zero: no probing, and attached runtimes stay until
 	// MaxAttached evicts them.
 	AttachHealth HealthCheck
+	// VMTLS is the client side of TLS toward VMs that announced a
+	// [vmre.TLSAddrPrefix] address ("tls://host:port"): the roots that
+	// verify their certificates and the client certificate the engine
+	// presents, for the liveness probes. Nil: the system's roots, no
+	// client certificate. Cleartext addresses are probed over h2c.
+	VMTLS *tls.Config
 	// SampleInterval is how often the resources of every runtime's
 	// process tree are sampled (and sent to watchers); default
 	// DefaultSampleInterval, negative: never.

@@ -4,6 +4,7 @@ package engine
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"net"
 	"net/http"
@@ -11,6 +12,7 @@ import (
 	"sync"
 
 	"connectrpc.com/connect"
+	"github.com/vmre/vmre"
 	"google.golang.org/protobuf/types/known/emptypb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 )
@@ -91,22 +93,39 @@ func (e *Engine) startProbeLocked(r *runtime, check HealthCheck) {
 		return
 	}
 	// One HTTP/2 connection per VM, kept between probes: a probe every
-	// few seconds must not cost a TCP handshake each time.
-	var protocols http.Protocols
-	protocols.SetUnencryptedHTTP2(true)
+	// few seconds must not cost a TCP (or TLS) handshake each time.
+	transport, base := vmTransport(r.info.VMAddr, e.cfg.VMTLS)
+	transport.MaxConnsPerHost = 1
 	conns := &probeConns{}
-	transport := &http.Transport{Protocols: &protocols, MaxConnsPerHost: 1, DialContext: conns.dial}
+	transport.DialContext = conns.dial
 	p := &prober{
 		check:     check,
 		addr:      r.info.VMAddr,
 		transport: transport,
 		conns:     conns,
 		client: connect.NewClient[emptypb.Empty, wrapperspb.Int32Value](&http.Client{Transport: transport},
-			"http://"+r.info.VMAddr+healthCheckProcedure, connect.WithGRPC()),
+			base+healthCheckProcedure, connect.WithGRPC()),
 	}
 	r.probe = p
 	r.info.Health = HealthUnknown
 	p.timer = e.cfg.Clock.AfterFunc(check.Interval, func() { e.probe(r, p) })
+}
+
+// vmTransport returns an HTTP/2 transport to the VM server at vmAddr and
+// the server's base URL: h2c for a plain "host:port", TLS with tlsCfg (nil:
+// the system's roots) for a [vmre.TLSAddrPrefix] one.
+func vmTransport(vmAddr string, tlsCfg *tls.Config) (*http.Transport, string) {
+	var protocols http.Protocols
+	hostPort, isTLS := vmre.CutTLSAddr(vmAddr)
+	if !isTLS {
+		protocols.SetUnencryptedHTTP2(true)
+		return &http.Transport{Protocols: &protocols}, "http://" + hostPort
+	}
+	protocols.SetHTTP2(true)
+	if tlsCfg != nil {
+		tlsCfg = tlsCfg.Clone()
+	}
+	return &http.Transport{Protocols: &protocols, TLSClientConfig: tlsCfg}, "https://" + hostPort
 }
 
 // stopProbeLocked ends r's probing, and the probe in flight if any. The

@@ -11,7 +11,7 @@ import (
 
 // NewSubprocessLauncher returns the [Launcher] that starts plugins with
 // subprocess.Bootstrap. Every launch uses a copy of cfg (or of
-// [Spec.Launch], with cfg's Log, OnOutput, CgroupRoot and Refusals) with Name and
+// [Spec.Launch], with cfg's Log, OnOutput, CgroupRoot, Refusals and VMTLS) with Name and
 // Limits set from the [Spec] and OnOutput feeding the engine (after
 // cfg.OnOutput, if set); cfg itself is never modified. newCmd, if
 // not nil, builds the command of each launch (restarts included) instead
@@ -40,7 +40,7 @@ func (s *subprocessLauncher) Launch(ctx context.Context, spec Spec, output func(
 	cfg := s.cfg
 	if spec.Launch != nil {
 		cfg = *spec.Launch
-		cfg.Log, cfg.OnOutput, cfg.CgroupRoot, cfg.Refusals = s.cfg.Log, s.cfg.OnOutput, s.cfg.CgroupRoot, s.cfg.Refusals
+		cfg.Log, cfg.OnOutput, cfg.CgroupRoot, cfg.Refusals, cfg.VMTLS = s.cfg.Log, s.cfg.OnOutput, s.cfg.CgroupRoot, s.cfg.Refusals, s.cfg.VMTLS
 	}
 	cfg.Name = spec.Name
 	cfg.Limits = spec.Limits

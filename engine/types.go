@@ -239,7 +239,7 @@ type Spec struct {
 	// Launch, if set, holds this runtime's launch settings (protocol
 	// versions, timeouts, VMShutdown, handshake auth, SHA256, environment)
 	// for [NewSubprocessLauncher], replacing the launcher's own. The
-	// launcher keeps its own Log, OnOutput, CgroupRoot and Refusals,
+	// launcher keeps its own Log, OnOutput, CgroupRoot, Refusals and VMTLS,
 	// and sets Name and Limits from this Spec. Nil: the launcher's
 	// settings.
 	Launch *subprocess.Config

@@ -26,10 +26,12 @@ import (
 
 // FuzzValidateAddr: ValidateAddr never panics, refuses with
 // vmre.ErrInvalidRequest and a bounded message, and whatever it accepts
-// really is a host:port with a clean host and a port in 1..65535.
+// really is a host:port (with or without the tls:// prefix) with a clean
+// host and a port in 1..65535.
 func FuzzValidateAddr(f *testing.F) {
 	f.Add("127.0.0.1:9650")
 	f.Add("[::1]:1")
+	f.Add("tls://vm.example:9650")
 	f.Fuzz(func(t *testing.T, addr string) {
 		err := server.ValidateAddr(addr)
 		if err != nil {
@@ -44,6 +46,7 @@ func FuzzValidateAddr(f *testing.F) {
 			}
 			return
 		}
+		addr, _ = vmre.CutTLSAddr(addr)
 		host, port, splitErr := net.SplitHostPort(addr)
 		if splitErr != nil {
 			t.Fatalf("accepted %q, which is not host:port: %v", addr, splitErr)

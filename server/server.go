@@ -178,12 +178,13 @@ func ValidateRequest(protocolVersion uint32, addr string) error {
 // maxAddrLen bounds an address: the longest DNS name plus a port.
 const maxAddrLen = 253 + 1 + 5
 
-// ValidateAddr reports whether addr is a dialable "host:port". Errors wrap
-// [vmre.ErrInvalidRequest].
+// ValidateAddr reports whether addr is a dialable "host:port", optionally
+// prefixed with [vmre.TLSAddrPrefix]. Errors wrap [vmre.ErrInvalidRequest].
 func ValidateAddr(addr string) error {
 	if addr == "" {
 		return invalidf("addr is empty, want host:port")
 	}
+	addr, _ = vmre.CutTLSAddr(addr)
 	if len(addr) > maxAddrLen {
 		return invalidf("addr is %d bytes long, want at most %d", len(addr), maxAddrLen)
 	}

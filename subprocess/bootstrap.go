@@ -121,7 +121,7 @@ func Bootstrap(ctx context.Context, cmd *exec.Cmd, config *Config) (*Process, er
 		// The first launch of the program overlaps the watchdog's start
 		// with the plugin's; every later one finds it ready.
 		<-l.watchdogReady
-		p.vmShutdown = cfg.VMShutdown
+		p.vmShutdown, p.vmTLS = cfg.VMShutdown, cfg.VMTLS
 		p.status = Status{
 			Pid:               p.pid,
 			Addr:              res.addr,

@@ -1,6 +1,7 @@
 package subprocess
 
 import (
+	"crypto/tls"
 	"fmt"
 	"path/filepath"
 	"slices"
@@ -104,6 +105,11 @@ type Config struct {
 	// process exits; a VM server without the method answers unimplemented
 	// at once. Only a loopback VM address is called.
 	VMShutdown bool
+	// VMTLS is the client side of TLS for the Shutdown call to a VM that
+	// announced a "tls://host:port" address (vmre.TLSAddrPrefix): roots
+	// and client certificate. Nil: the system's roots, no client
+	// certificate.
+	VMTLS *tls.Config
 	// LogFormat is how the plugin's output lines are read: Auto (the
 	// default) recognises each line's format, a fixed format parses every
 	// line as that one, Raw parses nothing. See [Line].

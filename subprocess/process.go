@@ -2,6 +2,7 @@ package subprocess
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"os"
 	"os/exec"
@@ -31,6 +32,7 @@ type Process struct {
 	// vmShutdown: Stop calls the VM's Shutdown first (Config.VMShutdown).
 	// Set, with status, before Bootstrap returns the Process.
 	vmShutdown bool
+	vmTLS      *tls.Config // for a tls:// VM address (Config.VMTLS)
 	status     Status
 	// cgroup is the plugin's own cgroup (Config.CgroupRoot), or nil.
 	cgroup *cgroup

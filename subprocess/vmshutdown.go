@@ -2,12 +2,14 @@ package subprocess
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"net"
 	"net/http"
 	"time"
 
 	"connectrpc.com/connect"
+	"github.com/vmre/vmre"
 	"google.golang.org/protobuf/types/known/emptypb"
 )
 
@@ -21,11 +23,13 @@ const vmShutdownProcedure = "/vm.VM/Shutdown"
 var errNotLoopback = errors.New("vm address is not a loopback address")
 
 // shutdownVM calls vmShutdownProcedure on the VM server at addr, over gRPC
-// on cleartext HTTP/2, as a node would. Only a loopback address is called:
-// the address comes from the plugin, and Stop must not send requests
-// elsewhere on its behalf.
-func shutdownVM(ctx context.Context, addr string) error {
-	host, _, err := net.SplitHostPort(addr)
+// on cleartext HTTP/2 as a node would, or over TLS with tlsCfg for a
+// "tls://" address. Only a loopback address is called: the address comes
+// from the plugin, and Stop must not send requests elsewhere on its
+// behalf.
+func shutdownVM(ctx context.Context, addr string, tlsCfg *tls.Config) error {
+	hostPort, isTLS := vmre.CutTLSAddr(addr)
+	host, _, err := net.SplitHostPort(hostPort)
 	if err != nil {
 		return err
 	}
@@ -33,10 +37,19 @@ func shutdownVM(ctx context.Context, addr string) error {
 		return errNotLoopback
 	}
 	var protocols http.Protocols
-	protocols.SetUnencryptedHTTP2(true)
 	transport := &http.Transport{Protocols: &protocols}
+	base := "http://" + hostPort
+	if isTLS {
+		protocols.SetHTTP2(true)
+		if tlsCfg != nil {
+			transport.TLSClientConfig = tlsCfg.Clone()
+		}
+		base = "https://" + hostPort
+	} else {
+		protocols.SetUnencryptedHTTP2(true)
+	}
 	defer transport.CloseIdleConnections()
-	c := connect.NewClient[emptypb.Empty, emptypb.Empty](&http.Client{Transport: transport}, "http://"+addr+vmShutdownProcedure, connect.WithGRPC())
+	c := connect.NewClient[emptypb.Empty, emptypb.Empty](&http.Client{Transport: transport}, base+vmShutdownProcedure, connect.WithGRPC())
 	_, err = c.CallUnary(ctx, connect.NewRequest(&emptypb.Empty{}))
 	return err
 }
@@ -56,7 +69,7 @@ func (p *Process) shutdownThenTerm(grace time.Duration) {
 		}
 	}()
 	start := time.Now()
-	err := shutdownVM(ctx, p.status.Addr)
+	err := shutdownVM(ctx, p.status.Addr, p.vmTLS)
 	cancel()
 	<-watched
 	switch {

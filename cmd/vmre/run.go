@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"flag"
 	"fmt"
@@ -22,6 +24,7 @@ import (
 	"github.com/vmre/vmre/config"
 	"github.com/vmre/vmre/engine"
 	"github.com/vmre/vmre/internal/connlimit"
+	"github.com/vmre/vmre/internal/tlsfiles"
 	"github.com/vmre/vmre/internal/token"
 	"github.com/vmre/vmre/server"
 	"github.com/vmre/vmre/subprocess"
@@ -41,8 +44,12 @@ type runFlags struct {
 	corsOrigins   stringList
 	attach        bool
 	attachListen  string
+	attachToken   string
 	configFile    string
 	exitOnFailure bool
+	tlsCert       string
+	tlsKey        string
+	clientCA      string
 	apiStreams    apiStreamFlags
 }
 
@@ -60,7 +67,11 @@ func (f *runFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.tokenFile, "token-file", "", "read the API token (stop, restart and reload need it) from this file, mode 0600, instead of generating one")
 	fs.Var(&f.corsOrigins, "cors-origin", "a browser origin besides the dashboard's own allowed to call the API, as scheme://host[:port] (repeatable; default: same origin only)")
 	fs.BoolVar(&f.attach, "attach", false, "launch nothing: open a handshake endpoint and register every plugin that handshakes there with its token")
-	fs.StringVar(&f.attachListen, "attach-listen", "127.0.0.1:0", "address of the attach handshake endpoint (with --attach)")
+	fs.StringVar(&f.attachListen, "attach-listen", "127.0.0.1:0", "address of the attach handshake endpoint (with --attach): host:port, or unix:/path for a unix socket (mode 0600, removed at exit)")
+	fs.StringVar(&f.attachToken, "attach-token-file", "", "read the attach token from this file, mode 0600, instead of generating and printing one (with --attach); re-read when it changes")
+	fs.StringVar(&f.tlsCert, "tls-cert", "", "serve the API port and the attach endpoint over TLS with this PEM certificate (chain); re-read when it changes")
+	fs.StringVar(&f.tlsKey, "tls-key", "", "the PEM private key of --tls-cert; re-read when it changes")
+	fs.StringVar(&f.clientCA, "client-ca", "", "with --tls-cert, require client certificates issued by the CAs in this PEM file (mutual TLS); also verifies VMs that announce tls:// addresses")
 	fs.StringVar(&f.configFile, "config", "", "run every runtime this YAML file declares (instead of -- PATH ARGS); SIGHUP or the ReloadConfig RPC re-reads it")
 	fs.IntVar(&f.apiStreams.maxConns, "api-max-conns", connlimit.DefaultMax(), "connections the API port holds at once (default: half the descriptor limit, at most 1024); at the cap the one idle the longest is closed")
 	fs.DurationVar(&f.apiStreams.idleTimeout, "api-idle-timeout", defaultAPIIdleTimeout, "close an API connection with no request or stream open for this long")
@@ -88,7 +99,13 @@ and registers plugins started elsewhere that handshake with its attach
 endpoint.
 
 Stop, restart and reload need the API token: a fresh one is written to a 0600
-file whose path is printed, unless --token-file names one.
+file whose path is printed, unless --token-file names one (re-read when it
+changes, so a rotated token replaces the old one without a restart).
+
+With --tls-cert and --tls-key, the API port and the attach endpoint speak TLS
+(HTTP/2 by ALPN, HTTP/1.1 kept); --client-ca makes them require client
+certificates. VMs announcing tls://host:port are probed over TLS, trusting
+--client-ca (else the system's roots) and presenting --tls-cert.
 
 Exit status: 0 after SIGINT or SIGTERM with every runtime stopped in its grace
 period; 1 when the API port or the attach endpoint cannot be opened, or with
@@ -137,6 +154,15 @@ flags:`)
 			return exitUsage
 		}
 	}
+	tlsCfg, vmTLS, err := rf.tlsConfigs()
+	if err != nil {
+		fmt.Fprintf(stderr, "vmre run: %v\n", err)
+		return exitUsage
+	}
+	if rf.attachToken != "" && !rf.attach {
+		fmt.Fprintln(stderr, "vmre run: --attach-token-file needs --attach")
+		return exitUsage
+	}
 	if rf.attach && len(fs.Args()) > 0 {
 		fmt.Fprintln(stderr, "vmre run: --attach launches nothing; drop the plugin command or --attach")
 		return exitUsage
@@ -159,12 +185,14 @@ flags:`)
 		defer signal.Stop(hup)
 	}
 
-	token, tokenPath, err := apiToken(rf.tokenFile)
-	if err != nil {
-		fmt.Fprintf(stderr, "vmre run: %v\n", err)
-		return exitUsage
-	}
-	if rf.tokenFile == "" {
+	apiCfg := api.Config{TokenFile: rf.tokenFile, CORSOrigins: rf.corsOrigins, Log: log, MaxStreams: rf.apiStreams.maxStreams,
+		MaxStreamsPerConn: rf.apiStreams.maxStreamsPerConn, SendTimeout: rf.apiStreams.sendTimeout}
+	tokenPath := rf.tokenFile
+	if tokenPath == "" {
+		if apiCfg.Token, tokenPath, _, err = api.NewTokenFile(""); err != nil {
+			fmt.Fprintf(stderr, "vmre run: %v\n", err)
+			return exitUsage
+		}
 		defer removeTokenDir(tokenPath)
 	}
 
@@ -185,12 +213,14 @@ flags:`)
 	subCfg := ef.subprocessConfig(path, log)
 	// One count of refused handshake callers, launches' and attaches'.
 	subCfg.Refusals = new(server.Refusals)
+	subCfg.VMTLS = vmTLS
 	eng, err := engine.New(engine.Config{
 		Launcher:         engine.NewSubprocessLauncher(*subCfg, nil),
 		Log:              log,
 		AcceptedVersions: subCfg.AcceptedVersions,
 		Refusals:         subCfg.Refusals,
 		AttachHealth:     attachHealth.check(),
+		VMTLS:            vmTLS,
 	})
 	if err != nil {
 		_ = lis.Close()
@@ -201,8 +231,6 @@ flags:`)
 	if file != nil {
 		runner = config.NewRunner(eng, file, log)
 	}
-	apiCfg := api.Config{Token: token, CORSOrigins: rf.corsOrigins, Log: log, MaxStreams: rf.apiStreams.maxStreams,
-		MaxStreamsPerConn: rf.apiStreams.maxStreamsPerConn, SendTimeout: rf.apiStreams.sendTimeout}
 	if runner != nil {
 		apiCfg.Reloader = runner
 	}
@@ -223,13 +251,23 @@ flags:`)
 	limited := connlimit.New(lis, rf.apiStreams.maxConns, log)
 	srv.ConnState = limited.ConnState
 	go func() {
-		if err := srv.Serve(limited); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		var err error
+		if tlsCfg != nil {
+			err = tlsfiles.Serve(srv, limited, tlsCfg)
+		} else {
+			err = srv.Serve(limited)
+		}
+		if err != nil && !errors.Is(err, http.ErrServerClosed) {
 			log.Error().Err(err).Msg("api server stopped")
 		}
 	}()
 	apiAddr := lis.Addr().String()
-	log.Info().Str("addr", apiAddr).Msg("api listening")
-	fmt.Fprintf(stdout, "api:       http://%s/  (dashboard; vmre.v1 over gRPC, gRPC-Web, Connect; health; reflection)\n", apiAddr)
+	scheme := "http"
+	if tlsCfg != nil {
+		scheme = "https"
+	}
+	log.Info().Str("addr", apiAddr).Bool("tls", tlsCfg != nil).Msg("api listening")
+	fmt.Fprintf(stdout, "api:       %s://%s/  (dashboard; vmre.v1 over gRPC, gRPC-Web, Connect; health; reflection)\n", scheme, apiAddr)
 	fmt.Fprintf(stdout, "api token: %s\n", tokenPath)
 
 	// Watch before launching, so that no failure goes unseen.
@@ -244,7 +282,8 @@ flags:`)
 	var attach *engine.AttachEndpoint
 	switch {
 	case rf.attach:
-		attach, err = startAttach(eng, rf.attachListen, firstVersion(subCfg.AcceptedVersions), stdout)
+		attach, err = startAttach(eng, engine.AttachConfig{Addr: rf.attachListen, TokenFile: rf.attachToken, TLS: tlsCfg},
+			firstVersion(subCfg.AcceptedVersions), stdout)
 		if err != nil {
 			fmt.Fprintf(stderr, "vmre run: %v\n", err)
 			code = exitFailure
@@ -404,15 +443,38 @@ func killedRuntimes(eng *engine.Engine, ids []string) []string {
 	return out
 }
 
-// apiToken returns the API token and the path of the file holding it: read
-// from tokenFile, or freshly generated into a new private file.
-func apiToken(tokenFile string) (token, path string, err error) {
-	if tokenFile != "" {
-		token, err := api.ReadTokenFile(tokenFile)
-		return token, tokenFile, err
+// tlsConfigs returns the TLS configuration of the API port and the attach
+// endpoint (nil without --tls-cert) and the client side of TLS toward VMs
+// announcing tls:// addresses: --client-ca's roots (else the system's) and
+// --tls-cert as the client certificate.
+func (f *runFlags) tlsConfigs() (server, vm *tls.Config, err error) {
+	if (f.tlsCert == "") != (f.tlsKey == "") {
+		return nil, nil, errors.New("--tls-cert and --tls-key go together")
 	}
-	token, path, _, err = api.NewTokenFile("")
-	return token, path, err
+	if f.tlsCert == "" {
+		if f.clientCA != "" {
+			return nil, nil, errors.New("--client-ca needs --tls-cert and --tls-key")
+		}
+		return nil, nil, nil
+	}
+	kp, err := tlsfiles.LoadKeyPair(f.tlsCert, f.tlsKey)
+	if err != nil {
+		return nil, nil, err
+	}
+	var cas *x509.CertPool
+	if f.clientCA != "" {
+		if cas, err = tlsfiles.LoadCA(f.clientCA); err != nil {
+			return nil, nil, err
+		}
+	}
+	vm = &tls.Config{
+		MinVersion: tls.VersionTLS12,
+		RootCAs:    cas,
+		GetClientCertificate: func(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
+			return kp.Certificate()
+		},
+	}
+	return tlsfiles.ServerConfig(kp, cas), vm, nil
 }
 
 func isLoopback(addr net.Addr) bool {
@@ -426,17 +488,27 @@ func removeTokenDir(tokenPath string) {
 }
 
 // startAttach opens the attach endpoint and prints what a plugin needs.
-func startAttach(eng *engine.Engine, addr string, version uint32, stdout io.Writer) (*engine.AttachEndpoint, error) {
-	secret := token.New()
-	a, err := eng.ServeAttach(addr, secret)
+// Without a token file it generates the token and prints it; with one it
+// prints where the token is.
+func startAttach(eng *engine.Engine, cfg engine.AttachConfig, version uint32, stdout io.Writer) (*engine.AttachEndpoint, error) {
+	secret := "$(cat " + cfg.TokenFile + ")"
+	if cfg.TokenFile == "" {
+		secret = token.New()
+		cfg.Token = secret
+	}
+	a, err := eng.ServeAttachConfig(cfg)
 	if err != nil {
 		return nil, err
 	}
 	fmt.Fprintf(stdout, "attach:    %s  (plugins started elsewhere handshake here; they are watched, not ours to stop)\n", a.Addr())
 	fmt.Fprintln(stdout, "  a plugin needs this environment:")
 	fmt.Fprintf(stdout, "  %s\n", envLine(a.Addr(), secret))
+	if a.TLS() {
+		fmt.Fprintf(stdout, "  and, for TLS, %s=CA.pem (and %s=CERT.pem %s=KEY.pem when client certificates are required)\n",
+			vmre.EngineCAKey, vmre.EngineCertKey, vmre.EngineKeyKey)
+	}
 	fmt.Fprintln(stdout, "  or handshake by hand:")
-	fmt.Fprintf(stdout, "  %s\n", curlCommand(a.Addr(), secret, version, "127.0.0.1:50001"))
+	fmt.Fprintf(stdout, "  %s\n", curlCommand(a.Addr(), secret, version, "127.0.0.1:50001", a.TLS()))
 	return a, nil
 }
 
@@ -456,12 +528,23 @@ func envLine(addr, secret string) string {
 }
 
 // curlCommand is a ready-to-paste curl command that performs a handshake
-// (Connect protocol, JSON) with the endpoint at addr, announcing vmAddr and
-// version.
-func curlCommand(addr, secret string, version uint32, vmAddr string) string {
-	return "curl -sS -H 'Content-Type: application/json' -H '" + vmre.HandshakeTokenHeader + ": " + secret +
-		"' -d '{\"protocolVersion\":" + strconv.FormatUint(uint64(version), 10) + ",\"addr\":\"" + vmAddr +
-		"\"}' http://" + addr + "/vm.runtime.Runtime/Initialize"
+// (Connect protocol, JSON) with the endpoint at addr ("host:port" or
+// "unix:/path"), announcing vmAddr and version.
+func curlCommand(addr, secret string, version uint32, vmAddr string, useTLS bool) string {
+	scheme, target := "http://", addr
+	if useTLS {
+		scheme = "https://"
+	}
+	opts := ""
+	if path, ok := strings.CutPrefix(addr, engine.UnixAddrPrefix); ok {
+		opts, target = "--unix-socket "+path+" ", "localhost"
+	}
+	if useTLS {
+		opts += "--cacert CA.pem "
+	}
+	return "curl -sS " + opts + "-H 'Content-Type: application/json' -H \"" + vmre.HandshakeTokenHeader + ": " + secret +
+		"\" -d '{\"protocolVersion\":" + strconv.FormatUint(uint64(version), 10) + ",\"addr\":\"" + vmAddr +
+		"\"}' " + scheme + target + "/vm.runtime.Runtime/Initialize"
 }
 
 // pluginCommand returns the plugin to launch: the arguments after "--", or
