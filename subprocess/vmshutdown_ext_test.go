@@ -4,16 +4,25 @@ package subprocess_test
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"fmt"
+	"net"
 	"os"
 	"os/signal"
+	"path/filepath"
+	"strings"
 	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/vmre/vmre"
+	"github.com/vmre/vmre/client"
+	"github.com/vmre/vmre/internal/tlstest"
 	"github.com/vmre/vmre/subprocess"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/protobuf/types/known/emptypb"
 )
 
@@ -21,19 +30,34 @@ import (
 // service, and exit on the first SIGTERM.
 const noVMServiceEnv = "SUBPROCESS_TEST_NO_VM_SERVICE"
 
+// vmTLSEnv makes the rpcchainvm child serve its VM over TLS with the
+// certificate and key in the directory it names (cert.pem, key.pem),
+// requiring a client certificate from the CA in ca.pem there, and announce
+// a tls:// address.
+const vmTLSEnv = "SUBPROCESS_TEST_VM_TLS"
+
 // childRPCChainVM behaves like a plugin built on avalanchego's
 // rpcchainvm.Serve: it serves gRPC on its VM address and ignores SIGTERM
 // until the VM service's Shutdown method has been called.
 func childRPCChainVM() int {
 	signals := make(chan os.Signal, 2)
 	signal.Notify(signals, syscall.SIGTERM)
-	ln, err := handshake(childVersion())
+	var (
+		ln  net.Listener
+		err error
+		srv *grpc.Server
+	)
+	if dir := os.Getenv(vmTLSEnv); dir != "" {
+		ln, srv, err = tlsHandshake(dir)
+	} else {
+		ln, err = handshake(childVersion())
+		srv = grpc.NewServer()
+	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "handshake:", err)
 		return 1
 	}
 	var allowShutdown atomic.Bool
-	srv := grpc.NewServer()
 	if os.Getenv(noVMServiceEnv) == "" {
 		srv.RegisterService(&grpc.ServiceDesc{
 			ServiceName: "vm.VM",
@@ -67,6 +91,32 @@ func childRPCChainVM() int {
 	return 1
 }
 
+// tlsHandshake listens, handshakes announcing tls://ADDR and returns a
+// grpc server with the TLS credentials of dir (see vmTLSEnv).
+func tlsHandshake(dir string) (net.Listener, *grpc.Server, error) {
+	pair, err := tls.LoadX509KeyPair(filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem"))
+	if err != nil {
+		return nil, nil, err
+	}
+	pem, err := os.ReadFile(filepath.Join(dir, "ca.pem"))
+	if err != nil {
+		return nil, nil, err
+	}
+	cas := x509.NewCertPool()
+	cas.AppendCertsFromPEM(pem)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, nil, err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := client.Handshake(ctx, childVersion(), vmre.TLSAddrPrefix+ln.Addr().String()); err != nil {
+		return nil, nil, err
+	}
+	creds := credentials.NewTLS(&tls.Config{Certificates: []tls.Certificate{pair}, ClientCAs: cas, ClientAuth: tls.RequireAndVerifyClientCert})
+	return ln, grpc.NewServer(grpc.Creds(creds)), nil
+}
+
 // TestStopCallsVMShutdown: with Config.VMShutdown, a plugin that ignores
 // SIGTERM until its VM's Shutdown method is called (avalanchego's
 // rpcchainvm.Serve does) exits cleanly on Stop; without it, it is killed
@@ -82,18 +132,33 @@ func TestStopCallsVMShutdown(t *testing.T) {
 		wantCode   int
 		wantSignal string
 		wantCall   bool
+		vmTLS      bool
 	}{
 		// A generous grace: the clean exit must not come from a kill.
 		{name: "with the call", vmShutdown: true, grace: 30 * time.Second, wantCode: 0, wantCall: true},
 		{name: "without the call", vmShutdown: false, grace: 300 * time.Millisecond, wantCode: -1, wantSignal: "killed"},
 		{name: "no vm service", vmShutdown: true, grace: 30 * time.Second, env: []string{noVMServiceEnv + "=1"}, wantCode: 0},
+		// A VM announcing tls:// is called over TLS with Config.VMTLS.
+		{name: "over tls", vmShutdown: true, vmTLS: true, grace: 30 * time.Second, wantCode: 0, wantCall: true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			out := newCollector()
 			cfg := &subprocess.Config{VMShutdown: tt.vmShutdown, GracefulTimeout: tt.grace, OnOutput: out.add}
-			_, p := mustBootstrap(t, "rpcchainvm", cfg, tt.env...)
+			env := tt.env
+			if tt.vmTLS {
+				ca := tlstest.NewCA(t, "test ca")
+				dir := t.TempDir()
+				ca.WriteCA(t, filepath.Join(dir, "ca.pem"))
+				ca.Issue(t, "127.0.0.1").Write(t, dir)
+				cfg.VMTLS = &tls.Config{RootCAs: ca.Pool(), Certificates: []tls.Certificate{ca.Issue(t, "engine").Cert}}
+				env = append(env, vmTLSEnv+"="+dir)
+			}
+			status, p := mustBootstrap(t, "rpcchainvm", cfg, env...)
+			if tt.vmTLS && !strings.HasPrefix(status.Addr, vmre.TLSAddrPrefix) {
+				t.Fatalf("announced address %q, want tls://", status.Addr)
+			}
 			out.waitFor(t, textIs("vm serving"))
 			p.Stop(t.Context())
 			st := p.ExitStatus()
