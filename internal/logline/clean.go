@@ -50,6 +50,19 @@ func unprintable(x uint64) uint64 {
 		((x - 0x20*ones) &^ x)) & highs // below 0x20
 }
 
+// ascii reports whether every byte of b is below 0x80, eight at a time.
+func ascii(b []byte) bool {
+	var or uint64
+	for len(b) >= 8 {
+		or |= binary.LittleEndian.Uint64(b)
+		b = b[8:]
+	}
+	for _, c := range b {
+		or |= uint64(c)
+	}
+	return or&0x8080808080808080 == 0
+}
+
 // appendClean appends b to dst without ANSI escape sequences (CSI, OSC,
 // DCS/SOS/PM/APC strings and two-byte escapes) and with every run of
 // invalid UTF-8 replaced by one U+FFFD. Other control characters stay: the
@@ -70,7 +83,7 @@ func appendClean(dst, b []byte) []byte {
 // appendValid appends b to dst with every run of invalid UTF-8 replaced by
 // one U+FFFD.
 func appendValid(dst, b []byte) []byte {
-	if utf8.Valid(b) {
+	if ascii(b) || utf8.Valid(b) {
 		return append(dst, b...)
 	}
 	invalid := false

@@ -33,43 +33,8 @@ func (r *Reader) send(l *Line, startsPanic bool) {
 			r.ctx = logtime.WithTime(e.GetCtx(), r.now)
 		}
 		e = e.Ctx(r.ctx)
-		if !l.PluginTime.IsZero() {
-			r.quoted = r.timeText.appendQuoted(r.quoted[:0], l.PluginTime)
-			e = e.RawJSON(fieldPluginTime, r.quoted)
-		}
-		if l.LevelText != nil {
-			e = e.Bytes(fieldPluginLevel, l.LevelText)
-		}
-		if l.Logger != nil {
-			e = e.Bytes(fieldLogger, l.Logger)
-		}
-		if l.Caller != nil {
-			e = e.Bytes(fieldCaller, l.Caller)
-		}
-		if l.Partial {
-			e = e.Bool(fieldPartial, true)
-		}
-		if l.Panic {
-			e = e.Bool(fieldPanic, true)
-		}
-		if l.Dump != nil {
-			e = e.Bytes(fieldDump, l.Dump)
-			if r.dump.cut {
-				e = e.Bool(fieldDumpCut, true)
-			}
-		}
-		if l.Fields != nil {
-			e = e.RawJSON(fieldPlugin, l.Fields)
-		}
-		if msg := l.Message; msg != nil {
-			if jsonSafe(msg) {
-				// What Bytes would write, without zerolog's byte-by-byte
-				// escape check (jsonSafe checks eight bytes at a time).
-				r.quoted = append(append(append(r.quoted[:0], '"'), msg...), '"')
-				e = e.RawJSON(zerolog.MessageFieldName, r.quoted)
-			} else {
-				e = e.Bytes(zerolog.MessageFieldName, msg)
-			}
+		if !r.sendFast(e, l) {
+			r.sendFields(e, l)
 		}
 		e.Send()
 	}
@@ -79,6 +44,115 @@ func (r *Reader) send(l *Line, startsPanic bool) {
 	if r.b.opts.OnLine != nil {
 		r.b.opts.OnLine(l)
 	}
+}
+
+// sendFields adds l's fields to e, a call per field (zerolog's methods
+// change e and return it).
+func (r *Reader) sendFields(e *zerolog.Event, l *Line) {
+	if !l.PluginTime.IsZero() {
+		r.quoted = r.timeText.appendQuoted(r.quoted[:0], l.PluginTime)
+		e.RawJSON(fieldPluginTime, r.quoted)
+	}
+	if l.LevelText != nil {
+		e.Bytes(fieldPluginLevel, l.LevelText)
+	}
+	if l.Logger != nil {
+		e.Bytes(fieldLogger, l.Logger)
+	}
+	if l.Caller != nil {
+		e.Bytes(fieldCaller, l.Caller)
+	}
+	if l.Partial {
+		e.Bool(fieldPartial, true)
+	}
+	if l.Panic {
+		e.Bool(fieldPanic, true)
+	}
+	if l.Dump != nil {
+		e.Bytes(fieldDump, l.Dump)
+		if r.dump.cut {
+			e.Bool(fieldDumpCut, true)
+		}
+	}
+	if l.Fields != nil {
+		e.RawJSON(fieldPlugin, l.Fields)
+	}
+	if msg := l.Message; msg != nil {
+		if jsonSafe(msg) {
+			// What Bytes would write, without zerolog's byte-by-byte
+			// escape check (jsonSafe checks eight bytes at a time).
+			r.quoted = append(append(append(r.quoted[:0], '"'), msg...), '"')
+			e.RawJSON(zerolog.MessageFieldName, r.quoted)
+		} else {
+			e.Bytes(zerolog.MessageFieldName, msg)
+		}
+	}
+}
+
+// sendFast adds l's fields to e as sendFields does, in one RawJSON call: the
+// first field's value is followed by the other fields' members, which
+// zerolog copies as they are, so the event's bytes are the same as with a
+// call per field, without zerolog encoding each key and checking each
+// string. It does so only when every string needs no escaping and the line
+// has no dump; otherwise it adds nothing and reports false.
+func (r *Reader) sendFast(e *zerolog.Event, l *Line) bool {
+	if l.Dump != nil || !jsonSafe(l.Message) || !jsonSafe(l.LevelText) || !jsonSafe(l.Logger) || !jsonSafe(l.Caller) {
+		return false
+	}
+	m := rawMembers{buf: r.quoted[:0]}
+	if !l.PluginTime.IsZero() {
+		m.key(fieldPluginTime)
+		m.buf = r.timeText.appendQuoted(m.buf, l.PluginTime)
+	}
+	m.str(fieldPluginLevel, l.LevelText)
+	m.str(fieldLogger, l.Logger)
+	m.str(fieldCaller, l.Caller)
+	if l.Partial {
+		m.key(fieldPartial)
+		m.buf = append(m.buf, "true"...)
+	}
+	if l.Panic {
+		m.key(fieldPanic)
+		m.buf = append(m.buf, "true"...)
+	}
+	if l.Fields != nil {
+		m.key(fieldPlugin)
+		m.buf = append(m.buf, l.Fields...)
+	}
+	m.str(zerolog.MessageFieldName, l.Message)
+	r.quoted = m.buf
+	if m.first != "" {
+		e.RawJSON(m.first, m.buf)
+	}
+	return true
+}
+
+// rawMembers builds the value of the first of several JSON members
+// followed by the others: `value1,"key2":value2,...`.
+type rawMembers struct {
+	first string
+	buf   []byte
+}
+
+func (m *rawMembers) key(k string) {
+	if m.first == "" {
+		m.first = k
+		return
+	}
+	m.buf = append(m.buf, ',', '"')
+	m.buf = append(m.buf, k...)
+	m.buf = append(m.buf, '"', ':')
+}
+
+// str adds a string member when v is not nil; v needs no escaping.
+func (m *rawMembers) str(k string, v []byte) {
+	if v == nil {
+		return
+	}
+	m.key(k)
+	m.buf = append(m.buf, '"')
+	m.buf = append(m.buf, v...)
+	m.buf = append(m.buf, '"')
 }
 
 // timeCache formats a plugin time as RFC 3339 with milli-, micro- or

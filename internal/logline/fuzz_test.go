@@ -263,3 +263,34 @@ func FuzzGoQuoted(f *testing.F) {
 		}
 	})
 }
+
+// FuzzSendFast: an event built by sendFast has exactly the bytes of one
+// built by sendFields, whatever the line.
+func FuzzSendFast(f *testing.F) {
+	for _, s := range fuzzSeeds {
+		f.Add([]byte(s), false, false)
+	}
+	f.Add([]byte(`{"level":"NOTE","msg":"x"}`), true, false)
+	f.Add([]byte("[12-06|21:46:25.946] INFO <a\"b> x.go:1 m"), false, true)
+	f.Fuzz(func(t *testing.T, b []byte, partial, panicked bool) {
+		var out bytes.Buffer
+		r := NewBridge(Options{Log: zerolog.New(&out), Location: time.UTC}).Reader(Stderr, nil)
+		l := Line{Time: time.Date(2026, 12, 6, 21, 50, 0, 0, time.UTC)}
+		r.parser.Parse(b, &l)
+		l.Partial, l.Panic = partial, panicked
+		e := r.log.Warn()
+		if !r.sendFast(e, &l) {
+			e.Discard()
+			return
+		}
+		e.Send()
+		fast := out.String()
+		out.Reset()
+		e = r.log.Warn()
+		r.sendFields(e, &l)
+		e.Send()
+		if slow := out.String(); fast != slow {
+			t.Fatalf("line %q:\nsendFast   %s\nsendFields %s", b, fast, slow)
+		}
+	})
+}
