@@ -3,6 +3,8 @@ package e2e
 import (
 	"bufio"
 	"context"
+	"crypto/rand"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -10,6 +12,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
@@ -18,11 +21,13 @@ import (
 	"time"
 
 	"connectrpc.com/connect"
+	vmreroot "github.com/vmre/vmre"
 	vmrev1 "github.com/vmre/vmre/gen/vmre/v1"
 	"github.com/vmre/vmre/gen/vmre/v1/vmrev1connect"
+	"github.com/vmre/vmre/internal/tlstest"
 	"golang.org/x/sys/unix"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/credentials"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/status"
 )
@@ -103,12 +108,11 @@ func (h *netHost) dial(ctx context.Context, network, addr string) (net.Conn, err
 	return r.conn, r.err
 }
 
-// httpClient speaks HTTP/1.1 and cleartext HTTP/2 from inside h.
-func (h *netHost) httpClient(h2c bool) *http.Client {
+// httpClient speaks HTTP/2 over TLS with cfg from inside h.
+func (h *netHost) httpClient(cfg *tls.Config) *http.Client {
 	var p http.Protocols
-	p.SetHTTP1(!h2c)
-	p.SetUnencryptedHTTP2(h2c)
-	return &http.Client{Transport: &http.Transport{Protocols: &p, DialContext: h.dial}}
+	p.SetHTTP2(true)
+	return &http.Client{Transport: &http.Transport{Protocols: &p, DialContext: h.dial, TLSClientConfig: cfg}}
 }
 
 // netProc is a process running in a namespace, whose stdout lines the
@@ -220,6 +224,31 @@ func TestTwoHosts(t *testing.T) {
 	}
 	engineHost, vmHost := newHostPair(t, ip)
 
+	// One CA for the engine's certificate and its clients': the VM and
+	// the orchestrator. A stranger's certificate comes from another CA.
+	dir := t.TempDir()
+	subdir := func(name string) string {
+		d := filepath.Join(dir, name)
+		if err := os.Mkdir(d, 0o700); err != nil {
+			t.Fatal(err)
+		}
+		return d
+	}
+	ca := tlstest.NewCA(t, "vmre e2e")
+	caPath := ca.WriteCA(t, filepath.Join(dir, "ca.pem"))
+	engineCert, engineKey := ca.Issue(t, engineHost.ip).Write(t, subdir("engine"))
+	vmCert, vmKey := ca.Issue(t, vmHost.ip).Write(t, subdir("vm"))
+	orchestrator := ca.Issue(t, "orchestrator")
+	stranger := tlstest.NewCA(t, "stranger").Issue(t, "stranger")
+	tlsWith := func(certs ...tls.Certificate) *tls.Config {
+		return &tls.Config{RootCAs: ca.Pool(), Certificates: certs, MinVersion: tls.VersionTLS12}
+	}
+	attachToken := rand.Text()
+	tokenPath := filepath.Join(dir, "attach-token")
+	if err := os.WriteFile(tokenPath, []byte(attachToken+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+
 	const (
 		interval  = 300 * time.Millisecond
 		timeout   = 200 * time.Millisecond
@@ -230,8 +259,9 @@ func TestTwoHosts(t *testing.T) {
 	vmre := engineHost.start(t, ip, "vmre", nil, vmreBin, "run", "--attach", "--log-format", "json",
 		"--listen", apiAddr, "--attach-listen", attachAddr,
 		"--attach-health-interval", interval.String(), "--attach-health-timeout", timeout.String(),
-		"--attach-health-threshold", strconv.Itoa(threshold))
-	env := strings.Fields(vmre.line("export "))
+		"--attach-health-threshold", strconv.Itoa(threshold),
+		"--tls-cert", engineCert, "--tls-key", engineKey, "--client-ca", caPath, "--attach-token-file", tokenPath)
+	vmre.line("attach:")
 
 	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
 	defer cancel()
@@ -239,7 +269,7 @@ func TestTwoHosts(t *testing.T) {
 	// The orchestrator's view: grpc-go's health client on the engine's host.
 	conn, err := grpc.NewClient("passthrough:///"+apiAddr,
 		grpc.WithContextDialer(func(ctx context.Context, addr string) (net.Conn, error) { return engineHost.dial(ctx, "tcp", addr) }),
-		grpc.WithTransportCredentials(insecure.NewCredentials()))
+		grpc.WithTransportCredentials(credentials.NewTLS(tlsWith(orchestrator.Cert))))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -256,7 +286,7 @@ func TestTwoHosts(t *testing.T) {
 	if got := healthOf(""); got != "SERVING" {
 		t.Fatalf("engine health %s", got)
 	}
-	api := vmrev1connect.NewRuntimeServiceClient(engineHost.httpClient(true), "http://"+apiAddr, connect.WithGRPC())
+	api := vmrev1connect.NewRuntimeServiceClient(engineHost.httpClient(tlsWith(orchestrator.Cert)), "https://"+apiAddr, connect.WithGRPC())
 	watch, err := api.WatchRuntimes(ctx, &vmrev1.WatchRuntimesRequest{})
 	if err != nil {
 		t.Fatal(err)
@@ -283,8 +313,13 @@ func TestTwoHosts(t *testing.T) {
 		return nil, time.Time{}
 	}
 
-	// The VM, on its own host, attaches across the link with the token.
-	vmEnv := append(env, netVMChild+"=1", netVMListen+"="+net.JoinHostPort(vmHost.ip, "0"))
+	// The VM, on its own host, attaches across the link over TLS, with
+	// its client certificate and the token.
+	vmEnv := []string{
+		vmreroot.EngineAddressKey + "=" + attachAddr, vmreroot.HandshakeTokenKey + "=" + attachToken,
+		vmreroot.EngineCAKey + "=" + caPath, vmreroot.EngineCertKey + "=" + vmCert, vmreroot.EngineKeyKey + "=" + vmKey,
+		netVMChild + "=1", netVMListen + "=" + net.JoinHostPort(vmHost.ip, "0"),
+	}
 	vm := vmHost.start(t, ip, "vm", vmEnv, os.Args[0])
 	vmAddr := vm.line("vm listening ")
 	vm.line("vm attached")
@@ -297,18 +332,37 @@ func TestTwoHosts(t *testing.T) {
 		t.Fatalf("health of the attached VM: %s", got)
 	}
 
-	// Callers on the VM's host without the token are refused.
-	plain := vmHost.httpClient(false)
-	resp, err := plain.Post("http://"+attachAddr+"/vm.runtime.Runtime/Initialize", "application/json",
-		strings.NewReader(`{"protocolVersion":42,"addr":"`+net.JoinHostPort(vmHost.ip, "1")+`"}`))
-	if err != nil {
-		t.Fatal(err)
+	// Callers on the VM's host without a client certificate the engine
+	// trusts are refused by TLS, at the attach endpoint and the API port;
+	// with one but without the token, by the token check.
+	handshake := func(c *tls.Config) (int, error) {
+		resp, err := vmHost.httpClient(c).Post("https://"+attachAddr+"/vm.runtime.Runtime/Initialize", "application/json",
+			strings.NewReader(`{"protocolVersion":42,"addr":"`+net.JoinHostPort(vmHost.ip, "1")+`"}`))
+		if err != nil {
+			return 0, err
+		}
+		_ = resp.Body.Close()
+		return resp.StatusCode, nil
 	}
-	_ = resp.Body.Close()
-	if resp.StatusCode != http.StatusUnauthorized {
-		t.Errorf("handshake without the token: HTTP %d, want 401", resp.StatusCode)
+	for _, tt := range []struct {
+		name string
+		cfg  *tls.Config
+	}{
+		{"no client certificate", tlsWith()},
+		{"a certificate of another CA", tlsWith(stranger.Cert)},
+	} {
+		if code, err := handshake(tt.cfg); err == nil {
+			t.Errorf("handshake with %s: HTTP %d, want a TLS refusal", tt.name, code)
+		}
+		c := vmrev1connect.NewRuntimeServiceClient(vmHost.httpClient(tt.cfg), "https://"+apiAddr, connect.WithGRPC())
+		if _, err := c.ListRuntimes(ctx, &vmrev1.ListRuntimesRequest{}); err == nil {
+			t.Errorf("API call with %s succeeded, want a TLS refusal", tt.name)
+		}
 	}
-	remoteAPI := vmrev1connect.NewRuntimeServiceClient(vmHost.httpClient(true), "http://"+apiAddr, connect.WithGRPC())
+	if code, err := handshake(tlsWith(orchestrator.Cert)); err != nil || code != http.StatusUnauthorized {
+		t.Errorf("handshake without the token: HTTP %d, %v; want 401", code, err)
+	}
+	remoteAPI := vmrev1connect.NewRuntimeServiceClient(vmHost.httpClient(tlsWith(orchestrator.Cert)), "https://"+apiAddr, connect.WithGRPC())
 	if _, err := remoteAPI.StopRuntime(ctx, &vmrev1.StopRuntimeRequest{Id: first.GetId()}); connect.CodeOf(err) != connect.CodeUnauthenticated {
 		t.Errorf("StopRuntime without the API token: %v, want unauthenticated", err)
 	}
