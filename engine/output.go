@@ -38,6 +38,29 @@ type outputRing struct {
 	pid       int
 	closed    bool
 	followers map[*Follower]struct{}
+	// parked holds the followers that are dropping lines (their backlog
+	// is full and they have not called Next since) and whose filter
+	// counts can answer: they are not visited per line, so a follower
+	// that stopped reading costs a flooding runtime nothing. counts
+	// tells them at Next how many lines they dropped.
+	parked map[*Follower]struct{}
+	counts lineCounts
+}
+
+// lineCounts counts the lines added by stream (stdout, stderr, any
+// other) and level (zerolog.TraceLevel to Disabled).
+type lineCounts [3][9]uint64
+
+// countCell is where a line of stream and level is counted.
+func countCell(stream string, level zerolog.Level) (int, int) {
+	s := 2
+	switch stream {
+	case subprocess.StreamStdout:
+		s = 0
+	case subprocess.StreamStderr:
+		s = 1
+	}
+	return s, min(max(int(level)+1, 0), len(lineCounts{}[0])-1)
 }
 
 // ringLine is a kept line: a [subprocess.Line] whose byte fields are
@@ -86,7 +109,8 @@ func (l *ringLine) size() int {
 const minRingText = 4 << 10
 
 func newOutputRing(maxLines, maxBytes, followerBuffer int) *outputRing {
-	return &outputRing{maxLines: maxLines, maxBytes: maxBytes, followerBuffer: followerBuffer, followers: make(map[*Follower]struct{})}
+	return &outputRing{maxLines: maxLines, maxBytes: maxBytes, followerBuffer: followerBuffer, followers: make(map[*Follower]struct{}),
+		parked: make(map[*Follower]struct{})}
 }
 
 // lineCost is what a line of n bytes counts against maxBytes.
@@ -108,6 +132,8 @@ func (o *outputRing) add(in *subprocess.Line) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	o.seq++
+	cs, cl := countCell(in.Stream, in.Level)
+	o.counts[cs][cl]++
 	// Make room: at most maxLines lines, and at most maxBytes bytes unless
 	// the new line alone is larger.
 	for o.count > 0 && (o.count >= o.maxLines || o.bytes+lineCost(n) > o.maxBytes) {
@@ -153,6 +179,11 @@ func (o *outputRing) add(in *subprocess.Line) {
 				line, made = o.lineLocked(&l, slices.Clone(o.text[off:off+n])), true
 			}
 			f.pushLocked(line)
+			if f.dropped > 0 && f.filter.countable() {
+				delete(o.followers, f)
+				o.parked[f] = struct{}{}
+				f.parked, f.parkedAt = true, o.counts
+			}
 		}
 	}
 }
@@ -277,6 +308,29 @@ type OutputFilter struct {
 	Stream string
 }
 
+// countable reports whether the lines f selects can be counted from
+// [lineCounts]: a Stream of any other name cannot.
+func (f OutputFilter) countable() bool {
+	return f.Stream == "" || f.Stream == subprocess.StreamStdout || f.Stream == subprocess.StreamStderr
+}
+
+// countSince returns how many lines f selects were added between the
+// counts from and to.
+func (f OutputFilter) countSince(from, to *lineCounts) uint64 {
+	var n uint64
+	for s, name := range [...]string{subprocess.StreamStdout, subprocess.StreamStderr, ""} {
+		if f.Stream != "" && f.Stream != name {
+			continue
+		}
+		for l := range to[s] {
+			if levelAtLeast(zerolog.Level(l-1), f.MinLevel) {
+				n += to[s][l] - from[s][l]
+			}
+		}
+	}
+	return n
+}
+
 func (f OutputFilter) keepsRing(l *ringLine) bool {
 	return (f.Stream == "" || f.Stream == l.stream) && levelAtLeast(l.level, f.MinLevel)
 }
@@ -298,6 +352,11 @@ func (o *outputRing) close() {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	o.closed = true
+	for f := range o.parked {
+		f.unparkLocked()
+		f.closed = true
+		f.wakeLocked()
+	}
 	for f := range o.followers {
 		f.closed = true
 		f.wakeLocked()
@@ -315,6 +374,25 @@ type Follower struct {
 	pendingBytes int               // lineCost of pending; guarded by ring.mu
 	dropped      uint64            // guarded by ring.mu
 	closed       bool              // guarded by ring.mu
+	// parked: in ring.parked, not ring.followers; the lines it dropped
+	// since its first drop are counted from parkedAt. Guarded by ring.mu.
+	parked   bool
+	parkedAt lineCounts
+}
+
+// unparkLocked adds the lines f dropped while parked to its count and
+// puts it back among the followers visited per line (unless it is
+// closed).
+func (f *Follower) unparkLocked() {
+	if !f.parked {
+		return
+	}
+	f.dropped += f.filter.countSince(&f.parkedAt, &f.ring.counts)
+	f.parked = false
+	delete(f.ring.parked, f)
+	if !f.closed && !f.ring.closed {
+		f.ring.followers[f] = struct{}{}
+	}
 }
 
 // pushLocked queues l, or drops it if the backlog is full: by lines, or by
@@ -357,6 +435,7 @@ func (f *Follower) wakeLocked() {
 func (f *Follower) Next(ctx context.Context) ([]subprocess.Line, uint64, error) {
 	for {
 		f.ring.mu.Lock()
+		f.unparkLocked()
 		if len(f.pending) > 0 || f.dropped > 0 {
 			lines, dropped := f.pending, f.dropped
 			f.pending, f.pendingBytes, f.dropped = nil, 0, 0
@@ -382,6 +461,7 @@ func (f *Follower) Close() {
 	defer f.ring.mu.Unlock()
 	f.closed = true
 	delete(f.ring.followers, f)
+	delete(f.ring.parked, f)
 }
 
 // TailOutput returns up to n of the runtime's most recent output lines

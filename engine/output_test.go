@@ -113,3 +113,67 @@ func BenchmarkOutputRingAdd(b *testing.B) {
 		})
 	}
 }
+
+// TestStalledFollowersCostNothingPerLine: followers whose backlog is full
+// and who do not read (a client that stopped reading) are not visited per
+// line: with only such followers, keeping a line allocates nothing, as
+// with none. Next still reports exactly the lines each one's filter
+// selects among those it dropped. Not parallel: AllocsPerRun counts the
+// whole process's.
+func TestStalledFollowersCostNothingPerLine(t *testing.T) {
+	ring := newOutputRing(1000, 1<<20, 8)
+	filters := []OutputFilter{
+		{},
+		{Stream: subprocess.StreamStderr},
+		{MinLevel: zerolog.WarnLevel},
+		{Stream: subprocess.StreamStdout, MinLevel: zerolog.ErrorLevel},
+	}
+	var followers []*Follower
+	for range 16 {
+		for _, filter := range filters {
+			f := &Follower{ring: ring, wake: make(chan struct{}, 1), filter: filter}
+			ring.followers[f] = struct{}{}
+			followers = append(followers, f)
+		}
+	}
+	var lines []*subprocess.Line
+	for _, stream := range []string{subprocess.StreamStdout, subprocess.StreamStderr} {
+		for _, level := range []zerolog.Level{zerolog.TraceLevel, zerolog.DebugLevel, zerolog.InfoLevel, zerolog.WarnLevel, zerolog.ErrorLevel, zerolog.NoLevel} {
+			lines = append(lines, &subprocess.Line{Stream: stream, Level: level, Text: []byte("some output")})
+		}
+	}
+	added := 0
+	add := func() {
+		ring.add(lines[added%len(lines)])
+		added++
+	}
+	for range 3000 { // fill every backlog, and the ring
+		add()
+	}
+	if n := testing.AllocsPerRun(1000, add); n != 0 {
+		t.Errorf("add allocated %v times per line with only stalled followers", n)
+	}
+	for i, f := range followers {
+		got, dropped, err := f.Next(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := 0
+		for j := range added {
+			l := lines[j%len(lines)]
+			if (f.filter.Stream == "" || f.filter.Stream == l.Stream) && levelAtLeast(l.Level, f.filter.MinLevel) {
+				want++
+			}
+		}
+		if len(got) != 8 || uint64(len(got))+dropped != uint64(want) {
+			t.Fatalf("follower %d (%+v): %d lines and %d dropped, want 8 and %d", i, f.filter, len(got), dropped, want-8)
+		}
+	}
+	// Back among the followers visited per line: the next line reaches them.
+	ring.add(lines[len(lines)-1]) // stderr, no level: every filter but the stdout one keeps it
+	for i, f := range followers {
+		if want := f.filter.Stream != subprocess.StreamStdout; (len(f.pending) == 1) != want {
+			t.Fatalf("follower %d (%+v): %d lines pending after Next, want %v", i, f.filter, len(f.pending), want)
+		}
+	}
+}

@@ -3,10 +3,11 @@
 //
 //   - streams: a flooding plugin runs (1 MiB output ring, the default), and
 //     -streams following TailOutput streams on -stream-conns connections
-//     ask for all its output with an HTTP/2 flow-control window of 0, so the
-//     engine can send them nothing. It reports the engine's RSS, health
-//     latency and the plugin's output throughput (bytes of log per second)
-//     before, during and after the attack.
+//     ask for -lines lines first with an HTTP/2 flow-control window of 0,
+//     so the engine can send them nothing. It reports the engine's RSS,
+//     health latency, the plugin's output throughput (bytes of log per
+//     second) and the engine's CPU time per MB of it, before, during and
+//     after the attack.
 //   - conns: vmre runs with -nofile descriptors and -idle-conns idle
 //     HTTP/2 connections (preface and SETTINGS only) are opened; it reports
 //     whether health and an authorised RestartRuntime (a relaunch) still
@@ -55,6 +56,7 @@ const (
 type options struct {
 	vmre, only             string
 	streams, streamConns   int
+	lines                  uint
 	idleConns, nofile      int
 	settle, measure, after time.Duration
 }
@@ -64,6 +66,7 @@ func main() {
 	flag.StringVar(&o.vmre, "vmre", "", "the vmre binary to attack (default: build ../cmd/vmre)")
 	flag.StringVar(&o.only, "only", "streams,conns", "attacks to run: streams, conns")
 	flag.IntVar(&o.streams, "streams", 1000, "zero-window TailOutput streams")
+	flag.UintVar(&o.lines, "lines", 1_000_000, "lines each TailOutput stream asks for first (all the ring keeps)")
 	flag.IntVar(&o.streamConns, "stream-conns", 4, "connections carrying them (the server allows 250 streams per connection)")
 	flag.IntVar(&o.idleConns, "idle-conns", 6000, "idle HTTP/2 connections in the conns attack")
 	flag.IntVar(&o.nofile, "nofile", 4096, "vmre's descriptor limit in the conns attack")
@@ -206,12 +209,34 @@ func (e *engine) rss() int64 {
 	return 0
 }
 
-// throughput is the engine's log bytes per second over d: with a
-// flooding plugin, the plugin's output throughput.
-func (e *engine) throughput(d time.Duration) float64 {
-	n0, t0 := e.logged.Load(), time.Now()
+// cpu is the engine process's user and system CPU time so far.
+func (e *engine) cpu() time.Duration {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", e.cmd.Process.Pid))
+	if err != nil {
+		return 0
+	}
+	// The fields after the command name, which is in parentheses.
+	f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+1:]))
+	if len(f) < 13 {
+		return 0
+	}
+	utime, _ := strconv.ParseInt(f[11], 10, 64)
+	stime, _ := strconv.ParseInt(f[12], 10, 64)
+	return time.Duration(utime+stime) * 10 * time.Millisecond // USER_HZ is 100
+}
+
+// throughput is the engine's log bytes per second over d, with a flooding
+// plugin the plugin's output throughput, and the engine's CPU time per MB
+// of it: the cost of the output path, which a loaded machine disturbs
+// less than the rate.
+func (e *engine) throughput(d time.Duration) (perSec float64, cpuPerMB time.Duration) {
+	n0, c0, t0 := e.logged.Load(), e.cpu(), time.Now()
 	time.Sleep(d)
-	return float64(e.logged.Load()-n0) / time.Since(t0).Seconds()
+	n := e.logged.Load() - n0
+	if n == 0 {
+		return 0, 0
+	}
+	return float64(n) / time.Since(t0).Seconds(), (e.cpu() - c0) * 1e6 / time.Duration(n)
 }
 
 func h2cClient() *http.Client {
@@ -253,6 +278,8 @@ func pct(lat []time.Duration, p int) string {
 	return fmt.Sprintf("%.2f ms", float64(lat[(len(lat)-1)*p/100])/1e6)
 }
 
+func ms(d time.Duration) float64 { return float64(d) / 1e6 }
+
 func mib(b int64) string { return fmt.Sprintf("%.1f MiB", float64(b)/(1<<20)) }
 
 func attackStreams(o options, plugin, dir string) error {
@@ -270,10 +297,10 @@ func attackStreams(o options, plugin, dir string) error {
 	id := list.GetRuntimes()[0].GetId()
 	time.Sleep(o.settle) // the ring fills
 	rss0 := e.rss()
-	tput0 := e.throughput(o.measure)
+	tput0, cpu0 := e.throughput(o.measure)
 	lat0, fail0 := healthLatencies(url, 200)
 
-	req, err := proto.Marshal(&vmrev1.TailOutputRequest{Id: id, Lines: 1_000_000, Follow: true})
+	req, err := proto.Marshal(&vmrev1.TailOutputRequest{Id: id, Lines: uint32(o.lines), Follow: true})
 	if err != nil {
 		return err
 	}
@@ -312,7 +339,7 @@ func attackStreams(o options, plugin, dir string) error {
 		}
 	}
 	sample(o.settle)
-	tput1 := e.throughput(o.measure)
+	tput1, cpu1 := e.throughput(o.measure)
 	peak = max(peak, e.rss())
 	lat1, fail1 := healthLatencies(url, 200)
 	peak = max(peak, e.rss())
@@ -321,13 +348,15 @@ func attackStreams(o options, plugin, dir string) error {
 	}
 	time.Sleep(o.after)
 	rss2 := e.rss()
+	tput2, cpu2 := e.throughput(o.measure)
 
-	fmt.Printf("### %d zero-window TailOutput streams on %d connections, flooding plugin (200-byte lines)\n\n", o.streams, o.streamConns)
+	fmt.Printf("### %d zero-window TailOutput streams (%d lines first) on %d connections, flooding plugin (200-byte lines)\n\n", o.streams, o.lines, o.streamConns)
 	fmt.Printf("| | before the attack | during | %v after disconnect |\n|---|---|---|---|\n", o.after)
 	fmt.Printf("| engine RSS | %s | %s peak (+%s) | %s |\n", mib(rss0), mib(peak), mib(peak-rss0), mib(rss2))
 	fmt.Printf("| health p50 / p99 (new connection each) | %s / %s | %s / %s | |\n", pct(lat0, 50), pct(lat0, 99), pct(lat1, 50), pct(lat1, 99))
 	fmt.Printf("| health failures of 200 | %d | %d | |\n", fail0, fail1)
-	fmt.Printf("| plugin output through the engine | %.1f MB/s | %.1f MB/s (x%.2f) | |\n", tput0/1e6, tput1/1e6, tput1/tput0)
+	fmt.Printf("| plugin output through the engine | %.1f MB/s | %.1f MB/s (x%.2f) | %.1f MB/s |\n", tput0/1e6, tput1/1e6, tput1/tput0, tput2/1e6)
+	fmt.Printf("| engine CPU per MB of that output | %.1f ms | %.1f ms (x%.2f) | %.1f ms |\n", ms(cpu0), ms(cpu1), float64(cpu1)/float64(cpu0), ms(cpu2))
 	fmt.Printf("| streams refused (resource_exhausted) | | %d of %d | |\n\n", refused.Load(), o.streams)
 	return nil
 }
