@@ -40,8 +40,8 @@ const (
 	DefaultMaxAttached = 256
 	// DefaultSampleInterval is how often the resources of each runtime
 	// are sampled: often enough for a sparkline of the last minutes, and
-	// one /proc scan every 5 s costs well under 0.1% of a core for 100
-	// runtimes (BENCHMARKS.md).
+	// sampling 100 runtimes every 5 s costs about 0.1% of a core
+	// (docs/supervision.md).
 	DefaultSampleInterval = 5 * time.Second
 )
 

@@ -38,7 +38,7 @@ func benchSupervise(ctx context.Context, e *env) error {
 		Restart: engine.RestartPolicy{Mode: engine.RestartOnFailure, InitialBackoff: backoff, MaxBackoff: backoff, MaxRestarts: -1},
 		Health:  engine.HealthCheck{Interval: 10 * time.Second},
 	}
-	launch := newRow("launch to running (handshake), for the crash-to-running row", "ms")
+	launch := newRow("launch to running, back to back", "ms")
 	ids := make([]string, 0, n)
 	for i := range n {
 		spec.Name = fmt.Sprintf("vm-%d", i)
@@ -92,10 +92,20 @@ func benchSupervise(ctx context.Context, e *env) error {
 	idle.add(colVmre, pct)
 	idle.check("<= 0.5% of one core", pct <= 0.5)
 
-	// Crash to running again.
+	// Crash to running again. A plugin launched alone after a pause can
+	// start slower than one launched right after another (1.3 to 2 times
+	// in loaded runs here), so the bound's launch time is taken the way
+	// the relaunches happen: one launch between two crash rounds.
 	w := eng.Watch()
 	defer w.Close()
 	crash := newRow(fmt.Sprintf("SIGKILL to running again, restart on-failure, initial backoff %s", backoff), "ms")
+	// Where the time goes: the exit seen (backoff entered), the wait the
+	// engine chose (jittered down from the backoff), the relaunch.
+	seen := newRow("  of which SIGKILL to backoff (exit seen)", "ms")
+	waited := newRow("  of which backoff to starting (the jittered wait)", "ms")
+	relaunch := newRow("  of which starting to running (relaunch)", "ms")
+	spaced := newRow("launch to running, one between two crash rounds", "ms")
+	control := engine.Spec{Name: "control", Path: e.ava, Args: []string{"serve"}}
 	for round := range e.o.superviseCrashes {
 		id := ids[round%len(ids)]
 		rt, _, err := eng.Get(id)
@@ -106,19 +116,50 @@ func benchSupervise(ctx context.Context, e *env) error {
 		if err := syscall.Kill(rt.Pid, syscall.SIGKILL); err != nil {
 			return err
 		}
+		var inBackoff, starting time.Time
 		for {
 			c, err := w.Next(ctx)
 			if err != nil {
 				return err
 			}
-			if c.Kind == engine.ChangeUpdated && c.Runtime.ID == id && c.Runtime.State == engine.StateRunning && c.Runtime.Pid != rt.Pid {
+			if c.Kind != engine.ChangeUpdated || c.Runtime.ID != id {
+				continue
+			}
+			switch {
+			case c.Runtime.State == engine.StateBackoff && inBackoff.IsZero():
+				inBackoff = time.Now()
+			case c.Runtime.State == engine.StateStarting && starting.IsZero():
+				starting = time.Now()
+			}
+			if c.Runtime.State == engine.StateRunning && c.Runtime.Pid != rt.Pid {
 				break
 			}
 		}
-		crash.add(colVmre, ms(time.Since(t0)))
+		now := time.Now()
+		crash.add(colVmre, ms(now.Sub(t0)))
+		if !inBackoff.IsZero() && !starting.IsZero() { // else a resync hid them
+			seen.add(colVmre, ms(inBackoff.Sub(t0)))
+			waited.add(colVmre, ms(starting.Sub(inBackoff)))
+			relaunch.add(colVmre, ms(now.Sub(starting)))
+		}
+
+		select {
+		case <-time.After(backoff):
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		t0 = time.Now()
+		c, err := eng.Launch(ctx, control)
+		if err != nil {
+			return err
+		}
+		spaced.add(colVmre, ms(time.Since(t0)))
+		if _, err := eng.Stop(ctx, c.ID); err != nil {
+			return err
+		}
 	}
-	bound := ms(backoff) + launch.p50(colVmre)
-	crash.check(fmt.Sprintf("p50 <= initial backoff + launch p50 (%.1f ms)", bound), crash.p50(colVmre) <= bound)
-	e.rows = append(e.rows, idle, launch, crash)
+	bound := ms(backoff) + spaced.p50(colVmre)
+	crash.check(fmt.Sprintf("p50 <= initial backoff + launch p50, one between crash rounds (%.1f ms)", bound), crash.p50(colVmre) <= bound)
+	e.rows = append(e.rows, idle, launch, spaced, crash, seen, waited, relaunch)
 	return nil
 }
