@@ -3,6 +3,7 @@ package logline
 import (
 	"bytes"
 	"encoding/binary"
+	"math/bits"
 	"strconv"
 	"time"
 	"unicode/utf16"
@@ -374,15 +375,21 @@ func skipWS(b []byte, i int) int {
 // scanString scans the string literal starting at b[i] == '"' and returns
 // the index after its closing quote and whether it holds escapes.
 func scanString(b []byte, i int) (end int, escaped, ok bool) {
-	for i++; i < len(b); i++ {
-		// Skip eight bytes at a time while none is a quote, a backslash
-		// or a control character (nor, to keep the test simple, 0x7f
-		// and above).
-		for i+8 <= len(b) && unsafeBytes(binary.LittleEndian.Uint64(b[i:])) == 0 {
+	i++
+	for {
+		// Skip eight bytes at a time to the first that is a quote, a
+		// backslash or a control character (or, to keep the test
+		// simple, 0x7f and above). The lowest flagged byte of the word
+		// is exact: the test's borrows and carries only run upwards.
+		for i+8 <= len(b) {
+			if m := unsafeBytes(binary.LittleEndian.Uint64(b[i:])); m != 0 {
+				i += bits.TrailingZeros64(m) >> 3
+				break
+			}
 			i += 8
 		}
 		if i >= len(b) {
-			break
+			return 0, false, false
 		}
 		switch c := b[i]; {
 		case c == '"':
@@ -406,8 +413,8 @@ func scanString(b []byte, i int) (end int, escaped, ok bool) {
 		case c < 0x20:
 			return 0, false, false
 		}
+		i++
 	}
-	return 0, false, false
 }
 
 // scanValue scans the JSON value starting at b[i] and returns the index
