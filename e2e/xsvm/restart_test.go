@@ -25,15 +25,14 @@ func TestRestartOnFailureBringsXSVMBack(t *testing.T) {
 	requireBinaries(t)
 	config := filepath.Join(t.TempDir(), "vmre.yaml")
 	// A 2 s probe timeout: xsvm answers in milliseconds, even on a loaded
-	// machine, unless it is stopped. A 3 s grace: with the probe's
-	// connection open, xsvm's graceful stop takes about 1 s (grpc-go's
-	// GracefulStop drains it), and the stop of the hung process waits two
-	// graces.
+	// machine, unless it is stopped. A 1 s grace covers xsvm's graceful
+	// stop: the engine closes its probe's connection before the stop, so
+	// grpc-go's GracefulStop has no client to wait for.
 	yaml := fmt.Sprintf(`runtimes:
   - name: xsvm
     path: %q
     protocol_versions: [44]
-    graceful_timeout: 3s
+    graceful_timeout: 1s
     restart:
       policy: on-failure
       initial_backoff: 100ms
