@@ -3,6 +3,7 @@ package logline
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"strconv"
 	"testing"
 	"time"
@@ -291,6 +292,33 @@ func FuzzSendFast(f *testing.F) {
 		e.Send()
 		if slow := out.String(); fast != slow {
 			t.Fatalf("line %q:\nsendFast   %s\nsendFields %s", b, fast, slow)
+		}
+	})
+}
+
+// FuzzTermTime: "MM-DD|HH:MM:SS.mmm" read through the per-second cache,
+// line after line, gives what time.Date gives.
+func FuzzTermTime(f *testing.F) {
+	f.Add(uint8(12), uint8(6), uint8(21), uint8(46), uint8(25), uint16(946), uint16(3), int64(1796589990), int64(0), uint8(0))
+	f.Add(uint8(12), uint8(31), uint8(23), uint8(59), uint8(59), uint16(999), uint16(0), int64(1798761599), int64(1), uint8(1))
+	f.Add(uint8(10), uint8(25), uint8(2), uint8(59), uint8(60), uint16(1), uint16(998), int64(1792890000), int64(0), uint8(0))
+	loc, err := time.LoadLocation("Europe/Berlin")
+	if err != nil {
+		f.Skip(err)
+	}
+	f.Fuzz(func(t *testing.T, mo, d, h, mi, s uint8, ms1, ms2 uint16, nowUnix, nowStep int64, zone uint8) {
+		p := NewParser(Auto, []*time.Location{time.UTC, loc}[zone%2])
+		now := time.Unix(1700000000+nowUnix%400000000, 0)
+		for k, ms := range []uint16{ms1 % 1000, ms2 % 1000, ms1 % 1000} {
+			if k == 2 {
+				now = now.Add(time.Duration(nowStep%100) * time.Hour)
+			}
+			text := []byte(fmt.Sprintf("%02d-%02d|%02d:%02d:%02d.%03d", mo%100, d%100, h%100, mi%100, s%100, ms))
+			got, ok := p.termTime(text, 0, now)
+			want, wantOK := completeByDate(p.loc, now, int(mo%100), int(d%100), int(h%100), int(mi%100), int(s%100), int(ms)*1e6)
+			if ok != wantOK || !got.Equal(want) {
+				t.Fatalf("termTime(%s, now %v) = %v %v, time.Date gives %v %v", text, now, got, ok, want, wantOK)
+			}
 		}
 	})
 }

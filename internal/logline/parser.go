@@ -18,6 +18,7 @@ type Parser struct {
 	clean, msg, level, logger, caller, fields, scratch, scratch2 []byte
 	members                                                      []member
 	minute                                                       minuteCache
+	second                                                       secondCache
 }
 
 // NewParser returns a Parser for lines in format f ([Auto]: recognise each
@@ -177,16 +178,44 @@ func (p *Parser) termTime(b []byte, i int, now time.Time) (time.Time, bool) {
 	if i+18 > len(b) || b[i+2] != '-' || b[i+5] != '|' || b[i+8] != ':' || b[i+11] != ':' || b[i+14] != '.' {
 		return time.Time{}, false
 	}
+	ms, ok := digits(b, i+15, 3)
+	if !ok {
+		return time.Time{}, false
+	}
+	// The lines of one second share "MM-DD|HH:MM:SS": its completed
+	// start is reused while the read time is the same too.
+	c := &p.second
+	if c.valid && string(b[i:i+14]) == string(c.text[:]) && now.Equal(c.now) {
+		return c.start.Add(time.Duration(ms) * time.Millisecond), true
+	}
 	mo, ok1 := digits(b, i, 2)
 	d, ok2 := digits(b, i+3, 2)
 	h, ok3 := digits(b, i+6, 2)
 	mi, ok4 := digits(b, i+9, 2)
 	s, ok5 := digits(b, i+12, 2)
-	ms, ok6 := digits(b, i+15, 3)
-	if !(ok1 && ok2 && ok3 && ok4 && ok5 && ok6) {
+	if !(ok1 && ok2 && ok3 && ok4 && ok5) {
 		return time.Time{}, false
 	}
+	start, ok := p.complete(now, mo, d, h, mi, s, 0)
+	if !ok {
+		return time.Time{}, false
+	}
+	// Reusable only where adding the milliseconds cannot change what
+	// complete decides: not a leap second, not near the year's turn.
+	c.valid = s < 60 && !now.IsZero() && start.Sub(now) <= 24*time.Hour-time.Second && start.Sub(now) > -300*24*time.Hour
+	if c.valid {
+		copy(c.text[:], b[i:i+14])
+		c.now, c.start = now, start
+	}
 	return p.complete(now, mo, d, h, mi, s, ms*1e6)
+}
+
+// secondCache holds the last "MM-DD|HH:MM:SS" completed, the read time it
+// was completed for, and its start.
+type secondCache struct {
+	valid      bool
+	text       [14]byte
+	now, start time.Time
 }
 
 // complete builds a time the plugin wrote without year or zone: in the
