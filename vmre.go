@@ -33,6 +33,17 @@ const (
 	HandshakeTokenHeader = "Vmre-Handshake-Token"
 )
 
+// Attached plugins: the name under which a plugin attaches (the same name
+// after a restart of the plugin or of the engine means the same runtime),
+// and the instance vmre's client sends so that a repeated handshake of the
+// same process only refreshes its registration. The plugin reads
+// RuntimeNameKey; vmre's client sends both headers.
+const (
+	RuntimeNameKey       = "VMRE_RUNTIME_NAME"
+	RuntimeNameHeader    = "Vmre-Runtime-Name"
+	AttachInstanceHeader = "Vmre-Attach-Instance"
+)
+
 // TLS for a plugin that handshakes with an engine on another host: vmre's
 // client reads these variables and, when any is set, speaks TLS to the
 // engine. Each names a PEM file.

@@ -110,6 +110,25 @@ type config struct {
 	token      string
 	tls        *tls.Config
 	useTLS     bool
+	name       string
+	instance   string
+}
+
+// WithName sends name in the [vmre.RuntimeNameHeader] request header: the
+// name under which an engine's attach endpoint registers the VM. A VM
+// that attaches again under the same name, after its own restart or the
+// engine's, is the same runtime (same id) in a new incarnation. The
+// default (empty) sends no header, and the engine names the runtime after
+// its address. Launching engines ignore it. [Handshake] and
+// [KeepAttached] take it from [vmre.RuntimeNameKey] when that is set.
+func WithName(name string) Option {
+	return optionFunc(func(c *config) { c.name = name })
+}
+
+// withInstance sends instance in the [vmre.AttachInstanceHeader] header
+// (see [Attacher]).
+func withInstance(instance string) Option {
+	return optionFunc(func(c *config) { c.instance = instance })
 }
 
 // WithTLS makes the Client speak TLS to the engine with cfg (nil: verify
@@ -268,8 +287,8 @@ func New(engineAddr string, opts ...Option) *Client {
 		}
 		httpClient = &http.Client{Transport: c.ownTransport}
 	}
-	if cfg.token != "" {
-		connectOpts = append(connectOpts, connect.WithInterceptors(tokenInterceptor(cfg.token)))
+	if headers := cfg.headers(); len(headers) > 0 {
+		connectOpts = append(connectOpts, connect.WithInterceptors(headerInterceptor(headers)))
 	}
 	c.rpc = connect.NewClient[handshakev1.InitializeRequest, emptypb.Empty](httpClient,
 		strings.TrimRight(base, "/")+vmruntime.InitializeProcedure,
@@ -279,15 +298,30 @@ func New(engineAddr string, opts ...Option) *Client {
 	return c
 }
 
-// tokenInterceptor sets the token header on each request. It works on the
+// headers returns the request headers the options ask for.
+func (c *config) headers() map[string]string {
+	h := map[string]string{}
+	for key, value := range map[string]string{
+		vmre.HandshakeTokenHeader: c.token, vmre.RuntimeNameHeader: c.name, vmre.AttachInstanceHeader: c.instance,
+	} {
+		if value != "" {
+			h[key] = value
+		}
+	}
+	return h
+}
+
+// headerInterceptor sets headers on each request. It works on the
 // request rather than through a call info in the context: a new call info
 // would hide the one the caller may have put there (connect.NewClientContext),
 // whose request headers would then not be sent and whose response headers
 // would stay empty.
-func tokenInterceptor(token string) connect.UnaryInterceptorFunc {
+func headerInterceptor(headers map[string]string) connect.UnaryInterceptorFunc {
 	return func(next connect.UnaryFunc) connect.UnaryFunc {
 		return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
-			req.Header().Set(vmre.HandshakeTokenHeader, token)
+			for key, value := range headers {
+				req.Header().Set(key, value)
+			}
 			return next(ctx, req)
 		}
 	}

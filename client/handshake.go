@@ -28,7 +28,8 @@ func EngineAddrFromEnv() (string, error) {
 
 // Handshake is the plugin side of the handshake in one call: it reads the
 // engine's address with [EngineAddrFromEnv], adds [WithToken] with the value
-// of [vmre.HandshakeTokenKey] when that variable is set, and [WithTLS] with
+// of [vmre.HandshakeTokenKey] when that variable is set, [WithName] with
+// that of [vmre.RuntimeNameKey], and [WithTLS] with
 // [TLSFromEnv]'s configuration when any of its variables is set (options
 // among opts take precedence over both), calls [Client.Initialize] once and
 // closes the client's idle connections.
@@ -72,11 +73,14 @@ func TLSFromEnv() (*tls.Config, error) {
 }
 
 // optionsFromEnv returns the options the environment asks for: the
-// handshake token and TLS.
+// handshake token, the runtime's name and TLS.
 func optionsFromEnv() ([]Option, error) {
 	var opts []Option
 	if token := os.Getenv(vmre.HandshakeTokenKey); token != "" {
 		opts = append(opts, WithToken(token))
+	}
+	if name := os.Getenv(vmre.RuntimeNameKey); name != "" {
+		opts = append(opts, WithName(name))
 	}
 	cfg, err := TLSFromEnv()
 	if err != nil {

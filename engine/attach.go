@@ -13,6 +13,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"connectrpc.com/connect"
 	"connectrpc.com/grpcreflect"
@@ -25,19 +27,54 @@ import (
 )
 
 // Attach registers a plugin that completed a handshake on the attach
+// endpoint; it is [Engine.AttachWith] with no name and no instance, so the
+// runtime is named "attached " + vmAddr.
+func (e *Engine) Attach(protocolVersion uint32, vmAddr, peerAddr string) (Runtime, error) {
+	return e.AttachWith(AttachRequest{ProtocolVersion: protocolVersion, VMAddr: vmAddr, PeerAddr: peerAddr})
+}
+
+// AttachRequest is one handshake on the attach endpoint.
+type AttachRequest struct {
+	// Name identifies the VM across its handshakes, its restarts and the
+	// engine's: vmre's client sends it in [vmre.RuntimeNameHeader]
+	// ([vmre.RuntimeNameKey] in the plugin's environment). Default:
+	// "attached " + VMAddr, so that a VM without a name is known by its
+	// address.
+	Name string
+	// Instance identifies one process of the VM: vmre's client sends a
+	// random one per client.KeepAttached call in
+	// [vmre.AttachInstanceHeader]. A handshake repeating the instance and
+	// address of a live runtime only refreshes it. Empty: every handshake
+	// is a new incarnation.
+	Instance        string
+	ProtocolVersion uint32
+	VMAddr          string
+	PeerAddr        string
+}
+
+// AttachWith registers a plugin that completed a handshake on the attach
 // endpoint as an attached runtime and returns it. The plugin's process is
 // not the engine's: it is never stopped or restarted, and the engine sees
 // it die only through the liveness probe of [Config.AttachHealth], after
-// which the runtime is [StateLost] and moves to the history. A second handshake announcing the VM address of a live
-// attached runtime refreshes that runtime instead of adding one. When
-// [Config.MaxAttached] runtimes are attached already, the one whose last
-// handshake is the oldest is forgotten (watchers see it removed) to make
-// room: its plugin is the likeliest to be gone, and a long-running engine
-// keeps accepting new plugins. A version outside [Config.AcceptedVersions]
-// fails with a [*vmre.VersionMismatchError].
-func (e *Engine) Attach(protocolVersion uint32, vmAddr, peerAddr string) (Runtime, error) {
-	if !slices.Contains(e.cfg.AcceptedVersions, protocolVersion) {
-		return Runtime{}, &vmre.VersionMismatchError{Accepted: slices.Clone(e.cfg.AcceptedVersions), Got: protocolVersion}
+// which the runtime is [StateLost] and moves to the history.
+//
+// A handshake under the name of an attached runtime, live or lost, is that
+// runtime again: same id, and a new incarnation (a new StartedAt, state
+// attached, its probe restarted, an event saying so), unless it repeats
+// the live runtime's non-empty Instance and its address, which only
+// refreshes it (no event). When [Config.MaxAttached] runtimes are attached
+// already, the one whose last handshake is the oldest is forgotten
+// (watchers see it removed) to make room: its plugin is the likeliest to be
+// gone, and a long-running engine keeps accepting new plugins. A version
+// outside [Config.AcceptedVersions] fails with a
+// [*vmre.VersionMismatchError].
+func (e *Engine) AttachWith(req AttachRequest) (Runtime, error) {
+	if !slices.Contains(e.cfg.AcceptedVersions, req.ProtocolVersion) {
+		return Runtime{}, &vmre.VersionMismatchError{Accepted: slices.Clone(e.cfg.AcceptedVersions), Got: req.ProtocolVersion}
+	}
+	name := req.Name
+	if name == "" {
+		name = "attached " + req.VMAddr
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
@@ -46,48 +83,77 @@ func (e *Engine) Attach(protocolVersion uint32, vmAddr, peerAddr string) (Runtim
 	}
 	e.handshakes++
 	attached := 0
-	var oldest *runtime
+	var same, oldest *runtime
 	for _, id := range e.order {
 		r := e.runtimes[id]
-		if !r.info.Attached || r.info.State == StateLost {
+		if !r.info.Attached {
+			continue
+		}
+		if r.info.Name == name {
+			same = r
+		}
+		if r.info.State == StateLost {
 			continue
 		}
 		attached++
-		if r.info.VMAddr == vmAddr {
-			r.lastHandshake = e.handshakes
-			r.info.ProtocolVersion = protocolVersion
-			r.info.PeerAddr = peerAddr
-			r.info.StartedAt = time.Now()
-			e.transitionLocked(r, StateAttached, "handshake repeated from "+peerAddr)
-			e.startProbeLocked(r, e.cfg.AttachHealth)
-			return r.info.clone(), nil
-		}
-		if oldest == nil || r.lastHandshake < oldest.lastHandshake {
+		if r != same && (oldest == nil || r.lastHandshake < oldest.lastHandshake) {
 			oldest = r
 		}
 	}
-	// At the cap (at least 1), the loop has seen an attached runtime of
-	// another address, so oldest is set.
-	if attached >= e.cfg.MaxAttached {
+	if same != nil && same.info.State != StateLost && req.Instance != "" &&
+		req.Instance == same.instance && req.VMAddr == same.info.VMAddr {
+		same.lastHandshake = e.handshakes
+		same.info.PeerAddr = req.PeerAddr
+		return same.info.clone(), nil
+	}
+	// A live runtime of this name holds its own place; any other one
+	// needs a free place. At the cap (at least 1), the loop has seen an
+	// attached runtime of another name, so oldest is set.
+	if (same == nil || same.info.State == StateLost) && attached >= e.cfg.MaxAttached {
 		e.log.Info().Str("id", oldest.info.ID).Str("addr", oldest.info.VMAddr).Int("max_attached", e.cfg.MaxAttached).
 			Msg("forgetting attached runtime with the oldest handshake")
 		e.removeLocked(oldest.info.ID)
 	}
+	if same != nil {
+		return e.reattachLocked(same, req), nil
+	}
 	r := e.addLocked(Runtime{
-		Name:            "attached " + vmAddr,
+		Name:            name,
 		Attached:        true,
-		VMAddr:          vmAddr,
-		ProtocolVersion: protocolVersion,
+		VMAddr:          req.VMAddr,
+		ProtocolVersion: req.ProtocolVersion,
 		StartedAt:       time.Now(),
-		PeerAddr:        peerAddr,
+		PeerAddr:        req.PeerAddr,
 	})
 	r.lastHandshake = e.handshakes
+	r.instance = req.Instance
 	r.exited = make(chan struct{})
-	e.transitionLocked(r, StateAttached, "attached: handshake from "+peerAddr+"; not ours to stop")
+	e.transitionLocked(r, StateAttached, "attached: handshake from "+req.PeerAddr+"; not ours to stop")
 	e.startProbeLocked(r, e.cfg.AttachHealth)
-	e.log.Info().Str("id", r.info.ID).Str("addr", vmAddr).Uint32("protocol_version", protocolVersion).
-		Str("peer", peerAddr).Msg("runtime attached")
+	e.log.Info().Str("id", r.info.ID).Str("vm", name).Str("addr", req.VMAddr).Uint32("protocol_version", req.ProtocolVersion).
+		Str("peer", req.PeerAddr).Msg("runtime attached")
 	return r.info.clone(), nil
+}
+
+// reattachLocked makes r, an attached runtime live or lost, a new
+// incarnation of the VM that handshook with req. The caller holds e.mu.
+func (e *Engine) reattachLocked(r *runtime, req AttachRequest) Runtime {
+	why := "re-attached: new incarnation, handshake from " + req.PeerAddr
+	if r.inHistory {
+		r.inHistory = false
+		e.history = slices.DeleteFunc(e.history, func(id string) bool { return id == r.info.ID })
+		why = "re-attached after it was lost: handshake from " + req.PeerAddr
+	}
+	r.lastHandshake = e.handshakes
+	r.instance = req.Instance
+	r.info.VMAddr, r.info.ProtocolVersion, r.info.PeerAddr = req.VMAddr, req.ProtocolVersion, req.PeerAddr
+	r.info.StartedAt, r.info.ExitedAt, r.info.LastError = time.Now(), time.Time{}, ""
+	r.exited = make(chan struct{})
+	e.transitionLocked(r, StateAttached, why)
+	e.startProbeLocked(r, e.cfg.AttachHealth)
+	e.log.Info().Str("id", r.info.ID).Str("vm", r.info.Name).Str("addr", req.VMAddr).Str("peer", req.PeerAddr).
+		Msg("runtime re-attached")
+	return r.info.clone()
 }
 
 // attachInitializer adapts [Engine.Attach] to vmre.Initializer.
@@ -96,15 +162,35 @@ type attachInitializer struct{ e *Engine }
 var _ vmre.Initializer = attachInitializer{}
 
 func (a attachInitializer) Initialize(ctx context.Context, protocolVersion uint32, vmAddr string) error {
-	var peer string
+	req := AttachRequest{ProtocolVersion: protocolVersion, VMAddr: vmAddr}
 	if info, ok := connect.CallInfoForHandlerContext(ctx); ok {
-		peer = info.Peer().Addr
+		req.PeerAddr = info.Peer().Addr
+		req.Name = info.RequestHeader().Get(vmre.RuntimeNameHeader)
+		req.Instance = info.RequestHeader().Get(vmre.AttachInstanceHeader)
 	}
-	_, err := a.e.Attach(protocolVersion, vmAddr, peer)
+	if err := checkAttachName(req.Name); err != nil {
+		return err
+	}
+	_, err := a.e.AttachWith(req)
 	if errors.Is(err, ErrClosed) {
 		return connect.NewError(connect.CodeUnavailable, err)
 	}
 	return err
+}
+
+// maxNameLen bounds an attached runtime's name.
+const maxNameLen = 128
+
+// checkAttachName refuses a name that would garble logs and listings:
+// longer than maxNameLen bytes, not UTF-8, or with control characters.
+func checkAttachName(name string) error {
+	if len(name) > maxNameLen {
+		return fmt.Errorf("%w: %s is %d bytes, want at most %d", vmre.ErrInvalidRequest, vmre.RuntimeNameHeader, len(name), maxNameLen)
+	}
+	if !utf8.ValidString(name) || strings.ContainsFunc(name, unicode.IsControl) {
+		return fmt.Errorf("%w: %s holds control characters or invalid UTF-8", vmre.ErrInvalidRequest, vmre.RuntimeNameHeader)
+	}
+	return nil
 }
 
 // AttachEndpoint is a handshake endpoint that registers every plugin that

@@ -153,6 +153,7 @@ type runtime struct {
 	restarting    bool       // a runRestarts goroutine runs for r
 	inHistory     bool
 	lastHandshake uint64 // attached: e.handshakes at its last handshake
+	instance      string // attached: the Instance of its last incarnation's handshake
 
 	// The restart policy's record (backoff.go).
 	runningSince time.Time   // engine clock at the last handshake; zero once ended

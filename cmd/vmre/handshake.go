@@ -24,6 +24,7 @@ func handshakeCommand(ctx context.Context, args []string, stdout, stderr io.Writ
 	protocol := fs.String("protocol", "grpc", "wire protocol: grpc, grpcweb or connect")
 	token := fs.String("token", "", "handshake token (default: from "+vmre.HandshakeTokenKey+")")
 	timeout := fs.Duration("timeout", 5*time.Second, "deadline of the call")
+	name := fs.String("name", os.Getenv(vmre.RuntimeNameKey), "with an attach endpoint, the runtime's name: the same name attaches as the same runtime again (default: from "+vmre.RuntimeNameKey+")")
 	ca := fs.String("ca", os.Getenv(vmre.EngineCAKey), "PEM file of the CAs that verify the engine's TLS certificate (default: from "+vmre.EngineCAKey+")")
 	cert := fs.String("cert", os.Getenv(vmre.EngineCertKey), "PEM client certificate for an engine that requires one (default: from "+vmre.EngineCertKey+")")
 	key := fs.String("key", os.Getenv(vmre.EngineKeyKey), "PEM key of --cert (default: from "+vmre.EngineKeyKey+")")
@@ -61,7 +62,7 @@ func handshakeCommand(ctx context.Context, args []string, stdout, stderr io.Writ
 	if *token == "" {
 		*token = os.Getenv(vmre.HandshakeTokenKey)
 	}
-	opts := []client.Option{client.WithProtocol(proto)}
+	opts := []client.Option{client.WithProtocol(proto), client.WithName(*name)}
 	if *ca != "" || *cert != "" || *key != "" {
 		cfg, err := client.TLSFromFiles(*ca, *cert, *key)
 		if err != nil {

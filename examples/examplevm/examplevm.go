@@ -31,6 +31,14 @@ type Config struct {
 	ProtocolVersion uint32
 	// Heartbeat is the interval of the "heartbeat" log line; default 2s.
 	Heartbeat time.Duration
+	// KeepAttached makes the VM attach with client.KeepAttached instead of
+	// one handshake: for a VM started outside the engine (a sidecar), which
+	// retries until an attach endpoint accepts it and registers again
+	// after the engine restarts. Its name comes from VMRE_RUNTIME_NAME.
+	KeepAttached bool
+	// AttachRefresh is the interval of KeepAttached's refreshing
+	// handshakes; default client.DefaultRefresh.
+	AttachRefresh time.Duration
 }
 
 // Run serves the VM until ctx is done, then shuts its server down and
@@ -62,7 +70,17 @@ func Run(ctx context.Context, log zerolog.Logger, cfg Config) error {
 
 	addr := lis.Addr().String()
 	log.Info().Str("addr", addr).Msg("vm server listening")
-	if err := client.Handshake(ctx, cfg.ProtocolVersion, addr); err != nil {
+	attachErr := make(chan error, 1)
+	if cfg.KeepAttached {
+		a := &client.Attacher{ProtocolVersion: cfg.ProtocolVersion, VMAddr: addr, Refresh: cfg.AttachRefresh, OnHandshake: func(err error) {
+			if err != nil {
+				log.Warn().Err(err).Msg("attach failed; retrying")
+				return
+			}
+			log.Debug().Msg("attached")
+		}}
+		go func() { attachErr <- a.Run(ctx) }()
+	} else if err := client.Handshake(ctx, cfg.ProtocolVersion, addr); err != nil {
 		if ctx.Err() != nil {
 			// Asked to stop while the handshake was in flight: that is a
 			// clean shutdown, not a failure.
@@ -71,7 +89,9 @@ func Run(ctx context.Context, log zerolog.Logger, cfg Config) error {
 		}
 		return fmt.Errorf("handshake: %w", err)
 	}
-	log.Info().Uint32("protocol_version", cfg.ProtocolVersion).Msg("handshake complete")
+	if !cfg.KeepAttached {
+		log.Info().Uint32("protocol_version", cfg.ProtocolVersion).Msg("handshake complete")
+	}
 
 	ticker := time.NewTicker(cfg.Heartbeat)
 	defer ticker.Stop()
@@ -85,6 +105,11 @@ func Run(ctx context.Context, log zerolog.Logger, cfg Config) error {
 				return nil
 			}
 			return fmt.Errorf("serve: %w", err)
+		case err := <-attachErr:
+			if ctx.Err() != nil {
+				return nil
+			}
+			return fmt.Errorf("attach: %w", err)
 		case <-ticker.C:
 			log.Info().Int("beat", beat).Msg("heartbeat")
 		}
