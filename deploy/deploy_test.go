@@ -56,13 +56,20 @@ func TestMain(m *testing.M) {
 }
 
 // checkRunFlags fails the test unless vmre accepts args (starting with
-// "run") as they are: it runs `vmre ARGS -h`, which parses every flag, value
-// included, and exits 0 with the usage, or 2 naming what it refused.
+// "run") as they are; see checkArgs.
 func checkRunFlags(t *testing.T, args []string) {
 	t.Helper()
 	if len(args) == 0 || args[0] != "run" {
 		t.Fatalf("vmre arguments %q do not start with run", args)
 	}
+	checkArgs(t, args)
+}
+
+// checkArgs fails the test unless vmre accepts args (a command and its
+// flags) as they are: it runs `vmre ARGS -h`, which parses every flag,
+// value included, and exits 0 with the usage, or 2 naming what it refused.
+func checkArgs(t *testing.T, args []string) {
+	t.Helper()
 	bin, err := vmreBinary()
 	if err != nil {
 		t.Fatal(err)

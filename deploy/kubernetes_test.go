@@ -197,9 +197,15 @@ func TestKubernetesManifest(t *testing.T) {
 		t.Errorf("the VM's %s is %v, want unix:%s", vmre.EngineAddressKey, e, socket)
 	}
 	// The name the VM attaches under, which the probes ask about.
-	const runtimeNameKey = "VMRE_RUNTIME_NAME"
-	if e := env(vm, runtimeNameKey); e == nil || e.Value != vm.Name {
-		t.Errorf("the VM's %s is %v, want its container's name %q, which the probes ask about", runtimeNameKey, e, vm.Name)
+	if e := env(vm, vmre.RuntimeNameKey); e == nil || e.Value != vm.Name {
+		t.Errorf("the VM's %s is %v, want its container's name %q, which the probes ask about", vmre.RuntimeNameKey, e, vm.Name)
+	}
+	// The stand-in VM is vmre's own example VM, kept attached.
+	if vm.Image == engine.Image {
+		checkArgs(t, vm.Args)
+		if !hasFlag(vm.Args, "keep-attached") {
+			t.Error("the example VM does not keep itself attached: it would not survive a restart of vmre")
+		}
 	}
 	attachToken, _ := flagValue(args, "attach-token-file")
 	if e := env(vm, vmre.HandshakeTokenKey); e == nil || e.ValueFrom == nil || e.ValueFrom.SecretKeyRef == nil ||
