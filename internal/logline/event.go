@@ -33,7 +33,8 @@ func (r *Reader) send(l *Line, startsPanic bool) {
 			r.ctx = logtime.WithTime(e.GetCtx(), r.now)
 		}
 		e = e.Ctx(r.ctx)
-		if !r.sendFast(e, l) {
+		// A plain line has a message only: one call either way.
+		if l.Format == Plain || l.Format == Raw || !r.sendFast(e, l) {
 			r.sendFields(e, l)
 		}
 		e.Send()
