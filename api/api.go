@@ -176,8 +176,9 @@ func New(eng *engine.Engine, cfg Config) (*Handler, error) {
 		version = buildVersion()
 	}
 	shared := newSharedChanges(engineInfo{instanceID: eng.InstanceID(), started: eng.StartedAt(), version: version})
+	streams := new(streamGauges)
 	path, service := vmrev1connect.NewRuntimeServiceHandler(
-		&service{engine: eng, shared: shared, reloader: cfg.Reloader, tails: &byteBudget{max: maxTailBytes}},
+		&service{engine: eng, shared: shared, reloader: cfg.Reloader, tails: &byteBudget{max: maxTailBytes}, streams: streams},
 		connect.WithCodec(protoCodec{shared: shared}),
 		connect.WithInterceptors(newAuthInterceptor(tokens), newStreamLimiter(maxStreams, maxStreamsPerConn).interceptor()),
 		connect.WithReadMaxBytes(MaxRequestBytes),
@@ -212,7 +213,7 @@ func New(eng *engine.Engine, cfg Config) (*Handler, error) {
 	mux.Handle(grpcreflect.NewHandlerV1(reflector, limit))
 	mux.Handle(grpcreflect.NewHandlerV1Alpha(reflector, limit))
 	// Metrics need no token, like health: they describe, never act.
-	metricsHandler, err := newMetrics(eng).handler()
+	metricsHandler, err := newMetrics(eng, streams).handler()
 	if err != nil {
 		return nil, fmt.Errorf("register metrics: %w", err)
 	}

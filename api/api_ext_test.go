@@ -50,12 +50,22 @@ type fakeLauncher struct {
 	outFn []func(*subprocess.Line)
 }
 
-func (f *fakeLauncher) Launch(_ context.Context, _ engine.Spec, output func(*subprocess.Line)) (subprocess.Status, vmre.Runtime, error) {
+// Paths the fake launcher treats specially.
+const (
+	pathHandshakeTimeout = "/opt/no-handshake" // the launch fails: handshake timeout
+	pathStubborn         = "/opt/stubborn"     // a stop must SIGKILL it
+)
+
+func (f *fakeLauncher) Launch(_ context.Context, spec engine.Spec, output func(*subprocess.Line)) (subprocess.Status, vmre.Runtime, error) {
 	f.mu.Lock()
 	f.outFn = append(f.outFn, output)
 	f.mu.Unlock()
+	if spec.Path == pathHandshakeTimeout {
+		return subprocess.Status{}, nil, fmt.Errorf("%w: %w", vmre.ErrHandshakeFailed, vmre.ErrHandshakeTimeout)
+	}
 	return subprocess.Status{Pid: int(4000 + f.pid.Add(1)), Addr: "127.0.0.1:40001", ProtocolVersion: 42,
-		StartedAt: time.Now(), HandshakeDuration: 3 * time.Millisecond}, &fakeProc{done: make(chan struct{})}, nil
+			StartedAt: time.Now(), HandshakeDuration: 3 * time.Millisecond},
+		&fakeProc{done: make(chan struct{}), forced: spec.Path == pathStubborn}, nil
 }
 
 func (f *fakeLauncher) output(i int) func(*subprocess.Line) {
@@ -65,13 +75,17 @@ func (f *fakeLauncher) output(i int) func(*subprocess.Line) {
 }
 
 type fakeProc struct {
-	once sync.Once
-	done chan struct{}
+	once   sync.Once
+	done   chan struct{}
+	forced bool // it ignores SIGTERM: a stop ends it with SIGKILL
 }
 
 func (p *fakeProc) Stop(context.Context)  { p.once.Do(func() { close(p.done) }) }
 func (p *fakeProc) Done() <-chan struct{} { return p.done }
 func (p *fakeProc) ExitStatus() vmre.ExitStatus {
+	if p.forced {
+		return vmre.ExitStatus{Code: -1, Signal: "killed", ForcedKill: true}
+	}
 	return vmre.ExitStatus{Code: -1, Signal: "terminated"}
 }
 

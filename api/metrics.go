@@ -2,16 +2,19 @@ package api
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"strconv"
-	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/rs/zerolog"
 
+	"github.com/vmre/vmre"
 	"github.com/vmre/vmre/engine"
 	"github.com/vmre/vmre/server"
 )
@@ -21,13 +24,50 @@ const MetricsPath = "/metrics"
 
 // Exit reasons of vmre_runtime_exits_total.
 const (
+	exitStopped   = "stopped"   // ended by a stop (Stop, restart, shutdown)
 	exitZero      = "exit_zero" // exited on its own with status 0
-	exitCode      = "exit_code" // exited with a non-zero status
-	exitSignal    = "signal"    // ended by a signal
-	exitHandshake = "handshake" // ended before its handshake completed
+	exitCode      = "exit_code" // exited on its own with a non-zero status
+	exitSignal    = "signal"    // ended on its own by a signal
+	exitHandshake = "handshake" // its launch or handshake failed
 	exitLiveness  = "liveness"  // stopped because its liveness probe failed
 	exitLost      = "lost"      // an attached runtime whose probe gave up
 )
+
+// handshakeFailures lists the reasons of vmre_handshake_failures_total, in
+// the order they are tested: the first sentinel a launch error matches
+// names it, and one matching none is "other".
+var handshakeFailures = []struct {
+	reason string
+	errs   []error
+}{
+	{"timeout", []error{vmre.ErrHandshakeTimeout}},
+	{"version_mismatch", []error{vmre.ErrProtocolVersionMismatch}},
+	{"process_exited", []error{vmre.ErrProcessExited}},
+	{"unreachable", []error{vmre.ErrProcessNotFound}},
+	{"preflight", []error{vmre.ErrNotExecutable, vmre.ErrChecksumMismatch}},
+	{"invalid_config", []error{vmre.ErrInvalidConfig}},
+}
+
+const handshakeFailureOther = "other"
+
+func handshakeFailureReason(err error) string {
+	for _, f := range handshakeFailures {
+		for _, sentinel := range f.errs {
+			if errors.Is(err, sentinel) {
+				return f.reason
+			}
+		}
+	}
+	return handshakeFailureOther
+}
+
+// outputLevel is the level label of vmre_output_lines_total.
+func outputLevel(l zerolog.Level) string {
+	if l == zerolog.NoLevel {
+		return "none"
+	}
+	return l.String()
+}
 
 var (
 	descInfo = prometheus.NewDesc("vmre_runtime_info",
@@ -60,31 +100,39 @@ var (
 	descThreads = prometheus.NewDesc("vmre_runtime_threads",
 		"Threads in the runtime's process tree.",
 		[]string{"id", "name"}, nil)
+	descProbeFailures = prometheus.NewDesc("vmre_health_probe_failures_total",
+		"Liveness probes of the runtime that failed.",
+		[]string{"id", "name"}, nil)
+	descOutputLines = prometheus.NewDesc("vmre_output_lines_total",
+		"Output lines the runtime wrote, by stream and parsed level (none: no level).",
+		[]string{"id", "name", "stream", "level"}, nil)
+	descOutputDropped = prometheus.NewDesc("vmre_output_dropped_lines_total",
+		"Output lines that TailOutput followers of the runtime missed because they fell behind.",
+		[]string{"id", "name"}, nil)
 	descRefused = prometheus.NewDesc("vmre_handshake_refused_total",
 		"Handshake callers refused before their call reached the engine (not the launched plugin, no or a wrong token).",
 		[]string{"reason"}, nil)
 )
 
-// allStates lists every state vmre_runtime_state reports, so that a
-// runtime has one series per state whatever state it is in.
-var allStates = []engine.State{
-	engine.StateStarting, engine.StateRunning, engine.StateUnhealthy, engine.StateStopping,
-	engine.StateBackoff, engine.StateExited, engine.StateFailed, engine.StateAttached, engine.StateLost,
-}
-
 // metrics is the engine's collector. Gauges and the runtime counters the
-// engine keeps itself (restarts, CPU) are read from a snapshot at scrape
-// time, so a runtime's series vanish when it leaves the engine's history.
-// What the engine does not keep (exits by reason, handshake durations) is
-// counted by one watcher of the engine's changes, once per launch: a launch
-// is known by its runtime's id and start time, so a snapshot (the first
-// message, and after the watcher fell behind) neither repeats nor loses a
-// launch it shows. A launch that began and ended entirely while the watcher
-// was behind is not counted.
+// engine keeps itself (restarts, CPU, output lines, probe failures) are
+// read from a snapshot at scrape time, so a runtime's series vanish when
+// it leaves the engine's history, and nothing is counted on the launch or
+// output paths. What the engine does not keep (exits by reason, handshake
+// durations and failures, stop durations, forced kills) is counted by one
+// watcher of the engine's changes, once per launch: a launch is known by
+// its runtime's id and start time, so a snapshot (the first message, and
+// after the watcher fell behind) neither repeats nor loses a launch it
+// shows. A launch that began and ended entirely while the watcher was
+// behind is not counted.
 type metrics struct {
-	eng *engine.Engine
+	eng     *engine.Engine
+	streams *streamGauges
 
-	handshakes prometheus.Histogram
+	handshakes        prometheus.Histogram
+	handshakeFailures *prometheus.CounterVec
+	stops             prometheus.Histogram
+	forcedKills       prometheus.Counter
 
 	mu    sync.Mutex
 	exits map[string]map[string]float64 // runtime id -> reason -> count
@@ -95,17 +143,41 @@ type metrics struct {
 // launch whose end, were last counted for one runtime.
 type counted struct{ handshake, exit time.Time }
 
-func newMetrics(eng *engine.Engine) *metrics {
-	return &metrics{
-		eng: eng,
+func newMetrics(eng *engine.Engine, streams *streamGauges) *metrics {
+	m := &metrics{
+		eng:     eng,
+		streams: streams,
 		handshakes: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "vmre_handshake_duration_seconds",
 			Help:    "Time from a launch to its completed handshake.",
 			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
 		}),
+		handshakeFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "vmre_handshake_failures_total",
+			Help: "Launches whose handshake failed, by reason.",
+		}, []string{"reason"}),
+		stops: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "vmre_stop_duration_seconds",
+			Help: "Time from a stop's request to the process's exit.",
+			// A clean stop takes milliseconds; the default grace period
+			// before the SIGKILL is 5 s, and a VM's Shutdown call may
+			// take longer.
+			Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60},
+		}),
+		forcedKills: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "vmre_stop_forced_kills_total",
+			Help: "Stops that had to SIGKILL the process after its grace period.",
+		}),
 		exits: make(map[string]map[string]float64),
 		seen:  make(map[string]counted),
 	}
+	// Every reason has a series from the start, so that rate() and
+	// increase() see the first failure.
+	for _, f := range handshakeFailures {
+		m.handshakeFailures.WithLabelValues(f.reason)
+	}
+	m.handshakeFailures.WithLabelValues(handshakeFailureOther)
+	return m
 }
 
 // handler returns the /metrics handler over a registry of its own (the
@@ -114,7 +186,15 @@ func newMetrics(eng *engine.Engine) *metrics {
 func (m *metrics) handler() (http.Handler, error) {
 	reg := prometheus.NewRegistry()
 	for _, c := range []prometheus.Collector{
-		m, m.handshakes,
+		m, m.handshakes, m.handshakeFailures, m.stops, m.forcedKills,
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "vmre_api_watchers",
+			Help: "WatchRuntimes streams open on the API port.",
+		}, func() float64 { return float64(m.streams.watchers.Load()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "vmre_api_followers",
+			Help: "TailOutput streams following a runtime's output on the API port.",
+		}, func() float64 { return float64(m.streams.followers.Load()) }),
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	} {
@@ -169,29 +249,41 @@ func (m *metrics) countLocked(r engine.Runtime) {
 		m.handshakes.Observe(r.HandshakeDuration.Seconds())
 		s.handshake = r.StartedAt
 	}
-	if r.State.Ended() && !r.StartedAt.Equal(s.exit) {
+	if r.End != engine.EndNone && !r.StartedAt.Equal(s.exit) {
 		byReason := m.exits[r.ID]
 		if byReason == nil {
 			byReason = make(map[string]float64)
 			m.exits[r.ID] = byReason
 		}
 		byReason[exitReason(r)]++
+		if r.End == engine.EndLaunchFailed {
+			m.handshakeFailures.WithLabelValues(handshakeFailureReason(r.LaunchErr)).Inc()
+		}
+		if r.StopDuration > 0 {
+			m.stops.Observe(r.StopDuration.Seconds())
+		}
+		if r.Exit != nil && r.Exit.ForcedKill {
+			m.forcedKills.Inc()
+		}
 		s.exit = r.StartedAt
 	}
 	m.seen[r.ID] = s
 }
 
 func exitReason(r engine.Runtime) string {
-	switch {
-	case r.State == engine.StateLost:
+	switch r.End {
+	case engine.EndStopped:
+		return exitStopped
+	case engine.EndLost:
 		return exitLost
-	case r.HandshakeDuration == 0 && !r.Attached:
+	case engine.EndLaunchFailed:
 		return exitHandshake
-	case strings.HasPrefix(r.LastError, "liveness failed"):
+	case engine.EndLiveness:
 		return exitLiveness
-	case r.Exit != nil && r.Exit.Signal != "":
-		return exitSignal
-	case r.Exit != nil && r.Exit.Code != 0:
+	case engine.EndFailed:
+		if r.Exit != nil && r.Exit.Signal != "" {
+			return exitSignal
+		}
 		return exitCode
 	default:
 		return exitZero
@@ -200,7 +292,8 @@ func exitReason(r engine.Runtime) string {
 
 // Describe implements [prometheus.Collector].
 func (m *metrics) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descInfo, descState, descStart, descRestarts, descExits, descCPU, descRSS, descFDs, descProcs, descThreads, descRefused} {
+	for _, d := range []*prometheus.Desc{descInfo, descState, descStart, descRestarts, descExits, descCPU, descRSS, descFDs, descProcs, descThreads,
+		descProbeFailures, descOutputLines, descOutputDropped, descRefused} {
 		ch <- d
 	}
 }
@@ -208,11 +301,14 @@ func (m *metrics) Describe(ch chan<- *prometheus.Desc) {
 // Collect implements [prometheus.Collector].
 func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 	runtimes := m.eng.List()
+	states := engine.States()
+	names := make(map[string]string, len(runtimes))
 	for _, r := range runtimes {
+		names[r.ID] = r.Name
 		id, name := r.ID, r.Name
 		ch <- prometheus.MustNewConstMetric(descInfo, prometheus.GaugeValue, 1,
 			id, name, strconv.FormatUint(uint64(r.ProtocolVersion), 10), strconv.FormatBool(r.Attached))
-		for _, s := range allStates {
+		for _, s := range states {
 			v := 0.0
 			if r.State == s {
 				v = 1
@@ -224,12 +320,26 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 				float64(r.StartedAt.UnixNano())/1e9, id, name)
 		}
 		ch <- prometheus.MustNewConstMetric(descRestarts, prometheus.CounterValue, float64(r.Restarts), id, name)
+		ch <- prometheus.MustNewConstMetric(descProbeFailures, prometheus.CounterValue, float64(r.ProbeFailures), id, name)
 		if u := r.Usage; u != nil {
 			ch <- prometheus.MustNewConstMetric(descCPU, prometheus.CounterValue, u.CPUSeconds, id, name)
 			ch <- prometheus.MustNewConstMetric(descRSS, prometheus.GaugeValue, float64(u.RSSBytes), id, name)
 			ch <- prometheus.MustNewConstMetric(descFDs, prometheus.GaugeValue, float64(u.OpenFDs), id, name)
 			ch <- prometheus.MustNewConstMetric(descProcs, prometheus.GaugeValue, float64(u.Processes), id, name)
 			ch <- prometheus.MustNewConstMetric(descThreads, prometheus.GaugeValue, float64(u.Threads), id, name)
+		}
+	}
+	// A runtime registered after List has no name yet: its lines go in
+	// the next scrape.
+	for _, o := range m.eng.OutputStats() {
+		name, ok := names[o.ID]
+		if !ok {
+			continue
+		}
+		ch <- prometheus.MustNewConstMetric(descOutputDropped, prometheus.CounterValue, float64(o.Dropped), o.ID, name)
+		for _, c := range o.Counts {
+			ch <- prometheus.MustNewConstMetric(descOutputLines, prometheus.CounterValue, float64(c.Lines),
+				o.ID, name, c.Stream, outputLevel(c.Level))
 		}
 	}
 	refusals := m.eng.Refusals()
@@ -243,4 +353,11 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 			ch <- prometheus.MustNewConstMetric(descExits, prometheus.CounterValue, n, r.ID, r.Name, reason)
 		}
 	}
+}
+
+// streamGauges counts the API's open streams for vmre_api_watchers and
+// vmre_api_followers; the service adds and removes each stream.
+type streamGauges struct {
+	watchers  atomic.Int64
+	followers atomic.Int64
 }

@@ -2,6 +2,7 @@ package api_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"os"
@@ -12,10 +13,13 @@ import (
 
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
+	"github.com/rs/zerolog"
 	"github.com/vmre/vmre"
 	"github.com/vmre/vmre/api"
 	"github.com/vmre/vmre/engine"
+	vmrev1 "github.com/vmre/vmre/gen/vmre/v1"
 	"github.com/vmre/vmre/server"
+	"github.com/vmre/vmre/subprocess"
 )
 
 // scrape reads the API port's /metrics in the text format and returns each
@@ -74,24 +78,56 @@ func scrapeUntil(t *testing.T, h *harness, ok func(map[string]float64) bool) map
 	}
 }
 
+// wantSamples reports every key of want whose sample in s is missing or
+// has another value.
+func wantSamples(t *testing.T, when string, s map[string]float64, want map[string]float64) {
+	t.Helper()
+	for key, v := range want {
+		if got, ok := s[key]; !ok || got != v {
+			t.Errorf("%s: %s = %v (present %v), want %v", when, key, got, ok, v)
+		}
+	}
+}
+
 func TestMetricsFollowARuntimesLife(t *testing.T) {
 	t.Parallel()
 	h := startEngine(t, engine.Config{History: 1}, nil)
 	if _, err := h.engine.Launch(t.Context(), engine.Spec{Name: "vm-a", Path: "/opt/vm-a"}); err != nil {
 		t.Fatal(err)
 	}
+	out := h.launcher.output(0)
+	for _, l := range []subprocess.Line{
+		{Stream: subprocess.StreamStdout, Level: zerolog.InfoLevel},
+		{Stream: subprocess.StreamStdout, Level: zerolog.InfoLevel},
+		{Stream: subprocess.StreamStderr, Level: zerolog.ErrorLevel},
+		{Stream: subprocess.StreamStderr, Level: zerolog.NoLevel},
+	} {
+		out(&l)
+	}
 	s := scrapeUntil(t, h, func(s map[string]float64) bool {
 		return s[`vmre_handshake_duration_seconds_count{}`] == 1
 	})
-	for key, want := range map[string]float64{
+	wantSamples(t, "launched", s, map[string]float64{
 		`vmre_runtime_info{attached="false",id="r1",name="vm-a",protocol_version="42"}`: 1,
-		`vmre_runtime_state{id="r1",name="vm-a",state="running"}`:                       1,
-		`vmre_runtime_state{id="r1",name="vm-a",state="exited"}`:                        0,
 		`vmre_runtime_restarts_total{id="r1",name="vm-a"}`:                              0,
-	} {
-		if got, ok := s[key]; !ok || got != want {
-			t.Errorf("%s = %v (present %v), want %v", key, got, ok, want)
+		`vmre_health_probe_failures_total{id="r1",name="vm-a"}`:                         0,
+		`vmre_output_lines_total{id="r1",level="info",name="vm-a",stream="stdout"}`:     2,
+		`vmre_output_lines_total{id="r1",level="error",name="vm-a",stream="stderr"}`:    1,
+		`vmre_output_lines_total{id="r1",level="none",name="vm-a",stream="stderr"}`:     1,
+		`vmre_output_dropped_lines_total{id="r1",name="vm-a"}`:                          0,
+		`vmre_stop_duration_seconds_count{}`:                                            0,
+		`vmre_stop_forced_kills_total{}`:                                                0,
+		`vmre_handshake_failures_total{reason="timeout"}`:                               0,
+		`vmre_api_watchers{}`:  0,
+		`vmre_api_followers{}`: 0,
+	})
+	// One series per state the engine has, 1 for the current one.
+	for _, st := range engine.States() {
+		want := 0.0
+		if st == engine.StateRunning {
+			want = 1
 		}
+		wantSamples(t, "launched", s, map[string]float64{`vmre_runtime_state{id="r1",name="vm-a",state="` + st.String() + `"}`: want})
 	}
 	if s[`vmre_runtime_start_time_seconds{id="r1",name="vm-a"}`] <= 0 {
 		t.Errorf("no start time: %v", s)
@@ -100,23 +136,22 @@ func TestMetricsFollowARuntimesLife(t *testing.T) {
 		t.Error("no Go collector")
 	}
 
-	// A restart: one exit (the fake process ends by SIGTERM) and a second
-	// handshake.
+	// A restart: one stop, a second handshake.
 	if _, err := h.engine.Restart(t.Context(), "r1"); err != nil {
 		t.Fatal(err)
 	}
 	s = scrapeUntil(t, h, func(s map[string]float64) bool {
 		return s[`vmre_handshake_duration_seconds_count{}`] == 2
 	})
-	for key, want := range map[string]float64{
-		`vmre_runtime_restarts_total{id="r1",name="vm-a"}`:              1,
-		`vmre_runtime_exits_total{id="r1",name="vm-a",reason="signal"}`: 1,
-		`vmre_runtime_state{id="r1",name="vm-a",state="running"}`:       1,
-	} {
-		if got := s[key]; got != want {
-			t.Errorf("after restart: %s = %v, want %v", key, got, want)
-		}
-	}
+	wantSamples(t, "restarted", s, map[string]float64{
+		`vmre_runtime_restarts_total{id="r1",name="vm-a"}`:               1,
+		`vmre_runtime_exits_total{id="r1",name="vm-a",reason="stopped"}`: 1,
+		`vmre_runtime_state{id="r1",name="vm-a",state="running"}`:        1,
+		`vmre_stop_duration_seconds_count{}`:                             1,
+		`vmre_stop_forced_kills_total{}`:                                 0,
+		// The counts span the runtime's launches.
+		`vmre_output_lines_total{id="r1",level="info",name="vm-a",stream="stdout"}`: 2,
+	})
 
 	// Stopped, then pushed out of a one-runtime history by another: r1's
 	// series go.
@@ -124,11 +159,9 @@ func TestMetricsFollowARuntimesLife(t *testing.T) {
 		t.Fatal(err)
 	}
 	s = scrapeUntil(t, h, func(s map[string]float64) bool {
-		return s[`vmre_runtime_exits_total{id="r1",name="vm-a",reason="signal"}`] == 2
+		return s[`vmre_runtime_exits_total{id="r1",name="vm-a",reason="stopped"}`] == 2
 	})
-	if s[`vmre_runtime_state{id="r1",name="vm-a",state="exited"}`] != 1 {
-		t.Errorf("stopped runtime not exited: %v", s)
-	}
+	wantSamples(t, "stopped", s, map[string]float64{`vmre_runtime_state{id="r1",name="vm-a",state="exited"}`: 1})
 	if _, err := h.engine.Launch(t.Context(), engine.Spec{Name: "vm-b", Path: "/opt/vm-b"}); err != nil {
 		t.Fatal(err)
 	}
@@ -143,13 +176,91 @@ func TestMetricsFollowARuntimesLife(t *testing.T) {
 			t.Errorf("evicted runtime still has a series: %s", key)
 		}
 	}
+	promtoolCheck(t, h)
+}
 
-	// promtool, where installed, agrees that the exposition is well formed.
+// TestMetricsFailedAttachedAndForced: a launch whose handshake timed out,
+// an attached runtime, and a stop that had to kill.
+func TestMetricsFailedAttachedAndForced(t *testing.T) {
+	t.Parallel()
+	h := start(t, nil)
+	if _, err := h.engine.Launch(t.Context(), engine.Spec{Name: "mute", Path: pathHandshakeTimeout}); !errors.Is(err, vmre.ErrHandshakeTimeout) {
+		t.Fatalf("launch without handshake: %v, want a timeout", err)
+	}
+	att, err := h.engine.Attach(42, "127.0.0.1:50001", "127.0.0.1:1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.engine.Launch(t.Context(), engine.Spec{Name: "stubborn", Path: pathStubborn}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.engine.Stop(t.Context(), "r3"); err != nil {
+		t.Fatal(err)
+	}
+	s := scrapeUntil(t, h, func(s map[string]float64) bool {
+		return s[`vmre_stop_forced_kills_total{}`] == 1 && s[`vmre_handshake_failures_total{reason="timeout"}`] == 1
+	})
+	wantSamples(t, "", s, map[string]float64{
+		`vmre_runtime_state{id="r1",name="mute",state="failed"}`:                                               1,
+		`vmre_runtime_exits_total{id="r1",name="mute",reason="handshake"}`:                                     1,
+		`vmre_handshake_failures_total{reason="version_mismatch"}`:                                             0,
+		`vmre_handshake_failures_total{reason="other"}`:                                                        0,
+		`vmre_runtime_info{attached="true",id="` + att.ID + `",name="` + att.Name + `",protocol_version="42"}`: 1,
+		`vmre_runtime_state{id="` + att.ID + `",name="` + att.Name + `",state="attached"}`:                     1,
+		`vmre_runtime_exits_total{id="r3",name="stubborn",reason="stopped"}`:                                   1,
+		`vmre_stop_duration_seconds_count{}`:                                                                   1,
+	})
+	if _, ok := s[`vmre_runtime_exits_total{id="`+att.ID+`",name="`+att.Name+`",reason="stopped"}`]; ok {
+		t.Error("an attached runtime that runs has an exit")
+	}
+	promtoolCheck(t, h)
+}
+
+// TestMetricsStreamGauges: open watch and follow streams are counted
+// while they last.
+func TestMetricsStreamGauges(t *testing.T) {
+	t.Parallel()
+	h := start(t, nil)
+	rt, err := h.engine.Launch(t.Context(), engine.Spec{Path: "/opt/vm"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	c := h.client()
+	watch, err := c.WatchRuntimes(ctx, &vmrev1.WatchRuntimesRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tail, err := c.TailOutput(ctx, &vmrev1.TailOutputRequest{Id: rt.ID, Follow: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Each stream has begun once its first message arrived.
+	if !watch.Receive() || !tail.Receive() {
+		t.Fatalf("streams: %v, %v", watch.Err(), tail.Err())
+	}
+	scrapeUntil(t, h, func(s map[string]float64) bool {
+		return s[`vmre_api_watchers{}`] == 1 && s[`vmre_api_followers{}`] == 1
+	})
+	cancel()
+	_ = watch.Close()
+	_ = tail.Close()
+	scrapeUntil(t, h, func(s map[string]float64) bool {
+		return s[`vmre_api_watchers{}`] == 0 && s[`vmre_api_followers{}`] == 0
+	})
+}
+
+// promtoolCheck runs `promtool check metrics` on a scrape, where promtool
+// is installed (CI installs it).
+func promtoolCheck(t *testing.T, h *harness) {
+	t.Helper()
 	if _, err := exec.LookPath("promtool"); err != nil {
 		if os.Getenv("CI") != "" {
 			t.Fatal("promtool not installed")
 		}
-		t.Skip("promtool not installed")
+		t.Log("promtool not installed: exposition not checked")
+		return
 	}
 	resp, err := http.Get(h.url + api.MetricsPath)
 	if err != nil {

@@ -26,6 +26,8 @@ type service struct {
 	reloader Reloader
 	// tails bounds the output held by TailOutput's first messages.
 	tails *byteBudget
+	// streams counts the open streams for the metrics.
+	streams *streamGauges
 }
 
 var _ vmrev1connect.RuntimeServiceHandler = (*service)(nil)
@@ -52,6 +54,8 @@ func (s *service) GetRuntime(_ context.Context, req *vmrev1.GetRuntimeRequest) (
 func (s *service) WatchRuntimes(ctx context.Context, _ *vmrev1.WatchRuntimesRequest, stream *connect.ServerStream[vmrev1.WatchRuntimesResponse]) error {
 	w := s.engine.Watch()
 	defer w.Close()
+	s.streams.watchers.Add(1)
+	defer s.streams.watchers.Add(-1)
 	holdFlushes := flushHolder(ctx)
 	defer holdFlushes(false) // the stream's end must reach the client
 	var batch []engine.Change
@@ -87,6 +91,8 @@ func (s *service) TailOutput(ctx context.Context, req *vmrev1.TailOutputRequest,
 	}
 	if follower != nil {
 		defer follower.Close()
+		s.streams.followers.Add(1)
+		defer s.streams.followers.Add(-1)
 	}
 	cost := outputCost(lines)
 	if !s.tails.take(cost) {

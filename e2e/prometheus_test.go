@@ -10,11 +10,15 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
 )
 
 // A real Prometheus scrapes a running `vmre run`: after a restart forced
@@ -98,13 +102,131 @@ func TestPrometheusScrapesVMRE(t *testing.T) {
 			if n != 1 {
 				t.Fatalf("%s = %v through Prometheus, want 1", restarts, n)
 			}
-			return
+			break
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("Prometheus never reported %s and a positive %s", restarts, rss)
 		}
 		time.Sleep(200 * time.Millisecond) // a query rate, not a wait for an event
 	}
+	checkGrafanaDashboard(t, apiURL, promAddr)
+}
+
+// checkGrafanaDashboard checks docs/grafana-vmre.json against a running
+// vmre and Prometheus: every query is valid PromQL to Prometheus, and
+// every metric it names is in vmre's exposition (a runtime that has
+// restarted and been sampled exposes every family).
+func checkGrafanaDashboard(t *testing.T, apiURL, promAddr string) {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(repoRoot, "docs", "grafana-vmre.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var dash struct {
+		Panels []struct {
+			Title   string `json:"title"`
+			Targets []struct {
+				Expr string `json:"expr"`
+			} `json:"targets"`
+		} `json:"panels"`
+		Templating struct {
+			List []struct {
+				Definition string `json:"definition"`
+			} `json:"list"`
+		} `json:"templating"`
+	}
+	if err := json.Unmarshal(b, &dash); err != nil {
+		t.Fatalf("grafana-vmre.json: %v", err)
+	}
+	var exprs []string
+	for _, p := range dash.Panels {
+		if len(p.Targets) == 0 {
+			t.Errorf("panel %q has no query", p.Title)
+		}
+		for _, target := range p.Targets {
+			exprs = append(exprs, target.Expr)
+		}
+	}
+	for _, v := range dash.Templating.List {
+		// label_values(SELECTOR, LABEL) is Grafana's; its selector is PromQL.
+		if sel, ok := strings.CutPrefix(v.Definition, "label_values("); ok {
+			exprs = append(exprs, sel[:strings.LastIndex(sel, ",")])
+		}
+	}
+
+	resp, err := http.Get(apiURL + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	families, err := parser.TextToMetricFamilies(resp.Body)
+	_ = resp.Body.Close()
+	if err != nil {
+		t.Fatalf("parse /metrics: %v", err)
+	}
+	exposed := func(name string) bool {
+		if _, ok := families[name]; ok {
+			return true
+		}
+		for _, suffix := range []string{"_bucket", "_sum", "_count"} {
+			if f, ok := families[strings.TrimSuffix(name, suffix)]; ok && strings.HasSuffix(name, suffix) &&
+				f.GetType().String() == "HISTOGRAM" {
+				return true
+			}
+		}
+		return false
+	}
+	grafanaVars := strings.NewReplacer("$__rate_interval", "1m", "$job", ".*", "$name", ".*")
+	for _, expr := range exprs {
+		names := promQLMetricNames(expr)
+		if len(names) == 0 {
+			t.Errorf("no metric in %q", expr)
+		}
+		for _, name := range names {
+			if !exposed(name) {
+				t.Errorf("%q uses %s, which vmre does not expose", expr, name)
+			}
+		}
+		q := grafanaVars.Replace(expr)
+		r, err := http.Get("http://" + promAddr + "/api/v1/query?query=" + url.QueryEscape(q))
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(r.Body)
+		_ = r.Body.Close()
+		if r.StatusCode != http.StatusOK {
+			t.Errorf("Prometheus refuses %q: %s %s", q, r.Status, body)
+		}
+	}
+}
+
+// promQLIdent matches PromQL identifiers; promQLSkip matches what holds
+// none of the expression's metric names: strings, label matchers, range
+// and subquery brackets, and grouping clauses.
+var (
+	promQLIdent = regexp.MustCompile(`[a-zA-Z_:][a-zA-Z0-9_:]*`)
+	promQLSkip  = regexp.MustCompile(`"(?:[^"\\]|\\.)*"|\{[^}]*\}|\[[^\]]*\]|\b(?:by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)`)
+)
+
+// promQLMetricNames returns the metric names expr selects: identifiers
+// that are neither functions (followed by "(") nor keywords. It knows
+// enough PromQL for the dashboard's queries, not all of it.
+func promQLMetricNames(expr string) []string {
+	rest := promQLSkip.ReplaceAllString(expr, " ")
+	var names []string
+	for _, loc := range promQLIdent.FindAllStringIndex(rest, -1) {
+		word := rest[loc[0]:loc[1]]
+		after := strings.TrimLeft(rest[loc[1]:], " ")
+		if strings.HasPrefix(after, "(") || (loc[0] > 0 && (rest[loc[0]-1] >= '0' && rest[loc[0]-1] <= '9' || rest[loc[0]-1] == '.')) {
+			continue
+		}
+		switch word {
+		case "and", "or", "unless", "bool", "offset", "inf", "nan", "Inf", "NaN":
+			continue
+		}
+		names = append(names, word)
+	}
+	return names
 }
 
 // apiCall calls a RuntimeService method with Connect JSON and the token.

@@ -165,6 +165,7 @@ type runtime struct {
 	// a failure.
 	livenessStop bool
 	probe        *prober     // the liveness probe, while one runs (probe.go)
+	stopAt       time.Time   // when the current launch began stopping; zero if it has not
 	usage        usageRecord // the last sample's (usage.go)
 }
 

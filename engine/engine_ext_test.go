@@ -71,7 +71,8 @@ func TestLaunchStop(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Stop: %v", err)
 	}
-	if rt.State != engine.StateExited || rt.Exit == nil || rt.Exit.Signal != "terminated" || rt.ExitedAt.IsZero() || rt.LastError != "" {
+	if rt.State != engine.StateExited || rt.Exit == nil || rt.Exit.Signal != "terminated" || rt.ExitedAt.IsZero() || rt.LastError != "" ||
+		rt.End != engine.EndStopped || rt.StopDuration <= 0 || rt.Exit.ForcedKill {
 		t.Fatalf("stopped runtime = %+v", rt)
 	}
 	// Exited runtimes leave the live set and the Manager but stay listed.
@@ -112,7 +113,8 @@ func TestLaunchFailureKeepsEvidence(t *testing.T) {
 	if !errors.As(err, &got) || !errors.Is(err, vmre.ErrHandshakeFailed) {
 		t.Fatalf("Launch error = %v, want the launcher's ExitError", err)
 	}
-	if rt.State != engine.StateFailed || rt.Exit == nil || rt.Exit.Code != 3 || rt.Pid != 77 || rt.LastError == "" {
+	if rt.State != engine.StateFailed || rt.Exit == nil || rt.Exit.Code != 3 || rt.Pid != 77 || rt.LastError == "" ||
+		rt.End != engine.EndLaunchFailed || !errors.Is(rt.LaunchErr, vmre.ErrProcessExited) || rt.StopDuration != 0 {
 		t.Fatalf("failed runtime = %+v", rt)
 	}
 	if e.LiveCount() != 0 {
@@ -126,10 +128,11 @@ func TestExitOnItsOwn(t *testing.T) {
 		name      string
 		exit      vmre.ExitStatus
 		wantState engine.State
+		wantEnd   engine.End
 	}{
-		{name: "clean exit", exit: vmre.ExitStatus{Code: 0}, wantState: engine.StateExited},
-		{name: "non-zero", exit: vmre.ExitStatus{Code: 2}, wantState: engine.StateFailed},
-		{name: "signal", exit: vmre.ExitStatus{Code: -1, Signal: "killed"}, wantState: engine.StateFailed},
+		{name: "clean exit", exit: vmre.ExitStatus{Code: 0}, wantState: engine.StateExited, wantEnd: engine.EndExited},
+		{name: "non-zero", exit: vmre.ExitStatus{Code: 2}, wantState: engine.StateFailed, wantEnd: engine.EndFailed},
+		{name: "signal", exit: vmre.ExitStatus{Code: -1, Signal: "killed"}, wantState: engine.StateFailed, wantEnd: engine.EndFailed},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -146,7 +149,7 @@ func TestExitOnItsOwn(t *testing.T) {
 			l.proc(0).end(tt.exit)
 			c := next(t, w)
 			if c.Kind != engine.ChangeUpdated || c.Runtime.ID != rt.ID || c.Runtime.State != tt.wantState ||
-				c.Runtime.Exit == nil || *c.Runtime.Exit != tt.exit {
+				c.Runtime.Exit == nil || *c.Runtime.Exit != tt.exit || c.Runtime.End != tt.wantEnd || c.Runtime.StopDuration != 0 {
 				t.Fatalf("change = %+v", c)
 			}
 			if (tt.wantState == engine.StateFailed) != (c.Runtime.LastError != "") {
@@ -603,5 +606,28 @@ func TestStopOrRestartRacingLaunch(t *testing.T) {
 				t.Fatalf("LiveCount() = %d, want the %d attached runtimes", n, attached)
 			}
 		})
+	}
+}
+
+// TestStatesAreAllNamed: States lists each state once, every one named,
+// so that whatever reports one line per state covers them all.
+func TestStatesAreAllNamed(t *testing.T) {
+	t.Parallel()
+	named := make(map[string]engine.State)
+	for _, s := range engine.States() {
+		name := s.String()
+		if name == "unknown" {
+			t.Errorf("state %d has no name", int(s))
+		}
+		if other, ok := named[name]; ok {
+			t.Errorf("states %d and %d are both %q", int(other), int(s), name)
+		}
+		named[name] = s
+	}
+	for _, s := range []engine.State{engine.StateStarting, engine.StateRunning, engine.StateStopping, engine.StateExited,
+		engine.StateFailed, engine.StateAttached, engine.StateBackoff, engine.StateUnhealthy, engine.StateLost} {
+		if named[s.String()] != s {
+			t.Errorf("States() misses %v", s)
+		}
 	}
 }

@@ -111,6 +111,7 @@ func (e *Engine) startLocked(r *runtime, restart bool) (<-chan struct{}, error) 
 	r.info.ExitedAt, r.info.Exit, r.info.LastError = time.Time{}, nil, ""
 	// Health is each process's own: the new one has not been probed yet.
 	r.info.Health = HealthUnknown
+	r.info.End, r.info.LaunchErr, r.info.StopDuration, r.stopAt = EndNone, nil, 0, time.Time{}
 	r.out.setPid(0) // lines before the new handshake come from an unknown pid
 	e.transitionLocked(r, StateStarting, why)
 	// Add under the lock: Close sets closed under it before it waits, so
@@ -160,9 +161,12 @@ func (e *Engine) launch(ctx context.Context, cancel context.CancelFunc, r *runti
 		}
 		e.log.Warn().Str("id", r.info.ID).Str("vm", r.info.Name).Err(err).Msg("launch failed")
 		if r.stopRequested {
+			r.info.End = EndStopped
+			e.stoppedLocked(r)
 			e.finishLocked(r, StateExited, ErrStopped.Error())
 		} else {
 			r.info.LastError = err.Error()
+			r.info.End, r.info.LaunchErr = EndLaunchFailed, err
 			r.launchErr = err
 			e.endedLocked(r, StateFailed, "launch failed: "+err.Error(), true)
 		}
@@ -205,15 +209,20 @@ func (e *Engine) launch(ctx context.Context, cancel context.CancelFunc, r *runti
 	r.info.Exit = &exit
 	e.stopProbeLocked(r)
 	r.info.Usage = nil
+	e.stoppedLocked(r)
 	switch {
 	case r.stopRequested:
+		r.info.End = EndStopped
 		e.finishLocked(r, StateExited, "stopped: "+exit.String())
 	case r.livenessStop:
+		r.info.End = EndLiveness
 		r.info.LastError = "liveness failed; stopped: " + exit.String()
 		e.endedLocked(r, StateFailed, r.info.LastError, true)
 	case exit.Success():
+		r.info.End = EndExited
 		e.endedLocked(r, StateExited, "exited on its own: "+exit.String(), false)
 	default:
+		r.info.End = EndFailed
 		// The reason a plugin gives before it dies may be on either
 		// stream: the last lines of both go with the status.
 		r.info.LastError = "exited on its own: " + exit.String() + r.out.summary(exitSummaryLines)
@@ -224,8 +233,20 @@ func (e *Engine) launch(ctx context.Context, cancel context.CancelFunc, r *runti
 	e.log.Info().Str("id", r.info.ID).Str("vm", r.spec.Name).Int("pid", status.Pid).Str("exit", exit.String()).Msg("runtime ended")
 }
 
+// stoppedLocked records how long the stop of r's launch took, if one
+// began; the caller holds e.mu and has just recorded the exit.
+func (e *Engine) stoppedLocked(r *runtime) {
+	if !r.stopAt.IsZero() {
+		r.info.StopDuration = max(r.info.ExitedAt.Sub(r.stopAt), 0)
+	}
+}
+
 // transitionLocked moves r to state, records the event and tells watchers.
+// Entering StateStopping starts the clock of the launch's stop.
 func (e *Engine) transitionLocked(r *runtime, state State, message string) {
+	if state == StateStopping && r.stopAt.IsZero() {
+		r.stopAt = time.Now()
+	}
 	r.info.State = state
 	ev := Event{Time: e.cfg.Clock.Now(), State: state, Message: message}
 	r.events = append(r.events, ev)

@@ -45,6 +45,9 @@ type outputRing struct {
 	// tells them at Next how many lines they dropped.
 	parked map[*Follower]struct{}
 	counts lineCounts
+	// dropped counts the lines followers dropped, except those a parked
+	// follower has dropped since it was parked (see droppedLocked).
+	dropped uint64
 }
 
 // lineCounts counts the lines added by stream (stdout, stderr, any
@@ -387,7 +390,9 @@ func (f *Follower) unparkLocked() {
 	if !f.parked {
 		return
 	}
-	f.dropped += f.filter.countSince(&f.parkedAt, &f.ring.counts)
+	n := f.filter.countSince(&f.parkedAt, &f.ring.counts)
+	f.dropped += n
+	f.ring.dropped += n
 	f.parked = false
 	delete(f.ring.parked, f)
 	if !f.closed && !f.ring.closed {
@@ -411,6 +416,7 @@ func (f *Follower) pushLocked(l subprocess.Line) {
 	if f.dropped > 0 || len(f.pending) >= f.ring.followerBuffer ||
 		(len(f.pending) > 0 && f.pendingBytes+cost > f.ring.maxBytes) {
 		f.dropped++
+		f.ring.dropped++
 	} else {
 		f.pending = append(f.pending, l)
 		f.pendingBytes += cost
@@ -461,7 +467,7 @@ func (f *Follower) Close() {
 	defer f.ring.mu.Unlock()
 	f.closed = true
 	delete(f.ring.followers, f)
-	delete(f.ring.parked, f)
+	f.unparkLocked() // its drops while parked are counted in the ring
 }
 
 // TailOutput returns up to n of the runtime's most recent output lines
@@ -488,4 +494,64 @@ func (e *Engine) TailOutput(id string, n int, follow bool, filter OutputFilter) 
 		o.followers[f] = struct{}{}
 	}
 	return lines, f, nil
+}
+
+// droppedLocked returns how many lines the ring's followers have dropped,
+// the parked ones' drops since they were parked included.
+func (o *outputRing) droppedLocked() uint64 {
+	n := o.dropped
+	for f := range o.parked {
+		n += f.filter.countSince(&f.parkedAt, &o.counts)
+	}
+	return n
+}
+
+// OutputCount is how many lines a runtime wrote on one stream at one level.
+type OutputCount struct {
+	Stream string        // "stdout", "stderr", or "other" (a stream of another name)
+	Level  zerolog.Level // zerolog.NoLevel: lines without a level
+	Lines  uint64
+}
+
+// OutputStats is what a runtime's output amounted to since it was
+// registered.
+type OutputStats struct {
+	ID string
+	// Counts holds the non-zero line counts, stdout's first, then
+	// stderr's, each stream's by increasing level (zerolog.TraceLevel
+	// first, then DebugLevel ... PanicLevel, NoLevel, Disabled).
+	Counts []OutputCount
+	// Dropped counts the lines that output followers (see
+	// [Engine.TailOutput]) did not receive because they fell behind.
+	Dropped uint64
+}
+
+// OutputStats returns the output counts of every runtime, live and in the
+// history, in creation order. The counts only grow while the runtime stays
+// in the engine, restarts included.
+func (e *Engine) OutputStats() []OutputStats {
+	e.mu.Lock()
+	out := make([]OutputStats, len(e.order))
+	rings := make([]*outputRing, len(e.order))
+	for i, id := range e.order {
+		out[i].ID, rings[i] = id, e.runtimes[id].out
+	}
+	e.mu.Unlock()
+	for i, o := range rings {
+		o.mu.Lock()
+		counts, dropped := o.counts, o.droppedLocked()
+		o.mu.Unlock()
+		out[i].Dropped = dropped
+		for s, byLevel := range counts {
+			stream := [...]string{subprocess.StreamStdout, subprocess.StreamStderr, "other"}[s]
+			for l, n := range byLevel {
+				if n == 0 {
+					continue
+				}
+				// lineCounts' level index is the level plus one.
+				out[i].Counts = append(out[i].Counts, OutputCount{Stream: stream, Level: zerolog.Level(l - 1), Lines: n})
+			}
+		}
+	}
+	return out
 }

@@ -3,6 +3,7 @@ package engine_test
 import (
 	"context"
 	"errors"
+	"reflect"
 	"strconv"
 	"strings"
 	"testing"
@@ -93,7 +94,7 @@ func TestOutputRingIsBounded(t *testing.T) {
 
 func TestSlowFollowerIsToldWhatItMissed(t *testing.T) {
 	t.Parallel()
-	l, _, _, f := launchFollowed(t, func(c *engine.Config) { c.WatchBuffer = 2 }) // follower buffer: 8 lines
+	l, e, _, f := launchFollowed(t, func(c *engine.Config) { c.WatchBuffer = 2 }) // follower buffer: 8 lines
 	out := l.output(0)
 	done := make(chan struct{})
 	go func() {
@@ -107,12 +108,49 @@ func TestSlowFollowerIsToldWhatItMissed(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("output blocked by a follower that does not read")
 	}
+	// The drops count before the follower hears of them.
+	if stats := e.OutputStats(); len(stats) != 1 || stats[0].Dropped != 10000-8 {
+		t.Fatalf("before Next: OutputStats() = %+v, want %d dropped", stats, 10000-8)
+	}
 	lines, dropped, err := f.Next(t.Context())
 	if err != nil {
 		t.Fatal(err)
 	}
 	if len(lines) != 8 || dropped != 10000-8 {
 		t.Fatalf("got %d lines, %d dropped; want 8 and %d", len(lines), dropped, 10000-8)
+	}
+	stats := e.OutputStats()
+	want := []engine.OutputStats{{ID: "r1", Counts: []engine.OutputCount{{Stream: "stdout", Level: zerolog.DebugLevel, Lines: 10000}}, Dropped: 10000 - 8}}
+	if !reflect.DeepEqual(stats, want) {
+		t.Fatalf("OutputStats() = %+v, want %+v", stats, want)
+	}
+}
+
+// TestOutputStatsByStreamAndLevel: every line counts once, under its
+// stream and level, whatever the ring keeps.
+func TestOutputStatsByStreamAndLevel(t *testing.T) {
+	t.Parallel()
+	l, e, _, _ := launchFollowed(t, func(c *engine.Config) { c.OutputLines = 2 })
+	out := l.output(0)
+	for _, line := range []subprocess.Line{
+		{Stream: "stdout", Level: zerolog.InfoLevel},
+		{Stream: "stderr", Level: zerolog.TraceLevel},
+		{Stream: "stderr", Level: zerolog.PanicLevel},
+		{Stream: "stderr", Level: zerolog.NoLevel},
+		{Stream: "stdout", Level: zerolog.InfoLevel},
+		{Stream: "stdout", Level: zerolog.WarnLevel},
+	} {
+		out(&line)
+	}
+	want := []engine.OutputCount{
+		{Stream: "stdout", Level: zerolog.InfoLevel, Lines: 2},
+		{Stream: "stdout", Level: zerolog.WarnLevel, Lines: 1},
+		{Stream: "stderr", Level: zerolog.TraceLevel, Lines: 1},
+		{Stream: "stderr", Level: zerolog.PanicLevel, Lines: 1},
+		{Stream: "stderr", Level: zerolog.NoLevel, Lines: 1},
+	}
+	if stats := e.OutputStats(); len(stats) != 1 || !reflect.DeepEqual(stats[0].Counts, want) || stats[0].Dropped != 0 {
+		t.Fatalf("OutputStats() = %+v, want counts %+v", stats, want)
 	}
 }
 

@@ -195,6 +195,7 @@ func (e *Engine) probe(r *runtime, p *prober) {
 		return
 	default:
 		p.failures++
+		r.info.ProbeFailures++
 		r.info.Health = HealthFailing
 		why := "status " + healthStatusName(status)
 		if err != nil {
@@ -233,6 +234,7 @@ func (e *Engine) unhealthyLocked(r *runtime, why string) {
 	switch {
 	case r.info.Attached:
 		e.stopProbeLocked(r)
+		r.info.End = EndLost
 		e.finishLocked(r, StateLost, "lost: its liveness probe kept failing")
 	case r.spec.Restart.Mode != RestartNever && r.proc != nil:
 		e.stopProbeLocked(r)

@@ -120,8 +120,8 @@ func TestLivenessFailureRestartsOnlyUnderPolicy(t *testing.T) {
 			clock.advance(check.Interval)
 			// A hanging server's probe ends with its timeout.
 			rt := expectStateWithin(t, w, first.ID, engine.StateUnhealthy, check.Timeout+10*time.Second)
-			if rt.Health != engine.HealthFailing || !strings.Contains(rt.LastError, tc.why) {
-				t.Fatalf("unhealthy: health %v, last error %q; want failing, naming %q", rt.Health, rt.LastError, tc.why)
+			if rt.Health != engine.HealthFailing || !strings.Contains(rt.LastError, tc.why) || rt.ProbeFailures != 2 {
+				t.Fatalf("unhealthy: health %v, last error %q, %d probe failures; want failing, naming %q, 2", rt.Health, rt.LastError, rt.ProbeFailures, tc.why)
 			}
 			if tc.mode == engine.RestartNever {
 				// Only marked: the process runs on, and a passing probe
@@ -140,8 +140,8 @@ func TestLivenessFailureRestartsOnlyUnderPolicy(t *testing.T) {
 			}
 			expectState(t, w, first.ID, engine.StateStopping)
 			rt = expectState(t, w, first.ID, engine.StateBackoff)
-			if !strings.Contains(rt.LastError, "liveness") || rt.Failures != 1 {
-				t.Fatalf("backoff after liveness: last error %q, failures %d", rt.LastError, rt.Failures)
+			if !strings.Contains(rt.LastError, "liveness") || rt.Failures != 1 || rt.End != engine.EndLiveness || rt.StopDuration <= 0 {
+				t.Fatalf("backoff after liveness: last error %q, failures %d, end %v, stop %v", rt.LastError, rt.Failures, rt.End, rt.StopDuration)
 			}
 			vm.hang.Store(false)
 			vm.set(healthpb.HealthCheckResponse_SERVING)
@@ -196,7 +196,9 @@ func TestAttachedRuntimeLostWhenItDies(t *testing.T) {
 	probeOnce(t, clock, check.Interval)
 	clock.advance(check.Interval)
 	expectState(t, w, rt.ID, engine.StateUnhealthy)
-	expectState(t, w, rt.ID, engine.StateLost)
+	if lost := expectState(t, w, rt.ID, engine.StateLost); lost.End != engine.EndLost || lost.ProbeFailures != 3 {
+		t.Fatalf("lost: end %v, %d probe failures; want lost, 3", lost.End, lost.ProbeFailures)
+	}
 	if e.LiveCount() != 0 {
 		t.Fatalf("live count = %d after the attached runtime was lost, want 0", e.LiveCount())
 	}

@@ -2,6 +2,7 @@ package engine_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -14,6 +15,7 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
+	"github.com/vmre/vmre"
 	"github.com/vmre/vmre/engine"
 	"github.com/vmre/vmre/examples/examplevm"
 	"github.com/vmre/vmre/subprocess"
@@ -25,7 +27,8 @@ const childEnv = "VMRE_ENGINE_TEST_CHILD"
 // child runs the test binary as a plugin: "serve" is the example VM (JSON
 // logs, handshake through the client package, clean exit on SIGTERM);
 // "crash" writes to stderr and exits 3 before any handshake;
-// "crash-bad-utf8" does the same after a stdout line with invalid UTF-8.
+// "crash-bad-utf8" does the same after a stdout line with invalid UTF-8;
+// "ignore-sigterm" is the example VM deaf to SIGTERM.
 func child(mode string) int {
 	switch mode {
 	case "serve":
@@ -41,6 +44,11 @@ func child(mode string) int {
 		return grpcHealthChild()
 	case "alloc-fork":
 		return allocFork()
+	case "ignore-sigterm":
+		signal.Ignore(syscall.SIGTERM)
+		err := examplevm.Run(context.Background(), zerolog.New(os.Stdout), examplevm.Config{})
+		fmt.Fprintln(os.Stderr, err)
+		return 1
 	case "sleep":
 		ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)
 		defer stop()
@@ -160,6 +168,38 @@ func TestSubprocessCrash(t *testing.T) {
 	}
 	if rt.State != engine.StateFailed || rt.Exit == nil || rt.Exit.Code != 3 || !strings.Contains(rt.LastError, "boom: cannot open database") {
 		t.Fatalf("failed runtime = %+v (exit %+v)", rt, rt.Exit)
+	}
+}
+
+// A stop of a plugin that ignores SIGTERM ends in a SIGKILL after the
+// grace period, and the runtime says so; a launch that crashes says why
+// in a value, not only in text.
+func TestSubprocessForcedStopAndCrashEnds(t *testing.T) {
+	t.Parallel()
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	const grace = 300 * time.Millisecond
+	launcher := engine.NewSubprocessLauncher(subprocess.Config{
+		Log: zerolog.New(zerolog.NewTestWriter(t)), HandshakeTimeout: time.Minute, GracefulTimeout: grace,
+	}, func(spec engine.Spec) (*exec.Cmd, error) {
+		cmd := subprocess.NewCmd(spec.Path, spec.Args...)
+		cmd.Env = append(os.Environ(), childEnv+"="+spec.Args[0])
+		return cmd, nil
+	})
+	e := newEngine(t, launcher, nil)
+	rt, err := e.Launch(t.Context(), engine.Spec{Name: "deaf", Path: self, Args: []string{"ignore-sigterm"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rt, err = e.Stop(t.Context(), rt.ID)
+	if err != nil || rt.End != engine.EndStopped || rt.Exit == nil || !rt.Exit.ForcedKill || rt.Exit.Signal != "killed" || rt.StopDuration < grace {
+		t.Fatalf("stopped = %+v (exit %+v), %v; want ended by a forced kill after %v", rt, rt.Exit, err, grace)
+	}
+	rt, err = e.Launch(t.Context(), engine.Spec{Name: "crash", Path: self, Args: []string{"crash"}})
+	if err == nil || rt.End != engine.EndLaunchFailed || !errors.Is(rt.LaunchErr, vmre.ErrProcessExited) || rt.Exit.ForcedKill {
+		t.Fatalf("crashed = %+v (exit %+v), %v; want a failed launch, process exited", rt, rt.Exit, err)
 	}
 }
 

@@ -58,7 +58,19 @@ const (
 	StateBackoff
 	StateUnhealthy
 	StateLost
+	stateEnd // one past the last state; States ranges up to it
 )
+
+// States returns every state, in the order of their values, so that a
+// reader that reports one line per state (a metric, say) covers a state
+// added later.
+func States() []State {
+	out := make([]State, 0, stateEnd-StateStarting)
+	for s := StateStarting; s < stateEnd; s++ {
+		out = append(out, s)
+	}
+	return out
+}
 
 // String returns the lowercase state name ("running").
 func (s State) String() string {
@@ -123,6 +135,63 @@ type Runtime struct {
 	// Usage is the last resource sample of the runtime's process tree;
 	// nil before the first sample and once the process has ended.
 	Usage *Usage
+	// End says why the current launch ended; EndNone while it has not.
+	End End
+	// LaunchErr is why the current launch failed (End is
+	// EndLaunchFailed), classified with errors.Is against vmre's
+	// sentinels; nil otherwise.
+	LaunchErr error
+	// StopDuration is how long the stop that ended the current launch
+	// took, from the request (or the liveness failure) to the process's
+	// exit; zero when no stop ended it.
+	StopDuration time.Duration
+	// ProbeFailures counts the liveness probes of the runtime that
+	// failed, over its whole life.
+	ProbeFailures int
+}
+
+// End is why a runtime's launch ended.
+type End int
+
+// Ends of a launch.
+const (
+	// EndNone: the launch has not ended.
+	EndNone End = iota
+	// EndStopped: a stop ended it ([Engine.Stop], a restart, Close).
+	EndStopped
+	// EndExited: the process exited on its own with status 0.
+	EndExited
+	// EndFailed: the process exited on its own with a non-zero status
+	// or by a signal (Runtime.Exit says which).
+	EndFailed
+	// EndLaunchFailed: the launch or its handshake failed
+	// (Runtime.LaunchErr says why).
+	EndLaunchFailed
+	// EndLiveness: its liveness probe kept failing, so the engine
+	// stopped it.
+	EndLiveness
+	// EndLost: an attached runtime whose liveness probe kept failing.
+	EndLost
+)
+
+// String returns the lowercase name of the end ("launch_failed").
+func (e End) String() string {
+	switch e {
+	case EndStopped:
+		return "stopped"
+	case EndExited:
+		return "exited"
+	case EndFailed:
+		return "failed"
+	case EndLaunchFailed:
+		return "launch_failed"
+	case EndLiveness:
+		return "liveness"
+	case EndLost:
+		return "lost"
+	default:
+		return "none"
+	}
 }
 
 func (r Runtime) clone() Runtime {

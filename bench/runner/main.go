@@ -54,6 +54,10 @@ type options struct {
 	superviseIdle    time.Duration
 	superviseProfile string
 	superviseCrashes int
+
+	metricsN        int
+	metricsScrapes  int
+	metricsLaunches int
 }
 
 func main() {
@@ -88,12 +92,15 @@ func main() {
 	flag.DurationVar(&o.superviseIdle, "supervise-idle", time.Minute, "how long the supervise run measures the engine's idle CPU")
 	flag.StringVar(&o.superviseProfile, "supervise-cpuprofile", "", "write a CPU profile of the supervise run's idle window only to this file")
 	flag.IntVar(&o.superviseCrashes, "supervise-crashes", 20, "plugins SIGKILLed in the supervise run's crash-to-running rounds")
+	flag.IntVar(&o.metricsN, "metrics-n", 500, "live runtimes during the /metrics scrapes")
+	flag.IntVar(&o.metricsScrapes, "metrics-scrapes", 200, "timed /metrics scrapes")
+	flag.IntVar(&o.metricsLaunches, "metrics-launches", 100, "launches with metrics on, and as many with metrics off, interleaved")
 	flag.StringVar(&o.watchWhere, "watch-where", "both", "where the watchers run: process (a process of their own, as browsers are), inline (the engine's process), or both")
 	// A watcher process (-watch-where process) is this binary run with
 	// these two.
 	watchClientOf := flag.String("watch-client-of", "", "internal: run as the watcher process of the API at this URL")
 	watchWant := flag.Int64("watch-want", 0, "internal: changes the watcher process waits for")
-	flag.StringVar(&o.only, "only", "", "comma-separated metric groups to run: launch,breakdown,ready,exit,term,conc,flood,tput,apart,watch,reload,supervise,doctor (default all)")
+	flag.StringVar(&o.only, "only", "", "comma-separated metric groups to run: launch,breakdown,ready,exit,term,conc,flood,tput,apart,watch,reload,supervise,metrics,doctor (default all)")
 	flag.StringVar(&o.pluginDir, "plugin-dir", "", "directory holding the avaplugin and gpplugin binaries (required)")
 	flag.StringVar(&o.cpuprofile, "cpuprofile", "", "write a CPU profile of the whole run to this file")
 	flag.StringVar(&o.memprofile, "memprofile", "", "write an allocation profile of the whole run to this file")
@@ -215,6 +222,7 @@ func run(ctx context.Context, o options) error {
 		{"watch", benchWatch},
 		{"reload", benchReload},
 		{"supervise", benchSupervise},
+		{"metrics", benchMetrics},
 		{"doctor", benchDoctor},
 	}
 	for _, s := range steps {
