@@ -16,6 +16,11 @@ const (
 	logFlushBytes = 64 << 10
 	// logFlushInterval bounds how long an event waits in the buffer.
 	logFlushInterval = 10 * time.Millisecond
+	// logUrgentGap is the least time between two writes that warn-level
+	// events cause: a plugin printing warnings as fast as it can would
+	// otherwise cost one write(2) per line, a fifth of the throughput of
+	// the same lines at info.
+	logUrgentGap = time.Millisecond
 )
 
 // logWriter is the engine's batching log sink (a [zerolog.LevelWriter]).
@@ -27,13 +32,15 @@ const (
 //     write (one timer for the writer, armed by that event: no goroutine or
 //     timer per event);
 //   - at once for warn, error, fatal and panic events, with everything
-//     buffered before them (so a plugin logging errors in a loop is not
-//     batched, which is what one wants to see);
+//     buffered before them, unless such an event was already written less
+//     than logUrgentGap ago: then at the end of that gap (so an isolated
+//     warning is seen at once, and a plugin logging errors in a loop costs
+//     at most one write per gap);
 //   - on Flush and on Close.
 //
 // The trade-off: an engine that dies without running Close (SIGKILL, the OOM
 // killer, a fatal runtime error) loses its info and debug lines of the last
-// interval at most; warn and above are never held back. Close must run on
+// interval at most, and warn and above of the last gap at most. Close must run on
 // every return path of a command that logs (run and doctor defer it); after
 // it, events go straight to the underlying writer, so goroutines still
 // logging lose nothing.
@@ -46,12 +53,17 @@ type logWriter struct {
 	out      io.Writer
 	limit    int
 	interval time.Duration
+	gap      time.Duration    // logUrgentGap outside tests
+	now      func() time.Time // time.Now outside tests
 
 	mu     sync.Mutex
 	buf    []byte
 	timer  *time.Timer // created on first use
 	armed  bool        // a timer flush is pending
+	soon   bool        // ... and it is due at the end of an urgent gap
 	closed bool
+	// lastUrgent is when an urgent event was last written out.
+	lastUrgent time.Time
 }
 
 var _ zerolog.LevelWriter = (*logWriter)(nil)
@@ -59,7 +71,7 @@ var _ zerolog.LevelWriter = (*logWriter)(nil)
 // newLogWriter returns a logWriter that writes to out in batches of about
 // limit bytes, at most interval after an event was buffered.
 func newLogWriter(out io.Writer, limit int, interval time.Duration) *logWriter {
-	return &logWriter{out: out, limit: limit, interval: interval}
+	return &logWriter{out: out, limit: limit, interval: interval, gap: logUrgentGap, now: time.Now}
 }
 
 // Write buffers one event. It returns an error only if a write it caused
@@ -79,14 +91,27 @@ func urgent(level zerolog.Level) bool {
 	return level >= zerolog.WarnLevel && level <= zerolog.PanicLevel
 }
 
-func (l *logWriter) write(p []byte, now bool) (int, error) {
+func (l *logWriter) write(p []byte, urgent bool) (int, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.closed {
 		return l.out.Write(p)
 	}
 	l.buf = append(l.buf, p...)
-	if now || len(l.buf) >= l.limit {
+	if urgent {
+		now := l.now()
+		if wait := l.lastUrgent.Add(l.gap).Sub(now); wait > 0 {
+			// Another urgent write was just made: this event goes out at
+			// the end of the gap, with whatever follows it until then.
+			if !l.soon {
+				l.soon = true
+				l.arm(wait)
+			}
+			return len(p), nil
+		}
+		l.lastUrgent = now
+	}
+	if urgent || len(l.buf) >= l.limit {
 		if err := l.flushLocked(); err != nil {
 			return 0, err
 		}
@@ -95,21 +120,31 @@ func (l *logWriter) write(p []byte, now bool) (int, error) {
 	if !l.armed {
 		// Nothing was pending: this event starts the interval. A timer
 		// already armed fires sooner, so it covers this event too.
-		l.armed = true
-		if l.timer == nil {
-			l.timer = time.AfterFunc(l.interval, l.timerFlush)
-		} else {
-			l.timer.Reset(l.interval)
-		}
+		l.arm(l.interval)
 	}
 	return len(p), nil
+}
+
+// arm makes the timer fire after d, replacing any earlier setting.
+func (l *logWriter) arm(d time.Duration) {
+	l.armed = true
+	if l.timer == nil {
+		l.timer = time.AfterFunc(d, l.timerFlush)
+	} else {
+		l.timer.Reset(d)
+	}
 }
 
 // timerFlush runs on the timer's goroutine.
 func (l *logWriter) timerFlush() {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	l.armed = false
+	if l.soon {
+		// The urgent events held back are written now: the next one
+		// waits a gap from here.
+		l.lastUrgent = l.now()
+	}
+	l.armed, l.soon = false, false
 	// The writer's errors have nowhere to go from here: stderr failing
 	// is not something a log line could report.
 	_ = l.flushLocked()
@@ -149,7 +184,7 @@ func (l *logWriter) Close() error {
 	l.closed = true
 	if l.timer != nil {
 		l.timer.Stop()
-		l.armed = false
+		l.armed, l.soon = false, false
 	}
 	return l.flushLocked()
 }
@@ -172,7 +207,8 @@ func (d directWriter) Write(p []byte) (int, error) {
 
 // levelFlusher gives the console format the same urgency: zerolog's
 // ConsoleWriter is not a LevelWriter, so it writes every event through
-// Write; this passes the event on and flushes the batch for warn and above.
+// Write; this passes the event on and flushes the batch for warn and above,
+// as [logWriter.WriteLevel] does.
 type levelFlusher struct {
 	io.Writer // the ConsoleWriter, writing into sink
 	sink      *logWriter
@@ -183,7 +219,7 @@ var _ zerolog.LevelWriter = levelFlusher{}
 func (f levelFlusher) WriteLevel(level zerolog.Level, p []byte) (int, error) {
 	n, err := f.Write(p)
 	if err == nil && urgent(level) {
-		err = f.sink.Flush()
+		_, err = f.sink.write(nil, true)
 	}
 	return n, err
 }

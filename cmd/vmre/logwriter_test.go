@@ -146,6 +146,55 @@ func TestLogWriterIntervalFlush(t *testing.T) {
 	}
 }
 
+// TestLogWriterUrgentGap: an urgent event right after another waits for the
+// end of the gap instead of costing a write of its own, and is then written
+// without anyone calling Flush.
+func TestLogWriterUrgentGap(t *testing.T) {
+	t.Parallel()
+	clock := time.Unix(1e9, 0)
+	for _, tc := range []struct {
+		name string
+		gap  time.Duration
+	}{
+		{"held back", never},
+		{"written at the gap's end", time.Millisecond},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			rec := newRecorder()
+			w := newLogWriter(rec, 1<<20, never)
+			defer w.Close()
+			w.gap = tc.gap
+			w.now = func() time.Time { return clock } // every event at one instant
+			var want strings.Builder
+			for i := range 1000 {
+				ev := fmt.Sprintf("warning %d\n", i)
+				want.WriteString(ev)
+				_, _ = w.WriteLevel(zerolog.WarnLevel, []byte(ev))
+			}
+			if tc.gap == never {
+				if got := rec.calls(); len(got) != 1 || got[0] != "warning 0\n" {
+					t.Fatalf("writes %q, want only the first warning, at once", got)
+				}
+				return
+			}
+			for rec.all() != want.String() {
+				select {
+				case <-rec.wrote:
+				case <-time.After(10 * time.Second):
+					t.Fatalf("the warnings after the first were never written: %d writes", len(rec.calls()))
+				}
+			}
+			// The timer may fire while the loop still runs (a loaded
+			// machine), each time ending a batch; one write per warning
+			// would mean no batching at all.
+			if n := len(rec.calls()); n >= 1000 {
+				t.Fatalf("%d writes for 1000 warnings at one instant, want them batched", n)
+			}
+		})
+	}
+}
+
 func TestLogWriterClose(t *testing.T) {
 	t.Parallel()
 	rec := newRecorder()
