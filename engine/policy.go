@@ -128,7 +128,8 @@ const (
 // HealthCheck configures the liveness probe of a runtime: after the
 // handshake the engine calls grpc.health.v1.Health/Check (service "") on
 // the VM's address every Interval, each call bounded by Timeout, over one
-// HTTP/2 connection it keeps for the runtime. FailureThreshold failures in
+// HTTP/2 connection it keeps for the runtime (a new one after a probe
+// that failed on it). FailureThreshold failures in
 // a row (an error, a timeout, or any status but SERVING) make the runtime
 // [StateUnhealthy]; a launched one is then stopped and relaunched if its
 // [RestartPolicy] says so, an attached one becomes [StateLost] and is

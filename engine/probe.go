@@ -4,17 +4,8 @@ package engine
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
-	"net"
-	"net/http"
 	"strconv"
-	"sync"
-
-	"connectrpc.com/connect"
-	"github.com/vmre/vmre"
-	"google.golang.org/protobuf/types/known/emptypb"
-	"google.golang.org/protobuf/types/known/wrapperspb"
 )
 
 // healthCheckProcedure is the standard gRPC health method.
@@ -23,66 +14,16 @@ const healthCheckProcedure = "/grpc.health.v1.Health/Check"
 // healthServing is grpc.health.v1.HealthCheckResponse.SERVING.
 const healthServing = 1
 
-// The probe sends and reads well-known messages that are the health
-// messages on the wire: a HealthCheckRequest for service "" encodes to
-// nothing, like Empty, and a HealthCheckResponse's status is field 1, a
-// varint, like Int32Value's value. This keeps grpc.health's generated code
-// (grpc-go's, or grpchealth's internal copy) out of the engine.
-type healthClient = connect.Client[emptypb.Empty, wrapperspb.Int32Value]
-
 // prober probes one runtime. Its fields are guarded by Engine.mu, except
-// client and transport, which are set at creation, and conns.
+// client, which is set at creation.
 type prober struct {
-	check     HealthCheck
-	addr      string
-	transport *http.Transport
-	client    *healthClient
-	conns     *probeConns
-	timer     Timer
-	cancel    context.CancelFunc // ends the probe in flight, if any
-	stopped   bool
-	failures  int // in a row
-}
-
-// probeConns dials a prober's connections and closes the one it holds on
-// demand: the transport closes only idle connections, and one whose probe
-// was just cancelled may not be idle yet.
-type probeConns struct {
-	mu     sync.Mutex
-	conn   net.Conn // the last one dialed
-	closed bool
-}
-
-func (c *probeConns) dial(ctx context.Context, network, addr string) (net.Conn, error) {
-	var d net.Dialer
-	conn, err := d.DialContext(ctx, network, addr)
-	if err != nil {
-		return nil, err
-	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.closed {
-		_ = conn.Close()
-		return nil, net.ErrClosed
-	}
-	// The transport dials only when it holds no usable connection (one
-	// per host), so the previous one is dead already.
-	if c.conn != nil {
-		_ = c.conn.Close()
-	}
-	c.conn = conn
-	return conn, nil
-}
-
-// close closes the connection held, and any dialed later. Idempotent.
-func (c *probeConns) close() {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.closed = true
-	if c.conn != nil {
-		_ = c.conn.Close()
-		c.conn = nil
-	}
+	check    HealthCheck
+	addr     string
+	client   *healthConn
+	timer    Timer
+	cancel   context.CancelFunc // ends the probe in flight, if any
+	stopped  bool
+	failures int // in a row
 }
 
 // startProbeLocked starts probing r's VM address with check, if check
@@ -94,38 +35,14 @@ func (e *Engine) startProbeLocked(r *runtime, check HealthCheck) {
 	}
 	// One HTTP/2 connection per VM, kept between probes: a probe every
 	// few seconds must not cost a TCP (or TLS) handshake each time.
-	transport, base := vmTransport(r.info.VMAddr, e.cfg.VMTLS)
-	transport.MaxConnsPerHost = 1
-	conns := &probeConns{}
-	transport.DialContext = conns.dial
 	p := &prober{
-		check:     check,
-		addr:      r.info.VMAddr,
-		transport: transport,
-		conns:     conns,
-		client: connect.NewClient[emptypb.Empty, wrapperspb.Int32Value](&http.Client{Transport: transport},
-			base+healthCheckProcedure, connect.WithGRPC()),
+		check:  check,
+		addr:   r.info.VMAddr,
+		client: newHealthConn(r.info.VMAddr, e.cfg.VMTLS),
 	}
 	r.probe = p
 	r.info.Health = HealthUnknown
 	p.timer = e.cfg.Clock.AfterFunc(check.Interval, func() { e.probe(r, p) })
-}
-
-// vmTransport returns an HTTP/2 transport to the VM server at vmAddr and
-// the server's base URL: h2c for a plain "host:port", TLS with tlsCfg (nil:
-// the system's roots) for a [vmre.TLSAddrPrefix] one.
-func vmTransport(vmAddr string, tlsCfg *tls.Config) (*http.Transport, string) {
-	var protocols http.Protocols
-	hostPort, isTLS := vmre.CutTLSAddr(vmAddr)
-	if !isTLS {
-		protocols.SetUnencryptedHTTP2(true)
-		return &http.Transport{Protocols: &protocols}, "http://" + hostPort
-	}
-	protocols.SetHTTP2(true)
-	if tlsCfg != nil {
-		tlsCfg = tlsCfg.Clone()
-	}
-	return &http.Transport{Protocols: &protocols, TLSClientConfig: tlsCfg}, "https://" + hostPort
 }
 
 // stopProbeLocked ends r's probing, and the probe in flight if any. The
@@ -143,8 +60,7 @@ func (e *Engine) stopProbeLocked(r *runtime) {
 	if p.cancel != nil {
 		p.cancel()
 	}
-	p.transport.CloseIdleConnections()
-	p.conns.close()
+	p.client.close()
 }
 
 // probe runs one probe of p, records its outcome and schedules the next.
@@ -162,12 +78,8 @@ func (e *Engine) probe(r *runtime, p *prober) {
 	p.cancel = cancel
 	e.mu.Unlock()
 
-	resp, err := p.client.CallUnary(ctx, connect.NewRequest(&emptypb.Empty{}))
+	status, err := p.client.check(ctx, p.check.Timeout)
 	cancel()
-	var status int32
-	if err == nil {
-		status = resp.Msg.GetValue()
-	}
 
 	e.mu.Lock()
 	defer e.mu.Unlock()
@@ -188,7 +100,7 @@ func (e *Engine) probe(r *runtime, p *prober) {
 			// and the dashboard see it.
 			e.transitionLocked(r, r.info.State, "liveness probe passed")
 		}
-	case connect.CodeOf(err) == connect.CodeUnimplemented && !errors.Is(err, context.DeadlineExceeded):
+	case errors.Is(err, errProbeUnimplemented):
 		r.info.Health = HealthUnimplemented
 		e.stopProbeLocked(r)
 		e.transitionLocked(r, r.info.State, "vm serves no grpc.health.v1 service: not probing it")
