@@ -105,10 +105,10 @@ type Config struct {
 	// [DefaultMaxStreamsPerConn].
 	MaxStreams        int
 	MaxStreamsPerConn int
-	// SendTimeout bounds each write of a response (a stream's message, a
-	// unary answer): one the client has not accepted by then ends the
-	// call (an HTTP/2 stream is reset), releasing what it held. Zero means
-	// [DefaultSendTimeout].
+	// SendTimeout bounds how long any response on the port (a stream's
+	// message, a unary answer, a dashboard file) waits for the client to
+	// accept its next 16 KiB: past it the call is ended (an HTTP/2 stream
+	// is reset), releasing what it held. Zero means [DefaultSendTimeout].
 	SendTimeout time.Duration
 	// Version is the engine version the watch stream reports (the
 	// dashboard shows it). Default: the version of the vmre module in the
@@ -193,7 +193,7 @@ func New(eng *engine.Engine, cfg Config) (*Handler, error) {
 	// before anything else runs (every request here is one message, and
 	// the reads need no token).
 	service = requestguard.Wrap(service, MaxRequestBytes, procedures(vmrev1.File_vmre_v1_runtime_service_proto.Services().ByName("RuntimeService"))...)
-	mux.Handle(path, withFlushBatching(withSendTimeout(service, sendTimeout, cfg.Log), vmrev1connect.RuntimeServiceWatchRuntimesProcedure))
+	mux.Handle(path, withFlushBatching(service, vmrev1connect.RuntimeServiceWatchRuntimesProcedure))
 	// Health and reflection need no token either: the same bounds. A
 	// reflection stream carries many messages, so only each one is capped.
 	limit := connect.WithHandlerOptions(connect.WithReadMaxBytes(MaxRequestBytes), requestguard.BoundedGzip(MaxRequestBytes))
@@ -220,7 +220,9 @@ func New(eng *engine.Engine, cfg Config) (*Handler, error) {
 	mux.Handle("GET "+MetricsPath, metricsHandler)
 	mux.Handle("/", dashboardHandler(dashboard))
 
-	return &Handler{handler: withHostCheck(withCORS(mux, origins), cfg.AllowedHosts), health: health}, nil
+	// Every response, not only the streams': a client that never reads
+	// would otherwise hold any handler and its answer.
+	return &Handler{handler: withHostCheck(withCORS(withSendTimeout(mux, sendTimeout, cfg.Log), origins), cfg.AllowedHosts), health: health}, nil
 }
 
 // ServeHTTP implements [http.Handler].

@@ -17,6 +17,7 @@ import (
 	"github.com/vmre/vmre/internal/h2raw"
 	"github.com/vmre/vmre/subprocess"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	reflectionv1 "google.golang.org/grpc/reflection/grpc_reflection_v1"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -159,7 +160,8 @@ func TestStreamLimits(t *testing.T) {
 
 // TestSendTimeoutEndsStalledStream: a stream whose client never opens its
 // flow-control window is reset once a write has waited SendTimeout, and
-// its slot (MaxStreams 1) is free for the next client.
+// its slot (MaxStreams 1) is free for the next client. Reflection streams
+// are not counted as watch or output streams, but are reset the same way.
 func TestSendTimeoutEndsStalledStream(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
@@ -169,6 +171,17 @@ func TestSendTimeoutEndsStalledStream(t *testing.T) {
 		{"tail output", func(t *testing.T, h *harness, c *h2raw.Conn, id string) uint32 { return openTail(t, h, c, id, 10) }},
 		{"watch runtimes", func(t *testing.T, h *harness, c *h2raw.Conn, _ string) uint32 {
 			sid, err := c.OpenGRPC(h.addr, vmrev1connect.RuntimeServiceWatchRuntimesProcedure, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return sid
+		}},
+		{"reflection", func(t *testing.T, h *harness, c *h2raw.Conn, _ string) uint32 {
+			msg, err := proto.Marshal(&reflectionv1.ServerReflectionRequest{MessageRequest: &reflectionv1.ServerReflectionRequest_ListServices{ListServices: "*"}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			sid, err := c.OpenGRPC(h.addr, "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo", msg)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -57,6 +57,7 @@ type options struct {
 	vmre, only             string
 	streams, streamConns   int
 	lines                  uint
+	call                   string
 	idleConns, nofile      int
 	settle, measure, after time.Duration
 }
@@ -67,6 +68,7 @@ func main() {
 	flag.StringVar(&o.only, "only", "streams,conns", "attacks to run: streams, conns")
 	flag.IntVar(&o.streams, "streams", 1000, "zero-window TailOutput streams")
 	flag.UintVar(&o.lines, "lines", 1_000_000, "lines each TailOutput stream asks for first (all the ring keeps)")
+	flag.StringVar(&o.call, "call", "tail", "what the streams attack calls: tail (following TailOutput) or list (ListRuntimes, unary)")
 	flag.IntVar(&o.streamConns, "stream-conns", 4, "connections carrying them (the server allows 250 streams per connection)")
 	flag.IntVar(&o.idleConns, "idle-conns", 6000, "idle HTTP/2 connections in the conns attack")
 	flag.IntVar(&o.nofile, "nofile", 4096, "vmre's descriptor limit in the conns attack")
@@ -300,7 +302,12 @@ func attackStreams(o options, plugin, dir string) error {
 	tput0, cpu0 := e.throughput(o.measure)
 	lat0, fail0 := healthLatencies(url, 200)
 
-	req, err := proto.Marshal(&vmrev1.TailOutputRequest{Id: id, Lines: uint32(o.lines), Follow: true})
+	procedure := vmrev1connect.RuntimeServiceTailOutputProcedure
+	var msg proto.Message = &vmrev1.TailOutputRequest{Id: id, Lines: uint32(o.lines), Follow: true}
+	if o.call == "list" {
+		procedure, msg = vmrev1connect.RuntimeServiceListRuntimesProcedure, &vmrev1.ListRuntimesRequest{}
+	}
+	req, err := proto.Marshal(msg)
 	if err != nil {
 		return err
 	}
@@ -315,7 +322,7 @@ func attackStreams(o options, plugin, dir string) error {
 		}
 		conns = append(conns, c)
 		for i := 0; i < perConn && opened < o.streams; i++ {
-			if _, err := c.OpenGRPC(host, vmrev1connect.RuntimeServiceTailOutputProcedure, req); err != nil {
+			if _, err := c.OpenGRPC(host, procedure, req); err != nil {
 				return err
 			}
 			opened++
@@ -350,7 +357,11 @@ func attackStreams(o options, plugin, dir string) error {
 	rss2 := e.rss()
 	tput2, cpu2 := e.throughput(o.measure)
 
-	fmt.Printf("### %d zero-window TailOutput streams (%d lines first) on %d connections, flooding plugin (200-byte lines)\n\n", o.streams, o.lines, o.streamConns)
+	what := fmt.Sprintf("TailOutput streams (%d lines first)", o.lines)
+	if o.call == "list" {
+		what = "ListRuntimes calls"
+	}
+	fmt.Printf("### %d zero-window %s on %d connections, flooding plugin (200-byte lines)\n\n", o.streams, what, o.streamConns)
 	fmt.Printf("| | before the attack | during | %v after disconnect |\n|---|---|---|---|\n", o.after)
 	fmt.Printf("| engine RSS | %s | %s peak (+%s) | %s |\n", mib(rss0), mib(peak), mib(peak-rss0), mib(rss2))
 	fmt.Printf("| health p50 / p99 (new connection each) | %s / %s | %s / %s | |\n", pct(lat0, 50), pct(lat0, 99), pct(lat1, 50), pct(lat1, 99))
