@@ -911,7 +911,10 @@ func TestAbuseBadInitializeFlood(t *testing.T) {
 				_, err := rc.Initialize(ctx, req)
 				switch code := connect.CodeOf(err); {
 				case code == connect.CodeInvalidArgument:
-				case code == connect.CodeUnavailable && connectionLost(err):
+				case (code == connect.CodeUnavailable || code == connect.CodeCanceled) && ctx.Err() == nil && connectionLost(err):
+					// connect-go reports a connection the server reset
+					// mid-read as canceled, though this call's context
+					// was not: seen in a CI run at load 30.
 					record(shed, "gRPC: "+err.Error())
 				default:
 					record(failures, fmt.Sprintf("gRPC %v: code %v (%v), want invalid_argument", req, code, err))
