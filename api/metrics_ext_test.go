@@ -141,7 +141,10 @@ func TestMetricsFollowARuntimesLife(t *testing.T) {
 		t.Fatal(err)
 	}
 	s = scrapeUntil(t, h, func(s map[string]float64) bool {
-		return s[`vmre_handshake_duration_seconds_count{}`] == 2
+		// The collectors of one scrape run concurrently with the counting
+		// watcher: wait for every counter the restart moves.
+		return s[`vmre_handshake_duration_seconds_count{}`] == 2 && s[`vmre_stop_duration_seconds_count{}`] == 1 &&
+			s[`vmre_runtime_exits_total{id="r1",name="vm-a",reason="stopped"}`] == 1
 	})
 	wantSamples(t, "restarted", s, map[string]float64{
 		`vmre_runtime_restarts_total{id="r1",name="vm-a"}`:               1,
@@ -198,7 +201,9 @@ func TestMetricsFailedAttachedAndForced(t *testing.T) {
 		t.Fatal(err)
 	}
 	s := scrapeUntil(t, h, func(s map[string]float64) bool {
-		return s[`vmre_stop_forced_kills_total{}`] == 1 && s[`vmre_handshake_failures_total{reason="timeout"}`] == 1
+		return s[`vmre_stop_forced_kills_total{}`] == 1 && s[`vmre_handshake_failures_total{reason="timeout"}`] == 1 &&
+			s[`vmre_runtime_exits_total{id="r1",name="mute",reason="handshake"}`] == 1 &&
+			s[`vmre_runtime_exits_total{id="r3",name="stubborn",reason="stopped"}`] == 1
 	})
 	wantSamples(t, "", s, map[string]float64{
 		`vmre_runtime_state{id="r1",name="mute",state="failed"}`:                                               1,
