@@ -285,10 +285,18 @@ func launch(cmd *exec.Cmd, cfg *settings, exe *preflight.Executable) (*launched,
 	// Counted before supervise starts, so before anything waits for the
 	// helpers; supervise cancels the server's shutdown once it has reaped
 	// the process.
+	// Connections refused as foreign are paced from then on, so that a
+	// flood of them does not starve the plugin's own; Bootstrap keeps the
+	// bare listener for stopAccepting.
+	served := ln
+	if auth != nil {
+		served = auth.Listener(ln)
+		srv.ConnContext = handshakeauth.ConnContext
+	}
 	p.helpers.Add(1)
 	srvCtx, stopServer := context.WithCancel(context.Background())
 	p.stopServer = stopServer
-	go serveHandshake(srvCtx, p, srv, ln, cfg.HandshakeTimeout)
+	go serveHandshake(srvCtx, p, srv, served, cfg.HandshakeTimeout)
 
 	p.log = vmLog.With().Int(fieldPid, p.pid).Logger()
 	if wdErr != nil {

@@ -50,6 +50,9 @@ type options struct {
 	doctorRuns   int
 	concEngines  string
 
+	hsfloodConns int
+	hsfloodRuns  int
+
 	superviseN       int
 	superviseIdle    time.Duration
 	superviseProfile string
@@ -95,18 +98,28 @@ func main() {
 	flag.IntVar(&o.metricsN, "metrics-n", 500, "live runtimes during the /metrics scrapes")
 	flag.IntVar(&o.metricsScrapes, "metrics-scrapes", 200, "timed /metrics scrapes")
 	flag.IntVar(&o.metricsLaunches, "metrics-launches", 100, "launches with metrics on, and as many with metrics off, interleaved")
+	flag.IntVar(&o.hsfloodConns, "hsflood-conns", 2000, "foreign connections flooding the handshake port in the hsflood runs")
+	flag.IntVar(&o.hsfloodRuns, "hsflood-runs", 5, "unflooded and flooded tokenless handshakes in the hsflood runs (each)")
+	hsfloodAttackerOf := flag.String("hsflood-attacker-of", "", "internal: run as the hsflood attacker of the handshake port at this address")
 	flag.StringVar(&o.watchWhere, "watch-where", "both", "where the watchers run: process (a process of their own, as browsers are), inline (the engine's process), or both")
 	// A watcher process (-watch-where process) is this binary run with
 	// these two.
 	watchClientOf := flag.String("watch-client-of", "", "internal: run as the watcher process of the API at this URL")
 	watchWant := flag.Int64("watch-want", 0, "internal: changes the watcher process waits for")
-	flag.StringVar(&o.only, "only", "", "comma-separated metric groups to run: launch,breakdown,ready,exit,term,conc,flood,tput,apart,watch,reload,supervise,metrics,doctor (default all)")
+	flag.StringVar(&o.only, "only", "", "comma-separated metric groups to run: launch,breakdown,ready,exit,term,conc,flood,tput,apart,watch,reload,supervise,metrics,doctor,hsflood (default all)")
 	flag.StringVar(&o.pluginDir, "plugin-dir", "", "directory holding the avaplugin and gpplugin binaries (required)")
 	flag.StringVar(&o.cpuprofile, "cpuprofile", "", "write a CPU profile of the whole run to this file")
 	flag.StringVar(&o.memprofile, "memprofile", "", "write an allocation profile of the whole run to this file")
 	flag.BoolVar(&o.leaks, "leaks", false, "print the stacks of engine goroutines left after the SIGTERM-ignoring stops")
 	flag.BoolVar(&o.keep, "keep", false, "keep the temporary directory (plugins, flood logs)")
 	flag.Parse()
+	if *hsfloodAttackerOf != "" {
+		if err := hsfloodAttacker(*hsfloodAttackerOf, o.hsfloodConns); err != nil {
+			fmt.Fprintln(os.Stderr, "bench hsflood attacker:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if *watchClientOf != "" {
 		if err := watchClientMain(*watchClientOf, o.watchers, *watchWant, o.watchProto, o.watchGzip != "no"); err != nil {
 			fmt.Fprintln(os.Stderr, "bench watcher process:", err)
@@ -224,6 +237,7 @@ func run(ctx context.Context, o options) error {
 		{"supervise", benchSupervise},
 		{"metrics", benchMetrics},
 		{"doctor", benchDoctor},
+		{"hsflood", benchHandshakeFlood},
 	}
 	for _, s := range steps {
 		if !o.want(s.group) {

@@ -47,6 +47,7 @@ import (
 	"net/netip"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/rs/zerolog"
 	"github.com/vmre/vmre"
@@ -152,11 +153,17 @@ type Config struct {
 	// documentation). Required (see [token.Check]) in the token
 	// and token-or-peer modes; never logged.
 	Token string
-	// Log receives one warning per refused call (peer address, peer pid,
-	// reason). The zero value logs nothing.
+	// Log receives a warning per refused call (peer address, peer pid,
+	// reason), at most 10 a second: a flood of foreign callers must not
+	// become a flood of log lines. The next line logged says how many were
+	// left out (refused_unlogged); Refusals counts every one. The zero
+	// value logs nothing.
 	Log zerolog.Logger
-	// MaxConcurrentPeerChecks bounds how many /proc lookups run at once,
-	// so a flood of foreign calls costs at most this many cores; default 2.
+	// MaxConcurrentPeerChecks bounds how many scans of every process's
+	// descriptors run at once; default 2. A check scans only when the
+	// launched tree cannot be read whole (a process of another user);
+	// otherwise it costs one kernel socket query and a share of one pass
+	// over the tree's descriptors (see checkPeer).
 	MaxConcurrentPeerChecks int
 	// Refusals counts every refused call by reason; nil counts nothing.
 	Refusals *server.Refusals
@@ -171,8 +178,11 @@ type Policy struct {
 	pid       atomic.Int64
 	pidSet    chan struct{} // closed by the first SetPid
 	pidOnce   sync.Once
+	tree      atomic.Pointer[treeView] // the launched tree; set by SetPid
 	peerSlots chan struct{}
 	refusals  *server.Refusals
+	logLimit  refusedLimiter
+	pace      pacer // the reads of connections refused as foreign (Listener)
 }
 
 // New validates cfg and returns a Policy. Peer checks wait for
@@ -211,6 +221,11 @@ func (p *Policy) Mode() Mode { return p.mode }
 // not be started: waiting checks then fail at once. Safe for concurrent use.
 func (p *Policy) SetPid(pid int) {
 	p.pid.Store(int64(max(pid, 0)))
+	if pid > 0 {
+		p.tree.Store(&treeView{root: pid})
+	} else {
+		p.tree.Store(nil)
+	}
 	p.pidOnce.Do(func() { close(p.pidSet) })
 }
 
@@ -232,6 +247,7 @@ func (p *Policy) Authorize(ctx context.Context, call server.Call) error {
 		}
 	}
 	if p.mode == ModeToken {
+		markForeign(ctx)
 		p.refused(call, 0, tokenWhy, tokenErr)
 		return tokenErr
 	}
@@ -244,6 +260,9 @@ func (p *Policy) Authorize(ctx context.Context, call server.Call) error {
 	why, err := peerWhy, peerErr
 	if tokenErr != nil && len(call.Header.Values(vmre.HandshakeTokenHeader)) > 0 {
 		why, err = tokenWhy, tokenErr
+	}
+	if peerWhy == server.RefusedForeignPeer {
+		markForeign(ctx)
 	}
 	p.refused(call, peerPid, why, err)
 	return err
@@ -268,17 +287,26 @@ func (p *Policy) checkToken(h http.Header) (server.RefusalReason, error) {
 // checkPeer admits a caller whose socket belongs to the launched process
 // tree. It returns the pid it found (0 if none) for the log, and why it
 // refused.
-func (p *Policy) checkPeer(ctx context.Context, call server.Call) (int, server.RefusalReason, error) {
+//
+// The caller's socket is found by one query to the kernel (sock_diag), in
+// parallel with other checks; whether the tree holds it is read from the
+// policy's treeView, so a flood of foreign callers costs one query each
+// and shares a few passes over the tree's descriptors. Only when the tree
+// cannot be read whole (a process of another user) does a check fall back
+// to peercred.Lookup's scan of every process, at most
+// MaxConcurrentPeerChecks at once.
+func (p *Policy) checkPeer(ctx context.Context, call server.Call) (pid int, why server.RefusalReason, err error) {
 	const unverified = server.RefusedUnverified
 	select {
 	case <-p.pidSet:
 	case <-ctx.Done():
 		return 0, unverified, fmt.Errorf("%w: no launched process to check the caller against: %w", vmre.ErrPermissionDenied, ctx.Err())
 	}
-	root := int(p.pid.Load())
-	if root <= 0 {
+	tree := p.tree.Load()
+	if tree == nil {
 		return 0, unverified, fmt.Errorf("%w: no launched process to check the caller against", vmre.ErrPermissionDenied)
 	}
+	root := tree.root
 	peer, err := netip.ParseAddrPort(call.PeerAddr)
 	if err != nil {
 		return 0, unverified, fmt.Errorf("%w: caller address %q: %w", vmre.ErrPermissionDenied, call.PeerAddr, err)
@@ -286,6 +314,18 @@ func (p *Policy) checkPeer(ctx context.Context, call server.Call) (int, server.R
 	local, ok := localAddr(ctx)
 	if !ok {
 		return 0, unverified, fmt.Errorf("%w: server address unknown, cannot check the caller", vmre.ErrPermissionDenied)
+	}
+	inode, err := peercred.SocketInode(local, peer)
+	if err != nil {
+		return 0, unverified, fmt.Errorf("%w: find the caller's socket: %w", vmre.ErrPermissionDenied, err)
+	}
+	pid, err = tree.holder(inode)
+	switch {
+	case err == nil && pid != 0:
+		p.log.Debug().Str("peer_addr", call.PeerAddr).Int("peer_pid", pid).Int("pid", root).Msg("handshake caller verified by peer")
+		return pid, 0, nil
+	case err == nil:
+		return 0, server.RefusedForeignPeer, fmt.Errorf("%w: the caller's socket is not held by the launched plugin (pid %d) or its descendants", vmre.ErrPermissionDenied, root)
 	}
 	select {
 	case p.peerSlots <- struct{}{}:
@@ -321,9 +361,46 @@ func localAddr(ctx context.Context) (netip.AddrPort, bool) {
 
 func (p *Policy) refused(call server.Call, peerPid int, why server.RefusalReason, err error) {
 	p.refusals.Add(why)
+	suppressed, ok := p.logLimit.allow(time.Now())
+	if !ok {
+		return
+	}
 	ev := p.log.Warn().Str("peer_addr", call.PeerAddr).Str("mode", p.mode.String()).Int("pid", int(p.pid.Load())).Stringer("reason", why)
 	if peerPid != 0 {
 		ev = ev.Int("peer_pid", peerPid)
 	}
+	if suppressed > 0 {
+		ev = ev.Uint64("refused_unlogged", suppressed)
+	}
 	ev.Err(err).Msg("handshake refused")
+}
+
+// refusedLimiter lets through refusedLogBurst "handshake refused" lines
+// per second: a flood of foreign callers must not turn into a flood of log
+// lines. The first line after a quiet spell says how many were left out.
+type refusedLimiter struct {
+	mu         sync.Mutex
+	second     int64 // unix second of the current window
+	logged     int
+	suppressed uint64
+}
+
+const refusedLogBurst = 10
+
+// allow reports whether a line may be logged now and, if so, how many
+// were left out before it.
+func (l *refusedLimiter) allow(now time.Time) (uint64, bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if sec := now.Unix(); sec != l.second {
+		l.second, l.logged = sec, 0
+	}
+	if l.logged >= refusedLogBurst {
+		l.suppressed++
+		return 0, false
+	}
+	l.logged++
+	n := l.suppressed
+	l.suppressed = 0
+	return n, true
 }

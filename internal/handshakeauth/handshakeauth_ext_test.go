@@ -34,7 +34,7 @@ const testToken = "test-token-0123456789abcdef"
 // Child process settings: the test binary re-executes itself as a plugin
 // (or as a foreign process) that calls Initialize.
 const (
-	childModeKey  = "HANDSHAKEAUTH_TEST_CHILD" // "call", "fork-call"
+	childModeKey  = "HANDSHAKEAUTH_TEST_CHILD" // "call", "fork-call", "flood"
 	childAddrKey  = "HANDSHAKEAUTH_TEST_ADDR"
 	childTokenKey = "HANDSHAKEAUTH_TEST_TOKEN"
 	childProtoKey = "HANDSHAKEAUTH_TEST_PROTO" // "grpc" or "json"
@@ -65,6 +65,8 @@ func TestMain(m *testing.M) {
 			os.Exit(2)
 		}
 		os.Exit(0)
+	case "flood":
+		os.Exit(floodChild())
 	default:
 		os.Exit(3)
 	}
@@ -124,7 +126,8 @@ func (c *countingInitializer) Initialize(context.Context, uint32, string) error 
 	return nil
 }
 
-// serve runs the handshake handler behind policy on 127.0.0.1:0.
+// serve runs the handshake handler behind policy on 127.0.0.1:0, on the
+// policy's Listener, as a launch does.
 func serve(t *testing.T, policy *handshakeauth.Policy) (string, *countingInitializer) {
 	t.Helper()
 	init := &countingInitializer{}
@@ -132,11 +135,12 @@ func serve(t *testing.T, policy *handshakeauth.Policy) (string, *countingInitial
 	mux := http.NewServeMux()
 	mux.Handle(path, h)
 	srv := server.NewHTTPServer(mux)
+	srv.ConnContext = handshakeauth.ConnContext
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	go func() { _ = srv.Serve(ln) }()
+	go func() { _ = srv.Serve(policy.Listener(ln)) }()
 	t.Cleanup(func() { _ = srv.Close() })
 	return ln.Addr().String(), init
 }

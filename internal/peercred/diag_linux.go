@@ -33,14 +33,25 @@ const (
 // opposed to "no such socket"), so the caller falls back to /proc.
 var errDiagUnavailable = errors.New("sock_diag unavailable")
 
-// diagSocket is one netlink socket kept open for every query: opening and
+// diagSockets are netlink sockets kept open for every query: opening and
 // closing one per handshake was the larger part of a lookup's cost when
-// many plugins start at once. Queries take turns (each is a single hash
-// lookup in the kernel); a query that finds the socket busy opens its own
-// rather than wait.
-var diagSocket struct {
-	mu  sync.Mutex
-	fd  int // 0: not open yet; -1: could not be opened
+// many plugins start at once. Up to maxDiagSockets queries run at once,
+// each on a socket of its own (each is a single hash lookup in the
+// kernel); more wait for a free socket, so a flood of connections to
+// check opens no more than that many descriptors.
+var diagSockets = struct {
+	mu     sync.Mutex
+	free   []*diagConn
+	opened int
+	freed  *sync.Cond
+}{}
+
+func init() { diagSockets.freed = sync.NewCond(&diagSockets.mu) }
+
+const maxDiagSockets = 4
+
+type diagConn struct {
+	fd  int
 	seq uint32
 	buf []byte
 }
@@ -53,35 +64,57 @@ const diagBufSize = 4096
 // want.own and whose remote is want.remote. Both are unmapped addresses of
 // one family.
 func diagInode(want conn) (uint64, error) {
-	if diagSocket.mu.TryLock() {
-		defer diagSocket.mu.Unlock()
-		if diagSocket.fd == 0 {
-			fd, err := openDiagSocket()
-			if err != nil {
-				diagSocket.fd = -1
-				return 0, err
-			}
-			diagSocket.fd = fd
-			diagSocket.buf = make([]byte, diagBufSize)
-		}
-		if diagSocket.fd > 0 {
-			diagSocket.seq++
-			inode, err := diagQuery(diagSocket.fd, diagSocket.seq, want, diagSocket.buf)
-			if errors.Is(err, errDiagUnavailable) {
-				// The socket may be in a bad state (a reply cut short by
-				// the timeout): start afresh next time.
-				syscall.Close(diagSocket.fd)
-				diagSocket.fd = 0
-			}
-			return inode, err
-		}
-	}
-	fd, err := openDiagSocket()
+	c, err := takeDiag()
 	if err != nil {
 		return 0, err
 	}
-	defer syscall.Close(fd)
-	return diagQuery(fd, 1, want, make([]byte, diagBufSize))
+	c.seq++
+	inode, err := diagQuery(c.fd, c.seq, want, c.buf)
+	if errors.Is(err, errDiagUnavailable) {
+		// The socket may be in a bad state (a reply cut short by the
+		// timeout): start afresh next time.
+		syscall.Close(c.fd)
+		c = nil
+	}
+	giveDiag(c)
+	return inode, err
+}
+
+// takeDiag returns a free socket, opens one if fewer than maxDiagSockets
+// are open, or waits for one to be given back.
+func takeDiag() (*diagConn, error) {
+	d := &diagSockets
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for {
+		if n := len(d.free); n > 0 {
+			c := d.free[n-1]
+			d.free = d.free[:n-1]
+			return c, nil
+		}
+		if d.opened < maxDiagSockets {
+			fd, err := openDiagSocket()
+			if err != nil {
+				return nil, err
+			}
+			d.opened++
+			return &diagConn{fd: fd, buf: make([]byte, diagBufSize)}, nil
+		}
+		d.freed.Wait()
+	}
+}
+
+// giveDiag returns c to the free list; nil means its socket was closed.
+func giveDiag(c *diagConn) {
+	d := &diagSockets
+	d.mu.Lock()
+	if c == nil {
+		d.opened--
+	} else {
+		d.free = append(d.free, c)
+	}
+	d.mu.Unlock()
+	d.freed.Signal()
 }
 
 func openDiagSocket() (int, error) {

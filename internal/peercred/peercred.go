@@ -30,6 +30,10 @@ var (
 	// exists, or no visible process holds it (it closed, or belongs to a
 	// process this one may not inspect).
 	ErrNotFound = errors.New("peer socket not found")
+	// ErrIncomplete is returned by [TreeSockets] when some process of the
+	// tree could not be inspected: a socket missing from its answer may
+	// still be the tree's.
+	ErrIncomplete = errors.New("process tree only partly readable")
 )
 
 // Owner is the outcome of [Lookup].
@@ -74,11 +78,48 @@ func SocketInode(local, peer netip.AddrPort) (uint64, error) {
 	return socketInode(local, peer)
 }
 
+// ListenerInodes returns the inodes of the TCP sockets listening where a
+// connection to addr would be accepted: on addr itself or on the wildcard
+// address of its port. It reads /proc/net/tcp and /proc/net/tcp6 (this
+// network namespace's), so it costs milliseconds on a host with many
+// sockets: it is meant for a check made once, not per connection. It
+// returns an error wrapping [ErrNotFound] when nothing listens there, and
+// [ErrNotSupported] off Linux.
+func ListenerInodes(addr netip.AddrPort) ([]uint64, error) {
+	return listenerInodes(addr)
+}
+
+// Holder returns a process holding the socket with the given inode,
+// scanning every process's descriptors (milliseconds: for a check made
+// once, not per connection). It returns an error wrapping [ErrNotFound]
+// when no visible process holds it, and [ErrNotSupported] off Linux.
+func Holder(inode uint64) (int, error) {
+	return holder(inode)
+}
+
 // Holds reports whether process pid has a file descriptor open on the socket
 // with the given inode. A process that does not exist, or whose descriptors
 // may not be read, holds nothing.
 func Holds(pid int, inode uint64) bool {
 	return holds(pid, inode)
+}
+
+// TreeSockets returns the inodes of the sockets that root and its
+// descendants hold, each with the pid of a process holding it. It is the
+// cheap way to check many connections against one tree: one pass over the
+// tree's descriptors, then a map lookup per connection (whose inode
+// [SocketInode] gives), where [Lookup] scans every process of the system
+// for a socket the tree does not hold. A socket the tree opens after the
+// call is not in the answer; a connection accepted before the call began
+// is, if the tree holds it.
+//
+// It returns the sockets it found and an error wrapping [ErrIncomplete]
+// when a process of the tree exists but its descriptors could not be
+// read (another user's, or /proc mounted with hidepid), [ErrNotFound]
+// when root is gone, and [ErrNotSupported] off Linux. It is safe for
+// concurrent use; it blocks while it reads /proc.
+func TreeSockets(root int) (map[uint64]int, error) {
+	return treeSockets(root)
 }
 
 // Descendants returns the pids of root's children, their children and so

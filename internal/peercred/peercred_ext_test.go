@@ -460,3 +460,56 @@ func BenchmarkHolds(b *testing.B) {
 		})
 	}
 }
+
+// TestTreeSockets: the sockets of a launched tree include a connection its
+// grandchild holds, with the grandchild's pid, and not one a process
+// outside the tree holds; a tree whose root is gone is ErrNotFound.
+func TestTreeSockets(t *testing.T) {
+	t.Parallel()
+	ln, conns := listen(t, "tcp4", "127.0.0.1:0")
+	launched := startChild(t, "fork-connect", ln.Addr().String())
+	var root, grandchild int
+	for root == 0 || grandchild == 0 { // the two lines come in either order
+		l, ok := <-launched.Lines
+		if !ok {
+			t.Fatal("child exited")
+		}
+		switch f := strings.Fields(l); {
+		case len(f) == 3 && f[0] == "parent":
+			root = atoi(t, f[1])
+		case len(f) == 3 && f[0] == "conn":
+			grandchild = atoi(t, f[1])
+		}
+	}
+	inTree := accept(t, conns)
+	foreign := startChild(t, "connect", ln.Addr().String())
+	fields(t, foreign, "conn")
+	outside := accept(t, conns)
+
+	inode := func(c net.Conn) uint64 {
+		local, peer := addrs(t, c)
+		n, err := peercred.SocketInode(local, peer)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	socks, err := peercred.TreeSockets(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := socks[inode(inTree)]; got != grandchild {
+		t.Errorf("the tree's connection: holder %d, want grandchild %d", got, grandchild)
+	}
+	if got, ok := socks[inode(outside)]; ok {
+		t.Errorf("a foreign process's connection is in the tree's sockets (holder %d)", got)
+	}
+
+	gone := startChild(t, "idle", "")
+	pid := atoi(t, fields(t, gone, "idle")[0])
+	_ = gone.Stdin.Close()
+	_ = gone.Cmd.Wait()
+	if _, err := peercred.TreeSockets(pid); !errors.Is(err, peercred.ErrNotFound) {
+		t.Errorf("TreeSockets of a reaped process: %v, want ErrNotFound", err)
+	}
+}

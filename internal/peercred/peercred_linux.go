@@ -111,6 +111,66 @@ func socketInode(local, peer netip.AddrPort) (uint64, error) {
 	return 0, fmt.Errorf("%w: no tcp socket %s -> %s", ErrNotFound, peer, local)
 }
 
+func holder(inode uint64) (int, error) {
+	pids, err := allPids()
+	if err != nil {
+		return 0, err
+	}
+	for _, pid := range pids {
+		if holds(pid, inode) {
+			return pid, nil
+		}
+	}
+	return 0, fmt.Errorf("%w: no visible process holds socket inode %d", ErrNotFound, inode)
+}
+
+func listenerInodes(addr netip.AddrPort) ([]uint64, error) {
+	a := addr.Addr().Unmap().WithZone("")
+	if !a.IsValid() || addr.Port() == 0 {
+		return nil, fmt.Errorf("%w: invalid address %s", ErrNotFound, addr)
+	}
+	var out []uint64
+	port := fmt.Sprintf(":%04X", addr.Port())
+	for _, table := range []string{"/proc/net/tcp", "/proc/net/tcp6"} {
+		f, err := os.Open(table)
+		if errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("read socket table: %w", err)
+		}
+		sc := bufio.NewScanner(f)
+		for sc.Scan() {
+			// "sl local_address rem_address st ... inode": st 0A is LISTEN.
+			fields := strings.Fields(sc.Text())
+			if len(fields) < 10 || fields[3] != "0A" || !strings.HasSuffix(fields[1], port) {
+				continue
+			}
+			own, ok := decodeAddr(fields[1][:len(fields[1])-len(port)])
+			if !ok {
+				continue
+			}
+			// A wildcard listener (0.0.0.0, or :: which also takes IPv4
+			// unless it is IPv6-only) accepts a connection to addr too.
+			if own = own.Unmap(); own != a && !own.IsUnspecified() {
+				continue
+			}
+			if inode, err := strconv.ParseUint(fields[9], 10, 64); err == nil && inode != 0 {
+				out = append(out, inode)
+			}
+		}
+		err = sc.Err()
+		f.Close()
+		if err != nil {
+			return nil, fmt.Errorf("read socket table: %w", err)
+		}
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("%w: nothing listens on %s", ErrNotFound, addr)
+	}
+	return out, nil
+}
+
 type conn struct {
 	own, remote netip.AddrPort
 }
@@ -230,6 +290,79 @@ func holds(pid int, inode uint64) bool {
 		}
 	}
 	return false
+}
+
+func treeSockets(root int) (map[uint64]int, error) {
+	if root <= 0 {
+		return nil, fmt.Errorf("%w: no process tree (root pid %d)", ErrNotFound, root)
+	}
+	out := make(map[uint64]int)
+	if !addSockets(out, root) {
+		if _, err := os.Stat("/proc/" + strconv.Itoa(root)); err != nil {
+			return out, fmt.Errorf("%w: process %d is gone", ErrNotFound, root)
+		}
+		return out, fmt.Errorf("%w: the descriptors of process %d", ErrIncomplete, root)
+	}
+	kids, err := descendants(root)
+	if err != nil {
+		return out, fmt.Errorf("%w: list descendants of %d: %w", ErrIncomplete, root, err)
+	}
+	var unreadable []int
+	for _, pid := range kids {
+		if !addSockets(out, pid) {
+			unreadable = append(unreadable, pid)
+		}
+	}
+	for _, pid := range unreadable {
+		// Exited since the walk: it holds nothing now. Still there: its
+		// descriptors may not be read.
+		if _, err := os.Stat("/proc/" + strconv.Itoa(pid)); err == nil {
+			return out, fmt.Errorf("%w: the descriptors of process %d", ErrIncomplete, pid)
+		}
+	}
+	return out, nil
+}
+
+// addSockets adds the inode of every socket pid holds to m (inode -> pid;
+// the first holder found stays). It reports false if pid's descriptors
+// could not be listed (gone, or not ours to inspect). It talks to /proc as
+// holds does.
+func addSockets(m map[uint64]int, pid int) bool {
+	var pathBuf [32]byte
+	dir := strconv.AppendInt(append(pathBuf[:0], "/proc/"...), int64(pid), 10)
+	dfd, err := unix.Open(string(append(dir, "/fd"...)), unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return false
+	}
+	defer unix.Close(dfd)
+	var fdBuf [64]int
+	fds := fdBuf[:0]
+	var dents [4096]byte
+	for {
+		n, err := unix.Getdents(dfd, dents[:])
+		if err != nil || n <= 0 {
+			break
+		}
+		fds = appendDirentNumbers(fds, dents[:n])
+	}
+	var link [64]byte
+	var name [24]byte
+	for _, fd := range fds {
+		n, err := unix.Readlinkat(dfd, string(strconv.AppendInt(name[:0], int64(fd), 10)), link[:])
+		if err != nil || n >= len(link) {
+			continue
+		}
+		rest, ok := bytes.CutPrefix(link[:n], []byte("socket:["))
+		if !ok || len(rest) < 2 || rest[len(rest)-1] != ']' {
+			continue
+		}
+		if inode, err := strconv.ParseUint(string(rest[:len(rest)-1]), 10, 64); err == nil {
+			if _, seen := m[inode]; !seen {
+				m[inode] = pid
+			}
+		}
+	}
+	return true
 }
 
 // appendDirentNumbers appends the numeric names among the linux_dirent64

@@ -10,6 +10,12 @@ func socketInode(netip.AddrPort, netip.AddrPort) (uint64, error) { return 0, Err
 
 func holds(int, uint64) bool { return false }
 
+func holder(uint64) (int, error) { return 0, ErrNotSupported }
+
+func listenerInodes(netip.AddrPort) ([]uint64, error) { return nil, ErrNotSupported }
+
+func treeSockets(int) (map[uint64]int, error) { return nil, ErrNotSupported }
+
 func descendants(int) ([]int, error) { return nil, ErrNotSupported }
 
 func inTree(int, int) (bool, error) { return false, ErrNotSupported }

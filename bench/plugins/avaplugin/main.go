@@ -10,6 +10,7 @@
 //	ready                  print "ready" on stdout, exit 0 on SIGTERM (stop floor)
 //	serve                  handshake, serve, exit 0 on SIGTERM
 //	serve-trace            serve, and print "trace main=T sent=T answered=T" (unix nanos) on stderr
+//	serve-gated            print "engine-addr ADDR" on stdout, wait for a line on stdin, then serve
 //	exit-early             print "exit-at <unix-nanos>" on stderr, exit 3 (no handshake)
 //	ignore-term            handshake, ignore SIGTERM, run until killed
 //	flood BYTES LINELEN    handshake (unless "flood-raw"), write BYTES of numbered lines on stdout, exit 0
@@ -69,6 +70,15 @@ func main() {
 		term := notifyTerm()
 		sent, answered := handshake()
 		fmt.Fprintf(os.Stderr, "trace main=%d sent=%d answered=%d\n", mainAt.UnixNano(), sent.UnixNano(), answered.UnixNano())
+		<-term
+		os.Exit(0)
+	case "serve-gated":
+		term := notifyTerm()
+		fmt.Printf("engine-addr %s\n", os.Getenv(engineAddrKey))
+		if _, err := bufio.NewReader(os.Stdin).ReadString('\n'); err != nil {
+			fail("read gate: " + err.Error())
+		}
+		handshake()
 		<-term
 		os.Exit(0)
 	case "ignore-term":

@@ -1,0 +1,188 @@
+package handshakeauth_test
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"connectrpc.com/connect"
+	"github.com/rs/zerolog"
+	"github.com/vmre/vmre"
+	handshakev1 "github.com/vmre/vmre/gen/vmre/handshake/v1"
+	"github.com/vmre/vmre/internal/handshakeauth"
+	"github.com/vmre/vmre/server"
+	"google.golang.org/protobuf/types/known/emptypb"
+)
+
+// The "flood" child's settings.
+const (
+	floodConnsKey = "HANDSHAKEAUTH_TEST_FLOOD_CONNS" // connections
+	floodCallsKey = "HANDSHAKEAUTH_TEST_FLOOD_CALLS" // calls per connection; unset: until stdin closes
+)
+
+// floodChild opens $HANDSHAKEAUTH_TEST_FLOOD_CONNS connections to
+// $HANDSHAKEAUTH_TEST_ADDR and calls Initialize on each, with the token
+// in $HANDSHAKEAUTH_TEST_TOKEN if any, $HANDSHAKEAUTH_TEST_FLOOD_CALLS
+// times or over and over until stdin closes. It prints "flooding" once
+// every connection has had an answer, and "answers N refused M" (M:
+// permission_denied or unauthenticated) at the end.
+func floodChild() int {
+	n, err := strconv.Atoi(os.Getenv(floodConnsKey))
+	if err != nil {
+		return 2
+	}
+	calls := -1
+	if s := os.Getenv(floodCallsKey); s != "" {
+		if calls, err = strconv.Atoi(s); err != nil {
+			return 2
+		}
+	}
+	addr, tok := os.Getenv(childAddrKey), os.Getenv(childTokenKey)
+	ctx, cancel := context.WithCancel(context.Background())
+	var answered sync.WaitGroup
+	answered.Add(n)
+	var total, refused atomic.Int64
+	var wg sync.WaitGroup
+	for range n {
+		wg.Go(func() {
+			var protocols http.Protocols
+			protocols.SetUnencryptedHTTP2(true)
+			tr := &http.Transport{Protocols: &protocols, MaxConnsPerHost: 1}
+			defer tr.CloseIdleConnections()
+			c := connect.NewClient[handshakev1.InitializeRequest, emptypb.Empty](&http.Client{Transport: tr},
+				"http://"+addr+server.InitializeProcedure, connect.WithGRPC())
+			first := true
+			for i := 0; ctx.Err() == nil && i != calls; i++ {
+				req := connect.NewRequest(&handshakev1.InitializeRequest{ProtocolVersion: vmre.ProtocolVersion, Addr: "127.0.0.1:1"})
+				if tok != "" {
+					req.Header().Set(vmre.HandshakeTokenHeader, tok)
+				}
+				_, err := c.CallUnary(ctx, req)
+				if ctx.Err() != nil {
+					break
+				}
+				total.Add(1)
+				if code := connect.CodeOf(err); code == connect.CodePermissionDenied || code == connect.CodeUnauthenticated {
+					refused.Add(1)
+				}
+				if first {
+					first = false
+					answered.Done()
+				}
+			}
+			if first {
+				answered.Done()
+			}
+		})
+	}
+	go func() {
+		_, _ = io.Copy(io.Discard, os.Stdin)
+		cancel()
+	}()
+	answered.Wait()
+	if ctx.Err() == nil {
+		fmt.Println("flooding")
+	}
+	wg.Wait()
+	fmt.Printf("answers %d refused %d\n", total.Load(), refused.Load())
+	return 0
+}
+
+// tokenlessHandshake launches a tokenless "call" plugin against a fresh
+// token-or-peer policy, lets it call once before (if flood > 0) that many
+// foreign connections flood the port without a token, and returns how long
+// the plugin took from being let go to its answer.
+func tokenlessHandshake(t *testing.T, flood int) time.Duration {
+	t.Helper()
+	p := newPolicy(t, handshakeauth.ModeTokenOrPeer, zerolog.Nop())
+	addr, init := serve(t, p)
+	plugin := startChild(t, "call", childEnv(addr, "grpc", "", true)...)
+	p.SetPid(plugin.Cmd.Process.Pid)
+	plugin.Next(t, "pid")
+	if flood > 0 {
+		flooder := startChild(t, "flood", childAddrKey+"="+addr, floodConnsKey+"="+strconv.Itoa(flood))
+		flooder.Next(t, "flooding")
+		t.Cleanup(func() {
+			_ = flooder.Stdin.Close()
+			t.Logf("flooder: %s", flooder.Next(t, "answers"))
+		})
+	}
+	start := time.Now()
+	if _, err := io.WriteString(plugin.Stdin, "go\n"); err != nil {
+		t.Fatal(err)
+	}
+	if got := plugin.Next(t, "result"); got != "ok" {
+		t.Fatalf("plugin (flood %d): %s, want ok", flood, got)
+	}
+	took := time.Since(start)
+	if n := init.calls.Load(); n != 1 {
+		t.Fatalf("Initializer called %d times, want 1", n)
+	}
+	return took
+}
+
+// TestFloodDoesNotStarveTokenlessPlugin: 1,000 foreign connections call
+// Initialize without a token, over and over, while a tokenless plugin (as
+// avalanchego's are) handshakes. Without cheap refusals each call queued
+// for a scan of every process and the plugin waited behind them all
+// (1m53s with 2,000); it must now finish within a handshake timeout's
+// worth (10 s) of the same handshake unflooded, measured in this test.
+// The speed itself is measured by the benchmark (bench: -only hsflood).
+func TestFloodDoesNotStarveTokenlessPlugin(t *testing.T) {
+	requirePeer(t)
+	const conns = 1000
+	base := tokenlessHandshake(t, 0)
+	flooded := tokenlessHandshake(t, conns)
+	t.Logf("tokenless handshake: %v unflooded, %v under %d flooding connections", base, flooded, conns)
+	if flooded > base+10*time.Second {
+		t.Errorf("the flood delayed the plugin's handshake by %v (unflooded %v, flooded %v)", flooded-base, base, flooded)
+	}
+}
+
+// TestRefusedLogIsRateLimited: 200 refused calls at once do not make 200
+// "handshake refused" lines (at most 10 a second are logged).
+func TestRefusedLogIsRateLimited(t *testing.T) {
+	t.Parallel()
+	var buf lockedBuffer
+	p := newPolicy(t, handshakeauth.ModeToken, zerolog.New(&buf))
+	addr, _ := serve(t, p)
+	const calls = 200
+	var wg sync.WaitGroup
+	for range calls {
+		wg.Go(func() {
+			if got := call(t.Context(), "grpc", addr, "guessed-token-0123456789"); got != "unauthenticated" {
+				t.Errorf("call: %s, want unauthenticated", got)
+			}
+		})
+	}
+	wg.Wait()
+	lines := strings.Count(buf.String(), `"handshake refused"`)
+	if lines == 0 || lines >= calls/2 {
+		t.Fatalf("%d refused calls logged %d lines, want some and far fewer", calls, lines)
+	}
+}
+
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
