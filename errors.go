@@ -43,6 +43,11 @@ var (
 	ErrNotExecutable = errors.New("not executable")
 	// ErrChecksumMismatch: the plugin's SHA-256 differs from the pinned one.
 	ErrChecksumMismatch = errors.New("checksum mismatch")
+	// ErrForeignVMAddr: the VM address a plugin announced is not a socket
+	// that the plugin or one of its descendants listens on (nothing
+	// listens there, or another process does), so the engine does not
+	// call it.
+	ErrForeignVMAddr = errors.New("vm address is not the plugin's")
 )
 
 // VersionMismatchError reports a plugin whose protocol version is not in the

@@ -103,7 +103,11 @@ type Config struct {
 	// until that call; without it they wait out GracefulTimeout and are
 	// killed. The call is bounded by GracefulTimeout and abandoned if the
 	// process exits; a VM server without the method answers unimplemented
-	// at once. Only a loopback VM address is called.
+	// at once. Only an address the plugin or one of its descendants
+	// listens on is called (see [Process.CheckVMAddr]; where that cannot
+	// be told, off Linux, a loopback one): the plugin announced it, and
+	// may have named another local service. Otherwise Stop logs why at
+	// warn ("vm shutdown not called") and sends SIGTERM at once.
 	VMShutdown bool
 	// VMTLS is the client side of TLS for the Shutdown call to a VM that
 	// announced a "tls://host:port" address (vmre.TLSAddrPrefix): roots

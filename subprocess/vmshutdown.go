@@ -69,12 +69,19 @@ func (p *Process) shutdownThenTerm(grace time.Duration) {
 		}
 	}()
 	start := time.Now()
-	err := shutdownVM(ctx, p.status.Addr, p.vmTLS)
+	// The address is the plugin's word: call it only if the plugin's tree
+	// listens there (or, off Linux, if that cannot be told).
+	err := checkVMAddr(p.status.Addr, p.pid)
+	if err == nil || errors.Is(err, errVMAddrUnchecked) {
+		err = shutdownVM(ctx, p.status.Addr, p.vmTLS)
+	}
 	cancel()
 	<-watched
 	switch {
 	case err == nil:
 		p.log.Debug().Dur("took", time.Since(start)).Msg("vm shutdown called")
+	case errors.Is(err, vmre.ErrForeignVMAddr):
+		p.log.Warn().Err(err).Msg("vm shutdown not called; sending sigterm")
 	case connect.CodeOf(err) == connect.CodeUnimplemented, errors.Is(err, errNotLoopback):
 		p.log.Debug().Err(err).Msg("vm shutdown not called")
 	default:

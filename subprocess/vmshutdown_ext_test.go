@@ -6,6 +6,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -17,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/rs/zerolog"
 	"github.com/vmre/vmre"
 	"github.com/vmre/vmre/client"
 	"github.com/vmre/vmre/internal/tlstest"
@@ -174,4 +176,96 @@ func TestStopCallsVMShutdown(t *testing.T) {
 			}
 		})
 	}
+}
+
+// announceEnv is the VM address the "announce" child announces in its
+// handshake instead of one of its own.
+const announceEnv = "SUBPROCESS_TEST_ANNOUNCE"
+
+func init() { childModes["announce"] = childAnnounce }
+
+// childAnnounce handshakes announcing $SUBPROCESS_TEST_ANNOUNCE, an
+// address it does not listen on, and exits 0 on SIGTERM.
+func childAnnounce() int {
+	signals := make(chan os.Signal, 1)
+	signal.Notify(signals, syscall.SIGTERM)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := client.Handshake(ctx, childVersion(), os.Getenv(announceEnv)); err != nil {
+		fmt.Fprintln(os.Stderr, "handshake:", err)
+		return 1
+	}
+	<-signals
+	return 0
+}
+
+// TestStopDoesNotCallForeignVMAddr: a plugin that announces another
+// process's service (here this test's own gRPC server, with a
+// /vm.VM/Shutdown that counts its calls) or an address nothing listens on
+// is not called on Stop, even with Config.VMShutdown: CheckVMAddr says
+// why, and the stop goes straight to SIGTERM. A plugin's own VM server
+// passes.
+func TestStopDoesNotCallForeignVMAddr(t *testing.T) {
+	t.Parallel()
+	var calls atomic.Int64
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := grpc.NewServer()
+	srv.RegisterService(&grpc.ServiceDesc{
+		ServiceName: "vm.VM",
+		HandlerType: (*any)(nil),
+		Methods: []grpc.MethodDesc{{
+			MethodName: "Shutdown",
+			Handler: func(_ any, _ context.Context, dec func(any) error, _ grpc.UnaryServerInterceptor) (any, error) {
+				calls.Add(1)
+				return &emptypb.Empty{}, dec(new(emptypb.Empty))
+			},
+		}},
+	}, struct{}{})
+	go func() { _ = srv.Serve(ln) }()
+	t.Cleanup(srv.Stop)
+	closed, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	closedAddr := closed.Addr().String()
+	closed.Close()
+
+	tests := []struct {
+		name, addr, want string
+	}{
+		{"another process's service", ln.Addr().String(), fmt.Sprintf("is listened on by pid %d, not by the plugin", os.Getpid())},
+		{"nothing listens", closedAddr, "nothing listens on " + closedAddr},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var logs syncBuffer
+			cfg := &subprocess.Config{VMShutdown: true, GracefulTimeout: 30 * time.Second, Log: zerolog.New(&logs)}
+			_, p := mustBootstrap(t, "announce", cfg, announceEnv+"="+tt.addr)
+			err := p.CheckVMAddr()
+			if !errors.Is(err, vmre.ErrForeignVMAddr) || !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("CheckVMAddr() = %v, want ErrForeignVMAddr saying %q", err, tt.want)
+			}
+			p.Stop(t.Context())
+			if st := p.ExitStatus(); st.Code != 0 || st.Signal != "" {
+				t.Errorf("exit %v, want 0 (on SIGTERM)", st)
+			}
+			if n := calls.Load(); n != 0 {
+				t.Fatalf("Shutdown called %d times on an address the plugin does not listen on", n)
+			}
+			if !strings.Contains(logs.String(), "vm shutdown not called") {
+				t.Errorf("no \"vm shutdown not called\" in the log:\n%s", logs.String())
+			}
+		})
+	}
+	t.Run("the plugin's own server", func(t *testing.T) {
+		out := newCollector()
+		_, p := mustBootstrap(t, "rpcchainvm", &subprocess.Config{OnOutput: out.add})
+		out.waitFor(t, textIs("vm serving"))
+		if err := p.CheckVMAddr(); err != nil {
+			t.Errorf("CheckVMAddr() = %v, want nil", err)
+		}
+	})
 }

@@ -74,7 +74,21 @@ func doctorCommand(ctx context.Context, args []string, stdout, stderr io.Writer)
 	fmt.Fprintf(report, "vm address\t%s\n", st.Addr)
 	fmt.Fprintf(report, "protocol version\t%d\n", st.ProtocolVersion)
 	fmt.Fprintf(report, "time to handshake\t%s\n", st.HandshakeDuration.Round(time.Microsecond))
-	fmt.Fprintf(report, "grpc.health.v1\t%s\n", probeHealth(ctx, st.Addr))
+	// The address is the plugin's word: probe it only if the plugin's
+	// tree listens there. A plugin whose VM address refuses connections,
+	// or is another process's, would fail under a node too.
+	var addrProblem string
+	switch err := p.CheckVMAddr(); {
+	case errors.Is(err, vmre.ErrForeignVMAddr):
+		addrProblem = err.Error()
+		fmt.Fprintf(report, "grpc.health.v1\tnot probed: the vm address is not the plugin's\n")
+	default:
+		health, refused := probeHealth(ctx, st.Addr)
+		if refused {
+			addrProblem = fmt.Sprintf("vm address %s refuses connections", st.Addr)
+		}
+		fmt.Fprintf(report, "grpc.health.v1\t%s\n", health)
+	}
 
 	stopStart := time.Now()
 	stopCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), ef.stopDeadline())
@@ -82,10 +96,15 @@ func doctorCommand(ctx context.Context, args []string, stdout, stderr io.Writer)
 	p.Stop(stopCtx)
 	exit, problem := describeExit(p)
 	fmt.Fprintf(report, "stop\t%s%s\n", time.Since(stopStart).Round(time.Microsecond), exit)
-	if problem != "" {
+	if problem != "" || addrProblem != "" {
 		fmt.Fprintf(report, "result\tFAIL\n")
 		_ = report.Flush()
-		fmt.Fprintf(stderr, "vmre doctor: stop: %s\n", problem)
+		if addrProblem != "" {
+			fmt.Fprintf(stderr, "vmre doctor: %s\n", addrProblem)
+		}
+		if problem != "" {
+			fmt.Fprintf(stderr, "vmre doctor: stop: %s\n", problem)
+		}
 		return exitFailure
 	}
 	fmt.Fprintf(report, "result\tOK\n")
@@ -144,15 +163,15 @@ const healthCheckProcedure = "/grpc.health.v1.Health/Check"
 var servingStatus = map[int32]string{0: "UNKNOWN", 1: "SERVING", 2: "NOT_SERVING", 3: "SERVICE_UNKNOWN"}
 
 // probeHealth asks the VM's grpc.health.v1 service for the overall status,
-// over gRPC on cleartext HTTP/2. A VM without the service is reported, not
-// failed.
+// over gRPC on cleartext HTTP/2, and reports whether the address refused
+// the connection. A VM without the service is reported, not failed.
 //
 // The messages are well-known types with the same wire form, so that the
 // command links neither grpc-go nor generated health code: an empty
 // HealthCheckRequest (service "", the overall status) encodes as
 // google.protobuf.Empty, and HealthCheckResponse's one field, the enum
 // status (field 1, a varint), decodes as google.protobuf.Int32Value.
-func probeHealth(ctx context.Context, addr string) string {
+func probeHealth(ctx context.Context, addr string) (status string, refused bool) {
 	var protocols http.Protocols
 	protocols.SetUnencryptedHTTP2(true)
 	transport := &http.Transport{Protocols: &protocols}
@@ -165,14 +184,16 @@ func probeHealth(ctx context.Context, addr string) string {
 	var connectErr *connect.Error
 	switch {
 	case connect.CodeOf(err) == connect.CodeUnimplemented:
-		return "not served (optional)"
+		return "not served (optional)", false
+	case errors.Is(err, syscall.ECONNREFUSED):
+		return "error: connection refused", true
 	case errors.As(err, &connectErr):
-		return "error: " + connectErr.Message()
+		return "error: " + connectErr.Message(), false
 	case err != nil:
-		return "error: " + err.Error()
+		return "error: " + err.Error(), false
 	}
 	if name, ok := servingStatus[resp.Msg.GetValue()]; ok {
-		return name
+		return name, false
 	}
-	return fmt.Sprintf("status %d", resp.Msg.GetValue())
+	return fmt.Sprintf("status %d", resp.Msg.GetValue()), false
 }

@@ -45,8 +45,8 @@ func TestProbeHealth(t *testing.T) {
 					t.Error(err)
 				}
 			})
-			if got := probeHealth(t.Context(), ln.Addr().String()); got != tt.want {
-				t.Errorf("probeHealth = %q, want %q", got, tt.want)
+			if got, refused := probeHealth(t.Context(), ln.Addr().String()); got != tt.want || refused {
+				t.Errorf("probeHealth = %q, %v; want %q, false", got, refused, tt.want)
 			}
 		})
 	}

@@ -155,23 +155,6 @@ func TestEnvPolicyClean(t *testing.T) {
 	}
 }
 
-// TestDoctorReportsUnservedAddress: a plugin that announces an address it
-// does not serve (here `vmre handshake --vm-addr 127.0.0.1:1`, which exits
-// after its handshake) completes the handshake, as with avalanchego (the
-// engine does not dial back during it), and the doctor's health probe of
-// that address reports the failure.
-func TestDoctorReportsUnservedAddress(t *testing.T) {
-	code, out, _ := vmreCmd(t, "doctor", "--log-level", "warn", "--", os.Args[0], "handshake", "--vm-addr", "127.0.0.1:1")
-	if code != exitOK {
-		t.Fatalf("doctor exit code %d, want %d", code, exitOK)
-	}
-	for _, want := range []string{"vm address         127.0.0.1:1", "grpc.health.v1     error: "} {
-		if !strings.Contains(out, want) {
-			t.Errorf("report lacks %q", want)
-		}
-	}
-}
-
 // TestStopDeadline: both grace periods with --vm-shutdown, one without,
 // plus the margin; saturated, never wrapped, for absurd grace periods.
 func TestStopDeadline(t *testing.T) {
