@@ -282,17 +282,18 @@ func launch(cmd *exec.Cmd, cfg *settings, exe *preflight.Executable) (*launched,
 	srv.BaseContext = func(net.Listener) context.Context {
 		return context.WithValue(context.Background(), handshakeKey{}, hs)
 	}
+	// Connections refused as foreign are paced from then on, so that a
+	// flood of them does not starve the plugin's own; the pacing wrapper
+	// is outermost, so that ConnContext sees its connections, and
+	// Bootstrap keeps the bare listener for stopAccepting.
+	var served net.Listener = readBufferedListener{ln}
+	if auth != nil {
+		served = auth.Listener(served)
+		srv.ConnContext = handshakeauth.ConnContext
+	}
 	// Counted before supervise starts, so before anything waits for the
 	// helpers; supervise cancels the server's shutdown once it has reaped
 	// the process.
-	// Connections refused as foreign are paced from then on, so that a
-	// flood of them does not starve the plugin's own; Bootstrap keeps the
-	// bare listener for stopAccepting.
-	served := ln
-	if auth != nil {
-		served = auth.Listener(ln)
-		srv.ConnContext = handshakeauth.ConnContext
-	}
 	p.helpers.Add(1)
 	srvCtx, stopServer := context.WithCancel(context.Background())
 	p.stopServer = stopServer
@@ -350,7 +351,7 @@ func serveHandshake(ctx context.Context, p *Process, srv *http.Server, ln net.Li
 			conns.Done()
 		}
 	}
-	_ = srv.Serve(readBufferedListener{ln})
+	_ = srv.Serve(ln)
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	if err := srv.Shutdown(ctx); err != nil {
