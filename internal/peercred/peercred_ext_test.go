@@ -187,17 +187,18 @@ func TestLookupGrandchild(t *testing.T) {
 	c := startChild(t, "fork-connect", ln.Addr().String())
 	var root, grandchild, connPid int
 	for root == 0 || connPid == 0 {
-		select {
-		case l := <-c.Lines:
-			f := strings.Fields(l)
-			switch {
-			case len(f) == 3 && f[0] == "parent":
-				root, grandchild = atoi(t, f[1]), atoi(t, f[2])
-			case len(f) == 3 && f[0] == "conn":
-				connPid = atoi(t, f[1])
-			}
-		case <-time.After(10 * time.Second):
-			t.Fatal("child did not report")
+		// No deadline: Lines closes when the child exits, and a child
+		// that hangs is the test binary's -timeout to report.
+		l, ok := <-c.Lines
+		if !ok {
+			t.Fatal("child exited before it reported its pids")
+		}
+		f := strings.Fields(l)
+		switch {
+		case len(f) == 3 && f[0] == "parent":
+			root, grandchild = atoi(t, f[1]), atoi(t, f[2])
+		case len(f) == 3 && f[0] == "conn":
+			connPid = atoi(t, f[1])
 		}
 	}
 	if connPid != grandchild {
