@@ -72,7 +72,10 @@ func TestHealthPerRuntime(t *testing.T) {
 	attachedAddr, _, attachedVM := healthVM(t)
 	h := startEngine(t, engine.Config{
 		Launcher:     vmLauncher{addr: vmAddr},
-		AttachHealth: engine.HealthCheck{Interval: 10 * time.Millisecond, FailureThreshold: 2},
+		// Probe timeouts are capped at the interval: a 10 ms interval
+		// made a healthy VM fail probes at load 30. A second keeps
+		// the test short and real failures prompt.
+		AttachHealth: engine.HealthCheck{Interval: time.Second, FailureThreshold: 2},
 	}, nil)
 	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 	defer cancel()
@@ -95,7 +98,7 @@ func TestHealthPerRuntime(t *testing.T) {
 	}
 
 	notFound("subnet-a")
-	probe := engine.HealthCheck{Interval: 10 * time.Millisecond, FailureThreshold: 1}
+	probe := engine.HealthCheck{Interval: time.Second, FailureThreshold: 1}
 	rt, err := h.engine.Launch(ctx, engine.Spec{Name: "subnet-a", Path: "/fake/vm", Health: probe})
 	if err != nil {
 		t.Fatal(err)
