@@ -492,17 +492,27 @@ func TestForeignFlood(t *testing.T) {
 	plugin := startChild(t, "call", childEnv(addr, "grpc", "", true)...)
 	p.SetPid(plugin.Cmd.Process.Pid)
 	var wg sync.WaitGroup
-	var wrong atomic.Int64
+	var wrong, shed atomic.Int64
 	for range 200 {
 		wg.Go(func() {
-			if got := call(t.Context(), "grpc", addr, ""); got != "permission_denied" {
+			got := call(t.Context(), "grpc", addr, "")
+			// At load 30 net/http dropped connections whose client
+			// SETTINGS it had not read within its preface timeout
+			// ("timeout waiting for SETTINGS frames"): such a call never
+			// reached the policy, so it is made again, a bounded number
+			// of times.
+			for try := 0; got == "unavailable" && try < 5; try++ {
+				shed.Add(1)
+				got = call(t.Context(), "grpc", addr, "")
+			}
+			if got != "permission_denied" {
 				wrong.Add(1)
 			}
 		})
 	}
 	wg.Wait()
 	if n := wrong.Load(); n != 0 {
-		t.Fatalf("%d foreign calls were not refused with permission_denied", n)
+		t.Fatalf("%d foreign calls were not refused with permission_denied (%d calls made again after a dropped connection)", n, shed.Load())
 	}
 	if _, err := io.WriteString(plugin.Stdin, "go\n"); err != nil {
 		t.Fatal(err)
