@@ -71,7 +71,7 @@ func TestHealthPerRuntime(t *testing.T) {
 	vmAddr, vmHealth, _ := healthVM(t)
 	attachedAddr, _, attachedVM := healthVM(t)
 	h := startEngine(t, engine.Config{
-		Launcher:     vmLauncher{addr: vmAddr},
+		Launcher: vmLauncher{addr: vmAddr},
 		// Probe timeouts are capped at the interval: a 10 ms interval
 		// made a healthy VM fail probes at load 30. A second keeps
 		// the test short and real failures prompt.
