@@ -276,8 +276,9 @@ func (b *safeBuffer) String() string {
 // longer than the stop's margin, so a deadline of one grace period plus the
 // margin ends first) and fail, naming the kill.
 func TestDoctorFailsPluginThatMustBeKilled(t *testing.T) {
-	// The VM address accepts connections and never answers, so the
-	// Shutdown call waits out its grace period.
+	// The VM address accepts connections and never answers. It is not the
+	// plugin's, so doctor calls no Shutdown and says so; SIGTERM is
+	// ignored, so the plugin is killed at the end of the grace period.
 	silent, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -303,8 +304,13 @@ func TestDoctorFailsPluginThatMustBeKilled(t *testing.T) {
 			accepted <- c // held open, unanswered, until the cleanup
 		}
 	}()
+	// The handshake command runs in a session of its own: doctor stops
+	// the plugin as soon as its side of the handshake is done, and a
+	// SIGTERM to the plugin's group would otherwise end the Go command
+	// (which does not inherit the shell's ignored SIGTERM) while it still
+	// reads the answer, making the plugin exit 1 instead of being killed.
 	plugin := writeScript(t, "trap '' TERM\n"+
-		"'"+os.Args[0]+"' handshake --vm-addr "+silent.Addr().String()+" || exit 1\n"+
+		"setsid -w '"+os.Args[0]+"' handshake --vm-addr "+silent.Addr().String()+" || exit 1\n"+
 		"exec sleep 60\n")
 	grace := stopMargin + 500*time.Millisecond
 	code, out, errOut := vmreCmd(t, "doctor", "--log-level", "warn", "--graceful-timeout", grace.String(), "--", plugin)
