@@ -21,12 +21,30 @@ import (
 // connections.
 func serve(t *testing.T, maxConns int, h http.Handler) (string, *connlimit.Listener) {
 	t.Helper()
+	return serveSeen(t, maxConns, h, nil)
+}
+
+// serveSeen is serve, and also sends every connection state the server
+// reports to seen, if it is not nil (never blocking: it must be buffered
+// enough).
+func serveSeen(t *testing.T, maxConns int, h http.Handler, seen chan<- http.ConnState) (string, *connlimit.Listener) {
+	t.Helper()
 	raw, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	l := connlimit.New(raw, maxConns, zerolog.New(zerolog.NewTestWriter(t)))
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: time.Minute, ConnState: l.ConnState}
+	connState := l.ConnState
+	if seen != nil {
+		connState = func(c net.Conn, state http.ConnState) {
+			l.ConnState(c, state)
+			select {
+			case seen <- state:
+			default:
+			}
+		}
+	}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: time.Minute, ConnState: connState}
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -79,16 +97,25 @@ func TestEvictsLongestIdle(t *testing.T) {
 	t.Parallel()
 	release := make(chan struct{})
 	entered := make(chan struct{}, 1)
-	addr, l := serve(t, 3, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	seen := make(chan http.ConnState, 64)
+	addr, l := serveSeen(t, 3, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == "/block" {
 			entered <- struct{}{}
 			<-release
 		}
-	}))
+	}), seen)
 	older, newer, busy := dial(t, addr), dial(t, addr), dial(t, addr)
 	for _, c := range []net.Conn{older, newer} {
 		if _, err := get(c, "/"); err != nil {
 			t.Fatal(err)
+		}
+		// The answer can reach the client before the server reports the
+		// connection idle: wait for that, so that older is idle first
+		// (a CI run under -race saw newer reported idle before older).
+		for state := range seen {
+			if state == http.StateIdle {
+				break
+			}
 		}
 	}
 	go func() { _, _ = get(busy, "/block") }()
