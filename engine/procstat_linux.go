@@ -65,36 +65,14 @@ func parseProcStat(b []byte) (procStat, bool) {
 		default:
 			continue
 		}
-		v, ok := parseInt(text)
-		if !ok {
+		// The conversion does not escape, so it does not allocate.
+		v, err := strconv.ParseInt(string(text), 10, 64)
+		if err != nil {
 			return procStat{}, false
 		}
 		*dst = v
 	}
 	return st, true
-}
-
-// parseInt parses a decimal integer with an optional minus sign, without
-// allocating.
-func parseInt(b []byte) (int64, bool) {
-	neg := len(b) > 0 && b[0] == '-'
-	if neg {
-		b = b[1:]
-	}
-	if len(b) == 0 || len(b) > 18 {
-		return 0, false
-	}
-	var v int64
-	for _, c := range b {
-		if c < '0' || c > '9' {
-			return 0, false
-		}
-		v = v*10 + int64(c-'0')
-	}
-	if neg {
-		v = -v
-	}
-	return v, true
 }
 
 // procReader reads small /proc files into one buffer it reuses. It is not
