@@ -371,10 +371,14 @@ func benchFlood(ctx context.Context, e *env) error {
 			}
 			e.progress("flood %d: run %d/%d", lineLen, i+1, e.o.floodRuns)
 		}
+		// The targets are issue 13's: 1 KiB avalanchego console lines
+		// through the parser at least as fast as avalanchego's raw copy,
+		// 1.5 M lines/s at 128 B, no line lost. The other rows have none.
 		noLoss := len(lost.vals[colVmre]) > 0 && lost.vals[colVmre].pct(100) == 0
-		tput.check(">= 600 MiB/s, zero lines lost", tput.p50(colVmre) >= 600 && noLoss)
-		tputUnbuf.check(">= 600 MiB/s, zero lines lost", tputUnbuf.p50(colVmre) >= 600 && noLoss)
-		tputCmd.check(">= 600 MiB/s, zero lines lost", tputCmd.p50(colVmre) >= 600 && noLoss)
+		lost.check("0 (every vmre sink)", noLoss)
+		if lineLen == 1024 && format == "zap-console" {
+			tput.check("vmre/ava >= 1.0", tput.ratio(colAva) >= 1)
+		}
 		if lineLen == 128 {
 			rate.check(">= 1.5 M lines/s at 128-byte lines", rate.p50(colVmre) >= 1.5)
 		}
