@@ -48,14 +48,21 @@ func benchConcurrent(ctx context.Context, e *env) error {
 		engCPU := newRow(fmt.Sprintf("  engine CPU per launch, launch phase (user+sys of the engine process, N=%d)", n), "ms")
 		plugCPU := newRow(fmt.Sprintf("  plugin CPU per plugin, whole life (user+sys of the reaped children, N=%d)", n), "ms")
 
+		failedRow := newRow(fmt.Sprintf("  failed launches (N=%d)", n), "count")
+
 		// round launches n plugins with launch, tracking each in a fresh
-		// Manager of the engine (newManager), and records column col.
-		round := func(col, name string, newManager func() manager, launch func() (tracked, error)) error {
+		// Manager of the engine (newManager), and records column col. A
+		// launch that fails (avalanchego's plugin gives up on its own
+		// Initialize after 5 s when hundreds start at once on few cores)
+		// is counted in the failed row and noted; the CPU is still per
+		// attempted launch, the memory per runtime left alive, and the
+		// time to all handshaken is not recorded for such a round.
+		round := func(col, name string, newManager func() manager, launch func() (tracked, error)) {
 			m0 := measureMem()
 			mgr := newManager()
 			self0, kids0 := cpuTimes()
 			t0 := time.Now()
-			errs := launchN(n, func() error {
+			failed, first := launchN(n, func() error {
 				p, err := launch()
 				if err == nil {
 					mgr.track(p)
@@ -69,26 +76,31 @@ func benchConcurrent(ctx context.Context, e *env) error {
 			mgr.stop(ctx)
 			ds := time.Since(t1)
 			_, kids1 := cpuTimes()
-			if errs != nil {
-				return fmt.Errorf("%s: %w", name, errs)
+			failedRow.add(col, float64(failed))
+			if failed > 0 {
+				e.note("conc %d, %s: %d of %d launches failed, first: %s", n, name, failed, n, first.Error())
+			} else {
+				all.add(col, ms(d))
 			}
 			engCPU.add(col, ms(self1-self0)/float64(n))
 			plugCPU.add(col, ms(kids1-kids0)/float64(n))
-			all.add(col, ms(d))
-			heap.add(col, float64(m1.heapStack-m0.heapStack)/float64(n)/1024)
-			rss.add(col, float64(m1.rss-m0.rss)/float64(n)/1024)
+			if alive := n - failed; alive > 0 {
+				heap.add(col, float64(m1.heapStack-m0.heapStack)/float64(alive)/1024)
+				rss.add(col, float64(m1.rss-m0.rss)/float64(alive)/1024)
+			}
 			stopAll.add(col, ms(ds))
-			return nil
 		}
 		runVmre := func() error {
-			return round(colVmre, "vmre",
+			round(colVmre, "vmre",
 				func() manager { return vmreManager{vmre.NewManager()} },
 				func() (tracked, error) { p, _, err := vm.launch(ctx, "serve"); return p, err })
+			return nil
 		}
 		runAva := func() error {
-			return round(colAva, "avalanchego",
+			round(colAva, "avalanchego",
 				func() manager { return avaManager{avaruntime.NewManager()} },
 				func() (tracked, error) { s, _, err := av.launch(ctx, "serve"); return s, err })
+			return nil
 		}
 		var runs []func() error
 		for _, name := range strings.Split(e.o.concEngines, ",") {
@@ -113,17 +125,16 @@ func benchConcurrent(ctx context.Context, e *env) error {
 		heap.check("<= 64 KiB", heap.p50(colVmre) <= 64)
 		engCPU.check("vmre/ava <= 1.0", engCPU.ratio(colAva) <= 1.0)
 		rss.check("vmre/ava <= 1.0", rss.ratio(colAva) <= 1.0)
-		e.rows = append(e.rows, all, engCPU, plugCPU, heap, rss, stopAll)
+		e.rows = append(e.rows, all, engCPU, plugCPU, heap, rss, stopAll, failedRow)
 	}
 	return nil
 }
 
-// launchN runs f n times concurrently and returns the first error.
-func launchN(n int, f func() error) error {
+// launchN runs f n times concurrently and returns how many calls failed
+// and the first error.
+func launchN(n int, f func() error) (failed int, first error) {
 	var wg sync.WaitGroup
 	var mu sync.Mutex
-	var first error
-	failed := 0
 	for range n {
 		wg.Go(func() {
 			if err := f(); err != nil {
@@ -137,10 +148,7 @@ func launchN(n int, f func() error) error {
 		})
 	}
 	wg.Wait()
-	if first != nil {
-		return fmt.Errorf("%d of %d launches failed, first: %w", failed, n, first)
-	}
-	return nil
+	return failed, first
 }
 
 // cpuTimes returns the user+system CPU time of this process and of its
