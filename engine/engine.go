@@ -100,6 +100,16 @@ type Config struct {
 	// default a new one. Give the launcher's subprocess.Config the same
 	// one to count every refusal in one place ([Engine.Refusals]).
 	Refusals *server.Refusals
+	// NonDumpable makes [New] mark the whole process non-dumpable
+	// (Linux, prctl PR_SET_DUMPABLE 0): processes of the same user,
+	// plugins included, can then neither ptrace the engine nor read its
+	// /proc/PID/mem, environ or fd (the API token in memory, secrets in
+	// its environment, plugins' pipes and the handshake listeners), and no
+	// core dump is written. The engine still reads its own /proc/self and
+	// launches through /proc/self/fd/N. It is process-wide, and not undone
+	// by [Engine.Close]. Default false: an embedding program decides. Root
+	// (CAP_SYS_PTRACE) is not stopped; elsewhere than Linux it does nothing.
+	NonDumpable bool
 }
 
 // Engine is the runtime registry. Create it with [New]; release it with
@@ -214,6 +224,11 @@ func New(cfg Config) (*Engine, error) {
 	} {
 		if v < 0 {
 			return nil, fmt.Errorf("%w: %s is %d, want > 0", vmre.ErrInvalidConfig, name, v)
+		}
+	}
+	if cfg.NonDumpable {
+		if err := setNonDumpable(); err != nil {
+			return nil, err
 		}
 	}
 	manager := cfg.Manager

@@ -22,6 +22,9 @@ import (
 const asVMRE = "VMRE_TEST_AS_VMRE"
 
 func TestMain(m *testing.M) {
+	if pid := os.Getenv(probeDumpEnv); pid != "" {
+		os.Exit(probeDump(pid))
+	}
 	if os.Getenv(asVMRE) == "1" {
 		os.Exit(run(context.Background(), os.Args[1:], os.Stdout, os.Stderr))
 	}

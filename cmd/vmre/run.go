@@ -51,6 +51,7 @@ type runFlags struct {
 	tlsKey        string
 	clientCA      string
 	apiStreams    apiStreamFlags
+	dumpable      bool
 }
 
 // apiStreamFlags bound the API's connections and its watch and output
@@ -78,6 +79,7 @@ func (f *runFlags) register(fs *flag.FlagSet) {
 	fs.IntVar(&f.apiStreams.maxStreams, "api-max-streams", api.DefaultMaxStreams, "watch and output streams the API serves at once; more are refused with resource_exhausted")
 	fs.IntVar(&f.apiStreams.maxStreamsPerConn, "api-max-streams-per-conn", api.DefaultMaxStreamsPerConn, "watch and output streams one API connection may hold")
 	fs.DurationVar(&f.apiStreams.sendTimeout, "api-send-timeout", api.DefaultSendTimeout, "end an API response whose client accepts none of it for this long")
+	fs.BoolVar(&f.dumpable, "dumpable", false, "leave vmre dumpable (Linux): by default it makes itself non-dumpable, so that processes of its user (plugins too) can neither ptrace it nor read its /proc/PID/mem, environ or fd; --dumpable for core dumps or a debugger")
 	fs.BoolVar(&f.exitOnFailure, "exit-on-failure", false, "exit 1 as soon as a runtime is failed (its launch failed and its restart policy gave up), so that an orchestrator restarts vmre")
 }
 
@@ -221,6 +223,7 @@ flags:`)
 		Refusals:         subCfg.Refusals,
 		AttachHealth:     attachHealth.check(),
 		VMTLS:            vmTLS,
+		NonDumpable:      !rf.dumpable,
 	})
 	if err != nil {
 		_ = lis.Close()

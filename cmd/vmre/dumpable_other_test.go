@@ -1,0 +1,7 @@
+//go:build !linux
+
+package main
+
+const probeDumpEnv = "VMRE_TEST_PROBE_DUMP"
+
+func probeDump(string) int { return 2 }
