@@ -253,3 +253,126 @@ func putDiagAddr(dst []byte, addr netip.Addr) {
 	a := addr.As16()
 	copy(dst, a[:])
 }
+
+// diagDumpBufSize holds any one part of a dump: the kernel fills a dump's
+// messages into buffers of at most 32 KiB, and a receive into a smaller
+// one would cut the rest off.
+const diagDumpBufSize = 32 << 10
+
+// diagListeners asks the kernel for the TCP sockets of a's family that
+// listen on port, and returns the inodes of those whose own address is a
+// or the wildcard address. For an IPv4 address the IPv6 sockets are asked
+// for too: one listening on :: (or on a's IPv4-mapped form) accepts a's
+// connections as well.
+//
+// It is a dump of the listening sockets only, filtered by port in the
+// kernel: the connection table, whose size is what makes reading
+// /proc/net/tcp slow, is not walked.
+func diagListeners(a netip.Addr, port uint16) ([]uint64, error) {
+	c, err := takeDiag()
+	if err != nil {
+		return nil, err
+	}
+	families := []byte{syscall.AF_INET6}
+	if a.Is4() {
+		families = []byte{syscall.AF_INET, syscall.AF_INET6}
+	}
+	buf := make([]byte, diagDumpBufSize)
+	var out []uint64
+	for _, family := range families {
+		c.seq++
+		out, err = diagDumpListeners(c.fd, c.seq, family, a, port, buf, out)
+		if err != nil {
+			break
+		}
+	}
+	if err != nil {
+		// The socket may hold the rest of a dump cut short: start afresh
+		// next time.
+		syscall.Close(c.fd)
+		c = nil
+	}
+	giveDiag(c)
+	return out, err
+}
+
+// diagDumpListeners sends one dump request for the listeners of family on
+// port and appends the inodes of those that accept connections to a.
+// Messages of other sequence numbers (late answers to an earlier query)
+// are skipped; the dump ends with NLMSG_DONE.
+func diagDumpListeners(fd int, seq uint32, family byte, a netip.Addr, port uint16, buf []byte, out []uint64) ([]uint64, error) {
+	if err := syscall.Sendto(fd, diagListenRequest(family, port, seq), 0, &syscall.SockaddrNetlink{Family: syscall.AF_NETLINK}); err != nil {
+		return out, fmt.Errorf("%w: %w", errDiagUnavailable, err)
+	}
+	for {
+		n, _, err := syscall.Recvfrom(fd, buf, 0)
+		if errors.Is(err, syscall.EINTR) {
+			continue
+		}
+		if err != nil {
+			return out, fmt.Errorf("%w: %w", errDiagUnavailable, err)
+		}
+		msgs, err := syscall.ParseNetlinkMessage(buf[:n])
+		if err != nil {
+			return out, fmt.Errorf("%w: %w", errDiagUnavailable, err)
+		}
+		for _, m := range msgs {
+			if m.Header.Seq != seq {
+				continue
+			}
+			switch m.Header.Type {
+			case syscall.NLMSG_DONE:
+				return out, nil
+			case syscall.NLMSG_ERROR:
+				if len(m.Data) < 4 {
+					return out, errDiagUnavailable
+				}
+				if errno := -int32(binary.NativeEndian.Uint32(m.Data)); errno != 0 {
+					return out, fmt.Errorf("%w: %w", errDiagUnavailable, syscall.Errno(errno))
+				}
+			case sockDiagByFamily:
+				if len(m.Data) < inetDiagMsgMinLen {
+					return out, errDiagUnavailable
+				}
+				if inode, ok := diagListenerAccepts(m.Data, a, port); ok {
+					out = append(out, inode)
+				}
+			}
+		}
+	}
+}
+
+// diagListenerAccepts reports whether msg, a struct inet_diag_msg, is a
+// socket listening on port whose own address is a or the wildcard, and
+// returns its inode.
+func diagListenerAccepts(msg []byte, a netip.Addr, port uint16) (uint64, bool) {
+	if msg[inetDiagMsgStateOff] != tcpListen {
+		return 0, false
+	}
+	id := msg[inetDiagMsgIDOff:]
+	own, ok := diagAddr(msg[0], id[4:20])
+	if !ok || binary.BigEndian.Uint16(id[0:]) != port || (own != a && !own.IsUnspecified()) {
+		return 0, false
+	}
+	inode := uint64(binary.NativeEndian.Uint32(msg[inetDiagMsgInodeOff:]))
+	return inode, inode != 0
+}
+
+// diagListenRequest encodes an nlmsghdr and a struct inet_diag_req_v2 for
+// a dump of family's TCP sockets in the LISTEN state whose own port is
+// port. The kernel compares the port itself while it walks its table of
+// listeners, and with no other state asked for, it skips the connection
+// table.
+func diagListenRequest(family byte, port uint16, seq uint32) []byte {
+	b := make([]byte, syscall.NLMSG_HDRLEN+inetDiagReqV2Len)
+	binary.NativeEndian.PutUint32(b[0:], uint32(len(b)))
+	binary.NativeEndian.PutUint16(b[4:], sockDiagByFamily)
+	binary.NativeEndian.PutUint16(b[6:], syscall.NLM_F_REQUEST|syscall.NLM_F_DUMP)
+	binary.NativeEndian.PutUint32(b[8:], seq)
+	r := b[syscall.NLMSG_HDRLEN:]
+	r[0] = family
+	r[1] = syscall.IPPROTO_TCP
+	binary.NativeEndian.PutUint32(r[4:], 1<<tcpListen)
+	binary.BigEndian.PutUint16(r[8:], port) // id.idiag_sport; every other field of the id is zero
+	return b
+}

@@ -80,11 +80,13 @@ func SocketInode(local, peer netip.AddrPort) (uint64, error) {
 
 // ListenerInodes returns the inodes of the TCP sockets listening where a
 // connection to addr would be accepted: on addr itself or on the wildcard
-// address of its port. It reads /proc/net/tcp and /proc/net/tcp6 (this
-// network namespace's), so it costs milliseconds on a host with many
-// sockets: it is meant for a check made once, not per connection. It
-// returns an error wrapping [ErrNotFound] when nothing listens there, and
-// [ErrNotSupported] off Linux.
+// address of its port, in this network namespace. It asks sock_diag for
+// the listeners on addr's port (microseconds, however many connections the
+// host has), or, where netlink is unavailable, reads /proc/net/tcp and
+// /proc/net/tcp6 (milliseconds on a host with many sockets). It returns an
+// error wrapping [ErrNotFound] when nothing listens there, and
+// [ErrNotSupported] off Linux. It blocks like [Lookup], up to the 1 s
+// netlink receive timeout.
 func ListenerInodes(addr netip.AddrPort) ([]uint64, error) {
 	return listenerInodes(addr)
 }

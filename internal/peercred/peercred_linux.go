@@ -129,9 +129,29 @@ func listenerInodes(addr netip.AddrPort) ([]uint64, error) {
 	if !a.IsValid() || addr.Port() == 0 {
 		return nil, fmt.Errorf("%w: invalid address %s", ErrNotFound, addr)
 	}
+	out, err := diagListeners(a, addr.Port())
+	if errors.Is(err, errDiagUnavailable) {
+		out, err = listenersInTables(a, addr.Port())
+	}
+	if err != nil {
+		return nil, err
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("%w: nothing listens on %s", ErrNotFound, addr)
+	}
+	return out, nil
+}
+
+// listenersInTables is [diagListeners] by a scan of /proc/net/tcp and
+// /proc/net/tcp6.
+func listenersInTables(a netip.Addr, p uint16) ([]uint64, error) {
 	var out []uint64
-	port := fmt.Sprintf(":%04X", addr.Port())
-	for _, table := range []string{"/proc/net/tcp", "/proc/net/tcp6"} {
+	port := fmt.Sprintf(":%04X", p)
+	tables := []string{"/proc/net/tcp6"}
+	if a.Is4() {
+		tables = []string{"/proc/net/tcp", "/proc/net/tcp6"}
+	}
+	for _, table := range tables {
 		f, err := os.Open(table)
 		if errors.Is(err, fs.ErrNotExist) {
 			continue
@@ -164,9 +184,6 @@ func listenerInodes(addr netip.AddrPort) ([]uint64, error) {
 		if err != nil {
 			return nil, fmt.Errorf("read socket table: %w", err)
 		}
-	}
-	if len(out) == 0 {
-		return nil, fmt.Errorf("%w: nothing listens on %s", ErrNotFound, addr)
 	}
 	return out, nil
 }

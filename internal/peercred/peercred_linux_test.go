@@ -145,6 +145,65 @@ func TestDiagAgreesWithTable(t *testing.T) {
 	}
 }
 
+// TestListenersAgreeWithTable: the netlink dump of listeners and the /proc
+// table scan find the same listening sockets; an IPv4 and an IPv6 listener
+// on the same port each count for their own address only; a port where a
+// connection but no listener is, and a port nobody uses, have none.
+func TestListenersAgreeWithTable(t *testing.T) {
+	t.Parallel()
+	v4, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer v4.Close()
+	port := netip.MustParseAddrPort(v4.Addr().String()).Port()
+	c := connectTo(t, v4)
+	loop4, loop6 := netip.MustParseAddr("127.0.0.1"), netip.IPv6Loopback()
+	both := func(a netip.Addr, p uint16) []uint64 {
+		t.Helper()
+		fromDiag, err := diagListeners(a, p)
+		if err != nil {
+			t.Fatalf("diagListeners(%s, %d): %v", a, p, err)
+		}
+		fromTable, err := listenersInTables(a, p)
+		if err != nil {
+			t.Fatalf("listenersInTables(%s, %d): %v", a, p, err)
+		}
+		slices.Sort(fromDiag)
+		slices.Sort(fromTable)
+		if !slices.Equal(fromDiag, fromTable) {
+			t.Fatalf("listeners of %s port %d: diag %v, table %v", a, p, fromDiag, fromTable)
+		}
+		return fromDiag
+	}
+	want4 := both(loop4, port)
+	if len(want4) != 1 || want4[0] == 0 {
+		t.Fatalf("IPv4 listener: inodes %v, want one", want4)
+	}
+	if got := both(loop4, c.own.Port()); len(got) != 0 {
+		t.Fatalf("a connection's port: listeners %v, want none", got)
+	}
+	if got := both(loop6, port); len(got) != 0 {
+		t.Fatalf("::1 on the IPv4 listener's port: listeners %v, want none", got)
+	}
+	v6, err := net.Listen("tcp6", netip.AddrPortFrom(loop6, port).String())
+	if err != nil {
+		t.Skip(err) // no IPv6 loopback, or the port is taken there
+	}
+	defer v6.Close()
+	want6 := both(loop6, port)
+	if len(want6) != 1 || want6[0] == want4[0] {
+		t.Fatalf("IPv6 listener: inodes %v (IPv4 one %v), want one other", want6, want4)
+	}
+	if got := both(loop4, port); !slices.Equal(got, want4) {
+		t.Fatalf("IPv4 listener next to an IPv6 one: inodes %v, want %v", got, want4)
+	}
+	v4.Close()
+	if got := both(loop4, port); len(got) != 0 {
+		t.Fatalf("closed listener: inodes %v, want none", got)
+	}
+}
+
 // Many lookups at once share the kept netlink socket or open their own;
 // each gets its own connection's inode, as the table says.
 func TestDiagConcurrent(t *testing.T) {
