@@ -8,7 +8,7 @@ import (
 
 // printable reports whether every byte of b is printable ASCII (0x20 to
 // 0x7e): such a line has no escape sequence and is valid UTF-8, so it needs
-// no cleaning. It checks eight bytes at a time.
+// no cleaning. It checks eight bytes at a time and branches once per 64.
 func printable(b []byte) bool {
 	if len(b) < 8 {
 		for _, c := range b {
@@ -20,20 +20,39 @@ func printable(b []byte) bool {
 	}
 	last := binary.LittleEndian.Uint64(b[len(b)-8:])
 	var bad uint64
-	for len(b) >= 32 {
-		bad |= unprintable(binary.LittleEndian.Uint64(b)) | unprintable(binary.LittleEndian.Uint64(b[8:])) |
-			unprintable(binary.LittleEndian.Uint64(b[16:])) | unprintable(binary.LittleEndian.Uint64(b[24:]))
-		if bad != 0 {
+	for len(b) >= 64 {
+		bad |= unprintableAny(binary.LittleEndian.Uint64(b)) | unprintableAny(binary.LittleEndian.Uint64(b[8:])) |
+			unprintableAny(binary.LittleEndian.Uint64(b[16:])) | unprintableAny(binary.LittleEndian.Uint64(b[24:])) |
+			unprintableAny(binary.LittleEndian.Uint64(b[32:])) | unprintableAny(binary.LittleEndian.Uint64(b[40:])) |
+			unprintableAny(binary.LittleEndian.Uint64(b[48:])) | unprintableAny(binary.LittleEndian.Uint64(b[56:]))
+		if bad&highs != 0 {
 			return false
 		}
-		b = b[32:]
+		b = b[64:]
 	}
 	for len(b) > 8 {
-		bad |= unprintable(binary.LittleEndian.Uint64(b))
+		bad |= unprintableAny(binary.LittleEndian.Uint64(b))
 		b = b[8:]
 	}
 	// The last word may overlap bytes already checked: that changes nothing.
-	return bad|unprintable(last) == 0
+	return (bad|unprintableAny(last))&highs == 0
+}
+
+const (
+	ones  = 0x0101010101010101
+	highs = 0x8080808080808080
+)
+
+// unprintableAny returns a word whose bits 7 (highs) are all clear if and
+// only if every byte of x is printable ASCII; its other bits mean nothing.
+// A printable byte plus 0x01 stays below 0x80 and plus 0x60 reaches 0x80
+// to 0xde, so neither carries; every other byte sets bit 7 of one sum or
+// clears it in the other (0x7f: +0x01 gives 0x80; below 0x20: +0x60 stays
+// below 0x80; 0x80 to 0x9f: +0x01 keeps bit 7; 0xa0 and above: +0x60
+// wraps below 0x80). The lowest such byte gets no carry from below, so it
+// is flagged whatever its carries do to the bytes above it.
+func unprintableAny(x uint64) uint64 {
+	return (x + ones) | ^(x + 0x60*ones)
 }
 
 // unprintable returns a word with bit 7 of some byte set if and only if some
@@ -41,10 +60,6 @@ func printable(b []byte) bool {
 // above a flagged one (a borrow or carry runs on), so only the word as a
 // whole is exact.
 func unprintable(x uint64) uint64 {
-	const (
-		ones  = 0x0101010101010101
-		highs = 0x8080808080808080
-	)
 	return (x | // 0x80 and above
 		(x + ones) | // 0x7f (with no byte above 0x7f, nothing carries)
 		((x - 0x20*ones) &^ x)) & highs // below 0x20
@@ -69,15 +84,31 @@ func ascii(b []byte) bool {
 // log writers escape them. The text between escapes is copied whole when
 // it is valid UTF-8, which it nearly always is.
 func appendClean(dst, b []byte) []byte {
+	dst, _ = appendCleanText(dst, b)
+	return dst
+}
+
+// appendCleanText is appendClean that also reports whether what it
+// appended is all printable ASCII, found while checking each run between
+// escapes (see [Line.safe] for why that is worth knowing).
+func appendCleanText(dst, b []byte) ([]byte, bool) {
+	all := true
 	for len(b) > 0 {
 		j := bytes.IndexByte(b, 0x1b)
 		if j < 0 {
-			return appendValid(dst, b)
+			j = len(b)
 		}
-		dst = appendValid(dst, b[:j])
+		if printable(b[:j]) {
+			dst = append(dst, b[:j]...)
+		} else {
+			dst, all = appendValid(dst, b[:j]), false
+		}
+		if j == len(b) {
+			break
+		}
 		b = b[skipEscape(b, j):]
 	}
-	return dst
+	return dst, all
 }
 
 // appendValid appends b to dst with every run of invalid UTF-8 replaced by

@@ -79,9 +79,9 @@ func (r *Reader) sendFields(e *zerolog.Event, l *Line) {
 		e.RawJSON(fieldPlugin, l.Fields)
 	}
 	if msg := l.Message; msg != nil {
-		if jsonSafe(msg) {
+		if l.safe(msg) {
 			// What Bytes would write, without zerolog's byte-by-byte
-			// escape check (jsonSafe checks eight bytes at a time).
+			// escape check.
 			r.quoted = append(append(append(r.quoted[:0], '"'), msg...), '"')
 			e.RawJSON(zerolog.MessageFieldName, r.quoted)
 		} else {
@@ -97,7 +97,7 @@ func (r *Reader) sendFields(e *zerolog.Event, l *Line) {
 // string. It does so only when every string needs no escaping and the line
 // has no dump; otherwise it adds nothing and reports false.
 func (r *Reader) sendFast(e *zerolog.Event, l *Line) bool {
-	if l.Dump != nil || !jsonSafe(l.Message) || !jsonSafe(l.LevelText) || !jsonSafe(l.Logger) || !jsonSafe(l.Caller) {
+	if l.Dump != nil || !l.safe(l.Message) || !jsonSafe(l.LevelText) || !l.safe(l.Logger) || !l.safe(l.Caller) {
 		return false
 	}
 	m := rawMembers{buf: r.quoted[:0]}
@@ -223,10 +223,6 @@ func jsonSafe(b []byte) bool {
 
 // unsafeBytes is unprintable, plus '"' and '\\'.
 func unsafeBytes(x uint64) uint64 {
-	const (
-		ones  = 0x0101010101010101
-		highs = 0x8080808080808080
-	)
 	q := x ^ ('"' * ones)
 	bs := x ^ ('\\' * ones)
 	return unprintable(x) | (((q-ones)&^q)|((bs-ones)&^bs))&highs

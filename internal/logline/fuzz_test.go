@@ -39,6 +39,9 @@ func FuzzParse(f *testing.F) {
 		p := NewParser(Format(format%uint8(len(formatNames))), time.UTC)
 		l := Line{Time: time.Date(2026, 12, 6, 0, 0, 0, 0, time.UTC)}
 		p.Parse(b, &l)
+		if l.printable != printableByByte(l.Text) {
+			t.Fatalf("text %q of %q: printable %v", l.Text, b, l.printable)
+		}
 		for name, v := range map[string][]byte{"text": l.Text, "message": l.Message, "logger": l.Logger, "caller": l.Caller} {
 			if bytes.IndexByte(v, 0x1b) >= 0 || !utf8.Valid(v) {
 				t.Fatalf("%s %q of %q has ESC or invalid UTF-8", name, v, b)
@@ -162,19 +165,26 @@ func FuzzClean(f *testing.F) {
 	}
 	f.Add([]byte("a\x1b]0;title\x07b\xff\xfe\x1b[1mc\xe2\x82d\x1bP q\x1b\\e\x1b"))
 	f.Fuzz(func(t *testing.T, b []byte) {
-		if got, want := appendClean(nil, b), cleanByByte(nil, b); !bytes.Equal(got, want) {
+		got, all := appendCleanText(nil, b)
+		if want := cleanByByte(nil, b); !bytes.Equal(got, want) {
 			t.Fatalf("appendClean(%q) = %q, byte by byte %q", b, got, want)
 		}
-		want := true
-		for _, c := range b {
-			if c < 0x20 || c >= 0x7f {
-				want = false
-			}
+		if want := printableByByte(got); all != want {
+			t.Fatalf("appendCleanText(%q) says printable %v, want %v", b, all, want)
 		}
-		if got := printable(b); got != want {
+		if got, want := printable(b), printableByByte(b); got != want {
 			t.Fatalf("printable(%q) = %v, want %v", b, got, want)
 		}
 	})
+}
+
+func printableByByte(b []byte) bool {
+	for _, c := range b {
+		if c < 0x20 || c >= 0x7f {
+			return false
+		}
+	}
+	return true
 }
 
 // FuzzComplete: completing a time through the minute cache gives what
@@ -273,12 +283,22 @@ func FuzzSendFast(f *testing.F) {
 	}
 	f.Add([]byte(`{"level":"NOTE","msg":"x"}`), true, false)
 	f.Add([]byte("[12-06|21:46:25.946] INFO <a\"b> x.go:1 m"), false, true)
+	f.Add([]byte("[12-06|21:46:25.946] \x1b[0;33mWARN\x1b[0;0m <X Chain> vm/vm.go:252 a message longer than 32 bytes, with a \" in it {\"k\": 1}"), false, false)
+	f.Add([]byte(`INFO [12-06|21:46:28.000] a message longer than thirty-two bytes \ here   k=v`), false, false)
+	f.Add([]byte(`{"level":"info","msg":"a message longer than thirty-two bytes\u0001 here"}`), false, false)
 	f.Fuzz(func(t *testing.T, b []byte, partial, panicked bool) {
 		var out bytes.Buffer
 		r := NewBridge(Options{Log: zerolog.New(&out), Location: time.UTC}).Reader(Stderr, nil)
 		l := Line{Time: time.Date(2026, 12, 6, 21, 50, 0, 0, time.UTC)}
 		r.parser.Parse(b, &l)
 		l.Partial, l.Panic = partial, panicked
+		// The fast escape check agrees with the plain one on every
+		// string the events write.
+		for name, v := range map[string][]byte{"text": l.Text, "message": l.Message, "logger": l.Logger, "caller": l.Caller, "level": l.LevelText} {
+			if got, want := l.safe(v), jsonSafe(v); got != want {
+				t.Fatalf("line %q: %s %q: safe %v, jsonSafe %v", b, name, v, got, want)
+			}
+		}
 		e := r.log.Warn()
 		if !r.sendFast(e, &l) {
 			e.Discard()

@@ -6,7 +6,9 @@
 package logline
 
 import (
+	"bytes"
 	"time"
+	"unsafe"
 
 	"github.com/rs/zerolog"
 )
@@ -69,6 +71,9 @@ type Line struct {
 	// Panic is set on a line that starts a Go panic or fatal runtime error
 	// ("panic: ...", "fatal error: ..."), and on all its chunks.
 	Panic bool
+
+	// printable is set when Text is all printable ASCII.
+	printable bool
 }
 
 // Clone returns a copy of l whose slices are its own, safe to keep.
@@ -89,4 +94,29 @@ func clone(b []byte) []byte {
 		return nil
 	}
 	return append(make([]byte, 0, len(b)), b...)
+}
+
+// safe reports whether s can go between JSON quotes as it is, as jsonSafe
+// does. A long s inside a printable Text can only hold '"' or '\\' that
+// need escaping, which bytes.IndexByte finds many bytes at a time, several
+// times faster than jsonSafe's check of every byte against every class.
+func (l *Line) safe(s []byte) bool {
+	if len(s) >= safeIndexMin && l.printable && within(s, l.Text) {
+		return bytes.IndexByte(s, '"') < 0 && bytes.IndexByte(s, '\\') < 0
+	}
+	return jsonSafe(s)
+}
+
+// safeIndexMin is the length from which two IndexByte calls beat jsonSafe.
+const safeIndexMin = 32
+
+// within reports whether s lies inside text's bytes, as
+// crypto/internal/alias compares slices.
+func within(s, text []byte) bool {
+	if len(s) == 0 || len(text) == 0 {
+		return false
+	}
+	p := uintptr(unsafe.Pointer(unsafe.SliceData(s)))
+	t := uintptr(unsafe.Pointer(unsafe.SliceData(text)))
+	return p >= t && p+uintptr(len(s)) <= t+uintptr(len(text))
 }

@@ -36,12 +36,8 @@ func NewParser(f Format, loc *time.Location) *Parser {
 // one. A line in no known format (or not in the Parser's fixed format) is
 // [Plain]: its text is the message, at info.
 func (p *Parser) Parse(b []byte, l *Line) {
-	text := b
-	if !printable(b) {
-		p.clean = appendClean(p.clean[:0], b)
-		text = p.clean
-	}
-	l.Text = text
+	l.Text, l.printable = p.cleanText(b)
+	text := l.Text
 	l.PluginTime, l.LevelText, l.Fields, l.Logger, l.Caller = time.Time{}, nil, nil, nil, nil
 	l.Level, l.Message, l.Format = zerolog.InfoLevel, text, Plain
 	if p.format == Raw {
@@ -286,11 +282,19 @@ func isCaller(w []byte) bool {
 // ParseText fills l with b as plain text, parsing no format: the cleaned
 // text is the message, at info.
 func (p *Parser) ParseText(b []byte, l *Line) {
-	text := b
-	if !printable(b) {
-		p.clean = appendClean(p.clean[:0], b)
-		text = p.clean
-	}
+	text, ok := p.cleanText(b)
+	l.printable = ok
 	l.Text, l.Message, l.Level, l.Format = text, text, zerolog.InfoLevel, Plain
 	l.PluginTime, l.LevelText, l.Fields, l.Logger, l.Caller = time.Time{}, nil, nil, nil, nil
+}
+
+// cleanText returns b without ANSI escape sequences and invalid UTF-8 (b
+// itself when it has neither), and whether that is all printable ASCII.
+func (p *Parser) cleanText(b []byte) ([]byte, bool) {
+	if printable(b) {
+		return b, true
+	}
+	var ok bool
+	p.clean, ok = appendCleanText(p.clean[:0], b)
+	return p.clean, ok
 }
