@@ -138,9 +138,10 @@ type Engine struct {
 	order      []string // ids in creation order
 	history    []string // ids of ended runtimes, oldest first
 	watchers   map[*Watcher]struct{}
-	sampler    Timer  // the next resource sampling
-	changeSeq  uint64 // Seq of the last change published
-	handshakes uint64 // attach handshakes so far; orders attached runtimes by their last
+	sched      schedule // the probes and the sampling (schedule.go)
+	sampler    job      // the next resource sampling
+	changeSeq  uint64   // Seq of the last change published
+	handshakes uint64   // attach handshakes so far; orders attached runtimes by their last
 }
 
 // runtime is the engine's record of one runtime. Fields after mu-guarded
@@ -248,6 +249,8 @@ func New(cfg Config) (*Engine, error) {
 		runtimes:   make(map[string]*runtime),
 		watchers:   make(map[*Watcher]struct{}),
 	}
+	e.sched = schedule{mu: &e.mu, clock: cfg.Clock}
+	e.sampler = job{run: e.sample, index: -1}
 	e.mu.Lock()
 	e.scheduleSampleLocked()
 	e.mu.Unlock()
@@ -317,9 +320,7 @@ func (e *Engine) Close(ctx context.Context) {
 	e.mu.Lock()
 	first := !e.closed
 	e.closed = true
-	if e.sampler != nil {
-		e.sampler.Stop()
-	}
+	e.sched.stopLocked()
 	for _, r := range e.runtimes {
 		// The probe's connection goes before the stop signal: a VM's
 		// graceful stop would wait for that client to leave.

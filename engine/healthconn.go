@@ -48,6 +48,9 @@ const (
 type healthConn struct {
 	addr   string // host:port
 	tlsCfg *tls.Config
+	// ctx ends at close, and with it a dial in progress.
+	ctx    context.Context
+	cancel context.CancelFunc
 
 	mu     sync.Mutex
 	conn   net.Conn // nil until the first check, and after an error
@@ -70,6 +73,7 @@ type healthConn struct {
 func newHealthConn(vmAddr string, tlsCfg *tls.Config) *healthConn {
 	hostPort, isTLS := vmre.CutTLSAddr(vmAddr)
 	h := &healthConn{addr: hostPort}
+	h.ctx, h.cancel = context.WithCancel(context.Background())
 	if isTLS {
 		if tlsCfg == nil {
 			tlsCfg = &tls.Config{}
@@ -86,6 +90,7 @@ func newHealthConn(vmAddr string, tlsCfg *tls.Config) *healthConn {
 // close closes the connection, and any check in flight fails. Idempotent;
 // later checks fail.
 func (h *healthConn) close() {
+	h.cancel()
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.closed = true
@@ -97,9 +102,9 @@ func (h *healthConn) close() {
 // check calls Health/Check (service "") and returns the serving status,
 // within timeout. Every error but errProbeUnimplemented ends the
 // connection; the next check dials again.
-func (h *healthConn) check(ctx context.Context, timeout time.Duration) (int32, error) {
+func (h *healthConn) check(timeout time.Duration) (int32, error) {
 	deadline := time.Now().Add(timeout)
-	status, err := h.checkOn(ctx, deadline)
+	status, err := h.checkOn(deadline)
 	if err != nil && !errors.Is(err, errProbeUnimplemented) {
 		h.mu.Lock()
 		if h.conn != nil {
@@ -115,12 +120,15 @@ func (h *healthConn) check(ctx context.Context, timeout time.Duration) (int32, e
 	return status, err
 }
 
-func (h *healthConn) checkOn(ctx context.Context, deadline time.Time) (int32, error) {
-	conn, err := h.connect(ctx, deadline)
+func (h *healthConn) checkOn(deadline time.Time) (int32, error) {
+	conn, err := h.connect(deadline)
 	if err != nil {
 		return 0, err
 	}
 	_ = conn.SetDeadline(deadline)
+	// The deadline is a runtime timer that, left set, fires (a wake-up of
+	// the engine) after every probe that beat it.
+	defer func() { _ = conn.SetDeadline(time.Time{}) }()
 	for _, ack := range h.acks {
 		if err := ack(); err != nil {
 			return 0, err
@@ -159,7 +167,7 @@ func (h *healthConn) scheme() string {
 
 // connect returns the connection, dialling it first if there is none; a
 // new one's preface, settings and window are queued for the first write.
-func (h *healthConn) connect(ctx context.Context, deadline time.Time) (net.Conn, error) {
+func (h *healthConn) connect(deadline time.Time) (net.Conn, error) {
 	h.mu.Lock()
 	conn, closed := h.conn, h.closed
 	h.mu.Unlock()
@@ -169,7 +177,7 @@ func (h *healthConn) connect(ctx context.Context, deadline time.Time) (net.Conn,
 	if conn != nil {
 		return conn, nil
 	}
-	ctx, cancel := context.WithDeadline(ctx, deadline)
+	ctx, cancel := context.WithDeadline(h.ctx, deadline)
 	defer cancel()
 	var d net.Dialer
 	conn, err := d.DialContext(ctx, "tcp", h.addr)

@@ -127,7 +127,9 @@ const (
 
 // HealthCheck configures the liveness probe of a runtime: after the
 // handshake the engine calls grpc.health.v1.Health/Check (service "") on
-// the VM's address every Interval, each call bounded by Timeout, over one
+// the VM's address every Interval (a probe may start up to a tenth of
+// Interval early, to share a wake-up of the engine with other probes or
+// the resource sampling), each call bounded by Timeout, over one
 // HTTP/2 connection it keeps for the runtime (a new one after a probe
 // that failed on it). FailureThreshold failures in
 // a row (an error, a timeout, or any status but SERVING) make the runtime

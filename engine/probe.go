@@ -3,7 +3,6 @@ package engine
 // Liveness: the grpc.health.v1 probe of a runtime's VM server.
 
 import (
-	"context"
 	"errors"
 	"strconv"
 )
@@ -14,14 +13,17 @@ const healthCheckProcedure = "/grpc.health.v1.Health/Check"
 // healthServing is grpc.health.v1.HealthCheckResponse.SERVING.
 const healthServing = 1
 
+// probeSlack is the fraction of its interval by which a probe may run
+// early, with other work that is due ([schedule]): a tenth. Probes due
+// within a second of each other (at 10 s) then share one wake-up.
+const probeSlack = 10
+
 // prober probes one runtime. Its fields are guarded by Engine.mu, except
 // client, which is set at creation.
 type prober struct {
 	check    HealthCheck
-	addr     string
 	client   *healthConn
-	timer    Timer
-	cancel   context.CancelFunc // ends the probe in flight, if any
+	next     job // the next probe, in Engine.sched while it waits
 	stopped  bool
 	failures int // in a row
 }
@@ -37,12 +39,12 @@ func (e *Engine) startProbeLocked(r *runtime, check HealthCheck) {
 	// few seconds must not cost a TCP (or TLS) handshake each time.
 	p := &prober{
 		check:  check,
-		addr:   r.info.VMAddr,
 		client: newHealthConn(r.info.VMAddr, e.cfg.VMTLS),
 	}
+	p.next = job{slack: check.Interval / probeSlack, run: func() { e.probe(r, p) }, index: -1}
 	r.probe = p
 	r.info.Health = HealthUnknown
-	p.timer = e.cfg.Clock.AfterFunc(check.Interval, func() { e.probe(r, p) })
+	e.sched.addLocked(&p.next, e.cfg.Clock.Now().Add(check.Interval))
 }
 
 // stopProbeLocked ends r's probing, and the probe in flight if any. The
@@ -54,12 +56,7 @@ func (e *Engine) stopProbeLocked(r *runtime) {
 	}
 	r.probe = nil
 	p.stopped = true
-	if p.timer != nil {
-		p.timer.Stop()
-	}
-	if p.cancel != nil {
-		p.cancel()
-	}
+	e.sched.removeLocked(&p.next)
 	p.client.close()
 }
 
@@ -74,16 +71,13 @@ func (e *Engine) probe(r *runtime, p *prober) {
 	// so Close waits for the probe in flight.
 	e.wg.Add(1)
 	defer e.wg.Done()
-	ctx, cancel := context.WithTimeout(e.baseCtx, p.check.Timeout)
-	p.cancel = cancel
 	e.mu.Unlock()
 
-	status, err := p.client.check(ctx, p.check.Timeout)
-	cancel()
+	// A stop of the probe closes the client, which ends the check.
+	status, err := p.client.check(p.check.Timeout)
 
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	p.cancel = nil
 	if p.stopped || e.closed {
 		return
 	}
@@ -124,7 +118,7 @@ func (e *Engine) probe(r *runtime, p *prober) {
 				strconv.Itoa(p.check.FailureThreshold)+" in a row): "+why)
 		}
 	}
-	p.timer = e.cfg.Clock.AfterFunc(p.check.Interval, func() { e.probe(r, p) })
+	e.sched.addLocked(&p.next, e.cfg.Clock.Now().Add(p.check.Interval))
 }
 
 // liveState is the state of a runtime whose probe passes.

@@ -3,6 +3,8 @@ package engine_test
 import (
 	"context"
 	"net"
+	"slices"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -269,5 +271,77 @@ func TestHealthChangesReachWatchers(t *testing.T) {
 		if rt := expectState(t, w, first.ID, state); rt.Health != engine.HealthUnknown {
 			t.Fatalf("relaunched runtime %v with health %v, want unknown until its first probe", state, rt.Health)
 		}
+	}
+}
+
+// TestProbesDueTogetherShareAWakeup: probes due within a tenth of their
+// interval of each other run at once, on one timer, and stay together;
+// a probe due later than that waits for its own time.
+func TestProbesDueTogetherShareAWakeup(t *testing.T) {
+	t.Parallel()
+	vms := []*vmServer{startVMServer(t, true), startVMServer(t, true), startVMServer(t, true)}
+	var steps []fakeStep
+	for _, vm := range vms {
+		vm.set(healthpb.HealthCheckResponse_SERVING)
+		steps = append(steps, fakeStep{addr: vm.addr})
+	}
+	clock := newFakeClock()
+	e := newEngine(t, &fakeLauncher{steps: steps}, func(c *engine.Config) { c.Clock = clock; c.SampleInterval = -1 })
+	w := watchFromSnapshot(t, e)
+	check := engine.HealthCheck{Interval: 10 * time.Second, Timeout: 5 * time.Second}
+	// Launched at 0, 0.5 s and 2 s: probes due at 10 s, 10.5 s (within
+	// the slack of a tenth of the interval) and 12 s.
+	var ids []string
+	for i, wait := range []time.Duration{0, 500 * time.Millisecond, 1500 * time.Millisecond} {
+		clock.advance(wait)
+		s := spec
+		s.Name, s.Health = "vm-"+strconv.Itoa(i), check
+		rt, err := e.Launch(t.Context(), s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, rt.ID)
+	}
+	served := func(want ...string) {
+		t.Helper()
+		for len(want) > 0 {
+			c := next(t, w)
+			if c.Kind != engine.ChangeUpdated || c.Runtime.Health != engine.HealthServing {
+				continue
+			}
+			if i := slices.Index(want, c.Runtime.ID); i >= 0 {
+				want = slices.Delete(want, i, i+1)
+				continue
+			}
+			t.Fatalf("%s probed, want %v only", c.Runtime.ID, want)
+		}
+	}
+	clock.advance(8 * time.Second) // 10 s: the first two are probed
+	served(ids[0], ids[1])
+	if n := vms[2].checks.Load(); n != 0 {
+		t.Fatalf("the probe due 2 s later ran %d times with the first two, want 0", n)
+	}
+	if n := clock.pending(); n != 1 {
+		t.Fatalf("%d timers pending for three probes, want 1", n)
+	}
+	clock.advance(2 * time.Second) // 12 s
+	served(ids[2])
+	for i, vm := range vms {
+		if n := vm.checks.Load(); n != 1 {
+			t.Fatalf("vm %d checked %d times, want 1", i, n)
+		}
+	}
+	// One interval later the first two are due together.
+	vms[0].set(healthpb.HealthCheckResponse_NOT_SERVING)
+	vms[1].set(healthpb.HealthCheckResponse_NOT_SERVING)
+	clock.advance(8 * time.Second) // 20 s
+	failing := map[string]bool{}
+	for len(failing) < 2 {
+		if c := next(t, w); c.Kind == engine.ChangeUpdated && c.Runtime.Health == engine.HealthFailing {
+			failing[c.Runtime.ID] = true
+		}
+	}
+	if !failing[ids[0]] || !failing[ids[1]] || vms[2].checks.Load() != 1 {
+		t.Fatalf("at 20 s failing %v and vm 2 checked %d times; want the first two failing, vm 2 once", failing, vms[2].checks.Load())
 	}
 }

@@ -65,7 +65,7 @@ func BenchmarkProbeCost(b *testing.B) {
 		h := newHealthConn(rt.VMAddr, nil)
 		defer h.close()
 		measure(b, func() error {
-			status, err := h.check(context.Background(), 5*time.Second)
+			status, err := h.check(5 * time.Second)
 			if err == nil && status != healthServing {
 				err = errors.New("not serving")
 			}

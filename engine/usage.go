@@ -39,7 +39,7 @@ type usageRecord struct {
 // scheduleSampleLocked sets the next sampling. The caller holds e.mu.
 func (e *Engine) scheduleSampleLocked() {
 	if e.cfg.SampleInterval > 0 && !e.closed {
-		e.sampler = e.cfg.Clock.AfterFunc(e.cfg.SampleInterval, e.sample)
+		e.sched.addLocked(&e.sampler, e.cfg.Clock.Now().Add(e.cfg.SampleInterval))
 	}
 }
 
