@@ -43,7 +43,6 @@ import (
 	"connectrpc.com/connect"
 	connectcors "connectrpc.com/cors"
 	"connectrpc.com/grpchealth"
-	"connectrpc.com/grpcreflect"
 	"github.com/rs/cors"
 	"github.com/rs/zerolog"
 	"github.com/vmre/vmre"
@@ -51,6 +50,7 @@ import (
 	"github.com/vmre/vmre/engine"
 	vmrev1 "github.com/vmre/vmre/gen/vmre/v1"
 	"github.com/vmre/vmre/gen/vmre/v1/vmrev1connect"
+	"github.com/vmre/vmre/internal/reflection"
 	"github.com/vmre/vmre/internal/requestguard"
 	"github.com/vmre/vmre/internal/vmruntime"
 	"github.com/vmre/vmre/web"
@@ -204,14 +204,14 @@ func New(eng *engine.Engine, cfg Config) (*Handler, error) {
 	// Reflection lists what this port serves, and also describes the
 	// handshake contract (vm.runtime.Runtime), which plugins call on their
 	// engine's handshake port, so that grpcurl can show it here too.
-	reflector := vmruntime.NewReflector(
+	reflector := reflection.New([]string{
 		vmrev1connect.RuntimeServiceName,
 		grpchealth.HealthV1ServiceName,
-		grpcreflect.ReflectV1ServiceName,
-		grpcreflect.ReflectV1AlphaServiceName,
-	)
-	mux.Handle(grpcreflect.NewHandlerV1(reflector, limit))
-	mux.Handle(grpcreflect.NewHandlerV1Alpha(reflector, limit))
+		reflection.ServiceV1,
+		reflection.ServiceV1Alpha,
+	}, vmruntime.Registry{})
+	mux.Handle(reflector.HandlerV1(limit))
+	mux.Handle(reflector.HandlerV1Alpha(limit))
 	// Metrics need no token, like health: they describe, never act.
 	metricsHandler, err := newMetrics(eng, streams).handler()
 	if err != nil {

@@ -17,8 +17,8 @@ import (
 	"unicode/utf8"
 
 	"connectrpc.com/connect"
-	"connectrpc.com/grpcreflect"
 	"github.com/vmre/vmre"
+	"github.com/vmre/vmre/internal/reflection"
 	"github.com/vmre/vmre/internal/requestguard"
 	"github.com/vmre/vmre/internal/tlsfiles"
 	"github.com/vmre/vmre/internal/token"
@@ -266,10 +266,10 @@ func (e *Engine) ServeAttachConfig(cfg AttachConfig) (*AttachEndpoint, error) {
 	mux.Handle(path, h)
 	// Reflection needs no token: it describes the public contract only,
 	// so grpcurl and buf curl can call Initialize without proto files.
-	reflector := vmruntime.NewReflector(vmruntime.ServiceName, grpcreflect.ReflectV1ServiceName, grpcreflect.ReflectV1AlphaServiceName)
+	reflector := reflection.New([]string{vmruntime.ServiceName, reflection.ServiceV1, reflection.ServiceV1Alpha}, vmruntime.Registry{})
 	limit := connect.WithHandlerOptions(connect.WithReadMaxBytes(server.MaxRequestBytes), requestguard.BoundedGzip(server.MaxRequestBytes))
-	mux.Handle(grpcreflect.NewHandlerV1(reflector, limit))
-	mux.Handle(grpcreflect.NewHandlerV1Alpha(reflector, limit))
+	mux.Handle(reflector.HandlerV1(limit))
+	mux.Handle(reflector.HandlerV1Alpha(limit))
 	lis, addr, err := listenAttach(cfg.Addr)
 	if err != nil {
 		return nil, err

@@ -18,10 +18,8 @@ package vmruntime
 
 import (
 	"fmt"
-	"slices"
 	"sync"
 
-	"connectrpc.com/grpcreflect"
 	handshakev1 "github.com/vmre/vmre/gen/vmre/handshake/v1"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protodesc"
@@ -111,32 +109,19 @@ func build() (built, error) {
 	return built{file: file, registry: registry}, nil
 }
 
-// NewReflector returns a server reflection service that lists services and
-// describes them, vm.runtime.Runtime included, with every other file coming
-// from the global registry. Reflection resolves vm.runtime names from [Files]
-// even in a program where avalanchego's generated code registered the same
-// file globally: both describe the same contract.
-func NewReflector(services ...string) *grpcreflect.Reflector {
-	names := slices.Clone(services)
-	return grpcreflect.NewReflector(
-		grpcreflect.NamerFunc(func() []string { return names }),
-		grpcreflect.WithDescriptorResolver(resolver{}),
-	)
+// Registry resolves names and files from [Files], built on its first
+// lookup. Server reflection puts it before the global registry, so that
+// vm.runtime names resolve even in a program where avalanchego's
+// generated code registered the same file globally: both describe the
+// same contract.
+type Registry struct{}
+
+// FindFileByPath looks path up in [Files].
+func (Registry) FindFileByPath(path string) (protoreflect.FileDescriptor, error) {
+	return Files().FindFileByPath(path)
 }
 
-// resolver looks names up in [Files] first, then in the global registry.
-type resolver struct{}
-
-func (resolver) FindFileByPath(path string) (protoreflect.FileDescriptor, error) {
-	if fd, err := Files().FindFileByPath(path); err == nil {
-		return fd, nil
-	}
-	return protoregistry.GlobalFiles.FindFileByPath(path)
-}
-
-func (resolver) FindDescriptorByName(name protoreflect.FullName) (protoreflect.Descriptor, error) {
-	if d, err := Files().FindDescriptorByName(name); err == nil {
-		return d, nil
-	}
-	return protoregistry.GlobalFiles.FindDescriptorByName(name)
+// FindDescriptorByName looks name up in [Files].
+func (Registry) FindDescriptorByName(name protoreflect.FullName) (protoreflect.Descriptor, error) {
+	return Files().FindDescriptorByName(name)
 }
