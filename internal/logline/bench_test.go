@@ -38,7 +38,7 @@ func BenchmarkReaderLine(b *testing.B) {
 				b.SetBytes(int64(len(raw) + 1))
 				cpu0 := processCPU()
 				for b.Loop() {
-					r.emit(raw, false)
+					r.emit(raw, false, nil)
 				}
 				b.ReportMetric(float64(processCPU()-cpu0)/float64(b.N), "cpu-ns/op")
 			})

@@ -25,6 +25,8 @@ var fuzzSeeds = []string{
 	"[WARN]  vm: no time: a=1",
 	"\x1b[33mWARN\x1b[0m[0000] disk almost full                              \x1b[33mfree\x1b[0m=1 p=\"a b\"",
 	"INFO[2026-12-06T21:46:22+01:00]/a/main.go:12 main.main() started   k=v",
+	"\x1b[36mINFO\x1b[0m/src/main.go:38 main.main() with caller                     \x1b[36mk\x1b[0m=v",
+	"WARNING disk almost full                              ",
 	"panic: boom",
 	"plain \xff\xfe text\x00\r",
 }

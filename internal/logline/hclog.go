@@ -18,7 +18,7 @@ import (
 // format is ambiguous where a message itself holds ": key=value": the first
 // ": " followed by nothing but pairs starts the fields, and a lone word
 // before ": " followed by nothing but pairs is the message, not the name.
-// Multi-line values (hclog's "  | " continuation lines) are not joined.
+// Values holding newlines continue on the next lines (hclogMore).
 func (p *Parser) parseHclog(b []byte, l *Line) bool {
 	i := 0
 	var t time.Time
@@ -138,4 +138,82 @@ func hclogQuoted(b []byte, buf *[]byte) (val []byte, n int, ok bool) {
 		return v, i + 1, true
 	}
 	return nil, 0, false
+}
+
+// hclogMore reads the lines that continue the hclog line l was parsed
+// from, when its values hold newlines. hclog writes each such value as a
+// block: a line "  key=", a line "  | " and the text for each line of the
+// value, and a line "  " that the record's next plain pairs (" k=v")
+// continue, or that ends it. rest is what follows l's line end; only whole
+// blocks, their last line ended, are read. The values become fields of l,
+// their lines joined with "\n", and hclogMore returns how many bytes of
+// rest it read (0: none, l unchanged).
+func (p *Parser) hclogMore(rest []byte, l *Line) int {
+	if l.Format != Hclog || !bytes.HasPrefix(rest, []byte("  ")) {
+		return 0
+	}
+	var fb fieldsBuilder
+	if l.Fields != nil {
+		fb.buf = l.Fields[:len(l.Fields)-1]
+	} else {
+		fb.reset(p.fields)
+	}
+	kept := len(fb.buf) // fb.buf[:kept] is what the blocks read so far made
+	done, i := 0, 0
+	inValue, lines := false, 0
+	for {
+		j := bytes.IndexByte(rest[i:], '\n')
+		if j < 0 {
+			break
+		}
+		line := bytes.TrimSuffix(rest[i:i+j], []byte("\r"))
+		if !printable(line) {
+			// Not p.clean: l's text may be in it.
+			p.more, _ = appendCleanText(p.more[:0], line)
+			line = p.more
+		}
+		if !inValue {
+			k, ok := bytes.CutPrefix(line, []byte("  "))
+			if !ok || len(k) < 2 || k[len(k)-1] != '=' || bytes.ContainsAny(k[:len(k)-1], " =\"") {
+				break
+			}
+			p.key = append(p.key[:0], k[:len(k)-1]...)
+			p.value = p.value[:0]
+			inValue, lines = true, 0
+			i += j + 1
+			continue
+		}
+		if v, ok := bytes.CutPrefix(line, []byte("  | ")); ok || string(line) == "  |" {
+			if lines > 0 {
+				p.value = append(p.value, '\n')
+			}
+			p.value = append(p.value, v...)
+			lines++
+			i += j + 1
+			continue
+		}
+		after, ok := bytes.CutPrefix(line, []byte("  "))
+		if !ok || lines == 0 || len(after) > 0 && after[0] != ' ' {
+			break
+		}
+		fb.buf = fb.buf[:kept]
+		fb.add(p.key, p.value)
+		if len(after) > 0 && !p.hclogFields(after[1:], &fb, func(k, v []byte, _ bool) { fb.add(k, v) }) {
+			break
+		}
+		kept = len(fb.buf)
+		inValue = false
+		i += j + 1
+		done = i
+	}
+	fb.buf = fb.buf[:kept]
+	if done == 0 {
+		if l.Fields != nil {
+			fb.buf = append(fb.buf, '}') // l.Fields as it was
+		}
+		return 0
+	}
+	l.Fields = fb.done()
+	p.fields = fb.buf
+	return done
 }

@@ -16,6 +16,7 @@ type Parser struct {
 	loc    *time.Location
 
 	clean, msg, level, logger, caller, fields, scratch, scratch2 []byte
+	more, key, value                                             []byte // hclogMore's
 	members                                                      []member
 	minute                                                       minuteCache
 	second                                                       secondCache
@@ -143,6 +144,8 @@ func sniff(b []byte) Format {
 		return Klog
 	case 'A' <= c && c <= 'Z' && len(b) > 8 && bytes.IndexByte(b[4:8], '[') >= 0:
 		return Geth
+	case 'A' <= c && c <= 'Z':
+		return Logrus // without its time
 	case isDigit(c) && len(b) > 24 && b[4] == '-' && b[10] == 'T':
 		return Hclog
 	case 'a' <= c && c <= 'z':

@@ -192,12 +192,11 @@ func (r *Reader) process() {
 		crAtMax := len(w) > r.max && w[r.max] == '\r'
 		switch {
 		case i >= 0 && (i <= r.max || i == r.max+1 && crAtMax):
-			r.emit(w[:i], false)
-			r.start += i + 1
+			r.start += i + 1 + r.emit(w[:i], false, w[i+1:])
 			r.scanned = 0
 		case len(w) > r.max && !(len(w) == r.max+1 && crAtMax):
 			cut := chunkCut(w, r.max)
-			r.emit(w[:cut], true)
+			r.emit(w[:cut], true, nil)
 			r.start += cut
 			if i < 0 {
 				r.scanned = len(w) - cut
@@ -217,7 +216,7 @@ func (r *Reader) process() {
 // flush hands on an unterminated last line at EOF.
 func (r *Reader) flush() {
 	if r.buf != nil && r.end > r.start {
-		r.emit(r.buf[r.start:r.end], false)
+		r.emit(r.buf[r.start:r.end], false, nil)
 		r.start, r.end, r.scanned = 0, 0, 0
 	}
 }
@@ -228,8 +227,10 @@ var (
 )
 
 // emit parses one line or chunk and hands it on, or adds it to a panic's
-// dump.
-func (r *Reader) emit(b []byte, partial bool) {
+// dump. rest is what the window holds after the line's end: the lines
+// that continue an hclog record are read from it, and emit returns how
+// many bytes of it it read.
+func (r *Reader) emit(b []byte, partial bool, rest []byte) int {
 	continuation := r.inLine
 	r.inLine = partial
 	if !partial && len(b) > 0 && b[len(b)-1] == '\r' {
@@ -255,23 +256,25 @@ func (r *Reader) emit(b []byte, partial bool) {
 			l.Level = zerolog.ErrorLevel
 		}
 		r.send(l, l.Panic && !continuation)
-		return
+		return 0
 	}
 	r.parser.Parse(b, l)
 	grouping := r.b.opts.Format != Raw && l.Format == Plain
 	if r.dump.active {
 		if grouping && isDumpLine(l.Text) && r.dump.add(l.Text, r.now) {
 			r.setDeadline(r.dump.deadline(r.now))
-			return
+			return 0
 		}
 		r.endDump()
 	}
 	if grouping && isPanicStart(l.Text) {
 		r.dump.start(l.Text, r.now, r.b.opts.DumpBytes, r.b.opts.DumpWait)
 		r.setDeadline(r.dump.deadline(r.now))
-		return
+		return 0
 	}
+	n := r.parser.hclogMore(rest, l)
 	r.send(l, false)
+	return n
 }
 
 func isPanicStart(b []byte) bool {

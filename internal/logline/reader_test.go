@@ -92,6 +92,65 @@ func TestReaderSplitsLines(t *testing.T) {
 	}
 }
 
+// An hclog record whose values hold newlines is one line, its values
+// joined again; the lines are go-hclog v1.6.3's, colour codes and all.
+func TestReaderHclogMultiLine(t *testing.T) {
+	t.Parallel()
+	type rec struct{ format, msg, fields string }
+	tests := []struct {
+		name string
+		data string
+		want []rec
+	}{
+		{"value then pairs",
+			"2026-12-07T04:14:51.788Z [INFO]  plugin.x: config loaded:\n  cfg=\n  | line one\n  | line two\n   n=1\nafter\n",
+			[]rec{{"hclog", "config loaded", `{"cfg":"line one\nline two","n":"1"}`}, {"plain", "after", ""}}},
+		{"pairs then value at the end",
+			"2026-12-07T04:14:51.822Z [ERROR] plugin.x: stack: err=boom\n  trace=\n  | goroutine 1:\n  | \tmain.go:12\n  \n",
+			[]rec{{"hclog", "stack", `{"err":"boom","trace":"goroutine 1:\n\tmain.go:12"}`}}},
+		{"two values and an empty value line",
+			"2026-12-07T04:16:56.760Z [WARN]  plugin.x: two:\n  a=\n  | 1\n  | 2\n  \n  b=\n  | 3\n  | \n  | 4\n   c=\"x y\"\n" +
+				"2026-12-07T04:16:56.761Z [INFO]  plugin.x: then: k=v\n",
+			[]rec{{"hclog", "two", `{"a":"1\n2","b":"3\n\n4","c":"x y"}`}, {"hclog", "then", `{"k":"v"}`}}},
+		{"no time",
+			"[INFO]  no name:\n  v=\n  | x\n  | y\n   after=2\n",
+			[]rec{{"hclog", "no name", `{"v":"x\ny","after":"2"}`}}},
+		{"colour",
+			"2026-12-07T04:16:56.761Z \x1b[91m[ERROR] plugin.x: coloured: \x1b[2;1mn\x1b[0m\x1b[2m=\x1b[0m1\n  \x1b[2;1mcfg\x1b[0m\x1b[2m=\n\x1b[0m\x1b[2m  | \x1b[0ma\n\x1b[2m  | \x1b[0mb\n  \n",
+			[]rec{{"hclog", "coloured", `{"n":"1","cfg":"a\nb"}`}}},
+		{"unfinished block stays lines",
+			"[INFO]  x: m:\n  v=\n  | x\n",
+			[]rec{{"hclog", "m", ""}, {"plain", "  v=", ""}, {"plain", "  | x", ""}}},
+		{"indented text after a plain hclog line",
+			"[INFO]  m: k=v\n  not a block\n",
+			[]rec{{"hclog", "m", `{"k":"v"}`}, {"plain", "  not a block", ""}}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			lines, log := feed(t, Options{}, tt.data)
+			var got []rec
+			for _, l := range lines {
+				got = append(got, rec{l.Format.String(), string(l.Message), strings.ReplaceAll(strings.ReplaceAll(string(l.Fields), `\u000a`, `\n`), `\u0009`, `\t`)})
+				if l.Fields != nil && !json.Valid(l.Fields) {
+					t.Errorf("fields %q are not JSON", l.Fields)
+				}
+			}
+			if len(got) != len(tt.want) {
+				t.Fatalf("got %+v, want %+v", got, tt.want)
+			}
+			for i := range got {
+				if got[i] != tt.want[i] {
+					t.Errorf("line %d = %+v, want %+v", i, got[i], tt.want[i])
+				}
+			}
+			if n := bytes.Count(log, []byte("\n")); n != len(tt.want) {
+				t.Errorf("%d events for %d lines:\n%s", n, len(tt.want), log)
+			}
+		})
+	}
+}
+
 // A panic and its goroutine dump are one error event with the dump in a
 // field; the normal lines around it stay lines of their own.
 func TestReaderGroupsPanic(t *testing.T) {
@@ -276,6 +335,7 @@ func FuzzBridge(f *testing.F) {
 		{"[12-06|21:46:25.946] \x1b[0;33mERROR\x1b[0;0m <X Chain> a.go:1 m {\"a\": 1}\n", 40, 3, 0},
 		{"WARN [12-06|21:46:27.100] m     k=v e=\"x y\"\n", 1024, 0, 0},
 		{"\x00\x01\x02\x1b[2J\x7f\x80\xc0\xff\n", 2, 1, 0},
+		{"[WARN]  x: two:\n  a=\n  | 1\n  | \n  \n  b=\n  | \x1b[1m3\n   c=\"x y\"\n[INFO]  m: k=v\n  v=\n  | x\n", 1024, 0, 0},
 	} {
 		f.Add([]byte(seed.data), seed.maxLine, seed.write, seed.format)
 	}
