@@ -27,7 +27,8 @@ const (
 // Events are appended to a buffer that is written to the underlying writer
 // in one call:
 //
-//   - as soon as it holds logFlushBytes or more;
+//   - as soon as it holds logFlushBytes or more, whatever the levels of
+//     its events;
 //   - at the latest interval after the first event buffered since the last
 //     write (one timer for the writer, armed by that event: no goroutine or
 //     timer per event);
@@ -98,20 +99,26 @@ func (l *logWriter) write(p []byte, urgent bool) (int, error) {
 		return l.out.Write(p)
 	}
 	l.buf = append(l.buf, p...)
-	if urgent {
+	// A full buffer is written whatever the levels: events held back for
+	// the end of an urgent gap must not grow it without bound.
+	full := len(l.buf) >= l.limit
+	if urgent && !full {
+		if l.soon {
+			// A write at the end of the current gap is already due:
+			// this event goes with it (no need to read the clock).
+			return len(p), nil
+		}
 		now := l.now()
 		if wait := l.lastUrgent.Add(l.gap).Sub(now); wait > 0 {
 			// Another urgent write was just made: this event goes out at
 			// the end of the gap, with whatever follows it until then.
-			if !l.soon {
-				l.soon = true
-				l.arm(wait)
-			}
+			l.soon = true
+			l.arm(wait)
 			return len(p), nil
 		}
 		l.lastUrgent = now
 	}
-	if urgent || len(l.buf) >= l.limit {
+	if urgent || full {
 		if err := l.flushLocked(); err != nil {
 			return 0, err
 		}

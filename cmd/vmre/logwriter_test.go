@@ -195,6 +195,37 @@ func TestLogWriterUrgentGap(t *testing.T) {
 	}
 }
 
+// TestLogWriterFullWhileUrgentHeld: warnings held back for the end of an
+// urgent gap still go out whenever the buffer reaches its limit, so that a
+// plugin flooding warnings costs writes of the limit's size, not a buffer
+// that grows until the gap ends.
+func TestLogWriterFullWhileUrgentHeld(t *testing.T) {
+	t.Parallel()
+	rec := newRecorder()
+	w := newLogWriter(rec, 100, never)
+	defer w.Close()
+	w.gap = never
+	ev := strings.Repeat("w", 29) + "\n" // 30 bytes
+	var want strings.Builder
+	for range 10 {
+		want.WriteString(ev)
+		_, _ = w.WriteLevel(zerolog.WarnLevel, []byte(ev))
+	}
+	got := rec.calls()
+	if len(got) != 3 {
+		t.Fatalf("%d writes %q, want 3: the first warning at once, then one per 100 bytes", len(got), got)
+	}
+	for i, c := range got[1:] {
+		if len(c) < 100 || len(c) > 130 {
+			t.Errorf("write %d is %d bytes, want the limit reached by one event", i+1, len(c))
+		}
+	}
+	_ = w.Flush()
+	if rec.all() != want.String() {
+		t.Errorf("written %q, want every warning once, in order", rec.all())
+	}
+}
+
 func TestLogWriterClose(t *testing.T) {
 	t.Parallel()
 	rec := newRecorder()
