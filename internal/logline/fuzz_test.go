@@ -344,3 +344,40 @@ func FuzzTermTime(f *testing.F) {
 		}
 	})
 }
+
+// zapFieldsForward is zapFields searched from the start: the first
+// candidate that runs to the end.
+func zapFieldsForward(msg []byte, sep byte) int {
+	n := len(msg)
+	if n == 0 || msg[n-1] != '}' {
+		return -1
+	}
+	for k := range n {
+		if msg[k] != '{' || k > 0 && msg[k-1] != sep {
+			continue
+		}
+		if e, _, ok := scanValue(msg, k, 1); ok && e == n {
+			return k
+		}
+	}
+	return -1
+}
+
+// FuzzZapFields: the search from the end finds fields exactly when the
+// search from the start does, and when they pick different objects both
+// run to the end (zap writes the fields last, so the last one is taken).
+func FuzzZapFields(f *testing.F) {
+	for _, s := range []string{`m {"a": 1}`, `sent {a} to peer {"peer": "x"}`, `{"a": {"b": 1}}`, `x {"a":" {",":1}":2}`, `{}`, `a {} {"b": [1, {"c": null}]}`} {
+		f.Add([]byte(s), false)
+	}
+	f.Fuzz(func(t *testing.T, msg []byte, tab bool) {
+		sep := byte(' ')
+		if tab {
+			sep = '\t'
+		}
+		back, fwd := zapFields(msg, sep), zapFieldsForward(msg, sep)
+		if (back < 0) != (fwd < 0) || back >= 0 && back < fwd {
+			t.Fatalf("%q: from the end %d, from the start %d", msg, back, fwd)
+		}
+	})
+}

@@ -81,14 +81,16 @@ func (p *Parser) Parse(b []byte, l *Line) {
 // hasEscapedESC reports whether the JSON text f holds \u001b or \u001B.
 func hasEscapedESC(f []byte) bool {
 	for {
-		i := bytes.Index(f, []byte(`\u001`))
+		// Most fields hold no backslash at all: IndexByte finds that
+		// sooner than a search for the whole escape would.
+		i := bytes.IndexByte(f, '\\')
 		if i < 0 || i+5 >= len(f) {
 			return false
 		}
-		if f[i+5] == 'b' || f[i+5] == 'B' {
+		if string(f[i:i+5]) == `\u001` && (f[i+5] == 'b' || f[i+5] == 'B') {
 			return true
 		}
-		f = f[i+5:]
+		f = f[i+1:]
 	}
 }
 

@@ -34,7 +34,7 @@ func (p *Parser) parseZapConsole(b []byte, l *Line) bool {
 	l.setLevel(lvl)
 	i = min(j+1, len(b))
 	if i < len(b) && b[i] == '<' {
-		if k := bytes.Index(b[i:], []byte{'>', sep}); k > 0 {
+		if k := closeAngle(b[i:], sep); k > 0 {
 			l.Logger = b[i+1 : i+k]
 			i += k + 2
 		} else if b[len(b)-1] == '>' {
@@ -48,26 +48,52 @@ func (p *Parser) parseZapConsole(b []byte, l *Line) bool {
 		}
 	}
 	msg := b[i:]
-	if n := len(msg); n > 0 && msg[n-1] == '}' {
-		// The fields are the first "{" after a separator that starts an
-		// object running to the end of the line.
-		for k := 0; k < n; k++ {
-			o := bytes.IndexByte(msg[k:], '{')
-			if o < 0 {
-				break
-			}
-			k += o
-			if k > 0 && msg[k-1] != sep {
-				continue
-			}
-			if e, _, ok := scanValue(msg, k, 1); ok && e == n {
-				l.Fields = msg[k:]
-				msg = msg[:max(k-1, 0)]
-				break
-			}
-		}
+	if k := zapFields(msg, sep); k >= 0 {
+		l.Fields = msg[k:]
+		msg = msg[:max(k-1, 0)]
 	}
 	l.Message = msg
 	l.Format = ZapConsole
 	return true
+}
+
+// closeAngle returns the index in b of the first '>' followed by sep, or
+// -1.
+func closeAngle(b []byte, sep byte) int {
+	for k := 0; ; {
+		j := bytes.IndexByte(b[k:], '>')
+		if j < 0 {
+			return -1
+		}
+		k += j
+		if k+1 < len(b) && b[k+1] == sep {
+			return k
+		}
+		k++
+	}
+}
+
+// zapFields returns where the fields of a zap console message start, or
+// -1: zap writes them last, as a JSON object after a separator, so they
+// are the last "{" at the start of msg or after sep that starts an object
+// running to msg's end. Searching from the end touches the fields' bytes
+// only, not the message's.
+func zapFields(msg []byte, sep byte) int {
+	n := len(msg)
+	if n == 0 || msg[n-1] != '}' {
+		return -1
+	}
+	for k := n - 1; k >= 0; k-- {
+		k = bytes.LastIndexByte(msg[:k+1], '{')
+		if k < 0 {
+			return -1
+		}
+		if k > 0 && msg[k-1] != sep {
+			continue
+		}
+		if e, _, ok := scanValue(msg, k, 1); ok && e == n {
+			return k
+		}
+	}
+	return -1
 }
