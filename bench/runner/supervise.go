@@ -91,6 +91,10 @@ func benchSupervise(ctx context.Context, e *env) error {
 	idle := newRow(fmt.Sprintf("engine CPU, %d idle runtimes probed every 10 s and sampled every 5 s, over %s", n, e.o.superviseIdle.Round(time.Second)), "% of a core")
 	idle.add(colVmre, pct)
 	idle.check("<= 0.5% of one core", pct <= 0.5)
+	// Most of an idle engine's CPU is waking up (docs/supervision.md): its
+	// context switches count the wake-ups of its threads.
+	switches := newRow("  engine context switches (getrusage), same window", "/s")
+	switches.add(colVmre, float64(after.Nvcsw+after.Nivcsw-before.Nvcsw-before.Nivcsw)/wall.Seconds())
 
 	// Crash to running again. A plugin launched alone after a pause can
 	// start slower than one launched right after another (1.3 to 2 times
@@ -160,6 +164,6 @@ func benchSupervise(ctx context.Context, e *env) error {
 	}
 	bound := ms(backoff) + spaced.p50(colVmre)
 	crash.check(fmt.Sprintf("p50 <= initial backoff + launch p50, one between crash rounds (%.1f ms)", bound), crash.p50(colVmre) <= bound)
-	e.rows = append(e.rows, idle, launch, spaced, crash, seen, waited, relaunch)
+	e.rows = append(e.rows, idle, switches, launch, spaced, crash, seen, waited, relaunch)
 	return nil
 }
