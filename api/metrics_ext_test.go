@@ -1,9 +1,12 @@
 package api_test
 
 import (
+	"cmp"
+	"compress/gzip"
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"os/exec"
@@ -325,5 +328,91 @@ func TestMetricsCountRefusedHandshakes(t *testing.T) {
 		if got := s[key]; got != want {
 			t.Errorf("%s = %v, want %v", key, got, want)
 		}
+	}
+}
+
+// TestMetricsExpositions: the text format and OpenMetrics, each plain or
+// gzipped as the scraper asks, carry the same runtime series; a runtime
+// name that is not UTF-8 still gives a scrape that parses.
+func TestMetricsExpositions(t *testing.T) {
+	t.Parallel()
+	h := start(t, nil)
+	for _, name := range []string{"vm-a", "vm-\xff"} {
+		if _, err := h.engine.Launch(t.Context(), engine.Spec{Name: name, Path: "/opt/vm"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	const openMetrics = "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1"
+	tests := []struct {
+		name, accept, acceptEncoding string
+		wantType, wantEncoding       string
+	}{
+		{name: "text", acceptEncoding: "identity", wantType: "text/plain; version=0.0.4"},
+		{name: "text, gzip", acceptEncoding: "gzip", wantType: "text/plain; version=0.0.4", wantEncoding: "gzip"},
+		{name: "openmetrics, gzip (Prometheus)", accept: openMetrics, acceptEncoding: "gzip", wantType: "application/openmetrics-text; version=1.0.0", wantEncoding: "gzip"},
+		{name: "openmetrics", accept: openMetrics, wantType: "application/openmetrics-text; version=1.0.0"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, h.url+api.MetricsPath, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tt.accept != "" {
+				req.Header.Set("Accept", tt.accept)
+			}
+			// Set by hand, Accept-Encoding turns off the transport's own
+			// gzip handling, so the body arrives as it was sent.
+			req.Header.Set("Accept-Encoding", cmp.Or(tt.acceptEncoding, "identity"))
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			if resp.StatusCode != http.StatusOK {
+				t.Fatalf("GET /metrics: %s", resp.Status)
+			}
+			if got := resp.Header.Get("Content-Type"); !strings.HasPrefix(got, tt.wantType) {
+				t.Errorf("Content-Type %q, want %q", got, tt.wantType)
+			}
+			if got := resp.Header.Get("Content-Encoding"); got != tt.wantEncoding {
+				t.Errorf("Content-Encoding %q, want %q", got, tt.wantEncoding)
+			}
+			body := io.Reader(resp.Body)
+			if tt.wantEncoding == "gzip" {
+				zr, err := gzip.NewReader(resp.Body)
+				if err != nil {
+					t.Fatal(err)
+				}
+				body = zr
+			}
+			b, err := io.ReadAll(body)
+			if err != nil {
+				t.Fatal(err)
+			}
+			text := string(b)
+			// OpenMetrics writes 1 as 1.0.
+			for _, want := range []string{
+				`vmre_runtime_state{id="r1",name="vm-a",state="running"} 1`,
+				"vmre_runtime_state{id=\"r2\",name=\"vm-\uFFFD\",state=\"running\"} 1",
+				"vmre_runtime_info{attached=\"false\",id=\"r2\",name=\"vm-\uFFFD\",protocol_version=\"42\"} 1",
+				`vmre_handshake_refused_total{reason="no_token"} 0`,
+			} {
+				if !strings.Contains(text, "\n"+want) {
+					t.Errorf("no line %s", want)
+				}
+			}
+			if strings.HasPrefix(tt.wantType, "application/openmetrics-text") {
+				if !strings.HasSuffix(text, "# EOF\n") {
+					t.Error("OpenMetrics exposition does not end with # EOF")
+				}
+				return
+			}
+			parser := expfmt.NewTextParser(model.UTF8Validation)
+			if _, err := parser.TextToMetricFamilies(strings.NewReader(text)); err != nil {
+				t.Errorf("parse: %v", err)
+			}
+		})
 	}
 }
