@@ -113,10 +113,7 @@ func grpcHealthChild() int {
 	go func() { _ = srv.Serve(trackedListener{lis, tracker}) }()
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)
 	defer stop()
-	// Not ctx: the engine's side of the handshake can be done, and its
-	// stop begin, while this side still reads the answer; a SIGTERM then
-	// is acted on below, once the handshake has returned.
-	if err := client.Handshake(context.Background(), vmre.ProtocolVersion, lis.Addr().String()); err != nil {
+	if err := client.Handshake(ctx, vmre.ProtocolVersion, lis.Addr().String()); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}

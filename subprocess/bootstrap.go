@@ -14,6 +14,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"connectrpc.com/connect"
 	"github.com/vmre/vmre"
 	"github.com/vmre/vmre/internal/handshakeauth"
 	"github.com/vmre/vmre/internal/logline"
@@ -122,6 +123,7 @@ func Bootstrap(ctx context.Context, cmd *exec.Cmd, config *Config) (*Process, er
 		// with the plugin's; every later one finds it ready.
 		<-l.watchdogReady
 		p.vmShutdown, p.vmTLS = cfg.VMShutdown, cfg.VMTLS
+		p.answered = res.answered
 		p.status = Status{
 			Pid:               p.pid,
 			Addr:              res.addr,
@@ -156,6 +158,52 @@ func Bootstrap(ctx context.Context, cmd *exec.Cmd, config *Config) (*Process, er
 	<-p.done
 	p.log.Debug().Err(failure).Msg("vm handshake failed")
 	return nil, failure
+}
+
+// holdShutdown returns once the server may begin its graceful shutdown:
+// at once, unless vmre's client completed the handshake; then once it has
+// closed the connection its Initialize came on, after answerHold, or when
+// ctx ends.
+//
+// A Stop right after the handshake waits until that connection has been
+// closed (see Process.stopAfterAnswer). The shutdown's GOAWAY makes an
+// HTTP/2 client close it as soon as its reader has the answer, which can
+// be before the call has returned in the plugin; client.Handshake closes
+// it once the call has returned, so without a GOAWAY its close shows that
+// the plugin is done with its handshake. Other clients get the GOAWAY at
+// once: grpc-go's, as in avalanchego's rpcchainvm.Serve, keeps the
+// connection for the plugin's life and closes it on the GOAWAY, as it does
+// under avalanchego's engine, which stops its handshake server gracefully
+// before its Bootstrap returns.
+func (h *handshake) holdShutdown(ctx context.Context) {
+	var answered <-chan struct{}
+	select {
+	case answered = <-h.hold:
+	default:
+		return
+	}
+	hold := time.NewTimer(answerHold)
+	defer hold.Stop()
+	select {
+	case <-answered:
+	case <-hold.C:
+	case <-ctx.Done():
+	}
+}
+
+// answerHold bounds how long the handshake server, after vmre's client
+// completed the handshake, waits for the client to close its connection
+// before it shuts down. It allows for a starved machine; only a plugin
+// that keeps the connection open, stopped right after its handshake,
+// waits it out.
+const answerHold = time.Second
+
+// sentToken reports whether the call whose handler context is ctx carried
+// the handshake token header, as vmre's client sends it (the server's
+// Authorizer has checked its value already when the launch checks tokens).
+func sentToken(ctx context.Context) bool {
+	info, ok := connect.CallInfoForHandlerContext(ctx)
+	return ok && info.RequestHeader().Get(vmre.HandshakeTokenHeader) != ""
 }
 
 // defaultFailedAnswerWait bounds how long a failed handshake waits for the
@@ -242,6 +290,7 @@ func launch(cmd *exec.Cmd, cfg *settings, exe *preflight.Executable) (*launched,
 		stderrDone: make(chan struct{}),
 		exited:     make(chan struct{}),
 		serverDone: make(chan struct{}),
+		answered:   closedChan,
 		done:       make(chan struct{}),
 	}
 
@@ -276,7 +325,7 @@ func launch(cmd *exec.Cmd, cfg *settings, exe *preflight.Executable) (*launched,
 
 	// The server is set up while the plugin starts: until Serve runs, its
 	// connection waits in the listen backlog.
-	hs := &handshake{accepted: slices.Clone(cfg.AcceptedVersions), auth: auth, result: make(chan handshakeResult, 1)}
+	hs := newHandshake(cfg.AcceptedVersions, auth)
 	srv := server.NewHTTPServer(sharedHandler())
 	srv.ErrorLog = server.NewErrorLog(vmLog)
 	srv.BaseContext = func(net.Listener) context.Context {
@@ -286,10 +335,13 @@ func launch(cmd *exec.Cmd, cfg *settings, exe *preflight.Executable) (*launched,
 	// flood of them does not starve the plugin's own; the pacing wrapper
 	// is outermost, so that ConnContext sees its connections, and
 	// Bootstrap keeps the bare listener for stopAccepting.
-	var served net.Listener = readBufferedListener{ln}
+	var served net.Listener = handshakeListener{ln}
+	srv.ConnContext = connContext
 	if auth != nil {
 		served = auth.Listener(served)
-		srv.ConnContext = handshakeauth.ConnContext
+		srv.ConnContext = func(ctx context.Context, c net.Conn) context.Context {
+			return connContext(handshakeauth.ConnContext(ctx, c), c)
+		}
 	}
 	// Counted before supervise starts, so before anything waits for the
 	// helpers; supervise cancels the server's shutdown once it has reaped
@@ -297,7 +349,7 @@ func launch(cmd *exec.Cmd, cfg *settings, exe *preflight.Executable) (*launched,
 	p.helpers.Add(1)
 	srvCtx, stopServer := context.WithCancel(context.Background())
 	p.stopServer = stopServer
-	go serveHandshake(srvCtx, p, srv, served, cfg.HandshakeTimeout)
+	go serveHandshake(srvCtx, p, hs, srv, served, cfg.HandshakeTimeout)
 
 	p.log = vmLog.With().Int(fieldPid, p.pid).Logger()
 	if wdErr != nil {
@@ -321,8 +373,8 @@ func launch(cmd *exec.Cmd, cfg *settings, exe *preflight.Executable) (*launched,
 }
 
 // serveHandshake serves the handshake until Bootstrap closes the listener,
-// then lets the last answer out and shuts the server down, and returns
-// once every connection's goroutine has ended.
+// then, after holdShutdown, lets the last answer out and shuts the server
+// down, and returns once every connection's goroutine has ended.
 //
 // The graceful shutdown lasts until the plugin's connections are idle or
 // closed (net/http polls for that on a timer starting at 1 ms and doubling)
@@ -336,7 +388,7 @@ func launch(cmd *exec.Cmd, cfg *settings, exe *preflight.Executable) (*launched,
 // bound is the handshake timeout, the budget the caller chose, because an
 // answer still being written on a starved machine (many plugins starting
 // at once) must not be cut.
-func serveHandshake(ctx context.Context, p *Process, srv *http.Server, ln net.Listener, timeout time.Duration) {
+func serveHandshake(ctx context.Context, p *Process, hs *handshake, srv *http.Server, ln net.Listener, timeout time.Duration) {
 	defer p.helpers.Done()
 	defer close(p.serverDone)
 	// StateNew is reported on Serve's goroutine (this one) before the
@@ -352,6 +404,7 @@ func serveHandshake(ctx context.Context, p *Process, srv *http.Server, ln net.Li
 		}
 	}
 	_ = srv.Serve(ln)
+	hs.holdShutdown(ctx)
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	if err := srv.Shutdown(ctx); err != nil {
@@ -397,29 +450,48 @@ type handshake struct {
 	auth     *handshakeauth.Policy // nil: everyone may call (mode none)
 	decided  atomic.Bool
 	result   chan handshakeResult // capacity 1: written once
+	// hold gets the connClosed channel of the call that completed the
+	// handshake, if it came from vmre's client (see holdShutdown);
+	// capacity 1.
+	hold chan (<-chan struct{})
 }
 
 type handshakeResult struct {
-	version uint32
-	addr    string
-	err     error
-	at      time.Time
+	version  uint32
+	addr     string
+	err      error
+	at       time.Time
+	answered <-chan struct{} // connClosed of the deciding call
 }
 
 var _ vmre.Initializer = (*handshake)(nil)
 
+// newHandshake returns the handshake of one launch that accepts the
+// given versions; auth may be nil.
+func newHandshake(accepted []uint32, auth *handshakeauth.Policy) *handshake {
+	return &handshake{
+		accepted: slices.Clone(accepted),
+		auth:     auth,
+		result:   make(chan handshakeResult, 1),
+		hold:     make(chan (<-chan struct{}), 1),
+	}
+}
+
 // Initialize decides the handshake on the first call that reaches it; the
 // server has validated the request already.
-func (h *handshake) Initialize(_ context.Context, protocolVersion uint32, vmAddr string) error {
+func (h *handshake) Initialize(ctx context.Context, protocolVersion uint32, vmAddr string) error {
 	at := time.Now()
 	if !h.decided.CompareAndSwap(false, true) {
 		return fmt.Errorf("%w: the handshake is already complete", vmre.ErrAlreadyInitialized)
 	}
 	var err error
+	answered := connClosed(ctx)
 	if !slices.Contains(h.accepted, protocolVersion) {
 		err = &vmre.VersionMismatchError{Accepted: slices.Clone(h.accepted), Got: protocolVersion}
+	} else if sentToken(ctx) {
+		h.hold <- answered
 	}
-	h.result <- handshakeResult{version: protocolVersion, addr: vmAddr, err: err, at: at}
+	h.result <- handshakeResult{version: protocolVersion, addr: vmAddr, err: err, at: at, answered: answered}
 	// Hand this P to the Bootstrap goroutine just woken (it sits in this
 	// P's next slot, where no other P takes it): the launch is done as soon
 	// as it runs, and writing the response can wait the few microseconds

@@ -413,6 +413,32 @@ func TestStopIsIdempotentAndConcurrent(t *testing.T) {
 	}
 }
 
+// TestStopRightAfterHandshake stops plugins the moment Bootstrap returns.
+// Bootstrap returns once the engine has decided the handshake, when the
+// plugin's client may not have read the answer yet; these plugins stop on
+// SIGTERM even inside their handshake, and then exit 1. Stop must let the
+// answer reach them first, so every one exits 0 on the SIGTERM that
+// follows.
+func TestStopRightAfterHandshake(t *testing.T) {
+	t.Parallel()
+	const n = 8
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			p, err := subprocess.Bootstrap(t.Context(), childCmd(t, "term-handshake"), nil)
+			if err != nil {
+				t.Errorf("plugin %d: Bootstrap: %v", i, err)
+				return
+			}
+			p.Stop(t.Context())
+			if es := p.ExitStatus(); es.Code != 0 || es.ForcedKill || p.Err() != nil {
+				t.Errorf("plugin %d: ExitStatus = %+v, Err = %v; want exit 0 on SIGTERM after its handshake", i, es, p.Err())
+			}
+		})
+	}
+	wg.Wait()
+}
+
 // TestStopIsNotDelayedByHandshakeServer: a connection to the handshake
 // server with a request half sent, held open by a process outside the
 // plugin's group, keeps the server's graceful shutdown going for as long

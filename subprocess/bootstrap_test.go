@@ -37,7 +37,7 @@ func serveTestHandshake(t *testing.T, hs *handshake) string {
 // ErrAlreadyInitialized.
 func TestSecondInitializeGetsAlreadyInitialized(t *testing.T) {
 	t.Parallel()
-	hs := &handshake{accepted: []uint32{vmre.ProtocolVersion}, result: make(chan handshakeResult, 1)}
+	hs := newHandshake([]uint32{vmre.ProtocolVersion}, nil)
 	c := client.New(serveTestHandshake(t, hs))
 	defer c.Close()
 
@@ -65,7 +65,7 @@ func TestSecondInitializeGetsAlreadyInitialized(t *testing.T) {
 // it.
 func TestInvalidInitializeDoesNotDecide(t *testing.T) {
 	t.Parallel()
-	hs := &handshake{accepted: []uint32{vmre.ProtocolVersion}, result: make(chan handshakeResult, 1)}
+	hs := newHandshake([]uint32{vmre.ProtocolVersion}, nil)
 	c := client.New(serveTestHandshake(t, hs))
 	defer c.Close()
 	if err := c.Initialize(t.Context(), vmre.ProtocolVersion, "not an address"); !errors.Is(err, vmre.ErrInvalidRequest) {
@@ -78,7 +78,7 @@ func TestInvalidInitializeDoesNotDecide(t *testing.T) {
 
 func TestMismatchAnswersFailedPrecondition(t *testing.T) {
 	t.Parallel()
-	hs := &handshake{accepted: []uint32{42, 43}, result: make(chan handshakeResult, 1)}
+	hs := newHandshake([]uint32{42, 43}, nil)
 	c := client.New(serveTestHandshake(t, hs))
 	defer c.Close()
 	err := c.Initialize(t.Context(), 41, "127.0.0.1:9000")

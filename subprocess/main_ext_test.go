@@ -52,6 +52,7 @@ var childModes = map[string]func() int{
 	"stdout-fatal":    childStdoutFatal,
 	"limits":          childLimits,
 	"alloc":           childAlloc,
+	"term-handshake":  childTermHandshake,
 }
 
 func TestMain(m *testing.M) {
@@ -291,6 +292,26 @@ func childDoubleInit() int {
 	fmt.Fprintf(os.Stderr, "second initialize: %v\n", err)
 	defer ln.Close()
 	waitSignal(syscall.SIGTERM)
+	return 0
+}
+
+// childTermHandshake handshakes with a context that SIGTERM cancels, as
+// a plugin that stops on SIGTERM whenever it comes does: a SIGTERM that
+// reaches it while its handshake client still waits for the answer makes
+// it exit 1, one that comes after makes it exit 0.
+func childTermHandshake() int {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)
+	defer stop()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 1
+	}
+	defer ln.Close()
+	if err := client.Handshake(ctx, childVersion(), ln.Addr().String()); err != nil {
+		fmt.Fprintln(os.Stderr, "handshake:", err)
+		return 1
+	}
+	<-ctx.Done()
 	return 0
 }
 

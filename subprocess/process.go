@@ -42,7 +42,11 @@ type Process struct {
 
 	exited     chan struct{} // closed once reaped
 	serverDone chan struct{} // closed once the handshake server is shut down
-	done       chan struct{} // closed once reaped, drained and helpers ended
+	// answered is closed once the connection of the call that completed
+	// the handshake has been closed (see connClosed and holdShutdown).
+	// Set before Bootstrap returns the Process.
+	answered <-chan struct{}
+	done     chan struct{} // closed once reaped, drained and helpers ended
 	// stopServer ends the handshake server's graceful shutdown early; set
 	// before the server and supervise start.
 	stopServer context.CancelFunc
@@ -123,6 +127,15 @@ func (p *Process) Err() error {
 // group. The process is always reaped. With Config.VMShutdown the VM's
 // Shutdown method is called before the SIGTERM.
 //
+// Bootstrap returns as soon as the engine has decided the handshake, when
+// the plugin's client may still be reading the answer; a plugin that stops
+// on SIGTERM (or on Shutdown) at that point would fail its own handshake.
+// So a Stop that begins then first waits until the plugin's handshake
+// connection has been closed: by vmre's client once its call has
+// returned, by grpc-go's on the handshake server's GOAWAY once it has the
+// answer. It waits at most the grace period, and the wait counts toward
+// it: the SIGKILL comes no later for it.
+//
 // Stop blocks until Done is closed or ctx is done, whichever comes first;
 // if ctx ends first the stop still completes in the background. It is
 // idempotent and safe for concurrent use: every call waits for the same
@@ -158,10 +171,44 @@ func (p *Process) startStop(grace time.Duration) {
 	switch {
 	case grace <= 0:
 		p.killNow()
+	case !isClosed(p.answered):
+		go p.stopAfterAnswer(grace)
 	case p.vmShutdown:
-		go p.shutdownThenTerm(grace)
+		go p.shutdownThenTerm(grace, grace)
 	case p.terminate():
 		go p.killAfter(grace)
+	}
+}
+
+// stopAfterAnswer is the stop sequence of a Stop that began before the
+// handshake's answer was out: it waits for that, or for the process's
+// exit, for at most grace, then stops as usual with what is left of grace
+// for the first step.
+func (p *Process) stopAfterAnswer(grace time.Duration) {
+	start := time.Now()
+	timer := time.NewTimer(grace)
+	select {
+	case <-p.answered:
+	case <-p.exited:
+	case <-timer.C:
+		p.log.Debug().Dur("graceful_timeout", grace).Msg("handshake connection still open; stopping anyway")
+	}
+	timer.Stop()
+	left := grace - time.Since(start)
+	switch {
+	case p.vmShutdown:
+		p.shutdownThenTerm(left, grace)
+	case p.terminate():
+		p.killAfter(left)
+	}
+}
+
+func isClosed(c <-chan struct{}) bool {
+	select {
+	case <-c:
+		return true
+	default:
+		return false
 	}
 }
 

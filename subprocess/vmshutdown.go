@@ -55,10 +55,10 @@ func shutdownVM(ctx context.Context, addr string, tlsCfg *tls.Config) error {
 }
 
 // shutdownThenTerm is the stop sequence with Config.VMShutdown: the VM's
-// Shutdown call (bounded by grace, and abandoned if the process exits),
-// then SIGTERM and the grace period as usual.
-func (p *Process) shutdownThenTerm(grace time.Duration) {
-	ctx, cancel := context.WithTimeout(context.Background(), grace)
+// Shutdown call (bounded by callGrace, and abandoned if the process
+// exits), then SIGTERM and the grace period as usual.
+func (p *Process) shutdownThenTerm(callGrace, grace time.Duration) {
+	ctx, cancel := context.WithTimeout(context.Background(), callGrace)
 	watched := make(chan struct{})
 	go func() {
 		defer close(watched)

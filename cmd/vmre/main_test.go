@@ -307,13 +307,8 @@ func TestDoctorFailsPluginThatMustBeKilled(t *testing.T) {
 			accepted <- c // held open, unanswered, until the cleanup
 		}
 	}()
-	// The handshake command runs in a session of its own: doctor stops
-	// the plugin as soon as its side of the handshake is done, and a
-	// SIGTERM to the plugin's group would otherwise end the Go command
-	// (which does not inherit the shell's ignored SIGTERM) while it still
-	// reads the answer, making the plugin exit 1 instead of being killed.
 	plugin := writeScript(t, "trap '' TERM\n"+
-		"setsid -w '"+os.Args[0]+"' handshake --vm-addr "+silent.Addr().String()+" || exit 1\n"+
+		"'"+os.Args[0]+"' handshake --vm-addr "+silent.Addr().String()+" || exit 1\n"+
 		"exec sleep 60\n")
 	grace := stopMargin + 500*time.Millisecond
 	code, out, errOut := vmreCmd(t, "doctor", "--log-level", "warn", "--graceful-timeout", grace.String(), "--", plugin)

@@ -67,6 +67,10 @@ func (c *pacedConn) Read(b []byte) (int, error) {
 	return c.Conn.Read(b)
 }
 
+// NetConn returns the connection under the pacing, as
+// [crypto/tls.Conn.NetConn] does, for ConnContexts that look for it.
+func (c *pacedConn) NetConn() net.Conn { return c.Conn }
+
 func (c *pacedConn) Close() error {
 	c.closeOnce.Do(func() { close(c.closed) })
 	return c.Conn.Close()
