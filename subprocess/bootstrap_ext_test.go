@@ -439,6 +439,32 @@ func TestStopRightAfterHandshake(t *testing.T) {
 	wg.Wait()
 }
 
+// TestHandshakeConnectionWithoutSettingsEnds pins a limit the engine
+// cannot configure: net/http's HTTP/2 server ends a connection whose
+// first frame (the client's SETTINGS) it has not read within 2 s of the
+// preface. A plugin whose client is starved between the two, or an engine
+// starved for that long between taking the connection and reading the
+// frame, loses that connection; the plugin's Initialize on it is reset.
+func TestHandshakeConnectionWithoutSettingsEnds(t *testing.T) {
+	t.Parallel()
+	out := newCollector()
+	var logs syncBuffer
+	cfg := &subprocess.Config{OnOutput: out.add, Log: zerolog.New(&logs), HandshakeTimeout: time.Minute}
+	mustBootstrap(t, "preface-only", cfg)
+	l := out.waitFor(t, func(l outLine) bool { return strings.HasPrefix(l.Text, "ended after ") })
+	t.Log(l.Text)
+	d, err := time.ParseDuration(strings.TrimPrefix(l.Text[:strings.Index(l.Text, ":")], "ended after "))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d < 2*time.Second {
+		t.Errorf("the server ended the connection after %v, before its 2 s wait for SETTINGS", d)
+	}
+	if !strings.Contains(logs.String(), "timeout waiting for SETTINGS frames") {
+		t.Errorf("engine log does not name the SETTINGS timeout:\n%s", logs.String())
+	}
+}
+
 // TestStopIsNotDelayedByHandshakeServer: a connection to the handshake
 // server with a request half sent, held open by a process outside the
 // plugin's group, keeps the server's graceful shutdown going for as long

@@ -6,6 +6,7 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -53,6 +54,7 @@ var childModes = map[string]func() int{
 	"limits":          childLimits,
 	"alloc":           childAlloc,
 	"term-handshake":  childTermHandshake,
+	"preface-only":    childPrefaceOnly,
 }
 
 func TestMain(m *testing.M) {
@@ -313,6 +315,28 @@ func childTermHandshake() int {
 	}
 	<-ctx.Done()
 	return 0
+}
+
+// childPrefaceOnly opens a connection to the engine's handshake server,
+// sends the HTTP/2 client preface and then nothing, as a client does that
+// gets no CPU between its preface and its SETTINGS frame, and reads until
+// the server ends the connection. It prints "ended after D: ERR", then
+// handshakes on a connection of its own and exits 0 on SIGTERM.
+func childPrefaceOnly() int {
+	conn, err := net.Dial("tcp", os.Getenv(vmre.EngineAddressKey))
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "dial:", err)
+		return 1
+	}
+	start := time.Now()
+	if _, err := conn.Write([]byte("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")); err != nil {
+		fmt.Fprintln(os.Stderr, "write:", err)
+		return 1
+	}
+	_, err = io.Copy(io.Discard, conn)
+	fmt.Printf("ended after %s: %v\n", time.Since(start), err)
+	conn.Close()
+	return childServe()
 }
 
 // childHoldConn opens a second connection to the engine's handshake server,
