@@ -5,10 +5,9 @@ package engine
 import (
 	"errors"
 	"strconv"
-)
 
-// healthCheckProcedure is the standard gRPC health method.
-const healthCheckProcedure = "/grpc.health.v1.Health/Check"
+	"github.com/vmre/vmre/internal/healthprobe"
+)
 
 // healthServing is grpc.health.v1.HealthCheckResponse.SERVING.
 const healthServing = 1
@@ -22,7 +21,7 @@ const probeSlack = 10
 // client, which is set at creation.
 type prober struct {
 	check    HealthCheck
-	client   *healthConn
+	client   *healthprobe.Conn
 	next     job // the next probe, in Engine.sched while it waits
 	stopped  bool
 	failures int // in a row
@@ -39,7 +38,7 @@ func (e *Engine) startProbeLocked(r *runtime, check HealthCheck) {
 	// few seconds must not cost a TCP (or TLS) handshake each time.
 	p := &prober{
 		check:  check,
-		client: newHealthConn(r.info.VMAddr, e.cfg.VMTLS),
+		client: healthprobe.New(r.info.VMAddr, e.cfg.VMTLS),
 	}
 	p.next = job{slack: check.Interval / probeSlack, run: func() { e.probe(r, p) }, index: -1}
 	r.probe = p
@@ -57,7 +56,7 @@ func (e *Engine) stopProbeLocked(r *runtime) {
 	r.probe = nil
 	p.stopped = true
 	e.sched.removeLocked(&p.next)
-	p.client.close()
+	p.client.Close()
 }
 
 // probe runs one probe of p, records its outcome and schedules the next.
@@ -74,7 +73,7 @@ func (e *Engine) probe(r *runtime, p *prober) {
 	e.mu.Unlock()
 
 	// A stop of the probe closes the client, which ends the check.
-	status, err := p.client.check(p.check.Timeout)
+	status, err := p.client.Check(p.check.Timeout)
 
 	e.mu.Lock()
 	defer e.mu.Unlock()
@@ -94,7 +93,7 @@ func (e *Engine) probe(r *runtime, p *prober) {
 			// and the dashboard see it.
 			e.transitionLocked(r, r.info.State, "liveness probe passed")
 		}
-	case errors.Is(err, errProbeUnimplemented):
+	case errors.Is(err, healthprobe.ErrUnimplemented):
 		r.info.Health = HealthUnimplemented
 		e.stopProbeLocked(r)
 		e.transitionLocked(r, r.info.State, "vm serves no grpc.health.v1 service: not probing it")

@@ -12,6 +12,7 @@ import (
 
 	"connectrpc.com/connect"
 	"github.com/rs/zerolog"
+	"github.com/vmre/vmre/internal/healthprobe"
 	"github.com/vmre/vmre/subprocess"
 	"google.golang.org/protobuf/types/known/emptypb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
@@ -20,7 +21,7 @@ import (
 // BenchmarkProbeCost measures the engine process's CPU per liveness probe
 // (getrusage, so system calls count; the VM server, grpc-go, is another
 // process), each probe on a fresh goroutine as the probe timer runs it:
-// connect's client against healthConn, the engine's.
+// connect's client against healthprobe, the engine's.
 func BenchmarkProbeCost(b *testing.B) {
 	self, err := os.Executable()
 	if err != nil {
@@ -61,11 +62,11 @@ func BenchmarkProbeCost(b *testing.B) {
 		}
 		measure(b, probe)
 	})
-	b.Run("healthConn", func(b *testing.B) {
-		h := newHealthConn(rt.VMAddr, nil)
-		defer h.close()
+	b.Run("healthprobe", func(b *testing.B) {
+		h := healthprobe.New(rt.VMAddr, nil)
+		defer h.Close()
 		measure(b, func() error {
-			status, err := h.check(5 * time.Second)
+			status, err := h.Check(5 * time.Second)
 			if err == nil && status != healthServing {
 				err = errors.New("not serving")
 			}

@@ -6,18 +6,15 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net/http"
 	"os"
 	"os/signal"
 	"syscall"
 	"text/tabwriter"
 	"time"
 
-	"connectrpc.com/connect"
 	"github.com/vmre/vmre"
+	"github.com/vmre/vmre/internal/healthprobe"
 	"github.com/vmre/vmre/subprocess"
-	"google.golang.org/protobuf/types/known/emptypb"
-	"google.golang.org/protobuf/types/known/wrapperspb"
 )
 
 // healthTimeout bounds the doctor's grpc.health.v1 probe of the VM.
@@ -155,45 +152,30 @@ func describeExit(p *subprocess.Process) (exit, problem string) {
 	return " (" + st.String() + ")", ""
 }
 
-// healthCheckProcedure is grpc.health.v1's Check method.
-const healthCheckProcedure = "/grpc.health.v1.Health/Check"
-
 // servingStatus names grpc.health.v1's HealthCheckResponse.ServingStatus
 // values.
 var servingStatus = map[int32]string{0: "UNKNOWN", 1: "SERVING", 2: "NOT_SERVING", 3: "SERVICE_UNKNOWN"}
 
 // probeHealth asks the VM's grpc.health.v1 service for the overall status,
 // over gRPC on cleartext HTTP/2, and reports whether the address refused
-// the connection. A VM without the service is reported, not failed.
-//
-// The messages are well-known types with the same wire form, so that the
-// command links neither grpc-go nor generated health code: an empty
-// HealthCheckRequest (service "", the overall status) encodes as
-// google.protobuf.Empty, and HealthCheckResponse's one field, the enum
-// status (field 1, a varint), decodes as google.protobuf.Int32Value.
+// the connection. A VM without the service is reported, not failed. The
+// probe is the engine's liveness probe client: one connection, no
+// goroutine of its own; ctx ends it early.
 func probeHealth(ctx context.Context, addr string) (status string, refused bool) {
-	var protocols http.Protocols
-	protocols.SetUnencryptedHTTP2(true)
-	transport := &http.Transport{Protocols: &protocols}
-	defer transport.CloseIdleConnections()
-	client := connect.NewClient[emptypb.Empty, wrapperspb.Int32Value](
-		&http.Client{Transport: transport}, "http://"+addr+healthCheckProcedure, connect.WithGRPC())
-	ctx, cancel := context.WithTimeout(ctx, healthTimeout)
-	defer cancel()
-	resp, err := client.CallUnary(ctx, connect.NewRequest(&emptypb.Empty{}))
-	var connectErr *connect.Error
+	probe := healthprobe.New(addr, nil)
+	defer probe.Close()
+	defer context.AfterFunc(ctx, probe.Close)()
+	st, err := probe.Check(healthTimeout)
 	switch {
-	case connect.CodeOf(err) == connect.CodeUnimplemented:
+	case errors.Is(err, healthprobe.ErrUnimplemented):
 		return "not served (optional)", false
 	case errors.Is(err, syscall.ECONNREFUSED):
 		return "error: connection refused", true
-	case errors.As(err, &connectErr):
-		return "error: " + connectErr.Message(), false
 	case err != nil:
 		return "error: " + err.Error(), false
 	}
-	if name, ok := servingStatus[resp.Msg.GetValue()]; ok {
+	if name, ok := servingStatus[st]; ok {
 		return name, false
 	}
-	return fmt.Sprintf("status %d", resp.Msg.GetValue()), false
+	return fmt.Sprintf("status %d", st), false
 }

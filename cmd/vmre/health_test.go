@@ -51,3 +51,17 @@ func TestProbeHealth(t *testing.T) {
 		})
 	}
 }
+
+// An address nothing listens on is reported as refusing connections.
+func TestProbeHealthRefused(t *testing.T) {
+	t.Parallel()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	if got, refused := probeHealth(t.Context(), addr); got != "error: connection refused" || !refused {
+		t.Errorf("probeHealth = %q, %v; want connection refused, true", got, refused)
+	}
+}

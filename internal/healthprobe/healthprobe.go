@@ -1,11 +1,12 @@
-package engine
-
-// The liveness probe's client: one HTTP/2 connection per VM, speaking
-// just enough gRPC for grpc.health.v1.Health/Check. A connect client cost
-// about three times the engine CPU per probe (BenchmarkProbeCost): this
-// one writes a request in one write, sends the acks the server asked for
-// (grpc-go pings after every request it receives) with the next request,
-// and starts no goroutine.
+// Package healthprobe is a client of a VM's grpc.health.v1.Health/Check:
+// one HTTP/2 connection per VM, speaking just enough gRPC for that one
+// call. A connect client cost about three times the CPU per probe
+// (engine's BenchmarkProbeCost) and started goroutines for every
+// connection and call: this one writes a request in one write, sends the
+// acks the server asked for (grpc-go pings after every request it
+// receives) with the next request, and starts no goroutine. The engine's
+// liveness probe and `vmre doctor` use it.
+package healthprobe
 
 import (
 	"bufio"
@@ -27,12 +28,15 @@ import (
 
 // Probe outcomes that are not a health status.
 var (
-	// errProbeUnimplemented: the VM serves no grpc.health.v1 (gRPC status
+	// ErrUnimplemented: the VM serves no grpc.health.v1 (gRPC status
 	// UNIMPLEMENTED, or HTTP 404 from a server that routes by path).
-	errProbeUnimplemented = errors.New("unimplemented")
-	// errProbeTimeout: no answer within the probe's timeout.
-	errProbeTimeout = fmt.Errorf("probe: %w", context.DeadlineExceeded)
+	ErrUnimplemented = errors.New("unimplemented")
+	// ErrTimeout: no answer within the probe's timeout.
+	ErrTimeout = fmt.Errorf("probe: %w", context.DeadlineExceeded)
 )
+
+// checkProcedure is grpc.health.v1's Check method.
+const checkProcedure = "/grpc.health.v1.Health/Check"
 
 const (
 	// maxHealthResponse bounds the response message: a status is 2 bytes.
@@ -42,10 +46,10 @@ const (
 	connWindow = 1 << 30
 )
 
-// healthConn probes one VM over one HTTP/2 connection, kept between
-// probes and replaced after an error. check is called by one probe at a
-// time; close may be called at any time, from any goroutine.
-type healthConn struct {
+// Conn probes one VM over one HTTP/2 connection, kept between probes and
+// replaced after an error. Check is called by one probe at a time; Close
+// may be called at any time, from any goroutine.
+type Conn struct {
 	addr   string // host:port
 	tlsCfg *tls.Config
 	// ctx ends at close, and with it a dial in progress.
@@ -67,12 +71,12 @@ type healthConn struct {
 	message []byte
 }
 
-// newHealthConn returns the probe client of the VM announced as vmAddr:
-// h2c for "host:port", TLS with tlsCfg (nil: the system's roots) for a
-// [vmre.TLSAddrPrefix] one.
-func newHealthConn(vmAddr string, tlsCfg *tls.Config) *healthConn {
+// New returns the probe client of the VM announced as vmAddr: h2c for
+// "host:port", TLS with tlsCfg (nil: the system's roots) for a
+// [vmre.TLSAddrPrefix] one. It dials at the first Check.
+func New(vmAddr string, tlsCfg *tls.Config) *Conn {
 	hostPort, isTLS := vmre.CutTLSAddr(vmAddr)
-	h := &healthConn{addr: hostPort}
+	h := &Conn{addr: hostPort}
 	h.ctx, h.cancel = context.WithCancel(context.Background())
 	if isTLS {
 		if tlsCfg == nil {
@@ -87,9 +91,9 @@ func newHealthConn(vmAddr string, tlsCfg *tls.Config) *healthConn {
 	return h
 }
 
-// close closes the connection, and any check in flight fails. Idempotent;
+// Close closes the connection, and any Check in flight fails. Idempotent;
 // later checks fail.
-func (h *healthConn) close() {
+func (h *Conn) Close() {
 	h.cancel()
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -99,13 +103,17 @@ func (h *healthConn) close() {
 	}
 }
 
-// check calls Health/Check (service "") and returns the serving status,
-// within timeout. Every error but errProbeUnimplemented ends the
-// connection; the next check dials again.
-func (h *healthConn) check(timeout time.Duration) (int32, error) {
+// Check calls Health/Check (service "") and returns the serving status
+// (grpc.health.v1's HealthCheckResponse.ServingStatus), blocking for at
+// most timeout. It returns an error wrapping [ErrUnimplemented] when the
+// VM serves no health service, [ErrTimeout] when the answer did not come
+// in time, and the dial's error (syscall.ECONNREFUSED among its causes
+// when nothing listens) or a protocol error otherwise. Every error but
+// ErrUnimplemented ends the connection; the next Check dials again.
+func (h *Conn) Check(timeout time.Duration) (int32, error) {
 	deadline := time.Now().Add(timeout)
 	status, err := h.checkOn(deadline)
-	if err != nil && !errors.Is(err, errProbeUnimplemented) {
+	if err != nil && !errors.Is(err, ErrUnimplemented) {
 		h.mu.Lock()
 		if h.conn != nil {
 			_ = h.conn.Close()
@@ -114,13 +122,13 @@ func (h *healthConn) check(timeout time.Duration) (int32, error) {
 		h.mu.Unlock()
 		var ne net.Error
 		if errors.As(err, &ne) && ne.Timeout() {
-			err = errProbeTimeout
+			err = ErrTimeout
 		}
 	}
 	return status, err
 }
 
-func (h *healthConn) checkOn(deadline time.Time) (int32, error) {
+func (h *Conn) checkOn(deadline time.Time) (int32, error) {
 	conn, err := h.connect(deadline)
 	if err != nil {
 		return 0, err
@@ -139,7 +147,7 @@ func (h *healthConn) checkOn(deadline time.Time) (int32, error) {
 	h.stream += 2
 	h.hbuf.Reset()
 	for _, f := range [...]hpack.HeaderField{
-		{Name: ":method", Value: "POST"}, {Name: ":scheme", Value: h.scheme()}, {Name: ":path", Value: healthCheckProcedure},
+		{Name: ":method", Value: "POST"}, {Name: ":scheme", Value: h.scheme()}, {Name: ":path", Value: checkProcedure},
 		{Name: ":authority", Value: h.addr}, {Name: "content-type", Value: "application/grpc"}, {Name: "te", Value: "trailers"},
 	} {
 		_ = h.henc.WriteField(f)
@@ -158,7 +166,7 @@ func (h *healthConn) checkOn(deadline time.Time) (int32, error) {
 	return h.read(id)
 }
 
-func (h *healthConn) scheme() string {
+func (h *Conn) scheme() string {
 	if h.tlsCfg != nil {
 		return "https"
 	}
@@ -167,7 +175,7 @@ func (h *healthConn) scheme() string {
 
 // connect returns the connection, dialling it first if there is none; a
 // new one's preface, settings and window are queued for the first write.
-func (h *healthConn) connect(deadline time.Time) (net.Conn, error) {
+func (h *Conn) connect(deadline time.Time) (net.Conn, error) {
 	h.mu.Lock()
 	conn, closed := h.conn, h.closed
 	h.mu.Unlock()
@@ -226,7 +234,7 @@ func (h *healthConn) connect(deadline time.Time) (net.Conn, error) {
 
 // read reads frames until stream id ends and returns its outcome. The
 // acks the server's frames ask for go out with the next request.
-func (h *healthConn) read(id uint32) (int32, error) {
+func (h *Conn) read(id uint32) (int32, error) {
 	h.message = h.message[:0]
 	httpStatus := ""
 	for {
@@ -287,7 +295,7 @@ func (h *healthConn) read(id uint32) (int32, error) {
 
 // outcome reads the trailers (or the trailers-only response) f of a call
 // whose headers said httpStatus.
-func (h *healthConn) outcome(httpStatus string, f *http2.MetaHeadersFrame) (int32, error) {
+func (h *Conn) outcome(httpStatus string, f *http2.MetaHeadersFrame) (int32, error) {
 	if httpStatus != "200" {
 		return 0, httpError(httpStatus)
 	}
@@ -305,7 +313,7 @@ func (h *healthConn) outcome(httpStatus string, f *http2.MetaHeadersFrame) (int3
 	case "":
 		return 0, errors.New("response without grpc-status")
 	case "12":
-		return 0, errProbeUnimplemented
+		return 0, ErrUnimplemented
 	default:
 		return 0, fmt.Errorf("grpc status %s: %s", code, msg)
 	}
@@ -343,7 +351,7 @@ func (h *healthConn) outcome(httpStatus string, f *http2.MetaHeadersFrame) (int3
 // routes by path means no health service there.
 func httpError(status string) error {
 	if status == "404" {
-		return fmt.Errorf("%w: http status 404", errProbeUnimplemented)
+		return fmt.Errorf("%w: http status 404", ErrUnimplemented)
 	}
 	if _, err := strconv.Atoi(status); err != nil {
 		return errors.New("response without an http status")
