@@ -45,14 +45,14 @@ const (
 
 // unprintableAny returns a word whose bits 7 (highs) are all clear if and
 // only if every byte of x is printable ASCII; its other bits mean nothing.
-// A printable byte plus 0x01 stays below 0x80 and plus 0x60 reaches 0x80
-// to 0xde, so neither carries; every other byte sets bit 7 of one sum or
-// clears it in the other (0x7f: +0x01 gives 0x80; below 0x20: +0x60 stays
-// below 0x80; 0x80 to 0x9f: +0x01 keeps bit 7; 0xa0 and above: +0x60
-// wraps below 0x80). The lowest such byte gets no carry from below, so it
-// is flagged whatever its carries do to the bytes above it.
+// A printable byte plus 0x01 stays below 0x80 and minus 0x20 stays at or
+// above 0, so neither carries nor borrows; every other byte sets bit 7 in
+// one of them (0x7f: +0x01 gives 0x80; below 0x20: -0x20 wraps to 0xe0 and
+// above; 0x80 and above: -0x20 keeps bit 7 from 0xa0, +0x01 from 0x80 to
+// 0xfe, and 0xff-0x20 is 0xdf). The lowest such byte gets no carry or
+// borrow from below, so it is flagged whatever it does to the bytes above.
 func unprintableAny(x uint64) uint64 {
-	return (x + ones) | ^(x + 0x60*ones)
+	return (x + ones) | (x - 0x20*ones)
 }
 
 // unprintable returns a word with bit 7 of some byte set if and only if some

@@ -97,7 +97,7 @@ func (r *Reader) sendFields(e *zerolog.Event, l *Line) {
 // string. It does so only when every string needs no escaping and the line
 // has no dump; otherwise it adds nothing and reports false.
 func (r *Reader) sendFast(e *zerolog.Event, l *Line) bool {
-	if l.Dump != nil || !l.safe(l.Message) || !jsonSafe(l.LevelText) || !l.safe(l.Logger) || !l.safe(l.Caller) {
+	if l.Dump != nil || !l.safe(l.Message) || !l.safe(l.LevelText) || !l.safe(l.Logger) || !l.safe(l.Caller) {
 		return false
 	}
 	m := rawMembers{buf: r.quoted[:0]}

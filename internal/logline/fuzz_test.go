@@ -381,3 +381,22 @@ func FuzzZapFields(f *testing.F) {
 		}
 	})
 }
+
+// TestPrintableEveryPair: printable agrees with its definition for every
+// pair of adjacent byte values, at each place of an eight-byte word and in
+// both the 64-byte loop and the tail of a line.
+func TestPrintableEveryPair(t *testing.T) {
+	t.Parallel()
+	b := bytes.Repeat([]byte{'a'}, 80)
+	for _, at := range []int{0, 6, 7, 63, 71, 78} {
+		for c1 := range 256 {
+			for c2 := range 256 {
+				b[at], b[at+1] = byte(c1), byte(c2)
+				if got, want := printable(b), printableByByte(b); got != want {
+					t.Fatalf("bytes %#x %#x at %d: printable %v, want %v", c1, c2, at, got, want)
+				}
+			}
+		}
+		b[at], b[at+1] = 'a', 'a'
+	}
+}
