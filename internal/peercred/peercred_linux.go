@@ -268,45 +268,18 @@ func decodeAddr(s string) (netip.Addr, bool) {
 // handshake is nearly always its highest: one readlink instead of one per
 // descriptor in /proc's ascending order. Every descriptor is still tried,
 // so a socket with a low number is found too, only later.
-//
-// It runs once per tokenless handshake, so it talks to /proc directly: one
-// open of /proc/PID/fd, getdents into a stack buffer, and readlinkat
-// relative to that directory (no path walk through /proc per descriptor).
 func holds(pid int, inode uint64) bool {
 	if pid <= 0 {
 		return false
 	}
-	var pathBuf [32]byte
-	dir := strconv.AppendInt(append(pathBuf[:0], "/proc/"...), int64(pid), 10)
-	dfd, err := unix.Open(string(append(dir, "/fd"...)), unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return false // gone, or not ours to inspect
-	}
-	defer unix.Close(dfd)
-
-	var fdBuf [64]int
-	fds := fdBuf[:0]
-	var dents [4096]byte
-	for {
-		n, err := unix.Getdents(dfd, dents[:])
-		if err != nil || n <= 0 {
-			break // on an error the descriptors read so far are still worth trying
-		}
-		fds = appendDirentNumbers(fds, dents[:n])
-	}
-	slices.SortFunc(fds, func(a, b int) int { return cmp.Compare(b, a) })
-
 	var targetBuf [48]byte
 	target := append(strconv.AppendUint(append(targetBuf[:0], "socket:["...), inode, 10), ']')
-	var link [64]byte // longer than any "socket:[N]"
-	var name [24]byte
-	for _, fd := range fds {
-		n, err := unix.Readlinkat(dfd, string(strconv.AppendInt(name[:0], int64(fd), 10)), link[:])
-		if err == nil && n < len(link) && bytes.Equal(link[:n], target) {
-			return true
-		}
-	}
-	return false
+	found := false
+	eachFDLink(pid, func(link []byte) bool {
+		found = bytes.Equal(link, target)
+		return !found
+	})
+	return found
 }
 
 func treeSockets(root int) (map[uint64]int, error) {
@@ -342,9 +315,32 @@ func treeSockets(root int) (map[uint64]int, error) {
 
 // addSockets adds the inode of every socket pid holds to m (inode -> pid;
 // the first holder found stays). It reports false if pid's descriptors
-// could not be listed (gone, or not ours to inspect). It talks to /proc as
-// holds does.
+// could not be listed (gone, or not ours to inspect).
 func addSockets(m map[uint64]int, pid int) bool {
+	return eachFDLink(pid, func(link []byte) bool {
+		rest, ok := bytes.CutPrefix(link, []byte("socket:["))
+		if !ok || len(rest) < 2 || rest[len(rest)-1] != ']' {
+			return true
+		}
+		if inode, err := strconv.ParseUint(string(rest[:len(rest)-1]), 10, 64); err == nil {
+			if _, seen := m[inode]; !seen {
+				m[inode] = pid
+			}
+		}
+		return true
+	})
+}
+
+// eachFDLink calls fn with the link target of each of pid's descriptors,
+// highest number first (see holds), until fn returns false; link is only
+// valid during the call. It reports false if pid's descriptors could not
+// be listed (gone, or not ours to inspect); a descriptor closed meanwhile,
+// or whose target does not fit 64 bytes (no socket's does), is skipped.
+//
+// It runs once per tokenless handshake, so it talks to /proc directly: one
+// open of /proc/PID/fd, getdents into a stack buffer, and readlinkat
+// relative to that directory (no path walk through /proc per descriptor).
+func eachFDLink(pid int, fn func(link []byte) bool) bool {
 	var pathBuf [32]byte
 	dir := strconv.AppendInt(append(pathBuf[:0], "/proc/"...), int64(pid), 10)
 	dfd, err := unix.Open(string(append(dir, "/fd"...)), unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
@@ -352,31 +348,28 @@ func addSockets(m map[uint64]int, pid int) bool {
 		return false
 	}
 	defer unix.Close(dfd)
+
 	var fdBuf [64]int
 	fds := fdBuf[:0]
 	var dents [4096]byte
 	for {
 		n, err := unix.Getdents(dfd, dents[:])
 		if err != nil || n <= 0 {
-			break
+			break // on an error the descriptors read so far are still worth trying
 		}
 		fds = appendDirentNumbers(fds, dents[:n])
 	}
-	var link [64]byte
+	slices.SortFunc(fds, func(a, b int) int { return cmp.Compare(b, a) })
+
+	var link [64]byte // longer than any "socket:[N]"
 	var name [24]byte
 	for _, fd := range fds {
 		n, err := unix.Readlinkat(dfd, string(strconv.AppendInt(name[:0], int64(fd), 10)), link[:])
 		if err != nil || n >= len(link) {
 			continue
 		}
-		rest, ok := bytes.CutPrefix(link[:n], []byte("socket:["))
-		if !ok || len(rest) < 2 || rest[len(rest)-1] != ']' {
-			continue
-		}
-		if inode, err := strconv.ParseUint(string(rest[:len(rest)-1]), 10, 64); err == nil {
-			if _, seen := m[inode]; !seen {
-				m[inode] = pid
-			}
+		if !fn(link[:n]) {
+			break
 		}
 	}
 	return true
