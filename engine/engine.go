@@ -128,8 +128,10 @@ type Engine struct {
 	wg         sync.WaitGroup // launches, exit watchers and restarts
 
 	// scanner is used by one sampling at a time, outside mu: the next is
-	// scheduled when the last has finished.
-	scanner procScanner
+	// scheduled when the last has finished. Close closes it unless a
+	// sampling is under way (sampling, guarded by mu), which then does.
+	scanner  procScanner
+	sampling bool
 
 	mu         sync.Mutex
 	closed     bool
@@ -321,6 +323,9 @@ func (e *Engine) Close(ctx context.Context) {
 	first := !e.closed
 	e.closed = true
 	e.sched.stopLocked()
+	if !e.sampling {
+		e.scanner.close()
+	}
 	for _, r := range e.runtimes {
 		// The probe's connection goes before the stop signal: a VM's
 		// graceful stop would wait for that client to leave.

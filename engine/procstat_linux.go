@@ -80,6 +80,12 @@ func parseProcStat(b []byte) (procStat, bool) {
 type procReader struct {
 	buf  []byte
 	path []byte
+	// kept holds /proc/PID/stat open for the processes of the sampled
+	// trees, read again with one pread: by path a read is an open (whose
+	// lookup in /proc costs most), a read and a close. used marks those
+	// read since the last release.
+	kept map[int]int // pid -> descriptor
+	used map[int]bool
 }
 
 // readStat reads and parses /proc/PID/stat.
@@ -89,6 +95,73 @@ func (p *procReader) readStat(pid int) (procStat, bool) {
 		return procStat{}, false
 	}
 	return parseProcStat(b)
+}
+
+// readStatKept is readStat through a descriptor kept open until a
+// release finds pid unread since the one before. A kept descriptor stays
+// with the process it was opened for: once that process is gone, pid is
+// opened again, in case another process has it now.
+func (p *procReader) readStatKept(pid int) (procStat, bool) {
+	if p.kept == nil {
+		p.kept, p.used = make(map[int]int), make(map[int]bool)
+	}
+	if fd, ok := p.kept[pid]; ok {
+		if b, ok := p.pread(fd); ok {
+			p.used[pid] = true
+			return parseProcStat(b)
+		}
+		_ = syscall.Close(fd)
+		delete(p.kept, pid)
+	}
+	fd, err := syscall.Open(p.pidPath(pid, "/stat"), syscall.O_RDONLY|syscall.O_CLOEXEC, 0)
+	if err != nil {
+		return procStat{}, false
+	}
+	b, ok := p.pread(fd)
+	if !ok {
+		_ = syscall.Close(fd)
+		return procStat{}, false
+	}
+	p.kept[pid], p.used[pid] = fd, true
+	return parseProcStat(b)
+}
+
+// pread reads the whole of a /proc file from its start: a read at offset 0
+// makes the kernel generate the content afresh (seq_file), and one read
+// returns all of it when the buffer has room.
+func (p *procReader) pread(fd int) ([]byte, bool) {
+	if p.buf == nil {
+		p.buf = make([]byte, 4096)
+	}
+	for {
+		n, err := syscall.Pread(fd, p.buf, 0)
+		if err == syscall.EINTR {
+			continue
+		}
+		// A stat file is a few hundred bytes: one that fills the buffer is
+		// not one.
+		if err != nil || n == 0 || n == len(p.buf) {
+			return nil, false
+		}
+		return p.buf[:n], true
+	}
+}
+
+// release closes the kept descriptors not read since the last release.
+func (p *procReader) release() {
+	for pid, fd := range p.kept {
+		if !p.used[pid] {
+			_ = syscall.Close(fd)
+			delete(p.kept, pid)
+		}
+	}
+	clear(p.used)
+}
+
+// close closes every kept descriptor. The reader stays usable.
+func (p *procReader) close() {
+	clear(p.used)
+	p.release()
 }
 
 // read returns the content of /proc/PID/name, valid until the next read.

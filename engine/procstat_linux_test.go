@@ -127,6 +127,66 @@ func TestProcReaderAgreesWithProcfs(t *testing.T) {
 	}
 }
 
+// TestReadStatKept: a kept descriptor reads the process's current stat
+// each time, is dropped once its process is gone, and is closed by the
+// release after a sample that did not read it.
+func TestReadStatKept(t *testing.T) {
+	t.Parallel()
+	var r procReader
+	first, ok := r.readStatKept(os.Getpid())
+	if !ok {
+		t.Fatal("readStatKept of this process failed")
+	}
+	fd := r.kept[os.Getpid()]
+	// Burn CPU until the kernel's count (in ticks) moves.
+	work := 0
+	for {
+		st, ok := r.readStatKept(os.Getpid())
+		if !ok {
+			t.Fatal("second readStatKept of this process failed")
+		}
+		if r.kept[os.Getpid()] != fd {
+			t.Fatal("the descriptor was opened again, not kept")
+		}
+		if st.utime+st.stime > first.utime+first.stime {
+			break
+		}
+		for i := range 1 << 20 {
+			work += i & 1
+		}
+	}
+	t.Logf("cpu time moved after %d rounds of work", work>>19)
+
+	cmd := exec.Command("sleep", "600")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	pid := cmd.Process.Pid
+	if _, ok := r.readStatKept(pid); !ok {
+		t.Fatal("readStatKept of sleep failed")
+	}
+	r.release()
+	if len(r.kept) != 2 {
+		t.Fatalf("%d descriptors kept after a release, want the 2 read since the last", len(r.kept))
+	}
+	_ = cmd.Process.Kill()
+	_ = cmd.Wait()
+	if _, ok := r.readStatKept(pid); ok {
+		t.Fatal("readStatKept of a reaped process succeeded")
+	}
+	if _, ok := r.kept[pid]; ok {
+		t.Fatal("the reaped process's descriptor is still kept")
+	}
+	if _, ok := r.readStatKept(os.Getpid()); !ok {
+		t.Fatal("readStatKept of this process failed")
+	}
+	r.release()
+	r.release()
+	if len(r.kept) != 0 {
+		t.Fatalf("%d descriptors kept after a release with none read, want 0", len(r.kept))
+	}
+}
+
 // One sample of this process's tree, as the sampler takes it once it has
 // seen the machine's processes, and the scan of every process that
 // sampling with prometheus/procfs costs.
@@ -140,6 +200,33 @@ func BenchmarkSample(b *testing.B) {
 				b.Fatal("no sample")
 			}
 		}
+	})
+	// As the engine samples 100 idle runtimes: 100 trees of one process.
+	b.Run("procScanner100", func(b *testing.B) {
+		var targets []sampleTarget
+		for range 100 {
+			cmd := exec.Command("sleep", "600")
+			if err := cmd.Start(); err != nil {
+				b.Fatal(err)
+			}
+			b.Cleanup(func() {
+				_ = cmd.Process.Kill()
+				_ = cmd.Wait()
+			})
+			targets = append(targets, sampleTarget{pid: cmd.Process.Pid})
+		}
+		var s procScanner
+		s.sample(targets)
+		var before, after syscall.Rusage
+		_ = syscall.Getrusage(syscall.RUSAGE_SELF, &before)
+		for b.Loop() {
+			if u := s.sample(targets); u[99] == nil {
+				b.Fatal("no sample")
+			}
+		}
+		_ = syscall.Getrusage(syscall.RUSAGE_SELF, &after)
+		cpu := after.Utime.Nano() + after.Stime.Nano() - before.Utime.Nano() - before.Stime.Nano()
+		b.ReportMetric(float64(cpu)/float64(b.N), "cpu-ns/op")
 	})
 	b.Run("procfs", func(b *testing.B) {
 		for b.Loop() {

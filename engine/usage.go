@@ -76,6 +76,7 @@ func (e *Engine) sample() {
 	}
 	e.wg.Add(1)
 	defer e.wg.Done()
+	e.sampling = true
 	e.mu.Unlock()
 
 	now := e.cfg.Clock.Now()
@@ -83,6 +84,11 @@ func (e *Engine) sample() {
 
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	e.sampling = false
+	if e.closed {
+		e.scanner.close()
+		return
+	}
 	for i, t := range targets {
 		u := usages[i]
 		if u == nil || t.r.proc != t.proc || t.r.info.State.Ended() {

@@ -33,21 +33,30 @@ type procScanner struct {
 // descendants.
 func (s *procScanner) sample(targets []sampleTarget) []*Usage {
 	out := make([]*Usage, len(targets))
-	// This sample's stat reads: each process is read at most once.
+	// This sample's stat reads: each process is read at most once. Those
+	// of the trees' members keep their file open for the next sample.
 	stats := make(map[int]procStat)
-	stat := func(pid int) (procStat, bool) {
+	defer s.r.release()
+	read := func(pid int, keep bool) (procStat, bool) {
 		if st, ok := stats[pid]; ok {
 			return st, true
 		}
-		st, ok := s.r.readStat(pid)
+		var st procStat
+		var ok bool
+		if keep {
+			st, ok = s.r.readStatKept(pid)
+		} else {
+			st, ok = s.r.readStat(pid)
+		}
 		if ok {
 			stats[pid] = st
 		}
 		return st, ok
 	}
+	stat := func(pid int) (procStat, bool) { return read(pid, true) }
 	var children map[int][]int
 	if slices.ContainsFunc(targets, func(t sampleTarget) bool { return t.cgroup == "" }) {
-		if !s.list(stat) {
+		if !s.list(func(pid int) (procStat, bool) { return read(pid, false) }) {
 			return out
 		}
 		children = make(map[int][]int)
@@ -137,6 +146,10 @@ func (s *procScanner) list(stat func(int) (procStat, bool)) bool {
 	}
 	return true
 }
+
+// close releases what the scanner keeps open between samples. The
+// scanner stays usable.
+func (s *procScanner) close() { s.r.close() }
 
 // tree returns root and its descendants.
 func tree(root int, children map[int][]int) []int {

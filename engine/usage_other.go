@@ -6,3 +6,5 @@ package engine
 type procScanner struct{}
 
 func (*procScanner) sample(targets []sampleTarget) []*Usage { return make([]*Usage, len(targets)) }
+
+func (*procScanner) close() {}
