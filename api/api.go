@@ -105,6 +105,14 @@ type Config struct {
 	// [DefaultMaxStreamsPerConn].
 	MaxStreams        int
 	MaxStreamsPerConn int
+	// MaxCalls bounds the calls served at once besides those streams:
+	// unary calls, reflection streams, dashboard files, metrics. Each holds
+	// memory while its client does not read its answer. At the cap a new
+	// call ends the one that has waited the longest for its client to
+	// accept a write; when none is waiting it is refused with
+	// resource_exhausted, except health checks and calls with the token,
+	// which have a reserve of 32 more. Zero means [DefaultMaxCalls].
+	MaxCalls int
 	// SendTimeout bounds how long any response on the port (a stream's
 	// message, a unary answer, a dashboard file) waits for the client to
 	// accept its next 16 KiB: past it the call is ended (an HTTP/2 stream
@@ -147,6 +155,7 @@ func LoopbackHosts() []string { return []string{"localhost", "127.0.0.1", "::1"}
 type Handler struct {
 	handler http.Handler
 	health  *healthChecker
+	calls   *callLimiter
 }
 
 // New returns the API port's handler for eng.
@@ -155,8 +164,8 @@ func New(eng *engine.Engine, cfg Config) (*Handler, error) {
 	if err != nil {
 		return nil, err
 	}
-	if cfg.MaxStreams < 0 || cfg.MaxStreamsPerConn < 0 || cfg.SendTimeout < 0 {
-		return nil, fmt.Errorf("%w: api stream limits and send timeout must not be negative", vmre.ErrInvalidConfig)
+	if cfg.MaxStreams < 0 || cfg.MaxStreamsPerConn < 0 || cfg.MaxCalls < 0 || cfg.SendTimeout < 0 {
+		return nil, fmt.Errorf("%w: api call and stream limits and send timeout must not be negative", vmre.ErrInvalidConfig)
 	}
 	maxStreams := cmp.Or(cfg.MaxStreams, DefaultMaxStreams)
 	maxStreamsPerConn := cmp.Or(cfg.MaxStreamsPerConn, DefaultMaxStreamsPerConn)
@@ -222,12 +231,24 @@ func New(eng *engine.Engine, cfg Config) (*Handler, error) {
 
 	// Every response, not only the streams': a client that never reads
 	// would otherwise hold any handler and its answer.
-	return &Handler{handler: withHostCheck(withCORS(withSendTimeout(mux, sendTimeout, cfg.Log), origins), cfg.AllowedHosts), health: health}, nil
+	calls := newCallLimiter(cmp.Or(cfg.MaxCalls, DefaultMaxCalls), sendTimeout, tokens, cfg.Log,
+		vmrev1connect.RuntimeServiceWatchRuntimesProcedure, vmrev1connect.RuntimeServiceTailOutputProcedure)
+	return &Handler{handler: withHostCheck(withCORS(calls.wrap(mux), origins), cfg.AllowedHosts), health: health, calls: calls}, nil
 }
 
 // ServeHTTP implements [http.Handler].
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h.handler.ServeHTTP(w, r)
+}
+
+// LongestWaitingPeer returns the client address ([http.Request.RemoteAddr],
+// one per connection) of the call in flight that has waited the longest
+// for its client, to accept a part of its answer or to send its request,
+// and since when; ok is false when no call waits. A connection limiter at
+// its cap with every connection busy closes that connection (see
+// connlimit.Listener.EvictBusy). Safe for concurrent use.
+func (h *Handler) LongestWaitingPeer() (addr string, since time.Time, ok bool) {
+	return h.calls.longestWaitingPeer()
 }
 
 // SetServing sets what grpc.health.v1 reports for the whole server ("")

@@ -4,13 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"connectrpc.com/connect"
-	"github.com/rs/zerolog"
 )
 
 // Defaults of the stream bounds in [Config].
@@ -139,29 +139,6 @@ func (b *byteBudget) give(n int) {
 // makes progress in chunks and is not ended.
 const sendChunkBytes = 16 << 10
 
-// withSendTimeout ends h's responses that make no progress for timeout:
-// a flush, or a write of up to sendChunkBytes, that has not completed by
-// then ends the response (an HTTP/2 stream is reset, an HTTP/1.1
-// connection's writes fail), so the handler returns and releases what it
-// held. Without it a client that never reads (an HTTP/2 flow-control
-// window left at 0) holds a handler and its message forever.
-func withSendTimeout(h http.Handler, timeout time.Duration, log zerolog.Logger) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		flusher, ok := w.(http.Flusher)
-		if !ok {
-			h.ServeHTTP(w, r)
-			return
-		}
-		dw := &deadlineWriter{ResponseWriter: w, flusher: flusher, rc: http.NewResponseController(w), timeout: timeout}
-		dw.onExpire = func() {
-			log.Debug().Str("peer", r.RemoteAddr).Str("path", r.URL.Path).Dur("timeout", timeout).
-				Msg("api response ended: the client accepted none of it in time")
-		}
-		defer dw.stop()
-		h.ServeHTTP(dw, r)
-	})
-}
-
 var errSendTimeout = errors.New("send timeout: the client accepted nothing in time")
 
 // deadlineWriter is an http.ResponseWriter that ends the response when a
@@ -176,9 +153,22 @@ type deadlineWriter struct {
 
 	timer   *time.Timer
 	expired atomic.Bool
+	// waitingSince is when the write, flush or request body read in
+	// progress began (Unix nanoseconds), 0 between them: the call limiter
+	// evicts the call that has waited the longest for its client.
+	waitingSince atomic.Int64
+}
+
+func newDeadlineWriter(w http.ResponseWriter, timeout time.Duration, onExpire func()) (*deadlineWriter, bool) {
+	flusher, ok := w.(http.Flusher)
+	if !ok {
+		return nil, false
+	}
+	return &deadlineWriter{ResponseWriter: w, flusher: flusher, rc: http.NewResponseController(w), timeout: timeout, onExpire: onExpire}, true
 }
 
 func (w *deadlineWriter) arm() {
+	w.waitingSince.Store(time.Now().UnixNano())
 	if w.timer == nil {
 		w.timer = time.AfterFunc(w.timeout, w.expire)
 		return
@@ -190,6 +180,7 @@ func (w *deadlineWriter) stop() {
 	if w.timer != nil {
 		w.timer.Stop()
 	}
+	w.waitingSince.Store(0)
 }
 
 // expire ends the response: a write deadline in the past resets an HTTP/2
@@ -201,6 +192,32 @@ func (w *deadlineWriter) expire() {
 	}
 	_ = w.rc.SetWriteDeadline(time.Now().Add(-time.Second))
 	w.onExpire()
+}
+
+// evict ends the call as expire does, without blaming the send timeout,
+// also waking a read of its request body. Safe to call from any
+// goroutine.
+func (w *deadlineWriter) evict() {
+	if w.expired.Swap(true) {
+		return
+	}
+	past := time.Now().Add(-time.Second)
+	_ = w.rc.SetReadDeadline(past)
+	_ = w.rc.SetWriteDeadline(past)
+}
+
+// waitingBody is a request body that records in its call's writer when a
+// read is waiting for the client.
+type waitingBody struct {
+	io.ReadCloser
+	w *deadlineWriter
+}
+
+func (b waitingBody) Read(p []byte) (int, error) {
+	b.w.waitingSince.Store(time.Now().UnixNano())
+	n, err := b.ReadCloser.Read(p)
+	b.w.waitingSince.Store(0)
+	return n, err
 }
 
 func (w *deadlineWriter) Write(p []byte) (int, error) {

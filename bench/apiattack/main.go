@@ -60,6 +60,7 @@ type options struct {
 	call                   string
 	idleConns, nofile      int
 	settle, measure, after time.Duration
+	engineArgs             string
 }
 
 func main() {
@@ -74,6 +75,7 @@ func main() {
 	flag.IntVar(&o.nofile, "nofile", 4096, "vmre's descriptor limit in the conns attack")
 	flag.DurationVar(&o.settle, "settle", 3*time.Second, "wait after the attack starts before measuring")
 	flag.DurationVar(&o.measure, "measure", 3*time.Second, "throughput measuring window")
+	flag.StringVar(&o.engineArgs, "engine-args", "", "more flags for vmre run, space-separated (e.g. \"--api-max-calls 256\")")
 	flag.DurationVar(&o.after, "after", 5*time.Second, "wait after the attackers disconnect before the last RSS")
 	flag.Parse()
 	if err := run(o); err != nil {
@@ -122,13 +124,14 @@ type engine struct {
 	running chan struct{}
 }
 
-func startEngine(dir, vmreBin string, nofile int, pluginArgs ...string) (*engine, error) {
+func startEngine(dir, vmreBin string, nofile int, engineArgs string, pluginArgs ...string) (*engine, error) {
 	tokenFile := filepath.Join(dir, "token")
 	if err := os.WriteFile(tokenFile, []byte(token+"\n"), 0o600); err != nil {
 		return nil, err
 	}
 	args := append([]string{"run", "--listen", "127.0.0.1:0", "--log-format", "json", "--token-file", tokenFile,
-		"--protocol-version", strconv.Itoa(protocolVersion), "--"}, pluginArgs...)
+		"--protocol-version", strconv.Itoa(protocolVersion)}, strings.Fields(engineArgs)...)
+	args = append(append(args, "--"), pluginArgs...)
 	cmd := exec.Command(vmreBin, args...)
 	if nofile > 0 {
 		cmd = exec.Command("/bin/sh", append([]string{"-c", "ulimit -n " + strconv.Itoa(nofile) + ` && exec "$0" "$@"`, vmreBin}, args...)...)
@@ -285,7 +288,7 @@ func ms(d time.Duration) float64 { return float64(d) / 1e6 }
 func mib(b int64) string { return fmt.Sprintf("%.1f MiB", float64(b)/(1<<20)) }
 
 func attackStreams(o options, plugin, dir string) error {
-	e, err := startEngine(dir, o.vmre, 0, plugin, "flood", strconv.FormatInt(1<<40, 10), "200")
+	e, err := startEngine(dir, o.vmre, 0, o.engineArgs, plugin, "flood", strconv.FormatInt(1<<40, 10), "200")
 	if err != nil {
 		return err
 	}
@@ -328,13 +331,17 @@ func attackStreams(o options, plugin, dir string) error {
 			opened++
 		}
 	}
-	// Count the answers: trailers with a status are refusals.
-	var refused atomic.Int64
+	// Count the answers: trailers with a status are refusals, resets
+	// calls the server ended (send timeout or call limit).
+	var refused, reset atomic.Int64
 	for _, c := range conns {
 		go func() {
 			for ev := range c.Events() {
-				if ev.Kind == "headers" && ev.GRPCStatus != "" {
+				switch {
+				case ev.Kind == "headers" && ev.GRPCStatus != "":
 					refused.Add(1)
+				case ev.Kind == "rst":
+					reset.Add(1)
 				}
 			}
 		}()
@@ -368,12 +375,12 @@ func attackStreams(o options, plugin, dir string) error {
 	fmt.Printf("| health failures of 200 | %d | %d | |\n", fail0, fail1)
 	fmt.Printf("| plugin output through the engine | %.1f MB/s | %.1f MB/s (x%.2f) | %.1f MB/s |\n", tput0/1e6, tput1/1e6, tput1/tput0, tput2/1e6)
 	fmt.Printf("| engine CPU per MB of that output | %.1f ms | %.1f ms (x%.2f) | %.1f ms |\n", ms(cpu0), ms(cpu1), float64(cpu1)/float64(cpu0), ms(cpu2))
-	fmt.Printf("| streams refused (resource_exhausted) | | %d of %d | |\n\n", refused.Load(), o.streams)
+	fmt.Printf("| streams refused (resource_exhausted) / reset by the server | | %d / %d of %d | |\n\n", refused.Load(), reset.Load(), o.streams)
 	return nil
 }
 
 func attackConns(o options, plugin, dir string) error {
-	e, err := startEngine(dir, o.vmre, o.nofile, plugin, "serve")
+	e, err := startEngine(dir, o.vmre, o.nofile, o.engineArgs, plugin, "serve")
 	if err != nil {
 		return err
 	}

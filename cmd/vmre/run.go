@@ -37,6 +37,12 @@ const defaultListen = "127.0.0.1:9660"
 // flood of idle connections holds descriptors.
 const defaultAPIIdleTimeout = 30 * time.Second
 
+// busyConnWait is how long a call must have waited for its client before
+// the API's connection cap, with every connection busy, closes its
+// connection to make room: long enough to spare a reader that is merely
+// slow for a moment.
+const busyConnWait = time.Second
+
 // runFlags are the flags of `vmre run` beyond the shared engine flags.
 type runFlags struct {
 	listen        string
@@ -60,6 +66,7 @@ type apiStreamFlags struct {
 	maxConns                      int
 	idleTimeout                   time.Duration
 	maxStreams, maxStreamsPerConn int
+	maxCalls                      int
 	sendTimeout                   time.Duration
 }
 
@@ -78,6 +85,7 @@ func (f *runFlags) register(fs *flag.FlagSet) {
 	fs.DurationVar(&f.apiStreams.idleTimeout, "api-idle-timeout", defaultAPIIdleTimeout, "close an API connection with no request or stream open for this long")
 	fs.IntVar(&f.apiStreams.maxStreams, "api-max-streams", api.DefaultMaxStreams, "watch and output streams the API serves at once; more are refused with resource_exhausted")
 	fs.IntVar(&f.apiStreams.maxStreamsPerConn, "api-max-streams-per-conn", api.DefaultMaxStreamsPerConn, "watch and output streams one API connection may hold")
+	fs.IntVar(&f.apiStreams.maxCalls, "api-max-calls", api.DefaultMaxCalls, "other API calls served at once; beyond, a new call ends the one waiting the longest for its client to read, else is refused with resource_exhausted (health and token holders have a reserve)")
 	fs.DurationVar(&f.apiStreams.sendTimeout, "api-send-timeout", api.DefaultSendTimeout, "end an API response whose client accepts none of it for this long")
 	fs.BoolVar(&f.dumpable, "dumpable", false, "leave vmre dumpable (Linux): by default it makes itself non-dumpable, so that processes of its user (plugins too) can neither ptrace it nor read its /proc/PID/mem, environ or fd; --dumpable for core dumps or a debugger")
 	fs.BoolVar(&f.exitOnFailure, "exit-on-failure", false, "exit 1 as soon as a runtime is failed (its launch failed and its restart policy gave up), so that an orchestrator restarts vmre")
@@ -188,7 +196,7 @@ flags:`)
 	}
 
 	apiCfg := api.Config{TokenFile: rf.tokenFile, CORSOrigins: rf.corsOrigins, Log: log, MaxStreams: rf.apiStreams.maxStreams,
-		MaxStreamsPerConn: rf.apiStreams.maxStreamsPerConn, SendTimeout: rf.apiStreams.sendTimeout}
+		MaxStreamsPerConn: rf.apiStreams.maxStreamsPerConn, MaxCalls: rf.apiStreams.maxCalls, SendTimeout: rf.apiStreams.sendTimeout}
 	tokenPath := rf.tokenFile
 	if tokenPath == "" {
 		if apiCfg.Token, tokenPath, _, err = api.NewTokenFile(""); err != nil {
@@ -252,6 +260,7 @@ flags:`)
 	srv.ErrorLog = server.NewErrorLog(log)
 	srv.IdleTimeout = rf.apiStreams.idleTimeout
 	limited := connlimit.New(lis, rf.apiStreams.maxConns, log)
+	limited.EvictBusy(handler.LongestWaitingPeer, busyConnWait)
 	srv.ConnState = limited.ConnState
 	go func() {
 		var err error

@@ -3,7 +3,9 @@
 // process: at the cap, the connection idle the longest (no request or
 // HTTP/2 stream open) is closed to make room, and the new one is served.
 // A plain limit would instead leave health probes and callers holding the
-// API token waiting behind the flood.
+// API token waiting behind the flood. With [Listener.EvictBusy], a flood
+// of busy connections whose clients stopped reading (or sending) is
+// handled alike.
 //
 // Wrap the raw listener (a [tls.Listener] goes around it) and pass
 // [Listener.ConnState] to the server:
@@ -54,17 +56,36 @@ type Listener struct {
 	// idle orders those that may be evicted (new, or idle), the longest
 	// idle first.
 	open    int
-	idle    list.List // of *conn
+	held    map[*conn]struct{} // the connections counted in open
+	idle    list.List          // of *conn
 	evicted uint64
 	refused uint64
-	lastLog time.Time
+	lastLog map[string]time.Time // by message
+	// waiting, if set, names the busy connection to close at the cap.
+	waiting func() (addr string, since time.Time, ok bool)
+	busyAge time.Duration
+}
+
+// EvictBusy makes the listener, at its cap with no connection idle, close
+// the connection of the client that waiting names (by its remote address)
+// if that client has kept a call waiting for at least minWait, rather than
+// the new connection: a client that opened a stream and stopped reading
+// its answer (an HTTP/2 window of 0) or sending its request holds its
+// connection busy for nothing. waiting is called without the listener's
+// lock held; api.Handler.LongestWaitingPeer is one. Call it before
+// serving.
+func (l *Listener) EvictBusy(waiting func() (addr string, since time.Time, ok bool), minWait time.Duration) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.waiting, l.busyAge = waiting, minWait
 }
 
 // New returns a Listener over inner that holds at most max connections
-// (max > 0) and logs to log when it evicts or refuses one, at most once
-// every 10 s.
+// (max > 0) and logs to log when it evicts or refuses one, each kind at
+// most once every 10 s.
 func New(inner net.Listener, maxConns int, log zerolog.Logger) *Listener {
-	return &Listener{Listener: inner, max: maxConns, log: log, closed: make(chan struct{})}
+	return &Listener{Listener: inner, max: maxConns, log: log, closed: make(chan struct{}),
+		held: make(map[*conn]struct{}), lastLog: make(map[string]time.Time)}
 }
 
 // conn is an accepted connection; its fields are guarded by the
@@ -112,30 +133,68 @@ func (l *Listener) Accept() (net.Conn, error) {
 	}
 }
 
-// admit counts nc in, evicting the longest idle connection at the cap, or
-// returns nil if every connection held is busy.
+// admit counts nc in, making room at the cap by closing the longest idle
+// connection, or else the busy one EvictBusy names, or returns nil if no
+// connection held may be closed.
 func (l *Listener) admit(nc net.Conn) *conn {
 	l.mu.Lock()
 	var victim *conn
 	if l.open >= l.max {
 		victim = l.takeIdleLocked()
-		if victim == nil {
+		if victim != nil {
+			l.evicted++
+			l.logLocked("connection limit reached: closed the connection idle the longest")
+		} else if victim = l.takeWaitingLocked(); victim != nil {
+			l.evicted++
+			l.logLocked("connection limit reached, every connection busy: closed the one waiting the longest for its client")
+		} else if l.open >= l.max {
 			l.refused++
 			l.logLocked("connection limit reached, every connection busy: new connection refused")
 			l.mu.Unlock()
 			return nil
 		}
-		l.evicted++
-		l.logLocked("connection limit reached: closed the connection idle the longest")
 	}
 	c := &conn{Conn: nc, l: l, counted: true}
 	c.elem = l.idle.PushBack(c)
 	l.open++
+	l.held[c] = struct{}{}
 	l.mu.Unlock()
 	if victim != nil {
 		_ = victim.Conn.Close()
 	}
 	return c
+}
+
+// takeWaitingLocked uncounts and returns the connection EvictBusy's
+// function names, if it has waited long enough, or an idle one if one
+// became idle meanwhile, or nil. It unlocks mu while it asks.
+func (l *Listener) takeWaitingLocked() *conn {
+	if l.waiting == nil {
+		return nil
+	}
+	waiting, minWait := l.waiting, l.busyAge
+	l.mu.Unlock()
+	addr, since, ok := waiting()
+	l.mu.Lock()
+	if c := l.takeIdleLocked(); c != nil {
+		return c
+	}
+	if !ok || time.Since(since) < minWait {
+		return nil
+	}
+	return l.takeBusyLocked(addr)
+}
+
+// takeBusyLocked uncounts and returns the held connection whose remote
+// address is addr, or nil.
+func (l *Listener) takeBusyLocked(addr string) *conn {
+	for c := range l.held {
+		if c.counted && c.RemoteAddr().String() == addr {
+			l.uncountLocked(c)
+			return c
+		}
+	}
+	return nil
 }
 
 // evictIdle closes the connection idle the longest, if any.
@@ -159,15 +218,12 @@ func (l *Listener) takeIdleLocked() *conn {
 		return nil
 	}
 	c := front.Value.(*conn)
-	l.idle.Remove(front)
-	c.elem, c.counted = nil, false
-	l.open--
+	l.uncountLocked(c)
 	return c
 }
 
-func (l *Listener) release(c *conn) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
+// uncountLocked frees c's place.
+func (l *Listener) uncountLocked(c *conn) {
 	if c.elem != nil {
 		l.idle.Remove(c.elem)
 		c.elem = nil
@@ -175,15 +231,22 @@ func (l *Listener) release(c *conn) {
 	if c.counted {
 		c.counted = false
 		l.open--
+		delete(l.held, c)
 	}
+}
+
+func (l *Listener) release(c *conn) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.uncountLocked(c)
 }
 
 func (l *Listener) logLocked(msg string) {
 	now := time.Now()
-	if now.Sub(l.lastLog) < 10*time.Second {
+	if now.Sub(l.lastLog[msg]) < 10*time.Second {
 		return
 	}
-	l.lastLog = now
+	l.lastLog[msg] = now
 	l.log.Warn().Int("max_conns", l.max).Uint64("evicted", l.evicted).Uint64("refused", l.refused).Msg(msg)
 }
 
