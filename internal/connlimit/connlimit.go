@@ -72,8 +72,8 @@ type Listener struct {
 // the new connection: a client that opened a stream and stopped reading
 // its answer (an HTTP/2 window of 0) or sending its request holds its
 // connection busy for nothing. waiting is called without the listener's
-// lock held; api.Handler.LongestWaitingPeer is one. Call it before
-// serving.
+// lock held; api.Handler.LongestWaitingPeer is one. It may be called
+// at any time.
 func (l *Listener) EvictBusy(waiting func() (addr string, since time.Time, ok bool), minWait time.Duration) {
 	l.mu.Lock()
 	defer l.mu.Unlock()

@@ -243,3 +243,68 @@ func TestOutOfDescriptors(t *testing.T) {
 		t.Errorf("evicted %d, want 1 (the only idle connection)", evicted)
 	}
 }
+
+// TestEvictBusy: at the cap with every connection busy, the connection
+// EvictBusy's function names is closed to make room if its client has
+// waited at least the minimum; otherwise the new connection is closed.
+// The other busy connection is never touched.
+func TestEvictBusy(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name        string
+		waited      time.Duration // how long ago the named call began waiting
+		minWait     time.Duration
+		named       bool // whether the function names a connection
+		wantEvicted bool
+	}{
+		{name: "waited long enough", waited: time.Hour, minWait: time.Second, named: true, wantEvicted: true},
+		{name: "waited too briefly", waited: 0, minWait: time.Hour, named: true},
+		{name: "nobody waiting", minWait: time.Second},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			release := make(chan struct{})
+			entered := make(chan struct{}, 2)
+			addr, l := serve(t, 2, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				if r.URL.Path == "/block" {
+					entered <- struct{}{}
+					<-release
+				}
+			}))
+			stalled, busy := dial(t, addr), dial(t, addr)
+			answered := map[net.Conn]chan error{stalled: make(chan error, 1), busy: make(chan error, 1)}
+			for c, ch := range answered {
+				go func() {
+					_, err := get(c, "/block")
+					ch <- err
+				}()
+				<-entered
+			}
+			since := time.Now().Add(-tt.waited)
+			l.EvictBusy(func() (string, time.Time, bool) {
+				return stalled.LocalAddr().String(), since, tt.named
+			}, tt.minWait)
+
+			newcomer := dial(t, addr)
+			if tt.wantEvicted {
+				if _, err := get(newcomer, "/"); err != nil {
+					t.Fatalf("a new connection with every one busy: %v", err)
+				}
+				waitClosed(t, stalled)
+			} else {
+				waitClosed(t, newcomer)
+			}
+			close(release)
+			if err := <-answered[busy]; err != nil {
+				t.Errorf("the busy connection not named: %v", err)
+			}
+			if err := <-answered[stalled]; (err != nil) != tt.wantEvicted {
+				t.Errorf("the named connection's request: %v (evicted: %v)", err, tt.wantEvicted)
+			}
+			if _, evicted, refused := l.Stats(); tt.wantEvicted != (evicted == 1 && refused == 0) {
+				t.Fatalf("evicted %d, refused %d", evicted, refused)
+			}
+		})
+	}
+}
