@@ -54,6 +54,7 @@ import (
 	"github.com/vmre/vmre/internal/peercred"
 	"github.com/vmre/vmre/internal/token"
 	"github.com/vmre/vmre/server"
+	"golang.org/x/time/rate"
 )
 
 // Mode selects what a caller must prove. The zero value means
@@ -182,7 +183,7 @@ type Policy struct {
 	peerSlots chan struct{}
 	refusals  *server.Refusals
 	logLimit  refusedLimiter
-	pace      pacer // the reads of connections refused as foreign (Listener)
+	pace      *rate.Limiter // the reads of connections refused as foreign (Listener)
 }
 
 // New validates cfg and returns a Policy. Peer checks wait for
@@ -204,7 +205,7 @@ func New(cfg Config) (*Policy, error) {
 	if slots <= 0 {
 		slots = 2
 	}
-	p := &Policy{mode: mode, log: cfg.Log, pidSet: make(chan struct{}), peerSlots: make(chan struct{}, slots), refusals: cfg.Refusals}
+	p := &Policy{mode: mode, log: cfg.Log, pidSet: make(chan struct{}), peerSlots: make(chan struct{}, slots), refusals: cfg.Refusals, pace: newPace()}
 	if mode.usesToken() {
 		p.token = cfg.Token
 	}

@@ -3,9 +3,9 @@ package handshakeauth
 import (
 	"context"
 	"net"
-	"sync"
 	"sync/atomic"
-	"time"
+
+	"golang.org/x/time/rate"
 )
 
 // A connection that has had a call refused as foreign (its socket is not
@@ -25,8 +25,13 @@ const foreignReadsPerSecond = 200
 // connection whose call p refuses as foreign has its reads paced from
 // then on. Closing a paced connection wakes a read waiting its turn.
 func (p *Policy) Listener(ln net.Listener) net.Listener {
-	return &pacedListener{Listener: ln, pace: &p.pace}
+	return &pacedListener{Listener: ln, pace: p.pace}
 }
+
+// newPace returns the limiter the foreign connections of one launch
+// share: one read every 1/foreignReadsPerSecond, first come first served,
+// and no burst beyond one read.
+func newPace() *rate.Limiter { return rate.NewLimiter(foreignReadsPerSecond, 1) }
 
 // ConnContext is an [http.Server] ConnContext that lets the Policy find
 // the connection of a call it refuses (see [Policy.Listener]).
@@ -41,7 +46,7 @@ type pacedConnKey struct{}
 
 type pacedListener struct {
 	net.Listener
-	pace *pacer
+	pace *rate.Limiter
 }
 
 func (l *pacedListener) Accept() (net.Conn, error) {
@@ -49,19 +54,20 @@ func (l *pacedListener) Accept() (net.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &pacedConn{Conn: c, pace: l.pace, closed: make(chan struct{})}, nil
+	open, closed := context.WithCancel(context.Background())
+	return &pacedConn{Conn: c, pace: l.pace, open: open, closed: closed}, nil
 }
 
 type pacedConn struct {
 	net.Conn
-	pace      *pacer
-	foreign   atomic.Bool
-	closed    chan struct{}
-	closeOnce sync.Once
+	pace    *rate.Limiter
+	foreign atomic.Bool
+	open    context.Context // done once the connection is closed
+	closed  context.CancelFunc
 }
 
 func (c *pacedConn) Read(b []byte) (int, error) {
-	if c.foreign.Load() && !c.pace.wait(c.closed) {
+	if c.foreign.Load() && c.pace.Wait(c.open) != nil {
 		return 0, net.ErrClosed
 	}
 	return c.Conn.Read(b)
@@ -72,7 +78,7 @@ func (c *pacedConn) Read(b []byte) (int, error) {
 func (c *pacedConn) NetConn() net.Conn { return c.Conn }
 
 func (c *pacedConn) Close() error {
-	c.closeOnce.Do(func() { close(c.closed) })
+	c.closed()
 	return c.Conn.Close()
 }
 
@@ -81,38 +87,5 @@ func (c *pacedConn) Close() error {
 func markForeign(ctx context.Context) {
 	if c, ok := ctx.Value(pacedConnKey{}).(*pacedConn); ok {
 		c.foreign.Store(true)
-	}
-}
-
-// pacer hands out turns at a fixed interval to whoever asks, first come
-// first served.
-type pacer struct {
-	mu   sync.Mutex
-	next time.Time
-}
-
-// wait blocks until the caller's turn, or until stop is closed (then it
-// returns false).
-func (p *pacer) wait(stop <-chan struct{}) bool {
-	const interval = time.Second / foreignReadsPerSecond
-	p.mu.Lock()
-	now := time.Now()
-	if p.next.Before(now) {
-		p.next = now
-	}
-	at := p.next
-	p.next = p.next.Add(interval)
-	p.mu.Unlock()
-	d := time.Until(at)
-	if d <= 0 {
-		return true
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-stop:
-		return false
 	}
 }
