@@ -9,7 +9,6 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"errors"
-	"io"
 	"io/fs"
 	"os"
 	"os/exec"
@@ -77,20 +76,6 @@ func countFds(t *testing.T) int {
 		t.Fatal(err)
 	}
 	return len(entries)
-}
-
-func sha256Of(t *testing.T, path string) string {
-	t.Helper()
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
-		t.Fatal(err)
-	}
-	return hex.EncodeToString(h.Sum(nil))
 }
 
 // TestPluginKeepsItsName: the plugin runs through the checked descriptor
@@ -176,7 +161,7 @@ func TestBootstrapPreflight(t *testing.T) {
 		{"missing interpreter", subprocess.NewCmd(badInterp), "", []error{vmre.ErrNotExecutable}, "#! interpreter"},
 		{"CRLF script", subprocess.NewCmd(crlf), "", []error{vmre.ErrNotExecutable}, "CRLF (Windows) line endings"},
 		{"missing ELF interpreter", subprocess.NewCmd(noInterp), "", []error{vmre.ErrNotExecutable}, noInterp + ": ELF interpreter " + musl + " not found"},
-		{"sha256 mismatch", subprocess.NewCmd(pinned), hex.EncodeToString(otherSum[:]), []error{vmre.ErrChecksumMismatch}, "sha256 of " + pinned + " is " + sha256Of(t, pinned) + ", want " + hex.EncodeToString(otherSum[:])},
+		{"sha256 mismatch", subprocess.NewCmd(pinned), hex.EncodeToString(otherSum[:]), []error{vmre.ErrChecksumMismatch}, "sha256 of " + pinned + " is " + preflighttest.FileSHA256(t, pinned) + ", want " + hex.EncodeToString(otherSum[:])},
 		{"relative to cmd.Dir", func() *exec.Cmd { c := subprocess.NewCmd("./no-exec.sh"); c.Dir = dir; return c }(), "", []error{vmre.ErrNotExecutable}, "no execute permission"},
 	}
 	// Warm up: the first launch of the program starts the spawner and the
@@ -219,7 +204,7 @@ func TestBootstrapPreflight(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		sum := sha256Of(t, exe)
+		sum := preflighttest.FileSHA256(t, exe)
 		for _, pin := range []string{sum, "sha256:" + strings.ToUpper(sum)} {
 			st, p := mustBootstrap(t, "tiny", &subprocess.Config{SHA256: pinOf(t, pin)}, noRaceExitDelay)
 			// Executed through the checked descriptor, not by name.
@@ -306,7 +291,7 @@ func TestStartErrorNamesPlugin(t *testing.T) {
 		name, path, pin string
 	}{
 		{"binary", bad, ""},
-		{"pinned binary", bad, sha256Of(t, bad)},
+		{"pinned binary", bad, preflighttest.FileSHA256(t, bad)},
 		{"pinned script", scriptPath, hex.EncodeToString(pin[:])},
 	}
 	for _, tt := range tests {

@@ -12,6 +12,7 @@ import (
 	"syscall"
 	"testing"
 
+	"github.com/vmre/vmre/internal/preflight/preflighttest"
 	"golang.org/x/sys/unix"
 )
 
@@ -59,7 +60,7 @@ func probeDump(pidText string) int {
 // /proc/self/fd/N and reads its own /proc/self for its metrics.
 func TestRunIsNotDumpable(t *testing.T) {
 	bin, cred := sameUserBinary(t)
-	pin := "sha256:" + fileSHA256(t, bin)
+	pin := "sha256:" + preflighttest.FileSHA256(t, bin)
 	for _, tc := range []struct {
 		name    string
 		args    []string

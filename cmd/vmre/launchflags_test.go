@@ -3,7 +3,6 @@ package main
 import (
 	"crypto/sha256"
 	"encoding/hex"
-	"io"
 	"math"
 	"os"
 	"path/filepath"
@@ -14,6 +13,7 @@ import (
 	"time"
 
 	"github.com/vmre/vmre"
+	"github.com/vmre/vmre/internal/preflight/preflighttest"
 )
 
 // TestLaunchFlagsUsageErrors: a bad --handshake-auth, --sha256,
@@ -64,20 +64,6 @@ func TestLaunchFlagsUsageErrors(t *testing.T) {
 	}
 }
 
-func fileSHA256(t *testing.T, path string) string {
-	t.Helper()
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
-		t.Fatal(err)
-	}
-	return hex.EncodeToString(h.Sum(nil))
-}
-
 // TestSHA256Pin: a plugin whose binary does not match --sha256 is not
 // started (doctor and run exit 1 saying what the hash is and what was
 // pinned); a matching one runs.
@@ -86,7 +72,7 @@ func TestSHA256Pin(t *testing.T) {
 	plugin := writeScript(t, "touch "+marker+"\n")
 	other := sha256.Sum256([]byte("the build that was reviewed"))
 	pin := hex.EncodeToString(other[:])
-	wantText := "checksum mismatch: sha256 of " + plugin + " is " + fileSHA256(t, plugin) + ", want " + pin
+	wantText := "checksum mismatch: sha256 of " + plugin + " is " + preflighttest.FileSHA256(t, plugin) + ", want " + pin
 
 	t.Run("doctor mismatch", func(t *testing.T) {
 		code, _, errOut := vmreCmd(t, "doctor", "--sha256", pin, "--", plugin)
@@ -104,7 +90,7 @@ func TestSHA256Pin(t *testing.T) {
 		t.Fatal("a plugin that failed its pin was started")
 	}
 	t.Run("doctor match", func(t *testing.T) {
-		code, out, _ := vmreCmd(t, "doctor", "--log-level", "warn", "--sha256", "sha256:"+fileSHA256(t, os.Args[0]), "--", os.Args[0], exampleVMCommand)
+		code, out, _ := vmreCmd(t, "doctor", "--log-level", "warn", "--sha256", "sha256:"+preflighttest.FileSHA256(t, os.Args[0]), "--", os.Args[0], exampleVMCommand)
 		if code != exitOK || !strings.Contains(out, "result             OK") {
 			t.Errorf("exit code %d, report %q", code, out)
 		}
