@@ -1,7 +1,6 @@
 package api
 
 import (
-	"compress/gzip"
 	"context"
 	"errors"
 	"net/http"
@@ -11,7 +10,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/klauspost/compress/gzhttp"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -172,12 +170,8 @@ func (m *metrics) handler() (http.Handler, error) {
 	// klauspost's gzip at its fastest level takes a ninth of the
 	// instructions of the standard library's default level, which promhttp
 	// uses, for about 5% more bytes.
-	compress, err := gzhttp.NewWrapper(gzhttp.CompressionLevel(gzip.BestSpeed), gzhttp.EnableZstd(false))
-	if err != nil {
-		return nil, err
-	}
 	go m.watch(m.eng.Watch())
-	return compress(promhttp.HandlerFor(gather, promhttp.HandlerOpts{EnableOpenMetrics: true, DisableCompression: true})), nil
+	return gzipped(promhttp.HandlerFor(gather, promhttp.HandlerOpts{EnableOpenMetrics: true, DisableCompression: true})), nil
 }
 
 func (m *metrics) watch(w *engine.Watcher) {
