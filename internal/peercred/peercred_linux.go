@@ -442,36 +442,75 @@ var errNoChildrenFile = errors.New("/proc/PID/task/TID/children not available")
 
 // children lists pid's children through /proc/PID/task/TID/children
 // (CONFIG_PROC_CHILDREN), one file per thread since a child's parent is the
-// thread that forked it.
+// thread that forked it. Like eachFDLink it talks to /proc directly: the
+// task directory is opened once and each thread's file relative to it.
 func children(pid int) ([]int, error) {
-	taskDir := "/proc/" + strconv.Itoa(pid) + "/task"
-	d, err := os.Open(taskDir)
+	var pathBuf [32]byte
+	taskDir := strconv.AppendInt(append(pathBuf[:0], "/proc/"...), int64(pid), 10)
+	dfd, err := unix.Open(string(append(taskDir, "/task"...)), unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return nil, nil // gone
 	}
-	tids, err := d.Readdirnames(-1)
-	d.Close()
-	if err != nil {
-		return nil, nil
+	defer unix.Close(dfd)
+	var tidBuf [64]int
+	tids := tidBuf[:0]
+	var dents [4096]byte
+	for {
+		n, err := unix.Getdents(dfd, dents[:])
+		if err != nil || n <= 0 {
+			break
+		}
+		tids = appendDirentNumbers(tids, dents[:n])
 	}
 	var out []int
+	var name [32]byte
+	var data [512]byte
 	for _, tid := range tids {
-		data, err := os.ReadFile(taskDir + "/" + tid + "/children")
+		tidName := strconv.AppendInt(name[:0], int64(tid), 10)
+		fd, err := unix.Openat(dfd, string(append(tidName, "/children"...)), unix.O_RDONLY|unix.O_CLOEXEC, 0)
 		if err != nil {
-			if errors.Is(err, fs.ErrNotExist) {
-				if _, statErr := os.Stat(taskDir + "/" + tid); statErr == nil {
+			if errors.Is(err, unix.ENOENT) {
+				var st unix.Stat_t
+				if unix.Fstatat(dfd, string(tidName), &st, 0) == nil {
 					return nil, errNoChildrenFile
 				}
 			}
 			continue // thread exited
 		}
-		for _, f := range strings.Fields(string(data)) {
-			if k, err := strconv.Atoi(f); err == nil {
-				out = append(out, k)
-			}
-		}
+		out = appendChildren(out, fd, data[:])
+		unix.Close(fd)
 	}
 	return out, nil
+}
+
+// appendChildren appends the pids a children file lists ("123 456 ") to
+// out, reading it through buf; a pid cut by the end of one read continues
+// in the next.
+func appendChildren(out []int, fd int, buf []byte) []int {
+	n, digits := 0, false
+	for {
+		k, err := unix.Read(fd, buf)
+		if errors.Is(err, unix.EINTR) {
+			continue
+		}
+		if err != nil || k <= 0 {
+			break
+		}
+		for _, c := range buf[:k] {
+			if '0' <= c && c <= '9' {
+				n, digits = n*10+int(c-'0'), true
+				continue
+			}
+			if digits {
+				out = append(out, n)
+			}
+			n, digits = 0, false
+		}
+	}
+	if digits {
+		out = append(out, n)
+	}
+	return out
 }
 
 // descendantsByScan is the fallback for kernels without the children file:

@@ -6,6 +6,8 @@ import (
 	"errors"
 	"net"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"slices"
 	"sync"
 	"syscall"
@@ -297,5 +299,25 @@ func TestAppendDirentNumbers(t *testing.T) {
 	binary.NativeEndian.PutUint16(zero[16:], 0)
 	if got := appendDirentNumbers(nil, zero); len(got) != 0 {
 		t.Fatalf("with a zero record length: %v, want none", got)
+	}
+}
+
+// A children file's pids are read whole whatever the buffer cuts.
+func TestAppendChildren(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "children")
+	if err := os.WriteFile(path, []byte("1 22 333 4444 55555"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, size := range []int{1, 2, 3, 7, 512} {
+		fd, err := syscall.Open(path, syscall.O_RDONLY|syscall.O_CLOEXEC, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := appendChildren([]int{7}, fd, make([]byte, size))
+		syscall.Close(fd)
+		if want := []int{7, 1, 22, 333, 4444, 55555}; !slices.Equal(got, want) {
+			t.Errorf("buffer of %d: %v, want %v", size, got, want)
+		}
 	}
 }
