@@ -1,6 +1,7 @@
 package api
 
 import (
+	"slices"
 	"strconv"
 	"strings"
 	"unicode/utf8"
@@ -84,6 +85,12 @@ var (
 	}()
 )
 
+// attachedLabels holds the pairs attached="false" and attached="true".
+var attachedLabels = map[bool]*dto.LabelPair{
+	false: {Name: &labelAttached, Value: new("false")},
+	true:  {Name: &labelAttached, Value: new("true")},
+}
+
 // exitReasons lists the reasons of vmre_runtime_exits_total in the order
 // a scrape shows them, and exitLabels their reason="..." label pairs.
 var (
@@ -95,109 +102,127 @@ var (
 // engine's snapshot: client_golang's const metrics would build, validate,
 // sort and hash the label pairs of each of the thousands of series a few
 // hundred runtimes have, where here a runtime's id and name pairs are
-// built once and shared by all its series, and the samples come from a few
-// large allocations. The label pairs of each series are in name order, as
-// client_golang writes them. A builder is used by one goroutine.
+// built once and shared by all its series. Its samples, values and label
+// pairs come from arenas that reset hands back for the next scrape, so a
+// scrape allocates little and the garbage collector has little to do. The
+// label pairs of each series are in name order, as client_golang writes
+// them. A builder is used by one goroutine at a time.
 type familyBuilder struct {
-	metrics  []dto.Metric
-	gauges   []dto.Gauge
-	counters []dto.Counter
-	values   []float64
-	labels   []*dto.LabelPair
+	metrics  arena[dto.Metric]
+	gauges   arena[dto.Gauge]
+	counters arena[dto.Counter]
+	values   arena[float64]
+	pairs    arena[dto.LabelPair]
+	labels   arena[*dto.LabelPair]
+	families map[string]*dto.MetricFamily // by name
 }
 
-// chunk is how many samples, values or label pairs a builder allocates at
-// once.
+// chunk is how many elements an arena allocates at once.
 const chunk = 1024
 
-func (b *familyBuilder) value(v float64) *float64 {
-	if len(b.values) == 0 {
-		b.values = make([]float64, chunk)
-	}
-	p := &b.values[0]
-	b.values = b.values[1:]
-	*p = v
-	return p
+// arena hands out the elements of the chunks it keeps, in order, and takes
+// them all back at once.
+type arena[T any] struct {
+	chunks [][]T
+	n      int // elements handed out
 }
 
-func (b *familyBuilder) metric(labels []*dto.LabelPair) *dto.Metric {
-	if len(b.metrics) == 0 {
-		b.metrics = make([]dto.Metric, chunk)
+// take returns the next k elements, contiguous, as they were left (k <=
+// chunk).
+func (a *arena[T]) take(k int) []T {
+	c, i := a.n/chunk, a.n%chunk
+	if i+k > chunk {
+		c, i = c+1, 0
 	}
-	m := &b.metrics[0]
-	b.metrics = b.metrics[1:]
-	m.Label = labels
-	return m
+	if c == len(a.chunks) {
+		a.chunks = append(a.chunks, make([]T, chunk))
+	}
+	a.n = c*chunk + i + k
+	return a.chunks[c][i : i+k : i+k]
+}
+
+func (a *arena[T]) reset() { a.n = 0 }
+
+func (b *familyBuilder) reset() {
+	b.metrics.reset()
+	b.gauges.reset()
+	b.counters.reset()
+	b.values.reset()
+	b.pairs.reset()
+	b.labels.reset()
 }
 
 // sample adds a sample with labels and value v to family f, a gauge or a
 // counter.
 func (b *familyBuilder) sample(f *dto.MetricFamily, labels []*dto.LabelPair, v float64) {
-	m := b.metric(labels)
+	m := &b.metrics.take(1)[0]
+	m.Label, m.Gauge, m.Counter = labels, nil, nil
+	value := &b.values.take(1)[0]
+	*value = v
 	if f.GetType() == dto.MetricType_COUNTER {
-		if len(b.counters) == 0 {
-			b.counters = make([]dto.Counter, chunk)
-		}
-		m.Counter = &b.counters[0]
-		b.counters = b.counters[1:]
-		m.Counter.Value = b.value(v)
+		m.Counter = &b.counters.take(1)[0]
+		m.Counter.Value = value
 	} else {
-		if len(b.gauges) == 0 {
-			b.gauges = make([]dto.Gauge, chunk)
-		}
-		m.Gauge = &b.gauges[0]
-		b.gauges = b.gauges[1:]
-		m.Gauge.Value = b.value(v)
+		m.Gauge = &b.gauges.take(1)[0]
+		m.Gauge.Value = value
 	}
 	f.Metric = append(f.Metric, m)
 }
 
-// labelSet returns a label set of the given pairs, in one allocation with
-// the other sets of the scrape. Its pairs must be in name order.
+// labelSet returns a label set of the given pairs, which must be in name
+// order.
 func (b *familyBuilder) labelSet(pairs ...*dto.LabelPair) []*dto.LabelPair {
-	if len(b.labels) < len(pairs) {
-		b.labels = make([]*dto.LabelPair, max(chunk, len(pairs)))
-	}
-	set := b.labels[:len(pairs):len(pairs)]
-	b.labels = b.labels[len(pairs):]
+	set := b.labels.take(len(pairs))
 	copy(set, pairs)
 	return set
 }
 
-func (b *familyBuilder) family(f family, capacity int) *dto.MetricFamily {
-	return &dto.MetricFamily{Name: &f.name, Help: &f.help, Type: &f.typ, Metric: make([]*dto.Metric, 0, capacity)}
+// pair returns the label pair name="*v"; v must not change until the
+// builder is reset. A value that is not UTF-8 is written with U+FFFD, so
+// that no runtime name can make a scrape unparsable.
+func (b *familyBuilder) pair(name, v *string) *dto.LabelPair {
+	if !utf8.ValidString(*v) {
+		v = new(strings.ToValidUTF8(*v, string(utf8.RuneError)))
+	}
+	p := &b.pairs.take(1)[0]
+	p.Name, p.Value = name, v
+	return p
 }
 
-// pair returns a label pair whose value is v, made valid UTF-8 so that no
-// runtime name can make a scrape unparsable.
-func pair(name *string, v string) *dto.LabelPair {
-	if !utf8.ValidString(v) {
-		v = strings.ToValidUTF8(v, string(utf8.RuneError))
+// family returns family f without samples, with room for capacity.
+func (b *familyBuilder) family(f *family, capacity int) *dto.MetricFamily {
+	mf := b.families[f.name]
+	if mf == nil {
+		if b.families == nil {
+			b.families = make(map[string]*dto.MetricFamily)
+		}
+		mf = &dto.MetricFamily{Name: &f.name, Help: &f.help, Type: &f.typ}
+		b.families[f.name] = mf
 	}
-	return &dto.LabelPair{Name: name, Value: &v}
+	mf.Metric = slices.Grow(mf.Metric[:0], capacity)
+	return mf
 }
 
 // runtimeFamilies returns the families read from the engine's snapshot
-// and m's exit counts: every runtime's series, and the refused handshakes
-// by reason.
-func (m *metrics) runtimeFamilies() []*dto.MetricFamily {
+// and m's exit counts, built by b: every runtime's series, and the
+// refused handshakes by reason. They stay valid until b is reset.
+func (m *metrics) runtimeFamilies(b *familyBuilder) []*dto.MetricFamily {
 	runtimes := m.eng.List()
 	outputs := m.eng.OutputStats()
 	n := len(runtimes)
-	var b familyBuilder
-	info, state, start := b.family(famInfo, n), b.family(famState, n*len(states)), b.family(famStart, n)
-	restarts, probeFailures := b.family(famRestarts, n), b.family(famProbeFailures, n)
-	cpu, rss, fds, procs, threads := b.family(famCPU, n), b.family(famRSS, n), b.family(famFDs, n), b.family(famProcs, n), b.family(famThreads, n)
+	info, state, start := b.family(&famInfo, n), b.family(&famState, n*len(states)), b.family(&famStart, n)
+	restarts, probeFailures := b.family(&famRestarts, n), b.family(&famProbeFailures, n)
+	cpu, rss, fds, procs, threads := b.family(&famCPU, n), b.family(&famRSS, n), b.family(&famFDs, n), b.family(&famProcs, n), b.family(&famThreads, n)
 	// idName holds each runtime's id and name pairs, for its output
 	// counts and exits.
 	idName := make(map[string][]*dto.LabelPair, n)
-	for _, r := range runtimes {
-		id, name := pair(&labelID, r.ID), pair(&labelName, r.Name)
+	for i := range runtimes {
+		r := &runtimes[i]
+		id, name := b.pair(&labelID, &r.ID), b.pair(&labelName, &r.Name)
 		idn := b.labelSet(id, name)
 		idName[r.ID] = idn
-		b.sample(info, b.labelSet(
-			&dto.LabelPair{Name: &labelAttached, Value: new(strconv.FormatBool(r.Attached))}, id, name,
-			&dto.LabelPair{Name: &labelProtocolVersion, Value: new(strconv.FormatUint(uint64(r.ProtocolVersion), 10))}), 1)
+		b.sample(info, b.labelSet(attachedLabels[r.Attached], id, name,
+			b.pair(&labelProtocolVersion, new(strconv.FormatUint(uint64(r.ProtocolVersion), 10)))), 1)
 		for i, s := range states {
 			v := 0.0
 			if s == r.State {
@@ -219,10 +244,11 @@ func (m *metrics) runtimeFamilies() []*dto.MetricFamily {
 		}
 	}
 
-	lines, dropped := b.family(famOutputLines, 2*n), b.family(famOutputDropped, n)
+	lines, dropped := b.family(&famOutputLines, 2*n), b.family(&famOutputDropped, n)
 	levels := make(map[zerolog.Level]*dto.LabelPair)
 	streams := make(map[string]*dto.LabelPair)
-	for _, o := range outputs {
+	for i := range outputs {
+		o := &outputs[i]
 		// A runtime registered after List has no name yet: its lines go
 		// in the next scrape.
 		idn, ok := idName[o.ID]
@@ -230,28 +256,29 @@ func (m *metrics) runtimeFamilies() []*dto.MetricFamily {
 			continue
 		}
 		b.sample(dropped, idn, float64(o.Dropped))
-		for _, c := range o.Counts {
+		for k := range o.Counts {
+			c := &o.Counts[k]
 			level, ok := levels[c.Level]
 			if !ok {
-				level = pair(&labelLevel, outputLevel(c.Level))
+				level = b.pair(&labelLevel, new(outputLevel(c.Level)))
 				levels[c.Level] = level
 			}
 			stream, ok := streams[c.Stream]
 			if !ok {
-				stream = pair(&labelStream, c.Stream)
+				stream = b.pair(&labelStream, &c.Stream)
 				streams[c.Stream] = stream
 			}
 			b.sample(lines, b.labelSet(idn[0], level, idn[1], stream), float64(c.Lines))
 		}
 	}
 
-	refused := b.family(famRefused, 0)
+	refused := b.family(&famRefused, 0)
 	refusals := m.eng.Refusals()
 	for _, reason := range server.RefusalReasons() {
-		b.sample(refused, b.labelSet(pair(&labelReason, reason.String())), float64(refusals.Count(reason)))
+		b.sample(refused, b.labelSet(b.pair(&labelReason, new(reason.String()))), float64(refusals.Count(reason)))
 	}
 
-	exits := b.family(famExits, 0)
+	exits := b.family(&famExits, 0)
 	m.mu.Lock()
 	for _, r := range runtimes {
 		byReason := m.exits[r.ID]

@@ -90,6 +90,10 @@ type metrics struct {
 	stops             prometheus.Histogram
 	forcedKills       prometheus.Counter
 
+	// spare is the family builder of the last scrape, kept for the next
+	// one; nil while a scrape uses it.
+	spare atomic.Pointer[familyBuilder]
+
 	mu    sync.Mutex
 	exits map[string]map[string]float64 // runtime id -> reason -> count
 	seen  map[string]counted            // runtime id -> its launch last counted
@@ -160,19 +164,32 @@ func (m *metrics) handler() (http.Handler, error) {
 			return nil, err
 		}
 	}
-	gather := prometheus.GathererFunc(func() ([]*dto.MetricFamily, error) {
+	gather := gathererFunc(func() ([]*dto.MetricFamily, func(), error) {
 		mfs, err := reg.Gather()
-		mfs = append(mfs, m.runtimeFamilies()...)
+		// Concurrent scrapes each need a builder: the second builds its
+		// own.
+		b := m.spare.Swap(nil)
+		if b == nil {
+			b = new(familyBuilder)
+		}
+		b.reset()
+		mfs = append(mfs, m.runtimeFamilies(b)...)
 		slices.SortFunc(mfs, func(a, b *dto.MetricFamily) int { return strings.Compare(a.GetName(), b.GetName()) })
-		return mfs, err
+		return mfs, func() { m.spare.Store(b) }, err
 	})
 	// A scrape of a few hundred runtimes is over half a megabyte of text:
 	// klauspost's gzip at its fastest level takes a ninth of the
 	// instructions of the standard library's default level, which promhttp
 	// uses, for about 5% more bytes.
 	go m.watch(m.eng.Watch())
-	return gzipped(promhttp.HandlerFor(gather, promhttp.HandlerOpts{EnableOpenMetrics: true, DisableCompression: true})), nil
+	return gzipped(promhttp.HandlerForTransactional(gather, promhttp.HandlerOpts{EnableOpenMetrics: true, DisableCompression: true})), nil
 }
+
+// gathererFunc is a [prometheus.TransactionalGatherer] in a function.
+type gathererFunc func() ([]*dto.MetricFamily, func(), error)
+
+// Gather implements [prometheus.TransactionalGatherer].
+func (f gathererFunc) Gather() ([]*dto.MetricFamily, func(), error) { return f() }
 
 func (m *metrics) watch(w *engine.Watcher) {
 	defer w.Close()
