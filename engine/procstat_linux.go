@@ -126,9 +126,10 @@ func (p *procReader) readStatKept(pid int) (procStat, bool) {
 	return parseProcStat(b)
 }
 
-// pread reads the whole of a /proc file from its start: a read at offset 0
-// makes the kernel generate the content afresh (seq_file), and one read
-// returns all of it when the buffer has room.
+// pread reads the whole of a small /proc file from its start: a read at
+// offset 0 makes the kernel generate the content afresh (seq_file), and
+// one read returns all of it when the buffer has room, so no second read
+// is needed to see its end.
 func (p *procReader) pread(fd int) ([]byte, bool) {
 	if p.buf == nil {
 		p.buf = make([]byte, 4096)
@@ -138,8 +139,8 @@ func (p *procReader) pread(fd int) ([]byte, bool) {
 		if err == syscall.EINTR {
 			continue
 		}
-		// A stat file is a few hundred bytes: one that fills the buffer is
-		// not one.
+		// The files read here are a few hundred bytes: one that fills the
+		// buffer is not one of them.
 		if err != nil || n == 0 || n == len(p.buf) {
 			return nil, false
 		}
@@ -164,33 +165,17 @@ func (p *procReader) close() {
 	p.release()
 }
 
-// read returns the content of /proc/PID/name, valid until the next read.
-// Raw system calls: os.Open's extra fstat and *os.File cost more than the
-// read itself for a file of a few hundred bytes.
+// read returns the content of /proc/PID/name, valid until the next read:
+// an open, one read (see pread) and a close. Raw system calls: os.Open's
+// extra fstat and *os.File cost more than the read itself for a file of a
+// few hundred bytes.
 func (p *procReader) read(pid int, name string) ([]byte, bool) {
-	if p.buf == nil {
-		p.buf = make([]byte, 4096)
-	}
 	fd, err := syscall.Open(p.pidPath(pid, name), syscall.O_RDONLY|syscall.O_CLOEXEC, 0)
 	if err != nil {
 		return nil, false
 	}
 	defer syscall.Close(fd)
-	n := 0
-	for n < len(p.buf) {
-		m, err := syscall.Read(fd, p.buf[n:])
-		if err == syscall.EINTR {
-			continue
-		}
-		if err != nil {
-			return nil, false
-		}
-		if m == 0 {
-			break
-		}
-		n += m
-	}
-	return p.buf[:n], true
+	return p.pread(fd)
 }
 
 // pidPath returns "/proc/PID" + name.
