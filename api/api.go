@@ -222,17 +222,16 @@ func New(eng *engine.Engine, cfg Config) (*Handler, error) {
 	mux.Handle(reflector.HandlerV1(limit))
 	mux.Handle(reflector.HandlerV1Alpha(limit))
 	// Metrics need no token, like health: they describe, never act.
-	metricsHandler, err := newMetrics(eng, streams).handler()
+	// Every response, not only the streams': a client that never reads
+	// would otherwise hold any handler and its answer.
+	calls := newCallLimiter(cmp.Or(cfg.MaxCalls, DefaultMaxCalls), sendTimeout, tokens, cfg.Log,
+		vmrev1connect.RuntimeServiceWatchRuntimesProcedure, vmrev1connect.RuntimeServiceTailOutputProcedure)
+	metricsHandler, err := newMetrics(eng, streams, calls).handler()
 	if err != nil {
 		return nil, fmt.Errorf("register metrics: %w", err)
 	}
 	mux.Handle("GET "+MetricsPath, metricsHandler)
 	mux.Handle("/", dashboardHandler(dashboard))
-
-	// Every response, not only the streams': a client that never reads
-	// would otherwise hold any handler and its answer.
-	calls := newCallLimiter(cmp.Or(cfg.MaxCalls, DefaultMaxCalls), sendTimeout, tokens, cfg.Log,
-		vmrev1connect.RuntimeServiceWatchRuntimesProcedure, vmrev1connect.RuntimeServiceTailOutputProcedure)
 	return &Handler{handler: withHostCheck(withCORS(calls.wrap(mux), origins), cfg.AllowedHosts), health: health, calls: calls}, nil
 }
 

@@ -117,14 +117,15 @@ func (l *callLimiter) track(dw *deadlineWriter, c *call) {
 // acquire counts dw's call in, evicting a stalled call at the cap, or
 // reports that it must be refused.
 func (l *callLimiter) acquire(dw *deadlineWriter, c *call, r *http.Request) bool {
-	if l.tryAcquire(dw, c, 0) {
+	// The privilege is checked only at the cap: it may stat the token file.
+	if l.tryAcquire(dw, c, 0) || (l.privileged(r) && l.tryAcquire(dw, c, reservedCalls)) {
 		return true
 	}
-	// Checked only at the cap: it may stat the token file.
-	if !l.privileged(r) {
-		return false
-	}
-	return l.tryAcquire(dw, c, reservedCalls)
+	l.mu.Lock()
+	l.refused++
+	l.logLocked("api call limit reached, no call to end: call refused")
+	l.mu.Unlock()
+	return false
 }
 
 func (l *callLimiter) tryAcquire(dw *deadlineWriter, c *call, reserve int) bool {
@@ -156,8 +157,6 @@ func (l *callLimiter) tryAcquire(dw *deadlineWriter, c *call, reserve int) bool 
 		l.mu.Unlock()
 		return true
 	default:
-		l.refused++
-		l.logLocked("api call limit reached, no call to end: call refused")
 		l.mu.Unlock()
 		return false
 	}
@@ -193,6 +192,14 @@ func (l *callLimiter) longestWaitingPeer() (peer string, since time.Time, ok boo
 		return "", time.Time{}, false
 	}
 	return l.calls[dw].peer, time.Unix(0, oldest), true
+}
+
+// stats returns the counted calls in flight (evicted ones aside), and
+// how many calls were evicted and refused so far.
+func (l *callLimiter) stats() (held int, evicted, refused uint64) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.held, l.evicted, l.refused
 }
 
 func (l *callLimiter) release(dw *deadlineWriter) {

@@ -106,6 +106,11 @@ func TestCallLimitEvictsStalledCalls(t *testing.T) {
 	if ev := nextAnswer(t, stalled); ev.Kind != "rst" || ev.Stream != open[0] {
 		t.Fatalf("after a reader's call: %+v, want a reset of stream %d", ev, open[0])
 	}
+	// 5 stalled calls and the reader's made room; the scrape may too.
+	if s := scrape(t, h); s[`vmre_api_calls_evicted_total{}`] < 6 || s[`vmre_api_calls_refused_total{}`] != 0 {
+		t.Errorf("evicted %v, refused %v; want at least 6 and 0",
+			s[`vmre_api_calls_evicted_total{}`], s[`vmre_api_calls_refused_total{}`])
+	}
 }
 
 // gatedLauncher is a fakeLauncher whose launches of gatedPath, once gate
@@ -207,5 +212,10 @@ func TestCallLimitRefusesWhenNoneStalled(t *testing.T) {
 	}
 	if _, err := anonymous.ListRuntimes(ctx, &vmrev1.ListRuntimesRequest{}); err != nil {
 		t.Errorf("list once the restarts returned: %v", err)
+	}
+	// gRPC, Connect and gRPC-Web were refused; nothing was evicted.
+	if s := scrape(t, h); s[`vmre_api_calls_refused_total{}`] != 3 || s[`vmre_api_calls_evicted_total{}`] != 0 || s[`vmre_api_calls{}`] != 1 {
+		t.Errorf("refused %v, evicted %v, in flight %v; want 3, 0 and 1 (the scrape)", s[`vmre_api_calls_refused_total{}`],
+			s[`vmre_api_calls_evicted_total{}`], s[`vmre_api_calls{}`])
 	}
 }

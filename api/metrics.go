@@ -84,6 +84,7 @@ func outputLevel(l zerolog.Level) string {
 type metrics struct {
 	eng     *engine.Engine
 	streams *streamGauges
+	calls   *callLimiter
 
 	handshakes        prometheus.Histogram
 	handshakeFailures *prometheus.CounterVec
@@ -103,10 +104,11 @@ type metrics struct {
 // launch whose end, were last counted for one runtime.
 type counted struct{ handshake, exit time.Time }
 
-func newMetrics(eng *engine.Engine, streams *streamGauges) *metrics {
+func newMetrics(eng *engine.Engine, streams *streamGauges, calls *callLimiter) *metrics {
 	m := &metrics{
 		eng:     eng,
 		streams: streams,
+		calls:   calls,
 		handshakes: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "vmre_handshake_duration_seconds",
 			Help:    "Time from a launch to its completed handshake.",
@@ -157,6 +159,18 @@ func (m *metrics) handler() (http.Handler, error) {
 			Name: "vmre_api_followers",
 			Help: "TailOutput streams following a runtime's output on the API port.",
 		}, func() float64 { return float64(m.streams.followers.Load()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "vmre_api_calls",
+			Help: "Calls in flight on the API port under its call cap (watch and output streams aside).",
+		}, func() float64 { held, _, _ := m.calls.stats(); return float64(held) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "vmre_api_calls_evicted_total",
+			Help: "Calls the API port ended at its call cap to make room: each the one waiting the longest for its client.",
+		}, func() float64 { _, evicted, _ := m.calls.stats(); return float64(evicted) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "vmre_api_calls_refused_total",
+			Help: "Calls the API port refused with resource_exhausted at its call cap.",
+		}, func() float64 { _, _, refused := m.calls.stats(); return float64(refused) }),
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	} {
