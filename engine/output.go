@@ -8,6 +8,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unsafe"
 
 	"github.com/rs/zerolog"
 	"github.com/vmre/vmre/subprocess"
@@ -18,8 +19,11 @@ import (
 //
 // The ring keeps no string per line: a flooding plugin's lines would make
 // the garbage collector a large share of the engine's CPU. Each line's
-// text is copied into one byte arena (text), and strings are made only for
-// the lines a tail or a follower asks for.
+// bytes are copied into one byte arena (text), and strings are made only
+// for the lines a tail or a follower asks for. A line's other byte fields
+// are most often parts of its Text (a parser's message, logger, caller and
+// fields point into the line); those are kept as offsets into the copied
+// Text, so a line's bytes are copied once, not twice.
 type outputRing struct {
 	maxLines, maxBytes, followerBuffer int
 
@@ -29,6 +33,10 @@ type outputRing struct {
 	lines []ringLine
 	head  int
 	count int
+	// bytes is the kept lines' lineCost, each line's byte fields counted
+	// as a [subprocess.Line] holds them: which lines are kept does not
+	// depend on how much of a line the arena shares, and the arena never
+	// holds more than that.
 	bytes int
 	// text holds the kept lines' text back to back, oldest first, from
 	// the oldest line's offset to len(text); add appends, and compacts or
@@ -66,8 +74,10 @@ func countCell(stream string, level zerolog.Level) (int, int) {
 	return s, min(max(int(level)+1, 0), len(lineCounts{}[0])-1)
 }
 
-// ringLine is a kept line: a [subprocess.Line] whose byte fields are
-// stored back to back in the arena from off, their lengths in n (-1: nil).
+// ringLine is a kept line: a [subprocess.Line] whose bytes take span
+// bytes of the arena from off: its Text first, then each other byte field
+// that is not a part of Text. Field i is at[i] bytes from off and n[i]
+// long (-1: nil).
 type ringLine struct {
 	seq        uint64
 	time       time.Time
@@ -76,7 +86,9 @@ type ringLine struct {
 	level      zerolog.Level
 	format     subprocess.LogFormat
 	off        int
+	span       int32
 	n          [ringParts]int32
+	at         [ringParts]int32
 	partial    bool
 	panic      bool
 	pid        int
@@ -98,7 +110,8 @@ func parts(l *subprocess.Line) [ringParts][]byte {
 	return [ringParts][]byte{l.Text, l.Message, l.Fields, l.Logger, l.Caller, l.LevelText, l.Dump}
 }
 
-// size is the arena bytes a kept line takes.
+// size is the bytes of a kept line's fields, counted as a
+// [subprocess.Line] holds them (the arena may hold fewer: see span).
 func (l *ringLine) size() int {
 	n := 0
 	for _, m := range l.n {
@@ -125,13 +138,46 @@ func (o *outputRing) setPid(pid int) {
 	o.mu.Unlock()
 }
 
+// offsetIn returns where p starts in text, and whether p lies within
+// text's bytes. An empty p lies anywhere: it needs no bytes.
+func offsetIn(p, text []byte) (int, bool) {
+	if len(p) == 0 {
+		return 0, true
+	}
+	if len(text) == 0 {
+		return 0, false
+	}
+	at := uintptr(unsafe.Pointer(unsafe.SliceData(p))) - uintptr(unsafe.Pointer(unsafe.SliceData(text)))
+	// Below text, at wraps around to a huge value.
+	if at >= uintptr(len(text)) || uintptr(len(p)) > uintptr(len(text))-at {
+		return 0, false
+	}
+	return int(at), true
+}
+
 // add keeps a copy of in's bytes and hands the line to the followers.
 func (o *outputRing) add(in *subprocess.Line) {
 	ps := parts(in)
-	n := 0
-	for _, p := range ps {
+	var l ringLine
+	n, span := 0, len(in.Text)
+	for i, p := range ps {
 		n += len(p)
+		if p == nil {
+			l.n[i] = -1
+			continue
+		}
+		l.n[i] = int32(len(p))
+		if i == partText {
+			continue
+		}
+		if at, ok := offsetIn(p, in.Text); ok {
+			l.at[i] = int32(at)
+		} else {
+			l.at[i] = int32(span)
+			span += len(p)
+		}
 	}
+	l.span = int32(span)
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	o.seq++
@@ -142,21 +188,19 @@ func (o *outputRing) add(in *subprocess.Line) {
 	for o.count > 0 && (o.count >= o.maxLines || o.bytes+lineCost(n) > o.maxBytes) {
 		o.dropOldestLocked()
 	}
-	off := o.reserve(n)
-	pid := in.Pid
-	if pid == 0 {
-		pid = o.pid
+	off := o.reserve(span)
+	l.pid = in.Pid
+	if l.pid == 0 {
+		l.pid = o.pid
 	}
-	l := ringLine{seq: o.seq, time: in.Time, pluginTime: in.PluginTime, stream: in.Stream, level: in.Level, format: in.Format,
-		off: off, partial: in.Partial, panic: in.Panic, pid: pid}
-	at := off
-	for i, p := range ps {
-		if p == nil {
-			l.n[i] = -1
-			continue
+	l.seq, l.time, l.pluginTime, l.stream, l.level, l.format = o.seq, in.Time, in.PluginTime, in.Stream, in.Level, in.Format
+	l.off, l.partial, l.panic = off, in.Partial, in.Panic
+	copy(o.text[off:], in.Text)
+	for i, p := range ps[partText+1:] {
+		// Only the fields placed after Text have bytes of their own.
+		if at := int(l.at[partText+1+i]); len(p) > 0 && at >= len(in.Text) {
+			copy(o.text[off+at:], p)
 		}
-		l.n[i] = int32(len(p))
-		at += copy(o.text[at:], p)
 	}
 	if o.count < len(o.lines) {
 		o.lines[(o.head+o.count)%len(o.lines)] = l
@@ -179,9 +223,9 @@ func (o *outputRing) add(in *subprocess.Line) {
 				continue
 			}
 			if !made {
-				line, made = o.lineLocked(&l, slices.Clone(o.text[off:off+n])), true
+				line, made = o.lineLocked(&l, slices.Clone(o.text[off:off+span])), true
 			}
-			f.pushLocked(line)
+			f.pushLocked(line, lineCost(n))
 			if f.dropped > 0 && f.filter.countable() {
 				delete(o.followers, f)
 				o.parked[f] = struct{}{}
@@ -232,14 +276,19 @@ func (o *outputRing) dropOldestLocked() {
 }
 
 // lineLocked returns the kept line l as a [subprocess.Line] whose byte
-// fields are slices of b, the line's arena bytes (a copy the caller owns).
+// fields are slices of b, the line's span of arena bytes (a copy the
+// caller owns); the fields that were parts of Text are again parts of
+// Text. Capacities are cut so that appending to one field cannot
+// overwrite another.
 func (o *outputRing) lineLocked(l *ringLine, b []byte) subprocess.Line {
 	var ps [ringParts][]byte
-	at := 0
 	for i, n := range l.n {
-		if n >= 0 {
-			ps[i] = b[at : at+int(n) : at+int(n)]
-			at += int(n)
+		switch {
+		case n > 0:
+			at, end := int(l.at[i]), int(l.at[i])+int(n)
+			ps[i] = b[at:end:end]
+		case n == 0:
+			ps[i] = []byte{} // empty, but not nil, as it came
 		}
 	}
 	return subprocess.Line{
@@ -267,7 +316,7 @@ func (o *outputRing) tail(n int, f OutputFilter) []subprocess.Line {
 	all := slices.Clone(o.text[from:])
 	for j, i := range slices.Backward(idx) {
 		l := &o.lines[(o.head+i)%len(o.lines)]
-		out[len(idx)-1-j] = o.lineLocked(l, all[l.off-from:l.off-from+l.size()])
+		out[len(idx)-1-j] = o.lineLocked(l, all[l.off-from:l.off-from+int(l.span)])
 	}
 	return out
 }
@@ -407,12 +456,9 @@ func (f *Follower) unparkLocked() {
 // what a client accepts in a message. Once a line has been dropped, so is
 // every later one until Next: a batch stays one unbroken run, and the
 // dropped lines are the ones right after it.
-func (f *Follower) pushLocked(l subprocess.Line) {
-	cost := 0
-	for _, p := range parts(&l) {
-		cost += len(p)
-	}
-	cost = lineCost(cost)
+//
+// cost is l's lineCost, its byte fields counted as l holds them.
+func (f *Follower) pushLocked(l subprocess.Line, cost int) {
 	if f.dropped > 0 || len(f.pending) >= f.ring.followerBuffer ||
 		(len(f.pending) > 0 && f.pendingBytes+cost > f.ring.maxBytes) {
 		f.dropped++
