@@ -11,6 +11,7 @@ import (
 // Log fields the bridge adds to a line's event, beside zerolog's level,
 // message and time (the time the line was read).
 const (
+	fieldStream      = "stream"
 	fieldPluginTime  = "plugin_time"
 	fieldPluginLevel = "plugin_level"
 	fieldLogger      = "logger"
@@ -26,7 +27,12 @@ const (
 
 // send logs l and hands it to the tail and OnLine.
 func (r *Reader) send(l *Line, startsPanic bool) {
-	if e := r.log.WithLevel(l.Level); e != nil {
+	// The stream is the event's first field, right after the logger's
+	// own (vm, pid): where a context field would be, without a logger,
+	// and its 500-byte context buffer, kept per stream for the process's
+	// whole life.
+	if e := r.b.opts.Log.WithLevel(l.Level); e != nil {
+		e = e.Str(fieldStream, r.stream)
 		// The line's time is when it was read, for a logtime.Hook on
 		// Log: one context per read, wrapping the logger's own.
 		if r.ctx == nil {

@@ -54,8 +54,7 @@ type Reader struct {
 	stream string
 	f      *os.File
 	rs     readState // per-OS read plumbing
-	log    zerolog.Logger
-	parser *Parser
+	parser *Parser   // made at the first line: a quiet plugin has none
 	max    int
 
 	buf        []byte          // nil while idle
@@ -81,8 +80,6 @@ func (b *Bridge) Reader(stream string, f *os.File) *Reader {
 		b:      b,
 		stream: stream,
 		f:      f,
-		log:    b.opts.Log.With().Str("stream", stream).Logger(),
-		parser: NewParser(b.opts.Format, b.opts.Location),
 		max:    b.opts.MaxLineBytes,
 	}
 }
@@ -241,6 +238,9 @@ func (r *Reader) emit(b []byte, partial bool, rest []byte) int {
 	}
 	l := &r.line
 	*l = Line{Pid: r.b.opts.Pid, Stream: r.stream, Time: r.now, Partial: partial}
+	if r.parser == nil {
+		r.parser = NewParser(r.b.opts.Format, r.b.opts.Location)
+	}
 	if partial || continuation {
 		// A chunk of an over-long line is text: the parsers need whole
 		// lines.

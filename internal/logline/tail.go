@@ -20,7 +20,8 @@ type TailLine struct {
 // concurrent use.
 type Tail struct {
 	mu        sync.Mutex
-	lines     []tailEntry
+	size      int         // lines kept at most
+	lines     []tailEntry // allocated at the first line: a quiet plugin has none
 	next, n   int
 	panicLine tailEntry
 	panicSeq  uint64 // seq of panicLine; 0: none
@@ -32,7 +33,7 @@ type tailEntry struct {
 	text   []byte
 }
 
-func newTail(n int) *Tail { return &Tail{lines: make([]tailEntry, n)} }
+func newTail(n int) *Tail { return &Tail{size: n} }
 
 func (t *Tail) add(stream string, b []byte, startsPanic bool) {
 	if len(b) > tailLineCap {
@@ -45,8 +46,11 @@ func (t *Tail) add(stream string, b []byte, startsPanic bool) {
 		t.panicLine = tailEntry{stream, append(t.panicLine.text[:0], b...)}
 		t.panicSeq = t.seq
 	}
-	if len(t.lines) == 0 {
+	if t.size == 0 {
 		return
+	}
+	if t.lines == nil {
+		t.lines = make([]tailEntry, t.size)
 	}
 	e := &t.lines[t.next]
 	e.stream, e.text = stream, append(e.text[:0], b...)
