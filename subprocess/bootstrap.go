@@ -367,7 +367,9 @@ func launch(cmd *exec.Cmd, cfg *settings, exe *preflight.Executable) (*launched,
 	p.stderr = p.bridge.Reader(logline.Stderr, errR)
 	go func() { defer close(p.stdoutDone); p.stdout.Run() }()
 	go func() { defer close(p.stderrDone); p.stderr.Run() }()
-	go p.supervise()
+	if !watchExit(p.pid, p.supervise) {
+		go p.supervise(false)
+	}
 	p.log.Debug().Str("engine_addr", addr).Msg("vm process started")
 	return &launched{p: p, hs: hs, ln: ln, startedAt: startedAt, watchdogReady: ready, limitErr: limitErr}, nil
 }

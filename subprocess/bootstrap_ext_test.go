@@ -777,3 +777,41 @@ func versionMismatchHeld(t *testing.T, cancelCtx bool) {
 		t.Errorf("process %d was not reaped", cmd.Process.Pid)
 	}
 }
+
+// TestIdlePluginHasNoSupervisor: a running plugin costs no goroutine
+// waiting for its exit (the exit waiter of all plugins waits for it), and
+// it is still reaped once it has exited.
+func TestIdlePluginHasNoSupervisor(t *testing.T) {
+	t.Parallel()
+	p, err := subprocess.Bootstrap(t.Context(), childCmd(t, "serve"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.Stop(context.Background()) })
+	buf := make([]byte, 1<<20)
+	for {
+		n := runtime.Stack(buf, true)
+		if n < len(buf) {
+			buf = buf[:n]
+			break
+		}
+		buf = make([]byte, 2*len(buf))
+	}
+	// Only a plugin's own supervise goroutine, when no exit waiter can be
+	// had, blocks in waitExited; this one, and those of the tests
+	// running beside it, are waited for by the exit waiter.
+	for g := range strings.SplitSeq(string(buf), "\n\n") {
+		if strings.Contains(g, "subprocess.waitExited") {
+			t.Errorf("a goroutine waits for a running plugin's exit:\n%s", g)
+		}
+	}
+	p.Stop(t.Context())
+	select {
+	case <-p.Done():
+	default:
+		t.Fatal("Stop returned before Done closed")
+	}
+	if p.ExitStatus().Code != 0 || p.Err() != nil {
+		t.Errorf("stopped plugin: status %+v, err %v", p.ExitStatus(), p.Err())
+	}
+}

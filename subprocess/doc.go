@@ -110,8 +110,10 @@
 // Two goroutines of this package live for the life of the program once a
 // plugin has been launched: the thread that starts plugins
 // ([SpawnerFunc]) and, on Linux, the watchdog's waiter ([WatchdogFunc]).
-// Every other goroutine belongs to one plugin and ends before its
-// [Process.Done] closes.
+// On Linux one more waits for the exits of all plugins while any runs
+// ([ExitWaiterFunc]) and ends once the last has exited. Every other
+// goroutine belongs to one plugin and ends before its [Process.Done]
+// closes.
 //
 // # Other systems
 //

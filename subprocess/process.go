@@ -246,11 +246,11 @@ func (p *Process) killAfter(grace time.Duration) {
 	}
 }
 
-// supervise is the one goroutine that waits for the process. It reaps it,
-// waits until its output is drained and helpers have ended, and closes
-// done.
-func (p *Process) supervise() {
-	waitErr := p.reap() // sets p.reaped
+// supervise is the one goroutine that waits for the process (exited: the
+// process has exited already, see watchExit). It reaps it, waits until
+// its output is drained and helpers have ended, and closes done.
+func (p *Process) supervise(exited bool) {
+	waitErr := p.reap(exited) // sets p.reaped
 	state := p.cmd.ProcessState
 	close(p.exited)
 	// Nobody is left to read a handshake answer: close the handshake

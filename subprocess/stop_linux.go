@@ -72,13 +72,16 @@ func (p *Process) signalGroup(sig unix.Signal) error {
 	return unix.Kill(-p.pid, sig)
 }
 
-// reap waits until the leader has exited, SIGKILLs what is left of its
-// group while the zombie still pins the group ID, tells the watchdog to
-// forget the group, then reaps the leader. From the moment it takes the
-// lock no signal is sent to the group any more, so none can reach a
-// reused ID. It returns cmd.Wait's error.
-func (p *Process) reap() error {
-	waitExited(p.pid)
+// reap waits until the leader has exited (unless exited says it has),
+// SIGKILLs what is left of its group while the zombie still pins the
+// group ID, tells the watchdog to forget the group, then reaps the
+// leader. From the moment it takes the lock no signal is sent to the
+// group any more, so none can reach a reused ID. It returns cmd.Wait's
+// error.
+func (p *Process) reap(exited bool) error {
+	if !exited {
+		waitExited(p.pid)
+	}
 	p.mu.Lock()
 	_ = unix.Kill(-p.pid, unix.SIGKILL)
 	p.cgroup.kill()

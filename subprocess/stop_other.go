@@ -32,9 +32,17 @@ func (p *Process) signalTerm() error {
 
 func (p *Process) signalKill() error { return p.cmd.Process.Kill() }
 
+// watchExit waits for no process here: each plugin's supervise waits
+// for its own.
+func watchExit(int, func(bool)) bool { return false }
+
+// ExitWaiterFunc names the goroutine that waits for the exits of all
+// plugins, which runs on Linux only.
+const ExitWaiterFunc = "github.com/vmre/vmre/subprocess.runExitWaiter"
+
 // reap waits for the process and reaps it. os.Process guards its own
 // signals against a reaped PID, so no lock is held while waiting.
-func (p *Process) reap() error {
+func (p *Process) reap(bool) error {
 	err := p.cmd.Wait()
 	p.mu.Lock()
 	p.reaped = true
