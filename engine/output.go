@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"math/bits"
 	"slices"
 	"strings"
 	"sync"
@@ -160,6 +161,7 @@ func (o *outputRing) add(in *subprocess.Line) {
 	ps := parts(in)
 	var l ringLine
 	n, span := 0, len(in.Text)
+	var own uint8 // bit i: field i is copied after Text
 	for i, p := range ps {
 		n += len(p)
 		if p == nil {
@@ -175,6 +177,7 @@ func (o *outputRing) add(in *subprocess.Line) {
 		} else {
 			l.at[i] = int32(span)
 			span += len(p)
+			own |= 1 << i
 		}
 	}
 	l.span = int32(span)
@@ -196,11 +199,9 @@ func (o *outputRing) add(in *subprocess.Line) {
 	l.seq, l.time, l.pluginTime, l.stream, l.level, l.format = o.seq, in.Time, in.PluginTime, in.Stream, in.Level, in.Format
 	l.off, l.partial, l.panic = off, in.Partial, in.Panic
 	copy(o.text[off:], in.Text)
-	for i, p := range ps[partText+1:] {
-		// Only the fields placed after Text have bytes of their own.
-		if at := int(l.at[partText+1+i]); len(p) > 0 && at >= len(in.Text) {
-			copy(o.text[off+at:], p)
-		}
+	for ; own != 0; own &= own - 1 {
+		i := bits.TrailingZeros8(own)
+		copy(o.text[off+int(l.at[i]):], ps[i])
 	}
 	if o.count < len(o.lines) {
 		o.lines[(o.head+o.count)%len(o.lines)] = l
