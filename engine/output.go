@@ -431,6 +431,10 @@ type Follower struct {
 	// since its first drop are counted from parkedAt. Guarded by ring.mu.
 	parked   bool
 	parkedAt lineCounts
+	// lastBatch is how many lines the last Next returned: the next
+	// backlog starts with room for as many, instead of growing to it
+	// again by doubling. Guarded by ring.mu.
+	lastBatch int
 }
 
 // unparkLocked adds the lines f dropped while parked to its count and
@@ -465,6 +469,9 @@ func (f *Follower) pushLocked(l subprocess.Line, cost int) {
 		f.dropped++
 		f.ring.dropped++
 	} else {
+		if f.pending == nil {
+			f.pending = make([]subprocess.Line, 0, min(max(f.lastBatch, 1), f.ring.followerBuffer))
+		}
 		f.pending = append(f.pending, l)
 		f.pendingBytes += cost
 	}
@@ -491,7 +498,7 @@ func (f *Follower) Next(ctx context.Context) ([]subprocess.Line, uint64, error) 
 		f.unparkLocked()
 		if len(f.pending) > 0 || f.dropped > 0 {
 			lines, dropped := f.pending, f.dropped
-			f.pending, f.pendingBytes, f.dropped = nil, 0, 0
+			f.pending, f.pendingBytes, f.dropped, f.lastBatch = nil, 0, 0, len(lines)
 			f.ring.mu.Unlock()
 			return lines, dropped, nil
 		}
