@@ -42,7 +42,11 @@ type outputRing struct {
 	// text holds the kept lines' text back to back, oldest first, from
 	// the oldest line's offset to len(text); add appends, and compacts or
 	// reallocates when the capacity runs out (see reserve).
-	text      []byte
+	text []byte
+	// textBase is where text[0] is in the stream of all the bytes the
+	// ring has kept: a line's off is its place in that stream, so that
+	// moving the kept text changes textBase and no line.
+	textBase  int
 	seq       uint64
 	pid       int
 	closed    bool
@@ -76,7 +80,7 @@ func countCell(stream string, level zerolog.Level) (int, int) {
 }
 
 // ringLine is a kept line: a [subprocess.Line] whose bytes take span
-// bytes of the arena from off: its Text first, then each other byte field
+// bytes of the arena from off (text[off-textBase:]): its Text first, then each other byte field
 // that is not a part of Text. Field i is at[i] bytes from off and n[i]
 // long (-1: nil).
 type ringLine struct {
@@ -197,7 +201,7 @@ func (o *outputRing) add(in *subprocess.Line) {
 		l.pid = o.pid
 	}
 	l.seq, l.time, l.pluginTime, l.stream, l.level, l.format = o.seq, in.Time, in.PluginTime, in.Stream, in.Level, in.Format
-	l.off, l.partial, l.panic = off, in.Partial, in.Panic
+	l.off, l.partial, l.panic = o.textBase+off, in.Partial, in.Panic
 	copy(o.text[off:], in.Text)
 	for ; own != 0; own &= own - 1 {
 		i := bits.TrailingZeros8(own)
@@ -237,7 +241,7 @@ func (o *outputRing) add(in *subprocess.Line) {
 }
 
 // reserve makes room for n more bytes of text after the kept lines' and
-// returns their offset. When the arena's capacity runs out it moves the
+// returns their index in text. When the arena's capacity runs out it moves the
 // kept text to the front, in place if that leaves at least half of the
 // arena free, else into a new arena twice the size needed, so each byte is
 // moved about once on average; the arena stays within about twice the
@@ -245,7 +249,7 @@ func (o *outputRing) add(in *subprocess.Line) {
 func (o *outputRing) reserve(n int) int {
 	first := len(o.text) // no kept line: nothing to keep
 	if o.count > 0 {
-		first = o.lines[o.head].off
+		first = o.lines[o.head].off - o.textBase
 	}
 	if len(o.text)+n <= cap(o.text) {
 		o.text = o.text[:len(o.text)+n]
@@ -258,9 +262,7 @@ func (o *outputRing) reserve(n int) int {
 		arena = make([]byte, 0, max(2*need, minRingText))
 	}
 	arena = append(arena, o.text[first:]...) // copy handles the overlap
-	for i := range o.count {
-		o.lines[(o.head+i)%len(o.lines)].off -= first
-	}
+	o.textBase += first
 	o.text = arena[:need]
 	return kept
 }
@@ -314,7 +316,7 @@ func (o *outputRing) tail(n int, f OutputFilter) []subprocess.Line {
 		return out
 	}
 	from := o.lines[(o.head+idx[len(idx)-1])%len(o.lines)].off
-	all := slices.Clone(o.text[from:])
+	all := slices.Clone(o.text[from-o.textBase:])
 	for j, i := range slices.Backward(idx) {
 		l := &o.lines[(o.head+i)%len(o.lines)]
 		out[len(idx)-1-j] = o.lineLocked(l, all[l.off-from:l.off-from+int(l.span)])
