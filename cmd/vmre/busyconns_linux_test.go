@@ -3,8 +3,6 @@ package main
 import (
 	"context"
 	"net/http"
-	"os"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -28,10 +26,7 @@ func TestRunServesWhenEveryConnectionIsBusy(t *testing.T) {
 		token    = "busy-conns-token-0123456789abcdef"
 	)
 	t.Parallel()
-	tokenFile := filepath.Join(t.TempDir(), "token")
-	if err := os.WriteFile(tokenFile, []byte(token+"\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	tokenFile := writeTokenFile(t, token)
 	p := startRun(t, "--token-file", tokenFile, "--api-max-conns", "8", "--api-idle-timeout", "10m", "--api-send-timeout", "10m")
 	addr := p.waitFor(t, "api listening", "").Addr
 	p.waitFor(t, "runtime running", "examplevm")
@@ -84,15 +79,7 @@ func TestRunServesWhenEveryConnectionIsBusy(t *testing.T) {
 	}
 	t.Logf("health answered after %d attempts", attempts)
 
-	tr := &http.Transport{Protocols: &protocols}
-	defer tr.CloseIdleConnections()
-	client := vmrev1connect.NewRuntimeServiceClient(&http.Client{Transport: tr}, url, connect.WithGRPC(),
-		connect.WithInterceptors(connect.UnaryInterceptorFunc(func(next connect.UnaryFunc) connect.UnaryFunc {
-			return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
-				req.Header().Set("Authorization", "Bearer "+token)
-				return next(ctx, req)
-			}
-		})))
+	client := tokenClient(t, url, token)
 	list, err := client.ListRuntimes(ctx, &vmrev1.ListRuntimesRequest{})
 	if err != nil || len(list.GetRuntimes()) != 1 {
 		t.Fatalf("list with every connection busy: %v, %v", list, err)

@@ -31,10 +31,7 @@ func TestRunServesDuringConnectionFlood(t *testing.T) {
 		slowdown = 20 // bound on the median under the flood, times the unflooded p99
 		token    = "flood-test-token-0123456789abcdef"
 	)
-	tokenFile := filepath.Join(t.TempDir(), "token")
-	if err := os.WriteFile(tokenFile, []byte(token+"\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	tokenFile := writeTokenFile(t, token)
 	// sh's ulimit sets the hard limit too, so Go's start-up raise of the
 	// soft limit keeps 256.
 	cmd := exec.Command("/bin/sh", "-c", `ulimit -n 256 && exec "$0" "$@"`, os.Args[0],
@@ -100,17 +97,7 @@ wait:
 	if median, baseP99 := under[len(under)/2], base[len(base)*99/100]; median > slowdown*baseP99 {
 		t.Errorf("health median %v under the flood, over %d x its unflooded p99 %v", median, slowdown, baseP99)
 	}
-	var protocols http.Protocols
-	protocols.SetUnencryptedHTTP2(true)
-	tr := &http.Transport{Protocols: &protocols}
-	defer tr.CloseIdleConnections()
-	client := vmrev1connect.NewRuntimeServiceClient(&http.Client{Transport: tr}, url, connect.WithGRPC(),
-		connect.WithInterceptors(connect.UnaryInterceptorFunc(func(next connect.UnaryFunc) connect.UnaryFunc {
-			return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
-				req.Header().Set("Authorization", "Bearer "+token)
-				return next(ctx, req)
-			}
-		})))
+	client := tokenClient(t, url, token)
 	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second) // a bound for a hung call
 	defer cancel()
 	list, err := client.ListRuntimes(ctx, &vmrev1.ListRuntimesRequest{})
@@ -128,4 +115,32 @@ wait:
 	p.waitFor(t, "connection limit reached: closed the connection idle the longest", "")
 	t.Logf("health p50/p99 unflooded %v/%v, under the flood %v/%v", base[len(base)/2], base[len(base)*99/100],
 		under[len(under)/2], under[len(under)*99/100])
+}
+
+// writeTokenFile writes token to a file of its own in t's temporary
+// directory, as --token-file reads it, and returns the file's path.
+func writeTokenFile(t *testing.T, token string) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "token")
+	if err := os.WriteFile(path, []byte(token+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// tokenClient returns a RuntimeService client of the API at url speaking
+// gRPC over cleartext HTTP/2 on connections of its own, closed when t
+// ends, that sends token with every call.
+func tokenClient(t *testing.T, url, token string) vmrev1connect.RuntimeServiceClient {
+	var protocols http.Protocols
+	protocols.SetUnencryptedHTTP2(true)
+	tr := &http.Transport{Protocols: &protocols}
+	t.Cleanup(tr.CloseIdleConnections)
+	return vmrev1connect.NewRuntimeServiceClient(&http.Client{Transport: tr}, url, connect.WithGRPC(),
+		connect.WithInterceptors(connect.UnaryInterceptorFunc(func(next connect.UnaryFunc) connect.UnaryFunc {
+			return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
+				req.Header().Set("Authorization", "Bearer "+token)
+				return next(ctx, req)
+			}
+		})))
 }
