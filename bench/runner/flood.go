@@ -14,6 +14,7 @@ import (
 	"runtime"
 	"runtime/debug"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -173,6 +174,7 @@ func benchFlood(ctx context.Context, e *env) error {
 		tputUnbuf.higherBetter = true
 		tputCmd := newRow("  the same, through the `vmre run` command: engine and output ring, its own batched JSON log on stderr -> file (timed from start, the launch included, until the log says the plugin exited)", "MiB/s")
 		tputCmd.higherBetter = true
+		cpuCmd := newRow("  the same, `vmre run` process CPU per line, the plugin excluded: user+sys of its wait4 rusage (whole life, launch and shutdown included; it counts the children it reaped, the plugin) minus the plugin's, read as cutime+cstime in /proc/PID/stat once the log says the plugin exited (10 ms ticks: up to 10 ms / lines too high)", "ns")
 		lost := newRow(fmt.Sprintf("  lines lost of %d (every run, all vmre sinks)", lines), "lines")
 		rate := newRow("  the same, buffered file: vmre lines/s (millions) and the engine's CPU per line", "M lines/s")
 		rate.higherBetter = true
@@ -345,16 +347,19 @@ func benchFlood(ctx context.Context, e *env) error {
 			return nil
 		}
 		runCmd := func() error {
-			mibs, missing, maxRSS, err := floodVmreCommand(ctx, e, args, lines)
+			res, err := floodVmreCommand(ctx, e, args, lines)
 			if err != nil {
 				return err
 			}
-			if maxRSS > 0 {
-				rssCmd.add(colVmre, float64(maxRSS)/(1<<20))
+			if res.maxRSS > 0 {
+				rssCmd.add(colVmre, float64(res.maxRSS)/(1<<20))
 			}
-			lost.add(colVmre, float64(missing))
-			if missing == 0 {
-				tputCmd.add(colVmre, float64(payload)/(1<<20)/mibs.Seconds())
+			lost.add(colVmre, float64(res.missing))
+			if res.missing == 0 {
+				tputCmd.add(colVmre, float64(payload)/(1<<20)/res.took.Seconds())
+				if res.ownCPU > 0 {
+					cpuCmd.add(colVmre, float64(res.ownCPU.Nanoseconds())/float64(lines))
+				}
 			}
 			return nil
 		}
@@ -382,7 +387,7 @@ func benchFlood(ctx context.Context, e *env) error {
 		if lineLen == 128 {
 			rate.check(">= 1.5 M lines/s at 128-byte lines", rate.p50(colVmre) >= 1.5)
 		}
-		e.rows = append(e.rows, tput, tputUnbuf, tputCmd, lost, rate, cpu, rss, rssCmd)
+		e.rows = append(e.rows, tput, tputUnbuf, tputCmd, cpuCmd, lost, rate, cpu, rss, rssCmd)
 	}
 	return nil
 }
@@ -412,16 +417,32 @@ func processCPU() time.Duration {
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
+// cmdFlood is what floodVmreCommand measured of one `vmre run` flood.
+type cmdFlood struct {
+	// took is the time from starting the command until its log says the
+	// plugin has exited (logged once the plugin's last line has been read).
+	took time.Duration
+	// missing is how many flood lines the log lacks.
+	missing int64
+	// maxRSS is the peak RSS in bytes reported by wait4 (0: unknown).
+	maxRSS int64
+	// ownCPU is the command's own user+sys CPU over its whole life, the
+	// plugin's excluded (0: unknown).
+	ownCPU time.Duration
+}
+
 // floodVmreCommand runs the real `vmre run` command with the flood plugin,
-// its JSON log (stderr) going straight into a file as an operator's would,
-// and returns the time from starting it until its log says the plugin has
-// exited (logged once the plugin's last line has been read), how many flood
-// lines the log lacks, and the command's peak RSS in bytes (0: unknown).
-func floodVmreCommand(ctx context.Context, e *env, pluginArgs []string, lines int64) (time.Duration, int64, int64, error) {
+// its JSON log (stderr) going straight into a file as an operator's would.
+//
+// wait4's rusage of the command counts the children it reaped, and it
+// reaps the plugin before logging its exit, so the plugin's CPU is read
+// from /proc/PID/stat (cutime+cstime) at that point and subtracted.
+func floodVmreCommand(ctx context.Context, e *env, pluginArgs []string, lines int64) (cmdFlood, error) {
+	var res cmdFlood
 	path := filepath.Join(e.floodDir, "flood-vmre-run.log")
 	f, err := os.Create(path)
 	if err != nil {
-		return 0, 0, 0, err
+		return res, err
 	}
 	defer os.Remove(path)
 	defer f.Close()
@@ -431,35 +452,70 @@ func floodVmreCommand(ctx context.Context, e *env, pluginArgs []string, lines in
 	cmd.Stderr = f // stdout (the API address and token path) is discarded
 	start := time.Now()
 	if err := cmd.Start(); err != nil {
-		return 0, 0, 0, err
+		return res, err
 	}
 	exited := []byte(`"message":"vm process exited"`)
 	tail := make([]byte, 4096)
-	var took time.Duration
 	for deadline := start.Add(5 * time.Minute); ; time.Sleep(2 * time.Millisecond) {
 		if fi, err := f.Stat(); err == nil && fi.Size() > 0 {
 			n, _ := f.ReadAt(tail, max(fi.Size()-int64(len(tail)), 0))
 			if bytes.Contains(tail[:n], exited) {
-				took = time.Since(start)
+				res.took = time.Since(start)
 				break
 			}
 		}
 		if time.Now().After(deadline) {
 			_ = cmd.Process.Kill()
 			_ = cmd.Wait()
-			return 0, 0, 0, errors.New("vmre run flood: the plugin did not finish in 5 minutes")
+			return res, errors.New("vmre run flood: the plugin did not finish in 5 minutes")
 		}
 	}
+	reaped, reapedOK := reapedChildrenCPU(cmd.Process.Pid)
 	_ = cmd.Process.Signal(syscall.SIGTERM)
 	if err := cmd.Wait(); err != nil {
-		return 0, 0, 0, fmt.Errorf("vmre run flood: %w", err)
+		return res, fmt.Errorf("vmre run flood: %w", err)
 	}
-	var maxRSS int64
 	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
-		maxRSS = ru.Maxrss << 10 // KiB on Linux
+		res.maxRSS = ru.Maxrss << 10 // KiB on Linux
+		if total := time.Duration(ru.Utime.Nano() + ru.Stime.Nano()); reapedOK && total > reaped {
+			res.ownCPU = total - reaped
+		}
 	}
-	missing, err := checkFloodFile(path, lines)
-	return took, missing, maxRSS, err
+	res.missing, err = checkFloodFile(path, lines)
+	return res, err
+}
+
+// clockTicks is USER_HZ, the unit of /proc/PID/stat's times: 100 on every
+// Linux architecture Go supports.
+const clockTicks = 100
+
+// reapedChildrenCPU is the user+sys CPU of the children process pid has
+// waited for (cutime+cstime of /proc/PID/stat), truncated to clock ticks.
+// ok is false where it cannot be read.
+func reapedChildrenCPU(pid int) (time.Duration, bool) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, false
+	}
+	// The command name, field 2, is in parentheses and may hold spaces:
+	// fields are counted after its closing one, from field 3 (state).
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return 0, false
+	}
+	fields := strings.Fields(string(b[i+1:]))
+	if len(fields) < 15 {
+		return 0, false
+	}
+	var ticks int64
+	for _, s := range fields[13:15] { // fields 16 and 17: cutime, cstime
+		n, err := strconv.ParseInt(s, 10, 64)
+		if err != nil {
+			return 0, false
+		}
+		ticks += n
+	}
+	return time.Duration(ticks) * time.Second / clockTicks, true
 }
 
 // startPeakRSS returns this process's RSS now, in bytes, after resetting
