@@ -180,7 +180,7 @@ func benchFlood(ctx context.Context, e *env) error {
 		rate.higherBetter = true
 		cpu := newRow("  engine CPU per line (user+sys of this process over the buffered run)", "ns")
 		rss := newRow("  memory while flooding: peak RSS growth of this process over the buffered run (high-water mark minus RSS at its start; vmre and avalanchego run in it)", "MiB")
-		rssCmd := newRow("  memory while flooding: peak RSS of the `vmre run` process (its maxrss, whole life)", "MiB")
+		rssCmd := newRow("  memory while flooding: peak RSS of the `vmre run` process (maxrss from wait4, whole life: the larger of its own peak and that of the plugin it reaped)", "MiB")
 
 		runVmre := func(buffered bool) error {
 			path := filepath.Join(e.floodDir, "flood-vmre.log")
