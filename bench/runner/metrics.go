@@ -4,16 +4,13 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"strings"
 	"sync"
-	"testing/fstest"
 	"time"
 
 	"github.com/vmre/vmre/api"
 	"github.com/vmre/vmre/engine"
-	"github.com/vmre/vmre/server"
 	"github.com/vmre/vmre/subprocess"
 )
 
@@ -44,18 +41,12 @@ func benchMetrics(ctx context.Context, e *env) error {
 		return err
 	}
 	defer on.Close(context.WithoutCancel(ctx))
-	h, err := api.New(on, api.Config{Token: "bench-token-0123456789abcdef0123456789", Dashboard: fstest.MapFS{}})
+	base, stopAPI, err := serveAPI(on, api.Config{})
 	if err != nil {
 		return err
 	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return err
-	}
-	srv := server.NewHTTPServer(h)
-	go func() { _ = srv.Serve(l) }()
-	defer srv.Close()
-	url := "http://" + l.Addr().String() + api.MetricsPath
+	defer stopAPI()
+	url := base + api.MetricsPath
 	client := &http.Client{Transport: &http.Transport{}}
 	defer client.CloseIdleConnections()
 	scrape := func() (int64, error) {

@@ -81,19 +81,11 @@ func benchWatchOnce(ctx context.Context, e *env, proto string, offerGzip, apart 
 	}
 	defer eng.Close(context.Background())
 	// Every watcher is a stream; over h2c up to 250 share a connection.
-	h, err := api.New(eng, api.Config{Token: "bench-token-0123456789abcdef0123456789", Dashboard: fstest.MapFS{},
-		MaxStreams: e.o.watchers, MaxStreamsPerConn: e.o.watchers})
+	base, stopAPI, err := serveAPI(eng, api.Config{MaxStreams: e.o.watchers, MaxStreamsPerConn: e.o.watchers})
 	if err != nil {
 		return err
 	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return err
-	}
-	srv := server.NewHTTPServer(h)
-	go func() { _ = srv.Serve(l) }()
-	defer srv.Close()
-	base := "http://" + l.Addr().String()
+	defer stopAPI()
 
 	// Each launch and stop makes 4 changes: starting, running, stopping,
 	// exited.
@@ -161,4 +153,23 @@ func benchWatchOnce(ctx context.Context, e *env, proto string, offerGzip, apart 
 		r.p99(colVmre) <= 50 && missed == 0)
 	e.rows = append(e.rows, r)
 	return nil
+}
+
+// serveAPI serves eng's API with cfg, plus a token and an empty dashboard,
+// on a port of 127.0.0.1 through the server `vmre run` uses. It returns
+// the port's base URL and a function that closes the server.
+func serveAPI(eng *engine.Engine, cfg api.Config) (string, func(), error) {
+	cfg.Token = "bench-token-0123456789abcdef0123456789"
+	cfg.Dashboard = fstest.MapFS{}
+	h, err := api.New(eng, cfg)
+	if err != nil {
+		return "", nil, err
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", nil, err
+	}
+	srv := server.NewHTTPServer(h)
+	go func() { _ = srv.Serve(l) }()
+	return "http://" + l.Addr().String(), func() { _ = srv.Close() }, nil
 }
