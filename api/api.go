@@ -218,7 +218,7 @@ func New(eng *engine.Engine, cfg Config) (*Handler, error) {
 		grpchealth.HealthV1ServiceName,
 		reflection.ServiceV1,
 		reflection.ServiceV1Alpha,
-	}, vmruntime.Registry{})
+	}, vmruntime.Registry{}, reflection.Health{})
 	mux.Handle(reflector.HandlerV1(limit))
 	mux.Handle(reflector.HandlerV1Alpha(limit))
 	// Metrics need no token, like health: they describe, never act.

@@ -1,6 +1,7 @@
 package reflection_test
 
 import (
+	"errors"
 	"net"
 	"net/http"
 	"slices"
@@ -11,11 +12,14 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	reflectionv1 "google.golang.org/grpc/reflection/grpc_reflection_v1"
 	reflectionv1alpha "google.golang.org/grpc/reflection/grpc_reflection_v1alpha"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protodesc"
+	"google.golang.org/protobuf/reflect/protoreflect"
+	"google.golang.org/protobuf/reflect/protoregistry"
 	"google.golang.org/protobuf/types/descriptorpb"
 	"google.golang.org/protobuf/types/gofeaturespb"
 )
@@ -200,5 +204,29 @@ func TestDescribesItself(t *testing.T) {
 	want = strip(protodesc.ToFileDescriptorProto(reflectionv1alpha.File_grpc_reflection_v1alpha_reflection_proto))
 	if !proto.Equal(strip(got), want) {
 		t.Fatalf("v1alpha file:\n got %v\nwant %v", got, want)
+	}
+}
+
+// TestHealthFile: the health protocol's file is the one grpc-go's generated
+// code declares, and resolves by path and by each of its names.
+func TestHealthFile(t *testing.T) {
+	t.Parallel()
+	fd, err := reflection.Health{}.FindFileByPath(reflection.HealthFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := protodesc.ToFileDescriptorProto(fd)
+	want := protodesc.ToFileDescriptorProto(healthpb.File_grpc_health_v1_health_proto)
+	want.Options, want.SourceCodeInfo = nil, nil
+	if !proto.Equal(got, want) {
+		t.Fatalf("health file:\n got %v\nwant %v", got, want)
+	}
+	for _, name := range []protoreflect.FullName{"grpc.health.v1.Health", "grpc.health.v1.Health.Watch", "grpc.health.v1.HealthCheckResponse.ServingStatus"} {
+		if d, err := (reflection.Health{}).FindDescriptorByName(name); err != nil || d.ParentFile() != fd {
+			t.Errorf("%s: %v, %v; want a name of %s", name, d, err, reflection.HealthFile)
+		}
+	}
+	if _, err := (reflection.Health{}).FindDescriptorByName("vm.runtime.Runtime"); !errors.Is(err, protoregistry.NotFound) {
+		t.Errorf("a name of another package: %v, want NotFound", err)
 	}
 }
