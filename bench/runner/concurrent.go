@@ -24,6 +24,10 @@ type memPoint struct {
 	rss       int64
 }
 
+// settle is how long a memory sample waits for the work a burst of
+// launches or stops left running to end.
+const settle = time.Second
+
 func measureMem() memPoint {
 	runtime.GC()
 	debug.FreeOSMemory()
@@ -71,11 +75,21 @@ func benchConcurrent(ctx context.Context, e *env) error {
 			})
 			d := time.Since(t0)
 			self1, _ := cpuTimes()
+			// A live runtime's memory is what it keeps once its launch
+			// is over: avalanchego's Bootstrap stops its handshake server
+			// before it returns, vmre's Bootstrap returns first and shuts
+			// the server down on its own goroutine.
+			time.Sleep(settle)
 			m1 := measureMem()
 			t1 := time.Now()
 			mgr.stop(ctx)
 			ds := time.Since(t1)
 			_, kids1 := cpuTimes()
+			// Every engine's baseline is taken once the previous
+			// engine's exits have settled, not only the first engine's
+			// of a round: an engine measured right after the other's
+			// Stop came out higher.
+			time.Sleep(settle)
 			failedRow.add(col, float64(failed))
 			if failed > 0 {
 				e.note("conc %d, %s: %d of %d launches failed, first: %s", n, name, failed, n, first.Error())
@@ -118,8 +132,6 @@ func benchConcurrent(ctx context.Context, e *env) error {
 				return err
 			}
 			e.progress("conc %d: round %d/%d", n, i+1, e.o.concRounds)
-			// Let the stopped plugins' exits settle before the next round.
-			time.Sleep(200 * time.Millisecond)
 		}
 		all.check("vmre/ava <= 0.8", all.ratio(colAva) <= 0.8)
 		heap.check("<= 64 KiB", heap.p50(colVmre) <= 64)
