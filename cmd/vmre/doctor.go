@@ -45,7 +45,7 @@ func doctorCommand(ctx context.Context, args []string, stdout, stderr io.Writer)
 	}
 	// Runs last: the log's last lines reach stderr before doctor returns.
 	defer logSink.Close()
-	stderr = logSink.direct()
+	stderr = logSink.Direct()
 	if err := ef.validate(); err != nil {
 		fmt.Fprintf(stderr, "vmre doctor: %v\n", err)
 		return exitUsage

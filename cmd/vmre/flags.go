@@ -13,6 +13,7 @@ import (
 
 	"github.com/rs/zerolog"
 	"github.com/vmre/vmre"
+	"github.com/vmre/vmre/logsink"
 	"github.com/vmre/vmre/logtime"
 	"github.com/vmre/vmre/subprocess"
 )
@@ -107,11 +108,11 @@ func (f *logFlags) register(fs *flag.FlagSet) {
 }
 
 // logger builds the engine's logger writing to w (the process's stderr)
-// through a batching logWriter, which it returns too: the caller must Close
-// it on every return path (Close flushes), and should print its own
-// messages for stderr through its direct writer so that they stay in order
+// through a batching logsink.Writer, which it returns too: the caller must
+// Close it on every return path (Close flushes), and should print its own
+// messages for stderr through its Direct writer so that they stay in order
 // with the log.
-func (f *logFlags) logger(w io.Writer) (zerolog.Logger, *logWriter, error) {
+func (f *logFlags) logger(w io.Writer) (zerolog.Logger, *logsink.Writer, error) {
 	level, err := zerolog.ParseLevel(f.logLevel)
 	if err != nil || f.logLevel == "" {
 		return zerolog.Nop(), nil, fmt.Errorf("%w: log level %q", vmre.ErrInvalidConfig, f.logLevel)
@@ -123,7 +124,7 @@ func (f *logFlags) logger(w io.Writer) (zerolog.Logger, *logWriter, error) {
 			format = "console"
 		}
 	}
-	sink := newLogWriter(w, logFlushBytes, logFlushInterval)
+	sink := logsink.New(w, logsink.DefaultLimit, logsink.DefaultInterval)
 	var out io.Writer
 	switch format {
 	case "json":
@@ -136,6 +137,25 @@ func (f *logFlags) logger(w io.Writer) (zerolog.Logger, *logWriter, error) {
 	// The hook writes what With().Timestamp() would, more cheaply, and
 	// stamps plugin lines with the time they were read.
 	return zerolog.New(out).Level(level).Hook(&logtime.Hook{}), sink, nil
+}
+
+// levelFlusher gives the console format the urgency of the JSON one:
+// zerolog's ConsoleWriter is not a LevelWriter, so it writes every event
+// through Write; this passes the event on, then the level to the sink, which
+// writes the batch out for warn and above as it does for a JSON event.
+type levelFlusher struct {
+	io.Writer // the ConsoleWriter, writing into sink
+	sink      *logsink.Writer
+}
+
+var _ zerolog.LevelWriter = levelFlusher{}
+
+func (f levelFlusher) WriteLevel(level zerolog.Level, p []byte) (int, error) {
+	n, err := f.Write(p)
+	if err == nil {
+		_, err = f.sink.WriteLevel(level, nil)
+	}
+	return n, err
 }
 
 func isTerminal(w io.Writer) bool {

@@ -141,7 +141,7 @@ flags:`)
 	}
 	// Runs last: the log's last lines reach stderr before run returns.
 	defer logSink.Close()
-	stderr = logSink.direct()
+	stderr = logSink.Direct()
 	if err := markInheritedCloexec(); err != nil {
 		log.Warn().Err(err).Msg("inherited descriptors may reach plugins")
 	}

@@ -1,10 +1,10 @@
-package main
+package logsink
 
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
-	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -42,13 +42,25 @@ func (r *recorder) calls() []string {
 
 func (r *recorder) all() string { return strings.Join(r.calls(), "") }
 
+// waitWrites waits until r has seen n Write calls.
+func (r *recorder) waitWrites(t *testing.T, n int) {
+	t.Helper()
+	for len(r.calls()) < n {
+		select {
+		case <-r.wrote:
+		case <-time.After(10 * time.Second):
+			t.Fatalf("%d writes after 10 s, want %d", len(r.calls()), n)
+		}
+	}
+}
+
 // never is an interval no test waits for.
 const never = time.Hour
 
-func TestLogWriterBatchesInOrder(t *testing.T) {
+func TestWriterBatchesInOrder(t *testing.T) {
 	t.Parallel()
 	rec := newRecorder()
-	w := newLogWriter(rec, 1<<20, never)
+	w := New(rec, 1<<20, never)
 	var want strings.Builder
 	for i := range 100 {
 		ev := fmt.Sprintf("event %d\n", i)
@@ -68,10 +80,10 @@ func TestLogWriterBatchesInOrder(t *testing.T) {
 	}
 }
 
-func TestLogWriterFlushesWhenFull(t *testing.T) {
+func TestWriterFlushesWhenFull(t *testing.T) {
 	t.Parallel()
 	rec := newRecorder()
-	w := newLogWriter(rec, 100, never)
+	w := New(rec, 100, never)
 	ev := strings.Repeat("x", 29) + "\n" // 30 bytes
 	for range 3 {
 		_, _ = w.Write([]byte(ev))
@@ -80,6 +92,7 @@ func TestLogWriterFlushesWhenFull(t *testing.T) {
 		t.Fatalf("90 of 100 bytes buffered: %d writes, want 0", n)
 	}
 	_, _ = w.Write([]byte(ev))
+	rec.waitWrites(t, 1)
 	if got := rec.calls(); len(got) != 1 || got[0] != strings.Repeat(ev, 4) {
 		t.Fatalf("past the limit: writes %q, want the 4 events in one", got)
 	}
@@ -88,12 +101,13 @@ func TestLogWriterFlushesWhenFull(t *testing.T) {
 	_, _ = w.Write([]byte("small\n"))
 	big := strings.Repeat("b", 300) + "\n"
 	_, _ = w.Write([]byte(big))
+	rec.waitWrites(t, 2)
 	if got := rec.calls(); len(got) != 2 || got[1] != "small\n"+big {
 		t.Fatalf("big event: writes %q", got)
 	}
 }
 
-func TestLogWriterLevelFlush(t *testing.T) {
+func TestWriterLevelFlush(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct {
 		level zerolog.Level
@@ -111,7 +125,7 @@ func TestLogWriterLevelFlush(t *testing.T) {
 		t.Run(tc.level.String(), func(t *testing.T) {
 			t.Parallel()
 			rec := newRecorder()
-			w := newLogWriter(rec, 1<<20, never)
+			w := New(rec, 1<<20, never)
 			_, _ = w.WriteLevel(zerolog.InfoLevel, []byte("before\n"))
 			_, _ = w.WriteLevel(tc.level, []byte("this\n"))
 			got := rec.all()
@@ -125,10 +139,10 @@ func TestLogWriterLevelFlush(t *testing.T) {
 	}
 }
 
-func TestLogWriterIntervalFlush(t *testing.T) {
+func TestWriterIntervalFlush(t *testing.T) {
 	t.Parallel()
 	rec := newRecorder()
-	w := newLogWriter(rec, 1<<20, time.Millisecond)
+	w := New(rec, 1<<20, time.Millisecond)
 	defer w.Close()
 	for round := range 3 {
 		ev := fmt.Sprintf("round %d\n", round)
@@ -146,10 +160,10 @@ func TestLogWriterIntervalFlush(t *testing.T) {
 	}
 }
 
-// TestLogWriterUrgentGap: an urgent event right after another waits for the
+// TestWriterUrgentGap: an urgent event right after another waits for the
 // end of the gap instead of costing a write of its own, and is then written
 // without anyone calling Flush.
-func TestLogWriterUrgentGap(t *testing.T) {
+func TestWriterUrgentGap(t *testing.T) {
 	t.Parallel()
 	clock := time.Unix(1e9, 0)
 	for _, tc := range []struct {
@@ -162,7 +176,7 @@ func TestLogWriterUrgentGap(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			rec := newRecorder()
-			w := newLogWriter(rec, 1<<20, never)
+			w := New(rec, 1<<20, never)
 			defer w.Close()
 			w.gap = tc.gap
 			w.now = func() time.Time { return clock } // every event at one instant
@@ -195,14 +209,14 @@ func TestLogWriterUrgentGap(t *testing.T) {
 	}
 }
 
-// TestLogWriterFullWhileUrgentHeld: warnings held back for the end of an
+// TestWriterFullWhileUrgentHeld: warnings held back for the end of an
 // urgent gap still go out whenever the buffer reaches its limit, so that a
 // plugin flooding warnings costs writes of the limit's size, not a buffer
 // that grows until the gap ends.
-func TestLogWriterFullWhileUrgentHeld(t *testing.T) {
+func TestWriterFullWhileUrgentHeld(t *testing.T) {
 	t.Parallel()
 	rec := newRecorder()
-	w := newLogWriter(rec, 100, never)
+	w := New(rec, 100, never)
 	defer w.Close()
 	w.gap = never
 	ev := strings.Repeat("w", 29) + "\n" // 30 bytes
@@ -211,6 +225,7 @@ func TestLogWriterFullWhileUrgentHeld(t *testing.T) {
 		want.WriteString(ev)
 		_, _ = w.WriteLevel(zerolog.WarnLevel, []byte(ev))
 	}
+	rec.waitWrites(t, 3)
 	got := rec.calls()
 	if len(got) != 3 {
 		t.Fatalf("%d writes %q, want 3: the first warning at once, then one per 100 bytes", len(got), got)
@@ -226,10 +241,10 @@ func TestLogWriterFullWhileUrgentHeld(t *testing.T) {
 	}
 }
 
-func TestLogWriterClose(t *testing.T) {
+func TestWriterClose(t *testing.T) {
 	t.Parallel()
 	rec := newRecorder()
-	w := newLogWriter(rec, 1<<20, never)
+	w := New(rec, 1<<20, never)
 	_, _ = w.Write([]byte("a\n"))
 	_, _ = w.Write([]byte("b\n"))
 	if err := w.Close(); err != nil {
@@ -248,24 +263,24 @@ func TestLogWriterClose(t *testing.T) {
 	}
 }
 
-func TestLogWriterDirectKeepsOrder(t *testing.T) {
+func TestWriterDirectKeepsOrder(t *testing.T) {
 	t.Parallel()
 	rec := newRecorder()
-	w := newLogWriter(rec, 1<<20, never)
+	w := New(rec, 1<<20, never)
 	_, _ = w.Write([]byte("event\n"))
-	fmt.Fprintln(w.direct(), "vmre run: message")
+	fmt.Fprintln(w.Direct(), "vmre run: message")
 	if got := rec.all(); got != "event\nvmre run: message\n" {
 		t.Fatalf("written %q, want the buffered event before the message", got)
 	}
 }
 
-// TestLogWriterConcurrent: many goroutines logging through zerolog at once
+// TestWriterConcurrent: many goroutines logging through zerolog at once
 // (run with -race): every event arrives exactly once, whole, and each
 // goroutine's events in its order.
-func TestLogWriterConcurrent(t *testing.T) {
+func TestWriterConcurrent(t *testing.T) {
 	t.Parallel()
-	var out bytes.Buffer // written under the logWriter's lock only
-	w := newLogWriter(&out, 1<<10, time.Millisecond)
+	var out bytes.Buffer // written under the Writer's lock only
+	w := New(&out, 1<<10, time.Millisecond)
 	log := zerolog.New(w).With().Timestamp().Logger()
 	const writers, events = 8, 2000
 	var wg sync.WaitGroup
@@ -301,68 +316,85 @@ func TestLogWriterConcurrent(t *testing.T) {
 	}
 }
 
-// TestLoggerConsoleFlushesWarn: the console format keeps the urgency of
-// warn and above.
-func TestLoggerConsoleFlushesWarn(t *testing.T) {
+// gate is an io.Writer whose writes block until the test lets them
+// through, one token each, so a test can hold a write under way.
+type gate struct {
+	entered chan []byte   // each write's bytes, when it starts
+	release chan struct{} // one token lets one write return
+	err     error         // returned by every write
+}
+
+func newGate() *gate { return &gate{entered: make(chan []byte, 16), release: make(chan struct{}, 16)} }
+
+func (g *gate) Write(p []byte) (int, error) {
+	g.entered <- append([]byte(nil), p...)
+	<-g.release
+	if g.err != nil {
+		return 0, g.err
+	}
+	return len(p), nil
+}
+
+// TestWriterFullWriteInBackground: the Write that fills the buffer returns
+// while the underlying write is still under way, events go on filling a
+// second buffer meanwhile, and the next full buffer waits for the first
+// write to end, so the writes stay in order, one at a time.
+func TestWriterFullWriteInBackground(t *testing.T) {
 	t.Parallel()
-	rec := newRecorder()
-	f := logFlags{logFormat: "console", logLevel: "debug"}
-	log, sink, err := f.logger(rec)
-	if err != nil {
+	g := newGate()
+	w := New(g, 10, never)
+	if _, err := w.Write([]byte("0123456789")); err != nil { // full: written in the background
 		t.Fatal(err)
 	}
-	defer sink.Close()
-	log.Info().Msg("routine")
-	if got := rec.all(); got != "" {
-		t.Fatalf("info written at once: %q", got)
+	if got := string(<-g.entered); got != "0123456789" {
+		t.Fatalf("first write %q", got)
 	}
-	log.Warn().Msg("look here")
-	got := rec.all()
-	if !strings.Contains(got, "routine") || !strings.Contains(got, "look here") || strings.Index(got, "routine") > strings.Index(got, "look here") {
-		t.Fatalf("after a warning: %q, want both lines in order", got)
+	// The first write is held: these are buffered, and the one that
+	// fills the second buffer waits for the first write to end.
+	if _, err := w.Write([]byte("abcde")); err != nil {
+		t.Fatal(err)
+	}
+	second := make(chan error, 1)
+	go func() {
+		_, err := w.Write([]byte("fghij"))
+		second <- err
+	}()
+	select {
+	case got := <-g.entered:
+		t.Fatalf("write %q started while the first was under way", got)
+	case err := <-second:
+		t.Fatalf("the Write filling the second buffer returned (%v) before the first write ended", err)
+	case <-time.After(50 * time.Millisecond):
+	}
+	g.release <- struct{}{}
+	if err := <-second; err != nil {
+		t.Fatal(err)
+	}
+	if got := string(<-g.entered); got != "abcdefghij" {
+		t.Fatalf("second write %q, want the second buffer's events", got)
+	}
+	g.release <- struct{}{}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
 	}
 }
 
-// TestDoctorFlushesLogAtExit: the doctor's last event, logged just before
-// it returns, is on stderr when it has returned.
-func TestDoctorFlushesLogAtExit(t *testing.T) {
+// TestWriterBackgroundError: the error of a write made in the background
+// is returned by the next call that waits for it.
+func TestWriterBackgroundError(t *testing.T) {
 	t.Parallel()
-	code, _, errOut := vmreCmd(t, "doctor", "--log-level", "debug", "--log-format", "json", "--", os.Args[0], exampleVMCommand)
-	if code != exitOK {
-		t.Fatalf("doctor exit code %d", code)
+	g := newGate()
+	g.err = errors.New("disk full")
+	w := New(g, 10, never)
+	if _, err := w.Write([]byte("0123456789")); err != nil {
+		t.Fatalf("the Write that hands the buffer on: %v, want nil (the write has not ended)", err)
 	}
-	if last := lastLogMessage(errOut); last != "vm process stopped" {
-		t.Errorf("last log message %q, want %q (log not flushed at exit?)", last, "vm process stopped")
+	<-g.entered
+	g.release <- struct{}{}
+	if err := w.Flush(); !errors.Is(err, g.err) {
+		t.Fatalf("Flush after a failed background write: %v, want %v", err, g.err)
 	}
-}
-
-// BenchmarkLogWriter: one 230-byte event (a 128-byte plugin line as
-// zerolog JSON) into the batching sink and into an unbuffered file, the
-// per-line cost the output bridge pays in `vmre run`.
-func BenchmarkLogWriter(b *testing.B) {
-	ev := []byte(`{"level":"info","vm":"bench","pid":12345,"stream":"stdout","time":"2026-11-22T10:00:00Z","message":"` + strings.Repeat("x", 128) + `"}` + "\n")
-	for _, bc := range []struct {
-		name    string
-		batched bool
-	}{{"batched", true}, {"unbuffered", false}} {
-		b.Run(bc.name, func(b *testing.B) {
-			f, err := os.Create(b.TempDir() + "/log")
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer f.Close()
-			var w zerolog.LevelWriter = zerolog.LevelWriterAdapter{Writer: f}
-			if bc.batched {
-				lw := newLogWriter(f, logFlushBytes, logFlushInterval)
-				defer lw.Close()
-				w = lw
-			}
-			b.SetBytes(int64(len(ev)))
-			for b.Loop() {
-				if _, err := w.WriteLevel(zerolog.InfoLevel, ev); err != nil {
-					b.Fatal(err)
-				}
-			}
-		})
+	if err := w.Flush(); err != nil {
+		t.Fatalf("second Flush: %v, want nil (the error was returned once)", err)
 	}
 }
