@@ -2,6 +2,7 @@ package vmre_test
 
 import (
 	"context"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -106,7 +107,9 @@ func TestManagerForgetsExitedRuntimes(t *testing.T) {
 		t.Fatalf("Len = %d, want 3", got)
 	}
 	exited.exit()
-	waitForLen(t, m, 2)
+	if got := m.Len(); got != 2 {
+		t.Fatalf("Len after an exit = %d, want 2", got)
+	}
 
 	m.Stop(t.Context())
 	if got := exited.stops.Load(); got != 0 {
@@ -177,19 +180,41 @@ func TestManagerStopHonoursContext(t *testing.T) {
 	ctx, cancel := context.WithCancel(t.Context())
 	cancel()
 	m.Stop(ctx) // must return although the runtime never exits
+	if got := m.Len(); got != 1 {
+		t.Fatalf("Len after a Stop cut short = %d, want 1", got)
+	}
 	stuck.exit()
-	waitForLen(t, m, 0)
+	if got := m.Len(); got != 0 {
+		t.Fatalf("Len after the exit = %d, want 0", got)
+	}
 }
 
-// waitForLen waits until m.Len() == want; the manager forgets exited
-// runtimes from a goroutine, so the count settles shortly after an exit.
-func waitForLen(t *testing.T, m vmre.Manager, want int) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for m.Len() != want {
-		if time.Now().After(deadline) {
-			t.Fatalf("Len = %d, want %d", m.Len(), want)
+// Tracking costs no goroutine per runtime: a node keeps hundreds alive,
+// and each goroutine's stack stays resident for the runtime's life.
+func TestManagerTracksWithoutGoroutines(t *testing.T) {
+	defer goleak.VerifyNone(t)
+	m := vmre.NewManager()
+	const n = 200
+	runtimes := make([]*fakeRuntime, n)
+	before := runtime.NumGoroutine()
+	for i := range runtimes {
+		runtimes[i] = newFakeRuntime()
+		m.TrackRuntime(runtimes[i])
+	}
+	if grown := runtime.NumGoroutine() - before; grown >= n/2 {
+		t.Errorf("tracking %d runtimes started %d goroutines", n, grown)
+	}
+	// Exits are seen however many were tracked since the last look.
+	for _, r := range runtimes[:n/2] {
+		r.exit()
+	}
+	if got := m.Len(); got != n/2 {
+		t.Errorf("Len = %d, want %d", got, n/2)
+	}
+	m.Stop(t.Context())
+	for i, r := range runtimes {
+		if want := int32(min(i/(n/2), 1)); r.stops.Load() != want {
+			t.Fatalf("runtime %d was stopped %d times, want %d", i, r.stops.Load(), want)
 		}
-		time.Sleep(time.Millisecond)
 	}
 }
