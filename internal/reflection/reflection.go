@@ -24,8 +24,7 @@ import (
 	"slices"
 
 	"connectrpc.com/connect"
-	"google.golang.org/protobuf/proto"
-	"google.golang.org/protobuf/reflect/protodesc"
+	"github.com/vmre/vmre/internal/rawdesc"
 	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/reflect/protoregistry"
 )
@@ -197,9 +196,9 @@ func (r *Reflector) withImports(root protoreflect.FileDescriptor, sent map[strin
 		visited[fd.Path()] = true
 		if fd.Path() == root.Path() || !sent[fd.Path()] {
 			sent[fd.Path()] = true
-			b, err := proto.Marshal(protodesc.ToFileDescriptorProto(fd))
+			b, err := r.encode(fd)
 			if err != nil {
-				return nil, fmt.Errorf("encode %s: %w", fd.Path(), err)
+				return nil, err
 			}
 			out = append(out, b)
 		}
@@ -209,4 +208,27 @@ func (r *Reflector) withImports(root protoreflect.FileDescriptor, sent map[strin
 		}
 	}
 	return out, nil
+}
+
+// rawFiles is implemented by a [Resolver] that holds the encoded
+// FileDescriptorProto of files it built.
+type rawFiles interface {
+	RawFile(fd protoreflect.FileDescriptor) ([]byte, bool)
+}
+
+// encode returns fd as a FileDescriptorProto: the encoding a resolver
+// kept of a file it built, or else the one generated code holds.
+func (r *Reflector) encode(fd protoreflect.FileDescriptor) ([]byte, error) {
+	for _, res := range r.resolvers {
+		if raw, ok := res.(rawFiles); ok {
+			if b, ok := raw.RawFile(fd); ok {
+				return b, nil
+			}
+		}
+	}
+	b, err := rawdesc.Generated(fd)
+	if err != nil {
+		return nil, fmt.Errorf("encode %s: %w", fd.Path(), err)
+	}
+	return b, nil
 }

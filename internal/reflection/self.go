@@ -5,11 +5,9 @@ import (
 	"strings"
 	"sync"
 
-	"google.golang.org/protobuf/proto"
-	"google.golang.org/protobuf/reflect/protodesc"
+	"github.com/vmre/vmre/internal/rawdesc"
 	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/reflect/protoregistry"
-	"google.golang.org/protobuf/types/descriptorpb"
 )
 
 // selfFiles resolves the files of the reflection services themselves,
@@ -27,71 +25,78 @@ func (selfFiles) FindFileByPath(path string) (protoreflect.FileDescriptor, error
 	if path != "grpc/reflection/v1/reflection.proto" && path != "grpc/reflection/v1alpha/reflection.proto" {
 		return nil, protoregistry.NotFound
 	}
-	return ownFiles().FindFileByPath(path)
+	return ownFiles().registry.FindFileByPath(path)
 }
 
 func (selfFiles) FindDescriptorByName(name protoreflect.FullName) (protoreflect.Descriptor, error) {
 	if !strings.HasPrefix(string(name), packageV1+".") && !strings.HasPrefix(string(name), packageV1Alpha+".") {
 		return nil, protoregistry.NotFound
 	}
-	return ownFiles().FindDescriptorByName(name)
+	return ownFiles().registry.FindDescriptorByName(name)
+}
+
+// RawFile returns the encoded FileDescriptorProto of fd if fd is one of
+// the reflection services' files.
+func (selfFiles) RawFile(fd protoreflect.FileDescriptor) ([]byte, bool) {
+	if fd.Package() != packageV1 && fd.Package() != packageV1Alpha {
+		return nil, false
+	}
+	own := ownFiles()
+	for i, f := range own.files {
+		if f == fd {
+			return own.raw[i], true
+		}
+	}
+	return nil, false
+}
+
+type builtFiles struct {
+	registry *protoregistry.Files
+	files    []protoreflect.FileDescriptor
+	raw      [][]byte // files, encoded
 }
 
 // ownFiles builds both files once. Their declarations are fixed at compile
 // time, so a failure is a defect of this package (its tests build them).
-var ownFiles = sync.OnceValue(func() *protoregistry.Files {
-	files := new(protoregistry.Files)
-	for _, pkg := range []string{packageV1, packageV1Alpha} {
-		fd, err := protodesc.NewFile(reflectionFile(pkg), files)
-		if err == nil {
-			err = files.RegisterFile(fd)
-		}
+var ownFiles = sync.OnceValue(func() builtFiles {
+	own := builtFiles{registry: new(protoregistry.Files)}
+	for _, pkg := range []protoreflect.FullName{packageV1, packageV1Alpha} {
+		raw := reflectionFile(pkg).Marshal()
+		fd, err := rawdesc.Build(raw, own.registry)
 		if err != nil {
 			panic(fmt.Errorf("reflection: build the descriptor of %s: %w", pkg, err))
 		}
+		own.files = append(own.files, fd)
+		own.raw = append(own.raw, raw)
 	}
-	return files
+	return own
 })
 
 // reflectionFile declares grpc/reflection/PKG/reflection.proto: the
 // messages and service of gRPC's server reflection protocol, without
 // comments or options.
-func reflectionFile(pkg string) *descriptorpb.FileDescriptorProto {
-	str := descriptorpb.FieldDescriptorProto_TYPE_STRING
-	i32 := descriptorpb.FieldDescriptorProto_TYPE_INT32
-	byt := descriptorpb.FieldDescriptorProto_TYPE_BYTES
-	msg := descriptorpb.FieldDescriptorProto_TYPE_MESSAGE
-	one := descriptorpb.FieldDescriptorProto_LABEL_OPTIONAL
-	rep := descriptorpb.FieldDescriptorProto_LABEL_REPEATED
-	field := func(name string, number int32, label descriptorpb.FieldDescriptorProto_Label, typ descriptorpb.FieldDescriptorProto_Type, typeName string, oneof int32) *descriptorpb.FieldDescriptorProto {
-		f := &descriptorpb.FieldDescriptorProto{
-			Name:     proto.String(name),
-			Number:   proto.Int32(number),
-			Label:    label.Enum(),
-			Type:     typ.Enum(),
-			JsonName: proto.String(jsonName(name)),
-		}
+func reflectionFile(pkg protoreflect.FullName) rawdesc.File {
+	str := protoreflect.StringKind
+	i32 := protoreflect.Int32Kind
+	byt := protoreflect.BytesKind
+	msg := protoreflect.MessageKind
+	one := protoreflect.Optional
+	rep := protoreflect.Repeated
+	field := func(name protoreflect.Name, number protoreflect.FieldNumber, card protoreflect.Cardinality, kind protoreflect.Kind, typeName protoreflect.Name, oneof int) rawdesc.Field {
+		f := rawdesc.Field{Name: name, Number: number, Cardinality: card, Kind: kind, JSONName: jsonName(string(name)), Oneof: oneof}
 		if typeName != "" {
-			f.TypeName = proto.String("." + pkg + "." + typeName)
-		}
-		if oneof >= 0 {
-			f.OneofIndex = proto.Int32(oneof)
+			f.TypeName = pkg.Append(typeName)
 		}
 		return f
 	}
-	message := func(name string, oneofs []string, fields ...*descriptorpb.FieldDescriptorProto) *descriptorpb.DescriptorProto {
-		m := &descriptorpb.DescriptorProto{Name: proto.String(name), Field: fields}
-		for _, o := range oneofs {
-			m.OneofDecl = append(m.OneofDecl, &descriptorpb.OneofDescriptorProto{Name: proto.String(o)})
-		}
-		return m
+	message := func(name protoreflect.Name, oneofs []protoreflect.Name, fields ...rawdesc.Field) rawdesc.Message {
+		return rawdesc.Message{Name: name, Oneofs: oneofs, Fields: fields}
 	}
-	return &descriptorpb.FileDescriptorProto{
-		Name:    proto.String(strings.ReplaceAll(pkg, ".", "/") + "/reflection.proto"),
-		Package: proto.String(pkg),
-		Syntax:  proto.String("proto3"),
-		MessageType: []*descriptorpb.DescriptorProto{
-			message("ServerReflectionRequest", []string{"message_request"},
+	return rawdesc.File{
+		Path:    strings.ReplaceAll(string(pkg), ".", "/") + "/reflection.proto",
+		Package: pkg,
+		Messages: []rawdesc.Message{
+			message("ServerReflectionRequest", []protoreflect.Name{"message_request"},
 				field("host", 1, one, str, "", -1),
 				field("file_by_filename", 3, one, str, "", 0),
 				field("file_containing_symbol", 4, one, str, "", 0),
@@ -101,7 +106,7 @@ func reflectionFile(pkg string) *descriptorpb.FileDescriptorProto {
 			message("ExtensionRequest", nil,
 				field("containing_type", 1, one, str, "", -1),
 				field("extension_number", 2, one, i32, "", -1)),
-			message("ServerReflectionResponse", []string{"message_response"},
+			message("ServerReflectionResponse", []protoreflect.Name{"message_response"},
 				field("valid_host", 1, one, str, "", -1),
 				field("original_request", 2, one, msg, "ServerReflectionRequest", -1),
 				field("file_descriptor_response", 4, one, msg, "FileDescriptorResponse", 0),
@@ -121,14 +126,14 @@ func reflectionFile(pkg string) *descriptorpb.FileDescriptorProto {
 				field("error_code", 1, one, i32, "", -1),
 				field("error_message", 2, one, str, "", -1)),
 		},
-		Service: []*descriptorpb.ServiceDescriptorProto{{
-			Name: proto.String("ServerReflection"),
-			Method: []*descriptorpb.MethodDescriptorProto{{
-				Name:            proto.String(method),
-				InputType:       proto.String("." + pkg + ".ServerReflectionRequest"),
-				OutputType:      proto.String("." + pkg + ".ServerReflectionResponse"),
-				ClientStreaming: proto.Bool(true),
-				ServerStreaming: proto.Bool(true),
+		Services: []rawdesc.Service{{
+			Name: "ServerReflection",
+			Methods: []rawdesc.Method{{
+				Name:            method,
+				Input:           pkg.Append("ServerReflectionRequest"),
+				Output:          pkg.Append("ServerReflectionResponse"),
+				ClientStreaming: true,
+				ServerStreaming: true,
 			}},
 		}},
 	}

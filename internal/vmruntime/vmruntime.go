@@ -21,11 +21,9 @@ import (
 	"sync"
 
 	handshakev1 "github.com/vmre/vmre/gen/vmre/handshake/v1"
-	"google.golang.org/protobuf/proto"
-	"google.golang.org/protobuf/reflect/protodesc"
+	"github.com/vmre/vmre/internal/rawdesc"
 	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/reflect/protoregistry"
-	"google.golang.org/protobuf/types/descriptorpb"
 	"google.golang.org/protobuf/types/known/emptypb"
 )
 
@@ -64,6 +62,7 @@ func Initialize() protoreflect.MethodDescriptor {
 type built struct {
 	file     protoreflect.FileDescriptor
 	registry *protoregistry.Files
+	raw      []byte // file, encoded
 }
 
 // files builds the descriptor on first use. The inputs are fixed at compile
@@ -78,35 +77,36 @@ var files = sync.OnceValue(func() built {
 })
 
 func build() (built, error) {
-	request := protodesc.ToDescriptorProto((&handshakev1.InitializeRequest{}).ProtoReflect().Descriptor())
+	request := (&handshakev1.InitializeRequest{}).ProtoReflect().Descriptor()
+	fields := request.Fields()
+	message := rawdesc.Message{Name: request.Name()}
+	for i := range fields.Len() {
+		message.Fields = append(message.Fields, rawdesc.FieldOf(fields.Get(i)))
+	}
 	empty := emptypb.File_google_protobuf_empty_proto
-	fdp := &descriptorpb.FileDescriptorProto{
-		Name:        proto.String(FilePath),
-		Package:     proto.String(Package),
-		Dependency:  []string{empty.Path()},
-		MessageType: []*descriptorpb.DescriptorProto{request},
-		Service: []*descriptorpb.ServiceDescriptorProto{{
-			Name: proto.String("Runtime"),
-			Method: []*descriptorpb.MethodDescriptorProto{{
-				Name:       proto.String("Initialize"),
-				InputType:  proto.String("." + Package + "." + request.GetName()),
-				OutputType: proto.String("." + string((&emptypb.Empty{}).ProtoReflect().Descriptor().FullName())),
+	raw := rawdesc.File{
+		Path:     FilePath,
+		Package:  Package,
+		Imports:  []string{empty.Path()},
+		Messages: []rawdesc.Message{message},
+		Services: []rawdesc.Service{{
+			Name: "Runtime",
+			Methods: []rawdesc.Method{{
+				Name:   "Initialize",
+				Input:  protoreflect.FullName(Package).Append(request.Name()),
+				Output: (&emptypb.Empty{}).ProtoReflect().Descriptor().FullName(),
 			}},
 		}},
-		Syntax: proto.String("proto3"),
-	}
+	}.Marshal()
 	registry := new(protoregistry.Files)
 	if err := registry.RegisterFile(empty); err != nil {
 		return built{}, fmt.Errorf("register %s: %w", empty.Path(), err)
 	}
-	file, err := protodesc.NewFile(fdp, registry)
+	file, err := rawdesc.Build(raw, registry)
 	if err != nil {
 		return built{}, fmt.Errorf("describe %s: %w", FilePath, err)
 	}
-	if err := registry.RegisterFile(file); err != nil {
-		return built{}, fmt.Errorf("register %s: %w", FilePath, err)
-	}
-	return built{file: file, registry: registry}, nil
+	return built{file: file, registry: registry, raw: raw}, nil
 }
 
 // Registry resolves names and files from [Files], built on its first
@@ -124,4 +124,17 @@ func (Registry) FindFileByPath(path string) (protoreflect.FileDescriptor, error)
 // FindDescriptorByName looks name up in [Files].
 func (Registry) FindDescriptorByName(name protoreflect.FullName) (protoreflect.Descriptor, error) {
 	return Files().FindDescriptorByName(name)
+}
+
+// RawFile returns the encoded FileDescriptorProto of fd if fd is [File],
+// for server reflection.
+func (Registry) RawFile(fd protoreflect.FileDescriptor) ([]byte, bool) {
+	if fd.Path() != FilePath {
+		return nil, false
+	}
+	b := files()
+	if fd != b.file {
+		return nil, false
+	}
+	return b.raw, true
 }
