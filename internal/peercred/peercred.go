@@ -101,9 +101,13 @@ func Holder(inode uint64) (int, error) {
 
 // Holds reports whether process pid has a file descriptor open on the socket
 // with the given inode. A process that does not exist, or whose descriptors
-// may not be read, holds nothing.
+// may not be read, holds nothing. It first reads the one descriptor whose
+// number held the socket of the previous call that found one (plugins of
+// one program open their handshake connection at the same number), and
+// lists all of pid's descriptors only if that is not the socket. It is
+// safe for concurrent use.
 func Holds(pid int, inode uint64) bool {
-	return holds(pid, inode)
+	return holdsHinted(pid, inode)
 }
 
 // TreeSockets returns the inodes of the sockets that root and its

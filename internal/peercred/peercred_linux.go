@@ -15,6 +15,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 
 	"golang.org/x/sys/unix"
@@ -262,24 +263,71 @@ func decodeAddr(s string) (netip.Addr, bool) {
 	return addr, ok
 }
 
-// holds tries pid's descriptors from the highest number down and stops at
-// the first that is the socket. The kernel gives a new descriptor the
+// holdsHinted is Holds: it first reads the one descriptor where the last
+// socket it found was (holdsHint), then falls back to holdsAt.
+func holdsHinted(pid int, inode uint64) bool {
+	if pid <= 0 {
+		return false
+	}
+	if fd := int(holdsHint.Load()) - 1; fd >= 0 && fdLinkIs(pid, fd, socketLink(inode)) {
+		return true
+	}
+	fd := holdsAt(pid, inode)
+	if fd >= 0 {
+		holdsHint.Store(int32(fd) + 1)
+	}
+	return fd >= 0
+}
+
+// holds reports whether pid holds the socket; see holdsAt.
+func holds(pid int, inode uint64) bool { return holdsAt(pid, inode) >= 0 }
+
+// holdsAt returns the number of pid's descriptor that is the socket, or
+// -1. It tries pid's descriptors from the highest number down and stops
+// at the first that is the socket. The kernel gives a new descriptor the
 // lowest free number, so the connection a plugin has just opened for its
 // handshake is nearly always its highest: one readlink instead of one per
 // descriptor in /proc's ascending order. Every descriptor is still tried,
 // so a socket with a low number is found too, only later.
-func holds(pid int, inode uint64) bool {
+func holdsAt(pid int, inode uint64) int {
 	if pid <= 0 {
-		return false
+		return -1
 	}
-	var targetBuf [48]byte
-	target := append(strconv.AppendUint(append(targetBuf[:0], "socket:["...), inode, 10), ']')
-	found := false
-	eachFDLink(pid, func(link []byte) bool {
-		found = bytes.Equal(link, target)
-		return !found
+	target := socketLink(inode)
+	found := -1
+	eachFDLink(pid, func(fd int, link []byte) bool {
+		if bytes.Equal(link, target) {
+			found = fd
+		}
+		return found < 0
 	})
 	return found
+}
+
+// socketLink is the link target /proc shows for a descriptor of the
+// socket with this inode.
+func socketLink(inode uint64) []byte {
+	return append(strconv.AppendUint([]byte("socket:["), inode, 10), ']')
+}
+
+// holdsHint is one more than the descriptor number at which holds last
+// found a socket (0: none yet). An engine's plugins are mostly one
+// program, which opens its handshake connection at the same descriptor number at every start, so
+// the next check reads that one link (/proc/PID/fd/N: one readlink) before
+// it lists the directory: a listing makes the kernel build a /proc entry
+// for every descriptor of the plugin, most of the cost of a check. It is
+// only a guess: a miss costs that one readlink, and only a link naming the
+// socket admits anyone, as in the full walk.
+var holdsHint atomic.Int32
+
+// fdLinkIs reports whether pid's descriptor fd is the file target names.
+func fdLinkIs(pid, fd int, target []byte) bool {
+	var pathBuf [48]byte
+	path := strconv.AppendInt(append(pathBuf[:0], "/proc/"...), int64(pid), 10)
+	path = strconv.AppendInt(append(path, "/fd/"...), int64(fd), 10)
+	var link [64]byte
+	n, err := unix.Readlink(string(path), link[:])
+	return err == nil && n < len(link) && bytes.Equal(link[:n], target)
 }
 
 func treeSockets(root int) (map[uint64]int, error) {
@@ -317,7 +365,7 @@ func treeSockets(root int) (map[uint64]int, error) {
 // the first holder found stays). It reports false if pid's descriptors
 // could not be listed (gone, or not ours to inspect).
 func addSockets(m map[uint64]int, pid int) bool {
-	return eachFDLink(pid, func(link []byte) bool {
+	return eachFDLink(pid, func(_ int, link []byte) bool {
 		rest, ok := bytes.CutPrefix(link, []byte("socket:["))
 		if !ok || len(rest) < 2 || rest[len(rest)-1] != ']' {
 			return true
@@ -331,7 +379,7 @@ func addSockets(m map[uint64]int, pid int) bool {
 	})
 }
 
-// eachFDLink calls fn with the link target of each of pid's descriptors,
+// eachFDLink calls fn with the number and link target of each of pid's descriptors,
 // highest number first (see holds), until fn returns false; link is only
 // valid during the call. It reports false if pid's descriptors could not
 // be listed (gone, or not ours to inspect); a descriptor closed meanwhile,
@@ -340,7 +388,7 @@ func addSockets(m map[uint64]int, pid int) bool {
 // It runs once per tokenless handshake, so it talks to /proc directly: one
 // open of /proc/PID/fd, getdents into a stack buffer, and readlinkat
 // relative to that directory (no path walk through /proc per descriptor).
-func eachFDLink(pid int, fn func(link []byte) bool) bool {
+func eachFDLink(pid int, fn func(fd int, link []byte) bool) bool {
 	var pathBuf [32]byte
 	dir := strconv.AppendInt(append(pathBuf[:0], "/proc/"...), int64(pid), 10)
 	dfd, err := unix.Open(string(append(dir, "/fd"...)), unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
@@ -368,7 +416,7 @@ func eachFDLink(pid int, fn func(link []byte) bool) bool {
 		if err != nil || n >= len(link) {
 			continue
 		}
-		if !fn(link[:n]) {
+		if !fn(fd, link[:n]) {
 			break
 		}
 	}

@@ -340,3 +340,51 @@ func TestAppendChildren(t *testing.T) {
 		}
 	}
 }
+
+// TestHoldsHint: Holds remembers the number of the descriptor it found a
+// socket at and reads that one first next time; a remembered number that
+// is another socket, a closed descriptor or no socket at all only sends it
+// on to the full walk, and never admits a socket nobody holds. Not
+// parallel: the hint is process-wide, and other tests' Holds would move it.
+func TestHoldsHint(t *testing.T) {
+	sock := func() (fd int, inode uint64, closeIt func()) {
+		t.Helper()
+		fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		closeIt = sync.OnceFunc(func() { _ = syscall.Close(fd) })
+		t.Cleanup(closeIt)
+		var st syscall.Stat_t
+		if err := syscall.Fstat(fd, &st); err != nil {
+			t.Fatal(err)
+		}
+		return fd, st.Ino, closeIt
+	}
+	self := os.Getpid()
+	aFd, aInode, _ := sock()
+	bFd, bInode, closeB := sock()
+	devNull, err := os.Open(os.DevNull)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer devNull.Close()
+
+	check := func(name string, hint int, inode uint64, want bool, wantHint int) {
+		t.Helper()
+		holdsHint.Store(int32(hint) + 1)
+		if got := Holds(self, inode); got != want {
+			t.Errorf("%s: Holds = %v, want %v", name, got, want)
+		}
+		if got := int(holdsHint.Load()) - 1; got != wantHint {
+			t.Errorf("%s: hint afterwards = %d, want %d", name, got, wantHint)
+		}
+	}
+	check("no hint yet", -1, aInode, true, aFd)
+	check("hint is the socket", aFd, aInode, true, aFd)
+	check("hint is another socket", aFd, bInode, true, bFd)
+	check("hint is not a socket", int(devNull.Fd()), aInode, true, aFd)
+	check("socket nobody holds", aFd, aInode+1<<40, false, aFd)
+	closeB()
+	check("hint is a closed descriptor", bFd, bInode, false, bFd)
+}

@@ -8,7 +8,7 @@ func lookup(netip.AddrPort, netip.AddrPort, int) (Owner, error) { return Owner{}
 
 func socketInode(netip.AddrPort, netip.AddrPort) (uint64, error) { return 0, ErrNotSupported }
 
-func holds(int, uint64) bool { return false }
+func holdsHinted(int, uint64) bool { return false }
 
 func holder(uint64) (int, error) { return 0, ErrNotSupported }
 
