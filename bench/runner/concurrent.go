@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"os"
+	"path/filepath"
 	"runtime"
 	"runtime/debug"
 	"strings"
@@ -64,6 +66,15 @@ func benchConcurrent(ctx context.Context, e *env) error {
 		round := func(col, name string, newManager func() manager, launch func() (tracked, error)) {
 			m0 := measureMem()
 			mgr := newManager()
+			var stopProfile func()
+			if e.o.concProfile != "" {
+				var err error
+				path := filepath.Join(e.o.concProfile, fmt.Sprintf("%s-%d-%d.prof", name, n, time.Now().UnixNano()))
+				if stopProfile, err = startCPUProfile(path); err != nil {
+					e.note("conc profile: %s", err.Error())
+				}
+			}
+			perfCtl(e, "enable")
 			self0, kids0 := cpuTimes()
 			t0 := time.Now()
 			failed, first := launchN(n, func() error {
@@ -75,6 +86,10 @@ func benchConcurrent(ctx context.Context, e *env) error {
 			})
 			d := time.Since(t0)
 			self1, _ := cpuTimes()
+			perfCtl(e, "disable")
+			if stopProfile != nil {
+				stopProfile()
+			}
 			// A live runtime's memory is what it keeps once its launch
 			// is over: avalanchego's Bootstrap stops its handshake server
 			// before it returns, vmre's Bootstrap returns first and shuts
@@ -194,3 +209,21 @@ type avaManager struct{ m avaruntime.Manager }
 
 func (a avaManager) track(p tracked)          { a.m.TrackRuntime(p.(avaruntime.Stopper)) }
 func (a avaManager) stop(ctx context.Context) { a.m.Stop(ctx) }
+
+// perfCtl sends cmd ("enable", "disable") to the control FIFO of a
+// `perf record --control fifo:PATH -D -1` run of this process named by
+// -conc-perf-ctl, so that perf samples only the launch phases.
+func perfCtl(e *env, cmd string) {
+	if e.o.concPerfCtl == "" {
+		return
+	}
+	f, err := os.OpenFile(e.o.concPerfCtl, os.O_WRONLY, 0)
+	if err != nil {
+		e.note("conc perf control: %s", err.Error())
+		return
+	}
+	defer f.Close()
+	if _, err := f.WriteString(cmd + "\n"); err != nil {
+		e.note("conc perf control: %s", err.Error())
+	}
+}
