@@ -35,9 +35,19 @@ const (
 	fileService    protowire.Number = 6
 	fileSyntax     protowire.Number = 12
 
-	messageName  protowire.Number = 1
-	messageField protowire.Number = 2
-	messageOneof protowire.Number = 8
+	messageName    protowire.Number = 1
+	messageField   protowire.Number = 2
+	messageNested  protowire.Number = 3
+	messageEnum    protowire.Number = 4
+	messageOptions protowire.Number = 7
+	messageOneof   protowire.Number = 8
+
+	messageOptionsMapEntry protowire.Number = 7
+
+	enumName        protowire.Number = 1
+	enumValue       protowire.Number = 2
+	enumValueName   protowire.Number = 1
+	enumValueNumber protowire.Number = 2
 
 	fieldName     protowire.Number = 1
 	fieldNumber   protowire.Number = 3
@@ -69,12 +79,28 @@ type File struct {
 	Services []Service
 }
 
-// Message declares a message of a [File]: no nested types, enums,
-// extensions or options.
+// Message declares a message of a [File]: no extensions, and no options
+// but map_entry.
 type Message struct {
 	Name   protoreflect.Name
 	Oneofs []protoreflect.Name
 	Fields []Field
+	Nested []Message
+	Enums  []Enum
+	// MapEntry marks the message a map field's entry.
+	MapEntry bool
+}
+
+// Enum declares an enum of a [Message], without options.
+type Enum struct {
+	Name   protoreflect.Name
+	Values []EnumValue
+}
+
+// EnumValue declares a value of an [Enum].
+type EnumValue struct {
+	Name   protoreflect.Name
+	Number protoreflect.EnumNumber
 }
 
 // Field declares a field of a [Message].
@@ -141,6 +167,22 @@ func (m Message) marshal() []byte {
 	b := appendString(nil, messageName, string(m.Name))
 	for _, f := range m.Fields {
 		b = appendMessage(b, messageField, f.marshal())
+	}
+	for _, n := range m.Nested {
+		b = appendMessage(b, messageNested, n.marshal())
+	}
+	for _, e := range m.Enums {
+		eb := appendString(nil, enumName, string(e.Name))
+		for _, v := range e.Values {
+			vb := appendString(nil, enumValueName, string(v.Name))
+			// An enum number is an int32, encoded as int32 varints are.
+			vb = appendVarint(vb, enumValueNumber, uint64(int64(v.Number)))
+			eb = appendMessage(eb, enumValue, vb)
+		}
+		b = appendMessage(b, messageEnum, eb)
+	}
+	if m.MapEntry {
+		b = appendMessage(b, messageOptions, appendVarint(nil, messageOptionsMapEntry, 1))
 	}
 	for _, o := range m.Oneofs {
 		b = appendMessage(b, messageOneof, appendString(nil, oneofName, string(o)))

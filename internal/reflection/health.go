@@ -5,11 +5,9 @@ import (
 	"strings"
 	"sync"
 
-	"google.golang.org/protobuf/proto"
-	"google.golang.org/protobuf/reflect/protodesc"
+	"github.com/vmre/vmre/internal/rawdesc"
 	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/reflect/protoregistry"
-	"google.golang.org/protobuf/types/descriptorpb"
 )
 
 // The health protocol's file and package, as gRPC publishes them.
@@ -37,7 +35,7 @@ func (Health) FindFileByPath(path string) (protoreflect.FileDescriptor, error) {
 	if path != HealthFile {
 		return nil, protoregistry.NotFound
 	}
-	return healthFiles().FindFileByPath(path)
+	return healthFiles().registry.FindFileByPath(path)
 }
 
 // FindDescriptorByName resolves names in package grpc.health.v1 only.
@@ -45,84 +43,92 @@ func (Health) FindDescriptorByName(name protoreflect.FullName) (protoreflect.Des
 	if !strings.HasPrefix(string(name), healthPackage+".") {
 		return nil, protoregistry.NotFound
 	}
-	return healthFiles().FindDescriptorByName(name)
+	return healthFiles().registry.FindDescriptorByName(name)
+}
+
+// RawFile returns the encoded FileDescriptorProto of fd if fd is
+// [HealthFile] as Health built it.
+func (Health) RawFile(fd protoreflect.FileDescriptor) ([]byte, bool) {
+	if fd.Path() != HealthFile {
+		return nil, false
+	}
+	h := healthFiles()
+	if fd != h.file {
+		return nil, false
+	}
+	return h.raw, true
+}
+
+type builtHealth struct {
+	registry *protoregistry.Files
+	file     protoreflect.FileDescriptor
+	raw      []byte // file, encoded
 }
 
 // healthFiles builds the file once. Its declaration is fixed at compile
 // time, so a failure is a defect of this package (its tests build it).
-var healthFiles = sync.OnceValue(func() *protoregistry.Files {
-	files := new(protoregistry.Files)
-	fd, err := protodesc.NewFile(healthFileProto(), files)
-	if err == nil {
-		err = files.RegisterFile(fd)
-	}
+var healthFiles = sync.OnceValue(func() builtHealth {
+	h := builtHealth{registry: new(protoregistry.Files), raw: healthFile().Marshal()}
+	fd, err := rawdesc.Build(h.raw, h.registry)
 	if err != nil {
 		panic(fmt.Errorf("reflection: build the descriptor of %s: %w", HealthFile, err))
 	}
-	return files
+	h.file = fd
+	return h
 })
 
-// healthFileProto declares grpc/health/v1/health.proto as gRPC publishes
-// it, without comments or options: Check, List and Watch, whether or not a
+// healthFile declares grpc/health/v1/health.proto as gRPC publishes it,
+// without comments or options: Check, List and Watch, whether or not a
 // server implements the last two (the protocol lets it answer them
 // unimplemented).
-func healthFileProto() *descriptorpb.FileDescriptorProto {
-	optional := descriptorpb.FieldDescriptorProto_LABEL_OPTIONAL
-	typ := func(name string) *string { return proto.String("." + healthPackage + "." + name) }
-	field := func(name string, number int32, label descriptorpb.FieldDescriptorProto_Label, t descriptorpb.FieldDescriptorProto_Type, typeName *string) *descriptorpb.FieldDescriptorProto {
-		return &descriptorpb.FieldDescriptorProto{
-			Name: proto.String(name), Number: proto.Int32(number), Label: label.Enum(),
-			Type: t.Enum(), TypeName: typeName, JsonName: proto.String(name),
+func healthFile() rawdesc.File {
+	const pkg protoreflect.FullName = healthPackage
+	field := func(name protoreflect.Name, number protoreflect.FieldNumber, card protoreflect.Cardinality, kind protoreflect.Kind, typeName protoreflect.FullName) rawdesc.Field {
+		f := rawdesc.Field{Name: name, Number: number, Cardinality: card, Kind: kind, JSONName: jsonName(string(name)), Oneof: -1}
+		if typeName != "" {
+			f.TypeName = pkg + "." + typeName
 		}
+		return f
 	}
-	enumValue := func(name string, number int32) *descriptorpb.EnumValueDescriptorProto {
-		return &descriptorpb.EnumValueDescriptorProto{Name: proto.String(name), Number: proto.Int32(number)}
+	method := func(name protoreflect.Name, in, out protoreflect.Name, serverStreaming bool) rawdesc.Method {
+		return rawdesc.Method{Name: name, Input: pkg.Append(in), Output: pkg.Append(out), ServerStreaming: serverStreaming}
 	}
-	method := func(name, in, out string, serverStreaming bool) *descriptorpb.MethodDescriptorProto {
-		m := &descriptorpb.MethodDescriptorProto{Name: proto.String(name), InputType: typ(in), OutputType: typ(out)}
-		if serverStreaming {
-			m.ServerStreaming = proto.Bool(true)
-		}
-		return m
-	}
-	return &descriptorpb.FileDescriptorProto{
-		Name:    proto.String(HealthFile),
-		Package: proto.String(healthPackage),
-		Syntax:  proto.String("proto3"),
-		MessageType: []*descriptorpb.DescriptorProto{
+	optional := protoreflect.Optional
+	return rawdesc.File{
+		Path:    HealthFile,
+		Package: pkg,
+		Messages: []rawdesc.Message{
 			{
-				Name:  proto.String("HealthCheckRequest"),
-				Field: []*descriptorpb.FieldDescriptorProto{field("service", 1, optional, descriptorpb.FieldDescriptorProto_TYPE_STRING, nil)},
+				Name:   "HealthCheckRequest",
+				Fields: []rawdesc.Field{field("service", 1, optional, protoreflect.StringKind, "")},
 			},
 			{
-				Name:  proto.String("HealthCheckResponse"),
-				Field: []*descriptorpb.FieldDescriptorProto{field("status", 1, optional, descriptorpb.FieldDescriptorProto_TYPE_ENUM, typ("HealthCheckResponse.ServingStatus"))},
-				EnumType: []*descriptorpb.EnumDescriptorProto{{
-					Name: proto.String("ServingStatus"),
-					Value: []*descriptorpb.EnumValueDescriptorProto{
-						enumValue("UNKNOWN", 0), enumValue("SERVING", 1), enumValue("NOT_SERVING", 2), enumValue("SERVICE_UNKNOWN", 3),
+				Name:   "HealthCheckResponse",
+				Fields: []rawdesc.Field{field("status", 1, optional, protoreflect.EnumKind, "HealthCheckResponse.ServingStatus")},
+				Enums: []rawdesc.Enum{{
+					Name: "ServingStatus",
+					Values: []rawdesc.EnumValue{
+						{Name: "UNKNOWN", Number: 0}, {Name: "SERVING", Number: 1}, {Name: "NOT_SERVING", Number: 2}, {Name: "SERVICE_UNKNOWN", Number: 3},
 					},
 				}},
 			},
-			{Name: proto.String("HealthListRequest")},
+			{Name: "HealthListRequest"},
 			{
-				Name: proto.String("HealthListResponse"),
-				Field: []*descriptorpb.FieldDescriptorProto{
-					field("statuses", 1, descriptorpb.FieldDescriptorProto_LABEL_REPEATED, descriptorpb.FieldDescriptorProto_TYPE_MESSAGE, typ("HealthListResponse.StatusesEntry")),
-				},
-				NestedType: []*descriptorpb.DescriptorProto{{
-					Name: proto.String("StatusesEntry"),
-					Field: []*descriptorpb.FieldDescriptorProto{
-						field("key", 1, optional, descriptorpb.FieldDescriptorProto_TYPE_STRING, nil),
-						field("value", 2, optional, descriptorpb.FieldDescriptorProto_TYPE_MESSAGE, typ("HealthCheckResponse")),
+				Name:   "HealthListResponse",
+				Fields: []rawdesc.Field{field("statuses", 1, protoreflect.Repeated, protoreflect.MessageKind, "HealthListResponse.StatusesEntry")},
+				Nested: []rawdesc.Message{{
+					Name: "StatusesEntry",
+					Fields: []rawdesc.Field{
+						field("key", 1, optional, protoreflect.StringKind, ""),
+						field("value", 2, optional, protoreflect.MessageKind, "HealthCheckResponse"),
 					},
-					Options: &descriptorpb.MessageOptions{MapEntry: proto.Bool(true)},
+					MapEntry: true,
 				}},
 			},
 		},
-		Service: []*descriptorpb.ServiceDescriptorProto{{
-			Name: proto.String("Health"),
-			Method: []*descriptorpb.MethodDescriptorProto{
+		Services: []rawdesc.Service{{
+			Name: "Health",
+			Methods: []rawdesc.Method{
 				method("Check", "HealthCheckRequest", "HealthCheckResponse", false),
 				method("List", "HealthListRequest", "HealthListResponse", false),
 				method("Watch", "HealthCheckRequest", "HealthCheckResponse", true),

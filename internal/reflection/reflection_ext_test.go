@@ -28,9 +28,9 @@ var services = []string{vmruntime.ServiceName, reflection.ServiceV1, reflection.
 
 // serve starts the reflection handlers on an h2c server and returns a
 // grpc-go connection to it, as grpcurl makes one.
-func serve(t *testing.T) *grpc.ClientConn {
+func serve(t *testing.T, extra ...reflection.Resolver) *grpc.ClientConn {
 	t.Helper()
-	r := reflection.New(services, vmruntime.Registry{})
+	r := reflection.New(services, append([]reflection.Resolver{vmruntime.Registry{}}, extra...)...)
 	mux := http.NewServeMux()
 	mux.Handle(r.HandlerV1())
 	mux.Handle(r.HandlerV1Alpha())
@@ -228,5 +228,37 @@ func TestHealthFile(t *testing.T) {
 	}
 	if _, err := (reflection.Health{}).FindDescriptorByName("vm.runtime.Runtime"); !errors.Is(err, protoregistry.NotFound) {
 		t.Errorf("a name of another package: %v, want NotFound", err)
+	}
+}
+
+// TestHealthOverReflection: a reflector given [reflection.Health] sends
+// the health file, as grpc-go's generated code declares it, for the
+// service's name, though grpc-go's health package registered a file of the
+// same names globally in this test binary.
+func TestHealthOverReflection(t *testing.T) {
+	t.Parallel()
+	conn := serve(t, reflection.Health{})
+	stream, err := reflectionv1.NewServerReflectionClient(conn).ServerReflectionInfo(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := stream.Send(&reflectionv1.ServerReflectionRequest{MessageRequest: &reflectionv1.ServerReflectionRequest_FileContainingSymbol{FileContainingSymbol: "grpc.health.v1.Health"}}); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := stream.Recv()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if names := fileNames(t, resp); !slices.Equal(names, []string{reflection.HealthFile}) {
+		t.Fatalf("files %v, want %s", names, reflection.HealthFile)
+	}
+	got := new(descriptorpb.FileDescriptorProto)
+	if err := proto.Unmarshal(resp.GetFileDescriptorResponse().GetFileDescriptorProto()[0], got); err != nil {
+		t.Fatal(err)
+	}
+	want := protodesc.ToFileDescriptorProto(healthpb.File_grpc_health_v1_health_proto)
+	want.Options, want.SourceCodeInfo = nil, nil
+	if !proto.Equal(got, want) {
+		t.Fatalf("health file:\n got %v\nwant %v", got, want)
 	}
 }
