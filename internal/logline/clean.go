@@ -84,14 +84,40 @@ func ascii(b []byte) bool {
 // log writers escape them. The text between escapes is copied whole when
 // it is valid UTF-8, which it nearly always is.
 func appendClean(dst, b []byte) []byte {
-	dst, _ = appendCleanText(dst, b)
+	dst, _ = appendCleanRuns(dst, b)
 	return dst
 }
 
 // appendCleanText is appendClean that also reports whether what it
+// appended is all printable ASCII, and how long its start is that needs
+// no JSON escaping (see [Line.safe]). The runs between escapes up to the
+// first byte that is neither printable nor ESC, nor '"' or '\\', are found
+// by one specialIndex pass each and copied whole; the rest, most often a
+// few bytes of a line's fields, by appendCleanRuns.
+func appendCleanText(dst, b []byte) (out []byte, all bool, safeTo int) {
+	start := len(dst)
+	for {
+		k := specialIndex(b)
+		if k < 0 {
+			dst = append(dst, b...)
+			return dst, true, len(dst) - start
+		}
+		dst = append(dst, b[:k]...)
+		if b[k] != 0x1b {
+			// Only ASCII lies before b[k], so reading UTF-8 from b[k]
+			// replaces the same bytes as reading it from the run's start.
+			safeTo = len(dst) - start
+			dst, all = appendCleanRuns(dst, b[k:])
+			return dst, all, safeTo
+		}
+		b = b[skipEscape(b, k):]
+	}
+}
+
+// appendCleanRuns is appendClean that also reports whether what it
 // appended is all printable ASCII, found while checking each run between
-// escapes (see [Line.safe] for why that is worth knowing).
-func appendCleanText(dst, b []byte) ([]byte, bool) {
+// escapes.
+func appendCleanRuns(dst, b []byte) ([]byte, bool) {
 	all := true
 	for len(b) > 0 {
 		j := bytes.IndexByte(b, 0x1b)

@@ -159,21 +159,43 @@ func cleanByByte(dst, b []byte) []byte {
 	return dst
 }
 
-// FuzzClean: appendClean agrees with the byte-by-byte reference, and
-// printable with its definition.
+// FuzzClean: appendClean, appendCleanText and the parser's cleanText agree
+// with the byte-by-byte reference, the printable flag and printable with
+// their definition, and the start said to need no JSON escaping with
+// jsonSafe and is as long as it can be.
 func FuzzClean(f *testing.F) {
 	for _, s := range fuzzSeeds {
 		f.Add([]byte(s))
 	}
 	f.Add([]byte("a\x1b]0;title\x07b\xff\xfe\x1b[1mc\xe2\x82d\x1bP q\x1b\\e\x1b"))
 	f.Fuzz(func(t *testing.T, b []byte) {
-		got, all := appendCleanText(nil, b)
-		if want := cleanByByte(nil, b); !bytes.Equal(got, want) {
+		want := cleanByByte(nil, b)
+		if got := appendClean(nil, b); !bytes.Equal(got, want) {
 			t.Fatalf("appendClean(%q) = %q, byte by byte %q", b, got, want)
 		}
-		if want := printableByByte(got); all != want {
-			t.Fatalf("appendCleanText(%q) says printable %v, want %v", b, all, want)
+		got, all, safeTo := appendCleanText([]byte("prefix"), b)
+		if got = got[len("prefix"):]; !bytes.Equal(got, want) {
+			t.Fatalf("appendCleanText(%q) = %q, byte by byte %q", b, got, want)
 		}
+		checkCleaned := func(what string, got []byte, all bool, safeTo int) {
+			t.Helper()
+			if want := printableByByte(got); all != want {
+				t.Fatalf("%s(%q) says printable %v, want %v", what, b, all, want)
+			}
+			if safeTo < 0 || safeTo > len(got) || !jsonSafe(got[:safeTo]) {
+				t.Fatalf("%s(%q): %q said to need no escaping", what, b, got[:max(min(safeTo, len(got)), 0)])
+			}
+			if safeTo < len(got) && jsonSafe(got[safeTo:safeTo+1]) {
+				t.Fatalf("%s(%q): safe start %d stops before %q, which needs no escaping", what, b, safeTo, got[safeTo])
+			}
+		}
+		checkCleaned("appendCleanText", got, all, safeTo)
+		var p Parser
+		text, all, safeTo := p.cleanText(b)
+		if !bytes.Equal(text, want) {
+			t.Fatalf("cleanText(%q) = %q, byte by byte %q", b, text, want)
+		}
+		checkCleaned("cleanText", text, all, safeTo)
 		if got, want := printable(b), printableByByte(b); got != want {
 			t.Fatalf("printable(%q) = %v, want %v", b, got, want)
 		}

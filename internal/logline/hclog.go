@@ -169,7 +169,7 @@ func (p *Parser) hclogMore(rest []byte, l *Line) int {
 		line := bytes.TrimSuffix(rest[i:i+j], []byte("\r"))
 		if !printable(line) {
 			// Not p.clean: l's text may be in it.
-			p.more, _ = appendCleanText(p.more[:0], line)
+			p.more, _ = appendCleanRuns(p.more[:0], line)
 			line = p.more
 		}
 		if !inValue {

@@ -37,7 +37,7 @@ func NewParser(f Format, loc *time.Location) *Parser {
 // one. A line in no known format (or not in the Parser's fixed format) is
 // [Plain]: its text is the message, at info.
 func (p *Parser) Parse(b []byte, l *Line) {
-	l.Text, l.printable = p.cleanText(b)
+	l.Text, l.printable, l.safeTo = p.cleanText(b)
 	text := l.Text
 	l.PluginTime, l.LevelText, l.Fields, l.Logger, l.Caller = time.Time{}, nil, nil, nil, nil
 	l.Level, l.Message, l.Format = zerolog.InfoLevel, text, Plain
@@ -287,19 +287,28 @@ func isCaller(w []byte) bool {
 // ParseText fills l with b as plain text, parsing no format: the cleaned
 // text is the message, at info.
 func (p *Parser) ParseText(b []byte, l *Line) {
-	text, ok := p.cleanText(b)
-	l.printable = ok
+	text, ok, safeTo := p.cleanText(b)
+	l.printable, l.safeTo = ok, safeTo
 	l.Text, l.Message, l.Level, l.Format = text, text, zerolog.InfoLevel, Plain
 	l.PluginTime, l.LevelText, l.Fields, l.Logger, l.Caller = time.Time{}, nil, nil, nil, nil
 }
 
 // cleanText returns b without ANSI escape sequences and invalid UTF-8 (b
-// itself when it has neither), and whether that is all printable ASCII.
-func (p *Parser) cleanText(b []byte) ([]byte, bool) {
-	if printable(b) {
-		return b, true
+// itself when it has neither), whether that is all printable ASCII, and
+// how long its start is that needs no JSON escaping.
+func (p *Parser) cleanText(b []byte) (text []byte, all bool, safeTo int) {
+	var k int
+	if len(b) > 1 && b[1] == '"' && b[0] >= 0x20 && b[0] <= 0x7e && b[0] != '"' && b[0] != '\\' {
+		k = 1 // a JSON object's first key, where the scan would stop
+	} else {
+		k = specialIndex(b)
 	}
-	var ok bool
-	p.clean, ok = appendCleanText(p.clean[:0], b)
-	return p.clean, ok
+	if k < 0 {
+		return b, true, len(b)
+	}
+	if c := b[k]; (c == '"' || c == '\\') && printable(b[k+1:]) {
+		return b, true, k
+	}
+	p.clean, all, safeTo = appendCleanText(p.clean[:0], b)
+	return p.clean, all, safeTo
 }
