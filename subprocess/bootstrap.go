@@ -365,8 +365,8 @@ func launch(cmd *exec.Cmd, cfg *settings, exe *preflight.Executable) (*launched,
 	})
 	p.stdout = p.bridge.Reader(logline.Stdout, outR)
 	p.stderr = p.bridge.Reader(logline.Stderr, errR)
-	go func() { defer close(p.stdoutDone); p.stdout.Run() }()
-	go func() { defer close(p.stderrDone); p.stderr.Run() }()
+	p.stdout.Start(func() { close(p.stdoutDone) })
+	p.stderr.Start(func() { close(p.stderrDone) })
 	if !watchExit(p.pid, p.supervise) {
 		go p.supervise(false)
 	}

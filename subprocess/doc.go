@@ -110,10 +110,12 @@
 // Two goroutines of this package live for the life of the program once a
 // plugin has been launched: the thread that starts plugins
 // ([SpawnerFunc]) and, on Linux, the watchdog's waiter ([WatchdogFunc]).
-// On Linux one more waits for the exits of all plugins while any runs
-// ([ExitWaiterFunc]) and ends once the last has exited. Every other
-// goroutine belongs to one plugin and ends before its [Process.Done]
-// closes.
+// On Linux one more waits for the exits and the output of all plugins
+// while any runs ([ExitWaiterFunc]) and ends once the last has exited: a
+// plugin's output is read by a goroutine started when its pipe has data,
+// which returns once the pipe is empty, so a quiet plugin holds none.
+// Every other goroutine belongs to one plugin and ends before its
+// [Process.Done] closes.
 //
 // # Other systems
 //

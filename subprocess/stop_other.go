@@ -6,6 +6,8 @@ import (
 	"net"
 	"os/exec"
 	"syscall"
+
+	"github.com/vmre/vmre/internal/fdwait"
 )
 
 // On systems other than Linux the stop is weaker, and documented as such:
@@ -38,7 +40,7 @@ func watchExit(int, func(bool)) bool { return false }
 
 // ExitWaiterFunc names the goroutine that waits for the exits of all
 // plugins, which runs on Linux only.
-const ExitWaiterFunc = "github.com/vmre/vmre/subprocess.runExitWaiter"
+const ExitWaiterFunc = fdwait.Func
 
 // reap waits for the process and reaps it. os.Process guards its own
 // signals against a reaped PID, so no lock is held while waiting.

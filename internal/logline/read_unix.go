@@ -70,18 +70,29 @@ func (r *Reader) stopWaitingLocked() { _ = r.f.SetReadDeadline(time.Now()) }
 // readNow reads what the pipe holds without waiting; it returns 0 when the
 // pipe is empty, at EOF or on error.
 func (r *readState) readNow(p []byte) int {
-	n := 0
-	_ = r.rc.Control(func(fd uintptr) {
-		for {
-			m, err := syscall.Read(int(fd), p)
-			if err == syscall.EINTR {
-				continue
-			}
-			if err == nil && m > 0 {
-				n = m
-			}
-			return
-		}
-	})
+	n, _ := r.readRaw(p)
 	return n
+}
+
+// readRaw reads once without waiting: n > 0 bytes, or 0 and
+// syscall.EAGAIN (the pipe is empty), nil (end of file) or the error.
+func (r *readState) readRaw(p []byte) (int, error) {
+	var (
+		n    int
+		rerr error
+	)
+	if err := r.rc.Control(func(fd uintptr) {
+		for {
+			n, rerr = syscall.Read(int(fd), p)
+			if rerr != syscall.EINTR {
+				return
+			}
+		}
+	}); err != nil {
+		return 0, err
+	}
+	if n < 0 {
+		n = 0
+	}
+	return n, rerr
 }

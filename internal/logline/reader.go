@@ -68,9 +68,11 @@ type Reader struct {
 	quoted     []byte          // scratch: a message in quotes
 	timeText   timeCache       // plugin_time's text
 	dump       dump            // a panic gathering its goroutine dump
-	deadlineMu sync.Mutex      // guards stopping and the file's deadline
+	deadlineMu sync.Mutex      // guards stopping, woken and the file's deadline
 	stopping   bool            // StopWaiting was called
+	woken      bool            // the waiter starts the reads (Start), no blocking read runs
 	deadline   time.Time       // the dump's read deadline, zero: none
+	wake       wakeState       // Start's state (Linux)
 }
 
 // Reader returns the reader of one stream (Stdout or Stderr) of the
@@ -84,6 +86,24 @@ func (b *Bridge) Reader(stream string, f *os.File) *Reader {
 	}
 }
 
+// Start copies the pipe into lines in the background until EOF, or until
+// StopWaiting ends the wait for more, then closes the pipe and calls done.
+// On Linux a quiet pipe holds no goroutine: the process's descriptor
+// waiter (internal/fdwait) starts one when the pipe has data, which
+// returns once the pipe is empty, and a timer bounds a panic's wait for
+// its dump; elsewhere, or if the waiter cannot take the pipe, Start runs
+// Run on a goroutine. Lines of the stream are handed on one at a time and
+// in order either way. Start must be called at most once, and not with Run.
+func (r *Reader) Start(done func()) {
+	if r.startWoken(done) {
+		return
+	}
+	go func() {
+		r.Run()
+		done()
+	}()
+}
+
 // Run copies the pipe into lines until EOF, or until StopWaiting ends the
 // wait for more, then closes the pipe. It blocks until then.
 func (r *Reader) Run() {
@@ -91,6 +111,11 @@ func (r *Reader) Run() {
 	if err := r.rs.init(r.f); err != nil {
 		return
 	}
+	r.loop()
+}
+
+// loop is Run's blocking read loop.
+func (r *Reader) loop() {
 	for {
 		if r.buf != nil && r.start > 0 && len(r.buf)-r.end < compactBelow {
 			r.end = copy(r.buf, r.buf[r.start:r.end])
@@ -118,6 +143,12 @@ func (r *Reader) Run() {
 			break
 		}
 	}
+	r.finishLines()
+}
+
+// finishLines hands on what is left at the end of the stream: an
+// unterminated last line, a panic still gathering its dump.
+func (r *Reader) finishLines() {
 	r.flush()
 	r.endDump()
 	if r.buf != nil {
@@ -133,8 +164,20 @@ func (r *Reader) setNow(t time.Time) { r.now, r.ctx = t, nil }
 func (r *Reader) StopWaiting() {
 	r.deadlineMu.Lock()
 	r.stopping = true
-	r.stopWaitingLocked()
+	woken := r.woken
+	if !woken {
+		r.stopWaitingLocked()
+	}
 	r.deadlineMu.Unlock()
+	if woken {
+		r.stopWoken()
+	}
+}
+
+func (r *Reader) stopRequested() bool {
+	r.deadlineMu.Lock()
+	defer r.deadlineMu.Unlock()
+	return r.stopping
 }
 
 // setDeadline sets the read deadline for a dump (zero clears it), unless
@@ -146,7 +189,9 @@ func (r *Reader) setDeadline(t time.Time) {
 		return
 	}
 	r.deadline = t
-	_ = r.f.SetReadDeadline(t)
+	if !r.woken {
+		_ = r.f.SetReadDeadline(t)
+	}
 }
 
 // drainRest reads, without waiting, whatever the pipe still holds.

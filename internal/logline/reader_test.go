@@ -16,9 +16,15 @@ import (
 	"github.com/rs/zerolog"
 )
 
-// pipeReader runs a reader of stream over a new pipe. It returns the write
-// end and a channel closed once Run returned.
+// pipeReader starts a reader of stream over a new pipe, as the engine
+// does (Start). It returns the write end and a channel closed once the
+// reader has ended.
 func pipeReader(tb testing.TB, b *Bridge, stream string) (*Reader, *os.File, <-chan struct{}) {
+	return pipeReaderMode(tb, b, stream, false)
+}
+
+// pipeReaderMode is pipeReader, with Run on a goroutine of its own if run.
+func pipeReaderMode(tb testing.TB, b *Bridge, stream string, run bool) (*Reader, *os.File, <-chan struct{}) {
 	tb.Helper()
 	r, w, err := os.Pipe()
 	if err != nil {
@@ -26,7 +32,11 @@ func pipeReader(tb testing.TB, b *Bridge, stream string) (*Reader, *os.File, <-c
 	}
 	rd := b.Reader(stream, r)
 	done := make(chan struct{})
-	go func() { defer close(done); rd.Run() }()
+	if run {
+		go func() { defer close(done); rd.Run() }()
+	} else {
+		rd.Start(func() { close(done) })
+	}
 	return rd, w, done
 }
 
@@ -34,13 +44,19 @@ func pipeReader(tb testing.TB, b *Bridge, stream string) (*Reader, *os.File, <-c
 // and the log.
 func feed(t *testing.T, o Options, data ...string) ([]Line, []byte) {
 	t.Helper()
+	return feedMode(t, false, o, data...)
+}
+
+// feedMode is feed, through Run if run.
+func feedMode(t *testing.T, run bool, o Options, data ...string) ([]Line, []byte) {
+	t.Helper()
 	var (
 		lines []Line
 		log   bytes.Buffer
 	)
 	o.Log = zerolog.New(&log).With().Str("vm", "vm").Int("pid", 7).Logger()
 	o.OnLine = func(l *Line) { lines = append(lines, l.Clone()) }
-	_, w, done := pipeReader(t, NewBridge(o), Stdout)
+	_, w, done := pipeReaderMode(t, NewBridge(o), Stdout, run)
 	for _, d := range data {
 		if _, err := w.WriteString(d); err != nil {
 			t.Fatal(err)

@@ -1,0 +1,196 @@
+package logline
+
+import (
+	"errors"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/vmre/vmre/internal/fdwait"
+)
+
+// wakeState is what Start keeps of a reader whose reads the process's
+// descriptor waiter starts: a quiet plugin's two readers then hold no
+// goroutine (and no stack) for the plugin's life.
+type wakeState struct {
+	// mu is held while the reader reads or ends: a wake of the waiter, the
+	// dump's timer, StopWaiting. One at a time, so lines stay in order.
+	mu       sync.Mutex
+	w        *fdwait.Waiter
+	fd       int
+	done     func()
+	timer    *time.Timer // ends a dump's wait while the pipe is quiet
+	finished bool        // the pipe is closed and done called, or a blocking loop owns the reader
+}
+
+// startWoken hands the pipe to the waiter; false if it cannot.
+func (r *Reader) startWoken(done func()) bool {
+	w := fdwait.Shared()
+	if w == nil || r.rs.init(r.f) != nil {
+		return false
+	}
+	fd := -1
+	if r.rs.rc.Control(func(u uintptr) { fd = int(u) }) != nil || fd < 0 {
+		return false
+	}
+	k := &r.wake
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.w, k.fd, k.done = w, fd, done
+	r.deadlineMu.Lock()
+	r.woken = true
+	r.deadlineMu.Unlock()
+	if w.Watch(fd, r.onReadable) != nil {
+		r.unwake()
+		return false
+	}
+	return true
+}
+
+// onReadable is the waiter's wake of the pipe; ok false: the waiter
+// failed, and the reader reads on this goroutine from now on.
+func (r *Reader) onReadable(ok bool) {
+	k := &r.wake
+	k.mu.Lock()
+	if k.finished {
+		k.mu.Unlock()
+		return
+	}
+	if ok {
+		if r.readWoken() || k.w.Rearm(k.fd) == nil {
+			k.mu.Unlock()
+			return
+		}
+	}
+	r.fallBack()
+}
+
+// onDumpTimer ends a panic's wait for more of its dump when the pipe has
+// stayed quiet until the dump's deadline.
+func (r *Reader) onDumpTimer() {
+	k := &r.wake
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if !k.finished {
+		r.readWoken()
+	}
+}
+
+// readWoken reads what the pipe holds, without waiting, and reports
+// whether the reader has ended (end of file, or StopWaiting). A dump
+// whose deadline has passed ends before what came after it is read, as
+// the blocking read's deadline would have it.
+func (r *Reader) readWoken() bool {
+	if r.dump.active && !r.deadline.IsZero() && !time.Now().Before(r.deadline) {
+		r.endDump()
+	}
+	ended := r.readAvailable()
+	if ended || r.stopRequested() {
+		if !ended {
+			r.drainRest()
+		}
+		r.finishWoken()
+		return true
+	}
+	k := &r.wake
+	switch {
+	case r.dump.active && !r.deadline.IsZero():
+		d := time.Until(r.deadline)
+		if k.timer == nil {
+			k.timer = time.AfterFunc(d, r.onDumpTimer)
+		} else {
+			k.timer.Reset(d)
+		}
+	case k.timer != nil:
+		k.timer.Stop()
+	}
+	return false
+}
+
+// readAvailable reads into lines until the pipe is empty; it reports
+// whether the stream has ended (end of file or a read error). It returns
+// early, with the stream not ended, once StopWaiting was called: the rest
+// is drainRest's, within its bound.
+func (r *Reader) readAvailable() bool {
+	for !r.stopRequested() {
+		if r.buf == nil {
+			r.buf = r.b.pool.get()
+		}
+		if r.start > 0 && len(r.buf)-r.end < compactBelow {
+			r.end = copy(r.buf, r.buf[r.start:r.end])
+			r.start = 0
+		}
+		n, err := r.rs.readRaw(r.buf[r.end:])
+		if n > 0 {
+			r.end += n
+			r.setNow(time.Now())
+			r.process()
+			continue
+		}
+		if !errors.Is(err, syscall.EAGAIN) {
+			return true
+		}
+		if r.start == r.end {
+			r.b.pool.put(r.buf)
+			r.buf, r.start, r.end, r.scanned = nil, 0, 0, 0
+		}
+		return false
+	}
+	return false
+}
+
+// stopWoken is StopWaiting's work for a reader the waiter wakes: read
+// what the pipe holds, within drainRest's bound, and end.
+func (r *Reader) stopWoken() {
+	k := &r.wake
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if !k.finished {
+		r.drainRest()
+		r.finishWoken()
+	}
+}
+
+// finishWoken ends the reader: the last lines out, the pipe closed, done
+// called. k.mu is held.
+func (r *Reader) finishWoken() {
+	k := &r.wake
+	k.finished = true
+	if k.timer != nil {
+		k.timer.Stop()
+	}
+	k.w.Unwatch(k.fd)
+	r.finishLines()
+	_ = r.f.Close()
+	k.done()
+}
+
+// fallBack runs the blocking read loop on this goroutine, once the waiter
+// can no longer wake the reader. k.mu is held, and released.
+func (r *Reader) fallBack() {
+	k := &r.wake
+	k.finished = true
+	if k.timer != nil {
+		k.timer.Stop()
+	}
+	k.w.Unwatch(k.fd)
+	k.mu.Unlock()
+	r.unwake()
+	r.loop()
+	_ = r.f.Close()
+	k.done()
+}
+
+// unwake hands the reader back to blocking reads, with the deadline a
+// blocking read would have had.
+func (r *Reader) unwake() {
+	r.deadlineMu.Lock()
+	defer r.deadlineMu.Unlock()
+	r.woken = false
+	switch {
+	case r.stopping:
+		r.stopWaitingLocked()
+	case !r.deadline.IsZero():
+		_ = r.f.SetReadDeadline(r.deadline)
+	}
+}

@@ -1,0 +1,130 @@
+package logline
+
+import (
+	"fmt"
+	"os"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+)
+
+// Run, on a goroutine of its own, is what Start falls back to: the same
+// lines, panics grouped and bounded in time.
+func TestReaderRunBlocking(t *testing.T) {
+	t.Parallel()
+	lines, _ := feedMode(t, true, Options{MaxLineBytes: 4}, "a\nbb\n", "abcdefgh")
+	if got, want := strings.Join(texts(lines), "|"), "a|bb|abcd|efgh"; got != want {
+		t.Errorf("lines %q, want %q", got, want)
+	}
+	lines, _ = feedMode(t, true, Options{}, "panic: boom\n\tmain.go:1\n", "after\n")
+	if got, want := strings.Join(texts(lines), "|"), "panic: boom|after"; got != want {
+		t.Fatalf("lines %q, want %q", got, want)
+	}
+	if !lines[0].Panic || string(lines[0].Dump) != "\tmain.go:1" {
+		t.Errorf("panic line %+v", lines[0])
+	}
+
+	got := make(chan Line, 4)
+	_, w, done := pipeReaderMode(t, NewBridge(Options{OnLine: func(l *Line) { got <- l.Clone() }}), Stderr, true)
+	defer func() { w.Close(); <-done }()
+	if _, err := w.WriteString("panic: boom\n"); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case l := <-got:
+		if !l.Panic {
+			t.Errorf("line %+v", l)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("the panic was not handed on while the pipe stayed open")
+	}
+}
+
+// A started reader whose pipe is quiet holds no goroutine: a node keeps
+// hundreds of quiet plugins, two streams each. Lines written later still
+// arrive, in order, and each reader ends at EOF. Not parallel: it counts
+// the process's goroutines.
+func TestReaderQuietHoldsNoGoroutine(t *testing.T) {
+	const n = 100
+	got := make(chan string, 2*n)
+	b := NewBridge(Options{OnLine: func(l *Line) { got <- string(l.Text) }})
+	before := runtime.NumGoroutine()
+	ws := make([]*os.File, n)
+	dones := make([]<-chan struct{}, n)
+	for i := range n {
+		_, ws[i], dones[i] = pipeReader(t, b, Stdout)
+	}
+	if grown := runtime.NumGoroutine() - before; grown >= n/2 {
+		t.Errorf("%d quiet readers hold %d goroutines", n, grown)
+	}
+	for i, w := range ws {
+		if _, err := fmt.Fprintf(w, "first %d\n", i); err != nil {
+			t.Fatal(err)
+		}
+	}
+	seen := map[string]bool{}
+	for range n {
+		seen[<-got] = true
+	}
+	for i, w := range ws {
+		if _, err := fmt.Fprintf(w, "second %d\n", i); err != nil {
+			t.Fatal(err)
+		}
+		w.Close()
+		<-dones[i]
+		if l := <-got; l != fmt.Sprintf("second %d", i) {
+			t.Errorf("reader %d: %q after its first line", i, l)
+		}
+	}
+	for i := range n {
+		if !seen[fmt.Sprintf("first %d", i)] {
+			t.Errorf("reader %d: first line missing", i)
+		}
+	}
+}
+
+// StopWaiting ends a started reader whose pipe stays open (a process
+// outside the plugin's group holds it): what the pipe held is read, the
+// unterminated last line included, and the reader ends.
+func TestReaderStopWaitingStarted(t *testing.T) {
+	t.Parallel()
+	var lines []string
+	b := NewBridge(Options{OnLine: func(l *Line) { lines = append(lines, string(l.Text)) }})
+	rd, w, done := pipeReader(t, b, Stdout)
+	defer w.Close()
+	if _, err := w.WriteString("one\ntwo"); err != nil {
+		t.Fatal(err)
+	}
+	rd.StopWaiting()
+	<-done
+	if got := strings.Join(lines, "|"); got != "one|two" {
+		t.Errorf("lines %q, want one|two", got)
+	}
+}
+
+// If the waiter fails, a started reader reads on its own: no line lost,
+// and it still ends at EOF.
+func TestReaderWaiterFails(t *testing.T) {
+	t.Parallel()
+	got := make(chan string, 4)
+	b := NewBridge(Options{OnLine: func(l *Line) { got <- string(l.Text) }})
+	rd, w, done := pipeReader(t, b, Stdout)
+	if _, err := w.WriteString("before\n"); err != nil {
+		t.Fatal(err)
+	}
+	if l := <-got; l != "before" {
+		t.Fatalf("line %q", l)
+	}
+	failed := make(chan struct{})
+	go func() { defer close(failed); rd.onReadable(false) }()
+	if _, err := w.WriteString("after\n"); err != nil {
+		t.Fatal(err)
+	}
+	if l := <-got; l != "after" {
+		t.Fatalf("line %q", l)
+	}
+	w.Close()
+	<-done
+	<-failed
+}
