@@ -27,20 +27,14 @@ const (
 
 // send logs l and hands it to the tail and OnLine.
 func (r *Reader) send(l *Line, startsPanic bool) {
-	// The stream is the event's first field, right after the logger's
-	// own (vm, pid): where a context field would be, without a logger,
-	// and its 500-byte context buffer, kept per stream for the process's
-	// whole life.
 	if e := r.b.opts.Log.WithLevel(l.Level); e != nil {
-		e = e.Str(fieldStream, r.stream)
 		// The line's time is when it was read, for a logtime.Hook on
 		// Log: one context per read, wrapping the logger's own.
 		if r.ctx == nil {
 			r.ctx = logtime.WithTime(e.GetCtx(), r.now)
 		}
 		e = e.Ctx(r.ctx)
-		// A plain line has a message only: one call either way.
-		if l.Format == Plain || l.Format == Raw || !r.sendFast(e, l) {
+		if !r.sendFast(e, l) {
 			r.sendFields(e, l)
 		}
 		e.Send()
@@ -53,9 +47,13 @@ func (r *Reader) send(l *Line, startsPanic bool) {
 	}
 }
 
-// sendFields adds l's fields to e, a call per field (zerolog's methods
-// change e and return it).
+// sendFields adds the stream and l's fields to e, a call per field
+// (zerolog's methods change e and return it). The stream is the event's
+// first field, right after the logger's own (vm, pid): where a context
+// field would be, without a logger, and its 500-byte context buffer, kept
+// per stream for the process's whole life.
 func (r *Reader) sendFields(e *zerolog.Event, l *Line) {
+	e.Str(fieldStream, r.stream)
 	if !l.PluginTime.IsZero() {
 		r.quoted = r.timeText.appendQuoted(r.quoted[:0], l.PluginTime)
 		e.RawJSON(fieldPluginTime, r.quoted)
@@ -96,17 +94,19 @@ func (r *Reader) sendFields(e *zerolog.Event, l *Line) {
 	}
 }
 
-// sendFast adds l's fields to e as sendFields does, in one RawJSON call: the
-// first field's value is followed by the other fields' members, which
-// zerolog copies as they are, so the event's bytes are the same as with a
-// call per field, without zerolog encoding each key and checking each
-// string. It does so only when every string needs no escaping and the line
+// sendFast adds the stream and l's fields to e as sendFields does, in one
+// RawJSON call: the first field's value is followed by the other fields'
+// members, which zerolog copies as they are, so the event's bytes are the
+// same as with a call per field, without zerolog encoding each key and
+// checking each string. It does so only when every string needs no escaping and the line
 // has no dump; otherwise it adds nothing and reports false.
 func (r *Reader) sendFast(e *zerolog.Event, l *Line) bool {
 	if l.Dump != nil || !l.safe(l.Message) || !l.safe(l.LevelText) || !l.safe(l.Logger) || !l.safe(l.Caller) {
 		return false
 	}
 	m := rawMembers{buf: r.quoted[:0]}
+	m.key(fieldStream)
+	m.buf = append(append(append(m.buf, '"'), r.stream...), '"')
 	if !l.PluginTime.IsZero() {
 		m.key(fieldPluginTime)
 		m.buf = r.timeText.appendQuoted(m.buf, l.PluginTime)
@@ -128,9 +128,7 @@ func (r *Reader) sendFast(e *zerolog.Event, l *Line) bool {
 	}
 	m.str(zerolog.MessageFieldName, l.Message)
 	r.quoted = m.buf
-	if m.first != "" {
-		e.RawJSON(m.first, m.buf)
-	}
+	e.RawJSON(m.first, m.buf)
 	return true
 }
 
