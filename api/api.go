@@ -226,11 +226,7 @@ func New(eng *engine.Engine, cfg Config) (*Handler, error) {
 	// would otherwise hold any handler and its answer.
 	calls := newCallLimiter(cmp.Or(cfg.MaxCalls, DefaultMaxCalls), sendTimeout, tokens, cfg.Log,
 		vmrev1connect.RuntimeServiceWatchRuntimesProcedure, vmrev1connect.RuntimeServiceTailOutputProcedure)
-	metricsHandler, err := newMetrics(eng, streams, calls).handler()
-	if err != nil {
-		return nil, fmt.Errorf("register metrics: %w", err)
-	}
-	mux.Handle("GET "+MetricsPath, metricsHandler)
+	mux.Handle("GET "+MetricsPath, newMetrics(eng, streams, calls).handler())
 	mux.Handle("/", dashboardHandler(dashboard))
 	return &Handler{handler: withHostCheck(withCORS(calls.wrap(mux), origins), cfg.AllowedHosts), health: health, calls: calls}, nil
 }

@@ -146,8 +146,25 @@ func newMetrics(eng *engine.Engine, streams *streamGauges, calls *callLimiter) *
 // snapshot (see [metrics.runtimeFamilies]) next to those of a registry of
 // its own (the counters and histograms of m, Go's runtime and the engine
 // process). It starts the watcher that counts exits; that ends when the
-// engine closes.
-func (m *metrics) handler() (http.Handler, error) {
+// engine closes. The registry is built at the first scrape: the Go
+// collector reads the runtime's metric descriptions and matches their names
+// against its rules, over half a million instructions that an engine no
+// one scrapes need not spend at its start. A registration that fails (a
+// defect: the collectors are fixed) answers every scrape with HTTP 500.
+func (m *metrics) handler() http.Handler {
+	go m.watch(m.eng.Watch())
+	build := sync.OnceValues(m.buildHandler)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h, err := build()
+		if err != nil {
+			http.Error(w, "register metrics: "+err.Error(), http.StatusInternalServerError)
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
+}
+
+func (m *metrics) buildHandler() (http.Handler, error) {
 	reg := prometheus.NewRegistry()
 	for _, c := range []prometheus.Collector{
 		m.handshakes, m.handshakeFailures, m.stops, m.forcedKills,
@@ -195,7 +212,6 @@ func (m *metrics) handler() (http.Handler, error) {
 	// klauspost's gzip at its fastest level takes a ninth of the
 	// instructions of the standard library's default level, which promhttp
 	// uses, for about 5% more bytes.
-	go m.watch(m.eng.Watch())
 	return gzipped(promhttp.HandlerForTransactional(gather, promhttp.HandlerOpts{EnableOpenMetrics: true, DisableCompression: true})), nil
 }
 
