@@ -25,6 +25,12 @@ const (
 	DefaultLimit = 64 << 10
 	// DefaultInterval bounds how long an event waits in the buffer.
 	DefaultInterval = 10 * time.Millisecond
+	// pendingMax is how many times its limit a buffer may grow to while
+	// the previous batch is still being written; then the next event waits.
+	pendingMax = 4
+	// keepMax is how many times its limit a buffer's capacity may be for
+	// it to be reused: one huge event must not pin its buffer forever.
+	keepMax = 2 * pendingMax
 	// urgentGap is the least time between two writes that warn-level
 	// events cause: a plugin printing warnings as fast as it can would
 	// otherwise cost one write(2) per line, a fifth of the throughput of
@@ -38,8 +44,10 @@ const (
 //
 //   - as soon as it holds the limit or more, whatever the levels of its
 //     events: that write is made by a goroutine of its own, while events
-//     go on filling a second buffer (a Write that finds the previous such
-//     write still running waits for it, so at most two buffers exist);
+//     go on filling a second buffer; while the previous write still runs,
+//     the second buffer grows up to four times the limit, and then the
+//     Write that reaches that waits for it (so at most two buffers exist,
+//     and writes are made in order, one at a time);
 //   - at the latest interval after the first event buffered since the last
 //     write (one timer for the writer, armed by that event: no goroutine or
 //     timer per event), from the timer's goroutine;
@@ -167,6 +175,16 @@ func (w *Writer) write(p []byte, urgent bool) (int, error) {
 			return 0, err
 		}
 	case full:
+		if w.flight != nil && len(w.buf) < pendingMax*w.limit {
+			select {
+			case <-w.flight.done:
+			default:
+				// The last batch is still being written: this one goes
+				// on growing rather than making the event's goroutine
+				// wait for a write it cannot speed up.
+				return len(p), nil
+			}
+		}
 		f, err := w.startLocked()
 		if f != nil {
 			go f.run(w.out)
@@ -221,8 +239,7 @@ func (w *Writer) waitLocked() error {
 	}
 	<-f.done
 	w.flight = nil
-	if cap(f.buf) <= 4*w.limit {
-		// One huge event must not pin its buffer forever.
+	if cap(f.buf) <= keepMax*w.limit {
 		w.spare = f.buf[:0]
 	}
 	return f.err
@@ -254,7 +271,7 @@ func (w *Writer) flushLocked() error {
 	if _, werr := w.out.Write(w.buf); err == nil {
 		err = werr
 	}
-	if cap(w.buf) > 4*w.limit {
+	if cap(w.buf) > keepMax*w.limit {
 		w.buf = nil
 	} else {
 		w.buf = w.buf[:0]

@@ -337,8 +337,9 @@ func (g *gate) Write(p []byte) (int, error) {
 
 // TestWriterFullWriteInBackground: the Write that fills the buffer returns
 // while the underlying write is still under way, events go on filling a
-// second buffer meanwhile, and the next full buffer waits for the first
-// write to end, so the writes stay in order, one at a time.
+// second buffer meanwhile, past the limit, and the Write that brings it to
+// four times the limit waits for the first write to end, so the writes
+// stay in order, one at a time.
 func TestWriterFullWriteInBackground(t *testing.T) {
 	t.Parallel()
 	g := newGate()
@@ -349,28 +350,31 @@ func TestWriterFullWriteInBackground(t *testing.T) {
 	if got := string(<-g.entered); got != "0123456789" {
 		t.Fatalf("first write %q", got)
 	}
-	// The first write is held: these are buffered, and the one that
-	// fills the second buffer waits for the first write to end.
-	if _, err := w.Write([]byte("abcde")); err != nil {
-		t.Fatal(err)
+	// The first write is held: these are buffered, the second buffer
+	// growing past the limit, and the one that brings it to four times
+	// the limit waits for the first write to end.
+	for _, ev := range []string{"abcdefghij", "klmnopqrst", "uvwxyz0123"} {
+		if _, err := w.Write([]byte(ev)); err != nil {
+			t.Fatal(err)
+		}
 	}
 	second := make(chan error, 1)
 	go func() {
-		_, err := w.Write([]byte("fghij"))
+		_, err := w.Write([]byte("456789ABCD"))
 		second <- err
 	}()
 	select {
 	case got := <-g.entered:
 		t.Fatalf("write %q started while the first was under way", got)
 	case err := <-second:
-		t.Fatalf("the Write filling the second buffer returned (%v) before the first write ended", err)
+		t.Fatalf("the Write bringing the second buffer to four times the limit returned (%v) before the first write ended", err)
 	case <-time.After(50 * time.Millisecond):
 	}
 	g.release <- struct{}{}
 	if err := <-second; err != nil {
 		t.Fatal(err)
 	}
-	if got := string(<-g.entered); got != "abcdefghij" {
+	if got := string(<-g.entered); got != "abcdefghijklmnopqrstuvwxyz0123456789ABCD" {
 		t.Fatalf("second write %q, want the second buffer's events", got)
 	}
 	g.release <- struct{}{}
