@@ -95,9 +95,14 @@ func appendClean(dst, b []byte) []byte {
 // by one specialIndex pass each and copied whole; the rest, most often a
 // few bytes of a line's fields, by appendCleanRuns.
 func appendCleanText(dst, b []byte) (out []byte, all bool, safeTo int) {
+	return appendCleanTextAt(dst, b, specialIndex(b))
+}
+
+// appendCleanTextAt is appendCleanText for a b whose first special byte
+// (see specialIndex) is known to be at k.
+func appendCleanTextAt(dst, b []byte, k int) (out []byte, all bool, safeTo int) {
 	start := len(dst)
 	for {
-		k := specialIndex(b)
 		if k < 0 {
 			dst = append(dst, b...)
 			return dst, true, len(dst) - start
@@ -111,6 +116,7 @@ func appendCleanText(dst, b []byte) (out []byte, all bool, safeTo int) {
 			return dst, all, safeTo
 		}
 		b = b[skipEscape(b, k):]
+		k = specialIndex(b)
 	}
 }
 

@@ -309,6 +309,6 @@ func (p *Parser) cleanText(b []byte) (text []byte, all bool, safeTo int) {
 	if c := b[k]; (c == '"' || c == '\\') && printable(b[k+1:]) {
 		return b, true, k
 	}
-	p.clean, all, safeTo = appendCleanText(p.clean[:0], b)
+	p.clean, all, safeTo = appendCleanTextAt(p.clean[:0], b, k)
 	return p.clean, all, safeTo
 }
