@@ -52,8 +52,10 @@ func NewCmd(path string, args ...string) *exec.Cmd {
 // all defaults; it is not modified. cmd must not have been started; its
 // Stdout and Stderr must be nil (Bootstrap bridges them into Config.Log)
 // and its Stdin nil or an *os.File. Bootstrap sets cmd.Env, Stdout, Stderr
-// and SysProcAttr and, on Linux, may point cmd.Path at the checked file
-// (see the package documentation); cmd.Args stay as they are.
+// and SysProcAttr, a nil Stdin to a /dev/null file the engine opens once
+// and shares between its plugins (never closed), and, on Linux, may point
+// cmd.Path at the checked file (see the package documentation); cmd.Args
+// stay as they are.
 //
 // Only callers Config.HandshakeAuth admits decide the handshake, the first
 // admitted one only. On failure the process is killed at once, reaped and
@@ -249,7 +251,7 @@ func launch(cmd *exec.Cmd, cfg *settings, exe *preflight.Executable) (*launched,
 	if err != nil {
 		return nil, err
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	ln, err := listenHandshake()
 	if err != nil {
 		return nil, fmt.Errorf("%w: listen: %w", vmre.ErrHandshakeFailed, err)
 	}
@@ -269,6 +271,11 @@ func launch(cmd *exec.Cmd, cfg *settings, exe *preflight.Executable) (*launched,
 
 	cmd.Env = pluginEnv(cmd, cfg, addr, secret)
 	cmd.Stdout, cmd.Stderr = outW, errW
+	if cmd.Stdin == nil {
+		if f := devNull(); f != nil {
+			cmd.Stdin = f
+		}
+	}
 	prepareSysProcAttr(cmd)
 	var cg *cgroup
 	if cfg.CgroupRoot != "" {
@@ -372,6 +379,17 @@ func launch(cmd *exec.Cmd, cfg *settings, exe *preflight.Executable) (*launched,
 	}
 	p.log.Debug().Str("engine_addr", addr).Msg("vm process started")
 	return &launched{p: p, hs: hs, ln: ln, startedAt: startedAt, watchdogReady: ready, limitErr: limitErr}, nil
+}
+
+// listenHandshake returns a launch's handshake listener: a fresh loopback
+// port. Its connections get no TCP keep-alive (net.Listen would set it up
+// with four setsockopt calls on every accepted connection): one lives for a
+// handshake and its graceful shutdown, both bounded by the handshake
+// timeout, and its peer is the plugin, whose death the engine learns from
+// its exit.
+func listenHandshake() (net.Listener, error) {
+	lc := net.ListenConfig{KeepAlive: -1}
+	return lc.Listen(context.Background(), "tcp", "127.0.0.1:0")
 }
 
 // serveHandshake serves the handshake until Bootstrap closes the listener,

@@ -815,3 +815,45 @@ func TestIdlePluginHasNoSupervisor(t *testing.T) {
 		t.Errorf("stopped plugin: status %+v, err %v", p.ExitStatus(), p.Err())
 	}
 }
+
+// TestBootstrapSharedDevNull: a plugin started with a nil Stdin reads
+// /dev/null, from one file the engine opened once for all its plugins and
+// keeps open, not one opened and closed at every start.
+func TestBootstrapSharedDevNull(t *testing.T) {
+	t.Parallel()
+	devNull, err := os.Stat(os.DevNull)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stdins []*os.File
+	for range 2 {
+		cmd := childCmd(t, "serve")
+		p, err := subprocess.Bootstrap(t.Context(), cmd, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { p.Stop(context.Background()) })
+		f, ok := cmd.Stdin.(*os.File)
+		if !ok {
+			t.Fatalf("cmd.Stdin = %T, want the shared *os.File", cmd.Stdin)
+		}
+		stdins = append(stdins, f)
+		if got, err := f.Stat(); err != nil || !os.SameFile(got, devNull) {
+			t.Fatalf("cmd.Stdin is not %s: %v", os.DevNull, err)
+		}
+		if got, err := os.Stat(fmt.Sprintf("/proc/%d/fd/0", p.Pid())); err != nil || !os.SameFile(got, devNull) {
+			t.Errorf("the plugin's standard input is not %s: %v", os.DevNull, err)
+		}
+	}
+	if stdins[0] != stdins[1] {
+		t.Error("each launch got a /dev/null of its own")
+	}
+	p, err := subprocess.Bootstrap(t.Context(), childCmd(t, "serve"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.Stop(t.Context())
+	if _, err := stdins[0].Stat(); err != nil {
+		t.Errorf("the shared /dev/null was closed after a plugin stopped: %v", err)
+	}
+}

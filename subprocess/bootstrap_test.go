@@ -11,6 +11,7 @@ import (
 	"github.com/vmre/vmre"
 	"github.com/vmre/vmre/client"
 	"github.com/vmre/vmre/server"
+	"golang.org/x/sys/unix"
 )
 
 // serveTestHandshake serves hs the way launch does, on a listener of its
@@ -89,5 +90,43 @@ func TestMismatchAnswersFailedPrecondition(t *testing.T) {
 	var mismatch *vmre.VersionMismatchError
 	if !errors.As(res.err, &mismatch) || mismatch.Got != 41 || res.err.Error() != "protocol version mismatch engine: 42,43 vm: 41" {
 		t.Errorf("result error = %v", res.err)
+	}
+}
+
+// TestHandshakeListenerNoKeepAlive: the handshake's connections get no TCP
+// keep-alive, which net.Listen would set up on every accepted connection.
+func TestHandshakeListenerNoKeepAlive(t *testing.T) {
+	t.Parallel()
+	ln, err := listenHandshake()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	if ip := ln.Addr().(*net.TCPAddr).IP; !ip.IsLoopback() {
+		t.Errorf("handshake listener on %s, want loopback", ip)
+	}
+	client, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	conn, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	rc, err := conn.(*net.TCPConn).SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var keepAlive int
+	var optErr error
+	if err := rc.Control(func(fd uintptr) {
+		keepAlive, optErr = unix.GetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_KEEPALIVE)
+	}); err != nil || optErr != nil {
+		t.Fatal(err, optErr)
+	}
+	if keepAlive != 0 {
+		t.Error("SO_KEEPALIVE is set on an accepted handshake connection")
 	}
 }

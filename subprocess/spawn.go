@@ -1,6 +1,7 @@
 package subprocess
 
 import (
+	"os"
 	"os/exec"
 	"runtime"
 	"sync"
@@ -21,7 +22,7 @@ import (
 // leak checkers ignore it by its name, [SpawnerFunc].
 //
 // This is the package's one piece of global state besides the watchdog,
-// and the reader-buffer pool.
+// the reader-buffer pool and the plugins' shared /dev/null (devNull).
 type spawnRequest struct {
 	cmd  *exec.Cmd
 	errc chan error
@@ -56,3 +57,18 @@ func spawnLoop(reqs <-chan spawnRequest) {
 		req.errc <- req.cmd.Start()
 	}
 }
+
+// devNull returns the read-only /dev/null every plugin started with a nil
+// Stdin gets as its standard input, or nil if it cannot be opened (exec
+// then opens one for each start, as it does for a nil Stdin). os/exec
+// would open and close a /dev/null of its own at every start, with the
+// poller registration that goes with it, for a file that reads the same
+// for every plugin; it never closes a Stdin it was given, so this one
+// stays open for the life of the engine.
+var devNull = sync.OnceValue(func() *os.File {
+	f, err := os.Open(os.DevNull)
+	if err != nil {
+		return nil
+	}
+	return f
+})
