@@ -333,11 +333,8 @@ func launch(cmd *exec.Cmd, cfg *settings, exe *preflight.Executable) (*launched,
 	// The server is set up while the plugin starts: until Serve runs, its
 	// connection waits in the listen backlog.
 	hs := newHandshake(cfg.AcceptedVersions, auth)
-	srv := server.NewHTTPServer(sharedHandler())
+	srv := newHandshakeServer(hs)
 	srv.ErrorLog = server.NewErrorLog(vmLog)
-	srv.BaseContext = func(net.Listener) context.Context {
-		return context.WithValue(context.Background(), handshakeKey{}, hs)
-	}
 	// Connections refused as foreign are paced from then on, so that a
 	// flood of them does not starve the plugin's own; the pacing wrapper
 	// is outermost, so that ConnContext sees its connections, and
@@ -432,6 +429,26 @@ func serveHandshake(ctx context.Context, p *Process, hs *handshake, srv *http.Se
 	}
 	conns.Wait()
 }
+
+// newHandshakeServer returns the server of one launch's handshake, which
+// passes hs to the shared handler through every request's context.
+//
+// Its HTTP/2 connections keep the protocol's initial 64 KiB receive window
+// instead of net/http's 1 MiB: a handshake request is at most a few KiB
+// (server.MaxRequestBytes), and the larger window costs a WINDOW_UPDATE
+// frame, with a flush of its own, on every connection.
+func newHandshakeServer(hs *handshake) *http.Server {
+	srv := server.NewHTTPServer(sharedHandler())
+	srv.HTTP2.MaxReceiveBufferPerConnection = initialWindowSize
+	srv.BaseContext = func(net.Listener) context.Context {
+		return context.WithValue(context.Background(), handshakeKey{}, hs)
+	}
+	return srv
+}
+
+// initialWindowSize is HTTP/2's initial flow-control window (RFC 9113,
+// section 6.9.2): a connection starts with it without a WINDOW_UPDATE.
+const initialWindowSize = 1<<16 - 1
 
 // The handshake handler is built once and shared by every launch's server,
 // which hands it the launch's *handshake through the request context.

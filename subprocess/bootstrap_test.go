@@ -3,14 +3,15 @@
 package subprocess
 
 import (
-	"context"
 	"errors"
+	"io"
 	"net"
 	"testing"
+	"time"
 
 	"github.com/vmre/vmre"
 	"github.com/vmre/vmre/client"
-	"github.com/vmre/vmre/server"
+	"golang.org/x/net/http2"
 	"golang.org/x/sys/unix"
 )
 
@@ -22,10 +23,7 @@ func serveTestHandshake(t *testing.T, hs *handshake) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := server.NewHTTPServer(sharedHandler())
-	srv.BaseContext = func(net.Listener) context.Context {
-		return context.WithValue(context.Background(), handshakeKey{}, hs)
-	}
+	srv := newHandshakeServer(hs)
 	done := make(chan struct{})
 	go func() { defer close(done); _ = srv.Serve(ln) }()
 	t.Cleanup(func() { srv.Close(); <-done })
@@ -128,5 +126,54 @@ func TestHandshakeListenerNoKeepAlive(t *testing.T) {
 	}
 	if keepAlive != 0 {
 		t.Error("SO_KEEPALIVE is set on an accepted handshake connection")
+	}
+}
+
+// TestHandshakeServerConnWindow: a handshake server's HTTP/2 connection
+// opens with its SETTINGS alone, no connection-level WINDOW_UPDATE (which
+// net/http sends to raise the window to 1 MiB), before it acknowledges the
+// client's SETTINGS; and a call still completes the handshake.
+func TestHandshakeServerConnWindow(t *testing.T) {
+	t.Parallel()
+	hs := newHandshake([]uint32{vmre.ProtocolVersion}, nil)
+	addr := serveTestHandshake(t, hs)
+	conn, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if err := conn.SetDeadline(time.Now().Add(30 * time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.WriteString(conn, http2.ClientPreface); err != nil {
+		t.Fatal(err)
+	}
+	fr := http2.NewFramer(conn, conn)
+	if err := fr.WriteSettings(); err != nil {
+		t.Fatal(err)
+	}
+	for acked := false; !acked; {
+		f, err := fr.ReadFrame()
+		if err != nil {
+			t.Fatal(err)
+		}
+		switch f := f.(type) {
+		case *http2.SettingsFrame:
+			acked = f.IsAck()
+		case *http2.WindowUpdateFrame:
+			if f.StreamID == 0 {
+				t.Errorf("connection-level WINDOW_UPDATE of %d before the SETTINGS ACK", f.Increment)
+			}
+		}
+	}
+	conn.Close()
+
+	c := client.New(addr)
+	defer c.Close()
+	if err := c.Initialize(t.Context(), vmre.ProtocolVersion, "127.0.0.1:9000"); err != nil {
+		t.Fatalf("Initialize: %v", err)
+	}
+	if res := <-hs.result; res.err != nil {
+		t.Errorf("result = %+v", res)
 	}
 }
