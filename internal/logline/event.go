@@ -162,14 +162,29 @@ func (m *rawMembers) str(k string, v []byte) {
 
 // timeCache formats a plugin time as RFC 3339 with milli-, micro- or
 // nanoseconds (as many as it carries), formatting the part up to the second
-// and the zone once per second.
+// and the zone once per second, and the whole text once per time: the
+// lines of a burst often share their millisecond.
 type timeCache struct {
 	sec          int64
 	loc          *time.Location
 	prefix, zone []byte
+	last         time.Time // the time text is of; zero: none
+	text         []byte    // last's quoted text
 }
 
 func (c *timeCache) appendQuoted(dst []byte, t time.Time) []byte {
+	// == compares the location too: the same instant in another zone
+	// is written differently.
+	if t == c.last && !t.IsZero() {
+		return append(dst, c.text...)
+	}
+	start := len(dst)
+	dst = c.format(dst, t)
+	c.last, c.text = t, append(c.text[:0], dst[start:]...)
+	return dst
+}
+
+func (c *timeCache) format(dst []byte, t time.Time) []byte {
 	if sec := t.Unix(); sec != c.sec || t.Location() != c.loc || c.prefix == nil {
 		c.sec, c.loc = sec, t.Location()
 		c.prefix = t.AppendFormat(c.prefix[:0], "2006-01-02T15:04:05")
