@@ -110,6 +110,17 @@ func Holds(pid int, inode uint64) bool {
 	return holdsHinted(pid, inode)
 }
 
+// HoldsAny reports whether process pid itself (not its descendants) has a
+// file descriptor open on one of the sockets with the given inodes. It
+// lists pid's descriptors once and reads nothing else of /proc, unlike
+// [TreeSockets], which also lists pid's threads to find its children, and
+// it leaves [Holds]'s hint alone. A process that does not exist, or whose
+// descriptors may not be read, holds nothing. It is safe for concurrent
+// use.
+func HoldsAny(pid int, inodes []uint64) bool {
+	return holdsAny(pid, inodes)
+}
+
 // TreeSockets returns the inodes of the sockets that root and its
 // descendants hold, each with the pid of a process holding it. It is the
 // cheap way to check many connections against one tree: one pass over the

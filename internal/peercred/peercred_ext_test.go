@@ -341,6 +341,34 @@ func TestHoldsGone(t *testing.T) {
 	}
 }
 
+// TestHoldsAny: a process holds its own listener, found among other
+// inodes; it does not hold a socket another process listens on; a process
+// that is gone holds nothing.
+func TestHoldsAny(t *testing.T) {
+	t.Parallel()
+	ln, _ := listen(t, "tcp4", "127.0.0.1:0")
+	own, err := peercred.ListenerInodes(netip.MustParseAddrPort(ln.Addr().String()))
+	if err != nil || len(own) == 0 {
+		t.Fatalf("listener inodes: %v, %v", own, err)
+	}
+	if !peercred.HoldsAny(os.Getpid(), append([]uint64{1}, own...)) {
+		t.Errorf("this process does not hold its listener %v", own)
+	}
+
+	child := startChild(t, "idle", "")
+	pid := atoi(t, fields(t, child, "idle")[0])
+	if peercred.HoldsAny(pid, own) {
+		t.Errorf("child %d holds this process's listener", pid)
+	}
+	_ = child.Stdin.Close()
+	_ = child.Cmd.Wait()
+	for _, p := range []int{pid, 0, -1} {
+		if peercred.HoldsAny(p, own) {
+			t.Errorf("pid %d, gone or invalid, holds a socket", p)
+		}
+	}
+}
+
 // TestLookupChurn looks up a live connection while short-lived processes
 // start and exit around it, so scans meet vanishing /proc entries.
 func TestLookupChurn(t *testing.T) {

@@ -304,6 +304,22 @@ func holdsAt(pid int, inode uint64) int {
 	return found
 }
 
+func holdsAny(pid int, inodes []uint64) bool {
+	if pid <= 0 || len(inodes) == 0 {
+		return false
+	}
+	targets := make([][]byte, len(inodes))
+	for i, inode := range inodes {
+		targets[i] = socketLink(inode)
+	}
+	found := false
+	eachFDLink(pid, func(_ int, link []byte) bool {
+		found = slices.ContainsFunc(targets, func(t []byte) bool { return bytes.Equal(link, t) })
+		return !found
+	})
+	return found
+}
+
 // socketLink is the link target /proc shows for a descriptor of the
 // socket with this inode.
 func socketLink(inode uint64) []byte {

@@ -10,6 +10,8 @@ func socketInode(netip.AddrPort, netip.AddrPort) (uint64, error) { return 0, Err
 
 func holdsHinted(int, uint64) bool { return false }
 
+func holdsAny(int, []uint64) bool { return false }
+
 func holder(uint64) (int, error) { return 0, ErrNotSupported }
 
 func listenerInodes(netip.AddrPort) ([]uint64, error) { return nil, ErrNotSupported }
