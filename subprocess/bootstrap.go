@@ -339,7 +339,13 @@ func launch(cmd *exec.Cmd, cfg *settings, exe *preflight.Executable) (*launched,
 	// flood of them does not starve the plugin's own; the pacing wrapper
 	// is outermost, so that ConnContext sees its connections, and
 	// Bootstrap keeps the bare listener for stopAccepting.
-	var served net.Listener = handshakeListener{ln}
+	// Counted before supervise starts, so before anything waits for the
+	// helpers; supervise cancels the server's shutdown once it has reaped
+	// the process.
+	p.helpers.Add(1)
+	srvCtx, stopServer := context.WithCancel(context.Background())
+	p.stopServer = stopServer
+	var served net.Listener = &handshakeListener{Listener: ln, ctx: srvCtx, helpers: &p.helpers, linger: cfg.HandshakeTimeout}
 	srv.ConnContext = connContext
 	if auth != nil {
 		served = auth.Listener(served)
@@ -347,12 +353,6 @@ func launch(cmd *exec.Cmd, cfg *settings, exe *preflight.Executable) (*launched,
 			return connContext(handshakeauth.ConnContext(ctx, c), c)
 		}
 	}
-	// Counted before supervise starts, so before anything waits for the
-	// helpers; supervise cancels the server's shutdown once it has reaped
-	// the process.
-	p.helpers.Add(1)
-	srvCtx, stopServer := context.WithCancel(context.Background())
-	p.stopServer = stopServer
 	go serveHandshake(srvCtx, p, hs, srv, served, cfg.HandshakeTimeout)
 
 	p.log = vmLog.With().Int(fieldPid, p.pid).Logger()
@@ -487,7 +487,7 @@ type handshake struct {
 	auth     *handshakeauth.Policy // nil: everyone may call (mode none)
 	decided  atomic.Bool
 	result   chan handshakeResult // capacity 1: written once
-	// hold gets the connClosed channel of the call that completed the
+	// hold gets the answerRead channel of the call that completed the
 	// handshake, if it came from vmre's client (see holdShutdown);
 	// capacity 1.
 	hold chan (<-chan struct{})
@@ -498,7 +498,7 @@ type handshakeResult struct {
 	addr     string
 	err      error
 	at       time.Time
-	answered <-chan struct{} // connClosed of the deciding call
+	answered <-chan struct{} // answerRead of the deciding call
 }
 
 var _ vmre.Initializer = (*handshake)(nil)
@@ -522,7 +522,7 @@ func (h *handshake) Initialize(ctx context.Context, protocolVersion uint32, vmAd
 		return fmt.Errorf("%w: the handshake is already complete", vmre.ErrAlreadyInitialized)
 	}
 	var err error
-	answered := connClosed(ctx)
+	answered := answerRead(ctx)
 	if !slices.Contains(h.accepted, protocolVersion) {
 		err = &vmre.VersionMismatchError{Accepted: slices.Clone(h.accepted), Got: protocolVersion}
 	} else if sentToken(ctx) {

@@ -421,11 +421,18 @@ func TestStopIsIdempotentAndConcurrent(t *testing.T) {
 // follows.
 func TestStopRightAfterHandshake(t *testing.T) {
 	t.Parallel()
-	const n = 8
+	stopRightAfterHandshake(t, "term-handshake", 8)
+}
+
+// stopRightAfterHandshake launches n plugins of the child mode at once,
+// stops each the moment its Bootstrap returns, and requires each to exit
+// 0 on its SIGTERM.
+func stopRightAfterHandshake(t *testing.T, mode string, n int) {
+	t.Helper()
 	var wg sync.WaitGroup
 	for i := range n {
 		wg.Go(func() {
-			p, err := subprocess.Bootstrap(t.Context(), childCmd(t, "term-handshake"), nil)
+			p, err := subprocess.Bootstrap(t.Context(), childCmd(t, mode), nil)
 			if err != nil {
 				t.Errorf("plugin %d: Bootstrap: %v", i, err)
 				return

@@ -302,6 +302,14 @@ func childDoubleInit() int {
 // reaches it while its handshake client still waits for the answer makes
 // it exit 1, one that comes after makes it exit 0.
 func childTermHandshake() int {
+	return termHandshake(func(ctx context.Context, vmAddr string) error {
+		return client.Handshake(ctx, childVersion(), vmAddr)
+	})
+}
+
+// termHandshake is childTermHandshake with handshake as the plugin's
+// handshake client.
+func termHandshake(handshake func(ctx context.Context, vmAddr string) error) int {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)
 	defer stop()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -309,7 +317,7 @@ func childTermHandshake() int {
 		return 1
 	}
 	defer ln.Close()
-	if err := client.Handshake(ctx, childVersion(), ln.Addr().String()); err != nil {
+	if err := handshake(ctx, ln.Addr().String()); err != nil {
 		fmt.Fprintln(os.Stderr, "handshake:", err)
 		return 1
 	}

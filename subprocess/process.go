@@ -42,8 +42,9 @@ type Process struct {
 
 	exited     chan struct{} // closed once reaped
 	serverDone chan struct{} // closed once the handshake server is shut down
-	// answered is closed once the connection of the call that completed
-	// the handshake has been closed (see connClosed and holdShutdown).
+	// answered is closed once the client of the call that completed the
+	// handshake has closed that call's connection (see answerRead and
+	// holdShutdown).
 	// Set before Bootstrap returns the Process.
 	answered <-chan struct{}
 	done     chan struct{} // closed once reaped, drained and helpers ended
@@ -130,11 +131,12 @@ func (p *Process) Err() error {
 // Bootstrap returns as soon as the engine has decided the handshake, when
 // the plugin's client may still be reading the answer; a plugin that stops
 // on SIGTERM (or on Shutdown) at that point would fail its own handshake.
-// So a Stop that begins then first waits until the plugin's handshake
-// connection has been closed: by vmre's client once its call has
-// returned, by grpc-go's on the handshake server's GOAWAY once it has the
-// answer. It waits at most the grace period, and the wait counts toward
-// it: the SIGKILL comes no later for it.
+// So a Stop that begins then first waits until the plugin has closed its
+// handshake connection: vmre's client does once its call has returned,
+// grpc-go's on the handshake server's GOAWAY once it has the answer, and
+// any client once it has read to the end of a connection the server
+// closed first. It waits at most the grace period, and the wait counts
+// toward it: the SIGKILL comes no later for it.
 //
 // Stop blocks until Done is closed or ctx is done, whichever comes first;
 // if ctx ends first the stop still completes in the background. It is
