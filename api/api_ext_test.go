@@ -154,6 +154,11 @@ func (h *harness) client(opts ...connect.ClientOption) vmrev1connect.RuntimeServ
 	return vmrev1connect.NewRuntimeServiceClient(http.DefaultClient, h.url, opts...)
 }
 
+// grpcClient returns a client that speaks gRPC over h2c, as grpc-go does.
+func (h *harness) grpcClient(opts ...connect.ClientOption) vmrev1connect.RuntimeServiceClient {
+	return vmrev1connect.NewRuntimeServiceClient(h2cClient(), h.url, append([]connect.ClientOption{connect.WithGRPC()}, opts...)...)
+}
+
 func (h *harness) grpcConn(t *testing.T) *grpc.ClientConn {
 	t.Helper()
 	conn, err := grpc.NewClient(h.addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
@@ -395,7 +400,7 @@ func TestTailOutputStream(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 	defer cancel()
-	client := vmrev1connect.NewRuntimeServiceClient(h2cClient(), h.url, connect.WithGRPC())
+	client := h.grpcClient()
 	stream, err := client.TailOutput(ctx, &vmrev1.TailOutputRequest{Id: rt.ID, Lines: 1, Follow: true})
 	if err != nil {
 		t.Fatal(err)
@@ -876,7 +881,7 @@ func TestWatchManyWatchersEveryProtocol(t *testing.T) {
 		h.client(connect.WithGRPCWeb()),
 		h.client(), // Connect, binary
 		h.client(connect.WithProtoJSON()),
-		vmrev1connect.NewRuntimeServiceClient(h2cClient(), h.url, connect.WithGRPC()),
+		h.grpcClient(),
 	}
 	const perClient = 8
 	var streams []*connect.ServerStreamForClient[vmrev1.WatchRuntimesResponse]

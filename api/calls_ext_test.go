@@ -15,21 +15,12 @@ import (
 	"github.com/vmre/vmre/internal/h2raw"
 	"github.com/vmre/vmre/subprocess"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
-	"google.golang.org/protobuf/proto"
 )
 
 // openList opens a ListRuntimes call on c and returns its stream id.
 func openList(t *testing.T, h *harness, c *h2raw.Conn) uint32 {
 	t.Helper()
-	msg, err := proto.Marshal(&vmrev1.ListRuntimesRequest{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	sid, err := c.OpenGRPC(h.addr, vmrev1connect.RuntimeServiceListRuntimesProcedure, msg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return sid
+	return openGRPC(t, h, c, vmrev1connect.RuntimeServiceListRuntimesProcedure, &vmrev1.ListRuntimesRequest{})
 }
 
 // nextAnswer returns c's next event on a stream, failing the test if the
@@ -97,7 +88,7 @@ func TestCallLimitEvictsStalledCalls(t *testing.T) {
 		}
 	}
 	// A reader gets its answer, ending the oldest stalled call.
-	client := vmrev1connect.NewRuntimeServiceClient(h2cClient(), h.url, connect.WithGRPC())
+	client := h.grpcClient()
 	ctx, cancel := context.WithTimeout(t.Context(), time.Minute) // a bound for a hung call
 	defer cancel()
 	if _, err := client.ListRuntimes(ctx, &vmrev1.ListRuntimesRequest{}); err != nil {
@@ -153,13 +144,7 @@ func TestCallLimitRefusesWhenNoneStalled(t *testing.T) {
 	h := startEngine(t, engine.Config{Launcher: launcher}, func(c *api.Config) { c.MaxCalls = maxCalls })
 	ctx, cancel := context.WithTimeout(t.Context(), time.Minute) // a bound for a hung test
 	defer cancel()
-	withToken := vmrev1connect.NewRuntimeServiceClient(h2cClient(), h.url, connect.WithGRPC(),
-		connect.WithInterceptors(connect.UnaryInterceptorFunc(func(next connect.UnaryFunc) connect.UnaryFunc {
-			return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
-				req.Header().Set("Authorization", "Bearer "+testToken)
-				return next(ctx, req)
-			}
-		})))
+	withToken := h.grpcClient(withBearer(testToken))
 	var ids []string
 	for range maxCalls {
 		rt, err := h.engine.Launch(ctx, engine.Spec{Path: gatedPath})
@@ -183,7 +168,7 @@ func TestCallLimitRefusesWhenNoneStalled(t *testing.T) {
 		<-launcher.entered
 	}
 
-	anonymous := vmrev1connect.NewRuntimeServiceClient(h2cClient(), h.url, connect.WithGRPC())
+	anonymous := h.grpcClient()
 	_, err := anonymous.ListRuntimes(ctx, &vmrev1.ListRuntimesRequest{})
 	if connect.CodeOf(err) != connect.CodeResourceExhausted || !strings.Contains(err.Error(), "(2)") {
 		t.Fatalf("list with %d calls busy: %v, want resource_exhausted naming the limit", maxCalls, err)

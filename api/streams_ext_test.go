@@ -37,18 +37,28 @@ func dialStalled(t *testing.T, h *harness, window uint32, buffer int) *h2raw.Con
 	return c
 }
 
-// openTail opens a following TailOutput of the runtime id on c.
-func openTail(t *testing.T, h *harness, c *h2raw.Conn, id string, lines uint32) uint32 {
+// openGRPC opens a gRPC call of procedure on c with req as its one
+// message (none if req is nil) and returns its stream id.
+func openGRPC(t *testing.T, h *harness, c *h2raw.Conn, procedure string, req proto.Message) uint32 {
 	t.Helper()
-	msg, err := proto.Marshal(&vmrev1.TailOutputRequest{Id: id, Lines: lines, Follow: true})
-	if err != nil {
-		t.Fatal(err)
+	var msg []byte
+	if req != nil {
+		var err error
+		if msg, err = proto.Marshal(req); err != nil {
+			t.Fatal(err)
+		}
 	}
-	sid, err := c.OpenGRPC(h.addr, vmrev1connect.RuntimeServiceTailOutputProcedure, msg)
+	sid, err := c.OpenGRPC(h.addr, procedure, msg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	return sid
+}
+
+// openTail opens a following TailOutput of the runtime id on c.
+func openTail(t *testing.T, h *harness, c *h2raw.Conn, id string, lines uint32) uint32 {
+	t.Helper()
+	return openGRPC(t, h, c, vmrev1connect.RuntimeServiceTailOutputProcedure, &vmrev1.TailOutputRequest{Id: id, Lines: lines, Follow: true})
 }
 
 // firstAnswers reads c's events until n streams have answered, on a
@@ -123,7 +133,7 @@ func TestStreamLimits(t *testing.T) {
 	}
 
 	// WatchRuntimes counts too, and the refusal names the limit.
-	client := vmrev1connect.NewRuntimeServiceClient(h2cClient(), h.url, connect.WithGRPC())
+	client := h.grpcClient()
 	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 	defer cancel()
 	w, err := client.WatchRuntimes(ctx, &vmrev1.WatchRuntimesRequest{})
@@ -170,22 +180,11 @@ func TestSendTimeoutEndsStalledStream(t *testing.T) {
 	}{
 		{"tail output", func(t *testing.T, h *harness, c *h2raw.Conn, id string) uint32 { return openTail(t, h, c, id, 10) }},
 		{"watch runtimes", func(t *testing.T, h *harness, c *h2raw.Conn, _ string) uint32 {
-			sid, err := c.OpenGRPC(h.addr, vmrev1connect.RuntimeServiceWatchRuntimesProcedure, nil)
-			if err != nil {
-				t.Fatal(err)
-			}
-			return sid
+			return openGRPC(t, h, c, vmrev1connect.RuntimeServiceWatchRuntimesProcedure, nil)
 		}},
 		{"reflection", func(t *testing.T, h *harness, c *h2raw.Conn, _ string) uint32 {
-			msg, err := proto.Marshal(&reflectionv1.ServerReflectionRequest{MessageRequest: &reflectionv1.ServerReflectionRequest_ListServices{ListServices: "*"}})
-			if err != nil {
-				t.Fatal(err)
-			}
-			sid, err := c.OpenGRPC(h.addr, "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo", msg)
-			if err != nil {
-				t.Fatal(err)
-			}
-			return sid
+			return openGRPC(t, h, c, "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
+				&reflectionv1.ServerReflectionRequest{MessageRequest: &reflectionv1.ServerReflectionRequest_ListServices{ListServices: "*"}})
 		}},
 	}
 	for _, tt := range tests {
@@ -211,7 +210,7 @@ func TestSendTimeoutEndsStalledStream(t *testing.T) {
 					t.Fatalf("stalled stream: %+v, want its headers, then a reset", ev)
 				}
 			}
-			client := vmrev1connect.NewRuntimeServiceClient(h2cClient(), h.url, connect.WithGRPC())
+			client := h.grpcClient()
 			for {
 				ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 				w, err := client.WatchRuntimes(ctx, &vmrev1.WatchRuntimesRequest{})
