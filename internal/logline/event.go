@@ -95,69 +95,76 @@ func (r *Reader) sendFields(e *zerolog.Event, l *Line) {
 }
 
 // sendFast adds the stream and l's fields to e as sendFields does, in one
-// RawJSON call: the first field's value is followed by the other fields'
+// RawJSON call: the stream's value is followed by the other fields'
 // members, which zerolog copies as they are, so the event's bytes are the
 // same as with a call per field, without zerolog encoding each key and
-// checking each string. It does so only when every string needs no escaping and the line
-// has no dump; otherwise it adds nothing and reports false.
+// checking each string. It does so only when every string needs no
+// escaping and the line has no dump; otherwise it adds nothing and
+// reports false.
 func (r *Reader) sendFast(e *zerolog.Event, l *Line) bool {
 	if l.Dump != nil || !l.safe(l.Message) || !l.safe(l.LevelText) || !l.safe(l.Logger) || !l.safe(l.Caller) {
 		return false
 	}
-	m := rawMembers{buf: r.quoted[:0]}
-	m.key(fieldStream)
-	m.buf = append(append(append(m.buf, '"'), r.stream...), '"')
+	b := append(r.quoted[:0], '"')
+	b = append(b, r.stream...)
+	b = append(b, '"')
 	if !l.PluginTime.IsZero() {
-		m.key(fieldPluginTime)
-		m.buf = r.timeText.appendQuoted(m.buf, l.PluginTime)
+		b = append(b, memberPluginTime...)
+		b = r.timeText.appendQuoted(b, l.PluginTime)
 	}
-	m.str(fieldPluginLevel, l.LevelText)
-	m.str(fieldLogger, l.Logger)
-	m.str(fieldCaller, l.Caller)
+	b = appendMember(b, memberPluginLevel, l.LevelText)
+	b = appendMember(b, memberLogger, l.Logger)
+	b = appendMember(b, memberCaller, l.Caller)
 	if l.Partial {
-		m.key(fieldPartial)
-		m.buf = append(m.buf, "true"...)
+		b = append(b, memberPartial...)
 	}
 	if l.Panic {
-		m.key(fieldPanic)
-		m.buf = append(m.buf, "true"...)
+		b = append(b, memberPanic...)
 	}
 	if l.Fields != nil {
-		m.key(fieldPlugin)
-		m.buf = append(m.buf, l.Fields...)
+		b = append(b, memberPlugin...)
+		b = append(b, l.Fields...)
 	}
-	m.str(zerolog.MessageFieldName, l.Message)
-	r.quoted = m.buf
-	e.RawJSON(m.first, m.buf)
+	if l.Message != nil {
+		// zerolog's message key is a variable a program may change.
+		if zerolog.MessageFieldName == defaultMessageKey {
+			b = append(b, memberMessage...)
+		} else {
+			b = append(b, ',', '"')
+			b = append(b, zerolog.MessageFieldName...)
+			b = append(b, '"', ':', '"')
+		}
+		b = append(b, l.Message...)
+		b = append(b, '"')
+	}
+	r.quoted = b
+	e.RawJSON(fieldStream, b)
 	return true
 }
 
-// rawMembers builds the value of the first of several JSON members
-// followed by the others: `value1,"key2":value2,...`.
-type rawMembers struct {
-	first string
-	buf   []byte
-}
+// The members sendFast writes after the stream, each up to its value
+// (a string's opening quote included).
+const (
+	memberPluginTime  = `,"` + fieldPluginTime + `":`
+	memberPluginLevel = `,"` + fieldPluginLevel + `":"`
+	memberLogger      = `,"` + fieldLogger + `":"`
+	memberCaller      = `,"` + fieldCaller + `":"`
+	memberPartial     = `,"` + fieldPartial + `":true`
+	memberPanic       = `,"` + fieldPanic + `":true`
+	memberPlugin      = `,"` + fieldPlugin + `":`
+	defaultMessageKey = "message"
+	memberMessage     = `,"` + defaultMessageKey + `":"`
+)
 
-func (m *rawMembers) key(k string) {
-	if m.first == "" {
-		m.first = k
-		return
-	}
-	m.buf = append(m.buf, ',', '"')
-	m.buf = append(m.buf, k...)
-	m.buf = append(m.buf, '"', ':')
-}
-
-// str adds a string member when v is not nil; v needs no escaping.
-func (m *rawMembers) str(k string, v []byte) {
+// appendMember appends a string member when v is not nil: prefix ends
+// with the value's opening quote, and v needs no escaping.
+func appendMember(b []byte, prefix string, v []byte) []byte {
 	if v == nil {
-		return
+		return b
 	}
-	m.key(k)
-	m.buf = append(m.buf, '"')
-	m.buf = append(m.buf, v...)
-	m.buf = append(m.buf, '"')
+	b = append(b, prefix...)
+	b = append(b, v...)
+	return append(b, '"')
 }
 
 // timeCache formats a plugin time as RFC 3339 with milli-, micro- or
