@@ -314,6 +314,7 @@ func FuzzSendFast(f *testing.F) {
 		var out bytes.Buffer
 		log := zerolog.New(&out)
 		r := NewBridge(Options{Log: log, Location: time.UTC}).Reader(Stderr, nil)
+		r.lineState = &lineState{} // made by the first line it reads
 		l := Line{Time: time.Date(2026, 12, 6, 21, 50, 0, 0, time.UTC)}
 		NewParser(Auto, time.UTC).Parse(b, &l)
 		l.Partial, l.Panic = partial, panicked

@@ -54,7 +54,6 @@ type Reader struct {
 	stream string
 	f      *os.File
 	rs     readState // per-OS read plumbing
-	parser *Parser   // made at the first line: a quiet plugin has none
 	max    int
 
 	buf        []byte          // nil while idle
@@ -62,18 +61,28 @@ type Reader struct {
 	scanned    int             // bytes of the window known to hold no '\n'
 	inLine     bool            // the last chunk was Partial
 	linePanic  bool            // the line being continued is a panic
+	*lineState                 // made at the first line: a quiet plugin has none
 	now        time.Time       // when the lines in the window were read
 	ctx        context.Context // events' context with now, for logtime.Hook
-	line       Line            // the line being handed on
-	quoted     []byte          // scratch: a message in quotes
-	timeText   timeCache       // plugin_time's text
-	dump       dump            // a panic gathering its goroutine dump
 	deadlineMu sync.Mutex      // guards stopping, woken and the file's deadline
 	stopping   bool            // StopWaiting was called
 	woken      bool            // the waiter starts the reads (Start), no blocking read runs
 	deadline   time.Time       // the dump's read deadline, zero: none
 	wake       wakeState       // Start's state (Linux)
 }
+
+// lineState is what a reader needs once its stream has a line, so that a
+// quiet plugin's readers stay small.
+type lineState struct {
+	parser   *Parser
+	line     Line      // the line being handed on
+	quoted   []byte    // scratch: a message in quotes
+	timeText timeCache // plugin_time's text
+	dump     dump      // a panic gathering its goroutine dump
+}
+
+// dumping reports whether a panic is gathering its dump.
+func (r *Reader) dumping() bool { return r.lineState != nil && r.dump.active }
 
 // Reader returns the reader of one stream (Stdout or Stderr) of the
 // bridge's process; f is the read end of its pipe, which Run closes.
@@ -281,11 +290,11 @@ func (r *Reader) emit(b []byte, partial bool, rest []byte) int {
 	if r.b.rawHook != nil {
 		r.b.rawHook(b)
 	}
+	if r.lineState == nil {
+		r.lineState = &lineState{parser: NewParser(r.b.opts.Format, r.b.opts.Location)}
+	}
 	l := &r.line
 	*l = Line{Pid: r.b.opts.Pid, Stream: r.stream, Time: r.now, Partial: partial}
-	if r.parser == nil {
-		r.parser = NewParser(r.b.opts.Format, r.b.opts.Location)
-	}
 	if partial || continuation {
 		// A chunk of an over-long line is text: the parsers need whole
 		// lines.
@@ -328,10 +337,10 @@ func isPanicStart(b []byte) bool {
 
 // endDump hands on the panic being gathered, if any, as one line.
 func (r *Reader) endDump() {
-	d := &r.dump
-	if !d.active {
+	if !r.dumping() {
 		return
 	}
+	d := &r.dump
 	d.active = false
 	r.setDeadline(time.Time{})
 	l := Line{

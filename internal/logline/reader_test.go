@@ -474,3 +474,23 @@ func TestReaderLongLineMemory(t *testing.T) {
 		t.Errorf("reading a %d-byte line allocated %d bytes", size, alloc)
 	}
 }
+
+// A reader that has read no line is small: a node keeps hundreds of quiet
+// plugins, two readers each, and what parsing needs (the line, the
+// parser, a panic's dump) comes with the first line. Not parallel: it
+// reads the process-wide allocation counter.
+func TestQuietReaderIsSmall(t *testing.T) {
+	const n = 1000
+	b := NewBridge(Options{})
+	readers := make([]*Reader, n)
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	for i := range readers {
+		readers[i] = b.Reader(Stdout, nil)
+	}
+	runtime.ReadMemStats(&after)
+	if per := (after.TotalAlloc - before.TotalAlloc) / n; per > 384 {
+		t.Errorf("a reader takes %d bytes before its first line", per)
+	}
+	runtime.KeepAlive(readers)
+}

@@ -81,7 +81,7 @@ func (r *Reader) onDumpTimer() {
 // whose deadline has passed ends before what came after it is read, as
 // the blocking read's deadline would have it.
 func (r *Reader) readWoken() bool {
-	if r.dump.active && !r.deadline.IsZero() && !time.Now().Before(r.deadline) {
+	if r.dumping() && !r.deadline.IsZero() && !time.Now().Before(r.deadline) {
 		r.endDump()
 	}
 	ended := r.readAvailable()
@@ -94,7 +94,7 @@ func (r *Reader) readWoken() bool {
 	}
 	k := &r.wake
 	switch {
-	case r.dump.active && !r.deadline.IsZero():
+	case r.dumping() && !r.deadline.IsZero():
 		d := time.Until(r.deadline)
 		if k.timer == nil {
 			k.timer = time.AfterFunc(d, r.onDumpTimer)
