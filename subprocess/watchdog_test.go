@@ -90,6 +90,27 @@ func engineDiesWatched(t *testing.T, wd *watchdog) (pid, pidfd int) {
 	return pid, pidfd
 }
 
+// registerFirst registers the group of pid with wd, which has no shell
+// yet, waits until the shell runs and returns its pid and a pidfd of it,
+// closed at the end of the test.
+func registerFirst(t *testing.T, wd *watchdog, pid int) (shell, shellFD int) {
+	t.Helper()
+	ready, err := wd.add(pid, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	<-ready
+	wd.mu.Lock()
+	shell = wd.pid
+	wd.mu.Unlock()
+	shellFD, err = unix.PidfdOpen(shell, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { unix.Close(shellFD) })
+	return shell, shellFD
+}
+
 func TestWatchdogKillsRegisteredGroupsOnEOF(t *testing.T) {
 	t.Parallel()
 	wd := &watchdog{live: make(map[int]string)}
@@ -122,19 +143,7 @@ func TestWatchdogRestartsAfterShellDies(t *testing.T) {
 	wd := &watchdog{live: make(map[int]string)}
 	a, aFD := startGroupLeader(t)
 	c, cFD := startGroupLeader(t)
-	ready, err := wd.add(a.Process.Pid, "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	<-ready
-	wd.mu.Lock()
-	first := wd.pid
-	wd.mu.Unlock()
-	firstFD, err := unix.PidfdOpen(first, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer unix.Close(firstFD)
+	first, firstFD := registerFirst(t, wd, a.Process.Pid)
 	if err := unix.Kill(first, unix.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
@@ -146,7 +155,7 @@ func TestWatchdogRestartsAfterShellDies(t *testing.T) {
 	}
 	// Whether or not the waiter has restarted the shell yet, registering
 	// another group yields a running shell that knows both.
-	ready, err = wd.add(c.Process.Pid, "")
+	ready, err := wd.add(c.Process.Pid, "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -167,19 +176,7 @@ func TestWatchdogReplacesStoppedShell(t *testing.T) {
 	const noGroup = 1 << 30 // above any pid_max: no such group
 	wd := &watchdog{live: make(map[int]string)}
 	a, aFD := startGroupLeader(t)
-	ready, err := wd.add(a.Process.Pid, "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	<-ready
-	wd.mu.Lock()
-	first := wd.pid
-	wd.mu.Unlock()
-	firstFD, err := unix.PidfdOpen(first, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer unix.Close(firstFD)
+	first, firstFD := registerFirst(t, wd, a.Process.Pid)
 	if err := unix.Kill(first, unix.SIGSTOP); err != nil {
 		t.Fatal(err)
 	}
@@ -199,7 +196,7 @@ func TestWatchdogReplacesStoppedShell(t *testing.T) {
 		t.Fatal("the stopped shell was not replaced (killed)")
 	}
 	wd.mu.Lock()
-	ready = wd.ready
+	ready := wd.ready
 	wd.mu.Unlock()
 	<-ready
 	if second := engineDies(wd); second == first || second == 0 {
