@@ -68,9 +68,12 @@ func benchConcurrent(ctx context.Context, e *env) error {
 			mgr := newManager()
 			var stopProfile func()
 			if e.o.concProfile != "" {
-				var err error
 				path := filepath.Join(e.o.concProfile, fmt.Sprintf("%s-%d-%d.prof", name, n, time.Now().UnixNano()))
-				if stopProfile, err = startCPUProfile(path); err != nil {
+				err := os.MkdirAll(e.o.concProfile, 0o755)
+				if err == nil {
+					stopProfile, err = startCPUProfile(path)
+				}
+				if err != nil {
 					e.note("conc profile: %s", err.Error())
 				}
 			}

@@ -95,7 +95,7 @@ func main() {
 	flag.IntVar(&o.doctorRuns, "doctor-runs", 20, "runs of each whole program (vmre doctor, vmre version and their avalanchego baselines)")
 	flag.IntVar(&o.superviseN, "supervise-n", 100, "idle supervised runtimes in the supervise runs")
 	flag.DurationVar(&o.superviseIdle, "supervise-idle", time.Minute, "how long the supervise run measures the engine's idle CPU")
-	flag.StringVar(&o.concProfile, "conc-cpuprofile", "", "write a CPU profile of each conc round's launch phase only (from the first launch until all have returned) into this directory, one file per round (go tool pprof merges them)")
+	flag.StringVar(&o.concProfile, "conc-cpuprofile", "", "write a CPU profile of each conc round's launch phase only (from the first launch until all have returned) into this directory, made if missing, one file per round (go tool pprof merges them)")
 	flag.StringVar(&o.concPerfCtl, "conc-perf-ctl", "", "control FIFO of a `perf record --control fifo:FIFO -D -1` run of the runner: conc enables its events over each launch phase only")
 	flag.StringVar(&o.superviseProfile, "supervise-cpuprofile", "", "write a CPU profile of the supervise run's idle window only to this file")
 	flag.IntVar(&o.superviseCrashes, "supervise-crashes", 20, "plugins SIGKILLed in the supervise run's crash-to-running rounds")
