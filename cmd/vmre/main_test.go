@@ -255,16 +255,16 @@ func lastLogMessage(log string) string {
 	return last
 }
 
-// safeBuffer is a bytes.Buffer safe for one writer and concurrent readers.
+// safeBuffer is a bytes.Buffer safe for concurrent writers and readers.
 type safeBuffer struct {
 	mu  sync.Mutex
 	buf bytes.Buffer
 }
 
-func (b *safeBuffer) Write(p []byte) {
+func (b *safeBuffer) Write(p []byte) (int, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	b.buf.Write(p)
+	return b.buf.Write(p)
 }
 
 func (b *safeBuffer) String() string {

@@ -13,7 +13,7 @@ import (
 // current time, in zerolog's field and format.
 func TestLoggerTimestamp(t *testing.T) {
 	t.Parallel()
-	rec := newRecorder()
+	rec := new(safeBuffer)
 	f := logFlags{logFormat: "json", logLevel: "info"}
 	log, sink, err := f.logger(rec)
 	if err != nil {
@@ -26,9 +26,9 @@ func TestLoggerTimestamp(t *testing.T) {
 		t.Fatal(err)
 	}
 	after := time.Now()
-	lines := bytes.Split(bytes.TrimSpace([]byte(rec.all())), []byte("\n"))
+	lines := bytes.Split(bytes.TrimSpace([]byte(rec.String())), []byte("\n"))
 	if len(lines) != 2 {
-		t.Fatalf("got %d events: %q", len(lines), rec.all())
+		t.Fatalf("got %d events: %q", len(lines), rec.String())
 	}
 	for _, line := range lines {
 		var ev map[string]any
