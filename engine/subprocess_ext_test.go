@@ -7,7 +7,9 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -65,6 +67,41 @@ func child(mode string) int {
 		fmt.Fprintln(os.Stderr, "unknown child mode", mode)
 		return 2
 	}
+}
+
+// allocMiB is what the alloc-fork child keeps resident.
+const allocMiB = 64
+
+// allocFork is a plugin that touches allocMiB MiB, starts two children
+// (printing "children PID PID" on stdout), then serves as the example VM.
+func allocFork() int {
+	buf := make([]byte, allocMiB<<20)
+	for i := 0; i < len(buf); i += 4096 {
+		buf[i] = 1
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return 1
+	}
+	var pids []string
+	for range 2 {
+		cmd := exec.Command(self)
+		cmd.Env = append(os.Environ(), childEnv+"=sleep")
+		if err := cmd.Start(); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		pids = append(pids, strconv.Itoa(cmd.Process.Pid))
+	}
+	fmt.Println("children " + strings.Join(pids, " "))
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)
+	defer stop()
+	err = examplevm.Run(ctx, zerolog.New(os.Stdout), examplevm.Config{Heartbeat: time.Hour})
+	runtime.KeepAlive(buf)
+	if err != nil {
+		return 1
+	}
+	return 0
 }
 
 func subprocessEngine(t *testing.T, mode string) *engine.Engine {

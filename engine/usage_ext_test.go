@@ -4,57 +4,18 @@ package engine_test
 
 import (
 	"context"
-	"fmt"
 	"os"
 	"os/exec"
-	"os/signal"
 	"runtime"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/rs/zerolog"
 	"github.com/vmre/vmre/engine"
-	"github.com/vmre/vmre/examples/examplevm"
 	"github.com/vmre/vmre/subprocess"
 )
-
-// allocMiB is what the alloc-fork child keeps resident.
-const allocMiB = 64
-
-// allocFork is a plugin that touches allocMiB MiB, starts two children
-// (printing "children PID PID" on stdout), then serves as the example VM.
-func allocFork() int {
-	buf := make([]byte, allocMiB<<20)
-	for i := 0; i < len(buf); i += 4096 {
-		buf[i] = 1
-	}
-	self, err := os.Executable()
-	if err != nil {
-		return 1
-	}
-	var pids []string
-	for range 2 {
-		cmd := exec.Command(self)
-		cmd.Env = append(os.Environ(), childEnv+"=sleep")
-		if err := cmd.Start(); err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			return 1
-		}
-		pids = append(pids, strconv.Itoa(cmd.Process.Pid))
-	}
-	fmt.Println("children " + strings.Join(pids, " "))
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)
-	defer stop()
-	err = examplevm.Run(ctx, zerolog.New(os.Stdout), examplevm.Config{Heartbeat: time.Hour})
-	runtime.KeepAlive(buf)
-	if err != nil {
-		return 1
-	}
-	return 0
-}
 
 // procRSS reads a process's resident bytes from /proc/PID/statm.
 func procRSS(t *testing.T, pid int) int64 {
