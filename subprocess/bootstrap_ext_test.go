@@ -338,11 +338,7 @@ func TestStopKillsGrandchild(t *testing.T) {
 	out := newCollector()
 	const graceful = time.Minute
 	_, p := mustBootstrap(t, "fork-grandchild", &subprocess.Config{OnOutput: out.add, GracefulTimeout: graceful})
-	l := out.waitFor(t, func(l outLine) bool { return strings.HasPrefix(l.Text, "grandchild=") })
-	gc, err := strconv.Atoi(strings.TrimPrefix(l.Text, "grandchild="))
-	if err != nil {
-		t.Fatal(err)
-	}
+	gc := out.waitForNumber(t, "grandchild=")
 	fds := openPidfds(t, gc)
 
 	start := time.Now()
@@ -371,11 +367,7 @@ func TestEscapedGrandchildDoesNotHoldDone(t *testing.T) {
 	t.Parallel()
 	out := newCollector()
 	_, p := mustBootstrap(t, "escape", &subprocess.Config{OnOutput: out.add})
-	l := out.waitFor(t, func(l outLine) bool { return strings.HasPrefix(l.Text, "escaped=") })
-	gc, err := strconv.Atoi(strings.TrimPrefix(l.Text, "escaped="))
-	if err != nil {
-		t.Fatal(err)
-	}
+	gc := out.waitForNumber(t, "escaped=")
 	fds := openPidfds(t, gc)
 	select {
 	case <-p.Done():
@@ -485,11 +477,7 @@ func TestStopIsNotDelayedByHandshakeServer(t *testing.T) {
 	// that waiting for it cannot pass for a slow machine.
 	const handshakeTimeout = time.Minute
 	_, p := mustBootstrap(t, "hold-conn", &subprocess.Config{OnOutput: out.add, HandshakeTimeout: handshakeTimeout})
-	l := out.waitFor(t, func(l outLine) bool { return strings.HasPrefix(l.Text, "holder=") })
-	holder, err := strconv.Atoi(strings.TrimPrefix(l.Text, "holder="))
-	if err != nil {
-		t.Fatal(err)
-	}
+	holder := out.waitForNumber(t, "holder=")
 	openPidfds(t, holder) // killed at cleanup
 	start := time.Now()
 	p.Stop(t.Context())

@@ -5,11 +5,13 @@ package subprocess_test
 import (
 	"bytes"
 	"errors"
-	"github.com/vmre/vmre"
+	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/vmre/vmre"
 	"github.com/vmre/vmre/subprocess"
 	"golang.org/x/sys/unix"
 )
@@ -63,6 +65,18 @@ func (c *collector) waitFor(t testing.TB, match func(outLine) bool) outLine {
 			t.Fatalf("no matching output line; got %d lines", i)
 		}
 	}
+}
+
+// waitForNumber waits for a line that is prefix and a number, and returns
+// the number.
+func (c *collector) waitForNumber(t testing.TB, prefix string) int {
+	t.Helper()
+	l := c.waitFor(t, func(l outLine) bool { return strings.HasPrefix(l.Text, prefix) })
+	n, err := strconv.Atoi(strings.TrimPrefix(l.Text, prefix))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
 }
 
 func (c *collector) snapshot() []outLine {
