@@ -7,8 +7,10 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -78,7 +80,7 @@ func (e *Executable) Prepare(cmd *exec.Cmd) {
 		return
 	}
 	cmd.Path = "/proc/self/fd/" + strconv.Itoa(e.inheritedFd(cmd))
-	dir, err := os.MkdirTemp(linkBase(), "vmre-exec-"+strconv.Itoa(os.Getpid())+"-")
+	dir, err := os.MkdirTemp(linkBase(), linkDirPrefix+strconv.Itoa(os.Getpid())+"-")
 	if err != nil {
 		return
 	}
@@ -116,16 +118,65 @@ func (e *Executable) inheritedFd(cmd *exec.Cmd) int {
 // linkBase is where Prepare makes its links: a memory-backed directory when
 // there is one, because on a disk filesystem making and removing a
 // directory and a link added about 0.6 ms to a launch on the test machine
-// (tmpfs: about 25 µs). The process's pid in
-// each directory's name tells whose it is.
+// (tmpfs: about 25 µs). The process's pid in each directory's name tells
+// whose it is. On first use it removes the directories that engines killed
+// in the middle of a launch left there (sweepLinkDirs).
 var linkBase = sync.OnceValue(func() string {
+	base := os.TempDir()
 	for _, dir := range []string{os.Getenv("XDG_RUNTIME_DIR"), "/dev/shm"} {
 		if dir != "" && syscall.Access(dir, 0x2|0x1 /* W_OK|X_OK */) == nil {
-			return dir
+			base = dir
+			break
 		}
 	}
-	return os.TempDir()
+	sweepLinkDirs(base, time.Now())
+	return base
 })
+
+// linkDirPrefix starts the name of every directory Prepare makes, followed
+// by the engine's pid and a dash.
+const linkDirPrefix = "vmre-exec-"
+
+// staleLinkAge is how old a dead engine's link directory must be before
+// sweepLinkDirs removes it. A directory lives from Prepare to Close, the
+// few milliseconds of a fork and exec, so one a minute old is left over;
+// the age also spares the directory of a live engine whose pid this
+// process cannot see (another pid namespace sharing the directory).
+const staleLinkAge = time.Minute
+
+// sweepLinkDirs removes base's link directories whose engine no longer
+// runs: owned by this user, older than staleLinkAge, and named with a pid
+// that kill(pid, 0) finds no process for. A pid reused since keeps its
+// directory, which costs only the few bytes of a link. Errors are ignored:
+// a directory left behind never stops a launch.
+func sweepLinkDirs(base string, now time.Time) {
+	entries, err := os.ReadDir(base)
+	if err != nil {
+		return
+	}
+	uid := uint32(os.Geteuid())
+	for _, ent := range entries {
+		name := ent.Name()
+		rest, ok := strings.CutPrefix(name, linkDirPrefix)
+		if !ok || !ent.IsDir() {
+			continue
+		}
+		pidText, _, ok := strings.Cut(rest, "-")
+		pid, err := strconv.Atoi(pidText)
+		if !ok || err != nil || pid <= 0 || pid == os.Getpid() {
+			continue
+		}
+		path := filepath.Join(base, name)
+		var st syscall.Stat_t
+		if syscall.Lstat(path, &st) != nil || st.Uid != uid || now.Sub(time.Unix(st.Mtim.Unix())) < staleLinkAge {
+			continue
+		}
+		if !errors.Is(syscall.Kill(pid, 0), syscall.ESRCH) {
+			continue
+		}
+		_ = os.RemoveAll(path) // the one link inside, not what it names
+	}
+}
 
 // procFDs reports whether /proc/self/fd lists this process's descriptors,
 // checked once per process: /proc is mounted, or not, for the life of an

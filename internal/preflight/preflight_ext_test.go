@@ -49,6 +49,9 @@ func TestMain(m *testing.M) {
 		}
 		os.Exit(0)
 	}
+	if mode := os.Getenv(childKey); mode == "prepare" || mode == "prepare-hold" {
+		os.Exit(prepareChild(mode == "prepare-hold"))
+	}
 	os.Exit(m.Run())
 }
 

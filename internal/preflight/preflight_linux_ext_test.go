@@ -3,12 +3,15 @@
 package preflight_test
 
 import (
+	"bufio"
 	"bytes"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/vmre/vmre/internal/preflight"
 )
@@ -201,5 +204,107 @@ func TestPrepareAfterClose(t *testing.T) {
 	e.Prepare(cmd)
 	if cmd.Path != path || len(cmd.ExtraFiles) != 0 {
 		t.Fatalf("Path = %q, ExtraFiles = %d", cmd.Path, len(cmd.ExtraFiles))
+	}
+}
+
+// prepareChild is an engine's launch cut short: it prepares the test
+// binary for an exec, prints the path Prepare chose, and then either
+// closes it or, with hold, waits on stdin to be killed.
+func prepareChild(hold bool) int {
+	e, err := preflight.Open(os.Args[0], preflight.Options{})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	cmd := exec.Command(os.Args[0])
+	e.Prepare(cmd)
+	fmt.Println(cmd.Path)
+	if hold {
+		_, _ = bufio.NewReader(os.Stdin).ReadString('\n')
+	}
+	if err := e.Close(); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	return 0
+}
+
+// TestPrepareSweepsKilledEnginesLinks: an engine killed between Prepare
+// and Close leaves its link's directory; the next engine to prepare a
+// launch in the same place removes it, and only it: not a fresh
+// directory of a dead pid, an old one of a live pid, another name, or a
+// file.
+func TestPrepareSweepsKilledEnginesLinks(t *testing.T) {
+	t.Parallel()
+	base := t.TempDir()
+	env := append(os.Environ(), "XDG_RUNTIME_DIR="+base)
+
+	killed := exec.Command(os.Args[0])
+	killed.Env = append(env, childKey+"=prepare-hold")
+	stdin, err := killed.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stdin.Close()
+	out, err := killed.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := killed.Start(); err != nil {
+		t.Fatal(err)
+	}
+	link, err := bufio.NewReader(out).ReadString('\n')
+	if err != nil {
+		t.Fatal(err)
+	}
+	left := filepath.Dir(strings.TrimSpace(link))
+	if filepath.Dir(left) != base {
+		t.Fatalf("Prepare made %q, want a directory in %s", link, base)
+	}
+	_ = killed.Process.Kill()
+	_ = killed.Wait()
+	deadPid := killed.Process.Pid
+
+	old := time.Now().Add(-2 * time.Minute)
+	keep := []string{
+		filepath.Join(base, fmt.Sprintf("vmre-exec-%d-fresh", deadPid)),       // too young
+		filepath.Join(base, fmt.Sprintf("vmre-exec-%d-live", os.Getpid())),    // its engine runs
+		filepath.Join(base, fmt.Sprintf("other-%d-dir", deadPid)),             // not a link directory
+		filepath.Join(base, fmt.Sprintf("vmre-exec-%d-x", deadPid)) + ".file", // a file
+	}
+	for _, dir := range keep[:3] {
+		if err := os.Mkdir(dir, 0o700); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.WriteFile(keep[3], nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, path := range append([]string{left}, keep[1:]...) {
+		if err := os.Chtimes(path, old, old); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	next := exec.Command(os.Args[0])
+	next.Env = append(env, childKey+"=prepare")
+	if b, err := next.CombinedOutput(); err != nil {
+		t.Fatalf("%v: %s", err, b)
+	}
+	if _, err := os.Lstat(left); !os.IsNotExist(err) {
+		t.Errorf("the killed engine's %s is still there (%v)", left, err)
+	}
+	for _, path := range keep {
+		if _, err := os.Lstat(path); err != nil {
+			t.Errorf("%s was removed: %v", path, err)
+		}
+	}
+	ents, _ := os.ReadDir(base)
+	if len(ents) != len(keep) {
+		names := make([]string, 0, len(ents))
+		for _, e := range ents {
+			names = append(names, e.Name())
+		}
+		t.Errorf("%s holds %v, want only the %d kept (the next engine closed its own)", base, names, len(keep))
 	}
 }
