@@ -16,10 +16,10 @@ import (
 
 // BenchmarkWriter: one 1.2 KiB event (a 1 KiB plugin line as zerolog
 // JSON) into a file, through a Writer and through a bufio.Writer of the
-// same size under a mutex, which writes a full buffer on the logging
-// goroutine. thread-cpu-ns/op is the logging goroutine's own CPU (its
-// thread is locked): what the goroutine reading a plugin's pipe pays per
-// line, which a loaded machine disturbs far less than the wall time. The
+// same size under a mutex. thread-cpu-ns/op is the logging goroutine's own
+// CPU (its thread is locked): what the goroutine reading a plugin's pipe
+// pays per line, which a loaded machine disturbs far less than the wall
+// time. The
 // file goes to /dev/shm when there is one, as the flood benchmark's.
 func BenchmarkWriter(b *testing.B) {
 	ev := []byte(`{"level":"warn","vm":"bench","pid":12345,"stream":"stdout","time":"2026-11-22T10:00:00.000Z","message":"` + strings.Repeat("x", 1024) + `"}` + "\n")

@@ -5,15 +5,13 @@
 //
 // Every plugin output line becomes one log event; writing each straight to
 // its file costs one write(2) per line. A [Writer] gathers events into a
-// buffer and writes it out in one call, and a buffer that fills is written
-// by another goroutine while the next one fills, so that the goroutine
-// reading a plugin's pipe goes on parsing lines while the kernel copies the
-// last batch into the file.
+// buffer and writes it out in one call.
 package logsink
 
 import (
 	"io"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -25,12 +23,9 @@ const (
 	DefaultLimit = 64 << 10
 	// DefaultInterval bounds how long an event waits in the buffer.
 	DefaultInterval = 10 * time.Millisecond
-	// pendingMax is how many times its limit a buffer may grow to while
-	// the previous batch is still being written; then the next event waits.
-	pendingMax = 4
 	// keepMax is how many times its limit a buffer's capacity may be for
 	// it to be reused: one huge event must not pin its buffer forever.
-	keepMax = 2 * pendingMax
+	keepMax = 4
 	// urgentGap is the least time between two writes that warn-level
 	// events cause: a plugin printing warnings as fast as it can would
 	// otherwise cost one write(2) per line, a fifth of the throughput of
@@ -43,14 +38,12 @@ const (
 // call:
 //
 //   - as soon as it holds the limit or more, whatever the levels of its
-//     events: that write is made by a goroutine of its own, while events
-//     go on filling a second buffer; while the previous write still runs,
-//     the second buffer grows up to four times the limit, and then the
-//     Write that reaches that waits for it (so at most two buffers exist,
-//     and writes are made in order, one at a time);
+//     events, by the Write that filled it;
 //   - at the latest interval after the first event buffered since the last
 //     write (one timer for the writer, armed by that event: no goroutine or
-//     timer per event), from the timer's goroutine;
+//     timer per event), from the timer's goroutine, which hands the
+//     buffer over and writes it without holding the lock, so events go on
+//     filling a second buffer meanwhile;
 //   - at once, before WriteLevel returns, for warn, error, fatal and panic
 //     events, with everything buffered before them, unless such an event
 //     was already written less than a millisecond ago: then at the end of
@@ -70,9 +63,8 @@ const (
 // underlying writer is called by one goroutine at a time, so it need not
 // be safe for concurrent use. A Writer is safe for concurrent use.
 //
-// A write made by another goroutine cannot report its error to the Write
-// that caused it: its error is returned by the next call that waits for
-// it (the next write of a full buffer, a warning's, Flush or Close).
+// The error of a write made from the timer's goroutine is returned by the
+// next call that writes (a full buffer's, a warning's, Flush or Close).
 type Writer struct {
 	out      io.Writer
 	limit    int
@@ -94,14 +86,21 @@ type Writer struct {
 
 var _ zerolog.LevelWriter = (*Writer)(nil)
 
-// flight is one write of a buffer made without the Writer's lock held.
+// flight is one write of a buffer made without the Writer's lock held, by
+// the timer's goroutine or, if that one has not begun it when the next
+// write is due, by the goroutine that needs it done.
 type flight struct {
-	buf  []byte
-	err  error
-	done chan struct{} // closed when the write has returned
+	buf   []byte
+	taken atomic.Bool   // a goroutine has begun the write
+	err   error         // set before done is closed
+	done  chan struct{} // closed when the write has returned
 }
 
+// run makes the write unless another goroutine has taken it.
 func (f *flight) run(out io.Writer) {
+	if !f.taken.CompareAndSwap(false, true) {
+		return
+	}
 	_, f.err = out.Write(f.buf)
 	close(f.done)
 }
@@ -109,7 +108,7 @@ func (f *flight) run(out io.Writer) {
 // New returns a Writer that writes to out in batches of about limit bytes
 // (DefaultLimit if limit <= 0), at most interval (DefaultInterval if
 // interval <= 0) after an event was buffered. It starts no goroutine until
-// a buffer fills or an event is buffered.
+// an event is buffered.
 func New(out io.Writer, limit int, interval time.Duration) *Writer {
 	if limit <= 0 {
 		limit = DefaultLimit
@@ -175,21 +174,7 @@ func (w *Writer) write(p []byte, urgent bool) (int, error) {
 			return 0, err
 		}
 	case full:
-		if w.flight != nil && len(w.buf) < pendingMax*w.limit {
-			select {
-			case <-w.flight.done:
-			default:
-				// The last batch is still being written: this one goes
-				// on growing rather than making the event's goroutine
-				// wait for a write it cannot speed up.
-				return len(p), nil
-			}
-		}
-		f, err := w.startLocked()
-		if f != nil {
-			go f.run(w.out)
-		}
-		if err != nil {
+		if err := w.flushLocked(); err != nil {
 			return 0, err
 		}
 	case !w.armed:
@@ -231,12 +216,16 @@ func (w *Writer) timerFlush() {
 
 // waitLocked waits for the write under way, if any, and takes its buffer
 // back for reuse; it returns that write's error. The lock stays held
-// while it waits: the next write must not start before this one ends.
+// while it waits: the next write must not start before this one ends. A
+// write whose goroutine has not begun yet (on a loaded machine it may wait
+// long for a thread) is made here instead, so that the caller waits for
+// a write, not for the scheduler.
 func (w *Writer) waitLocked() error {
 	f := w.flight
 	if f == nil {
 		return nil
 	}
+	f.run(w.out)
 	<-f.done
 	w.flight = nil
 	if cap(f.buf) <= keepMax*w.limit {

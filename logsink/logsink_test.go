@@ -42,18 +42,6 @@ func (r *recorder) calls() []string {
 
 func (r *recorder) all() string { return strings.Join(r.calls(), "") }
 
-// waitWrites waits until r has seen n Write calls.
-func (r *recorder) waitWrites(t *testing.T, n int) {
-	t.Helper()
-	for len(r.calls()) < n {
-		select {
-		case <-r.wrote:
-		case <-time.After(10 * time.Second):
-			t.Fatalf("%d writes after 10 s, want %d", len(r.calls()), n)
-		}
-	}
-}
-
 // never is an interval no test waits for.
 const never = time.Hour
 
@@ -92,7 +80,6 @@ func TestWriterFlushesWhenFull(t *testing.T) {
 		t.Fatalf("90 of 100 bytes buffered: %d writes, want 0", n)
 	}
 	_, _ = w.Write([]byte(ev))
-	rec.waitWrites(t, 1)
 	if got := rec.calls(); len(got) != 1 || got[0] != strings.Repeat(ev, 4) {
 		t.Fatalf("past the limit: writes %q, want the 4 events in one", got)
 	}
@@ -101,7 +88,6 @@ func TestWriterFlushesWhenFull(t *testing.T) {
 	_, _ = w.Write([]byte("small\n"))
 	big := strings.Repeat("b", 300) + "\n"
 	_, _ = w.Write([]byte(big))
-	rec.waitWrites(t, 2)
 	if got := rec.calls(); len(got) != 2 || got[1] != "small\n"+big {
 		t.Fatalf("big event: writes %q", got)
 	}
@@ -225,7 +211,6 @@ func TestWriterFullWhileUrgentHeld(t *testing.T) {
 		want.WriteString(ev)
 		_, _ = w.WriteLevel(zerolog.WarnLevel, []byte(ev))
 	}
-	rec.waitWrites(t, 3)
 	got := rec.calls()
 	if len(got) != 3 {
 		t.Fatalf("%d writes %q, want 3: the first warning at once, then one per 100 bytes", len(got), got)
@@ -335,70 +320,96 @@ func (g *gate) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-// TestWriterFullWriteInBackground: the Write that fills the buffer returns
-// while the underlying write is still under way, events go on filling a
-// second buffer meanwhile, past the limit, and the Write that brings it to
-// four times the limit waits for the first write to end, so the writes
-// stay in order, one at a time.
-func TestWriterFullWriteInBackground(t *testing.T) {
+// TestWriterTimerWriteOutsideLock: the interval's write is made without
+// the lock held, so events are buffered while it runs, and the next write
+// (here Flush's) waits for it, so the writes stay in order, one at a time.
+func TestWriterTimerWriteOutsideLock(t *testing.T) {
 	t.Parallel()
 	g := newGate()
-	w := New(g, 10, never)
-	if _, err := w.Write([]byte("0123456789")); err != nil { // full: written in the background
+	w := New(g, 1<<20, time.Millisecond)
+	if _, err := w.Write([]byte("a\n")); err != nil {
 		t.Fatal(err)
 	}
-	if got := string(<-g.entered); got != "0123456789" {
+	if got := string(<-g.entered); got != "a\n" { // the timer's write, held
 		t.Fatalf("first write %q", got)
 	}
-	// The first write is held: these are buffered, the second buffer
-	// growing past the limit, and the one that brings it to four times
-	// the limit waits for the first write to end.
-	for _, ev := range []string{"abcdefghij", "klmnopqrst", "uvwxyz0123"} {
-		if _, err := w.Write([]byte(ev)); err != nil {
-			t.Fatal(err)
-		}
-	}
-	second := make(chan error, 1)
+	wrote := make(chan error, 1)
 	go func() {
-		_, err := w.Write([]byte("456789ABCD"))
-		second <- err
+		_, err := w.Write([]byte("b\n"))
+		wrote <- err
 	}()
 	select {
+	case err := <-wrote:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("a Write waited for the timer's write")
+	}
+	flushed := make(chan error, 1)
+	go func() { flushed <- w.Flush() }()
+	select {
 	case got := <-g.entered:
-		t.Fatalf("write %q started while the first was under way", got)
-	case err := <-second:
-		t.Fatalf("the Write bringing the second buffer to four times the limit returned (%v) before the first write ended", err)
+		t.Fatalf("write %q started while the timer's was under way", got)
+	case err := <-flushed:
+		t.Fatalf("Flush returned (%v) before the timer's write ended", err)
 	case <-time.After(50 * time.Millisecond):
 	}
 	g.release <- struct{}{}
-	if err := <-second; err != nil {
-		t.Fatal(err)
-	}
-	if got := string(<-g.entered); got != "abcdefghijklmnopqrstuvwxyz0123456789ABCD" {
-		t.Fatalf("second write %q, want the second buffer's events", got)
+	if got := string(<-g.entered); got != "b\n" {
+		t.Fatalf("second write %q, want the event buffered meanwhile", got)
 	}
 	g.release <- struct{}{}
+	if err := <-flushed; err != nil {
+		t.Fatal(err)
+	}
 	if err := w.Close(); err != nil {
 		t.Fatal(err)
 	}
 }
 
-// TestWriterBackgroundError: the error of a write made in the background
-// is returned by the next call that waits for it.
-func TestWriterBackgroundError(t *testing.T) {
+// TestWriterTimerWriteError: the error of the timer's write is returned by
+// the next call that writes.
+func TestWriterTimerWriteError(t *testing.T) {
 	t.Parallel()
 	g := newGate()
 	g.err = errors.New("disk full")
-	w := New(g, 10, never)
-	if _, err := w.Write([]byte("0123456789")); err != nil {
-		t.Fatalf("the Write that hands the buffer on: %v, want nil (the write has not ended)", err)
+	w := New(g, 1<<20, time.Millisecond)
+	if _, err := w.Write([]byte("x\n")); err != nil {
+		t.Fatal(err)
 	}
 	<-g.entered
 	g.release <- struct{}{}
 	if err := w.Flush(); !errors.Is(err, g.err) {
-		t.Fatalf("Flush after a failed background write: %v, want %v", err, g.err)
+		t.Fatalf("Flush after a failed timer write: %v, want %v", err, g.err)
 	}
 	if err := w.Flush(); err != nil {
 		t.Fatalf("second Flush: %v, want nil (the error was returned once)", err)
+	}
+}
+
+// TestWriterWaitMakesPendingWrite: a write whose goroutine has not begun
+// when the next one is due is made by the goroutine waiting for it, once,
+// and the late goroutine then writes nothing.
+func TestWriterWaitMakesPendingWrite(t *testing.T) {
+	t.Parallel()
+	rec := newRecorder()
+	w := New(rec, 10, never)
+	w.mu.Lock()
+	w.buf = append(w.buf, "pending\n"...)
+	f, err := w.startLocked() // its goroutine is not started
+	if err != nil || f == nil {
+		t.Fatalf("startLocked: %v, %v", f, err)
+	}
+	if err := w.waitLocked(); err != nil {
+		t.Fatal(err)
+	}
+	w.mu.Unlock()
+	if got := rec.calls(); len(got) != 1 || got[0] != "pending\n" {
+		t.Fatalf("after the wait: writes %q, want the pending buffer once", got)
+	}
+	f.run(rec) // the goroutine, late
+	if got := rec.calls(); len(got) != 1 {
+		t.Fatalf("the late goroutine wrote again: %q", got)
 	}
 }

@@ -188,7 +188,7 @@ func benchFlood(ctx context.Context, e *env) error {
 		args := []string{strconv.FormatInt(payload, 10), strconv.Itoa(lineLen), format}
 		tput := newRow(fmt.Sprintf("output bridge, %d MiB of %d-byte %s lines -> file (floor: raw pipe -> io.Discard)", payload>>20, lineLen, format), "MiB/s")
 		tput.higherBetter = true
-		tput.metric += "; vmre: zerolog JSON, time by logtime.Hook -> logsink.Writer, `vmre run`'s sink (64 KiB batches, a full one written by a goroutine of its own while the next fills; 10 ms interval); avalanchego: the raw bytes -> *os.File, one write(2) per 32 KiB read"
+		tput.metric += "; vmre: zerolog JSON, time by logtime.Hook -> logsink.Writer, `vmre run`'s sink (64 KiB batches written by the goroutine logging, 10 ms interval); avalanchego: the raw bytes -> *os.File, one write(2) per 32 KiB read"
 		if format == "hclog-json" {
 			tput.metric += "; go-plugin: hclog JSON -> the same logsink.Writer"
 		}
