@@ -51,7 +51,7 @@ func benchConcurrent(ctx context.Context, e *env) error {
 		heap := newRow(fmt.Sprintf("  engine heap+stacks per live runtime (N=%d)", n), "KiB")
 		rss := newRow(fmt.Sprintf("  engine RSS per live runtime (N=%d)", n), "KiB")
 		stopAll := newRow(fmt.Sprintf("  Manager.Stop of all %d (cooperative)", n), "ms")
-		engCPU := newRow(fmt.Sprintf("  engine CPU per launch, launch phase (user+sys of the engine process, N=%d)", n), "ms")
+		engCPU := newRow(fmt.Sprintf("  engine CPU per launch, launch phase (user+sys of the engine process from the first launch to 1 s after the last handshake, N=%d)", n), "ms")
 		plugCPU := newRow(fmt.Sprintf("  plugin CPU per plugin, whole life (user+sys of the reaped children, N=%d)", n), "ms")
 
 		failedRow := newRow(fmt.Sprintf("  failed launches (N=%d)", n), "count")
@@ -88,16 +88,17 @@ func benchConcurrent(ctx context.Context, e *env) error {
 				return err
 			})
 			d := time.Since(t0)
+			// A launch is over, for its CPU and for what a live runtime
+			// keeps, once its handshake server is gone: avalanchego's
+			// Bootstrap stops that server before it returns, vmre's
+			// returns first and shuts the server down on a goroutine of
+			// its own. So both are measured a settling time later.
+			time.Sleep(settle)
 			self1, _ := cpuTimes()
 			perfCtl(e, "disable")
 			if stopProfile != nil {
 				stopProfile()
 			}
-			// A live runtime's memory is what it keeps once its launch
-			// is over: avalanchego's Bootstrap stops its handshake server
-			// before it returns, vmre's Bootstrap returns first and shuts
-			// the server down on its own goroutine.
-			time.Sleep(settle)
 			m1 := measureMem()
 			t1 := time.Now()
 			mgr.stop(ctx)
