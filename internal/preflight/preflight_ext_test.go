@@ -1,13 +1,16 @@
 package preflight_test
 
 import (
+	"bufio"
 	"crypto/sha256"
 	"debug/elf"
 	"encoding/binary"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"io/fs"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"runtime"
 	"strconv"
@@ -53,6 +56,28 @@ func TestMain(m *testing.M) {
 		os.Exit(prepareChild(mode == "prepare-hold"))
 	}
 	os.Exit(m.Run())
+}
+
+// prepareChild is an engine's launch cut short: it prepares the test
+// binary for an exec, prints the path Prepare chose, and then either
+// closes it or, with hold, waits on stdin to be killed.
+func prepareChild(hold bool) int {
+	e, err := preflight.Open(os.Args[0], preflight.Options{})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	cmd := exec.Command(os.Args[0])
+	e.Prepare(cmd)
+	fmt.Println(cmd.Path)
+	if hold {
+		_, _ = bufio.NewReader(os.Stdin).ReadString('\n')
+	}
+	if err := e.Close(); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	return 0
 }
 
 var selfBytes = sync.OnceValues(func() ([]byte, error) { return os.ReadFile(os.Args[0]) })

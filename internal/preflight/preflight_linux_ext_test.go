@@ -207,28 +207,6 @@ func TestPrepareAfterClose(t *testing.T) {
 	}
 }
 
-// prepareChild is an engine's launch cut short: it prepares the test
-// binary for an exec, prints the path Prepare chose, and then either
-// closes it or, with hold, waits on stdin to be killed.
-func prepareChild(hold bool) int {
-	e, err := preflight.Open(os.Args[0], preflight.Options{})
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	cmd := exec.Command(os.Args[0])
-	e.Prepare(cmd)
-	fmt.Println(cmd.Path)
-	if hold {
-		_, _ = bufio.NewReader(os.Stdin).ReadString('\n')
-	}
-	if err := e.Close(); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	return 0
-}
-
 // TestPrepareSweepsKilledEnginesLinks: an engine killed between Prepare
 // and Close leaves its link's directory; the next engine to prepare a
 // launch in the same place removes it, and only it: not a fresh
