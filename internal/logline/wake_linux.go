@@ -155,25 +155,27 @@ func (r *Reader) stopWoken() {
 // called. k.mu is held.
 func (r *Reader) finishWoken() {
 	k := &r.wake
+	k.leave()
+	r.finishLines()
+	_ = r.f.Close()
+	k.done()
+}
+
+// leave marks the woken reader finished and takes it off the waiter and
+// its dump timer. k.mu is held.
+func (k *wakeState) leave() {
 	k.finished = true
 	if k.timer != nil {
 		k.timer.Stop()
 	}
 	k.w.Unwatch(k.fd)
-	r.finishLines()
-	_ = r.f.Close()
-	k.done()
 }
 
 // fallBack runs the blocking read loop on this goroutine, once the waiter
 // can no longer wake the reader. k.mu is held, and released.
 func (r *Reader) fallBack() {
 	k := &r.wake
-	k.finished = true
-	if k.timer != nil {
-		k.timer.Stop()
-	}
-	k.w.Unwatch(k.fd)
+	k.leave()
 	k.mu.Unlock()
 	r.unwake()
 	r.loop()
