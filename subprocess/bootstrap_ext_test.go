@@ -315,8 +315,11 @@ func TestStopIgnoringSIGTERM(t *testing.T) {
 	start := time.Now()
 	p.Stop(t.Context())
 	elapsed := time.Since(start)
-	if elapsed < grace || elapsed > grace+100*time.Millisecond {
-		t.Errorf("Stop took %v, want between %v and %v", elapsed, grace, grace+100*time.Millisecond)
+	// The upper bound only catches a Stop that waits for something else
+	// after the grace period (the bench measures how close to it Stop
+	// returns): a loaded CI machine has missed a bound of 100 ms.
+	if limit := grace + 2*time.Second; elapsed < grace || elapsed > limit {
+		t.Errorf("Stop took %v, want between %v and %v", elapsed, grace, limit)
 	}
 	select {
 	case <-p.Done():
