@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/vmre/vmre"
+	"github.com/vmre/vmre/subprocess"
 )
 
 // Launch registers a new runtime for spec and launches it. It blocks until
@@ -144,14 +145,15 @@ func (e *Engine) waitLaunch(ctx context.Context, r *runtime, done <-chan struct{
 	return info, nil
 }
 
-// launch runs one launch to its outcome, then, on success, waits for the
-// process to exit. It runs on its own goroutine, tracked by e.wg.
+// launch runs one launch to its outcome, then, on success, records the
+// process's exit when it comes (see waitExit). It runs on its own
+// goroutine, tracked by e.wg.
 func (e *Engine) launch(ctx context.Context, cancel context.CancelFunc, r *runtime, done chan struct{}) {
-	defer cancel()
 	status, proc, err := e.launcher.Launch(ctx, r.spec, r.out.add)
 
 	e.mu.Lock()
 	if err != nil {
+		defer cancel()
 		r.info.ExitedAt = time.Now()
 		var exitErr *vmre.ExitError
 		if errors.As(err, &exitErr) {
@@ -202,7 +204,38 @@ func (e *Engine) launch(ctx context.Context, cancel context.CancelFunc, r *runti
 		proc.Stop(context.WithoutCancel(ctx))
 	}
 
+	e.waitExit(cancel, r, proc, status, exited)
+}
+
+// exitNotifier is a runtime that can call a function once it has ended,
+// as [subprocess.Process] does from the goroutine that reaps it.
+type exitNotifier interface{ AfterExit(func()) }
+
+// waitExit records proc's exit once it ends (recordExit), then cancels
+// the launch's context. A runtime that notifies its exit holds no
+// goroutine of the engine until then; any other is waited for on this
+// one.
+func (e *Engine) waitExit(cancel context.CancelFunc, r *runtime, proc vmre.Runtime, status subprocess.Status, exited chan struct{}) {
+	if n, ok := proc.(exitNotifier); ok {
+		// The launch's own count is still held, so this Add cannot race
+		// with Close's Wait.
+		e.wg.Add(1)
+		n.AfterExit(func() {
+			defer e.wg.Done()
+			defer cancel()
+			e.recordExit(r, proc, status, exited)
+		})
+		return
+	}
+	defer cancel()
 	<-proc.Done()
+	e.recordExit(r, proc, status, exited)
+}
+
+// recordExit records the end of r's process proc, whose launch returned
+// status, and closes exited, the launch's channel of r.exited (which a
+// restart replaces).
+func (e *Engine) recordExit(r *runtime, proc vmre.Runtime, status subprocess.Status, exited chan struct{}) {
 	exit := proc.ExitStatus()
 	e.mu.Lock()
 	r.info.ExitedAt = time.Now()

@@ -295,3 +295,41 @@ func containsText(lines []subprocess.Line, s string) bool {
 	}
 	return false
 }
+
+// TestRunningRuntimesHoldNoLaunchGoroutine: a running subprocess runtime
+// keeps no goroutine of the engine's launch waiting for its exit; the exit
+// is still recorded, and a restart's exit too.
+//
+// Not parallel: the stacks of every goroutine are read, and other tests'
+// launches in progress would be counted.
+func TestRunningRuntimesHoldNoLaunchGoroutine(t *testing.T) {
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := subprocessEngine(t, "serve")
+	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
+	defer cancel()
+	const n = 5
+	ids := make([]string, 0, n)
+	for i := range n {
+		rt, err := e.Launch(ctx, engine.Spec{Name: fmt.Sprintf("vm%d", i), Path: self})
+		if err != nil {
+			t.Fatalf("Launch: %v", err)
+		}
+		ids = append(ids, rt.ID)
+	}
+	// A launch goroutine that returned is no longer in any stack; one
+	// parked on the runtime's exit is, for the runtime's life.
+	buf := make([]byte, 1<<22)
+	stacks := string(buf[:runtime.Stack(buf, true)])
+	if got := strings.Count(stacks, "engine.(*Engine).launch("); got != 0 {
+		t.Errorf("%d goroutines in Engine.launch with %d runtimes running, want 0", got, n)
+	}
+	for _, id := range ids {
+		stopped, err := e.Stop(ctx, id)
+		if err != nil || stopped.State != engine.StateExited || stopped.Exit == nil {
+			t.Fatalf("Stop = %+v, %v", stopped, err)
+		}
+	}
+}

@@ -855,3 +855,34 @@ func TestBootstrapSharedDevNull(t *testing.T) {
 		t.Errorf("the shared /dev/null was closed after a plugin stopped: %v", err)
 	}
 }
+
+// TestAfterExit: a function given before the exit runs once Done is
+// closed, in order with the others; one given after runs at once.
+func TestAfterExit(t *testing.T) {
+	t.Parallel()
+	_, p := mustBootstrap(t, "serve", &subprocess.Config{})
+	ran := make(chan string, 3)
+	for _, name := range []string{"first", "second"} {
+		p.AfterExit(func() {
+			select {
+			case <-p.Done():
+			default:
+				t.Errorf("%s ran before Done was closed", name)
+			}
+			ran <- name
+		})
+	}
+	p.Stop(t.Context())
+	if got := []string{<-ran, <-ran}; got[0] != "first" || got[1] != "second" {
+		t.Errorf("ran %v, want [first second]", got)
+	}
+	p.AfterExit(func() { ran <- "late" })
+	select {
+	case got := <-ran:
+		if got != "late" {
+			t.Errorf("ran %q, want late", got)
+		}
+	default:
+		t.Error("a function given after the exit did not run at once")
+	}
+}

@@ -54,6 +54,8 @@ type Process struct {
 
 	mu       sync.Mutex
 	reaped   bool
+	finished bool     // done is closed: AfterExit runs its function at once
+	onExit   []func() // AfterExit's functions, run once done is closed
 	stopping bool
 	forced   bool // the stop's grace period ran out: SIGKILL sent
 	exit     vmre.ExitStatus
@@ -315,6 +317,31 @@ func (p *Process) supervise(exited bool) {
 		}
 	}
 	close(p.done)
+	p.mu.Lock()
+	p.finished = true
+	onExit := p.onExit
+	p.onExit = nil
+	p.mu.Unlock()
+	for _, f := range onExit {
+		f()
+	}
+}
+
+// AfterExit arranges for f to run once Done is closed: on the goroutine
+// that closed it, one function after the other in the order they were
+// given, or, once that goroutine has taken them, at once on the caller's.
+// It lets a caller act on the exit without a goroutine parked on Done for
+// the plugin's life; f should not block for long, since later functions
+// wait for it. Safe for concurrent use.
+func (p *Process) AfterExit(f func()) {
+	p.mu.Lock()
+	if !p.finished {
+		p.onExit = append(p.onExit, f)
+		p.mu.Unlock()
+		return
+	}
+	p.mu.Unlock()
+	f()
 }
 
 // exitStatusOf describes how the process ended, and the error [Process.Err]
