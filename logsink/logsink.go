@@ -169,11 +169,7 @@ func (w *Writer) write(p []byte, urgent bool) (int, error) {
 		w.lastUrgent = now
 	}
 	switch {
-	case urgent:
-		if err := w.flushLocked(); err != nil {
-			return 0, err
-		}
-	case full:
+	case urgent, full:
 		if err := w.flushLocked(); err != nil {
 			return 0, err
 		}
