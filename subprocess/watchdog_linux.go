@@ -211,6 +211,9 @@ func runWatchdog(wd *watchdog, r *os.File, gen uint64, ready chan struct{}) {
 	}
 	wd.mu.Unlock()
 	close(ready)
+	// The shell lives as long as the engine: waited for in the poller, it
+	// holds no OS thread for all that time, as cmd.Wait alone would.
+	waitExited(cmd.Process.Pid)
 	_ = cmd.Wait()
 
 	wd.mu.Lock()

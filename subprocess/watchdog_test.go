@@ -7,6 +7,8 @@ import (
 	"errors"
 	"os"
 	"os/exec"
+	"runtime"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -165,6 +167,37 @@ func TestWatchdogRestartsAfterShellDies(t *testing.T) {
 	}
 	if !exitsWithin(aFD, time.Second) || !exitsWithin(cFD, time.Second) {
 		t.Error("a group survived the engine's death after the shell was replaced")
+	}
+}
+
+// TestWatchdogWaitHoldsNoThread: the goroutine that waits for the shell,
+// for the life of the engine, is parked in the runtime's poller ("IO
+// wait"), not blocked in a system call that keeps an OS thread to itself
+// ("syscall"). Not parallel: it reads every goroutine's state, and a
+// parallel test's shell being started is in a system call.
+func TestWatchdogWaitHoldsNoThread(t *testing.T) {
+	const noGroup = 1 << 30 // above any pid_max: no such group
+	wd := &watchdog{live: make(map[int]string)}
+	registerFirst(t, wd, noGroup)
+	t.Cleanup(func() { engineDies(wd) })
+	const waiter = "subprocess.runWatchdog"
+	buf := make([]byte, 1<<20)
+	for deadline := time.Now().Add(10 * time.Second); ; runtime.Gosched() {
+		var states []string
+		parked := true
+		for _, g := range strings.Split(string(buf[:runtime.Stack(buf, true)]), "\n\n") {
+			if strings.Contains(g, waiter) {
+				head, _, _ := strings.Cut(g, "\n")
+				states = append(states, head)
+				parked = parked && strings.Contains(head, "[IO wait")
+			}
+		}
+		if parked && len(states) > 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("want every watchdog waiter parked in the poller, have %q", states)
+		}
 	}
 }
 
