@@ -59,6 +59,9 @@ type Bridge struct {
 	// rawHook, set by tests only, sees the raw bytes of every line or
 	// chunk before it is parsed.
 	rawHook func([]byte)
+	// pipeHook, set by tests only, sees the capacity a reader set its pipe
+	// to, from the goroutine that set it.
+	pipeHook func(size int)
 }
 
 // NewBridge returns a Bridge with o's defaults applied.

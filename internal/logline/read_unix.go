@@ -14,7 +14,8 @@ import (
 // runs dry with no incomplete line pending, so a quiet plugin costs no
 // buffer memory.
 type readState struct {
-	rc syscall.RawConn
+	rc   syscall.RawConn
+	pipe pipeSize // grown while the plugin floods (Start's reads only)
 }
 
 func (r *readState) init(f *os.File) error {
@@ -23,7 +24,7 @@ func (r *readState) init(f *os.File) error {
 		return err
 	}
 	r.rc = rc
-	return nil
+	return rc.Control(func(fd uintptr) { r.pipe.init(int(fd)) })
 }
 
 // fill reads once into r.buf[r.end:], blocking until data, EOF (io.EOF) or

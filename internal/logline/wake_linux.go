@@ -20,6 +20,9 @@ type wakeState struct {
 	fd       int
 	done     func()
 	timer    *time.Timer // ends a dump's wait while the pipe is quiet
+	shrink   *time.Timer // shrinks a grown pipe that stayed empty
+	reads    uint64      // reads that returned data
+	idleMark uint64      // reads when shrink was set
 	finished bool        // the pipe is closed and done called, or a blocking loop owns the reader
 }
 
@@ -120,8 +123,13 @@ func (r *Reader) readAvailable() bool {
 			r.end = copy(r.buf, r.buf[r.start:r.end])
 			r.start = 0
 		}
-		n, err := r.rs.readRaw(r.buf[r.end:])
+		room := r.buf[r.end:]
+		n, err := r.rs.readRaw(room)
 		if n > 0 {
+			r.wake.reads++
+			if r.rs.pipe.afterRead(n, len(room)) && r.b.pipeHook != nil {
+				r.b.pipeHook(pipeFloodSize)
+			}
 			r.end += n
 			r.setNow(time.Now())
 			r.process()
@@ -130,6 +138,7 @@ func (r *Reader) readAvailable() bool {
 		if !errors.Is(err, syscall.EAGAIN) {
 			return true
 		}
+		r.shrinkLater()
 		if r.start == r.end {
 			r.b.pool.put(r.buf)
 			r.buf, r.start, r.end, r.scanned = nil, 0, 0, 0
@@ -137,6 +146,35 @@ func (r *Reader) readAvailable() bool {
 		return false
 	}
 	return false
+}
+
+// pipeIdle is how long a grown pipe stays empty before it shrinks back:
+// long enough that a flooding plugin the scheduler has paused for a few
+// time slices finds it still grown.
+const pipeIdle = 200 * time.Millisecond
+
+// shrinkLater shrinks a grown pipe once it has stayed empty for pipeIdle:
+// no read took data since. k.mu is held.
+func (r *Reader) shrinkLater() {
+	k := &r.wake
+	if !r.rs.pipe.grown {
+		return
+	}
+	k.idleMark = k.reads
+	if k.shrink == nil {
+		k.shrink = time.AfterFunc(pipeIdle, r.onShrinkTimer)
+	} else {
+		k.shrink.Reset(pipeIdle)
+	}
+}
+
+func (r *Reader) onShrinkTimer() {
+	k := &r.wake
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if !k.finished && k.reads == k.idleMark && r.rs.pipe.shrink() && r.b.pipeHook != nil {
+		r.b.pipeHook(r.rs.pipe.base)
+	}
 }
 
 // stopWoken is StopWaiting's work for a reader the waiter wakes: read
@@ -167,6 +205,9 @@ func (k *wakeState) leave() {
 	k.finished = true
 	if k.timer != nil {
 		k.timer.Stop()
+	}
+	if k.shrink != nil {
+		k.shrink.Stop()
 	}
 	k.w.Unwatch(k.fd)
 }

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // Run, on a goroutine of its own, is what Start falls back to: the same
@@ -127,4 +129,57 @@ func TestReaderWaiterFails(t *testing.T) {
 	w.Close()
 	<-done
 	<-failed
+}
+
+// A pipe the plugin fills grows, so that the reader drains it with large
+// reads and rarely finds it empty, and shrinks back once it has stayed
+// empty for pipeIdle. Every line arrives, in order.
+func TestReaderGrowsFloodedPipe(t *testing.T) {
+	t.Parallel()
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pw.Close()
+	base, err := unix.FcntlInt(pw.Fd(), unix.F_GETPIPE_SZ, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if base >= pipeFloodSize {
+		t.Skipf("pipes start at %d bytes here", base)
+	}
+	// Fill the pipe before the reader starts: its first read takes the
+	// pipe's whole capacity.
+	line := strings.Repeat("x", 1023) + "\n"
+	n := base / len(line)
+	if _, err := pw.WriteString(strings.Repeat(line, n)); err != nil {
+		t.Fatal(err)
+	}
+	sizes := make(chan int, 4)
+	got := make(chan int, n+1)
+	b := NewBridge(Options{OnLine: func(l *Line) { got <- len(l.Text) }})
+	b.pipeHook = func(size int) {
+		now, err := unix.FcntlInt(pw.Fd(), unix.F_GETPIPE_SZ, 0)
+		if err != nil || now != size {
+			t.Errorf("the pipe holds %d bytes (%v), the reader set %d", now, err, size)
+		}
+		sizes <- size
+	}
+	done := make(chan struct{})
+	b.Reader(Stdout, pr).Start(func() { close(done) })
+	for what, want := range []int{pipeFloodSize, base} {
+		select {
+		case size := <-sizes:
+			if size != want {
+				t.Fatalf("resize %d to %d bytes, want %d", what, size, want)
+			}
+		case <-time.After(30 * time.Second):
+			t.Fatalf("resize %d to %d bytes did not come", what, want)
+		}
+	}
+	pw.Close()
+	<-done
+	if len(got) != n {
+		t.Errorf("%d lines, want %d", len(got), n)
+	}
 }

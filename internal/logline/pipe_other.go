@@ -1,0 +1,10 @@
+//go:build unix && !linux
+
+package logline
+
+// pipeSize keeps a pipe's capacity: only Linux can change it.
+type pipeSize struct{}
+
+func (*pipeSize) init(int)                {}
+func (*pipeSize) afterRead(int, int) bool { return false }
+func (*pipeSize) shrink() bool            { return false }
