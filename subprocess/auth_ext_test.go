@@ -543,6 +543,71 @@ func TestPWDFollowsDir(t *testing.T) {
 	}
 }
 
+// TestInheritedEnvFollowsEngine: a plugin that inherits the engine's
+// environment (cmd.Env nil) sees it as it is at its own launch, whatever
+// earlier launches saw, under the settings of its own launch, and gets
+// each key once: a custom address variable inherited from the engine
+// carries this launch's address, not the inherited value. Not parallel:
+// it sets the engine's environment.
+func TestInheritedEnvFollowsEngine(t *testing.T) {
+	t.Setenv(childModeEnv, "env-dump")
+	t.Setenv("MY_ENGINE", "10.9.9.9:1")
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	launch := func(cfg subprocess.Config) map[string]string {
+		t.Helper()
+		out := newCollector()
+		cfg.OnOutput = out.add
+		p, err := subprocess.Bootstrap(t.Context(), subprocess.NewCmd(exe), &cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p.Stop(t.Context())
+		env := map[string]string{}
+		for _, l := range out.snapshot() {
+			if kv, ok := strings.CutPrefix(l.Text, "env "); ok {
+				k, v, _ := strings.Cut(kv, "=")
+				if _, dup := env[k]; dup {
+					t.Errorf("%s set twice", k)
+				}
+				env[k] = v
+			}
+		}
+		return env
+	}
+	custom := subprocess.Config{EnvVars: []string{"MY_ENGINE", vmre.EngineAddressKey}}
+	tests := []struct {
+		name   string
+		setenv string // KEY=VALUE set in the engine before the launch, or ""
+		cfg    subprocess.Config
+		want   map[string]string // "" means absent
+	}{
+		{"first launch", "CANARY=1", custom, map[string]string{"CANARY": "1", "EXTRA": ""}},
+		{"same settings, engine unchanged", "", custom, map[string]string{"CANARY": "1", "EXTRA": ""}},
+		{"engine variable changed", "CANARY=2", custom, map[string]string{"CANARY": "2"}},
+		{"engine variable added", "CANARY_NEW=3", custom, map[string]string{"CANARY": "2", "CANARY_NEW": "3"}},
+		{"other settings", "", subprocess.Config{EnvVars: custom.EnvVars, Env: []string{"EXTRA=x"}}, map[string]string{"CANARY": "2", "EXTRA": "x"}},
+		{"clean policy", "", subprocess.Config{EnvVars: custom.EnvVars, EnvPolicy: subprocess.EnvClean, EnvKeep: []string{childModeEnv, "MY_ENGINE"}}, map[string]string{"CANARY": "", "EXTRA": ""}},
+		{"back to the first settings", "", custom, map[string]string{"CANARY": "2", "CANARY_NEW": "3", "EXTRA": ""}},
+	}
+	for _, tt := range tests {
+		if k, v, ok := strings.Cut(tt.setenv, "="); ok {
+			t.Setenv(k, v)
+		}
+		env := launch(tt.cfg)
+		for k, want := range tt.want {
+			if got, ok := env[k]; got != want || ok != (want != "") {
+				t.Errorf("%s: %s = %q (set: %v), want %q", tt.name, k, got, ok, want)
+			}
+		}
+		if env["MY_ENGINE"] == "" || env["MY_ENGINE"] != env[vmre.EngineAddressKey] {
+			t.Errorf("%s: MY_ENGINE = %q, %s = %q, want the launch's engine address in both", tt.name, env["MY_ENGINE"], vmre.EngineAddressKey, env[vmre.EngineAddressKey])
+		}
+	}
+}
+
 // TestNewConfigFieldsValidated: bad auth and environment settings
 // are configuration errors, reported before anything is started.
 func TestNewConfigFieldsValidated(t *testing.T) {

@@ -38,7 +38,7 @@ var spawner struct {
 // goroutine leak checker, e.g. goleak.IgnoreAnyFunction(subprocess.SpawnerFunc).
 const SpawnerFunc = "github.com/vmre/vmre/subprocess.spawnLoop"
 
-// startCmd runs cmd.Start on the spawner thread.
+// startCmd starts cmd (see startProcess) on the spawner thread.
 func startCmd(cmd *exec.Cmd) error {
 	spawner.once.Do(func() {
 		spawner.reqs = make(chan spawnRequest)
@@ -54,7 +54,7 @@ func spawnLoop(reqs <-chan spawnRequest) {
 	// as the process, and so do the parent-death signals of its children.
 	runtime.LockOSThread()
 	for req := range reqs {
-		req.errc <- req.cmd.Start()
+		req.errc <- startProcess(req.cmd)
 	}
 }
 

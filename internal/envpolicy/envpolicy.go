@@ -150,6 +150,16 @@ func New(cfg Config) (*Policy, error) {
 	return p, nil
 }
 
+// Equal reports whether p and q compute the same environment from every
+// base: the same mode, allowlist and explicit entries, in the same order.
+// A nil Policy equals only nil.
+func (p *Policy) Equal(q *Policy) bool {
+	if p == nil || q == nil {
+		return p == q
+	}
+	return p.mode == q.mode && slices.Equal(p.keep, q.keep) && slices.Equal(p.set, q.set)
+}
+
 func validName(name string) error {
 	switch {
 	case name == "":

@@ -193,3 +193,39 @@ func TestCleanEnvironmentReachesChild(t *testing.T) {
 		}
 	}
 }
+
+func TestEqual(t *testing.T) {
+	t.Parallel()
+	mustNew := func(cfg envpolicy.Config) *envpolicy.Policy {
+		p, err := envpolicy.New(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	tests := []struct {
+		name string
+		a, b *envpolicy.Policy
+		want bool
+	}{
+		{"both inherit", mustNew(envpolicy.Config{}), mustNew(envpolicy.Config{}), true},
+		{"clean, default keep", mustNew(envpolicy.Config{Mode: envpolicy.ModeClean}), mustNew(envpolicy.Config{Mode: envpolicy.ModeClean, Keep: envpolicy.DefaultKeep()}), true},
+		{"mode differs", mustNew(envpolicy.Config{}), mustNew(envpolicy.Config{Mode: envpolicy.ModeClean}), false},
+		{"keep differs", mustNew(envpolicy.Config{Mode: envpolicy.ModeClean, Keep: []string{"PATH"}}), mustNew(envpolicy.Config{Mode: envpolicy.ModeClean, Keep: []string{"HOME"}}), false},
+		{"set differs", mustNew(envpolicy.Config{Set: []string{"A=1"}}), mustNew(envpolicy.Config{Set: []string{"A=2"}}), false},
+		{"set order differs", mustNew(envpolicy.Config{Set: []string{"A=1", "A=2"}}), mustNew(envpolicy.Config{Set: []string{"A=2", "A=1"}}), false},
+		{"one nil", mustNew(envpolicy.Config{}), nil, false},
+		{"both nil", nil, nil, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			if got := tt.a.Equal(tt.b); got != tt.want {
+				t.Errorf("a.Equal(b) = %v, want %v", got, tt.want)
+			}
+			if got := tt.b.Equal(tt.a); got != tt.want {
+				t.Errorf("b.Equal(a) = %v, want %v", got, tt.want)
+			}
+		})
+	}
+}

@@ -147,7 +147,7 @@ func handshake() (sent, answered time.Time) {
 	if err != nil {
 		fail("listen: " + err.Error())
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), initializeTimeout())
 	defer cancel()
 	sent = time.Now()
 	_, err = c.Initialize(ctx, &runtimepb.InitializeRequest{
@@ -212,6 +212,16 @@ func flood(total int64, lineLen int, format string) {
 	if err := w.Flush(); err != nil {
 		fail("flush: " + err.Error())
 	}
+}
+
+// initializeTimeout is the handshake's deadline: avalanchego's 5 s, or
+// AVAPLUGIN_INITIALIZE_TIMEOUT (a time.Duration) for an engine run under
+// valgrind, which takes longer than that to answer.
+func initializeTimeout() time.Duration {
+	if d, err := time.ParseDuration(os.Getenv("AVAPLUGIN_INITIALIZE_TIMEOUT")); err == nil && d > 0 {
+		return d
+	}
+	return 5 * time.Second
 }
 
 // runtimeClient is a Runtime client for the engine address in the
