@@ -14,6 +14,7 @@ import (
 	"math"
 	"os"
 	"strings"
+	"sync"
 )
 
 // verdict is what the header check found about a file that passed it.
@@ -31,7 +32,9 @@ func checkFormat(f *os.File, goos, goarch string) (verdict, error) {
 	// One read serves the format's magic and, for the usual ELF binary,
 	// its header, program headers and interpreter path, which sit in the
 	// first page.
-	head := make([]byte, elfHeadSize)
+	buf := headBufs.Get().(*[elfHeadSize]byte)
+	defer headBufs.Put(buf)
+	head := buf[:]
 	n, err := f.ReadAt(head, 0)
 	if err != nil && !errors.Is(err, io.EOF) {
 		return verdict{}, fmt.Errorf("read header: %w", err)
@@ -121,6 +124,11 @@ func checkELF(f io.ReaderAt, head []byte, goos, goarch string) (string, error) {
 // which holds the ELF header, the program headers and the interpreter path
 // of the binaries Go and C toolchains write.
 const elfHeadSize = 4096
+
+// headBufs holds checkFormat's buffers: a page at every launch is garbage
+// the collector would otherwise mark and sweep. Nothing checkFormat
+// returns refers to the buffer (the interpreter path is copied out).
+var headBufs = sync.Pool{New: func() any { return new([elfHeadSize]byte) }}
 
 // maxInterp bounds the PT_INTERP string read, as the kernel does
 // (PATH_MAX).
