@@ -217,6 +217,9 @@ func (k *wakeState) leave() {
 func (r *Reader) fallBack() {
 	k := &r.wake
 	k.leave()
+	// The blocking loop neither grows the pipe nor shrinks it: shrink it
+	// now (refused while it holds more than its first size).
+	r.rs.pipe.shrink()
 	k.mu.Unlock()
 	r.unwake()
 	r.loop()
