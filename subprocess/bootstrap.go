@@ -330,14 +330,12 @@ func launch(cmd *exec.Cmd, cfg *settings, exe *preflight.Executable) (*launched,
 	}
 	ready, wdErr := registerWatchdog(p.pid, p.CgroupDir())
 
-	// The server is set up while the plugin starts: until Serve runs, its
+	// The server is set up while the plugin starts: until it serves, its
 	// connection waits in the listen backlog.
 	hs := newHandshake(cfg.AcceptedVersions, auth)
-	srv := newHandshakeServer(hs)
-	srv.ErrorLog = server.NewErrorLog(vmLog)
 	// Connections refused as foreign are paced from then on, so that a
 	// flood of them does not starve the plugin's own; the pacing wrapper
-	// is outermost, so that ConnContext sees its connections, and
+	// is outermost, so that the connections' contexts see it, and
 	// Bootstrap keeps the bare listener for stopAccepting.
 	// Counted before supervise starts, so before anything waits for the
 	// helpers; supervise cancels the server's shutdown once it has reaped
@@ -346,14 +344,14 @@ func launch(cmd *exec.Cmd, cfg *settings, exe *preflight.Executable) (*launched,
 	srvCtx, stopServer := context.WithCancel(context.Background())
 	p.stopServer = stopServer
 	var served net.Listener = &handshakeListener{Listener: ln, ctx: srvCtx, helpers: &p.helpers, linger: cfg.HandshakeTimeout}
-	srv.ConnContext = connContext
 	if auth != nil {
 		served = auth.Listener(served)
-		srv.ConnContext = func(ctx context.Context, c net.Conn) context.Context {
-			return connContext(handshakeauth.ConnContext(ctx, c), c)
-		}
 	}
-	go serveHandshake(srvCtx, p, hs, srv, served, cfg.HandshakeTimeout)
+	go func() {
+		defer p.helpers.Done()
+		defer close(p.serverDone)
+		serveHandshake(srvCtx, hs, served, server.NewErrorLog(vmLog), cfg.HandshakeTimeout)
+	}()
 
 	p.log = vmLog.With().Int(fieldPid, p.pid).Logger()
 	if wdErr != nil {
@@ -388,67 +386,6 @@ func listenHandshake() (net.Listener, error) {
 	lc := net.ListenConfig{KeepAlive: -1}
 	return lc.Listen(context.Background(), "tcp", "127.0.0.1:0")
 }
-
-// serveHandshake serves the handshake until Bootstrap closes the listener,
-// then, after holdShutdown, lets the last answer out and shuts the server
-// down, and returns once every connection's goroutine has ended.
-//
-// The graceful shutdown lasts until the plugin's connections are idle or
-// closed (net/http polls for that on a timer starting at 1 ms and doubling)
-// or the launch's handshake timeout, unless ctx ends first: supervise
-// cancels ctx as soon as the process has been reaped, since nobody is left
-// to read an answer, and Bootstrap once a failed handshake's answer is out
-// (or its wait, defaultFailedAnswerWait, has passed), and the connections
-// are then closed hard. Done waits for this goroutine, so without that a
-// Stop right after the handshake would wait for the next poll tick (up to
-// the timeout with a plugin that holds a connection open mid-request). The
-// bound is the handshake timeout, the budget the caller chose, because an
-// answer still being written on a starved machine (many plugins starting
-// at once) must not be cut.
-func serveHandshake(ctx context.Context, p *Process, hs *handshake, srv *http.Server, ln net.Listener, timeout time.Duration) {
-	defer p.helpers.Done()
-	defer close(p.serverDone)
-	// StateNew is reported on Serve's goroutine (this one) before the
-	// connection's goroutine starts, and StateClosed or StateHijacked as
-	// that goroutine ends, so every Add happens before the Wait below.
-	var conns sync.WaitGroup
-	srv.ConnState = func(_ net.Conn, state http.ConnState) {
-		switch state {
-		case http.StateNew:
-			conns.Add(1)
-		case http.StateClosed, http.StateHijacked:
-			conns.Done()
-		}
-	}
-	_ = srv.Serve(ln)
-	hs.holdShutdown(ctx)
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	if err := srv.Shutdown(ctx); err != nil {
-		_ = srv.Close()
-	}
-	conns.Wait()
-}
-
-// newHandshakeServer returns the server of one launch's handshake, which
-// passes hs to the shared handler through every request's context.
-//
-// Its HTTP/2 connections keep the protocol's initial 64 KiB receive window
-// instead of net/http's 1 MiB: a handshake request is at most a few KiB
-// (server.MaxRequestBytes), and the larger window costs a WINDOW_UPDATE
-// frame, with a flush of its own, on every connection.
-func newHandshakeServer(hs *handshake) *http.Server {
-	srv := server.NewHTTPServer(sharedHandler())
-	srv.HTTP2.MaxReceiveBufferPerConnection = initialWindowSize
-	srv.BaseContext = func(net.Listener) context.Context {
-		return context.WithValue(context.Background(), handshakeKey{}, hs)
-	}
-	return srv
-}
-
-// initialWindowSize is HTTP/2's initial flow-control window (RFC 9113,
-// section 6.9.2): a connection starts with it without a WINDOW_UPDATE.
-const initialWindowSize = 1<<16 - 1
 
 // The handshake handler is built once and shared by every launch's server,
 // which hands it the launch's *handshake through the request context.

@@ -3,6 +3,7 @@
 package subprocess
 
 import (
+	"context"
 	"errors"
 	"io"
 	"net"
@@ -23,10 +24,10 @@ func serveTestHandshake(t *testing.T, hs *handshake) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := newHandshakeServer(hs)
+	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
-	go func() { defer close(done); _ = srv.Serve(ln) }()
-	t.Cleanup(func() { srv.Close(); <-done })
+	go func() { defer close(done); serveHandshake(ctx, hs, ln, nil, time.Minute) }()
+	t.Cleanup(func() { _ = ln.Close(); cancel(); <-done })
 	return ln.Addr().String()
 }
 

@@ -30,6 +30,11 @@ type Event struct {
 	EndStream bool
 	// Code is the RST_STREAM or GOAWAY error code.
 	Code http2.ErrCode
+	// Fields are the header fields of headers, Data the payload of data,
+	// Settings the settings of "settings".
+	Fields   []hpack.HeaderField
+	Data     []byte
+	Settings []http2.Setting
 }
 
 // Conn is one HTTP/2 connection. Its methods are safe for concurrent use.
@@ -107,6 +112,7 @@ func (c *Conn) read() {
 			_ = c.fr.WriteSettingsAck()
 			c.mu.Unlock()
 			ev = Event{Kind: "settings"}
+			_ = f.ForeachSetting(func(s http2.Setting) error { ev.Settings = append(ev.Settings, s); return nil })
 		case *http2.PingFrame:
 			if !f.IsAck() {
 				c.mu.Lock()
@@ -115,14 +121,14 @@ func (c *Conn) read() {
 			}
 			continue
 		case *http2.MetaHeadersFrame:
-			ev = Event{Stream: f.StreamID, Kind: "headers", Status: f.PseudoValue("status"), EndStream: f.StreamEnded()}
+			ev = Event{Stream: f.StreamID, Kind: "headers", Status: f.PseudoValue("status"), EndStream: f.StreamEnded(), Fields: f.Fields}
 			for _, hf := range f.RegularFields() {
 				if hf.Name == "grpc-status" {
 					ev.GRPCStatus = hf.Value
 				}
 			}
 		case *http2.DataFrame:
-			ev = Event{Stream: f.StreamID, Kind: "data", EndStream: f.StreamEnded()}
+			ev = Event{Stream: f.StreamID, Kind: "data", EndStream: f.StreamEnded(), Data: bytes.Clone(f.Data())}
 		case *http2.RSTStreamFrame:
 			ev = Event{Stream: f.StreamID, Kind: "rst", Code: f.ErrCode}
 		case *http2.GoAwayFrame:
@@ -141,25 +147,35 @@ func (c *Conn) read() {
 // OpenGRPC opens a stream calling the gRPC method path with one request
 // message msg (its protobuf encoding) and returns the stream's id.
 func (c *Conn) OpenGRPC(authority, path string, msg []byte) (uint32, error) {
+	body := make([]byte, 5+len(msg))
+	binary.BigEndian.PutUint32(body[1:5], uint32(len(msg)))
+	copy(body[5:], msg)
+	return c.Open([]hpack.HeaderField{
+		{Name: ":method", Value: "POST"}, {Name: ":scheme", Value: "http"}, {Name: ":authority", Value: authority},
+		{Name: ":path", Value: path}, {Name: "content-type", Value: "application/grpc"}, {Name: "te", Value: "trailers"},
+	}, body)
+}
+
+// Open opens a stream with the given header fields, in order, and body
+// (none if nil: the HEADERS frame ends the stream), and returns the
+// stream's id.
+func (c *Conn) Open(fields []hpack.HeaderField, body []byte) (uint32, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	id := c.nextID
 	c.nextID += 2
 	c.hbuf.Reset()
-	for _, hf := range [][2]string{
-		{":method", "POST"}, {":scheme", "http"}, {":authority", authority}, {":path", path},
-		{"content-type", "application/grpc"}, {"te", "trailers"},
-	} {
-		if err := c.henc.WriteField(hpack.HeaderField{Name: hf[0], Value: hf[1]}); err != nil {
+	for _, hf := range fields {
+		if err := c.henc.WriteField(hf); err != nil {
 			return 0, fmt.Errorf("encode headers: %w", err)
 		}
 	}
-	if err := c.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: id, BlockFragment: c.hbuf.Bytes(), EndHeaders: true}); err != nil {
+	if err := c.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: id, BlockFragment: c.hbuf.Bytes(), EndHeaders: true, EndStream: body == nil}); err != nil {
 		return 0, fmt.Errorf("write headers: %w", err)
 	}
-	body := make([]byte, 5+len(msg))
-	binary.BigEndian.PutUint32(body[1:5], uint32(len(msg)))
-	copy(body[5:], msg)
+	if body == nil {
+		return id, nil
+	}
 	if err := c.fr.WriteData(id, true, body); err != nil {
 		return 0, fmt.Errorf("write data: %w", err)
 	}

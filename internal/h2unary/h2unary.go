@@ -1,0 +1,805 @@
+// Package h2unary answers the one request a cleartext HTTP/2 connection
+// with prior knowledge usually carries, a unary gRPC call, with a handler
+// called in the connection's goroutine and its answer written at once, and
+// hands every other connection to a net/http server, with the bytes it has
+// read replayed.
+//
+// net/http's HTTP/2 server runs a connection with three goroutines, a
+// fourth for the handler and one more for each flush, and writes each
+// frame the handler sends as it comes; a call that is the only one on its
+// connection pays for all of that. Here the handler is the one the
+// net/http server would call, and its answer is framed as net/http frames
+// it (the same frames, header fields in the same order, the same HPACK
+// encoding; see [Conn]); what differs is the number of writes and
+// goroutines.
+package h2unary
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"io"
+	"log"
+	"net"
+	"net/http"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/net/http/httpguts"
+	"golang.org/x/net/http2"
+	"golang.org/x/net/http2/hpack"
+)
+
+// Server describes which calls to answer and how. Its fields must not
+// change once ServeConn has been called; it is safe for concurrent use.
+type Server struct {
+	// Handler answers the calls this package serves; it should be the
+	// handler the fallback serves, so that a call gets the same answer
+	// either way.
+	Handler http.Handler
+	// Path is the one request path served here, and ContentTypes the
+	// content types (exact values) served on it.
+	Path         string
+	ContentTypes []string
+	// MaxMessageBytes bounds the gRPC message of a call served here;
+	// a larger one goes to the fallback.
+	MaxMessageBytes int
+	// Settings is the SETTINGS frame the server sends first. It must be
+	// what the fallback's server sends, since a client may see both.
+	Settings []http2.Setting
+	// ReadTimeout bounds the wait for a connection's first request,
+	// from the connection's start.
+	ReadTimeout time.Duration
+	// HandOver passes a connection to the fallback: c replays what has
+	// been read before it reads on. It must not block for long.
+	HandOver func(c *ReplayConn)
+	// ErrorLog gets the line net/http's server logs when a client's
+	// SETTINGS do not follow its preface in time; nil: the log package's
+	// standard logger, as net/http.
+	ErrorLog *log.Logger
+}
+
+// FirstSettingsTimeout is how long after its preface a client's SETTINGS
+// may take, as net/http's HTTP/2 server allows.
+const FirstSettingsTimeout = 2 * time.Second
+
+// GoAwayLinger is how long a connection stays open after its GOAWAY for
+// the client to close it, as net/http's HTTP/2 server waits.
+const GoAwayLinger = time.Second
+
+// ServeConn serves c and blocks until it is closed or handed over. If the
+// connection's first request is a call this Server serves, it answers it,
+// then answers PINGs, SETTINGS and further such calls, one at a time,
+// until the client closes the connection, or sends anything else (a second
+// stream while a call is being read among them), or drain is done; then
+// it sends a GOAWAY naming the last answered stream, waits up to
+// [GoAwayLinger] for the client to close, and closes c. A connection that
+// sends anything else before its first answer (an HTTP/1.1 request,
+// another path or content type, a frame the server would have to act on)
+// is handed over with what has been read replayed, and ServeConn returns
+// without closing it; one whose reads fail first is closed. When ctx is
+// done, c is closed at once. Requests' contexts derive from ctx.
+//
+// Before a handover at most the server's SETTINGS and the acknowledgement
+// of the client's have been written, which the fallback's server writes
+// again: the client sees the same settings twice and acknowledges both,
+// and the replay leaves out its acknowledgement of the first, and the
+// [ReplayConn] the second acknowledgement of its SETTINGS.
+func (s *Server) ServeConn(ctx, drain context.Context, c net.Conn) {
+	conn := &Conn{s: s, c: c, ctx: ctx}
+	stop := context.AfterFunc(ctx, func() { _ = c.SetReadDeadline(aLongTimeAgo) })
+	defer stop()
+	if conn.serve(drain) == handOver {
+		stop()
+		_ = c.SetReadDeadline(time.Time{})
+		s.HandOver(&ReplayConn{Conn: c, replay: conn.rec.Bytes(), dropAck: conn.wroteSettings})
+		return
+	}
+	_ = c.Close()
+}
+
+var aLongTimeAgo = time.Unix(1, 0)
+
+// ReplayConn is a connection handed over: its reads return the bytes
+// already read, then read on the connection. When h2unary has
+// acknowledged the client's SETTINGS already, its writes leave out the
+// first SETTINGS acknowledgement the new server writes, its own of the
+// same SETTINGS: a client must not get two.
+type ReplayConn struct {
+	net.Conn
+	replay []byte
+
+	wmu     sync.Mutex
+	dropAck bool
+	hdr     [frameHeaderLen]byte // a frame header being written
+	nhdr    int
+	payload int // bytes of the current frame's payload still to write
+}
+
+// Write writes b, without the acknowledgement to drop, if it is in b.
+// The frames in b need not be whole: the parse carries over.
+func (c *ReplayConn) Write(b []byte) (int, error) {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	if !c.dropAck {
+		return c.Conn.Write(b)
+	}
+	out := make([]byte, 0, len(b))
+	i := 0
+	for i < len(b) && c.dropAck {
+		if c.payload > 0 {
+			n := min(c.payload, len(b)-i)
+			out = append(out, b[i:i+n]...)
+			c.payload -= n
+			i += n
+			continue
+		}
+		n := copy(c.hdr[c.nhdr:], b[i:])
+		c.nhdr += n
+		i += n
+		if c.nhdr < frameHeaderLen {
+			break
+		}
+		c.nhdr = 0
+		length := int(c.hdr[0])<<16 | int(c.hdr[1])<<8 | int(c.hdr[2])
+		if http2.FrameType(c.hdr[3]) == http2.FrameSettings && http2.Flags(c.hdr[4]).Has(http2.FlagSettingsAck) && length == 0 {
+			c.dropAck = false
+			continue
+		}
+		out = append(out, c.hdr[:]...)
+		c.payload = length
+	}
+	out = append(out, b[i:]...)
+	if _, err := c.Conn.Write(out); err != nil {
+		return 0, err
+	}
+	return len(b), nil
+}
+
+func (c *ReplayConn) Read(b []byte) (int, error) {
+	if len(c.replay) > 0 {
+		n := copy(b, c.replay)
+		c.replay = c.replay[n:]
+		return n, nil
+	}
+	return c.Conn.Read(b)
+}
+
+// NetConn returns the connection c wraps.
+func (c *ReplayConn) NetConn() net.Conn { return c.Conn }
+
+// Conn is one connection being served. The answer to a call is framed as
+// net/http's HTTP/2 server (Go 1.26) frames it for a handler that flushes
+// as connect-go's do: response HEADERS when the handler first flushes or
+// returns (with content-length and content-type only when it has
+// returned by then, a date unless the handler set one), then the body's
+// DATA, then trailers as a HEADERS frame that ends the stream; header
+// fields lowercased in sorted order, each HEADERS block encoded with the
+// connection's one HPACK encoder.
+type Conn struct {
+	s   *Server
+	c   net.Conn
+	ctx context.Context
+	rec bytes.Buffer // what the framer has read, while a handover is possible
+	fr  *http2.Framer
+	out bytes.Buffer // frames to write
+	enc *hpack.Encoder
+	hb  bytes.Buffer // the header block being encoded
+
+	peerWindow   uint32 // the client's SETTINGS_INITIAL_WINDOW_SIZE
+	peerMaxFrame uint32
+	// wroteSettings: the server's SETTINGS and the acknowledgement of the
+	// client's have been written.
+	wroteSettings bool
+	settingsAck   bool // the client has acknowledged the server's SETTINGS
+	lastStream    uint32
+}
+
+// recorder keeps what a reader returns while on, and its last error.
+type recorder struct {
+	r   io.Reader
+	rec *bytes.Buffer
+	on  bool
+	err error
+}
+
+func (r *recorder) Read(b []byte) (int, error) {
+	n, err := r.r.Read(b)
+	if r.on {
+		r.rec.Write(b[:n])
+	}
+	r.err = err
+	return n, err
+}
+
+// outcome is how serve leaves a connection.
+type outcome int
+
+const (
+	closeConn outcome = iota
+	handOver
+)
+
+// serve runs the connection until it is to be closed or handed over.
+func (c *Conn) serve(drain context.Context) outcome {
+	deadline := time.Now().Add(c.s.ReadTimeout)
+	_ = c.c.SetReadDeadline(deadline)
+	switch c.readPreface() {
+	case errNotPreface:
+		return handOver
+	case nil:
+	default:
+		return closeConn
+	}
+	rd := &recorder{r: c.c, rec: &c.rec, on: true}
+	c.fr = http2.NewFramer(&c.out, rd)
+	c.fr.SetMaxReadFrameSize(maxFrameSize(c.s.Settings))
+	c.fr.ReadMetaHeaders = hpack.NewDecoder(headerTableSize(c.s.Settings), nil)
+	c.fr.MaxHeaderListSize = maxHeaderListSize(c.s.Settings)
+	c.enc = hpack.NewEncoder(&c.hb)
+	c.peerWindow, c.peerMaxFrame = 65535, 16384
+	// The client's SETTINGS follow its preface without waiting for the
+	// server's: reading them first lets the server's SETTINGS and their
+	// acknowledgement go out in one write, and nothing is written to a
+	// connection handed over at its first frame.
+	_ = c.c.SetReadDeadline(time.Now().Add(FirstSettingsTimeout))
+	f, err := c.fr.ReadFrame()
+	if rd.err != nil {
+		var ne net.Error
+		if errors.As(rd.err, &ne) && ne.Timeout() && c.ctx.Err() == nil {
+			c.logf("timeout waiting for SETTINGS frames from %v", c.c.RemoteAddr())
+		}
+		return closeConn
+	}
+	if sf, ok := f.(*http2.SettingsFrame); err != nil || !ok || sf.IsAck() || !c.peerSettings(sf) {
+		return handOver
+	}
+	_ = c.fr.WriteSettings(c.s.Settings...)
+	_ = c.fr.WriteSettingsAck()
+	if c.flush() != nil {
+		return closeConn
+	}
+	c.wroteSettings = true
+	_ = c.c.SetReadDeadline(deadline)
+	req, ok := c.readCall(nil)
+	if !ok {
+		if rd.err != nil {
+			return closeConn
+		}
+		return c.awaitAck(rd)
+	}
+	rd.on = false
+	c.rec = bytes.Buffer{}
+	c.answer(req)
+	if c.flush() == nil {
+		c.idle(drain)
+	}
+	return closeConn
+}
+
+func (c *Conn) logf(format string, args ...any) {
+	if c.s.ErrorLog != nil {
+		c.s.ErrorLog.Printf(format, args...)
+	} else {
+		log.Printf(format, args...)
+	}
+}
+
+var errNotPreface = errors.New("h2unary: not the HTTP/2 client preface")
+
+// readPreface reads the client preface, keeping what it read in c.rec:
+// errNotPreface if the connection sent something else (HTTP/1.1, say),
+// as soon as a byte differs.
+func (c *Conn) readPreface() error {
+	var b [len(http2.ClientPreface)]byte
+	for n := 0; n < len(b); {
+		m, err := c.c.Read(b[n:])
+		c.rec.Write(b[n : n+m])
+		if !bytes.Equal(b[n:n+m], []byte(http2.ClientPreface[n:n+m])) {
+			return errNotPreface
+		}
+		n += m
+		if err != nil && n < len(b) {
+			return err
+		}
+	}
+	return nil
+}
+
+// awaitAck reads until the client has acknowledged the server's
+// SETTINGS, so that the fallback's server sees only the acknowledgement
+// of its own; a connection whose reads fail first is closed.
+func (c *Conn) awaitAck(rd *recorder) outcome {
+	for !c.settingsAck {
+		f, err := c.fr.ReadFrame()
+		if err != nil {
+			if rd.err != nil {
+				return closeConn
+			}
+			break
+		}
+		c.noteAck(f)
+	}
+	return handOver
+}
+
+// noteAck drops a SETTINGS acknowledgement from the replay: it is the
+// acknowledgement of this server's SETTINGS, which the fallback did not
+// send. The framer reads frame by frame, so it is the last 9 bytes read.
+func (c *Conn) noteAck(f http2.Frame) bool {
+	if sf, ok := f.(*http2.SettingsFrame); ok && sf.IsAck() && !c.settingsAck {
+		c.settingsAck = true
+		c.rec.Truncate(c.rec.Len() - frameHeaderLen)
+		return true
+	}
+	return false
+}
+
+const frameHeaderLen = 9
+
+// call is a request read whole.
+type call struct {
+	stream uint32
+	req    *http.Request
+	body   []byte
+}
+
+// readCall reads a call: HEADERS (hdrs, if the caller has read them
+// already), then DATA ending the stream, with nothing else between but
+// WINDOW_UPDATE and the acknowledgement of the server's SETTINGS. ok false: the connection sent
+// something else, or failed.
+func (c *Conn) readCall(hdrs *http2.MetaHeadersFrame) (cl call, ok bool) {
+	for {
+		var f http2.Frame
+		if hdrs != nil && cl.req == nil {
+			f = hdrs
+		} else {
+			var err error
+			if f, err = c.fr.ReadFrame(); err != nil {
+				return cl, false
+			}
+		}
+		if c.noteAck(f) {
+			continue
+		}
+		switch f := f.(type) {
+		case *http2.WindowUpdateFrame:
+			if f.StreamID != 0 {
+				return cl, false
+			}
+		case *http2.MetaHeadersFrame:
+			if cl.req != nil || f.StreamEnded() || f.Truncated || f.StreamID <= c.lastStream {
+				return cl, false
+			}
+			if cl.req = c.request(f); cl.req == nil {
+				return cl, false
+			}
+			cl.stream = f.StreamID
+		case *http2.DataFrame:
+			if cl.req == nil || f.StreamID != cl.stream || len(cl.body)+len(f.Data()) > 5+c.s.MaxMessageBytes {
+				return cl, false
+			}
+			cl.body = append(cl.body, f.Data()...)
+			if f.StreamEnded() {
+				return cl, oneMessage(cl.body)
+			}
+		default:
+			return cl, false
+		}
+	}
+}
+
+// peerSettings applies the client's SETTINGS as net/http's server does
+// (it ignores the header list limit); false for invalid ones, and for an
+// initial window too small for any answer of the handler's.
+func (c *Conn) peerSettings(f *http2.SettingsFrame) bool {
+	ok := true
+	_ = f.ForeachSetting(func(s http2.Setting) error {
+		ok = ok && s.Valid() == nil
+		switch s.ID {
+		case http2.SettingInitialWindowSize:
+			c.peerWindow = s.Val
+			ok = ok && s.Val >= minPeerWindow
+		case http2.SettingMaxFrameSize:
+			c.peerMaxFrame = s.Val
+		case http2.SettingHeaderTableSize:
+			c.enc.SetMaxDynamicTableSize(s.Val)
+		}
+		return nil
+	})
+	return ok
+}
+
+// minPeerWindow is the least initial window a client may grant for its
+// call to be answered here: room for any answer a chunk of the handler's
+// output makes.
+const minPeerWindow = handlerChunk + 5
+
+// oneMessage reports whether body is one uncompressed gRPC message.
+func oneMessage(body []byte) bool {
+	return len(body) >= 5 && body[0] == 0 && int(binary.BigEndian.Uint32(body[1:5])) == len(body)-5
+}
+
+// request builds the request of a HEADERS frame as net/http would, or
+// returns nil for one it does not serve here (see [Server]).
+func (c *Conn) request(f *http2.MetaHeadersFrame) *http.Request {
+	if f.PseudoValue("method") != http.MethodPost || f.PseudoValue("scheme") != "http" ||
+		f.PseudoValue("path") != c.s.Path || f.PseudoValue("authority") == "" || f.PseudoValue("protocol") != "" {
+		return nil
+	}
+	h := make(http.Header, len(f.Fields))
+	for _, hf := range f.RegularFields() {
+		switch hf.Name {
+		case "connection", "proxy-connection", "keep-alive", "transfer-encoding", "upgrade",
+			"host", "cookie", "content-length", "expect":
+			return nil
+		case "te":
+			if hf.Value != "trailers" {
+				return nil
+			}
+		}
+		k := http.CanonicalHeaderKey(hf.Name)
+		h[k] = append(h[k], hf.Value)
+	}
+	if ct := h["Content-Type"]; len(ct) != 1 || !slices.Contains(c.s.ContentTypes, ct[0]) {
+		return nil
+	}
+	return &http.Request{
+		Method:        http.MethodPost,
+		URL:           &url.URL{Path: c.s.Path},
+		Proto:         "HTTP/2.0",
+		ProtoMajor:    2,
+		Header:        h,
+		ContentLength: -1,
+		Host:          f.PseudoValue("authority"),
+		RemoteAddr:    c.c.RemoteAddr().String(),
+		RequestURI:    c.s.Path,
+	}
+}
+
+// idle waits, once a call has been answered, for the client to close the
+// connection, answering PINGs and SETTINGS meanwhile, and further calls
+// of the kind this Server serves, one at a time; when drain is done or
+// the client sends anything else, it sends a GOAWAY.
+func (c *Conn) idle(drain context.Context) {
+	stop := context.AfterFunc(drain, func() { _ = c.c.SetReadDeadline(aLongTimeAgo) })
+	defer stop()
+	_ = c.c.SetReadDeadline(time.Time{})
+	if c.ctx.Err() != nil {
+		return
+	}
+	for {
+		f, err := c.fr.ReadFrame()
+		if err != nil {
+			if errors.Is(err, io.EOF) || c.ctx.Err() != nil {
+				return
+			}
+			break
+		}
+		switch f := f.(type) {
+		case *http2.PingFrame:
+			if !f.IsAck() {
+				_ = c.fr.WritePing(true, f.Data)
+			}
+		case *http2.SettingsFrame:
+			if !f.IsAck() && c.peerSettings(f) {
+				_ = c.fr.WriteSettingsAck()
+			}
+		case *http2.WindowUpdateFrame, *http2.RSTStreamFrame, *http2.PriorityFrame:
+		case *http2.MetaHeadersFrame:
+			cl, ok := c.readCall(f)
+			if !ok {
+				c.goAway()
+				return
+			}
+			c.answer(cl)
+		default:
+			c.goAway()
+			return
+		}
+		if c.flush() != nil {
+			return
+		}
+	}
+	c.goAway()
+}
+
+// goAway sends a GOAWAY and reads until the client closes, for at most
+// GoAwayLinger.
+func (c *Conn) goAway() {
+	_ = c.fr.WriteGoAway(c.lastStream, http2.ErrCodeNo, nil)
+	if c.flush() != nil {
+		return
+	}
+	_ = c.c.SetReadDeadline(time.Now().Add(GoAwayLinger))
+	if c.ctx.Err() != nil {
+		return
+	}
+	_, _ = io.Copy(io.Discard, c.c)
+}
+
+func (c *Conn) flush() error {
+	if c.out.Len() == 0 {
+		return nil
+	}
+	_, err := c.c.Write(c.out.Bytes())
+	c.out.Reset()
+	return err
+}
+
+// handlerChunk is the size of net/http's buffer of a handler's output: a
+// flush or a full buffer becomes a chunk.
+const handlerChunk = 4 << 10
+
+// answer calls the handler for cl and frames its answer into c.out.
+func (c *Conn) answer(cl call) {
+	c.lastStream = cl.stream
+	ctx, cancel := context.WithCancel(context.WithValue(c.ctx, http.LocalAddrContextKey, c.c.LocalAddr()))
+	defer cancel()
+	req := cl.req.WithContext(ctx)
+	req.Body = io.NopCloser(bytes.NewReader(cl.body))
+	w := &response{c: c, stream: cl.stream, header: make(http.Header)}
+	w.bw = bufio.NewWriterSize(chunkWriter{w}, handlerChunk)
+	defer func() {
+		if recover() != nil {
+			_ = c.fr.WriteRSTStream(cl.stream, http2.ErrCodeInternal)
+		}
+	}()
+	c.s.Handler.ServeHTTP(w, req)
+	w.handlerDone = true
+	w.Flush()
+}
+
+// response is the handler's http.ResponseWriter.
+type response struct {
+	c           *Conn
+	stream      uint32
+	header      http.Header // the handler's
+	snap        http.Header // the header as WriteHeader saw it
+	status      int
+	bw          *bufio.Writer
+	sentHeader  bool
+	handlerDone bool
+	ended       bool
+	trailers    []string // declared trailer keys, canonical
+}
+
+func (w *response) Header() http.Header { return w.header }
+
+func (w *response) WriteHeader(code int) {
+	if w.status != 0 || code < 200 || code > 999 {
+		return
+	}
+	w.status = code
+	w.snap = w.header.Clone()
+	if w.snap == nil {
+		w.snap = make(http.Header)
+	}
+}
+
+func (w *response) Write(p []byte) (int, error) {
+	if w.status == 0 {
+		w.WriteHeader(http.StatusOK)
+	}
+	if !bodyAllowed(w.status) {
+		return 0, http.ErrBodyNotAllowed
+	}
+	return w.bw.Write(p)
+}
+
+func (w *response) Flush() {
+	if w.status == 0 {
+		w.WriteHeader(http.StatusOK)
+	}
+	if w.bw.Buffered() > 0 {
+		_ = w.bw.Flush()
+	} else {
+		w.writeChunk(nil)
+	}
+}
+
+type chunkWriter struct{ w *response }
+
+func (cw chunkWriter) Write(p []byte) (int, error) { return cw.w.writeChunk(p) }
+
+// writeChunk frames a chunk of the handler's output as net/http's
+// responseWriterState.writeChunk does, for a POST.
+func (w *response) writeChunk(p []byte) (int, error) {
+	if w.ended {
+		return 0, errors.New("h2unary: stream ended")
+	}
+	if w.handlerDone {
+		w.promoteTrailers()
+	}
+	if !w.sentHeader {
+		w.sentHeader = true
+		var ctype, clen string
+		if clen = w.snap.Get("Content-Length"); clen != "" {
+			w.snap.Del("Content-Length")
+			if _, err := strconv.ParseUint(clen, 10, 63); err != nil {
+				clen = ""
+			}
+		}
+		if _, ok := w.snap["Content-Length"]; !ok && clen == "" && w.handlerDone && bodyAllowed(w.status) {
+			clen = strconv.Itoa(len(p))
+		}
+		if _, ok := w.snap["Content-Type"]; !ok && w.snap.Get("Content-Encoding") == "" && bodyAllowed(w.status) && len(p) > 0 {
+			ctype = http.DetectContentType(p)
+		}
+		var date string
+		if _, ok := w.snap["Date"]; !ok {
+			date = time.Now().UTC().Format(http.TimeFormat)
+		}
+		for _, v := range w.snap["Trailer"] {
+			for _, k := range strings.Split(v, ",") {
+				w.declareTrailer(textprotoTrim(k))
+			}
+		}
+		delete(w.snap, "Connection")
+		end := w.handlerDone && len(w.trailers) == 0 && len(p) == 0
+		w.c.hb.Reset()
+		w.encode(":status", strconv.Itoa(w.status))
+		w.encodeHeader(w.snap, nil)
+		if ctype != "" {
+			w.encode("content-type", ctype)
+		}
+		if clen != "" {
+			w.encode("content-length", clen)
+		}
+		if date != "" {
+			w.encode("date", date)
+		}
+		w.writeHeaders(end)
+		if end {
+			return 0, nil
+		}
+	}
+	if len(p) == 0 && !w.handlerDone {
+		return 0, nil
+	}
+	nonEmpty := slices.ContainsFunc(w.trailers, func(k string) bool { _, ok := w.header[k]; return ok })
+	end := w.handlerDone && !nonEmpty
+	if len(p) > 0 || end {
+		if len(p) > int(min(w.c.peerWindow, w.c.peerMaxFrame)) {
+			// More than the client's window: not an answer this package
+			// gives (the handler's are a few bytes).
+			_ = w.c.fr.WriteRSTStream(w.stream, http2.ErrCodeInternal)
+			w.ended = true
+			return 0, errors.New("h2unary: answer larger than the client's window")
+		}
+		w.c.peerWindow -= uint32(len(p))
+		_ = w.c.fr.WriteData(w.stream, end, p)
+	}
+	if w.handlerDone && nonEmpty {
+		w.c.hb.Reset()
+		w.encodeHeader(w.header, w.trailers)
+		w.writeHeaders(true)
+	}
+	return len(p), nil
+}
+
+// promoteTrailers moves the handler's "Trailer:"-prefixed keys to the
+// declared trailers, sorted, as net/http does once the handler is done.
+func (w *response) promoteTrailers() {
+	for k, vv := range w.header {
+		if t, ok := strings.CutPrefix(k, http.TrailerPrefix); ok {
+			w.declareTrailer(t)
+			w.header[http.CanonicalHeaderKey(t)] = vv
+		}
+	}
+	slices.Sort(w.trailers)
+}
+
+func (w *response) declareTrailer(k string) {
+	k = http.CanonicalHeaderKey(k)
+	if !httpguts.ValidTrailerHeader(k) || slices.Contains(w.trailers, k) {
+		return
+	}
+	w.trailers = append(w.trailers, k)
+}
+
+// encodeHeader encodes h's fields under keys (nil: all, sorted) as
+// net/http's encodeHeaders does.
+func (w *response) encodeHeader(h http.Header, keys []string) {
+	if keys == nil {
+		keys = make([]string, 0, len(h))
+		for k := range h {
+			keys = append(keys, k)
+		}
+		slices.Sort(keys)
+	}
+	for _, k := range keys {
+		vv := h[k]
+		lk := strings.ToLower(k)
+		if !isASCII(k) || !validWireName(lk) {
+			continue
+		}
+		for _, v := range vv {
+			if !httpguts.ValidHeaderFieldValue(v) || (lk == "transfer-encoding" && v != "trailers") {
+				continue
+			}
+			w.encode(lk, v)
+		}
+	}
+}
+
+func (w *response) encode(k, v string) {
+	_ = w.c.enc.WriteField(hpack.HeaderField{Name: k, Value: v})
+}
+
+// writeHeaders frames the header block in c.hb, split into CONTINUATION
+// frames at 16 KiB, the frame size every peer takes, as net/http does.
+func (w *response) writeHeaders(end bool) {
+	const maxFrag = 16 << 10
+	block := w.c.hb.Bytes()
+	first := true
+	for first || len(block) > 0 {
+		frag := block[:min(len(block), maxFrag)]
+		block = block[len(frag):]
+		if first {
+			_ = w.c.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: w.stream, BlockFragment: frag, EndStream: end, EndHeaders: len(block) == 0})
+		} else {
+			_ = w.c.fr.WriteContinuation(w.stream, len(block) == 0, frag)
+		}
+		first = false
+	}
+	if end {
+		w.ended = true
+	}
+}
+
+func bodyAllowed(status int) bool {
+	return !(status >= 100 && status <= 199) && status != http.StatusNoContent && status != http.StatusNotModified
+}
+
+func isASCII(s string) bool {
+	for i := range len(s) {
+		if s[i] >= 0x80 {
+			return false
+		}
+	}
+	return true
+}
+
+// validWireName reports whether k is a lowercase token, as HTTP/2 field
+// names must be.
+func validWireName(k string) bool {
+	if k == "" {
+		return false
+	}
+	for i := range len(k) {
+		if !httpguts.IsTokenRune(rune(k[i])) || ('A' <= k[i] && k[i] <= 'Z') {
+			return false
+		}
+	}
+	return true
+}
+
+func textprotoTrim(s string) string { return strings.Trim(s, " \t") }
+
+func maxFrameSize(ss []http2.Setting) uint32 {
+	return setting(ss, http2.SettingMaxFrameSize, 16384)
+}
+
+func headerTableSize(ss []http2.Setting) uint32 {
+	return setting(ss, http2.SettingHeaderTableSize, 4096)
+}
+
+func maxHeaderListSize(ss []http2.Setting) uint32 {
+	return setting(ss, http2.SettingMaxHeaderListSize, 16<<20)
+}
+
+func setting(ss []http2.Setting, id http2.SettingID, def uint32) uint32 {
+	for _, s := range ss {
+		if s.ID == id {
+			return s.Val
+		}
+	}
+	return def
+}
