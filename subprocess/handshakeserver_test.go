@@ -3,11 +3,13 @@
 package subprocess
 
 import (
+	"io"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -420,4 +422,44 @@ func mdEqual(a, b metadata.MD) bool {
 		}
 	}
 	return true
+}
+
+// TestHandshakePathsAnswerHTTP1Alike: HTTP/1.1 calls (Connect JSON as
+// curl sends it, gRPC-Web, a wrong content type), which h2unary hands
+// over at their first bytes, get net/http's own answers.
+func TestHandshakePathsAnswerHTTP1Alike(t *testing.T) {
+	t.Parallel()
+	cases := []struct {
+		name, contentType, body string
+		wantStatus              int
+	}{
+		{"connect json", "application/json", `{"protocolVersion":42,"addr":"127.0.0.1:9000"}`, http.StatusOK},
+		{"connect json, mismatch", "application/json", `{"protocolVersion":41,"addr":"127.0.0.1:9000"}`, http.StatusBadRequest},
+		{"grpc-web", "application/grpc-web+proto", string(envelope(initializeMessage(42, "127.0.0.1:9000"))), http.StatusOK},
+		{"form", "application/x-www-form-urlencoded", "a=b", http.StatusUnsupportedMediaType},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			type seen struct {
+				status      int
+				contentType string
+				body        string
+			}
+			var got [2]seen
+			for i, path := range servedPaths {
+				addr := path.serve(t, newHandshake([]uint32{42}, nil))
+				res, err := http.Post("http://"+addr+server.InitializeProcedure, tc.contentType, strings.NewReader(tc.body))
+				if err != nil {
+					t.Fatal(err)
+				}
+				b, _ := io.ReadAll(res.Body)
+				_ = res.Body.Close()
+				got[i] = seen{res.StatusCode, res.Header.Get("Content-Type"), string(b)}
+			}
+			if got[0].status != tc.wantStatus || got[0] != got[1] {
+				t.Errorf("h2unary: %+v, net/http: %+v, want status %d", got[0], got[1], tc.wantStatus)
+			}
+		})
+	}
 }
