@@ -221,9 +221,7 @@ func race(t *testing.T, auth, plugin string, callers []foreignCaller) raceResult
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer gateR.Close()
 	closeGate := sync.OnceFunc(func() { gateW.Close() })
-	t.Cleanup(closeGate)
 
 	res := raceResult{foreign: map[string]string{}, out: newCollector(), log: &syncBuffer{}}
 	cmd := childCmd(t, plugin, noRaceExitDelay)
@@ -238,17 +236,24 @@ func race(t *testing.T, auth, plugin string, callers []foreignCaller) raceResult
 		Log:              zerolog.New(res.log),
 		OnOutput:         res.out.add,
 	}
-	type outcome struct {
-		proc *subprocess.Process
-		err  error
-	}
-	done := make(chan outcome, 1)
+	// However the test ends, Bootstrap has returned before the gate's read
+	// end, which cmd.ExtraFiles hands to the plugin, is closed, and the
+	// plugin it started is stopped.
+	bootstrapped := make(chan struct{})
 	go func() {
-		p, err := subprocess.Bootstrap(context.Background(), cmd, cfg)
-		done <- outcome{p, err}
+		defer close(bootstrapped)
+		res.proc, res.err = subprocess.Bootstrap(context.Background(), cmd, cfg)
 	}()
+	t.Cleanup(func() {
+		closeGate()
+		<-bootstrapped
+		_ = gateR.Close()
+		if res.proc != nil {
+			res.proc.Stop(context.Background())
+		}
+	})
 
-	line := res.out.waitFor(t, func(l outLine) bool { return strings.HasPrefix(l.Text, "engine-addr ") })
+	line := res.out.waitForUnless(t, func(l outLine) bool { return strings.HasPrefix(l.Text, "engine-addr ") }, bootstrapped)
 	engineAddr := strings.TrimPrefix(line.Text, "engine-addr ")
 
 	// The foreign callers are the test's children, not the plugin's: what
@@ -277,15 +282,11 @@ func race(t *testing.T, auth, plugin string, callers []foreignCaller) raceResult
 	wg.Wait()
 	closeGate()
 
-	var o outcome
+	// Bootstrap ends by its handshake timeout at the latest.
 	select {
-	case o = <-done:
-	case <-time.After(40 * time.Second):
+	case <-bootstrapped:
+	case <-hangBound(t):
 		t.Fatal("Bootstrap did not return")
-	}
-	res.proc, res.err = o.proc, o.err
-	if o.proc != nil {
-		t.Cleanup(func() { res.proc.Stop(context.Background()) })
 	}
 	return res
 }

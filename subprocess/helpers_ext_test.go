@@ -42,13 +42,22 @@ func (c *collector) add(l *subprocess.Line) {
 	c.mu.Unlock()
 }
 
-// waitFor returns the first line satisfying match, failing the test if
-// none arrives within 10 s.
+// waitFor returns the first line satisfying match. It fails the test if
+// none has come by hangBound: only a hang is ruled out, as the package's
+// parallel tests queue their plugins' starts on one spawner, and on two
+// busy cores under -race a start has waited more than 10 s.
 func (c *collector) waitFor(t testing.TB, match func(outLine) bool) outLine {
 	t.Helper()
-	deadline := time.NewTimer(10 * time.Second)
-	defer deadline.Stop()
-	for i := 0; ; {
+	return c.waitForUnless(t, match, nil)
+}
+
+// waitForUnless is waitFor that also fails once ended is closed without a
+// matching line, so that a wait on a plugin that has already failed ends
+// at once.
+func (c *collector) waitForUnless(t testing.TB, match func(outLine) bool, ended <-chan struct{}) outLine {
+	t.Helper()
+	bound := hangBound(t)
+	for i, last := 0, false; ; {
 		c.mu.Lock()
 		for ; i < len(c.lines); i++ {
 			if match(c.lines[i]) {
@@ -59,12 +68,30 @@ func (c *collector) waitFor(t testing.TB, match func(outLine) bool) outLine {
 		}
 		changed := c.changed
 		c.mu.Unlock()
+		if last {
+			t.Fatalf("no matching output line before the wait ended; got %d lines", i)
+		}
 		select {
 		case <-changed:
-		case <-deadline.C:
+		case <-ended:
+			last, ended = true, nil // look at the lines once more
+		case <-bound:
 			t.Fatalf("no matching output line; got %d lines", i)
 		}
 	}
+}
+
+// hangBound returns a channel that fires at nine tenths of the time the
+// test has left before go test's -timeout, so that a wait for an event
+// that never comes fails by name rather than in the timeout's panic. It
+// never fires without a -timeout.
+func hangBound(t testing.TB) <-chan time.Time {
+	if d, ok := t.(interface{ Deadline() (time.Time, bool) }); ok {
+		if deadline, ok := d.Deadline(); ok {
+			return time.After(time.Until(deadline) * 9 / 10)
+		}
+	}
+	return nil
 }
 
 // waitForNumber waits for a line that is prefix and a number, and returns
