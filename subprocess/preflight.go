@@ -54,8 +54,8 @@ func execPath(cmd *exec.Cmd) string {
 }
 
 // namePlugin makes a start error that names the path Prepare pointed cmd
-// at (a short-lived link, or /proc/self/fd/N, meaningless to whoever reads
-// the error) name the checked plugin path instead. The error is fresh
+// at (/proc/self/fd/D/N/NAME or /proc/self/fd/N, meaningless to whoever
+// reads the error) name the checked plugin path instead. The error is fresh
 // from cmd.Start and nobody else holds it, so it is changed in place,
 // which keeps whatever wraps the *fs.PathError.
 func namePlugin(err error, prepared, checked string) error {

@@ -58,12 +58,13 @@ func checkAccess(f *os.File) error {
 // The kernel names a process (/proc/PID/comm: what ps, top and pgrep show)
 // after the last element of the path it executes, which here would be
 // "N". So for a binary, cmd.Path is a symbolic link to /proc/self/fd/N
-// named like the checked file, in a private temporary directory that
-// Close removes; the link resolves in the child, to the same descriptor.
-// A pinned script is executed through /proc/self/fd/N itself: its
-// interpreter opens that path after the exec, when the link may already
-// be gone. If the link cannot be made, the process is named "N" and runs
-// all the same.
+// named like the checked file: /proc/self/fd/D/N/NAME, where D is this
+// process's descriptor of its link directory (see linkDir) and N/NAME a
+// link Close removes. Like the file, the directory is reached through a
+// descriptor the child inherits, never by its name. A pinned script is
+// executed through /proc/self/fd/N itself: its interpreter opens that path
+// after the exec, when the link may already be gone. If the link cannot be
+// made, the process is named "N" and runs all the same.
 func (e *Executable) Prepare(cmd *exec.Cmd) {
 	if e.file == nil || (e.Format == "script" && e.SHA256 == "") {
 		cmd.Path = e.Path
@@ -79,30 +80,43 @@ func (e *Executable) Prepare(cmd *exec.Cmd) {
 		cmd.Path = "/proc/self/fd/" + strconv.Itoa(childFd)
 		return
 	}
-	cmd.Path = "/proc/self/fd/" + strconv.Itoa(e.inheritedFd(cmd))
-	dir, err := os.MkdirTemp(linkBase(), linkDirPrefix+strconv.Itoa(os.Getpid())+"-")
-	if err != nil {
+	fd := e.inheritedFd(cmd)
+	cmd.Path = "/proc/self/fd/" + strconv.Itoa(fd)
+	dir, rel, ok := links.link(cmd.Path, strconv.Itoa(fd), filepath.Base(e.Path))
+	if !ok {
 		return
 	}
-	link := filepath.Join(dir, filepath.Base(e.Path))
-	if err := os.Symlink(cmd.Path, link); err != nil {
-		_ = os.Remove(dir)
-		return
+	dirFd := dir
+	if dirFd < childFloor(cmd) {
+		// The child may overwrite the directory's number before the
+		// exec: use a copy above the numbers it moves.
+		dup, err := unix.FcntlInt(uintptr(dir), unix.F_DUPFD_CLOEXEC, childFloor(cmd))
+		if err != nil {
+			_ = unix.Unlinkat(dir, rel, 0)
+			return
+		}
+		e.dirDup = dup
+		dirFd = dup
 	}
-	e.link = link
-	cmd.Path = link
+	e.linkDir, e.link = dir, rel
+	cmd.Path = "/proc/self/fd/" + strconv.Itoa(dirFd) + "/" + rel
+}
+
+// childFloor is the lowest descriptor number cmd's child leaves alone
+// until the exec: between fork and exec it moves its standard streams and
+// cmd.ExtraFiles to 0..2+len(ExtraFiles) and, to do so, may first copy
+// some of them (and its error pipe) to the numbers right above.
+func childFloor(cmd *exec.Cmd) int {
+	n := 3 + len(cmd.ExtraFiles)
+	return 2*n + 2 // the targets, then at most one copy of each and of the pipe
 }
 
 // inheritedFd returns a close-on-exec descriptor of the file that keeps its
-// number in cmd's child until the exec. Between fork and exec the child
-// moves its standard streams and cmd.ExtraFiles to 0..2+len(ExtraFiles)
-// and, to do so, may first copy some of them (and its error pipe) to the
-// numbers right above; a descriptor numbered above all of those is never
-// overwritten. The file's own descriptor nearly always is; otherwise a
-// copy above them is made, closed with the file.
+// number in cmd's child until the exec: numbered at least childFloor(cmd).
+// The file's own descriptor nearly always is; otherwise a copy above it
+// is made, closed with the file.
 func (e *Executable) inheritedFd(cmd *exec.Cmd) int {
-	n := 3 + len(cmd.ExtraFiles)
-	floor := 2*n + 2 // the targets, then at most one copy of each and of the pipe
+	floor := childFloor(cmd)
 	fd := int(e.file.Fd())
 	if fd >= floor {
 		return fd
@@ -115,12 +129,108 @@ func (e *Executable) inheritedFd(cmd *exec.Cmd) int {
 	return dup
 }
 
-// linkBase is where Prepare makes its links: a memory-backed directory when
-// there is one, because on a disk filesystem making and removing a
-// directory and a link added about 0.6 ms to a launch on the test machine
-// (tmpfs: about 25 µs). The process's pid in each directory's name tells
-// whose it is. On first use it removes the directories that engines killed
-// in the middle of a launch left there (sweepLinkDirs).
+// linkDir is the process's directory of exec links, made at the first
+// Prepare of a binary and kept for the life of the process: a launch
+// makes one link in it and removes it (two system calls), where a
+// directory of its own per launch took four. It is held by a descriptor,
+// and every link is made, executed and removed through that descriptor,
+// so whatever happens to the directory's name (a cleaner removing it, a
+// directory of the same name made by someone else) cannot redirect a
+// launch. It holds a directory per descriptor number N a checked file
+// was executed through, and in it, while that launch starts, the link
+// NAME -> /proc/self/fd/N: a descriptor number is held by one launch at a
+// time, so no two launches make the same link. The directory is left
+// behind when the process exits, to the next engine's sweep
+// (sweepLinkDirs); a process that finds it can no longer make links in it
+// (it was deleted) makes a new one.
+type linkDir struct {
+	mu sync.Mutex
+	fd int // -1 until made
+}
+
+var links = &linkDir{fd: -1}
+
+// linkDirMinFd is the lowest number the directory's descriptor takes, so
+// that children started with up to one extra file (childFloor) can use
+// it as it is.
+const linkDirMinFd = 10
+
+// link makes the link sub/name -> target and returns the directory's
+// descriptor and the link's path relative to it, or false if it cannot
+// (the process is then named after the descriptor number).
+func (l *linkDir) link(target, sub, name string) (dir int, rel string, ok bool) {
+	rel = sub + "/" + name
+	for range 2 {
+		dir = l.open()
+		if dir < 0 {
+			return -1, "", false
+		}
+		err := unix.Symlinkat(target, dir, rel)
+		if err == unix.ENOENT {
+			// The first launch through this descriptor number, or the
+			// directory was deleted (nothing can be made in it then).
+			if err = unix.Mkdirat(dir, sub, 0o700); err == nil || err == unix.EEXIST {
+				err = unix.Symlinkat(target, dir, rel)
+			}
+		}
+		if err == unix.EEXIST {
+			// Left by a launch whose removal failed: this process's own,
+			// since only it writes here, and its number is this launch's now.
+			_ = unix.Unlinkat(dir, rel, 0)
+			err = unix.Symlinkat(target, dir, rel)
+		}
+		if err == nil {
+			return dir, rel, true
+		}
+		l.drop(dir)
+	}
+	return -1, "", false
+}
+
+// open returns the directory's descriptor, making the directory if there
+// is none, or -1.
+func (l *linkDir) open() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.fd >= 0 {
+		return l.fd
+	}
+	path, err := os.MkdirTemp(linkBase(), linkDirPrefix+strconv.Itoa(os.Getpid())+"-")
+	if err != nil {
+		return -1
+	}
+	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC|unix.O_NOFOLLOW, 0)
+	if err != nil {
+		_ = os.Remove(path)
+		return -1
+	}
+	if fd < linkDirMinFd {
+		if high, err := unix.FcntlInt(uintptr(fd), unix.F_DUPFD_CLOEXEC, linkDirMinFd); err == nil {
+			unix.Close(fd)
+			fd = high
+		}
+	}
+	l.fd = fd
+	return fd
+}
+
+// drop makes the next launch make a new directory if fd is still the
+// current one. fd stays open: launches that made links in it remove them
+// through it.
+func (l *linkDir) drop(fd int) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.fd == fd {
+		l.fd = -1
+	}
+}
+
+// linkBase is where the link directory is made: a memory-backed directory
+// when there is one, because on a disk filesystem making and removing a
+// link added about 0.3 ms to a launch on the test machine. The process's
+// pid in the directory's name tells whose it is. On first use it removes
+// the directories that engines no longer running left there
+// (sweepLinkDirs).
 var linkBase = sync.OnceValue(func() string {
 	base := os.TempDir()
 	for _, dir := range []string{os.Getenv("XDG_RUNTIME_DIR"), "/dev/shm"} {
@@ -133,22 +243,23 @@ var linkBase = sync.OnceValue(func() string {
 	return base
 })
 
-// linkDirPrefix starts the name of every directory Prepare makes, followed
-// by the engine's pid and a dash.
+// linkDirPrefix starts the name of every link directory, followed by the
+// engine's pid and a dash.
 const linkDirPrefix = "vmre-exec-"
 
-// staleLinkAge is how old a dead engine's link directory must be before
-// sweepLinkDirs removes it. A directory lives from Prepare to Close, the
-// few milliseconds of a fork and exec, so one a minute old is left over;
-// the age also spares the directory of a live engine whose pid this
-// process cannot see (another pid namespace sharing the directory).
+// staleLinkAge is how long nothing must have changed in a dead engine's
+// link directory before sweepLinkDirs removes it. Every launch changes
+// the modification time of the directory it makes its link in, so this
+// spares the directory of a live, launching engine whose pid this process
+// cannot see (another pid namespace sharing the directory).
 const staleLinkAge = time.Minute
 
 // sweepLinkDirs removes base's link directories whose engine no longer
-// runs: owned by this user, older than staleLinkAge, and named with a pid
-// that kill(pid, 0) finds no process for. A pid reused since keeps its
-// directory, which costs only the few bytes of a link. Errors are ignored:
-// a directory left behind never stops a launch.
+// runs: owned by this user, unchanged for staleLinkAge (the directory and
+// the directories in it), and named with a pid that kill(pid, 0) finds no
+// process for. A pid reused since keeps its directory, which costs only
+// a few empty directories. Errors are ignored: a directory left behind
+// never stops a launch.
 func sweepLinkDirs(base string, now time.Time) {
 	entries, err := os.ReadDir(base)
 	if err != nil {
@@ -168,14 +279,33 @@ func sweepLinkDirs(base string, now time.Time) {
 		}
 		path := filepath.Join(base, name)
 		var st syscall.Stat_t
-		if syscall.Lstat(path, &st) != nil || st.Uid != uid || now.Sub(time.Unix(st.Mtim.Unix())) < staleLinkAge {
+		if syscall.Lstat(path, &st) != nil || st.Uid != uid || !unchangedSince(path, &st, now.Add(-staleLinkAge)) {
 			continue
 		}
 		if !errors.Is(syscall.Kill(pid, 0), syscall.ESRCH) {
 			continue
 		}
-		_ = os.RemoveAll(path) // the one link inside, not what it names
+		_ = os.RemoveAll(path) // the links inside, not what they name
 	}
+}
+
+// unchangedSince reports whether neither dir (whose Lstat is st) nor any
+// directory in it was modified after t.
+func unchangedSince(dir string, st *syscall.Stat_t, t time.Time) bool {
+	if time.Unix(st.Mtim.Unix()).After(t) {
+		return false
+	}
+	subs, err := os.ReadDir(dir)
+	if err != nil {
+		return false
+	}
+	for _, sub := range subs {
+		var sst syscall.Stat_t
+		if syscall.Lstat(filepath.Join(dir, sub.Name()), &sst) != nil || time.Unix(sst.Mtim.Unix()).After(t) {
+			return false
+		}
+	}
+	return true
 }
 
 // procFDs reports whether /proc/self/fd lists this process's descriptors,
@@ -186,16 +316,20 @@ var procFDs = sync.OnceValue(func() bool {
 	return err == nil && info.IsDir()
 })
 
-// removeLink removes the link Prepare made, and its directory.
+// removeLink removes the link Prepare made, then the copies of the
+// descriptors it made: the link's directory is named after the file's
+// descriptor number, which must not be reused before the link is gone.
 func (e *Executable) removeLink() {
+	if e.link != "" {
+		_ = unix.Unlinkat(e.linkDir, e.link, 0)
+		e.link = ""
+	}
+	if e.dirDup > 0 {
+		unix.Close(e.dirDup)
+		e.dirDup = 0
+	}
 	if e.dup != nil {
 		_ = e.dup.Close()
 		e.dup = nil
 	}
-	if e.link == "" {
-		return
-	}
-	_ = syscall.Unlink(e.link)
-	_ = syscall.Rmdir(filepath.Dir(e.link))
-	e.link = ""
 }

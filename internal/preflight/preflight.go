@@ -82,9 +82,11 @@ type Executable struct {
 	// SHA256 is the contents' hex digest, set only when a pin was checked.
 	SHA256 string
 
-	file *os.File
-	link string   // made by Prepare (Linux), removed by Close
-	dup  *os.File // a copy of file that Prepare made (Linux), closed by Close
+	file    *os.File
+	link    string   // made by Prepare in linkDir (Linux), removed by Close
+	linkDir int      // the descriptor of link's directory
+	dirDup  int      // a copy of linkDir that Prepare made (never 0), or 0; closed by Close
+	dup     *os.File // a copy of file that Prepare made (Linux), closed by Close
 }
 
 // Open checks path (resolved through $PATH if it has no separator, as

@@ -59,8 +59,9 @@ func TestMain(m *testing.M) {
 }
 
 // prepareChild is an engine's launch cut short: it prepares the test
-// binary for an exec, prints the path Prepare chose, and then either
-// closes it or, with hold, waits on stdin to be killed.
+// binary for an exec, prints the directory of the link Prepare made (the
+// path cmd.Path reaches it through, /proc/self/fd/D, resolved), and then
+// either closes it or, with hold, waits on stdin to be killed.
 func prepareChild(hold bool) int {
 	e, err := preflight.Open(os.Args[0], preflight.Options{})
 	if err != nil {
@@ -69,7 +70,12 @@ func prepareChild(hold bool) int {
 	}
 	cmd := exec.Command(os.Args[0])
 	e.Prepare(cmd)
-	fmt.Println(cmd.Path)
+	dir, err := os.Readlink(filepath.Dir(filepath.Dir(cmd.Path)))
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	fmt.Println(dir)
 	if hold {
 		_, _ = bufio.NewReader(os.Stdin).ReadString('\n')
 	}

@@ -6,6 +6,7 @@ import (
 	"bufio"
 	"bytes"
 	"fmt"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -139,8 +140,8 @@ func TestPrepareRunsCheckedBinary(t *testing.T) {
 	if got, want := run(t, cmd, e), "checked binary ran as "+path+" named plugin"; got != want {
 		t.Fatalf("ran %q, want %q", got, want)
 	}
-	if _, err := os.Lstat(filepath.Dir(cmd.Path)); !os.IsNotExist(err) {
-		t.Errorf("the link's directory is still there after Close (%v)", err)
+	if _, err := os.Lstat(cmd.Path); !os.IsNotExist(err) {
+		t.Errorf("the link is still there after Close (%v)", err)
 	}
 }
 
@@ -231,13 +232,13 @@ func TestPrepareSweepsKilledEnginesLinks(t *testing.T) {
 	if err := killed.Start(); err != nil {
 		t.Fatal(err)
 	}
-	link, err := bufio.NewReader(out).ReadString('\n')
+	dir, err := bufio.NewReader(out).ReadString('\n')
 	if err != nil {
 		t.Fatal(err)
 	}
-	left := filepath.Dir(strings.TrimSpace(link))
+	left := strings.TrimSpace(dir)
 	if filepath.Dir(left) != base {
-		t.Fatalf("Prepare made %q, want a directory in %s", link, base)
+		t.Fatalf("Prepare made its link in %q, want a directory in %s", left, base)
 	}
 	_ = killed.Process.Kill()
 	_ = killed.Wait()
@@ -246,22 +247,35 @@ func TestPrepareSweepsKilledEnginesLinks(t *testing.T) {
 	old := time.Now().Add(-2 * time.Minute)
 	keep := []string{
 		filepath.Join(base, fmt.Sprintf("vmre-exec-%d-fresh", deadPid)),       // too young
+		filepath.Join(base, fmt.Sprintf("vmre-exec-%d-launching", deadPid)),   // a link made in it lately (another pid namespace)
 		filepath.Join(base, fmt.Sprintf("vmre-exec-%d-live", os.Getpid())),    // its engine runs
 		filepath.Join(base, fmt.Sprintf("other-%d-dir", deadPid)),             // not a link directory
 		filepath.Join(base, fmt.Sprintf("vmre-exec-%d-x", deadPid)) + ".file", // a file
 	}
-	for _, dir := range keep[:3] {
+	for _, dir := range keep[:4] {
 		if err := os.Mkdir(dir, 0o700); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if err := os.WriteFile(keep[3], nil, 0o600); err != nil {
+	if err := os.Mkdir(filepath.Join(keep[1], "7"), 0o700); err != nil {
 		t.Fatal(err)
 	}
-	for _, path := range append([]string{left}, keep[1:]...) {
+	if err := os.WriteFile(keep[4], nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	// The killed engine's directory and the one per descriptor in it, as a
+	// minute after its last launch.
+	subs, err := filepath.Glob(filepath.Join(left, "*"))
+	if err != nil || len(subs) != 1 {
+		t.Fatalf("the killed engine's directory holds %v (%v), want the one of its descriptor", subs, err)
+	}
+	for _, path := range append(append(subs, left), keep[1:]...) {
 		if err := os.Chtimes(path, old, old); err != nil {
 			t.Fatal(err)
 		}
+	}
+	if err := os.Chtimes(filepath.Join(keep[1], "7"), time.Now(), time.Now()); err != nil {
+		t.Fatal(err)
 	}
 
 	next := exec.Command(os.Args[0])
@@ -277,12 +291,101 @@ func TestPrepareSweepsKilledEnginesLinks(t *testing.T) {
 			t.Errorf("%s was removed: %v", path, err)
 		}
 	}
+	// And the next engine's own, which it left to the engine after it.
 	ents, _ := os.ReadDir(base)
-	if len(ents) != len(keep) {
+	if len(ents) != len(keep)+1 {
 		names := make([]string, 0, len(ents))
 		for _, e := range ents {
 			names = append(names, e.Name())
 		}
-		t.Errorf("%s holds %v, want only the %d kept (the next engine closed its own)", base, names, len(keep))
+		t.Errorf("%s holds %v, want the %d kept and the next engine's", base, names, len(keep))
+	}
+	nexts, _ := filepath.Glob(filepath.Join(base, fmt.Sprintf("vmre-exec-%d-*", next.Process.Pid)))
+	if len(nexts) != 1 {
+		t.Fatalf("the next engine's directories: %v, want one", nexts)
+	}
+	if links := linksIn(t, nexts[0]); len(links) != 0 {
+		t.Errorf("the next engine closed its launch but left %v", links)
+	}
+}
+
+// linksIn returns the links in dir's subdirectories.
+func linksIn(t *testing.T, dir string) []string {
+	t.Helper()
+	var links []string
+	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if !d.IsDir() {
+			links = append(links, path)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return links
+}
+
+// TestPrepareLinkDirectory: launches make their links in one directory
+// of the process, reached through its descriptor, and leave nothing in it
+// once closed; one whose directory was deleted makes a new one, and one
+// whose directory's name was taken over by another directory still uses
+// its own. Not parallel: it renames and deletes the directory every
+// launch of this process links in.
+func TestPrepareLinkDirectory(t *testing.T) {
+	exe := self(t)
+	path := write(t, "plugin", exe, 0o755)
+	launch := func() (dir string) {
+		t.Helper()
+		e, err := preflight.Open(path, preflight.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		cmd := exec.Command(path)
+		cmd.Env = append(os.Environ(), childKey+"=hello")
+		e.Prepare(cmd)
+		via := filepath.Dir(filepath.Dir(cmd.Path))
+		if !strings.HasPrefix(via, "/proc/self/fd/") || filepath.Base(cmd.Path) != "plugin" {
+			t.Fatalf("Path = %q, want /proc/self/fd/D/N/plugin", cmd.Path)
+		}
+		if dir, err = os.Readlink(via); err != nil {
+			t.Fatal(err)
+		}
+		if got, want := run(t, cmd, e), "checked binary ran as "+path+" named plugin"; got != want {
+			t.Fatalf("ran %q, want %q", got, want)
+		}
+		return strings.TrimSuffix(dir, " (deleted)")
+	}
+	first := launch()
+	if again := launch(); again != first {
+		t.Errorf("the second launch linked in %s, the first in %s: want one directory", again, first)
+	}
+	if links := linksIn(t, first); len(links) != 0 {
+		t.Errorf("left after the launches: %v", links)
+	}
+
+	// Its name taken over: the launch still links in the directory it holds.
+	moved := first + ".moved"
+	if err := os.Rename(first, moved); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(first, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	if dir := launch(); dir != moved {
+		t.Errorf("after its directory was renamed, the launch linked in %s, want %s", dir, moved)
+	}
+	if links := linksIn(t, first); len(links) != 0 {
+		t.Errorf("a link was made in the directory that took the name over: %v", links)
+	}
+
+	// Deleted: the next launch makes a new one.
+	if err := os.RemoveAll(moved); err != nil {
+		t.Fatal(err)
+	}
+	if dir := launch(); dir == moved || dir == first || filepath.Dir(dir) != filepath.Dir(first) {
+		t.Errorf("after its directory was deleted, the launch linked in %s, want a new directory next to %s", dir, first)
 	}
 }
