@@ -204,6 +204,9 @@ const answerHold = time.Second
 // the handshake token header, as vmre's client sends it (the server's
 // Authorizer has checked its value already when the launch checks tokens).
 func sentToken(ctx context.Context) bool {
+	if h, ok := ctx.Value(grpcCallHeaderKey{}).(http.Header); ok {
+		return h.Get(vmre.HandshakeTokenHeader) != ""
+	}
 	info, ok := connect.CallInfoForHandlerContext(ctx)
 	return ok && info.RequestHeader().Get(vmre.HandshakeTokenHeader) != ""
 }

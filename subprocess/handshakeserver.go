@@ -1,19 +1,26 @@
 package subprocess
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"io"
 	"log"
 	"net"
 	"net/http"
+	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
 
+	"connectrpc.com/connect"
+	handshakev1 "github.com/vmre/vmre/gen/vmre/handshake/v1"
 	"github.com/vmre/vmre/internal/h2unary"
 	"github.com/vmre/vmre/internal/handshakeauth"
 	"github.com/vmre/vmre/server"
 	"golang.org/x/net/http2"
+	"google.golang.org/protobuf/proto"
 )
 
 // serveHandshake serves hs's handshake on ln until Bootstrap stops it
@@ -46,7 +53,7 @@ func serveHandshake(ctx context.Context, hs *handshake, ln net.Listener, errLog 
 	defer startDrain()
 	fb := &fallback{hs: hs, errLog: errLog}
 	fast := &h2unary.Server{
-		Handler:         sharedHandler(),
+		Handler:         grpcInitialize{next: sharedHandler()},
 		Path:            server.InitializeProcedure,
 		ContentTypes:    []string{"application/grpc", "application/grpc+proto"},
 		MaxMessageBytes: server.MaxRequestBytes,
@@ -83,6 +90,70 @@ func serveHandshake(ctx context.Context, hs *handshake, ln net.Listener, errLog 
 	startDrain()
 	conns.Wait()
 	fb.shutdown(connsCtx)
+}
+
+// grpcInitialize is the handler of the calls h2unary answers: gRPC
+// Initialize calls of one uncompressed message. One that decodes and is
+// valid, and sets no grpc-encoding or grpc-timeout, it answers itself as
+// the shared Connect handler would (authorize, then the launch's
+// handshake; the same headers, trailers, status and message, in the same
+// writes and flushes); it passes any other to next, that handler, which
+// then finds it refused before anything has happened that it does again.
+type grpcInitialize struct{ next http.Handler }
+
+// grpcCallHeaderKey carries the request header of a call grpcInitialize
+// answers, for sentToken (the Connect handler's calls carry a CallInfo).
+type grpcCallHeaderKey struct{}
+
+func (g grpcInitialize) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	body, err := io.ReadAll(r.Body) // h2unary's, in memory, bounded
+	var req handshakev1.InitializeRequest
+	if err != nil || r.Header["Grpc-Encoding"] != nil || r.Header["Grpc-Timeout"] != nil ||
+		len(body) < 5 || body[0] != 0 || proto.Unmarshal(body[5:], &req) != nil ||
+		server.ValidateRequest(req.GetProtocolVersion(), req.GetAddr()) != nil {
+		r.Body = io.NopCloser(bytes.NewReader(body))
+		g.next.ServeHTTP(w, r)
+		return
+	}
+	h := w.Header()
+	h["Content-Type"] = []string{r.Header.Get("Content-Type")}
+	h["Grpc-Accept-Encoding"] = []string{""} // no compression, as the Connect handler is set up
+	ctx := context.WithValue(r.Context(), grpcCallHeaderKey{}, r.Header)
+	err = authorizeLaunch(ctx, server.Call{PeerAddr: r.RemoteAddr, Header: r.Header})
+	if err == nil {
+		err = launchInitializer{}.Initialize(ctx, req.GetProtocolVersion(), req.GetAddr())
+	}
+	flusher := w.(http.Flusher)
+	if err != nil {
+		code, msg := server.CodeOf(err), err.Error()
+		if ce := new(connect.Error); errors.As(err, &ce) {
+			code, msg = ce.Code(), ce.Message()
+		}
+		h.Add(http.TrailerPrefix+"Grpc-Status", strconv.Itoa(int(code)))
+		h.Add(http.TrailerPrefix+"Grpc-Message", grpcPercentEncode(msg))
+		flusher.Flush()
+		return
+	}
+	_, _ = w.Write([]byte{0, 0, 0, 0, 0}) // google.protobuf.Empty, enveloped
+	flusher.Flush()
+	h.Add(http.TrailerPrefix+"Grpc-Status", "0")
+	flusher.Flush()
+}
+
+// grpcPercentEncode encodes a grpc-message value as gRPC (and connect-go)
+// do: bytes outside ' '..'~', and '%', as %XX.
+func grpcPercentEncode(msg string) string {
+	var b strings.Builder
+	for i := range len(msg) {
+		if c := msg[i]; c < ' ' || c > '~' || c == '%' {
+			b.WriteByte('%')
+			b.WriteByte("0123456789ABCDEF"[c>>4])
+			b.WriteByte("0123456789ABCDEF"[c&15])
+		} else {
+			b.WriteByte(c)
+		}
+	}
+	return b.String()
 }
 
 // handshakeConnContext adds to ctx what a handshake call's handlers look

@@ -463,3 +463,17 @@ func TestHandshakePathsAnswerHTTP1Alike(t *testing.T) {
 		})
 	}
 }
+
+func TestGRPCPercentEncode(t *testing.T) {
+	t.Parallel()
+	for in, want := range map[string]string{
+		"":                       "",
+		"plain text: a-z ~":      "plain text: a-z ~",
+		"100%":                   "100%25",
+		"line\nbreak\tand é\x7f": "line%0Abreak%09and %C3%A9%7F",
+	} {
+		if got := grpcPercentEncode(in); got != want {
+			t.Errorf("grpcPercentEncode(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
