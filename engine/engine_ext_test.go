@@ -406,14 +406,14 @@ func TestNewRejectsNegativeBounds(t *testing.T) {
 	}
 }
 
-// waitFor polls cond for up to 2 s; the engine updates state on its own
-// goroutines, and these conditions have no channel to wait on.
+// waitFor polls cond for up to eventWait; the engine updates state on its
+// own goroutines, and these conditions have no channel to wait on.
 func waitFor(t *testing.T, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(2 * time.Second)
+	deadline := time.Now().Add(eventWait)
 	for !cond() {
 		if time.Now().After(deadline) {
-			t.Fatal("condition not met within 2s")
+			t.Fatalf("condition not met within %v", eventWait)
 		}
 		time.Sleep(time.Millisecond)
 	}
