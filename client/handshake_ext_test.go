@@ -192,7 +192,9 @@ func TestHandshakeDefaultTimeout(t *testing.T) {
 	err := client.Handshake(context.Background(), engineVersion, "127.0.0.1:50001")
 	elapsed := time.Since(start)
 	checkSentinels(t, err, vmre.ErrHandshakeFailed, vmre.ErrHandshakeTimeout)
-	if elapsed < vmre.DefaultHandshakeTimeout || elapsed > vmre.DefaultHandshakeTimeout+2*time.Second {
+	// The upper bound rules out no bound or a much longer one; how soon
+	// after the timeout a loaded machine returns is not checked.
+	if elapsed < vmre.DefaultHandshakeTimeout || elapsed > 2*vmre.DefaultHandshakeTimeout {
 		t.Errorf("Handshake returned after %v, want about %v", elapsed, vmre.DefaultHandshakeTimeout)
 	}
 }
