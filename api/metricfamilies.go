@@ -50,6 +50,19 @@ var (
 		"Handshake callers refused before their call reached the engine (not the launched plugin, no or a wrong token).", dto.MetricType_COUNTER}
 )
 
+// valueFamily returns a family of one series without labels and value v:
+// a gauge or a counter read from elsewhere at scrape time.
+func valueFamily(name, help string, typ dto.MetricType, v float64) *dto.MetricFamily {
+	m := &dto.Metric{}
+	switch typ {
+	case dto.MetricType_COUNTER:
+		m.Counter = &dto.Counter{Value: &v}
+	default:
+		m.Gauge = &dto.Gauge{Value: &v}
+	}
+	return &dto.MetricFamily{Name: &name, Help: &help, Type: typ.Enum(), Metric: []*dto.Metric{m}}
+}
+
 // Label names, shared by every label pair of every scrape.
 var (
 	labelAttached        = "attached"

@@ -10,10 +10,8 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
 	"github.com/rs/zerolog"
 
 	"github.com/vmre/vmre"
@@ -86,10 +84,14 @@ type metrics struct {
 	streams *streamGauges
 	calls   *callLimiter
 
-	handshakes        prometheus.Histogram
-	handshakeFailures *prometheus.CounterVec
-	stops             prometheus.Histogram
-	forcedKills       prometheus.Counter
+	handshakes        *histogram
+	handshakeFailures *counter
+	stops             *histogram
+	forcedKills       *counter
+
+	// process returns what the Go and process families keep between
+	// scrapes, built at the first scrape.
+	process func() *processStats
 
 	// spare is the family builder of the last scrape, kept for the next
 	// one; nil while a scrape uses it.
@@ -109,117 +111,129 @@ func newMetrics(eng *engine.Engine, streams *streamGauges, calls *callLimiter) *
 		eng:     eng,
 		streams: streams,
 		calls:   calls,
-		handshakes: prometheus.NewHistogram(prometheus.HistogramOpts{
-			Name:    "vmre_handshake_duration_seconds",
-			Help:    "Time from a launch to its completed handshake.",
-			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
-		}),
-		handshakeFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "vmre_handshake_failures_total",
-			Help: "Launches whose handshake failed, by reason.",
-		}, []string{"reason"}),
-		stops: prometheus.NewHistogram(prometheus.HistogramOpts{
-			Name: "vmre_stop_duration_seconds",
-			Help: "Time from a stop's request to the process's exit.",
-			// A clean stop takes milliseconds; the default grace period
-			// before the SIGKILL is 5 s, and a VM's Shutdown call may
-			// take longer.
-			Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60},
-		}),
-		forcedKills: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "vmre_stop_forced_kills_total",
-			Help: "Stops that had to SIGKILL the process after its grace period.",
-		}),
-		exits: make(map[string]map[string]float64),
-		seen:  make(map[string]counted),
+		handshakes: newHistogram("vmre_handshake_duration_seconds",
+			"Time from a launch to its completed handshake.",
+			[]float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10}),
+		handshakeFailures: newCounter("vmre_handshake_failures_total",
+			"Launches whose handshake failed, by reason.", "reason"),
+		// A clean stop takes milliseconds; the default grace period
+		// before the SIGKILL is 5 s, and a VM's Shutdown call may take
+		// longer.
+		stops: newHistogram("vmre_stop_duration_seconds",
+			"Time from a stop's request to the process's exit.",
+			[]float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60}),
+		forcedKills: newCounter("vmre_stop_forced_kills_total",
+			"Stops that had to SIGKILL the process after its grace period.", ""),
+		process: sync.OnceValue(newProcessStats),
+		exits:   make(map[string]map[string]float64),
+		seen:    make(map[string]counted),
 	}
 	// Every reason has a series from the start, so that rate() and
 	// increase() see the first failure.
 	for _, f := range handshakeFailures {
-		m.handshakeFailures.WithLabelValues(f.reason)
+		m.handshakeFailures.add(f.reason, 0)
 	}
-	m.handshakeFailures.WithLabelValues(handshakeFailureOther)
+	m.handshakeFailures.add(handshakeFailureOther, 0)
+	m.forcedKills.add("", 0)
 	return m
 }
 
-// handler returns the /metrics handler: the families of the engine's
-// snapshot (see [metrics.runtimeFamilies]) next to those of a registry of
-// its own (the counters and histograms of m, Go's runtime and the engine
-// process). It starts the watcher that counts exits; that ends when the
-// engine closes. The registry is built at the first scrape: the Go
-// collector reads the runtime's metric descriptions and matches their names
-// against its rules, over half a million instructions that an engine no
-// one scrapes need not spend at its start. A registration that fails (a
-// defect: the collectors are fixed) answers every scrape with HTTP 500.
+// handler returns the /metrics handler. It starts the watcher that counts
+// exits; that ends when the engine closes. Each scrape is encoded in the
+// format the scraper's Accept header asks for among
+// [expfmt.DefaultOpenMetricsAcceptedFormats] (OpenMetrics 1.0.0 and
+// 0.0.1, protobuf, the Prometheus text format, which is the default),
+// with the metric-name escaping it asks for, and gzipped if it accepts
+// gzip; a name[] query parameter limits the scrape to the families named.
+// Concurrent scrapes are served concurrently.
 func (m *metrics) handler() http.Handler {
 	go m.watch(m.eng.Watch())
-	build := sync.OnceValues(m.buildHandler)
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		h, err := build()
-		if err != nil {
-			http.Error(w, "register metrics: "+err.Error(), http.StatusInternalServerError)
-			return
-		}
-		h.ServeHTTP(w, r)
-	})
-}
-
-func (m *metrics) buildHandler() (http.Handler, error) {
-	reg := prometheus.NewRegistry()
-	for _, c := range []prometheus.Collector{
-		m.handshakes, m.handshakeFailures, m.stops, m.forcedKills,
-		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-			Name: "vmre_api_watchers",
-			Help: "WatchRuntimes streams open on the API port.",
-		}, func() float64 { return float64(m.streams.watchers.Load()) }),
-		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-			Name: "vmre_api_followers",
-			Help: "TailOutput streams following a runtime's output on the API port.",
-		}, func() float64 { return float64(m.streams.followers.Load()) }),
-		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-			Name: "vmre_api_calls",
-			Help: "Calls in flight on the API port under its call cap (watch and output streams aside).",
-		}, func() float64 { held, _, _ := m.calls.stats(); return float64(held) }),
-		prometheus.NewCounterFunc(prometheus.CounterOpts{
-			Name: "vmre_api_calls_evicted_total",
-			Help: "Calls the API port ended at its call cap to make room: each the one waiting the longest for its client.",
-		}, func() float64 { _, evicted, _ := m.calls.stats(); return float64(evicted) }),
-		prometheus.NewCounterFunc(prometheus.CounterOpts{
-			Name: "vmre_api_calls_refused_total",
-			Help: "Calls the API port refused with resource_exhausted at its call cap.",
-		}, func() float64 { _, _, refused := m.calls.stats(); return float64(refused) }),
-		collectors.NewGoCollector(),
-		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-	} {
-		if err := reg.Register(c); err != nil {
-			return nil, err
-		}
-	}
-	gather := gathererFunc(func() ([]*dto.MetricFamily, func(), error) {
-		mfs, err := reg.Gather()
-		// Concurrent scrapes each need a builder: the second builds its
-		// own.
-		b := m.spare.Swap(nil)
-		if b == nil {
-			b = new(familyBuilder)
-		}
-		b.reset()
-		mfs = append(mfs, m.runtimeFamilies(b)...)
-		slices.SortFunc(mfs, func(a, b *dto.MetricFamily) int { return strings.Compare(a.GetName(), b.GetName()) })
-		return mfs, func() { m.spare.Store(b) }, err
-	})
 	// A scrape of a few hundred runtimes is over half a megabyte of text:
 	// klauspost's gzip at its fastest level takes a ninth of the
-	// instructions of the standard library's default level, which promhttp
-	// uses, for about 5% more bytes.
-	return gzipped(promhttp.HandlerForTransactional(gather, promhttp.HandlerOpts{EnableOpenMetrics: true, DisableCompression: true})), nil
+	// instructions of the standard library's default level for about 5%
+	// more bytes.
+	return gzipped(http.HandlerFunc(m.serveHTTP))
 }
 
-// gathererFunc is a [prometheus.TransactionalGatherer] in a function.
-type gathererFunc func() ([]*dto.MetricFamily, func(), error)
+func (m *metrics) serveHTTP(w http.ResponseWriter, r *http.Request) {
+	// Concurrent scrapes each need a builder: the second builds its own.
+	b := m.spare.Swap(nil)
+	if b == nil {
+		b = new(familyBuilder)
+	}
+	defer m.spare.Store(b)
+	b.reset()
+	mfs := m.gather(b)
 
-// Gather implements [prometheus.TransactionalGatherer].
-func (f gathererFunc) Gather() ([]*dto.MetricFamily, func(), error) { return f() }
+	format := expfmt.NegotiateAccept(r.Header, expfmt.DefaultOpenMetricsAcceptedFormats()...)
+	w.Header().Add("Vary", "Accept")
+	w.Header().Set("Content-Type", string(format))
+	var only map[string]bool
+	if names := r.URL.Query()["name[]"]; len(names) > 0 {
+		only = make(map[string]bool, len(names))
+		for _, name := range names {
+			only[name] = true
+		}
+	}
+	enc := expfmt.NewEncoder(w, format)
+	for _, mf := range mfs {
+		if only != nil && !only[mf.GetName()] {
+			continue
+		}
+		// The status line is sent: a failed write (the scraper gone) or
+		// a family the format cannot carry ends the body early, which
+		// the scraper sees as a truncated or unparsable scrape.
+		if err := enc.Encode(mf); err != nil {
+			return
+		}
+	}
+	if c, ok := enc.(expfmt.Closer); ok {
+		_ = c.Close() // # EOF of OpenMetrics; an error is the scraper's, as above
+	}
+}
+
+// gather returns every family of a scrape, sorted by name: the families of
+// the engine's snapshot (see [metrics.runtimeFamilies]), built by b; m's
+// counters and histograms; the API port's gauges; Go's runtime and the
+// engine process (see [processStats]).
+func (m *metrics) gather(b *familyBuilder) []*dto.MetricFamily {
+	held, evicted, refused := m.calls.stats()
+	mfs := []*dto.MetricFamily{
+		m.handshakes.family(), m.handshakeFailures.family(), m.stops.family(), m.forcedKills.family(),
+		valueFamily("vmre_api_watchers", "WatchRuntimes streams open on the API port.",
+			dto.MetricType_GAUGE, float64(m.streams.watchers.Load())),
+		valueFamily("vmre_api_followers", "TailOutput streams following a runtime's output on the API port.",
+			dto.MetricType_GAUGE, float64(m.streams.followers.Load())),
+		valueFamily("vmre_api_calls", "Calls in flight on the API port under its call cap (watch and output streams aside).",
+			dto.MetricType_GAUGE, float64(held)),
+		valueFamily("vmre_api_calls_evicted_total", "Calls the API port ended at its call cap to make room: each the one waiting the longest for its client.",
+			dto.MetricType_COUNTER, float64(evicted)),
+		valueFamily("vmre_api_calls_refused_total", "Calls the API port refused with resource_exhausted at its call cap.",
+			dto.MetricType_COUNTER, float64(refused)),
+	}
+	mfs = m.process().families(mfs)
+	mfs = append(mfs, m.runtimeFamilies(b)...)
+	slices.SortFunc(mfs, func(a, b *dto.MetricFamily) int { return strings.Compare(a.GetName(), b.GetName()) })
+	return mfs
+}
+
+// processStats builds the Go runtime's and the engine process's families.
+// Its set-up (looking up the runtime's metric descriptions, reading the
+// process's start time) is done at the first scrape, not at the engine's
+// start. It is safe for concurrent use.
+type processStats struct {
+	goRuntime *goFamilies
+	process   *processFamilies
+}
+
+func newProcessStats() *processStats {
+	return &processStats{goRuntime: newGoFamilies(), process: newProcessFamilies()}
+}
+
+// families appends the Go runtime's and the process's families to out.
+func (p *processStats) families(out []*dto.MetricFamily) []*dto.MetricFamily {
+	return p.process.families(p.goRuntime.families(out))
+}
 
 func (m *metrics) watch(w *engine.Watcher) {
 	defer w.Close()
@@ -261,7 +275,7 @@ func (m *metrics) apply(c engine.Change) {
 func (m *metrics) countLocked(r engine.Runtime) {
 	s := m.seen[r.ID]
 	if r.HandshakeDuration > 0 && !r.StartedAt.Equal(s.handshake) {
-		m.handshakes.Observe(r.HandshakeDuration.Seconds())
+		m.handshakes.observe(r.HandshakeDuration.Seconds())
 		s.handshake = r.StartedAt
 	}
 	if r.End != engine.EndNone && !r.StartedAt.Equal(s.exit) {
@@ -272,13 +286,13 @@ func (m *metrics) countLocked(r engine.Runtime) {
 		}
 		byReason[exitReason(r)]++
 		if r.End == engine.EndLaunchFailed {
-			m.handshakeFailures.WithLabelValues(handshakeFailureReason(r.LaunchErr)).Inc()
+			m.handshakeFailures.add(handshakeFailureReason(r.LaunchErr), 1)
 		}
 		if r.StopDuration > 0 {
-			m.stops.Observe(r.StopDuration.Seconds())
+			m.stops.observe(r.StopDuration.Seconds())
 		}
 		if r.Exit != nil && r.Exit.ForcedKill {
-			m.forcedKills.Inc()
+			m.forcedKills.add("", 1)
 		}
 		s.exit = r.StartedAt
 	}

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -414,5 +415,36 @@ func TestMetricsExpositions(t *testing.T) {
 				t.Errorf("parse: %v", err)
 			}
 		})
+	}
+}
+
+// TestMetricsNameFilter: name[] parameters limit a scrape to the families
+// they name, and the answer varies by Accept.
+func TestMetricsNameFilter(t *testing.T) {
+	t.Parallel()
+	h := start(t, nil)
+	resp, err := http.Get(h.url + api.MetricsPath + "?name[]=go_info&name[]=vmre_api_calls&name[]=no_such_family")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET /metrics: %s", resp.Status)
+	}
+	if got := resp.Header.Values("Vary"); !slices.Contains(got, "Accept") {
+		t.Errorf("Vary %q, want Accept among them", got)
+	}
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	families, err := parser.TextToMetricFamilies(resp.Body)
+	if err != nil {
+		t.Fatalf("parse /metrics: %v", err)
+	}
+	var names []string
+	for name := range families {
+		names = append(names, name)
+	}
+	slices.Sort(names)
+	if want := []string{"go_info", "vmre_api_calls"}; !slices.Equal(names, want) {
+		t.Errorf("families %v, want %v", names, want)
 	}
 }
