@@ -94,7 +94,8 @@ func serveHandshake(ctx context.Context, hs *handshake, ln net.Listener, errLog 
 
 // grpcInitialize is the handler of the calls h2unary answers: gRPC
 // Initialize calls of one uncompressed message. One that decodes and is
-// valid, and sets no grpc-encoding or grpc-timeout, it answers itself as
+// valid, and sets no grpc-encoding and no grpc-timeout but a plain one of
+// a second or more (grpc-go sends its deadline), it answers itself as
 // the shared Connect handler would (authorize, then the launch's
 // handshake; the same headers, trailers, status and message, in the same
 // writes and flushes); it passes any other to next, that handler, which
@@ -108,7 +109,8 @@ type grpcCallHeaderKey struct{}
 func (g grpcInitialize) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	body, err := io.ReadAll(r.Body) // h2unary's, in memory, bounded
 	var req handshakev1.InitializeRequest
-	if err != nil || r.Header["Grpc-Encoding"] != nil || r.Header["Grpc-Timeout"] != nil ||
+	timeout, timeoutOK := grpcTimeout(r.Header["Grpc-Timeout"])
+	if err != nil || r.Header["Grpc-Encoding"] != nil || !timeoutOK ||
 		len(body) < 5 || body[0] != 0 || proto.Unmarshal(body[5:], &req) != nil ||
 		server.ValidateRequest(req.GetProtocolVersion(), req.GetAddr()) != nil {
 		r.Body = io.NopCloser(bytes.NewReader(body))
@@ -119,6 +121,11 @@ func (g grpcInitialize) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h["Content-Type"] = []string{r.Header.Get("Content-Type")}
 	h["Grpc-Accept-Encoding"] = []string{""} // no compression, as the Connect handler is set up
 	ctx := context.WithValue(r.Context(), grpcCallHeaderKey{}, r.Header)
+	if timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, timeout)
+		defer cancel()
+	}
 	err = authorizeLaunch(ctx, server.Call{PeerAddr: r.RemoteAddr, Header: r.Header})
 	if err == nil {
 		err = launchInitializer{}.Initialize(ctx, req.GetProtocolVersion(), req.GetAddr())
@@ -138,6 +145,34 @@ func (g grpcInitialize) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	flusher.Flush()
 	h.Add(http.TrailerPrefix+"Grpc-Status", "0")
 	flusher.Flush()
+}
+
+// grpcTimeout parses a grpc-timeout header as connect-go does, for the
+// values grpc-go sends (the time left to a deadline, 8 digits at most and
+// a unit): 0 if there is none; ok false for one that is not plain, or
+// under a second, which the Connect handler is left to answer.
+func grpcTimeout(values []string) (d time.Duration, ok bool) {
+	if len(values) == 0 {
+		return 0, true
+	}
+	v := values[0]
+	if len(values) > 1 || len(v) < 2 || len(v) > 9 {
+		return 0, false
+	}
+	unit, ok := map[byte]time.Duration{'H': time.Hour, 'M': time.Minute, 'S': time.Second,
+		'm': time.Millisecond, 'u': time.Microsecond, 'n': time.Nanosecond}[v[len(v)-1]]
+	if !ok {
+		return 0, false
+	}
+	var n int64
+	for _, c := range []byte(v[:len(v)-1]) {
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		n = 10*n + int64(c-'0')
+	}
+	d = time.Duration(n) * unit
+	return d, d >= time.Second
 }
 
 // grpcPercentEncode encodes a grpc-message value as gRPC (and connect-go)

@@ -3,6 +3,7 @@
 package subprocess
 
 import (
+	"context"
 	"io"
 	"net"
 	"net/http"
@@ -146,7 +147,16 @@ func TestHandshakePathsAnswerAlike(t *testing.T) {
 		}},
 		{name: "ok, unknown field", body: envelope(initializeMessage(42, "127.0.0.1:9000", 0xf8, 0x06, 0x01))},
 		{name: "ok, grpc-timeout and user-agent", body: valid, fields: func(a, _ string) []hpack.HeaderField {
-			return grpcFields(a, hpack.HeaderField{Name: "grpc-timeout", Value: "5S"}, hpack.HeaderField{Name: "user-agent", Value: "grpc-go/1.85.0"})
+			return grpcFields(a, hpack.HeaderField{Name: "grpc-timeout", Value: "4999912u"}, hpack.HeaderField{Name: "user-agent", Value: "grpc-go/1.85.0"})
+		}},
+		{name: "mismatch, grpc-timeout", body: envelope(initializeMessage(41, "127.0.0.1:9000")), fields: func(a, _ string) []hpack.HeaderField {
+			return grpcFields(a, hpack.HeaderField{Name: "grpc-timeout", Value: "5S"})
+		}},
+		{name: "short grpc-timeout", body: valid, fields: func(a, _ string) []hpack.HeaderField {
+			return grpcFields(a, hpack.HeaderField{Name: "grpc-timeout", Value: "999m"})
+		}},
+		{name: "bad grpc-timeout", body: valid, fields: func(a, _ string) []hpack.HeaderField {
+			return grpcFields(a, hpack.HeaderField{Name: "grpc-timeout", Value: "5x"})
 		}},
 		{name: "mismatch", body: envelope(initializeMessage(41, "127.0.0.1:9000"))},
 		{name: "already initialized", decided: true, body: valid},
@@ -374,7 +384,10 @@ func TestHandshakePathsAnswerGRPCAlike(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				ctx := t.Context()
+				// As avalanchego's plugins call it: with a deadline, which
+				// grpc-go sends as grpc-timeout.
+				ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+				defer cancel()
 				if tc.useTok {
 					ctx = metadata.AppendToOutgoingContext(ctx, vmre.HandshakeTokenHeader, tok)
 				}
