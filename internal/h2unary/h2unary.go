@@ -83,7 +83,8 @@ const GoAwayLinger = time.Second
 // sends anything else before its first answer (an HTTP/1.1 request,
 // another path or content type, a frame the server would have to act on)
 // is handed over with what has been read replayed, and ServeConn returns
-// without closing it; one whose reads fail first is closed. When ctx is
+// without closing it; one whose reads fail first, or that sends more
+// than 256 KiB before its first answer, is closed. When ctx is
 // done, c is closed at once. Requests' contexts derive from ctx.
 //
 // Before a handover at most the server's SETTINGS and the acknowledgement
@@ -93,10 +94,18 @@ const GoAwayLinger = time.Second
 // [ReplayConn] the second acknowledgement of its SETTINGS.
 func (s *Server) ServeConn(ctx, drain context.Context, c net.Conn) {
 	conn := &Conn{s: s, c: c, ctx: ctx}
-	stop := context.AfterFunc(ctx, func() { _ = c.SetReadDeadline(aLongTimeAgo) })
-	defer stop()
-	if conn.serve(drain) == handOver {
-		stop()
+	// A close, not a read deadline: it also ends a write to a client that
+	// does not read, and a read that c's own wrapper holds back (the
+	// handshake's pacing of foreign connections). ServeConn returns only
+	// once that close has returned.
+	closed := make(chan struct{})
+	stop := context.AfterFunc(ctx, func() { defer close(closed); _ = c.Close() })
+	out := conn.serve(drain)
+	if !stop() {
+		<-closed
+		return
+	}
+	if out == handOver {
 		_ = c.SetReadDeadline(time.Time{})
 		s.HandOver(&ReplayConn{Conn: c, replay: conn.rec.Bytes(), dropAck: conn.wroteSettings})
 		return
@@ -187,6 +196,7 @@ type Conn struct {
 	c   net.Conn
 	ctx context.Context
 	rec bytes.Buffer // what the framer has read, while a handover is possible
+	rd  *recorder
 	fr  *http2.Framer
 	out bytes.Buffer // frames to write
 	enc *hpack.Encoder
@@ -202,6 +212,8 @@ type Conn struct {
 }
 
 // recorder keeps what a reader returns while on, and its last error.
+// Once it has kept maxRecorded bytes, its reads fail with
+// errRecordedTooMuch.
 type recorder struct {
 	r   io.Reader
 	rec *bytes.Buffer
@@ -209,7 +221,25 @@ type recorder struct {
 	err error
 }
 
+// maxRecorded bounds what a connection may send before its first answer
+// (or before the acknowledgement of the server's SETTINGS that a
+// handover waits for), which is kept for a replay. The frames of one
+// request take at most about 140 KiB here: a HEADERS frame of up to
+// 64 KiB that the framer's header list limit lets through, and a DATA
+// frame of up to 64 KiB past the message limit. Beyond that the client
+// is sending frames that each make no progress (WINDOW_UPDATEs, empty
+// DATA or CONTINUATION frames, PINGs while withholding its
+// acknowledgement), which HTTP/2 allows without end and which would
+// otherwise be kept until the read deadline.
+const maxRecorded = 256 << 10
+
+var errRecordedTooMuch = errors.New("h2unary: too much read before the first answer")
+
 func (r *recorder) Read(b []byte) (int, error) {
+	if r.on && r.rec.Len() >= maxRecorded {
+		r.err = errRecordedTooMuch
+		return 0, r.err
+	}
 	n, err := r.r.Read(b)
 	if r.on {
 		r.rec.Write(b[:n])
@@ -238,6 +268,7 @@ func (c *Conn) serve(drain context.Context) outcome {
 		return closeConn
 	}
 	rd := &recorder{r: c.c, rec: &c.rec, on: true}
+	c.rd = rd
 	c.fr = http2.NewFramer(&c.out, rd)
 	c.fr.SetMaxReadFrameSize(maxFrameSize(c.s.Settings))
 	c.fr.ReadMetaHeaders = hpack.NewDecoder(headerTableSize(c.s.Settings), nil)
@@ -329,13 +360,16 @@ func (c *Conn) awaitAck(rd *recorder) outcome {
 	return handOver
 }
 
-// noteAck drops a SETTINGS acknowledgement from the replay: it is the
-// acknowledgement of this server's SETTINGS, which the fallback did not
-// send. The framer reads frame by frame, so it is the last 9 bytes read.
+// noteAck drops a SETTINGS acknowledgement from the replay, while there
+// is one: it is the acknowledgement of this server's SETTINGS, which the
+// fallback did not send. The framer reads frame by frame, so it is the
+// last 9 bytes read. A client may acknowledge after its first answer too.
 func (c *Conn) noteAck(f http2.Frame) bool {
 	if sf, ok := f.(*http2.SettingsFrame); ok && sf.IsAck() && !c.settingsAck {
 		c.settingsAck = true
-		c.rec.Truncate(c.rec.Len() - frameHeaderLen)
+		if c.rd.on {
+			c.rec.Truncate(c.rec.Len() - frameHeaderLen)
+		}
 		return true
 	}
 	return false
@@ -374,7 +408,7 @@ func (c *Conn) readCall(hdrs *http2.MetaHeadersFrame) (cl call, ok bool) {
 				return cl, false
 			}
 		case *http2.MetaHeadersFrame:
-			if cl.req != nil || f.StreamEnded() || f.Truncated || f.StreamID <= c.lastStream {
+			if cl.req != nil || f.StreamEnded() || f.Truncated || f.StreamID <= c.lastStream || f.StreamID%2 == 0 {
 				return cl, false
 			}
 			if cl.req = c.request(f); cl.req == nil {
