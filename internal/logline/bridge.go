@@ -21,6 +21,11 @@ const (
 	// line of it.
 	DefaultDumpWait = 2 * time.Second
 	dumpIdle        = 200 * time.Millisecond
+	// pipeIdle is how long a pipe grown for a flooding plugin (Linux)
+	// stays empty before it shrinks back and its reader stops waiting:
+	// long enough that a flooding plugin the scheduler has paused for a
+	// few time slices finds it still grown.
+	pipeIdle = 200 * time.Millisecond
 )
 
 // Options configure the [Bridge] of one process. Zero fields take the
@@ -62,6 +67,9 @@ type Bridge struct {
 	// pipeHook, set by tests only, sees the capacity a reader set its pipe
 	// to, from the goroutine that set it.
 	pipeHook func(size int)
+	// pipeIdle is how long a grown pipe may stay empty (Linux); tests
+	// change it.
+	pipeIdle time.Duration
 }
 
 // NewBridge returns a Bridge with o's defaults applied.
@@ -81,7 +89,7 @@ func NewBridge(o Options) *Bridge {
 	if o.Location == nil {
 		o.Location = time.Local
 	}
-	return &Bridge{opts: o, pool: bufPoolFor(o.MaxLineBytes), tail: newTail(max(o.TailLines, 0))}
+	return &Bridge{opts: o, pool: bufPoolFor(o.MaxLineBytes), tail: newTail(max(o.TailLines, 0)), pipeIdle: pipeIdle}
 }
 
 // Tail returns the bridge's tail: the last lines of both streams.

@@ -174,9 +174,9 @@ func (r *Reader) StopWaiting() {
 	r.deadlineMu.Lock()
 	r.stopping = true
 	woken := r.woken
-	if !woken {
-		r.stopWaitingLocked()
-	}
+	// A woken reader may be waiting in the poller too, for a flooding
+	// pipe (waitFlood): the deadline ends that wait.
+	r.stopWaitingLocked()
 	r.deadlineMu.Unlock()
 	if woken {
 		r.stopWoken()

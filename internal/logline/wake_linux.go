@@ -2,6 +2,7 @@ package logline
 
 import (
 	"errors"
+	"os"
 	"sync"
 	"syscall"
 	"time"
@@ -138,8 +139,18 @@ func (r *Reader) readAvailable() bool {
 		if !errors.Is(err, syscall.EAGAIN) {
 			return true
 		}
+		if r.rs.pipe.grown && !r.dumping() {
+			data, ended := r.waitFlood()
+			if ended {
+				return true
+			}
+			if data {
+				continue
+			}
+		}
 		r.shrinkLater()
-		if r.start == r.end {
+		// fill, in waitFlood, may have given the buffer back already.
+		if r.buf != nil && r.start == r.end {
 			r.b.pool.put(r.buf)
 			r.buf, r.start, r.end, r.scanned = nil, 0, 0, 0
 		}
@@ -148,13 +159,49 @@ func (r *Reader) readAvailable() bool {
 	return false
 }
 
-// pipeIdle is how long a grown pipe stays empty before it shrinks back:
-// long enough that a flooding plugin the scheduler has paused for a few
-// time slices finds it still grown.
-const pipeIdle = 200 * time.Millisecond
+// waitFlood waits on this goroutine, in the runtime's poller, for more of
+// a flooding plugin's output, and reads it: a woken reader that ended at
+// every empty pipe would cost, per pause of the plugin, a wake of the
+// waiter, a new goroutine growing its stack, and the scheduler's and
+// sysmon's work when the process goes idle and busy again. After the
+// bridge's pipe idle time without data it shrinks the pipe and reports
+// neither data nor end, and the reader goes back to the waiter. It also
+// returns when StopWaiting sets the read deadline, or when the stream
+// ends (ended). k.mu is held.
+func (r *Reader) waitFlood() (data, ended bool) {
+	r.deadlineMu.Lock()
+	if r.stopping {
+		r.deadlineMu.Unlock()
+		return false, false
+	}
+	_ = r.f.SetReadDeadline(time.Now().Add(r.b.pipeIdle))
+	r.deadlineMu.Unlock()
+	n, err := r.fill()
+	r.deadlineMu.Lock()
+	if !r.stopping {
+		_ = r.f.SetReadDeadline(time.Time{})
+	}
+	r.deadlineMu.Unlock()
+	if n > 0 {
+		r.wake.reads++
+		r.end += n
+		r.setNow(time.Now())
+		r.process()
+		return true, false
+	}
+	if !errors.Is(err, os.ErrDeadlineExceeded) {
+		return false, true
+	}
+	if !r.stopRequested() && r.rs.pipe.shrink() && r.b.pipeHook != nil {
+		r.b.pipeHook(r.rs.pipe.base)
+	}
+	return false, false
+}
 
-// shrinkLater shrinks a grown pipe once it has stayed empty for pipeIdle:
-// no read took data since. k.mu is held.
+// shrinkLater shrinks a grown pipe once it has stayed empty (no read took
+// data since) for the bridge's pipe idle time, where waitFlood did not
+// wait: a dump is being gathered, or StopWaiting was called. k.mu is
+// held.
 func (r *Reader) shrinkLater() {
 	k := &r.wake
 	if !r.rs.pipe.grown {
@@ -162,9 +209,9 @@ func (r *Reader) shrinkLater() {
 	}
 	k.idleMark = k.reads
 	if k.shrink == nil {
-		k.shrink = time.AfterFunc(pipeIdle, r.onShrinkTimer)
+		k.shrink = time.AfterFunc(r.b.pipeIdle, r.onShrinkTimer)
 	} else {
-		k.shrink.Reset(pipeIdle)
+		k.shrink.Reset(r.b.pipeIdle)
 	}
 }
 

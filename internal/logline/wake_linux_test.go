@@ -182,4 +182,75 @@ func TestReaderGrowsFloodedPipe(t *testing.T) {
 	if len(got) != n {
 		t.Errorf("%d lines, want %d", len(got), n)
 	}
+	// The buffer it gave back to the pool serves the next reader.
+	if lines, _ := feed(t, Options{}, "next\n"); len(lines) != 1 || string(lines[0].Text) != "next" {
+		t.Errorf("the next reader read %d lines", len(lines))
+	}
+}
+
+// A woken reader whose grown pipe runs empty waits for more on its own
+// goroutine: lines written then arrive, in order, and StopWaiting ends
+// the wait at once, not after the pipe idle time.
+func TestReaderWaitsForFlood(t *testing.T) {
+	t.Parallel()
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pw.Close()
+	base, err := unix.FcntlInt(pw.Fd(), unix.F_GETPIPE_SZ, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if base >= pipeFloodSize {
+		t.Skipf("pipes start at %d bytes here", base)
+	}
+	n := base / 1024
+	for i := range n {
+		if _, err := fmt.Fprintf(pw, "%04d %s\n", i, strings.Repeat("x", 1018)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got := make(chan string, n+10)
+	b := NewBridge(Options{OnLine: func(l *Line) { got <- string(l.Text[:4]) }})
+	b.pipeIdle = time.Hour // only StopWaiting can end the wait
+	grown := make(chan int, 2)
+	b.pipeHook = func(size int) { grown <- size }
+	done := make(chan struct{})
+	rd := b.Reader(Stdout, pr)
+	rd.Start(func() { close(done) })
+	next := 0
+	expect := func(upto int) {
+		t.Helper()
+		for ; next < upto; next++ {
+			select {
+			case s := <-got:
+				if want := fmt.Sprintf("%04d", next); s != want {
+					t.Fatalf("line %q, want %q", s, want)
+				}
+			case <-time.After(30 * time.Second):
+				t.Fatalf("line %d did not come", next)
+			}
+		}
+	}
+	expect(n)
+	if size := <-grown; size != pipeFloodSize {
+		t.Fatalf("pipe set to %d bytes, want %d", size, pipeFloodSize)
+	}
+	// The pipe is empty and grown: the reader waits for more.
+	for i := n; i < n+10; i++ {
+		if _, err := fmt.Fprintf(pw, "%04d\n", i); err != nil {
+			t.Fatal(err)
+		}
+	}
+	expect(n + 10)
+	go rd.StopWaiting() // it blocks while the reader holds its lock
+	select {
+	case <-done:
+	case <-time.After(30 * time.Second):
+		t.Fatal("StopWaiting did not end the reader waiting for a flood")
+	}
+	if len(grown) != 0 {
+		t.Errorf("the pipe was resized again to %d bytes", <-grown)
+	}
 }
