@@ -17,7 +17,7 @@ import (
 // /proc/self/fd), so that what was checked is what runs; an unpinned
 // script is pointed at its checked path, which it gets as $0 (see
 // preflight's Prepare). The caller closes the returned Executable once
-// cmd.Start has returned. Errors wrap vmre.ErrHandshakeFailed and
+// cmd has started (or failed to). Errors wrap vmre.ErrHandshakeFailed and
 // vmre.ErrNotExecutable, vmre.ErrChecksumMismatch or, for a path that
 // does not exist, fs.ErrNotExist.
 func checkPlugin(cmd *exec.Cmd, pin SHA256) (*preflight.Executable, error) {
@@ -55,9 +55,9 @@ func execPath(cmd *exec.Cmd) string {
 
 // namePlugin makes a start error that names the path Prepare pointed cmd
 // at (/proc/self/fd/D/N/NAME or /proc/self/fd/N, meaningless to whoever
-// reads the error) name the checked plugin path instead. The error is fresh
-// from cmd.Start and nobody else holds it, so it is changed in place,
-// which keeps whatever wraps the *fs.PathError.
+// reads the error) name the checked plugin path instead. The error is
+// fresh from os.StartProcess (or cmd.Start) and nobody else holds it, so
+// it is changed in place, which keeps whatever wraps the *fs.PathError.
 func namePlugin(err error, prepared, checked string) error {
 	var pathErr *fs.PathError
 	if prepared != checked && errors.As(err, &pathErr) && pathErr.Path == prepared {
