@@ -448,3 +448,52 @@ func TestMetricsNameFilter(t *testing.T) {
 		t.Errorf("families %v, want %v", names, want)
 	}
 }
+
+// TestMetricsConcurrentScrapes: scrapes at the same time each get every
+// runtime's series whole: one scrape's families are not built into
+// another's (the race detector watches the shared builder).
+func TestMetricsConcurrentScrapes(t *testing.T) {
+	t.Parallel()
+	h := start(t, nil)
+	const runtimes, scrapers, rounds = 3, 6, 5
+	for i := range runtimes {
+		if _, err := h.engine.Launch(t.Context(), engine.Spec{Name: fmt.Sprintf("vm-%d", i), Path: "/opt/vm"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	scrapeOnce := func() error {
+		resp, err := http.Get(h.url + api.MetricsPath)
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		parser := expfmt.NewTextParser(model.UTF8Validation)
+		families, err := parser.TextToMetricFamilies(resp.Body)
+		if err != nil {
+			return fmt.Errorf("parse: %w", err)
+		}
+		if n := len(families["vmre_runtime_info"].GetMetric()); n != runtimes {
+			return fmt.Errorf("%d vmre_runtime_info series, want %d", n, runtimes)
+		}
+		if n := len(families["vmre_runtime_state"].GetMetric()); n != runtimes*len(engine.States()) {
+			return fmt.Errorf("%d vmre_runtime_state series, want %d", n, runtimes*len(engine.States()))
+		}
+		if families["go_goroutines"] == nil || families["process_cpu_seconds_total"] == nil {
+			return errors.New("no go_goroutines or process_cpu_seconds_total")
+		}
+		return nil
+	}
+	errs := make(chan error, scrapers*rounds)
+	for range scrapers {
+		go func() {
+			for range rounds {
+				errs <- scrapeOnce()
+			}
+		}()
+	}
+	for range scrapers * rounds {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
+	}
+}
