@@ -161,7 +161,7 @@ func TestRefusedLogIsRateLimited(t *testing.T) {
 	var wg sync.WaitGroup
 	for range calls {
 		wg.Go(func() {
-			if got := call(t.Context(), "grpc", addr, "guessed-token-0123456789"); got != "unauthenticated" {
+			if got, _ := floodCall(t.Context(), "grpc", addr, "guessed-token-0123456789"); got != "unauthenticated" {
 				t.Errorf("call: %s, want unauthenticated", got)
 			}
 		})
