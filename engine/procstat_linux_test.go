@@ -161,6 +161,13 @@ func TestReadStatKept(t *testing.T) {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
+	// Should a check below fail first: killed by its pid and reaped.
+	t.Cleanup(func() {
+		if cmd.ProcessState == nil {
+			_ = cmd.Process.Kill()
+			_ = cmd.Wait()
+		}
+	})
 	pid := cmd.Process.Pid
 	if _, ok := r.readStatKept(pid); !ok {
 		t.Fatal("readStatKept of sleep failed")
