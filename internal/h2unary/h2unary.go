@@ -498,9 +498,12 @@ func (c *Conn) request(f *http2.MetaHeadersFrame) *http.Request {
 // of the kind this Server serves, one at a time; when drain is done or
 // the client sends anything else, it sends a GOAWAY.
 func (c *Conn) idle(drain context.Context) {
+	// The deadline is cleared before the drain can set its own: a drain
+	// that began during the call runs its function at once, on a goroutine
+	// of its own, which must not run before the clear.
+	_ = c.c.SetReadDeadline(time.Time{})
 	stop := context.AfterFunc(drain, func() { _ = c.c.SetReadDeadline(aLongTimeAgo) })
 	defer stop()
-	_ = c.c.SetReadDeadline(time.Time{})
 	if c.ctx.Err() != nil {
 		return
 	}
