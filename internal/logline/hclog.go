@@ -206,13 +206,16 @@ func (p *Parser) hclogMore(rest []byte, l *Line) int {
 		i += j + 1
 		done = i
 	}
-	fb.buf = fb.buf[:kept]
 	if done == 0 {
 		if l.Fields != nil {
-			fb.buf = append(fb.buf, '}') // l.Fields as it was
+			// fb wrote its first comma over l.Fields' closing brace and may
+			// have moved to a larger array since: put the brace back where
+			// l.Fields has it.
+			l.Fields[len(l.Fields)-1] = '}'
 		}
 		return 0
 	}
+	fb.buf = fb.buf[:kept]
 	l.Fields = fb.done()
 	p.fields = fb.buf
 	return done
