@@ -1,3 +1,5 @@
+//go:build unix
+
 package h2unary_test
 
 import (

@@ -1,3 +1,5 @@
+//go:build unix
+
 package h2unary_test
 
 import (
@@ -6,6 +8,8 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
+	"syscall"
 	"testing"
 	"time"
 
@@ -66,10 +70,10 @@ func FuzzServeConn(f *testing.F) {
 				handed <- b
 			},
 		}
-		server, client := tcpPair(t)
+		server, client := connPair(t)
 		go func() {
 			_, _ = client.Write(in)
-			_ = client.(*net.TCPConn).CloseWrite()
+			_ = client.(interface{ CloseWrite() error }).CloseWrite()
 			_, _ = io.Copy(io.Discard, client)
 			_ = client.Close()
 		}()
@@ -109,20 +113,24 @@ func replays(sent, got []byte) bool {
 	return false
 }
 
-func tcpPair(t *testing.T) (server, client net.Conn) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+// connPair returns the two ends of a Unix stream socket pair: a fuzz
+// target runs thousands of inputs a second, and a loopback TCP connection
+// per input runs the machine out of ephemeral ports (TIME_WAIT).
+func connPair(t *testing.T) (server, client net.Conn) {
+	fds, err := syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_STREAM, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ln.Close()
-	client, err = net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
+	conns := make([]net.Conn, 2)
+	for i, fd := range fds {
+		f := os.NewFile(uintptr(fd), "socketpair")
+		conns[i], err = net.FileConn(f)
+		_ = f.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
 	}
-	if server, err = ln.Accept(); err != nil {
-		t.Fatal(err)
-	}
-	return server, client
+	return conns[0], conns[1]
 }
 
 // FuzzReplayWrite writes a server's frames through a ReplayConn that
@@ -144,7 +152,7 @@ func FuzzReplayWrite(f *testing.F) {
 		all := frames.Bytes()
 		want := append(bytes.Clone(all[:kept]), all[kept+dropped.Len():]...)
 
-		server, client := tcpPair(t)
+		server, client := connPair(t)
 		defer server.Close()
 		rc := h2unary.NewReplayConnForTest(server, true)
 		go func() {
@@ -157,7 +165,7 @@ func FuzzReplayWrite(f *testing.F) {
 				rest = rest[n:]
 			}
 			_, _ = rc.Write(rest)
-			_ = server.(*net.TCPConn).CloseWrite()
+			_ = server.(interface{ CloseWrite() error }).CloseWrite()
 		}()
 		got, err := io.ReadAll(client)
 		_ = client.Close()
