@@ -260,12 +260,18 @@ const staleLinkAge = time.Minute
 // process for. A pid reused since keeps its directory, which costs only
 // a few empty directories. Errors are ignored: a directory left behind
 // never stops a launch.
+//
+// The checks run cheapest first, and the pid's before the directories in
+// it are read: a live engine that launched through many descriptor
+// numbers has as many directories in its own, which would otherwise be
+// listed and stated at every engine's first launch.
 func sweepLinkDirs(base string, now time.Time) {
 	entries, err := os.ReadDir(base)
 	if err != nil {
 		return
 	}
 	uid := uint32(os.Geteuid())
+	cutoff := now.Add(-staleLinkAge)
 	for _, ent := range entries {
 		name := ent.Name()
 		rest, ok := strings.CutPrefix(name, linkDirPrefix)
@@ -279,29 +285,32 @@ func sweepLinkDirs(base string, now time.Time) {
 		}
 		path := filepath.Join(base, name)
 		var st syscall.Stat_t
-		if syscall.Lstat(path, &st) != nil || st.Uid != uid || !unchangedSince(path, &st, now.Add(-staleLinkAge)) {
+		if syscall.Lstat(path, &st) != nil || st.Uid != uid || changedAfter(&st, cutoff) {
 			continue
 		}
-		if !errors.Is(syscall.Kill(pid, 0), syscall.ESRCH) {
+		if !errors.Is(syscall.Kill(pid, 0), syscall.ESRCH) || !subdirsUnchangedSince(path, cutoff) {
 			continue
 		}
 		_ = os.RemoveAll(path) // the links inside, not what they name
 	}
 }
 
-// unchangedSince reports whether neither dir (whose Lstat is st) nor any
-// directory in it was modified after t.
-func unchangedSince(dir string, st *syscall.Stat_t, t time.Time) bool {
-	if time.Unix(st.Mtim.Unix()).After(t) {
-		return false
-	}
+// changedAfter reports whether the file whose Lstat is st was modified
+// after t.
+func changedAfter(st *syscall.Stat_t, t time.Time) bool {
+	return time.Unix(st.Mtim.Unix()).After(t)
+}
+
+// subdirsUnchangedSince reports whether no directory in dir was modified
+// after t.
+func subdirsUnchangedSince(dir string, t time.Time) bool {
 	subs, err := os.ReadDir(dir)
 	if err != nil {
 		return false
 	}
 	for _, sub := range subs {
 		var sst syscall.Stat_t
-		if syscall.Lstat(filepath.Join(dir, sub.Name()), &sst) != nil || time.Unix(sst.Mtim.Unix()).After(t) {
+		if syscall.Lstat(filepath.Join(dir, sub.Name()), &sst) != nil || changedAfter(&sst, t) {
 			return false
 		}
 	}

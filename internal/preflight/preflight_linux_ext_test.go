@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -212,7 +213,8 @@ func TestPrepareAfterClose(t *testing.T) {
 // and Close leaves its link's directory; the next engine to prepare a
 // launch in the same place removes it, and only it: not a fresh
 // directory of a dead pid, an old one of a live pid, another name, or a
-// file.
+// file. A live pid's directory is not even read (its access time stays):
+// a busy engine's holds hundreds.
 func TestPrepareSweepsKilledEnginesLinks(t *testing.T) {
 	t.Parallel()
 	base := t.TempDir()
@@ -257,8 +259,10 @@ func TestPrepareSweepsKilledEnginesLinks(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if err := os.Mkdir(filepath.Join(keep[1], "7"), 0o700); err != nil {
-		t.Fatal(err)
+	for _, dir := range []string{filepath.Join(keep[1], "7"), filepath.Join(keep[2], "9")} {
+		if err := os.Mkdir(dir, 0o700); err != nil {
+			t.Fatal(err)
+		}
 	}
 	if err := os.WriteFile(keep[4], nil, 0o600); err != nil {
 		t.Fatal(err)
@@ -277,6 +281,7 @@ func TestPrepareSweepsKilledEnginesLinks(t *testing.T) {
 	if err := os.Chtimes(filepath.Join(keep[1], "7"), time.Now(), time.Now()); err != nil {
 		t.Fatal(err)
 	}
+	readsUpdateAtime := atimeAfterRead(t, filepath.Join(t.TempDir(), "probe"), old)
 
 	next := exec.Command(os.Args[0])
 	next.Env = append(env, childKey+"=prepare")
@@ -290,6 +295,13 @@ func TestPrepareSweepsKilledEnginesLinks(t *testing.T) {
 		if _, err := os.Lstat(path); err != nil {
 			t.Errorf("%s was removed: %v", path, err)
 		}
+	}
+	if readsUpdateAtime {
+		if at := atime(t, keep[2]); !at.Equal(old) {
+			t.Errorf("the live engine's directory was read: access time %v, want %v", at, old)
+		}
+	} else {
+		t.Log("reading a directory does not update its access time here (noatime?): whether the live engine's was read is not checked")
 	}
 	// And the next engine's own, which it left to the engine after it.
 	ents, _ := os.ReadDir(base)
@@ -307,6 +319,33 @@ func TestPrepareSweepsKilledEnginesLinks(t *testing.T) {
 	if links := linksIn(t, nexts[0]); len(links) != 0 {
 		t.Errorf("the next engine closed its launch but left %v", links)
 	}
+}
+
+// atimeAfterRead makes the directory dir with access and modification
+// times t, reads it and reports whether that updated its access time, as
+// relatime and strictatime mounts do.
+func atimeAfterRead(tb testing.TB, dir string, t time.Time) bool {
+	tb.Helper()
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		tb.Fatal(err)
+	}
+	if err := os.Chtimes(dir, t, t); err != nil {
+		tb.Fatal(err)
+	}
+	if _, err := os.ReadDir(dir); err != nil {
+		tb.Fatal(err)
+	}
+	return !atime(tb, dir).Equal(t)
+}
+
+// atime returns path's access time.
+func atime(tb testing.TB, path string) time.Time {
+	tb.Helper()
+	var st syscall.Stat_t
+	if err := syscall.Lstat(path, &st); err != nil {
+		tb.Fatal(err)
+	}
+	return time.Unix(st.Atim.Unix())
 }
 
 // linksIn returns the links in dir's subdirectories.
