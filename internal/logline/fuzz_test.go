@@ -342,8 +342,8 @@ func FuzzSendFast(f *testing.F) {
 	})
 }
 
-// FuzzTermTime: "MM-DD|HH:MM:SS.mmm" read through the per-second cache,
-// line after line, gives what time.Date gives.
+// FuzzTermTime: "MM-DD|HH:MM:SS.mmm" read through the caches of the last
+// text and of its second, line after line, gives what time.Date gives.
 func FuzzTermTime(f *testing.F) {
 	f.Add(uint8(12), uint8(6), uint8(21), uint8(46), uint8(25), uint16(946), uint16(3), int64(1796589990), int64(0), uint8(0))
 	f.Add(uint8(12), uint8(31), uint8(23), uint8(59), uint8(59), uint16(999), uint16(0), int64(1798761599), int64(1), uint8(1))
@@ -355,8 +355,10 @@ func FuzzTermTime(f *testing.F) {
 	f.Fuzz(func(t *testing.T, mo, d, h, mi, s uint8, ms1, ms2 uint16, nowUnix, nowStep int64, zone uint8) {
 		p := NewParser(Auto, []*time.Location{time.UTC, loc}[zone%2])
 		now := time.Unix(1700000000+nowUnix%400000000, 0)
-		for k, ms := range []uint16{ms1 % 1000, ms2 % 1000, ms1 % 1000} {
-			if k == 2 {
+		// The same text twice (the whole text's cache), another
+		// millisecond (the second's), then the first at another read time.
+		for k, ms := range []uint16{ms1 % 1000, ms1 % 1000, ms2 % 1000, ms1 % 1000} {
+			if k == 3 {
 				now = now.Add(time.Duration(nowStep%100) * time.Hour)
 			}
 			text := []byte(fmt.Sprintf("%02d-%02d|%02d:%02d:%02d.%03d", mo%100, d%100, h%100, mi%100, s%100, ms))

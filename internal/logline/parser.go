@@ -176,6 +176,12 @@ func digits(b []byte, i, n int) (int, bool) {
 // termTime parses "MM-DD|HH:MM:SS.mmm" (zap console as avalanchego sets
 // it, go-ethereum's terminal format) at b[i:], a time without year or zone.
 func (p *Parser) termTime(b []byte, i int, now time.Time) (time.Time, bool) {
+	// The lines of a burst often share their millisecond: the last
+	// text's time is reused while the read time is the same too.
+	c := &p.second
+	if c.valid && i+18 <= len(b) && string(b[i:i+18]) == string(c.text[:]) && now.Equal(c.now) {
+		return c.last, true
+	}
 	if i+18 > len(b) || b[i+2] != '-' || b[i+5] != '|' || b[i+8] != ':' || b[i+11] != ':' || b[i+14] != '.' {
 		return time.Time{}, false
 	}
@@ -185,9 +191,10 @@ func (p *Parser) termTime(b []byte, i int, now time.Time) (time.Time, bool) {
 	}
 	// The lines of one second share "MM-DD|HH:MM:SS": its completed
 	// start is reused while the read time is the same too.
-	c := &p.second
-	if c.valid && string(b[i:i+14]) == string(c.text[:]) && now.Equal(c.now) {
-		return c.start.Add(time.Duration(ms) * time.Millisecond), true
+	if c.valid && string(b[i:i+14]) == string(c.text[:14]) && now.Equal(c.now) {
+		c.last = c.start.Add(time.Duration(ms) * time.Millisecond)
+		copy(c.text[15:], b[i+15:i+18])
+		return c.last, true
 	}
 	mo, ok1 := digits(b, i, 2)
 	d, ok2 := digits(b, i+3, 2)
@@ -204,19 +211,20 @@ func (p *Parser) termTime(b []byte, i int, now time.Time) (time.Time, bool) {
 	// Reusable only where adding the milliseconds cannot change what
 	// complete decides: not a leap second, not near the year's turn.
 	c.valid = s < 60 && !now.IsZero() && start.Sub(now) <= 24*time.Hour-time.Second && start.Sub(now) > -300*24*time.Hour
+	t, ok := p.complete(now, mo, d, h, mi, s, ms*1e6)
 	if c.valid {
-		copy(c.text[:], b[i:i+14])
-		c.now, c.start = now, start
+		copy(c.text[:], b[i:i+18])
+		c.now, c.start, c.last = now, start, t
 	}
-	return p.complete(now, mo, d, h, mi, s, ms*1e6)
+	return t, ok
 }
 
-// secondCache holds the last "MM-DD|HH:MM:SS" completed, the read time it
-// was completed for, and its start.
+// secondCache holds the last "MM-DD|HH:MM:SS.mmm" completed, the read
+// time it was completed for, the start of its second and the time itself.
 type secondCache struct {
-	valid      bool
-	text       [14]byte
-	now, start time.Time
+	valid            bool
+	text             [18]byte
+	now, start, last time.Time
 }
 
 // complete builds a time the plugin wrote without year or zone: in the
