@@ -1,0 +1,150 @@
+// Command floodloop runs the flood benchmark's vmre side and nothing else:
+// the flood plugin launched with subprocess.Bootstrap, its lines logged by
+// zerolog with logtime.Hook into a 256 KiB buffered file writer, -rounds
+// floods one after the other. It is the program to profile the bridge
+// with perf, or to count its instructions per line: run it twice with
+// different -rounds and divide the difference by the lines between them,
+// so that start-up and the first flood's set-up cancel out:
+//
+//	perf stat -e instructions:u --no-inherit floodloop -plugin avaplugin -rounds 6
+//
+// -engine floor runs the benchmark's floor engine instead (constant JSON
+// framing per line, nothing parsed), for the same comparison.
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"strconv"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/rs/zerolog"
+	"github.com/vmre/vmre/logtime"
+	"github.com/vmre/vmre/subprocess"
+	"golang.org/x/sys/unix"
+)
+
+func main() {
+	engine := flag.String("engine", "vmre", "vmre or floor")
+	plugin := flag.String("plugin", "", "the avaplugin binary (required)")
+	rounds := flag.Int("rounds", 4, "floods, one after the other")
+	size := flag.Int64("bytes", 64<<20, "bytes per flood")
+	lineLen := flag.Int("line", 1024, "line length, newline included")
+	format := flag.String("format", "zap-console", "the flood plugin's line format")
+	out := flag.String("out", "/dev/shm/floodloop.log", "the log file (truncated per flood)")
+	keep := flag.Bool("keep", false, "keep the log file")
+	flag.Parse()
+	if *plugin == "" {
+		fmt.Fprintln(os.Stderr, "floodloop: -plugin is required")
+		os.Exit(2)
+	}
+	args := []string{strconv.FormatInt(*size, 10), strconv.Itoa(*lineLen), *format}
+	ctx := context.Background()
+	var ru0 syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru0)
+	t0 := time.Now()
+	if !*keep {
+		defer os.Remove(*out)
+	}
+	for r := range *rounds {
+		f, err := os.Create(*out)
+		if err != nil {
+			fail(err)
+		}
+		w := &lockedWriter{bw: bufio.NewWriterSize(f, 256<<10)}
+		switch *engine {
+		case "vmre":
+			log := zerolog.New(w).Level(zerolog.InfoLevel).Hook(&logtime.Hook{})
+			p, err := subprocess.Bootstrap(ctx, subprocess.NewCmd(*plugin, append([]string{"flood"}, args...)...), &subprocess.Config{
+				Name: "bench", Log: log, AcceptedVersions: []uint32{46}, HandshakeTimeout: time.Minute, GracefulTimeout: 5 * time.Second,
+			})
+			if err != nil {
+				fail(fmt.Errorf("round %d: %w", r, err))
+			}
+			<-p.Done()
+			p.Stop(ctx)
+		case "floor":
+			cmd := exec.Command(*plugin, append([]string{"flood-raw"}, args...)...)
+			pipe, err := cmd.StdoutPipe()
+			if err != nil {
+				fail(err)
+			}
+			if err := cmd.Start(); err != nil {
+				fail(err)
+			}
+			frame(pipe.(*os.File), w)
+			if err := cmd.Wait(); err != nil {
+				fail(err)
+			}
+		default:
+			fail(fmt.Errorf("unknown engine %q", *engine))
+		}
+		_ = w.bw.Flush()
+		_ = f.Close()
+	}
+	var ru syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	lines := float64(*rounds) * float64(*size/int64(*lineLen))
+	var ch syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_CHILDREN, &ch)
+	fmt.Printf("%s: %.0f lines, per line: user %.0f ns, sys %.0f ns, wall %.0f ns; the plugin's user+sys %.0f ns\n", *engine, lines,
+		float64(ru.Utime.Nano()-ru0.Utime.Nano())/lines, float64(ru.Stime.Nano()-ru0.Stime.Nano())/lines,
+		float64(time.Since(t0).Nanoseconds())/lines, float64(ch.Utime.Nano()+ch.Stime.Nano())/lines)
+}
+
+func fail(err error) {
+	fmt.Fprintln(os.Stderr, "floodloop:", err)
+	os.Exit(1)
+}
+
+type lockedWriter struct {
+	mu sync.Mutex
+	bw *bufio.Writer
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.bw.Write(p)
+}
+
+var floorFrame = [2][]byte{
+	[]byte(`{"level":"warn","vm":"bench","pid":12345,"stream":"stdout","logger":"X Chain","caller":"vm/vm.go:252","plugin_time":"2026-12-06T21:46:25.946+00:00","fields":{"height":42},"time":"2026-12-07T12:00:00.123Z","message":"`),
+	[]byte("\"}\n"),
+}
+
+// frame is the bench's floor engine (bench/runner's frameLines).
+func frame(pipe *os.File, w io.Writer) {
+	if rc, err := pipe.SyscallConn(); err == nil {
+		_ = rc.Control(func(fd uintptr) { _, _ = unix.FcntlInt(fd, unix.F_SETPIPE_SZ, 1<<20) })
+	}
+	in := make([]byte, 128<<10)
+	ev := make([]byte, 0, 4<<10)
+	have := 0
+	for {
+		n, err := pipe.Read(in[have:])
+		have += n
+		data := in[:have]
+		for {
+			i := bytes.IndexByte(data, '\n')
+			if i < 0 {
+				break
+			}
+			ev = append(append(append(ev[:0], floorFrame[0]...), data[:i]...), floorFrame[1]...)
+			_, _ = w.Write(ev)
+			data = data[i+1:]
+		}
+		have = copy(in, data)
+		if err != nil || have == len(in) {
+			return
+		}
+	}
+}
