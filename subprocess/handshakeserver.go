@@ -53,7 +53,7 @@ func serveHandshake(ctx context.Context, hs *handshake, ln net.Listener, errLog 
 	defer startDrain()
 	fb := &fallback{hs: hs, errLog: errLog}
 	fast := &h2unary.Server{
-		Handler:         grpcInitialize{next: sharedHandler()},
+		Handler:         grpcInitialize{next: http.HandlerFunc(serveShared)},
 		Path:            server.InitializeProcedure,
 		ContentTypes:    []string{"application/grpc", "application/grpc+proto"},
 		MaxMessageBytes: server.MaxRequestBytes,
@@ -101,6 +101,14 @@ func serveHandshake(ctx context.Context, hs *handshake, ln net.Listener, errLog 
 // writes and flushes); it passes any other to next, that handler, which
 // then finds it refused before anything has happened that it does again.
 type grpcInitialize struct{ next http.Handler }
+
+// serveShared serves r with the shared handler, built at the first call
+// grpcInitialize passes on: a process whose plugins all send gRPC
+// Initialize over h2c never builds it (the Connect handler, its
+// descriptors and mux).
+func serveShared(w http.ResponseWriter, r *http.Request) {
+	sharedHandler().ServeHTTP(w, r)
+}
 
 // grpcCallHeaderKey carries the request header of a call grpcInitialize
 // answers, for sentToken (the Connect handler's calls carry a CallInfo).

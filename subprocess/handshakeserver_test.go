@@ -490,3 +490,45 @@ func TestGRPCPercentEncode(t *testing.T) {
 		}
 	}
 }
+
+// freshProcessEnv marks a run of this test binary that
+// TestGRPCInitializeBuildsNoSharedHandler started to look at a process's
+// first handshake.
+const freshProcessEnv = "VMRE_TEST_FRESH_PROCESS"
+
+// TestGRPCInitializeBuildsNoSharedHandler: a process whose handshakes are
+// all gRPC Initialize calls over h2c, as every grpc-go plugin sends them,
+// never builds the shared Connect handler (its descriptors, mux and
+// guards): h2unary answers them. It runs itself again in a new process,
+// since any earlier test of this one may have built the handler.
+func TestGRPCInitializeBuildsNoSharedHandler(t *testing.T) {
+	if os.Getenv(freshProcessEnv) == "" {
+		t.Parallel()
+		exe, err := os.Executable()
+		if err != nil {
+			t.Fatal(err)
+		}
+		cmd := exec.CommandContext(t.Context(), exe, "-test.run=^TestGRPCInitializeBuildsNoSharedHandler$", "-test.v")
+		cmd.Env = append(os.Environ(), freshProcessEnv+"=1")
+		out, err := cmd.CombinedOutput()
+		if err != nil || !strings.Contains(string(out), "--- PASS: TestGRPCInitializeBuildsNoSharedHandler") {
+			t.Fatalf("in a new process: %v\n%s", err, out)
+		}
+		return
+	}
+	hs := newHandshake([]uint32{42}, nil)
+	conn, err := grpc.NewClient(serveTestHandshake(t, hs), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	req := &handshakev1.InitializeRequest{ProtocolVersion: 42, Addr: "127.0.0.1:9000"}
+	if err := conn.Invoke(ctx, server.InitializeProcedure, req, &emptypb.Empty{}); err != nil {
+		t.Fatalf("Initialize: %v", err)
+	}
+	if handshakeHandler.h != nil {
+		t.Error("the shared handler was built for a gRPC Initialize that h2unary answers")
+	}
+}
