@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"flag"
@@ -55,14 +56,21 @@ func doctorCommand(ctx context.Context, args []string, stdout, stderr io.Writer)
 
 	path, pluginArgs := fs.Arg(0), fs.Args()[1:]
 	cfg := ef.subprocessConfig(path, log)
-	report := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
+	// tabwriter writes each cell on its own; the buffer makes the report
+	// one write, flushed with it.
+	out := bufio.NewWriter(stdout)
+	report := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
+	flush := func() {
+		_ = report.Flush()
+		_ = out.Flush()
+	}
 	fmt.Fprintf(report, "plugin\t%s\n", path)
 	fmt.Fprintf(report, "accepted versions\t%s\n", vmre.FormatVersions(cfg.AcceptedVersions))
 
 	p, err := subprocess.Bootstrap(ctx, subprocess.NewCmd(path, pluginArgs...), cfg)
 	if err != nil {
 		fmt.Fprintf(report, "result\tFAIL\n")
-		_ = report.Flush()
+		flush()
 		printFailure(stderr, err)
 		return exitFailure
 	}
@@ -95,7 +103,7 @@ func doctorCommand(ctx context.Context, args []string, stdout, stderr io.Writer)
 	fmt.Fprintf(report, "stop\t%s%s\n", time.Since(stopStart).Round(time.Microsecond), exit)
 	if problem != "" || addrProblem != "" {
 		fmt.Fprintf(report, "result\tFAIL\n")
-		_ = report.Flush()
+		flush()
 		if addrProblem != "" {
 			fmt.Fprintf(stderr, "vmre doctor: %s\n", addrProblem)
 		}
@@ -105,7 +113,7 @@ func doctorCommand(ctx context.Context, args []string, stdout, stderr io.Writer)
 		return exitFailure
 	}
 	fmt.Fprintf(report, "result\tOK\n")
-	_ = report.Flush()
+	flush()
 	return exitOK
 }
 

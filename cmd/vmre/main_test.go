@@ -324,3 +324,29 @@ func TestDoctorFailsPluginThatMustBeKilled(t *testing.T) {
 		t.Errorf("stderr does not name the kill")
 	}
 }
+
+// writeCounter counts the writes made to it.
+type writeCounter struct {
+	bytes.Buffer
+	writes int
+}
+
+func (w *writeCounter) Write(p []byte) (int, error) {
+	w.writes++
+	return w.Buffer.Write(p)
+}
+
+// TestDoctorReportIsOneWrite: doctor's report reaches stdout in one
+// write, not one per table cell.
+func TestDoctorReportIsOneWrite(t *testing.T) {
+	t.Parallel()
+	var stdout writeCounter
+	var stderr bytes.Buffer
+	code := run(t.Context(), []string{"doctor", "--log-level", "warn", "--", os.Args[0], exampleVMCommand}, &stdout, &stderr)
+	if code != exitOK || !strings.Contains(stdout.String(), "result             OK") {
+		t.Fatalf("exit code %d, report %q, stderr %q", code, stdout.String(), stderr.String())
+	}
+	if stdout.writes != 1 {
+		t.Errorf("the report took %d writes, want 1", stdout.writes)
+	}
+}
