@@ -3,6 +3,7 @@ package logline
 import (
 	"encoding/binary"
 	"time"
+	"unsafe"
 
 	"github.com/rs/zerolog"
 	"github.com/vmre/vmre/logtime"
@@ -39,11 +40,26 @@ func (r *Reader) send(l *Line, startsPanic bool) {
 		}
 		e.Send()
 	}
-	if r.b.tail != nil {
-		r.b.tail.add(r.stream, l.Text, startsPanic)
-	}
 	if r.b.opts.OnLine != nil {
 		r.b.opts.OnLine(l)
+	}
+	if r.b.tail != nil {
+		// A text the parser cleaned into its scratch buffer is handed
+		// to the tail whole, and the buffer of the line it pushes out
+		// becomes the scratch: no copy of the line. l.Text is not
+		// read after this.
+		p := r.lineState
+		switch inClean := p != nil && len(l.Text) > 0 && unsafe.SliceData(l.Text) == unsafe.SliceData(p.parser.clean); {
+		case inClean && cap(p.parser.clean) <= tailOwnCap:
+			p.parser.clean = r.b.tail.addOwned(r.stream, l.Text, startsPanic)
+		case inClean:
+			// Grown past the tail's bound by replaced invalid UTF-8:
+			// the next line gets a buffer of its size.
+			r.b.tail.add(r.stream, l.Text, startsPanic)
+			p.parser.clean = nil
+		default:
+			r.b.tail.add(r.stream, l.Text, startsPanic)
+		}
 	}
 }
 

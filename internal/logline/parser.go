@@ -15,11 +15,15 @@ type Parser struct {
 	format Format
 	loc    *time.Location
 
-	clean, msg, level, logger, caller, fields, scratch, scratch2 []byte
-	more, key, value                                             []byte // hclogMore's
-	members                                                      []member
-	minute                                                       minuteCache
-	second                                                       secondCache
+	// clean holds the cleaned text of a line of up to tailOwnCap bytes,
+	// in a buffer of at most tailOwnCap that the reader may trade with
+	// the tail's (Tail.addOwned); cleanLong that of a longer line.
+	clean, cleanLong                                      []byte
+	msg, level, logger, caller, fields, scratch, scratch2 []byte
+	more, key, value                                      []byte // hclogMore's
+	members                                               []member
+	minute                                                minuteCache
+	second                                                secondCache
 }
 
 // NewParser returns a Parser for lines in format f ([Auto]: recognise each
@@ -316,6 +320,16 @@ func (p *Parser) cleanText(b []byte) (text []byte, all bool, safeTo int) {
 	}
 	if c := b[k]; (c == '"' || c == '\\') && printable(b[k+1:]) {
 		return b, true, k
+	}
+	if len(b) > tailOwnCap {
+		p.cleanLong, all, safeTo = appendCleanTextAt(p.cleanLong[:0], b, k)
+		return p.cleanLong, all, safeTo
+	}
+	if cap(p.clean) < len(b) {
+		// Sized here rather than grown by append, which could take it
+		// past tailOwnCap; only a text longer than b (invalid UTF-8
+		// replaced) still grows it.
+		p.clean = make([]byte, 0, min(2*len(b), tailOwnCap))
 	}
 	p.clean, all, safeTo = appendCleanTextAt(p.clean[:0], b, k)
 	return p.clean, all, safeTo

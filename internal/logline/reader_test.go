@@ -6,8 +6,10 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"os"
 	"runtime"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -314,6 +316,52 @@ func TestTailBothStreams(t *testing.T) {
 	for i := range want {
 		if got[i] != want[i] {
 			t.Errorf("tail %+v, want %+v", got, want)
+		}
+	}
+}
+
+// Lines the parser cleans (colour codes) go to the tail without a copy,
+// their buffers passing between the parsers of both streams and the tail:
+// every line is still logged and kept as it was, whatever the others.
+func TestTailKeepsCleanedLines(t *testing.T) {
+	t.Parallel()
+	var seen []string
+	b := NewBridge(Options{TailLines: 5, OnLine: func(l *Line) { seen = append(seen, string(l.Text)) }})
+	line := func(i, n int) (raw, clean string) {
+		text := fmt.Sprintf("%03d %s", i, strings.Repeat(string(rune('a'+i%26)), n))
+		return "\x1b[0;33m" + text[:2] + "\x1b[0;0m" + text[2:], text
+	}
+	var want []string
+	write := func(w *os.File, from, to int) {
+		for i := from; i < to; i++ {
+			raw, clean := line(i, []int{10, 1500, 3000, 700, 1}[i%5])
+			if _, err := w.WriteString(raw + "\n"); err != nil {
+				t.Fatal(err)
+			}
+			want = append(want, clean)
+		}
+		w.Close()
+	}
+	_, out, outDone := pipeReader(t, b, Stdout)
+	write(out, 0, 12)
+	<-outDone
+	_, errW, errDone := pipeReader(t, b, Stderr)
+	write(errW, 12, 15)
+	<-errDone
+	if !slices.Equal(seen, want) {
+		t.Errorf("OnLine saw %d lines, different from the %d written", len(seen), len(want))
+	}
+	got := b.Tail().Lines()
+	if len(got) != 5 {
+		t.Fatalf("tail holds %d lines, want 5", len(got))
+	}
+	for i, g := range got {
+		w := want[len(want)-5+i]
+		if len(w) > tailLineCap {
+			w = w[:tailLineCap]
+		}
+		if stream := []string{Stdout, Stdout, Stderr, Stderr, Stderr}[i]; g.Stream != stream || g.Text != w {
+			t.Errorf("tail line %d: %s %.20q (%d bytes), want %s %.20q (%d bytes)", i, g.Stream, g.Text, len(g.Text), stream, w, len(w))
 		}
 	}
 }

@@ -8,6 +8,10 @@ import (
 // tailLineCap is how many bytes of each line the tail keeps.
 const tailLineCap = 1 << 10
 
+// tailOwnCap bounds the buffers the tail keeps instead of a copy
+// (addOwned): the tail's memory stays within tailOwnCap per line kept.
+const tailOwnCap = 2 << 10
+
 // TailLine is a line the tail kept.
 type TailLine struct {
 	Stream string
@@ -58,6 +62,38 @@ func (t *Tail) add(stream string, b []byte, startsPanic bool) {
 	if t.n < len(t.lines) {
 		t.n++
 	}
+}
+
+// addOwned is add for a b whose buffer the tail may keep, with b's start
+// at its start and a capacity of at most tailOwnCap: the tail keeps b
+// itself (cut to 1 KiB) rather than a copy, and returns the buffer of the
+// line that this one pushes out, emptied, or nil, for the caller to use
+// in place of b's (which it must no longer touch).
+func (t *Tail) addOwned(stream string, b []byte, startsPanic bool) []byte {
+	if len(b) > tailLineCap {
+		b = b[:chunkCut(b, tailLineCap)]
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.seq++
+	if startsPanic {
+		t.panicLine = tailEntry{stream, append(t.panicLine.text[:0], b...)}
+		t.panicSeq = t.seq
+	}
+	if t.size == 0 {
+		return b[:0]
+	}
+	if t.lines == nil {
+		t.lines = make([]tailEntry, t.size)
+	}
+	e := &t.lines[t.next]
+	old := e.text
+	e.stream, e.text = stream, b
+	t.next = (t.next + 1) % len(t.lines)
+	if t.n < len(t.lines) {
+		t.n++
+	}
+	return old[:0]
 }
 
 // Lines returns the kept lines, oldest first. When the last panic's first
