@@ -15,6 +15,7 @@ import (
 
 	"github.com/vmre/vmre"
 	"github.com/vmre/vmre/internal/healthprobe"
+	"github.com/vmre/vmre/internal/preflight"
 	"github.com/vmre/vmre/subprocess"
 )
 
@@ -53,6 +54,9 @@ func doctorCommand(ctx context.Context, args []string, stdout, stderr io.Writer)
 	}
 	ctx, stopSignals := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stopSignals()
+	// Doctor launches once: the exec-link directory is not left to the
+	// next engine's sweep.
+	defer preflight.RemoveLinkDir()
 
 	path, pluginArgs := fs.Arg(0), fs.Args()[1:]
 	cfg := ef.subprocessConfig(path, log)

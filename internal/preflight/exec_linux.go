@@ -141,11 +141,13 @@ func (e *Executable) inheritedFd(cmd *exec.Cmd) int {
 // NAME -> /proc/self/fd/N: a descriptor number is held by one launch at a
 // time, so no two launches make the same link. The directory is left
 // behind when the process exits, to the next engine's sweep
-// (sweepLinkDirs); a process that finds it can no longer make links in it
-// (it was deleted) makes a new one.
+// (sweepLinkDirs), unless the process removed it (RemoveLinkDir); a
+// process that finds it can no longer make links in it (it was deleted)
+// makes a new one.
 type linkDir struct {
-	mu sync.Mutex
-	fd int // -1 until made
+	mu   sync.Mutex
+	fd   int    // -1 until made
+	path string // where fd's directory was made
 }
 
 var links = &linkDir{fd: -1}
@@ -210,8 +212,47 @@ func (l *linkDir) open() int {
 			fd = high
 		}
 	}
-	l.fd = fd
+	l.fd, l.path = fd, path
 	return fd
+}
+
+// RemoveLinkDir removes the process's directory of exec links, unless a
+// launch between Prepare and Close still has its link there, so that a
+// process that launches nothing more (a command about to exit) leaves
+// nothing for the next engine's sweep; a later Prepare makes a new one.
+// The directory's descriptor stays open, as when a launch finds its
+// directory deleted, so a launch that prepared in it meanwhile removes
+// its link all the same. Safe for concurrent use; does nothing off Linux
+// or if no binary was prepared.
+func RemoveLinkDir() {
+	links.remove()
+}
+
+func (l *linkDir) remove() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.fd < 0 {
+		return
+	}
+	fd, err := unix.Openat(l.fd, ".", unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return
+	}
+	dir := os.NewFile(uintptr(fd), l.path)
+	subs, _ := dir.Readdirnames(-1)
+	dir.Close()
+	for _, sub := range subs {
+		// Fails for the directory of a link still there.
+		_ = unix.Unlinkat(l.fd, sub, unix.AT_REMOVEDIR)
+	}
+	// By name, so only if the name is still this directory's.
+	var held, named unix.Stat_t
+	if unix.Fstat(l.fd, &held) != nil || unix.Lstat(l.path, &named) != nil || held.Dev != named.Dev || held.Ino != named.Ino {
+		return
+	}
+	if unix.Rmdir(l.path) == nil {
+		l.fd, l.path = -1, ""
+	}
 }
 
 // drop makes the next launch make a new directory if fd is still the

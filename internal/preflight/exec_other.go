@@ -21,3 +21,6 @@ func (e *Executable) Prepare(cmd *exec.Cmd) {
 }
 
 func (e *Executable) removeLink() {}
+
+// RemoveLinkDir does nothing: exec links are made on Linux only.
+func RemoveLinkDir() {}

@@ -428,3 +428,54 @@ func TestPrepareLinkDirectory(t *testing.T) {
 		t.Errorf("after its directory was deleted, the launch linked in %s, want a new directory next to %s", dir, first)
 	}
 }
+
+// TestRemoveLinkDir: RemoveLinkDir keeps the directory while a launch's
+// link is in it, and that launch still runs and removes its link; once
+// no link is left it removes the directory, and the next launch makes a
+// new one. Not parallel: it removes the directory every launch of this
+// process links in.
+func TestRemoveLinkDir(t *testing.T) {
+	path := write(t, "plugin", self(t), 0o755)
+	prepare := func() (*preflight.Executable, *exec.Cmd, string) {
+		t.Helper()
+		e, err := preflight.Open(path, preflight.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		cmd := exec.Command(path)
+		cmd.Env = append(os.Environ(), childKey+"=hello")
+		e.Prepare(cmd)
+		dir, err := os.Readlink(filepath.Dir(filepath.Dir(cmd.Path)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return e, cmd, dir
+	}
+	want := "checked binary ran as " + path + " named plugin"
+
+	e, cmd, dir := prepare()
+	preflight.RemoveLinkDir()
+	if _, err := os.Lstat(dir); err != nil {
+		t.Fatalf("the directory of a prepared launch's link was removed: %v", err)
+	}
+	if got := run(t, cmd, e); got != want {
+		t.Fatalf("ran %q, want %q", got, want)
+	}
+	preflight.RemoveLinkDir()
+	if _, err := os.Lstat(dir); !os.IsNotExist(err) {
+		t.Fatalf("%s is still there after the launch closed (%v)", dir, err)
+	}
+
+	e, cmd, next := prepare()
+	if next == dir || filepath.Dir(next) != filepath.Dir(dir) {
+		t.Errorf("after RemoveLinkDir the launch linked in %s, want a new directory next to %s", next, dir)
+	}
+	if got := run(t, cmd, e); got != want {
+		t.Fatalf("ran %q, want %q", got, want)
+	}
+	preflight.RemoveLinkDir()
+	if _, err := os.Lstat(next); !os.IsNotExist(err) {
+		t.Errorf("%s is still there (%v)", next, err)
+	}
+	preflight.RemoveLinkDir() // nothing left: no effect
+}
