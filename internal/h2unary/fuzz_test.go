@@ -133,6 +133,60 @@ func connPair(t *testing.T) (server, client net.Conn) {
 	return conns[0], conns[1]
 }
 
+// ackFrames returns frames with two SETTINGS acknowledgements, after
+// prefix, and those frames less the first acknowledgement.
+func ackFrames(prefix string) (all, want []byte) {
+	var frames, dropped bytes.Buffer
+	frames.WriteString(prefix)
+	fr := http2.NewFramer(&frames, nil)
+	_ = fr.WriteSettings(http2.Setting{ID: http2.SettingMaxFrameSize, Val: 1 << 16})
+	_ = fr.WriteData(1, false, []byte{0, 0, 0, 0, 0, 0, 0, 0, 4, 1, 0, 0, 0, 0}) // an ack's bytes inside a payload
+	_ = http2.NewFramer(&dropped, nil).WriteSettingsAck()
+	kept := frames.Len()
+	_ = fr.WriteSettingsAck()
+	_ = fr.WriteSettingsAck()
+	_ = fr.WritePing(false, [8]byte{})
+	all = frames.Bytes()
+	return all, append(bytes.Clone(all[:kept]), all[kept+dropped.Len():]...)
+}
+
+// FuzzReplayRead reads a client's frames through a ReplayConn that
+// drops the first SETTINGS acknowledgement, the first of them replayed
+// and the rest sent in pieces cut where the fuzzer says, and checks that
+// exactly that frame is missing.
+func FuzzReplayRead(f *testing.F) {
+	f.Add(uint8(30), []byte{3, 9, 40})
+	f.Add(uint8(0), []byte{1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1})
+	f.Add(uint8(255), []byte{})
+	f.Fuzz(func(t *testing.T, replayed uint8, cuts []byte) {
+		all, want := ackFrames(http2.ClientPreface)
+		n := min(int(replayed), len(all))
+		server, client := connPair(t)
+		defer server.Close()
+		rc := h2unary.NewReplayConnForTest(server, all[:n], true)
+		go func() {
+			rest := all[n:]
+			for _, c := range cuts {
+				k := min(int(c), len(rest))
+				if _, err := client.Write(rest[:k]); err != nil {
+					break
+				}
+				rest = rest[k:]
+			}
+			_, _ = client.Write(rest)
+			_ = client.(interface{ CloseWrite() error }).CloseWrite()
+		}()
+		got, err := io.ReadAll(rc)
+		_ = client.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(got, want) {
+			t.Errorf("read  %x\nwant  %x", got, want)
+		}
+	})
+}
+
 // FuzzReplayWrite writes a server's frames through a ReplayConn that
 // drops the first SETTINGS acknowledgement, in pieces cut where the fuzzer
 // says, and checks that exactly that frame is missing.
@@ -140,21 +194,11 @@ func FuzzReplayWrite(f *testing.F) {
 	f.Add([]byte{3, 9, 40})
 	f.Add([]byte{1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1})
 	f.Fuzz(func(t *testing.T, cuts []byte) {
-		var frames, dropped bytes.Buffer
-		fr := http2.NewFramer(&frames, nil)
-		_ = fr.WriteSettings(http2.Setting{ID: http2.SettingMaxFrameSize, Val: 1 << 16})
-		_ = fr.WriteData(1, false, []byte{0, 0, 0, 0, 0, 0, 0, 0, 4, 1, 0, 0, 0, 0}) // an ack's bytes inside a payload
-		_ = http2.NewFramer(&dropped, nil).WriteSettingsAck()
-		kept := frames.Len()
-		_ = fr.WriteSettingsAck()
-		_ = fr.WriteSettingsAck()
-		_ = fr.WritePing(false, [8]byte{})
-		all := frames.Bytes()
-		want := append(bytes.Clone(all[:kept]), all[kept+dropped.Len():]...)
+		all, want := ackFrames("")
 
 		server, client := connPair(t)
 		defer server.Close()
-		rc := h2unary.NewReplayConnForTest(server, true)
+		rc := h2unary.NewReplayConnForTest(server, nil, true)
 		go func() {
 			rest := all
 			for _, c := range cuts {

@@ -44,7 +44,10 @@ type Server struct {
 	Path         string
 	ContentTypes []string
 	// MaxMessageBytes bounds the gRPC message of a call served here;
-	// a larger one goes to the fallback.
+	// a larger one goes to the fallback. It must leave a call's DATA
+	// well inside HTTP/2's initial connection window of 64 KiB, which is
+	// the fallback's too: the client's window is given back once a call
+	// is answered.
 	MaxMessageBytes int
 	// Settings is the SETTINGS frame the server sends first. It must be
 	// what the fallback's server sends, since a client may see both.
@@ -85,9 +88,11 @@ const GoAwayLinger = time.Second
 //
 // Before a handover at most the server's SETTINGS and the acknowledgement
 // of the client's have been written, which the fallback's server writes
-// again: the client sees the same settings twice and acknowledges both,
-// and the replay leaves out its acknowledgement of the first, and the
-// [ReplayConn] the second acknowledgement of its SETTINGS.
+// again: the client sees the same settings twice and acknowledges both.
+// The [ReplayConn] leaves out the client's first acknowledgement from what
+// it reads and the fallback's acknowledgement of the client's SETTINGS
+// from what it writes, so that each side gets one acknowledgement of each
+// SETTINGS it sent.
 func (s *Server) ServeConn(ctx, drain context.Context, c net.Conn) {
 	conn := &Conn{s: s, c: c, ctx: ctx}
 	// A close, not a read deadline: it also ends a write to a client that
@@ -103,7 +108,13 @@ func (s *Server) ServeConn(ctx, drain context.Context, c net.Conn) {
 	}
 	if out == handOver {
 		_ = c.SetReadDeadline(time.Time{})
-		s.HandOver(&ReplayConn{Conn: c, replay: conn.rec.Bytes(), dropAck: conn.wroteSettings})
+		rc := &ReplayConn{Conn: c}
+		if conn.wroteSettings {
+			rc.in = ackFilter{armed: true, skip: len(http2.ClientPreface)}
+			rc.out = ackFilter{armed: true}
+		}
+		rc.replay = rc.in.filter(nil, conn.rec.Bytes())
+		s.HandOver(rc)
 		return
 	}
 	_ = c.Close()
@@ -112,68 +123,109 @@ func (s *Server) ServeConn(ctx, drain context.Context, c net.Conn) {
 var aLongTimeAgo = time.Unix(1, 0)
 
 // ReplayConn is a connection handed over: its reads return the bytes
-// already read, then read on the connection. When h2unary has
-// acknowledged the client's SETTINGS already, its writes leave out the
-// first SETTINGS acknowledgement the new server writes, its own of the
-// same SETTINGS: a client must not get two.
+// already read, then read on the connection. When h2unary has sent its
+// SETTINGS, its reads leave out the client's first SETTINGS
+// acknowledgement (of h2unary's SETTINGS, which the new server did not
+// send) and its writes the new server's first (of the client's SETTINGS,
+// which h2unary has acknowledged). Read must not be called concurrently
+// with itself; Write may be.
 type ReplayConn struct {
 	net.Conn
 	replay []byte
+	in     ackFilter
 
-	wmu     sync.Mutex
-	dropAck bool
-	hdr     [frameHeaderLen]byte // a frame header being written
-	nhdr    int
-	payload int // bytes of the current frame's payload still to write
+	wmu sync.Mutex
+	out ackFilter
 }
 
 // Write writes b, without the acknowledgement to drop, if it is in b.
-// The frames in b need not be whole: the parse carries over.
 func (c *ReplayConn) Write(b []byte) (int, error) {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
-	if !c.dropAck {
+	if !c.out.armed {
 		return c.Conn.Write(b)
 	}
-	out := make([]byte, 0, len(b))
-	i := 0
-	for i < len(b) && c.dropAck {
-		if c.payload > 0 {
-			n := min(c.payload, len(b)-i)
-			out = append(out, b[i:i+n]...)
-			c.payload -= n
-			i += n
-			continue
-		}
-		n := copy(c.hdr[c.nhdr:], b[i:])
-		c.nhdr += n
-		i += n
-		if c.nhdr < frameHeaderLen {
-			break
-		}
-		c.nhdr = 0
-		length := int(c.hdr[0])<<16 | int(c.hdr[1])<<8 | int(c.hdr[2])
-		if http2.FrameType(c.hdr[3]) == http2.FrameSettings && http2.Flags(c.hdr[4]).Has(http2.FlagSettingsAck) && length == 0 {
-			c.dropAck = false
-			continue
-		}
-		out = append(out, c.hdr[:]...)
-		c.payload = length
-	}
-	out = append(out, b[i:]...)
-	if _, err := c.Conn.Write(out); err != nil {
+	if _, err := c.Conn.Write(c.out.filter(nil, b)); err != nil {
 		return 0, err
 	}
 	return len(b), nil
 }
 
+// Read reads what was read before the handover, then the connection,
+// without the acknowledgement to drop.
 func (c *ReplayConn) Read(b []byte) (int, error) {
+	for len(c.replay) == 0 && c.in.armed {
+		n, err := c.Conn.Read(b)
+		c.replay = c.in.filter(c.replay, b[:n])
+		if err != nil {
+			// The stream ends here: a frame header held back is passed on.
+			c.replay = append(c.replay, c.in.release()...)
+			if len(c.replay) == 0 {
+				return 0, err
+			}
+		}
+	}
 	if len(c.replay) > 0 {
 		n := copy(b, c.replay)
 		c.replay = c.replay[n:]
 		return n, nil
 	}
 	return c.Conn.Read(b)
+}
+
+// ackFilter drops the first SETTINGS acknowledgement from a stream of
+// HTTP/2 frames that comes in pieces of any size, while armed. It is not
+// safe for concurrent use.
+type ackFilter struct {
+	armed bool
+	skip  int // bytes to pass before the next frame header: a payload, or the client preface
+	hdr   [frameHeaderLen]byte
+	nhdr  int // bytes of a frame header held back until it is whole
+}
+
+// filter appends to dst the bytes of b, less the acknowledgement if it
+// is there, and returns dst. A frame header that b cuts is held back
+// until a later call completes it.
+func (f *ackFilter) filter(dst, b []byte) []byte {
+	for len(b) > 0 && f.armed {
+		if f.skip > 0 {
+			n := min(f.skip, len(b))
+			dst = append(dst, b[:n]...)
+			f.skip -= n
+			b = b[n:]
+			continue
+		}
+		n := copy(f.hdr[f.nhdr:], b)
+		f.nhdr += n
+		b = b[n:]
+		if f.nhdr < frameHeaderLen {
+			break
+		}
+		f.nhdr = 0
+		if isSettingsAck(f.hdr) {
+			f.armed = false
+			continue
+		}
+		dst = append(dst, f.hdr[:]...)
+		f.skip = int(f.hdr[0])<<16 | int(f.hdr[1])<<8 | int(f.hdr[2])
+	}
+	return append(dst, b...)
+}
+
+// release disarms f and returns the frame header bytes it holds back.
+func (f *ackFilter) release() []byte {
+	f.armed = false
+	n := f.nhdr
+	f.nhdr = 0
+	return f.hdr[:n]
+}
+
+// isSettingsAck reports whether h is the header of a SETTINGS
+// acknowledgement as the framer takes one: empty, on stream 0 (the
+// reserved bit aside), other flags ignored.
+func isSettingsAck(h [frameHeaderLen]byte) bool {
+	return h[0] == 0 && h[1] == 0 && h[2] == 0 && http2.FrameType(h[3]) == http2.FrameSettings &&
+		http2.Flags(h[4]).Has(http2.FlagSettingsAck) && binary.BigEndian.Uint32(h[5:])&(1<<31-1) == 0
 }
 
 // NetConn returns the connection c wraps.
@@ -198,8 +250,14 @@ type Conn struct {
 	enc *hpack.Encoder
 	hb  bytes.Buffer // the header block being encoded
 
-	peerWindow   uint32 // the client's SETTINGS_INITIAL_WINDOW_SIZE
+	peerWindow   uint32 // the client's SETTINGS_INITIAL_WINDOW_SIZE: each stream's send window
 	peerMaxFrame uint32
+	// sendWindow is the connection's send window: what the client's
+	// WINDOW_UPDATEs on stream 0 grant, less the DATA sent.
+	sendWindow int64
+	// recv is the connection's receive window, as net/http's server
+	// keeps it.
+	recv inflow
 	// wroteSettings: the server's SETTINGS and the acknowledgement of the
 	// client's have been written.
 	wroteSettings bool
@@ -217,16 +275,14 @@ type recorder struct {
 	err error
 }
 
-// maxRecorded bounds what a connection may send before its first answer
-// (or before the acknowledgement of the server's SETTINGS that a
-// handover waits for), which is kept for a replay. The frames of one
-// request take at most about 140 KiB here: a HEADERS frame of up to
-// 64 KiB that the framer's header list limit lets through, and a DATA
-// frame of up to 64 KiB past the message limit. Beyond that the client
-// is sending frames that each make no progress (WINDOW_UPDATEs, empty
-// DATA or CONTINUATION frames, PINGs while withholding its
-// acknowledgement), which HTTP/2 allows without end and which would
-// otherwise be kept until the read deadline.
+// maxRecorded bounds what a connection may send before its first answer,
+// which is kept for a replay. The frames of one request take at most
+// about 140 KiB here: a HEADERS frame of up to 64 KiB that the framer's
+// header list limit lets through, and a DATA frame of up to 64 KiB past
+// the message limit. Beyond that the client is sending frames that each
+// make no progress (WINDOW_UPDATEs, empty DATA or CONTINUATION frames,
+// frames of unknown types), which HTTP/2 allows without end and which
+// would otherwise be kept until the read deadline.
 const maxRecorded = 256 << 10
 
 var errRecordedTooMuch = errors.New("h2unary: too much read before the first answer")
@@ -270,7 +326,8 @@ func (c *Conn) serve(drain context.Context) outcome {
 	c.fr.ReadMetaHeaders = hpack.NewDecoder(headerTableSize(c.s.Settings), nil)
 	c.fr.MaxHeaderListSize = maxHeaderListSize(c.s.Settings)
 	c.enc = hpack.NewEncoder(&c.hb)
-	c.peerWindow, c.peerMaxFrame = 65535, 16384
+	c.peerWindow, c.peerMaxFrame, c.sendWindow = initialWindow, 16384, initialWindow
+	c.recv.avail = initialWindow
 	// The client's SETTINGS follow its preface without waiting for the
 	// server's: reading them first lets the server's SETTINGS and their
 	// acknowledgement go out in one write, and nothing is written to a
@@ -299,7 +356,7 @@ func (c *Conn) serve(drain context.Context) outcome {
 		if rd.err != nil {
 			return closeConn
 		}
-		return c.awaitAck(rd)
+		return handOver
 	}
 	rd.on = false
 	c.rec = bytes.Buffer{}
@@ -339,38 +396,6 @@ func (c *Conn) readPreface() error {
 	return nil
 }
 
-// awaitAck reads until the client has acknowledged the server's
-// SETTINGS, so that the fallback's server sees only the acknowledgement
-// of its own; a connection whose reads fail first is closed.
-func (c *Conn) awaitAck(rd *recorder) outcome {
-	for !c.settingsAck {
-		f, err := c.fr.ReadFrame()
-		if err != nil {
-			if rd.err != nil {
-				return closeConn
-			}
-			break
-		}
-		c.noteAck(f)
-	}
-	return handOver
-}
-
-// noteAck drops a SETTINGS acknowledgement from the replay, while there
-// is one: it is the acknowledgement of this server's SETTINGS, which the
-// fallback did not send. The framer reads frame by frame, so it is the
-// last 9 bytes read. A client may acknowledge after its first answer too.
-func (c *Conn) noteAck(f http2.Frame) bool {
-	if sf, ok := f.(*http2.SettingsFrame); ok && sf.IsAck() && !c.settingsAck {
-		c.settingsAck = true
-		if c.rd.on {
-			c.rec.Truncate(c.rec.Len() - frameHeaderLen)
-		}
-		return true
-	}
-	return false
-}
-
 const frameHeaderLen = 9
 
 // call is a request read whole.
@@ -378,12 +403,14 @@ type call struct {
 	stream uint32
 	req    *http.Request
 	body   []byte
+	flow   int // what its DATA frames took of the connection's receive window
 }
 
 // readCall reads a call: HEADERS (hdrs, if the caller has read them
 // already), then DATA ending the stream, with nothing else between but
-// WINDOW_UPDATE and the acknowledgement of the server's SETTINGS. ok false: the connection sent
-// something else, or failed.
+// WINDOW_UPDATEs on stream 0, frames of unknown types and the
+// acknowledgement of the server's SETTINGS. ok false: the connection
+// sent something else, or failed.
 func (c *Conn) readCall(hdrs *http2.MetaHeadersFrame) (cl call, ok bool) {
 	for {
 		var f http2.Frame
@@ -395,14 +422,16 @@ func (c *Conn) readCall(hdrs *http2.MetaHeadersFrame) (cl call, ok bool) {
 				return cl, false
 			}
 		}
-		if c.noteAck(f) {
+		if sf, ok := f.(*http2.SettingsFrame); ok && sf.IsAck() && !c.settingsAck {
+			c.settingsAck = true
 			continue
 		}
 		switch f := f.(type) {
 		case *http2.WindowUpdateFrame:
-			if f.StreamID != 0 {
+			if f.StreamID != 0 || !c.grantSend(f.Increment) {
 				return cl, false
 			}
+		case *http2.UnknownFrame:
 		case *http2.MetaHeadersFrame:
 			if cl.req != nil || f.StreamEnded() || f.Truncated || f.StreamID <= c.lastStream || f.StreamID%2 == 0 {
 				return cl, false
@@ -416,6 +445,7 @@ func (c *Conn) readCall(hdrs *http2.MetaHeadersFrame) (cl call, ok bool) {
 				return cl, false
 			}
 			cl.body = append(cl.body, f.Data()...)
+			cl.flow += int(f.Length)
 			if f.StreamEnded() {
 				return cl, oneMessage(cl.body)
 			}
@@ -423,6 +453,38 @@ func (c *Conn) readCall(hdrs *http2.MetaHeadersFrame) (cl call, ok bool) {
 			return cl, false
 		}
 	}
+}
+
+// initialWindow is HTTP/2's initial flow-control window of a connection
+// and of a stream (RFC 9113, section 6.9.2).
+const initialWindow = 1<<16 - 1
+
+// grantSend adds a WINDOW_UPDATE's increment to the connection's send
+// window; false if that takes it past HTTP/2's limit of 2^31-1.
+func (c *Conn) grantSend(n uint32) bool {
+	c.sendWindow += int64(n)
+	return c.sendWindow <= 1<<31-1
+}
+
+// inflow is a receive window given back as net/http's server gives it:
+// once what is to be given back reaches 4 KiB, or what the client has
+// left.
+type inflow struct {
+	avail  int // what the client may send
+	unsent int // what has been consumed and not yet given back
+}
+
+// giveBack returns n consumed bytes to the window, and the increment to
+// send in a WINDOW_UPDATE now (0: none yet).
+func (f *inflow) giveBack(n int) uint32 {
+	f.unsent += n
+	if f.unsent < 4<<10 && f.unsent < f.avail {
+		return 0
+	}
+	inc := f.unsent
+	f.avail += inc
+	f.unsent = 0
+	return uint32(inc)
 }
 
 // peerSettings applies the client's SETTINGS as net/http's server does
@@ -524,7 +586,12 @@ func (c *Conn) idle(drain context.Context) {
 			if !f.IsAck() && c.peerSettings(f) {
 				_ = c.fr.WriteSettingsAck()
 			}
-		case *http2.WindowUpdateFrame, *http2.RSTStreamFrame, *http2.PriorityFrame:
+		case *http2.WindowUpdateFrame:
+			if f.StreamID == 0 && !c.grantSend(f.Increment) {
+				c.goAway()
+				return
+			}
+		case *http2.RSTStreamFrame, *http2.PriorityFrame, *http2.UnknownFrame:
 		case *http2.MetaHeadersFrame:
 			cl, ok := c.readCall(f)
 			if !ok {

@@ -26,11 +26,15 @@ const handlerChunk = 4 << 10
 // answer calls the handler for cl and frames its answer into c.out.
 func (c *Conn) answer(cl call) {
 	c.lastStream = cl.stream
+	c.recv.avail -= cl.flow
+	if inc := c.recv.giveBack(cl.flow); inc > 0 {
+		_ = c.fr.WriteWindowUpdate(0, inc)
+	}
 	ctx, cancel := context.WithCancel(context.WithValue(c.ctx, http.LocalAddrContextKey, c.c.LocalAddr()))
 	defer cancel()
 	req := cl.req.WithContext(ctx)
 	req.Body = io.NopCloser(bytes.NewReader(cl.body))
-	w := &response{c: c, stream: cl.stream, header: make(http.Header)}
+	w := &response{c: c, stream: cl.stream, window: c.peerWindow, header: make(http.Header)}
 	w.bw = bufio.NewWriterSize(chunkWriter{w}, handlerChunk)
 	defer func() {
 		if recover() != nil {
@@ -46,6 +50,7 @@ func (c *Conn) answer(cl call) {
 type response struct {
 	c           *Conn
 	stream      uint32
+	window      uint32      // the stream's send window
 	header      http.Header // the handler's
 	snap        http.Header // the header as WriteHeader saw it
 	status      int
@@ -152,14 +157,15 @@ func (w *response) writeChunk(p []byte) (int, error) {
 	nonEmpty := slices.ContainsFunc(w.trailers, func(k string) bool { _, ok := w.header[k]; return ok })
 	end := w.handlerDone && !nonEmpty
 	if len(p) > 0 || end {
-		if len(p) > int(min(w.c.peerWindow, w.c.peerMaxFrame)) {
+		if len(p) > int(min(w.window, w.c.peerMaxFrame)) || int64(len(p)) > w.c.sendWindow {
 			// More than the client's window: not an answer this package
-			// gives (the handler's are a few bytes).
+			// gives (the handler's are a few bytes), nor one to wait for.
 			_ = w.c.fr.WriteRSTStream(w.stream, http2.ErrCodeInternal)
 			w.ended = true
 			return 0, errors.New("h2unary: answer larger than the client's window")
 		}
-		w.c.peerWindow -= uint32(len(p))
+		w.window -= uint32(len(p))
+		w.c.sendWindow -= int64(len(p))
 		_ = w.c.fr.WriteData(w.stream, end, p)
 	}
 	if w.handlerDone && nonEmpty {
