@@ -294,7 +294,8 @@ func (r *Reader) emit(b []byte, partial bool, rest []byte) int {
 		r.lineState = &lineState{parser: NewParser(r.b.opts.Format, r.b.opts.Location)}
 	}
 	l := &r.line
-	*l = Line{Pid: r.b.opts.Pid, Stream: r.stream, Time: r.now, Partial: partial}
+	// Parse and ParseText set every other field.
+	l.Seq, l.Pid, l.Stream, l.Time, l.Dump, l.Partial, l.Panic = 0, r.b.opts.Pid, r.stream, r.now, nil, partial, false
 	if partial || continuation {
 		// A chunk of an over-long line is text: the parsers need whole
 		// lines.

@@ -8,12 +8,14 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"reflect"
 	"runtime"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 	"unicode/utf8"
+	"unsafe"
 
 	"github.com/rs/zerolog"
 )
@@ -362,6 +364,58 @@ func TestTailKeepsCleanedLines(t *testing.T) {
 		}
 		if stream := []string{Stdout, Stdout, Stderr, Stderr, Stderr}[i]; g.Stream != stream || g.Text != w {
 			t.Errorf("tail line %d: %s %.20q (%d bytes), want %s %.20q (%d bytes)", i, g.Stream, g.Text, len(g.Text), stream, w, len(w))
+		}
+	}
+}
+
+// A reader reuses its Line from line to line and sets each field rather
+// than clearing the whole: whatever the previous line left in any field,
+// the next line is handed on as a fresh Line would be.
+func TestEmitSetsEveryField(t *testing.T) {
+	t.Parallel()
+	now := time.Date(2026, 12, 6, 21, 50, 0, 0, time.UTC)
+	for _, line := range []string{
+		"plain text",
+		`{"level":"warn","msg":"m","k":1}`,
+		"[12-06|21:46:25.946] \x1b[0;33mWARN\x1b[0;0m <C Chain> vm/vm.go:252 m {\"k\": 1}",
+		"WARN [12-06|21:46:27.100] m   peer=5a1c0e",
+		"panic: boom",
+	} {
+		emit := func(dirty bool) Line {
+			var got Line
+			b := NewBridge(Options{Location: time.UTC, OnLine: func(l *Line) { got = l.Clone() }})
+			r := b.Reader(Stdout, nil)
+			r.setNow(now)
+			r.emit([]byte("warm up"), false, nil)
+			if dirty {
+				v := reflect.ValueOf(&r.line).Elem()
+				for i := range v.NumField() {
+					f := reflect.NewAt(v.Field(i).Type(), unsafe.Pointer(v.Field(i).UnsafeAddr())).Elem()
+					switch f.Kind() {
+					case reflect.Int, reflect.Int8, reflect.Int64:
+						f.SetInt(3)
+					case reflect.Uint, reflect.Uint8, reflect.Uint64:
+						f.SetUint(3)
+					case reflect.String:
+						f.SetString("junk")
+					case reflect.Slice:
+						f.SetBytes([]byte("junk"))
+					case reflect.Bool:
+						f.SetBool(true)
+					case reflect.Struct:
+						f.Set(reflect.ValueOf(time.Unix(1, 0)))
+					default:
+						t.Fatalf("Line.%s: a %s this test cannot fill", v.Type().Field(i).Name, f.Kind())
+					}
+				}
+			}
+			got = Line{}
+			r.emit([]byte(line), false, nil)
+			r.finishLines()
+			return got
+		}
+		if fresh, reused := emit(false), emit(true); !reflect.DeepEqual(fresh, reused) {
+			t.Errorf("%q after a line that left every field set:\n%+v\nwant\n%+v", line, reused, fresh)
 		}
 	}
 }
