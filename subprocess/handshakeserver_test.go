@@ -121,6 +121,22 @@ func foreignPeerAuth(t *testing.T) func() (*handshakeauth.Policy, string) {
 	}
 }
 
+// serveCase serves a new launch's handshake (version 42) with serve,
+// decided already if decided, with an auth policy from policy (none if
+// it is nil); it returns the address and the token the policy admits.
+func serveCase(t *testing.T, serve handshakePath, policy func() (*handshakeauth.Policy, string), decided bool) (addr, tok string) {
+	var auth *handshakeauth.Policy
+	if policy != nil {
+		auth, tok = policy()
+	}
+	hs := newHandshake([]uint32{42}, auth)
+	addr = serve(t, hs)
+	if decided {
+		hs.decided.Store(true)
+	}
+	return addr, tok
+}
+
 // TestHandshakePathsAnswerAlike sends the same requests over HTTP/2 to
 // the two ways of serving a handshake and compares every frame of the
 // answers: the same SETTINGS, then on the call's stream the same frames
@@ -212,16 +228,7 @@ func TestHandshakePathsAnswerAlike(t *testing.T) {
 				policy = tc.auth(t)
 			}
 			for i, path := range servedPaths {
-				var auth *handshakeauth.Policy
-				var tok string
-				if policy != nil {
-					auth, tok = policy()
-				}
-				hs := newHandshake([]uint32{42}, auth)
-				addr := path.serve(t, hs)
-				if tc.decided {
-					hs.decided.Store(true)
-				}
+				addr, tok := serveCase(t, path.serve, policy, tc.decided)
 				fields := grpcFields(addr)
 				if tc.fields != nil {
 					fields = tc.fields(addr, tok)
@@ -370,16 +377,7 @@ func TestHandshakePathsAnswerGRPCAlike(t *testing.T) {
 				policy = tc.auth(t)
 			}
 			for i, path := range servedPaths {
-				var auth *handshakeauth.Policy
-				var tok string
-				if policy != nil {
-					auth, tok = policy()
-				}
-				hs := newHandshake([]uint32{42}, auth)
-				addr := path.serve(t, hs)
-				if tc.decided {
-					hs.decided.Store(true)
-				}
+				addr, tok := serveCase(t, path.serve, policy, tc.decided)
 				conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 				if err != nil {
 					t.Fatal(err)
@@ -399,11 +397,7 @@ func TestHandshakePathsAnswerGRPCAlike(t *testing.T) {
 				delete(header, "date")
 				got[i] = seen{code: st.Code(), msg: st.Message(), header: header, trailers: trailers}
 
-				hs = newHandshake([]uint32{42}, auth)
-				addr = path.serve(t, hs)
-				if tc.decided {
-					hs.decided.Store(true)
-				}
+				addr, tok = serveCase(t, path.serve, policy, tc.decided)
 				var opts []client.Option
 				if tc.useTok {
 					opts = append(opts, client.WithToken(tok))
