@@ -4,9 +4,9 @@ import (
 	"bytes"
 	"os"
 	"strconv"
-	"syscall"
 
 	dto "github.com/prometheus/client_model/go"
+	"github.com/vmre/vmre/internal/procfd"
 )
 
 // The engine process's families: the names, help texts, types and values
@@ -51,7 +51,7 @@ func (p *processFamilies) families(out []*dto.MetricFamily) []*dto.MetricFamily 
 			out = append(out, valueFamily("process_start_time_seconds", "Start time of the process since unix epoch in seconds.", dto.MetricType_GAUGE, p.start))
 		}
 	}
-	if n, ok := openFDs(); ok {
+	if n, ok := procfd.Count(0); ok {
 		out = append(out, valueFamily("process_open_fds", "Number of open file descriptors.", dto.MetricType_GAUGE, float64(n)))
 	}
 	if files, space, ok := readLimits(); ok {
@@ -122,27 +122,6 @@ func bootTime() (float64, bool) {
 		}
 	}
 	return 0, false
-}
-
-// openFDs counts the process's open descriptors. Linux 6.2 and later give
-// the count as the size of /proc/self/fd; older kernels report 0 there,
-// and the directory is listed instead.
-func openFDs() (int, bool) {
-	const dir = "/proc/self/fd"
-	var st syscall.Stat_t
-	if err := syscall.Stat(dir, &st); err != nil {
-		return 0, false
-	}
-	if st.Size > 0 {
-		return int(st.Size), true
-	}
-	f, err := os.Open(dir)
-	if err != nil {
-		return 0, false
-	}
-	defer f.Close()
-	names, err := f.Readdirnames(-1)
-	return len(names), err == nil
 }
 
 // readLimits returns the soft limits on open files and on the address

@@ -186,32 +186,6 @@ func (p *procReader) pidPath(pid int, name string) string {
 	return string(p.path)
 }
 
-// openFDs counts the open descriptors of pid. Linux 6.2 and later give
-// the count as the size of /proc/PID/fd, one stat call; older kernels
-// report 0 there, and the directory is listed instead.
-func (p *procReader) openFDs(pid int) (int, bool) {
-	dir := p.pidPath(pid, "/fd")
-	var st syscall.Stat_t
-	if err := syscall.Stat(dir, &st); err != nil {
-		return 0, false
-	}
-	if st.Size > 0 {
-		return int(st.Size), true
-	}
-	return countDir(dir)
-}
-
-// countDir counts the entries of the directory dir.
-func countDir(dir string) (int, bool) {
-	f, err := os.Open(dir)
-	if err != nil {
-		return 0, false
-	}
-	defer f.Close()
-	names, err := f.Readdirnames(-1)
-	return len(names), err == nil
-}
-
 // pids lists the processes in /proc.
 func pids() ([]int, bool) {
 	f, err := os.Open("/proc")

@@ -7,6 +7,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/vmre/vmre/internal/procfd"
 )
 
 // userHZ is the unit of the CPU times in /proc/PID/stat, as procfs
@@ -96,7 +98,7 @@ func (s *procScanner) sample(targets []sampleTarget) []*Usage {
 			// cstime, so the tree's total only grows as children come
 			// and go.
 			u.CPUSeconds += float64(st.utime+st.stime+st.cutime+st.cstime) / userHZ
-			if fds, ok := s.r.openFDs(pid); ok {
+			if fds, ok := procfd.Count(pid); ok {
 				u.OpenFDs += fds
 			}
 		}
