@@ -8,6 +8,12 @@
 //
 //	AVAPLUGIN_INITIALIZE_TIMEOUT=1m GODEBUG=cpu.rdtscp=off valgrind --tool=cachegrind --cache-sim=no \
 //	  --cachegrind-out-file=/dev/null launchloop -engine vmre -plugin avaplugin -rounds 10
+//
+// With -settle, each round's plugins are stopped only after that long,
+// once their handshake servers have shut down on their own, as a
+// long-lived launch's do (docs/benchmarks-launch.md measures vmre's
+// handshake server with -conc 4 -settle 1.5s); without it they are
+// stopped at once, which cuts the handshake server's shutdown short.
 package main
 
 import (
@@ -32,6 +38,7 @@ func main() {
 	plugin := flag.String("plugin", "", "the avaplugin binary (required)")
 	rounds := flag.Int("rounds", 10, "rounds of -conc concurrent launches, each stopped before the next round")
 	conc := flag.Int("conc", 4, "concurrent launches per round")
+	settle := flag.Duration("settle", 0, "how long to wait after a round's launches before stopping them")
 	flag.Parse()
 	if *plugin == "" {
 		fmt.Fprintln(os.Stderr, "launchloop: -plugin is required")
@@ -84,6 +91,7 @@ func main() {
 			})
 		}
 		wg.Wait()
+		time.Sleep(*settle)
 		for _, stop := range stops {
 			wg.Go(func() { stop(ctx) })
 		}
