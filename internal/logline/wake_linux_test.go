@@ -131,23 +131,32 @@ func TestReaderWaiterFails(t *testing.T) {
 	<-failed
 }
 
-// A pipe the plugin fills grows, so that the reader drains it with large
-// reads and rarely finds it empty, and shrinks back once it has stayed
-// empty for pipeIdle. Every line arrives, in order.
-func TestReaderGrowsFloodedPipe(t *testing.T) {
-	t.Parallel()
+// floodPipe returns a new pipe, whose write end the test's cleanup
+// closes, and the size pipes start at here; it skips the test where that
+// is pipeFloodSize or more, since no flood could grow the pipe.
+func floodPipe(t *testing.T) (pr, pw *os.File, base int) {
+	t.Helper()
 	pr, pw, err := os.Pipe()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer pw.Close()
-	base, err := unix.FcntlInt(pw.Fd(), unix.F_GETPIPE_SZ, 0)
+	t.Cleanup(func() { _ = pw.Close() })
+	base, err = unix.FcntlInt(pw.Fd(), unix.F_GETPIPE_SZ, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if base >= pipeFloodSize {
 		t.Skipf("pipes start at %d bytes here", base)
 	}
+	return pr, pw, base
+}
+
+// A pipe the plugin fills grows, so that the reader drains it with large
+// reads and rarely finds it empty, and shrinks back once it has stayed
+// empty for pipeIdle. Every line arrives, in order.
+func TestReaderGrowsFloodedPipe(t *testing.T) {
+	t.Parallel()
+	pr, pw, base := floodPipe(t)
 	// Fill the pipe before the reader starts: its first read takes the
 	// pipe's whole capacity.
 	line := strings.Repeat("x", 1023) + "\n"
@@ -193,18 +202,7 @@ func TestReaderGrowsFloodedPipe(t *testing.T) {
 // the wait at once, not after the pipe idle time.
 func TestReaderWaitsForFlood(t *testing.T) {
 	t.Parallel()
-	pr, pw, err := os.Pipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pw.Close()
-	base, err := unix.FcntlInt(pw.Fd(), unix.F_GETPIPE_SZ, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if base >= pipeFloodSize {
-		t.Skipf("pipes start at %d bytes here", base)
-	}
+	pr, pw, base := floodPipe(t)
 	n := base / 1024
 	for i := range n {
 		if _, err := fmt.Fprintf(pw, "%04d %s\n", i, strings.Repeat("x", 1018)); err != nil {
