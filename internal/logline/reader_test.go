@@ -12,6 +12,7 @@ import (
 	"runtime"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 	"unicode/utf8"
@@ -366,6 +367,57 @@ func TestTailKeepsCleanedLines(t *testing.T) {
 			t.Errorf("tail line %d: %s %.20q (%d bytes), want %s %.20q (%d bytes)", i, g.Stream, g.Text, len(g.Text), stream, w, len(w))
 		}
 	}
+}
+
+// Both streams trade cleaned lines' buffers with the one tail at the same
+// time: no buffer is ever in two places (the race detector watches), and
+// every line is handed on as it was written.
+func TestTailTradesBuffersConcurrently(t *testing.T) {
+	t.Parallel()
+	const n = 3000
+	var mu sync.Mutex
+	bad := map[string]int{}
+	next := map[string]int{}
+	b := NewBridge(Options{TailLines: 4, OnLine: func(l *Line) {
+		mu.Lock()
+		defer mu.Unlock()
+		i := next[l.Stream]
+		next[l.Stream]++
+		if want := colourLine(l.Stream, i).clean; string(l.Text) != want {
+			bad[l.Stream]++
+		}
+	}})
+	var wg sync.WaitGroup
+	for _, stream := range []string{Stdout, Stderr} {
+		_, w, done := pipeReader(t, b, stream)
+		wg.Go(func() {
+			bw := bufio.NewWriter(w)
+			for i := range n {
+				bw.WriteString(colourLine(stream, i).raw + "\n")
+			}
+			bw.Flush()
+			w.Close()
+			<-done
+		})
+	}
+	wg.Wait()
+	if next[Stdout] != n || next[Stderr] != n || len(bad) > 0 {
+		t.Errorf("lines handed on %v of %d each, changed %v", next, n, bad)
+	}
+	for _, l := range b.Tail().Lines() {
+		if !strings.HasPrefix(l.Text, l.Stream) {
+			t.Errorf("tail line %s %.30q", l.Stream, l.Text)
+		}
+	}
+}
+
+type rawClean struct{ raw, clean string }
+
+// colourLine is line i of a stream: colour codes around its first word,
+// of a length that varies up to 2,500 bytes.
+func colourLine(stream string, i int) rawClean {
+	text := fmt.Sprintf("%d %s", i, strings.Repeat(string(rune('a'+i%26)), (i*397)%2500))
+	return rawClean{"\x1b[1m" + stream + "\x1b[0m " + text, stream + " " + text}
 }
 
 // A reader reuses its Line from line to line and sets each field rather
