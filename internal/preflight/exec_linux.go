@@ -312,6 +312,7 @@ func sweepLinkDirs(base string, now time.Time) {
 		return
 	}
 	uid := uint32(os.Geteuid())
+	self := os.Getpid() // a system call each time
 	cutoff := now.Add(-staleLinkAge)
 	for _, ent := range entries {
 		name := ent.Name()
@@ -321,7 +322,7 @@ func sweepLinkDirs(base string, now time.Time) {
 		}
 		pidText, _, ok := strings.Cut(rest, "-")
 		pid, err := strconv.Atoi(pidText)
-		if !ok || err != nil || pid <= 0 || pid == os.Getpid() {
+		if !ok || err != nil || pid <= 0 || pid == self {
 			continue
 		}
 		path := filepath.Join(base, name)
