@@ -4,9 +4,10 @@
 // floods one after the other. It is the program to profile the bridge
 // with perf, or to count its instructions per line: run it twice with
 // different -rounds and divide the difference by the lines between them,
-// so that start-up and the first flood's set-up cancel out:
+// so that start-up and the first flood's set-up cancel out (valgrind
+// runs only this process; the plugin runs natively):
 //
-//	perf stat -e instructions:u --no-inherit floodloop -plugin avaplugin -rounds 6
+//	GODEBUG=cpu.rdtscp=off valgrind --tool=cachegrind --cache-sim=no floodloop -plugin avaplugin -rounds 3
 //
 // -engine floor runs the benchmark's floor engine instead (constant JSON
 // framing per line, nothing parsed), for the same comparison.
