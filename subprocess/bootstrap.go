@@ -259,12 +259,12 @@ func launch(cmd *exec.Cmd, cfg *settings, exe *preflight.Executable) (*launched,
 		return nil, fmt.Errorf("%w: listen: %w", vmre.ErrHandshakeFailed, err)
 	}
 	addr := ln.Addr().String()
-	outR, outW, err := os.Pipe()
+	outR, outW, err := outputPipe()
 	if err != nil {
 		ln.Close()
 		return nil, fmt.Errorf("%w: create stdout pipe: %w", vmre.ErrHandshakeFailed, err)
 	}
-	errR, errW, err := os.Pipe()
+	errR, errW, err := outputPipe()
 	if err != nil {
 		ln.Close()
 		outR.Close()

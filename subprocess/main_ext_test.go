@@ -55,6 +55,7 @@ var childModes = map[string]func() int{
 	"alloc":           childAlloc,
 	"term-handshake":  childTermHandshake,
 	"preface-only":    childPrefaceOnly,
+	"stdio-flags":     childStdioFlags,
 }
 
 func TestMain(m *testing.M) {
