@@ -384,9 +384,13 @@ func launch(cmd *exec.Cmd, cfg *settings, exe *preflight.Executable) (*launched,
 // with four setsockopt calls on every accepted connection): one lives for a
 // handshake and its graceful shutdown, both bounded by the handshake
 // timeout, and its peer is the plugin, whose death the engine learns from
-// its exit.
+// its exit. It is a plain TCP socket, not the Multipath TCP one Go's
+// listeners default to where the kernel has it: over loopback there is
+// one path, and the MPTCP socket's set-up, accept and shutdown cost the
+// kernel more at every launch.
 func listenHandshake() (net.Listener, error) {
 	lc := net.ListenConfig{KeepAlive: -1}
+	lc.SetMultipathTCP(false)
 	return lc.Listen(context.Background(), "tcp", "127.0.0.1:0")
 }
 
