@@ -147,6 +147,16 @@ func (sv *served) call(t *testing.T, id uint32) {
 	}
 }
 
+// callOK writes a whole call on stream id and fails the test unless it
+// is answered with grpc-status 0.
+func (sv *served) callOK(t *testing.T, id uint32) {
+	t.Helper()
+	sv.call(t, id)
+	if got := sv.awaitEnd(t, id); got != "0" {
+		t.Fatalf("stream %d: grpc-status %q, want 0", id, got)
+	}
+}
+
 // awaitEnd reads frames until stream id ends, and returns its grpc-status
 // ("" if it ended without one); it fails the test if the connection ends
 // first or ServeConn panics.
@@ -218,10 +228,7 @@ func headerValue(f *http2.MetaHeadersFrame, name string) string {
 func TestLateSettingsAckOnSecondCall(t *testing.T) {
 	t.Parallel()
 	sv := serve(t, newServer())
-	sv.call(t, 1)
-	if got := sv.awaitEnd(t, 1); got != "0" {
-		t.Fatalf("first call: grpc-status %q, want 0", got)
-	}
+	sv.callOK(t, 1)
 	sv.headers(t, 3)
 	if err := sv.fr.WriteSettingsAck(); err != nil {
 		t.Fatal(err)
@@ -290,10 +297,7 @@ func TestCanceledServeConnEndsWhileWriteBlocks(t *testing.T) {
 	if err := sv.fr.WriteSettingsAck(); err != nil {
 		t.Fatal(err)
 	}
-	sv.call(t, 1)
-	if got := sv.awaitEnd(t, 1); got != "0" {
-		t.Fatalf("grpc-status %q, want 0", got)
-	}
+	sv.callOK(t, 1)
 	// Ping until the server stops reading: its write of an
 	// acknowledgement is then blocked, since the client reads nothing.
 	var pings bytes.Buffer
