@@ -5,9 +5,12 @@ import (
 	"crypto/subtle"
 	"errors"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 
 	"connectrpc.com/connect"
@@ -184,5 +187,65 @@ func TestHandlerOptionsReachConnect(t *testing.T) {
 		if p != server.InitializeProcedure {
 			t.Errorf("interceptor saw %q, want %q", p, server.InitializeProcedure)
 		}
+	}
+}
+
+// TestAuthorizerSeesCallsRefusedBeforeIt: a request the handler refuses
+// before the Authorizer runs (too large, undecodable, of a content type or
+// compression it does not take, another method) is shown to the
+// Authorizer too, after its refusal: an Authorizer that paces foreign
+// callers (the engine's does) would otherwise let a flood of such calls
+// go unpaced. A call that reaches the Authorizer is shown to it once.
+func TestAuthorizerSeesCallsRefusedBeforeIt(t *testing.T) {
+	t.Parallel()
+	grpcFrame := func(msg []byte) string {
+		return string(append([]byte{0, 0, 0, byte(len(msg) >> 8), byte(len(msg))}, msg...))
+	}
+	tests := []struct {
+		name, method, contentType, encoding, body string
+		wantStatus                                int
+	}{
+		{name: "valid", method: http.MethodPost, contentType: "application/json", body: `{"protocolVersion":42,"addr":"127.0.0.1:1"}`, wantStatus: http.StatusOK},
+		{name: "invalid addr", method: http.MethodPost, contentType: "application/json", body: `{"protocolVersion":42,"addr":"x"}`, wantStatus: http.StatusBadRequest},
+		{name: "undecodable JSON", method: http.MethodPost, contentType: "application/json", body: `{"protocolVersion":`, wantStatus: http.StatusBadRequest},
+		{name: "undecodable gRPC-Web", method: http.MethodPost, contentType: "application/grpc-web+proto", body: grpcFrame([]byte{0x0a, 0xff}), wantStatus: http.StatusOK},
+		{name: "too large", method: http.MethodPost, contentType: "application/json", body: strings.Repeat(" ", server.MaxRequestBytes+1), wantStatus: http.StatusTooManyRequests},
+		{name: "gzip", method: http.MethodPost, contentType: "application/json", encoding: "gzip", body: "x", wantStatus: http.StatusNotImplemented},
+		{name: "text/plain", method: http.MethodPost, contentType: "text/plain", body: "{}", wantStatus: http.StatusUnsupportedMediaType},
+		{name: "GET", method: http.MethodGet, wantStatus: http.StatusMethodNotAllowed},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			var seen atomic.Int32
+			addr := startServer(t, nopInitializer{}, nil, server.WithAuthorizer(func(context.Context, server.Call) error {
+				seen.Add(1)
+				return nil
+			}))
+			req, err := http.NewRequestWithContext(t.Context(), tt.method, "http://"+addr+server.InitializeProcedure, strings.NewReader(tt.body))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tt.contentType != "" {
+				req.Header.Set("Content-Type", tt.contentType)
+			}
+			if tt.encoding != "" {
+				req.Header.Set("Content-Encoding", tt.encoding)
+			}
+			res, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, _ = io.Copy(io.Discard, res.Body)
+			_ = res.Body.Close()
+			if res.StatusCode != tt.wantStatus {
+				t.Errorf("HTTP %d, want %d", res.StatusCode, tt.wantStatus)
+			}
+			// The handler has returned before the client reads the end
+			// of the answer, so the Authorizer has run by now.
+			if n := seen.Load(); n != 1 {
+				t.Errorf("the Authorizer saw the call %d times, want 1", n)
+			}
+		})
 	}
 }

@@ -84,7 +84,12 @@ type config struct {
 }
 
 // WithAuthorizer runs authorize on every call before it is validated and
-// passed to the Initializer. By default every caller is let through.
+// passed to the Initializer. A request the handler refuses before that (a
+// body too large, one that does not decode, an unsupported content type
+// or compression, another method) is shown to authorize after its
+// refusal, its verdict unused, so that an Authorizer that paces or counts
+// refused callers sees every caller the handler refuses. By default every
+// caller is let through.
 func WithAuthorizer(authorize Authorizer) Option {
 	return optionFunc(func(c *config) { c.authorize = authorize })
 }
@@ -136,8 +141,22 @@ func NewHandler(initializer vmre.Initializer, opts ...Option) (string, http.Hand
 		}
 		initialize.ServeHTTP(w, r)
 	})
-	return "/" + ServiceName + "/", requestguard.Wrap(handler, MaxRequestBytes, InitializeProcedure)
+	guarded := requestguard.Wrap(handler, MaxRequestBytes, InitializeProcedure)
+	if cfg.authorize == nil {
+		return "/" + ServiceName + "/", guarded
+	}
+	return "/" + ServiceName + "/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var authorized bool
+		guarded.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), authorizedKey{}, &authorized)))
+		if !authorized {
+			_ = cfg.authorize(r.Context(), Call{PeerAddr: r.RemoteAddr, Header: r.Header})
+		}
+	})
 }
+
+// authorizedKey carries a *bool that runtimeService.Initialize sets when
+// it has run the Authorizer on its call.
+type authorizedKey struct{}
 
 type runtimeService struct {
 	initializer vmre.Initializer
@@ -146,6 +165,9 @@ type runtimeService struct {
 
 func (s *runtimeService) Initialize(ctx context.Context, req *handshakev1.InitializeRequest) (*emptypb.Empty, error) {
 	if s.authorize != nil {
+		if authorized, ok := ctx.Value(authorizedKey{}).(*bool); ok {
+			*authorized = true
+		}
 		var call Call
 		if info, ok := connect.CallInfoForHandlerContext(ctx); ok {
 			call = Call{PeerAddr: info.Peer().Addr, Header: info.RequestHeader()}
