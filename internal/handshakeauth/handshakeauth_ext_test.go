@@ -584,3 +584,29 @@ func TestRefusalsCounted(t *testing.T) {
 		}
 	}
 }
+
+// TestUndecodableCallIsRefused: a caller without the token whose calls do
+// not even decode is refused by the policy all the same (counted, and its
+// connection paced from then on), not only by the server's decoding:
+// otherwise a flood of such calls would never be paced.
+func TestUndecodableCallIsRefused(t *testing.T) {
+	t.Parallel()
+	var refusals server.Refusals
+	p, err := handshakeauth.New(handshakeauth.Config{Mode: handshakeauth.ModeToken, Token: testToken, Refusals: &refusals})
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr, init := serve(t, p)
+	res, err := http.Post("http://"+addr+server.InitializeProcedure, "application/json", strings.NewReader(`{"protocolVersion":`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _ = io.Copy(io.Discard, res.Body)
+	_ = res.Body.Close()
+	if res.StatusCode != http.StatusBadRequest {
+		t.Errorf("HTTP %d, want 400", res.StatusCode)
+	}
+	if n := refusals.Count(server.RefusedNoToken); n != 1 || init.calls.Load() != 0 {
+		t.Errorf("%d refusals without a token, %d calls reached the Initializer; want 1, 0", n, init.calls.Load())
+	}
+}
