@@ -24,10 +24,15 @@ import (
 
 // TestStopEndsDespiteHandshakeClientThatDoesNotRead: a local process that
 // found a launch's handshake port has its Initialize refused, keeps its
-// connection, calls on and on, and never reads the answers. Once the kernel's buffers are full, the engine's write of
-// an answer blocks. The plugin's own handshake then succeeds, and the
-// plugin's Stop must still return: the handshake server's end must not
-// wait for that write.
+// connection, calls on and on, and never reads the answers. Once the
+// kernel's buffers are full, the engine's write of an answer blocks. The
+// plugin's own handshake then succeeds, and the plugin's Stop must still
+// return: the handshake server's end must not wait for that write.
+//
+// The launch's mode is none: in the other modes the refused caller's
+// connection is paced (see handshakeauth), and its answers trickle out
+// for minutes before the buffers are full. Pacing is no help here
+// anyway: a caller with the token is never paced.
 func TestStopEndsDespiteHandshakeClientThatDoesNotRead(t *testing.T) {
 	t.Parallel()
 	gateR, gateW, err := os.Pipe()
@@ -42,6 +47,7 @@ func TestStopEndsDespiteHandshakeClientThatDoesNotRead(t *testing.T) {
 	out := newCollector()
 	cfg := &subprocess.Config{
 		HandshakeTimeout: time.Minute,
+		HandshakeAuth:    subprocess.HandshakeAuthNone,
 		Log:              zerolog.New(zerolog.NewTestWriter(t)),
 		OnOutput:         out.add,
 	}
@@ -98,9 +104,7 @@ func stalledHandshakeClient(t *testing.T, addr string) net.Conn {
 	var hb bytes.Buffer
 	enc := hpack.NewEncoder(&hb)
 	enc.SetMaxDynamicTableSizeLimit(0)
-	// A message that does not decode: the Connect handler refuses it
-	// before authorizing the caller, so the connection is never paced as
-	// a foreign one's and its calls are answered as fast as they come.
+	// A message that does not decode: refused, and deciding nothing.
 	msg := []byte{0x0a, 0xff}
 	body := binary.BigEndian.AppendUint32([]byte{0}, uint32(len(msg)))
 	body = append(body, msg...)
