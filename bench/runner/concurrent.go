@@ -45,6 +45,17 @@ func benchConcurrent(ctx context.Context, e *env) error {
 	const timeout = 60 * time.Second
 	vm := newVmreEngine(e.ava, io.Discard, timeout, 5*time.Second)
 	av := newAvaEngine(e.ava, logging.Discard, timeout)
+	// The plugin's own Initialize deadline, the same under both engines:
+	// vmre's plugins inherit it from this process's environment,
+	// avalanchego's, which inherit none of it, get it from cmd.Env. With
+	// avalanchego's 5 s, its launches fail by the hundred at N=500 (it
+	// answers too late) and then wait out its handshake timeout: a round's
+	// CPU then covers fewer handshakes, and stops and a minute of idling
+	// that vmre's rounds do not have.
+	deadline := "AVAPLUGIN_INITIALIZE_TIMEOUT=" + e.o.concDeadline.String()
+	av.env = []string{deadline}
+	restore := setenv("AVAPLUGIN_INITIALIZE_TIMEOUT", e.o.concDeadline.String())
+	defer restore()
 
 	for _, n := range e.o.concs {
 		all := newRow(fmt.Sprintf("%d concurrent launches -> all handshaken", n), "ms")
@@ -58,11 +69,12 @@ func benchConcurrent(ctx context.Context, e *env) error {
 
 		// round launches n plugins with launch, tracking each in a fresh
 		// Manager of the engine (newManager), and records column col. A
-		// launch that fails (avalanchego's plugin gives up on its own
-		// Initialize after 5 s when hundreds start at once on few cores)
-		// is counted in the failed row and noted; the CPU is still per
-		// attempted launch, the memory per runtime left alive, and the
-		// time to all handshaken is not recorded for such a round.
+		// launch that fails (with -conc-plugin-deadline 5s, avalanchego's
+		// plugin gives up on its own Initialize when hundreds start at
+		// once on few cores) is counted in the failed row and noted; the
+		// CPU is still per attempted launch, the memory per runtime left
+		// alive, and the time to all handshaken is not recorded for such a
+		// round.
 		round := func(col, name string, newManager func() manager, launch func() (tracked, error)) {
 			m0 := measureMem()
 			mgr := newManager()
@@ -159,6 +171,20 @@ func benchConcurrent(ctx context.Context, e *env) error {
 		e.rows = append(e.rows, all, engCPU, plugCPU, heap, rss, stopAll, failedRow)
 	}
 	return nil
+}
+
+// setenv sets key in this process's environment and returns the function
+// that restores it.
+func setenv(key, value string) (restore func()) {
+	old, had := os.LookupEnv(key)
+	_ = os.Setenv(key, value)
+	return func() {
+		if had {
+			_ = os.Setenv(key, old)
+		} else {
+			_ = os.Unsetenv(key)
+		}
+	}
 }
 
 // launchN runs f n times concurrently and returns how many calls failed

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"io"
+	"slices"
 	"time"
 
 	"github.com/ava-labs/avalanchego/utils/logging"
@@ -26,6 +27,10 @@ type avaEngine struct {
 	path             string
 	log              logging.Logger
 	handshakeTimeout time.Duration
+	// env is given to the plugin besides what Bootstrap sets: avalanchego
+	// passes its plugins no variable of its own environment but GRPC_* and
+	// GODEBUG*, so that the plugin sees the same settings under both engines.
+	env []string
 }
 
 func newAvaEngine(path string, w io.WriteCloser, handshakeTimeout time.Duration) *avaEngine {
@@ -38,6 +43,7 @@ func (e *avaEngine) launch(ctx context.Context, args ...string) (avaruntime.Stop
 		return nil, nil, err
 	}
 	cmd := avasub.NewCmd(e.path, args...)
+	cmd.Env = slices.Clone(e.env) // Bootstrap appends the engine's address
 	st, stopper, err := avasub.Bootstrap(ctx, lis, cmd, &avasub.Config{
 		Stderr:           e.log,
 		Stdout:           e.log,

@@ -49,6 +49,7 @@ type options struct {
 	reloadRounds int
 	doctorRuns   int
 	concEngines  string
+	concDeadline time.Duration
 
 	hsfloodConns int
 	hsfloodRuns  int
@@ -76,6 +77,7 @@ func main() {
 	flag.DurationVar(&o.grace, "grace", 200*time.Millisecond, "graceful-stop period for the SIGTERM-ignoring stop, both engines")
 	flag.StringVar(&concs, "conc", "100,500", "concurrent launch counts")
 	flag.IntVar(&o.concRounds, "conc-rounds", 3, "rounds per concurrent launch count and engine")
+	flag.DurationVar(&o.concDeadline, "conc-plugin-deadline", time.Minute, "the plugin's own Initialize deadline in conc, under both engines (AVAPLUGIN_INITIALIZE_TIMEOUT); the default, the engines' handshake timeout, lets every launch complete, so that the CPU rows compare the same work; 5s is avalanchego's rpcchainvm.Serve deadline, under which avalanchego's launches fail at N=500")
 	flag.StringVar(&o.concEngines, "conc-engines", "vmre,avalanchego", "engines the concurrent launches run (one alone: to count its syscalls with perf, whose comm is \"runner\")")
 	flag.Int64Var(&o.floodBytes, "flood-bytes", 200<<20, "bytes of output lines the flood plugin writes")
 	flag.StringVar(&lines, "flood-lines", "128,1024", "flood line lengths in bytes, newline included")
