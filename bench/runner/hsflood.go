@@ -5,21 +5,15 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net/http"
 	"os"
 	"os/exec"
 	"strconv"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"time"
 
-	"connectrpc.com/connect"
 	"github.com/rs/zerolog"
-	handshakev1 "github.com/vmre/vmre/gen/vmre/handshake/v1"
-	"github.com/vmre/vmre/server"
+	"github.com/vmre/vmre/internal/handshaketest"
 	"github.com/vmre/vmre/subprocess"
-	"google.golang.org/protobuf/types/known/emptypb"
 )
 
 // benchHandshakeFlood measures a tokenless avalanchego-style plugin's
@@ -167,55 +161,17 @@ func gatedHandshake(ctx context.Context, e *env, flood int) (time.Duration, time
 func hsfloodAttacker(addr string, conns int) error {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	var answered sync.WaitGroup
-	answered.Add(conns)
-	var total, refused atomic.Int64
-	var wg sync.WaitGroup
-	var admitted atomic.Int64
-	for range conns {
-		wg.Go(func() {
-			var protocols http.Protocols
-			protocols.SetUnencryptedHTTP2(true)
-			tr := &http.Transport{Protocols: &protocols, MaxConnsPerHost: 1}
-			defer tr.CloseIdleConnections()
-			c := connect.NewClient[handshakev1.InitializeRequest, emptypb.Empty](&http.Client{Transport: tr},
-				"http://"+addr+server.InitializeProcedure, connect.WithGRPC())
-			first := true
-			defer func() {
-				if first {
-					answered.Done()
-				}
-			}()
-			for ctx.Err() == nil {
-				req := connect.NewRequest(&handshakev1.InitializeRequest{ProtocolVersion: avaProtocolVersion, Addr: "127.0.0.1:9"})
-				_, err := c.CallUnary(ctx, req)
-				if ctx.Err() != nil {
-					return
-				}
-				if err == nil {
-					admitted.Add(1)
-				}
-				total.Add(1)
-				if connect.CodeOf(err) == connect.CodePermissionDenied {
-					refused.Add(1)
-				}
-				if first {
-					first = false
-					answered.Done()
-				}
-			}
-		})
-	}
 	start := time.Now()
-	answered.Wait()
-	fmt.Println("flooding")
-	_, _ = io.Copy(io.Discard, os.Stdin)
-	secs := time.Since(start).Seconds()
-	cancel()
-	wg.Wait()
-	fmt.Printf("answers %d refused %d seconds %g\n", total.Load(), refused.Load(), secs)
-	if n := admitted.Load(); n > 0 {
-		return fmt.Errorf("%d foreign calls were admitted", n)
+	took := make(chan time.Duration, 1)
+	go func() {
+		_, _ = io.Copy(io.Discard, os.Stdin)
+		took <- time.Since(start)
+		cancel()
+	}()
+	st := handshaketest.Flood(ctx, addr, "", avaProtocolVersion, conns, -1, func() { fmt.Println("flooding") })
+	fmt.Printf("answers %d refused %d seconds %g\n", st.Answers, st.Refused, (<-took).Seconds())
+	if st.Admitted > 0 {
+		return fmt.Errorf("%d foreign calls were admitted", st.Admitted)
 	}
 	return nil
 }

@@ -4,22 +4,17 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net/http"
 	"os"
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
-	"connectrpc.com/connect"
 	"github.com/rs/zerolog"
 	"github.com/vmre/vmre"
-	handshakev1 "github.com/vmre/vmre/gen/vmre/handshake/v1"
 	"github.com/vmre/vmre/internal/handshakeauth"
-	"github.com/vmre/vmre/server"
-	"google.golang.org/protobuf/types/known/emptypb"
+	"github.com/vmre/vmre/internal/handshaketest"
 )
 
 // The "flood" child's settings.
@@ -45,54 +40,14 @@ func floodChild() int {
 			return 2
 		}
 	}
-	addr, tok := os.Getenv(childAddrKey), os.Getenv(childTokenKey)
 	ctx, cancel := context.WithCancel(context.Background())
-	var answered sync.WaitGroup
-	answered.Add(n)
-	var total, refused atomic.Int64
-	var wg sync.WaitGroup
-	for range n {
-		wg.Go(func() {
-			var protocols http.Protocols
-			protocols.SetUnencryptedHTTP2(true)
-			tr := &http.Transport{Protocols: &protocols, MaxConnsPerHost: 1}
-			defer tr.CloseIdleConnections()
-			c := connect.NewClient[handshakev1.InitializeRequest, emptypb.Empty](&http.Client{Transport: tr},
-				"http://"+addr+server.InitializeProcedure, connect.WithGRPC())
-			first := true
-			for i := 0; ctx.Err() == nil && i != calls; i++ {
-				req := connect.NewRequest(&handshakev1.InitializeRequest{ProtocolVersion: vmre.ProtocolVersion, Addr: "127.0.0.1:1"})
-				if tok != "" {
-					req.Header().Set(vmre.HandshakeTokenHeader, tok)
-				}
-				_, err := c.CallUnary(ctx, req)
-				if ctx.Err() != nil {
-					break
-				}
-				total.Add(1)
-				if code := connect.CodeOf(err); code == connect.CodePermissionDenied || code == connect.CodeUnauthenticated {
-					refused.Add(1)
-				}
-				if first {
-					first = false
-					answered.Done()
-				}
-			}
-			if first {
-				answered.Done()
-			}
-		})
-	}
 	go func() {
 		_, _ = io.Copy(io.Discard, os.Stdin)
 		cancel()
 	}()
-	answered.Wait()
-	if ctx.Err() == nil {
-		fmt.Println("flooding")
-	}
-	wg.Wait()
-	fmt.Printf("answers %d refused %d\n", total.Load(), refused.Load())
+	st := handshaketest.Flood(ctx, os.Getenv(childAddrKey), os.Getenv(childTokenKey), vmre.ProtocolVersion, n, calls,
+		func() { fmt.Println("flooding") })
+	fmt.Printf("answers %d refused %d\n", st.Answers, st.Refused)
 	return 0
 }
 
