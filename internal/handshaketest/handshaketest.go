@@ -1,6 +1,8 @@
 // Package handshaketest has what tests of the packages around the
 // handshake share: vmre's handshake handler served on a real loopback
-// listener, and the test binary re-run as a helper process ([Child]).
+// listener, the test binary re-run as a helper process ([Child]), and a
+// foreign process's flood of a handshake port ([Flood]), which the bench
+// program runs too.
 package handshaketest
 
 import (
