@@ -150,6 +150,20 @@ func ackFrames(prefix string) (all, want []byte) {
 	return all, append(bytes.Clone(all[:kept]), all[kept+dropped.Len():]...)
 }
 
+// sendInCuts writes b to w in pieces of the sizes cuts says, the rest at
+// once, then closes conn's writing side, w's or the one under it.
+func sendInCuts(w io.Writer, conn net.Conn, b, cuts []byte) {
+	for _, c := range cuts {
+		n := min(int(c), len(b))
+		if _, err := w.Write(b[:n]); err != nil {
+			break
+		}
+		b = b[n:]
+	}
+	_, _ = w.Write(b)
+	_ = conn.(interface{ CloseWrite() error }).CloseWrite()
+}
+
 // FuzzReplayRead reads a client's frames through a ReplayConn that
 // drops the first SETTINGS acknowledgement, the first of them replayed
 // and the rest sent in pieces cut where the fuzzer says, and checks that
@@ -164,18 +178,7 @@ func FuzzReplayRead(f *testing.F) {
 		server, client := connPair(t)
 		defer server.Close()
 		rc := h2unary.NewReplayConnForTest(server, all[:n], true)
-		go func() {
-			rest := all[n:]
-			for _, c := range cuts {
-				k := min(int(c), len(rest))
-				if _, err := client.Write(rest[:k]); err != nil {
-					break
-				}
-				rest = rest[k:]
-			}
-			_, _ = client.Write(rest)
-			_ = client.(interface{ CloseWrite() error }).CloseWrite()
-		}()
+		go sendInCuts(client, client, all[n:], cuts)
 		got, err := io.ReadAll(rc)
 		_ = client.Close()
 		if err != nil {
@@ -199,18 +202,7 @@ func FuzzReplayWrite(f *testing.F) {
 		server, client := connPair(t)
 		defer server.Close()
 		rc := h2unary.NewReplayConnForTest(server, nil, true)
-		go func() {
-			rest := all
-			for _, c := range cuts {
-				n := min(int(c), len(rest))
-				if _, err := rc.Write(rest[:n]); err != nil {
-					break
-				}
-				rest = rest[n:]
-			}
-			_, _ = rc.Write(rest)
-			_ = server.(interface{ CloseWrite() error }).CloseWrite()
-		}()
+		go sendInCuts(rc, server, all, cuts)
 		got, err := io.ReadAll(client)
 		_ = client.Close()
 		if err != nil {
