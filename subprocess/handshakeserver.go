@@ -226,7 +226,7 @@ type fallback struct {
 
 	mu     sync.Mutex
 	srv    *http.Server
-	ln     *connQueue
+	ln     *h2unary.Listener
 	closed bool
 	conns  sync.WaitGroup // handed-over connections not yet closed
 	served chan struct{}  // closed when Serve has returned
@@ -251,12 +251,17 @@ func (f *fallback) handOver(c *h2unary.ReplayConn) {
 				f.conns.Done()
 			}
 		}
-		f.ln = &connQueue{conns: make(chan net.Conn), closed: make(chan struct{})}
+		f.ln = h2unary.NewListener()
 		f.served = make(chan struct{})
 		go func() { defer close(f.served); _ = f.srv.Serve(f.ln) }()
 	}
 	f.conns.Add(1)
-	f.ln.conns <- c // Serve accepts until shutdown, which waits for f.mu
+	// Serve accepts until shutdown, which waits for f.mu: Put fails only
+	// if that changes.
+	if !f.ln.Put(c) {
+		f.conns.Done()
+		_ = c.Close()
+	}
 }
 
 // shutdown shuts the fallback server down gracefully, and at once when
@@ -298,34 +303,6 @@ func newFallbackServer(hs *handshake) *http.Server {
 	}
 	return srv
 }
-
-// connQueue is a listener whose connections come from a channel.
-type connQueue struct {
-	conns     chan net.Conn
-	closed    chan struct{}
-	closeOnce sync.Once
-}
-
-func (q *connQueue) Accept() (net.Conn, error) {
-	select {
-	case c := <-q.conns:
-		return c, nil
-	case <-q.closed:
-		return nil, net.ErrClosed
-	}
-}
-
-func (q *connQueue) Close() error {
-	q.closeOnce.Do(func() { close(q.closed) })
-	return nil
-}
-
-func (q *connQueue) Addr() net.Addr { return queueAddr{} }
-
-type queueAddr struct{}
-
-func (queueAddr) Network() string { return "handshake" }
-func (queueAddr) String() string  { return "handed-over" }
 
 // initialWindowSize is HTTP/2's initial flow-control window (RFC 9113,
 // section 6.9.2): a connection starts with it without a WINDOW_UPDATE.

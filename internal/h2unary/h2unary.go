@@ -653,3 +653,54 @@ func setting(ss []http2.Setting, id http2.SettingID, def uint32) uint32 {
 	}
 	return def
 }
+
+// Listener is the listener of the fallback's server: its Accept returns
+// the connections given to Put, one at a time. It is safe for concurrent
+// use.
+type Listener struct {
+	conns     chan net.Conn
+	closed    chan struct{}
+	closeOnce sync.Once
+}
+
+// NewListener returns an open Listener.
+func NewListener() *Listener {
+	return &Listener{conns: make(chan net.Conn), closed: make(chan struct{})}
+}
+
+// Put blocks until an Accept has taken c and returns true, or returns
+// false, c not taken, once l is closed.
+func (l *Listener) Put(c net.Conn) bool {
+	select {
+	case l.conns <- c:
+		return true
+	case <-l.closed:
+		return false
+	}
+}
+
+// Accept returns the next connection given to Put, or net.ErrClosed once
+// l is closed.
+func (l *Listener) Accept() (net.Conn, error) {
+	select {
+	case c := <-l.conns:
+		return c, nil
+	case <-l.closed:
+		return nil, net.ErrClosed
+	}
+}
+
+// Close closes l; it is idempotent.
+func (l *Listener) Close() error {
+	l.closeOnce.Do(func() { close(l.closed) })
+	return nil
+}
+
+// Addr returns the address of connections handed over, which have none
+// of their own here.
+func (l *Listener) Addr() net.Addr { return handedOverAddr{} }
+
+type handedOverAddr struct{}
+
+func (handedOverAddr) Network() string { return "h2unary" }
+func (handedOverAddr) String() string  { return "handed-over" }

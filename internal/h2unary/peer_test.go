@@ -3,11 +3,11 @@
 package h2unary_test
 
 import (
-	"net"
 	"net/http"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/vmre/vmre/internal/h2unary"
 )
 
 // The tests in this file play clients that HTTP/2 allows and that
@@ -28,7 +28,7 @@ func TestHandOverWithoutSettingsAck(t *testing.T) {
 	var protocols http.Protocols
 	protocols.SetUnencryptedHTTP2(true)
 	fallback := &http.Server{Handler: grpcOK, Protocols: &protocols}
-	ln := &handedOver{conns: make(chan net.Conn, 1), closed: make(chan struct{})}
+	ln := h2unary.NewListener()
 	served := make(chan struct{})
 	go func() { defer close(served); _ = fallback.Serve(ln) }()
 	t.Cleanup(func() { _ = fallback.Close(); <-served })
@@ -36,7 +36,9 @@ func TestHandOverWithoutSettingsAck(t *testing.T) {
 		<-sv.done // after HandOver, if ServeConn hands the connection over
 		select {
 		case rc := <-sv.handed:
-			ln.conns <- rc
+			if !ln.Put(rc) {
+				_ = rc.Close()
+			}
 		default:
 		}
 	}()
@@ -48,30 +50,6 @@ func TestHandOverWithoutSettingsAck(t *testing.T) {
 		t.Fatalf("grpc-status %q, want 0 from the fallback", got)
 	}
 }
-
-// handedOver is the listener of a fallback server, whose connections
-// are those ServeConn hands over.
-type handedOver struct {
-	conns     chan net.Conn
-	closed    chan struct{}
-	closeOnce sync.Once
-}
-
-func (l *handedOver) Accept() (net.Conn, error) {
-	select {
-	case c := <-l.conns:
-		return c, nil
-	case <-l.closed:
-		return nil, net.ErrClosed
-	}
-}
-
-func (l *handedOver) Close() error {
-	l.closeOnce.Do(func() { close(l.closed) })
-	return nil
-}
-
-func (l *handedOver) Addr() net.Addr { return &net.UnixAddr{Name: "handed-over", Net: "unix"} }
 
 // TestUnknownFrameAfterAnswerIsIgnored: HTTP/2 endpoints ignore frames of
 // a type they do not know (RFC 9113, section 4.1); a client that sends
