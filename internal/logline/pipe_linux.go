@@ -17,17 +17,22 @@ const pipeFloodSize = 1 << 20
 // new pipes get two pages; so only a pipe whose plugin floods it right
 // now is grown.
 type pipeSize struct {
-	fd    int
-	base  int  // the capacity before growing; 0: not a pipe, or growing failed
+	fd int
+	// base is the capacity before growing; 0: not a pipe, or growing
+	// failed; -1: not read yet.
+	base  int
 	grown bool // the capacity is pipeFloodSize
 }
 
-// init reads the capacity of fd's pipe.
+// minPipeSize is the least capacity a pipe has: one page, and pages are
+// at least 4 KiB.
+const minPipeSize = 4 << 10
+
+// init notes fd. Its capacity is read at the first read that could have
+// taken all of it: a quiet plugin's never does, and its two pipes then
+// cost no system call for it.
 func (p *pipeSize) init(fd int) {
-	p.fd = fd
-	if n, err := unix.FcntlInt(uintptr(fd), unix.F_GETPIPE_SZ, 0); err == nil && n < pipeFloodSize {
-		p.base = n
-	}
+	p.fd, p.base = fd, -1
 }
 
 // afterRead grows the pipe when a read of room bytes took n: all the room
@@ -35,7 +40,19 @@ func (p *pipeSize) init(fd int) {
 // (a lower pipe-max-size, the user's limits) is not tried again. It
 // reports whether it grew the pipe.
 func (p *pipeSize) afterRead(n, room int) bool {
-	if p.grown || p.base == 0 || n < min(room, p.base) {
+	if p.grown || p.base == 0 || n < min(room, minPipeSize) {
+		return false
+	}
+	if p.base < 0 {
+		p.base = 0
+		if c, err := unix.FcntlInt(uintptr(p.fd), unix.F_GETPIPE_SZ, 0); err == nil && c < pipeFloodSize {
+			p.base = c
+		}
+		if p.base == 0 {
+			return false
+		}
+	}
+	if n < min(room, p.base) {
 		return false
 	}
 	if _, err := unix.FcntlInt(uintptr(p.fd), unix.F_SETPIPE_SZ, pipeFloodSize); err != nil {
