@@ -63,21 +63,33 @@ func TestUsageOfProcessTree(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	lines, _, err := e.TailOutput(rt.ID, 0, false, engine.OutputFilter{})
+	// The plugin prints its children before its handshake, but the line
+	// may reach the output ring after Launch returns: follow until it
+	// arrives.
+	lines, follower, err := e.TailOutput(rt.ID, 0, true, engine.OutputFilter{})
 	if err != nil {
 		t.Fatal(err)
 	}
+	defer follower.Close()
 	pids := []int{rt.Pid}
-	for _, l := range lines {
-		if rest, ok := strings.CutPrefix(string(l.Text), "children "); ok {
-			for _, f := range strings.Fields(rest) {
-				pid, _ := strconv.Atoi(f)
-				pids = append(pids, pid)
+	for len(pids) == 1 {
+		for _, l := range lines {
+			if rest, ok := strings.CutPrefix(string(l.Text), "children "); ok {
+				for _, f := range strings.Fields(rest) {
+					pid, _ := strconv.Atoi(f)
+					pids = append(pids, pid)
+				}
 			}
+		}
+		if len(pids) > 1 {
+			break
+		}
+		if lines, _, err = follower.Next(ctx); err != nil {
+			t.Fatalf("no children line: %v", err)
 		}
 	}
 	if len(pids) != 3 {
-		t.Fatalf("pids = %v from output %+v, want the plugin and two children", pids, lines)
+		t.Fatalf("pids = %v, want the plugin and two children", pids)
 	}
 	// Two samples, so that the second has a CPU percentage.
 	var u *engine.Usage
