@@ -39,6 +39,7 @@ var vmreBinary = sync.OnceValues(func() (string, error) {
 	bin := filepath.Join(dir, "vmre")
 	// Built in the root module, with its own go.mod, as users build it.
 	cmd := exec.Command("go", "build", "-o", bin, "./cmd/vmre")
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	cmd.Dir = ".."
 	out, err := cmd.CombinedOutput()
 	if err != nil {

@@ -21,7 +21,7 @@ func benchDoctor(ctx context.Context, e *env) error {
 	avadoctor := filepath.Join(e.o.pluginDir, "avadoctor")
 	doctorArgs := []string{"doctor", "--vm-shutdown=false", "--protocol-version", fmt.Sprint(avaProtocolVersion), "--", e.ava, "serve"}
 
-	wall := newRow("whole process: `vmre doctor` on the plugin (ava: a program running subprocess.Bootstrap + Stop)", "ms")
+	wall := newRow("whole process: `vmre doctor` on the plugin, vmre built without cgo as the README builds it (ava: a program running subprocess.Bootstrap + Stop, with cgo as avalanchego is built)", "ms")
 	cpu := newRow("  CPU of that process and its reaped children", "ms")
 	upWall := newRow("start-up: `vmre version` (ava: the same program, exiting at once)", "ms")
 	upCPU := newRow("  CPU of that process", "ms")
