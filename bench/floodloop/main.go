@@ -15,11 +15,9 @@ package main
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"flag"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
 	"strconv"
@@ -28,9 +26,9 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
+	"github.com/vmre/vmre/bench/floor"
 	"github.com/vmre/vmre/logtime"
 	"github.com/vmre/vmre/subprocess"
-	"golang.org/x/sys/unix"
 )
 
 func main() {
@@ -81,7 +79,7 @@ func main() {
 			if err := cmd.Start(); err != nil {
 				fail(err)
 			}
-			frame(pipe.(*os.File), w)
+			floor.Lines(pipe.(*os.File), w)
 			if err := cmd.Wait(); err != nil {
 				fail(err)
 			}
@@ -115,37 +113,4 @@ func (l *lockedWriter) Write(p []byte) (int, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.bw.Write(p)
-}
-
-var floorFrame = [2][]byte{
-	[]byte(`{"level":"warn","vm":"bench","pid":12345,"stream":"stdout","logger":"X Chain","caller":"vm/vm.go:252","plugin_time":"2026-12-06T21:46:25.946+00:00","fields":{"height":42},"time":"2026-12-07T12:00:00.123Z","message":"`),
-	[]byte("\"}\n"),
-}
-
-// frame is the bench's floor engine (bench/runner's frameLines).
-func frame(pipe *os.File, w io.Writer) {
-	if rc, err := pipe.SyscallConn(); err == nil {
-		_ = rc.Control(func(fd uintptr) { _, _ = unix.FcntlInt(fd, unix.F_SETPIPE_SZ, 1<<20) })
-	}
-	in := make([]byte, 128<<10)
-	ev := make([]byte, 0, 4<<10)
-	have := 0
-	for {
-		n, err := pipe.Read(in[have:])
-		have += n
-		data := in[:have]
-		for {
-			i := bytes.IndexByte(data, '\n')
-			if i < 0 {
-				break
-			}
-			ev = append(append(append(ev[:0], floorFrame[0]...), data[:i]...), floorFrame[1]...)
-			_, _ = w.Write(ev)
-			data = data[i+1:]
-		}
-		have = copy(in, data)
-		if err != nil || have == len(in) {
-			return
-		}
-	}
 }

@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/vmre/vmre/bench/floor"
 	"io"
 	"math"
 	"os"
@@ -306,7 +307,7 @@ func benchFlood(ctx context.Context, e *env) error {
 				f.Close()
 				return err
 			}
-			frameLines(out.(*os.File), m)
+			floor.Lines(out.(*os.File), m)
 			werr := cmd.Wait()
 			bw.Close()
 			m.last.Store(time.Now().UnixNano())
@@ -428,41 +429,6 @@ func benchFlood(ctx context.Context, e *env) error {
 		e.rows = append(e.rows, tput, tputUnbuf, tputCmd, cpuCmd, lost, rate, cpu, above, rss, rssCmd)
 	}
 	return nil
-}
-
-// floorFrame is the floor's event around each line: the size and keys of
-// vmre's event of a zap console line (its message is the line there).
-var floorFrame = [2][]byte{
-	[]byte(`{"level":"warn","vm":"bench","pid":12345,"stream":"stdout","logger":"X Chain","caller":"vm/vm.go:252","plugin_time":"2026-12-06T21:46:25.946+00:00","fields":{"height":42},"time":"2026-12-07T12:00:00.123Z","message":"`),
-	[]byte("\"}\n"),
-}
-
-// frameLines is the floor engine: it reads the pipe as vmre's reader does
-// (grown to 1 MiB, reads into 128 KiB), splits lines with bytes.IndexByte
-// and writes each, in floorFrame, with one Write to w, until EOF.
-func frameLines(pipe *os.File, w io.Writer) {
-	growPipe(pipe)
-	in := make([]byte, 128<<10)
-	ev := make([]byte, 0, 4<<10)
-	have := 0
-	for {
-		n, err := pipe.Read(in[have:])
-		have += n
-		data := in[:have]
-		for {
-			i := bytes.IndexByte(data, '\n')
-			if i < 0 {
-				break
-			}
-			ev = append(append(append(ev[:0], floorFrame[0]...), data[:i]...), floorFrame[1]...)
-			_, _ = w.Write(ev)
-			data = data[i+1:]
-		}
-		have = copy(in, data)
-		if err != nil || have == len(in) {
-			return
-		}
-	}
 }
 
 type floodCase struct {

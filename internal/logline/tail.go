@@ -45,22 +45,8 @@ func (t *Tail) add(stream string, b []byte, startsPanic bool) {
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	t.seq++
-	if startsPanic {
-		t.panicLine = tailEntry{stream, append(t.panicLine.text[:0], b...)}
-		t.panicSeq = t.seq
-	}
-	if t.size == 0 {
-		return
-	}
-	if t.lines == nil {
-		t.lines = make([]tailEntry, t.size)
-	}
-	e := &t.lines[t.next]
-	e.stream, e.text = stream, append(e.text[:0], b...)
-	t.next = (t.next + 1) % len(t.lines)
-	if t.n < len(t.lines) {
-		t.n++
+	if e := t.nextLocked(stream, b, startsPanic); e != nil {
+		e.stream, e.text = stream, append(e.text[:0], b...)
 	}
 }
 
@@ -75,25 +61,36 @@ func (t *Tail) addOwned(stream string, b []byte, startsPanic bool) []byte {
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	e := t.nextLocked(stream, b, startsPanic)
+	if e == nil {
+		return b[:0]
+	}
+	old := e.text
+	e.stream, e.text = stream, b
+	return old[:0]
+}
+
+// nextLocked counts a line, keeps it as the last panic's first line if it
+// starts one, and returns the ring entry it is to fill (the oldest, once
+// the ring is full), or nil if the tail keeps no lines. t.mu is held.
+func (t *Tail) nextLocked(stream string, b []byte, startsPanic bool) *tailEntry {
 	t.seq++
 	if startsPanic {
 		t.panicLine = tailEntry{stream, append(t.panicLine.text[:0], b...)}
 		t.panicSeq = t.seq
 	}
 	if t.size == 0 {
-		return b[:0]
+		return nil
 	}
 	if t.lines == nil {
 		t.lines = make([]tailEntry, t.size)
 	}
 	e := &t.lines[t.next]
-	old := e.text
-	e.stream, e.text = stream, b
 	t.next = (t.next + 1) % len(t.lines)
 	if t.n < len(t.lines) {
 		t.n++
 	}
-	return old[:0]
+	return e
 }
 
 // Lines returns the kept lines, oldest first. When the last panic's first
