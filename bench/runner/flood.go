@@ -159,7 +159,7 @@ func checkFloodFile(path string, n int64) (int64, error) {
 // writes floodBytes of numbered lines on stdout. vmre turns every line into
 // a zerolog JSON event written to a file; avalanchego copies the raw bytes
 // into its file logger (the VM logger's Write); the floor is an engine
-// that frames each line in constant JSON and parses nothing (frameLines). Throughput counts plugin payload
+// that frames each line in constant JSON and parses nothing (package floor). Throughput counts plugin payload
 // bytes from the first write reaching the sink to the last.
 func benchFlood(ctx context.Context, e *env) error {
 	e.notes = append(e.notes, fmt.Sprintf("output bridge: the log files are written under %s (-flood-dir; /dev/shm by default, so that this machine's disk writeback is not in the numbers)", e.floodDir))
