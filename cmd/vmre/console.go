@@ -24,9 +24,20 @@ func consoleWriter(out io.Writer, noColor bool) zerolog.ConsoleWriter {
 			}
 			return escapeControl(fmt.Sprint(i))
 		},
-		FormatFieldValue:    func(i any) string { return escapeControl(fmt.Sprint(i)) },
-		FormatErrFieldValue: func(i any) string { return escapeControl(fmt.Sprint(i)) },
+		FormatFieldValue:    consoleValue,
+		FormatErrFieldValue: consoleValue,
 	}
+}
+
+// consoleValue renders a field's value for the console, escaped. The
+// ConsoleWriter hands over a value that is neither a string nor a number
+// (an object such as a plugin's own fields, an array, a boolean) as its
+// JSON encoding in a []byte, which is text, not a list of bytes.
+func consoleValue(i any) string {
+	if b, ok := i.([]byte); ok {
+		return escapeControl(string(b))
+	}
+	return escapeControl(fmt.Sprint(i))
 }
 
 // escapeControl writes the control characters of s as escapes: "\n",

@@ -29,3 +29,18 @@ func TestConsoleEscapesControl(t *testing.T) {
 		t.Errorf("console time has no milliseconds: %q", got)
 	}
 }
+
+// A plugin's own fields, nested under one key, reach the console as their
+// JSON text, not as a list of byte values.
+func TestConsoleShowsNestedFieldsAsJSON(t *testing.T) {
+	t.Parallel()
+	var buf bytes.Buffer
+	log := zerolog.New(consoleWriter(&buf, true))
+	log.Info().RawJSON("fields", []byte(`{"addr":"127.0.0.1:9650","ok":true}`)).Bool("done", true).Msg("vm server listening")
+	got := buf.String()
+	for _, want := range []string{`fields={"addr":"127.0.0.1:9650","ok":true}`, "done=true"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("console line %q lacks %q", got, want)
+		}
+	}
+}
