@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"golang.org/x/net/http2"
-	"golang.org/x/net/http2/hpack"
 )
 
 // TestDrainDuringCallSendsGoAway: the launch's drain often begins while
@@ -35,15 +34,8 @@ func TestDrainDuringCallSendsGoAway(t *testing.T) {
 			defer close(done)
 			s.ServeConn(context.Background(), drain, server)
 		}()
-		sv := &served{client: client, fr: http2.NewFramer(client, client)}
-		sv.fr.ReadMetaHeaders = hpack.NewDecoder(4096, nil)
-		sv.enc = hpack.NewEncoder(&sv.hb)
-		if _, err := client.Write([]byte(http2.ClientPreface)); err != nil {
-			t.Fatal(err)
-		}
-		if err := sv.fr.WriteSettings(); err != nil {
-			t.Fatal(err)
-		}
+		sv := &served{client: client}
+		sv.greet(t)
 		if err := sv.fr.WriteSettingsAck(); err != nil {
 			t.Fatal(err)
 		}

@@ -103,16 +103,23 @@ func serve(t *testing.T, s *h2unary.Server) *served {
 		s.ServeConn(ctx, context.Background(), server)
 	}()
 	t.Cleanup(func() { cancel(); _ = client.Close(); <-sv.done })
-	sv.fr = http2.NewFramer(client, client)
+	sv.greet(t)
+	return sv
+}
+
+// greet makes the client's framer and header encoder on sv.client and
+// sends the preface and empty SETTINGS.
+func (sv *served) greet(t *testing.T) {
+	t.Helper()
+	sv.fr = http2.NewFramer(sv.client, sv.client)
 	sv.fr.ReadMetaHeaders = hpack.NewDecoder(4096, nil)
 	sv.enc = hpack.NewEncoder(&sv.hb)
-	if _, err := client.Write([]byte(http2.ClientPreface)); err != nil {
+	if _, err := sv.client.Write([]byte(http2.ClientPreface)); err != nil {
 		t.Fatal(err)
 	}
 	if err := sv.fr.WriteSettings(); err != nil {
 		t.Fatal(err)
 	}
-	return sv
 }
 
 func newServer() *h2unary.Server {
