@@ -307,7 +307,7 @@ const staleLinkAge = time.Minute
 // numbers has as many directories in its own, which would otherwise be
 // listed and stated at every engine's first launch.
 func sweepLinkDirs(base string, now time.Time) {
-	entries, err := readDirUnsorted(base)
+	entries, err := os.ReadDir(base)
 	if err != nil {
 		return
 	}
@@ -325,7 +325,7 @@ func sweepLinkDirs(base string, now time.Time) {
 		if !ok || err != nil || pid <= 0 || pid == self {
 			continue
 		}
-		path := base + string(filepath.Separator) + name
+		path := filepath.Join(base, name)
 		var st syscall.Stat_t
 		if syscall.Lstat(path, &st) != nil || st.Uid != uid || changedAfter(&st, cutoff) {
 			continue
@@ -337,17 +337,6 @@ func sweepLinkDirs(base string, now time.Time) {
 	}
 }
 
-// readDirUnsorted lists dir as os.ReadDir does, without sorting: the
-// sweep needs no order, and /dev/shm may hold many entries.
-func readDirUnsorted(dir string) ([]os.DirEntry, error) {
-	f, err := os.Open(dir)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	return f.ReadDir(-1)
-}
-
 // changedAfter reports whether the file whose Lstat is st was modified
 // after t.
 func changedAfter(st *syscall.Stat_t, t time.Time) bool {
@@ -357,13 +346,13 @@ func changedAfter(st *syscall.Stat_t, t time.Time) bool {
 // subdirsUnchangedSince reports whether no directory in dir was modified
 // after t.
 func subdirsUnchangedSince(dir string, t time.Time) bool {
-	subs, err := readDirUnsorted(dir)
+	subs, err := os.ReadDir(dir)
 	if err != nil {
 		return false
 	}
 	for _, sub := range subs {
 		var sst syscall.Stat_t
-		if syscall.Lstat(dir+string(filepath.Separator)+sub.Name(), &sst) != nil || changedAfter(&sst, t) {
+		if syscall.Lstat(filepath.Join(dir, sub.Name()), &sst) != nil || changedAfter(&sst, t) {
 			return false
 		}
 	}
