@@ -49,7 +49,8 @@ type Options struct {
 	Pid int
 	// OnLine, if set, is called for every line after it was logged, from the
 	// goroutine reading its stream; see [Line] for what it may keep. It
-	// must not block: the plugin stalls when its pipe fills.
+	// must not block: the plugin stalls when its pipe fills. The line
+	// reaches the Tail after OnLine returns.
 	OnLine func(*Line)
 	// Location completes plugin times without a zone; default time.Local.
 	Location *time.Location

@@ -241,7 +241,6 @@ func TestReaderPanicIdleBound(t *testing.T) {
 	got := make(chan Line, 4)
 	b := NewBridge(Options{OnLine: func(l *Line) { got <- l.Clone() }})
 	_, w, done := pipeReader(t, b, Stderr)
-	defer func() { w.Close(); <-done }()
 	if _, err := w.WriteString("panic: boom\n\ngoroutine 1 [running]:\n"); err != nil {
 		t.Fatal(err)
 	}
@@ -251,8 +250,14 @@ func TestReaderPanicIdleBound(t *testing.T) {
 			t.Errorf("line %+v", l)
 		}
 	case <-time.After(30 * time.Second):
+		w.Close()
+		<-done
 		t.Fatal("the panic was not handed on while the pipe stayed open")
 	}
+	// The tail takes the line after OnLine returns: once the reader has
+	// ended it must hold the panic.
+	w.Close()
+	<-done
 	if _, ok := b.Tail().Panic(); !ok {
 		t.Error("the tail did not keep the panic")
 	}
