@@ -33,7 +33,7 @@ import (
 //	log := zerolog.New(w).Hook(&logtime.Hook{})
 type Hook struct {
 	now  func() time.Time // nil: zerolog.TimestampFunc, as zerolog does
-	last atomic.Pointer[formattedSecond]
+	last secondCache
 }
 
 // Layout is how [Hook] writes the time while zerolog.TimeFieldFormat is
@@ -55,7 +55,14 @@ var _ zerolog.Hook = (*Hook)(nil)
 // Run adds the field to e: the time e's context carries, or else
 // zerolog.TimestampFunc's.
 func (h *Hook) Run(e *zerolog.Event, _ zerolog.Level, _ string) {
-	t, ok := FromContext(e.GetCtx())
+	ctx := e.GetCtx()
+	if c, ok := ctx.(*timeCtx); ok && zerolog.TimeFieldFormat == time.RFC3339 {
+		// A context of WithTime carries its time's text: the events of
+		// one context (a pipe read's lines) share it.
+		e.RawJSON(zerolog.TimestampFieldName, c.text)
+		return
+	}
+	t, ok := FromContext(ctx)
 	if !ok {
 		now := h.now
 		if now == nil {
@@ -67,8 +74,19 @@ func (h *Hook) Run(e *zerolog.Event, _ zerolog.Level, _ string) {
 		e.Time(zerolog.TimestampFieldName, t)
 		return
 	}
+	var buf [48]byte
+	e.RawJSON(zerolog.TimestampFieldName, h.last.appendQuoted(buf[:0], t))
+}
+
+// secondCache formats times as quoted Layout text, the part up to the
+// second and the zone once per second. Safe for concurrent use.
+type secondCache struct {
+	atomic.Pointer[formattedSecond]
+}
+
+func (c *secondCache) appendQuoted(b []byte, t time.Time) []byte {
 	sec, loc := t.Unix(), t.Location()
-	f := h.last.Load()
+	f := c.Load()
 	if f == nil || f.sec != sec || f.loc != loc {
 		// A zone's offset only changes on a whole second, so one text
 		// serves the whole second.
@@ -77,15 +95,16 @@ func (h *Hook) Run(e *zerolog.Event, _ zerolog.Level, _ string) {
 			prefix: t.AppendFormat([]byte{'"'}, "2006-01-02T15:04:05."),
 			zone:   append(t.AppendFormat(nil, "Z07:00"), '"'),
 		}
-		h.last.Store(f)
+		c.Store(f)
 	}
-	var buf [48]byte
-	b := append(buf[:0], f.prefix...)
+	b = append(b, f.prefix...)
 	ms := t.Nanosecond() / 1e6
 	b = append(b, byte('0'+ms/100), byte('0'+ms/10%10), byte('0'+ms%10))
-	b = append(b, f.zone...)
-	e.RawJSON(zerolog.TimestampFieldName, b)
+	return append(b, f.zone...)
 }
+
+// contextSecond formats the times of WithTime's contexts.
+var contextSecond secondCache
 
 // eventTime is the context key under which a timeCtx finds itself.
 type eventTime struct{}
@@ -94,7 +113,9 @@ type eventTime struct{}
 // context.WithValue would need a second for the time.Time.
 type timeCtx struct {
 	context.Context
-	t time.Time
+	t    time.Time
+	text []byte // t as Hook writes it with zerolog's default format, quoted
+	buf  [40]byte
 }
 
 func (c *timeCtx) Value(key any) any {
@@ -105,9 +126,12 @@ func (c *timeCtx) Value(key any) any {
 }
 
 // WithTime returns a context that tells [Hook] to stamp events with t:
-// pass it to zerolog.Event.Ctx. Its other values are parent's.
+// pass it to zerolog.Event.Ctx. Its other values are parent's. The time's
+// text is formatted here, once for all the events given the context.
 func WithTime(parent context.Context, t time.Time) context.Context {
-	return &timeCtx{Context: parent, t: t}
+	c := &timeCtx{Context: parent, t: t}
+	c.text = contextSecond.appendQuoted(c.buf[:0], t)
+	return c
 }
 
 // FromContext returns the time WithTime put in ctx, if any.

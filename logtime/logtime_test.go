@@ -12,7 +12,8 @@ import (
 // TestHookMatchesZerolog: for instants within one second, across
 // second boundaries, in several zones (and back to one seen before), the
 // hook writes byte for byte the event zerolog's own timestamp writes, with
-// milliseconds.
+// milliseconds, whether it reads the time from its clock or from the
+// event's context.
 func TestHookMatchesZerolog(t *testing.T) {
 	t.Parallel()
 	base := time.Date(2026, 11, 22, 10, 57, 45, 0, time.UTC)
@@ -40,6 +41,12 @@ func TestHookMatchesZerolog(t *testing.T) {
 		plain.Info().Int("n", i).RawJSON("message", []byte(`"hello"`)).Str(zerolog.TimestampFieldName, instants[i].Format(Layout)).Send()
 		if got.String() != want.String() {
 			t.Errorf("instant %v:\n got %s\nwant %s", instants[i], got.Bytes(), want.Bytes())
+		}
+		// The same instant from an event's context (WithTime's text).
+		got.Reset()
+		hooked.Info().Ctx(WithTime(context.Background(), instants[i])).Int("n", i).RawJSON("message", []byte(`"hello"`)).Send()
+		if got.String() != want.String() {
+			t.Errorf("instant %v from the context:\n got %s\nwant %s", instants[i], got.Bytes(), want.Bytes())
 		}
 	}
 }
