@@ -183,7 +183,11 @@ func skipEscape(b []byte, i int) int {
 	}
 	switch b[i] {
 	case '[': // CSI: parameters 0x30-0x3f, intermediates 0x20-0x2f, final 0x40-0x7e
-		for i++; i < len(b); i++ {
+		// Colour codes ("\x1b[0;33m") are parameters and a final byte:
+		// one test a parameter byte.
+		for i++; i < len(b) && b[i]&0xf0 == 0x30; i++ {
+		}
+		for ; i < len(b); i++ {
 			if c := b[i]; c >= 0x40 && c <= 0x7e {
 				return i + 1
 			} else if c < 0x20 || c > 0x3f {

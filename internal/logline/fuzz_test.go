@@ -159,16 +159,22 @@ func cleanByByte(dst, b []byte) []byte {
 	return dst
 }
 
-// FuzzClean: appendClean, appendCleanText and the parser's cleanText agree
-// with the byte-by-byte reference, the printable flag and printable with
-// their definition, and the start said to need no JSON escaping with
-// jsonSafe and is as long as it can be.
+// FuzzClean: skipEscape agrees with its byte-by-byte form; appendClean,
+// appendCleanText and the parser's cleanText agree with the byte-by-byte
+// reference, the printable flag and printable with their definition, and
+// the start said to need no JSON escaping with jsonSafe and is as long as
+// it can be.
 func FuzzClean(f *testing.F) {
 	for _, s := range fuzzSeeds {
 		f.Add([]byte(s))
 	}
 	f.Add([]byte("a\x1b]0;title\x07b\xff\xfe\x1b[1mc\xe2\x82d\x1bP q\x1b\\e\x1b"))
 	f.Fuzz(func(t *testing.T, b []byte) {
+		for i, c := range b {
+			if got, want := skipEscape(b, i), skipEscapeByByte(b, i); c == 0x1b && got != want {
+				t.Fatalf("skipEscape(%q, %d) = %d, byte by byte %d", b, i, got, want)
+			}
+		}
 		want := cleanByByte(nil, b)
 		if got := appendClean(nil, b); !bytes.Equal(got, want) {
 			t.Fatalf("appendClean(%q) = %q, byte by byte %q", b, got, want)
@@ -200,6 +206,26 @@ func FuzzClean(f *testing.F) {
 			t.Fatalf("printable(%q) = %v, want %v", b, got, want)
 		}
 	})
+}
+
+// skipEscapeByByte is skipEscape with each byte of a CSI tested against
+// every class.
+func skipEscapeByByte(b []byte, i int) int {
+	i++
+	if i >= len(b) {
+		return i
+	}
+	if b[i] != '[' {
+		return skipEscape(b, i-1)
+	}
+	for i++; i < len(b); i++ {
+		if c := b[i]; c >= 0x40 && c <= 0x7e {
+			return i + 1
+		} else if c < 0x20 || c > 0x3f {
+			return i
+		}
+	}
+	return i
 }
 
 func printableByByte(b []byte) bool {

@@ -11,6 +11,17 @@ import (
 // slog's offsets ("INFO+2", "ERROR-1": the level of the value they add up
 // to). ok is false for a word that names no level.
 func levelWord(w []byte) (zerolog.Level, bool) {
+	// The words most lines carry, as written, before any lowering.
+	switch string(w) {
+	case "INFO", "info":
+		return zerolog.InfoLevel, true
+	case "WARN", "warn":
+		return zerolog.WarnLevel, true
+	case "ERROR", "error":
+		return zerolog.ErrorLevel, true
+	case "DEBUG", "debug":
+		return zerolog.DebugLevel, true
+	}
 	if len(w) == 0 || len(w) > 16 {
 		return zerolog.NoLevel, false
 	}
