@@ -452,3 +452,23 @@ func TestPrintableEveryPair(t *testing.T) {
 		b[at], b[at+1] = 'a', 'a'
 	}
 }
+
+// FuzzScanValue: the scanner agrees with encoding/json on which texts are
+// one JSON value (without surrounding whitespace), and a value it scans
+// from a text's start is a valid one.
+func FuzzScanValue(f *testing.F) {
+	for _, s := range []string{`{"height": 42}`, `{"a": 10.5, "b": 1e3, "c": "x", "d": [1, 2E-1], "e": {"f": null}}`, `{"a": 01}`, `{"a": 1.}`, `[1e]`, `{"a":"\u001b"}`, `{"a": 7 }`, `{"a": -0}`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		end, _, ok := scanValue(b, 0, 1)
+		got := ok && end == len(b)
+		want := json.Valid(b) && len(b) > 0 && skipWS(b, 0) == 0 && skipWS(b, len(b)-1) == len(b)-1
+		if got != want {
+			t.Fatalf("scanValue(%q) = %d %v, encoding/json says valid %v", b, end, ok, want)
+		}
+		if ok && !json.Valid(b[:end]) {
+			t.Fatalf("scanValue(%q) scanned %q, which encoding/json rejects", b, b[:end])
+		}
+	})
+}

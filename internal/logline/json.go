@@ -476,7 +476,24 @@ func scanContainer(b []byte, i, depth int, closer byte, keyed bool) (int, bool) 
 			}
 			i = skipWS(b, i+1)
 		}
-		end, _, ok := scanValue(b, i, depth+1)
+		if i >= len(b) {
+			return 0, false
+		}
+		// Strings and integers, most fields' values, without
+		// scanValue's dispatch.
+		var end int
+		var ok bool
+		switch c := b[i]; {
+		case c == '"':
+			end, _, ok = scanString(b, i)
+		case '1' <= c && c <= '9':
+			end, ok = skipDigits(b, i+1), true
+			if end < len(b) && (b[end] == '.' || b[end]|0x20 == 'e') {
+				end, ok = scanNumber(b, i)
+			}
+		default:
+			end, _, ok = scanValue(b, i, depth+1)
+		}
 		if !ok {
 			return 0, false
 		}
