@@ -1,80 +1,79 @@
 #include "textflag.h"
 
-// Each byte broadcast over a vector: 0x01, 0x21, '"', '\\'.
+// Each byte broadcast over a vector: 0x01, 0x21.
 DATA specialOne<>+0(SB)/1, $0x01
 GLOBL specialOne<>(SB), RODATA|NOPTR, $1
 DATA specialLim<>+0(SB)/1, $0x21
 GLOBL specialLim<>(SB), RODATA|NOPTR, $1
-DATA specialQuote<>+0(SB)/1, $0x22
-GLOBL specialQuote<>(SB), RODATA|NOPTR, $1
-DATA specialBackslash<>+0(SB)/1, $0x5c
-GLOBL specialBackslash<>(SB), RODATA|NOPTR, $1
+
+// specialQB maps a byte's low nibble to the one byte with that nibble
+// among '"' (0x22) and '\\' (0x5c), else to 0 (itself a control byte).
+DATA specialQB<>+0(SB)/8, $0x0000000000220000
+DATA specialQB<>+8(SB)/8, $0x0000005c00000000
+GLOBL specialQB<>(SB), RODATA|NOPTR, $16
 
 // func specialIndex32(b []byte) int
 //
 // For each 32 bytes x: t = x+1 is above 0x20 as a signed byte exactly
 // when x is printable ASCII (0x20..0x7e: t is 0x21..0x7f; below 0x20: t is
 // 0x01..0x20; 0x7f and above: t is negative, or 0 for 0xff), so the bytes
-// to report are 0x21 > t, or x == '"', or x == '\\'. Two vectors are
-// tested per round while 64 bytes are left.
+// to report are 0x21 > t, or x == specialQB[x&15] (VPSHUFB: x itself
+// only for '"' and '\\', or for 0, which is reported anyway; 0 for x of
+// 0x80 and above). Two vectors are tested per round while 64 bytes are
+// left.
 TEXT ·specialIndex32(SB), NOSPLIT, $0-32
 	MOVQ b_base+0(FP), SI
 	MOVQ b_len+8(FP), CX
 	MOVQ SI, DI
 	VPBROADCASTB specialOne<>(SB), Y4
 	VPBROADCASTB specialLim<>(SB), Y5
-	VPBROADCASTB specialQuote<>(SB), Y6
-	VPBROADCASTB specialBackslash<>(SB), Y7
+	VBROADCASTI128 specialQB<>(SB), Y6
+
+	SUBQ $64, CX
+	JB   tail32
 
 loop64:
-	CMPQ CX, $64
-	JB   loop32
 	VMOVDQU  (SI), Y0
-	VMOVDQU  32(SI), Y8
-	VPADDB   Y0, Y4, Y1
-	VPADDB   Y8, Y4, Y9
-	VPCMPGTB Y1, Y5, Y1
+	VMOVDQU  32(SI), Y1
+	VPADDB   Y0, Y4, Y8
+	VPADDB   Y1, Y4, Y9
+	VPCMPGTB Y8, Y5, Y8
 	VPCMPGTB Y9, Y5, Y9
-	VPCMPEQB Y0, Y6, Y2
-	VPCMPEQB Y8, Y6, Y10
-	VPCMPEQB Y0, Y7, Y3
-	VPCMPEQB Y8, Y7, Y11
-	VPOR     Y2, Y3, Y2
-	VPOR     Y10, Y11, Y10
-	VPOR     Y1, Y2, Y1
-	VPOR     Y9, Y10, Y9
-	VPOR     Y1, Y9, Y12
+	VPSHUFB  Y0, Y6, Y10
+	VPSHUFB  Y1, Y6, Y11
+	VPCMPEQB Y0, Y10, Y10
+	VPCMPEQB Y1, Y11, Y11
+	VPOR     Y8, Y10, Y0
+	VPOR     Y9, Y11, Y1
+	VPOR     Y0, Y1, Y12
 	VPTEST   Y12, Y12
 	JNZ      found64
 	ADDQ     $64, SI
 	SUBQ     $64, CX
-	JMP      loop64
+	JAE      loop64
 
-found64:
-	VPTEST Y1, Y1
-	JNZ    found
-	ADDQ   $32, SI
-	VMOVDQU Y9, Y1
-	JMP    found
-
-loop32:
+tail32:
+	ADDQ $64, CX
 	CMPQ CX, $32
 	JB   none
 	VMOVDQU  (SI), Y0
-	VPADDB   Y0, Y4, Y1
-	VPCMPGTB Y1, Y5, Y1 // Y1 = 0x21 > x+1
-	VPCMPEQB Y0, Y6, Y2
-	VPCMPEQB Y0, Y7, Y3
-	VPOR     Y2, Y3, Y2
-	VPOR     Y1, Y2, Y1
-	VPTEST   Y1, Y1
+	VPADDB   Y0, Y4, Y8
+	VPCMPGTB Y8, Y5, Y8 // 0x21 > x+1
+	VPSHUFB  Y0, Y6, Y10
+	VPCMPEQB Y0, Y10, Y10
+	VPOR     Y8, Y10, Y0
+	VPTEST   Y0, Y0
 	JNZ      found
-	ADDQ     $32, SI
-	SUBQ     $32, CX
-	JMP      loop32
+	JMP      none
+
+found64:
+	VPTEST Y0, Y0
+	JNZ    found
+	ADDQ   $32, SI
+	VMOVDQU Y1, Y0
 
 found:
-	VPMOVMSKB Y1, AX
+	VPMOVMSKB Y0, AX
 	BSFL      AX, AX
 	SUBQ      DI, SI
 	ADDQ      SI, AX
