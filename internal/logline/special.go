@@ -11,19 +11,10 @@ import "encoding/binary"
 // bytes.IndexByte pass per byte value and a word-at-a-time printable check
 // take about four times as many.
 func specialIndex(b []byte) int {
-	if !useAVX2 || len(b) < 32 {
-		return specialIndexWords(b, 0)
+	if useAVX2 && len(b) >= 32 {
+		return specialIndexAVX2(b)
 	}
-	n := len(b) &^ 31
-	if i := specialIndex32(b[:n]); i >= 0 || n == len(b) {
-		return i
-	}
-	// The last 32 bytes overlap bytes found clean: the first special
-	// byte among them is the first of b.
-	if i := specialIndex32(b[len(b)-32:]); i >= 0 {
-		return len(b) - 32 + i
-	}
-	return -1
+	return specialIndexWords(b, 0)
 }
 
 // specialIndexWords is specialIndex from b[i:] eight bytes at a time:

@@ -4,8 +4,8 @@ import "golang.org/x/sys/cpu"
 
 var useAVX2 = cpu.X86.HasAVX2
 
-// specialIndex32 is specialIndex for a b whose length is a multiple of 32,
-// with AVX2.
+// specialIndexAVX2 is specialIndex for a b of at least 32 bytes, with
+// AVX2.
 //
 //go:noescape
-func specialIndex32(b []byte) int
+func specialIndexAVX2(b []byte) int

@@ -4,4 +4,4 @@ package logline
 
 const useAVX2 = false
 
-func specialIndex32(b []byte) int { return specialIndexWords(b, 0) }
+func specialIndexAVX2(b []byte) int { return specialIndexWords(b, 0) }
