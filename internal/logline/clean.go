@@ -3,6 +3,7 @@ package logline
 import (
 	"bytes"
 	"encoding/binary"
+	"math/bits"
 	"unicode/utf8"
 )
 
@@ -184,8 +185,13 @@ func skipEscape(b []byte, i int) int {
 	switch b[i] {
 	case '[': // CSI: parameters 0x30-0x3f, intermediates 0x20-0x2f, final 0x40-0x7e
 		// Colour codes ("\x1b[0;33m") are parameters and a final byte:
-		// one test a parameter byte.
-		for i++; i < len(b) && b[i]&0xf0 == 0x30; i++ {
+		// the parameters are skipped eight bytes a test (a parameter
+		// byte's high nibble is 3), the rest byte by byte.
+		for i++; i+8 <= len(b); i += 8 {
+			if y := binary.LittleEndian.Uint64(b[i:])&(0xf0*ones) ^ 0x30*ones; y != 0 {
+				i += bits.TrailingZeros64(y) >> 3
+				break
+			}
 		}
 		for ; i < len(b); i++ {
 			if c := b[i]; c >= 0x40 && c <= 0x7e {

@@ -71,8 +71,8 @@ func (r *Reader) send(l *Line, startsPanic bool) {
 func (r *Reader) sendFields(e *zerolog.Event, l *Line) {
 	e.Str(fieldStream, r.stream)
 	if !l.PluginTime.IsZero() {
-		r.quoted = r.timeText.appendQuoted(r.quoted[:0], l.PluginTime)
-		e.RawJSON(fieldPluginTime, r.quoted)
+		r.quoted = r.timeText.appendMember(r.quoted[:0], l.PluginTime)
+		e.RawJSON(fieldPluginTime, r.quoted[len(memberPluginTime):])
 	}
 	if l.LevelText != nil {
 		e.Bytes(fieldPluginLevel, l.LevelText)
@@ -114,19 +114,16 @@ func (r *Reader) sendFields(e *zerolog.Event, l *Line) {
 // RawJSON call: the stream's value is followed by the other fields'
 // members, which zerolog copies as they are, so the event's bytes are the
 // same as with a call per field, without zerolog encoding each key and
-// checking each string. It does so only when every string needs no
-// escaping and the line has no dump; otherwise it adds nothing and
+// checking each string. It does so only when every string (the stream's
+// too) needs no escaping and the line has no dump; otherwise it adds nothing and
 // reports false.
 func (r *Reader) sendFast(e *zerolog.Event, l *Line) bool {
-	if l.Dump != nil || !l.safe(l.Message) || !l.safe(l.LevelText) || !l.safe(l.Logger) || !l.safe(l.Caller) {
+	if l.Dump != nil || r.streamJSON == "" || !l.safe(l.Message) || !l.safe(l.LevelText) || !l.safe(l.Logger) || !l.safe(l.Caller) {
 		return false
 	}
-	b := append(r.quoted[:0], '"')
-	b = append(b, r.stream...)
-	b = append(b, '"')
+	b := append(r.quoted[:0], r.streamJSON...)
 	if !l.PluginTime.IsZero() {
-		b = append(b, memberPluginTime...)
-		b = r.timeText.appendQuoted(b, l.PluginTime)
+		b = r.timeText.appendMember(b, l.PluginTime)
 	}
 	b = appendMember(b, memberPluginLevel, l.LevelText)
 	b = appendMember(b, memberLogger, l.Logger)
@@ -185,24 +182,26 @@ func appendMember(b []byte, prefix string, v []byte) []byte {
 
 // timeCache formats a plugin time as RFC 3339 with milli-, micro- or
 // nanoseconds (as many as it carries), formatting the part up to the second
-// and the zone once per second, and the whole text once per time: the
-// lines of a burst often share their millisecond.
+// and the zone once per second, and the whole member (memberPluginTime
+// and the quoted text) once per time: the lines of a burst often share
+// their millisecond.
 type timeCache struct {
 	sec          int64
 	loc          *time.Location
 	prefix, zone []byte
 	last         time.Time // the time text is of; zero: none
-	text         []byte    // last's quoted text
+	text         []byte    // last's member
 }
 
-func (c *timeCache) appendQuoted(dst []byte, t time.Time) []byte {
+// appendMember appends memberPluginTime and t's quoted text.
+func (c *timeCache) appendMember(dst []byte, t time.Time) []byte {
 	// == compares the location too: the same instant in another zone
 	// is written differently.
 	if t == c.last && !t.IsZero() {
 		return append(dst, c.text...)
 	}
 	start := len(dst)
-	dst = c.format(dst, t)
+	dst = c.format(append(dst, memberPluginTime...), t)
 	c.last, c.text = t, append(c.text[:0], dst[start:]...)
 	return dst
 }

@@ -472,3 +472,30 @@ func FuzzScanValue(f *testing.F) {
 		}
 	})
 }
+
+// isCallerByIndex is isCaller read from the last ':'.
+func isCallerByIndex(w []byte) bool {
+	c := bytes.LastIndexByte(w, ':')
+	if c <= 0 || c == len(w)-1 || bytes.IndexByte(w[:c], '.') < 0 {
+		return false
+	}
+	for _, d := range w[c+1:] {
+		if d < '0' || d > '9' {
+			return false
+		}
+	}
+	return true
+}
+
+// FuzzIsCaller: isCaller, read from the end, agrees with its reading from
+// the last ':'.
+func FuzzIsCaller(f *testing.F) {
+	for _, s := range []string{"vm/vm.go:252", "x.go:1", ".:1", "a:1", "go:12", "a.b:", "a.b:1x", ":1", "a.b:12:3", "a.b.c:007"} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, w []byte) {
+		if got, want := isCaller(w), isCallerByIndex(w); got != want {
+			t.Fatalf("isCaller(%q) = %v, want %v", w, got, want)
+		}
+	})
+}

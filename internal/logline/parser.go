@@ -2,6 +2,7 @@ package logline
 
 import (
 	"bytes"
+	"encoding/binary"
 	"encoding/json"
 	"time"
 
@@ -183,7 +184,7 @@ func (p *Parser) termTime(b []byte, i int, now time.Time) (time.Time, bool) {
 	// The lines of a burst often share their millisecond: the last
 	// text's time is reused while the read time is the same too.
 	c := &p.second
-	if c.valid && i+18 <= len(b) && string(b[i:i+18]) == string(c.text[:]) && now.Equal(c.now) {
+	if c.valid && i+18 <= len(b) && equal18(b[i:i+18], &c.text) && now.Equal(c.now) {
 		return c.last, true
 	}
 	if i+18 > len(b) || b[i+2] != '-' || b[i+5] != '|' || b[i+8] != ':' || b[i+11] != ':' || b[i+14] != '.' {
@@ -221,6 +222,15 @@ func (p *Parser) termTime(b []byte, i int, now time.Time) (time.Time, bool) {
 		c.now, c.start, c.last = now, start, t
 	}
 	return t, ok
+}
+
+// equal18 reports whether a, of 18 bytes, equals t: three loads a side,
+// where a string comparison calls memequal.
+func equal18(a []byte, t *[18]byte) bool {
+	_ = a[17]
+	return binary.LittleEndian.Uint64(a) == binary.LittleEndian.Uint64(t[:]) &&
+		binary.LittleEndian.Uint64(a[8:]) == binary.LittleEndian.Uint64(t[8:]) &&
+		binary.LittleEndian.Uint16(a[16:]) == binary.LittleEndian.Uint16(t[16:])
 }
 
 // secondCache holds the last "MM-DD|HH:MM:SS.mmm" completed, the read
@@ -284,16 +294,21 @@ func word(b []byte, i int) ([]byte, int) {
 // isCaller reports whether w looks like a source position: "file.go:123",
 // "pkg/file.go:123".
 func isCaller(w []byte) bool {
-	c := bytes.LastIndexByte(w, ':')
-	if c <= 0 || c == len(w)-1 || bytes.IndexByte(w[:c], '.') < 0 {
+	// Read from the end: the line number, the ':', then a '.' before it,
+	// most often a few bytes back ("x.go:12").
+	i := len(w)
+	for i > 0 && isDigit(w[i-1]) {
+		i--
+	}
+	if i == len(w) || i < 2 || w[i-1] != ':' {
 		return false
 	}
-	for _, d := range w[c+1:] {
-		if !isDigit(d) {
-			return false
+	for j := i - 2; j >= 0; j-- {
+		if w[j] == '.' {
+			return true
 		}
 	}
-	return true
+	return false
 }
 
 // ParseText fills l with b as plain text, parsing no format: the cleaned

@@ -50,11 +50,12 @@ func bufPoolFor(maxLine int) *bufPool {
 // Reader reads one output stream of a process into parsed lines. Run drives
 // it from a single goroutine; only StopWaiting may be called from another.
 type Reader struct {
-	b      *Bridge
-	stream string
-	f      *os.File
-	rs     readState // per-OS read plumbing
-	max    int
+	b          *Bridge
+	stream     string
+	streamJSON string // stream as a JSON string; empty if it needs escaping
+	f          *os.File
+	rs         readState // per-OS read plumbing
+	max        int
 
 	buf        []byte          // nil while idle
 	start, end int             // unconsumed window buf[start:end]
@@ -87,11 +88,16 @@ func (r *Reader) dumping() bool { return r.lineState != nil && r.dump.active }
 // Reader returns the reader of one stream (Stdout or Stderr) of the
 // bridge's process; f is the read end of its pipe, which Run closes.
 func (b *Bridge) Reader(stream string, f *os.File) *Reader {
+	var streamJSON string
+	if jsonSafe([]byte(stream)) {
+		streamJSON = `"` + stream + `"`
+	}
 	return &Reader{
-		b:      b,
-		stream: stream,
-		f:      f,
-		max:    b.opts.MaxLineBytes,
+		b:          b,
+		stream:     stream,
+		streamJSON: streamJSON,
+		f:          f,
+		max:        b.opts.MaxLineBytes,
 	}
 }
 

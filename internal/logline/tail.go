@@ -60,13 +60,14 @@ func (t *Tail) addOwned(stream string, b []byte, startsPanic bool) []byte {
 		b = b[:chunkCut(b, tailLineCap)]
 	}
 	t.mu.Lock()
-	defer t.mu.Unlock()
 	e := t.nextLocked(stream, b, startsPanic)
 	if e == nil {
+		t.mu.Unlock()
 		return b[:0]
 	}
 	old := e.text
 	e.stream, e.text = stream, b
+	t.mu.Unlock()
 	return old[:0]
 }
 

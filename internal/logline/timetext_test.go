@@ -5,10 +5,10 @@ import (
 	"time"
 )
 
-// TestTimeCacheAppendQuoted: the cached text of a plugin time is what
-// time.Format writes, for a time seen again, the same instant in another
+// TestTimeCacheAppendMember: the cached member of a plugin time holds
+// what time.Format writes, for a time seen again, the same instant in another
 // zone, another millisecond of the same second, and finer fractions.
-func TestTimeCacheAppendQuoted(t *testing.T) {
+func TestTimeCacheAppendMember(t *testing.T) {
 	t.Parallel()
 	berlin, err := time.LoadLocation("Europe/Berlin")
 	if err != nil {
@@ -29,8 +29,8 @@ func TestTimeCacheAppendQuoted(t *testing.T) {
 		case ns%1e3 == 0:
 			layout = "2006-01-02T15:04:05.000000Z07:00"
 		}
-		want := `"` + tm.Format(layout) + `"`
-		if got := string(c.appendQuoted([]byte("x"), tm)); got != "x"+want {
+		want := memberPluginTime + `"` + tm.Format(layout) + `"`
+		if got := string(c.appendMember([]byte("x"), tm)); got != "x"+want {
 			t.Errorf("time %d (%v): %s, want x%s", i, tm, got, want)
 		}
 	}
