@@ -363,7 +363,7 @@ func TestStopKillsGrandchild(t *testing.T) {
 	if !gone(p.Pid()) {
 		t.Errorf("plugin %d still exists", p.Pid())
 	}
-	if alive := fds.waitExited(time.Second); len(alive) > 0 {
+	if alive := fds.waitExited(subprocess.ExitBound); len(alive) > 0 {
 		t.Errorf("grandchild %d survived Stop", gc)
 	}
 }
@@ -379,7 +379,7 @@ func TestEscapedGrandchildDoesNotHoldDone(t *testing.T) {
 	fds := openPidfds(t, gc)
 	select {
 	case <-p.Done():
-	case <-time.After(5 * time.Second):
+	case <-time.After(subprocess.ExitBound):
 		t.Fatal("Done did not close while an escaped grandchild holds stdout")
 	}
 	if alive := fds.waitExited(time.Millisecond); len(alive) != 1 {
@@ -659,7 +659,7 @@ func TestPluginSurvivesLaunchingThreadExit(t *testing.T) {
 		t.Skip("no PIDFD_THREAD: cannot tell when the launching thread has exited")
 	case err == nil:
 		defer unix.Close(fd)
-		if alive := (pidfds{r.tid: fd}).waitExited(5 * time.Second); len(alive) > 0 {
+		if alive := (pidfds{r.tid: fd}).waitExited(subprocess.ExitBound); len(alive) > 0 {
 			t.Fatal("the launching thread did not exit")
 		}
 	case !errors.Is(err, unix.ESRCH): // ESRCH: already gone
@@ -674,7 +674,8 @@ func TestPluginSurvivesLaunchingThreadExit(t *testing.T) {
 
 // TestEngineKilled SIGKILLs an engine (the test binary in "engine" mode)
 // running a plugin that ignores SIGTERM and a plugin with a grandchild
-// that ignores SIGTERM: all three must be gone within 1 s.
+// that ignores SIGTERM: all three must be gone (within
+// subprocess.ExitBound).
 func TestEngineKilled(t *testing.T) {
 	t.Parallel()
 	engine := childCmd(t, "engine")
@@ -707,8 +708,8 @@ func TestEngineKilled(t *testing.T) {
 		t.Fatal(err)
 	}
 	_ = engine.Wait()
-	if alive := fds.waitExited(time.Second); len(alive) > 0 {
-		t.Errorf("processes %v (of %v) survived the engine's SIGKILL by 1 s", alive, pids)
+	if alive := fds.waitExited(subprocess.ExitBound); len(alive) > 0 {
+		t.Errorf("processes %v (of %v) survived the engine's SIGKILL by %v", alive, pids, subprocess.ExitBound)
 	}
 }
 

@@ -98,7 +98,7 @@ func childForkGrandchildHang() int {
 // that has forked a grandchild and never calls Initialize. The plugin must
 // die by its parent-death signal and the grandchild, which has none, by the
 // watchdog shell, to which the plugin's group was registered right after
-// fork: both gone within 1 s.
+// fork: both gone (within subprocess.ExitBound).
 //
 // "first launch": the plugin is the engine's first, so the watchdog shell
 // is started by this very launch and Bootstrap never got to wait for it.
@@ -133,7 +133,7 @@ func TestEngineKilledDuringHandshake(t *testing.T) {
 				t.Fatal(err)
 			}
 			t.Cleanup(func() { _ = engine.Process.Kill(); _ = engine.Wait() })
-			if err := r.SetReadDeadline(time.Now().Add(10 * time.Second)); err != nil {
+			if err := r.SetReadDeadline(time.Now().Add(subprocess.ExitBound)); err != nil {
 				t.Fatal(err)
 			}
 
@@ -174,8 +174,8 @@ func TestEngineKilledDuringHandshake(t *testing.T) {
 			if ws, ok := engine.ProcessState.Sys().(syscall.WaitStatus); !ok || !ws.Signaled() || ws.Signal() != syscall.SIGKILL {
 				t.Fatalf("engine ended with %v, not killed mid-handshake", engine.ProcessState)
 			}
-			if alive := fds.waitExited(time.Second); len(alive) > 0 {
-				t.Errorf("processes %v (of %v: plugins, then the grandchild) survived the engine's SIGKILL mid-handshake by 1 s", alive, pids)
+			if alive := fds.waitExited(subprocess.ExitBound); len(alive) > 0 {
+				t.Errorf("processes %v (of %v: plugins, then the grandchild) survived the engine's SIGKILL mid-handshake by %v", alive, pids, subprocess.ExitBound)
 			}
 		})
 	}

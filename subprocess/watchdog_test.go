@@ -129,10 +129,10 @@ func TestWatchdogKillsRegisteredGroupsOnEOF(t *testing.T) {
 	wd.remove(b.Process.Pid)
 
 	_, shellFD := engineDiesWatched(t, wd)
-	if !exitsWithin(aFD, time.Second) {
+	if !exitsWithin(aFD, ExitBound) {
 		t.Error("registered group survived the engine's death")
 	}
-	if !exitsWithin(shellFD, time.Second) {
+	if !exitsWithin(shellFD, ExitBound) {
 		t.Error("watchdog shell did not exit after EOF")
 	}
 	if exitsWithin(bFD, 200*time.Millisecond) {
@@ -149,7 +149,7 @@ func TestWatchdogRestartsAfterShellDies(t *testing.T) {
 	if err := unix.Kill(first, unix.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
-	if !exitsWithin(firstFD, time.Second) {
+	if !exitsWithin(firstFD, ExitBound) {
 		t.Fatal("shell did not die")
 	}
 	if exitsWithin(aFD, 100*time.Millisecond) {
@@ -165,7 +165,7 @@ func TestWatchdogRestartsAfterShellDies(t *testing.T) {
 	if second := engineDies(wd); second == first || second == 0 {
 		t.Fatalf("no new shell (pid %d, first %d)", second, first)
 	}
-	if !exitsWithin(aFD, time.Second) || !exitsWithin(cFD, time.Second) {
+	if !exitsWithin(aFD, ExitBound) || !exitsWithin(cFD, ExitBound) {
 		t.Error("a group survived the engine's death after the shell was replaced")
 	}
 }
@@ -225,7 +225,7 @@ func TestWatchdogReplacesStoppedShell(t *testing.T) {
 			break
 		}
 	}
-	if !exitsWithin(firstFD, 10*time.Second) {
+	if !exitsWithin(firstFD, ExitBound) {
 		t.Fatal("the stopped shell was not replaced (killed)")
 	}
 	wd.mu.Lock()
@@ -235,7 +235,7 @@ func TestWatchdogReplacesStoppedShell(t *testing.T) {
 	if second := engineDies(wd); second == first || second == 0 {
 		t.Fatalf("no new shell (pid %d, first %d)", second, first)
 	}
-	if !exitsWithin(aFD, 5*time.Second) {
+	if !exitsWithin(aFD, ExitBound) {
 		t.Error("a group survived the engine's death after the stopped shell was replaced")
 	}
 }
