@@ -118,7 +118,7 @@ func (r *Reader) sendFields(e *zerolog.Event, l *Line) {
 // too) needs no escaping and the line has no dump; otherwise it adds nothing and
 // reports false.
 func (r *Reader) sendFast(e *zerolog.Event, l *Line) bool {
-	if l.Dump != nil || r.streamJSON == "" || !l.safe(l.Message) || !l.safe(l.LevelText) || !l.safe(l.Logger) || !l.safe(l.Caller) {
+	if l.Dump != nil || r.streamJSON == "" || !l.safe4(l.Message, l.LevelText, l.Logger, l.Caller) {
 		return false
 	}
 	b := append(r.quoted[:0], r.streamJSON...)

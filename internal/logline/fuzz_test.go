@@ -351,6 +351,10 @@ func FuzzSendFast(f *testing.F) {
 				t.Fatalf("line %q: %s %q: safe %v, jsonSafe %v", b, name, v, got, want)
 			}
 		}
+		all := jsonSafe(l.Message) && jsonSafe(l.LevelText) && jsonSafe(l.Logger) && jsonSafe(l.Caller)
+		if got := l.safe4(l.Message, l.LevelText, l.Logger, l.Caller); got != all {
+			t.Fatalf("line %q: safe4 %v, jsonSafe of each %v", b, got, all)
+		}
 		e := log.Warn()
 		if !r.sendFast(e, &l) {
 			e.Discard()

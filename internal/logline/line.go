@@ -113,6 +113,20 @@ func (l *Line) safe(s []byte) bool {
 	return l.safeSlow(s)
 }
 
+// safe4 is safe for each of four strings, in one call when all of them
+// lie in Text's safe start.
+func (l *Line) safe4(a, b, c, d []byte) bool {
+	t, n := uintptr(unsafe.Pointer(unsafe.SliceData(l.Text))), uintptr(l.safeTo)
+	in := func(s []byte) bool {
+		off := uintptr(unsafe.Pointer(unsafe.SliceData(s))) - t
+		return len(s) == 0 || off <= n && uintptr(len(s)) <= n-off
+	}
+	if in(a) && in(b) && in(c) && in(d) {
+		return true
+	}
+	return l.safe(a) && l.safe(b) && l.safe(c) && l.safe(d)
+}
+
 // safeSlow is safe for an s that does not lie in Text's safe start. A
 // long s elsewhere inside a printable Text can only hold '"' or '\\' that
 // need escaping, which bytes.IndexByte finds many bytes at a time, several

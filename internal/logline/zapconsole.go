@@ -91,7 +91,7 @@ func zapFields(msg []byte, sep byte) int {
 		if k > 0 && msg[k-1] != sep {
 			continue
 		}
-		if e, _, ok := scanValue(msg, k, 1); ok && e == n {
+		if e, ok := scanContainer(msg, k, 1, '}', true); ok && e == n {
 			return k
 		}
 	}
