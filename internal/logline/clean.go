@@ -113,6 +113,11 @@ func appendCleanTextAt(dst, b []byte, k int) (out []byte, all bool, safeTo int) 
 			// Only ASCII lies before b[k], so reading UTF-8 from b[k]
 			// replaces the same bytes as reading it from the run's start.
 			safeTo = len(dst) - start
+			if printable(b[k:]) {
+				// Most often a line's fields: no escape sequence,
+				// nothing to replace.
+				return append(dst, b[k:]...), true, safeTo
+			}
 			dst, all = appendCleanRuns(dst, b[k:])
 			return dst, all, safeTo
 		}
