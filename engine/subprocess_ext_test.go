@@ -320,11 +320,20 @@ func TestRunningRuntimesHoldNoLaunchGoroutine(t *testing.T) {
 		ids = append(ids, rt.ID)
 	}
 	// A launch goroutine that returned is no longer in any stack; one
-	// parked on the runtime's exit is, for the runtime's life.
+	// parked on the runtime's exit is, for the runtime's life. Launch
+	// returns once the launch has its outcome, and its goroutine ends
+	// just after: look until it has, for eventWait at most.
 	buf := make([]byte, 1<<22)
-	stacks := string(buf[:runtime.Stack(buf, true)])
-	if got := strings.Count(stacks, "engine.(*Engine).launch("); got != 0 {
-		t.Errorf("%d goroutines in Engine.launch with %d runtimes running, want 0", got, n)
+	for deadline := time.Now().Add(eventWait); ; runtime.Gosched() {
+		stacks := string(buf[:runtime.Stack(buf, true)])
+		got := strings.Count(stacks, "engine.(*Engine).launch(")
+		if got == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Errorf("%d goroutines in Engine.launch with %d runtimes running, want 0", got, n)
+			break
+		}
 	}
 	for _, id := range ids {
 		stopped, err := e.Stop(ctx, id)
