@@ -564,8 +564,8 @@ func TestCloseReleasesConnection(t *testing.T) {
 			c.Close()
 			select {
 			case <-closed:
-			case <-time.After(5 * time.Second):
-				t.Fatal("the engine did not see the connection closed within 5s of Close")
+			case <-time.After(time.Minute): // a bound for a hang, below the server's IdleTimeout
+				t.Fatal("the engine did not see the connection closed within a minute of Close")
 			}
 		})
 	}

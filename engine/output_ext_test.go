@@ -105,7 +105,7 @@ func TestSlowFollowerIsToldWhatItMissed(t *testing.T) {
 	}()
 	select {
 	case <-done:
-	case <-time.After(5 * time.Second):
+	case <-time.After(eventWait):
 		t.Fatal("output blocked by a follower that does not read")
 	}
 	// The drops count before the follower hears of them.

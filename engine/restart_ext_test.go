@@ -33,7 +33,7 @@ func result(t *testing.T, res <-chan restartResult) restartResult {
 	select {
 	case r := <-res:
 		return r
-	case <-time.After(5 * time.Second):
+	case <-time.After(eventWait):
 		t.Fatal("Restart did not return after its ctx ended")
 		return restartResult{}
 	}

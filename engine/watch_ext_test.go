@@ -75,7 +75,7 @@ func TestSlowWatcherDoesNotBlockEngine(t *testing.T) {
 	}()
 	select {
 	case <-done:
-	case <-time.After(5 * time.Second):
+	case <-time.After(eventWait):
 		t.Fatal("engine blocked by a watcher that does not read")
 	}
 
