@@ -1,10 +1,10 @@
 package e2e
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -47,7 +47,6 @@ func TestPrometheusScrapesVMRE(t *testing.T) {
 	}
 	id := list.Runtimes[0].ID
 
-	promAddr := freeAddr(t)
 	dir := t.TempDir()
 	cfg := filepath.Join(dir, "prometheus.yml")
 	target := strings.TrimPrefix(apiURL, "http://")
@@ -55,17 +54,31 @@ func TestPrometheusScrapesVMRE(t *testing.T) {
 		"global: {scrape_interval: 1s}\nscrape_configs:\n  - job_name: vmre\n    static_configs: [{targets: [%q]}]\n", target)), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	// Port 0, and the port Prometheus logs: a port picked free beforehand
+	// can be taken (by any process's outgoing connection) before
+	// Prometheus binds it.
 	cmd := exec.Command(prom, "--config.file="+cfg, "--storage.tsdb.path="+filepath.Join(dir, "data"),
-		"--web.listen-address="+promAddr)
-	cmd.Stdout = &testLogWriter{t: t, prefix: "prometheus: "}
-	cmd.Stderr = cmd.Stdout
+		"--web.listen-address=127.0.0.1:0")
+	listening := &listenLog{next: &testLogWriter{t: t, prefix: "prometheus: "}, addr: make(chan string, 1)}
+	cmd.Stdout = listening
+	cmd.Stderr = listening
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
+	waited := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(waited) }()
 	t.Cleanup(func() {
 		_ = cmd.Process.Signal(syscall.SIGTERM)
-		_ = cmd.Wait()
+		<-waited
 	})
+	var promAddr string
+	select {
+	case promAddr = <-listening.addr:
+	case <-waited:
+		t.Fatalf("Prometheus exited before listening: %v", cmd.ProcessState)
+	case <-time.After(3 * time.Minute): // a bound for a hang
+		t.Fatal("Prometheus logged no listening address")
+	}
 
 	apiCall(t, apiURL, token, "RestartRuntime", `{"id":"`+id+`"}`, nil)
 
@@ -255,14 +268,31 @@ func apiCall(t *testing.T, apiURL, token, method, body string, out any) {
 	}
 }
 
-// freeAddr returns a loopback address no one listens on right now.
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+// listenLog passes Prometheus's log on to next and sends the address of
+// its first `msg="Listening on" address=HOST:PORT` line on addr (which
+// must have room for it). exec.Cmd's copying goroutine is its only
+// writer.
+type listenLog struct {
+	next io.Writer
+	addr chan string
+	line []byte
+	sent bool
+}
+
+func (l *listenLog) Write(p []byte) (int, error) {
+	l.line = append(l.line, p...)
+	for {
+		i := bytes.IndexByte(l.line, '\n')
+		if i < 0 {
+			break
+		}
+		line := string(l.line[:i])
+		l.line = l.line[i+1:]
+		if _, rest, ok := strings.Cut(line, `msg="Listening on" address=`); ok && !l.sent {
+			addr, _, _ := strings.Cut(rest, " ")
+			l.addr <- addr
+			l.sent = true
+		}
 	}
-	addr := l.Addr().String()
-	_ = l.Close()
-	return addr
+	return l.next.Write(p)
 }
