@@ -114,7 +114,7 @@ func subprocessEngineConfig(t *testing.T, mode string, cfg subprocess.Config) *e
 	t.Helper()
 	log := zerolog.New(zerolog.NewTestWriter(t))
 	launcher := engine.NewSubprocessLauncher(subprocess.Config{
-		Log: log, HandshakeTimeout: 10 * time.Second, GracefulTimeout: 5 * time.Second,
+		Log: log, HandshakeTimeout: time.Minute, GracefulTimeout: 5 * time.Second,
 		OnOutput: cfg.OnOutput,
 	},
 		func(spec engine.Spec) (*exec.Cmd, error) {
@@ -260,7 +260,7 @@ func TestSubprocessLauncherOutputCallbacks(t *testing.T) {
 			viaLine = append(viaLine, l.Stream+" "+string(l.Text))
 		},
 	})
-	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 	defer cancel()
 	rt, err := e.Launch(ctx, engine.Spec{Name: "crashvm", Path: self})
 	if err == nil {
