@@ -97,7 +97,7 @@ func probeOnce(t *testing.T, clock *fakeClock, d time.Duration) {
 func TestLivenessFailureRestartsOnlyUnderPolicy(t *testing.T) {
 	t.Parallel()
 	// The timeout allows for a loaded machine: only the hanging server waits it out.
-	check := engine.HealthCheck{Interval: 10 * time.Second, Timeout: 2 * time.Second, FailureThreshold: 2}
+	check := engine.HealthCheck{Interval: 10 * time.Second, Timeout: 5 * time.Second, FailureThreshold: 2}
 	for _, tc := range []struct {
 		name    string
 		mode    engine.RestartMode
@@ -183,7 +183,9 @@ func TestAttachedRuntimeLostWhenItDies(t *testing.T) {
 	vm := startVMServer(t, true)
 	vm.set(healthpb.HealthCheckResponse_SERVING)
 	clock := newFakeClock()
-	check := engine.HealthCheck{Interval: 10 * time.Second, Timeout: time.Second, FailureThreshold: 3}
+	// The dead plugin's port refuses at once: the timeout bounds only the
+	// healthy probe, which a loaded machine may slow.
+	check := engine.HealthCheck{Interval: 10 * time.Second, Timeout: time.Minute, FailureThreshold: 3}
 	e := newEngine(t, nil, func(c *engine.Config) { c.Clock = clock; c.SampleInterval = -1; c.AttachHealth = check })
 	w := watchFromSnapshot(t, e)
 	rt, err := e.Attach(42, vm.addr, "127.0.0.1:1")

@@ -502,7 +502,9 @@ func TestStopIsNotDelayedByHandshakeServer(t *testing.T) {
 
 func TestStopReturnsWhenContextEnds(t *testing.T) {
 	t.Parallel()
-	_, p := mustBootstrap(t, "ignore-sigterm", &subprocess.Config{GracefulTimeout: 2 * time.Second})
+	// The grace is what may pass between Stop's return and the check:
+	// long enough for a loaded machine, short for the cleanup's Stop.
+	_, p := mustBootstrap(t, "ignore-sigterm", &subprocess.Config{GracefulTimeout: 10 * time.Second})
 	ctx, cancel := context.WithCancel(t.Context())
 	cancel()
 	p.Stop(ctx)
