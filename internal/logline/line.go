@@ -105,26 +105,23 @@ func clone(b []byte) []byte {
 // before the fields' first quote) needs no look at all: one comparison of
 // addresses, inlined.
 func (l *Line) safe(s []byte) bool {
-	// s's offset in Text; below Text it wraps to above safeTo.
-	off := uintptr(unsafe.Pointer(unsafe.SliceData(s))) - uintptr(unsafe.Pointer(unsafe.SliceData(l.Text)))
-	if len(s) == 0 || off <= uintptr(l.safeTo) && uintptr(len(s)) <= uintptr(l.safeTo)-off {
-		return true
-	}
-	return l.safeSlow(s)
+	return l.inSafeStart(s) || l.safeSlow(s)
 }
 
 // safe4 is safe for each of four strings, in one call when all of them
 // lie in Text's safe start.
 func (l *Line) safe4(a, b, c, d []byte) bool {
-	t, n := uintptr(unsafe.Pointer(unsafe.SliceData(l.Text))), uintptr(l.safeTo)
-	in := func(s []byte) bool {
-		off := uintptr(unsafe.Pointer(unsafe.SliceData(s))) - t
-		return len(s) == 0 || off <= n && uintptr(len(s)) <= n-off
-	}
-	if in(a) && in(b) && in(c) && in(d) {
+	if l.inSafeStart(a) && l.inSafeStart(b) && l.inSafeStart(c) && l.inSafeStart(d) {
 		return true
 	}
 	return l.safe(a) && l.safe(b) && l.safe(c) && l.safe(d)
+}
+
+// inSafeStart reports whether s is empty or lies inside Text[:safeTo].
+func (l *Line) inSafeStart(s []byte) bool {
+	// s's offset in Text; below Text it wraps to above safeTo.
+	off := uintptr(unsafe.Pointer(unsafe.SliceData(s))) - uintptr(unsafe.Pointer(unsafe.SliceData(l.Text)))
+	return len(s) == 0 || off <= uintptr(l.safeTo) && uintptr(len(s)) <= uintptr(l.safeTo)-off
 }
 
 // safeSlow is safe for an s that does not lie in Text's safe start. A
