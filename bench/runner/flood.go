@@ -27,10 +27,9 @@ import (
 
 var floodMarker = []byte("~flood~ ")
 
-// meter wraps the sink of an output path. It records the time of the first
-// write and, once the expected number of bytes has gone through, the time
-// of the last and closes done. (vmre's runs use only the first time: their
-// end is when the Process's Done closes, after all output was logged.)
+// meter wraps the sink of avalanchego's raw copy. It records the time of
+// the first write and, once the expected number of bytes has gone
+// through, the time of the last and closes done.
 type meter struct {
 	w     io.Writer
 	want  int64
@@ -88,36 +87,65 @@ func (l *lateFile) Close() error {
 	return l.f.Close()
 }
 
-// lineMeter wraps a sink whose writes are whole log records: it records
-// the time of the first record holding a flood line and, once want of them
-// went through, the time of the last, and closes done.
+// lineMeter wraps a sink whose writes are whole log records, as vmre's,
+// the floor's and go-plugin's are: it times a flood from the write of the
+// record of its first line to that of its last, flushed into the file
+// (flush, when the sink buffers), as meter times avalanchego's copy from
+// its first byte to its last. Records before the first flood line (the
+// engine's handshake record) are not timed; after it, every record is
+// counted, and from the want-th on each is checked for the last line's
+// number, so a record that is not a flood line (go-plugin's host logs
+// its own) only moves the check one record on. done closes at the last.
 type lineMeter struct {
 	w           io.Writer
 	want        int64
+	lastLine    []byte
+	flush       func() error
 	n           atomic.Int64
 	first, last atomic.Int64
 	once        sync.Once
 	done        chan struct{}
 }
 
-func newLineMeter(w io.Writer, want int64) *lineMeter {
-	return &lineMeter{w: w, want: want, done: make(chan struct{})}
+// newLineMeter meters want flood lines written to w; flush, if not nil,
+// puts what w buffers into the file.
+func newLineMeter(w io.Writer, want int64, flush func() error) *lineMeter {
+	return &lineMeter{
+		w: w, want: want, flush: flush, done: make(chan struct{}),
+		lastLine: fmt.Appendf(nil, "%s%09d ", floodMarker, want-1),
+	}
 }
 
 func (m *lineMeter) Write(p []byte) (int, error) {
-	flood := bytes.Contains(p, floodMarker)
-	if flood && m.first.Load() == 0 {
-		m.first.CompareAndSwap(0, time.Now().UnixNano())
+	if m.first.Load() == 0 {
+		if !bytes.Contains(p, floodMarker) {
+			return m.w.Write(p)
+		}
+		m.first.Store(time.Now().UnixNano())
 	}
 	n, err := m.w.Write(p)
-	if flood && m.n.Add(1) == m.want {
+	if m.n.Add(1) >= m.want && m.last.Load() == 0 && bytes.Contains(p, m.lastLine) {
+		if m.flush != nil {
+			if ferr := m.flush(); err == nil {
+				err = ferr
+			}
+		}
 		m.last.Store(time.Now().UnixNano())
 		m.once.Do(func() { close(m.done) })
 	}
 	return n, err
 }
 
-func (m *lineMeter) elapsed() time.Duration { return time.Duration(m.last.Load() - m.first.Load()) }
+func (m *lineMeter) Close() error { return nil }
+
+// elapsed is the time from the first flood line to the last; 0 if the
+// last has not been written.
+func (m *lineMeter) elapsed() time.Duration {
+	if m.last.Load() == 0 {
+		return 0
+	}
+	return time.Duration(m.last.Load() - m.first.Load())
+}
 
 // checkFloodFile reads a log file and checks that the flood lines 0..n-1
 // are all there, in order. It returns how many are missing.
@@ -193,13 +221,12 @@ func benchFlood(ctx context.Context, e *env) error {
 			defer os.Remove(path)
 			var sink io.Writer = f
 			var bw *flushingWriter
+			var flush func() error
 			if buffered {
 				bw = newFlushingWriter(f, 256<<10, 100*time.Millisecond)
-				sink = bw
+				sink, flush = bw, bw.Flush
 			}
-			// Only the first write is timed in the sink: the end is when
-			// Done closes, which happens once all output has been logged.
-			m := newMeter(sink, math.MaxInt64)
+			m := newLineMeter(sink, lines, flush)
 			vm := newVmreEngine(e.ava, m, 10*time.Second, 5*time.Second)
 			rss0, rssOK := startPeakRSS()
 			cpu0 := processCPU()
@@ -214,9 +241,8 @@ func benchFlood(ctx context.Context, e *env) error {
 				return errors.New("vmre flood: plugin did not finish in 5 minutes")
 			}
 			if bw != nil {
-				bw.Close() // the last lines are in the file only now
+				bw.Close()
 			}
-			m.last.Store(time.Now().UnixNano())
 			// Before the stop and the check, which reads the whole log
 			// back: neither is the engine's work per line.
 			cpuUsed := processCPU() - cpu0
@@ -232,10 +258,10 @@ func benchFlood(ctx context.Context, e *env) error {
 			if !buffered {
 				r = tputUnbuf
 			}
-			if missing == 0 {
-				r.add(colVmre, float64(payload)/(1<<20)/m.elapsed().Seconds())
+			if el := m.elapsed(); missing == 0 && el > 0 {
+				r.add(colVmre, float64(payload)/(1<<20)/el.Seconds())
 				if buffered {
-					rate.add(colVmre, float64(lines)/1e6/m.elapsed().Seconds())
+					rate.add(colVmre, float64(lines)/1e6/el.Seconds())
 					cpu.add(colVmre, float64(cpuUsed.Nanoseconds())/float64(lines))
 					if rssOK {
 						rss.add(colVmre, float64(peak-rss0)/(1<<20))
@@ -295,7 +321,7 @@ func benchFlood(ctx context.Context, e *env) error {
 			}
 			defer os.Remove(path)
 			bw := newFlushingWriter(f, 256<<10, 100*time.Millisecond)
-			m := newMeter(bw, math.MaxInt64)
+			m := newLineMeter(bw, lines, bw.Flush)
 			cmd := exec.Command(e.ava, append([]string{"flood-raw"}, args...)...)
 			out, err := cmd.StdoutPipe()
 			if err != nil {
@@ -310,7 +336,6 @@ func benchFlood(ctx context.Context, e *env) error {
 			floor.Lines(out.(*os.File), m)
 			werr := cmd.Wait()
 			bw.Close()
-			m.last.Store(time.Now().UnixNano())
 			cpuUsed := processCPU() - cpu0
 			f.Close()
 			if werr != nil {
@@ -321,9 +346,9 @@ func benchFlood(ctx context.Context, e *env) error {
 				return err
 			}
 			lost.add(colFloor, float64(missing))
-			if missing == 0 {
-				tput.add(colFloor, float64(payload)/(1<<20)/m.elapsed().Seconds())
-				rate.add(colFloor, float64(lines)/1e6/m.elapsed().Seconds())
+			if el := m.elapsed(); missing == 0 && el > 0 {
+				tput.add(colFloor, float64(payload)/(1<<20)/el.Seconds())
+				rate.add(colFloor, float64(lines)/1e6/el.Seconds())
 				cpu.add(colFloor, float64(cpuUsed.Nanoseconds())/float64(lines))
 			}
 			return nil
@@ -339,7 +364,7 @@ func benchFlood(ctx context.Context, e *env) error {
 			}
 			defer os.Remove(path)
 			bw := newFlushingWriter(f, 256<<10, 100*time.Millisecond)
-			m := newLineMeter(bw, lines)
+			m := newLineMeter(bw, lines, bw.Flush)
 			log := hclog.New(&hclog.LoggerOptions{Output: m, Level: hclog.Trace, JSONFormat: true})
 			rss0, rssOK := startPeakRSS()
 			cpu0 := processCPU()
@@ -371,8 +396,7 @@ func benchFlood(ctx context.Context, e *env) error {
 				return err
 			}
 			lost.add(colGP, float64(missing))
-			if missing == 0 {
-				el := m.elapsed()
+			if el := m.elapsed(); missing == 0 && el > 0 {
 				tput.add(colGP, float64(payload)/(1<<20)/el.Seconds())
 				rate.add(colGP, float64(lines)/1e6/el.Seconds())
 				cpu.add(colGP, float64(cpuUsed.Nanoseconds())/float64(lines))
@@ -626,6 +650,13 @@ func (f *flushingWriter) Write(p []byte) (int, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return f.bw.Write(p)
+}
+
+// Flush writes what the buffer holds into the file.
+func (f *flushingWriter) Flush() error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.bw.Flush()
 }
 
 // Close stops the flusher and flushes what is left.
