@@ -259,12 +259,12 @@ func launch(cmd *exec.Cmd, cfg *settings, exe *preflight.Executable) (*launched,
 		return nil, fmt.Errorf("%w: listen: %w", vmre.ErrHandshakeFailed, err)
 	}
 	addr := ln.Addr().String()
-	outR, outW, err := outputPipe()
+	outR, outW, err := logline.NewPipe()
 	if err != nil {
 		ln.Close()
 		return nil, fmt.Errorf("%w: create stdout pipe: %w", vmre.ErrHandshakeFailed, err)
 	}
-	errR, errW, err := outputPipe()
+	errR, errW, err := logline.NewPipe()
 	if err != nil {
 		ln.Close()
 		outR.Close()

@@ -5,8 +5,6 @@ package subprocess
 import (
 	"os"
 	"os/exec"
-
-	"golang.org/x/sys/unix"
 )
 
 // startProcess starts cmd as cmd.Start does, through os.StartProcess and
@@ -39,26 +37,4 @@ func startProcess(cmd *exec.Cmd) error {
 	}
 	cmd.Process = proc
 	return nil
-}
-
-// outputPipe returns the pipe of one of the plugin's output streams: the
-// read end non-blocking in the runtime's poller, as os.Pipe makes it, and
-// the write end, which only the plugin uses, blocking and outside the
-// poller. os.Pipe makes the write end non-blocking and registers it with
-// the poller too, only for exec to make it blocking again (File.Fd) and
-// its close to unregister it: five system calls per pipe that change
-// nothing the plugin sees.
-func outputPipe() (r, w *os.File, err error) {
-	var p [2]int
-	if err := unix.Pipe2(p[:], unix.O_CLOEXEC); err != nil {
-		return nil, nil, os.NewSyscallError("pipe2", err)
-	}
-	// The read end's only status flag is its access mode, which F_SETFL
-	// leaves alone.
-	if _, err := unix.FcntlInt(uintptr(p[0]), unix.F_SETFL, unix.O_NONBLOCK); err != nil {
-		unix.Close(p[0])
-		unix.Close(p[1])
-		return nil, nil, os.NewSyscallError("fcntl", err)
-	}
-	return os.NewFile(uintptr(p[0]), "|0"), os.NewFile(uintptr(p[1]), "|1"), nil
 }

@@ -2,15 +2,9 @@
 
 package subprocess
 
-import (
-	"os"
-	"os/exec"
-)
+import "os/exec"
 
 // startProcess starts cmd with cmd.Start, which also resolves what this
 // system needs (on Windows: the executable's extension, the variables
 // every program needs, keys compared without case).
 func startProcess(cmd *exec.Cmd) error { return cmd.Start() }
-
-// outputPipe returns the pipe of one of the plugin's output streams.
-func outputPipe() (r, w *os.File, err error) { return os.Pipe() }

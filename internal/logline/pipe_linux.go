@@ -1,6 +1,45 @@
 package logline
 
-import "golang.org/x/sys/unix"
+import (
+	"os"
+
+	"golang.org/x/sys/unix"
+)
+
+// NewPipe returns the pipe of one of a plugin's output streams: the read
+// end for [Bridge.Reader], non-blocking and outside the runtime's poller,
+// and the write end for the plugin, blocking. Read the read end only
+// through a Reader: its Read method would return EAGAIN when the pipe is
+// empty.
+//
+// Outside the poller, because the runtime registers a file for every
+// event, edge-triggered, and Linux wakes every epoll waiter of a pipe
+// that was ever polled at every write into it, empty or not: a plugin
+// flooding its pipe woke the runtime's waiting thread at nearly every one
+// of its writes while the reader was busy reading them. Here a reader
+// waits through the descriptor waiter (internal/fdwait), whose watch
+// fires once and stays off while the reader reads, or with poll(2)
+// while a flood pauses (waitFlood); a blocking read loop (Run, or a
+// reader whose waiter failed) puts a duplicate of the descriptor in the
+// poller first (inPoller). The write end stays blocking and outside the
+// poller too: os.Pipe would register it only for exec to make it
+// blocking again.
+func NewPipe() (r, w *os.File, err error) {
+	var p [2]int
+	if err := unix.Pipe2(p[:], unix.O_CLOEXEC); err != nil {
+		return nil, nil, os.NewSyscallError("pipe2", err)
+	}
+	// os.NewFile puts a non-blocking descriptor in the poller: the read
+	// end is made non-blocking after it. Its only status flag is its
+	// access mode, which F_SETFL leaves alone.
+	r = os.NewFile(uintptr(p[0]), "|0")
+	if _, err := unix.FcntlInt(uintptr(p[0]), unix.F_SETFL, unix.O_NONBLOCK); err != nil {
+		r.Close()
+		unix.Close(p[1])
+		return nil, nil, os.NewSyscallError("fcntl", err)
+	}
+	return r, os.NewFile(uintptr(p[1]), "|1"), nil
+}
 
 // pipeFloodSize is the capacity a pipe grows to while its plugin writes
 // faster than the reader reads: Linux's default pipe-max-size, the most an

@@ -25,6 +25,9 @@ func (r *Reader) fill() (int, error) {
 	return r.rs.f.Read(r.buf[r.end:])
 }
 
+// usePoller leaves r.f as it is: there is no poller here.
+func (r *Reader) usePoller() {}
+
 // stopWaitingLocked ends a read that waits for data. Pipes here have no read
 // deadlines (Windows' os.Pipe handles are not overlapped, so
 // SetReadDeadline fails); closing the file cancels the pending read

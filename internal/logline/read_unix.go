@@ -3,10 +3,13 @@
 package logline
 
 import (
+	"errors"
 	"io"
 	"os"
 	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // readState reads a pipe through the runtime's poller. The buffer is taken
@@ -62,6 +65,58 @@ func (r *Reader) fill() (int, error) {
 		return 0, io.EOF
 	}
 	return n, nil
+}
+
+// usePoller readies r.f for the blocking read loop, which waits in the
+// runtime's poller: a non-blocking file outside it (NewPipe's read end)
+// is replaced by a file for a duplicate of its descriptor, which the
+// poller takes, and closed. If the descriptor cannot be duplicated, it is
+// made blocking instead: its reads then wait in the kernel, and
+// StopWaiting ends them only at the end of the stream. A deadline already
+// due (StopWaiting's, a dump's) is set on the file the loop reads.
+func (r *Reader) usePoller() {
+	r.deadlineMu.Lock()
+	defer r.deadlineMu.Unlock()
+	// The only way to ask whether a file is in the poller; the deadline
+	// is set again below.
+	if errors.Is(r.f.SetReadDeadline(time.Time{}), os.ErrNoDeadline) {
+		if f := dupInPoller(r.f); f != nil {
+			_ = r.f.Close()
+			r.f = f
+		}
+	}
+	switch {
+	case r.stopping:
+		r.stopWaitingLocked()
+	case !r.deadline.IsZero():
+		_ = r.f.SetReadDeadline(r.deadline)
+	}
+}
+
+// dupInPoller returns a file in the runtime's poller for a duplicate of
+// f's descriptor if that is non-blocking; nil if it is blocking, or if it
+// cannot be duplicated, in which case it is made blocking.
+func dupInPoller(f *os.File) *os.File {
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return nil
+	}
+	dup := -1
+	_ = rc.Control(func(fd uintptr) {
+		fl, err := unix.FcntlInt(fd, unix.F_GETFL, 0)
+		if err != nil || fl&unix.O_NONBLOCK == 0 {
+			return
+		}
+		if dup, err = unix.FcntlInt(fd, unix.F_DUPFD_CLOEXEC, 0); err != nil {
+			dup = -1
+			_ = unix.SetNonblock(int(fd), false)
+		}
+	})
+	if dup < 0 {
+		return nil
+	}
+	// The duplicate shares O_NONBLOCK: os.NewFile puts it in the poller.
+	return os.NewFile(uintptr(dup), f.Name())
 }
 
 // stopWaitingLocked ends a read that waits for data: the deadline wakes it, and

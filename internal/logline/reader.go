@@ -65,7 +65,7 @@ type Reader struct {
 	*lineState                 // made at the first line: a quiet plugin has none
 	now        time.Time       // when the lines in the window were read
 	ctx        context.Context // events' context with now, for logtime.Hook
-	deadlineMu sync.Mutex      // guards stopping, woken and the file's deadline
+	deadlineMu sync.Mutex      // guards stopping, woken, f's replacement (usePoller) and its deadline
 	stopping   bool            // StopWaiting was called
 	woken      bool            // the waiter starts the reads (Start), no blocking read runs
 	deadline   time.Time       // the dump's read deadline, zero: none
@@ -87,6 +87,7 @@ func (r *Reader) dumping() bool { return r.lineState != nil && r.dump.active }
 
 // Reader returns the reader of one stream (Stdout or Stderr) of the
 // bridge's process; f is the read end of its pipe, which Run closes.
+// NewPipe's is read best; the read end of an os.Pipe is read too.
 func (b *Bridge) Reader(stream string, f *os.File) *Reader {
 	var streamJSON string
 	if jsonSafe([]byte(stream)) {
@@ -122,6 +123,7 @@ func (r *Reader) Start(done func()) {
 // Run copies the pipe into lines until EOF, or until StopWaiting ends the
 // wait for more, then closes the pipe. It blocks until then.
 func (r *Reader) Run() {
+	r.usePoller()
 	defer r.f.Close()
 	if err := r.rs.init(r.f); err != nil {
 		return
@@ -180,9 +182,12 @@ func (r *Reader) StopWaiting() {
 	r.deadlineMu.Lock()
 	r.stopping = true
 	woken := r.woken
-	// A woken reader may be waiting in the poller too, for a flooding
-	// pipe (waitFlood): the deadline ends that wait.
-	r.stopWaitingLocked()
+	// A woken reader waiting for a flood (waitFlood) sees stopping
+	// within floodPoll; one that falls back to blocking reads gets the
+	// deadline then (unwake).
+	if !woken {
+		r.stopWaitingLocked()
+	}
 	r.deadlineMu.Unlock()
 	if woken {
 		r.stopWoken()

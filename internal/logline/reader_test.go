@@ -21,8 +21,8 @@ import (
 	"github.com/rs/zerolog"
 )
 
-// pipeReader starts a reader of stream over a new pipe, as the engine
-// does (Start). It returns the write end and a channel closed once the
+// pipeReader starts a reader of stream over a new pipe (NewPipe), as the
+// engine does (Start). It returns the write end and a channel closed once the
 // reader has ended.
 func pipeReader(tb testing.TB, b *Bridge, stream string) (*Reader, *os.File, <-chan struct{}) {
 	return pipeReaderMode(tb, b, stream, false)
@@ -31,7 +31,7 @@ func pipeReader(tb testing.TB, b *Bridge, stream string) (*Reader, *os.File, <-c
 // pipeReaderMode is pipeReader, with Run on a goroutine of its own if run.
 func pipeReaderMode(tb testing.TB, b *Bridge, stream string, run bool) (*Reader, *os.File, <-chan struct{}) {
 	tb.Helper()
-	r, w, err := os.Pipe()
+	r, w, err := NewPipe()
 	if err != nil {
 		tb.Fatal(err)
 	}

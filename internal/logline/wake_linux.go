@@ -2,12 +2,12 @@ package logline
 
 import (
 	"errors"
-	"os"
 	"sync"
 	"syscall"
 	"time"
 
 	"github.com/vmre/vmre/internal/fdwait"
+	"golang.org/x/sys/unix"
 )
 
 // wakeState is what Start keeps of a reader whose reads the process's
@@ -159,40 +159,50 @@ func (r *Reader) readAvailable() bool {
 	return false
 }
 
-// waitFlood waits on this goroutine, in the runtime's poller, for more of
-// a flooding plugin's output, and reads it: a woken reader that ended at
-// every empty pipe would cost, per pause of the plugin, a wake of the
-// waiter, a new goroutine growing its stack, and the scheduler's and
-// sysmon's work when the process goes idle and busy again. After the
-// bridge's pipe idle time without data it shrinks the pipe and reports
-// neither data nor end, and the reader goes back to the waiter. It also
-// returns when StopWaiting sets the read deadline, or when the stream
-// ends (ended). k.mu is held.
+// floodPoll is the longest poll(2) of waitFlood, and so how long
+// StopWaiting may wait for a reader waiting for a flood to see it.
+const floodPoll = 10 * time.Millisecond
+
+// waitFlood waits on this goroutine for more of a flooding plugin's
+// output, and reads it: a woken reader that ended at every empty pipe
+// would cost, per pause of the plugin, a wake of the waiter, a new
+// goroutine growing its stack, and the scheduler's and sysmon's work when
+// the process goes idle and busy again. It waits with poll(2), in waits
+// of at most floodPoll, not in the runtime's poller (NewPipe says why).
+// After the bridge's pipe idle time without data it shrinks the pipe and
+// reports neither data nor end, and the reader goes back to the waiter.
+// It also returns after StopWaiting, or when the stream ends (ended).
+// k.mu is held.
 func (r *Reader) waitFlood() (data, ended bool) {
-	r.deadlineMu.Lock()
-	if r.stopping {
-		r.deadlineMu.Unlock()
+	end := time.Now().Add(r.b.pipeIdle)
+	fds := []unix.PollFd{{Fd: int32(r.wake.fd), Events: unix.POLLIN}}
+	for !r.stopRequested() {
+		left := time.Until(end)
+		if left <= 0 {
+			break
+		}
+		if _, err := unix.Poll(fds, int(min(left, floodPoll).Milliseconds())+1); err != nil && err != unix.EINTR {
+			break // back to the waiter
+		}
+		if r.buf == nil {
+			r.buf = r.b.pool.get()
+		}
+		n, err := r.rs.readRaw(r.buf[r.end:])
+		if n > 0 {
+			r.wake.reads++
+			r.end += n
+			r.setNow(time.Now())
+			r.process()
+			return true, false
+		}
+		if !errors.Is(err, syscall.EAGAIN) {
+			return false, true
+		}
+	}
+	if r.stopRequested() {
 		return false, false
 	}
-	_ = r.f.SetReadDeadline(time.Now().Add(r.b.pipeIdle))
-	r.deadlineMu.Unlock()
-	n, err := r.fill()
-	r.deadlineMu.Lock()
-	if !r.stopping {
-		_ = r.f.SetReadDeadline(time.Time{})
-	}
-	r.deadlineMu.Unlock()
-	if n > 0 {
-		r.wake.reads++
-		r.end += n
-		r.setNow(time.Now())
-		r.process()
-		return true, false
-	}
-	if !errors.Is(err, os.ErrDeadlineExceeded) {
-		return false, true
-	}
-	if !r.stopRequested() && r.rs.pipe.shrink() && r.b.pipeHook != nil {
+	if r.rs.pipe.shrink() && r.b.pipeHook != nil {
 		r.b.pipeHook(r.rs.pipe.base)
 	}
 	return false, false
@@ -268,6 +278,8 @@ func (r *Reader) fallBack() {
 	// now (refused while it holds more than its first size).
 	r.rs.pipe.shrink()
 	k.mu.Unlock()
+	r.usePoller()
+	_ = r.rs.init(r.f)
 	r.unwake()
 	r.loop()
 	_ = r.f.Close()

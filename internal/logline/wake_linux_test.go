@@ -1,6 +1,7 @@
 package logline
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"runtime"
@@ -136,7 +137,7 @@ func TestReaderWaiterFails(t *testing.T) {
 // is pipeFloodSize or more, since no flood could grow the pipe.
 func floodPipe(t *testing.T) (pr, pw *os.File, base int) {
 	t.Helper()
-	pr, pw, err := os.Pipe()
+	pr, pw, err := NewPipe()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -251,4 +252,211 @@ func TestReaderWaitsForFlood(t *testing.T) {
 	if len(grown) != 0 {
 		t.Errorf("the pipe was resized again to %d bytes", <-grown)
 	}
+}
+
+// fdOf returns f's descriptor without Fd's side effect (it makes a file
+// in the poller blocking).
+func fdOf(t *testing.T, f *os.File) int {
+	t.Helper()
+	rc, err := f.SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	fd := -1
+	if err := rc.Control(func(u uintptr) { fd = int(u) }); err != nil {
+		t.Fatal(err)
+	}
+	return fd
+}
+
+func nonblocking(t *testing.T, f *os.File) bool {
+	t.Helper()
+	fl, err := unix.FcntlInt(uintptr(fdOf(t, f)), unix.F_GETFL, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fl&unix.O_NONBLOCK != 0
+}
+
+// NewPipe's read end is non-blocking and outside the runtime's poller
+// (the poller would be woken at every write of a flooding plugin), and
+// its write end, the plugin's, is blocking.
+func TestNewPipeOutsidePoller(t *testing.T) {
+	t.Parallel()
+	r, w, err := NewPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	defer w.Close()
+	if err := r.SetReadDeadline(time.Now()); !errors.Is(err, os.ErrNoDeadline) {
+		t.Errorf("the read end is in the poller: SetReadDeadline: %v", err)
+	}
+	if !nonblocking(t, r) {
+		t.Error("the read end is blocking")
+	}
+	if nonblocking(t, w) {
+		t.Error("the write end is non-blocking")
+	}
+}
+
+// A reader also takes a file in the runtime's poller (an os.Pipe's read
+// end), started or run.
+func TestReaderFileInPoller(t *testing.T) {
+	t.Parallel()
+	for _, run := range []bool{false, true} {
+		pr, pw, err := os.Pipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := make(chan string, 4)
+		rd := NewBridge(Options{OnLine: func(l *Line) { got <- string(l.Text) }}).Reader(Stdout, pr)
+		done := make(chan struct{})
+		if run {
+			go func() { defer close(done); rd.Run() }()
+		} else {
+			rd.Start(func() { close(done) })
+		}
+		if _, err := pw.WriteString("one\n"); err != nil {
+			t.Fatal(err)
+		}
+		if l := <-got; l != "one" {
+			t.Errorf("run %v: line %q", run, l)
+		}
+		if _, err := pw.WriteString("two"); err != nil {
+			t.Fatal(err)
+		}
+		rd.StopWaiting()
+		<-done
+		pw.Close()
+		if l := <-got; l != "two" {
+			t.Errorf("run %v: line %q after StopWaiting", run, l)
+		}
+	}
+}
+
+// Run on NewPipe's read end waits in the poller, for a duplicate of the
+// descriptor: lines written after it found the pipe empty arrive.
+func TestReaderRunWaits(t *testing.T) {
+	t.Parallel()
+	pr, pw, err := NewPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := make(chan string, 4)
+	rd := NewBridge(Options{OnLine: func(l *Line) { got <- string(l.Text) }}).Reader(Stdout, pr)
+	done := make(chan struct{})
+	go func() { defer close(done); rd.Run() }()
+	for _, want := range []string{"one", "two"} {
+		if _, err := pw.WriteString(want + "\n"); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case l := <-got:
+			if l != want {
+				t.Errorf("line %q, want %q", l, want)
+			}
+		case <-done:
+			t.Fatalf("Run ended before line %q", want)
+		}
+	}
+	pw.Close()
+	<-done
+}
+
+// Run on NewPipe's read end: StopWaiting, called before Run began, ends it while the
+// pipe stays open, once it has read what the pipe held.
+func TestReaderRunAfterStopWaiting(t *testing.T) {
+	t.Parallel()
+	pr, pw, err := NewPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pw.Close()
+	if _, err := pw.WriteString("one\ntwo"); err != nil {
+		t.Fatal(err)
+	}
+	var lines []string
+	rd := NewBridge(Options{OnLine: func(l *Line) { lines = append(lines, string(l.Text)) }}).Reader(Stdout, pr)
+	rd.StopWaiting()
+	done := make(chan struct{})
+	go func() { defer close(done); rd.Run() }()
+	select {
+	case <-done:
+	case <-time.After(time.Minute):
+		t.Fatal("Run waited for more after StopWaiting")
+	}
+	if got := strings.Join(lines, "|"); got != "one|two" {
+		t.Errorf("lines %q, want one|two", got)
+	}
+}
+
+// If no descriptor is left to duplicate NewPipe's read end into the
+// poller, Run reads it blocking instead: every line arrives, and it ends
+// at EOF. Not parallel: it lowers the process's descriptor limit.
+func TestReaderRunWithoutDescriptors(t *testing.T) {
+	pr, pw, err := NewPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pw.Close()
+	got := make(chan string, 4)
+	rd := NewBridge(Options{OnLine: func(l *Line) { got <- string(l.Text) }}).Reader(Stdout, pr)
+
+	var old unix.Rlimit
+	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &old); err != nil {
+		t.Fatal(err)
+	}
+	// Take every descriptor below a limit a little above the highest in
+	// use, so that the reader's duplicate fails with EMFILE.
+	limit := unix.Rlimit{Cur: uint64(max(fdOf(t, pr), fdOf(t, pw))) + 16, Max: old.Max}
+	if limit.Cur >= old.Cur {
+		t.Skipf("the descriptor limit %d is too low to lower", old.Cur)
+	}
+	if err := unix.Setrlimit(unix.RLIMIT_NOFILE, &limit); err != nil {
+		t.Fatal(err)
+	}
+	var taken []int
+	release := func() {
+		for _, fd := range taken {
+			unix.Close(fd)
+		}
+		taken = nil
+		if err := unix.Setrlimit(unix.RLIMIT_NOFILE, &old); err != nil {
+			t.Error(err)
+		}
+	}
+	defer func() {
+		if taken != nil {
+			release()
+		}
+	}()
+	for {
+		fd, err := unix.Dup(fdOf(t, pw))
+		if err != nil {
+			if !errors.Is(err, unix.EMFILE) {
+				t.Fatal(err)
+			}
+			break
+		}
+		taken = append(taken, fd)
+	}
+	done := make(chan struct{})
+	go func() { defer close(done); rd.Run() }()
+	// Run made the descriptor blocking when the duplicate failed.
+	for deadline := time.Now().Add(time.Minute); nonblocking(t, pr); {
+		if time.Now().After(deadline) {
+			t.Fatal("Run did not make the read end blocking")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	release()
+	if _, err := pw.WriteString("one\ntwo\n"); err != nil {
+		t.Fatal(err)
+	}
+	if a, b := <-got, <-got; a != "one" || b != "two" {
+		t.Errorf("lines %q, %q", a, b)
+	}
+	pw.Close()
+	<-done
 }
