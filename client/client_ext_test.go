@@ -323,13 +323,13 @@ func TestInitializeLocalFailures(t *testing.T) {
 	}{
 		{
 			name:       "nothing listening",
-			engineAddr: closedAddr(t),
+			engineAddr: handshaketest.RefusingAddr(t),
 			wantErr:    []error{vmre.ErrProcessNotFound},
 			wantCode:   connect.CodeUnavailable,
 		},
 		{
 			name:       "nothing listening, gRPC-Web",
-			engineAddr: closedAddr(t),
+			engineAddr: handshaketest.RefusingAddr(t),
 			opts:       []client.Option{client.WithProtocol(client.ProtocolGRPCWeb)},
 			wantErr:    []error{vmre.ErrProcessNotFound},
 			wantCode:   connect.CodeUnavailable,
@@ -424,7 +424,7 @@ func TestZeroClient(t *testing.T) {
 // when the engine is gone, which the README quotes.
 func TestErrorTextForUnreachableEngine(t *testing.T) {
 	t.Parallel()
-	addr := closedAddr(t)
+	addr := handshaketest.RefusingAddr(t)
 	err := client.New(addr).Initialize(t.Context(), engineVersion, "127.0.0.1:50001")
 	want := "handshake failed: vm process not found: "
 	if err == nil || len(err.Error()) <= len(want) || err.Error()[:len(want)] != want {

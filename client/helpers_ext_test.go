@@ -172,20 +172,6 @@ func startGRPCGoServer(tb testing.TB, impl runtimeServer) string {
 	return ln.Addr().String()
 }
 
-// closedAddr returns a loopback address nothing listens on.
-func closedAddr(tb testing.TB) string {
-	tb.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		tb.Fatalf("listen: %v", err)
-	}
-	addr := ln.Addr().String()
-	if err := ln.Close(); err != nil {
-		tb.Fatalf("close listener: %v", err)
-	}
-	return addr
-}
-
 // allSentinels are the root sentinels a handshake error may wrap.
 var allSentinels = []error{
 	vmre.ErrHandshakeFailed, vmre.ErrProtocolVersionMismatch, vmre.ErrHandshakeTimeout,

@@ -21,6 +21,7 @@ import (
 	"github.com/rs/zerolog"
 	"github.com/vmre/vmre"
 	"github.com/vmre/vmre/client"
+	"github.com/vmre/vmre/internal/handshaketest"
 	"github.com/vmre/vmre/internal/tlstest"
 	"github.com/vmre/vmre/subprocess"
 	"google.golang.org/grpc"
@@ -226,12 +227,7 @@ func TestStopDoesNotCallForeignVMAddr(t *testing.T) {
 	}, struct{}{})
 	go func() { _ = srv.Serve(ln) }()
 	t.Cleanup(srv.Stop)
-	closed, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	closedAddr := closed.Addr().String()
-	closed.Close()
+	closedAddr := handshaketest.RefusingAddr(t)
 
 	tests := []struct {
 		name, addr, want string
