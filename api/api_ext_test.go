@@ -124,6 +124,20 @@ func startEngine(t *testing.T, ecfg engine.Config, mod func(*api.Config)) *harne
 	if err != nil {
 		t.Fatal(err)
 	}
+	addr, shutdown := serveAPI(t, h)
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		eng.Close(ctx) // ends the streams, so Shutdown does not wait for them
+		shutdown(ctx)
+	})
+	return &harness{engine: eng, launcher: l, handler: h, url: "http://" + addr, addr: addr}
+}
+
+// serveAPI serves h over a real listener (HTTP/1.1 + h2c) until shutdown
+// is called.
+func serveAPI(t *testing.T, h http.Handler) (addr string, shutdown func(context.Context)) {
+	t.Helper()
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -134,14 +148,10 @@ func startEngine(t *testing.T, ecfg engine.Config, mod func(*api.Config)) *harne
 		defer close(served)
 		_ = srv.Serve(lis)
 	}()
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		eng.Close(ctx) // ends the streams, so Shutdown does not wait for them
+	return lis.Addr().String(), func(ctx context.Context) {
 		_ = srv.Shutdown(ctx)
 		<-served
-	})
-	return &harness{engine: eng, launcher: l, handler: h, url: "http://" + lis.Addr().String(), addr: lis.Addr().String()}
+	}
 }
 
 func h2cClient() *http.Client {

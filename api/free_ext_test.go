@@ -2,7 +2,6 @@ package api_test
 
 import (
 	"context"
-	"net"
 	"runtime"
 	"testing"
 	"time"
@@ -16,7 +15,6 @@ import (
 	"github.com/vmre/vmre/engine"
 	vmrev1 "github.com/vmre/vmre/gen/vmre/v1"
 	"github.com/vmre/vmre/gen/vmre/v1/vmrev1connect"
-	"github.com/vmre/vmre/server"
 	"github.com/vmre/vmre/subprocess"
 )
 
@@ -62,21 +60,9 @@ func closedEngine(t *testing.T) weak.Pointer[engine.Engine] {
 	if err != nil {
 		t.Fatal(err)
 	}
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := server.NewHTTPServer(h)
-	served := make(chan struct{})
-	go func() {
-		defer close(served)
-		_ = srv.Serve(lis)
-	}()
-	defer func() {
-		_ = srv.Shutdown(ctx)
-		<-served
-	}()
-	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	addr, shutdown := serveAPI(t, h)
+	defer shutdown(ctx)
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -85,6 +85,12 @@ func (r *Reader) usePoller() {
 			r.f = f
 		}
 	}
+	r.setFileDeadlineLocked()
+}
+
+// setFileDeadlineLocked gives r.f the read deadline a blocking read has
+// now: StopWaiting's, or a dump's. deadlineMu is held.
+func (r *Reader) setFileDeadlineLocked() {
 	switch {
 	case r.stopping:
 		r.stopWaitingLocked()

@@ -292,10 +292,5 @@ func (r *Reader) unwake() {
 	r.deadlineMu.Lock()
 	defer r.deadlineMu.Unlock()
 	r.woken = false
-	switch {
-	case r.stopping:
-		r.stopWaitingLocked()
-	case !r.deadline.IsZero():
-		_ = r.f.SetReadDeadline(r.deadline)
-	}
+	r.setFileDeadlineLocked()
 }
