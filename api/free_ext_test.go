@@ -15,6 +15,7 @@ import (
 	"github.com/vmre/vmre/engine"
 	vmrev1 "github.com/vmre/vmre/gen/vmre/v1"
 	"github.com/vmre/vmre/gen/vmre/v1/vmrev1connect"
+	"github.com/vmre/vmre/server"
 	"github.com/vmre/vmre/subprocess"
 )
 
@@ -22,12 +23,20 @@ import (
 // runtimes' output rings and the API that served them, even after a
 // TailOutput stream followed a runtime until the engine closed: a
 // program that makes and closes engines keeps none of them.
+//
+// Nearly always at once; now and then only after the server's
+// IdleTimeout. net/http's HTTP/2 server stops a connection's idle timer
+// in a deferred call that runs before the one closing the streams still
+// open when the connection ends, and closing the last of them re-arms
+// the timer, which holds the connection, its server, the handler and so
+// the engine until it fires (in 2 of 300 runs under load, at -cpu 1, 2
+// and 4, it was freed about 2 minutes after Close).
 func TestClosedEngineIsFreed(t *testing.T) {
 	t.Parallel()
 	freed := closedEngine(t)
-	for deadline := time.Now().Add(time.Minute); freed.Value() != nil; {
+	for deadline := time.Now().Add(server.IdleTimeout + time.Minute); freed.Value() != nil; {
 		if time.Now().After(deadline) {
-			t.Fatal("the engine is still reachable a minute after Close")
+			t.Fatalf("the engine is still reachable %v after Close", server.IdleTimeout+time.Minute)
 		}
 		runtime.GC()
 		time.Sleep(10 * time.Millisecond)
