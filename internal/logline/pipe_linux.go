@@ -21,7 +21,7 @@ import (
 // fires once and stays off while the reader reads, or with poll(2)
 // while a flood pauses (waitFlood); a blocking read loop (Run, or a
 // reader whose waiter failed) puts a duplicate of the descriptor in the
-// poller first (inPoller). The write end stays blocking and outside the
+// poller first (usePoller). The write end stays blocking and outside the
 // poller too: os.Pipe would register it only for exec to make it
 // blocking again.
 func NewPipe() (r, w *os.File, err error) {
