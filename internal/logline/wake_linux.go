@@ -181,8 +181,12 @@ func (r *Reader) waitFlood() (data, ended bool) {
 		if left <= 0 {
 			break
 		}
-		if _, err := unix.Poll(fds, int(min(left, floodPoll).Milliseconds())+1); err != nil && err != unix.EINTR {
+		ready, err := unix.Poll(fds, int(min(left, floodPoll).Milliseconds())+1)
+		if err != nil && err != unix.EINTR {
 			break // back to the waiter
+		}
+		if ready <= 0 {
+			continue // nothing yet, or interrupted
 		}
 		if r.buf == nil {
 			r.buf = r.b.pool.get()
