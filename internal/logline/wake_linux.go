@@ -139,18 +139,11 @@ func (r *Reader) readAvailable() bool {
 		if !errors.Is(err, syscall.EAGAIN) {
 			return true
 		}
-		if r.rs.pipe.grown && !r.dumping() {
-			data, ended := r.waitFlood()
-			if ended {
-				return true
-			}
-			if data {
-				continue
-			}
+		if r.rs.pipe.grown && !r.dumping() && r.waitFlood() {
+			continue
 		}
 		r.shrinkLater()
-		// fill, in waitFlood, may have given the buffer back already.
-		if r.buf != nil && r.start == r.end {
+		if r.start == r.end {
 			r.b.pool.put(r.buf)
 			r.buf, r.start, r.end, r.scanned = nil, 0, 0, 0
 		}
@@ -164,16 +157,16 @@ func (r *Reader) readAvailable() bool {
 const floodPoll = 10 * time.Millisecond
 
 // waitFlood waits on this goroutine for more of a flooding plugin's
-// output, and reads it: a woken reader that ended at every empty pipe
-// would cost, per pause of the plugin, a wake of the waiter, a new
-// goroutine growing its stack, and the scheduler's and sysmon's work when
-// the process goes idle and busy again. It waits with poll(2), in waits
-// of at most floodPoll, not in the runtime's poller (NewPipe says why).
-// After the bridge's pipe idle time without data it shrinks the pipe and
-// reports neither data nor end, and the reader goes back to the waiter.
-// It also returns after StopWaiting, or when the stream ends (ended).
-// k.mu is held.
-func (r *Reader) waitFlood() (data, ended bool) {
+// output: a woken reader that ended at every empty pipe would cost, per
+// pause of the plugin, a wake of the waiter, a new goroutine growing its
+// stack, and the scheduler's and sysmon's work when the process goes idle
+// and busy again. It waits with poll(2), in waits of at most floodPoll,
+// not in the runtime's poller (NewPipe says why), and reports whether the
+// pipe became readable (data, or its write end closed). It reports false
+// after StopWaiting, and after the bridge's pipe idle time without data,
+// having shrunk the pipe; the reader then goes back to the waiter. k.mu
+// is held.
+func (r *Reader) waitFlood() bool {
 	end := time.Now().Add(r.b.pipeIdle)
 	fds := []unix.PollFd{{Fd: int32(r.wake.fd), Events: unix.POLLIN}}
 	for !r.stopRequested() {
@@ -185,31 +178,14 @@ func (r *Reader) waitFlood() (data, ended bool) {
 		if err != nil && err != unix.EINTR {
 			break // back to the waiter
 		}
-		if ready <= 0 {
-			continue // nothing yet, or interrupted
-		}
-		if r.buf == nil {
-			r.buf = r.b.pool.get()
-		}
-		n, err := r.rs.readRaw(r.buf[r.end:])
-		if n > 0 {
-			r.wake.reads++
-			r.end += n
-			r.setNow(time.Now())
-			r.process()
-			return true, false
-		}
-		if !errors.Is(err, syscall.EAGAIN) {
-			return false, true
+		if ready > 0 {
+			return true
 		}
 	}
-	if r.stopRequested() {
-		return false, false
-	}
-	if r.rs.pipe.shrink() && r.b.pipeHook != nil {
+	if !r.stopRequested() && r.rs.pipe.shrink() && r.b.pipeHook != nil {
 		r.b.pipeHook(r.rs.pipe.base)
 	}
-	return false, false
+	return false
 }
 
 // shrinkLater shrinks a grown pipe once it has stayed empty (no read took

@@ -364,8 +364,8 @@ func TestReaderRunWaits(t *testing.T) {
 	<-done
 }
 
-// Run on NewPipe's read end: StopWaiting, called before Run began, ends it while the
-// pipe stays open, once it has read what the pipe held.
+// Run on NewPipe's read end: StopWaiting, called before Run began, ends
+// it while the pipe stays open, once it has read what the pipe held.
 func TestReaderRunAfterStopWaiting(t *testing.T) {
 	t.Parallel()
 	pr, pw, err := NewPipe()
