@@ -82,11 +82,25 @@ func Parse(path string, data []byte) (*File, error) {
 	if err != nil {
 		return nil, fileError(path, err)
 	}
-	runtimes, err := convert(msg, filepath.Dir(path))
+	runtimes, err := convert(msg, anchorDir(path))
 	if err != nil {
 		return nil, fileError(path, err)
 	}
 	return &File{Path: path, Runtimes: runtimes}, nil
+}
+
+// anchorDir is the directory that anchors the relative plugin paths of the
+// config file at path: absolute, so that a path names the same file
+// whatever the engine's working directory, and so that "./plugin" in a
+// file named "vmre.yaml" stays a path rather than becoming "plugin", a
+// name looked up in PATH. Without a working directory it is the file's
+// directory as given.
+func anchorDir(path string) string {
+	dir := filepath.Dir(path)
+	if abs, err := filepath.Abs(dir); err == nil {
+		return abs
+	}
+	return dir
 }
 
 // decode reads YAML or JSON into a vmrev1.Config. The document is first

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -37,6 +38,48 @@ func writeFile(t *testing.T, body string) string {
 		t.Fatal(err)
 	}
 	return path
+}
+
+// A file named relative to the working directory anchors its relative
+// plugin paths at its absolute directory: "./plugin" stays a path to the
+// file beside it, not "plugin", a name that exec would look up in PATH.
+func TestParseAnchorsRelativePaths(t *testing.T) {
+	dir := t.TempDir()
+	t.Chdir(dir)
+	const body = "runtimes:\n  - {name: a, path: ./plugin}\n  - {name: b, path: ../up/plugin}\n  - {name: c, path: plugin}\n"
+	f, err := config.Parse("vmre.yaml", []byte(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{filepath.Join(dir, "plugin"), filepath.Join(filepath.Dir(dir), "up", "plugin"), "plugin"}
+	for i, rt := range f.Runtimes {
+		if rt.Spec.Path != want[i] {
+			t.Errorf("%s: path %q, want %q", rt.Name, rt.Spec.Path, want[i])
+		}
+	}
+
+	// Without a working directory the file's directory is "." as given,
+	// and a path still comes out a path.
+	t.Run("working directory removed", func(t *testing.T) {
+		if runtime.GOOS == "windows" {
+			t.Skip("Windows cannot remove a process's working directory")
+		}
+		gone := filepath.Join(dir, "gone")
+		if err := os.Mkdir(gone, 0o700); err != nil {
+			t.Fatal(err)
+		}
+		t.Chdir(gone)
+		if err := os.Remove(gone); err != nil {
+			t.Fatal(err)
+		}
+		f, err := config.Parse("vmre.yaml", []byte(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if p := f.Runtimes[0].Spec.Path; !strings.ContainsRune(p, filepath.Separator) || filepath.Base(p) != "plugin" {
+			t.Errorf("./plugin became %q, want a path to plugin", p)
+		}
+	})
 }
 
 func TestLoadIssueExample(t *testing.T) {

@@ -100,7 +100,11 @@ func (c checker) runtime(rc *vmrev1.RuntimeConfig, dir string) Runtime {
 	case path == "":
 		c.fail("path", "missing; want the plugin binary or script")
 	case strings.ContainsRune(path, '/') && !filepath.IsAbs(path):
-		path = filepath.Join(dir, path)
+		// Join drops a leading "./": a path must not come out a bare
+		// name, which exec would look up in PATH.
+		if path = filepath.Join(dir, path); !strings.ContainsRune(path, filepath.Separator) {
+			path = "." + string(filepath.Separator) + path
+		}
 	}
 	rt.Spec = engine.Spec{Name: rc.GetName(), Path: path, Args: slices.Clone(rc.GetArgs())}
 

@@ -37,8 +37,11 @@ func (e *Engine) endedLocked(r *runtime, state State, message string, failure bo
 		}
 		r.failTimes = append(r.failTimes, now)
 		if len(r.failTimes) > p.MaxRestarts && now.Sub(r.failTimes[0]) <= p.Window {
-			e.finishLocked(r, StateFailed, message+"; giving up: "+strconv.Itoa(len(r.failTimes))+
-				" failures within "+p.Window.String()+" (max restarts "+strconv.Itoa(p.MaxRestarts)+")")
+			why := strconv.Itoa(len(r.failTimes)) + " failures within " + p.Window.String() +
+				" (max restarts " + strconv.Itoa(p.MaxRestarts) + ")"
+			e.log.Error().Str("id", r.info.ID).Str("vm", r.spec.Name).Str("reason", why).Str("last_failure", message).
+				Msg("runtime failed for good: not relaunching")
+			e.finishLocked(r, StateFailed, message+"; giving up: "+why)
 			return
 		}
 	}

@@ -1,9 +1,15 @@
 package engine_test
 
 import (
+	"bytes"
+	"encoding/json"
 	"errors"
+	"strings"
+	"sync"
 	"testing"
 	"time"
+
+	"github.com/rs/zerolog"
 
 	"github.com/vmre/vmre"
 	"github.com/vmre/vmre/engine"
@@ -15,9 +21,20 @@ var crashed = vmre.ExitStatus{Code: 2}
 // watches it from its snapshot.
 func superviseWatched(t *testing.T, policy engine.RestartPolicy, health engine.HealthCheck, steps ...fakeStep) (*fakeLauncher, *engine.Engine, *fakeClock, engine.Runtime, *engine.Watcher) {
 	t.Helper()
+	return superviseWith(t, nil, policy, health, steps...)
+}
+
+// superviseWith is superviseWatched with mod changing the engine's config.
+func superviseWith(t *testing.T, mod func(*engine.Config), policy engine.RestartPolicy, health engine.HealthCheck, steps ...fakeStep) (*fakeLauncher, *engine.Engine, *fakeClock, engine.Runtime, *engine.Watcher) {
+	t.Helper()
 	l := &fakeLauncher{steps: steps}
 	clock := newFakeClock()
-	e := newEngine(t, l, func(c *engine.Config) { c.Clock = clock; c.SampleInterval = -1 })
+	e := newEngine(t, l, func(c *engine.Config) {
+		c.Clock, c.SampleInterval = clock, -1
+		if mod != nil {
+			mod(c)
+		}
+	})
 	s := spec
 	s.Restart, s.Health = policy, health
 	first, err := e.Launch(t.Context(), s)
@@ -61,7 +78,8 @@ func relaunched(t *testing.T, l *fakeLauncher, w *engine.Watcher, clock *fakeClo
 func TestCrashLoopBacksOffThenFails(t *testing.T) {
 	t.Parallel()
 	policy := engine.RestartPolicy{Mode: engine.RestartOnFailure, InitialBackoff: time.Second, MaxBackoff: 4 * time.Second, MaxRestarts: 4, Window: time.Minute}
-	l, e, clock, first, w := superviseWatched(t, policy, engine.HealthCheck{})
+	var log lockedBuffer
+	l, e, clock, first, w := superviseWith(t, func(c *engine.Config) { c.Log = zerolog.New(&log) }, policy, engine.HealthCheck{})
 	// 1 s, doubling, capped at 4 s.
 	for i, d := range []time.Duration{1, 2, 4, 4} {
 		l.proc(i).end(crashed)
@@ -77,6 +95,33 @@ func TestCrashLoopBacksOffThenFails(t *testing.T) {
 	clock.advance(time.Hour)
 	if got := l.launches(); got != 5 {
 		t.Fatalf("launches = %d after giving up, want 5", got)
+	}
+	// The log says each crash was one, and that the runtime will not come
+	// back, once and after the last crash.
+	var ended, gaveUp []map[string]any
+	for _, line := range strings.Split(strings.TrimSpace(log.String()), "\n") {
+		var ev map[string]any
+		if err := json.Unmarshal([]byte(line), &ev); err != nil {
+			t.Fatalf("log line %q: %v", line, err)
+		}
+		switch ev["message"] {
+		case "runtime ended":
+			ended = append(ended, ev)
+		case "runtime failed for good: not relaunching":
+			gaveUp = append(gaveUp, ev)
+			if len(ended) != 5 {
+				t.Errorf("gave up after %d ends, want 5", len(ended))
+			}
+		}
+	}
+	for _, ev := range ended {
+		if ev["level"] != "warn" || ev["exit"] != crashed.String() {
+			t.Errorf("crash logged as %v", ev)
+		}
+	}
+	if len(ended) != 5 || len(gaveUp) != 1 || gaveUp[0]["level"] != "error" ||
+		gaveUp[0]["reason"] != "5 failures within 1m0s (max restarts 4)" || gaveUp[0]["id"] != first.ID {
+		t.Errorf("%d ends, giving up %v; want 5 and one error event with the reason", len(ended), gaveUp)
 	}
 	// A manual Restart is not a failure and gives the budget back.
 	got, err := e.Restart(t.Context(), first.ID)
@@ -164,4 +209,22 @@ func TestRestartInBackoffStartsNow(t *testing.T) {
 	if got := l.launches(); got != 3 {
 		t.Fatalf("launches = %d, want 3 (the backoff's relaunch was cancelled)", got)
 	}
+}
+
+// lockedBuffer is a log sink the test reads while the engine writes.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }

@@ -243,6 +243,12 @@ func (e *Engine) recordExit(r *runtime, proc vmre.Runtime, status subprocess.Sta
 	e.stopProbeLocked(r)
 	r.info.Usage = nil
 	e.stoppedLocked(r)
+	// Logged before what follows from it (a relaunch, giving up).
+	ended := e.log.Info()
+	if !r.stopRequested && (r.livenessStop || !exit.Success()) {
+		ended = e.log.Warn()
+	}
+	ended.Str("id", r.info.ID).Str("vm", r.spec.Name).Int("pid", status.Pid).Str("exit", exit.String()).Msg("runtime ended")
 	switch {
 	case r.stopRequested:
 		r.info.End = EndStopped
@@ -263,7 +269,6 @@ func (e *Engine) recordExit(r *runtime, proc vmre.Runtime, status subprocess.Sta
 	}
 	close(exited)
 	e.mu.Unlock()
-	e.log.Info().Str("id", r.info.ID).Str("vm", r.spec.Name).Int("pid", status.Pid).Str("exit", exit.String()).Msg("runtime ended")
 }
 
 // stoppedLocked records how long the stop of r's launch took, if one
