@@ -103,20 +103,41 @@ func (l TailLine) String() string { return l.Stream + ": " + l.Text }
 // Error reads "process exited: exit status 3; output: stdout: ... | stderr:
 // ...".
 func (e *ExitError) Error() string {
-	var b strings.Builder
-	b.WriteString(ErrProcessExited.Error())
-	b.WriteString(": ")
-	b.WriteString(e.ExitStatus.String())
-	for i, l := range e.Tail {
-		if i == 0 {
-			b.WriteString("; output: ")
-		} else {
-			b.WriteString(" | ")
-		}
-		b.WriteString(l.String())
-	}
-	return b.String()
+	return appendTail([]byte(ErrProcessExited.Error()+": "+e.ExitStatus.String()), e.Tail)
 }
 
 // Unwrap returns [ErrProcessExited].
 func (e *ExitError) Unwrap() error { return ErrProcessExited }
+
+// TimeoutError reports a plugin that did not complete its handshake within
+// the timeout, with the last lines it wrote, which may say what it was
+// waiting for. It unwraps to [ErrHandshakeTimeout] and, as in avalanchego,
+// [ErrProcessNotFound].
+type TimeoutError struct {
+	// Tail holds the last lines the process wrote to stdout and stderr
+	// before it was killed, as in [ExitError].
+	Tail []TailLine
+}
+
+// Error reads "timeout", or "timeout; output: stdout: ... | stderr: ..."
+// when the process wrote something.
+func (e *TimeoutError) Error() string {
+	return appendTail([]byte(ErrHandshakeTimeout.Error()), e.Tail)
+}
+
+// Unwrap returns [ErrHandshakeTimeout] and [ErrProcessNotFound].
+func (e *TimeoutError) Unwrap() []error { return []error{ErrHandshakeTimeout, ErrProcessNotFound} }
+
+// appendTail appends "; output: " and the lines, separated by " | ", to b
+// when there are any, and returns the text.
+func appendTail(b []byte, tail []TailLine) string {
+	for i, l := range tail {
+		if i == 0 {
+			b = append(b, "; output: "...)
+		} else {
+			b = append(b, " | "...)
+		}
+		b = append(b, l.String()...)
+	}
+	return string(b)
+}

@@ -49,6 +49,24 @@ func TestExitError(t *testing.T) {
 	}
 }
 
+func TestTimeoutError(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		err  *vmre.TimeoutError
+		want string
+	}{
+		{&vmre.TimeoutError{}, "timeout"},
+		{&vmre.TimeoutError{Tail: []vmre.TailLine{{Stream: "stdout", Text: "waiting"}, {Stream: "stderr", Text: "still"}}}, "timeout; output: stdout: waiting | stderr: still"},
+	} {
+		if got := tt.err.Error(); got != tt.want {
+			t.Errorf("Error() = %q, want %q", got, tt.want)
+		}
+		if !errors.Is(tt.err, vmre.ErrHandshakeTimeout) || !errors.Is(tt.err, vmre.ErrProcessNotFound) {
+			t.Errorf("%q does not match ErrHandshakeTimeout and ErrProcessNotFound", tt.want)
+		}
+	}
+}
+
 func TestEngineAddressKeysIsACopy(t *testing.T) {
 	t.Parallel()
 	keys := vmre.EngineAddressKeys()

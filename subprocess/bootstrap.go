@@ -40,8 +40,10 @@ func NewCmd(path string, args ...string) *exec.Cmd {
 //
 //   - [vmre.ErrProtocolVersionMismatch] (a *[vmre.VersionMismatchError]):
 //     "handshake failed: protocol version mismatch engine: 42 vm: 41";
-//   - [vmre.ErrHandshakeTimeout] and [vmre.ErrProcessNotFound]: no
-//     Initialize within Config.HandshakeTimeout ("handshake failed: timeout");
+//   - [vmre.ErrHandshakeTimeout] and [vmre.ErrProcessNotFound] (a
+//     *[vmre.TimeoutError] with the last lines of stdout and stderr): no
+//     Initialize within Config.HandshakeTimeout ("handshake failed:
+//     timeout", followed by "; output: ..." when the plugin wrote any);
 //   - [vmre.ErrProcessExited] (a *[vmre.ExitError] with the exit status and
 //     the last lines of stdout and stderr): the process exited first;
 //   - [vmre.ErrNotExecutable] or [vmre.ErrChecksumMismatch]: the pre-flight
@@ -104,6 +106,7 @@ func Bootstrap(ctx context.Context, cmd *exec.Cmd, config *Config) (*Process, er
 		failure  error
 		finished bool // the handshake was answered
 		exited   bool
+		timedOut bool
 	)
 	select {
 	case res = <-l.hs.result:
@@ -111,7 +114,7 @@ func Bootstrap(ctx context.Context, cmd *exec.Cmd, config *Config) (*Process, er
 	case <-p.exited:
 		exited = true
 	case <-timer.C:
-		failure = errHandshakeTimeout
+		timedOut = true
 	case <-ctx.Done():
 		failure = fmt.Errorf("%w: %w", vmre.ErrHandshakeFailed, context.Cause(ctx))
 	}
@@ -158,6 +161,10 @@ func Bootstrap(ctx context.Context, cmd *exec.Cmd, config *Config) (*Process, er
 	}
 	p.startStop(0)
 	<-p.done
+	if timedOut {
+		// Its output is drained: the last lines may say what it waited for.
+		failure = fmt.Errorf("%w: %w", vmre.ErrHandshakeFailed, &vmre.TimeoutError{Tail: outputTail(p.bridge.Tail())})
+	}
 	p.log.Debug().Err(failure).Msg("vm handshake failed")
 	return nil, failure
 }
@@ -217,21 +224,6 @@ func sentToken(ctx context.Context) bool {
 // plugin holds another connection mid-request, and allows for a starved
 // machine.
 const defaultFailedAnswerWait = time.Second
-
-// errHandshakeTimeout reads "handshake failed: timeout", the text users
-// of avalanchego search for, and matches ErrHandshakeFailed,
-// ErrHandshakeTimeout and, as in avalanchego, ErrProcessNotFound.
-var errHandshakeTimeout error = handshakeTimeoutError{}
-
-type handshakeTimeoutError struct{}
-
-func (handshakeTimeoutError) Error() string {
-	return vmre.ErrHandshakeFailed.Error() + ": " + vmre.ErrHandshakeTimeout.Error()
-}
-
-func (handshakeTimeoutError) Unwrap() []error {
-	return []error{vmre.ErrHandshakeFailed, vmre.ErrHandshakeTimeout, vmre.ErrProcessNotFound}
-}
 
 // launched is a started plugin whose handshake is pending.
 type launched struct {

@@ -162,9 +162,11 @@ func TestBootstrapExitZeroBeforeHandshake(t *testing.T) {
 }
 
 // TestBootstrapTimeout: a plugin that never handshakes is killed when the
-// configured timeout ends. The timeout is longer than the default, so that
-// the lower bound alone tells the two apart: a timer never fires early,
-// while an upper bound near the timeout is missed by a loaded machine.
+// configured timeout ends, and the error carries what it printed (it says
+// "hanging" on stdout as it starts). The timeout is longer than the
+// default, so that the lower bound alone tells the two apart: a timer
+// never fires early, while an upper bound near the timeout is missed by a
+// loaded machine.
 func TestBootstrapTimeout(t *testing.T) {
 	t.Parallel()
 	cmd := childCmd(t, "hang")
@@ -172,8 +174,13 @@ func TestBootstrapTimeout(t *testing.T) {
 	start := time.Now()
 	_, err := subprocess.Bootstrap(t.Context(), cmd, &subprocess.Config{HandshakeTimeout: timeout})
 	elapsed := time.Since(start)
-	if err == nil || err.Error() != "handshake failed: timeout" {
-		t.Fatalf("err = %v, want handshake failed: timeout", err)
+	const want = "handshake failed: timeout; output: stdout: hanging"
+	if err == nil || err.Error() != want {
+		t.Fatalf("err = %v, want %s", err, want)
+	}
+	var timeoutErr *vmre.TimeoutError
+	if !errors.As(err, &timeoutErr) || len(timeoutErr.Tail) != 1 || timeoutErr.Tail[0] != (vmre.TailLine{Stream: "stdout", Text: "hanging"}) {
+		t.Errorf("err = %#v, want a *vmre.TimeoutError with the line", err)
 	}
 	for _, target := range []error{vmre.ErrHandshakeFailed, vmre.ErrHandshakeTimeout, vmre.ErrProcessNotFound} {
 		if !errors.Is(err, target) {

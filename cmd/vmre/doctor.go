@@ -122,21 +122,30 @@ func doctorCommand(ctx context.Context, args []string, stdout, stderr io.Writer)
 }
 
 // printFailure explains a failed launch: the reason, then the process's
-// exit status and last output lines (both streams) when it died.
+// exit status when it died, and its last output lines (both streams) when
+// it died or timed out.
 func printFailure(w io.Writer, err error) {
 	fmt.Fprintf(w, "vmre doctor: %v\n", err)
-	var exitErr *vmre.ExitError
-	if errors.As(err, &exitErr) {
+	var (
+		exitErr    *vmre.ExitError
+		timeoutErr *vmre.TimeoutError
+		tail       []vmre.TailLine
+	)
+	switch {
+	case errors.As(err, &exitErr):
 		if exitErr.Signal != "" {
 			fmt.Fprintf(w, "  killed by signal: %s\n", exitErr.Signal)
 		} else {
 			fmt.Fprintf(w, "  exit status: %d\n", exitErr.Code)
 		}
-		if len(exitErr.Tail) > 0 {
-			fmt.Fprintln(w, "  last output lines:")
-			for _, line := range exitErr.Tail {
-				fmt.Fprintf(w, "    %s: %s\n", line.Stream, escapeControl(line.Text))
-			}
+		tail = exitErr.Tail
+	case errors.As(err, &timeoutErr):
+		tail = timeoutErr.Tail
+	}
+	if len(tail) > 0 {
+		fmt.Fprintln(w, "  last output lines:")
+		for _, line := range tail {
+			fmt.Fprintf(w, "    %s: %s\n", line.Stream, escapeControl(line.Text))
 		}
 	}
 	switch {

@@ -105,6 +105,8 @@ func TestDoctorFailures(t *testing.T) {
 	crash := writeScript(t, "echo 'loading config' >&2\necho 'fatal: no genesis file' >&2\nexit 3\n")
 	// subnet-evm prints why it gives up on stdout, with colour codes.
 	stdoutReason := writeScript(t, "printf 'failed to set fd limit correctly: \\033[31moperation not permitted\\033[0m\\r\\n'\nexit 1\n")
+	// A plugin that waits for something before its handshake says so.
+	waits := writeScript(t, "echo 'waiting for the lock on /data/db' >&2\nexec sleep 60\n")
 	tests := []struct {
 		name     string
 		args     []string
@@ -129,6 +131,12 @@ func TestDoctorFailures(t *testing.T) {
 			name:     "no handshake",
 			args:     []string{"--handshake-timeout", "300ms", "--", "/bin/sleep", "60"},
 			wantText: []string{"handshake failed: timeout"},
+		},
+		{
+			// Long enough for the line to be read on a loaded machine.
+			name:     "no handshake, reason printed",
+			args:     []string{"--handshake-timeout", "3s", "--", waits},
+			wantText: []string{"handshake failed: timeout; output: stderr: waiting for the lock on /data/db", "last output lines:\n    stderr: waiting for the lock on /data/db\n", "hint:"},
 		},
 	}
 	for _, tt := range tests {
