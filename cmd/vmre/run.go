@@ -104,7 +104,8 @@ vmre.v1 API over gRPC, gRPC-Web and Connect, health and reflection) until
 SIGINT or SIGTERM. A launch that fails does not end vmre run: the runtime is
 shown as failed and can be restarted. With --config it runs every runtime the
 file declares, each with its own settings (the per-launch flags below then do
-not apply), and SIGHUP re-reads the file. With --attach it launches nothing
+not apply), and SIGHUP re-reads the file (without --config, SIGHUP is logged
+and ignored). With --attach it launches nothing
 and registers plugins started elsewhere that handshake with its attach
 endpoint.
 
@@ -188,12 +189,12 @@ flags:`)
 	ctx, stopSignals := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stopSignals()
 	// Subscribed before anything starts, so that a SIGHUP sent early
-	// reloads instead of killing vmre.
+	// reloads instead of killing vmre. Without a config file there is
+	// nothing to re-read, but a SIGHUP (systemctl reload, a terminal
+	// hanging up) must not kill vmre and its plugins either.
 	hup := make(chan os.Signal, 1)
-	if file != nil {
-		signal.Notify(hup, syscall.SIGHUP)
-		defer signal.Stop(hup)
-	}
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
 
 	apiCfg := api.Config{TokenFile: rf.tokenFile, CORSOrigins: rf.corsOrigins, Log: log, MaxStreams: rf.apiStreams.maxStreams,
 		MaxStreamsPerConn: rf.apiStreams.maxStreamsPerConn, MaxCalls: rf.apiStreams.maxCalls, SendTimeout: rf.apiStreams.sendTimeout}
@@ -321,6 +322,10 @@ flags:`)
 		case <-ctx.Done():
 			log.Info().Msg("stopping")
 		case <-hup:
+			if runner == nil {
+				log.Warn().Msg("SIGHUP ignored: there is no --config file to re-read")
+				continue
+			}
 			notifyManager(log, daemon.SdNotifyReloading+"\n"+daemon.SdNotifyMonotonicUsec())
 			// Errors are logged by the runner; a bad file changes nothing.
 			_, _ = runner.Reload(ctx)

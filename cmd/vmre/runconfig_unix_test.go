@@ -168,6 +168,29 @@ func writeConfig(t *testing.T, path, runtimes string) {
 	}
 }
 
+// TestRunWithoutConfigIgnoresSIGHUP: without a config file a SIGHUP
+// (systemctl reload, a terminal hanging up) neither kills vmre, as the
+// signal's default action would, nor stops its plugin; SIGTERM then stops
+// it gracefully.
+func TestRunWithoutConfigIgnoresSIGHUP(t *testing.T) {
+	t.Parallel()
+	p := startRun(t, "--", os.Args[0], exampleVMCommand)
+	p.waitFor(t, "runtime running", "")
+	p.signal(t, syscall.SIGHUP)
+	p.waitFor(t, "SIGHUP ignored: there is no --config file to re-read", "")
+	p.signal(t, syscall.SIGTERM)
+	ended := p.waitFor(t, "runtime ended", "")
+	if code := p.exitCode(t); code != exitOK {
+		t.Fatalf("exit code %d, want %d; log:\n%s", code, exitOK, p.log.String())
+	}
+	if !strings.Contains(ended.raw, `"exit":"exit status 0"`) {
+		t.Errorf("the plugin did not stop cleanly: %s", ended.raw)
+	}
+	if n := strings.Count(p.log.String(), `"message":"runtime running"`); n != 1 {
+		t.Errorf("the runtime came up %d times, want once", n)
+	}
+}
+
 // TestRunConfigReloadOnSIGHUP: vmre run --config runs the file's runtimes;
 // SIGHUP applies an edited file (the untouched runtime keeps its process,
 // the added one starts) and refuses a bad one, leaving everything running;
