@@ -12,6 +12,7 @@ import (
 	"github.com/rs/zerolog"
 	"github.com/vmre/vmre/client"
 	"github.com/vmre/vmre/examples/examplevm"
+	"github.com/vmre/vmre/logtime"
 )
 
 // exampleVM runs the built-in example VM; vmre launches itself with this
@@ -27,7 +28,8 @@ func exampleVM(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	}
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	log := zerolog.New(stdout).With().Timestamp().Logger()
+	// Times with milliseconds, as in the engine's own log.
+	log := zerolog.New(stdout).Hook(&logtime.Hook{})
 	if err := examplevm.Run(ctx, log, examplevm.Config{KeepAttached: *keep, AttachRefresh: *refresh}); err != nil {
 		fmt.Fprintf(stderr, "example vm: %v\n", err)
 		return exitFailure

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/vmre/vmre"
+	"github.com/vmre/vmre/logtime"
 	"github.com/vmre/vmre/server"
 )
 
@@ -62,6 +63,23 @@ func TestVersion(t *testing.T) {
 	code, out, _ := vmreCmd(t, "version")
 	if code != exitOK || !strings.HasPrefix(out, "vmre ") || !strings.Contains(out, "protocol 42") {
 		t.Fatalf("version: code %d, output %q", code, out)
+	}
+}
+
+// The example VM logs its times with milliseconds, as the engine does, so
+// that the plugin_time of its lines tells apart the lines of one second.
+// Without an engine it logs that its server listens, then fails.
+func TestExampleVMLogsMilliseconds(t *testing.T) {
+	for _, k := range vmre.EngineAddressKeys() {
+		t.Setenv(k, "")
+	}
+	code, out, _ := vmreCmd(t, exampleVMCommand)
+	var first struct{ Time, Message string }
+	if err := json.Unmarshal([]byte(strings.SplitN(out, "\n", 2)[0]), &first); err != nil || code != exitFailure {
+		t.Fatalf("exit code %d, first line %q (%v); want 1 after a JSON line", code, out, err)
+	}
+	if ts, err := time.Parse(logtime.Layout, first.Time); err != nil || ts.Format(logtime.Layout) != first.Time {
+		t.Errorf("time %q of %q is not in logtime.Layout (milliseconds): %v", first.Time, first.Message, err)
 	}
 }
 

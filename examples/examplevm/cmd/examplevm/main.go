@@ -10,12 +10,14 @@ import (
 
 	"github.com/rs/zerolog"
 	"github.com/vmre/vmre/examples/examplevm"
+	"github.com/vmre/vmre/logtime"
 )
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
-	log := zerolog.New(os.Stdout).With().Timestamp().Logger()
+	// Times with milliseconds, as in the engine's own log.
+	log := zerolog.New(os.Stdout).Hook(&logtime.Hook{})
 	if err := examplevm.Run(ctx, log, examplevm.Config{}); err != nil {
 		log.Error().Err(err).Msg("example vm failed")
 		os.Exit(1)
