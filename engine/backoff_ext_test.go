@@ -1,11 +1,9 @@
 package engine_test
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -13,6 +11,7 @@ import (
 
 	"github.com/vmre/vmre"
 	"github.com/vmre/vmre/engine"
+	"github.com/vmre/vmre/internal/syncbuf"
 )
 
 var crashed = vmre.ExitStatus{Code: 2}
@@ -78,7 +77,7 @@ func relaunched(t *testing.T, l *fakeLauncher, w *engine.Watcher, clock *fakeClo
 func TestCrashLoopBacksOffThenFails(t *testing.T) {
 	t.Parallel()
 	policy := engine.RestartPolicy{Mode: engine.RestartOnFailure, InitialBackoff: time.Second, MaxBackoff: 4 * time.Second, MaxRestarts: 4, Window: time.Minute}
-	var log lockedBuffer
+	var log syncbuf.Buffer
 	l, e, clock, first, w := superviseWith(t, func(c *engine.Config) { c.Log = zerolog.New(&log) }, policy, engine.HealthCheck{})
 	// 1 s, doubling, capped at 4 s.
 	for i, d := range []time.Duration{1, 2, 4, 4} {
@@ -209,22 +208,4 @@ func TestRestartInBackoffStartsNow(t *testing.T) {
 	if got := l.launches(); got != 3 {
 		t.Fatalf("launches = %d, want 3 (the backoff's relaunch was cancelled)", got)
 	}
-}
-
-// lockedBuffer is a log sink the test reads while the engine writes.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }

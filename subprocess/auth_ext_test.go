@@ -26,6 +26,7 @@ import (
 	"github.com/vmre/vmre"
 	"github.com/vmre/vmre/client"
 	handshakev1 "github.com/vmre/vmre/gen/vmre/handshake/v1"
+	"github.com/vmre/vmre/internal/syncbuf"
 	"github.com/vmre/vmre/subprocess"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
@@ -200,7 +201,7 @@ type raceResult struct {
 	proc    *subprocess.Process
 	err     error
 	out     *collector
-	log     *syncBuffer
+	log     *syncbuf.Buffer
 }
 
 type foreignCaller struct {
@@ -223,7 +224,7 @@ func race(t *testing.T, auth, plugin string, callers []foreignCaller) raceResult
 	}
 	closeGate := sync.OnceFunc(func() { gateW.Close() })
 
-	res := raceResult{foreign: map[string]string{}, out: newCollector(), log: &syncBuffer{}}
+	res := raceResult{foreign: map[string]string{}, out: newCollector(), log: &syncbuf.Buffer{}}
 	cmd := childCmd(t, plugin, noRaceExitDelay)
 	cmd.ExtraFiles = []*os.File{gateR}
 	var mode subprocess.HandshakeAuth

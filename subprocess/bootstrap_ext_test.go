@@ -22,6 +22,7 @@ import (
 
 	"github.com/rs/zerolog"
 	"github.com/vmre/vmre"
+	"github.com/vmre/vmre/internal/syncbuf"
 	"github.com/vmre/vmre/subprocess"
 	"golang.org/x/sys/unix"
 )
@@ -39,7 +40,7 @@ func mustBootstrap(t *testing.T, mode string, cfg *subprocess.Config, env ...str
 func TestBootstrapSuccess(t *testing.T) {
 	t.Parallel()
 	out := newCollector()
-	var logs syncBuffer
+	var logs syncbuf.Buffer
 	cfg := &subprocess.Config{
 		Name:     "testvm",
 		Log:      zerolog.New(&logs).Level(zerolog.DebugLevel),
@@ -462,7 +463,7 @@ func stopRightAfterHandshake(t *testing.T, mode string, n int) {
 func TestHandshakeConnectionWithoutSettingsEnds(t *testing.T) {
 	t.Parallel()
 	out := newCollector()
-	var logs syncBuffer
+	var logs syncbuf.Buffer
 	cfg := &subprocess.Config{OnOutput: out.add, Log: zerolog.New(&logs), HandshakeTimeout: time.Minute}
 	mustBootstrap(t, "preface-only", cfg)
 	l := out.waitFor(t, func(l outLine) bool { return strings.HasPrefix(l.Text, "ended after ") })

@@ -3,7 +3,6 @@
 package subprocess_test
 
 import (
-	"bytes"
 	"errors"
 	"strconv"
 	"strings"
@@ -114,24 +113,6 @@ func (c *collector) snapshot() []outLine {
 
 func textIs(s string) func(outLine) bool {
 	return func(l outLine) bool { return l.Text == s }
-}
-
-// syncBuffer is a log destination safe for concurrent writes.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
 
 // gone reports whether no process has pid (for a reaped child).

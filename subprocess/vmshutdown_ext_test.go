@@ -22,6 +22,7 @@ import (
 	"github.com/vmre/vmre"
 	"github.com/vmre/vmre/client"
 	"github.com/vmre/vmre/internal/handshaketest"
+	"github.com/vmre/vmre/internal/syncbuf"
 	"github.com/vmre/vmre/internal/tlstest"
 	"github.com/vmre/vmre/subprocess"
 	"google.golang.org/grpc"
@@ -237,7 +238,7 @@ func TestStopDoesNotCallForeignVMAddr(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			var logs syncBuffer
+			var logs syncbuf.Buffer
 			cfg := &subprocess.Config{VMShutdown: true, GracefulTimeout: 30 * time.Second, Log: zerolog.New(&logs)}
 			_, p := mustBootstrap(t, "announce", cfg, announceEnv+"="+tt.addr)
 			// A child that a parallel test forks holds a copy of every

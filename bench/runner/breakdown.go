@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/ava-labs/avalanchego/utils/logging"
+	"github.com/vmre/vmre/internal/syncbuf"
 	"github.com/vmre/vmre/subprocess"
 )
 
@@ -98,7 +99,7 @@ func benchBreakdown(ctx context.Context, e *env) error {
 		return nil
 	}
 	runAva := func(rec bool) error {
-		var stderr syncBuffer
+		var stderr syncbuf.Buffer
 		t0 := time.Now()
 		s, err := av.launchWith(ctx, io.Discard, &stderr, "serve-trace")
 		t1 := time.Now()

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -9,11 +8,11 @@ import (
 	"os/exec"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/ava-labs/avalanchego/utils/logging"
 	"github.com/vmre/vmre"
+	"github.com/vmre/vmre/internal/syncbuf"
 )
 
 // parseExitStamp finds "exit-at <unix-nanos>" in text.
@@ -31,24 +30,6 @@ func parseExitStamp(text string) (time.Time, bool) {
 		return time.Time{}, false
 	}
 	return time.Unix(0, n), true
-}
-
-// syncBuffer is a bytes.Buffer safe for the collector goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // benchExitEarly measures how long after a plugin's exit (it writes
@@ -83,7 +64,7 @@ func benchExitEarly(ctx context.Context, e *env) error {
 		return nil
 	}
 	avaRun := func() error {
-		var stderr syncBuffer
+		var stderr syncbuf.Buffer
 		_, err := av.launchWith(ctx, io.Discard, &stderr, "exit-early")
 		t := time.Now()
 		if err == nil {
@@ -100,7 +81,7 @@ func benchExitEarly(ctx context.Context, e *env) error {
 	gp := &gpEngine{path: e.gp, timeout: 5 * time.Second}
 	var gpErr error
 	gpRun := func(rec bool) error {
-		var stderr syncBuffer
+		var stderr syncbuf.Buffer
 		c, err := gp.launchWith(ctx, &stderr, "exit-early")
 		t := time.Now()
 		if err == nil {

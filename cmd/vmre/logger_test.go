@@ -9,14 +9,15 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
+	"github.com/vmre/vmre/internal/syncbuf"
 	"github.com/vmre/vmre/logsink"
 )
 
 // testLogger is the command's logger of format and level, writing into a
 // buffer it returns with it.
-func testLogger(t *testing.T, format, level string) (zerolog.Logger, *logsink.Writer, *safeBuffer) {
+func testLogger(t *testing.T, format, level string) (zerolog.Logger, *logsink.Writer, *syncbuf.Buffer) {
 	t.Helper()
-	rec := new(safeBuffer)
+	rec := new(syncbuf.Buffer)
 	f := logFlags{logFormat: format, logLevel: level}
 	log, sink, err := f.logger(rec)
 	if err != nil {

@@ -281,24 +281,6 @@ func lastLogMessage(log string) string {
 	return last
 }
 
-// safeBuffer is a bytes.Buffer safe for concurrent writers and readers.
-type safeBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *safeBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *safeBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // TestDoctorFailsPluginThatMustBeKilled: a plugin whose VM never answers
 // the Shutdown call and which ignores SIGTERM uses both grace periods and
 // is then killed. doctor must wait for all of it (the grace period here is

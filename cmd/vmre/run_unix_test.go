@@ -9,6 +9,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/vmre/vmre/internal/syncbuf"
 )
 
 // TestRunStopsCleanlyOnSIGTERM runs `vmre run` as a real process with the
@@ -27,7 +29,7 @@ func TestRunStopsCleanlyOnSIGTERM(t *testing.T) {
 	// Read the log until the runtime is up and remember the plugin's pid.
 	pidCh := make(chan int, 1)
 	readDone := make(chan struct{})
-	var logs safeBuffer
+	var logs syncbuf.Buffer
 	go func() {
 		defer close(readDone)
 		buf := make([]byte, 4096)

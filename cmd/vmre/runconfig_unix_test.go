@@ -15,6 +15,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/vmre/vmre/internal/syncbuf"
 )
 
 // logEntry is one JSON line of vmre run's log.
@@ -32,7 +34,7 @@ type logEntry struct {
 type runProc struct {
 	cmd     *exec.Cmd
 	entries chan logEntry // closed at EOF
-	log     safeBuffer
+	log     syncbuf.Buffer
 	stdout  chan string // the lines of its stdout; closed at EOF
 }
 

@@ -15,6 +15,7 @@ import (
 	"github.com/vmre/vmre"
 	"github.com/vmre/vmre/internal/handshakeauth"
 	"github.com/vmre/vmre/internal/handshaketest"
+	"github.com/vmre/vmre/internal/syncbuf"
 )
 
 // The "flood" child's settings.
@@ -111,7 +112,7 @@ func TestFloodDoesNotStarveTokenlessPlugin(t *testing.T) {
 // for them.
 func TestRefusedLogIsRateLimited(t *testing.T) {
 	t.Parallel()
-	var buf lockedBuffer
+	var buf syncbuf.Buffer
 	p := newPolicy(t, handshakeauth.ModeToken, zerolog.New(&buf))
 	addr, _ := serve(t, p)
 	const (
@@ -135,21 +136,4 @@ func TestRefusedLogIsRateLimited(t *testing.T) {
 		t.Fatalf("%d refused calls over %d seconds of the clock logged %d lines, want some and at most %d a second",
 			calls, seconds, lines, perSecond)
 	}
-}
-
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
