@@ -18,6 +18,9 @@ import (
 func (e *Engine) endedLocked(r *runtime, state State, message string, failure bool) {
 	p := r.spec.Restart
 	if e.closed || p.Mode == RestartNever || (p.Mode == RestartOnFailure && !failure) {
+		if failure && !e.closed {
+			e.logFailedLocked(r, "restart policy "+p.Mode.String(), message)
+		}
 		e.finishLocked(r, state, message)
 		return
 	}
@@ -39,8 +42,7 @@ func (e *Engine) endedLocked(r *runtime, state State, message string, failure bo
 		if len(r.failTimes) > p.MaxRestarts && now.Sub(r.failTimes[0]) <= p.Window {
 			why := strconv.Itoa(len(r.failTimes)) + " failures within " + p.Window.String() +
 				" (max restarts " + strconv.Itoa(p.MaxRestarts) + ")"
-			e.log.Error().Str("id", r.info.ID).Str("vm", r.spec.Name).Str("reason", why).Str("last_failure", message).
-				Msg("runtime failed for good: not relaunching")
+			e.logFailedLocked(r, why, message)
 			e.finishLocked(r, StateFailed, message+"; giving up: "+why)
 			return
 		}
@@ -53,6 +55,14 @@ func (e *Engine) endedLocked(r *runtime, state State, message string, failure bo
 	e.transitionLocked(r, StateBackoff, message+"; relaunch in "+delay.Round(time.Millisecond).String())
 	e.log.Info().Str("id", r.info.ID).Str("vm", r.spec.Name).Int("failures", r.streak).Dur("backoff", delay).
 		Msg("runtime relaunch scheduled")
+}
+
+// logFailedLocked logs that r failed and will not be relaunched: the
+// verdict after the events of the failure itself (a failed launch, an
+// exit), with why no relaunch follows and what the failure was.
+func (e *Engine) logFailedLocked(r *runtime, why, failure string) {
+	e.log.Error().Str("id", r.info.ID).Str("vm", r.spec.Name).Str("reason", why).Str("last_failure", failure).
+		Msg("runtime failed; not relaunching")
 }
 
 // finishLocked moves r to its final state and into the history.

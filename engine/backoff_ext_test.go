@@ -106,7 +106,7 @@ func TestCrashLoopBacksOffThenFails(t *testing.T) {
 		switch ev["message"] {
 		case "runtime ended":
 			ended = append(ended, ev)
-		case "runtime failed for good: not relaunching":
+		case "runtime failed; not relaunching":
 			gaveUp = append(gaveUp, ev)
 			if len(ended) != 5 {
 				t.Errorf("gave up after %d ends, want 5", len(ended))
@@ -149,6 +149,42 @@ func TestBackoffResetsAfterStableWindow(t *testing.T) {
 		n := 1 + i%2
 		wait := expectBackoff(t, w, clock, first.ID, time.Second<<(n-1), n)
 		relaunched(t, l, w, clock, first.ID, wait, i+1)
+	}
+}
+
+// A failure that no relaunch follows is logged as the runtime's end, with
+// the reason; a clean exit is not a failure.
+func TestFailureWithoutRelaunchIsLogged(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name   string
+		exit   vmre.ExitStatus
+		mode   engine.RestartMode
+		reason string // "": no such event
+	}{
+		{"crash under never", crashed, engine.RestartNever, "restart policy never"},
+		{"clean exit under never", vmre.ExitStatus{}, engine.RestartNever, ""},
+		{"clean exit under on-failure", vmre.ExitStatus{}, engine.RestartOnFailure, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			var log syncbuf.Buffer
+			l, _, _, first, w := superviseWith(t, func(c *engine.Config) { c.Log = zerolog.New(&log) },
+				engine.RestartPolicy{Mode: tc.mode}, engine.HealthCheck{})
+			l.proc(0).end(tc.exit)
+			want := engine.StateExited
+			if tc.reason != "" {
+				want = engine.StateFailed
+			}
+			expectState(t, w, first.ID, want)
+			got := strings.Count(log.String(), `"message":"runtime failed; not relaunching"`)
+			switch {
+			case tc.reason == "" && got != 0:
+				t.Errorf("a clean exit was logged as a failure:\n%s", log.String())
+			case tc.reason != "" && (got != 1 || !strings.Contains(log.String(), `"reason":"`+tc.reason+`"`)):
+				t.Errorf("want one failure event with reason %q:\n%s", tc.reason, log.String())
+			}
+		})
 	}
 }
 

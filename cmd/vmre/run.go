@@ -309,8 +309,9 @@ flags:`)
 			spec.Name = "examplevm" // not the name of vmre's own binary
 		}
 		// A failed launch leaves a failed runtime that the API can
-		// restart; --exit-on-failure turns it into vmre's exit.
-		if _, err := eng.Launch(ctx, spec); err != nil && ctx.Err() == nil {
+		// restart; --exit-on-failure turns it into vmre's exit. The
+		// engine logs that failure; a spec it refused has no runtime.
+		if rt, err := eng.Launch(ctx, spec); err != nil && ctx.Err() == nil && rt.ID == "" {
 			log.Error().Err(err).Str("vm", spec.Name).Msg("launch failed")
 		}
 	}

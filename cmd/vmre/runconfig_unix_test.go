@@ -233,15 +233,24 @@ func TestRunConfigReloadOnSIGHUP(t *testing.T) {
 
 // TestRunKeepsServingAfterFailedLaunch: the shorthand's plugin crashes at
 // once; vmre run keeps serving (the runtime is failed, and restartable
-// through the API) until it is told to stop, then exits 0.
+// through the API) until it is told to stop, then exits 0. The log says
+// the launch failed once, then that no relaunch follows (the shorthand's
+// policy is never).
 func TestRunKeepsServingAfterFailedLaunch(t *testing.T) {
 	t.Parallel()
 	crash := writeScript(t, "echo 'fatal: no genesis' >&2\nexit 3\n")
 	p := startRun(t, "--", crash)
 	p.waitFor(t, "launch failed", "")
+	verdict := p.waitFor(t, "runtime failed; not relaunching", "")
+	if !strings.Contains(verdict.raw, `"reason":"restart policy never"`) || !strings.Contains(verdict.raw, "fatal: no genesis") {
+		t.Errorf("verdict without its reason or the failure: %s", verdict.raw)
+	}
 	p.signal(t, syscall.SIGTERM)
 	if code := p.exitCode(t); code != exitOK {
 		t.Fatalf("exit code %d, want %d (still serving until SIGTERM); log:\n%s", code, exitOK, p.log.String())
+	}
+	if n := strings.Count(p.log.String(), `"message":"launch failed"`); n != 1 {
+		t.Errorf("the failed launch was logged %d times, want once; log:\n%s", n, p.log.String())
 	}
 }
 
