@@ -40,7 +40,9 @@ func NewParser(f Format, loc *time.Location) *Parser {
 // field of l but Seq, Pid, Stream, Time, Dump, Partial and Panic; l.Time,
 // the time the line was read, completes the year of timestamps that lack
 // one. A line in no known format (or not in the Parser's fixed format) is
-// [Plain]: its text is the message, at info.
+// [Plain]: its text is the message, at info, or at the level a leading
+// level word and colon name ("ERROR: ..."), unless the Parser's format is
+// Plain.
 func (p *Parser) Parse(b []byte, l *Line) {
 	l.Text, l.printable, l.safeTo = p.cleanText(b)
 	text := l.Text
@@ -76,11 +78,35 @@ func (p *Parser) Parse(b []byte, l *Line) {
 	if !ok {
 		l.PluginTime, l.LevelText, l.Fields, l.Logger, l.Caller = time.Time{}, nil, nil, nil, nil
 		l.Level, l.Message, l.Format = zerolog.InfoLevel, text, Plain
+		if p.format != Plain {
+			l.Level = plainLevel(text)
+		}
 		return
 	}
 	if l.Fields != nil && hasEscapedESC(l.Fields) {
 		l.Fields = cleanFields(l.Fields)
 	}
+}
+
+// plainLevel is the level of a line of plain text: the one a leading level
+// word names when a colon and a space (or the line's end) follow it, as in
+// "ERROR: bad genesis", "fatal: cannot open database", "Warning: low disk"
+// or cobra's "Error: unknown flag"; else info. "panic: " is not taken: a Go
+// panic is grouped with its goroutine dump as one error.
+func plainLevel(text []byte) zerolog.Level {
+	i := bytes.IndexByte(text[:min(len(text), 17)], ':')
+	if i <= 0 || i+1 < len(text) && text[i+1] != ' ' {
+		return zerolog.InfoLevel
+	}
+	for _, c := range text[:i] {
+		if c |= 0x20; c < 'a' || c > 'z' {
+			return zerolog.InfoLevel
+		}
+	}
+	if lv, ok := levelWord(text[:i]); ok && lv != zerolog.PanicLevel {
+		return lv
+	}
+	return zerolog.InfoLevel
 }
 
 // hasEscapedESC reports whether the JSON text f holds \u001b or \u001B.

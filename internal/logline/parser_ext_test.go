@@ -189,7 +189,17 @@ func TestParse(t *testing.T) {
 		{"level word then text is plain", logline.Auto, "INFO starting server on :8080",
 			want{logline.Plain, zerolog.InfoLevel, "", "INFO starting server on :8080", "", "", "", time.Time{}}},
 		{"level word and colon is plain", logline.Auto, "WARNING: disk almost full ",
-			want{logline.Plain, zerolog.InfoLevel, "", "WARNING: disk almost full ", "", "", "", time.Time{}}},
+			want{logline.Plain, zerolog.WarnLevel, "", "WARNING: disk almost full ", "", "", "", time.Time{}}},
+		// Plain text that says its level: a level word, a colon, a space.
+		{"plain fatal", logline.Auto, "fatal: cannot open database", want{logline.Plain, zerolog.FatalLevel, "", "fatal: cannot open database", "", "", "", time.Time{}}},
+		{"plain cobra error", logline.Auto, "Error: unknown flag: --foo", want{logline.Plain, zerolog.ErrorLevel, "", "Error: unknown flag: --foo", "", "", "", time.Time{}}},
+		{"plain level word alone", logline.Auto, "ERROR:", want{logline.Plain, zerolog.ErrorLevel, "", "ERROR:", "", "", "", time.Time{}}},
+		{"plain fixed format falls back with level", logline.JSON, "warn: slow disk", want{logline.Plain, zerolog.WarnLevel, "", "warn: slow disk", "", "", "", time.Time{}}},
+		{"plain fixed plain keeps info", logline.Plain, "ERROR: bad genesis", want{logline.Plain, zerolog.InfoLevel, "", "ERROR: bad genesis", "", "", "", time.Time{}}},
+		{"plain word then colon without space", logline.Auto, "error:42 is a code", want{logline.Plain, zerolog.InfoLevel, "", "error:42 is a code", "", "", "", time.Time{}}},
+		{"plain unknown word and colon", logline.Auto, "Note: build 7", want{logline.Plain, zerolog.InfoLevel, "", "Note: build 7", "", "", "", time.Time{}}},
+		{"plain fatal error is not a level word", logline.Auto, "fatal error: all goroutines are asleep", want{logline.Plain, zerolog.InfoLevel, "", "fatal error: all goroutines are asleep", "", "", "", time.Time{}}},
+		{"plain go log time", logline.Auto, "2026/12/07 20:49:41 open /x: no such file", want{logline.Plain, zerolog.InfoLevel, "", "2026/12/07 20:49:41 open /x: no such file", "", "", "", time.Time{}}},
 		// Plain text and fallbacks.
 		{"plain", logline.Auto, "failed to set fd limit correctly", want{logline.Plain, zerolog.InfoLevel, "", "failed to set fd limit correctly", "", "", "", time.Time{}}},
 		{"plain colour", logline.Auto, "\x1b[1mbold\x1b[0m \x1b]0;title\x07text", want{logline.Plain, zerolog.InfoLevel, "", "bold text", "", "", "", time.Time{}}},
