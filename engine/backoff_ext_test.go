@@ -106,7 +106,7 @@ func TestCrashLoopBacksOffThenFails(t *testing.T) {
 		switch ev["message"] {
 		case "runtime ended":
 			ended = append(ended, ev)
-		case "runtime failed; not relaunching": // verdictMessage
+		case verdict:
 			gaveUp = append(gaveUp, ev)
 			if len(ended) != 5 {
 				t.Errorf("gave up after %d ends, want 5", len(ended))
@@ -166,9 +166,13 @@ func TestFailureWithoutRelaunchIsLogged(t *testing.T) {
 	}
 }
 
-// verdictMessage is the engine's log event for a runtime that failed and
-// will not be relaunched.
-const verdictMessage = `"message":"runtime failed; not relaunching"`
+// verdict is the message of the engine's log event for a runtime that
+// failed and will not be relaunched; verdictMessage is that member of the
+// event's JSON.
+const (
+	verdict        = "runtime failed; not relaunching"
+	verdictMessage = `"message":"` + verdict + `"`
+)
 
 func TestCleanExitUnderPolicies(t *testing.T) {
 	t.Parallel()

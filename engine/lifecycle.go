@@ -243,29 +243,34 @@ func (e *Engine) recordExit(r *runtime, proc vmre.Runtime, status subprocess.Sta
 	e.stopProbeLocked(r)
 	r.info.Usage = nil
 	e.stoppedLocked(r)
-	// Logged before what follows from it (a relaunch, giving up).
-	ended := e.log.Info()
-	if !r.stopRequested && (r.livenessStop || !exit.Success()) {
-		ended = e.log.Warn()
-	}
-	ended.Str("id", r.info.ID).Str("vm", r.spec.Name).Int("pid", status.Pid).Str("exit", exit.String()).Msg("runtime ended")
+	state, message := StateFailed, ""
 	switch {
 	case r.stopRequested:
-		r.info.End = EndStopped
-		e.finishLocked(r, StateExited, "stopped: "+exit.String())
+		r.info.End, state, message = EndStopped, StateExited, "stopped: "+exit.String()
 	case r.livenessStop:
 		r.info.End = EndLiveness
 		r.info.LastError = "liveness failed; stopped: " + exit.String()
-		e.endedLocked(r, StateFailed, r.info.LastError, true)
+		message = r.info.LastError
 	case exit.Success():
-		r.info.End = EndExited
-		e.endedLocked(r, StateExited, "exited on its own: "+exit.String(), false)
+		r.info.End, state, message = EndExited, StateExited, "exited on its own: "+exit.String()
 	default:
 		r.info.End = EndFailed
 		// The reason a plugin gives before it dies may be on either
 		// stream: the last lines of both go with the status.
 		r.info.LastError = "exited on its own: " + exit.String() + r.out.summary(exitSummaryLines)
-		e.endedLocked(r, StateFailed, r.info.LastError, true)
+		message = r.info.LastError
+	}
+	failed := state == StateFailed
+	// Logged before what follows from it (a relaunch, giving up).
+	ended := e.log.Info()
+	if failed {
+		ended = e.log.Warn()
+	}
+	ended.Str("id", r.info.ID).Str("vm", r.spec.Name).Int("pid", status.Pid).Str("exit", exit.String()).Msg("runtime ended")
+	if r.info.End == EndStopped {
+		e.finishLocked(r, state, message)
+	} else {
+		e.endedLocked(r, state, message, failed)
 	}
 	close(exited)
 	e.mu.Unlock()

@@ -94,6 +94,7 @@ func (p *Parser) Parse(b []byte, l *Line) {
 // or cobra's "Error: unknown flag"; else info. "panic: " is not taken: a Go
 // panic is grouped with its goroutine dump as one error.
 func plainLevel(text []byte) zerolog.Level {
+	// A level word has at most 16 bytes (levelWord).
 	i := bytes.IndexByte(text[:min(len(text), 17)], ':')
 	if i <= 0 || i+1 < len(text) && text[i+1] != ' ' {
 		return zerolog.InfoLevel
