@@ -45,6 +45,22 @@ func pipeReaderMode(tb testing.TB, b *Bridge, stream string, run bool) (*Reader,
 	return rd, w, done
 }
 
+// testPipe is NewPipe for a test that drives its reader itself: both
+// ends are closed when the test ends, whether or not a Run or the test
+// closed one already.
+func testPipe(tb testing.TB) (r, w *os.File) {
+	tb.Helper()
+	r, w, err := NewPipe()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() {
+		_ = r.Close()
+		_ = w.Close()
+	})
+	return r, w
+}
+
 // feed runs data through a stdout reader and returns clones of its lines
 // and the log.
 func feed(t *testing.T, o Options, data ...string) ([]Line, []byte) {

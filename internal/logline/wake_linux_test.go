@@ -137,12 +137,8 @@ func TestReaderWaiterFails(t *testing.T) {
 // is pipeFloodSize or more, since no flood could grow the pipe.
 func floodPipe(t *testing.T) (pr, pw *os.File, base int) {
 	t.Helper()
-	pr, pw, err := NewPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = pw.Close() })
-	base, err = unix.FcntlInt(pw.Fd(), unix.F_GETPIPE_SZ, 0)
+	pr, pw = testPipe(t)
+	base, err := unix.FcntlInt(pw.Fd(), unix.F_GETPIPE_SZ, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -283,12 +279,7 @@ func nonblocking(t *testing.T, f *os.File) bool {
 // its write end, the plugin's, is blocking.
 func TestNewPipeOutsidePoller(t *testing.T) {
 	t.Parallel()
-	r, w, err := NewPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.Close()
-	defer w.Close()
+	r, w := testPipe(t)
 	if err := r.SetReadDeadline(time.Now()); !errors.Is(err, os.ErrNoDeadline) {
 		t.Errorf("the read end is in the poller: SetReadDeadline: %v", err)
 	}
@@ -339,10 +330,7 @@ func TestReaderFileInPoller(t *testing.T) {
 // descriptor: lines written after it found the pipe empty arrive.
 func TestReaderRunWaits(t *testing.T) {
 	t.Parallel()
-	pr, pw, err := NewPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
+	pr, pw := testPipe(t)
 	got := make(chan string, 4)
 	rd := NewBridge(Options{OnLine: func(l *Line) { got <- string(l.Text) }}).Reader(Stdout, pr)
 	done := make(chan struct{})
@@ -368,11 +356,7 @@ func TestReaderRunWaits(t *testing.T) {
 // it while the pipe stays open, once it has read what the pipe held.
 func TestReaderRunAfterStopWaiting(t *testing.T) {
 	t.Parallel()
-	pr, pw, err := NewPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pw.Close()
+	pr, pw := testPipe(t)
 	if _, err := pw.WriteString("one\ntwo"); err != nil {
 		t.Fatal(err)
 	}
@@ -395,11 +379,7 @@ func TestReaderRunAfterStopWaiting(t *testing.T) {
 // poller, Run reads it blocking instead: every line arrives, and it ends
 // at EOF. Not parallel: it lowers the process's descriptor limit.
 func TestReaderRunWithoutDescriptors(t *testing.T) {
-	pr, pw, err := NewPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pw.Close()
+	pr, pw := testPipe(t)
 	got := make(chan string, 4)
 	rd := NewBridge(Options{OnLine: func(l *Line) { got <- string(l.Text) }}).Reader(Stdout, pr)
 
