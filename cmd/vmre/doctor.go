@@ -23,6 +23,8 @@ import (
 const healthTimeout = 2 * time.Second
 
 func doctorCommand(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	// First, so that it outlasts the log's last flush.
+	defer surviveBrokenPipe()()
 	fs := flag.NewFlagSet("vmre doctor", flag.ContinueOnError)
 	fs.Usage = func() {
 		fmt.Fprintln(fs.Output(), "usage: vmre doctor [flags] -- PATH [ARGS...]\n\nLaunches PATH once, runs its handshake, probes its grpc.health.v1 service,\nstops it and prints a report. Exits 1 with the reason if the handshake fails.\n\nflags:")

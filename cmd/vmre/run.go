@@ -92,6 +92,8 @@ func (f *runFlags) register(fs *flag.FlagSet) {
 }
 
 func runCommand(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	// First, so that it outlasts the log's last flush.
+	defer surviveBrokenPipe()()
 	fs := flag.NewFlagSet("vmre run", flag.ContinueOnError)
 	fs.Usage = func() {
 		fmt.Fprintln(fs.Output(), `usage: vmre run [flags] [-- PATH [ARGS...]]
