@@ -85,7 +85,7 @@ func newCallLimiter(maxCalls int, sendTimeout time.Duration, tokens tokenSource,
 func (l *callLimiter) wrap(h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		dw, ok := newDeadlineWriter(w, l.sendTimeout, func() {
-			l.log.Debug().Str("peer", r.RemoteAddr).Str("path", r.URL.Path).Dur("timeout", l.sendTimeout).
+			l.log.Debug().Str("peer", r.RemoteAddr).Str("path", r.URL.Path).Str("timeout", l.sendTimeout.String()).
 				Msg("api response ended: the client accepted none of it in time")
 		})
 		if !ok {

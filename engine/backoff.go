@@ -53,7 +53,7 @@ func (e *Engine) endedLocked(r *runtime, state State, message string, failure bo
 	gen := r.backoffGen
 	r.backoff = e.cfg.Clock.AfterFunc(delay, func() { e.relaunch(r, gen) })
 	e.transitionLocked(r, StateBackoff, message+"; relaunch in "+delay.Round(time.Millisecond).String())
-	e.log.Info().Str("id", r.info.ID).Str("vm", r.spec.Name).Int("failures", r.streak).Dur("backoff", delay).
+	e.log.Info().Str("id", r.info.ID).Str("vm", r.spec.Name).Int("failures", r.streak).Str("backoff", delay.Round(time.Millisecond).String()).
 		Msg("runtime relaunch scheduled")
 }
 

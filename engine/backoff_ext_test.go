@@ -3,6 +3,7 @@ package engine_test
 import (
 	"encoding/json"
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -80,9 +81,11 @@ func TestCrashLoopBacksOffThenFails(t *testing.T) {
 	var log syncbuf.Buffer
 	l, e, clock, first, w := superviseWith(t, func(c *engine.Config) { c.Log = zerolog.New(&log) }, policy, engine.HealthCheck{})
 	// 1 s, doubling, capped at 4 s.
+	var waits []string
 	for i, d := range []time.Duration{1, 2, 4, 4} {
 		l.proc(i).end(crashed)
 		wait := expectBackoff(t, w, clock, first.ID, d*time.Second, i+1)
+		waits = append(waits, wait.Round(time.Millisecond).String())
 		relaunched(t, l, w, clock, first.ID, wait, i+1)
 	}
 	// The fifth failure within the window is one more than MaxRestarts.
@@ -98,6 +101,7 @@ func TestCrashLoopBacksOffThenFails(t *testing.T) {
 	// The log says each crash was one, and that the runtime will not come
 	// back, once and after the last crash.
 	var ended, gaveUp []map[string]any
+	var backoffs []string
 	for _, line := range strings.Split(strings.TrimSpace(log.String()), "\n") {
 		var ev map[string]any
 		if err := json.Unmarshal([]byte(line), &ev); err != nil {
@@ -106,6 +110,10 @@ func TestCrashLoopBacksOffThenFails(t *testing.T) {
 		switch ev["message"] {
 		case "runtime ended":
 			ended = append(ended, ev)
+		case "runtime relaunch scheduled":
+			// A duration with its unit, as the state's message has it.
+			b, _ := ev["backoff"].(string)
+			backoffs = append(backoffs, b)
 		case verdict:
 			gaveUp = append(gaveUp, ev)
 			if len(ended) != 5 {
@@ -121,6 +129,9 @@ func TestCrashLoopBacksOffThenFails(t *testing.T) {
 	if len(ended) != 5 || len(gaveUp) != 1 || gaveUp[0]["level"] != "error" ||
 		gaveUp[0]["reason"] != "5 failures within 1m0s (max restarts 4)" || gaveUp[0]["id"] != first.ID {
 		t.Errorf("%d ends, giving up %v; want 5 and one error event with the reason", len(ended), gaveUp)
+	}
+	if !slices.Equal(backoffs, waits) {
+		t.Errorf("relaunches logged with backoff %q, want %q", backoffs, waits)
 	}
 	// A manual Restart is not a failure and gives the budget back.
 	got, err := e.Restart(t.Context(), first.ID)

@@ -196,7 +196,8 @@ func (e *Engine) launch(ctx context.Context, cancel context.CancelFunc, r *runti
 	e.mu.Unlock()
 
 	e.log.Info().Str("id", r.info.ID).Str("vm", r.spec.Name).Int("pid", status.Pid).Str("addr", status.Addr).
-		Uint32("protocol_version", status.ProtocolVersion).Dur("handshake", status.HandshakeDuration).Msg("runtime running")
+		Uint32("protocol_version", status.ProtocolVersion).
+		Str("handshake", status.HandshakeDuration.Round(time.Microsecond).String()).Msg("runtime running")
 	e.manager.TrackRuntime(proc)
 	close(done)
 	if stopNow {

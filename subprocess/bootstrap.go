@@ -137,7 +137,7 @@ func Bootstrap(ctx context.Context, cmd *exec.Cmd, config *Config) (*Process, er
 			HandshakeDuration: res.at.Sub(l.startedAt),
 		}
 		p.log.Info().Str("addr", res.addr).Uint32("protocol_version", res.version).
-			Dur("handshake_duration", p.status.HandshakeDuration).Msg("vm handshake complete")
+			Str("handshake_duration", p.status.HandshakeDuration.Round(time.Microsecond).String()).Msg("vm handshake complete")
 		return p, nil
 	case finished:
 		failure = fmt.Errorf("%w: %w", vmre.ErrHandshakeFailed, res.err)

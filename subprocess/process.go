@@ -195,7 +195,7 @@ func (p *Process) stopAfterAnswer(grace time.Duration) {
 	case <-p.answered:
 	case <-p.exited:
 	case <-timer.C:
-		p.log.Debug().Dur("graceful_timeout", grace).Msg("handshake connection still open; stopping anyway")
+		p.log.Debug().Str("graceful_timeout", grace.String()).Msg("handshake connection still open; stopping anyway")
 	}
 	timer.Stop()
 	left := grace - time.Since(start)
@@ -242,7 +242,7 @@ func (p *Process) killAfter(grace time.Duration) {
 	select {
 	case <-p.exited:
 	case <-timer.C:
-		p.log.Warn().Dur("graceful_timeout", grace).Msg("vm process ignored sigterm; killing it")
+		p.log.Warn().Str("graceful_timeout", grace.String()).Msg("vm process ignored sigterm; killing it")
 		p.mu.Lock()
 		p.forced = true
 		p.mu.Unlock()

@@ -79,7 +79,7 @@ func (p *Process) shutdownThenTerm(callGrace, grace time.Duration) {
 	<-watched
 	switch {
 	case err == nil:
-		p.log.Debug().Dur("took", time.Since(start)).Msg("vm shutdown called")
+		p.log.Debug().Str("took", time.Since(start).Round(time.Microsecond).String()).Msg("vm shutdown called")
 	case errors.Is(err, vmre.ErrForeignVMAddr):
 		p.log.Warn().Err(err).Msg("vm shutdown not called; sending sigterm")
 	case connect.CodeOf(err) == connect.CodeUnimplemented, errors.Is(err, errNotLoopback):
