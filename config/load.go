@@ -67,7 +67,7 @@ func Load(path string) (*File, error) {
 	defer f.Close()
 	var buf bytes.Buffer
 	if _, err := buf.ReadFrom(io.LimitReader(f, maxFileBytes+1)); err != nil {
-		return nil, fmt.Errorf("read config %s: %w", path, err)
+		return nil, fmt.Errorf("read config: %w", err)
 	}
 	if buf.Len() > maxFileBytes {
 		return nil, fmt.Errorf("%w: %s: larger than %d bytes", vmre.ErrInvalidConfig, path, maxFileBytes)

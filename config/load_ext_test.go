@@ -285,6 +285,17 @@ func TestLoadMissingFile(t *testing.T) {
 	}
 }
 
+// TestLoadDirectory: a directory opens but cannot be read; the error
+// names it once.
+func TestLoadDirectory(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	_, err := config.Load(dir)
+	if err == nil || strings.Count(err.Error(), dir) != 1 || !strings.HasPrefix(err.Error(), "read config: ") {
+		t.Errorf("Load(%q): %v, want one error naming the directory once", dir, err)
+	}
+}
+
 func TestParseSize(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
