@@ -118,6 +118,12 @@ type Config struct {
 	// accept its next 16 KiB: past it the call is ended (an HTTP/2 stream
 	// is reset), releasing what it held. Zero means [DefaultSendTimeout].
 	SendTimeout time.Duration
+	// LogLostBytes, if set, is read at each scrape for
+	// vmre_log_lost_bytes_total: the bytes of the engine's own log that
+	// its output did not take (a closed stderr, a full disk), events lost.
+	// [github.com/vmre/vmre/logsink.Writer.LostBytes] is one. Nil: the
+	// family is left out.
+	LogLostBytes func() uint64
 	// Version is the engine version the watch stream reports (the
 	// dashboard shows it). Default: the version of the vmre module in the
 	// binary's build information, "(devel)" for a build from a source tree.
@@ -226,7 +232,7 @@ func New(eng *engine.Engine, cfg Config) (*Handler, error) {
 	// would otherwise hold any handler and its answer.
 	calls := newCallLimiter(cmp.Or(cfg.MaxCalls, DefaultMaxCalls), sendTimeout, tokens, cfg.Log,
 		vmrev1connect.RuntimeServiceWatchRuntimesProcedure, vmrev1connect.RuntimeServiceTailOutputProcedure)
-	mux.Handle("GET "+MetricsPath, newMetrics(eng, streams, calls).handler())
+	mux.Handle("GET "+MetricsPath, newMetrics(eng, streams, calls, cfg.LogLostBytes).handler())
 	mux.Handle("/", dashboardHandler(dashboard))
 	return &Handler{handler: withHostCheck(withCORS(calls.wrap(mux), origins), cfg.AllowedHosts), health: health, calls: calls}, nil
 }

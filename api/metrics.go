@@ -83,6 +83,7 @@ type metrics struct {
 	eng     *engine.Engine
 	streams *streamGauges
 	calls   *callLimiter
+	logLost func() uint64 // nil: no vmre_log_lost_bytes_total
 
 	handshakes        *histogram
 	handshakeFailures *counter
@@ -106,11 +107,12 @@ type metrics struct {
 // launch whose end, were last counted for one runtime.
 type counted struct{ handshake, exit time.Time }
 
-func newMetrics(eng *engine.Engine, streams *streamGauges, calls *callLimiter) *metrics {
+func newMetrics(eng *engine.Engine, streams *streamGauges, calls *callLimiter, logLost func() uint64) *metrics {
 	m := &metrics{
 		eng:     eng,
 		streams: streams,
 		calls:   calls,
+		logLost: logLost,
 		handshakes: newHistogram("vmre_handshake_duration_seconds",
 			"Time from a launch to its completed handshake.",
 			[]float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10}),
@@ -210,6 +212,11 @@ func (m *metrics) gather(b *familyBuilder) []*dto.MetricFamily {
 			dto.MetricType_COUNTER, float64(evicted)),
 		valueFamily("vmre_api_calls_refused_total", "Calls the API port refused with resource_exhausted at its call cap.",
 			dto.MetricType_COUNTER, float64(refused)),
+	}
+	if m.logLost != nil {
+		mfs = append(mfs, valueFamily("vmre_log_lost_bytes_total",
+			"Bytes of the engine's own log its output did not take (a closed stderr, a full disk): those events are lost.",
+			dto.MetricType_COUNTER, float64(m.logLost())))
 	}
 	mfs = m.process().families(mfs)
 	mfs = append(mfs, m.runtimeFamilies(b)...)

@@ -21,6 +21,7 @@ import (
 	"github.com/vmre/vmre"
 	"github.com/vmre/vmre/api"
 	"github.com/vmre/vmre/engine"
+	"github.com/vmre/vmre/logsink"
 	vmrev1 "github.com/vmre/vmre/gen/vmre/v1"
 	"github.com/vmre/vmre/server"
 	"github.com/vmre/vmre/subprocess"
@@ -496,4 +497,29 @@ func TestMetricsConcurrentScrapes(t *testing.T) {
 			t.Error(err)
 		}
 	}
+}
+
+// TestMetricsLogLostBytes: with Config.LogLostBytes set to a log sink's,
+// the bytes of log events its output did not take are a counter; without
+// it the family is absent.
+func TestMetricsLogLostBytes(t *testing.T) {
+	t.Parallel()
+	if _, ok := scrape(t, start(t, nil))[`vmre_log_lost_bytes_total{}`]; ok {
+		t.Error("vmre_log_lost_bytes_total served without Config.LogLostBytes")
+	}
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.Close() // the log's reader is gone
+	defer w.Close()
+	sink := logsink.New(w, 0, 0)
+	h := start(t, func(c *api.Config) { c.LogLostBytes = sink.LostBytes })
+	wantSamples(t, "before", scrape(t, h), map[string]float64{`vmre_log_lost_bytes_total{}`: 0})
+	event := []byte(`{"level":"warn","message":"lost"}` + "\n")
+	if _, err := sink.WriteLevel(zerolog.WarnLevel, event); err == nil {
+		t.Fatal("a warning written into a pipe without a reader: no error")
+	}
+	wantSamples(t, "after a lost warning", scrape(t, h), map[string]float64{`vmre_log_lost_bytes_total{}`: float64(len(event))})
+	promtoolCheck(t, h)
 }

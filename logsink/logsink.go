@@ -82,6 +82,8 @@ type Writer struct {
 	closed bool
 	// lastUrgent is when an urgent event was last written out.
 	lastUrgent time.Time
+
+	lost atomic.Uint64 // bytes out did not take; see LostBytes
 }
 
 var _ zerolog.LevelWriter = (*Writer)(nil)
@@ -97,11 +99,11 @@ type flight struct {
 }
 
 // run makes the write unless another goroutine has taken it.
-func (f *flight) run(out io.Writer) {
+func (f *flight) run(w *Writer) {
 	if !f.taken.CompareAndSwap(false, true) {
 		return
 	}
-	_, f.err = out.Write(f.buf)
+	_, f.err = w.put(f.buf)
 	close(f.done)
 }
 
@@ -146,7 +148,7 @@ func (w *Writer) write(p []byte, urgent bool) (int, error) {
 		if err := w.waitLocked(); err != nil {
 			return 0, err
 		}
-		return w.out.Write(p)
+		return w.put(p)
 	}
 	w.buf = append(w.buf, p...)
 	// A full buffer is written whatever the levels: events held back for
@@ -206,7 +208,7 @@ func (w *Writer) timerFlush() {
 	f, _ := w.startLocked()
 	w.mu.Unlock()
 	if f != nil {
-		f.run(w.out)
+		f.run(w)
 	}
 }
 
@@ -221,7 +223,7 @@ func (w *Writer) waitLocked() error {
 	if f == nil {
 		return nil
 	}
-	f.run(w.out)
+	f.run(w)
 	<-f.done
 	w.flight = nil
 	if cap(f.buf) <= keepMax*w.limit {
@@ -253,7 +255,7 @@ func (w *Writer) flushLocked() error {
 	if len(w.buf) == 0 {
 		return err
 	}
-	if _, werr := w.out.Write(w.buf); err == nil {
+	if _, werr := w.put(w.buf); err == nil {
 		err = werr
 	}
 	if cap(w.buf) > keepMax*w.limit {
@@ -302,5 +304,20 @@ func (d direct) Write(p []byte) (int, error) {
 	if err := d.w.flushLocked(); err != nil {
 		return 0, err
 	}
-	return d.w.out.Write(p)
+	return d.w.put(p)
 }
+
+// put writes p to the underlying writer, counting what it did not take.
+func (w *Writer) put(p []byte) (int, error) {
+	n, err := w.out.Write(p)
+	if n < len(p) {
+		w.lost.Add(uint64(len(p) - max(n, 0)))
+	}
+	return n, err
+}
+
+// LostBytes is how many bytes of events and direct text the underlying
+// writer did not take: those of each write that failed (a closed stderr,
+// a full disk) from where it stopped. Those events are lost; the Writer
+// goes on with the next ones. It is safe to call at any time.
+func (w *Writer) LostBytes() uint64 { return w.lost.Load() }

@@ -5,8 +5,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -408,8 +410,75 @@ func TestWriterWaitMakesPendingWrite(t *testing.T) {
 	if got := rec.calls(); len(got) != 1 || got[0] != "pending\n" {
 		t.Fatalf("after the wait: writes %q, want the pending buffer once", got)
 	}
-	f.run(rec) // the goroutine, late
+	f.run(w) // the goroutine, late
 	if got := rec.calls(); len(got) != 1 {
 		t.Fatalf("the late goroutine wrote again: %q", got)
 	}
 }
+
+// TestWriterLostBytes: what the underlying writer does not take is
+// counted, on every path a write takes: all of each write to a pipe whose
+// reader is gone, and the rest of a write cut short (a disk filling up).
+// The Writer goes on after each failure.
+func TestWriterLostBytes(t *testing.T) {
+	t.Parallel()
+	r, pw, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.Close()
+	defer pw.Close()
+	w := New(pw, 1<<20, time.Millisecond)
+	steps := []struct {
+		name string
+		lost int
+		do   func() error
+	}{
+		{"the interval's write", len("info\n"), func() error {
+			if _, err := w.Write([]byte("info\n")); err != nil {
+				return err
+			}
+			return w.Flush() // waits for the timer's write, or makes it
+		}},
+		{"a warning's", len("warn\n"), func() error {
+			_, err := w.WriteLevel(zerolog.WarnLevel, []byte("warn\n"))
+			return err
+		}},
+		{"direct text", len("vmre run: message\n"), func() error {
+			_, err := fmt.Fprint(w.Direct(), "vmre run: message\n")
+			return err
+		}},
+		{"Close's", len("x\n"), func() error {
+			_, _ = w.Write([]byte("x\n"))
+			return w.Close()
+		}},
+		{"after Close", len("late\n"), func() error {
+			_, err := w.Write([]byte("late\n"))
+			return err
+		}},
+	}
+	want := uint64(0)
+	for _, s := range steps {
+		if err := s.do(); err == nil {
+			t.Errorf("%s: no error from a pipe without a reader", s.name)
+		}
+		want += uint64(s.lost)
+		if got := w.LostBytes(); got != want {
+			t.Errorf("after %s: LostBytes %d, want %d", s.name, got, want)
+		}
+	}
+
+	short := New(shortWriter{took: 3}, 1<<20, never)
+	if _, err := short.WriteLevel(zerolog.ErrorLevel, []byte("0123456789\n")); !errors.Is(err, syscall.ENOSPC) {
+		t.Fatalf("short write: %v, want ENOSPC", err)
+	}
+	if got := short.LostBytes(); got != 8 {
+		t.Errorf("a write that took 3 of 11 bytes: LostBytes %d, want 8", got)
+	}
+}
+
+// shortWriter takes the first bytes of each write, then fails as a full
+// disk does.
+type shortWriter struct{ took int }
+
+func (s shortWriter) Write(p []byte) (int, error) { return min(s.took, len(p)), syscall.ENOSPC }

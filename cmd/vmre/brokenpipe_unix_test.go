@@ -6,6 +6,8 @@ import (
 	"bufio"
 	"encoding/json"
 	"errors"
+	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -20,8 +22,9 @@ import (
 // TestRunSurvivesItsLogReader: the reader of vmre run's stdout and stderr
 // goes away, as a pipeline's consumer does when Ctrl-C reaches it first.
 // vmre run must keep running rather than die of SIGPIPE at its next log
-// line (its plugin then killed by the parent-death signal), and SIGTERM
-// still stops the plugin in its grace period: exit status 0.
+// line (its plugin then killed by the parent-death signal): its metrics
+// count the log's lost bytes, and SIGTERM still stops the plugin in its
+// grace period: exit status 0.
 func TestRunSurvivesItsLogReader(t *testing.T) {
 	t.Parallel()
 	r, w, err := os.Pipe()
@@ -38,10 +41,16 @@ func TestRunSurvivesItsLogReader(t *testing.T) {
 	startPiped(t, cmd, w)
 
 	var pid int
+	var api string
 	for s := bufio.NewScanner(r); pid == 0 && s.Scan(); {
 		var e logEntry
-		if json.Unmarshal(s.Bytes(), &e) == nil && e.Message == "runtime running" {
-			pid = e.Pid
+		if json.Unmarshal(s.Bytes(), &e) == nil {
+			switch e.Message {
+			case "api listening":
+				api = e.Addr
+			case "runtime running":
+				pid = e.Pid
+			}
 		}
 	}
 	if pid == 0 {
@@ -54,6 +63,7 @@ func TestRunSurvivesItsLogReader(t *testing.T) {
 	if err := cmd.Process.Signal(syscall.SIGHUP); err != nil {
 		t.Fatal(err)
 	}
+	waitLogLost(t, api)
 	// Then the stop logs more: each write fails with EPIPE.
 	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatalf("vmre run is gone before SIGTERM: %v (%v)", err, waitExit(t, cmd))
@@ -143,5 +153,32 @@ func checkSIGPIPEDefault(t *testing.T, path string) {
 	}
 	if ignored&(1<<(syscall.SIGPIPE-1)) != 0 {
 		t.Errorf("the plugin started with SIGPIPE ignored (SigIgn %s)", strings.TrimSpace(mask))
+	}
+}
+
+// waitLogLost scrapes the metrics of the API at addr until
+// vmre_log_lost_bytes_total is above zero.
+func waitLogLost(t *testing.T, addr string) {
+	t.Helper()
+	deadline := time.Now().Add(time.Minute) // a bound for a hung test, not a timing assertion
+	for {
+		resp, err := http.Get("http://" + addr + "/metrics?name[]=vmre_log_lost_bytes_total")
+		if err != nil {
+			t.Fatalf("scrape after the log broke: %v", err)
+		}
+		body, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for line := range strings.Lines(string(body)) {
+			if v, ok := strings.CutPrefix(line, "vmre_log_lost_bytes_total "); ok && strings.TrimSpace(v) != "0" {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("vmre_log_lost_bytes_total still zero; last scrape:\n%s", body)
+		}
+		time.Sleep(10 * time.Millisecond) // a scrape rate, not a wait for an event
 	}
 }

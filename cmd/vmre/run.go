@@ -198,7 +198,7 @@ flags:`)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
 
-	apiCfg := api.Config{TokenFile: rf.tokenFile, CORSOrigins: rf.corsOrigins, Log: log, MaxStreams: rf.apiStreams.maxStreams,
+	apiCfg := api.Config{TokenFile: rf.tokenFile, CORSOrigins: rf.corsOrigins, Log: log, LogLostBytes: logSink.LostBytes, MaxStreams: rf.apiStreams.maxStreams,
 		MaxStreamsPerConn: rf.apiStreams.maxStreamsPerConn, MaxCalls: rf.apiStreams.maxCalls, SendTimeout: rf.apiStreams.sendTimeout}
 	tokenPath := rf.tokenFile
 	if tokenPath == "" {
