@@ -21,8 +21,8 @@ import (
 	"github.com/vmre/vmre"
 	"github.com/vmre/vmre/api"
 	"github.com/vmre/vmre/engine"
-	"github.com/vmre/vmre/logsink"
 	vmrev1 "github.com/vmre/vmre/gen/vmre/v1"
+	"github.com/vmre/vmre/logsink"
 	"github.com/vmre/vmre/server"
 	"github.com/vmre/vmre/subprocess"
 )
