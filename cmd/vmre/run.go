@@ -92,6 +92,9 @@ func (f *runFlags) register(fs *flag.FlagSet) {
 }
 
 func runCommand(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	if code, ok := runAsInit(); ok {
+		return code
+	}
 	// First, so that it outlasts the log's last flush.
 	defer surviveBrokenPipe()()
 	fs := flag.NewFlagSet("vmre run", flag.ContinueOnError)
