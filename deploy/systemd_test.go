@@ -93,6 +93,11 @@ func TestSystemdUnit(t *testing.T) {
 	if start := seconds(t, u.one(t, "Service", "TimeoutStartSec")); start <= vmre.DefaultHandshakeTimeout {
 		t.Errorf("TimeoutStartSec=%v: READY=1 may come only after a %v handshake", start, vmre.DefaultHandshakeTimeout)
 	}
+	// vmre run pings at half the interval (cmd/vmre/notify.go): a short
+	// one would kill a vmre that a loaded machine merely delayed.
+	if wd := seconds(t, u.one(t, "Service", "WatchdogSec")); wd < 10*time.Second {
+		t.Errorf("WatchdogSec=%v, want at least 10s", wd)
+	}
 	// Exit status 2 is a usage error or a bad config file: a restart
 	// cannot fix it.
 	if prevent := strings.Fields(u.one(t, "Service", "RestartPreventExitStatus")); !slices.Contains(prevent, "2") {

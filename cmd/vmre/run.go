@@ -244,6 +244,11 @@ flags:`)
 		fmt.Fprintf(stderr, "vmre run: %v\n", err)
 		return exitUsage
 	}
+	// Before any launch: it takes the watchdog's variables out of the
+	// environment plugins inherit. It pings through the shutdown too.
+	watchdogCtx, stopWatchdog := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopWatchdog()
+	keepWatchdog(watchdogCtx, log, eng)
 	var runner *config.Runner
 	if file != nil {
 		runner = config.NewRunner(eng, file, log)
