@@ -39,7 +39,8 @@ const base = {
 const running = { ...base, state: pb.RuntimeState.RUNNING };
 const backoff = {
   ...base, state: pb.RuntimeState.BACKOFF, pid: 0n, failures: 2, nextAttemptAt: t(now + 90_000),
-  exitedAt: t(now - 1_000), exitStatus: { code: 1 }, lastError: "exited on its own: exit status 1",
+  exitedAt: t(now - 1_000), exitStatus: { code: 1 },
+  lastError: "exited on its own: exit status 1; output: stderr: fatal: cannot open database /data/db: permission denied",
 };
 const watchMsg = (m) => ({ serverTime: t(now), engineInstanceId: "scripted-engine", ...m });
 const watch = [
@@ -107,6 +108,11 @@ try {
   const meta = (await row.locator(".rt-meta").textContent()).trim();
   check(meta.includes("exit status 1"), `row meta "${meta}" lacks the last error`);
   step(`row: backoff, "${note}"; header "${header}"`);
+  // At the default 1280 px, a row with a long last error, a VM address and
+  // a sparkline fits the panel: no column, the Restart button included,
+  // hides behind a sideways scroll.
+  const tableOverflow = await page.locator(".runtimes-panel").evaluate((el) => el.scrollWidth - el.clientWidth);
+  check(tableOverflow <= 0, `at 1280 px the runtimes table scrolls sideways by ${tableOverflow}px`);
 
   const cpu = (await row.locator("td.usage .cpu").textContent()).trim();
   const rss = (await row.locator("td.usage .rss").textContent()).trim();
