@@ -155,6 +155,23 @@ func (p *runProc) signal(t *testing.T, sig os.Signal) {
 	}
 }
 
+// hupThenStop sends SIGHUP, which vmre run without --config logs and
+// ignores, then SIGTERM, and wants exit status 0 with the plugin stopped
+// cleanly (its own exit status 0).
+func (p *runProc) hupThenStop(t *testing.T) {
+	t.Helper()
+	p.signal(t, syscall.SIGHUP)
+	p.waitFor(t, "SIGHUP ignored: there is no --config file to re-read", "")
+	p.signal(t, syscall.SIGTERM)
+	ended := p.waitFor(t, "runtime ended", "")
+	if code := p.exitCode(t); code != exitOK {
+		t.Fatalf("exit code %d, want %d; log:\n%s", code, exitOK, p.log.String())
+	}
+	if !strings.Contains(ended.raw, `"exit":"exit status 0"`) {
+		t.Errorf("the plugin did not stop cleanly: %s", ended.raw)
+	}
+}
+
 // exampleRuntime is a config entry running the built-in example VM (the
 // test binary, which acts as vmre in children).
 func exampleRuntime(name string, args ...string) string {
@@ -178,16 +195,7 @@ func TestRunWithoutConfigIgnoresSIGHUP(t *testing.T) {
 	t.Parallel()
 	p := startRun(t, "--", os.Args[0], exampleVMCommand)
 	p.waitFor(t, "runtime running", "")
-	p.signal(t, syscall.SIGHUP)
-	p.waitFor(t, "SIGHUP ignored: there is no --config file to re-read", "")
-	p.signal(t, syscall.SIGTERM)
-	ended := p.waitFor(t, "runtime ended", "")
-	if code := p.exitCode(t); code != exitOK {
-		t.Fatalf("exit code %d, want %d; log:\n%s", code, exitOK, p.log.String())
-	}
-	if !strings.Contains(ended.raw, `"exit":"exit status 0"`) {
-		t.Errorf("the plugin did not stop cleanly: %s", ended.raw)
-	}
+	p.hupThenStop(t)
 	if n := strings.Count(p.log.String(), `"message":"runtime running"`); n != 1 {
 		t.Errorf("the runtime came up %d times, want once", n)
 	}
