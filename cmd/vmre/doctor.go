@@ -155,6 +155,10 @@ func printFailure(w io.Writer, err error) {
 		fmt.Fprintln(w, "  hint: the plugin speaks another protocol version; rebuild it against a matching engine or pass --protocol-version")
 	case errors.Is(err, vmre.ErrHandshakeTimeout):
 		fmt.Fprintln(w, "  hint: the plugin never called Initialize; does it read one of "+fmt.Sprint(vmre.EngineAddressKeys())+"?")
+	case exitErr != nil && exitErr.Signal == "" && exitErr.Code == 0:
+		// Nothing failed, as far as the process knew: it is most often
+		// not a VM plugin, or one started without what it needs.
+		fmt.Fprintln(w, "  hint: the plugin exited with status 0 without calling Initialize; is it a VM plugin, given the arguments it needs?")
 	}
 }
 

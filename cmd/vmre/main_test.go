@@ -141,6 +141,11 @@ func TestDoctorFailures(t *testing.T) {
 			wantText: []string{"exit status: 1", "    stdout: failed to set fd limit correctly: operation not permitted\n"},
 		},
 		{
+			name:     "exit 0 before handshake",
+			args:     []string{"--handshake-timeout", "60s", "--", "/bin/true"},
+			wantText: []string{"handshake failed: process exited: exit status 0", "exit status: 0", "hint: the plugin exited with status 0 without calling Initialize"},
+		},
+		{
 			name:     "version mismatch",
 			args:     []string{"--handshake-timeout", "60s", "--protocol-version", "41,43", "--", os.Args[0], exampleVMCommand},
 			wantText: []string{"handshake failed: protocol version mismatch engine: 41,43 vm: 42", "hint:"},
