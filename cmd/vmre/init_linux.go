@@ -6,6 +6,8 @@ import (
 	"os/exec"
 	"os/signal"
 	"syscall"
+
+	"golang.org/x/sys/unix"
 )
 
 // initSignals are the signals the init passes on to vmre run: those that
@@ -27,6 +29,14 @@ var initSignals = []os.Signal{syscall.SIGHUP, syscall.SIGINT, syscall.SIGQUIT, s
 func runAsInit() (code int, ok bool) {
 	if os.Getpid() != 1 {
 		return 0, false
+	}
+	// As the engine is (engine.Config.NonDumpable): a process of vmre's
+	// user must not read the environment the plugins may not inherit
+	// (--env-policy clean) from the init's /proc/1/environ, or ptrace it.
+	// --dumpable still applies to the engine, the process worth debugging.
+	if err := unix.Prctl(unix.PR_SET_DUMPABLE, 0, 0, 0, 0); err != nil {
+		fmt.Fprintf(os.Stderr, "vmre run: as the PID namespace's init, make it non-dumpable: %v\n", err)
+		return exitFailure, true
 	}
 	sigs := make(chan os.Signal, 16)
 	signal.Notify(sigs, append([]os.Signal{syscall.SIGCHLD}, initSignals...)...)
