@@ -15,6 +15,7 @@ import (
 	"github.com/rs/zerolog"
 	"github.com/vmre/vmre"
 	"github.com/vmre/vmre/engine"
+	"github.com/vmre/vmre/internal/syncbuf"
 	"github.com/vmre/vmre/subprocess"
 	"go.uber.org/goleak"
 )
@@ -193,10 +194,13 @@ func TestRestartKeepsIDNewPid(t *testing.T) {
 	}
 }
 
+// TestStopWhileStarting: a Stop during the handshake ends the launch as a
+// stop, and the log says so at info, not as a failed launch.
 func TestStopWhileStarting(t *testing.T) {
 	t.Parallel()
 	l := &fakeLauncher{steps: []fakeStep{{hold: make(chan struct{})}}}
-	e := newEngine(t, l, nil)
+	var log syncbuf.Buffer
+	e := newEngine(t, l, func(c *engine.Config) { c.Log = zerolog.New(&log) })
 	launched := make(chan error, 1)
 	go func() {
 		_, err := e.Launch(context.Background(), spec)
@@ -210,6 +214,10 @@ func TestStopWhileStarting(t *testing.T) {
 	}
 	if err := <-launched; !errors.Is(err, engine.ErrStopped) {
 		t.Fatalf("Launch error = %v, want ErrStopped", err)
+	}
+	if got := log.String(); strings.Contains(got, `"launch failed"`) ||
+		!strings.Contains(got, `{"level":"info","id":"r1","vm":"examplevm","error":"context canceled","message":"launch stopped before its handshake"}`) {
+		t.Errorf("log of a launch stopped while starting:\n%s", got)
 	}
 }
 

@@ -161,12 +161,14 @@ func (e *Engine) launch(ctx context.Context, cancel context.CancelFunc, r *runti
 			r.info.Exit = &exit
 			r.info.Pid = exitErr.Pid
 		}
-		e.log.Warn().Str("id", r.info.ID).Str("vm", r.info.Name).Err(err).Msg("launch failed")
 		if r.stopRequested {
+			// A Stop or the engine's Close ended the launch: no failure.
+			e.log.Info().Str("id", r.info.ID).Str("vm", r.info.Name).Err(err).Msg("launch stopped before its handshake")
 			r.info.End = EndStopped
 			e.stoppedLocked(r)
 			e.finishLocked(r, StateExited, ErrStopped.Error())
 		} else {
+			e.log.Warn().Str("id", r.info.ID).Str("vm", r.info.Name).Err(err).Msg("launch failed")
 			r.info.LastError = err.Error()
 			r.info.End, r.info.LaunchErr = EndLaunchFailed, err
 			r.launchErr = err
