@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/coreos/go-systemd/v22/daemon"
+	"github.com/rs/zerolog"
 	"github.com/vmre/vmre"
 	"github.com/vmre/vmre/api"
 	"github.com/vmre/vmre/config"
@@ -126,7 +127,8 @@ certificates. VMs announcing tls://host:port are probed over TLS, trusting
 Exit status: 0 after SIGINT or SIGTERM with every runtime stopped in its grace
 period; 1 when the API port or the attach endpoint cannot be opened, or with
 --exit-on-failure when a runtime failed; 2 on a usage error or a bad config
-file; 3 when a runtime had to be killed during the shutdown.
+file; 3 when a runtime had to be killed during the shutdown (a second SIGINT
+or SIGTERM ends the wait for them: they are killed as vmre exits).
 
 flags:`)
 		fs.PrintDefaults()
@@ -191,7 +193,7 @@ flags:`)
 		return exitUsage
 	}
 
-	ctx, stopSignals := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	ctx, hurry, stopSignals := shutdownSignals(ctx, log)
 	defer stopSignals()
 	// Subscribed before anything starts, so that a SIGHUP sent early
 	// reloads instead of killing vmre. Without a config file there is
@@ -354,7 +356,7 @@ flags:`)
 	if runner != nil {
 		deadline = fileStopDeadline(runner.File())
 	}
-	stopCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), deadline)
+	stopCtx, cancel := context.WithTimeout(hurry, deadline)
 	defer cancel()
 	if attach != nil {
 		if err := attach.Close(stopCtx); err != nil {
@@ -373,6 +375,40 @@ flags:`)
 	}
 	log.Info().Msg("stopped")
 	return code
+}
+
+// shutdownSignals returns a context that the first SIGINT or SIGTERM ends,
+// which begins vmre run's shutdown, and one that a second ends (Ctrl-C
+// again), which ends the shutdown's wait for the runtimes: those still
+// stopping then die by their parent-death signal and the watchdog as vmre
+// exits. Neither ends with parent's end but the first. stop ends the
+// subscription.
+func shutdownSignals(parent context.Context, log zerolog.Logger) (run, hurry context.Context, stop func()) {
+	run, endRun := context.WithCancel(parent)
+	hurry, endHurry := context.WithCancel(context.WithoutCancel(parent))
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	done := make(chan struct{})
+	go func() {
+		select {
+		case <-sigs:
+			endRun()
+		case <-done:
+			return
+		}
+		select {
+		case sig := <-sigs:
+			log.Warn().Str("signal", sig.String()).Msg("second signal: not waiting for the runtimes to stop; they are killed as vmre exits")
+			endHurry()
+		case <-done:
+		}
+	}()
+	return run, hurry, func() {
+		signal.Stop(sigs)
+		close(done)
+		endRun()
+		endHurry()
+	}
 }
 
 // checkConfigFlags refuses what --config cannot be combined with: a plugin

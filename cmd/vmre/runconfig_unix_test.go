@@ -172,6 +172,35 @@ func (p *runProc) hupThenStop(t *testing.T) {
 	}
 }
 
+// TestRunSecondSignalStopsWaiting: a plugin that ignores SIGTERM, with a
+// ten-minute grace period; after SIGTERM begins the shutdown, a second
+// signal (Ctrl-C) ends the wait: vmre run says so and exits 3 at once,
+// not after the grace period.
+func TestRunSecondSignalStopsWaiting(t *testing.T) {
+	t.Parallel()
+	vm, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = vm.Close() })
+	stubborn := writeScript(t, "trap '' TERM\n"+
+		"'"+os.Args[0]+"' handshake --vm-addr "+vm.Addr().String()+" || exit 1\n"+
+		"echo sleeping\n"+
+		"exec sleep 600\n")
+	p := startRun(t, "--vm-shutdown=false", "--graceful-timeout", "10m", "--", stubborn)
+	p.waitFor(t, "sleeping", "")
+	p.signal(t, syscall.SIGTERM)
+	p.waitFor(t, "stopping", "")
+	p.signal(t, syscall.SIGINT)
+	// exitCode waits a minute at most: far less than the grace period.
+	if code := p.exitCode(t); code != exitKilled {
+		t.Fatalf("exit code %d, want %d; log:\n%s", code, exitKilled, p.log.String())
+	}
+	if log := p.log.String(); !strings.Contains(log, `"signal":"interrupt"`) || !strings.Contains(log, "second signal: not waiting for the runtimes to stop") {
+		t.Errorf("the log does not name the second signal:\n%s", log)
+	}
+}
+
 // exampleRuntime is a config entry running the built-in example VM (the
 // test binary, which acts as vmre in children).
 func exampleRuntime(name string, args ...string) string {
