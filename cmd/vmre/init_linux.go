@@ -45,7 +45,17 @@ func runAsInit() (code int, ok bool) {
 		// No /proc: the name vmre was started by.
 		exe, _ = exec.LookPath(os.Args[0])
 	}
-	child, err := syscall.ForkExec(exe, os.Args, &syscall.ProcAttr{Env: os.Environ(), Files: []uintptr{0, 1, 2}})
+	// The engine gets a process group of its own, so that a signal to the
+	// init's group (Ctrl-C at a container's terminal reaches every member)
+	// reaches it once, passed on, not twice: two SIGINTs are vmre run's
+	// "stop waiting" (shutdownSignals). On the init's controlling terminal
+	// its group is made the foreground one, as tini does, so that Ctrl-C
+	// goes to it directly and it may write to the terminal.
+	attr := &syscall.SysProcAttr{Setpgid: true}
+	if _, err := unix.IoctlGetInt(0, unix.TIOCGPGRP); err == nil {
+		attr.Foreground, attr.Ctty = true, 0
+	}
+	child, err := syscall.ForkExec(exe, os.Args, &syscall.ProcAttr{Env: os.Environ(), Files: []uintptr{0, 1, 2}, Sys: attr})
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "vmre run: as the PID namespace's init, start vmre run: %v\n", err)
 		return exitFailure, true

@@ -56,11 +56,7 @@ func TestRunAsInitReapsOrphans(t *testing.T) {
 	// The subshell exits at once, orphaning its child, which exits once
 	// the test has read its line; then the plugin becomes the example VM.
 	plugin := writeScript(t, "( ( echo orphaned > \"$ORPHAN\" ) & )\nexec \"$VMRE_BIN\" "+exampleVMCommand+"\n")
-	cmd := exec.Command(os.Args[0], "run", "--listen", "127.0.0.1:0", "--log-format", "json", "--", plugin)
-	cmd.Env = append(os.Environ(), procMountEnv+"=1", "VMRE_BIN="+os.Args[0], "ORPHAN="+fifo)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWPID | syscall.CLONE_NEWNS}
-	p := startRunCmd(t, cmd)
-	p.waitFor(t, "runtime running", "")
+	cmd, p := startAsInit(t, plugin, "ORPHAN="+fifo)
 
 	read := make(chan error, 1)
 	go func() {
@@ -82,6 +78,43 @@ func TestRunAsInitReapsOrphans(t *testing.T) {
 
 	// Both signals go to PID 1, which passes them on.
 	p.hupThenStop(t)
+}
+
+// TestRunAsInitCtrlC: Ctrl-C at a container's terminal sends SIGINT to
+// every process of the init's process group. vmre run, started by the init,
+// must get it once, not once directly and once passed on, which it would
+// take for a second Ctrl-C and stop waiting for its plugin (exit 3).
+func TestRunAsInitCtrlC(t *testing.T) {
+	t.Parallel()
+	if os.Geteuid() != 0 {
+		t.Skip("a PID namespace needs root (CI runs as root)")
+	}
+	cmd, p := startAsInit(t, writeScript(t, "exec \"$VMRE_BIN\" "+exampleVMCommand+"\n"))
+	// The init leads its own group here, as a container's does.
+	if err := syscall.Kill(-cmd.Process.Pid, syscall.SIGINT); err != nil {
+		t.Fatal(err)
+	}
+	ended := p.waitFor(t, "runtime ended", "")
+	if code := p.exitCode(t); code != exitOK || strings.Contains(p.log.String(), "second signal") {
+		t.Fatalf("exit code %d, want %d, after one SIGINT to the group; log:\n%s", code, exitOK, p.log.String())
+	}
+	if !strings.Contains(ended.raw, `"exit":"exit status 0"`) {
+		t.Errorf("the plugin did not stop cleanly: %s", ended.raw)
+	}
+}
+
+// startAsInit starts the test binary as vmre run -- plugin at PID 1 of new
+// PID and mount namespaces, leading a process group of its own, with env
+// added to its environment (and VMRE_BIN naming the test binary), and
+// waits until its runtime runs.
+func startAsInit(t *testing.T, plugin string, env ...string) (*exec.Cmd, *runProc) {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "run", "--listen", "127.0.0.1:0", "--log-format", "json", "--", plugin)
+	cmd.Env = append(append(os.Environ(), procMountEnv+"=1", "VMRE_BIN="+os.Args[0]), env...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWPID | syscall.CLONE_NEWNS, Setpgid: true}
+	p := startRunCmd(t, cmd)
+	p.waitFor(t, "runtime running", "")
+	return cmd, p
 }
 
 // waitNoZombie waits until no child of the process pid is a zombie.
