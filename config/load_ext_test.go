@@ -189,6 +189,8 @@ func TestLoadBadFiles(t *testing.T) {
 		{"bad name", "  - name: Subnet_A\n    path: /bin/a\n", `runtimes[0].name: "Subnet_A": want 1 to 63 lowercase letters`},
 		{"duplicate name", ok + ok, `runtimes[1].name: "ok" is also the name of runtimes[0]`},
 		{"missing path", "  - name: a\n", "runtimes[0].path: missing"},
+		{"home in path", "  - name: a\n    path: ~/vms/a\n", `runtimes[0].path: "~/vms/a": ~ and $VARIABLES are not expanded`},
+		{"variable in path", "  - name: a\n    path: $HOME/vms/a\n", `runtimes[0].path: "$HOME/vms/a": ~ and $VARIABLES are not expanded`},
 		{"bad duration", "  - name: a\n    path: /bin/a\n    handshake_timeout: 5\n",
 			"runtimes[0].handshake_timeout: want a string, got the number 5 (quote it)"},
 		{"duration without unit", "  - name: a\n    path: /bin/a\n    graceful_timeout: \"5\"\n",

@@ -99,6 +99,10 @@ func (c checker) runtime(rc *vmrev1.RuntimeConfig, dir string) Runtime {
 	switch {
 	case path == "":
 		c.fail("path", "missing; want the plugin binary or script")
+	case strings.HasPrefix(path, "~"), strings.HasPrefix(path, "$"):
+		// A shell would expand them; read as they are, they name a file
+		// under the config's directory that does not exist.
+		c.fail("path", "%q: ~ and $VARIABLES are not expanded; write the path out", path)
 	case strings.ContainsRune(path, '/') && !filepath.IsAbs(path):
 		// Join drops a leading "./": a path must not come out a bare
 		// name, which exec would look up in PATH.
