@@ -377,12 +377,11 @@ flags:`)
 	return code
 }
 
-// shutdownSignals returns a context that the first SIGINT or SIGTERM ends,
-// which begins vmre run's shutdown, and one that a second ends (Ctrl-C
-// again), which ends the shutdown's wait for the runtimes: those still
-// stopping then die by their parent-death signal and the watchdog as vmre
-// exits. Neither ends with parent's end but the first. stop ends the
-// subscription.
+// shutdownSignals returns two contexts: run, which the first SIGINT or
+// SIGTERM ends (or parent's end), beginning vmre run's shutdown; and hurry,
+// which only a second one ends (Ctrl-C again), ending the shutdown's wait
+// for the runtimes: those still stopping then die by their parent-death
+// signal and the watchdog as vmre exits. stop ends the subscription.
 func shutdownSignals(parent context.Context, log zerolog.Logger) (run, hurry context.Context, stop func()) {
 	run, endRun := context.WithCancel(parent)
 	hurry, endHurry := context.WithCancel(context.WithoutCancel(parent))
