@@ -88,7 +88,11 @@ func listenNotify(t *testing.T) (string, <-chan string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = conn.Close() })
+	done := make(chan struct{})
+	t.Cleanup(func() {
+		close(done) // a reader blocked on a full msgs returns
+		_ = conn.Close()
+	})
 	msgs := make(chan string, 16)
 	go func() {
 		buf := make([]byte, 4096)
@@ -97,7 +101,11 @@ func listenNotify(t *testing.T) (string, <-chan string) {
 			if err != nil {
 				return
 			}
-			msgs <- string(buf[:n])
+			select {
+			case msgs <- string(buf[:n]):
+			case <-done:
+				return
+			}
 		}
 	}()
 	return path, msgs
