@@ -155,6 +155,27 @@ func (p *runProc) signal(t *testing.T, sig os.Signal) {
 	}
 }
 
+// startStubborn starts vmre run with a plugin that ignores SIGTERM, no VM
+// Shutdown call and the grace period grace, and waits until the plugin has
+// handshaken and sleeps: its stop can end only with SIGKILL.
+func startStubborn(t *testing.T, grace string) *runProc {
+	t.Helper()
+	vm, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = vm.Close() })
+	stubborn := writeScript(t, "trap '' TERM\n"+
+		"'"+os.Args[0]+"' handshake --vm-addr "+vm.Addr().String()+" || exit 1\n"+
+		"echo sleeping\n"+
+		"exec sleep 600\n")
+	p := startRun(t, "--vm-shutdown=false", "--graceful-timeout", grace, "--", stubborn)
+	// Not "runtime running": the handshake command may still be running
+	// then, and it handles SIGTERM.
+	p.waitFor(t, "sleeping", "")
+	return p
+}
+
 // hupThenStop sends SIGHUP, which vmre run without --config logs and
 // ignores, then SIGTERM, and wants exit status 0 with the plugin stopped
 // cleanly (its own exit status 0).
@@ -178,17 +199,7 @@ func (p *runProc) hupThenStop(t *testing.T) {
 // not after the grace period.
 func TestRunSecondSignalStopsWaiting(t *testing.T) {
 	t.Parallel()
-	vm, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = vm.Close() })
-	stubborn := writeScript(t, "trap '' TERM\n"+
-		"'"+os.Args[0]+"' handshake --vm-addr "+vm.Addr().String()+" || exit 1\n"+
-		"echo sleeping\n"+
-		"exec sleep 600\n")
-	p := startRun(t, "--vm-shutdown=false", "--graceful-timeout", "10m", "--", stubborn)
-	p.waitFor(t, "sleeping", "")
+	p := startStubborn(t, "10m")
 	p.signal(t, syscall.SIGTERM)
 	p.waitFor(t, "stopping", "")
 	p.signal(t, syscall.SIGINT)
@@ -336,19 +347,7 @@ func TestRunExitOnFailure(t *testing.T) {
 // code.
 func TestRunExitsNonZeroWhenItKills(t *testing.T) {
 	t.Parallel()
-	vm, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = vm.Close() })
-	stubborn := writeScript(t, "trap '' TERM\n"+
-		"'"+os.Args[0]+"' handshake --vm-addr "+vm.Addr().String()+" || exit 1\n"+
-		"echo sleeping\n"+
-		"exec sleep 60\n")
-	p := startRun(t, "--vm-shutdown=false", "--graceful-timeout", "200ms", "--", stubborn)
-	// Not "runtime running": the handshake command may still be running
-	// then, and it handles SIGTERM.
-	p.waitFor(t, "sleeping", "")
+	p := startStubborn(t, "200ms")
 	p.signal(t, syscall.SIGTERM)
 	if code := p.exitCode(t); code != exitKilled {
 		t.Fatalf("exit code %d, want %d; log:\n%s", code, exitKilled, p.log.String())
