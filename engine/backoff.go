@@ -52,8 +52,9 @@ func (e *Engine) endedLocked(r *runtime, state State, message string, failure bo
 	r.backoffGen++
 	gen := r.backoffGen
 	r.backoff = e.cfg.Clock.AfterFunc(delay, func() { e.relaunch(r, gen) })
-	e.transitionLocked(r, StateBackoff, message+"; relaunch in "+delay.Round(time.Millisecond).String())
-	e.log.Info().Str("id", r.info.ID).Str("vm", r.spec.Name).Int("failures", r.streak).Str("backoff", delay.Round(time.Millisecond).String()).
+	wait := delay.Round(time.Millisecond).String()
+	e.transitionLocked(r, StateBackoff, message+"; relaunch in "+wait)
+	e.log.Info().Str("id", r.info.ID).Str("vm", r.spec.Name).Int("failures", r.streak).Str("backoff", wait).
 		Msg("runtime relaunch scheduled")
 }
 
