@@ -84,7 +84,7 @@ func main() {
 	flag.BoolVar(&o.floodNoUnbuf, "flood-no-unbuffered", false, "skip the flood runs of vmre logging into an unbuffered *os.File")
 	flag.StringVar(&o.floodDir, "flood-dir", "", "directory of the flood runs' log files (default: /dev/shm if it is a directory, so the disk's writeback is not measured; else the temporary directory)")
 	flag.IntVar(&o.floodRuns, "flood-runs", 3, "flood runs per engine and line length")
-	floodFormats := flag.String("flood-formats", "plain", "line formats the flood plugin writes: plain, zap-console (avalanchego, colour codes, JSON fields), geth, json (zap), hclog-json (also run through go-plugin's host)")
+	floodFormats := flag.String("flood-formats", "plain", "line formats the flood plugin writes: plain, zap-console (avalanchego, colour codes, JSON fields), zap-logger (the same lines written by avalanchego's own logger, one write(2) per line), geth, json (zap), hclog-json (also run through go-plugin's host)")
 	flag.DurationVar(&o.tputDur, "tput-dur", time.Second, "duration of one Initialize throughput round")
 	flag.IntVar(&o.tputRounds, "tput-rounds", 5, "Initialize throughput rounds per server/protocol")
 	flag.IntVar(&o.tputConc, "tput-conc", 32, "concurrent Initialize callers")

@@ -13,7 +13,7 @@
 //	serve-gated            print "engine-addr ADDR" on stdout, wait for a line on stdin, then serve
 //	exit-early             print "exit-at <unix-nanos>" on stderr, exit 3 (no handshake)
 //	ignore-term            handshake, ignore SIGTERM, run until killed
-//	flood BYTES LINELEN    handshake (unless "flood-raw"), write BYTES of numbered lines on stdout, exit 0
+//	flood BYTES LINELEN [FORMAT]  handshake (unless "flood-raw"), write BYTES of numbered lines on stdout, exit 0
 //	flood-raw BYTES LINELEN  the same without a handshake (pipe floor)
 //	call-once              one Initialize on a new connection, print "call <ns>" (no serving)
 //	call-loop DURATION     2,000 warm-up Initialize calls, then sequential calls for DURATION; print "calls <n>"
@@ -21,8 +21,10 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/signal"
@@ -31,6 +33,8 @@ import (
 	"time"
 
 	runtimepb "github.com/ava-labs/avalanchego/proto/pb/vm/runtime"
+	"github.com/ava-labs/avalanchego/utils/logging"
+	"go.uber.org/zap"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/health"
@@ -87,7 +91,7 @@ func main() {
 		select {}
 	case "flood", "flood-raw":
 		if len(os.Args) != 4 && len(os.Args) != 5 {
-			fail("usage: avaplugin flood BYTES LINELEN [plain|zap-console|geth|json]")
+			fail("usage: avaplugin flood BYTES LINELEN [plain|zap-console|zap-logger|geth|json|hclog-json]")
 		}
 		format := "plain"
 		if len(os.Args) == 5 {
@@ -184,6 +188,10 @@ var floodFormats = map[string][2]string{
 // "~flood~ 000000042 xxxx...\n" inside the format's prefix and suffix. The
 // sequence number lets the benchmark check that no line was lost.
 func flood(total int64, lineLen int, format string) {
+	if format == "zap-logger" {
+		floodLogger(total, lineLen)
+		return
+	}
 	ps, ok := floodFormats[format]
 	if !ok || len(ps[0])+len(ps[1])+20 > lineLen {
 		fail("flood: unknown format or line too short: " + format)
@@ -213,6 +221,48 @@ func flood(total int64, lineLen int, format string) {
 		fail("flush: " + err.Error())
 	}
 }
+
+// floodLogger writes the flood's lines through avalanchego's own logger,
+// set up as rpcchainvm's VM server sets up a VM's: zap's console encoder
+// with colour codes, the chain's logger name, the caller, and one write(2)
+// per line (rpcchainvm's goes to stderr, this one to stdout, the stream
+// the benchmark reads). Each line is a warning with one field, its
+// message padded so that the line is lineLen bytes: the format
+// zap-console imitates, costing the plugin what it costs a real one.
+func floodLogger(total int64, lineLen int) {
+	newLog := func(w io.WriteCloser) logging.Logger {
+		return logging.NewLogger("<X Chain>", logging.NewWrappedCore(logging.Info, w, logging.Colors.ConsoleEncoder()))
+	}
+	msg := []byte("~flood~ 000000000 ")
+	// The line's length without padding, from one line logged into a
+	// buffer: every part but the message has a fixed width.
+	var probe bytes.Buffer
+	logFlood(newLog(nopCloser{&probe}), msg)
+	pad := lineLen - probe.Len()
+	if pad < 0 {
+		fail(fmt.Sprintf("flood: zap-logger lines are at least %d bytes", probe.Len()))
+	}
+	msg = append(msg, bytes.Repeat([]byte{'x'}, pad)...)
+	log := newLog(os.Stdout)
+	for seq := range total / int64(lineLen) {
+		v := seq
+		for i := 16; i >= 8; i-- {
+			msg[i] = byte('0' + v%10)
+			v /= 10
+		}
+		logFlood(log, msg)
+	}
+}
+
+// logFlood logs one flood line: one call site, so that the probe's caller
+// and the flood's are the same.
+func logFlood(log logging.Logger, msg []byte) {
+	log.Warn(string(msg), zap.Int("height", 42))
+}
+
+type nopCloser struct{ io.Writer }
+
+func (nopCloser) Close() error { return nil }
 
 // initializeTimeout is the handshake's deadline: avalanchego's 5 s, or
 // AVAPLUGIN_INITIALIZE_TIMEOUT (a time.Duration) for an engine run under
