@@ -68,6 +68,9 @@ type Bridge struct {
 	// pipeHook, set by tests only, sees the capacity a reader set its pipe
 	// to, from the goroutine that set it.
 	pipeHook func(size int)
+	// batchHook, set by tests only, is called when a reader waits for
+	// more of a plugin's lines before reading them (Linux).
+	batchHook func()
 	// pipeIdle is how long a grown pipe may stay empty (Linux); tests
 	// change it.
 	pipeIdle time.Duration

@@ -61,6 +61,7 @@ func (r *Reader) onReadable(ok bool) {
 		return
 	}
 	if ok {
+		r.pauseForBatch()
 		if r.readWoken() || k.w.Rearm(k.fd) == nil {
 			k.mu.Unlock()
 			return
@@ -152,6 +153,31 @@ func (r *Reader) readAvailable() bool {
 	return false
 }
 
+// A plugin that writes its log line by line (zap, as rpcchainvm sets it
+// up, makes a write(2) of every line) wakes a reader that has emptied the
+// pipe at every line: the reader's wake, a read of one line and a read
+// that finds the pipe empty cost the engine several times the line's
+// parsing, and each of the plugin's writes wakes a sleeping reader.
+// pauseForBatch has a reader that read data less than chattyGap ago wait
+// batchWait before it reads again, so that it reads the lines written
+// meanwhile at once. A quiet plugin's lines are read as soon as they come.
+const (
+	batchWait = 200 * time.Microsecond
+	chattyGap = time.Millisecond
+)
+
+// pauseForBatch waits batchWait if the reader last read data less than
+// chattyGap ago. k.mu is held.
+func (r *Reader) pauseForBatch() {
+	if r.now.IsZero() || time.Since(r.now) >= chattyGap {
+		return
+	}
+	if r.b.batchHook != nil {
+		r.b.batchHook()
+	}
+	time.Sleep(batchWait)
+}
+
 // floodPoll is the longest poll(2) of waitFlood, and so how long
 // StopWaiting may wait for a reader waiting for a flood to see it.
 const floodPoll = 10 * time.Millisecond
@@ -167,6 +193,7 @@ const floodPoll = 10 * time.Millisecond
 // having shrunk the pipe; the reader then goes back to the waiter. k.mu
 // is held.
 func (r *Reader) waitFlood() bool {
+	r.pauseForBatch()
 	end := time.Now().Add(r.b.pipeIdle)
 	fds := []unix.PollFd{{Fd: int32(r.wake.fd), Events: unix.POLLIN}}
 	for !r.stopRequested() {

@@ -5,7 +5,9 @@ import (
 	"fmt"
 	"os"
 	"runtime"
+	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -439,4 +441,53 @@ func TestReaderRunWithoutDescriptors(t *testing.T) {
 	}
 	pw.Close()
 	<-done
+}
+
+// A plugin that writes line after line has them read in batches: a reader
+// woken less than chattyGap after it last read data waits batchWait
+// first, so that it reads what is written meanwhile at once. A plugin that
+// writes a line now and then has each read at once. Every line arrives,
+// in order.
+func TestReaderBatchesChattyPlugin(t *testing.T) {
+	t.Parallel()
+	got := make(chan string, 1)
+	b := NewBridge(Options{OnLine: func(l *Line) { got <- string(l.Text) }})
+	var pauses atomic.Int64
+	b.batchHook = func() { pauses.Add(1) }
+	_, w, done := pipeReader(t, b, Stdout)
+	defer func() { w.Close(); <-done }()
+	next := 0
+	// writeAndWait writes the next line and waits until it is handed on.
+	writeAndWait := func() {
+		t.Helper()
+		if _, err := fmt.Fprintf(w, "%d\n", next); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case s := <-got:
+			if want := strconv.Itoa(next); s != want {
+				t.Fatalf("line %q, want %q", s, want)
+			}
+		case <-time.After(30 * time.Second):
+			t.Fatalf("line %d did not come", next)
+		}
+		next++
+	}
+	// Each line more than chattyGap after the last was read.
+	for range 3 {
+		writeAndWait()
+		time.Sleep(2 * chattyGap)
+	}
+	if n := pauses.Load(); n != 0 {
+		t.Errorf("the reader waited %d times for more of a quiet plugin's lines", n)
+	}
+	// Each line as soon as the last was handed on: the reader is woken
+	// again within chattyGap of its read, unless the machine is so busy
+	// that its wake comes later, hence the tries.
+	for try := 0; pauses.Load() == 0; try++ {
+		if try == 1000 {
+			t.Fatal("the reader never waited for more of a chatty plugin's lines")
+		}
+		writeAndWait()
+	}
 }
