@@ -278,10 +278,14 @@ func benchFlood(ctx context.Context, e *env) error {
 			}
 			defer os.Remove(path)
 			lf := &lateFile{f: f}
+			// The plugin's output through the VM logger's Write, metered;
+			// avalanchego's own records into the same file, not counted
+			// as payload, so that they cannot end the count early.
 			m := newMeter(lf, payload)
-			av := newAvaEngine(e.ava, m, 10*time.Second)
+			out := avaLogger(m)
+			av := newAvaEngine(e.ava, lf, 10*time.Second)
 			rss0, rssOK := startPeakRSS()
-			s, err := av.launchWith(ctx, av.log, av.log, append([]string{"flood"}, args...)...)
+			s, err := av.launchWith(ctx, out, out, append([]string{"flood"}, args...)...)
 			if err != nil {
 				f.Close()
 				return fmt.Errorf("avalanchego flood launch: %w", err)
