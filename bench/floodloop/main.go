@@ -72,17 +72,21 @@ func main() {
 			p.Stop(ctx)
 		case "floor":
 			cmd := exec.Command(*plugin, append([]string{"flood-raw"}, args...)...)
-			pipe, err := cmd.StdoutPipe()
+			pipe, pw, err := floor.Pipe()
 			if err != nil {
 				fail(err)
 			}
-			if err := cmd.Start(); err != nil {
+			cmd.Stdout = pw
+			err = cmd.Start()
+			pw.Close()
+			if err != nil {
 				fail(err)
 			}
-			floor.Lines(pipe.(*os.File), w)
+			floor.Lines(pipe, w)
 			if err := cmd.Wait(); err != nil {
 				fail(err)
 			}
+			pipe.Close()
 		default:
 			fail(fmt.Errorf("unknown engine %q", *engine))
 		}

@@ -310,8 +310,9 @@ func benchFlood(ctx context.Context, e *env) error {
 			return nil
 		}
 		// The floor is the least any engine that logs each line as a
-		// JSON event can do: vmre's reads (the pipe grown to 1 MiB, reads
-		// into 128 KiB), lines split with bytes.IndexByte, each written as
+		// JSON event can do: vmre's reads (outside the runtime's poller,
+		// the pipe grown to 1 MiB, reads into 128 KiB, batched as
+		// floor.Lines says), lines split with bytes.IndexByte, each written as
 		// one event of constant framing around the line's bytes, one
 		// Write per line into the same 256 KiB buffered file writer
 		// vmre's run logs into. It parses, escapes and stamps nothing:
@@ -327,17 +328,21 @@ func benchFlood(ctx context.Context, e *env) error {
 			bw := newFlushingWriter(f, 256<<10, 100*time.Millisecond)
 			m := newLineMeter(bw, lines, bw.Flush)
 			cmd := exec.Command(e.ava, append([]string{"flood-raw"}, args...)...)
-			out, err := cmd.StdoutPipe()
+			out, pw, err := floor.Pipe()
 			if err != nil {
 				f.Close()
 				return err
 			}
+			defer out.Close()
+			cmd.Stdout = pw
 			cpu0 := processCPU()
-			if err := cmd.Start(); err != nil {
+			err = cmd.Start()
+			pw.Close()
+			if err != nil {
 				f.Close()
 				return err
 			}
-			floor.Lines(out.(*os.File), m)
+			floor.Lines(out, m)
 			werr := cmd.Wait()
 			bw.Close()
 			cpuUsed := processCPU() - cpu0
