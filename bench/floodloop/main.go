@@ -98,9 +98,9 @@ func main() {
 	lines := float64(*rounds) * float64(*size/int64(*lineLen))
 	var ch syscall.Rusage
 	_ = syscall.Getrusage(syscall.RUSAGE_CHILDREN, &ch)
-	fmt.Printf("%s: %.0f lines, per line: user %.0f ns, sys %.0f ns, wall %.0f ns; the plugin's user+sys %.0f ns\n", *engine, lines,
+	fmt.Printf("%s: %.0f lines, per line: user %.0f ns, sys %.0f ns, wall %.0f ns; the plugin's user+sys %.0f ns; peak RSS %.1f MiB\n", *engine, lines,
 		float64(ru.Utime.Nano()-ru0.Utime.Nano())/lines, float64(ru.Stime.Nano()-ru0.Stime.Nano())/lines,
-		float64(time.Since(t0).Nanoseconds())/lines, float64(ch.Utime.Nano()+ch.Stime.Nano())/lines)
+		float64(time.Since(t0).Nanoseconds())/lines, float64(ch.Utime.Nano()+ch.Stime.Nano())/lines, float64(ru.Maxrss)/1024)
 }
 
 func fail(err error) {
