@@ -20,6 +20,8 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"runtime"
+	"runtime/pprof"
 	"strconv"
 	"sync"
 	"syscall"
@@ -40,7 +42,11 @@ func main() {
 	format := flag.String("format", "zap-console", "the flood plugin's line format")
 	out := flag.String("out", "/dev/shm/floodloop.log", "the log file (truncated per flood)")
 	keep := flag.Bool("keep", false, "keep the log file")
+	memProfile := flag.String("memprofile", "", "write a profile of every allocation to this file")
 	flag.Parse()
+	if *memProfile != "" {
+		runtime.MemProfileRate = 1
+	}
 	if *plugin == "" {
 		fmt.Fprintln(os.Stderr, "floodloop: -plugin is required")
 		os.Exit(2)
@@ -95,6 +101,16 @@ func main() {
 	}
 	var ru syscall.Rusage
 	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	if *memProfile != "" {
+		f, err := os.Create(*memProfile)
+		if err != nil {
+			fail(err)
+		}
+		if err := pprof.Lookup("allocs").WriteTo(f, 0); err != nil {
+			fail(err)
+		}
+		f.Close()
+	}
 	lines := float64(*rounds) * float64(*size/int64(*lineLen))
 	var ch syscall.Rusage
 	_ = syscall.Getrusage(syscall.RUSAGE_CHILDREN, &ch)

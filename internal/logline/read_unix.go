@@ -19,6 +19,10 @@ import (
 type readState struct {
 	rc   syscall.RawConn
 	pipe pipeSize // grown while the plugin floods (Start's reads only)
+	// fd is the file's descriptor, which readRaw reads without rc.Control
+	// and its closure (an allocation per read): only the reader closes
+	// or replaces its file, so the descriptor is open for all its reads.
+	fd int
 }
 
 func (r *readState) init(f *os.File) error {
@@ -27,7 +31,10 @@ func (r *readState) init(f *os.File) error {
 		return err
 	}
 	r.rc = rc
-	return rc.Control(func(fd uintptr) { r.pipe.init(int(fd)) })
+	return rc.Control(func(fd uintptr) {
+		r.fd = int(fd)
+		r.pipe.init(int(fd))
+	})
 }
 
 // fill reads once into r.buf[r.end:], blocking until data, EOF (io.EOF) or
@@ -139,22 +146,10 @@ func (r *readState) readNow(p []byte) int {
 // readRaw reads once without waiting: n > 0 bytes, or 0 and
 // syscall.EAGAIN (the pipe is empty), nil (end of file) or the error.
 func (r *readState) readRaw(p []byte) (int, error) {
-	var (
-		n    int
-		rerr error
-	)
-	if err := r.rc.Control(func(fd uintptr) {
-		for {
-			n, rerr = syscall.Read(int(fd), p)
-			if rerr != syscall.EINTR {
-				return
-			}
+	for {
+		n, err := syscall.Read(r.fd, p)
+		if err != syscall.EINTR {
+			return max(n, 0), err
 		}
-	}); err != nil {
-		return 0, err
 	}
-	if n < 0 {
-		n = 0
-	}
-	return n, rerr
 }
