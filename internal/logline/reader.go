@@ -109,7 +109,9 @@ func (b *Bridge) Reader(stream string, f *os.File) *Reader {
 // returns once the pipe is empty, and a timer bounds a panic's wait for
 // its dump; elsewhere, or if the waiter cannot take the pipe, Start runs
 // Run on a goroutine. Lines of the stream are handed on one at a time and
-// in order either way. Start must be called at most once, and not with Run.
+// in order either way. On Linux the lines of a plugin that writes without
+// pause are read in batches (pauseForBatch), each line up to about 200 µs
+// after it was written. Start must be called at most once, and not with Run.
 func (r *Reader) Start(done func()) {
 	if r.startWoken(done) {
 		return
