@@ -26,6 +26,7 @@ import (
 
 	"github.com/rs/zerolog"
 	"github.com/vmre/vmre"
+	"github.com/vmre/vmre/internal/preflight"
 	"github.com/vmre/vmre/internal/token"
 	"github.com/vmre/vmre/server"
 )
@@ -316,8 +317,10 @@ func (e *Engine) LiveCount() int {
 // Close stops every launched runtime (through the Manager), aborts launches
 // in progress, ends every watch and output stream, and blocks until the
 // processes have exited or ctx is done. Attached runtimes are left alone.
-// Close is idempotent; later calls to Launch, Restart and Attach fail with
-// [ErrClosed].
+// It then removes the process's directory of exec links (in
+// XDG_RUNTIME_DIR or /dev/shm), which a later launch of any engine in the
+// process makes again. Close is idempotent; later calls to Launch, Restart
+// and Attach fail with [ErrClosed].
 func (e *Engine) Close(ctx context.Context) {
 	e.mu.Lock()
 	first := !e.closed
@@ -367,4 +370,5 @@ func (e *Engine) Close(ctx context.Context) {
 	for _, r := range rs {
 		r.out.close()
 	}
+	preflight.RemoveLinkDir()
 }

@@ -25,7 +25,6 @@ import (
 	"github.com/vmre/vmre/config"
 	"github.com/vmre/vmre/engine"
 	"github.com/vmre/vmre/internal/connlimit"
-	"github.com/vmre/vmre/internal/preflight"
 	"github.com/vmre/vmre/internal/tlsfiles"
 	"github.com/vmre/vmre/internal/token"
 	"github.com/vmre/vmre/server"
@@ -367,9 +366,6 @@ flags:`)
 	// Closing the engine stops the runtimes and ends the watch streams, so
 	// the HTTP shutdown does not wait for them.
 	eng.Close(stopCtx)
-	// No launch comes after: the exec-link directory is not left to the
-	// next engine's sweep.
-	preflight.RemoveLinkDir()
 	shutdownHTTP(srv)
 	if killed := killedRuntimes(eng, live); len(killed) > 0 {
 		log.Warn().Strs("vms", killed).Msg("runtimes had to be killed during shutdown")
