@@ -56,7 +56,6 @@ const pipeFloodSize = 1 << 20
 // new pipes get two pages; so only a pipe whose plugin floods it right
 // now is grown.
 type pipeSize struct {
-	fd int
 	// base is the capacity before growing; 0: not a pipe, or growing
 	// failed; -1: not read yet.
 	base  int
@@ -67,24 +66,24 @@ type pipeSize struct {
 // at least 4 KiB.
 const minPipeSize = 4 << 10
 
-// init notes fd. Its capacity is read at the first read that could have
-// taken all of it: a quiet plugin's never does, and its two pipes then
-// cost no system call for it.
-func (p *pipeSize) init(fd int) {
-	p.fd, p.base = fd, -1
+// init readies p for a new pipe, fd in its methods. Its capacity is read
+// at the first read that could have taken all of it: a quiet plugin's
+// never does, and its two pipes then cost no system call for it.
+func (p *pipeSize) init() {
+	p.base = -1
 }
 
 // afterRead grows the pipe when a read of room bytes took n: all the room
 // it had, or the pipe's whole capacity. A pipe the kernel refuses to grow
 // (a lower pipe-max-size, the user's limits) is not tried again. It
 // reports whether it grew the pipe.
-func (p *pipeSize) afterRead(n, room int) bool {
+func (p *pipeSize) afterRead(fd, n, room int) bool {
 	if p.grown || p.base == 0 || n < min(room, minPipeSize) {
 		return false
 	}
 	if p.base < 0 {
 		p.base = 0
-		if c, err := unix.FcntlInt(uintptr(p.fd), unix.F_GETPIPE_SZ, 0); err == nil && c < pipeFloodSize {
+		if c, err := unix.FcntlInt(uintptr(fd), unix.F_GETPIPE_SZ, 0); err == nil && c < pipeFloodSize {
 			p.base = c
 		}
 		if p.base == 0 {
@@ -94,7 +93,7 @@ func (p *pipeSize) afterRead(n, room int) bool {
 	if n < min(room, p.base) {
 		return false
 	}
-	if _, err := unix.FcntlInt(uintptr(p.fd), unix.F_SETPIPE_SZ, pipeFloodSize); err != nil {
+	if _, err := unix.FcntlInt(uintptr(fd), unix.F_SETPIPE_SZ, pipeFloodSize); err != nil {
 		p.base = 0
 		return false
 	}
@@ -106,11 +105,11 @@ func (p *pipeSize) afterRead(n, room int) bool {
 // written since it was last read stays: the kernel refuses the change
 // (EBUSY) when it would not fit, and the pipe stays grown. It reports
 // whether it shrank the pipe.
-func (p *pipeSize) shrink() bool {
+func (p *pipeSize) shrink(fd int) bool {
 	if !p.grown {
 		return false
 	}
-	if _, err := unix.FcntlInt(uintptr(p.fd), unix.F_SETPIPE_SZ, p.base); err != nil {
+	if _, err := unix.FcntlInt(uintptr(fd), unix.F_SETPIPE_SZ, p.base); err != nil {
 		return false
 	}
 	p.grown = false

@@ -5,6 +5,6 @@ package logline
 // pipeSize keeps a pipe's capacity: only Linux can change it.
 type pipeSize struct{}
 
-func (*pipeSize) init(int)                {}
-func (*pipeSize) afterRead(int, int) bool { return false }
-func (*pipeSize) shrink() bool            { return false }
+func (*pipeSize) init()                        {}
+func (*pipeSize) afterRead(int, int, int) bool { return false }
+func (*pipeSize) shrink(int) bool              { return false }

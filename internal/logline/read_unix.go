@@ -19,9 +19,10 @@ import (
 type readState struct {
 	rc   syscall.RawConn
 	pipe pipeSize // grown while the plugin floods (Start's reads only)
-	// fd is the file's descriptor, which readRaw reads without rc.Control
-	// and its closure (an allocation per read): only the reader closes
-	// or replaces its file, so the descriptor is open for all its reads.
+	// fd is the file's descriptor, which readRaw reads and pipe resizes
+	// without rc.Control and its closure (an allocation per read): only
+	// the reader closes or replaces its file, so the descriptor is open
+	// for all its reads.
 	fd int
 }
 
@@ -31,10 +32,8 @@ func (r *readState) init(f *os.File) error {
 		return err
 	}
 	r.rc = rc
-	return rc.Control(func(fd uintptr) {
-		r.fd = int(fd)
-		r.pipe.init(int(fd))
-	})
+	r.pipe.init()
+	return rc.Control(func(fd uintptr) { r.fd = int(fd) })
 }
 
 // fill reads once into r.buf[r.end:], blocking until data, EOF (io.EOF) or

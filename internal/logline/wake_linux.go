@@ -33,10 +33,7 @@ func (r *Reader) startWoken(done func()) bool {
 	if w == nil || r.rs.init(r.f) != nil {
 		return false
 	}
-	fd := -1
-	if r.rs.rc.Control(func(u uintptr) { fd = int(u) }) != nil || fd < 0 {
-		return false
-	}
+	fd := r.rs.fd
 	k := &r.wake
 	k.mu.Lock()
 	defer k.mu.Unlock()
@@ -129,7 +126,7 @@ func (r *Reader) readAvailable() bool {
 		n, err := r.rs.readRaw(room)
 		if n > 0 {
 			r.wake.reads++
-			if r.rs.pipe.afterRead(n, len(room)) && r.b.pipeHook != nil {
+			if r.rs.pipe.afterRead(r.rs.fd, n, len(room)) && r.b.pipeHook != nil {
 				r.b.pipeHook(pipeFloodSize)
 			}
 			r.end += n
@@ -209,7 +206,7 @@ func (r *Reader) waitFlood() bool {
 			return true
 		}
 	}
-	if !r.stopRequested() && r.rs.pipe.shrink() && r.b.pipeHook != nil {
+	if !r.stopRequested() && r.rs.pipe.shrink(r.rs.fd) && r.b.pipeHook != nil {
 		r.b.pipeHook(r.rs.pipe.base)
 	}
 	return false
@@ -236,7 +233,7 @@ func (r *Reader) onShrinkTimer() {
 	k := &r.wake
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	if !k.finished && k.reads == k.idleMark && r.rs.pipe.shrink() && r.b.pipeHook != nil {
+	if !k.finished && k.reads == k.idleMark && r.rs.pipe.shrink(r.rs.fd) && r.b.pipeHook != nil {
 		r.b.pipeHook(r.rs.pipe.base)
 	}
 }
@@ -283,7 +280,7 @@ func (r *Reader) fallBack() {
 	k.leave()
 	// The blocking loop neither grows the pipe nor shrinks it: shrink it
 	// now (refused while it holds more than its first size).
-	r.rs.pipe.shrink()
+	r.rs.pipe.shrink(r.rs.fd)
 	k.mu.Unlock()
 	r.usePoller()
 	_ = r.rs.init(r.f)
